@@ -1,0 +1,344 @@
+"""Checkpoint series: one model's pretraining snapshots, ordered by tokens seen.
+
+A series is a model source (a Hugging Face repo id, or a local folder) plus an ordered
+list of :class:`Checkpoint` (revision name, training step, tokens seen). Built-in
+families know their revision grid and step→tokens rule:
+
+- Pythia (``EleutherAI/pythia-*``, also ``-deduped``): step0, 1, 2, 4, …, 512, then
+  step1000 … step143000 by 1000, and ``main`` (= step143000); 2,097,152 tokens per step
+  (1024 sequences × 2048 tokens).
+- OLMo (``allenai/OLMo-*-hf``): revisions ``stepN-tokensXB``; tokens parsed from the name.
+- BLOOM intermediate (``bigscience/bloom-*-intermediate``): ``global_stepN``.
+- A local series: a folder with ``series.json`` and one ``save_pretrained`` sub-folder
+  (model + tokenizer) per revision. Loading it makes no network call.
+
+Nothing here contacts a hub unless the series source is a hub id and a model or
+tokenizer is actually loaded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+SERIES_FILE = "series.json"
+
+PYTHIA_TOKENS_PER_STEP = 2_097_152  # 1024 sequences × 2048 tokens (Pythia paper, Table 7)
+PYTHIA_FINAL_STEP = 143_000
+# BLOOM small models (bloom-560m … bloom-7b1): 341B tokens ("Training Data" in the
+# bigscience/bloom-1b1 model card) over their run; the intermediate repos publish
+# global_step1000 … global_step600000 (bloom-1b1-intermediate). 341e9 / 600k ≈ 568K, and
+# the first paper's tables count 550K tokens per step; we use 550K and let users override.
+BLOOM_TOKENS_PER_STEP = 550_000
+BLOOM_1B1_STEPS = (1000, 10000, 100000, 200000, 300000, 400000, 500000, 600000)
+
+
+class SeriesError(ValueError):
+    """A checkpoint series or revision request that cannot be satisfied."""
+
+
+def format_tokens(tokens: int | None) -> str:
+    """Human label for a token count: 0, 950, 128M, 4B, 286B, 1.2T."""
+    if tokens is None:
+        return "?"
+    for unit, size in (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3)):
+        if tokens >= size:
+            value = tokens / size
+            text = f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+            return text + unit
+    return str(tokens)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One pretraining snapshot of a series."""
+
+    revision: str
+    step: int | None
+    tokens: int | None
+
+    @property
+    def label(self) -> str:
+        return format_tokens(self.tokens)
+
+
+def pythia_checkpoints() -> list[Checkpoint]:
+    steps = [0] + [2**i for i in range(10)] + list(range(1000, PYTHIA_FINAL_STEP + 1, 1000))
+    ckpts = [Checkpoint(f"step{s}", s, s * PYTHIA_TOKENS_PER_STEP) for s in steps]
+    ckpts.append(Checkpoint("main", PYTHIA_FINAL_STEP, PYTHIA_FINAL_STEP * PYTHIA_TOKENS_PER_STEP))
+    return ckpts
+
+
+_OLMO_REVISION = re.compile(r"^step(\d+)-tokens(\d+(?:\.\d+)?)([MBT])$")
+_SCALE = {"M": 10**6, "B": 10**9, "T": 10**12}
+
+
+def parse_olmo_revision(revision: str) -> Checkpoint:
+    """``step2000-tokens4B`` → Checkpoint(step=2000, tokens=4e9)."""
+    match = _OLMO_REVISION.match(revision)
+    if not match:
+        raise SeriesError(
+            f"{revision!r} is not an OLMo revision name; expected 'stepN-tokensXB' (e.g. step2000-tokens4B)"
+        )
+    step, amount, unit = match.groups()
+    return Checkpoint(revision, int(step), int(round(float(amount) * _SCALE[unit])))
+
+
+def parse_bloom_revision(revision: str, tokens_per_step: int = BLOOM_TOKENS_PER_STEP) -> Checkpoint:
+    match = re.fullmatch(r"global_step(\d+)", revision)
+    if not match:
+        raise SeriesError(f"{revision!r} is not a BLOOM revision name; expected 'global_stepN'")
+    step = int(match.group(1))
+    return Checkpoint(revision, step, step * tokens_per_step)
+
+
+def family_of(source: str) -> str:
+    """Which built-in family a hub id belongs to: pythia, olmo, bloom or hub (unknown)."""
+    name = source.lower()
+    if name.startswith("eleutherai/pythia-"):
+        return "pythia"
+    if name.startswith("allenai/olmo"):
+        return "olmo"
+    if name.startswith("bigscience/bloom") and name.endswith("-intermediate"):
+        return "bloom"
+    return "hub"
+
+
+class CheckpointSeries:
+    """An ordered list of checkpoints of one model, and how to load each of them.
+
+    Build one with :func:`open_series` (a hub id or a local folder); checkpoints are
+    kept sorted by tokens seen (ties by step).
+    """
+
+    def __init__(self, source: str, family: str, checkpoints: list[Checkpoint], local_root: Path | None = None):
+        if not checkpoints:
+            raise SeriesError(f"series {source!r} has no checkpoints")
+        self.source = source
+        self.family = family
+        self.local_root = local_root
+        order = sorted(checkpoints, key=lambda c: (c.tokens if c.tokens is not None else -1, c.step or 0))
+        names = [c.revision for c in order]
+        if len(set(names)) != len(names):
+            raise SeriesError(f"series {source!r} lists a revision twice")
+        self.checkpoints = order
+        self._by_name = {c.revision: c for c in order}
+
+    # -- listing and selecting -------------------------------------------------
+    @property
+    def is_local(self) -> bool:
+        return self.local_root is not None
+
+    @property
+    def revisions(self) -> list[str]:
+        return [c.revision for c in self.checkpoints]
+
+    def __len__(self) -> int:
+        return len(self.checkpoints)
+
+    def __iter__(self):
+        return iter(self.checkpoints)
+
+    def __repr__(self) -> str:
+        return f"CheckpointSeries({self.source!r}, family={self.family!r}, {len(self)} checkpoints)"
+
+    def get(self, revision: str) -> Checkpoint:
+        """The checkpoint named ``revision``; an unknown name lists the nearest valid ones."""
+        if revision in self._by_name:
+            return self._by_name[revision]
+        near = difflib.get_close_matches(revision, self.revisions, n=5, cutoff=0.3)
+        step = re.search(r"(\d+)", revision)
+        if step and not near:
+            near = [self.nearest_step(int(step.group(1))).revision]
+        raise SeriesError(
+            f"unknown revision {revision!r} for series {self.source!r}; nearest valid: "
+            f"{', '.join(near) if near else '(none)'} ({len(self)} revisions, "
+            f"{self.revisions[0]} … {self.revisions[-1]})"
+        )
+
+    def nearest_step(self, step: int) -> Checkpoint:
+        with_steps = [c for c in self.checkpoints if c.step is not None]
+        if not with_steps:
+            raise SeriesError(f"series {self.source!r} records no steps")
+        return min(with_steps, key=lambda c: (abs(c.step - step), c.revision == "main"))
+
+    def nearest_tokens(self, tokens: float) -> Checkpoint:
+        with_tokens = [c for c in self.checkpoints if c.tokens is not None]
+        if not with_tokens:
+            raise SeriesError(f"series {self.source!r} records no token counts")
+        return min(with_tokens, key=lambda c: (abs(c.tokens - tokens), c.revision == "main"))
+
+    def by_step(self, step: int) -> Checkpoint:
+        for c in self.checkpoints:
+            if c.step == step and c.revision != "main":
+                return c
+        raise SeriesError(
+            f"no checkpoint at step {step} in {self.source!r}; nearest: {self.nearest_step(step).revision}"
+        )
+
+    def select(
+        self,
+        revisions: list[str] | None = None,
+        steps: list[int] | None = None,
+        tokens: list[float] | None = None,
+    ) -> list[Checkpoint]:
+        """Checkpoints by name, by exact step, or by nearest tokens seen; ordered by tokens."""
+        chosen: list[Checkpoint] = []
+        chosen += [self.get(r) for r in revisions or []]
+        chosen += [self.by_step(s) for s in steps or []]
+        chosen += [self.nearest_tokens(t) for t in tokens or []]
+        if revisions is None and steps is None and tokens is None:
+            chosen = list(self.checkpoints)
+        unique = {c.revision: c for c in chosen}
+        return [c for c in self.checkpoints if c.revision in unique]
+
+    def subset(self, revisions: list[str]) -> CheckpointSeries:
+        """A series over some of this series' revisions (same source and loading)."""
+        return CheckpointSeries(self.source, self.family, [self.get(r) for r in revisions], self.local_root)
+
+    # -- loading ----------------------------------------------------------------
+    def _where(self, revision: str) -> tuple[str, dict]:
+        self.get(revision)
+        if self.local_root is not None:
+            return str(self.local_root / revision), {"local_files_only": True}
+        return self.source, {"revision": revision}
+
+    def load_model(self, revision: str, dtype: torch.dtype | str = torch.float32, device: str | torch.device = "cpu"):
+        """The causal LM at ``revision``, in eval mode, on ``device``."""
+        from transformers import AutoModelForCausalLM
+
+        where, kwargs = self._where(revision)
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
+        return model.to(device).eval()
+
+    def load_tokenizer(self, revision: str | None = None):
+        """The tokenizer of ``revision`` (default: the last checkpoint)."""
+        from transformers import AutoTokenizer
+
+        where, kwargs = self._where(revision or self.revisions[-1])
+        return AutoTokenizer.from_pretrained(where, **kwargs)
+
+    def load_config(self, revision: str):
+        from transformers import AutoConfig
+
+        where, kwargs = self._where(revision)
+        return AutoConfig.from_pretrained(where, **kwargs)
+
+    def check_compatible(self, revisions: list[str] | None = None) -> int:
+        """Check that the chosen checkpoints share width, depth and tokenizer; return the width d.
+
+        Reads only configs and tokenizer files, never weights.
+        """
+        revisions = revisions or self.revisions
+        shapes = {}
+        for rev in revisions:
+            cfg = self.load_config(rev)
+            shapes[rev] = (cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size)
+        if len(set(shapes.values())) > 1:
+            detail = "; ".join(f"{r}: d={s[0]}, layers={s[1]}, vocab={s[2]}" for r, s in shapes.items())
+            raise SeriesError(
+                f"checkpoints of {self.source!r} differ in width, depth or vocabulary ({detail}); "
+                "a crosscoder needs checkpoints of one model. Choose revisions of one architecture."
+            )
+        if self.local_root is not None:
+            vocabs = {}
+            for rev in revisions:
+                tok_file = self.local_root / rev / "tokenizer.json"
+                vocabs[rev] = tok_file.read_bytes() if tok_file.exists() else None
+            if len({v for v in vocabs.values()}) > 1:
+                differ = [r for r in revisions if vocabs[r] != vocabs[revisions[0]]]
+                raise SeriesError(
+                    f"checkpoints of {self.source!r} do not share one tokenizer: {', '.join(differ)} "
+                    f"differ from {revisions[0]}. All checkpoints must use the same tokenizer."
+                )
+        return next(iter(shapes.values()))[0]
+
+
+# -- opening a series -------------------------------------------------------------
+
+def _read_local(root: Path) -> CheckpointSeries:
+    manifest_path = root / SERIES_FILE
+    if not manifest_path.is_file():
+        subdirs = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        raise SeriesError(
+            f"{root} is not a checkpoint series: it has no {SERIES_FILE}. A local series is a folder with "
+            f"{SERIES_FILE} (listing revisions, steps and tokens) and one save_pretrained sub-folder per "
+            f"revision{'; found sub-folders: ' + ', '.join(subdirs[:8]) if subdirs else ''}. "
+            "Write one with crosstime.series.write_series_manifest(root, checkpoints)."
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        checkpoints = [Checkpoint(c["revision"], c.get("step"), c.get("tokens")) for c in manifest["checkpoints"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise SeriesError(f"{manifest_path} is malformed ({err}); expected {{'checkpoints': [{{'revision', 'step', 'tokens'}}]}}") from err
+    missing = [c.revision for c in checkpoints if not (root / c.revision / "config.json").is_file()]
+    if missing:
+        raise SeriesError(
+            f"series {root} lists revisions with no saved model: {', '.join(missing)} "
+            f"(expected {root}/<revision>/config.json from save_pretrained)"
+        )
+    return CheckpointSeries(str(root), manifest.get("family", "local"), checkpoints, local_root=root)
+
+
+def write_series_manifest(root: str | Path, checkpoints: list[Checkpoint], family: str = "local", **extra) -> Path:
+    """Write ``series.json`` for a local series whose revision folders are already saved."""
+    root = Path(root)
+    data = {"family": family, "checkpoints": [asdict(c) for c in checkpoints], **extra}
+    tmp = root / (SERIES_FILE + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, root / SERIES_FILE)
+    return root / SERIES_FILE
+
+
+def open_series(source: str | Path, revisions: list[str] | None = None, tokens_per_step: int | None = None) -> CheckpointSeries:
+    """Open a checkpoint series.
+
+    ``source`` is a local folder (with ``series.json``) or a Hugging Face repo id. For hub
+    ids of the built-in families the revision grid is known (Pythia) or parsed from the
+    given ``revisions`` names (OLMo, BLOOM). No network call is made here.
+    """
+    path = Path(source).expanduser()
+    if path.exists() or str(source).startswith((".", "/", "~")):
+        if not path.is_dir():
+            raise SeriesError(f"{source} does not exist or is not a folder (expected a checkpoint series folder)")
+        series = _read_local(path.resolve())
+        return series.subset(revisions) if revisions else series
+
+    source = str(source)
+    family = family_of(source)
+    if family == "pythia":
+        series = CheckpointSeries(source, family, pythia_checkpoints())
+        return series.subset(revisions) if revisions else series
+    if family == "olmo":
+        if not revisions:
+            raise SeriesError(
+                f"OLMo revisions cannot be listed offline; pass them explicitly, e.g. "
+                f"revisions=['step1000-tokens4B', 'step20000-tokens84B'] for {source}"
+            )
+        return CheckpointSeries(source, family, [parse_olmo_revision(r) for r in revisions])
+    if family == "bloom":
+        per_step = tokens_per_step or BLOOM_TOKENS_PER_STEP
+        names = revisions or [f"global_step{s}" for s in BLOOM_1B1_STEPS]
+        return CheckpointSeries(source, family, [parse_bloom_revision(r, per_step) for r in names])
+    if not revisions:
+        raise SeriesError(
+            f"{source!r} is neither a local series folder nor a known family (Pythia, OLMo, BLOOM intermediate); "
+            "pass its revisions explicitly (and tokens_per_step to label them by tokens)"
+        )
+    return CheckpointSeries(
+        source,
+        "hub",
+        [
+            Checkpoint(r, int(m.group(1)) if (m := re.search(r"(\d+)", r)) else None,
+                       int(m.group(1)) * tokens_per_step if (m and tokens_per_step) else None)
+            for r in revisions
+        ],
+    )

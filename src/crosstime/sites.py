@@ -1,0 +1,162 @@
+"""Sites: the residual stream at the output of decoder block ``L``, read and written.
+
+A *site* is the output of decoder block ``L`` (0-based), which Hugging Face exposes as
+``hidden_states[L + 1]`` of ``output_hidden_states=True`` (for the last block HF applies
+the final norm to ``hidden_states[-1]``; our site stays the raw block output there).
+
+One small adapter per architecture family says where the blocks, the final norm and the
+unembedding live; nothing else in crosstime branches on the model's architecture.
+
+    read_site(model, input_ids, layer)            -> [B, T, d], forward stopped after block L
+    with patch_site(model, layer, fn): model(...)  block L's output replaced by fn(output)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """Where the parts of one architecture family live, as attribute paths from the model."""
+
+    family: str
+    blocks: str  # the ModuleList of decoder blocks
+    final_norm: str  # the norm applied after the last block
+    unembed: str  # the output projection to the vocabulary
+    embed: str  # the token embedding
+
+    def get(self, model: nn.Module, path: str) -> nn.Module:
+        obj = model
+        for part in path.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+
+# model_type (config.model_type) -> adapter. Add a family by adding a row.
+ADAPTERS: dict[str, Adapter] = {
+    "gpt_neox": Adapter("gpt_neox", "gpt_neox.layers", "gpt_neox.final_layer_norm", "lm_head", "gpt_neox.embed_in"),
+    "llama": Adapter("llama", "model.layers", "model.norm", "lm_head", "model.embed_tokens"),
+    "olmo": Adapter("llama", "model.layers", "model.norm", "lm_head", "model.embed_tokens"),
+    "olmo2": Adapter("llama", "model.layers", "model.norm", "lm_head", "model.embed_tokens"),
+    "mistral": Adapter("llama", "model.layers", "model.norm", "lm_head", "model.embed_tokens"),
+    "qwen2": Adapter("llama", "model.layers", "model.norm", "lm_head", "model.embed_tokens"),
+    "bloom": Adapter("bloom", "transformer.h", "transformer.ln_f", "lm_head", "transformer.word_embeddings"),
+    "gpt2": Adapter("gpt2", "transformer.h", "transformer.ln_f", "lm_head", "transformer.wte"),
+}
+
+
+class UnsupportedArchitecture(ValueError):
+    pass
+
+
+class LayerOutOfRange(ValueError):
+    pass
+
+
+def adapter_for(model: nn.Module) -> Adapter:
+    """The adapter for ``model``, chosen by ``model.config.model_type``."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in ADAPTERS:
+        raise UnsupportedArchitecture(
+            f"crosstime has no site adapter for model_type={model_type!r}; "
+            f"supported: {', '.join(sorted(ADAPTERS))}. Add a row to crosstime.sites.ADAPTERS."
+        )
+    return ADAPTERS[model_type]
+
+
+def blocks(model: nn.Module) -> nn.ModuleList:
+    adapter = adapter_for(model)
+    return adapter.get(model, adapter.blocks)
+
+
+def n_layers(model: nn.Module) -> int:
+    return len(blocks(model))
+
+
+def check_layer(model: nn.Module, layer: int) -> None:
+    """Raise a clear error when ``layer`` is not a block index of ``model``."""
+    depth = n_layers(model)
+    if not isinstance(layer, int) or not 0 <= layer < depth:
+        raise LayerOutOfRange(
+            f"layer {layer} is out of range: this model has {depth} decoder blocks, "
+            f"so --layer must be in 0..{depth - 1} (block L's output = hidden_states[L+1])."
+        )
+
+
+def final_norm(model: nn.Module) -> nn.Module:
+    adapter = adapter_for(model)
+    return adapter.get(model, adapter.final_norm)
+
+
+def unembedding(model: nn.Module) -> nn.Module:
+    adapter = adapter_for(model)
+    return adapter.get(model, adapter.unembed)
+
+
+def _hidden(output: torch.Tensor | tuple) -> torch.Tensor:
+    """Blocks return a tensor (most families in transformers 5) or a tuple whose first item is it."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _with_hidden(output: torch.Tensor | tuple, hidden: torch.Tensor) -> torch.Tensor | tuple:
+    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
+class _StopForward(Exception):
+    def __init__(self, value: torch.Tensor):
+        self.value = value
+
+
+def read_site(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    layer: int,
+    attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Block ``layer``'s output ``[B, T, d]``; the forward pass stops right after that block.
+
+    No compute is spent on later blocks, the final norm or the unembedding.
+    """
+    check_layer(model, layer)
+
+    def stop(_module, _args, output):
+        raise _StopForward(_hidden(output))
+
+    handle = blocks(model)[layer].register_forward_hook(stop)
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    except _StopForward as stopped:
+        return stopped.value
+    finally:
+        handle.remove()
+    raise RuntimeError(f"block {layer} was never called during the forward pass")  # pragma: no cover
+
+
+@contextlib.contextmanager
+def patch_site(
+    model: nn.Module, layer: int, fn: Callable[[torch.Tensor], torch.Tensor]
+) -> Iterator[None]:
+    """Within the block, block ``layer``'s output ``h [B, T, d]`` is replaced by ``fn(h)``.
+
+    ``fn`` may be differentiable (attribution takes gradients through it).
+    """
+    check_layer(model, layer)
+
+    def replace(_module, _args, output):
+        hidden = _hidden(output)
+        new = fn(hidden)
+        if new.shape != hidden.shape:
+            raise ValueError(f"site replacement has shape {tuple(new.shape)}, expected {tuple(hidden.shape)}")
+        return _with_hidden(output, new.to(hidden.dtype))
+
+    handle = blocks(model)[layer].register_forward_hook(replace)
+    try:
+        yield
+    finally:
+        handle.remove()
