@@ -152,10 +152,13 @@ class CheckpointSeries:
         """The checkpoint named ``revision``; an unknown name lists the nearest valid ones."""
         if revision in self._by_name:
             return self._by_name[revision]
-        near = difflib.get_close_matches(revision, self.revisions, n=5, cutoff=0.3)
-        step = re.search(r"(\d+)", revision)
-        if step and not near:
-            near = [self.nearest_step(int(step.group(1))).revision]
+        number = re.search(r"(\d+)", revision)
+        with_steps = [c for c in self.checkpoints if c.step is not None and c.revision != "main"]
+        if number and with_steps:  # nearest by step number: what someone typing step1500 wants
+            target = int(number.group(1))
+            near = [c.revision for c in sorted(with_steps, key=lambda c: abs(c.step - target))[:3]]
+        else:
+            near = difflib.get_close_matches(revision, self.revisions, n=5, cutoff=0.3)
         raise SeriesError(
             f"unknown revision {revision!r} for series {self.source!r}; nearest valid: "
             f"{', '.join(near) if near else '(none)'} ({len(self)} revisions, "

@@ -1,0 +1,139 @@
+"""Checkpoint series: revision grids, token counts, selection, local round trip, bad input."""
+
+import json
+import shutil
+import socket
+
+import pytest
+import torch
+
+from conftest import make_tiny_series, make_word_tokenizer, tiny_model
+from crosstime.series import (
+    PYTHIA_TOKENS_PER_STEP, Checkpoint, SeriesError, format_tokens, open_series, parse_olmo_revision,
+    write_series_manifest,
+)
+
+
+def test_pythia_grid_and_tokens():
+    s = open_series("EleutherAI/pythia-1b-deduped")
+    assert s.family == "pythia" and not s.is_local
+    revs = s.revisions
+    assert len(revs) == 155  # step0, 10 powers of two, 143 thousands, main
+    assert revs[:12] == ["step0", "step1", "step2", "step4", "step8", "step16", "step32", "step64",
+                         "step128", "step256", "step512", "step1000"]
+    assert revs[-3:] == ["step142000", "step143000", "main"]
+    assert s.get("step1000").tokens == 1000 * 2_097_152
+    assert s.get("main").tokens == s.get("step143000").tokens == 143000 * PYTHIA_TOKENS_PER_STEP
+    assert s.get("step64").label == "134M"
+    assert s.get("main").label == "300B"
+
+
+def test_olmo_revisions_parse_tokens_from_name():
+    s = open_series("allenai/OLMo-1B-0724-hf", revisions=["step20000-tokens84B", "step2000-tokens4B", "step1454000-tokens3048B"])
+    assert s.revisions == ["step2000-tokens4B", "step20000-tokens84B", "step1454000-tokens3048B"]  # ordered by tokens
+    assert s.get("step2000-tokens4B") == Checkpoint("step2000-tokens4B", 2000, 4_000_000_000)
+    assert s.get("step1454000-tokens3048B").label == "3.0T"
+    assert parse_olmo_revision("step5-tokens0.5B").tokens == 500_000_000
+    with pytest.raises(SeriesError, match="stepN-tokensXB"):
+        open_series("allenai/OLMo-1B-hf", revisions=["main2"])
+    with pytest.raises(SeriesError, match="pass them explicitly"):
+        open_series("allenai/OLMo-1B-hf")
+
+
+def test_bloom_intermediate_steps_and_tokens():
+    s = open_series("bigscience/bloom-1b1-intermediate")
+    assert s.revisions[0] == "global_step1000" and s.revisions[-1] == "global_step600000"
+    assert s.get("global_step10000").tokens == 10000 * 550_000
+    assert s.get("global_step10000").label == "5.5B"
+    custom = open_series("bigscience/bloom-560m-intermediate", revisions=["global_step2"], tokens_per_step=1000)
+    assert custom.get("global_step2").tokens == 2000
+
+
+@pytest.mark.parametrize("tokens,label", [(0, "0"), (950, "950"), (128_000_000, "128M"), (4_000_000_000, "4B"),
+                                          (286_000_000_000, "286B"), (2_500_000, "2.5M"), (None, "?")])
+def test_token_labels(tokens, label):
+    assert format_tokens(tokens) == label
+
+
+def test_selection_by_name_step_and_nearest_tokens():
+    s = open_series("EleutherAI/pythia-70m")
+    picked = s.select(revisions=["main", "step512"], steps=[2000], tokens=[3.1e9])
+    assert [c.revision for c in picked] == ["step512", "step1000", "step2000", "main"]  # 3.1e9 → step1000 (2.1B)
+    assert s.nearest_tokens(130e6).revision == "step64"
+    assert s.nearest_step(1600).revision == "step2000"
+    with pytest.raises(SeriesError, match="nearest: step2000"):
+        s.by_step(1900)
+
+
+def test_unknown_revision_lists_nearest_valid_ones():
+    s = open_series("EleutherAI/pythia-70m")
+    with pytest.raises(SeriesError, match=r"unknown revision 'step1500'.*nearest valid: step1000, step2000"):
+        s.get("step1500")
+    with pytest.raises(SeriesError, match="nearest valid"):
+        open_series("EleutherAI/pythia-70m", revisions=["steps12"])
+
+
+def test_local_series_round_trip_logits_identical(tmp_path):
+    tok = make_word_tokenizer()
+    models = {}
+    for step in (0, 4):
+        models[step] = tiny_model("gpt_neox", vocab_size=len(tok), seed=step)
+        models[step].save_pretrained(tmp_path / f"step{step}")
+        tok.save_pretrained(tmp_path / f"step{step}")
+    write_series_manifest(tmp_path, [Checkpoint("step4", 4, 400), Checkpoint("step0", 0, 0)])
+    s = open_series(tmp_path)
+    assert s.is_local and s.revisions == ["step0", "step4"]
+    ids = tok("the dogs near the cat", return_tensors="pt").input_ids
+    for step in (0, 4):
+        reloaded = s.load_model(f"step{step}")
+        with torch.no_grad():
+            assert torch.equal(reloaded(ids).logits, models[step](ids).logits)
+    assert s.load_tokenizer().convert_ids_to_tokens(ids[0].tolist()) == ["the", "dogs", "near", "the", "cat"]
+    assert s.check_compatible() == 32
+
+
+def test_local_series_loads_with_zero_network_calls(tiny_series, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network call attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # must hold even without the offline switch
+    s = open_series(tiny_series)
+    s.load_model("step10")
+    s.load_tokenizer("step10")
+
+
+def test_folder_that_is_not_a_series(tmp_path):
+    (tmp_path / "step0").mkdir()
+    with pytest.raises(SeriesError, match="not a checkpoint series.*series.json.*step0"):
+        open_series(tmp_path)
+    with pytest.raises(SeriesError, match="does not exist"):
+        open_series(tmp_path / "missing")
+    (tmp_path / "series.json").write_text(json.dumps({"checkpoints": [{"revision": "step0", "step": 0, "tokens": 0}]}))
+    with pytest.raises(SeriesError, match="no saved model: step0"):
+        open_series(tmp_path)
+    (tmp_path / "series.json").write_text("{not json")
+    with pytest.raises(SeriesError, match="malformed"):
+        open_series(tmp_path)
+
+
+def test_series_whose_checkpoints_differ_in_width_or_tokenizer(tmp_path):
+    root = make_tiny_series(tmp_path / "s", steps=(0, 1))
+    wide = tiny_model("gpt_neox", vocab_size=len(make_word_tokenizer()), d=48, seed=2)
+    wide.save_pretrained(root / "step2")
+    make_word_tokenizer().save_pretrained(root / "step2")
+    write_series_manifest(root, [Checkpoint("step0", 0, 0), Checkpoint("step1", 1, 10), Checkpoint("step2", 2, 20)])
+    s = open_series(root)
+    with pytest.raises(SeriesError, match="differ in width.*step2: d=48"):
+        s.check_compatible()
+    assert s.check_compatible(["step0", "step1"]) == 32
+
+    from conftest import WORDS
+
+    other_tok = make_word_tokenizer(words=[f"w{i}" for i in range(len(WORDS))])  # same size, other words
+    shutil.rmtree(root / "step2")
+    tiny_model("gpt_neox", vocab_size=len(other_tok), seed=2).save_pretrained(root / "step2")
+    other_tok.save_pretrained(root / "step2")
+    with pytest.raises(SeriesError, match="do not share one tokenizer: step2"):
+        open_series(root).check_compatible()
