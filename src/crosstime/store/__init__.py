@@ -1,0 +1,19 @@
+"""Activation store: harvest every checkpoint once, token-aligned, streaming, resumable.
+
+    from crosstime.store import ActivationStore, HarvestConfig, harvest
+
+    store = harvest(HarvestConfig(series="toy/", revisions=["step0", "step512"], layer=1,
+                                  tokens=1_000_000, out="runs/x/activations"))
+    for x in store.batches(batch_size=4096, seed=0, epoch=0):   # float32 [B, M, d], normalised
+        ...
+    store.rows("step512", contexts=[3], positions=[17])          # raw float32 [1, d]
+
+Layout and dtype: :mod:`crosstime.store.layout`; harvest: :mod:`crosstime.store.harvest`;
+reading and the shuffling scheme: :mod:`crosstime.store.reader`.
+"""
+
+from crosstime.store.harvest import HarvestConfig, harvest
+from crosstime.store.layout import StoreError
+from crosstime.store.reader import ActivationStore
+
+__all__ = ["ActivationStore", "HarvestConfig", "StoreError", "harvest"]

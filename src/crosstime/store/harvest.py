@@ -1,0 +1,324 @@
+"""Harvest: run each checkpoint once over the store's tokens and write its site activations.
+
+    harvest(HarvestConfig(series=..., revisions=[...], layer=L, corpus=..., tokens=N, out=STORE))
+
+Order of work (every check that can fail happens before any model runs):
+
+1. open the series, check the revisions, their shared width and tokenizer, and the layer;
+2. if STORE exists, check that its manifest matches the request (else a clear error);
+3. rank 0 packs the corpus into ``tokens.npy`` (once per store) and writes the manifest;
+4. rank 0 checks the chunks already on disk (size and sha256) and deletes damaged ones;
+5. the missing (checkpoint, chunk) items are split into contiguous shares, one per rank
+   (so a rank loads few models); each item runs the forward pass stopped after block L on
+   ``batch_size`` contexts at a time, in inference mode, and writes ``<revision>/<chunk>.bin``
+   and its sidecar under temporary names, then renames them;
+6. rank 0 sums the sidecars into the manifest: per-checkpoint scale, checksums, status.
+
+A kill at any point loses at most the chunks in flight; re-running the same command redoes
+exactly those. The bytes written depend only on the chunk (same batches, same order), so a
+resumed, a distributed and an uninterrupted harvest give identical stores.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+
+from crosstime import distributed
+from crosstime.corpus import iter_documents, pack_contexts, resolve_corpus
+from crosstime.files import atomic_path, write_json
+from crosstime.series import open_series
+from crosstime.sites import LayerOutOfRange, read_site
+from crosstime.store.layout import (
+    FORMAT, FP16_MAX, MANIFEST, TOKENS, VERSION, StoreError, chunk_paths, chunk_plan, encode,
+    itemsize, read_manifest, read_sidecar, scale_from_sidecars, sha256_file, decode,
+)
+
+
+class HarvestConfig(BaseModel):
+    """Settings of the harvest stage (shared by ``crosstime harvest`` and the Python API)."""
+
+    series: str = Field(description="checkpoint series: a local series folder or a hub id")
+    revisions: list[str] | None = Field(None, description="checkpoints to harvest (default: every revision of the series)")
+    layer: int = Field(description="site: the output of decoder block L (= hidden_states[L+1])")
+    corpus: str | None = Field(None, description="text/JSONL file, saved HF dataset, or folder with corpus/train.txt "
+                                                  "(default: the series folder's corpus/, as in the toy world)")
+    tokens: int = Field(1_000_000, gt=0, description="training tokens to store (rounded down to whole contexts)")
+    heldout_tokens: int | None = Field(None, ge=0, description="held-out tokens (default: 5% of tokens, at least one context)")
+    context_len: int | None = Field(None, ge=2, description="tokens per context (default: min(1024, the model's max positions))")
+    keep_first_position: bool = Field(False, description="keep position 0 (the attention sink); excluded by default")
+    bos_per_context: bool = Field(True, description="start every context with the tokenizer's BOS token (if it has one)")
+    text_column: str = "text"
+    out: str = Field(description="store folder (e.g. RUN/activations)")
+    dtype: Literal["float16", "bfloat16"] = Field("float16", description="storage dtype of the activations")
+    batch_size: int = Field(16, gt=0, description="contexts per forward pass")
+    chunk_contexts: int | None = Field(None, gt=0, description="contexts per chunk file (default: about 64 MiB per chunk)")
+    device: str = Field("auto", description="'auto' (cuda:LOCAL_RANK if available, else cpu), 'cpu', 'cuda', …")
+    model_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    verify: bool = Field(True, description="check sha256 of chunks already on disk before resuming")
+    progress: bool = True
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if name == "cuda":
+        return torch.device(f"cuda:{local_rank}")
+    return torch.device(name)
+
+
+def _resolve(config: HarvestConfig) -> tuple:
+    """Validate the request against the series; return (series, revisions, d, n_layers, context_len)."""
+    series = open_series(config.series)
+    requested = config.revisions or series.revisions
+    if not requested:
+        raise StoreError("no revisions to harvest; pass --revisions")
+    revisions = [c.revision for c in series.select(revisions=requested)]  # unknown names raise SeriesError
+    d = series.check_compatible(revisions)
+    cfg = series.load_config(revisions[0])
+    depth = cfg.num_hidden_layers
+    if not 0 <= config.layer < depth:
+        raise LayerOutOfRange(
+            f"layer {config.layer} is out of range: {config.series} has {depth} decoder blocks, "
+            f"so --layer must be in 0..{depth - 1} (block L's output = hidden_states[L+1])."
+        )
+    max_pos = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    context_len = config.context_len or min(1024, max_pos or 1024)
+    if max_pos and context_len > max_pos:
+        raise StoreError(f"context_len {context_len} exceeds the model's {max_pos} positions; pass --context-len {max_pos} or less")
+    return series, revisions, d, depth, context_len
+
+
+def _request(config: HarvestConfig, series, d: int, context_len: int, corpus) -> dict:
+    """The manifest fields a store must match to serve this request."""
+    first = 0 if config.keep_first_position else 1
+    n_train = config.tokens // context_len
+    if n_train < 1:
+        raise StoreError(f"--tokens {config.tokens} is less than one context of {context_len} tokens")
+    if config.heldout_tokens is None:
+        n_heldout = max(1, round(0.05 * n_train))
+    else:
+        n_heldout = config.heldout_tokens // context_len
+    rows_per_context = context_len - first
+    chunk_contexts = config.chunk_contexts or max(1, (64 << 20) // (rows_per_context * d * itemsize(config.dtype)))
+    return {
+        "series": {"source": series.source, "family": series.family},
+        "site": {"layer": config.layer, "hidden_states_index": config.layer + 1, "kind": "block_output"},
+        "d_model": d,
+        "dtype": config.dtype,
+        "context_len": context_len,
+        "first_position": first,
+        "excluded_positions": list(range(first)),
+        "bos_per_context": config.bos_per_context,
+        "corpus": corpus.describe(),
+        "n_contexts": n_train + n_heldout,
+        "splits": {"train": [0, n_train], "heldout": [n_train, n_train + n_heldout]},
+        "chunk_contexts": chunk_contexts,
+    }
+
+
+def _check_match(existing: dict, request: dict, root: Path) -> None:
+    differ = []
+    for key, want in request.items():
+        have = existing.get(key)
+        if key == "chunk_contexts" and have is not None:
+            continue  # set once by the store; a re-run adopts it
+        if have != want:
+            differ.append(f"{key}: store has {have!r}, request has {want!r}")
+    if differ:
+        raise StoreError(
+            f"the store at {root} does not match this request:\n  " + "\n  ".join(differ)
+            + "\nRe-run with the store's settings, or harvest into a new --out folder."
+        )
+
+
+def _tokens(config: HarvestConfig, series, corpus, request: dict) -> np.ndarray:
+    """int32 [n_contexts, context_len]: train contexts, then held-out contexts."""
+    tokenizer = series.load_tokenizer(series.revisions[-1])
+    n_train = request["splits"]["train"][1]
+    n_heldout = request["splits"]["heldout"][1] - n_train
+    T = request["context_len"]
+    if corpus.heldout is not None:
+        train = pack_contexts(iter_documents(corpus.train, corpus.kind, corpus.text_column), tokenizer, n_train, T,
+                              config.bos_per_context, name=f"corpus {corpus.train}")
+        heldout = pack_contexts(iter_documents(corpus.heldout, corpus.kind, corpus.text_column), tokenizer, n_heldout, T,
+                                config.bos_per_context, name=f"held-out corpus {corpus.heldout}")
+        return np.concatenate([train, heldout])
+    return pack_contexts(iter_documents(corpus.train, corpus.kind, corpus.text_column), tokenizer, n_train + n_heldout, T,
+                         config.bos_per_context, name=f"corpus {corpus.train} (train + held-out tokens)")
+
+
+def compute_chunk(model, tokens: np.ndarray, layer: int, first: int, batch_size: int, device) -> torch.Tensor:
+    """Site activations of ``tokens`` ``[n, T]`` as float32 ``[n * (T - first), d]`` (CPU)."""
+    outs = []
+    with torch.inference_mode():
+        for b in range(0, len(tokens), batch_size):
+            ids = torch.from_numpy(np.array(tokens[b : b + batch_size], dtype=np.int64)).to(device)
+            h = read_site(model, ids, layer)[:, first:]
+            outs.append(h.float().reshape(-1, h.shape[-1]).cpu())
+    return torch.cat(outs)
+
+
+def _write_chunk(root: Path, revision: str, index: int, x: torch.Tensor, dtype: str) -> dict:
+    """Encode and write one chunk (bin, then sidecar; both atomically); return the sidecar."""
+    if not torch.isfinite(x).all():
+        raise StoreError(f"checkpoint {revision} gives non-finite activations in chunk {index}; check the model weights")
+    max_abs = float(x.abs().max()) if x.numel() else 0.0
+    if dtype == "float16" and max_abs > FP16_MAX:
+        raise StoreError(
+            f"checkpoint {revision} has |activation| up to {max_abs:.4g} at kept positions, beyond float16's range "
+            f"({FP16_MAX:.0f}); harvest into a new store with --dtype bfloat16"
+        )
+    data = encode(x, dtype)
+    stored = decode(data, dtype)
+    bin_path, side_path = chunk_paths(root, revision, index)
+    with atomic_path(bin_path) as tmp:
+        data.tofile(tmp)
+    side = {
+        "rows": int(x.shape[0]),
+        "sha256": sha256_file(bin_path),
+        "norm_sum": float(torch.linalg.vector_norm(stored.double(), dim=-1).sum()),
+        "max_abs": max_abs,
+    }
+    write_json(side_path, side)
+    return side
+
+
+def _summarise(root: Path, manifest: dict, revisions: list[str], final: bool) -> dict:
+    """Refresh the per-checkpoint state in the manifest from the sidecars on disk."""
+    plan = manifest["chunks"]
+    rpc = manifest["context_len"] - manifest["first_position"]
+    n_train = manifest["splits"]["train"][1]
+    for rev in revisions:
+        sides = [read_sidecar(root, rev, i, (e - s) * rpc, manifest["d_model"], manifest["dtype"]) for i, (s, e) in enumerate(plan)]
+        done = [s for s in sides if s is not None]
+        entry = manifest["checkpoints"].setdefault(rev, {})
+        entry.update({"status": "partial", "chunks_done": len(done), "n_chunks": len(plan)})
+        if len(done) == len(plan):
+            scale, mean_norm = scale_from_sidecars(sides, plan, n_train, manifest["d_model"])
+            entry.update({
+                "status": "complete", "scale": scale, "mean_norm": mean_norm,
+                "max_abs": max(s["max_abs"] for s in sides),
+                "checksums": [s["sha256"] for s in sides],
+            })
+        elif final:
+            raise StoreError(f"harvest of {rev} ended with {len(done)}/{len(plan)} chunks; re-run the same command to finish")
+    return manifest
+
+
+def _order(manifest: dict, series) -> None:
+    known = {c.revision: c for c in series.checkpoints}
+    revs = sorted(manifest["checkpoints"], key=lambda r: series.revisions.index(r) if r in known else len(known))
+    manifest["checkpoints"] = {r: manifest["checkpoints"][r] for r in revs}
+    for r in revs:
+        if r in known:
+            manifest["checkpoints"][r].update({"step": known[r].step, "tokens_seen": known[r].tokens})
+    manifest["revisions"] = [r for r in revs if manifest["checkpoints"][r].get("status") == "complete"]
+
+
+def harvest(config: HarvestConfig):
+    """Harvest the site activations of ``config.revisions`` into ``config.out``; return the store.
+
+    Works alone or under ``torchrun`` (every rank calls it with the same config).
+    """
+    from crosstime.store.reader import ActivationStore
+
+    w = distributed.init(config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    root = Path(config.out)
+    series, revisions, d, _depth, context_len = _resolve(config)
+    corpus_spec = config.corpus
+    if corpus_spec is None:
+        if not series.is_local:
+            raise StoreError("--corpus is required for a hub series (a .txt, .jsonl or saved dataset folder)")
+        corpus_spec = str(series.local_root)
+    corpus = resolve_corpus(corpus_spec, config.text_column)
+    request = _request(config, series, d, context_len, corpus)
+    existing = read_manifest(root)
+    if existing is not None:
+        _check_match(existing, request, root)
+        old = [r for r in existing["checkpoints"] if r not in revisions]
+        if old:  # a new checkpoint must share width and tokenizer with those already stored
+            series.check_compatible([*old, *revisions])
+        request["chunk_contexts"] = existing["chunk_contexts"]
+
+    # 3. tokens and manifest, once (rank 0)
+    if w.is_main:
+        manifest = existing
+        if manifest is None or not (root / TOKENS).is_file():
+            tokens = _tokens(config, series, corpus, request)
+            root.mkdir(parents=True, exist_ok=True)
+            with atomic_path(root / TOKENS) as tmp:
+                with open(tmp, "wb") as handle:
+                    np.save(handle, tokens)
+            manifest = {"format": FORMAT, "version": VERSION, **request,
+                        "n_tokens": int(tokens.size), "n_rows": int(len(tokens) * (context_len - request["first_position"])),
+                        "chunks": chunk_plan(request["splits"]["train"][1], len(tokens) - request["splits"]["train"][1],
+                                             request["chunk_contexts"]),
+                        "tokens_sha256": sha256_file(root / TOKENS), "checkpoints": {}, "revisions": []}
+        elif config.verify and sha256_file(root / TOKENS) != manifest["tokens_sha256"]:
+            raise StoreError(f"{root / TOKENS} does not match its checksum in the manifest; the store is damaged. "
+                             "Harvest into a new --out folder.")
+        for rev in revisions:
+            manifest["checkpoints"].setdefault(rev, {"status": "pending"})
+        # 4. drop damaged chunks of the checkpoints we are about to (re)harvest
+        rpc = context_len - manifest["first_position"]
+        for rev in revisions:
+            for i, (s, e) in enumerate(manifest["chunks"]):
+                bin_path, side_path = chunk_paths(root, rev, i)
+                if (bin_path.exists() or side_path.exists()) and read_sidecar(
+                        root, rev, i, (e - s) * rpc, d, config.dtype, check_hash=config.verify) is None:
+                    bin_path.unlink(missing_ok=True)
+                    side_path.unlink(missing_ok=True)
+            for stale in (root / rev).glob(".*.tmp-*") if (root / rev).is_dir() else []:
+                stale.unlink(missing_ok=True)  # left by a killed writer
+        _summarise(root, manifest, revisions, final=False)
+        _order(manifest, series)
+        write_json(root / MANIFEST, manifest)
+    distributed.barrier()
+    manifest = read_manifest(root)
+    tokens = np.load(root / TOKENS, mmap_mode="r")
+    first = manifest["first_position"]
+    rpc = context_len - first
+    plan = manifest["chunks"]
+
+    # 5. this rank's share of the missing work
+    todo = [(rev, i) for rev in revisions for i, (s, e) in enumerate(plan)
+            if read_sidecar(root, rev, i, (e - s) * rpc, d, config.dtype) is None]
+    bounds = np.linspace(0, len(todo), w.size + 1).round().astype(int)
+    mine = todo[bounds[w.rank] : bounds[w.rank + 1]]
+    device = _device(config.device, w.local_rank)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=sum((plan[i][1] - plan[i][0]) * context_len for _, i in mine), unit="tok", unit_scale=True,
+               desc=f"harvest L{config.layer}", disable=not (config.progress and w.is_main), dynamic_ncols=True)
+    model, model_rev, last_summary = None, None, time.monotonic()
+    for rev, i in mine:
+        if model_rev != rev:
+            model = None
+            model = series.load_model(rev, dtype=config.model_dtype, device=device)
+            model_rev = rev
+            bar.set_postfix_str(rev)
+        s, e = plan[i]
+        x = compute_chunk(model, tokens[s:e], config.layer, first, config.batch_size, device)
+        _write_chunk(root, rev, i, x, config.dtype)
+        bar.update((e - s) * context_len)
+        if w.is_main and w.size == 1 and time.monotonic() - last_summary > 10:
+            write_json(root / MANIFEST, _summarise(root, manifest, revisions, final=False))
+            last_summary = time.monotonic()
+    bar.close()
+    del model
+    distributed.barrier()
+
+    # 6. totals
+    if w.is_main:
+        manifest = _summarise(root, read_manifest(root), revisions, final=True)
+        _order(manifest, series)
+        write_json(root / MANIFEST, manifest)
+    distributed.barrier()
+    return ActivationStore(root)
+

@@ -1,0 +1,351 @@
+"""Reading an activation store: shuffled training batches, exact random access, held-out contexts.
+
+Shuffling scheme (bounded memory, one pass per epoch, every row exactly once):
+
+1. The split's rows are cut into *blocks* of ``block_rows`` consecutive rows (default: 32 KiB
+   of one checkpoint's data, e.g. 128 rows at d = 128); blocks never straddle a chunk file.
+2. The blocks are permuted by ``rng(seed, epoch)``; rank ``r`` of ``world_size`` takes blocks
+   ``r, r + world_size, …`` of that order, so ranks get disjoint shares of every epoch.
+3. A rank reads its blocks ``buffer_rows / block_rows`` at a time into a *window* (one
+   contiguous read per block and checkpoint, sorted by file offset), permutes the window's
+   rows by ``rng(seed, epoch, rank, window)``, and the concatenation of the permuted windows
+   is cut into batches of ``batch_size`` (a batch may span two windows).
+
+So a batch is a uniform sample of one window, and a window gathers blocks from all over the
+store; rows of one context meet in a batch only through one block (≈ batch_size /
+window_blocks rows) unless two blocks of a context fall into one window. benchmarks/
+bench_store.py measures the share of a batch coming from one context against a full
+permutation. Everything is a deterministic function of (seed, epoch, rank, world_size), so
+``skip_batches=k`` resumes at batch k without reading the skipped rows. Data are read with
+``pread`` into one reusable window (the page cache is not charged to the process).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from crosstime.store.layout import DTYPES, TOKENS, StoreError, chunk_paths, decode, itemsize, read_manifest, read_sidecar, sha256_file
+
+SPLITS = ("train", "heldout")
+
+
+class ActivationStore:
+    """A harvested activation store (see :mod:`crosstime.store.layout`), opened read-only.
+
+    ``.revisions`` lists the complete checkpoints in series order; ``.scales[rev]`` is
+    ``s = sqrt(d) / E‖x‖`` over the train split's kept rows; ``.tokens`` is the memory-mapped
+    ``int32 [n_contexts, context_len]`` token array.
+    """
+
+    def __init__(self, path: str | Path):
+        self.root = Path(path)
+        manifest = read_manifest(self.root)
+        if manifest is None:
+            raise StoreError(f"{self.root} is not an activation store (no manifest.json); create one with `crosstime harvest`")
+        self.manifest = manifest
+        self.d_model: int = manifest["d_model"]
+        self.layer: int = manifest["site"]["layer"]
+        self.dtype: str = manifest["dtype"]
+        self.context_len: int = manifest["context_len"]
+        self.first_position: int = manifest["first_position"]
+        self.rows_per_context = self.context_len - self.first_position
+        self.revisions: list[str] = list(manifest["revisions"])
+        self.scales: dict[str, float] = {r: manifest["checkpoints"][r]["scale"] for r in self.revisions}
+        self.chunks = np.asarray(manifest["chunks"], dtype=np.int64).reshape(-1, 2)  # [n_chunks, 2] context ranges
+        self._np_dtype = DTYPES[self.dtype][0]
+        self._fds: OrderedDict[Path, int] = OrderedDict()
+        self._tokens = None
+
+    def __repr__(self) -> str:
+        return (f"ActivationStore({str(self.root)!r}, layer={self.layer}, d={self.d_model}, revisions={self.revisions}, "
+                f"train_rows={self.n_rows('train')}, heldout_rows={self.n_rows('heldout')}, dtype={self.dtype})")
+
+    def __del__(self):
+        self.close()
+
+    def close(self) -> None:
+        for fd in getattr(self, "_fds", {}).values():
+            os.close(fd)
+        if hasattr(self, "_fds"):
+            self._fds.clear()
+
+    # -- geometry ------------------------------------------------------------------
+    @property
+    def tokens(self) -> np.ndarray:
+        """``int32 [n_contexts, context_len]`` (memory-mapped)."""
+        if self._tokens is None:
+            self._tokens = np.load(self.root / TOKENS, mmap_mode="r")
+        return self._tokens
+
+    @property
+    def bytes_per_token(self) -> float:
+        """Disk bytes per stored token row, all checkpoints and the token id included."""
+        return len(self.revisions) * self.d_model * itemsize(self.dtype) + 4 * self.context_len / self.rows_per_context
+
+    def context_range(self, split: str = "train") -> tuple[int, int]:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+        lo, hi = self.manifest["splits"][split]
+        return int(lo), int(hi)
+
+    def n_contexts(self, split: str = "train") -> int:
+        lo, hi = self.context_range(split)
+        return hi - lo
+
+    def n_rows(self, split: str = "train") -> int:
+        """Number of stored rows (kept token positions) in ``split``."""
+        return self.n_contexts(split) * self.rows_per_context
+
+    def locate(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """Global row indices -> ``(contexts, positions)`` (positions within the context)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return rows // self.rows_per_context, self.first_position + rows % self.rows_per_context
+
+    def row_index(self, contexts, positions) -> np.ndarray:
+        """``(contexts, positions)`` -> global row indices; excluded positions raise."""
+        contexts = np.asarray(contexts, dtype=np.int64)
+        positions = np.asarray(positions, dtype=np.int64)
+        n = len(self.tokens)
+        if contexts.size and (contexts.min() < 0 or contexts.max() >= n):
+            raise IndexError(f"context index out of range 0..{n - 1}")
+        if positions.size and (positions.min() < self.first_position or positions.max() >= self.context_len):
+            raise IndexError(
+                f"position out of range {self.first_position}..{self.context_len - 1}"
+                + (" (position 0 is excluded from this store)" if self.first_position else "")
+            )
+        return contexts * self.rows_per_context + positions - self.first_position
+
+    def _check_revisions(self, revisions) -> list[str]:
+        if revisions is None:
+            return list(self.revisions)
+        if isinstance(revisions, str):
+            revisions = [revisions]
+        missing = [r for r in revisions if r not in self.revisions]
+        if missing:
+            raise StoreError(f"{', '.join(missing)} not in the store {self.root} (complete checkpoints: {', '.join(self.revisions)}); "
+                             "harvest them first")
+        return list(revisions)
+
+    # -- raw reads -------------------------------------------------------------------
+    def _fd(self, revision: str, chunk: int) -> int:
+        path = chunk_paths(self.root, revision, chunk)[0]
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY)
+            self._fds[path] = fd
+            if len(self._fds) > 256:  # bound the number of open files
+                os.close(self._fds.popitem(last=False)[1])
+        else:
+            self._fds.move_to_end(path)
+        return fd
+
+    def _chunk_of_row(self, rows: np.ndarray) -> np.ndarray:
+        starts = self.chunks[:, 0] * self.rows_per_context
+        return np.searchsorted(starts, rows, side="right") - 1
+
+    def _read_into(self, out: np.ndarray, revision: str, chunk: int, row_in_chunk: int) -> None:
+        """Fill ``out`` ``[n, d]`` (storage dtype, C-contiguous) from consecutive rows of one chunk."""
+        want = out.nbytes
+        got = os.preadv(self._fd(revision, chunk), [memoryview(out).cast("B")], row_in_chunk * self.d_model * out.itemsize)
+        if got != want:
+            raise StoreError(f"chunk {chunk} of {revision} in {self.root} is shorter than the manifest says; "
+                             "re-run the harvest to redo it")
+
+    def rows(self, revision: str, contexts, positions) -> torch.Tensor:
+        """Raw (unnormalised) activations at ``(contexts[i], positions[i])`` as float32 ``[n, d]``."""
+        (revision,) = self._check_revisions([revision])
+        rows = self.row_index(contexts, positions).reshape(-1)
+        return self.read_rows(revision, rows)
+
+    def read_rows(self, revision: str, rows) -> torch.Tensor:
+        """Raw activations of global row indices as float32 ``[n, d]`` (any order, repeats allowed)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        out = np.empty((len(rows), self.d_model), dtype=self._np_dtype)
+        chunks = self._chunk_of_row(rows)
+        starts = self.chunks[chunks, 0] * self.rows_per_context
+        for i in np.argsort(rows, kind="stable"):  # file order: friendlier to the disk
+            self._read_into(out[i : i + 1], revision, int(chunks[i]), int(rows[i] - starts[i]))
+        return decode(out, self.dtype)
+
+    def read_block(self, revision: str, start: int, n: int) -> torch.Tensor:
+        """Raw activations of ``n`` consecutive global rows from ``start`` as float32 ``[n, d]``."""
+        out = np.empty((n, self.d_model), dtype=self._np_dtype)
+        done = 0
+        while done < n:
+            row = start + done
+            chunk = int(self._chunk_of_row(np.array([row]))[0])
+            c_start = self.chunks[chunk, 0] * self.rows_per_context
+            c_end = self.chunks[chunk, 1] * self.rows_per_context
+            take = min(n - done, c_end - row)
+            self._read_into(out[done : done + take], revision, chunk, row - c_start)
+            done += take
+        return decode(out, self.dtype)
+
+    # -- contexts for downstream evaluation -------------------------------------------
+    def contexts(self, split: str = "heldout", batch_size: int = 16, limit: int | None = None) -> Iterator[torch.Tensor]:
+        """Token ids of ``split``'s contexts in order, as LongTensor ``[b, context_len]`` batches."""
+        lo, hi = self.context_range(split)
+        if limit is not None:
+            hi = min(hi, lo + limit)
+        for s in range(lo, hi, batch_size):
+            yield torch.from_numpy(np.asarray(self.tokens[s : min(s + batch_size, hi)], dtype=np.int64))
+
+    # -- shuffled training batches --------------------------------------------------------
+    def _blocks(self, split: str, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(starts, sizes)`` of the split's blocks (global rows); blocks never straddle a chunk."""
+        lo, hi = self.context_range(split)
+        starts, sizes = [], []
+        for c_lo, c_hi in self.chunks:
+            if c_lo >= lo and c_hi <= hi:
+                r0, r1 = c_lo * self.rows_per_context, c_hi * self.rows_per_context
+                s = np.arange(r0, r1, block_rows, dtype=np.int64)
+                starts.append(s)
+                sizes.append(np.minimum(s + block_rows, r1) - s)
+        if not starts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(starts), np.concatenate(sizes)
+
+    def default_block_rows(self) -> int:
+        return max(1, (32 << 10) // (self.d_model * itemsize(self.dtype)))
+
+    def default_buffer_rows(self, n_revisions: int) -> int:
+        return max(1, min(1 << 18, (256 << 20) // (n_revisions * self.d_model * itemsize(self.dtype))))
+
+    def epoch_plan(self, split: str = "train", batch_size: int = 4096, seed: int = 0, epoch: int = 0, rank: int = 0,
+                   world_size: int = 1, drop_last: bool = False, block_rows: int | None = None,
+                   buffer_rows: int | None = None, n_revisions: int | None = None) -> dict:
+        """This rank's blocks, windows and batch count for one epoch (no data read)."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        block_rows = block_rows or self.default_block_rows()
+        buffer_rows = buffer_rows or self.default_buffer_rows(n_revisions or len(self.revisions))
+        starts, sizes = self._blocks(split, block_rows)
+        order = np.random.default_rng([seed, epoch]).permutation(len(starts))
+        per_rank = [int(sizes[order[r::world_size]].sum()) for r in range(world_size)]
+        mine = order[rank::world_size]
+        if world_size > 1:  # every rank yields the same number of full batches (lock-step DDP)
+            n_batches = min(per_rank) // batch_size
+        else:
+            n_batches = per_rank[0] // batch_size if drop_last else -(-per_rank[0] // batch_size)
+        window_blocks = max(1, buffer_rows // block_rows)
+        windows = [mine[i : i + window_blocks] for i in range(0, len(mine), window_blocks)]
+        return {"starts": starts, "sizes": sizes, "windows": windows, "n_batches": n_batches,
+                "rows": per_rank[rank], "block_rows": block_rows, "buffer_rows": buffer_rows}
+
+    def n_batches(self, split: str = "train", batch_size: int = 4096, world_size: int = 1, drop_last: bool = False,
+                  **kwargs) -> int:
+        """Batches per epoch for each rank (equal on every rank when ``world_size > 1``)."""
+        return self.epoch_plan(split, batch_size, world_size=world_size, drop_last=drop_last, **kwargs)["n_batches"]
+
+    def batches(
+        self,
+        revisions: list[str] | None = None,
+        batch_size: int = 4096,
+        split: str = "train",
+        normalise: bool = True,
+        seed: int = 0,
+        epoch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        skip_batches: int = 0,
+        drop_last: bool = False,
+        block_rows: int | None = None,
+        buffer_rows: int | None = None,
+        with_index: bool = False,
+        device: str | torch.device = "cpu",
+    ) -> Iterator[torch.Tensor] | Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of shuffled batches ``x: float32 [B, M, d]`` (see the module docstring).
+
+        ``normalise`` multiplies checkpoint ``m`` by ``scales[m]``; ``with_index`` also yields the
+        global row indices ``[B]`` (map them with :meth:`locate`). With ``world_size > 1`` every
+        rank yields the same number of full batches; alone, the last batch may be smaller
+        unless ``drop_last``.
+        """
+        revisions = self._check_revisions(revisions)
+        M, d = len(revisions), self.d_model
+        plan = self.epoch_plan(split, batch_size, seed, epoch, rank, world_size, drop_last, block_rows, buffer_rows, M)
+        starts, sizes, n_batches = plan["starts"], plan["sizes"], plan["n_batches"]
+        if skip_batches >= n_batches:
+            return
+        scale = torch.tensor([self.scales[r] if normalise else 1.0 for r in revisions], dtype=torch.float32).view(1, M, 1)
+        window_sizes = np.array([int(sizes[w].sum()) for w in plan["windows"]], dtype=np.int64)
+        window_ends = np.cumsum(window_sizes)
+        skip_rows = skip_batches * batch_size
+        w0 = int(np.searchsorted(window_ends, skip_rows, side="right"))
+        offset = skip_rows - (int(window_ends[w0 - 1]) if w0 else 0)
+        emitted = skip_batches
+        buf = np.empty((M, int(window_sizes.max()), d), dtype=self._np_dtype)
+        carry_x: torch.Tensor | None = None  # [k, M, d] rows left over from the previous window
+        carry_i: np.ndarray | None = None
+
+        def finish(x_raw: torch.Tensor, idx: np.ndarray):
+            x = x_raw * scale if normalise else x_raw
+            x = x.to(device, non_blocking=True)
+            return (x, torch.from_numpy(idx)) if with_index else x
+
+        for w in range(w0, len(plan["windows"])):
+            blocks = np.sort(plan["windows"][w])
+            blocks = blocks[np.argsort(starts[blocks], kind="stable")]
+            n = int(sizes[blocks].sum())
+            idx = np.empty(n, dtype=np.int64)
+            pos = 0
+            for b in blocks:
+                s, k = int(starts[b]), int(sizes[b])
+                idx[pos : pos + k] = np.arange(s, s + k)
+                chunk = int(self._chunk_of_row(np.array([s]))[0])
+                row_in_chunk = s - int(self.chunks[chunk, 0]) * self.rows_per_context
+                for m, rev in enumerate(revisions):
+                    self._read_into(buf[m, pos : pos + k], rev, chunk, row_in_chunk)
+                pos += k
+            perm = np.random.default_rng([seed, epoch, rank, w]).permutation(n)
+            if w == w0 and offset:
+                perm = perm[offset:]
+            i = 0
+            if carry_x is not None:
+                need = batch_size - len(carry_x)
+                take = perm[:need]
+                x = torch.cat([carry_x, decode(buf[:, take], self.dtype).transpose(0, 1)])
+                ids = np.concatenate([carry_i, idx[take]])
+                carry_x = carry_i = None
+                i = len(take)
+                if len(x) == batch_size:
+                    yield finish(x, ids)
+                    emitted += 1
+                    if emitted >= n_batches:
+                        return
+                else:
+                    carry_x, carry_i = x, ids
+                    continue
+            while i + batch_size <= len(perm):
+                take = perm[i : i + batch_size]
+                yield finish(decode(buf[:, take], self.dtype).transpose(0, 1).contiguous(), idx[take])
+                emitted += 1
+                if emitted >= n_batches:
+                    return
+                i += batch_size
+            if i < len(perm):
+                take = perm[i:]
+                carry_x, carry_i = decode(buf[:, take], self.dtype).transpose(0, 1), idx[take]
+        if carry_x is not None and emitted < n_batches:
+            yield finish(carry_x.contiguous(), carry_i)
+
+    # -- integrity -----------------------------------------------------------------------
+    def verify(self) -> list[str]:
+        """Check every chunk of every complete checkpoint (size and sha256); return the problems found."""
+        problems = []
+        for rev in self.revisions:
+            sums = self.manifest["checkpoints"][rev].get("checksums", [])
+            for i, (s, e) in enumerate(self.chunks):
+                side = read_sidecar(self.root, rev, i, int(e - s) * self.rows_per_context, self.d_model, self.dtype,
+                                    check_hash=True)
+                if side is None or (i < len(sums) and side["sha256"] != sums[i]):
+                    problems.append(f"{rev} chunk {i}: missing, truncated or corrupted")
+        if sha256_file(self.root / TOKENS) != self.manifest["tokens_sha256"]:
+            problems.append("tokens.npy: checksum mismatch")
+        return problems
