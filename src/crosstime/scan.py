@@ -1,0 +1,653 @@
+"""The scan stage: sweep every checkpoint of a series once to find where things change.
+
+For each checkpoint (loaded once; everything for it done in one pass) the scan measures
+
+1. **task accuracy** for every task (:mod:`crosstime.tasks`): pair metric
+   ``m = log p(wrong) − log p(correct)``, accuracy = share with ``m < 0``, and optionally the
+   lm-eval-harness whole-sentence comparison;
+2. **site activations** at block ``layer`` on one fixed token set (task sentences or a corpus
+   sample; position 0 and padding excluded), from which, after the sweep, per-token
+   **cosine similarity** (mean over tokens) and **linear CKA** between every pair of
+   checkpoints are computed;
+3. **training dynamics**: held-out next-token loss on a corpus sample and the KL divergence
+   from the model's next-token distribution to the corpus unigram and bigram
+   (previous-token conditional) distributions, estimated from a training-corpus sample.
+
+Then it suggests checkpoints for a crosscoder (:func:`suggest_checkpoints`) and writes
+``RUN/scan/``: ``accuracy.csv``, ``similarity.npz``, ``dynamics.csv``, ``suggestion.json``,
+``accuracy.png``, ``cosine.png``, ``cka.png``, ``dynamics.png``, ``tasks.json``.
+
+    from crosstime.scan import ScanConfig, scan
+    result = scan(ScanConfig(series="path/to/toy", tasks=["toy"], layer=1, out="runs/toy"))
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+
+from crosstime.files import write_json, write_text
+from crosstime.series import Checkpoint, CheckpointSeries, SeriesError, format_tokens, open_series
+from crosstime.tasks import Task, TaskError, evaluate_task, expand_task_names, load_task, special_prefix
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+class ScanError(ValueError):
+    """A scan that cannot run as configured."""
+
+
+class ScanConfig(BaseModel):
+    """Settings of the scan stage (shared by ``crosstime scan`` and :func:`scan`)."""
+
+    series: str = Field(description="local series folder or hub id")
+    out: Path = Field(description="run directory; results go to OUT/scan/")
+    layer: int = Field(description="decoder block whose output is the site for similarity")
+    tasks: list[str] | None = Field(
+        default=None, description="task names or .jsonl paths; default: the toy tasks for a series with pairs/, else subjectverb")
+    revisions: list[str] | None = Field(default=None, description="scan only these revisions (default: all)")
+    batch_size: int = 64
+    sentence_metric: bool = Field(default=True, description="also the whole-sentence log-likelihood accuracy")
+    similarity_source: Literal["tasks", "corpus"] = "tasks"
+    similarity_tokens: int = Field(default=2048, description="token positions compared across checkpoints")
+    corpus: Path | None = Field(default=None, description="held-out text (one document per line); default <series>/corpus/heldout.txt")
+    train_corpus: Path | None = Field(default=None, description="training text for n-gram statistics; default <series>/corpus/train.txt")
+    corpus_sequences: int = Field(default=256, description="held-out documents for loss and KL")
+    max_length: int = Field(default=128, description="tokens per held-out document (truncated)")
+    ngram_tokens: int = Field(default=500_000, description="training tokens used to estimate unigram/bigram statistics")
+    n_suggest: int = Field(default=3, ge=1)
+    min_jump: float = Field(default=0.1, description="smallest accuracy rise counted as a jump")
+    dtype: str = "float32"
+    device: str = "cpu"
+    seed: int = 0
+    progress: bool = True
+
+
+# -- similarity ------------------------------------------------------------------------------
+
+
+def cosine_matrix(acts: torch.Tensor) -> np.ndarray:
+    """Mean per-token cosine similarity between checkpoints.
+
+    acts: [M, N, d], the same N token positions in M checkpoints.
+    Returns [M, M] with entry (a, b) = mean_t cos(acts[a, t], acts[b, t]).
+    """
+    unit = torch.nn.functional.normalize(acts.float(), dim=-1)
+    m, n, _ = unit.shape
+    out = torch.einsum("and,bnd->ab", unit, unit) / n
+    return out.double().numpy()
+
+
+def linear_cka_matrix(acts: torch.Tensor) -> np.ndarray:
+    """Linear CKA (Kornblith et al., 2019) between checkpoints on the same positions.
+
+    acts: [M, N, d]. CKA(X, Y) = ‖XᶜᵀYᶜ‖²_F / (‖XᶜᵀXᶜ‖_F ‖YᶜᵀYᶜ‖_F), with Xᶜ the
+    column-centred X. Computed through centred Gram matrices K = XᶜXᶜᵀ [N, N], since
+    ‖XᶜᵀYᶜ‖²_F = ⟨K_X, K_Y⟩. Returns [M, M].
+    """
+    x = acts.double()
+    x = x - x.mean(dim=1, keepdim=True)
+    grams = torch.einsum("mnd,mkd->mnk", x, x).reshape(x.shape[0], -1)  # [M, N*N]
+    inner = grams @ grams.T
+    norms = inner.diagonal().sqrt()
+    cka = inner / (norms[:, None] * norms[None, :]).clamp_min(1e-30)
+    return cka.numpy()
+
+
+# -- n-gram statistics and dynamics ----------------------------------------------------------
+
+
+@dataclass
+class NgramModel:
+    """Corpus unigram and bigram next-token distributions over a vocabulary of size V.
+
+    unigram: P(w) = (c(w) + α) / (N + αV)                (add-α, α = ``alpha``)
+    bigram:  P(w | v) = (c(v, w) + β P(w)) / (c(v) + β)   (Dirichlet smoothing toward the unigram)
+
+    Bigram rows are never materialised ([V, V] is 2.5e9 entries for Pythia): for each previous
+    token v only its observed successors are stored, as log(c(v,w) + βP(w)) − log(βP(w)).
+    """
+
+    log_unigram: torch.Tensor  # [V]
+    successors: dict[int, tuple[torch.Tensor, torch.Tensor]]  # v -> (w ids [k], log ratio [k])
+    prev_counts: torch.Tensor  # [V] c(v) as a previous token
+    beta: float
+
+    @classmethod
+    def fit(cls, seqs: Sequence[Sequence[int]], vocab_size: int, alpha: float = 0.1, beta: float = 1.0) -> NgramModel:
+        seqs = [np.asarray(s, dtype=np.int64) for s in seqs if len(s)]
+        flat = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)
+        uni = torch.from_numpy(np.bincount(flat, minlength=vocab_size)[:vocab_size].astype(np.float64))
+        log_p = ((uni + alpha) / (uni.sum() + alpha * vocab_size)).log()
+        prev_ids = np.concatenate([s[:-1] for s in seqs]) if seqs else flat
+        next_ids = np.concatenate([s[1:] for s in seqs]) if seqs else flat
+        keys, counts = np.unique(prev_ids * vocab_size + next_ids, return_counts=True)
+        prev_counts = torch.from_numpy(np.bincount(prev_ids, minlength=vocab_size)[:vocab_size].astype(np.float64))
+        successors = {}
+        vs, ws = keys // vocab_size, keys % vocab_size
+        bounds = np.flatnonzero(np.diff(vs)) + 1
+        for v_run, w_run, c_run in zip(np.split(vs, bounds), np.split(ws, bounds), np.split(counts, bounds)):
+            if len(v_run):
+                w = torch.from_numpy(w_run)
+                prior = beta * log_p[w].exp()
+                successors[int(v_run[0])] = (w, (torch.from_numpy(c_run.astype(np.float64)) + prior).log() - prior.log())
+        return cls(log_p, successors, prev_counts, beta)
+
+    def log_norm(self, prev_ids: torch.Tensor) -> torch.Tensor:
+        return (self.prev_counts[prev_ids] + self.beta).log()
+
+    def log_bigram(self, prev_ids: torch.Tensor) -> torch.Tensor:
+        """Dense log P(· | v) for each previous token: [n] → [n, V] (small vocabularies and tests)."""
+        rows = (math.log(self.beta) + self.log_unigram).repeat(len(prev_ids), 1)
+        for r, v in enumerate(prev_ids.tolist()):
+            if v in self.successors:
+                w, ratio = self.successors[v]
+                rows[r, w] += ratio
+        return rows - self.log_norm(prev_ids)[:, None]
+
+    def expected_log_bigram(self, probs: torch.Tensor, prev_ids: torch.Tensor) -> torch.Tensor:
+        """Σ_w probs[i, w] log P(w | prev_ids[i]): [n, V], [n] → [n], without dense bigram rows."""
+        vocab = probs.shape[-1]
+        base = probs @ (math.log(self.beta) + self.log_unigram[:vocab])
+        corr = torch.zeros_like(base)
+        for v in prev_ids.unique().tolist():
+            if v not in self.successors:
+                continue
+            w, ratio = self.successors[v]
+            keep = w < vocab
+            rows = (prev_ids == v).nonzero().squeeze(-1)
+            corr[rows] = probs[rows][:, w[keep]] @ ratio[keep]
+        return base + corr - self.log_norm(prev_ids)
+
+    def bigram_logprob(self, prev_ids: torch.Tensor, next_ids: torch.Tensor) -> torch.Tensor:
+        """log P(next | prev) per position: [n], [n] → [n]."""
+        out = math.log(self.beta) + self.log_unigram[next_ids] - self.log_norm(prev_ids)
+        for i, (v, t) in enumerate(zip(prev_ids.tolist(), next_ids.tolist())):
+            if v in self.successors:
+                w, ratio = self.successors[v]
+                hit = (w == t).nonzero()
+                if len(hit):
+                    out[i] += ratio[hit[0, 0]]
+        return out
+
+
+@torch.no_grad()
+def next_token_dynamics(model, seqs: Sequence[Sequence[int]], ngram: NgramModel, batch_size: int = 32) -> dict:
+    """Held-out loss and KL(model ‖ unigram), KL(model ‖ bigram), each a mean over predicted tokens.
+
+    Every position t < len−1 of every sequence predicts token t+1; the bigram conditions on
+    token t. KL(p ‖ q) = Σ_w p(w) (log p(w) − log q(w)) with p the model's next-token
+    distribution. Also returns the corpus unigram / bigram losses on the same targets (the
+    n-gram floors the model's loss passes through in its statistical-learning phase).
+    """
+    from crosstime.tasks import forward_logits
+
+    totals = {"loss": 0.0, "kl_unigram": 0.0, "kl_bigram": 0.0, "unigram_loss": 0.0, "bigram_loss": 0.0}
+    count = 0
+    for start in range(0, len(seqs), batch_size):
+        chunk = [s for s in seqs[start:start + batch_size] if len(s) >= 2]
+        if not chunk:
+            continue
+        width = max(len(s) for s in chunk)
+        ids = torch.zeros((len(chunk), width), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, s in enumerate(chunk):  # right padding: real positions are 0..len-1 as in training
+            ids[r, :len(s)] = torch.as_tensor(list(s))
+            mask[r, :len(s)] = 1
+        logits = forward_logits(model, ids, mask).cpu()
+        sel = (mask[:, 1:] * mask[:, :-1]).bool()
+        logp = logits[:, :-1][sel].double().log_softmax(-1)  # [n, V_model]
+        vocab = min(logp.shape[-1], ngram.log_unigram.shape[0])
+        target, prev = ids[:, 1:][sel], ids[:, :-1][sel]
+        p = logp.exp()
+        neg_entropy = (p * logp).sum(-1)
+        totals["loss"] += float(-logp.gather(-1, target[:, None]).sum())
+        totals["kl_unigram"] += float((neg_entropy - p[:, :vocab] @ ngram.log_unigram[:vocab]).sum())
+        totals["kl_bigram"] += float((neg_entropy - ngram.expected_log_bigram(p[:, :vocab], prev)).sum())
+        totals["unigram_loss"] += float(-ngram.log_unigram[target].sum())
+        totals["bigram_loss"] += float(-ngram.bigram_logprob(prev, target).sum())
+        count += len(target)
+    if count == 0:
+        raise ScanError("the held-out corpus sample has no sequence of two or more tokens")
+    return {k: v / count for k, v in totals.items()} | {"n_tokens": count}
+
+
+# -- checkpoint suggestion ---------------------------------------------------------------------
+
+
+def fit_ramp(x: Sequence[float], y: Sequence[float]) -> dict | None:
+    """Least-squares flat–ramp–flat fit of ``y`` over ``x``: low until x[a], linear to x[b], high after.
+
+    Tries every pair a < b of points as ramp ends; for each, ``lo`` and ``hi`` are the least-squares
+    levels. Returns the best rising fit {a, b, lo, hi, sse} (ties: the narrower ramp), or None.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    best = None
+    for a in range(len(x) - 1):
+        for b in range(a + 1, len(x)):
+            f = np.clip((x - x[a]) / max(x[b] - x[a], 1e-12), 0.0, 1.0)
+            design = np.stack([1 - f, f], axis=1)
+            (lo, hi), *_ = np.linalg.lstsq(design, y, rcond=None)
+            if hi <= lo:
+                continue
+            sse = float(((design @ [lo, hi] - y) ** 2).sum())
+            key = (round(sse, 9), b - a)
+            if best is None or key < best["key"]:
+                best = {"a": a, "b": b, "lo": float(lo), "hi": float(hi), "sse": sse, "key": key}
+    if best is not None:
+        best.pop("key")
+    return best
+
+
+def cka_blocks(sim: np.ndarray, max_blocks: int = 4, keep: float = 0.3) -> list[list[int]]:
+    """Split the ordered checkpoints into contiguous blocks of mutually similar representations.
+
+    Exact dynamic programming over split points minimising Σ_blocks Σ_{i,j in block} (1 − sim)
+    / |block|; the number of blocks is the smallest k whose cost is at most ``keep`` × the
+    one-block cost (or ``max_blocks``).
+    """
+    n = len(sim)
+    dis = 1.0 - np.asarray(sim, float)
+
+    def cost(i: int, j: int) -> float:  # block i..j-1
+        return float(dis[i:j, i:j].sum()) / (j - i)
+
+    total = cost(0, n)
+    best_split: list[list[int]] = [list(range(n))]
+    table = {(0, j): (cost(0, j), [0]) for j in range(1, n + 1)}
+    for k in range(2, min(max_blocks, n) + 1):
+        new = {}
+        for j in range(k, n + 1):
+            options = [(table[(0, i)][0] + cost(i, j), table[(0, i)][1] + [i]) for i in range(k - 1, j) if (0, i) in table]
+            new[(0, j)] = min(options, key=lambda o: o[0])
+        table = new
+        value, starts = table[(0, n)]
+        best_split = [list(range(s, e)) for s, e in zip(starts, starts[1:] + [n])]
+        if total <= 1e-12 or value <= keep * total:
+            break
+    return best_split
+
+
+SUGGESTION_METHOD = (
+    "Accuracy jump: mean task accuracy against log tokens is fitted by least squares with a "
+    "flat-ramp-flat curve (low level, linear rise between two checkpoints, high level); the checkpoint "
+    "where the rise starts is 'before', the one where it ends is 'after'. Late: among checkpoints after "
+    "'after', the first whose CKA distance (1 - CKA) from 'after' reaches 90% of the largest such "
+    "distance, i.e. where representations have moved on once accuracy has settled. Further picks (n > 3) "
+    "are farthest-point choices in CKA distance. Without an accuracy rise of at least min_jump, picks "
+    "span representation change (farthest points in CKA distance, starting from the last checkpoint)."
+)
+
+
+def suggest_checkpoints(
+    checkpoints: Sequence[Checkpoint],
+    accuracy: Sequence[float] | None,
+    cka: np.ndarray | None,
+    n: int = 3,
+    min_jump: float = 0.1,
+) -> dict:
+    """Suggest ``n`` checkpoints for a crosscoder: before the accuracy jump, after it, and late.
+
+    Method (see :data:`SUGGESTION_METHOD`):
+
+    1. x = log10 tokens (step 0 at half the smallest positive count), y = mean accuracy over
+       tasks. :func:`fit_ramp` finds the flat–ramp–flat curve that fits best; the ramp's first
+       checkpoint is *before* (last one still on the low plateau) and its last is *after*
+       (first one on the high plateau). A rise smaller than ``min_jump`` is not a jump.
+    2. *late*: d(c) = 1 − CKA(after, c) for checkpoints c after *after*; the first c with
+       d(c) ≥ 0.9 · max d. If representations barely move (max d < 0.01), the last checkpoint,
+       with the reason saying so.
+    3. n > 3: add the checkpoint farthest (in 1 − CKA) from all chosen ones, repeatedly.
+       n = 2: before, after; n = 1: after.
+
+    Returns {"method", "jump", "blocks", "checkpoints": [{revision, step, tokens, label, role,
+    reason, numbers}]} ordered by tokens.
+    """
+    ckpts = list(checkpoints)
+    count = len(ckpts)
+    tokens = [c.tokens for c in ckpts]
+    positive = [t for t in tokens if t]
+    floor = min(positive) / 2 if positive else 1.0
+    x = np.log10([t if t else floor for t in tokens]) if positive else np.arange(count, dtype=float)
+    dist = None if cka is None else 1.0 - np.asarray(cka, float)
+    blocks = cka_blocks(cka) if cka is not None and count > 1 else [list(range(count))]
+    block_of = {i: bi for bi, block in enumerate(blocks) for i in block}
+
+    def entry(i: int, role: str, reason: str, numbers: dict) -> dict:
+        c = ckpts[i]
+        return {"revision": c.revision, "step": c.step, "tokens": c.tokens, "label": c.label, "role": role,
+                "reason": reason, "numbers": numbers}
+
+    def acc(i: int) -> float:
+        return float(accuracy[i])
+
+    chosen: dict[int, dict] = {}
+    jump = None
+    ramp = fit_ramp(x, accuracy) if accuracy is not None and count >= 2 else None
+    if ramp is not None and ramp["hi"] - ramp["lo"] >= min_jump:
+        a, b = ramp["a"], ramp["b"]
+        jump = {"before": ckpts[a].revision, "after": ckpts[b].revision, "low": ramp["lo"], "high": ramp["hi"],
+                "rise": ramp["hi"] - ramp["lo"], "sse": ramp["sse"]}
+        cka_ab = None if cka is None else float(cka[a, b])
+        chosen[a] = entry(a, "before", (
+            f"last checkpoint before the accuracy jump: mean accuracy {acc(a):.2f} (fitted low plateau "
+            f"{ramp['lo']:.2f}); accuracy rises to {ramp['hi']:.2f} by {ckpts[b].label} tokens"),
+            {"accuracy": acc(a), "plateau_low": ramp["lo"], "cka_with_after": cka_ab})
+        if n >= 2:
+            chosen[b] = entry(b, "after", (
+                f"first checkpoint after the jump: mean accuracy {acc(b):.2f} (fitted high plateau {ramp['hi']:.2f}, "
+                f"+{ramp['hi'] - ramp['lo']:.2f} over {ckpts[a].label}→{ckpts[b].label} tokens)"),
+                {"accuracy": acc(b), "plateau_high": ramp["hi"], "cka_with_before": cka_ab})
+        if n >= 3 and b + 1 < count:
+            later = list(range(b + 1, count))
+            if dist is not None:
+                d = np.array([dist[b, c] for c in later])
+                if d.max() < 0.01:
+                    late = later[-1]
+                    why = (f"last checkpoint; representations barely move after the jump (1 - CKA with "
+                           f"{ckpts[b].label} at most {d.max():.3f}), so a late checkpoint adds little")
+                else:
+                    late = later[int(np.argmax(d >= 0.9 * d.max()))]
+                    why = (f"late checkpoint where representations have moved on: CKA with the 'after' checkpoint "
+                           f"{ckpts[b].label} is {cka[b, late]:.2f} (lowest after the jump {1 - d.max():.2f}), "
+                           f"accuracy {acc(late):.2f}")
+                numbers = {"accuracy": acc(late), "cka_with_after": float(cka[b, late]),
+                           "min_cka_with_after": float(1 - d.max()), "cosine_block": block_of.get(late)}
+            else:
+                late = later[-1]
+                why = "last checkpoint (no similarity matrix to locate representation change)"
+                numbers = {"accuracy": acc(late)}
+            chosen[late] = entry(late, "late", why, numbers)
+    elif n >= 1:
+        start = count - 1
+        rise = None if ramp is None else ramp["hi"] - ramp["lo"]
+        chosen[start] = entry(start, "last", (
+            "no accuracy jump" + (f" (largest fitted rise {rise:.2f} < {min_jump})" if rise is not None else "")
+            + "; last checkpoint, others chosen to span representation change"), {"accuracy": None if accuracy is None else acc(start)})
+    # Extra picks: farthest point in CKA distance from everything chosen so far.
+    while len(chosen) < min(n, count):
+        rest = [i for i in range(count) if i not in chosen]
+        if dist is not None:
+            gaps = [min(dist[i, j] for j in chosen) for i in rest]
+            pick = rest[int(np.argmax(gaps))]
+            why = f"farthest from the other picks in representation space (min 1 - CKA = {max(gaps):.2f})"
+            nums = {"min_cka_distance": float(max(gaps))}
+        else:
+            pick = rest[len(rest) // 2]
+            why = "spacing (no similarity matrix)"
+            nums = {}
+        if accuracy is not None:
+            nums["accuracy"] = acc(pick)
+        chosen[pick] = entry(pick, "extra", why, nums)
+    picks = [chosen[i] for i in sorted(chosen)]
+    return {"method": SUGGESTION_METHOD, "jump": jump,
+            "blocks": [[ckpts[i].revision for i in block] for block in blocks],
+            "checkpoints": picks, "revisions": [p["revision"] for p in picks]}
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+
+def _read_lines(path: Path, limit: int | None = None) -> list[str]:
+    lines = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if line:
+                lines.append(line)
+                if limit is not None and len(lines) >= limit:
+                    break
+    return lines
+
+
+def _encode_docs(tokenizer, docs: list[str], max_length: int | None = None) -> list[list[int]]:
+    lead = special_prefix(tokenizer)
+    enc = tokenizer(docs, add_special_tokens=False)["input_ids"] if docs else []
+    out = [lead + list(ids) for ids in enc]
+    return [s[:max_length] for s in out] if max_length else out
+
+
+def _similarity_sequences(tasks: list[Task], budget: int, seed: int) -> list[list[int]]:
+    """Task sentences (good ones; prefix + correct answer where a sentence is unusable) until ``budget``
+    tokens at positions ≥ 1, drawn round-robin across tasks in a seeded order."""
+    rng = random.Random(seed)
+    pools = []
+    for task in tasks:
+        seqs = [task.good[i] if bool(task.sentence_ok[i]) else task.prefixes[i] + [int(task.correct[i])]
+                for i in range(len(task))]
+        rng.shuffle(seqs)
+        pools.append(seqs)
+    out, have = [], 0
+    for i in range(max((len(p) for p in pools), default=0)):
+        for pool in pools:
+            if i < len(pool) and have < budget and len(pool[i]) > 1:
+                out.append(pool[i])
+                have += len(pool[i]) - 1
+        if have >= budget:
+            break
+    return out
+
+
+@torch.no_grad()
+def site_tokens(model, seqs: Sequence[Sequence[int]], layer: int, budget: int, batch_size: int = 64) -> torch.Tensor:
+    """Site activations ``[N, d]`` at all real positions ≥ 1 of ``seqs`` (in order), first ``budget`` kept.
+
+    Right padding (so real tokens keep positions 0..len-1 with no position ids needed) and the
+    attention mask; padding and position 0 are never included.
+    """
+    from crosstime.sites import read_site
+
+    device = next(model.parameters()).device
+    parts, have = [], 0
+    for start in range(0, len(seqs), batch_size):
+        chunk = seqs[start:start + batch_size]
+        width = max(len(s) for s in chunk)
+        ids = torch.zeros((len(chunk), width), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, s in enumerate(chunk):
+            ids[r, :len(s)] = torch.as_tensor(list(s))
+            mask[r, :len(s)] = 1
+        h = read_site(model, ids.to(device), layer, attention_mask=mask.to(device)).float().cpu()
+        keep = mask.bool().clone()
+        keep[:, 0] = False
+        parts.append(h[keep])
+        have += int(keep.sum())
+        if have >= budget:
+            break
+    return torch.cat(parts)[:budget]
+
+
+# -- the stage -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ScanResult:
+    """What :func:`scan` produced (also written to ``RUN/scan/``)."""
+
+    out: Path
+    checkpoints: list[Checkpoint]
+    accuracy: list[dict]  # tidy rows
+    cosine: np.ndarray  # [M, M]
+    cka: np.ndarray  # [M, M]
+    dynamics: list[dict]
+    suggestion: dict
+    tasks: dict[str, dict] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _default_tasks(series: CheckpointSeries) -> list[str]:
+    pairs = series.local_root / "pairs" if series.is_local else None
+    if pairs is not None and pairs.is_dir() and any(pairs.glob("*.jsonl")):
+        return sorted(p.stem for p in pairs.glob("*.jsonl"))
+    return ["subjectverb"]
+
+
+def _corpus_paths(config: ScanConfig, series: CheckpointSeries) -> tuple[Path | None, Path | None]:
+    root = series.local_root / "corpus" if series.is_local else None
+    heldout = config.corpus or (root / "heldout.txt" if root is not None and (root / "heldout.txt").is_file() else None)
+    train = config.train_corpus or (root / "train.txt" if root is not None and (root / "train.txt").is_file() else None)
+    for name, path in (("corpus", heldout), ("train_corpus", train)):
+        if path is not None and not Path(path).is_file():
+            raise ScanError(f"{name} {path} does not exist (expected a text file, one document per line)")
+    return heldout, train
+
+
+def _csv_text(rows: list[dict], columns: Sequence[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    return buf.getvalue()
+
+
+ACCURACY_COLUMNS = ("revision", "step", "tokens", "task", "n", "accuracy", "mean_m", "n_sentence", "sentence_accuracy")
+DYNAMICS_COLUMNS = ("revision", "step", "tokens", "loss", "kl_unigram", "kl_bigram", "unigram_loss", "bigram_loss", "n_tokens")
+
+
+def scan(config: ScanConfig) -> ScanResult:
+    """Run the scan stage; see the module docstring. Inputs are checked before any model is loaded."""
+    from tqdm.auto import tqdm
+
+    from crosstime.plots import plot_accuracy, plot_dynamics, plot_similarity, tick_labels
+    from crosstime.rundir import RunDir
+
+    started = time.perf_counter()
+    try:
+        series = open_series(config.series, revisions=config.revisions)
+    except SeriesError as err:
+        raise ScanError(str(err)) from err
+    ckpts = list(series.checkpoints)
+    first_cfg = series.load_config(ckpts[0].revision)
+    depth = getattr(first_cfg, "num_hidden_layers", None) or getattr(first_cfg, "n_layer", None)
+    if depth is not None and not 0 <= config.layer < depth:
+        raise ScanError(f"layer {config.layer} is out of range: {series.source} has {depth} decoder blocks, "
+                        f"so --layer must be in 0..{depth - 1}")
+    if series.is_local:
+        series.check_compatible()
+    tokenizer = series.load_tokenizer()
+    search = [series.local_root / "pairs"] if series.is_local else []
+    names = expand_task_names(config.tasks or _default_tasks(series))
+    if not names:
+        raise ScanError("no tasks given; pass --tasks (e.g. subjectverb, toy, or a .jsonl path)")
+    tasks = [load_task(name, tokenizer, search_dirs=search) for name in names]  # raises TaskError early
+    heldout, train = _corpus_paths(config, series)
+    if config.similarity_source == "corpus" and heldout is None:
+        raise ScanError("similarity_source='corpus' needs a held-out corpus: pass --corpus FILE")
+
+    run = RunDir(config.out)
+    run.save_stage_config("scan", config)
+    torch.manual_seed(config.seed)
+
+    # Fixed inputs shared by every checkpoint.
+    heldout_seqs: list[list[int]] = []
+    if heldout is not None:
+        docs = _read_lines(heldout)
+        random.Random(config.seed).shuffle(docs)
+        heldout_seqs = _encode_docs(tokenizer, docs[:config.corpus_sequences], config.max_length)
+    if config.similarity_source == "corpus":
+        sim_seqs = heldout_seqs
+    else:
+        sim_seqs = _similarity_sequences(tasks, config.similarity_tokens, config.seed)
+    ngram = None
+    if heldout_seqs and train is not None:
+        train_seqs, have = [], 0
+        with open(train, encoding="utf-8") as handle:
+            batch = []
+            for line in handle:
+                if line.strip():
+                    batch.append(line.strip())
+                if len(batch) == 1024:
+                    enc = _encode_docs(tokenizer, batch)
+                    train_seqs += enc
+                    have += sum(map(len, enc))
+                    batch = []
+                    if have >= config.ngram_tokens:
+                        break
+            if batch and have < config.ngram_tokens:
+                train_seqs += _encode_docs(tokenizer, batch)
+        vocab = max(int(getattr(first_cfg, "vocab_size", 0) or 0), len(tokenizer))
+        ngram = NgramModel.fit(train_seqs, vocab)
+
+    acc_rows: list[dict] = []
+    dyn_rows: list[dict] = []
+    acts = []
+    bar = tqdm(ckpts, desc="scan", unit="ckpt", disable=not config.progress)
+    for ckpt in bar:
+        bar.set_postfix_str(ckpt.revision)
+        model = series.load_model(ckpt.revision, dtype=config.dtype, device=config.device)
+        base = {"revision": ckpt.revision, "step": ckpt.step, "tokens": ckpt.tokens}
+        for task in tasks:
+            res = evaluate_task(model, task, config.batch_size, sentence=config.sentence_metric)
+            acc_rows.append(base | res.as_row())
+        if sim_seqs:
+            acts.append(site_tokens(model, sim_seqs, config.layer, config.similarity_tokens, config.batch_size))
+        if ngram is not None:
+            dyn_rows.append(base | next_token_dynamics(model, heldout_seqs, ngram, config.batch_size))
+        del model
+
+    labels = tick_labels([c.tokens for c in ckpts], [c.revision for c in ckpts])
+    stacked = torch.stack(acts) if acts else torch.zeros(len(ckpts), 0, 0)
+    cos = cosine_matrix(stacked) if acts else np.full((len(ckpts),) * 2, np.nan)
+    cka = linear_cka_matrix(stacked) if acts else np.full((len(ckpts),) * 2, np.nan)
+    mean_acc = [float(np.mean([r["accuracy"] for r in acc_rows if r["revision"] == c.revision])) for c in ckpts]
+    suggestion = suggest_checkpoints(ckpts, mean_acc, cka if acts else None, config.n_suggest, config.min_jump)
+    suggestion |= {"series": series.source, "layer": config.layer, "tasks": names}
+
+    out = run.scan
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "accuracy.csv", _csv_text(acc_rows, ACCURACY_COLUMNS))
+    if dyn_rows:
+        write_text(out / "dynamics.csv", _csv_text(dyn_rows, DYNAMICS_COLUMNS))
+    buf = io.BytesIO()
+    np.savez(buf, revisions=np.array([c.revision for c in ckpts]), steps=np.array([c.step if c.step is not None else -1 for c in ckpts]),
+             tokens=np.array([c.tokens if c.tokens is not None else -1 for c in ckpts], dtype=np.int64),
+             labels=np.array(labels), cosine=cos, cka=cka, layer=config.layer, n_tokens=stacked.shape[1])
+    from crosstime.files import write_bytes
+
+    write_bytes(out / "similarity.npz", buf.getvalue())
+    write_json(out / "suggestion.json", suggestion)
+    write_json(out / "tasks.json", {t.name: t.summary() for t in tasks})
+
+    tokens = [c.tokens for c in ckpts]
+    marks = [(p["tokens"], f"{p['role']}: {p['label']}") for p in suggestion["checkpoints"]]
+    curves = {t.name: [r["accuracy"] for r in acc_rows if r["task"] == t.name] for t in tasks}
+    sentence_curves = {t.name: [r["sentence_accuracy"] for r in acc_rows if r["task"] == t.name] for t in tasks}
+    if any(t is None for t in tokens):
+        tokens = [c.step if c.step is not None else i for i, c in enumerate(ckpts)]
+    plot_accuracy(tokens, curves, out / "accuracy.png", marks, title=f"Task accuracy — {Path(series.source).name}",
+                  sentence_curves=sentence_curves if config.sentence_metric else None)
+    if acts:
+        n_tok = stacked.shape[1]
+        plot_similarity(cos, labels, out / "cosine.png", f"Mean per-token cosine, block {config.layer} ({n_tok} tokens)")
+        plot_similarity(cka, labels, out / "cka.png", f"Linear CKA, block {config.layer} ({n_tok} tokens)")
+    if dyn_rows:
+        plot_dynamics(tokens, [r["loss"] for r in dyn_rows], [r["kl_unigram"] for r in dyn_rows],
+                      [r["kl_bigram"] for r in dyn_rows], out / "dynamics.png", accuracy=mean_acc,
+                      unigram_loss=dyn_rows[0]["unigram_loss"], bigram_loss=dyn_rows[0]["bigram_loss"])
+    return ScanResult(out, ckpts, acc_rows, cos, cka, dyn_rows, suggestion,
+                      {t.name: t.summary() for t in tasks}, time.perf_counter() - started)
+
+
+def format_number(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+__all__ = [
+    "ScanConfig", "ScanError", "ScanResult", "scan", "cosine_matrix", "linear_cka_matrix", "NgramModel",
+    "next_token_dynamics", "fit_ramp", "cka_blocks", "suggest_checkpoints", "site_tokens", "TaskError",
+    "format_tokens",
+]
