@@ -8,11 +8,11 @@
         ...
     store.rows("step512", contexts=[3], positions=[17])          # raw float32 [1, d]
 
-Layout and dtype: :mod:`crosstime.store.layout`; harvest: :mod:`crosstime.store.harvest`;
+Layout and dtype: :mod:`crosstime.store.layout`; harvest: :mod:`crosstime.store.harvesting`;
 reading and the shuffling scheme: :mod:`crosstime.store.reader`.
 """
 
-from crosstime.store.harvest import HarvestConfig, harvest
+from crosstime.store.harvesting import HarvestConfig, harvest
 from crosstime.store.layout import StoreError
 from crosstime.store.reader import ActivationStore
 

@@ -267,9 +267,13 @@ class ActivationStore:
         rank yields the same number of full batches; alone, the last batch may be smaller
         unless ``drop_last``.
         """
-        revisions = self._check_revisions(revisions)
+        revisions = self._check_revisions(revisions)  # checked here, not at the first next()
+        plan = self.epoch_plan(split, batch_size, seed, epoch, rank, world_size, drop_last, block_rows, buffer_rows,
+                               len(revisions))
+        return self._iterate(plan, revisions, batch_size, normalise, seed, epoch, rank, skip_batches, with_index, device)
+
+    def _iterate(self, plan, revisions, batch_size, normalise, seed, epoch, rank, skip_batches, with_index, device):
         M, d = len(revisions), self.d_model
-        plan = self.epoch_plan(split, batch_size, seed, epoch, rank, world_size, drop_last, block_rows, buffer_rows, M)
         starts, sizes, n_batches = plan["starts"], plan["sizes"], plan["n_batches"]
         if skip_batches >= n_batches:
             return

@@ -1,0 +1,348 @@
+"""Activation store: harvest equals the model's hidden states; resumable; shuffled loader; bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import WORDS, make_tiny_series
+from crosstime.corpus import CorpusError, pack_contexts, resolve_corpus
+from crosstime.series import SeriesError, open_series
+from crosstime.sites import LayerOutOfRange
+from crosstime.store import ActivationStore, HarvestConfig, StoreError, harvest
+from crosstime.store.layout import chunk_paths
+
+T = 32  # context length
+LAYER = 1
+
+
+def _sentences(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "train.txt"
+    path.write_text("\n".join(_sentences(800)) + "\n")
+    return path
+
+
+def _config(series, corpus, out, **kw) -> HarvestConfig:
+    base = dict(series=str(series), layer=LAYER, corpus=str(corpus), tokens=1500, context_len=T, out=str(out),
+                chunk_contexts=8, batch_size=4, progress=False)
+    return HarvestConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def store(tiny_series, corpus, tmp_path_factory) -> ActivationStore:
+    return harvest(_config(tiny_series, corpus, tmp_path_factory.mktemp("store") / "activations"))
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _hidden(series_root: Path, revision: str, tokens: np.ndarray) -> torch.Tensor:
+    """Slow reference path: the full model with output_hidden_states, block LAYER's output [n, T, d]."""
+    model = open_series(series_root).load_model(revision)
+    with torch.no_grad():
+        return model(torch.from_numpy(np.asarray(tokens, dtype=np.int64)), output_hidden_states=True).hidden_states[LAYER + 1]
+
+
+# -- layout and contents ------------------------------------------------------------------
+
+def test_manifest_describes_the_store(store, tiny_series):
+    m = store.manifest
+    assert store.revisions == ["step0", "step10", "step100"]
+    assert store.d_model == 32 and store.layer == LAYER and m["dtype"] == "float16"
+    assert m["excluded_positions"] == [0] and m["context_len"] == T
+    n_train = 1500 // T
+    assert store.n_contexts("train") == n_train and store.n_contexts("heldout") == round(0.05 * n_train)
+    assert store.tokens.shape == (n_train + store.n_contexts("heldout"), T)
+    assert m["n_tokens"] == store.tokens.size and store.n_rows("train") == n_train * (T - 1)
+    for rev in store.revisions:
+        entry = m["checkpoints"][rev]
+        assert entry["status"] == "complete" and entry["chunks_done"] == entry["n_chunks"] == len(m["chunks"])
+        assert len(entry["checksums"]) == len(m["chunks"])
+    assert m["series"]["source"] == str(Path(tiny_series).resolve())
+    assert store.verify() == []
+
+
+def test_stored_activations_equal_hidden_states(store, tiny_series):
+    contexts = np.arange(len(store.tokens))
+    for rev in store.revisions:
+        h = _hidden(tiny_series, rev, store.tokens[contexts])[:, 1:]  # [n, T-1, d]
+        got = store.rows(rev, np.repeat(contexts, T - 1), np.tile(np.arange(1, T), len(contexts)))
+        expect = h.reshape(-1, store.d_model)
+        # float16 storage: half an ulp (2^-11 relative), plus slack for batch-size-dependent float32 sums
+        assert torch.all((got - expect).abs() <= expect.abs() * 2**-10 + 1e-7), rev
+        assert expect.abs().max() > 1e-2 and expect.abs().max() / expect.abs().mean() < 1e3  # a meaningful check
+
+
+def test_tokens_are_the_packed_corpus(store, corpus, tiny_series):
+    tokenizer = open_series(tiny_series).load_tokenizer()
+    docs = [line for line in corpus.read_text().splitlines() if line.strip()]
+    stream = []
+    for doc in docs:
+        stream += tokenizer(doc)["input_ids"] + [tokenizer.eos_token_id]
+    bos = tokenizer.bos_token_id
+    expect = [[bos, *stream[i * (T - 1) : (i + 1) * (T - 1)]] for i in range(len(store.tokens))]
+    assert np.array_equal(store.tokens, np.array(expect))
+
+
+def test_pack_contexts_by_hand():
+    class Tok:  # BOS 1 prepended to every document (like the toy tokenizer); EOS 2
+        bos_token_id, eos_token_id = 1, 2
+
+        def __call__(self, texts, add_special_tokens=True):
+            return {"input_ids": [[1, *map(int, t.split())] for t in texts]}
+
+    out = pack_contexts(iter(["5 6 7", "8 9", "10 11 12 13"]), Tok(), n_contexts=3, context_len=4)
+    # the document's own BOS serves as the context's BOS; continuation contexts get an inserted BOS
+    assert out.tolist() == [[1, 5, 6, 7], [1, 8, 9, 1], [1, 10, 11, 12]]
+    with pytest.raises(CorpusError, match="3 full contexts"):
+        pack_contexts(iter(["5 6 7", "8 9", "10 11 12 13"]), Tok(), n_contexts=5, context_len=4)
+
+
+def test_first_position_switch(store, tiny_series, corpus, tmp_path):
+    kept = harvest(_config(tiny_series, corpus, tmp_path / "kept", keep_first_position=True, revisions=["step10"]))
+    assert kept.manifest["excluded_positions"] == [] and kept.rows_per_context == T
+    assert kept.n_rows("train") == store.n_rows("train") + store.n_contexts("train")
+    assert np.array_equal(kept.tokens, store.tokens)
+    h0 = _hidden(tiny_series, "step10", store.tokens[:4])[:, 0]
+    assert torch.allclose(kept.rows("step10", np.arange(4), np.zeros(4, int)), h0, rtol=2**-10, atol=1e-7)
+    with pytest.raises(IndexError, match="position 0 is excluded"):
+        store.rows("step10", [0], [0])
+    # the scale is estimated on the kept positions only, so the switch changes it
+    assert kept.scales["step10"] != pytest.approx(store.scales["step10"], rel=1e-6)
+
+
+def test_scale_matches_direct_computation(store, tiny_series):
+    lo, hi = store.context_range("train")
+    for rev in store.revisions:
+        h = _hidden(tiny_series, rev, store.tokens[lo:hi])[:, 1:].double()
+        direct = np.sqrt(store.d_model) / h.norm(dim=-1).mean().item()
+        assert store.scales[rev] == pytest.approx(direct, rel=1e-3)
+    # normalised batches: mean row norm sqrt(d) per checkpoint over one epoch
+    norms = torch.cat([x.norm(dim=-1) for x in store.batches(batch_size=256)])
+    assert norms.mean(0).numpy() == pytest.approx([np.sqrt(32)] * 3, rel=1e-3)
+
+
+# -- loader -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_loader_covers_every_row_once(store, split):
+    seen, sizes = [], []
+    for x, idx in store.batches(batch_size=100, split=split, with_index=True, buffer_rows=300, block_rows=16):
+        seen.append(idx)
+        sizes.append(len(x))
+    seen = torch.cat(seen).numpy()
+    lo, hi = store.context_range(split)
+    assert np.array_equal(np.sort(seen), np.arange(lo * (T - 1), hi * (T - 1)))
+    assert all(s == 100 for s in sizes[:-1]) and len(sizes) == store.n_batches(split, 100)
+    if split == "train":
+        assert not np.array_equal(seen, np.sort(seen))  # shuffled
+
+
+def test_loader_values_match_random_access(store):
+    x, idx = next(store.batches(batch_size=64, with_index=True, normalise=False))
+    assert x.shape == (64, 3, 32) and x.dtype == torch.float32
+    contexts, positions = store.locate(idx.numpy())
+    for m, rev in enumerate(store.revisions):
+        assert torch.equal(x[:, m], store.rows(rev, contexts, positions))
+    xn, idx2 = next(store.batches(batch_size=64, with_index=True, normalise=True))
+    assert torch.equal(idx, idx2)
+    assert torch.allclose(xn, x * torch.tensor([store.scales[r] for r in store.revisions]).view(1, 3, 1))
+    sub, idx3 = next(store.batches(revisions=["step100", "step0"], batch_size=64, with_index=True, normalise=False))
+    assert torch.equal(sub[:, 0], store.read_rows("step100", idx3.numpy())) and sub.shape == (64, 2, 32)
+
+
+def test_loader_is_deterministic_and_resumable(store):
+    kw = dict(batch_size=70, buffer_rows=200, block_rows=10, with_index=True)
+    full = [i for _, i in store.batches(seed=3, epoch=1, **kw)]
+    again = [i for _, i in store.batches(seed=3, epoch=1, **kw)]
+    assert all(torch.equal(a, b) for a, b in zip(full, again)) and len(full) == len(again)
+    other = [i for _, i in store.batches(seed=3, epoch=2, **kw)]
+    assert not torch.equal(full[0], other[0])
+    for skip in (1, 3, len(full) - 1):  # resume mid-window and across windows
+        tail = [i for _, i in store.batches(seed=3, epoch=1, skip_batches=skip, **kw)]
+        assert len(tail) == len(full) - skip and all(torch.equal(a, b) for a, b in zip(full[skip:], tail))
+
+
+def test_loader_ranks_get_disjoint_equal_shares(store):
+    shares = [torch.cat([i for _, i in store.batches(batch_size=50, rank=r, world_size=2, with_index=True, block_rows=8,
+                                                      buffer_rows=64)]).numpy() for r in range(2)]
+    assert len(shares[0]) == len(shares[1]) == 50 * store.n_batches("train", 50, world_size=2, block_rows=8)
+    assert not set(shares[0]) & set(shares[1])
+    assert len(shares[0]) + len(shares[1]) > store.n_rows("train") - 2 * (50 + 8)  # only a remainder is dropped
+
+
+def test_contexts_iterates_heldout_tokens(store):
+    batches = list(store.contexts("heldout", batch_size=2))
+    lo, hi = store.context_range("heldout")
+    assert torch.equal(torch.cat(batches), torch.from_numpy(np.asarray(store.tokens[lo:hi], dtype=np.int64)))
+
+
+# -- append, resume, corruption, distributed ---------------------------------------------------------
+
+def test_append_a_checkpoint_harvests_only_it(store, tiny_series, corpus, tmp_path, monkeypatch):
+    out = tmp_path / "acts"
+    harvest(_config(tiny_series, corpus, out, revisions=["step0", "step10"]))
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.bin")}
+    loaded = []
+    from crosstime.series import CheckpointSeries
+
+    original = CheckpointSeries.load_model
+    monkeypatch.setattr(CheckpointSeries, "load_model", lambda self, rev, **kw: loaded.append(rev) or original(self, rev, **kw))
+    appended = harvest(_config(tiny_series, corpus, out, revisions=["step100"]))
+    assert loaded == ["step100"]
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())
+    assert appended.revisions == ["step0", "step10", "step100"]
+    assert _files(out) == _files(store.root)
+
+
+def _run_slow_harvest(config: HarvestConfig) -> subprocess.Popen:
+    """Harvest in a subprocess whose forward pass sleeps 0.15 s, so it can be killed mid-way."""
+    script = (
+        "import time, crosstime.store.harvesting as h\n"
+        "fast = h.read_site\n"
+        "def slow(*a, **k):\n    time.sleep(0.15)\n    return fast(*a, **k)\n"
+        "h.read_site = slow\n"
+        f"h.harvest(h.HarvestConfig.model_validate_json({config.model_dump_json()!r}))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    return subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_killed_harvest_resumes_to_identical_store(store, tiny_series, corpus, tmp_path):
+    out = tmp_path / "acts"
+    proc = _run_slow_harvest(_config(tiny_series, corpus, out))
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("*/*.json"))) < 4:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(out.glob("*/*.json")))
+    assert 4 <= done < 3 * len(store.manifest["chunks"])  # killed mid-way
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["revisions"] == [] and manifest["checkpoints"]["step0"]["status"] != "complete"
+    with pytest.raises(StoreError, match="not in the store"):
+        ActivationStore(out).batches(revisions=["step0"])
+    resumed = harvest(_config(tiny_series, corpus, out))
+    assert _files(out) == _files(store.root)
+    assert resumed.verify() == []
+
+
+def test_corrupted_and_truncated_chunks_are_redone(store, tiny_series, corpus, tmp_path):
+    out = tmp_path / "acts"
+    shutil.copytree(store.root, out)
+    flipped, truncated = chunk_paths(out, "step10", 2)[0], chunk_paths(out, "step100", 5)[0]
+    data = bytearray(flipped.read_bytes())
+    data[100] ^= 0xFF
+    flipped.write_bytes(bytes(data))
+    truncated.write_bytes(truncated.read_bytes()[:-64])
+    problems = ActivationStore(out).verify()
+    assert problems == ["step10 chunk 2: missing, truncated or corrupted", "step100 chunk 5: missing, truncated or corrupted"]
+    harvest(_config(tiny_series, corpus, out))
+    assert _files(out) == _files(store.root)
+
+
+def test_two_process_torchrun_harvest_equals_single_process(store, tiny_series, corpus, tmp_path):
+    config = _config(tiny_series, corpus, tmp_path / "acts")
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import crosstime.store.harvesting as h\n"
+        f"h.harvest(h.HarvestConfig.model_validate_json({config.model_dump_json()!r}))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _files(tmp_path / "acts") == _files(store.root)
+
+
+# -- corpus inputs ------------------------------------------------------------------------------------
+
+def test_jsonl_and_hf_dataset_corpora_give_the_same_tokens(store, tiny_series, corpus, tmp_path):
+    docs = [line for line in corpus.read_text().splitlines() if line.strip()]
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_text("".join(json.dumps({"text": d, "id": i}) + "\n" for i, d in enumerate(docs)))
+    a = harvest(_config(tiny_series, jsonl, tmp_path / "a", revisions=["step0"]))
+    assert np.array_equal(a.tokens, store.tokens)
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_dict({"text": docs}).save_to_disk(str(tmp_path / "ds"))
+    b = harvest(_config(tiny_series, tmp_path / "ds", tmp_path / "b", revisions=["step0"]))
+    assert np.array_equal(b.tokens, store.tokens)
+    assert _files(a.root)["step0/00000.bin"] == _files(store.root)["step0/00000.bin"]
+
+
+def test_toy_world_layout_uses_its_heldout_corpus(tiny_series, tmp_path):
+    world = tmp_path / "world"
+    (world / "corpus").mkdir(parents=True)
+    (world / "corpus" / "train.txt").write_text("\n".join(_sentences(300, seed=1)))
+    (world / "corpus" / "heldout.txt").write_text("\n".join(_sentences(100, seed=2)))
+    c = resolve_corpus(world)
+    assert c.train.name == "train.txt" and c.heldout.name == "heldout.txt"
+    st = harvest(_config(tiny_series, world, tmp_path / "s", revisions=["step0"], tokens=640, heldout_tokens=96))
+    tokenizer = open_series(tiny_series).load_tokenizer()
+    first_heldout = tokenizer(_sentences(100, seed=2)[0])["input_ids"]
+    lo, _ = st.context_range("heldout")
+    assert st.n_contexts("heldout") == 3 and st.tokens[lo, 1 : 1 + len(first_heldout)].tolist() == first_heldout
+
+
+# -- bad input: clear errors before any work ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mixed_width_series(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("mixed")
+    make_tiny_series(root / "a", steps=(0,), d=32)
+    make_tiny_series(root / "b", steps=(5,), d=48)
+    shutil.move(root / "b" / "step5", root / "a" / "step5")
+    from crosstime.series import Checkpoint, write_series_manifest
+
+    write_series_manifest(root / "a", [Checkpoint("step0", 0, 0), Checkpoint("step5", 5, 5000)])
+    return root / "a"
+
+
+def test_bad_input_fails_before_work(tiny_series, corpus, mixed_width_series, store, tmp_path, monkeypatch):
+    from crosstime.series import CheckpointSeries
+
+    monkeypatch.setattr(CheckpointSeries, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    out = tmp_path / "never"
+    with pytest.raises(SeriesError, match="unknown revision 'step7'"):
+        harvest(_config(tiny_series, corpus, out, revisions=["step7"]))
+    with pytest.raises(SeriesError, match="differ in width"):
+        harvest(_config(mixed_width_series, corpus, out, revisions=["step0", "step5"]))
+    with pytest.raises(LayerOutOfRange, match=r"must be in 0\.\.2"):
+        harvest(_config(tiny_series, corpus, out, layer=3))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    with pytest.raises(CorpusError, match="is empty"):
+        harvest(_config(tiny_series, empty, out))
+    short = tmp_path / "short.txt"
+    short.write_text("\n".join(_sentences(20)))
+    with pytest.raises(CorpusError, match=r"documents give \d+ tokens = \d+ full contexts of 32 tokens, but 48 contexts"):
+        harvest(_config(tiny_series, short, out))
+    assert not out.exists()
+    with pytest.raises(StoreError, match=r"does not match this request:\n  site"):
+        harvest(_config(tiny_series, corpus, store.root, layer=0))
+    with pytest.raises(StoreError, match="splits"):
+        harvest(_config(tiny_series, corpus, store.root, tokens=3000))
+    with pytest.raises(StoreError, match="not an activation store"):
+        ActivationStore(tmp_path)
