@@ -51,5 +51,38 @@ def series(source: str = typer.Argument(..., help="A local series folder or a Hu
     Console().print(table)
 
 
+@app.command()
+def attribute(
+    run: Path = typer.Argument(..., help="Run directory with activations/ and crosscoder/."),
+    task: str = typer.Option(..., "--task", help="Task name (toy task, BLiMP paradigm, 'subjectverb') or a .jsonl path."),
+    method: str = typer.Option("ig", "--method", help="IE estimator: ig (integrated gradients), atp, exact."),
+    steps: int = typer.Option(10, "--steps", help="Integrated-gradient steps (midpoint rule)."),
+    top_k: int = typer.Option(10, "--top-k", help="Features reported per checkpoint (by |IE|)."),
+    baseline: str = typer.Option("zero", "--baseline", help="Ablation value: zero, or mean (the feature's mean on the task)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Zero per-token effects with |e| <= this (paper: 0.1)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Pairs per forward."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples over pairs (0: no CIs)."),
+    ablation: bool = typer.Option(True, "--ablation/--no-ablation", help="Exact single-feature ablation of the reported features."),
+    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Use only the first N pairs."),
+    device: str = typer.Option("cpu", "--device"),
+    dtype: str = typer.Option("float32", "--dtype"),
+) -> None:
+    """Per-checkpoint indirect effects of the crosscoder's features on a task; RelIE; ablation check."""
+    from pydantic import ValidationError
+
+    from crosstime.attribution.stage import AttributeConfig, AttributionError, attribute as run_attribute, print_attribution
+    from crosstime.tasks import TaskError
+
+    try:
+        config = AttributeConfig(run=run, task=task, method=method, steps=steps, top_k=top_k, baseline=baseline,
+                                 threshold=threshold, batch_size=batch_size, bootstrap=bootstrap, ablation=ablation,
+                                 max_pairs=max_pairs, device=device, dtype=dtype)
+        result = run_attribute(config)
+    except (AttributionError, TaskError, ValidationError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    print_attribution(result)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
