@@ -540,3 +540,41 @@ def attribute(config: AttributeConfig) -> AttributeResult:
     })
     run.save_stage_config("attribute", config)
     return AttributeResult(out, att, summary)
+
+
+def print_attribution(result: AttributeResult, n: int | None = None) -> None:
+    """Top features per checkpoint with signed IE and the RelIE vector (rich tables)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    att, s = result.attribution, result.summary
+    revs = att.revisions
+    ie = att.ie.double().numpy()
+    metrics = s.metrics
+    for m, rev in enumerate(revs):
+        table = Table(title=f"{rev}: top features by |IE| ({att.method}"
+                            + (f", {att.steps} steps" if att.method == "ig" else "") + ")")
+        table.add_column("feature", justify="right")
+        table.add_column("IE", justify="right")
+        table.add_column("RelIE [" + ", ".join(revs) + "]")
+        table.add_column("RelIE class")
+        table.add_column("RelDec class")
+        for i in s.per_checkpoint[m][:n]:
+            k = s.features.index(i)
+            table.add_row(str(i), f"{ie[m, i]:+.4f}", "[" + ", ".join(f"{v:.2f}" for v in s.relie[i]) + "]",
+                          s.relie_class[k], s.reldec_class[k])
+        console.print(table)
+    acc = ", ".join(f"{r} {metrics['accuracy_clean'][r]:.3f}" for r in revs)
+    err = ", ".join(f"{r} {metrics['error_effect'][r]:+.3f}" for r in revs)
+    console.print(f"pairs: {metrics['n_pairs']}; clean accuracy: {acc}; error-term effect: {err}")
+    faith = metrics.get("faithfulness")
+    if faith:
+        console.print("faithfulness (Spearman vs exact ablation, pooled): "
+                      + ", ".join(f"{k.replace('_spearman_pooled', '')} {v:.3f}" for k, v in faith.items()
+                                  if k.endswith("_pooled")))
+    abl = metrics.get("ablation_spearman")
+    if abl:
+        console.print(f"ablation share vs RelDec ρ = {abl['ratio_vs_reldec_mean']:.3f}, "
+                      f"vs RelIE ρ = {abl['ratio_vs_relie_mean']:.3f} (mean over checkpoints)")
+    console.print(f"written to {result.out}")
