@@ -52,6 +52,42 @@ def series(source: str = typer.Argument(..., help="A local series folder or a Hu
 
 
 @app.command()
+def scan(
+    series: str = typer.Argument(..., help="A local series folder or a Hugging Face repo id."),
+    tasks: Optional[list[str]] = typer.Option(None, "--tasks", help="Task names or .jsonl paths (repeat or comma-separate); 'toy' = the four toy tasks. Default: the series' pairs/, else subjectverb."),
+    layer: int = typer.Option(..., "--layer", help="Decoder block whose output is compared across checkpoints."),
+    out: Path = typer.Option(..., "--out", help="Run directory; results go to OUT/scan/."),
+    revisions: Optional[list[str]] = typer.Option(None, "--revisions", help="Scan only these revisions (repeat or comma-separate)."),
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Held-out text, one document per line (default: <series>/corpus/heldout.txt)."),
+    train_corpus: Optional[Path] = typer.Option(None, "--train-corpus", help="Training text for unigram/bigram statistics (default: <series>/corpus/train.txt)."),
+    similarity_source: str = typer.Option("tasks", "--similarity-on", help="Token positions for similarity: 'tasks' (task sentences) or 'corpus'."),
+    n_suggest: int = typer.Option(3, "--suggest", help="How many checkpoints to suggest."),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    device: str = typer.Option("cpu", "--device"),
+    dtype: str = typer.Option("float32", "--dtype"),
+    sentence_metric: bool = typer.Option(True, "--sentence/--no-sentence", help="Also the whole-sentence log-likelihood accuracy (lm-eval style)."),
+) -> None:
+    """Scan every checkpoint: task accuracy, representation similarity, training dynamics; suggest checkpoints."""
+    from crosstime.scan import print_scan_summary, scan as run_scan, ScanConfig
+    from pydantic import ValidationError
+
+    from crosstime.scan import ScanError
+    from crosstime.tasks import TaskError
+
+    split = lambda items: [p.strip() for item in items or [] for p in item.split(",") if p.strip()] or None  # noqa: E731
+    try:
+        config = ScanConfig(series=series, tasks=split(tasks), layer=layer, out=out, revisions=split(revisions),
+                            corpus=corpus, train_corpus=train_corpus, similarity_source=similarity_source,
+                            n_suggest=n_suggest, batch_size=batch_size, device=device, dtype=dtype,
+                            sentence_metric=sentence_metric)
+        result = run_scan(config)
+    except (ScanError, TaskError, ValidationError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    print_scan_summary(result)
+
+
+@app.command()
 def attribute(
     run: Path = typer.Argument(..., help="Run directory with activations/ and crosscoder/."),
     task: str = typer.Option(..., "--task", help="Task name (toy task, BLiMP paradigm, 'subjectverb') or a .jsonl path."),
@@ -82,6 +118,65 @@ def attribute(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     print_attribution(result)
+
+
+def _count(text: str) -> int:
+    """'1M' -> 1_000_000, '250K' -> 250_000, '2e6' -> 2_000_000."""
+    text = text.strip().upper().replace("_", "")
+    scale = {"K": 10**3, "M": 10**6, "B": 10**9}.get(text[-1:], 1)
+    try:
+        return int(float(text[:-1] if scale > 1 else text) * scale)
+    except ValueError as err:
+        raise typer.BadParameter(f"{text!r} is not a token count (e.g. 1000000, 1M, 250K)") from err
+
+
+@app.command()
+def harvest(
+    series: str = typer.Argument(..., help="A local series folder or a Hugging Face repo id."),
+    revisions: Optional[list[str]] = typer.Option(None, "--revisions", help="Checkpoints to harvest (repeat or comma-separate; default: all). Adding one to an existing store harvests only it."),
+    layer: int = typer.Option(..., "--layer", help="Site: the output of decoder block L (= hidden_states[L+1])."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Text (one document per line), .jsonl, saved HF dataset, or a folder with corpus/train.txt (default: the series folder)."),
+    tokens: str = typer.Option("1M", "--tokens", help="Training tokens to store, e.g. 1M."),
+    heldout_tokens: Optional[str] = typer.Option(None, "--heldout-tokens", help="Held-out tokens (default: 5% of --tokens)."),
+    out: Path = typer.Option(..., "--out", help="Run directory; the store goes to OUT/activations/."),
+    context_len: Optional[int] = typer.Option(None, "--context-len", help="Tokens per context (default: min(1024, model positions))."),
+    keep_first_position: bool = typer.Option(False, "--keep-first-position", help="Keep position 0 (the attention sink); excluded by default."),
+    dtype: str = typer.Option("float16", "--dtype", help="Storage dtype: float16 or bfloat16."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Contexts per forward pass."),
+    chunk_contexts: Optional[int] = typer.Option(None, "--chunk-contexts", help="Contexts per chunk file (default: ~64 MiB)."),
+    device: str = typer.Option("auto", "--device"),
+    model_dtype: str = typer.Option("float32", "--model-dtype"),
+    text_column: str = typer.Option("text", "--text-column", help="Text field of a JSONL file or dataset."),
+) -> None:
+    """Harvest site activations of checkpoints into a token-aligned store (resumable; works under torchrun)."""
+    from pydantic import ValidationError
+
+    from crosstime import distributed
+    from crosstime.corpus import CorpusError
+    from crosstime.rundir import RunDir
+    from crosstime.series import SeriesError
+    from crosstime.sites import LayerOutOfRange
+    from crosstime.store import HarvestConfig, StoreError, harvest as run_harvest
+
+    split = lambda items: [p.strip() for item in items or [] for p in item.split(",") if p.strip()] or None  # noqa: E731
+    run = RunDir(out)
+    try:
+        config = HarvestConfig(series=series, revisions=split(revisions), layer=layer, corpus=corpus, tokens=_count(tokens),
+                               heldout_tokens=_count(heldout_tokens) if heldout_tokens else None, context_len=context_len,
+                               keep_first_position=keep_first_position, text_column=text_column, out=str(run.activations),
+                               dtype=dtype, batch_size=batch_size, chunk_contexts=chunk_contexts, device=device,
+                               model_dtype=model_dtype)
+        if distributed.world().is_main:
+            run.save_stage_config("harvest", config)
+        store = run_harvest(config)
+    except (StoreError, CorpusError, SeriesError, LayerOutOfRange, ValidationError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    if distributed.world().is_main:
+        typer.echo(f"{store.root}: {', '.join(store.revisions)}; layer {store.layer}, d={store.d_model}, "
+                   f"{store.n_rows('train'):,} train + {store.n_rows('heldout'):,} held-out rows, "
+                   f"{store.bytes_per_token:.0f} bytes/token, scales "
+                   + ", ".join(f"{r}={s:.4g}" for r, s in store.scales.items()))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -646,8 +646,49 @@ def format_number(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def print_scan_summary(result: ScanResult, console=None) -> None:
+    """A short rich summary: accuracy per checkpoint and task, dynamics, and the suggestion with reasons."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    tasks = list(dict.fromkeys(r["task"] for r in result.accuracy))
+    table = Table(title=f"scan: accuracy (share of pairs with m < 0) — {result.out}")
+    table.add_column("checkpoint")
+    table.add_column("tokens", justify="right")
+    for t in tasks:
+        table.add_column(t, justify="right")
+    dyn = {r["revision"]: r for r in result.dynamics}
+    if dyn:
+        table.add_column("loss", justify="right")
+        table.add_column("KL uni", justify="right")
+        table.add_column("KL bi", justify="right")
+    chosen = {p["revision"]: p["role"] for p in result.suggestion["checkpoints"]}
+    for c in result.checkpoints:
+        cells = []
+        for t in tasks:
+            row = next(r for r in result.accuracy if r["revision"] == c.revision and r["task"] == t)
+            text = format_number(row["accuracy"], 2)
+            sent = row.get("sentence_accuracy")
+            if sent is not None and abs(sent - row["accuracy"]) >= 0.005:
+                text += f" (sent {sent:.2f})"
+            cells.append(text)
+        if dyn:
+            d = dyn.get(c.revision, {})
+            cells += [format_number(d.get("loss"), 2), format_number(d.get("kl_unigram"), 2), format_number(d.get("kl_bigram"), 2)]
+        name = c.revision + (f"  ◀ {chosen[c.revision]}" if c.revision in chosen else "")
+        table.add_row(name, c.label, *cells)
+    console.print(table)
+    n_pairs = ", ".join(f"{name}: {info['n']} pairs" for name, info in result.tasks.items())
+    console.print(f"tasks: {n_pairs}. '(sent x)' = whole-sentence accuracy where it differs.")
+    console.print("[bold]suggested checkpoints[/bold]: " + ", ".join(result.suggestion["revisions"]))
+    for p in result.suggestion["checkpoints"]:
+        console.print(f"  {p['revision']} ({p['label']} tokens, {p['role']}): {p['reason']}")
+    console.print(f"wrote {result.out} in {result.seconds:.1f}s")
+
+
 __all__ = [
     "ScanConfig", "ScanError", "ScanResult", "scan", "cosine_matrix", "linear_cka_matrix", "NgramModel",
     "next_token_dynamics", "fit_ramp", "cka_blocks", "suggest_checkpoints", "site_tokens", "TaskError",
-    "format_tokens",
+    "format_tokens", "print_scan_summary",
 ]

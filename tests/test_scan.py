@@ -1,0 +1,253 @@
+"""Scan stage: similarity formulas, n-gram dynamics, checkpoint suggestion, end-to-end on tiny series."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import make_word_tokenizer, tiny_model
+
+from crosstime.scan import (
+    NgramModel, ScanConfig, ScanError, cka_blocks, cosine_matrix, fit_ramp, linear_cka_matrix,
+    next_token_dynamics, scan, site_tokens, suggest_checkpoints,
+)
+from crosstime.series import Checkpoint
+from crosstime.tasks import TaskError, evaluate_task, load_task
+
+# -- similarity against direct numpy formulas ---------------------------------------------------------
+
+
+def test_cosine_and_cka_match_numpy():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(50, 8))
+    acts = np.stack([base, base @ np.linalg.qr(rng.normal(size=(8, 8)))[0] * 3.0, rng.normal(size=(50, 8)),
+                     base + 0.3 * rng.normal(size=(50, 8))])
+    cos = cosine_matrix(torch.tensor(acts, dtype=torch.float32))
+    cka = linear_cka_matrix(torch.tensor(acts))
+    for a in range(4):
+        for b in range(4):
+            x, y = acts[a], acts[b]
+            want_cos = np.mean([x[t] @ y[t] / np.linalg.norm(x[t]) / np.linalg.norm(y[t]) for t in range(50)])
+            xc, yc = x - x.mean(0), y - y.mean(0)
+            want_cka = np.linalg.norm(xc.T @ yc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
+            assert cos[a, b] == pytest.approx(want_cos, abs=1e-5)
+            assert cka[a, b] == pytest.approx(want_cka, abs=1e-9)
+    assert cka[0, 1] == pytest.approx(1.0)  # CKA ignores rotation and isotropic scale; cosine does not
+    assert cos[0, 1] < 0.9
+
+
+# -- n-gram statistics and dynamics ------------------------------------------------------------------
+
+
+def test_ngram_model_matches_direct_counts():
+    seqs = [[2, 5, 6, 5, 7], [2, 5, 6, 8], [2, 9]]
+    V, alpha, beta = 12, 0.1, 1.0
+    ng = NgramModel.fit(seqs, V, alpha=alpha, beta=beta)
+    flat = [t for s in seqs for t in s]
+    uni = np.array([(flat.count(w) + alpha) / (len(flat) + alpha * V) for w in range(V)])
+    np.testing.assert_allclose(ng.log_unigram.exp().numpy(), uni, rtol=1e-12)
+    pairs = [(a, b) for s in seqs for a, b in zip(s[:-1], s[1:])]
+    prev = torch.tensor([5, 2, 11, 6])
+    dense = ng.log_bigram(prev).exp().numpy()
+    for r, v in enumerate(prev.tolist()):
+        c_v = sum(1 for a, _ in pairs if a == v)
+        want = [(sum(1 for p in pairs if p == (v, w)) + beta * uni[w]) / (c_v + beta) for w in range(V)]
+        np.testing.assert_allclose(dense[r], want, rtol=1e-12)
+    probs = torch.softmax(torch.randn(4, V, dtype=torch.float64), -1)
+    torch.testing.assert_close(ng.expected_log_bigram(probs, prev), (probs * ng.log_bigram(prev)).sum(-1))
+    nxt = torch.tensor([6, 5, 3, 8])
+    torch.testing.assert_close(ng.bigram_logprob(prev, nxt), ng.log_bigram(prev).gather(-1, nxt[:, None]).squeeze(-1))
+
+
+def test_dynamics_match_a_direct_computation():
+    tok = make_word_tokenizer()
+    model = tiny_model("gpt_neox", vocab_size=len(tok))
+    seqs = [[2, 4, 6, 10], [2, 5, 7, 11, 14, 4, 6], [2, 4, 9]]
+    ng = NgramModel.fit([[2, 4, 6, 10, 2, 5, 7, 11, 14]], len(tok))
+    got = next_token_dynamics(model, seqs, ng, batch_size=2)
+    loss, klu, klb, n = 0.0, 0.0, 0.0, 0
+    with torch.no_grad():
+        for s in seqs:
+            logp = model(torch.tensor([s])).logits[0, :-1].double().log_softmax(-1)
+            p = logp.exp()
+            for t in range(len(s) - 1):
+                loss -= float(logp[t, s[t + 1]])
+                klu += float((p[t] * (logp[t] - ng.log_unigram)).sum())
+                klb += float((p[t] * (logp[t] - ng.log_bigram(torch.tensor([s[t]]))[0])).sum())
+                n += 1
+    assert got["n_tokens"] == n
+    assert got["loss"] == pytest.approx(loss / n, rel=1e-5)
+    assert got["kl_unigram"] == pytest.approx(klu / n, rel=1e-5)
+    assert got["kl_bigram"] == pytest.approx(klb / n, rel=1e-5)
+
+
+# -- checkpoint suggestion on synthetic curves with a known answer --------------------------------------
+
+
+def pythia_like(n: int = 16) -> list[Checkpoint]:
+    steps = [0] + [2**i for i in range(n - 1)]
+    return [Checkpoint(f"step{s}", s, s * 2_097_152) for s in steps]
+
+
+def distance_cka(z) -> np.ndarray:
+    z = np.asarray(z, float)
+    return np.exp(-np.abs(z[:, None] - z[None, :]))
+
+
+def test_suggestion_brackets_a_sharp_jump_and_finds_where_representations_settle():
+    ckpts = pythia_like(16)
+    rng = np.random.default_rng(0)
+    acc = np.where(np.arange(16) <= 6, 0.5, 0.95) + rng.normal(scale=0.01, size=16)
+    # representations: drift until index 12, then still
+    z = [0, 1, 1.5, 1.8, 2, 2.1, 2.2, 2.8, 2.9, 3.0, 3.1, 3.2, 3.3, 3.3, 3.3, 3.3]
+    out = suggest_checkpoints(ckpts, acc, distance_cka(z), n=3)
+    roles = {p["role"]: p["revision"] for p in out["checkpoints"]}
+    assert roles == {"before": "step32", "after": "step64", "late": "step2048"}  # indices 6, 7, 12
+    assert out["revisions"] == ["step32", "step64", "step2048"]
+    late = next(p for p in out["checkpoints"] if p["role"] == "late")
+    assert late["numbers"]["cka_with_after"] == pytest.approx(np.exp(-0.5))
+    assert "0.95" in out["checkpoints"][1]["reason"] or "0.9" in out["checkpoints"][1]["reason"]
+    assert out["jump"]["rise"] == pytest.approx(0.45, abs=0.03)
+    # fewer or more picks
+    assert [p["role"] for p in suggest_checkpoints(ckpts, acc, distance_cka(z), n=2)["checkpoints"]] == ["before", "after"]
+    four = suggest_checkpoints(ckpts, acc, distance_cka(z), n=4)["checkpoints"]
+    assert [p["role"] for p in four] == ["extra", "before", "after", "late"] and four[0]["revision"] == "step0"
+
+
+def test_suggestion_on_a_gradual_logistic_rise():
+    ckpts = pythia_like(16)
+    x = np.log10([c.tokens or 1e6 for c in ckpts])
+    centre = np.log10(256 * 2_097_152)
+    acc = 0.5 + 0.45 / (1 + np.exp(-(x - centre) * 6))
+    out = suggest_checkpoints(ckpts, acc, None, n=3)
+    before, after, late = out["checkpoints"]
+    assert before["tokens"] < 256 * 2_097_152 < after["tokens"]
+    assert before["numbers"]["accuracy"] < 0.6 and after["numbers"]["accuracy"] > 0.85
+    assert late["revision"] == ckpts[-1].revision  # no similarity matrix: the last checkpoint
+
+
+def test_suggestion_without_a_jump_says_so():
+    ckpts = pythia_like(8)
+    acc = np.full(8, 0.5)
+    z = np.arange(8.0)
+    out = suggest_checkpoints(ckpts, acc, distance_cka(z), n=3)
+    assert out["jump"] is None
+    assert out["checkpoints"][-1]["role"] == "last" and "no accuracy jump" in out["checkpoints"][-1]["reason"]
+    assert out["revisions"] == ["step0", "step4", "step64"]  # last, then farthest points in CKA distance
+
+
+def test_fit_ramp_and_cka_blocks_recover_known_structure():
+    x = np.arange(10.0)
+    y = np.clip((x - 3) / 3, 0, 1)  # flat to 3, ramp to 6, flat after
+    fit = fit_ramp(x, 0.4 + 0.5 * y)
+    assert (fit["a"], fit["b"]) == (3, 6) and fit["lo"] == pytest.approx(0.4) and fit["hi"] == pytest.approx(0.9)
+    sim = np.full((9, 9), 0.2)
+    for block in ([0, 1], [2, 3, 4, 5], [6, 7, 8]):
+        sim[np.ix_(block, block)] = 0.95
+    np.fill_diagonal(sim, 1.0)
+    assert cka_blocks(sim) == [[0, 1], [2, 3, 4, 5], [6, 7, 8]]
+
+
+# -- site tokens ------------------------------------------------------------------------------------
+
+
+def test_site_tokens_exclude_position_zero_and_padding():
+    from crosstime.sites import read_site
+
+    model = tiny_model("gpt2", vocab_size=40)
+    seqs = [[2, 5, 6], [2, 7, 8, 9, 10], [2, 11]]
+    got = site_tokens(model, seqs, layer=1, budget=100, batch_size=3)
+    with torch.no_grad():
+        want = torch.cat([read_site(model, torch.tensor([s]), 1)[0, 1:] for s in seqs])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert site_tokens(model, seqs, layer=1, budget=4, batch_size=1).shape == (4, 32)
+
+
+# -- end to end on the tiny series ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_inputs(tmp_path_factory):
+    """A pair file and a corpus in the tiny series' word vocabulary (the series folder itself is shared)."""
+    root = tmp_path_factory.mktemp("scan_inputs")
+    rng = random.Random(0)
+    plural = {"dog": "dogs", "cat": "cats", "man": "men"}
+    rows = []
+    for _ in range(24):
+        n = rng.choice(list(plural))
+        if rng.random() < 0.5:
+            good, bad, prefix, g, b = f"the {n} runs .", f"the {n} run .", f"the {n}", "runs", "run"
+        else:
+            good, bad = f"the {plural[n]} near the {n} run .", f"the {plural[n]} near the {n} runs ."
+            prefix, g, b = f"the {plural[n]} near the {n}", "run", "runs"
+        rows.append({"sentence_good": good, "sentence_bad": bad, "one_prefix_prefix": prefix,
+                     "one_prefix_word_good": g, "one_prefix_word_bad": b})
+    (root / "agree.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sentences = [r["sentence_good"] for r in rows]
+    (root / "train.txt").write_text("\n".join(sentences * 4) + "\n")
+    (root / "heldout.txt").write_text("\n".join(sentences[:10]) + "\n")
+    return root
+
+
+def test_scan_end_to_end_on_tiny_series(tiny_series, tiny_inputs, tmp_path):
+    out = tmp_path / "run"
+    cfg = ScanConfig(series=str(tiny_series), tasks=[str(tiny_inputs / "agree.jsonl")], layer=1, out=out,
+                     corpus=tiny_inputs / "heldout.txt", train_corpus=tiny_inputs / "train.txt", progress=False)
+    result = scan(cfg)
+    files = {p.name for p in (out / "scan").iterdir()}
+    assert {"accuracy.csv", "similarity.npz", "dynamics.csv", "suggestion.json", "accuracy.png", "cosine.png",
+            "cka.png", "dynamics.png"} <= files
+    rows = list(csv.DictReader(open(out / "scan" / "accuracy.csv")))
+    assert [r["revision"] for r in rows] == ["step0", "step10", "step100"]
+    assert list(rows[0])[:7] == ["revision", "step", "tokens", "task", "n", "accuracy", "mean_m"]
+    # the scan's numbers equal a direct evaluation of one checkpoint
+    from crosstime.series import open_series
+
+    series = open_series(tiny_series)
+    task = load_task(tiny_inputs / "agree.jsonl", series.load_tokenizer())
+    direct = evaluate_task(series.load_model("step10"), task)
+    assert int(rows[1]["n"]) == len(task) == 24
+    assert float(rows[1]["accuracy"]) == pytest.approx(direct.accuracy)
+    assert float(rows[1]["mean_m"]) == pytest.approx(direct.mean_m, abs=1e-6)
+    sim = np.load(out / "scan" / "similarity.npz")
+    assert list(sim["revisions"]) == ["step0", "step10", "step100"]
+    np.testing.assert_allclose(np.diag(sim["cka"]), 1.0, atol=1e-9)
+    np.testing.assert_allclose(sim["cosine"], sim["cosine"].T, atol=1e-6)
+    suggestion = json.loads((out / "scan" / "suggestion.json").read_text())
+    assert len(suggestion["checkpoints"]) == 3 and all(p["reason"] for p in suggestion["checkpoints"])
+    dyn = list(csv.DictReader(open(out / "scan" / "dynamics.csv")))
+    assert len(dyn) == 3 and all(float(r["kl_bigram"]) > 0 for r in dyn)
+    saved = yaml.safe_load((out / "config.yaml").read_text())["scan"]
+    assert saved["layer"] == 1 and saved["tasks"] == [str(tiny_inputs / "agree.jsonl")]
+    assert result.suggestion == suggestion
+
+
+def test_cli_scan_subset_and_bad_input(tiny_series, tiny_inputs, tmp_path):
+    from typer.testing import CliRunner
+
+    from crosstime.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["scan", str(tiny_series), "--tasks", str(tiny_inputs / "agree.jsonl"), "--layer", "0",
+                              "--out", str(out), "--revisions", "step0,step100", "--no-sentence"])
+    assert res.exit_code == 0, res.output
+    assert "suggested checkpoints" in res.output and "step100" in res.output
+    assert [r["revision"] for r in csv.DictReader(open(out / "scan" / "accuracy.csv"))] == ["step0", "step100"]
+    bad = runner.invoke(app, ["scan", str(tiny_series), "--tasks", "nosuchtask", "--layer", "0", "--out", str(out)])
+    assert bad.exit_code == 2 and "unknown task 'nosuchtask'" in bad.output and "subjectverb" in bad.output
+
+
+def test_scan_checks_inputs_before_work(tiny_series, tiny_inputs, tmp_path):
+    out = tmp_path / "never"
+    with pytest.raises(ScanError, match=r"layer 7 is out of range: .* 3 decoder blocks"):
+        scan(ScanConfig(series=str(tiny_series), tasks=[str(tiny_inputs / "agree.jsonl")], layer=7, out=out))
+    with pytest.raises(TaskError, match="keeps none of the pairs of task 'subjectverb'"):
+        scan(ScanConfig(series=str(tiny_series), tasks=["subjectverb"], layer=1, out=out))
+    assert not (out / "scan").exists()
