@@ -1,0 +1,212 @@
+"""Figures of the evaluate stage (PNG, matplotlib Agg).
+
+- `plot_reldec`: RelDec histogram (M = 2), ternary view of the shares (M = 3), or class
+  counts (M > 3);
+- `plot_trajectories`: decoder-norm trajectories of sample features per trajectory label;
+- `plot_emergence`: features emerging per checkpoint interval, over log tokens;
+- `plot_delta_ce`: ΔCE (and KL) by checkpoint;
+- `plot_frequency`: histogram of latent firing frequencies.
+
+Token axes are logarithmic; step 0 (0 tokens) cannot sit on a log axis, so it is drawn at
+half the smallest non-zero token count and labelled "0".
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from crosstime.decoder_analysis import TRAJECTORY_LABELS, class_order  # noqa: E402
+from crosstime.files import atomic_path  # noqa: E402
+from crosstime.series import format_tokens  # noqa: E402
+
+PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD"]
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _token_x(tokens: Sequence[int | None]) -> tuple[np.ndarray, float]:
+    """Positions on a log axis (0 tokens drawn at half the smallest positive count) and that floor."""
+    positive = [t for t in tokens if t]
+    floor = min(positive) / 2 if positive else 0.5
+    x = np.array([t if t else floor for t in tokens], dtype=float)
+    if not positive:  # no token counts at all: fall back to checkpoint order
+        x = np.arange(1, len(tokens) + 1, dtype=float)
+    return x, floor
+
+
+def _log_token_axis(ax, tokens: Sequence[int | None], labels: Sequence[str] | None = None) -> None:
+    x, floor = _token_x(tokens)
+    ax.set_xscale("log")
+    ax.set_xlabel("tokens seen (log scale; step 0 drawn at the left edge)" if 0 in tokens else "tokens seen (log scale)")
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels or [format_tokens(t) if t else "0" for t in tokens], rotation=45, ha="right", fontsize=7)
+    ax.minorticks_off()
+
+
+def plot_reldec(shares: np.ndarray, labels: Sequence[str], revisions: Sequence[str], path: str | Path,
+                alive: np.ndarray | None = None, high: float = 0.7, low: float = 0.3) -> Path:
+    """RelDec view: histogram (M = 2), ternary scatter + class counts (M = 3), class counts (M > 3).
+
+    ``shares [F, M]`` (rows of `relative_shares` of decoder norms), ``labels`` the classes.
+    ``alive [F]`` (bool) restricts the view to latents that fired during evaluation.
+    """
+    shares = np.asarray(shares, dtype=float)
+    labels = np.asarray(labels, dtype=object)
+    if alive is not None:
+        shares, labels = shares[alive], labels[alive]
+    M = shares.shape[1]
+    n = len(shares)
+    order = class_order(list(labels), revisions)
+    counts = Counter(labels.tolist())
+    if M == 2:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.hist(shares[:, 1], bins=np.linspace(0, 1, 51), color=PALETTE[0])
+        for t in (low, high):
+            ax.axvline(t, color="0.3", ls="--", lw=0.8)
+        ax.set_xlabel(f"RelDec = ‖W_dec[{revisions[1]}]‖ / (‖W_dec[{revisions[0]}]‖ + ‖W_dec[{revisions[1]}]‖)")
+        ax.set_ylabel("features")
+        text = "\n".join(f"{lab}: {counts[lab]} ({counts[lab] / max(n, 1):.0%})" for lab in order)
+        ax.text(0.5, 0.97, text, transform=ax.transAxes, ha="center", va="top", fontsize=8,
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.8"})
+        ax.set_title(f"Relative decoder norm, {n} live features")
+        return _save(fig, path)
+
+    if M == 3:
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1.1, 1]})
+        # barycentric -> 2-D: vertex k of an equilateral triangle per checkpoint
+        corners = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])
+        xy = shares @ corners
+        ax.plot(*np.vstack([corners, corners[:1]]).T, color="0.3", lw=1)
+        for k, rev in enumerate(revisions):
+            off = {0: (-0.03, -0.05), 1: (0.03, -0.05), 2: (0.0, 0.04)}[k]
+            ax.text(corners[k, 0] + off[0], corners[k, 1] + off[1], rev, ha="center", fontsize=9, weight="bold")
+        for c, lab in enumerate(order):
+            sel = labels == lab
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=4, alpha=0.5, color=PALETTE[c % len(PALETTE)], label=f"{lab} ({sel.sum()})")
+        ax.set_aspect("equal")
+        ax.axis("off")
+        ax.legend(loc="upper left", bbox_to_anchor=(-0.05, 1.02), fontsize=7, markerscale=3, frameon=False)
+        ax.set_title("RelDec shares (a feature near a corner lives in that checkpoint)", fontsize=9)
+        _class_bars(bx, order, counts, n)
+        fig.suptitle(f"Relative decoder norm over 3 checkpoints, {n} live features")
+        return _save(fig, path)
+
+    fig, bx = plt.subplots(figsize=(8, max(3, 0.35 * len(order) + 1)))
+    _class_bars(bx, order, counts, n)
+    bx.set_title(f"RelDec classes over {M} checkpoints, {n} live features")
+    return _save(fig, path)
+
+
+def _class_bars(ax, order: Sequence[str], counts: Counter, n: int) -> None:
+    y = np.arange(len(order))
+    values = [counts[lab] for lab in order]
+    ax.barh(y, values, color=[PALETTE[c % len(PALETTE)] for c in range(len(order))])
+    ax.set_yticks(y)
+    ax.set_yticklabels(order, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("features")
+    for yy, v in zip(y, values):
+        ax.text(v, yy, f" {v} ({v / max(n, 1):.0%})", va="center", fontsize=7)
+    ax.set_xlim(0, max(values + [1]) * 1.25)
+
+
+def plot_trajectories(norms: np.ndarray, labels: Sequence[str], tokens: Sequence[int | None], path: str | Path,
+                      per_class: int = 8, seed: int = 0, onset: np.ndarray | None = None) -> Path:
+    """Decoder-norm trajectories (each feature divided by its own maximum) of up to
+    ``per_class`` random features per trajectory label, one panel per label."""
+    norms = np.asarray(norms, dtype=float)
+    labels = np.asarray(labels, dtype=object)
+    x, _ = _token_x(tokens)
+    shown = [lab for lab in TRAJECTORY_LABELS if lab != "empty" and (labels == lab).any()]
+    rng = np.random.default_rng(seed)
+    fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(4 * max(1, len(shown)), 3.6), sharey=True, squeeze=False)
+    for ax, lab in zip(axes[0], shown):
+        idx = np.flatnonzero(labels == lab)
+        pick = np.sort(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
+        for c, i in enumerate(pick):
+            peak = norms[i].max()
+            ax.plot(x, norms[i] / peak if peak > 0 else norms[i], marker="o", ms=2.5, lw=1,
+                    color=PALETTE[c % len(PALETTE)], label=f"#{i}")
+        _log_token_axis(ax, tokens)
+        ax.set_title(f"{lab}: {len(idx)} features", fontsize=10)
+        ax.legend(fontsize=6, ncol=2, frameon=False, loc="best")
+        ax.set_ylim(-0.03, 1.05)
+        ax.set_xlabel("tokens seen (log)")
+    axes[0][0].set_ylabel("‖W_dec[i, m]‖ / max over m")
+    fig.suptitle("Decoder-norm trajectories of sample features per class")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_emergence(counts: Sequence[int], tokens: Sequence[int | None], revisions: Sequence[str], path: str | Path) -> Path:
+    """Features emerging per checkpoint interval: bars spanning (tokens[m-1], tokens[m]] on a
+    log axis; features already present at the first checkpoint are a separate bar."""
+    x, floor = _token_x(tokens)
+    fig, (a0, ax) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 6]}, sharey=True)
+    a0.bar([0], [counts[0]], color="0.6", width=0.6)
+    a0.set_xticks([0])
+    a0.set_xticklabels([f"present at\n{revisions[0]}"], fontsize=8)
+    a0.set_ylabel("features (onset in interval)")
+    a0.text(0, counts[0], str(counts[0]), ha="center", va="bottom", fontsize=8)
+    left = x[:-1]
+    width = x[1:] - x[:-1]
+    ax.bar(left, counts[1:], width=width, align="edge", color=PALETTE[0], edgecolor="white", lw=0.8)
+    for lft, w, c in zip(left, width, counts[1:]):
+        if c:
+            ax.text(np.sqrt(lft * (lft + w)) if lft > 0 else lft + w / 2, c, str(c), ha="center", va="bottom", fontsize=7)
+    _log_token_axis(ax, tokens)
+    ax.set_title("Feature emergence: onset = first checkpoint where the decoder norm reaches its presence threshold",
+                 fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_delta_ce(rows: Sequence[dict], tokens: Sequence[int | None], path: str | Path, limit: float | None = 0.35) -> Path:
+    """ΔCE (spliced − clean, nats) and KL(clean ‖ spliced) per checkpoint; optional reference line."""
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    M = len(rows)
+    labels = [f"{r['revision']}\n{format_tokens(r.get('tokens_seen')) if r.get('tokens_seen') else '0'}" for r in rows]
+    pos = np.arange(M)
+    dce = [r["delta_ce"] for r in rows]
+    kl = [r["kl"] for r in rows]
+    w = 0.4
+    ax.bar(pos - w / 2, dce, width=w, color=PALETTE[0], label="ΔCE = CE(spliced) − CE(clean)")
+    ax.bar(pos + w / 2, kl, width=w, color=PALETTE[1], label="KL(clean ‖ spliced)")
+    for p, v in zip(pos, dce):
+        ax.text(p - w / 2, v, f"{v:.3f}", ha="center", va="bottom" if v >= 0 else "top", fontsize=7)
+    if limit is not None:
+        ax.axhline(limit, color="0.4", ls="--", lw=0.8, label=f"{limit} nats")
+    ax.axhline(0, color="0.2", lw=0.6)
+    ax.set_xticks(pos)
+    ax.set_xticklabels(labels, fontsize=7 if M > 6 else 8, rotation=45 if M > 6 else 0, ha="right" if M > 6 else "center")
+    ax.set_ylabel("nats per token")
+    ax.set_title("Splicing the crosscoder's reconstruction into each checkpoint")
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_frequency(hist: dict, path: str | Path) -> Path:
+    """Histogram of log10 firing frequency (dead latents noted in the title)."""
+    edges = np.asarray(hist["edges_log10"])
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.bar(edges[:-1], hist["counts"], width=np.diff(edges), align="edge", color=PALETTE[2], edgecolor="white", lw=0.5)
+    ax.set_xlabel("log10 firing frequency (share of evaluated tokens)")
+    ax.set_ylabel("latents")
+    ax.set_title(f"Latent firing frequency ({hist['dead']} dead latents not shown)")
+    fig.tight_layout()
+    return _save(fig, path)
