@@ -346,3 +346,24 @@ def test_bad_input_fails_before_work(tiny_series, corpus, mixed_width_series, st
         harvest(_config(tiny_series, corpus, store.root, tokens=3000))
     with pytest.raises(StoreError, match="not an activation store"):
         ActivationStore(tmp_path)
+
+
+# -- command line ---------------------------------------------------------------------------------------
+
+def test_cli_harvest_records_config_and_matches_api(store, tiny_series, corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from crosstime.cli import app
+    from crosstime.rundir import RunDir
+
+    run = tmp_path / "run"
+    args = ["harvest", str(tiny_series), "--revisions", "step0,step10", "--revisions", "step100", "--layer", str(LAYER),
+            "--corpus", str(corpus), "--tokens", "1.5K", "--out", str(run), "--context-len", str(T),
+            "--chunk-contexts", "8", "--batch-size", "4"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert _files(run / "activations") == _files(store.root)
+    saved = RunDir(run).read_config()["harvest"]
+    assert saved["tokens"] == 1500 and saved["revisions"] == ["step0", "step10", "step100"] and saved["layer"] == LAYER
+    bad = CliRunner().invoke(app, [*args[:7], "7", *args[8:]])
+    assert bad.exit_code == 2 and "layer 7 is out of range" in bad.output
