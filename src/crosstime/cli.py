@@ -52,6 +52,42 @@ def series(source: str = typer.Argument(..., help="A local series folder or a Hu
 
 
 @app.command()
+def scan(
+    series: str = typer.Argument(..., help="A local series folder or a Hugging Face repo id."),
+    tasks: Optional[list[str]] = typer.Option(None, "--tasks", help="Task names or .jsonl paths (repeat or comma-separate); 'toy' = the four toy tasks. Default: the series' pairs/, else subjectverb."),
+    layer: int = typer.Option(..., "--layer", help="Decoder block whose output is compared across checkpoints."),
+    out: Path = typer.Option(..., "--out", help="Run directory; results go to OUT/scan/."),
+    revisions: Optional[list[str]] = typer.Option(None, "--revisions", help="Scan only these revisions (repeat or comma-separate)."),
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Held-out text, one document per line (default: <series>/corpus/heldout.txt)."),
+    train_corpus: Optional[Path] = typer.Option(None, "--train-corpus", help="Training text for unigram/bigram statistics (default: <series>/corpus/train.txt)."),
+    similarity_source: str = typer.Option("tasks", "--similarity-on", help="Token positions for similarity: 'tasks' (task sentences) or 'corpus'."),
+    n_suggest: int = typer.Option(3, "--suggest", help="How many checkpoints to suggest."),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    device: str = typer.Option("cpu", "--device"),
+    dtype: str = typer.Option("float32", "--dtype"),
+    sentence_metric: bool = typer.Option(True, "--sentence/--no-sentence", help="Also the whole-sentence log-likelihood accuracy (lm-eval style)."),
+) -> None:
+    """Scan every checkpoint: task accuracy, representation similarity, training dynamics; suggest checkpoints."""
+    from crosstime.scan import print_scan_summary, scan as run_scan, ScanConfig
+    from pydantic import ValidationError
+
+    from crosstime.scan import ScanError
+    from crosstime.tasks import TaskError
+
+    split = lambda items: [p.strip() for item in items or [] for p in item.split(",") if p.strip()] or None  # noqa: E731
+    try:
+        config = ScanConfig(series=series, tasks=split(tasks), layer=layer, out=out, revisions=split(revisions),
+                            corpus=corpus, train_corpus=train_corpus, similarity_source=similarity_source,
+                            n_suggest=n_suggest, batch_size=batch_size, device=device, dtype=dtype,
+                            sentence_metric=sentence_metric)
+        result = run_scan(config)
+    except (ScanError, TaskError, ValidationError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    print_scan_summary(result)
+
+
+@app.command()
 def attribute(
     run: Path = typer.Argument(..., help="Run directory with activations/ and crosscoder/."),
     task: str = typer.Option(..., "--task", help="Task name (toy task, BLiMP paradigm, 'subjectverb') or a .jsonl path."),
