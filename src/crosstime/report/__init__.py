@@ -1,0 +1,16 @@
+"""Report: feature evidence, the self-contained HTML dashboard, and human annotation.
+
+    from crosstime.report import ReportConfig, report
+    report(ReportConfig(run="runs/toy"))                 # -> runs/toy/report/index.html
+
+    from crosstime.report import export_annotations, import_annotations
+    export_annotations("runs/toy", "features.csv")      # fill in `description`
+    import_annotations("runs/toy", "features.csv")      # -> report/annotations.json + dashboard
+"""
+
+from crosstime.report.annotate import AnnotationError, export_annotations, import_annotations, read_annotations
+from crosstime.report.evidence import EvidenceConfig, feature_evidence
+from crosstime.report.stage import ReportConfig, ReportError, report
+
+__all__ = ["AnnotationError", "EvidenceConfig", "ReportConfig", "ReportError", "export_annotations",
+           "feature_evidence", "import_annotations", "read_annotations", "report"]

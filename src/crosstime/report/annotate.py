@@ -1,0 +1,217 @@
+"""Human annotation of reported features: export a CSV, fill in ``description``, import it back.
+
+    crosstime annotate RUN --export features.csv    # one row per reported feature, description empty
+    crosstime annotate RUN --import features.csv    # descriptions -> RUN/report/annotations.json
+
+The import validates the whole file first and names every bad line (a malformed row, a
+feature id that is not an integer or not in the crosscoder, a feature given twice); nothing
+is written unless the file is clean. Columns other than ``feature`` and ``description``
+that the exported file did not have (e.g. a ``languages`` column you add) are kept as extra
+fields of the annotation. An empty description removes that feature's annotation. When
+the run already has a dashboard, it is re-rendered with the new descriptions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from crosstime.files import write_json, write_text
+from crosstime.rundir import RunDir
+
+ANNOTATIONS = "annotations.json"
+DATA = "data.json"
+# Columns written by export (context for the annotator); never stored as annotation extras.
+CONTEXT_COLUMNS = ("feature", "rank", "reldec_class", "trajectory", "onset", "relie_class", "relie_peak",
+                   "top_tokens", "promoted_tokens", "description")
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation CSV; the message names the file and every bad line."""
+
+
+def annotations_path(run: RunDir) -> Path:
+    return run.report / ANNOTATIONS
+
+
+def read_annotations(run: RunDir | str | Path) -> dict[int, dict[str, Any]]:
+    """``{feature: {"description": str, **extra}}`` from ``RUN/report/annotations.json`` (empty if none)."""
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    path = annotations_path(run)
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    return {int(k): v for k, v in (data.get("features") or {}).items()}
+
+
+def _report_data(run: RunDir) -> dict | None:
+    path = run.report / DATA
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def export_annotations(run: RunDir | str | Path, path: str | Path, n_features: int = 100) -> Path:
+    """Write the reported features (those of the last ``crosstime report``, else the top
+    ``n_features`` by the report's ranking) to ``path`` with a ``description`` column,
+    pre-filled with existing annotations."""
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    existing = read_annotations(run)
+    data = _report_data(run)
+    if data is not None:
+        feats = data.get("features", [])
+        ck = [c["revision"] for c in data.get("checkpoints", [])]
+        task = (data.get("tasks") or [None])[0]
+        vocab = data.get("vocab", {})
+    else:
+        from crosstime.report.dashboard import collect, rank_features
+
+        base = collect(run)
+        ck = [c["revision"] for c in base["checkpoints"]]
+        task = (base["tasks"] or [None])[0]
+        order = rank_features(base["all_features"], base["tasks"])[:n_features]
+        feats = [base["all_features"][i] for i in order]
+        vocab = {}
+    if not feats:
+        raise AnnotationError(f"{run.root} has no features to annotate: run `crosstime report {run.root}` "
+                              "(or the evaluate/attribute stages) first")
+    extras = sorted({k for a in existing.values() for k in a if k not in ("description",) and k not in CONTEXT_COLUMNS})
+    header = list(CONTEXT_COLUMNS[:-1]) + extras + ["description"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for rank, f in enumerate(feats):
+        t = (f.get("tasks") or {}).get(task) or {}
+        relie = t.get("relie")
+        peak = max(range(len(relie)), key=lambda m: relie[m] if relie[m] is not None else -1) if relie else None
+        ev = f.get("evidence") or {}
+        top = (ev.get("top") or {}).get("all") or []
+        top_tokens = " | ".join(_token(vocab, w["tokens"][w["position"] - w["start"]]) for w in top[:5]) if top else ""
+        lens = (ev.get("logit_lens") or {})
+        last = lens.get(ck[-1]) if ck else None
+        promoted = " ".join(_token(vocab, p[0]) for p in (last or {}).get("promoted", [])[:5])
+        onset = f.get("onset")
+        ann = existing.get(int(f["id"]), {})
+        row = [f["id"], rank + 1, f.get("reldec_class") or "", f.get("trajectory") or "",
+               ck[onset] if isinstance(onset, int) and 0 <= onset < len(ck) else "",
+               t.get("relie_class") or "", ck[peak] if peak is not None and peak < len(ck) else "",
+               top_tokens, promoted] + [ann.get(k, "") for k in extras] + [ann.get("description", "")]
+        writer.writerow(row)
+    return write_text(path, buf.getvalue())
+
+
+def _token(vocab: dict, token_id: int) -> str:
+    return str(vocab.get(str(token_id), vocab.get(token_id, f"#{token_id}"))).strip() or repr(vocab.get(str(token_id), ""))
+
+
+def parse_annotations(path: str | Path, n_features: int | None = None) -> dict[int, dict[str, Any]]:
+    """Validate and read an annotation CSV; raises :class:`AnnotationError` naming every bad line."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError(f"annotation file {path} does not exist")
+    text = path.read_text(encoding="utf-8-sig")  # tolerate a BOM from spreadsheet programs
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise AnnotationError(f"{path} is empty; export a template with `crosstime annotate RUN --export {path}`") from None
+    except csv.Error as err:
+        raise AnnotationError(f"{path}, line 1: {err}") from None
+    names = [h.strip() for h in header]
+    lower = [h.lower() for h in names]
+    missing = [c for c in ("feature", "description") if c not in lower]
+    if missing:
+        raise AnnotationError(f"{path}, line 1: the header lacks the column(s) {', '.join(missing)} "
+                              f"(found: {', '.join(names) or 'nothing'}); export a template with `crosstime annotate RUN --export`")
+    i_feature, i_desc = lower.index("feature"), lower.index("description")
+    extra_cols = [(k, n) for k, n in enumerate(names) if n.lower() not in CONTEXT_COLUMNS and n]
+    errors: list[str] = []
+    seen: dict[int, int] = {}
+    out: dict[int, dict[str, Any]] = {}
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            errors.append(f"line {reader.line_num}: {err}")
+            break
+        line = reader.line_num
+        if not row or all(not c.strip() for c in row):
+            continue  # blank lines are fine
+        if len(row) != len(names):
+            errors.append(f"line {line}: expected {len(names)} fields ({', '.join(names)}), got {len(row)}"
+                          + (" — quote descriptions that contain commas" if len(row) > len(names) else ""))
+            continue
+        raw = row[i_feature].strip()
+        try:
+            feature = int(raw)
+        except ValueError:
+            errors.append(f"line {line}: feature {raw!r} is not an integer feature id")
+            continue
+        if feature < 0 or (n_features is not None and feature >= n_features):
+            bound = f"0..{n_features - 1}" if n_features is not None else "≥ 0"
+            errors.append(f"line {line}: feature {feature} is out of range (the crosscoder's features are {bound})")
+            continue
+        if feature in seen:
+            errors.append(f"line {line}: feature {feature} is listed again (first on line {seen[feature]})")
+            continue
+        seen[feature] = line
+        entry: dict[str, Any] = {"description": row[i_desc].strip()}
+        for k, name in extra_cols:
+            if row[k].strip():
+                entry[name] = row[k].strip()
+        out[feature] = entry
+    if errors:
+        shown = errors[:20] + ([f"… and {len(errors) - 20} more"] if len(errors) > 20 else [])
+        raise AnnotationError(f"{path} has {len(errors)} bad line(s); nothing was imported:\n  " + "\n  ".join(shown))
+    return out
+
+
+def import_annotations(run: RunDir | str | Path, path: str | Path) -> dict[int, dict[str, Any]]:
+    """Bring the descriptions of ``path`` into ``RUN/report/annotations.json`` and the dashboard.
+
+    Features in the file replace their earlier annotation (an empty description removes
+    it); features not in the file keep theirs. Returns the merged annotations.
+    """
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    if not run.root.is_dir():
+        raise AnnotationError(f"run directory {run.root} does not exist")
+    data = _report_data(run)
+    n_features = data.get("n_features_total") if data else _crosscoder_features(run)
+    parsed = parse_annotations(path, n_features)
+    merged = read_annotations(run)
+    for feature, entry in parsed.items():
+        if entry.get("description") or any(k != "description" for k in entry):
+            merged[feature] = entry
+        else:
+            merged.pop(feature, None)
+    write_json(annotations_path(run), {"source": str(Path(path).resolve()),
+                                       "features": {str(k): merged[k] for k in sorted(merged)}})
+    if data is not None:
+        apply_annotations(data, merged)
+        from crosstime.report.dashboard import render
+
+        write_json(run.report / DATA, data)
+        render(data, run.report / "index.html")
+    return merged
+
+
+def apply_annotations(data: dict, annotations: dict[int, dict[str, Any]]) -> None:
+    """Set ``description`` (and ``annotation`` extras) on the dashboard data's features in place."""
+    for f in data.get("features", []):
+        ann = annotations.get(int(f["id"]))
+        f["description"] = (ann or {}).get("description") or None
+        f["annotation"] = {k: v for k, v in (ann or {}).items() if k != "description"} or None
+
+
+def _crosscoder_features(run: RunDir) -> int | None:
+    cfg = run.crosscoder / "config.json"
+    if not cfg.is_file():
+        return None
+    data = json.loads(cfg.read_text())
+    for key in ("n_features", "F", "d_sae", "dict_size", "n_latents"):
+        if isinstance(data.get(key), int):
+            return data[key]
+    return None
