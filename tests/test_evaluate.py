@@ -191,3 +191,19 @@ def test_a_store_without_heldout_split_is_refused(run, tiny_series, tmp_path, mo
     _use(monkeypatch, exact_coder(2, 32), ["step0", "step10"])
     with pytest.raises(EvaluationError, match="no held-out split"):
         evaluate(_cfg(tmp_path))
+
+
+def test_cli_prints_the_per_checkpoint_table(run, monkeypatch):
+    from typer.testing import CliRunner
+
+    from crosstime.cli import app
+
+    store = ActivationStore(run / "activations")
+    _use(monkeypatch, exact_coder(3, 32), store.revisions)
+    out = CliRunner().invoke(app, ["evaluate", str(run), "--contexts", "2", "--no-plots"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    for rev in store.revisions:
+        assert rev in out.output
+    assert "ΔCE" in out.output and "L0 96.00 | Dead 0 | ΔCE" in out.output
+    bad = CliRunner().invoke(app, ["evaluate", str(run), "--contexts", "99"])
+    assert bad.exit_code == 2 and "more held-out contexts" in bad.output

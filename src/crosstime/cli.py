@@ -179,5 +179,45 @@ def harvest(
                    + ", ".join(f"{r}={s:.4g}" for r, s in store.scales.items()))
 
 
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run directory with activations/ and crosscoder/."),
+    tokens: Optional[str] = typer.Option(None, "--tokens", help="Held-out activation rows for reconstruction metrics, e.g. 100K (default: all)."),
+    contexts: Optional[int] = typer.Option(None, "--contexts", help="Held-out contexts for ΔCE/KL (default: all; 0 skips splicing)."),
+    crosscoder: Optional[Path] = typer.Option(None, "--crosscoder", help="Crosscoder folder (default: RUN/crosscoder)."),
+    store: Optional[Path] = typer.Option(None, "--store", help="Activation store (default: RUN/activations)."),
+    presence: float = typer.Option(0.5, "--presence", help="Trajectory presence threshold (share of a feature's max norm)."),
+    dead_min_tokens: int = typer.Option(100_000, "--dead-min-tokens", help="Tokens needed to call a never-firing latent dead."),
+    context_batch_size: int = typer.Option(8, "--context-batch-size", help="Contexts per forward pass."),
+    device: str = typer.Option("auto", "--device"),
+    model_dtype: str = typer.Option("float32", "--model-dtype"),
+    plots: bool = typer.Option(True, "--plots/--no-plots"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the held-out context sample."),
+) -> None:
+    """Reconstruction (EV, L0, dead), splicing (ΔCE, KL) per checkpoint, RelDec classes and emergence."""
+    from pydantic import ValidationError
+    from rich.console import Console
+
+    from crosstime.evaluate import EvaluateConfig, EvaluationError, evaluate as run_evaluate, format_table, paper_row
+
+    try:
+        config = EvaluateConfig(run=str(run), tokens=_count(tokens) if tokens else None, contexts=contexts,
+                                crosscoder=str(crosscoder) if crosscoder else None, store=str(store) if store else None,
+                                presence=presence, dead_min_tokens=dead_min_tokens,
+                                context_batch_size=context_batch_size, device=device, model_dtype=model_dtype,
+                                plots=plots, seed=seed)
+        result = run_evaluate(config)
+    except (EvaluationError, ValidationError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    console = Console()
+    console.print(format_table(result))
+    console.print(paper_row(result))
+    if not result["summary"]["dead_window_tokens"] >= dead_min_tokens:
+        console.print(f"[yellow]note: dead latents counted over {result['summary']['dead_window_tokens']:,} tokens, "
+                      f"fewer than --dead-min-tokens {dead_min_tokens:,}[/yellow]")
+    console.print(f"wrote {Path(run) / 'evaluation.json'} and {Path(run) / 'evaluation'}/")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
