@@ -484,6 +484,7 @@ class ScanResult:
     suggestion: dict
     tasks: dict[str, dict] = field(default_factory=dict)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what was skipped and why
 
 
 def _default_tasks(series: CheckpointSeries) -> list[str]:
@@ -516,14 +517,36 @@ ACCURACY_COLUMNS = ("revision", "step", "tokens", "task", "n", "accuracy", "mean
 DYNAMICS_COLUMNS = ("revision", "step", "tokens", "loss", "kl_unigram", "kl_bigram", "unigram_loss", "bigram_loss", "n_tokens")
 
 
-def scan(config: ScanConfig) -> ScanResult:
-    """Run the scan stage; see the module docstring. Inputs are checked before any model is loaded."""
-    from tqdm.auto import tqdm
+@dataclass
+class _Inputs:
+    """Everything fixed before the sweep: checked once, shared by every checkpoint."""
 
-    from crosstime.plots import plot_accuracy, plot_dynamics, plot_similarity, tick_labels
-    from crosstime.rundir import RunDir
+    series: CheckpointSeries
+    checkpoints: list[Checkpoint]
+    task_names: list[str]
+    tasks: list[Task]
+    sim_seqs: list[list[int]]  # token ids whose site activations are compared (positions ≥ 1)
+    heldout_seqs: list[list[int]]  # held-out documents for loss and KL
+    ngram: NgramModel | None
 
-    started = time.perf_counter()
+
+def _train_sample(path: Path, tokenizer, budget: int) -> list[list[int]]:
+    """The first documents of ``path`` until ``budget`` tokens (for n-gram statistics)."""
+    seqs, have, batch = [], 0, []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                batch.append(line.strip())
+            if len(batch) == 1024:
+                enc = _encode_docs(tokenizer, batch)
+                seqs, have, batch = seqs + enc, have + sum(map(len, enc)), []
+                if have >= budget:
+                    return seqs
+    return seqs + _encode_docs(tokenizer, batch)
+
+
+def prepare(config: ScanConfig) -> _Inputs:
+    """Open the series, check the layer, load every task and corpus sample: all bad input fails here."""
     try:
         series = open_series(config.series, revisions=config.revisions)
     except SeriesError as err:
@@ -541,69 +564,88 @@ def scan(config: ScanConfig) -> ScanResult:
     names = expand_task_names(config.tasks or _default_tasks(series))
     if not names:
         raise ScanError("no tasks given; pass --tasks (e.g. subjectverb, toy, or a .jsonl path)")
-    tasks = [load_task(name, tokenizer, search_dirs=search) for name in names]  # raises TaskError early
+    tasks = [load_task(name, tokenizer, search_dirs=search) for name in names]  # TaskError before any work
     heldout, train = _corpus_paths(config, series)
     if config.similarity_source == "corpus" and heldout is None:
         raise ScanError("similarity_source='corpus' needs a held-out corpus: pass --corpus FILE")
 
-    run = RunDir(config.out)
-    run.save_stage_config("scan", config)
-    torch.manual_seed(config.seed)
-
-    # Fixed inputs shared by every checkpoint.
     heldout_seqs: list[list[int]] = []
     if heldout is not None:
         docs = _read_lines(heldout)
         random.Random(config.seed).shuffle(docs)
         heldout_seqs = _encode_docs(tokenizer, docs[:config.corpus_sequences], config.max_length)
     if config.similarity_source == "corpus":
-        sim_seqs = heldout_seqs
+        sim_seqs = _cap_tokens(heldout_seqs, config.similarity_tokens)
     else:
         sim_seqs = _similarity_sequences(tasks, config.similarity_tokens, config.seed)
     ngram = None
     if heldout_seqs and train is not None:
-        train_seqs, have = [], 0
-        with open(train, encoding="utf-8") as handle:
-            batch = []
-            for line in handle:
-                if line.strip():
-                    batch.append(line.strip())
-                if len(batch) == 1024:
-                    enc = _encode_docs(tokenizer, batch)
-                    train_seqs += enc
-                    have += sum(map(len, enc))
-                    batch = []
-                    if have >= config.ngram_tokens:
-                        break
-            if batch and have < config.ngram_tokens:
-                train_seqs += _encode_docs(tokenizer, batch)
         vocab = max(int(getattr(first_cfg, "vocab_size", 0) or 0), len(tokenizer))
-        ngram = NgramModel.fit(train_seqs, vocab)
+        ngram = NgramModel.fit(_train_sample(train, tokenizer, config.ngram_tokens), vocab)
+    return _Inputs(series, ckpts, names, tasks, sim_seqs, heldout_seqs, ngram)
 
-    acc_rows: list[dict] = []
-    dyn_rows: list[dict] = []
-    acts = []
-    bar = tqdm(ckpts, desc="scan", unit="ckpt", disable=not config.progress)
-    for ckpt in bar:
-        bar.set_postfix_str(ckpt.revision)
-        model = series.load_model(ckpt.revision, dtype=config.dtype, device=config.device)
-        base = {"revision": ckpt.revision, "step": ckpt.step, "tokens": ckpt.tokens}
-        for task in tasks:
-            res = evaluate_task(model, task, config.batch_size, sentence=config.sentence_metric)
-            acc_rows.append(base | res.as_row())
-        if sim_seqs:
-            acts.append(site_tokens(model, sim_seqs, config.layer, config.similarity_tokens, config.batch_size))
-        if ngram is not None:
-            dyn_rows.append(base | next_token_dynamics(model, heldout_seqs, ngram, config.batch_size))
-        del model
 
+def _cap_tokens(seqs: list[list[int]], budget: int) -> list[list[int]]:
+    out, have = [], 0
+    for s in seqs:
+        if have >= budget:
+            break
+        if len(s) > 1:
+            out.append(s)
+            have += len(s) - 1
+    return out
+
+
+def _sweep(config: ScanConfig, inputs: _Inputs) -> tuple[list[dict], list[dict], list[torch.Tensor]]:
+    """Load each checkpoint once and do everything for it: tasks, site activations, dynamics."""
+    from tqdm.auto import tqdm
+    from transformers.utils import logging as hf_logging
+
+    acc_rows, dyn_rows, acts = [], [], []
+    hf_bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # one bar across checkpoints, not one per weight load
+    try:
+        bar = tqdm(inputs.checkpoints, desc="scan", unit="ckpt", disable=not config.progress)
+        for ckpt in bar:
+            bar.set_postfix_str(ckpt.revision)
+            model = inputs.series.load_model(ckpt.revision, dtype=config.dtype, device=config.device)
+            base = {"revision": ckpt.revision, "step": ckpt.step, "tokens": ckpt.tokens}
+            for task in inputs.tasks:
+                res = evaluate_task(model, task, config.batch_size, sentence=config.sentence_metric)
+                acc_rows.append(base | res.as_row())
+            if inputs.sim_seqs:
+                acts.append(site_tokens(model, inputs.sim_seqs, config.layer, config.similarity_tokens, config.batch_size))
+            if inputs.ngram is not None:
+                dyn_rows.append(base | next_token_dynamics(model, inputs.heldout_seqs, inputs.ngram, config.batch_size))
+            del model
+    finally:
+        if hf_bars:
+            hf_logging.enable_progress_bar()
+    return acc_rows, dyn_rows, acts
+
+
+def scan(config: ScanConfig) -> ScanResult:
+    """Run the scan stage; see the module docstring. Inputs are checked before any model is loaded."""
+    from crosstime.files import write_bytes
+    from crosstime.plots import plot_accuracy, plot_dynamics, plot_similarity, tick_labels
+    from crosstime.rundir import RunDir
+
+    started = time.perf_counter()
+    inputs = prepare(config)
+    run = RunDir(config.out)
+    run.save_stage_config("scan", config)
+    torch.manual_seed(config.seed)
+    acc_rows, dyn_rows, acts = _sweep(config, inputs)
+
+    ckpts, tasks = inputs.checkpoints, inputs.tasks
     labels = tick_labels([c.tokens for c in ckpts], [c.revision for c in ckpts])
+    empty = np.full((len(ckpts), len(ckpts)), np.nan)
     stacked = torch.stack(acts) if acts else torch.zeros(len(ckpts), 0, 0)
-    cos = cosine_matrix(stacked) if acts else np.full((len(ckpts),) * 2, np.nan)
-    cka = linear_cka_matrix(stacked) if acts else np.full((len(ckpts),) * 2, np.nan)
+    cos = cosine_matrix(stacked) if acts else empty
+    cka = linear_cka_matrix(stacked) if acts else empty
     mean_acc = [float(np.mean([r["accuracy"] for r in acc_rows if r["revision"] == c.revision])) for c in ckpts]
     suggestion = suggest_checkpoints(ckpts, mean_acc, cka if acts else None, config.n_suggest, config.min_jump)
-    suggestion |= {"series": series.source, "layer": config.layer, "tasks": names}
+    suggestion |= {"series": inputs.series.source, "layer": config.layer, "tasks": inputs.task_names}
 
     out = run.scan
     out.mkdir(parents=True, exist_ok=True)
@@ -611,22 +653,23 @@ def scan(config: ScanConfig) -> ScanResult:
     if dyn_rows:
         write_text(out / "dynamics.csv", _csv_text(dyn_rows, DYNAMICS_COLUMNS))
     buf = io.BytesIO()
-    np.savez(buf, revisions=np.array([c.revision for c in ckpts]), steps=np.array([c.step if c.step is not None else -1 for c in ckpts]),
+    np.savez(buf, revisions=np.array([c.revision for c in ckpts]),
+             steps=np.array([c.step if c.step is not None else -1 for c in ckpts], dtype=np.int64),
              tokens=np.array([c.tokens if c.tokens is not None else -1 for c in ckpts], dtype=np.int64),
              labels=np.array(labels), cosine=cos, cka=cka, layer=config.layer, n_tokens=stacked.shape[1])
-    from crosstime.files import write_bytes
-
     write_bytes(out / "similarity.npz", buf.getvalue())
     write_json(out / "suggestion.json", suggestion)
     write_json(out / "tasks.json", {t.name: t.summary() for t in tasks})
 
     tokens = [c.tokens for c in ckpts]
-    marks = [(p["tokens"], f"{p['role']}: {p['label']}") for p in suggestion["checkpoints"]]
+    if any(t is None for t in tokens):  # no token counts: plot against steps (or order)
+        tokens = [c.step if c.step is not None else i for i, c in enumerate(ckpts)]
+    marks = [(tokens[ckpts.index(next(c for c in ckpts if c.revision == p["revision"]))], f"{p['role']}: {p['label']}")
+             for p in suggestion["checkpoints"]]
     curves = {t.name: [r["accuracy"] for r in acc_rows if r["task"] == t.name] for t in tasks}
     sentence_curves = {t.name: [r["sentence_accuracy"] for r in acc_rows if r["task"] == t.name] for t in tasks}
-    if any(t is None for t in tokens):
-        tokens = [c.step if c.step is not None else i for i, c in enumerate(ckpts)]
-    plot_accuracy(tokens, curves, out / "accuracy.png", marks, title=f"Task accuracy — {Path(series.source).name}",
+    title = f"Task accuracy — {Path(inputs.series.source).name}"
+    plot_accuracy(tokens, curves, out / "accuracy.png", marks, title=title,
                   sentence_curves=sentence_curves if config.sentence_metric else None)
     if acts:
         n_tok = stacked.shape[1]
@@ -636,8 +679,17 @@ def scan(config: ScanConfig) -> ScanResult:
         plot_dynamics(tokens, [r["loss"] for r in dyn_rows], [r["kl_unigram"] for r in dyn_rows],
                       [r["kl_bigram"] for r in dyn_rows], out / "dynamics.png", accuracy=mean_acc,
                       unigram_loss=dyn_rows[0]["unigram_loss"], bigram_loss=dyn_rows[0]["bigram_loss"])
+    notes = []
+    if not dyn_rows:
+        notes.append("training dynamics skipped: needs a held-out corpus (--corpus) and a training corpus "
+                     "(--train-corpus); a series folder with corpus/heldout.txt and corpus/train.txt provides both")
+    for t in tasks:
+        for s in t.stats:
+            if s.dropped:
+                notes.append(f"{s.source}: kept {s.kept}/{s.total} pairs, dropped "
+                             + ", ".join(f"{v} ({k})" for k, v in s.dropped.items()))
     return ScanResult(out, ckpts, acc_rows, cos, cka, dyn_rows, suggestion,
-                      {t.name: t.summary() for t in tasks}, time.perf_counter() - started)
+                      {t.name: t.summary() for t in tasks}, time.perf_counter() - started, notes)
 
 
 def format_number(value: float | None, digits: int = 3) -> str:
@@ -684,6 +736,8 @@ def print_scan_summary(result: ScanResult, console=None) -> None:
     console.print("[bold]suggested checkpoints[/bold]: " + ", ".join(result.suggestion["revisions"]))
     for p in result.suggestion["checkpoints"]:
         console.print(f"  {p['revision']} ({p['label']} tokens, {p['role']}): {p['reason']}")
+    for note in result.notes:
+        console.print(f"[dim]note: {note}[/dim]")
     console.print(f"wrote {result.out} in {result.seconds:.1f}s")
 
 
