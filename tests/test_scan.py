@@ -23,17 +23,18 @@ from crosstime.tasks import TaskError, evaluate_task, load_task
 # -- similarity against direct numpy formulas ---------------------------------------------------------
 
 
-def test_cosine_and_cka_match_numpy():
+@pytest.mark.parametrize("n, d", [(50, 8), (6, 20)])  # CKA via d × d cross-products, and via N × N Gram matrices
+def test_cosine_and_cka_match_numpy(n, d):
     rng = np.random.default_rng(0)
-    base = rng.normal(size=(50, 8))
-    acts = np.stack([base, base @ np.linalg.qr(rng.normal(size=(8, 8)))[0] * 3.0, rng.normal(size=(50, 8)),
-                     base + 0.3 * rng.normal(size=(50, 8))])
+    base = rng.normal(size=(n, d))
+    acts = np.stack([base, base @ np.linalg.qr(rng.normal(size=(d, d)))[0] * 3.0, rng.normal(size=(n, d)),
+                     base + 0.3 * rng.normal(size=(n, d))])
     cos = cosine_matrix(torch.tensor(acts, dtype=torch.float32))
     cka = linear_cka_matrix(torch.tensor(acts))
     for a in range(4):
         for b in range(4):
             x, y = acts[a], acts[b]
-            want_cos = np.mean([x[t] @ y[t] / np.linalg.norm(x[t]) / np.linalg.norm(y[t]) for t in range(50)])
+            want_cos = np.mean([x[t] @ y[t] / np.linalg.norm(x[t]) / np.linalg.norm(y[t]) for t in range(n)])
             xc, yc = x - x.mean(0), y - y.mean(0)
             want_cka = np.linalg.norm(xc.T @ yc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
             assert cos[a, b] == pytest.approx(want_cos, abs=1e-5)

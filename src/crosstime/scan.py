@@ -93,15 +93,23 @@ def linear_cka_matrix(acts: torch.Tensor) -> np.ndarray:
     """Linear CKA (Kornblith et al., 2019) between checkpoints on the same positions.
 
     acts: [M, N, d]. CKA(X, Y) = ‖XᶜᵀYᶜ‖²_F / (‖XᶜᵀXᶜ‖_F ‖YᶜᵀYᶜ‖_F), with Xᶜ the
-    column-centred X. Computed through centred Gram matrices K = XᶜXᶜᵀ [N, N], since
-    ‖XᶜᵀYᶜ‖²_F = ⟨K_X, K_Y⟩. Returns [M, M].
+    column-centred X. With d ≤ N the d × d cross-products are formed pair by pair (N d² each);
+    with N < d the centred Gram matrices K = XᶜXᶜᵀ [N, N] are, since ‖XᶜᵀYᶜ‖²_F = ⟨K_X, K_Y⟩.
+    Float64. Returns [M, M].
     """
     x = acts.double()
     x = x - x.mean(dim=1, keepdim=True)
-    grams = torch.einsum("mnd,mkd->mnk", x, x).reshape(x.shape[0], -1)  # [M, N*N]
-    inner = grams @ grams.T
+    m, n, d = x.shape
+    if d <= n:
+        inner = torch.empty(m, m, dtype=torch.float64)
+        for i in range(m):
+            for j in range(i, m):
+                inner[i, j] = inner[j, i] = (x[i].T @ x[j]).square().sum()
+    else:
+        grams = (x @ x.transpose(1, 2)).reshape(m, -1)  # [M, N*N]
+        inner = grams @ grams.T
     norms = inner.diagonal().sqrt()
-    cka = inner / (norms[:, None] * norms[None, :]).clamp_min(1e-30)
+    cka = inner / (norms[:, None] * norms[None, :]).clamp_min(1e-300)
     return cka.numpy()
 
 
