@@ -105,9 +105,30 @@ def plot_reldec(shares: np.ndarray, labels: Sequence[str], revisions: Sequence[s
         fig.suptitle(f"Relative decoder norm over 3 checkpoints, {n} live features")
         return _save(fig, path)
 
-    fig, bx = plt.subplots(figsize=(8, max(3, 0.35 * len(order) + 1)))
-    _class_bars(bx, order, counts, n)
-    bx.set_title(f"RelDec classes over {M} checkpoints, {n} live features")
+    return _plot_norm_heatmap(shares, revisions, path, n)
+
+
+def _plot_norm_heatmap(shares: np.ndarray, revisions: Sequence[str], path: str | Path, n: int,
+                       max_rows: int = 1500, seed: int = 0) -> Path:
+    """M > 3: one row per feature (a random sample of at most ``max_rows``), its RelDec shares
+    divided by the row maximum (= norms over the feature's peak norm), rows sorted by the
+    first checkpoint reaching half the peak, then by the peak checkpoint."""
+    rows = shares / np.maximum(shares.max(axis=1, keepdims=True), 1e-12)
+    if len(rows) > max_rows:
+        rows = rows[np.sort(np.random.default_rng(seed).choice(len(rows), max_rows, replace=False))]
+    onset = (rows >= 0.5).argmax(axis=1)
+    peak = rows.argmax(axis=1)
+    rows = rows[np.lexsort((peak, onset))]
+    M = rows.shape[1]
+    fig, ax = plt.subplots(figsize=(min(12, 3 + 0.55 * M), 6))
+    im = ax.imshow(rows, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(M))
+    ax.set_xticklabels(revisions, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel(f"features ({len(rows)} of {n} live), sorted by onset then peak")
+    ax.set_yticks([])
+    fig.colorbar(im, ax=ax, label="‖W_dec[i, m]‖ / max_m ‖W_dec[i, m]‖", fraction=0.04)
+    ax.set_title(f"Decoder norm of each feature across {M} checkpoints (RelDec profile)")
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -125,7 +146,7 @@ def _class_bars(ax, order: Sequence[str], counts: Counter, n: int) -> None:
 
 
 def plot_trajectories(norms: np.ndarray, labels: Sequence[str], tokens: Sequence[int | None], path: str | Path,
-                      per_class: int = 8, seed: int = 0, onset: np.ndarray | None = None) -> Path:
+                      per_class: int = 6, seed: int = 0) -> Path:
     """Decoder-norm trajectories (each feature divided by its own maximum) of up to
     ``per_class`` random features per trajectory label, one panel per label."""
     norms = np.asarray(norms, dtype=float)
@@ -133,8 +154,13 @@ def plot_trajectories(norms: np.ndarray, labels: Sequence[str], tokens: Sequence
     x, _ = _token_x(tokens)
     shown = [lab for lab in TRAJECTORY_LABELS if lab != "empty" and (labels == lab).any()]
     rng = np.random.default_rng(seed)
-    fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(4 * max(1, len(shown)), 3.6), sharey=True, squeeze=False)
-    for ax, lab in zip(axes[0], shown):
+    cols = 2 if len(shown) > 1 else 1
+    nrows = -(-max(1, len(shown)) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(6 * cols, 3.6 * nrows), sharey=True, squeeze=False)
+    flat = axes.ravel()
+    for ax in flat[len(shown):]:
+        ax.axis("off")
+    for ax, lab in zip(flat, shown):
         idx = np.flatnonzero(labels == lab)
         pick = np.sort(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
         for c, i in enumerate(pick):
@@ -142,11 +168,12 @@ def plot_trajectories(norms: np.ndarray, labels: Sequence[str], tokens: Sequence
             ax.plot(x, norms[i] / peak if peak > 0 else norms[i], marker="o", ms=2.5, lw=1,
                     color=PALETTE[c % len(PALETTE)], label=f"#{i}")
         _log_token_axis(ax, tokens)
-        ax.set_title(f"{lab}: {len(idx)} features", fontsize=10)
-        ax.legend(fontsize=6, ncol=2, frameon=False, loc="best")
+        ax.legend(fontsize=6, ncol=3, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), title=None)
         ax.set_ylim(-0.03, 1.05)
-        ax.set_xlabel("tokens seen (log)")
-    axes[0][0].set_ylabel("‖W_dec[i, m]‖ / max over m")
+        ax.set_xlabel("tokens seen (log)", fontsize=8)
+        ax.set_title(f"{lab}: {len(idx)} features", fontsize=10, pad=22)
+    for row in axes:
+        row[0].set_ylabel("‖W_dec[i, m]‖ / max over m")
     fig.suptitle("Decoder-norm trajectories of sample features per class")
     fig.tight_layout()
     return _save(fig, path)
@@ -177,9 +204,10 @@ def plot_emergence(counts: Sequence[int], tokens: Sequence[int | None], revision
 
 def plot_delta_ce(rows: Sequence[dict], tokens: Sequence[int | None], path: str | Path, limit: float | None = 0.35) -> Path:
     """ΔCE (spliced − clean, nats) and KL(clean ‖ spliced) per checkpoint; optional reference line."""
-    fig, ax = plt.subplots(figsize=(7.5, 4))
     M = len(rows)
-    labels = [f"{r['revision']}\n{format_tokens(r.get('tokens_seen')) if r.get('tokens_seen') else '0'}" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + 0.75 * M), 4))
+    sep = " · " if M > 6 else "\n"
+    labels = [f"{r['revision']}{sep}{format_tokens(r.get('tokens_seen')) if r.get('tokens_seen') else '0'}" for r in rows]
     pos = np.arange(M)
     dce = [r["delta_ce"] for r in rows]
     kl = [r["kl"] for r in rows]
@@ -187,7 +215,7 @@ def plot_delta_ce(rows: Sequence[dict], tokens: Sequence[int | None], path: str 
     ax.bar(pos - w / 2, dce, width=w, color=PALETTE[0], label="ΔCE = CE(spliced) − CE(clean)")
     ax.bar(pos + w / 2, kl, width=w, color=PALETTE[1], label="KL(clean ‖ spliced)")
     for p, v in zip(pos, dce):
-        ax.text(p - w / 2, v, f"{v:.3f}", ha="center", va="bottom" if v >= 0 else "top", fontsize=7)
+        ax.text(p - w / 2, v, f"{v:.3f}", ha="center", va="bottom" if v >= 0 else "top", fontsize=6 if M > 6 else 7)
     if limit is not None:
         ax.axhline(limit, color="0.4", ls="--", lw=0.8, label=f"{limit} nats")
     ax.axhline(0, color="0.2", lw=0.6)
@@ -195,7 +223,8 @@ def plot_delta_ce(rows: Sequence[dict], tokens: Sequence[int | None], path: str 
     ax.set_xticklabels(labels, fontsize=7 if M > 6 else 8, rotation=45 if M > 6 else 0, ha="right" if M > 6 else "center")
     ax.set_ylabel("nats per token")
     ax.set_title("Splicing the crosscoder's reconstruction into each checkpoint")
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_ylim(top=max([*dce, *kl, limit or 0, 0.0]) * 1.15 + 1e-3)
     fig.tight_layout()
     return _save(fig, path)
 
