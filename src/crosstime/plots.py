@@ -145,4 +145,7 @@ def plot_dynamics(
 
 def tick_labels(tokens: Sequence[int | None], revisions: Sequence[str]) -> list[str]:
     """Token labels ("0", "128M", …), falling back to the revision name where tokens are unknown."""
-    return [format_tokens(t) if t is not None else r for t, r in zip(tokens, revisions)]
+    labels = [format_tokens(t) if t is not None else r for t, r in zip(tokens, revisions)]
+    if len(set(labels)) < len(labels):  # e.g. Pythia's step143000 and main: say which is which
+        labels = [f"{lab} ({r})" if labels.count(lab) > 1 else lab for lab, r in zip(labels, revisions)]
+    return labels
