@@ -154,41 +154,17 @@ class NormalisedCrosscoder:
 
 
 def load_normalised_crosscoder(path: str | Path) -> NormalisedCrosscoder:
-    """Load ``crosstime.crosscoder.load(path)`` and bring it to normalised space (unfolded)."""
+    """Load ``crosstime.crosscoder.load(path)`` in normalised space (unfolded if saved folded)."""
     from crosstime import crosscoder as cc_module
 
     model = cc_module.load(path)
+    if getattr(model, "is_folded", False):
+        model = model.unfold_scales()
     model.eval()
-    meta = _crosscoder_metadata(model, Path(path))
-    if meta["folded"]:
-        model = _unfold(model, meta["scales"])
-    return NormalisedCrosscoder(model, meta["revisions"], meta["scales"], str(path))
-
-
-def _crosscoder_metadata(model, path: Path) -> dict[str, Any]:
-    """Revisions, per-checkpoint scales and fold state recorded with a crosscoder."""
-    config = getattr(model, "config", None)
-    cfg: dict[str, Any] = {}
-    if config is not None:
-        cfg = config.model_dump() if hasattr(config, "model_dump") else dict(vars(config))
-    cfg_file = path / "config.json" if path.is_dir() else None
-    if cfg_file is not None and cfg_file.is_file():
-        cfg = {**json.loads(cfg_file.read_text()), **cfg}
-    revisions = getattr(model, "revisions", None) or cfg.get("revisions")
-    scales = getattr(model, "scales", None) or cfg.get("scales")
-    if isinstance(scales, torch.Tensor):
-        scales = scales.tolist()
-    if isinstance(scales, dict):
-        scales = [scales[r] for r in revisions] if revisions else list(scales.values())
-    folded = bool(getattr(model, "folded", cfg.get("folded", False)))
-    return {"revisions": list(revisions) if revisions else None, "scales": scales, "folded": folded}
-
-
-def _unfold(model, scales):
-    unfold = getattr(model, "unfold_scales", None)
-    if unfold is None:
-        raise EvaluationError("this crosscoder is saved with its scales folded in and offers no unfold_scales()")
-    return unfold() or model
+    revisions = getattr(model, "revisions", None)
+    scales = getattr(model, "scales", None)
+    return NormalisedCrosscoder(model, list(revisions) if revisions else None,
+                                [float(v) for v in scales] if scales else None, str(path))
 
 
 def check_compatible(coder: NormalisedCrosscoder, store, cc_path: Path) -> None:
@@ -207,6 +183,13 @@ def check_compatible(coder: NormalisedCrosscoder, store, cc_path: Path) -> None:
         raise EvaluationError(f"the crosscoder at {cc_path} has {M} checkpoints but the store at {store.root} holds "
                               f"{len(store.revisions)} ({', '.join(store.revisions)}). Evaluate it with the store it was "
                               "trained on (--store).")
+    if coder.scales is not None:
+        store_scales = [store.scales[r] for r in store.revisions]
+        off = [r for r, a, b in zip(store.revisions, coder.scales, store_scales) if abs(a - b) > 0.01 * b]
+        if off:
+            raise EvaluationError(f"the crosscoder at {cc_path} was trained with normalisation scales {coder.scales} but "
+                                  f"the store at {store.root} has {store_scales} (differ at {off}): it was trained on "
+                                  "other activations. Evaluate it with the store it was trained on (--store).")
     if store.n_contexts("heldout") == 0:
         raise EvaluationError(f"the store at {store.root} has no held-out split (0 held-out contexts), so nothing can be "
                               "evaluated on unseen tokens. Harvest a store with held-out tokens (--heldout-tokens > 0).")
@@ -258,7 +241,8 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
             raise EvaluationError(f"the series {series.source} has no checkpoints {missing}; cannot splice into them")
     device = _device(cfg.device)
     coder.to(device)
-    scales = torch.tensor([store.scales[r] for r in revisions], dtype=torch.float32)
+    # the normalisation the crosscoder was trained with (recorded with it; else the store's)
+    scales = torch.tensor(coder.scales or [store.scales[r] for r in revisions], dtype=torch.float32)
     run.save_stage_config("evaluate", cfg)
     timing: dict[str, float] = {}
 
@@ -286,7 +270,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
             "revision": rev,
             "step": checkpoints[rev].get("step"),
             "tokens_seen": checkpoints[rev].get("tokens_seen"),
-            "scale": store.scales[rev],
+            "scale": float(scales[m]),
             "mse": recon["mse"][m],
             "explained_variance": recon["explained_variance"][m],
             "fvu": recon["fvu"][m],
