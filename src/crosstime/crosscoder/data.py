@@ -1,0 +1,191 @@
+"""Where training batches come from: an in-memory tensor or an activation store.
+
+Both sources serve this rank's share of global batch ``b`` of epoch ``e`` as a pure
+function of ``(seed, epoch, batch index)``, so a resumed run skips exactly the batches it
+already trained on and two ranks together see the batch one process would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class DataError(ValueError):
+    """Bad training data; the message names the input and the fix."""
+
+
+def check_finite(x: torch.Tensor, names: list[str], where: str) -> None:
+    """Raise naming every checkpoint whose activations hold NaN/inf, with how many. x: [N, M, d]."""
+    bad = (~torch.isfinite(x)).sum(dim=(0, 2))
+    if bool(bad.any()):
+        parts = [f"{names[m]}: {int(n)} non-finite values" for m, n in enumerate(bad.tolist()) if n]
+        raise DataError(f"{where} contain NaN/inf ({'; '.join(parts)}); re-harvest those checkpoints "
+                        "or drop them from --revisions")
+
+
+def _check_shape(M: int, d: int, where: str) -> None:
+    if M < 1:
+        raise DataError(f"{where} have M = 0 checkpoints; a crosscoder needs at least one "
+                        "(pass activations shaped [N, M, d] with M >= 1)")
+    if d < 1:
+        raise DataError(f"{where} have width d = {d}; activations need d >= 1")
+
+
+class TensorSource:
+    """Activations held in memory: ``data [N, M, d]``; each epoch a seeded permutation of the rows."""
+
+    def __init__(self, data: torch.Tensor, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
+                 heldout: torch.Tensor | None = None, revisions: list[str] | None = None):
+        if not isinstance(data, torch.Tensor) or data.dim() != 3:
+            raise DataError(f"in-memory activations must be a float tensor [N, M, d], got "
+                            f"{getattr(data, 'shape', type(data).__name__)}")
+        if not data.is_floating_point():
+            raise DataError(f"in-memory activations must be floating point, got {data.dtype}")
+        N, M, d = data.shape
+        _check_shape(M, d, "the activations")
+        self.revisions = revisions or [f"checkpoint {m}" for m in range(M)]
+        if len(self.revisions) != M:
+            raise DataError(f"{len(self.revisions)} revision names for M = {M} checkpoints")
+        check_finite(data, self.revisions, "the activations")
+        if batch_size % world_size:
+            raise DataError(f"batch_size {batch_size} is not divisible by the {world_size} ranks")
+        if N < batch_size:
+            raise DataError(f"only N = {N} rows for batch_size = {batch_size}; lower --batch-size or add data")
+        if heldout is not None:
+            if heldout.dim() != 3 or heldout.shape[1:] != data.shape[1:]:
+                raise DataError(f"held-out activations {list(heldout.shape)} do not match the training "
+                                f"activations' [*, {M}, {d}]")
+            check_finite(heldout, self.revisions, "the held-out activations")
+        self.data = data.float()
+        self.heldout_data = heldout.float() if heldout is not None else None
+        self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.n_checkpoints, self.d_model = M, d
+        self.scales: list[float] | None = None
+        self.local = batch_size // world_size
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"kind": "tensor", "shape": list(self.data.shape)}
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.data.shape[0] // self.batch_size  # drop the incomplete last batch
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        return torch.from_numpy(np.random.default_rng([self.seed, epoch]).permutation(self.data.shape[0]))
+
+    def iterate(self, start_step: int) -> Iterator[torch.Tensor]:
+        """This rank's rows of global batches start_step, start_step+1, … (epochs roll over)."""
+        bpe = self.batches_per_epoch
+        epoch, b = divmod(start_step, bpe)
+        while True:
+            perm = self._perm(epoch)
+            for i in range(b, bpe):
+                s = i * self.batch_size + self.rank * self.local
+                yield self.data[perm[s : s + self.local]]
+            epoch, b = epoch + 1, 0
+
+    def heldout(self, n_batches: int) -> Iterator[torch.Tensor]:
+        if self.heldout_data is None:
+            return
+        h = self.heldout_data
+        for i in range(n_batches):
+            s = i * self.batch_size
+            if s >= h.shape[0]:
+                return
+            part = h[s : s + self.batch_size]
+            n = -(-part.shape[0] // self.world_size)
+            yield part[self.rank * n : (self.rank + 1) * n]
+
+
+class StoreSource:
+    """An activation store (:class:`crosstime.store.ActivationStore`), read streaming.
+
+    Each rank reads ``batch_size / world_size`` rows per step from its own blocks (the
+    store's sharding); resident memory is the store's read window, not the store's size.
+    Batches are normalised by the store's per-checkpoint scales when ``normalise``.
+    """
+
+    def __init__(self, path: str | Path, revisions: list[str] | None, batch_size: int, seed: int, normalise: bool,
+                 rank: int = 0, world_size: int = 1):
+        from crosstime.store import ActivationStore
+
+        self.store = store = ActivationStore(path)
+        revisions = list(revisions) if revisions else list(store.revisions)
+        unknown = [r for r in revisions if r not in store.revisions]
+        if unknown:
+            raise DataError(f"revisions {unknown} are not in the activation store at {path} "
+                            f"(it holds {store.revisions})")
+        _check_shape(len(revisions), store.d_model, f"the activation store at {path} (revisions {revisions})")
+        if batch_size % world_size:
+            raise DataError(f"batch_size {batch_size} is not divisible by the {world_size} ranks")
+        scales = [float(store.scales[r]) for r in revisions]
+        bad = [r for r, s in zip(revisions, scales) if not (np.isfinite(s) and s > 0)]
+        if bad:
+            raise DataError(f"the store's normalisation scales of {bad} are not finite and positive "
+                            f"({dict(zip(revisions, scales))}); those checkpoints' activations hold NaN/inf or "
+                            "zeros — re-harvest them")
+        self.path, self.revisions = Path(path), revisions
+        self.batch_size, self.seed, self.normalise = batch_size, seed, normalise
+        self.rank, self.world_size = rank, world_size
+        self.local = batch_size // world_size
+        self.n_checkpoints, self.d_model = len(revisions), store.d_model
+        self.scales = scales if normalise else None
+        self._bpe = store.n_batches("train", self.local, world_size=world_size, drop_last=True)
+        if self._bpe < 1:
+            raise DataError(f"the store at {path} has {store.n_rows('train')} training rows, fewer than one batch "
+                            f"of {batch_size}; lower --batch-size or harvest more tokens")
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"kind": "store", "path": str(self.path.resolve()), "revisions": self.revisions,
+                "d_model": self.d_model, "rows": int(self.store.n_rows("train"))}
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self._bpe
+
+    def _checked(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1:] != (self.n_checkpoints, self.d_model):
+            raise DataError(f"the store at {self.path} served rows of shape {list(x.shape[1:])}, but its manifest "
+                            f"says M = {self.n_checkpoints}, d_model = {self.d_model}; the store is inconsistent "
+                            "(run its verify() or re-harvest)")
+        check_finite(x, self.revisions, f"activations read from the store at {self.path}")
+        return x
+
+    def iterate(self, start_step: int) -> Iterator[torch.Tensor]:
+        epoch, b = divmod(start_step, self._bpe)
+        while True:
+            for x in self.store.batches(self.revisions, self.local, "train", self.normalise, self.seed, epoch,
+                                        self.rank, self.world_size, skip_batches=b, drop_last=True):
+                yield self._checked(x)
+            epoch, b = epoch + 1, 0
+
+    def heldout(self, n_batches: int) -> Iterator[torch.Tensor]:
+        if self.store.n_rows("heldout") < self.world_size:
+            return
+        it = self.store.batches(self.revisions, self.local, "heldout", self.normalise, seed=0, epoch=0,
+                                rank=self.rank, world_size=self.world_size)
+        for i, x in enumerate(it):
+            if i >= n_batches:
+                return
+            yield self._checked(x)
+
+
+def make_source(data, batch_size: int, seed: int, rank: int, world_size: int, *, revisions=None,
+                normalise: bool = True, heldout: torch.Tensor | None = None):
+    """Tensor ``[N, M, d]`` -> :class:`TensorSource`; store path (str/Path) -> :class:`StoreSource`."""
+    if isinstance(data, torch.Tensor):
+        return TensorSource(data, batch_size, seed, rank, world_size, heldout=heldout, revisions=revisions)
+    if isinstance(data, (str, Path)):
+        p = Path(data)
+        if not (p / "manifest.json").exists() and (p / "activations" / "manifest.json").exists():
+            p = p / "activations"  # a run directory
+        if not p.exists():
+            raise DataError(f"no activation store at {p}; harvest one with `crosstime harvest`")
+        return StoreSource(p, revisions, batch_size, seed, normalise, rank, world_size)
+    raise DataError(f"training data must be a float tensor [N, M, d] or an activation store path, "
+                    f"got {type(data).__name__}")

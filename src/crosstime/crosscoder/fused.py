@@ -1,0 +1,82 @@
+"""Hand-derived forward + backward of the ReLU / decoder-norm-L1 training loss.
+
+Autograd for ``loss = mean_b Σ (x̂ − x)² + λ · mean_b Σ_i f_i w_i`` records every
+elementwise op over the ``[B, F]`` activations and replays it backwards, computes the decoder
+norms in two graphs, and allocates fresh gradients each step. Here the same gradients are
+written straight into the parameters' ``.grad`` with the four GEMMs of the step (``addmm``
+carries the biases and the L1 terms, so they cost no extra pass) and a single fused
+ReLU-backward over ``[B, F]``:
+
+    z = X W_enc + b_enc;  f = ReLU(z);  x̂ = f W_dec + b_dec;  g = ∂L/∂x̂ = 2 (x̂ − x) / (B·r)
+    ∂W_dec = fᵀ g + (λ/B) (Σ_b f) ⊙ ∂w/∂W_dec        ∂b_dec = Σ_b g
+    ∂f = g W_decᵀ + (λ/B) w;   ∂z = ∂f ⊙ 1{f > 0}      ∂W_enc = Xᵀ ∂z;   ∂b_enc = Σ_b ∂z
+
+with X = x as [B, M·d] and r = 1 (sum over checkpoints) or M (mean). ``tests`` check it
+against autograd on :class:`~crosstime.crosscoder.variants.ReLUCrosscoder`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_threshold_backward = torch.ops.aten.threshold_backward
+
+
+def _grad(p: torch.nn.Parameter) -> torch.Tensor:
+    if p.grad is None or p.grad.shape != p.shape:
+        p.grad = torch.empty_like(p)
+    return p.grad
+
+
+def relu_l1_step(model, x: torch.Tensor, coeff: float, reduce: str = "sum") -> dict[str, torch.Tensor]:
+    """One forward + backward of the ReLU/L1 loss; gradients *overwrite* ``p.grad``.
+
+    x: [B, M, d] float32. Returns detached scalars ``recon``, ``sparsity``, ``loss``, ``l0``
+    (mean active features per token), ``fired`` bool [F] and ``e2`` [M] (Σ squared error per
+    checkpoint) for the metrics. The model must be unfolded (training happens in normalised space).
+    """
+    if model.is_folded:
+        raise ValueError("train the crosscoder unfolded (normalised space); fold the scales in afterwards")
+    B, M, d = x.shape
+    F = model.n_features
+    Md = M * d
+    X = x.reshape(B, Md)
+    We = model.W_enc.detach().view(Md, F)
+    Wd = model.W_dec.detach().view(F, Md)
+    r = 1.0 if reduce == "sum" else float(M)
+
+    with torch.no_grad():
+        f = torch.addmm(model.b_enc.detach(), X, We).clamp_min_(0)  # [B, F]
+        x_hat = torch.addmm(model.b_dec.detach().view(1, Md), f, Wd)  # [B, Md]
+        e = x_hat.sub_(X)  # x̂ − x, reusing x̂'s memory
+        e2 = e.view(B, M, d).pow(2).sum(dim=(0, 2))  # [M]
+        recon = e2.sum() / (B * r)
+
+        norms = model.decoder_norms().detach()  # [F, M], once per step
+        if model.config.l1_norm == "concat":
+            w = norms.pow(2).sum(1).sqrt()
+        else:
+            w = norms.sum(1)
+        colsum = f.sum(0)  # [F]
+        sparsity = colsum @ w / B
+        l0 = torch.count_nonzero(f).to(torch.float32) / B
+
+        g = e.mul_(2.0 / (B * r))  # ∂L/∂x̂ [B, Md]
+        torch.sum(g, 0, out=_grad(model.b_dec).view(Md))
+
+        # ∂w/∂W_dec[i,m] = W_dec[i,m]/‖W_dec[i,m]‖ (sum) or W_dec[i]/‖W_dec[i]‖ (concat)
+        if model.config.l1_norm == "concat":
+            coef = (colsum * (coeff / B) / w.clamp_min(1e-12))[:, None].expand(F, M)
+        else:
+            coef = colsum[:, None] * (coeff / B) / norms.clamp_min(1e-12)
+        gWd = _grad(model.W_dec)
+        torch.mul(model.W_dec.detach(), coef[:, :, None], out=gWd)
+        gWd.view(F, Md).addmm_(f.t(), g)
+
+        gz = torch.addmm(w * (coeff / B), g, Wd.t())  # ∂f [B, F]
+        gz = _threshold_backward(gz, f, 0)  # ∂z = ∂f · 1{f > 0}
+        torch.mm(X.t(), gz, out=_grad(model.W_enc).view(Md, F))
+        torch.sum(gz, 0, out=_grad(model.b_enc))
+
+    return {"recon": recon, "sparsity": sparsity, "loss": recon + coeff * sparsity, "l0": l0,
+            "fired": colsum > 0, "e2": e2}
