@@ -150,3 +150,14 @@ def fabricate_run(root: Path, M: int = 3, seed: int = 0, stages: tuple[str, ...]
             _write_csv(run / "attribution" / task / "features.csv", rows)
             _write_csv(run / "attribution" / task / "ablation.csv", abl)
     return run, cc
+
+
+_CACHE: dict = {}
+
+
+def cached_run(tmp_path_factory, M: int = 3, **kw) -> tuple[Path, TinyCrosscoder]:
+    """`fabricate_run` once per process and M (shared by the report test modules; copy before mutating)."""
+    key = (M, tuple(sorted(kw.items())))
+    if key not in _CACHE:
+        _CACHE[key] = fabricate_run(tmp_path_factory.mktemp(f"report_run_m{M}"), M=M, **kw)
+    return _CACHE[key]

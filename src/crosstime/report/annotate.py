@@ -207,11 +207,15 @@ def apply_annotations(data: dict, annotations: dict[int, dict[str, Any]]) -> Non
 
 
 def _crosscoder_features(run: RunDir) -> int | None:
-    cfg = run.crosscoder / "config.json"
-    if not cfg.is_file():
-        return None
-    data = json.loads(cfg.read_text())
-    for key in ("n_features", "F", "d_sae", "dict_size", "n_latents"):
-        if isinstance(data.get(key), int):
-            return data[key]
+    """The crosscoder's number of features from its config.json, else evaluation.json's settings."""
+    sources = [(run.crosscoder / "config.json", ()), (run.evaluation_file, ("settings",))]
+    for path, nesting in sources:
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text())
+        for key in nesting:
+            data = data.get(key) or {}
+        for key in ("n_features", "F", "d_sae", "dict_size", "n_latents"):
+            if isinstance(data.get(key), int):
+                return data[key]
     return None

@@ -297,41 +297,53 @@ class Example:
     value: float
 
 
-def windows(store, crosscoder, examples: Sequence[Example], config: EvidenceConfig, batch_rows: int = 4096) -> list[dict]:
+def windows(store, crosscoder, examples: Sequence[Example], config: EvidenceConfig, batch_contexts: int = 32) -> list[dict]:
     """Token window around each example with the feature's activation (in the example's view) per token.
 
     Returns one dict per example: ``context, position, value, start`` (first window position),
     ``tokens`` (ids) and ``acts`` (one float per token; ``None`` at positions the store
-    excludes, e.g. position 0).
+    excludes, e.g. position 0). Each needed context is read once per checkpoint as one
+    contiguous block (random access by context), then encoded in the views that need it.
     """
     revisions = list(store.revisions)
     scales = input_scales(crosscoder, store, revisions)
     encode = _encode_fn(crosscoder, config.device)
-    T, first = store.context_len, store.first_position
+    T, first, P = store.context_len, store.first_position, store.rows_per_context
     out: list[dict] = []
-    jobs: dict[int, list[tuple[int, int, int, int]]] = {}  # view -> (example idx, ctx, pos, slot)
+    by_context: dict[int, list[int]] = {}
     for e_idx, ex in enumerate(examples):
         a, b = max(0, ex.position - config.window_before), min(T, ex.position + config.window_after + 1)
-        toks = [int(t) for t in store.tokens[ex.context, a:b]]
         out.append({"context": ex.context, "position": ex.position, "value": _r(ex.value), "start": a,
-                    "tokens": toks, "acts": [None] * (b - a)})
-        for p in range(max(a, first), b):
-            jobs.setdefault(ex.view, []).append((e_idx, ex.context, p, p - a))
-    for view, items in jobs.items():
-        for s in range(0, len(items), batch_rows):
-            part = items[s : s + batch_rows]
-            ctx = np.array([it[1] for it in part])
-            pos = np.array([it[2] for it in part])
-            x = torch.stack([store.rows(r, ctx, pos) for r in revisions], dim=1) * scales[None, :, None]
+                    "tokens": [int(t) for t in store.tokens[ex.context, a:b]], "acts": [None] * (b - a)})
+        by_context.setdefault(ex.context, []).append(e_idx)
+    contexts = sorted(by_context)
+    for s in range(0, len(contexts), batch_contexts):
+        part = contexts[s : s + batch_contexts]
+        x = torch.stack([torch.cat([store.read_block(r, c * P, P) for c in part]) for r in revisions], dim=1)
+        x = (x * scales[None, :, None]).view(len(part), P, len(revisions), -1)
+        needed: dict[int, list[int]] = {}
+        for j, c in enumerate(part):
+            for e_idx in by_context[c]:
+                needed.setdefault(examples[e_idx].view, []).append(j)
+        for view, rows in needed.items():
+            ctx_idx = sorted(set(rows))
+            xv = x[ctx_idx].reshape(len(ctx_idx) * P, len(revisions), -1)
             if view > 0:
-                alone = torch.zeros_like(x)
-                alone[:, view - 1] = x[:, view - 1]
-                x = alone
-            f = encode(x)
-            feats = torch.tensor([examples[it[0]].feature for it in part])
-            vals = f[torch.arange(len(part)), feats]
-            for it, v in zip(part, vals.tolist()):
-                out[it[0]]["acts"][it[3]] = _r(v)
+                alone = torch.zeros_like(xv)
+                alone[:, view - 1] = xv[:, view - 1]
+                xv = alone
+            f = encode(xv).view(len(ctx_idx), P, -1)
+            where = {j: n for n, j in enumerate(ctx_idx)}
+            for j in ctx_idx:
+                for e_idx in by_context[part[j]]:
+                    ex = examples[e_idx]
+                    if ex.view != view:
+                        continue
+                    win = out[e_idx]
+                    for k in range(len(win["acts"])):
+                        pos = win["start"] + k
+                        if pos >= first:
+                            win["acts"][k] = _r(float(f[where[j], pos - first, ex.feature]))
     return out
 
 
