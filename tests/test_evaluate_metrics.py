@@ -74,6 +74,11 @@ def test_dead_window_is_flagged_when_too_short_and_shapes_checked():
     assert stats.result(dead_min_tokens=100_000)["dead_window_reliable"] is False
     with pytest.raises(ValueError, match="expected f"):
         stats.update(x, x_hat, f[:, :3])
+    stats.update_firing(torch.cat([torch.zeros(40, 7), torch.ones(1, 7)]))  # 41 more tokens, every latent once
+    r = stats.result(dead_min_tokens=100)
+    assert r["dead_window_tokens"] == 101 and r["dead_window_reliable"] is True and r["dead"] == 0
+    assert r["tokens"] == 60 and r["l0"] == pytest.approx(float((f > 0).sum(1).float().mean()))  # L0: evaluated rows only
+    assert stats.frequency[3].item() == pytest.approx(1 / 101)
     with pytest.raises(ValueError, match="no activations"):
         ReconstructionStats(3, 5, 7).result()
 

@@ -187,7 +187,7 @@ def evaluate(
     crosscoder: Optional[Path] = typer.Option(None, "--crosscoder", help="Crosscoder folder (default: RUN/crosscoder)."),
     store: Optional[Path] = typer.Option(None, "--store", help="Activation store (default: RUN/activations)."),
     presence: float = typer.Option(0.5, "--presence", help="Trajectory presence threshold (share of a feature's max norm)."),
-    dead_min_tokens: int = typer.Option(100_000, "--dead-min-tokens", help="Tokens needed to call a never-firing latent dead."),
+    dead_tokens: str = typer.Option("100K", "--dead-tokens", help="Tokens over which a never-firing latent is dead (held-out, topped up with train rows)."),
     context_batch_size: int = typer.Option(8, "--context-batch-size", help="Contexts per forward pass."),
     device: str = typer.Option("auto", "--device"),
     model_dtype: str = typer.Option("float32", "--model-dtype"),
@@ -203,7 +203,7 @@ def evaluate(
     try:
         config = EvaluateConfig(run=str(run), tokens=_count(tokens) if tokens else None, contexts=contexts,
                                 crosscoder=str(crosscoder) if crosscoder else None, store=str(store) if store else None,
-                                presence=presence, dead_min_tokens=dead_min_tokens,
+                                presence=presence, dead_tokens=_count(dead_tokens),
                                 context_batch_size=context_batch_size, device=device, model_dtype=model_dtype,
                                 plots=plots, seed=seed)
         result = run_evaluate(config)
@@ -213,9 +213,9 @@ def evaluate(
     console = Console()
     console.print(format_table(result))
     console.print(paper_row(result))
-    if not result["summary"]["dead_window_tokens"] >= dead_min_tokens:
-        console.print(f"[yellow]note: dead latents counted over {result['summary']['dead_window_tokens']:,} tokens, "
-                      f"fewer than --dead-min-tokens {dead_min_tokens:,}[/yellow]")
+    if result["summary"]["dead_window_tokens"] < _count(dead_tokens):
+        console.print(f"[yellow]note: the store has only {result['summary']['dead_window_tokens']:,} tokens to count "
+                      f"dead latents over (--dead-tokens {dead_tokens})[/yellow]")
     console.print(f"wrote {Path(run) / 'evaluation.json'} and {Path(run) / 'evaluation'}/")
 
 

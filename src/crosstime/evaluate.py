@@ -75,8 +75,9 @@ class EvaluateConfig(BaseModel):
                                                        "(default: all held-out contexts; 0 skips them)")
     batch_rows: int = Field(4096, gt=0, description="activation rows encoded at once")
     context_batch_size: int = Field(8, gt=0, description="contexts per forward pass")
-    dead_min_tokens: int = Field(100_000, gt=0, description="tokens over which 'never fired' makes a latent dead; "
-                                                            "fewer evaluated tokens are flagged as unreliable")
+    dead_tokens: int = Field(100_000, ge=0, description="tokens over which a latent that never fires is dead (and "
+                                                        "firing frequencies are counted): the held-out rows, topped up "
+                                                        "with train rows when fewer")
     presence: float = Field(0.5, gt=0, le=1, description="trajectory presence threshold: share of a feature's max norm")
     high: float = Field(0.7, gt=0, le=1, description="class threshold: a dominant checkpoint's share exceeds this")
     low: float = Field(0.3, ge=0, lt=1, description="class threshold: a checkpoint with at least this share is shared")
@@ -373,10 +374,32 @@ def _encode_pass(cfg: EvaluateConfig, store, coder: NormalisedCrosscoder, plan: 
                     latents[int(c)] = f[k * rpc : (k + 1) * rpc].to("cpu").to_sparse()
             bar.update(len(ctx) * rpc)
     bar.close()
-    out = stats.result(dead_min_tokens=cfg.dead_min_tokens)
+    _top_up_firing(cfg, store, coder, stats, scales, device)
+    out = stats.result(dead_min_tokens=cfg.dead_tokens)
     out["frequency"] = stats.frequency
     out["fired"] = stats.fired
     return out, latents
+
+
+def _top_up_firing(cfg: EvaluateConfig, store, coder: NormalisedCrosscoder, stats: ReconstructionStats,
+                   scales: torch.Tensor, device) -> None:
+    """Count firing on train rows until ``dead_tokens`` tokens are counted (dead latents are a
+    property of the dictionary, not of generalisation, so train rows serve)."""
+    need = cfg.dead_tokens - stats.n_firing
+    if need <= 0 or store.n_rows("train") == 0:
+        return
+    s = scales.to(device).view(1, -1, 1)
+    bar = _progress(min(need, store.n_rows("train")), "evaluate: dead-latent window", cfg.progress, "tok")
+    with torch.no_grad():
+        for x in store.batches(list(store.revisions), batch_size=cfg.batch_rows, split="train", normalise=False,
+                               seed=cfg.seed):
+            x = x[:need].to(device) * s
+            stats.update_firing(coder.encode(x))
+            need -= len(x)
+            bar.update(len(x))
+            if need <= 0:
+                break
+    bar.close()
 
 
 def _downstream_one(cfg, store, series, coder: NormalisedCrosscoder, m: int, rev: str, plan: dict,

@@ -9,7 +9,8 @@ batches in float64 by :class:`ReconstructionStats`:
   checkpoint m over the evaluated tokens), and overall (sums over all checkpoints);
   FVU = 1 - EV;
 - L0: mean number of active latents per token; per-latent firing counts (dead = never
-  active over the evaluated tokens) and a histogram of log10 firing frequency.
+  active over the counted tokens, which `update_firing` can extend beyond the evaluated
+  ones) and a histogram of log10 firing frequency.
 
 Downstream (one checkpoint's forward pass, its site replaced): next-token cross-entropy
 and KL(clean ‖ spliced) over the predictions made at the replaced positions only, as sums
@@ -42,6 +43,7 @@ class ReconstructionStats:
         self.sum_x2 = torch.zeros(n_checkpoints, dtype=torch.float64)  # Σ ‖x‖²
         self.active = 0  # Σ_t #active latents
         self.fired = torch.zeros(n_features, dtype=torch.int64)  # tokens on which each latent fired
+        self.n_firing = 0  # tokens counted in `fired` (≥ n)
 
     def update(self, x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor) -> None:
         if x.shape != x_hat.shape or x.dim() != 3 or x.shape[1:] != (self.M, self.d):
@@ -55,7 +57,15 @@ class ReconstructionStats:
         self.sum_x2 += x64.pow(2).sum(dim=(0, 2))
         on = f != 0
         self.active += int(on.sum())
-        self.fired += on.sum(0)
+        self.fired += on.sum(0).cpu()
+        self.n_firing += x.shape[0]
+
+    def update_firing(self, f: torch.Tensor) -> None:
+        """Count firing only (latents ``f [B, F]`` of extra tokens, for a longer dead-latent window)."""
+        if f.dim() != 2 or f.shape[1] != self.F:
+            raise ValueError(f"expected f [B, {self.F}], got {tuple(f.shape)}")
+        self.fired += (f != 0).sum(0).cpu()
+        self.n_firing += f.shape[0]
 
     def result(self, dead_min_tokens: int = 100_000, bins: int = 30) -> dict:
         if self.n == 0:
@@ -77,15 +87,15 @@ class ReconstructionStats:
             "l0": self.active / n,
             "dead": dead,
             "dead_fraction": dead / self.F,
-            "dead_window_tokens": n,
-            "dead_window_reliable": n >= dead_min_tokens,
-            "frequency_histogram": frequency_histogram(self.fired, n, bins=bins),
+            "dead_window_tokens": self.n_firing,
+            "dead_window_reliable": self.n_firing >= dead_min_tokens,
+            "frequency_histogram": frequency_histogram(self.fired, self.n_firing, bins=bins),
         }
 
     @property
     def frequency(self) -> torch.Tensor:
-        """Firing frequency of each latent over the tokens seen so far: ``[F]``."""
-        return self.fired.double() / max(self.n, 1)
+        """Firing frequency of each latent over the tokens counted so far: ``[F]``."""
+        return self.fired.double() / max(self.n_firing, 1)
 
 
 def explained_variance(x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, float]:
