@@ -104,6 +104,9 @@ def test_an_exact_crosscoder_gives_full_ev_and_zero_delta_ce(run, monkeypatch):
     assert s["explained_variance_overall"] == pytest.approx(1.0, abs=1e-6)
     assert all(v == pytest.approx(0.0, abs=1e-9) for v in result["reconstruction"]["mse"])
     assert s["l0"] == pytest.approx(3 * 32)  # each coordinate fires exactly one of ReLU(x), ReLU(-x)
+    # dead latents: held-out rows topped up with every train row (fewer than the default 100K)
+    assert s["dead_window_tokens"] == store.n_rows("heldout") + store.n_rows("train")
+    assert result["reconstruction"]["dead_window_reliable"] is False
     for row in result["checkpoints"]:
         # stored activations are float16: the splice differs from the clean run by that rounding only
         assert abs(row["delta_ce"]) < 2e-3 and row["kl"] < 1e-4
@@ -163,6 +166,17 @@ def test_splice_uses_the_raw_space_reconstruction_of_each_checkpoint(run, monkey
     assert result["summary"]["explained_variance_overall"] < 0.9
 
 
+def test_dead_window_tops_up_heldout_rows_with_train_rows(run, monkeypatch):
+    store = ActivationStore(run / "activations")
+    _use(monkeypatch, exact_coder(3, 32), store.revisions)
+    heldout = store.n_rows("heldout")
+    for want, got in ((0, heldout), (heldout + 37, heldout + 37)):
+        result = evaluate(_cfg(run, contexts=0, plots=False, dead_tokens=want))
+        assert result["summary"]["dead_window_tokens"] == got
+        assert result["reconstruction"]["dead_window_reliable"] is True
+        assert "delta_ce" not in result["checkpoints"][0]  # contexts=0 skips splicing
+
+
 def test_bad_inputs_are_refused_before_work(run, monkeypatch):
     store = ActivationStore(run / "activations")
     n_rows = store.n_rows("heldout")
@@ -207,3 +221,29 @@ def test_cli_prints_the_per_checkpoint_table(run, monkeypatch):
     assert "ΔCE" in out.output and "L0 96.00 | Dead 0 | ΔCE" in out.output
     bad = CliRunner().invoke(app, ["evaluate", str(run), "--contexts", "99"])
     assert bad.exit_code == 2 and "more held-out contexts" in bad.output
+
+
+def test_a_saved_folded_crosscoder_is_loaded_unfolded_and_evaluated(run, monkeypatch, tmp_path):
+    """Through crosstime.crosscoder's own save/load: a relu crosscoder holding the exact weights,
+    saved with its scales folded in, must evaluate as the exact crosscoder (EV 1, one-hot RelDec)."""
+    from crosstime.crosscoder import Crosscoder, CrosscoderConfig
+
+    store = ActivationStore(run / "activations")
+    exact = exact_coder(3, 32)
+    cfg = CrosscoderConfig(variant="relu", n_checkpoints=3, d_model=32, n_features=exact.W_dec.shape[0],
+                           revisions=store.revisions, scales=[store.scales[r] for r in store.revisions])
+    model = Crosscoder(cfg)
+    with torch.no_grad():
+        for name in ("W_enc", "W_dec", "b_enc", "b_dec"):
+            getattr(model, name).copy_(getattr(exact, name))
+    model.fold_scales()
+    model.save(run / "crosscoder")
+    result = evaluate(_cfg(run, contexts=2, plots=False))
+    assert result["summary"]["explained_variance_overall"] == pytest.approx(1.0, abs=1e-5)
+    assert result["decoder"]["classes"] == {f"{r}-dominant": 2 * 32 for r in store.revisions}
+    assert all(abs(r["delta_ce"]) < 2e-3 for r in result["checkpoints"])
+    # a crosscoder trained on other activations (other scales) is refused
+    cfg_other = cfg.model_copy(update={"scales": [2 * s for s in cfg.scales]})
+    Crosscoder(cfg_other).save(tmp_path / "crosscoder")
+    with pytest.raises(EvaluationError, match="normalisation scales"):
+        evaluate(_cfg(run, crosscoder=str(tmp_path / "crosscoder")))
