@@ -297,10 +297,13 @@ class _Store:
 
 
 class _CC:
-    def __init__(self, M, d, F=4, revisions=None):
+    def __init__(self, M, d, F=4, revisions=None, scales=None):
         self.W_dec = torch.zeros(F, M, d)
         self.b_dec = torch.zeros(M, d)
-        self.revisions = revisions
+        self.revisions, self.scales = revisions, scales
+
+    def eval(self):
+        return self
 
     def encode(self, x):
         return torch.zeros(x.shape[0], self.W_dec.shape[0])
@@ -313,5 +316,7 @@ def test_crosscoder_not_trained_on_this_series():
         crosscoder_view(_CC(3, 32), _Store(["s1", "s2"], 32))
     with pytest.raises(AttributionError, match="not trained on this series"):
         crosscoder_view(_CC(2, 32, revisions=["s1", "s9"]), _Store(["s1", "s2"], 32))
+    with pytest.raises(AttributionError, match="scales .* differ"):
+        crosscoder_view(_CC(2, 32, revisions=["s1", "s2"], scales=[1.0, 2.0]), _Store(["s1", "s2"], 32))
     view, revs = crosscoder_view(_CC(2, 32, revisions=["s1", "s2"]), _Store(["s1", "s2", "s3"], 32))
     assert revs == ["s1", "s2"] and view.n_features == 4

@@ -140,6 +140,15 @@ def _encode_batch(cc: CrosscoderView, xs: list[torch.Tensor]) -> torch.Tensor:
         return cc.encode(x).reshape(B, T, -1).float()
 
 
+def _rows(batches: list[PairBatch]) -> tuple[int, list[torch.Tensor]]:
+    """Number of pairs and, per batch, the rows of its pairs in the per-pair arrays (pairs sorted by index)."""
+    index = torch.cat([b.index for b in batches])
+    order = torch.sort(index).values
+    if len(torch.unique(order)) != len(order):
+        raise AttributionError("a pair appears in two batches")
+    return len(order), [torch.searchsorted(order, b.index) for b in batches]
+
+
 def compute_attribution(
     load_model: Callable[[int], torch.nn.Module],
     revisions: Sequence[str],
@@ -164,7 +173,7 @@ def compute_attribution(
     if method not in METHODS:
         raise AttributionError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     M, F = len(revisions), cc.n_features
-    N = int(sum(len(b) for b in batches))
+    N, rows = _rows(batches)
     seconds: dict[str, float] = {}
 
     # 1. clean site activations of every checkpoint
@@ -206,10 +215,11 @@ def compute_attribution(
                     b_dec_m=cc.b_dec[m].float(), baseline=base, method=method, steps=steps, threshold=threshold,
                     with_atp=atp is not None, step_chunk=step_chunk,
                 )
-                ie[m, b.index] = res.features.float()
-                error[m, b.index], joint[m, b.index], clean[m, b.index] = res.error, res.joint, res.clean
+                r = rows[j]
+                ie[m, r] = res.features.float()
+                error[m, r], joint[m, r], clean[m, r] = res.error.float(), res.joint.float(), res.clean.float()
                 if atp is not None:
-                    atp[m, b.index] = res.atp.float()
+                    atp[m, r] = res.atp.float()
                 bar.update(1)
     bar.close()
     seconds["effects"] = time.perf_counter() - t0
@@ -261,7 +271,7 @@ def ablate_features(
 ) -> Ablation:
     """Set each of ``features`` alone to its baseline (zero by default) in each checkpoint, error kept."""
     M = len(revisions)
-    N = int(sum(len(b) for b in batches))
+    N, rows = _rows(batches)
     feats = torch.as_tensor(list(features), dtype=torch.long)
     K = len(feats)
     effects = torch.zeros(M, K, N)
@@ -283,9 +293,9 @@ def ablate_features(
             delta = (base - f) * b.attr_mask.unsqueeze(-1).float()
             with torch.no_grad():
                 c = runner.metric(xs[m][j], b)
-            clean[m, b.index] = c
+            clean[m, rows[j]] = c
             if K:
-                effects[m, :, b.index] = exact_effects(lambda s, b=b: runner.metric(s, b), xs[m][j], delta, W, feats, c).T
+                effects[m, :, rows[j]] = exact_effects(lambda s, b=b: runner.metric(s, b), xs[m][j], delta, W, feats, c).T
             bar.update(1)
     bar.close()
     return Ablation([int(i) for i in feats], effects, clean)
@@ -414,9 +424,12 @@ class AttributeResult:
 
 def _view_from_run(run, revisions: list[str] | None, store) -> tuple[CrosscoderView, list[str]]:
     """The run's crosscoder in raw space, checked against the store's checkpoints."""
-    from crosstime import crosscoder as cc_mod
+    try:
+        from crosstime.crosscoder import load
+    except ImportError:  # the package's __init__ not there yet: the module that defines it
+        from crosstime.crosscoder.model import load
 
-    model = cc_mod.load(run.crosscoder)
+    model = load(run.crosscoder)
     return crosscoder_view(model, store, revisions)
 
 
@@ -443,11 +456,28 @@ def crosscoder_view(model, store, revisions: list[str] | None = None) -> tuple[C
 
 
 def _raw_space_view(model, store, revisions: list[str]) -> CrosscoderView:
-    """Adapter to the crosscoder package: raw-space encode/decode and the normalised decoder for RelDec."""
-    raw = model.folded(store.scales) if hasattr(model, "folded") else model
-    normalised = model.W_dec.detach()
+    """Adapter to the crosscoder package: raw-space encode/decode and the normalised decoder for RelDec.
+
+    A crosscoder trained on normalised activations records its scales; ``folded()`` folds
+    them in (and returns an unchanged copy for one trained on raw activations). The store's
+    scales must be the recorded ones, else the crosscoder was trained on other data.
+    """
+    recorded = getattr(model, "scales", None)
+    if recorded is not None and hasattr(store, "scales"):
+        mine = [store.scales[r] for r in revisions]
+        if not np.allclose(recorded, mine, rtol=1e-4):
+            raise AttributionError(
+                f"the crosscoder's recorded normalisation scales {recorded} differ from this run's store {mine}; "
+                "it was not trained on this store. Train one on this run's store (`crosstime train`).")
+    if getattr(model, "is_folded", False):
+        raw = model
+        normalised = model.unfolded() if hasattr(model, "unfolded") else model
+    else:
+        raw = model.folded() if hasattr(model, "folded") else model
+        normalised = model
+    raw.eval()
     return CrosscoderView(encode=raw.encode, W_dec=raw.W_dec.detach().float(), b_dec=raw.b_dec.detach().float(),
-                          W_dec_normalised=normalised)
+                          W_dec_normalised=normalised.W_dec.detach().float())
 
 
 def attribute(config: AttributeConfig) -> AttributeResult:
