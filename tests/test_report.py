@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from test_report_helpers import N_FEATURES, TASKS, TinyCrosscoder, cached_run
+from test_report_helpers import N_FEATURES, TASKS, cached_run, make_crosscoder
 
 from crosstime.report import (
     AnnotationError, EvidenceConfig, ReportConfig, export_annotations, feature_evidence, import_annotations,
@@ -150,17 +150,22 @@ def test_feature_evidence_end_to_end(run3, store3):
 
 
 def test_encode_thresholds_are_respected(run3, store3):
-    """A JumpReLU-style threshold inside encode shapes every statistic (the reference used a bare ReLU)."""
+    """A BatchTopK threshold inside encode (eval mode) shapes every statistic (the reference used a bare ReLU)."""
     _, cc = run3
-    cut = TinyCrosscoder(len(store3.revisions), store3.d_model, seed=0, threshold=0.5)
-    cut.load_state_dict(cc.state_dict())
-    cfg = EvidenceConfig(split="all", max_contexts=None, sample_size=1000, per_checkpoint=False)
-    res = stream(store3, cut, FEATURES, cfg, progress=False)
-    acts = brute_views(store3, cc, 0, len(store3.tokens))[0]
-    for k, i in enumerate(FEATURES):
-        assert int(res.nonzero[0, k]) == int((acts[..., i] > 0.5).sum())
-        kept = res.sample_values[0, k][res.sample_values[0, k] > -math.inf]
-        assert (kept > 0.5).all()
+    revs = store3.revisions
+    cut = make_crosscoder(revs, [store3.scales[r] for r in revs], store3.d_model, variant="batchtopk", k=4)
+    cut.load_state_dict(cc.state_dict(), strict=False)
+    cut.threshold.fill_(0.05)
+    cut.train()  # feature_evidence must switch to eval mode itself
+    cfg = EvidenceConfig(split="all", max_contexts=None, sample_size=1000, per_checkpoint=False, logit_lens="none")
+    ev = feature_evidence(store3, cut, FEATURES, cfg, progress=False)
+    relu = brute_views(store3, cc, 0, len(store3.tokens))[0]  # the same weights, plain ReLU
+    w = cc.decoder_norms().sum(1).detach().numpy()  # BatchTopK scores ReLU(z)·Σ_m‖W_dec[i,m]‖
+    n_rows = relu.shape[0] * relu.shape[1]
+    for i in FEATURES:
+        fires = relu[..., i] * w[i] > 0.05
+        assert ev["features"][str(i)]["density"]["all"] == pytest.approx(fires.sum() / n_rows, abs=1e-4)
+        assert fires.sum() < (relu[..., i] > 0).sum() or (relu[..., i] > 0).sum() == 0
 
 
 class _RMSNorm(nn.Module):
@@ -243,13 +248,14 @@ def test_missing_stages_are_listed_and_report_still_renders(tmp_path, run3):
     run, cc = run3
     bare = tmp_path / "bare"
     shutil.copytree(run / "activations", bare / "activations")
-    out = report(ReportConfig(run=str(bare), n_features=5, progress=False, evidence=EvidenceConfig(logit_lens="none")), crosscoder=cc)
+    shutil.copytree(run / "crosscoder", bare / "crosscoder")
+    out = report(ReportConfig(run=str(bare), n_features=5, progress=False, evidence=EvidenceConfig(logit_lens="none")))
     data = json.loads((bare / "report" / "data.json").read_text())
     text = " ".join(data["missing"])
     for stage in ("scan/accuracy.csv", "evaluation.json", "attribution"):
         assert stage in text
     assert len(data["features"]) == 5  # ranked by decoder norm without attribution
-    norms = torch.linalg.vector_norm(cc.W_dec.detach(), dim=-1).sum(1)
+    norms = cc.decoder_norms().detach().sum(1)
     assert [f["id"] for f in data["features"]] == torch.argsort(norms, descending=True, stable=True)[:5].tolist()
     assert out.is_file()
 
@@ -263,7 +269,7 @@ def _embedded(html: str) -> dict:
 def test_report_shows_every_checkpoint(tmp_path_factory, M):
     run, cc = cached_run(tmp_path_factory, M=M)
     out = report(ReportConfig(run=str(run), n_features=6, progress=False,
-                              evidence=EvidenceConfig(n_top=3, max_contexts=6)), crosscoder=cc)
+                              evidence=EvidenceConfig(n_top=3, max_contexts=6)))
     html = out.read_text()
     # self-contained: no external resources, inline script and style only
     assert not re.search(r'(src|href)="(https?:)?//', html) and "<script src" not in html and "<link rel=\"stylesheet\"" not in html
@@ -285,8 +291,7 @@ def test_annotation_round_trip(tmp_path, run3):
     run, cc = run3
     work = tmp_path / "run"
     shutil.copytree(run, work, ignore=shutil.ignore_patterns("report"))
-    report(ReportConfig(run=str(work), n_features=4, progress=False, evidence=EvidenceConfig(max_contexts=4, logit_lens="none")),
-           crosscoder=cc)
+    report(ReportConfig(run=str(work), n_features=4, progress=False, evidence=EvidenceConfig(max_contexts=4, logit_lens="none")))
     ids = [f["id"] for f in json.loads((work / "report" / "data.json").read_text())["features"]]
     csv_path = tmp_path / "ann.csv"
     export_annotations(work, csv_path)
@@ -315,8 +320,7 @@ def test_annotation_round_trip(tmp_path, run3):
     assert back[ids[0]] == 'plural subject, "quoted", with a comma' and back[ids[2]] == "verb agreement"
     assert import_annotations(work, again) == merged
     # a later report keeps the annotations
-    report(ReportConfig(run=str(work), n_features=4, progress=False, evidence=EvidenceConfig(max_contexts=4, logit_lens="none")),
-           crosscoder=cc)
+    report(ReportConfig(run=str(work), n_features=4, progress=False, evidence=EvidenceConfig(max_contexts=4, logit_lens="none")))
     data = _embedded((work / "report" / "index.html").read_text())
     assert {f["id"]: f["description"] for f in data["features"]}[ids[2]] == "verb agreement"
 
@@ -355,7 +359,35 @@ def test_bad_input_errors(tmp_path, run3):
         report(ReportConfig(run=str(tmp_path / "nope"), progress=False))
     run, cc = run3
     with pytest.raises(ReportError, match="out of range"):
-        report(ReportConfig(run=str(run), features=[N_FEATURES + 1], progress=False), crosscoder=cc)
-    wrong = TinyCrosscoder(2, 32)
+        report(ReportConfig(run=str(run), features=[N_FEATURES + 1], progress=False))
+    wrong = make_crosscoder(["a", "b"], [1.0, 1.0], 32)
     with pytest.raises(ReportError, match="spans 2 checkpoints"):
         report(ReportConfig(run=str(run), progress=False), crosscoder=wrong)
+
+
+def test_cli_report_and_annotate(tmp_path, run3):
+    from typer.testing import CliRunner
+
+    from crosstime.cli import app
+
+    run, _ = run3
+    work = tmp_path / "run"
+    shutil.copytree(run, work, ignore=shutil.ignore_patterns("report"))
+    cli = CliRunner()
+    res = cli.invoke(app, ["report", str(work), "--features", "3,7", "--features", "11", "--max-contexts", "4", "--logit-lens", "none"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((work / "report" / "data.json").read_text())
+    assert [f["id"] for f in data["features"]] == [3, 7, 11]
+    csv_path = tmp_path / "a.csv"
+    assert cli.invoke(app, ["annotate", str(work), "--export", str(csv_path)]).exit_code == 0
+    lines = csv_path.read_text().splitlines()
+    lines[2] = lines[2] + "subject number"  # description is the last column
+    csv_path.write_text("\n".join(lines) + "\n")
+    res = cli.invoke(app, ["annotate", str(work), "--import", str(csv_path)])
+    assert res.exit_code == 0, res.output
+    assert read_annotations(work) == {7: {"description": "subject number"}}
+    assert _embedded((work / "report" / "index.html").read_text())["features"][1]["description"] == "subject number"
+    res = cli.invoke(app, ["annotate", str(work)])
+    assert res.exit_code == 2 and "exactly one" in res.output
+    res = cli.invoke(app, ["report", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "does not exist" in res.output

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from conftest import WORDS, make_tiny_series
 
@@ -25,23 +24,21 @@ N_FEATURES = 48
 TASKS = ("simple_agreement", "pp_attractor")
 
 
-class TinyCrosscoder(nn.Module):
-    """A stand-in with the Crosscoder interface the report uses: ``encode(x [B, M, d]) -> f [B, F]``,
-    ``W_dec [F, M, d]``; ReLU, with an optional JumpReLU-style threshold applied inside encode."""
+def make_crosscoder(revisions: list[str], scales: list[float], d: int, F: int = N_FEATURES, seed: int = 0,
+                    variant: str = "relu", **kw):
+    """A real ``crosstime.crosscoder`` model with random, varied weights (decoder norms differ per
+    checkpoint so RelDec classes and trajectories vary), in eval mode."""
+    from crosstime.crosscoder import CrosscoderConfig, build
 
-    def __init__(self, M: int, d: int, F: int = N_FEATURES, seed: int = 0, threshold: float = 0.0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.W_enc = nn.Parameter(torch.randn(M, d, F, generator=g) / d**0.5)
-        self.W_dec = nn.Parameter(torch.randn(F, M, d, generator=g) * torch.rand(F, M, 1, generator=g) / d**0.5)
-        self.b_enc = nn.Parameter(torch.randn(F, generator=g) * 0.1 - 0.2)
-        self.b_dec = nn.Parameter(torch.zeros(M, d))
-        self.threshold = threshold
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        pre = torch.einsum("bmd,mdf->bf", x, self.W_enc) + self.b_enc
-        f = torch.relu(pre)
-        return torch.where(f > self.threshold, f, torch.zeros_like(f))
+    M = len(revisions)
+    cc = build(CrosscoderConfig(variant=variant, n_checkpoints=M, d_model=d, n_features=F, seed=seed,
+                                revisions=list(revisions), scales=list(scales), **kw))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        cc.W_enc.copy_(torch.randn(M, d, F, generator=g) / (M * d) ** 0.5)
+        cc.W_dec.copy_(torch.randn(F, M, d, generator=g) * torch.rand(F, M, 1, generator=g) / d**0.5)
+        cc.b_enc.copy_(torch.randn(F, generator=g) * 0.1 - 0.1)
+    return cc.eval()
 
 
 def _corpus(path: Path, n: int = 300, seed: int = 0) -> Path:
@@ -59,12 +56,9 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def fabricate_run(root: Path, M: int = 3, seed: int = 0, stages: tuple[str, ...] = ("scan", "evaluation", "attribution"),
-                  train_tokens: int = 24 * CONTEXT_LEN, heldout_tokens: int = 8 * CONTEXT_LEN) -> tuple[Path, TinyCrosscoder]:
-    """A run directory at ``root`` over ``M`` checkpoints; returns (run path, crosscoder).
-
-    The crosscoder is returned (not saved) while the crosscoder stage's on-disk format is
-    settling; pass it to ``report(..., crosscoder=cc)``.
-    """
+                  train_tokens: int = 24 * CONTEXT_LEN, heldout_tokens: int = 8 * CONTEXT_LEN) -> tuple[Path, object]:
+    """A run directory at ``root`` over ``M`` checkpoints; returns (run path, its crosscoder as saved
+    in ``run/crosscoder``)."""
     from crosstime.store import HarvestConfig, harvest
 
     root.mkdir(parents=True, exist_ok=True)
@@ -77,7 +71,8 @@ def fabricate_run(root: Path, M: int = 3, seed: int = 0, stages: tuple[str, ...]
                                   out=str(run / "activations"), chunk_contexts=8, batch_size=8, progress=False))
     revisions = store.revisions
     tokens = {r: store.manifest["checkpoints"][r].get("tokens_seen") for r in revisions}
-    cc = TinyCrosscoder(M, store.d_model, seed=seed)
+    cc = make_crosscoder(revisions, [store.scales[r] for r in revisions], store.d_model, seed=seed)
+    cc.save(run / "crosscoder")
     rng = np.random.default_rng(seed)
     if "scan" in stages:
         scan = run / "scan"
@@ -100,7 +95,7 @@ def fabricate_run(root: Path, M: int = 3, seed: int = 0, stages: tuple[str, ...]
         _write_csv(scan / "dynamics.csv", [{"revision": r, "step": steps[m], "tokens": tokens[r], "loss": 4 - m * 0.2,
                                             "kl_unigram": 1.0 / (m + 1), "kl_bigram": 0.5 / (m + 1), "unigram_loss": 3.0,
                                             "bigram_loss": 2.5, "n_tokens": 100} for m, r in enumerate(revisions)])
-    norms = torch.linalg.vector_norm(cc.W_dec.detach(), dim=-1)  # [F, M]
+    norms = cc.decoder_norms().detach()  # [F, M]
     shares = norms / norms.sum(1, keepdim=True)
     from crosstime.decoder_analysis import classify_shares, trajectories
 
@@ -155,7 +150,7 @@ def fabricate_run(root: Path, M: int = 3, seed: int = 0, stages: tuple[str, ...]
 _CACHE: dict = {}
 
 
-def cached_run(tmp_path_factory, M: int = 3, **kw) -> tuple[Path, TinyCrosscoder]:
+def cached_run(tmp_path_factory, M: int = 3, **kw) -> tuple[Path, object]:
     """`fabricate_run` once per process and M (shared by the report test modules; copy before mutating)."""
     key = (M, tuple(sorted(kw.items())))
     if key not in _CACHE:

@@ -219,5 +219,61 @@ def evaluate(
     console.print(f"wrote {Path(run) / 'evaluation.json'} and {Path(run) / 'evaluation'}/")
 
 
+@app.command()
+def report(
+    run: Path = typer.Argument(..., help="Run directory (any stages present are shown; missing ones are listed)."),
+    features: Optional[list[str]] = typer.Option(None, "--features", help="Report exactly these feature ids (repeat or comma-separate)."),
+    n_features: int = typer.Option(100, "--n-features", help="Features to report when --features is not given (largest Σ|IE|, else decoder norm)."),
+    n_top: int = typer.Option(10, "--n-top", help="Top activating contexts per feature and checkpoint view."),
+    split: str = typer.Option("heldout", "--split", help="Store split to stream over: heldout, train or all."),
+    max_contexts: Optional[int] = typer.Option(4000, "--max-contexts", help="Stream at most this many contexts (0 = the whole split)."),
+    per_checkpoint: bool = typer.Option(True, "--per-checkpoint/--joint-only", help="Also show each checkpoint encoded alone (M more encodes per batch)."),
+    logit_lens: str = typer.Option("mean_activation", "--logit-lens", help="mean_activation, norm_weight or none."),
+    series: Optional[str] = typer.Option(None, "--series", help="Checkpoint series for tokenizer and logit lens (default: the store's)."),
+    device: str = typer.Option("cpu", "--device"),
+    title: Optional[str] = typer.Option(None, "--title"),
+) -> None:
+    """Write RUN/report/index.html: one self-contained dashboard (overview + feature browser)."""
+    from pydantic import ValidationError
+
+    from crosstime.report import EvidenceConfig, ReportConfig, ReportError, report as run_report
+
+    try:
+        ids = [int(p) for item in features or [] for p in item.split(",") if p.strip()] or None
+        config = ReportConfig(run=str(run), features=ids, n_features=n_features, series=series, title=title,
+                              evidence=EvidenceConfig(n_top=n_top, split=split, max_contexts=max_contexts or None,
+                                                      per_checkpoint=per_checkpoint, logit_lens=logit_lens, device=device))
+        out = run_report(config)
+    except (ReportError, ValidationError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    typer.echo(f"open {out}")
+
+
+@app.command()
+def annotate(
+    run: Path = typer.Argument(..., help="Run directory."),
+    export: Optional[Path] = typer.Option(None, "--export", help="Write the reported features to this CSV (fill in `description`)."),
+    import_: Optional[Path] = typer.Option(None, "--import", help="Read descriptions from this CSV into the run and its dashboard."),
+    n_features: int = typer.Option(100, "--n-features", help="Features to export when the run has no report yet."),
+) -> None:
+    """Export reported features for annotation, or import the annotated CSV back."""
+    from crosstime.report import AnnotationError, export_annotations, import_annotations
+
+    if (export is None) == (import_ is None):
+        typer.echo("error: give exactly one of --export FILE or --import FILE", err=True)
+        raise typer.Exit(2)
+    try:
+        if export is not None:
+            path = export_annotations(run, export, n_features=n_features)
+            typer.echo(f"wrote {path}: fill in the `description` column, then `crosstime annotate {run} --import {path}`")
+        else:
+            merged = import_annotations(run, import_)
+            typer.echo(f"imported {import_}: {len(merged)} annotated features in {Path(run) / 'report' / 'annotations.json'}")
+    except AnnotationError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -8,8 +8,8 @@ activation store (exact random access, no re-harvesting):
   time we also encode each checkpoint *alone* (the other checkpoints' activations set to
   zero, so their terms of the sum vanish): ``f_i^(m) = encode(x · 1[k = m])_i``. View 0
   (``"all"``) is the joint activation; view ``m + 1`` is checkpoint ``m`` alone. Both go
-  through ``Crosscoder.encode``, so a JumpReLU or BatchTopK threshold the model carries is
-  applied (the reference dashboard used a bare ReLU).
+  through ``Crosscoder.encode`` in eval mode, so a JumpReLU or BatchTopK threshold the
+  model carries is applied (the reference dashboard used a bare ReLU).
 - **top contexts** per view: the ``n_top`` contexts with the largest activation (one
   entry per context: its maximum position), kept as a running top-k while streaming over
   the store in row order, memory ``O(views × features × n_top)``;
@@ -169,10 +169,14 @@ def input_scales(crosscoder, store, revisions: Sequence[str]) -> torch.Tensor:
     """Per-checkpoint factors ``[M]`` turning raw store rows into the crosscoder's input.
 
     A crosscoder with normalisation folded into its weights reads raw activations (factor
-    1); an unfolded one reads ``s_m · x_m`` with the store's ``s_m``.
+    1); an unfolded one reads ``s_m · x_m`` with the scales it was trained with (its
+    recorded ``scales``; the store's where it records none).
     """
     if is_folded(crosscoder):
         return torch.ones(len(revisions))
+    recorded = getattr(crosscoder, "scales", None)
+    if isinstance(recorded, (list, tuple)) and len(recorded) == len(revisions):
+        return torch.tensor([float(s) for s in recorded])
     return torch.tensor([float(store.scales[r]) for r in revisions])
 
 
@@ -426,6 +430,8 @@ def feature_evidence(
     "logit_lens": {revision: {"promoted": [[id, Δlogit], ...], "suppressed": [...]}}}}}``.
     """
     config = config or EvidenceConfig()
+    if hasattr(crosscoder, "eval"):
+        crosscoder.eval()  # inference behaviour: BatchTopK uses its threshold, not the batch's top-k
     features = [int(i) for i in features]
     n_features = int(crosscoder.W_dec.shape[0])
     bad = [i for i in features if not 0 <= i < n_features]

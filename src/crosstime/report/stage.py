@@ -80,6 +80,8 @@ def _normalised_norms(crosscoder, store) -> torch.Tensor:
     from crosstime.decoder_analysis import decoder_norms
     from crosstime.report.evidence import is_folded
 
+    if hasattr(crosscoder, "decoder_norms"):  # crosstime.crosscoder measures them in normalised space
+        return crosscoder.decoder_norms().detach().float().cpu()
     norms = decoder_norms(crosscoder.W_dec.detach().float().cpu())
     if store is not None and is_folded(crosscoder):
         norms = norms * torch.tensor([float(store.scales[r]) for r in store.revisions])[None, :]
@@ -113,6 +115,10 @@ def report(config: ReportConfig, crosscoder: Any = None, store: Any = None) -> P
             raise ReportError(f"the crosscoder in {run.crosscoder} spans {M_cc} checkpoints but the activation store "
                               f"{run.activations} holds {len(store.revisions)} ({', '.join(store.revisions)}); "
                               "re-train the crosscoder on this store or point the run at the matching store")
+        recorded = getattr(crosscoder, "revisions", None)
+        if store is not None and isinstance(recorded, list) and recorded != list(store.revisions):
+            raise ReportError(f"the crosscoder was trained on checkpoints {recorded} but the activation store holds "
+                              f"{store.revisions}; use the store it was trained on")
         if ck and M_cc != len(ck):
             raise ReportError(f"the crosscoder spans {M_cc} checkpoints but the run lists {len(ck)} ({', '.join(revisions)})")
     if crosscoder is not None:  # passed in memory: not missing
