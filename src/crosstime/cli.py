@@ -275,5 +275,60 @@ def annotate(
         raise typer.Exit(2) from err
 
 
+@app.command()
+def train(
+    run: Path = typer.Argument(..., help="Run directory: reads RUN/activations, writes RUN/crosscoder."),
+    revisions: Optional[list[str]] = typer.Option(None, "--revisions", help="Checkpoints to train on (default: all in the store; comma-separated or repeated)."),
+    variant: str = typer.Option("relu", "--variant", help="relu | topk | batchtopk | jumprelu"),
+    n_features: Optional[int] = typer.Option(None, "--features", help="Dictionary size F (default: expansion × d)."),
+    expansion: int = typer.Option(8, "--expansion", help="F = expansion × d when --features is not given."),
+    k: int = typer.Option(32, "--k", help="topk/batchtopk: active features per token."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: --tokens // --batch-size)."),
+    tokens: str = typer.Option("400M", "--tokens", help="Training rows when --steps is not given (e.g. 400M)."),
+    batch_size: int = typer.Option(4096, "--batch-size", help="Global batch (rows), split across torchrun ranks."),
+    lr: float = typer.Option(5e-5, "--lr"),
+    sparsity_coeff: float = typer.Option(2.0, "--sparsity-coeff", help="L1 (relu) / L0 (jumprelu) coefficient."),
+    recon_reduce: str = typer.Option("sum", "--recon-reduce", help="sum (papers) or mean over checkpoints."),
+    seed: int = typer.Option(0, "--seed"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 (autocast matmuls)."),
+    device: str = typer.Option("cpu", "--device"),
+    save_every: int = typer.Option(500, "--save-every", help="Steps between resume states."),
+    val_every: int = typer.Option(100, "--val-every", help="Steps between held-out validations (0: never)."),
+    wandb_project: Optional[str] = typer.Option(None, "--wandb", help="Also log to this Weights & Biases project."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to TensorBoard (RUN/crosscoder/tensorboard)."),
+) -> None:
+    """Train a crosscoder on the run's activation store (resumes when re-run; works under torchrun)."""
+    from pydantic import ValidationError
+
+    from crosstime import distributed
+    from crosstime.crosscoder import CrosscoderError, DataError, TrainConfig
+    from crosstime.crosscoder import train as run_train
+    from crosstime.rundir import RunDir
+
+    split = lambda items: [p.strip() for item in items or [] for p in item.split(",") if p.strip()] or None  # noqa: E731
+    rd = RunDir(run)
+    try:
+        from crosstime.store import StoreError
+    except ImportError:  # pragma: no cover
+        StoreError = DataError  # noqa: N806
+    try:
+        if not (rd.activations / "manifest.json").exists():
+            raise DataError(f"{run} has no activation store (activations/manifest.json); run `crosstime harvest` first")
+        config = TrainConfig(variant=variant, n_features=n_features, expansion=expansion, k=k, steps=steps,
+                             tokens=_count(tokens), batch_size=batch_size, lr=lr, sparsity_coeff=sparsity_coeff,
+                             recon_reduce=recon_reduce, seed=seed, precision=precision, device=device,
+                             revisions=split(revisions), save_every=save_every, val_every=val_every,
+                             wandb_project=wandb_project, tensorboard=tensorboard, out=str(rd.crosscoder))
+        if distributed.world().is_main:
+            rd.save_stage_config("train", config)
+        model = run_train(rd.activations, config)
+    except (DataError, CrosscoderError, StoreError, ValidationError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    if distributed.world().is_main:
+        typer.echo(f"{rd.crosscoder}: {model.config.variant} crosscoder, M={model.n_checkpoints} "
+                   f"({', '.join(model.revisions or [])}), d={model.d_model}, F={model.n_features}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
