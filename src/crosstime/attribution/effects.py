@@ -75,6 +75,11 @@ class PairBatch:
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
+    def to(self, device: torch.device | str) -> PairBatch:
+        """The model-facing tensors on ``device`` (``index`` stays on the CPU)."""
+        return PairBatch(self.input_ids.to(device), self.attention_mask.to(device), self.last.to(device),
+                         self.correct.to(device), self.wrong.to(device), self.attr_mask.to(device), self.index)
+
 
 def make_batches(
     prefixes: Sequence[Sequence[int]],
@@ -187,7 +192,8 @@ class SiteForward:
 
     def _answer_direction(self, batch: PairBatch, K: int) -> tuple[torch.Tensor, torch.Tensor]:
         direction = self.W_U[batch.wrong] - self.W_U[batch.correct]  # [B, d]
-        bias = (self.b_U[batch.wrong] - self.b_U[batch.correct]) if self.b_U is not None else torch.zeros(len(batch))
+        bias = (self.b_U[batch.wrong] - self.b_U[batch.correct]) if self.b_U is not None else \
+            torch.zeros(len(batch), device=direction.device)
         return direction.repeat(K, 1), bias.repeat(K)
 
     @contextlib.contextmanager
@@ -239,7 +245,7 @@ class SiteForward:
             raise RuntimeError("the final norm was never called")
         finally:
             handle.remove()
-        rows = torch.arange(h.shape[0])
+        rows = torch.arange(h.shape[0], device=h.device)
         h_last = h[rows, batch.last.repeat(K)]  # [K·B, d]
         direction, bias = self._answer_direction(batch, K)
         m = (h_last * direction.to(h_last.dtype)).sum(-1) + bias.to(h_last.dtype)
@@ -254,7 +260,7 @@ class SiteForward:
             logits = self.model(
                 input_ids=batch.input_ids.repeat(K, 1), attention_mask=batch.attention_mask.repeat(K, 1), use_cache=False
             ).logits
-        rows = torch.arange(logits.shape[0])
+        rows = torch.arange(logits.shape[0], device=logits.device)
         logp = torch.log_softmax(logits[rows, batch.last.repeat(K)].float(), dim=-1)
         return logp[rows, batch.wrong.repeat(K)] - logp[rows, batch.correct.repeat(K)]
 
@@ -293,6 +299,7 @@ def mean_site_gradient(metric_fn: MetricFn, x: torch.Tensor, dx: torch.Tensor, a
     The S points are run as one batch of ``S·B`` rows (or in chunks of ``chunk`` points).
     """
     S = len(alphas)
+    alphas = alphas.to(x.device)
     chunk = chunk or S
     total = torch.zeros_like(x)
     for start in range(0, S, chunk):
@@ -347,7 +354,7 @@ def batch_effects(
     f = f.detach().to(x.dtype)
     W = W_dec_m.detach().to(x.dtype)
     maskf = attr_mask.to(x.dtype).unsqueeze(-1)  # [B, T, 1]
-    base = torch.zeros(F, dtype=x.dtype) if baseline is None else baseline.to(x.dtype)
+    base = torch.zeros(F, dtype=x.dtype, device=x.device) if baseline is None else baseline.to(x)
     delta = (base - f) * maskf  # [B, T, F]; zero where not attributed
     dx = delta @ W  # [B, T, d]
 
@@ -366,7 +373,7 @@ def batch_effects(
 
     atp = None
     if method in ("atp",) or with_atp:
-        g0 = mean_site_gradient(metric_fn, x, dx, torch.zeros(1, dtype=torch.float64))
+        g0 = mean_site_gradient(metric_fn, x, dx, torch.zeros(1, dtype=torch.float64, device=x.device))
         atp = per_token(g0)
     if method == "ig":
         gbar = mean_site_gradient(metric_fn, x, dx, midpoint_alphas(steps), chunk=step_chunk)
@@ -374,10 +381,10 @@ def batch_effects(
     elif method == "atp":
         feats = atp
     else:
-        feats = torch.zeros(B, F, dtype=x.dtype)
+        feats = torch.zeros(B, F, dtype=x.dtype, device=x.device)
         if features is None:
             features = torch.nonzero(delta.abs().amax(dim=(0, 1)) > 0).flatten()
-        features = torch.as_tensor(features, dtype=torch.long)
+        features = torch.as_tensor(features, dtype=torch.long, device=x.device)
         feats[:, features] = exact_effects(metric_fn, x, delta, W, features, clean, chunk=feature_chunk)
     return BatchEffects(features=feats, error=error, joint=joint, clean=clean, atp=atp)
 
@@ -389,7 +396,8 @@ def exact_effects(metric_fn: MetricFn, x: torch.Tensor, delta: torch.Tensor, W: 
     Runs ``chunk`` features per forward (a batch of ``chunk·B`` rows).
     """
     B = x.shape[0]
-    out = torch.zeros(B, len(features), dtype=x.dtype)
+    out = torch.zeros(B, len(features), dtype=x.dtype, device=x.device)
+    features = torch.as_tensor(features, dtype=torch.long, device=x.device)
     with torch.no_grad():
         for start in range(0, len(features), chunk):
             ids = features[start:start + chunk]

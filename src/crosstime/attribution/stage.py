@@ -179,9 +179,14 @@ def compute_attribution(
     # 1. clean site activations of every checkpoint
     t0 = time.perf_counter()
     xs: list[list[torch.Tensor]] = []  # [m][batch] -> [B, T, d]
+    device = None
     for m in tqdm(range(M), desc="reading sites", disable=not progress, leave=False):
-        runner = SiteForward(load_model(m), layer)
-        xs.append([runner.read(b).float() for b in batches])
+        model = load_model(m)
+        device = next(model.parameters()).device
+        runner = SiteForward(model, layer)
+        xs.append([runner.read(b.to(device)).float() for b in batches])
+    batches = [b.to(device) for b in batches]
+    W_dec, b_dec = cc.W_dec.to(device).float(), cc.b_dec.to(device).float()
     seconds["read_sites"] = time.perf_counter() - t0
 
     # 2. features: activation frequency and (optional) mean baseline over attributed tokens
@@ -191,8 +196,8 @@ def compute_attribution(
     n_tok = 0
     for j, b in enumerate(batches):
         f = _encode_batch(cc, [xs[m][j] for m in range(M)])[b.attr_mask]  # [n, F]
-        active += (f > 0).sum(0).double()
-        total += f.sum(0).double()
+        active += (f > 0).sum(0).double().cpu()
+        total += f.sum(0).double().cpu()
         n_tok += f.shape[0]
     freq = (active / max(n_tok, 1)).float()
     base = (total / max(n_tok, 1)).float() if baseline == "mean" else torch.zeros(F)
@@ -211,15 +216,15 @@ def compute_attribution(
                 runner.read(b) if j == 0 else None  # records the block output structure
                 f = _encode_batch(cc, [xs[k][j] for k in range(M)])
                 res = batch_effects(
-                    lambda site, b=b: runner.metric(site, b), xs[m][j], f, cc.W_dec[:, m].float(), b.attr_mask,
-                    b_dec_m=cc.b_dec[m].float(), baseline=base, method=method, steps=steps, threshold=threshold,
+                    lambda site, b=b: runner.metric(site, b), xs[m][j], f, W_dec[:, m], b.attr_mask,
+                    b_dec_m=b_dec[m], baseline=base.to(device), method=method, steps=steps, threshold=threshold,
                     with_atp=atp is not None, step_chunk=step_chunk,
                 )
                 r = rows[j]
-                ie[m, r] = res.features.float()
-                error[m, r], joint[m, r], clean[m, r] = res.error.float(), res.joint.float(), res.clean.float()
+                ie[m, r] = res.features.float().cpu()
+                error[m, r], joint[m, r], clean[m, r] = res.error.cpu(), res.joint.cpu(), res.clean.cpu()
                 if atp is not None:
-                    atp[m, r] = res.atp.float()
+                    atp[m, r] = res.atp.float().cpu()
                 bar.update(1)
     bar.close()
     seconds["effects"] = time.perf_counter() - t0
@@ -281,21 +286,26 @@ def ablate_features(
     runners = []
     xs: list[list[torch.Tensor]] = []
     for m in range(M):
-        runner = SiteForward(load_model(m), layer, skip_early_blocks=skip_early_blocks)
+        model = load_model(m)
+        device = next(model.parameters()).device
+        runner = SiteForward(model, layer, skip_early_blocks=skip_early_blocks)
         runners.append(runner)
-        xs.append([runner.read(b).float() for b in batches])
+        xs.append([runner.read(b.to(device)).float() for b in batches])
+    batches = [b.to(device) for b in batches]
+    base = base.to(device)
     bar = tqdm(total=M * len(batches), desc="ablation", disable=not progress, leave=False)
     for m in range(M):
         runner = runners[m]
-        W = cc.W_dec[:, m].float()
+        W = cc.W_dec[:, m].float().to(device)
         for j, b in enumerate(batches):
             f = _encode_batch(cc, [xs[k][j] for k in range(M)])
             delta = (base - f) * b.attr_mask.unsqueeze(-1).float()
             with torch.no_grad():
                 c = runner.metric(xs[m][j], b)
-            clean[m, rows[j]] = c
+            clean[m, rows[j]] = c.float().cpu()
             if K:
-                effects[m, :, rows[j]] = exact_effects(lambda s, b=b: runner.metric(s, b), xs[m][j], delta, W, feats, c).T
+                effects[m, :, rows[j]] = exact_effects(lambda s, b=b: runner.metric(s, b), xs[m][j], delta, W, feats,
+                                                       c).T.float().cpu()
             bar.update(1)
     bar.close()
     return Ablation([int(i) for i in feats], effects, clean)
@@ -422,14 +432,14 @@ class AttributeResult:
     summary: Summary
 
 
-def _view_from_run(run, revisions: list[str] | None, store) -> tuple[CrosscoderView, list[str]]:
+def _view_from_run(run, revisions: list[str] | None, store, device: str = "cpu") -> tuple[CrosscoderView, list[str]]:
     """The run's crosscoder in raw space, checked against the store's checkpoints."""
     try:
         from crosstime.crosscoder import load
     except ImportError:  # the package's __init__ not there yet: the module that defines it
         from crosstime.crosscoder.model import load
 
-    model = load(run.crosscoder)
+    model = load(run.crosscoder, device=device)
     return crosscoder_view(model, store, revisions)
 
 
@@ -497,7 +507,7 @@ def attribute(config: AttributeConfig) -> AttributeResult:
     if not run.crosscoder.exists():
         raise AttributionError(f"{run.root} has no crosscoder/ (run `crosstime train` first)")
     store = ActivationStore(run.activations)
-    view, revisions = _view_from_run(run, config.revisions, store)
+    view, revisions = _view_from_run(run, config.revisions, store, device=config.device)
     if config.top_k > view.n_features:
         raise AttributionError(
             f"--top-k {config.top_k} is larger than the crosscoder's F = {view.n_features} features; "
