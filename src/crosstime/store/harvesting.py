@@ -21,7 +21,9 @@ resumed, a distributed and an uninterrupted harvest give identical stores.
 
 from __future__ import annotations
 
+import hashlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -35,8 +37,8 @@ from crosstime.files import atomic_path, write_json
 from crosstime.series import open_series
 from crosstime.sites import LayerOutOfRange, read_site
 from crosstime.store.layout import (
-    FORMAT, FP16_MAX, MANIFEST, TOKENS, VERSION, StoreError, chunk_paths, chunk_plan, encode,
-    itemsize, read_manifest, read_sidecar, scale_from_sidecars, sha256_file, decode,
+    DTYPES, FORMAT, FP16_MAX, MANIFEST, TOKENS, VERSION, StoreError, chunk_paths, chunk_plan, encode, itemsize,
+    read_manifest, read_sidecar, scale_from_sidecars, sha256_file,
 )
 
 
@@ -153,40 +155,84 @@ def _tokens(config: HarvestConfig, series, corpus, request: dict) -> np.ndarray:
                          config.bos_per_context, name=f"corpus {corpus.train} (train + held-out tokens)")
 
 
-def compute_chunk(model, tokens: np.ndarray, layer: int, first: int, batch_size: int, device) -> torch.Tensor:
-    """Site activations of ``tokens`` ``[n, T]`` as float32 ``[n * (T - first), d]`` (CPU)."""
-    outs = []
+class Chunk:
+    """One chunk's activations in the storage dtype, ``data: [rows, d]``, with its statistics."""
+
+    def __init__(self, data: np.ndarray, norm_sum: float, max_abs: float):
+        self.data, self.norm_sum, self.max_abs = data, norm_sum, max_abs
+
+
+def compute_chunk(model, tokens: np.ndarray, layer: int, first: int, batch_size: int, device, dtype: str = "float16",
+                  revision: str = "?") -> Chunk:
+    """Site activations of ``tokens [n, T]`` at positions ``first..T-1``, encoded to ``dtype`` (``[n*(T-first), d]``).
+
+    Rounded on the device, so only 2 bytes per value cross to the host. The row-norm sum
+    (for the scale) is taken of the stored (rounded) values, in float64, batch by batch in order.
+    """
+    torch_dtype = DTYPES[dtype][1]
+    rows_per_context = tokens.shape[1] - first
+    data = None
+    norm_sum = torch.zeros((), dtype=torch.float64, device=device)
+    max_abs = torch.zeros((), dtype=torch.float32, device=device)
     with torch.inference_mode():
         for b in range(0, len(tokens), batch_size):
             ids = torch.from_numpy(np.array(tokens[b : b + batch_size], dtype=np.int64)).to(device)
-            h = read_site(model, ids, layer)[:, first:]
-            outs.append(h.float().reshape(-1, h.shape[-1]).cpu())
-    return torch.cat(outs)
-
-
-def _write_chunk(root: Path, revision: str, index: int, x: torch.Tensor, dtype: str) -> dict:
-    """Encode and write one chunk (bin, then sidecar; both atomically); return the sidecar."""
-    if not torch.isfinite(x).all():
-        raise StoreError(f"checkpoint {revision} gives non-finite activations in chunk {index}; check the model weights")
-    max_abs = float(x.abs().max()) if x.numel() else 0.0
-    if dtype == "float16" and max_abs > FP16_MAX:
+            h = read_site(model, ids, layer)[:, first:].float()
+            h = h.reshape(-1, h.shape[-1])
+            max_abs = torch.maximum(max_abs, h.abs().amax())  # NaN propagates
+            stored = h.to(torch_dtype)
+            norm_sum += torch.linalg.vector_norm(stored.float(), dim=-1).double().sum()
+            out = encode(stored, dtype)
+            if data is None:
+                data = np.empty((len(tokens) * rows_per_context, h.shape[-1]), dtype=out.dtype)
+            data[b * rows_per_context : b * rows_per_context + len(out)] = out
+    peak = float(max_abs)
+    if not np.isfinite(peak):
+        raise StoreError(f"checkpoint {revision} gives non-finite activations; check the model weights")
+    if dtype == "float16" and peak > FP16_MAX:
         raise StoreError(
-            f"checkpoint {revision} has |activation| up to {max_abs:.4g} at kept positions, beyond float16's range "
+            f"checkpoint {revision} has |activation| up to {peak:.4g} at kept positions, beyond float16's range "
             f"({FP16_MAX:.0f}); harvest into a new store with --dtype bfloat16"
         )
-    data = encode(x, dtype)
-    stored = decode(data, dtype)
+    return Chunk(data, float(norm_sum), peak)
+
+
+def _write_chunk(root: Path, revision: str, index: int, chunk: Chunk) -> dict:
+    """Write one chunk (bin, then sidecar; both under temporary names, then renamed); return the sidecar."""
     bin_path, side_path = chunk_paths(root, revision, index)
+    view = memoryview(np.ascontiguousarray(chunk.data)).cast("B")
     with atomic_path(bin_path) as tmp:
-        data.tofile(tmp)
-    side = {
-        "rows": int(x.shape[0]),
-        "sha256": sha256_file(bin_path),
-        "norm_sum": float(torch.linalg.vector_norm(stored.double(), dim=-1).sum()),
-        "max_abs": max_abs,
-    }
+        with open(tmp, "wb") as handle:
+            handle.write(view)
+    side = {"rows": int(chunk.data.shape[0]), "sha256": hashlib.sha256(view).hexdigest(),
+            "norm_sum": chunk.norm_sum, "max_abs": chunk.max_abs}
     write_json(side_path, side)
     return side
+
+
+def run_items(root: Path, items: list[tuple[str, int]], plan: list[list[int]], tokens: np.ndarray, load, layer: int,
+              first: int, batch_size: int, device, dtype: str, progress=None) -> None:
+    """Compute and write the (revision, chunk) ``items`` in order; ``load(rev)`` gives the model.
+
+    One writer thread hashes and writes chunk k while chunk k+1 is computed (at most two
+    chunks in memory); a model is loaded when the revision changes.
+    """
+    model, model_rev = None, None
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        for rev, i in items:
+            if model_rev != rev:
+                model = None  # free the previous checkpoint first
+                model, model_rev = load(rev), rev
+            s, e = plan[i]
+            chunk = compute_chunk(model, tokens[s:e], layer, first, batch_size, device, dtype, rev)
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(_write_chunk, root, rev, i, chunk)
+            if progress is not None:
+                progress(rev, i)
+        if pending is not None:
+            pending.result()
 
 
 def _summarise(root: Path, manifest: dict, revisions: list[str], final: bool) -> dict:
@@ -296,22 +342,20 @@ def harvest(config: HarvestConfig):
 
     bar = tqdm(total=sum((plan[i][1] - plan[i][0]) * context_len for _, i in mine), unit="tok", unit_scale=True,
                desc=f"harvest L{config.layer}", disable=not (config.progress and w.is_main), dynamic_ncols=True)
-    model, model_rev, last_summary = None, None, time.monotonic()
-    for rev, i in mine:
-        if model_rev != rev:
-            model = None
-            model = series.load_model(rev, dtype=config.model_dtype, device=device)
-            model_rev = rev
-            bar.set_postfix_str(rev)
-        s, e = plan[i]
-        x = compute_chunk(model, tokens[s:e], config.layer, first, config.batch_size, device)
-        _write_chunk(root, rev, i, x, config.dtype)
-        bar.update((e - s) * context_len)
-        if w.is_main and w.size == 1 and time.monotonic() - last_summary > 10:
+    last_summary = [time.monotonic()]
+
+    def progress(rev: str, i: int) -> None:
+        bar.update((plan[i][1] - plan[i][0]) * context_len)
+        if w.is_main and w.size == 1 and time.monotonic() - last_summary[0] > 10:
             write_json(root / MANIFEST, _summarise(root, manifest, revisions, final=False))
-            last_summary = time.monotonic()
+            last_summary[0] = time.monotonic()
+
+    def load(rev: str):
+        bar.set_postfix_str(rev)
+        return series.load_model(rev, dtype=config.model_dtype, device=device)
+
+    run_items(root, mine, plan, tokens, load, config.layer, first, config.batch_size, device, config.dtype, progress)
     bar.close()
-    del model
     distributed.barrier()
 
     # 6. totals

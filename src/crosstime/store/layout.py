@@ -47,9 +47,9 @@ class StoreError(ValueError):
 
 
 def encode(x: torch.Tensor, dtype: str) -> np.ndarray:
-    """float32 ``[n, d]`` -> the storage dtype as a numpy array ``[n, d]``."""
+    """A float tensor ``[n, d]`` (any device) -> the storage dtype as a host numpy array ``[n, d]``."""
     np_dtype, torch_dtype = DTYPES[dtype]
-    y = x.to(torch_dtype).cpu().contiguous()
+    y = x.to(torch_dtype).contiguous().cpu()
     if dtype == "bfloat16":
         y = y.view(torch.int16)
     return y.numpy().view(np_dtype)
