@@ -1,0 +1,402 @@
+"""Pretrain a tiny GPT-NeoX on the toy grammar and save it as a local checkpoint series.
+
+``build_toy_world(out, config)`` writes, atomically (a temporary folder renamed at the end,
+so a killed build never looks complete)::
+
+    out/
+      series.json              family "toy"; tokens = step × batch_size × seq_len
+      step0/ step1/ … stepN/   model.save_pretrained + tokenizer.save_pretrained (Pythia schedule)
+      corpus/train.txt         one sentence per line: the training corpus
+      corpus/heldout.txt       sentences from the same grammar that are not in train.txt
+      pairs/<type>.jsonl       minimal pairs in BLiMP's schema (simple_agreement, pp_attractor, …)
+      build.json               settings, timing, loss and agreement accuracy by checkpoint
+
+``toy_world(config)`` builds once per distinct config (and code version) under
+``$CROSSTIME_CACHE`` (default ``~/.cache/crosstime``) and returns the cached folder.
+
+The tokenizer is word level and **prepends ``<bos>`` to every encoded text** (the
+default ``add_special_tokens=True``), exactly as every training sentence starts with
+``<bos>``; pass ``add_special_tokens=False`` to get the bare word ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from crosstime.files import write_json, write_text
+from crosstime.toy.grammar import PAIR_TYPES, Grammar, make_pairs, render, vocabulary
+
+# Bump when a code change alters what a build produces, so cached toy worlds are rebuilt.
+TOY_VERSION = 1
+SPECIAL_TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>"]
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
+
+
+class ToyConfig(BaseModel):
+    """Everything that determines a toy world; equal configs give bit-identical builds
+    (on the same machine and torch version)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(0, description="Seeds the grammar, the pairs, the weights and the data order.")
+    # corpus and pairs
+    n_train_sentences: int = Field(120_000, gt=0, description="Training corpus size (sentences).")
+    n_heldout_sentences: int = Field(5_000, ge=0, description="Held-out sentences (not in the training corpus).")
+    n_pairs: int = Field(300, ge=2, description="Minimal pairs per pair type (even: singular/plural twins).")
+    # model (GPT-NeoX, the Pythia architecture)
+    n_layers: int = Field(2, gt=0)
+    d_model: int = Field(128, gt=0)
+    n_heads: int = Field(4, gt=0)
+    d_ffn: int = Field(512, gt=0)
+    rotary_pct: float = Field(0.25, gt=0, le=1)
+    # optimisation
+    seq_len: int = Field(64, ge=8, description="Tokens per training context.")
+    batch_size: int = Field(32, gt=0, description="Contexts per step; tokens per step = batch_size × seq_len.")
+    steps: int = Field(1500, gt=0, description="Optimizer steps; the last checkpoint is saved here.")
+    lr: float = Field(3e-3, gt=0)
+    warmup_steps: int = Field(150, ge=0, description="Linear warm-up from 0, then cosine decay.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine decays to lr × min_lr_ratio at the final step.")
+    weight_decay: float = Field(0.01, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    threads: int = Field(2, gt=0, description="torch threads during the build (fixed, for determinism).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ToyConfig":
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.n_pairs % 2:
+            raise ValueError(f"n_pairs ({self.n_pairs}) must be even: pairs come in singular/plural twins")
+        return self
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.seq_len
+
+    def key(self) -> str:
+        """Short hash of the settings and the code version: the cache folder name."""
+        text = json.dumps({"version": TOY_VERSION, **self.model_dump()}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def pythia_schedule(final_step: int) -> list[int]:
+    """Checkpoint steps like Pythia's: 0, 1, 2, 4, …, 512, then every 1000, and the final step."""
+    steps = [0] + [2**i for i in range(10) if 2**i <= final_step]
+    steps += list(range(1000, final_step + 1, 1000))
+    if steps[-1] != final_step:
+        steps.append(final_step)
+    return steps
+
+
+# -- tokenizer ---------------------------------------------------------------------------
+def make_tokenizer(model_max_length: int = 128):
+    """Word-level ``PreTrainedTokenizerFast`` over the grammar's vocabulary.
+
+    ids: <pad>=0, <unk>=1, <bos>=2, <eos>=3, then :func:`~crosstime.toy.grammar.vocabulary`.
+    Lower-cases, splits on whitespace and punctuation, and prepends ``<bos>`` to every text
+    (``add_special_tokens=True``, the default); ``<eos>`` is never added automatically.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + vocabulary())}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B:1", special_tokens=[("<bos>", BOS_ID)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", unk_token="<unk>", bos_token="<bos>", eos_token="<eos>",
+        model_max_length=model_max_length,
+    )
+
+
+def word_ids(words: list[str], vocab: dict[str, int]) -> list[int]:
+    """Token ids of a word list, *without* ``<bos>`` (same as the tokenizer on its text)."""
+    return [vocab[w] for w in words]
+
+
+# -- model and data ----------------------------------------------------------------------
+def make_model(config: ToyConfig, vocab_size: int):
+    """A freshly initialised GPT-NeoX (seed the RNG first)."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    cfg = GPTNeoXConfig(
+        vocab_size=vocab_size, hidden_size=config.d_model, num_hidden_layers=config.n_layers,
+        num_attention_heads=config.n_heads, intermediate_size=config.d_ffn, rotary_pct=config.rotary_pct,
+        max_position_embeddings=max(128, config.seq_len), bos_token_id=BOS_ID, eos_token_id=EOS_ID,
+        pad_token_id=PAD_ID, use_cache=False, attention_dropout=0.0, hidden_dropout=0.0,
+        tie_word_embeddings=False,
+    )
+    return GPTNeoXForCausalLM(cfg)
+
+
+def token_stream(sentences, vocab: dict[str, int]) -> torch.Tensor:
+    """``<bos> w1 … wn`` for each sentence, concatenated: LongTensor [n_tokens]."""
+    ids: list[int] = []
+    for s in sentences:
+        ids.append(BOS_ID)
+        ids.extend(vocab[w] for w in s.words)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def lr_at(step: int, config: ToyConfig) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): linear warm-up, cosine decay."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(1, config.steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    floor = config.lr * config.min_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# -- agreement accuracy ------------------------------------------------------------------
+def encode_pairs(rows: list[dict], tokenizer) -> tuple[list[list[int]], torch.Tensor, torch.Tensor]:
+    """Prefix ids (with ``<bos>``), correct and wrong verb ids of BLiMP-schema rows."""
+    prefixes = [tokenizer(r["one_prefix_prefix"]).input_ids for r in rows]
+    good = [tokenizer(r["one_prefix_word_good"], add_special_tokens=False).input_ids for r in rows]
+    bad = [tokenizer(r["one_prefix_word_bad"], add_special_tokens=False).input_ids for r in rows]
+    if any(len(g) != 1 or len(b) != 1 for g, b in zip(good, bad)):
+        raise ValueError("every pair's verbs must be single tokens")
+    return prefixes, torch.tensor([g[0] for g in good]), torch.tensor([b[0] for b in bad])
+
+
+@torch.no_grad()
+def agreement_correct(model, prefixes: list[list[int]], good: torch.Tensor, bad: torch.Tensor,
+                      batch_size: int = 512) -> torch.Tensor:
+    """Whether p(correct verb) > p(wrong verb) after each prefix: BoolTensor [N].
+
+    Prefixes are grouped by length, so no padding is involved (each batch is exact).
+    """
+    correct = torch.zeros(len(prefixes), dtype=torch.bool)
+    by_len: dict[int, list[int]] = {}
+    for i, p in enumerate(prefixes):
+        by_len.setdefault(len(p), []).append(i)
+    device = next(model.parameters()).device
+    for idx in by_len.values():
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start:start + batch_size]
+            ids = torch.tensor([prefixes[i] for i in chunk], device=device)
+            last = model(input_ids=ids).logits[:, -1].float().cpu()  # [b, V]
+            rows = torch.arange(len(chunk))
+            # same softmax normaliser on both sides: comparing logits = comparing probabilities
+            correct[chunk] = last[rows, good[chunk]] > last[rows, bad[chunk]]
+    return correct
+
+
+def accuracy_table(model, encoded: dict[str, tuple]) -> dict[str, float]:
+    """Agreement accuracy per pair type (share of pairs where the correct verb wins)."""
+    return {name: round(agreement_correct(model, *enc).float().mean().item(), 4) for name, enc in encoded.items()}
+
+
+# -- the build ---------------------------------------------------------------------------
+def _heldout(config: ToyConfig, train_texts: set[str]):
+    grammar = Grammar(seed=config.seed + 1_000_003)
+    out = []
+    for _ in range(100 * config.n_heldout_sentences + 100):
+        if len(out) == config.n_heldout_sentences:
+            break
+        s = grammar.sentence()
+        if s.text not in train_texts:
+            out.append(s)
+    return out
+
+
+def build_toy_world(out: str | Path, config: ToyConfig | None = None, progress: bool = True,
+                    overwrite: bool = False) -> Path:
+    """Build the toy world into ``out`` (see the module docstring); return ``out``.
+
+    Built in a temporary sibling folder and renamed at the end. If ``out`` exists: with
+    ``overwrite`` it is replaced, otherwise a :class:`FileExistsError` is raised before any
+    work — unless it appeared *during* the build (a concurrent builder), in which case the
+    finished build is discarded and ``out`` is kept.
+    """
+    from tqdm.auto import tqdm
+
+    config = config or ToyConfig()
+    out = Path(out).expanduser().absolute()
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; choose another --out or pass overwrite=True (--force)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    from transformers.utils import logging as hf_logging
+
+    old_threads, hf_bars = torch.get_num_threads(), hf_logging.is_progress_bar_enabled()
+    t_start = time.time()
+    try:
+        torch.set_num_threads(config.threads)
+        hf_logging.disable_progress_bar()  # one progress bar: ours
+        timing: dict[str, float] = {}
+
+        # corpus and pairs
+        t0 = time.time()
+        train = Grammar(seed=config.seed).sentences(config.n_train_sentences)
+        train_texts = [s.text for s in train]
+        heldout = _heldout(config, set(train_texts))
+        write_text(tmp / "corpus" / "train.txt", "\n".join(train_texts) + "\n")
+        write_text(tmp / "corpus" / "heldout.txt", "\n".join(s.text for s in heldout) + "\n")
+        pairs = {t: make_pairs(t, config.n_pairs, seed=config.seed) for t in PAIR_TYPES}
+        for t, rows in pairs.items():
+            write_text(tmp / "pairs" / f"{t}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        tokenizer = make_tokenizer(max(128, config.seq_len))
+        vocab = tokenizer.get_vocab()
+        encoded = {t: encode_pairs(rows, tokenizer) for t, rows in pairs.items()}
+        stream = token_stream(train, vocab)
+        n_windows = len(stream) // config.seq_len
+        windows = stream[: n_windows * config.seq_len].view(n_windows, config.seq_len)  # [n_windows, T]
+        heldout_stream = token_stream(heldout, vocab)
+        n_held = min(len(heldout_stream) // config.seq_len, 64)
+        held_windows = heldout_stream[: n_held * config.seq_len].view(n_held, config.seq_len)
+        timing["corpus_s"] = round(time.time() - t0, 2)
+
+        # model, optimiser, data order
+        torch.manual_seed(config.seed)
+        model = make_model(config, len(vocab))
+        decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+        no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr, betas=(0.9, 0.95), foreach=True,
+        )
+        data_gen = torch.Generator().manual_seed(config.seed)
+        order = torch.randperm(n_windows, generator=data_gen)
+        cursor, epoch = 0, 0
+
+        schedule = pythia_schedule(config.steps)
+        checkpoints, table, losses = [], {}, {}
+        t_train = time.time()
+        t_save = 0.0
+
+        def save(step: int, train_loss: float | None) -> None:
+            nonlocal t_save
+            t = time.time()
+            rev = f"step{step}"
+            model.eval()
+            acc = accuracy_table(model, encoded)
+            with torch.no_grad():
+                held = held_windows
+                logits = model(input_ids=held).logits
+                held_loss = torch.nn.functional.cross_entropy(
+                    logits[:, :-1].reshape(-1, logits.shape[-1]), held[:, 1:].reshape(-1)).item() if n_held else None
+            model.train()
+            model.save_pretrained(tmp / rev)
+            tokenizer.save_pretrained(tmp / rev)
+            from crosstime.series import Checkpoint
+
+            checkpoints.append(Checkpoint(rev, step, step * config.tokens_per_step))
+            table[rev] = acc
+            losses[rev] = {"train": None if train_loss is None else round(train_loss, 4),
+                           "heldout": None if held_loss is None else round(held_loss, 4)}
+            t_save += time.time() - t
+
+        model.train()
+        save(0, None)
+        bar = tqdm(total=config.steps, desc="toy pretraining", unit="step", disable=not progress, dynamic_ncols=True)
+        running = None
+        for step in range(config.steps):
+            if cursor + config.batch_size > n_windows:  # next epoch: a fresh deterministic order
+                epoch += 1
+                order = torch.randperm(n_windows, generator=data_gen)
+                cursor = 0
+            batch = windows[order[cursor: cursor + config.batch_size]]  # [B, T]
+            cursor += config.batch_size
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, config)
+            logits = model(input_ids=batch).logits
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            opt.step()
+            running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+            bar.update(1)
+            if step + 1 in schedule:
+                save(step + 1, loss.item())
+                acc = table[f"step{step + 1}"]
+                bar.set_postfix(loss=f"{running:.3f}", acc=f"{min(acc.values()):.2f}-{max(acc.values()):.2f}")
+        bar.close()
+        timing["train_s"] = round(time.time() - t_train - t_save, 2)
+        timing["checkpoints_s"] = round(t_save, 2)
+
+        from crosstime.series import write_series_manifest
+
+        write_series_manifest(tmp, checkpoints, family="toy", tokens_per_step=config.tokens_per_step,
+                              toy_key=config.key())
+        timing["total_s"] = round(time.time() - t_start, 2)
+        write_json(tmp / "build.json", {
+            "config": config.model_dump(),
+            "key": config.key(),
+            "toy_version": TOY_VERSION,
+            "tokens_per_step": config.tokens_per_step,
+            "n_train_tokens": len(stream),
+            "epochs": round(config.steps * config.batch_size / n_windows, 3),
+            "timing": timing,
+            "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": config.threads,
+                        "cpu_count": os.cpu_count()},
+            "accuracy": table,
+            "loss": losses,
+            "n_pairs": {t: len(r) for t, r in pairs.items()},
+        })
+        if out.exists():
+            if not overwrite:  # a concurrent builder finished first: keep its result
+                shutil.rmtree(tmp, ignore_errors=True)
+                return out
+            shutil.rmtree(out)
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            if not out.exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # lost a race: the other build is as good
+        return out
+    finally:
+        torch.set_num_threads(old_threads)
+        if hf_bars:
+            hf_logging.enable_progress_bar()
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("CROSSTIME_CACHE", "~/.cache/crosstime")).expanduser()
+
+
+def toy_world(config: ToyConfig | None = None, progress: bool = True) -> Path:
+    """The toy world for ``config`` (default settings if None), built once and cached.
+
+    Cached under ``$CROSSTIME_CACHE/toy/<key>`` (default ``~/.cache/crosstime``), where the
+    key hashes the settings and :data:`TOY_VERSION`. Safe with concurrent callers: each
+    builds into its own temporary folder and the first rename wins.
+    """
+    config = config or ToyConfig()
+    target = cache_root() / "toy" / config.key()
+    if (target / "build.json").is_file():
+        return target
+    try:
+        return build_toy_world(target, config, progress=progress)
+    except FileExistsError:  # another process finished between our check and our build
+        if (target / "build.json").is_file():
+            return target
+        raise
+
+
+def read_build(root: str | Path) -> dict:
+    """The ``build.json`` of a built toy world."""
+    return json.loads((Path(root) / "build.json").read_text())
+
+
+__all__ = [
+    "ToyConfig", "build_toy_world", "toy_world", "make_tokenizer", "make_model", "agreement_correct",
+    "accuracy_table", "encode_pairs", "pythia_schedule", "read_build", "TOY_VERSION", "render",
+]

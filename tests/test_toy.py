@@ -1,0 +1,280 @@
+"""The toy world: grammar properties, minimal pairs, tokenizer, determinism, the cached build."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+import torch
+
+from crosstime.series import open_series
+from crosstime.toy import (
+    PAIR_TYPES,
+    Grammar,
+    ToyConfig,
+    build_toy_world,
+    check_agreement,
+    make_pairs,
+    make_tokenizer,
+    pythia_schedule,
+    read_build,
+)
+from crosstime.toy import grammar as G
+
+# A build small enough for seconds: tiny model, few steps, small corpus.
+TINY = ToyConfig(n_train_sentences=600, n_heldout_sentences=20, n_pairs=8, n_layers=1, d_model=16, n_heads=2,
+                 d_ffn=32, seq_len=16, batch_size=4, steps=5, warmup_steps=2)
+
+
+# -- grammar -------------------------------------------------------------------------------
+def test_lexicon_size_and_irregulars():
+    assert len({sg for sg, _ in G.NOUNS}) >= 90
+    irregular = [(sg, pl) for sg, pl in G.NOUNS if pl not in (sg + "s", sg + "es") and not (
+        sg.endswith("y") and pl == sg[:-1] + "ies")]
+    assert len(irregular) >= 12, irregular
+    assert {("man", "men"), ("child", "children"), ("mouse", "mice")} <= set(irregular)
+    # every noun form and verb form has exactly one number
+    forms = [f for pair in G.NOUNS for f in pair]
+    assert len(forms) == len(set(forms))
+    assert all(sg != pl for sg, pl in G.NOUNS + G.ALL_VERBS)
+
+
+def test_every_generated_sentence_agrees():
+    """Independent check from the lexicon: every finite verb is annotated with its subject
+    and its number matches the subject's (a conjoined subject is plural)."""
+    sentences = Grammar(seed=3).sentences(3000)
+    bad = [(s.text, check_agreement(s)) for s in sentences if check_agreement(s)]
+    assert not bad, bad[:3]
+    words = Counter(w for s in sentences for w in s.words)
+    # the grammar really produces the constructions the issue asks for
+    for needed in ("is", "are", "was", "were", "has", "have", "that", "who", "which", "and", "men", "children",
+                   "these", "several", "a", "the"):
+        assert words[needed] > 0, needed
+    assert any(len(a.controllers) == 2 for s in sentences for a in s.agreements)  # conjoined subjects
+
+
+def test_checker_catches_disagreement():
+    s = Grammar(seed=1).sentence()
+    a = s.agreements[0]
+    verb = s.words[a.verb]
+    pair = next(p for p in G.ALL_VERBS if verb in p)
+    s.words[a.verb] = pair[1] if verb == pair[0] else pair[0]
+    assert check_agreement(s)
+
+
+def test_attractors_often_of_opposite_number():
+    """Nouns between a verb's subject and the verb (PP / RC attractors) are often of the
+    opposite number: about half the time."""
+    opposite = same = 0
+    for s in Grammar(seed=5).sentences(2000):
+        for a in s.agreements:
+            if len(a.controllers) != 1:
+                continue
+            head = s.words[a.controllers[0]]
+            for w in s.words[a.controllers[0] + 1: a.verb]:
+                if w in G.NOUN_NUMBER:
+                    same += G.NOUN_NUMBER[w] == G.NOUN_NUMBER[head]
+                    opposite += G.NOUN_NUMBER[w] != G.NOUN_NUMBER[head]
+    assert opposite > 200 and 0.35 < opposite / (opposite + same) < 0.65
+
+
+@pytest.mark.parametrize("pair_type", PAIR_TYPES)
+def test_minimal_pairs_differ_only_in_the_verb(pair_type):
+    rows = make_pairs(pair_type, 200, seed=0)
+    assert len(rows) == 200 and len({r["sentence_good"] for r in rows}) == 200
+    numbers = Counter()
+    for r in rows:
+        good, bad = r["sentence_good"].split(), r["sentence_bad"].split()
+        assert len(good) == len(bad)
+        diff = [i for i, (a, b) in enumerate(zip(good, bad)) if a != b]
+        assert len(diff) == 1
+        i = diff[0]
+        assert good[i] == r["one_prefix_word_good"] and bad[i] == r["one_prefix_word_bad"]
+        assert " ".join(good[:i]) == r["one_prefix_prefix"]
+        assert G.VERB_NUMBER[good[i]] != G.VERB_NUMBER[bad[i]]
+        assert r["UID"] == pair_type and set(r) >= {"sentence_good", "sentence_bad", "one_prefix_prefix",
+                                                    "one_prefix_word_good", "one_prefix_word_bad", "UID", "pairID"}
+        prefix = good[:i]
+        head = prefix[1] if prefix[1] in G.NOUN_NUMBER else prefix[2]  # "the (adj) N"
+        assert G.VERB_NUMBER[good[i]] == G.NOUN_NUMBER[head]
+        numbers[G.NOUN_NUMBER[head]] += 1
+        nouns_after = [w for w in prefix[prefix.index(head) + 1:] if w in G.NOUN_NUMBER]
+        if pair_type in ("pp_attractor", "rc_attractor"):
+            assert nouns_after and G.NOUN_NUMBER[nouns_after[0]] != G.NOUN_NUMBER[head]
+        else:
+            assert not nouns_after
+        if pair_type == "irregular_plural":
+            assert any(head in p for p in G.IRREGULAR)
+        if pair_type == "rc_attractor":
+            assert any(w in ("that", "who", "which") for w in prefix)
+        if pair_type == "pp_attractor":
+            assert any(w in G.PREPOSITIONS for w in prefix)
+    assert numbers["sg"] == numbers["pl"]  # balanced: always-"is" scores exactly 50%
+
+
+def test_pair_continuations_grammatical_for_both_verb_forms():
+    """The words after the verb are the same whichever number the verb has: twins share them."""
+    for pair_type in PAIR_TYPES:
+        rows = make_pairs(pair_type, 40, seed=1)
+        for a, b in zip(rows[0::2], rows[1::2]):
+            wa, wb = a["sentence_good"].split(), b["sentence_good"].split()
+            i, j = len(a["one_prefix_prefix"].split()), len(b["one_prefix_prefix"].split())
+            assert wa[i + 1:] == wb[j + 1:]
+            assert G.VERB_NUMBER[wa[i]] != G.VERB_NUMBER[wb[j]]
+
+
+# -- tokenizer -----------------------------------------------------------------------------
+def test_tokenizer_prepends_bos_and_matches_word_ids(tmp_path):
+    tok = make_tokenizer()
+    vocab = tok.get_vocab()
+    assert [vocab[t] for t in ("<pad>", "<unk>", "<bos>", "<eos>")] == [0, 1, 2, 3]
+    for s in Grammar(seed=2).sentences(50):
+        assert tok(s.text).input_ids == [tok.bos_token_id] + [vocab[w] for w in s.words]
+        assert tok(s.text, add_special_tokens=False).input_ids == [vocab[w] for w in s.words]
+    tok.save_pretrained(tmp_path)
+    from transformers import AutoTokenizer
+
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert again("The men are happy.").input_ids == tok("the men are happy.").input_ids
+    assert again("the men are happy.").input_ids[0] == again.bos_token_id == 2
+    assert again("the zebras").input_ids[-1] == again.unk_token_id
+
+
+def test_pythia_schedule():
+    assert pythia_schedule(1500) == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 1500]
+    assert pythia_schedule(2000)[-2:] == [1000, 2000]
+    assert pythia_schedule(5) == [0, 1, 2, 4, 5]
+
+
+# -- building ------------------------------------------------------------------------------
+def _weights(root, rev):
+    from safetensors.torch import load_file
+
+    return load_file(str(root / rev / "model.safetensors"))
+
+
+def test_tiny_build_is_deterministic_and_complete(tmp_path):
+    a = build_toy_world(tmp_path / "a", TINY, progress=False)
+    b = build_toy_world(tmp_path / "b", TINY, progress=False)
+    for rev in ("step0", "step1", "step5"):
+        wa, wb = _weights(a, rev), _weights(b, rev)
+        assert wa.keys() == wb.keys()
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not torch.equal(_weights(a, "step0")["embed_out.weight"], _weights(a, "step5")["embed_out.weight"])
+    assert (a / "corpus" / "train.txt").read_bytes() == (b / "corpus" / "train.txt").read_bytes()
+    # a different seed gives different weights
+    c = build_toy_world(tmp_path / "c", TINY.model_copy(update={"seed": 1}), progress=False)
+    assert not torch.equal(_weights(a, "step0")["embed_out.weight"], _weights(c, "step0")["embed_out.weight"])
+
+    # layout: series, corpus, pairs, build.json; no temporary folders left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]
+    series = open_series(a)
+    assert series.family == "toy"
+    assert series.revisions == ["step0", "step1", "step2", "step4", "step5"]
+    assert [c.tokens for c in series] == [s * TINY.batch_size * TINY.seq_len for s in (0, 1, 2, 4, 5)]
+    train = (a / "corpus" / "train.txt").read_text().splitlines()
+    heldout = (a / "corpus" / "heldout.txt").read_text().splitlines()
+    assert len(train) == 600 and len(heldout) == 20 and not set(heldout) & set(train)
+    for t in PAIR_TYPES:
+        rows = [json.loads(line) for line in (a / "pairs" / f"{t}.jsonl").read_text().splitlines()]
+        assert len(rows) == 8 and rows[0]["UID"] == t
+    build = read_build(a)
+    assert set(build["accuracy"]) == set(series.revisions)
+    assert build["config"] == TINY.model_dump() and build["timing"]["total_s"] > 0
+
+    with pytest.raises(FileExistsError, match="already exists"):
+        build_toy_world(a, TINY, progress=False)
+
+
+def test_local_series_round_trip(tmp_path):
+    """The saved toy checkpoint reloads through open_series with identical logits."""
+    from crosstime.toy.pretrain import make_model
+
+    root = build_toy_world(tmp_path / "w", TINY, progress=False)
+    series = open_series(root)
+    tok = series.load_tokenizer()
+    ids = torch.tensor([tok("the men near the dog are happy.").input_ids])
+    model = series.load_model("step5")
+    assert type(model).__name__ == "GPTNeoXForCausalLM"
+    # rebuild the same weights by hand from the safetensors file
+    ref = make_model(TINY, len(tok)).eval()
+    ref.load_state_dict(_weights(root, "step5"), strict=False)
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, ref(ids).logits)
+        assert torch.equal(model(ids).logits, series.load_model("step5")(ids).logits)
+
+
+def test_bad_config_is_rejected_before_work():
+    with pytest.raises(ValueError, match="divisible"):
+        ToyConfig(d_model=30, n_heads=4)
+    with pytest.raises(ValueError, match="even"):
+        ToyConfig(n_pairs=7)
+
+
+def test_toy_world_cache_and_concurrent_builder(tmp_path, monkeypatch):
+    """toy_world builds once per config; if another builder's result appears while we build,
+    it is kept and ours is discarded (no corruption, no leftover temporary folders)."""
+    import shutil
+
+    import crosstime.series
+    from crosstime.toy import toy_world
+
+    monkeypatch.setenv("CROSSTIME_CACHE", str(tmp_path / "cache"))
+    first = toy_world(TINY, progress=False)
+    assert first == tmp_path / "cache" / "toy" / TINY.key() and (first / "build.json").is_file()
+    stamp = (first / "build.json").stat().st_mtime_ns
+    assert toy_world(TINY, progress=False) == first and (first / "build.json").stat().st_mtime_ns == stamp
+
+    other_cfg = TINY.model_copy(update={"seed": 7})
+    target = tmp_path / "cache" / "toy" / other_cfg.key()
+    rival = build_toy_world(tmp_path / "rival", other_cfg, progress=False)
+    (rival / "RIVAL").write_text("the other builder won")
+    real = crosstime.series.write_series_manifest
+
+    def racing(root, *args, **kwargs):  # the rival finishes while we are still building
+        out = real(root, *args, **kwargs)
+        if not target.exists():
+            shutil.copytree(rival, target)
+        return out
+
+    monkeypatch.setattr(crosstime.series, "write_series_manifest", racing)
+    assert toy_world(other_cfg, progress=False) == target
+    assert (target / "RIVAL").is_file()
+    assert sorted(p.name for p in (tmp_path / "cache" / "toy").iterdir()) == sorted([TINY.key(), other_cfg.key()])
+
+
+# -- the real toy world (built once per session, cached across sessions) --------------------
+def test_toy_world_accuracy_table(toy_world):
+    build = read_build(toy_world)
+    series = open_series(toy_world)
+    assert series.family == "toy" and series.revisions[0] == "step0"
+    acc = build["accuracy"]
+    assert set(acc) == set(series.revisions)
+    for c in series:
+        for pair_type in PAIR_TYPES:
+            value = acc[c.revision][pair_type]
+            if c.step <= 64:
+                assert 0.40 <= value <= 0.60, (c.revision, pair_type, value)
+    final = series.revisions[-1]
+    assert all(acc[final][t] >= 0.95 for t in PAIR_TYPES), acc[final]
+
+
+def test_toy_world_accuracy_recomputed_from_saved_checkpoint(toy_world):
+    """The accuracy in build.json is what the saved final checkpoint really scores."""
+    from crosstime.toy import accuracy_table, encode_pairs
+
+    series = open_series(toy_world)
+    tok = series.load_tokenizer()
+    final = series.revisions[-1]
+    model = series.load_model(final)
+    rows = [json.loads(line) for line in (toy_world / "pairs" / "pp_attractor.jsonl").read_text().splitlines()]
+    prefixes, good, bad = encode_pairs(rows, tok)
+    # slow reference: one sentence at a time, full softmax
+    hits = 0
+    with torch.no_grad():
+        for p, g, b in zip(prefixes, good, bad):
+            logp = model(torch.tensor([p])).logits[0, -1].log_softmax(-1)
+            hits += int(logp[g] > logp[b])
+    assert hits / len(rows) == pytest.approx(read_build(toy_world)["accuracy"][final]["pp_attractor"], abs=1e-4)
+    assert accuracy_table(model, {"pp": (prefixes, good, bad)})["pp"] == pytest.approx(hits / len(rows), abs=1e-4)
