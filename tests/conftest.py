@@ -77,3 +77,12 @@ def make_tiny_series(root: Path, steps=(0, 10, 100), arch: str = "gpt_neox", lay
 def tiny_series(tmp_path_factory) -> Path:
     """Three random tiny GPT-NeoX checkpoints (steps 0, 10, 100) as a local series."""
     return make_tiny_series(tmp_path_factory.mktemp("tiny_series"))
+
+
+@pytest.fixture(scope="session")
+def toy_world() -> Path:
+    """The default toy world (a local series + corpus/ + pairs/ + build.json), built once and
+    cached under $CROSSTIME_CACHE (default ~/.cache/crosstime) across test sessions."""
+    from crosstime.toy import toy_world as build
+
+    return build(progress=False)

@@ -330,5 +330,33 @@ def train(
                    f"({', '.join(model.revisions or [])}), d={model.d_model}, F={model.n_features}")
 
 
+toy_app = typer.Typer(help="The embedded toy world: agreement grammar, minimal pairs, tiny pretrained GPT-NeoX.",
+                      no_args_is_help=True)
+app.add_typer(toy_app, name="toy")
+
+
+@toy_app.command("build")
+def toy_build(
+    out: Path = typer.Option(..., "--out", help="Folder to create (a local checkpoint series plus corpus/, pairs/, build.json)."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the grammar, pairs, weights and data order (same seed: same weights)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Pretraining steps (default: ToyConfig's)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (fixed for determinism; default 2)."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Build the toy world: grammar corpus, minimal pairs, and a tiny GPT-NeoX pretrained at Pythia-style steps."""
+    from crosstime.toy import ToyConfig, build_toy_world, read_build
+
+    settings = {"seed": seed, **({"steps": steps} if steps else {}), **({"threads": threads} if threads else {})}
+    config = ToyConfig(**settings)
+    if out.exists() and not force:
+        raise typer.BadParameter(f"{out} already exists; choose another --out or pass --force", param_hint="--out")
+    root = build_toy_world(out, config, progress=progress, overwrite=force)
+    build = read_build(root)
+    final = list(build["accuracy"])[-1]
+    accs = ", ".join(f"{k} {v:.0%}" for k, v in build["accuracy"][final].items())
+    typer.echo(f"toy world in {root} ({build['timing']['total_s']:.0f} s); {final}: {accs}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
