@@ -214,7 +214,8 @@
       var extra = opts.extra ? opts.extra(m) : "";
       box.appendChild(el("div", { cls: "bar-row" + (m === peak ? " peak" : ""), "data-checkpoint": CK[m] ? CK[m].revision : m, title: opts.title ? opts.title(m) : null }, [
         el("span", { cls: "lab", text: ckLabel(m) }),
-        el("span", { cls: "track" }, el("span", { cls: "fill", style: "width:" + w.toFixed(1) + "%" })),
+        el("span", { cls: "track" }, [el("span", { cls: "fill", style: "width:" + w.toFixed(1) + "%" }),
+          opts.uniform ? el("span", { cls: "uniform", title: "uniform share 1/M", style: "left:" + Math.min(100, opts.uniform / scale * 100).toFixed(1) + "%" }) : null]),
         el("span", { cls: "val", text: fmt(v) + extra })
       ]));
     }
@@ -248,8 +249,6 @@
     }
     var grid = el("div", { cls: "grid" });
     root.appendChild(grid);
-    // checkpoints
-    grid.appendChild(panel("Crosscoder checkpoints (M = " + M + ")", M ? table(["revision", "step", "tokens seen"], CK.map(function (c) { return [c.revision, c.step, fmtTokens(c.tokens)]; })) : missing("no checkpoints found")));
     // accuracy
     var acc = O.accuracy;
     if (acc && Object.keys(acc).length) {
@@ -263,21 +262,17 @@
       var markers = CK.map(function (c) { return [useTok ? c.tokens : c.step, c.revision]; });
       grid.appendChild(panel("Task accuracy over training", el("div", null, [
         lineChart({ series: series, logx: true, ymin: 0, ymax: 1, width: 420, height: 220, xticks: ticks, markers: markers, hline: 0.5, xlabel: useTok ? "tokens seen (log)" : "step (log)", cls: "accuracy-chart" }),
-        legend(tasks), el("div", { cls: "hint", text: "dashed lines: the crosscoder's checkpoints" })])));
+        legend(tasks), M ? el("div", { cls: "hint", text: "dashed lines: the crosscoder's checkpoints" }) : null])));
     } else grid.appendChild(panel("Task accuracy over training", missing("scan/accuracy.csv not found — run `crosstime scan`")));
     // similarity
     var sims = O.similarity || [];
-    if (sims.length) {
-      sims.forEach(function (s) { grid.appendChild(panel("Activation similarity: " + s.name, heatmap(s.matrix, s.labels, 320))); });
-    } else grid.appendChild(panel("Activation similarity", missing("scan/similarity.npz not found")));
-    // suggestion
-    grid.appendChild(panel("Suggested checkpoints", O.suggestion ? suggestionView(O.suggestion) : missing("scan/suggestion.json not found")));
-    // dynamics
-    if (O.dynamics && O.dynamics.series && O.dynamics.series.length) {
-      var dyn = O.dynamics;
-      grid.appendChild(panel("Training dynamics", el("div", null, [
-        lineChart({ series: dyn.series, logx: true, width: 420, height: 200, xticks: dyn.ticks, xlabel: dyn.xlabel }), legend(dyn.series.map(function (s) { return s.name; }))])));
-    }
+    if (sims.length) grid.appendChild(panel("Activation similarity: " + sims[0].name, heatmap(sims[0].matrix, sims[0].labels, 280)));
+    else grid.appendChild(panel("Activation similarity", missing("scan/similarity.npz not found")));
+    // suggestion and the crosscoder's checkpoints
+    var sg = el("div", null, [O.suggestion ? suggestionView(O.suggestion) : missing("scan/suggestion.json not found"),
+      el("h3", { text: "Crosscoder checkpoints (M = " + M + ")" }),
+      M ? table(["revision", "step", "tokens seen"], CK.map(function (c) { return [c.revision, c.step, fmtTokens(c.tokens)]; })) : missing("no checkpoints found")]);
+    grid.appendChild(panel("Checkpoints", sg));
     // evaluation
     var ev = O.evaluation;
     if (ev && ev.columns && ev.columns.length) {
@@ -286,6 +281,12 @@
       grid.appendChild(panel("Evaluation per checkpoint", body, true));
     } else if (ev && ev.overall) grid.appendChild(panel("Evaluation", kv(ev.overall)));
     else grid.appendChild(panel("Evaluation per checkpoint", missing("evaluation.json not found — run `crosstime evaluate`")));
+    // dynamics
+    if (O.dynamics && O.dynamics.series && O.dynamics.series.length) {
+      var dyn = O.dynamics;
+      grid.appendChild(panel("Training dynamics", el("div", null, [
+        lineChart({ series: dyn.series, logx: true, width: 420, height: 200, xticks: dyn.ticks, xlabel: dyn.xlabel }), legend(dyn.series.map(function (s) { return s.name; }))])));
+    }
     // distributions
     var dist = O.distributions || {};
     function smallMultiples(title, perCk, color) {
@@ -314,6 +315,7 @@
         grid.appendChild(panel("Class counts — " + k, box));
       });
     }
+    sims.slice(1).forEach(function (sm) { grid.appendChild(panel("Activation similarity: " + sm.name, heatmap(sm.matrix, sm.labels, 280))); });
     // ablation
     var abl = O.ablation || {};
     Object.keys(abl).forEach(function (t) { grid.appendChild(panel("Top-k ablation — " + t, table(abl[t].columns, abl[t].rows))); });
@@ -463,13 +465,14 @@
     var relieBox;
     if (t && t.relie) {
       relieBox = barList("relie", t.relie, {
-        max: 1,
+        uniform: 1 / M,
         title: function (m) { return t.ie ? "IE = " + fmt(t.ie[m]) + (t.ie_lo && t.ie_hi ? " [" + fmt(t.ie_lo[m]) + ", " + fmt(t.ie_hi[m]) + "]" : "") : null; },
         extra: function (m) { return t.ie ? "  IE " + fmt(t.ie[m]) + (t.ie_lo && t.ie_hi && isNum(t.ie_lo[m]) ? " ±" + fmt((t.ie_hi[m] - t.ie_lo[m]) / 2) : "") : ""; }
       });
     } else relieBox = missing(TASKS.length ? "no attribution for this feature in task " + state.task : "no attribution in this run");
-    grid.appendChild(panel("RelIE per checkpoint" + (state.task ? " — " + state.task : ""), relieBox));
-    grid.appendChild(panel("RelDec per checkpoint", f.reldec ? barList("reldec", f.reldec, { max: 1, extra: function (m) { return f.norms ? "  ‖d‖ " + fmt(f.norms[m]) : ""; } }) : missing("no RelDec (evaluation/features.csv or the crosscoder) for this feature")));
+    grid.appendChild(panel("RelIE per checkpoint" + (state.task ? " — " + state.task : ""), el("div", null, [relieBox,
+      el("div", { cls: "hint", text: "bars scaled to the largest share; tick: uniform share 1/M" + (t && t.ie ? "; IE ± half the CI" : "") })])));
+    grid.appendChild(panel("RelDec per checkpoint", f.reldec ? barList("reldec", f.reldec, { uniform: 1 / M, extra: function (m) { return f.norms ? "  ‖d‖ " + fmt(f.norms[m]) : ""; } }) : missing("no RelDec (evaluation/features.csv or the crosscoder) for this feature")));
     // trajectory
     if (f.norms) {
       var ax = tokenX();
