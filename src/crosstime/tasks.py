@@ -95,7 +95,8 @@ class Task:
     correct:      LongTensor [N], the good answer's first differing token
     wrong:        LongTensor [N], the bad answer's first differing token
     good, bad:    list of N whole-sentence id lists, each starting with one context token
-                  (see :func:`sentence_context_id`); empty where the sentence is not representable
+                  (BOS, else EOS: :func:`sentence_context_id`; with neither, the sentence's first
+                  token is the context and goes unscored); empty where not representable
     sentence_ok:  BoolTensor [N], whether good/bad are usable for the whole-sentence metric
     sources:      list of N source names (paradigm) per pair
     stats:        one :class:`SourceStats` per source file
