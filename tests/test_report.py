@@ -391,3 +391,32 @@ def test_cli_report_and_annotate(tmp_path, run3):
     assert res.exit_code == 2 and "exactly one" in res.output
     res = cli.invoke(app, ["report", str(tmp_path / "missing")])
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_findings_by_hand():
+    from crosstime.report import findings
+
+    ck = [{"revision": r, "label": r} for r in ("a", "b", "c")]
+    data = {
+        "checkpoints": ck, "tasks": ["t"], "vocab": {"5": " dogs", "9": " are"},
+        "overview": {"accuracy": {"t": [{"revision": "a", "accuracy": 0.5}, {"revision": "b", "accuracy": 0.55},
+                                        {"revision": "c", "accuracy": 0.9}]},
+                     "class_counts": {"decoder-norm trajectory": {"persistent": 2, "emerging": 1, "transient": 1}}},
+        "features": [
+            {"id": 4, "onset": 2, "reldec": [0.1, 0.2, 0.7], "tasks": {"t": {"ie": [0.1, 0.1, -0.2], "relie": [0.25, 0.25, 0.5]}}},
+            {"id": 8, "onset": 1, "reldec": [0.1, 0.8, 0.1], "description": "plural subject",
+             "tasks": {"t": {"ie": [0.0, -2.0, 1.0], "relie": [0.0, 2 / 3, 1 / 3], "relie_class": "b+c shared"}},
+             "evidence": {"top": {"all": [{"tokens": [1, 5, 2], "start": 3, "position": 4}]},
+                          "logit_lens": {"c": {"promoted": [[9, 1.0]], "suppressed": []}}}},
+            {"id": 9, "onset": 2, "reldec": [0.6, 0.2, 0.2], "tasks": {"t": {"ie": [1.0, 0, 0], "relie": [1.0, 0, 0]}}},
+        ],
+    }
+    lines = findings(data, n=4)
+    assert lines[0] == "t: accuracy jumps from 55% at b to 90% at c (the largest step; 50% at a, 90% at c)."
+    assert lines[1].startswith("Feature 8 has the largest effect on t: 67% of it (RelIE) is at b, class b+c shared.")
+    assert "fires most on 'dogs'" in lines[1] and "promotes 'are'" in lines[1] and "plural subject" in lines[1]
+    assert lines[2].startswith("2 of 4 features (50%) have decoders that emerge after a")
+    assert "most common onset is c" in lines[2]
+    assert lines[3].startswith("For 3 of 3 reported features on t")
+    assert findings(data, n=2) == lines[:2]
+    assert findings({"checkpoints": [], "overview": {}}) == []

@@ -6,11 +6,15 @@
     from crosstime.report import export_annotations, import_annotations
     export_annotations("runs/toy", "features.csv")      # fill in `description`
     import_annotations("runs/toy", "features.csv")      # -> report/annotations.json + dashboard
+
+    from crosstime.report import findings
+    findings("runs/toy")                                 # a few findings in words (for `crosstime demo`)
 """
 
 from crosstime.report.annotate import AnnotationError, export_annotations, import_annotations, read_annotations
 from crosstime.report.evidence import EvidenceConfig, feature_evidence
+from crosstime.report.findings import findings
 from crosstime.report.stage import ReportConfig, ReportError, report
 
 __all__ = ["AnnotationError", "EvidenceConfig", "ReportConfig", "ReportError", "export_annotations",
-           "feature_evidence", "import_annotations", "read_annotations", "report"]
+           "feature_evidence", "findings", "import_annotations", "read_annotations", "report"]

@@ -192,6 +192,9 @@ def import_annotations(run: RunDir | str | Path, path: str | Path) -> dict[int, 
     if data is not None:
         apply_annotations(data, merged)
         from crosstime.report.dashboard import render
+        from crosstime.report.findings import findings
+
+        data["findings"] = findings(data, n=4)
 
         write_json(run.report / DATA, data)
         render(data, run.report / "index.html")

@@ -247,6 +247,10 @@
       root.appendChild(el("div", { cls: "notice" }, [el("strong", { text: "Not in this run (yet): " }),
         el("ul", null, D.missing.map(function (m) { return el("li", { text: m }); }))]));
     }
+    if ((D.findings || []).length) {
+      root.appendChild(el("div", { cls: "panel findings" }, [el("h2", { text: "Findings" }),
+        el("ul", null, D.findings.map(function (t) { return el("li", { text: t }); }))]));
+    }
     var grid = el("div", { cls: "grid" });
     root.appendChild(grid);
     // accuracy
