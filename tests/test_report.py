@@ -51,7 +51,7 @@ def brute_views(store, cc, lo, hi):
 
 def test_stream_top_contexts_match_brute_force(run3, store3):
     _, cc = run3
-    cfg = EvidenceConfig(n_top=5, split="all", max_contexts=None, batch_contexts=3, sample_size=64)
+    cfg = EvidenceConfig(n_top=5, split="all", max_contexts=None, batch_rows=3 * 15, sample_size=64)
     res = stream(store3, cc, FEATURES, cfg, progress=False)
     lo, hi = res.contexts
     assert (lo, hi) == (0, len(store3.tokens))
@@ -82,6 +82,10 @@ def test_stream_top_contexts_match_brute_force(run3, store3):
             assert int(kept.sum()) == min(cfg.sample_size, nz.size)
             for (c, p), val in zip(res.sample_where[v, k][kept].tolist(), sv[kept].tolist()):
                 assert val == pytest.approx(float(acts[v, c - lo, p - store3.first_position, i]), rel=1e-5)
+    # the same results with another batching (one context per batch, encodes of 7 rows)
+    small = stream(store3, cc, FEATURES, cfg.model_copy(update={"batch_rows": 7}), progress=False)
+    assert torch.equal(small.top_where, res.top_where) and torch.allclose(small.top_values, res.top_values)
+    assert torch.equal(small.histogram.counts, res.histogram.counts) and torch.equal(small.nonzero, res.nonzero)
     mean = torch.stack([store3.read_block(r, 0, store3.n_rows("train") + store3.n_rows("heldout")).double().mean(0)
                         for r in store3.revisions])
     assert torch.allclose(res.mean_activation.double(), mean, atol=1e-4)

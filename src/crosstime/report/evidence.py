@@ -60,7 +60,7 @@ class EvidenceConfig(BaseModel):
     n_bins: int = Field(32, ge=2, description="histogram bins (a power of two)")
     split: Literal["train", "heldout", "all"] = Field("heldout", description="store split streamed over")
     max_contexts: int | None = Field(4000, ge=1, description="stream at most this many contexts (None: the whole split)")
-    batch_contexts: int = Field(16, ge=1, description="contexts encoded per batch")
+    batch_rows: int = Field(2048, ge=1, description="token rows encoded at once (memory: batch_rows × F floats per encode)")
     per_checkpoint: bool = Field(True, description="also gather each checkpoint-alone view (M more encodes per batch)")
     logit_lens: Literal["mean_activation", "norm_weight", "none"] = "mean_activation"
     n_logit_tokens: int = Field(10, ge=1, description="promoted and suppressed tokens listed per checkpoint")
@@ -74,19 +74,21 @@ class EvidenceConfig(BaseModel):
 class RunningTopK:
     """Running top-``k`` of scores per slot, each with a small payload vector; ``-inf`` = empty.
 
-    ``update(scores [K, n], payload [K, n, P])`` keeps, per slot, the ``k`` largest scores seen.
-    Ties keep the earlier entry (stable order), so results are deterministic.
+    ``update(scores [S, n], payload)`` keeps, per slot, the ``k`` largest scores seen so far;
+    ``payload(idx [S, j]) -> [S, j, P]`` builds the payload of the chosen batch columns only,
+    so memory stays ``O(S × (k + n))`` scores and ``O(S × k × P)`` payload. On equal scores
+    an entry already kept wins over a new one.
     """
 
     def __init__(self, slots: int, k: int, payload: int):
         self.values = torch.full((slots, k), -math.inf, dtype=torch.float64)
         self.payload = torch.full((slots, k, payload), -1.0, dtype=torch.float64)  # float64: ids < 2**53 exact
 
-    def update(self, scores: torch.Tensor, payload: torch.Tensor) -> None:
-        vals = torch.cat([self.values, scores.double()], dim=1)
-        pay = torch.cat([self.payload, payload], dim=1)
+    def update(self, scores: torch.Tensor, payload: Callable[[torch.Tensor], torch.Tensor]) -> None:
         k = self.values.shape[1]
-        # stable: sort descending on values, earlier columns first on ties
+        best = torch.topk(scores.double(), min(k, scores.shape[1]), dim=1)  # the batch's own top-k first
+        vals = torch.cat([self.values, best.values], dim=1)
+        pay = torch.cat([self.payload, payload(best.indices).double()], dim=1)
         order = torch.sort(vals, dim=1, descending=True, stable=True).indices[:, :k]
         self.values = torch.gather(vals, 1, order)
         self.payload = torch.gather(pay, 1, order[..., None].expand(-1, -1, pay.shape[2]))
@@ -214,16 +216,25 @@ def _read(store, revisions, rows_start: int, n: int, scales: torch.Tensor) -> tu
     return raw * scales[None, :, None], raw
 
 
-def view_activations(encode, x: torch.Tensor, features: Sequence[int], per_checkpoint: bool) -> torch.Tensor:
-    """Activations ``[V, n, K]`` of ``features``: view 0 joint, view m+1 checkpoint m alone."""
+def view_activations(encode, x: torch.Tensor, features: Sequence[int], per_checkpoint: bool,
+                     chunk_rows: int = 2048, views: Sequence[int] | None = None) -> torch.Tensor:
+    """Activations ``[V, n, K]`` of ``features`` for ``x [n, M, d]``: view 0 joint, view m+1
+    checkpoint m alone (``views`` picks some; default all, or only view 0 without
+    ``per_checkpoint``). Encodes ``chunk_rows`` rows at a time and keeps only the K columns."""
     idx = torch.as_tensor(list(features), dtype=torch.long)
-    out = [encode(x)[:, idx]]
-    if per_checkpoint:
-        for m in range(x.shape[1]):
-            alone = torch.zeros_like(x)
-            alone[:, m] = x[:, m]
-            out.append(encode(alone)[:, idx])
-    return torch.stack(out)
+    M = x.shape[1]
+    views = list(views) if views is not None else ([0] + list(range(1, M + 1)) if per_checkpoint else [0])
+    out = torch.empty(len(views), x.shape[0], len(idx))
+    for s0 in range(0, x.shape[0], chunk_rows):
+        xc = x[s0 : s0 + chunk_rows]
+        for j, view in enumerate(views):
+            if view == 0:
+                xv = xc
+            else:
+                xv = torch.zeros_like(xc)
+                xv[:, view - 1] = xc[:, view - 1]
+            out[j, s0 : s0 + len(xc)] = encode(xv)[:, idx]
+    return out
 
 
 def split_contexts(store, split: str, max_contexts: int | None) -> tuple[int, int]:
@@ -254,28 +265,27 @@ def stream(store, crosscoder, features: Sequence[int], config: EvidenceConfig, p
     nonzero = torch.zeros(V * K, dtype=torch.long)
     mean_sum = torch.zeros(M, store.d_model, dtype=torch.float64)
     gen = torch.Generator().manual_seed(config.seed)
-    bar = tqdm(range(lo, hi, config.batch_contexts), desc="feature evidence", unit="batch", disable=not progress)
+    step = max(1, config.batch_rows // P)  # whole contexts per batch
+    bar = tqdm(range(lo, hi, step), desc="feature evidence", unit="batch", disable=not progress)
     for c0 in bar:
-        c1 = min(hi, c0 + config.batch_contexts)
+        c1 = min(hi, c0 + step)
         n_ctx = c1 - c0
         x, raw = _read(store, revisions, c0 * P, n_ctx * P, scales)
         mean_sum += raw.double().sum(0)
-        acts = view_activations(encode, x, features, config.per_checkpoint)  # [V, n_ctx*P, K]
+        acts = view_activations(encode, x, features, config.per_checkpoint, config.batch_rows)  # [V, n_ctx*P, K]
         acts = acts.view(V, n_ctx, P, K).permute(0, 3, 1, 2).reshape(V * K, n_ctx, P)
         # top contexts: one entry per context, at its maximum position
         best, arg = acts.max(dim=2)  # [VK, n_ctx]
-        ctx = torch.arange(c0, c1).expand_as(best)
-        where = torch.stack([ctx, arg + first], dim=-1).double()
-        top.update(torch.where(best > 0, best, torch.full_like(best, -math.inf)), where)
+        top.update(torch.where(best > 0, best, torch.full_like(best, -math.inf)),
+                   lambda i, arg=arg, c0=c0: torch.stack([c0 + i, torch.gather(arg, 1, i) + first], dim=-1))
         # histogram, density and uniform sample over rows
         flat = acts.reshape(V * K, -1)
         hist.update(flat)
         nonzero += (flat > 0).sum(1)
         keys = torch.rand(flat.shape, generator=gen, dtype=torch.float64)
         keys = torch.where(flat > 0, -keys, torch.full_like(keys, -math.inf))  # keep the smallest keys
-        rows = torch.arange(n_ctx * P)
-        where_rows = torch.stack([c0 + rows // P, first + rows % P], dim=-1).double().expand(V * K, -1, -1)
-        sample.update(keys, torch.cat([where_rows, flat.double()[..., None]], dim=-1))
+        sample.update(keys, lambda i, flat=flat, c0=c0: torch.stack(
+            [(c0 + i // P).double(), (first + i % P).double(), torch.gather(flat, 1, i).double()], dim=-1))
     n_rows = (hi - lo) * P
     return StreamResult(
         features=list(features), views=views,
@@ -301,13 +311,13 @@ class Example:
     value: float
 
 
-def windows(store, crosscoder, examples: Sequence[Example], config: EvidenceConfig, batch_contexts: int = 32) -> list[dict]:
+def windows(store, crosscoder, examples: Sequence[Example], config: EvidenceConfig) -> list[dict]:
     """Token window around each example with the feature's activation (in the example's view) per token.
 
     Returns one dict per example: ``context, position, value, start`` (first window position),
     ``tokens`` (ids) and ``acts`` (one float per token; ``None`` at positions the store
     excludes, e.g. position 0). Each needed context is read once per checkpoint as one
-    contiguous block (random access by context), then encoded in the views that need it.
+    contiguous block (random access by context) and encoded only in the views that need it.
     """
     revisions = list(store.revisions)
     scales = input_scales(crosscoder, store, revisions)
@@ -321,33 +331,27 @@ def windows(store, crosscoder, examples: Sequence[Example], config: EvidenceConf
                     "tokens": [int(t) for t in store.tokens[ex.context, a:b]], "acts": [None] * (b - a)})
         by_context.setdefault(ex.context, []).append(e_idx)
     contexts = sorted(by_context)
-    for s in range(0, len(contexts), batch_contexts):
-        part = contexts[s : s + batch_contexts]
-        x = torch.stack([torch.cat([store.read_block(r, c * P, P) for c in part]) for r in revisions], dim=1)
-        x = (x * scales[None, :, None]).view(len(part), P, len(revisions), -1)
-        needed: dict[int, list[int]] = {}
+    step = max(1, config.batch_rows // P)
+    for s0 in range(0, len(contexts), step):
+        part = contexts[s0 : s0 + step]
+        raw = torch.stack([torch.cat([store.read_block(r, c * P, P) for c in part]) for r in revisions], dim=1)
+        x = (raw * scales[None, :, None]).view(len(part), P, len(revisions), -1)
+        jobs: dict[int, list[tuple[int, int]]] = {}  # view -> [(index in part, example)]
         for j, c in enumerate(part):
             for e_idx in by_context[c]:
-                needed.setdefault(examples[e_idx].view, []).append(j)
-        for view, rows in needed.items():
-            ctx_idx = sorted(set(rows))
-            xv = x[ctx_idx].reshape(len(ctx_idx) * P, len(revisions), -1)
-            if view > 0:
-                alone = torch.zeros_like(xv)
-                alone[:, view - 1] = xv[:, view - 1]
-                xv = alone
-            f = encode(xv).view(len(ctx_idx), P, -1)
-            where = {j: n for n, j in enumerate(ctx_idx)}
-            for j in ctx_idx:
-                for e_idx in by_context[part[j]]:
-                    ex = examples[e_idx]
-                    if ex.view != view:
-                        continue
-                    win = out[e_idx]
-                    for k in range(len(win["acts"])):
-                        pos = win["start"] + k
-                        if pos >= first:
-                            win["acts"][k] = _r(float(f[where[j], pos - first, ex.feature]))
+                jobs.setdefault(examples[e_idx].view, []).append((j, e_idx))
+        for view, items in jobs.items():
+            rows = sorted({j for j, _ in items})
+            feats = sorted({examples[e].feature for _, e in items})
+            xv = x[rows].reshape(len(rows) * P, len(revisions), -1)
+            f = view_activations(encode, xv, feats, True, config.batch_rows, views=[view])[0].view(len(rows), P, len(feats))
+            for j, e_idx in items:
+                ex, win = examples[e_idx], out[e_idx]
+                col, row = feats.index(ex.feature), rows.index(j)
+                for k in range(len(win["acts"])):
+                    pos = win["start"] + k
+                    if pos >= first:
+                        win["acts"][k] = _r(float(f[row, pos - first, col]))
     return out
 
 
