@@ -35,11 +35,11 @@ def test_l1_weighted_by_decoder_norms_sum_and_concat():
     m = _model()
     w_sum = [5 + 1, 1 + 0, 1 + 2]
     assert m.feature_weights().tolist() == pytest.approx(w_sum)
-    assert float(losses.l1_penalty(f, m.feature_weights())) == pytest.approx((1 * 6 + 2 * 1 + 0.5 * 6 + 3 * 3) / 2)
+    assert float(losses.l1_penalty(f, m.feature_weights().detach())) == pytest.approx((1 * 6 + 2 * 1 + 0.5 * 6 + 3 * 3) / 2)
     mc = _model(l1_norm="concat")
     w_cat = [math.sqrt(25 + 1), 1.0, math.sqrt(1 + 4)]
     assert mc.feature_weights().tolist() == pytest.approx(w_cat)
-    assert float(losses.l1_penalty(f, mc.feature_weights())) == pytest.approx(
+    assert float(losses.l1_penalty(f, mc.feature_weights().detach())) == pytest.approx(
         (1 * w_cat[0] + 2 * w_cat[1] + 0.5 * w_cat[0] + 3 * w_cat[2]) / 2)
 
 

@@ -10,7 +10,7 @@
 
 Modules: :mod:`.model` (weights, fold/unfold, save/load, variant registry),
 :mod:`.variants` (relu, topk, batchtopk, jumprelu), :mod:`.losses`, :mod:`.fused`
-(the hand-derived ReLU/L1 step), :mod:`.data` (tensor and store sources), :mod:`.train`.
+(the hand-derived ReLU/L1 step), :mod:`.data` (tensor and store sources), :mod:`.training`.
 """
 
 from crosstime.crosscoder import variants as _variants  # noqa: F401  (registers the variants)
@@ -25,7 +25,7 @@ from crosstime.crosscoder.model import (
     register,
 )
 from crosstime.crosscoder.data import DataError
-from crosstime.crosscoder.train import TrainConfig, train
+from crosstime.crosscoder.training import TrainConfig, train
 from crosstime.crosscoder.variants import SparseFeatures
 
 __all__ = ["VARIANTS", "Crosscoder", "CrosscoderConfig", "CrosscoderError", "DataError", "SparseFeatures",

@@ -221,6 +221,13 @@ def _save_state(path: Path, step: int, model, opt, tokens_since_fired, cfg_dump,
         torch.save(state, tmp)
 
 
+def _step_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):  # a line cut short by a kill
+        return None
+
+
 class _Log:
     """metrics.jsonl (+ optional wandb / TensorBoard, imported only when asked for)."""
 
@@ -231,13 +238,14 @@ class _Log:
         if not enabled:
             return
         if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
             path = out / METRICS_FILE
             if path.exists():  # drop lines past the resumed state (they will be recomputed)
-                keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] < start_step]
                 from crosstime.files import write_text
 
-                write_text(path, "".join(ln + "\n" for ln in keep))
-            self.file = open(path, "a")
+                write_text(path, "".join(ln + "\n" for ln in path.read_text().splitlines()
+                                         if _step_of(ln) is not None and _step_of(ln) <= start_step))
+            self.file = open(path, "a", buffering=1)
         if cfg.wandb_project:
             try:
                 import wandb
@@ -368,6 +376,11 @@ def train(data, config: TrainConfig | None = None, heldout: torch.Tensor | None 
         if diff:
             raise ValueError(f"{out} holds a training started with different settings ({'; '.join(diff)}); "
                              f"re-run with the original settings to resume, or use a new output folder")
+        saved_M, saved_d = state["model"]["W_dec"].shape[1:]
+        if (saved_M, saved_d) != (M, d):
+            raise DataError(f"the activations have M = {M} checkpoints of width d = {d}, but the crosscoder being "
+                            f"resumed in {out} has M = {saved_M}, d = {saved_d}; train on the same activations "
+                            "(same store, revisions and layer) or use a new output folder")
         if state["data"] != fingerprint:
             raise DataError(f"{out} holds a training on different data (saved {state['data']}, now {fingerprint}); "
                             "resume on the same activations or use a new output folder")
@@ -405,6 +418,9 @@ def train(data, config: TrainConfig | None = None, heldout: torch.Tensor | None 
                 s = autograd_step(model, x, cfg, coeff, dead.to(device))
             # per-rank means -> global means (each rank holds an equal share)
             scal = torch.stack([s["recon"], s["sparsity"], s.get("aux", x.new_zeros(())), s["l0"], s["loss"]]).double()
+            # per-checkpoint Σ(x̂−x)², Σ‖x‖², Σx: explained variance of the global batch, about its mean
+            moments = torch.cat([s["e2"].double(), torch.linalg.vector_norm(x, dim=(0, 2)).double().pow(2),
+                                 x.sum(0).double().flatten()])
             fired = s["fired"].cpu()
             mins = s.get("min_kept")
             if is_dist:
@@ -418,6 +434,7 @@ def train(data, config: TrainConfig | None = None, heldout: torch.Tensor | None 
                     p.grad.copy_(flat[off : off + n].view_as(p))
                     off += n
                 _allreduce_(scal).div_(world.size)
+                _allreduce_(moments)
                 fired = _allreduce_(fired.to(torch.int32), tdist.ReduceOp.MAX).bool()
                 if model.config.variant == "batchtopk":
                     m = torch.tensor([float(mins) if mins is not None else float("inf")], dtype=torch.float64)
@@ -431,10 +448,8 @@ def train(data, config: TrainConfig | None = None, heldout: torch.Tensor | None 
                 model.update_threshold(float(mins), cfg.threshold_beta)
             done = step + 1
             if world.is_main and (done % cfg.log_every == 0 or done == total):
-                e2 = s["e2"].double()
-                # EV of the training batch, rank 0's share (cheap; held-out EV is pooled over ranks)
-                xs = x.double()
-                var = (xs - xs.mean(0, keepdim=True)).pow(2).sum(dim=(0, 2))
+                e2, x2, sx = moments[:M], moments[M : 2 * M], moments[2 * M :].view(M, d)
+                var = x2 - sx.pow(2).sum(1) / cfg.batch_size
                 ev = (1 - e2 / var.clamp_min(1e-30)).tolist()
                 row = {"step": done, "lr": lr, "sparsity_coeff": coeff, "loss": float(scal[4]),
                        "recon": float(scal[0]), "sparsity": float(scal[1]), "aux": float(scal[2]),
