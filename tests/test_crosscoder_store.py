@@ -1,0 +1,101 @@
+"""Training from an activation store: the `crosstime train` command, folding, resume, bad stores."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from conftest import WORDS, make_tiny_series
+from crosstime.cli import app
+from crosstime.crosscoder import DataError, TrainConfig, load, train
+from crosstime.store import ActivationStore, HarvestConfig, harvest
+from crosstime.store.layout import chunk_paths
+
+torch.set_num_threads(1)
+
+
+def _corpus(path: Path) -> Path:
+    rng = random.Random(0)
+    path.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(400)))
+    return path
+
+
+def _harvest(series: Path, out: Path, corpus: Path) -> ActivationStore:
+    return harvest(HarvestConfig(series=str(series), layer=1, corpus=str(corpus), tokens=1200, context_len=32,
+                                 out=str(out), chunk_contexts=8, batch_size=4, progress=False))
+
+
+@pytest.fixture(scope="module")
+def run(tiny_series, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("run")
+    _harvest(tiny_series, root / "activations", _corpus(root / "corpus.txt"))
+    return root
+
+
+def test_cli_trains_from_the_run_store_and_records_everything(run):
+    args = ["train", str(run), "--steps", "30", "--batch-size", "64", "--features", "64", "--lr", "1e-3",
+            "--save-every", "10", "--val-every", "15", "--revisions", "step0,step100"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    store = ActivationStore(run / "activations")
+    model = load(run / "crosscoder")
+    assert model.revisions == ["step0", "step100"] and model.d_model == store.d_model == 32
+    assert model.scales == pytest.approx([store.scales["step0"], store.scales["step100"]])
+    assert not model.is_folded  # saved in normalised space; scales recorded
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["revisions"] == ["step0", "step100"]
+    rows = [json.loads(ln) for ln in (run / "crosscoder" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r.get("split") == "heldout"] == [15, 30]
+    # the folded model maps raw store rows to raw reconstructions
+    raw_rows = torch.stack([store.read_rows(r, np.arange(40)) for r in model.revisions], dim=1)  # [40, 2, d]
+    s = torch.tensor(model.scales).view(1, 2, 1)
+    raw = model.folded()
+    torch.testing.assert_close(raw.encode(raw_rows), model.encode(raw_rows * s), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(raw(raw_rows), model(raw_rows * s) / s, rtol=1e-4, atol=1e-5)
+    # the batches the trainer saw were the store's normalised batches
+    first = next(store.batches(["step0", "step100"], batch_size=64, seed=0, epoch=0, drop_last=True))
+    assert first.norm(dim=-1).mean(0).tolist() == pytest.approx([32 ** 0.5] * 2, rel=0.3)
+    # re-running the finished command changes nothing
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert all(torch.equal(load(run / "crosscoder").state_dict()[k], v) for k, v in before.items())
+    # ... and with other settings it refuses, naming them
+    bad = CliRunner().invoke(app, args[:-1] + ["step0,step10"])
+    assert bad.exit_code == 2 and "revisions: ['step0', 'step100'] -> ['step0', 'step10']" in bad.output
+
+
+def test_store_width_mismatch_on_resume(run, tmp_path):
+    narrow = make_tiny_series(tmp_path / "series", steps=(0, 10), d=16)
+    store = _harvest(narrow, tmp_path / "narrow", _corpus(tmp_path / "c.txt"))
+    out = tmp_path / "cc"
+    cfg = TrainConfig(steps=3, batch_size=32, n_features=16, progress=False, val_every=0, out=str(out),
+                      revisions=["step0", "step10"])
+    train(run / "activations", cfg)
+    with pytest.raises(DataError, match=r"width d = 16.*d = 32"):
+        train(store.root, cfg)
+
+
+def test_store_with_nan_names_the_checkpoint(run, tmp_path):
+    copy = tmp_path / "acts"
+    shutil.copytree(run / "activations", copy)
+    path, _ = chunk_paths(copy, "step10", 0)
+    a = np.fromfile(path, dtype=np.float16)
+    a[5:8] = np.nan
+    a.tofile(path)
+    with pytest.raises(DataError, match=r"step10: 3 non-finite values"):
+        train(copy, TrainConfig(steps=1, batch_size=ActivationStore(copy).n_rows("train"), n_features=16,
+                                progress=False, val_every=0, revisions=["step0", "step10"]))
+
+
+def test_unknown_revision_and_missing_store(run, tmp_path):
+    with pytest.raises(DataError, match=r"revisions \['step7'\] are not in the activation store"):
+        train(run / "activations", TrainConfig(steps=1, revisions=["step0", "step7"]))
+    result = CliRunner().invoke(app, ["train", str(tmp_path)])
+    assert result.exit_code == 2 and "crosstime harvest" in result.output
