@@ -336,7 +336,12 @@
 
   // ---------------------------------------------------------------- feature browser
   var TASKS = D.tasks || [];
-  var state = { task: TASKS[0] || null, sort: "score", dir: -1, cls: "", peak: "", onset: "", minIE: "", text: "", selected: null, view: "all" };
+  function busiestTask() {  // the task with attribution for the most reported features
+    var best = TASKS[0] || null, n = -1;
+    TASKS.forEach(function (t) { var c = FEATURES.filter(function (f) { return f.tasks && f.tasks[t]; }).length; if (c > n) { n = c; best = t; } });
+    return best;
+  }
+  var state = { task: busiestTask(), sort: "score", dir: -1, cls: "", peak: "", onset: "", minIE: "", text: "", selected: null, view: "all" };
   var visible = [];
 
   function taskData(f) { return state.task && f.tasks ? f.tasks[state.task] || null : null; }
@@ -345,7 +350,7 @@
   function relieMax(f) { var t = taskData(f); return t && t.relie ? Math.max.apply(null, t.relie.filter(isNum)) : null; }
   var COLUMNS = [
     { key: "id", label: "feature", value: function (f) { return f.id; } },
-    { key: "cls", label: "class", value: function (f) { var t = taskData(f); return (t && t.relie_class) || f.reldec_class || ""; }, cls: "cls" },
+    { key: "cls", label: TASKS.length ? "RelIE class" : "RelDec class", value: function (f) { var t = taskData(f); return TASKS.length ? (t && t.relie_class) || "" : f.reldec_class || ""; }, cls: "cls" },
     { key: "relie", label: "RelIE max", value: relieMax, show: function (f) { var v = relieMax(f); var p = reliePeak(f); return v === null ? "–" : fmt(v, 2) + (p >= 0 ? " @" + ckLabel(p) : ""); } },
     { key: "ie", label: "Σ|IE|", value: ieTotal },
     { key: "onset", label: "onset", value: function (f) { return isNum(f.onset) && f.onset >= 0 ? f.onset : null; }, show: function (f) { return isNum(f.onset) && f.onset >= 0 ? ckLabel(f.onset) : "–"; } },
@@ -357,7 +362,7 @@
     var box = document.getElementById("filters");
     box.innerHTML = "";
     var taskSel = el("select", { id: "filter-task", onchange: function () { state.task = this.value || null; refreshClassOptions(); renderList(); renderCard(); } },
-      TASKS.length ? TASKS.map(function (t) { return el("option", { value: t, text: t }); }) : [el("option", { value: "", text: "(no attribution)" })]);
+      TASKS.length ? TASKS.map(function (t) { return el("option", { value: t, text: t, selected: t === state.task ? "selected" : null }); }) : [el("option", { value: "", text: "(no attribution)" })]);
     box.appendChild(el("label", null, ["task", taskSel]));
     box.appendChild(el("label", null, ["class", el("select", { id: "filter-class", onchange: function () { state.cls = this.value; renderList(); } })]));
     var peakSel = el("select", { id: "filter-peak", onchange: function () { state.peak = this.value; renderList(); } }, [el("option", { value: "", text: "any" })].concat(CK.map(function (c, m) { return el("option", { value: String(m), text: c.label || c.revision }); })));
@@ -430,7 +435,7 @@
     tbody.innerHTML = "";
     visible.forEach(function (f) {
       tbody.appendChild(el("tr", { cls: "feature-row" + (f.id === state.selected ? " selected" : ""), "data-feature": f.id, onclick: function () { select(f.id); } },
-        COLUMNS.map(function (c) { return el("td", { cls: c.cls || null, text: c.show ? c.show(f) : fmt(c.value(f)), title: c.key === "desc" || c.key === "cls" ? String(c.value(f) || "") : null }); })));
+        COLUMNS.map(function (c) { var v = c.value(f); return el("td", { cls: c.cls || null, text: c.show ? c.show(f) : (v === "" ? "–" : fmt(v)), title: c.key === "desc" || c.key === "cls" ? String(v || "") : null }); })));
     });
     document.getElementById("list-count").textContent = visible.length + " of " + FEATURES.length + " reported features" + (D.n_features_total ? " (crosscoder has " + D.n_features_total + ")" : "");
   }
@@ -596,8 +601,6 @@
   renderOverview();
   renderFilters();
   renderList();
-  if (!fromHash()) {
-    showPage("overview");
-    if (visible.length) select(visible[0].id, false, true);  // the card is ready when the Features tab opens
-  }
+  if (!fromHash()) showPage("overview");
+  if (state.selected === null && visible.length) select(visible[0].id, false, true);  // a card is ready when Features opens
 })();
