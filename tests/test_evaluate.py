@@ -120,7 +120,9 @@ def test_an_exact_crosscoder_gives_full_ev_and_zero_delta_ce(run, monkeypatch):
     assert len(rows) == 3 * 2 * 32
     assert rows[0]["class"] == "step0-dominant" and float(rows[0]["reldec_step0"]) == 1.0
     assert rows[-1]["class"] == "step100-dominant" and rows[-1]["onset_revision"] == "step100"
-    saved = json.loads((run / "evaluation.json").read_text())
+    text = (run / "evaluation.json").read_text()
+    assert "tensor(" not in text and "NaN" not in text  # plain JSON numbers only
+    saved = json.loads(text)
     assert saved["checkpoints"][1]["delta_ce"] == result["checkpoints"][1]["delta_ce"]
     assert "evaluate" in __import__("yaml").safe_load((run / "config.yaml").read_text())
     for name in ("reldec.png", "emergence.png", "delta_ce.png", "frequency.png"):

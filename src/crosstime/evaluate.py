@@ -304,7 +304,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         },
         "summary": _summary(recon, per_ckpt),
         "checkpoints": per_ckpt,
-        "reconstruction": {k: v for k, v in recon.items() if k != "frequency"},
+        "reconstruction": {k: v for k, v in recon.items() if k not in ("frequency", "fired")},
         "decoder": decoder,
         "timing": timing,
     }
@@ -376,8 +376,7 @@ def _encode_pass(cfg: EvaluateConfig, store, coder: NormalisedCrosscoder, plan: 
     bar.close()
     _top_up_firing(cfg, store, coder, stats, scales, device)
     out = stats.result(dead_min_tokens=cfg.dead_tokens)
-    out["frequency"] = stats.frequency
-    out["fired"] = stats.fired
+    out["frequency"] = stats.frequency  # [F] tensor, for features.csv (not written to the JSON)
     return out, latents
 
 
