@@ -25,13 +25,18 @@ import torch
 
 def choose_revisions(series, task_name: str, search_dirs) -> tuple[list[str], dict[str, float]]:
     from crosstime.tasks import load_task, pair_metric
+    from crosstime.toy import read_build
 
-    tok = series.load_tokenizer()
-    task = load_task(task_name, tok, search_dirs=search_dirs)
-    acc = {}
-    for rev in series.revisions:
-        model = series.load_model(rev)
-        acc[rev] = float((pair_metric(model, task) < 0).float().mean())
+    table = read_build(series.local_root).get("accuracy", {})
+    if all(task_name in table.get(r, {}) for r in series.revisions):
+        acc = {r: float(table[r][task_name]) for r in series.revisions}  # recorded by the toy build
+    else:
+        tok = series.load_tokenizer()
+        task = load_task(task_name, tok, search_dirs=search_dirs)
+        acc = {}
+        for rev in series.revisions:
+            model = series.load_model(rev)
+            acc[rev] = float((pair_metric(model, task) < 0).float().mean())
     revs = series.revisions
     final = revs[-1]
     below = [r for r in revs if acc[r] < 0.6]

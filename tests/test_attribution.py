@@ -107,11 +107,16 @@ def test_threshold_zeroes_small_per_token_effects():
 def test_mean_baseline_and_exact_method():
     x, f, W, mask = _orthonormal_setup(seed=4)
     c = torch.linspace(-1, 1, f.shape[-1], dtype=torch.float64)
-    metric = lambda site: (c * torch.tanh(site @ W.T)).sum((1, 2)) ** 2  # noqa: E731  not separable
+    metric = lambda site, rows=None: (c * torch.tanh(site @ W.T)).sum((1, 2)) ** 2  # noqa: E731  not separable
     base = f[mask].mean(0)
     want = _exact_single(metric, x, f, W, mask, base=base)
     got = batch_effects(metric, x, f, W, mask, baseline=base, method="exact").features
     torch.testing.assert_close(got, want)
+    # zero baseline: only (pair, feature) rows where the feature fires are run; the rest are exactly 0
+    want0 = _exact_single(metric, x, f, W, mask)
+    got0 = batch_effects(metric, x, f, W, mask, method="exact", max_rows=4).features
+    torch.testing.assert_close(got0, want0)
+    assert (want0 == 0).any() and (want0 != 0).any()
 
 
 def test_error_and_joint_effects():

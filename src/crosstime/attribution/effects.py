@@ -47,8 +47,11 @@ from torch import nn
 
 from crosstime import sites
 
-MetricFn = Callable[[torch.Tensor], torch.Tensor]
-"""``site [K·B, T, d] -> metric [K·B]``: the rest of checkpoint m's forward, for K copies of a batch."""
+MetricFn = Callable[..., torch.Tensor]
+"""``metric_fn(site [R, T, d], rows=None) -> metric [R]``: the rest of checkpoint m's forward.
+
+``rows [R]`` says which pair of the batch each site row belongs to; ``None`` means K whole
+copies of the batch (``R = K·B``, copy-major)."""
 
 METHODS = ("ig", "atp", "exact")
 
@@ -190,11 +193,11 @@ class SiteForward:
                 self.skip_early_blocks = False
         return x
 
-    def _answer_direction(self, batch: PairBatch, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _answer_direction(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
         direction = self.W_U[batch.wrong] - self.W_U[batch.correct]  # [B, d]
         bias = (self.b_U[batch.wrong] - self.b_U[batch.correct]) if self.b_U is not None else \
             torch.zeros(len(batch), device=direction.device)
-        return direction.repeat(K, 1), bias.repeat(K)
+        return direction, bias
 
     @contextlib.contextmanager
     def _spliced(self, site: torch.Tensor) -> Iterator[None]:
@@ -222,11 +225,17 @@ class SiteForward:
             for block in swapped:
                 del block.forward
 
-    def metric(self, site: torch.Tensor, batch: PairBatch) -> torch.Tensor:
-        """``m [K·B]`` for ``site [K·B, T, d]`` spliced in for K copies of ``batch``."""
-        K = site.shape[0] // len(batch)
-        if K * len(batch) != site.shape[0]:
-            raise ValueError(f"site batch {site.shape[0]} is not a multiple of the pair batch {len(batch)}")
+    def metric(self, site: torch.Tensor, batch: PairBatch, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``m [R]`` for ``site [R, T, d]`` spliced in for the pairs ``batch[rows]``.
+
+        ``rows=None``: ``R = K·B`` rows for K copies of the batch.
+        """
+        if rows is None:
+            K = site.shape[0] // len(batch)
+            if K * len(batch) != site.shape[0]:
+                raise ValueError(f"site batch {site.shape[0]} is not a multiple of the pair batch {len(batch)}")
+            rows = torch.arange(len(batch), device=site.device).repeat(K)
+        rows = rows.to(batch.input_ids.device)
 
         def stop(_m, _a, out):
             raise _Stop(out)
@@ -234,41 +243,37 @@ class SiteForward:
         handle = sites.final_norm(self.model).register_forward_hook(stop)
         try:
             with self._spliced(site):
-                self.model(
-                    input_ids=batch.input_ids.repeat(K, 1),
-                    attention_mask=batch.attention_mask.repeat(K, 1),
-                    use_cache=False,
-                )
+                self.model(input_ids=batch.input_ids[rows], attention_mask=batch.attention_mask[rows], use_cache=False)
         except _Stop as stopped:
             h = _hidden(stopped.value)  # [K·B, T, d]
         else:  # pragma: no cover
             raise RuntimeError("the final norm was never called")
         finally:
             handle.remove()
-        rows = torch.arange(h.shape[0], device=h.device)
-        h_last = h[rows, batch.last.repeat(K)]  # [K·B, d]
-        direction, bias = self._answer_direction(batch, K)
-        m = (h_last * direction.to(h_last.dtype)).sum(-1) + bias.to(h_last.dtype)
+        h_last = h[torch.arange(h.shape[0], device=h.device), batch.last[rows]]  # [R, d]
+        direction, bias = self._answer_direction(batch)
+        m = (h_last * direction[rows].to(h_last.dtype)).sum(-1) + bias[rows].to(h_last.dtype)
         if not self._checked:
-            self._check(site, batch, m)
+            self._check(site, batch, rows, m)
         return m
 
-    def metric_reference(self, site: torch.Tensor, batch: PairBatch) -> torch.Tensor:
+    def metric_reference(self, site: torch.Tensor, batch: PairBatch, rows: torch.Tensor | None = None) -> torch.Tensor:
         """The same metric from the full model output (all blocks, full log-softmax)."""
-        K = site.shape[0] // len(batch)
+        if rows is None:
+            rows = torch.arange(len(batch), device=site.device).repeat(site.shape[0] // len(batch))
+        rows = rows.to(batch.input_ids.device)
         with sites.patch_site(self.model, self.layer, lambda h: site):
-            logits = self.model(
-                input_ids=batch.input_ids.repeat(K, 1), attention_mask=batch.attention_mask.repeat(K, 1), use_cache=False
-            ).logits
-        rows = torch.arange(logits.shape[0], device=logits.device)
-        logp = torch.log_softmax(logits[rows, batch.last.repeat(K)].float(), dim=-1)
-        return logp[rows, batch.wrong.repeat(K)] - logp[rows, batch.correct.repeat(K)]
+            logits = self.model(input_ids=batch.input_ids[rows], attention_mask=batch.attention_mask[rows],
+                                use_cache=False).logits
+        r = torch.arange(logits.shape[0], device=logits.device)
+        logp = torch.log_softmax(logits[r, batch.last[rows]].float(), dim=-1)
+        return logp[r, batch.wrong[rows]] - logp[r, batch.correct[rows]]
 
-    def _check(self, site: torch.Tensor, batch: PairBatch, m: torch.Tensor) -> None:
+    def _check(self, site: torch.Tensor, batch: PairBatch, rows: torch.Tensor, m: torch.Tensor) -> None:
         """Once per model: the shortcut forward must agree with the full model."""
         self._checked = True
         with torch.no_grad():
-            ref = self.metric_reference(site.detach(), batch)
+            ref = self.metric_reference(site.detach(), batch, rows)
         tol = 1e-3 * (1 + ref.abs().max().item())
         if not torch.allclose(m.detach().float(), ref, atol=tol):
             err = (m.detach().float() - ref).abs().max().item()
@@ -335,7 +340,7 @@ def batch_effects(
     features: torch.Tensor | None = None,
     with_atp: bool = False,
     step_chunk: int | None = None,
-    feature_chunk: int = 64,
+    max_rows: int = 512,
 ) -> BatchEffects:
     """Effects of every feature on the metric of one batch, in one checkpoint.
 
@@ -385,24 +390,28 @@ def batch_effects(
         if features is None:
             features = torch.nonzero(delta.abs().amax(dim=(0, 1)) > 0).flatten()
         features = torch.as_tensor(features, dtype=torch.long, device=x.device)
-        feats[:, features] = exact_effects(metric_fn, x, delta, W, features, clean, chunk=feature_chunk)
+        feats[:, features] = exact_effects(metric_fn, x, delta, W, features, clean, max_rows=max_rows)
     return BatchEffects(features=feats, error=error, joint=joint, clean=clean, atp=atp)
 
 
 def exact_effects(metric_fn: MetricFn, x: torch.Tensor, delta: torch.Tensor, W: torch.Tensor,
-                  features: torch.Tensor, clean: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+                  features: torch.Tensor, clean: torch.Tensor, max_rows: int = 512) -> torch.Tensor:
     """``[B, len(features)]``: ``m`` with feature i alone moved by ``delta[..., i]``, minus clean.
 
-    Runs ``chunk`` features per forward (a batch of ``chunk·B`` rows).
+    Only (pair, feature) combinations where the feature moves somewhere in the pair are run
+    (elsewhere the site is unchanged and the effect is exactly 0: with the zero baseline,
+    pairs where the feature never fires), packed ``max_rows`` site rows per forward.
     """
     B = x.shape[0]
-    out = torch.zeros(B, len(features), dtype=x.dtype, device=x.device)
     features = torch.as_tensor(features, dtype=torch.long, device=x.device)
+    out = torch.zeros(B, len(features), dtype=x.dtype, device=x.device)
+    moved = delta[..., features].abs().amax(dim=1) > 0  # [B, K]
+    pair, col = torch.nonzero(moved, as_tuple=True)
     with torch.no_grad():
-        for start in range(0, len(features), chunk):
-            ids = features[start:start + chunk]
-            # [C, B, T, d]: x + delta_i ⊗ W[i]
-            site = x.unsqueeze(0) + delta[..., ids].permute(2, 0, 1).unsqueeze(-1) * W[ids].view(len(ids), 1, 1, -1)
-            m = metric_fn(site.reshape(len(ids) * B, *x.shape[1:])).reshape(len(ids), B)
-            out[:, start:start + len(ids)] = (m - clean.unsqueeze(0)).T
+        for start in range(0, len(pair), max_rows):
+            p, c = pair[start:start + max_rows], col[start:start + max_rows]
+            feat = features[c]
+            # row r: x[p_r] + delta[p_r, :, feat_r] ⊗ W[feat_r]
+            site = x[p] + delta[p, :, feat].unsqueeze(-1) * W[feat].unsqueeze(1)
+            out[p, c] = metric_fn(site, rows=p) - clean[p]
     return out

@@ -216,7 +216,7 @@ def compute_attribution(
                 runner.read(b) if j == 0 else None  # records the block output structure
                 f = _encode_batch(cc, [xs[k][j] for k in range(M)])
                 res = batch_effects(
-                    lambda site, b=b: runner.metric(site, b), xs[m][j], f, W_dec[:, m], b.attr_mask,
+                    lambda site, rows=None, b=b: runner.metric(site, b, rows), xs[m][j], f, W_dec[:, m], b.attr_mask,
                     b_dec_m=b_dec[m], baseline=base.to(device), method=method, steps=steps, threshold=threshold,
                     with_atp=atp is not None, step_chunk=step_chunk,
                 )
@@ -304,7 +304,7 @@ def ablate_features(
                 c = runner.metric(xs[m][j], b)
             clean[m, rows[j]] = c.float().cpu()
             if K:
-                effects[m, :, rows[j]] = exact_effects(lambda s, b=b: runner.metric(s, b), xs[m][j], delta, W, feats,
+                effects[m, :, rows[j]] = exact_effects(lambda s, rows=None, b=b: runner.metric(s, b, rows), xs[m][j], delta, W, feats,
                                                        c).T.float().cpu()
             bar.update(1)
     bar.close()
