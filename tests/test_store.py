@@ -367,3 +367,25 @@ def test_cli_harvest_records_config_and_matches_api(store, tiny_series, corpus, 
     assert saved["tokens"] == 1500 and saved["revisions"] == ["step0", "step10", "step100"] and saved["layer"] == LAYER
     bad = CliRunner().invoke(app, [*args[:7], "7", *args[8:]])
     assert bad.exit_code == 2 and "layer 7 is out of range" in bad.output
+
+
+def test_unshuffled_batches_are_in_store_order(store):
+    idx = torch.cat([i for _, i in store.batches(batch_size=100, split="heldout", shuffle=False, with_index=True)])
+    lo, hi = store.context_range("heldout")
+    assert torch.equal(idx, torch.arange(lo * (T - 1), hi * (T - 1)))
+
+
+def test_appending_adopts_the_stores_settings(store, tiny_series, corpus, tmp_path):
+    from crosstime.store import resolve_config
+
+    out = tmp_path / "acts"
+    harvest(_config(tiny_series, corpus, out, revisions=["step0"], tokens=1000, dtype="bfloat16", keep_first_position=True))
+    minimal = HarvestConfig(series=str(tiny_series), revisions=["step10"], layer=LAYER, out=str(out), progress=False)
+    resolved = resolve_config(minimal)
+    assert (resolved.tokens, resolved.context_len, resolved.dtype, resolved.keep_first_position, resolved.corpus) == (
+        1000 // T * T, T, "bfloat16", True, str(corpus.resolve()))
+    appended = harvest(minimal)
+    assert appended.revisions == ["step0", "step10"] and appended.dtype == "bfloat16"
+    h = _hidden(tiny_series, "step10", appended.tokens[:2])  # bfloat16 storage: half an ulp is 2^-9 relative
+    got = appended.rows("step10", np.repeat([0, 1], T), np.tile(np.arange(T), 2)).view(2, T, -1)
+    assert torch.all((got - h).abs() <= h.abs() * 2**-8 + 1e-7)

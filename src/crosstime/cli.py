@@ -136,12 +136,12 @@ def harvest(
     revisions: Optional[list[str]] = typer.Option(None, "--revisions", help="Checkpoints to harvest (repeat or comma-separate; default: all). Adding one to an existing store harvests only it."),
     layer: int = typer.Option(..., "--layer", help="Site: the output of decoder block L (= hidden_states[L+1])."),
     corpus: Optional[str] = typer.Option(None, "--corpus", help="Text (one document per line), .jsonl, saved HF dataset, or a folder with corpus/train.txt (default: the series folder)."),
-    tokens: str = typer.Option("1M", "--tokens", help="Training tokens to store, e.g. 1M."),
-    heldout_tokens: Optional[str] = typer.Option(None, "--heldout-tokens", help="Held-out tokens (default: 5% of --tokens)."),
+    tokens: Optional[str] = typer.Option(None, "--tokens", help="Training tokens to store, e.g. 1M (default: the existing store's, else 1M)."),
+    heldout_tokens: Optional[str] = typer.Option(None, "--heldout-tokens", help="Held-out tokens (default: 5% of --tokens; the corpus' heldout.txt if it has one)."),
     out: Path = typer.Option(..., "--out", help="Run directory; the store goes to OUT/activations/."),
     context_len: Optional[int] = typer.Option(None, "--context-len", help="Tokens per context (default: min(1024, model positions))."),
-    keep_first_position: bool = typer.Option(False, "--keep-first-position", help="Keep position 0 (the attention sink); excluded by default."),
-    dtype: str = typer.Option("float16", "--dtype", help="Storage dtype: float16 or bfloat16."),
+    keep_first_position: Optional[bool] = typer.Option(None, "--keep-first-position/--drop-first-position", help="Keep position 0 (the attention sink); dropped by default."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Storage dtype: float16 (default) or bfloat16."),
     batch_size: int = typer.Option(16, "--batch-size", help="Contexts per forward pass."),
     chunk_contexts: Optional[int] = typer.Option(None, "--chunk-contexts", help="Contexts per chunk file (default: ~64 MiB)."),
     device: str = typer.Option("auto", "--device"),
@@ -156,19 +156,23 @@ def harvest(
     from crosstime.rundir import RunDir
     from crosstime.series import SeriesError
     from crosstime.sites import LayerOutOfRange
-    from crosstime.store import HarvestConfig, StoreError, harvest as run_harvest
+    from crosstime.store import HarvestConfig, StoreError, harvest as run_harvest, resolve_config
 
     split = lambda items: [p.strip() for item in items or [] for p in item.split(",") if p.strip()] or None  # noqa: E731
     run = RunDir(out)
     try:
-        config = HarvestConfig(series=series, revisions=split(revisions), layer=layer, corpus=corpus, tokens=_count(tokens),
+        config = HarvestConfig(series=series, revisions=split(revisions), layer=layer, corpus=corpus,
+                               tokens=_count(tokens) if tokens else None,
                                heldout_tokens=_count(heldout_tokens) if heldout_tokens else None, context_len=context_len,
                                keep_first_position=keep_first_position, text_column=text_column, out=str(run.activations),
                                dtype=dtype, batch_size=batch_size, chunk_contexts=chunk_contexts, device=device,
                                model_dtype=model_dtype)
+        config = resolve_config(config)  # unset settings from the existing store, else defaults
         if distributed.world().is_main:
             run.save_stage_config("harvest", config)
         store = run_harvest(config)
+        if distributed.world().is_main:  # record every checkpoint the store now holds
+            run.save_stage_config("harvest", config.model_copy(update={"revisions": store.revisions}))
     except (StoreError, CorpusError, SeriesError, LayerOutOfRange, ValidationError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err

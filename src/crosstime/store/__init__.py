@@ -12,8 +12,8 @@ Layout and dtype: :mod:`crosstime.store.layout`; harvest: :mod:`crosstime.store.
 reading and the shuffling scheme: :mod:`crosstime.store.reader`.
 """
 
-from crosstime.store.harvesting import HarvestConfig, harvest
+from crosstime.store.harvesting import HarvestConfig, harvest, resolve_config
 from crosstime.store.layout import StoreError
 from crosstime.store.reader import ActivationStore
 
-__all__ = ["ActivationStore", "HarvestConfig", "StoreError", "harvest"]
+__all__ = ["ActivationStore", "HarvestConfig", "StoreError", "harvest", "resolve_config"]

@@ -50,14 +50,15 @@ class HarvestConfig(BaseModel):
     layer: int = Field(description="site: the output of decoder block L (= hidden_states[L+1])")
     corpus: str | None = Field(None, description="text/JSONL file, saved HF dataset, or folder with corpus/train.txt "
                                                   "(default: the series folder's corpus/, as in the toy world)")
-    tokens: int = Field(1_000_000, gt=0, description="training tokens to store (rounded down to whole contexts)")
+    tokens: int | None = Field(None, gt=0, description="training tokens to store, rounded down to whole contexts "
+                                                       "(default: the existing store's, else 1,000,000)")
     heldout_tokens: int | None = Field(None, ge=0, description="held-out tokens (default: 5% of tokens, at least one context)")
     context_len: int | None = Field(None, ge=2, description="tokens per context (default: min(1024, the model's max positions))")
-    keep_first_position: bool = Field(False, description="keep position 0 (the attention sink); excluded by default")
+    keep_first_position: bool | None = Field(None, description="keep position 0 (the attention sink); excluded by default")
     bos_per_context: bool = Field(True, description="start every context with the tokenizer's BOS token (if it has one)")
     text_column: str = "text"
     out: str = Field(description="store folder (e.g. RUN/activations)")
-    dtype: Literal["float16", "bfloat16"] = Field("float16", description="storage dtype of the activations")
+    dtype: Literal["float16", "bfloat16"] | None = Field(None, description="storage dtype (default: float16)")
     batch_size: int = Field(16, gt=0, description="contexts per forward pass")
     chunk_contexts: int | None = Field(None, gt=0, description="contexts per chunk file (default: about 64 MiB per chunk)")
     device: str = Field("auto", description="'auto' (cuda:LOCAL_RANK if available, else cpu), 'cpu', 'cuda', …")
@@ -72,6 +73,25 @@ def _device(name: str, local_rank: int) -> torch.device:
     if name == "cuda":
         return torch.device(f"cuda:{local_rank}")
     return torch.device(name)
+
+
+DEFAULTS = {"tokens": 1_000_000, "keep_first_position": False, "dtype": "float16"}
+
+
+def resolve_config(config: HarvestConfig) -> HarvestConfig:
+    """Fill the settings left unset: from the store already at ``config.out`` (so appending a
+    checkpoint needs only the series, revisions, layer and out), else the defaults."""
+    existing = read_manifest(Path(config.out))
+    update = {}
+    if existing is not None:
+        T = existing["context_len"]
+        (_, n_train), (_, n_total) = existing["splits"]["train"], existing["splits"]["heldout"]
+        stored = {"tokens": n_train * T, "heldout_tokens": (n_total - n_train) * T, "context_len": T,
+                  "keep_first_position": existing["first_position"] == 0, "dtype": existing["dtype"],
+                  "chunk_contexts": existing["chunk_contexts"], "corpus": existing.get("corpus_spec")}
+        update = {k: v for k, v in stored.items() if getattr(config, k) is None}
+    update.update({k: v for k, v in DEFAULTS.items() if getattr(config, k) is None and k not in update})
+    return config.model_copy(update=update)
 
 
 def _resolve(config: HarvestConfig) -> tuple:
@@ -275,6 +295,7 @@ def harvest(config: HarvestConfig):
     from crosstime.store.reader import ActivationStore
 
     w = distributed.init(config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    config = resolve_config(config)
     root = Path(config.out)
     series, revisions, d, _depth, context_len = _resolve(config)
     corpus_spec = config.corpus
@@ -301,7 +322,7 @@ def harvest(config: HarvestConfig):
             with atomic_path(root / TOKENS) as tmp:
                 with open(tmp, "wb") as handle:
                     np.save(handle, tokens)
-            manifest = {"format": FORMAT, "version": VERSION, **request,
+            manifest = {"format": FORMAT, "version": VERSION, **request, "corpus_spec": str(Path(corpus_spec).resolve()),
                         "n_tokens": int(tokens.size), "n_rows": int(len(tokens) * (context_len - request["first_position"])),
                         "chunks": chunk_plan(request["splits"]["train"][1], len(tokens) - request["splits"]["train"][1],
                                              request["chunk_contexts"]),

@@ -219,14 +219,14 @@ class ActivationStore:
 
     def epoch_plan(self, split: str = "train", batch_size: int = 4096, seed: int = 0, epoch: int = 0, rank: int = 0,
                    world_size: int = 1, drop_last: bool = False, block_rows: int | None = None,
-                   buffer_rows: int | None = None, n_revisions: int | None = None) -> dict:
+                   buffer_rows: int | None = None, n_revisions: int | None = None, shuffle: bool = True) -> dict:
         """This rank's blocks, windows and batch count for one epoch (no data read)."""
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
         block_rows = block_rows or self.default_block_rows()
         buffer_rows = buffer_rows or self.default_buffer_rows(n_revisions or len(self.revisions))
         starts, sizes = self._blocks(split, block_rows)
-        order = np.random.default_rng([seed, epoch]).permutation(len(starts))
+        order = np.random.default_rng([seed, epoch]).permutation(len(starts)) if shuffle else np.arange(len(starts))
         per_rank = [int(sizes[order[r::world_size]].sum()) for r in range(world_size)]
         mine = order[rank::world_size]
         if world_size > 1:  # every rank yields the same number of full batches (lock-step DDP)
@@ -235,7 +235,7 @@ class ActivationStore:
             n_batches = per_rank[0] // batch_size if drop_last else -(-per_rank[0] // batch_size)
         window_blocks = max(1, buffer_rows // block_rows)
         windows = [mine[i : i + window_blocks] for i in range(0, len(mine), window_blocks)]
-        return {"starts": starts, "sizes": sizes, "windows": windows, "n_batches": n_batches,
+        return {"starts": starts, "sizes": sizes, "windows": windows, "n_batches": n_batches, "shuffle": shuffle,
                 "rows": per_rank[rank], "block_rows": block_rows, "buffer_rows": buffer_rows}
 
     def n_batches(self, split: str = "train", batch_size: int = 4096, world_size: int = 1, drop_last: bool = False,
@@ -259,17 +259,19 @@ class ActivationStore:
         buffer_rows: int | None = None,
         with_index: bool = False,
         device: str | torch.device = "cpu",
+        shuffle: bool = True,
     ) -> Iterator[torch.Tensor] | Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch of shuffled batches ``x: float32 [B, M, d]`` (see the module docstring).
 
-        ``normalise`` multiplies checkpoint ``m`` by ``scales[m]``; ``with_index`` also yields the
+        ``normalise`` multiplies checkpoint ``m`` by ``scales[m]``; ``shuffle=False`` reads the rows in
+        store order (ranks still take alternate blocks); ``with_index`` also yields the
         global row indices ``[B]`` (map them with :meth:`locate`). With ``world_size > 1`` every
         rank yields the same number of full batches; alone, the last batch may be smaller
         unless ``drop_last``.
         """
         revisions = self._check_revisions(revisions)  # checked here, not at the first next()
         plan = self.epoch_plan(split, batch_size, seed, epoch, rank, world_size, drop_last, block_rows, buffer_rows,
-                               len(revisions))
+                               len(revisions), shuffle)
         return self._iterate(plan, revisions, batch_size, normalise, seed, epoch, rank, skip_batches, with_index, device)
 
     def _iterate(self, plan, revisions, batch_size, normalise, seed, epoch, rank, skip_batches, with_index, device):
@@ -307,7 +309,7 @@ class ActivationStore:
                 for m, rev in enumerate(revisions):
                     self._read_into(buf[m, pos : pos + k], rev, chunk, row_in_chunk)
                 pos += k
-            perm = np.random.default_rng([seed, epoch, rank, w]).permutation(n)
+            perm = np.random.default_rng([seed, epoch, rank, w]).permutation(n) if plan["shuffle"] else np.arange(n)
             if w == w0 and offset:
                 perm = perm[offset:]
             i = 0
