@@ -183,6 +183,8 @@ def input_scales(crosscoder, store, revisions: Sequence[str]) -> torch.Tensor:
 
 
 def is_folded(crosscoder) -> bool:
+    """Whether the normalisation scales are folded into the weights (``Crosscoder.is_folded``;
+    a ``folded`` flag on the model or its config for other implementations)."""
     for owner in (crosscoder, getattr(crosscoder, "config", None), getattr(crosscoder, "cfg", None)):
         if owner is None:
             continue
@@ -436,6 +438,8 @@ def feature_evidence(
     config = config or EvidenceConfig()
     if hasattr(crosscoder, "eval"):
         crosscoder.eval()  # inference behaviour: BatchTopK uses its threshold, not the batch's top-k
+    if hasattr(crosscoder, "to"):
+        crosscoder.to(config.device)
     features = [int(i) for i in features]
     n_features = int(crosscoder.W_dec.shape[0])
     bad = [i for i in features if not 0 <= i < n_features]
