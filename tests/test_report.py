@@ -244,6 +244,9 @@ def test_collect_reads_every_stage(run3):
     assert sum(t["relie"]) == pytest.approx(1.0, abs=1e-6)
     assert len(t["ablation"]["delta_lpd"]) == 3
     assert sum(ov["distributions"]["reldec"][0]) == N_FEATURES
+    att = ov["attribution"][TASKS[0]]
+    assert att["summary"]["pairs_kept"] == 40 and att["per_checkpoint"]["columns"] == ["checkpoint", "accuracy_clean"]
+    assert sum(sum(v for v in r[1:]) for r in att["confusion"]["rows"]) == 20  # 20 reported features per task
     assert sum(ov["class_counts"]["RelDec class"].values()) == N_FEATURES
     assert not data["missing"] or all("crosscoder" in m for m in data["missing"])
 

@@ -144,6 +144,16 @@ def fabricate_run(root: Path, M: int = 3, seed: int = 0, stages: tuple[str, ...]
                                 "lpd_clean": 1.0, "lpd_ablated": 1.0 - ie[i, m], "delta_lpd": ie[i, m], "ablation_share": relie[i, m]})
             _write_csv(run / "attribution" / task / "features.csv", rows)
             _write_csv(run / "attribution" / task / "ablation.csv", abl)
+            conf: dict = {}
+            for i in reported:
+                conf.setdefault(relie_cls[i], {}).setdefault(classes[i], 0)
+                conf[relie_cls[i]][classes[i]] += 1
+            cols = sorted({c for row in conf.values() for c in row})
+            _write_csv(run / "attribution" / task / "confusion.csv",
+                       [{"relie_class \\ reldec_class": a, **{c: row.get(c, 0) for c in cols}} for a, row in conf.items()])
+            (run / "attribution" / task / "summary.json").write_text(json.dumps({
+                "task": task, "revisions": revisions, "layer": LAYER, "method": "ig", "steps": 10, "pairs_kept": 40,
+                "pairs_dropped": 0, "accuracy_clean": [0.5 + 0.4 * m / max(M - 1, 1) for m in range(M)], "seconds": 1.5}))
     return run, cc
 
 

@@ -321,8 +321,15 @@
     }
     sims.slice(1).forEach(function (sm) { grid.appendChild(panel("Activation similarity: " + sm.name, heatmap(sm.matrix, sm.labels, 280))); });
     // ablation
-    var abl = O.ablation || {};
-    Object.keys(abl).forEach(function (t) { grid.appendChild(panel("Top-k ablation — " + t, table(abl[t].columns, abl[t].rows))); });
+    var att = O.attribution || {}, abl = O.ablation || {};
+    TASKS.forEach(function (t) {
+      var a = att[t] || {}, body = el("div");
+      if (a.summary) body.appendChild(kv(a.summary));
+      if (a.per_checkpoint) { body.appendChild(el("h3", { text: "per checkpoint" })); body.appendChild(table(a.per_checkpoint.columns, a.per_checkpoint.rows, { noscroll: true })); }
+      if (a.confusion) { body.appendChild(el("h3", { text: "RelIE class × RelDec class (reported features)" })); body.appendChild(table(a.confusion.columns, a.confusion.rows, { noscroll: true })); }
+      if (abl[t]) body.appendChild(el("details", null, [el("summary", { text: "exact single-feature ablation (" + abl[t].rows.length + " rows)" }), table(abl[t].columns, abl[t].rows)]));
+      if (body.childNodes.length) grid.appendChild(panel("Attribution — " + t, body));
+    });
     // crosscoder config
     if (O.crosscoder) grid.appendChild(panel("Crosscoder", kv(O.crosscoder)));
     // figures

@@ -22,7 +22,9 @@ checkpoint index):
 - ``attribution/TASK/features.csv``: ``feature``, ``ie_<rev>``, ``ie_lo_<rev>``,
   ``ie_hi_<rev>``, ``relie_<rev>``, ``relie_class`` (and RelDec columns, used when the
   evaluation table lacks them), ``frequency``
-- ``attribution/TASK/ablation.csv``: shown as a table
+- ``attribution/TASK/ablation.csv``: ``feature, checkpoint`` + metrics (``delta_lpd``, …): a table, and per feature
+- ``attribution/TASK/summary.json`` (scalars, and lists of length M as a per-checkpoint table),
+  ``attribution/TASK/confusion.csv`` (RelIE class × RelDec class): shown per task
 - ``*.png`` under ``scan/``, ``evaluation/``, ``attribution/*/``: embedded as data URIs
 """
 
@@ -441,6 +443,22 @@ def collect(run: RunDir) -> dict:
                 cols = list(rows[0].keys())
                 overview["ablation"][task] = {"columns": cols, "rows": [[_cell(r.get(c)) for c in cols] for r in rows]}
                 _attach_ablation(features, task, rows, revisions)
+        info: dict[str, Any] = {}
+        if (folder / "summary.json").is_file():
+            summ = json.loads((folder / "summary.json").read_text())
+            info["summary"] = {k: v for k, v in summ.items() if isinstance(v, (int, float, str, bool)) and k != "task"}
+            per_ck = {k: v for k, v in summ.items() if isinstance(v, list) and len(v) == len(revisions) and revisions
+                      and all(isinstance(x, (int, float)) or x is None for x in v)}
+            if per_ck:
+                info["per_checkpoint"] = {"columns": ["checkpoint", *per_ck],
+                                          "rows": [[r, *[per_ck[k][m] for k in per_ck]] for m, r in enumerate(revisions)]}
+        if (folder / "confusion.csv").is_file():
+            rows = read_csv(folder / "confusion.csv")
+            if rows:
+                cols = list(rows[0].keys())
+                info["confusion"] = {"columns": cols, "rows": [[_cell(r.get(c)) for c in cols] for r in rows]}
+        if info:
+            overview.setdefault("attribution", {})[task] = info
         overview["figures"] += [f for f in (_figure(p, f"attribution/{task}") for p in sorted(folder.glob("*.png"))) if f]
     # distributions and class counts over every feature in the tables
     reldec = [f["reldec"] for f in features.values() if f.get("reldec")]
