@@ -389,3 +389,15 @@ def test_appending_adopts_the_stores_settings(store, tiny_series, corpus, tmp_pa
     h = _hidden(tiny_series, "step10", appended.tokens[:2])  # bfloat16 storage: half an ulp is 2^-9 relative
     got = appended.rows("step10", np.repeat([0, 1], T), np.tile(np.arange(T), 2)).view(2, T, -1)
     assert torch.all((got - h).abs() <= h.abs() * 2**-8 + 1e-7)
+
+
+def test_memmap_and_read_block_agree_with_rows(store):
+    chunk = 3
+    lo, hi = (int(v) for v in store.chunks[chunk])
+    mm = store.memmap("step10", chunk)
+    assert mm.shape == ((hi - lo) * (T - 1), 32)
+    start = lo * (T - 1) - 5  # a block that straddles two chunk files
+    block = store.read_block("step10", start, 40)
+    assert torch.equal(block[5:], torch.from_numpy(np.asarray(mm[:35], dtype=np.float32)))
+    contexts, positions = store.locate(np.arange(start, start + 40))
+    assert torch.equal(block, store.rows("step10", contexts, positions))

@@ -157,6 +157,18 @@ class ActivationStore:
             raise StoreError(f"chunk {chunk} of {revision} in {self.root} is shorter than the manifest says; "
                              "re-run the harvest to redo it")
 
+    def memmap(self, revision: str, chunk: int) -> np.ndarray:
+        """Chunk ``chunk`` of ``revision`` memory-mapped read-only, ``[rows, d]`` in the storage dtype
+        (bfloat16 as raw uint16 bits; decode with :func:`crosstime.store.layout.decode`).
+
+        The loader itself reads with ``pread`` instead: pages of a memory map count towards the
+        process' resident memory, a read into a reused buffer does not.
+        """
+        (revision,) = self._check_revisions([revision])
+        lo, hi = self.chunks[chunk]
+        return np.memmap(chunk_paths(self.root, revision, chunk)[0], dtype=self._np_dtype, mode="r",
+                         shape=(int(hi - lo) * self.rows_per_context, self.d_model))
+
     def rows(self, revision: str, contexts, positions) -> torch.Tensor:
         """Raw (unnormalised) activations at ``(contexts[i], positions[i])`` as float32 ``[n, d]``."""
         (revision,) = self._check_revisions([revision])
