@@ -63,9 +63,9 @@ class ToyConfig(BaseModel):
     # optimisation
     seq_len: int = Field(64, ge=8, description="Tokens per training context.")
     batch_size: int = Field(32, gt=0, description="Contexts per step; tokens per step = batch_size × seq_len.")
-    steps: int = Field(1500, gt=0, description="Optimizer steps; the last checkpoint is saved here.")
+    steps: int = Field(1000, gt=0, description="Optimizer steps; the last checkpoint is saved here.")
     lr: float = Field(3e-3, gt=0)
-    warmup_steps: int = Field(150, ge=0, description="Linear warm-up from 0, then cosine decay.")
+    warmup_steps: int = Field(500, ge=0, description="Linear warm-up from 0, then cosine decay; long, so that checkpoints up to step 64 stay at chance.")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine decays to lr × min_lr_ratio at the final step.")
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
@@ -213,6 +213,18 @@ def _heldout(config: ToyConfig, train_texts: set[str]):
     return out
 
 
+def _remove_stale_builds(out: Path) -> None:
+    """Delete temporary build folders for ``out`` left by killed builders (dead pids)."""
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        try:
+            pid = int(tmp.name.rsplit(".tmp-", 1)[1].split("-")[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
 def build_toy_world(out: str | Path, config: ToyConfig | None = None, progress: bool = True,
                     overwrite: bool = False) -> Path:
     """Build the toy world into ``out`` (see the module docstring); return ``out``.
@@ -229,6 +241,7 @@ def build_toy_world(out: str | Path, config: ToyConfig | None = None, progress: 
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; choose another --out or pass overwrite=True (--force)")
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_builds(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     from transformers.utils import logging as hf_logging
 
