@@ -59,7 +59,7 @@ def relu_l1_step(model, x: torch.Tensor, coeff: float, reduce: str = "sum") -> d
             w = norms.sum(1)
         colsum = f.sum(0)  # [F]
         sparsity = colsum @ w / B
-        l0 = torch.count_nonzero(f).to(torch.float32) / B
+        l0 = f.sign().sum() / B  # f >= 0; bool reductions (count_nonzero, (f > 0).sum()) are ~100× slower on CPU
 
         g = e.mul_(2.0 / (B * r))  # ∂L/∂x̂ [B, Md]
         torch.sum(g, 0, out=_grad(model.b_dec).view(Md))

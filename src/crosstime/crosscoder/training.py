@@ -187,8 +187,9 @@ def autograd_step(model: Crosscoder, x: torch.Tensor, cfg: TrainConfig, coeff: f
             if variant == "batchtopk" and active.any():
                 out["min_kept"] = (sf.values * w[sf.cols])[active].min()
         else:
-            out["l0"] = (f > 0).sum().float() / B
-            out["fired"] = (f > 0).any(0)
+            active = f.detach().float().sign()  # f >= 0 here; sign() is far cheaper than bool reductions on CPU
+            out["l0"] = active.sum() / B
+            out["fired"] = active.sum(0) > 0
         out["e2"] = (x_hat - x).pow(2).sum(dim=(0, 2))
     out.update(recon=recon.detach(), sparsity=sparsity.detach(), aux=aux.detach(), loss=loss.detach())
     return out
@@ -313,7 +314,7 @@ def validate(model: Crosscoder, batches, cfg: TrainConfig, distributed: bool) ->
             s = losses.moment_sums(x, x_hat)
             sums = s if sums is None else sums + s
             stats += torch.tensor([float(losses.reconstruction_loss(x, x_hat, cfg.recon_reduce)) * len(x),
-                                   float((f > 0).sum()), float(len(x))], dtype=torch.float64)
+                                   float(f.float().sign().sum()), float(len(x))], dtype=torch.float64)
             n += 1
         if distributed:
             has = _allreduce_(torch.tensor([float(n)]))

@@ -1,0 +1,223 @@
+"""Crosscoder training speed: crosstime's step vs a straightforward eager step vs the matmul peak.
+
+    python benchmarks/bench_crosscoder.py            # prints a markdown section for RESULTS.md
+    python benchmarks/bench_crosscoder.py --quick    # fewer repetitions
+
+Measures, in one process and interleaved (so machine load hits every contender alike;
+each number is the best of many repetitions, the usual way to time on a shared machine):
+
+1. fp32 matmul peak: a 2048² GEMM and the step's own GEMM shapes.
+2. ReLU/L1 Adam step at M=3, d=128, F=4096, B=1024 (useful FLOPs 10·B·M·d·F):
+   a straightforward eager implementation (einsum, autograd, clip_grad_norm_, default Adam),
+   crosstime's fused step (hand-derived backward + fused Adam), and crosstime's whole
+   training loop (``crosstime.train``: data, schedules, metrics).
+3. bf16: matmul throughput on this CPU, and the effect of ``precision="bf16"`` on the final
+   explained variance of a small planted-feature training.
+4. TopK / BatchTopK decode at F=16384, k in {32, 64}: dense GEMM vs gathering the active
+   features (``decode_sparse``), forward and forward+backward, with the max difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import time
+
+import torch
+
+from crosstime.crosscoder import CrosscoderConfig, TrainConfig, build, train
+from crosstime.crosscoder.fused import relu_l1_step
+from crosstime.crosscoder.training import _clip_
+
+M, D, F, B = 3, 128, 4096, 1024
+FLOPS_STEP = 10 * B * M * D * F
+
+
+def best_of(fns: dict, reps: int, inner: int = 1) -> dict[str, float]:
+    """Interleaved timing: each round runs every contender once; returns the best seconds per call."""
+    for fn in fns.values():
+        fn()
+    best = {k: float("inf") for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            best[k] = min(best[k], (time.perf_counter() - t) / inner)
+    return best
+
+
+# -- 2. the training step ------------------------------------------------------------------------
+
+class EagerCrosscoder(torch.nn.Module):
+    """The straightforward implementation (as in the paper's code): einsum, autograd, default Adam."""
+
+    def __init__(self, W_dec: torch.Tensor):
+        super().__init__()
+        self.W_enc = torch.nn.Parameter(W_dec.permute(1, 2, 0).clone())
+        self.W_dec = torch.nn.Parameter(W_dec.clone())
+        self.b_enc = torch.nn.Parameter(torch.zeros(W_dec.shape[0]))
+        self.b_dec = torch.nn.Parameter(torch.zeros(W_dec.shape[1:]))
+
+    def loss(self, x, l1_coeff):
+        f = torch.relu(torch.einsum("bmd,mdf->bf", x, self.W_enc) + self.b_enc)
+        x_hat = torch.einsum("bf,fmd->bmd", f, self.W_dec) + self.b_dec
+        l2 = (x_hat - x).pow(2).sum(-1).sum(-1).mean()
+        dec_norms = self.W_dec.norm(dim=-1).sum(-1)
+        l1 = (f * dec_norms[None]).sum(-1).mean()
+        return l2 + l1_coeff * l1
+
+
+def step_benchmarks(reps: int) -> dict:
+    torch.manual_seed(0)
+    x = torch.randn(B, M, D)
+    model = build(CrosscoderConfig(n_checkpoints=M, d_model=D, n_features=F))
+    eager = EagerCrosscoder(model.W_dec.detach())
+    opt_e = torch.optim.Adam(eager.parameters(), lr=5e-5, betas=(0.9, 0.999))
+    params = list(model.parameters())
+    opt_f = torch.optim.Adam(params, lr=5e-5, betas=(0.9, 0.999), fused=True)
+
+    def eager_step():
+        opt_e.zero_grad()
+        eager.loss(x, 2.0).backward()
+        torch.nn.utils.clip_grad_norm_(eager.parameters(), 1.0)
+        opt_e.step()
+
+    def fused_step():
+        relu_l1_step(model, x, 2.0)
+        _clip_(params, 1.0)
+        opt_f.step()
+
+    A, Bm = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    X, We = x.reshape(B, -1), model.W_enc.detach().reshape(-1, F).clone()
+    Wd = model.W_dec.detach().reshape(F, -1).clone()
+    Fb, g = torch.relu(torch.randn(B, F)), torch.randn(B, M * D)
+    gemm = {
+        "mm 2048²": lambda: A @ Bm,
+        "X·W_enc": lambda: X @ We,
+        "f·W_dec": lambda: Fb @ Wd,
+        "fᵀ·g": lambda: Fb.t() @ g,
+        "g·W_decᵀ": lambda: g @ Wd.t(),
+        "Xᵀ·∂z": lambda: X.t() @ Fb,
+    }
+    t = best_of({**gemm, "eager": eager_step, "crosstime": fused_step}, reps)
+    flops = {k: (2 * 2048**3 if k == "mm 2048²" else 2 * B * M * D * F) / t[k] for k in gemm}
+    peak = max(flops.values())
+    # the whole training loop, per step (data indexing, schedules, metrics, progress)
+    data = torch.randn(B * 8, M, D)
+    steps = max(10, reps)
+    cfg = TrainConfig(n_features=F, batch_size=B, steps=steps, lr=5e-5, val_every=0, progress=False)
+    train(data, cfg.model_copy(update={"steps": 3}))
+    t0 = time.perf_counter()
+    train(data, cfg)
+    loop = (time.perf_counter() - t0) / steps
+    return {"gemm_flops": flops, "peak": peak, "eager": t["eager"], "crosstime": t["crosstime"], "loop": loop}
+
+
+# -- 3. bf16 -------------------------------------------------------------------------------------
+
+def bf16_benchmarks() -> dict:
+    a32, b32 = torch.randn(256, 384), torch.randn(384, 1024)
+    a16, b16 = a32.bfloat16(), b32.bfloat16()
+    t = best_of({"fp32": lambda: a32 @ b32, "bf16": lambda: a16 @ b16}, reps=3)
+    # EV effect on a planted-feature problem (small, so that bf16 is affordable here)
+    g = torch.Generator().manual_seed(0)
+    U = torch.randn(24, 2, 16, generator=g)
+    U = U / U.reshape(24, -1).norm(dim=1).view(24, 1, 1)
+    act = (torch.rand(8192, 24, generator=g) < 0.06) * (0.5 + torch.rand(8192, 24, generator=g))
+    x = torch.einsum("nk,kmd->nmd", act, U) * 4
+    ev = {}
+    for precision in ("fp32", "bf16"):
+        m = train(x[:7168], TrainConfig(n_features=48, steps=600, batch_size=256, lr=3e-3, sparsity_coeff=0.3,
+                                        precision=precision, val_every=0, progress=False))
+        with torch.no_grad():
+            xh = m(x[7168:])
+            ev[precision] = 1 - float(((xh - x[7168:]) ** 2).sum() / ((x[7168:] - x[7168:].mean(0)) ** 2).sum())
+    return {"speed": t["fp32"] / t["bf16"], "fp32_gflops": 2 * 256 * 384 * 1024 / t["fp32"] / 1e9,
+            "bf16_gflops": 2 * 256 * 384 * 1024 / t["bf16"] / 1e9, "ev": ev}
+
+
+# -- 4. sparse decode ----------------------------------------------------------------------------
+
+def sparse_benchmarks(reps: int) -> list[dict]:
+    rows = []
+    torch.manual_seed(0)
+    Fs = 16384
+    x = torch.randn(B, M, D)
+    for variant in ("topk", "batchtopk"):
+        for k in (32, 64):
+            model = build(CrosscoderConfig(variant=variant, n_checkpoints=M, d_model=D, n_features=Fs, k=k,
+                                           dec_init_norm=1))
+            model.train()
+            with torch.no_grad():
+                sf = model.encode_sparse(x)
+                f = sf.to_dense(Fs)
+            diff = float((model.decode(f) - model.decode_sparse(sf)).abs().max())
+            vals = sf.values.clone().requires_grad_()
+            fd = f.clone().requires_grad_()
+
+            def dense_fb():
+                model.zero_grad(set_to_none=True)
+                model.decode(fd).square().sum().backward()
+
+            def sparse_fb():
+                model.zero_grad(set_to_none=True)
+                sf2 = type(sf)(vals, sf.cols, sf.offsets, sf.batch_size)
+                model.decode_sparse(sf2).square().sum().backward()
+
+            with torch.no_grad():
+                t = best_of({"dense": lambda: model.decode(f), "sparse": lambda: model.decode_sparse(sf)}, reps)
+            tb = best_of({"dense": dense_fb, "sparse": sparse_fb}, max(3, reps // 2))
+            rows.append({"variant": variant, "k": k, "dense": t["dense"], "sparse": t["sparse"],
+                         "dense_fb": tb["dense"], "sparse_fb": tb["sparse"], "maxdiff": diff})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--skip-bf16", action="store_true")
+    args = ap.parse_args()
+    reps = 5 if args.quick else 20
+    load = os.getloadavg()[0]
+    step = step_benchmarks(reps)
+    sparse = sparse_benchmarks(reps)
+    bf = None if args.skip_bf16 else bf16_benchmarks()
+    load = max(load, os.getloadavg()[0])
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    out = [f"### crosscoder training (bench_crosscoder.py), {now}",
+           f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+           f"fp32; load average during the run ≈ {load:.1f} (shared machine; best-of-{reps} interleaved timings).", "",
+           "fp32 matmul throughput (GFLOP/s): " + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in step["gemm_flops"].items())
+           + f"; peak = {step['peak'] / 1e9:.0f}.", "",
+           f"ReLU/L1 Adam step, M={M}, d={D}, F={F}, B={B} (useful FLOPs 10·B·M·d·F = {FLOPS_STEP / 1e9:.2f} G):", "",
+           "| implementation | ms/step | GFLOP/s | % of peak | speed-up vs eager |", "|---|---|---|---|---|"]
+    for name, key in (("straightforward eager (einsum, autograd, clip_grad_norm_, Adam)", "eager"),
+                      ("crosstime fused step (hand backward, fused Adam)", "crosstime"),
+                      ("crosstime.train loop (incl. data, schedules, metrics)", "loop")):
+        s = step[key]
+        out.append(f"| {name} | {s * 1e3:.1f} | {FLOPS_STEP / s / 1e9:.0f} | {100 * FLOPS_STEP / s / step['peak']:.0f}% "
+                   f"| {step['eager'] / s:.2f}× |")
+    out += ["", "Sparse decode, F=16384, B=1024, M=3, d=128 (dense GEMM vs gather of the active features):", "",
+            "| variant | k | dense fwd ms | sparse fwd ms | fwd speed-up | dense fwd+bwd ms | sparse fwd+bwd ms | "
+            "fwd+bwd speed-up | max abs diff |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in sparse:
+        out.append(f"| {r['variant']} | {r['k']} | {r['dense'] * 1e3:.1f} | {r['sparse'] * 1e3:.1f} | "
+                   f"{r['dense'] / r['sparse']:.1f}× | {r['dense_fb'] * 1e3:.1f} | {r['sparse_fb'] * 1e3:.1f} | "
+                   f"{r['dense_fb'] / r['sparse_fb']:.1f}× | {r['maxdiff']:.1e} |")
+    if bf is not None:
+        out += ["", f"bf16: matmul {bf['bf16_gflops']:.2f} GFLOP/s vs fp32 {bf['fp32_gflops']:.0f} GFLOP/s on this CPU "
+                f"(bf16 {bf['speed']:.3f}× the fp32 speed). Final held-out EV of a planted-feature run (M=2, d=16, "
+                f"F=48, 600 steps): fp32 {bf['ev']['fp32']:.4f}, bf16 {bf['ev']['bf16']:.4f}."]
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
