@@ -427,3 +427,21 @@ def test_findings_by_hand():
     assert lines[3].startswith("For 3 of 3 reported features on t")
     assert findings(data, n=2) == lines[:2]
     assert findings({"checkpoints": [], "overview": {}}) == []
+
+
+@pytest.mark.parametrize("variant", ["relu", "topk", "batchtopk", "jumprelu"])
+def test_checkpoint_alone_view_equals_masked_encode(variant):
+    """The fast single-checkpoint view is exactly encode() with the other checkpoints zeroed, for every variant."""
+    from crosstime.report.evidence import Encoder
+
+    cc = make_crosscoder(["a", "b", "c"], [1.0, 2.0, 0.5], d=8, F=16, variant=variant, **({"k": 3} if "topk" in variant else {}))
+    if variant == "batchtopk":
+        cc.threshold.fill_(0.02)
+    x = torch.randn(20, 3, 8, generator=torch.Generator().manual_seed(0))
+    enc = Encoder(cc)
+    assert enc.fast
+    for m in range(3):
+        alone = torch.zeros_like(x)
+        alone[:, m] = x[:, m]
+        assert torch.allclose(enc.view(x, m + 1), cc.encode(alone), atol=1e-6)
+    assert torch.equal(enc.view(x, 0), cc.encode(x))
