@@ -362,5 +362,39 @@ def toy_build(
     typer.echo(f"toy world in {root} ({build['timing']['total_s']:.0f} s); {final}: {accs}")
 
 
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory (re-running reuses finished stages)."),
+    tasks: Optional[list[str]] = typer.Option(None, "--tasks", help="Toy tasks to attribute (default: all four)."),
+    train_steps: Optional[int] = typer.Option(None, "--train-steps", help="Crosscoder training steps."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Run the whole pipeline on the toy world and open the door to its dashboard."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from crosstime.demo import DemoConfig
+    from crosstime.demo import demo as run_demo
+
+    settings = {"out": out, "progress": progress}
+    if tasks:
+        settings["tasks"] = [t for item in tasks for t in item.split(",") if t]
+    if train_steps:
+        settings["train_steps"] = train_steps
+    console = Console()
+    result = run_demo(DemoConfig(**settings), console=console)
+    table = Table(title="time by stage")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    for name, seconds in result.timings.items():
+        table.add_row(name + (" (reused)" if name in result.reused else ""), f"{seconds:.1f}")
+    table.add_row("[bold]total", f"[bold]{sum(result.timings.values()):.1f}")
+    console.print(table)
+    console.print("\n[bold]Findings[/bold]")
+    for i, line in enumerate(result.findings, 1):
+        console.print(f"{i}. {line}")
+    console.print(f"\nDashboard: [bold]{result.dashboard.resolve()}[/bold]")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
