@@ -41,12 +41,18 @@ def _recovery(model, x, U):
     return ev, cos
 
 
-@pytest.mark.parametrize("variant", ["relu", "batchtopk"])
+# JumpReLU's threshold and STE bandwidth are in pre-activation units: set to this data's scale
+JUMP = dict(sparsity_coeff=1.0, jumprelu_threshold_init=0.5, jumprelu_bandwidth=0.5)
+
+
+@pytest.mark.parametrize("variant", ["relu", "batchtopk", "jumprelu"])
 def test_planted_sparse_directions_are_recovered(variant, tmp_path):
     x, U = planted()
     cfg = TrainConfig(variant=variant, n_features=48, steps=1000, batch_size=256, lr=3e-3, sparsity_coeff=0.3, k=2,
                       seed=0, dead_tokens=5000, threshold_start_step=200, val_every=250, val_batches=4,
                       progress=False, out=str(tmp_path / "cc"))
+    if variant == "jumprelu":
+        cfg = cfg.model_copy(update=JUMP)
     model = train(x[:7168], cfg, heldout=x[7168:])
     ev, cos = _recovery(model, x[7168:], U)  # held-out rows; batchtopk in eval mode: its learned threshold
     print(f"{variant}: held-out EV {ev:.4f}; max cosine per planted direction min {cos.min():.3f} "

@@ -62,8 +62,10 @@ class TrainConfig(BaseModel):
     k: int = Field(32, ge=1, description="topk/batchtopk: active features per token")
     l1_norm: Literal["sum", "concat"] = Field("sum", description="relu: Σ_m ‖W_dec[i,m]‖ (sum) or concatenated norm")
     dec_init_norm: float | None = Field(None, gt=0, description="decoder row norm at init (default 0.08; 1.0 for topk/batchtopk)")
-    jumprelu_threshold_init: float = Field(0.001, gt=0)
-    jumprelu_bandwidth: float = Field(0.001, gt=0)
+    jumprelu_threshold_init: float = Field(
+        0.001, gt=0, description="jumprelu: initial θ, in pre-activation units (the JumpReLU paper's 0.001; "
+        "raise it with the data's scale)")
+    jumprelu_bandwidth: float = Field(0.001, gt=0, description="jumprelu: STE kernel width ε, pre-activation units")
     jumprelu_penalty: Literal["tanh", "step"] = Field("tanh", description="jumprelu sparsity: tanh(c·f·w) or step L0")
     jumprelu_tanh_c: float = Field(4.0, gt=0)
     # optimisation
