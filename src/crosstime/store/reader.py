@@ -2,12 +2,14 @@
 
 Shuffling scheme (bounded memory, one pass per epoch, every row exactly once):
 
-1. The split's rows are cut into *blocks* of ``block_rows`` consecutive rows (default: 32 KiB
-   of one checkpoint's data, e.g. 128 rows at d = 128); blocks never straddle a chunk file.
+1. The split's rows are cut into *blocks* of ``block_rows`` consecutive rows (default: 8 KiB
+   of one checkpoint's data, at least 8 rows: 32 rows at d = 128); blocks never straddle a
+   chunk file.
 2. The blocks are permuted by ``rng(seed, epoch)``; rank ``r`` of ``world_size`` takes blocks
    ``r, r + world_size, …`` of that order, so ranks get disjoint shares of every epoch.
-3. A rank reads its blocks ``buffer_rows / block_rows`` at a time into a *window* (one
-   contiguous read per block and checkpoint, sorted by file offset), permutes the window's
+3. A rank reads its blocks ``buffer_rows / block_rows`` at a time into a *window* (default
+   2^18 rows, at most 256 MiB; blocks sorted by file offset, adjacent blocks merged into one
+   ``pread`` per checkpoint), permutes the window's
    rows by ``rng(seed, epoch, rank, window)``, and the concatenation of the permuted windows
    is cut into batches of ``batch_size`` (a batch may span two windows).
 
@@ -59,7 +61,7 @@ class ActivationStore:
         self.scales: dict[str, float] = {r: manifest["checkpoints"][r]["scale"] for r in self.revisions}
         self.chunks = np.asarray(manifest["chunks"], dtype=np.int64).reshape(-1, 2)  # [n_chunks, 2] context ranges
         self._np_dtype = DTYPES[self.dtype][0]
-        self._fds: OrderedDict[Path, int] = OrderedDict()
+        self._fds: OrderedDict[tuple[str, int], int] = OrderedDict()
         self._tokens = None
 
     def __repr__(self) -> str:
@@ -134,15 +136,15 @@ class ActivationStore:
 
     # -- raw reads -------------------------------------------------------------------
     def _fd(self, revision: str, chunk: int) -> int:
-        path = chunk_paths(self.root, revision, chunk)[0]
-        fd = self._fds.get(path)
+        key = (revision, chunk)
+        fd = self._fds.get(key)
         if fd is None:
-            fd = os.open(path, os.O_RDONLY)
-            self._fds[path] = fd
+            fd = os.open(chunk_paths(self.root, revision, chunk)[0], os.O_RDONLY)
+            self._fds[key] = fd
             if len(self._fds) > 256:  # bound the number of open files
                 os.close(self._fds.popitem(last=False)[1])
         else:
-            self._fds.move_to_end(path)
+            self._fds.move_to_end(key)
         return fd
 
     def _chunk_of_row(self, rows: np.ndarray) -> np.ndarray:
@@ -224,7 +226,9 @@ class ActivationStore:
         return np.concatenate(starts), np.concatenate(sizes)
 
     def default_block_rows(self) -> int:
-        return max(1, (32 << 10) // (self.d_model * itemsize(self.dtype)))
+        # 8 KiB of one checkpoint (32 rows at d=128), at least 8 rows: near-ideal mixing at
+        # ~90% of the read speed of 32 KiB blocks (benchmarks/RESULTS.md)
+        return max(8, (8 << 10) // (self.d_model * itemsize(self.dtype)))
 
     def default_buffer_rows(self, n_revisions: int) -> int:
         return max(1, min(1 << 18, (256 << 20) // (n_revisions * self.d_model * itemsize(self.dtype))))
@@ -308,19 +312,22 @@ class ActivationStore:
             return (x, torch.from_numpy(idx)) if with_index else x
 
         for w in range(w0, len(plan["windows"])):
-            blocks = np.sort(plan["windows"][w])
-            blocks = blocks[np.argsort(starts[blocks], kind="stable")]
-            n = int(sizes[blocks].sum())
-            idx = np.empty(n, dtype=np.int64)
-            pos = 0
-            for b in blocks:
-                s, k = int(starts[b]), int(sizes[b])
-                idx[pos : pos + k] = np.arange(s, s + k)
-                chunk = int(self._chunk_of_row(np.array([s]))[0])
-                row_in_chunk = s - int(self.chunks[chunk, 0]) * self.rows_per_context
-                for m, rev in enumerate(revisions):
-                    self._read_into(buf[m, pos : pos + k], rev, chunk, row_in_chunk)
-                pos += k
+            blocks = np.sort(plan["windows"][w])  # file order (blocks are numbered in row order)
+            b_start, b_size = starts[blocks], sizes[blocks]
+            n = int(b_size.sum())
+            idx = np.repeat(b_start - (np.cumsum(b_size) - b_size), b_size) + np.arange(n)  # global row of each slot
+            chunk = self._chunk_of_row(b_start)
+            # merge runs of adjacent blocks in one chunk into one read per checkpoint
+            new_run = np.ones(len(blocks), dtype=bool)
+            new_run[1:] = (b_start[1:] != b_start[:-1] + b_size[:-1]) | (chunk[1:] != chunk[:-1])
+            run_first = np.flatnonzero(new_run)
+            run_rows = np.add.reduceat(b_size, run_first)
+            run_slot = np.cumsum(run_rows) - run_rows
+            run_chunk = chunk[run_first]
+            run_offset = b_start[run_first] - self.chunks[run_chunk, 0] * self.rows_per_context
+            for m, rev in enumerate(revisions):
+                for slot, k, c, off in zip(run_slot.tolist(), run_rows.tolist(), run_chunk.tolist(), run_offset.tolist()):
+                    self._read_into(buf[m, slot : slot + k], rev, c, off)
             perm = np.random.default_rng([seed, epoch, rank, w]).permutation(n) if plan["shuffle"] else np.arange(n)
             if w == w0 and offset:
                 perm = perm[offset:]
