@@ -227,7 +227,7 @@ def shuffle_quality(store, B: int = 4096, n_batches: int = 60) -> list[dict]:
                  **batch_context_share([store.locate(perm[i : i + B])[0] for i in range(0, len(perm), B)])})
     seq = np.arange(B * n_batches)
     rows.append({"scheme": "no shuffle", **batch_context_share([store.locate(seq[i : i + B])[0] for i in range(0, len(seq), B)])})
-    for block_rows, buffer_rows in [(None, None), (16, None), (1024, None), (None, 1 << 16), (None, 1 << 20)]:
+    for block_rows, buffer_rows in [(None, None), (8, None), (128, None), (1024, None), (None, 1 << 16), (None, 1 << 20)]:
         batches = []
         for k, (_x, idx) in enumerate(store.batches(batch_size=B, with_index=True, block_rows=block_rows,
                                                      buffer_rows=buffer_rows)):
@@ -235,8 +235,11 @@ def shuffle_quality(store, B: int = 4096, n_batches: int = 60) -> list[dict]:
             if k + 1 >= n_batches:
                 break
         plan = store.epoch_plan(batch_size=B, block_rows=block_rows, buffer_rows=buffer_rows)
-        rows.append({"scheme": f"blocks of {plan['block_rows']} rows, window {plan['buffer_rows']} rows",
-                     **batch_context_share(batches)})
+        t0 = time.perf_counter()
+        n_read = sum(len(x) for x in store.batches(batch_size=B, block_rows=block_rows, buffer_rows=buffer_rows))
+        rows.append({"scheme": f"blocks of {plan['block_rows']} rows, window {plan['buffer_rows']} rows"
+                               + (" (default)" if block_rows is None and buffer_rows is None else ""),
+                     **batch_context_share(batches), "tok_s": n_read / (time.perf_counter() - t0)})
     return rows
 
 
@@ -274,7 +277,8 @@ def main() -> None:
     torch.set_num_threads(1)
     sys.path.insert(0, str(Path(__file__).parent))
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": f"{platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} CPU cores (shared), torch {torch.__version__}, {torch.get_num_threads()} threads"}
+              f"{os.cpu_count()} CPU cores shared with other jobs (load average {os.getloadavg()[0]:.1f} at start), "
+              f"torch {torch.__version__}, 1 torch thread"}
     with tempfile.TemporaryDirectory(prefix="bench_store_") as tmp:
         work = Path(tmp)
         report["harvest"] = [
@@ -336,9 +340,11 @@ def render(r: dict) -> str:
               f"- loader: **{lo['loader_tok_s']:,.0f} tokens/s** vs a ReLU crosscoder training step (M=3, d=128, F=4096, "
               f"B=1024, Adam) consuming {lo['crosscoder_step_tok_s']:,.0f} tokens/s → **{lo['ratio']:.0f}×**", "",
               "### Shuffle quality (first 60 batches of 4096 rows; 1023 rows per context)", "",
-              "| scheme | mean share of batch from its top context | worst batch | distinct contexts per batch |", "|---|---|---|---|"]
+              "| scheme | mean share of batch from its top context | worst batch | distinct contexts per batch | epoch read tok/s |", "|---|---|---|---|---|"]
     for s in r["shuffle"]:
-        lines.append(f"| {s['scheme']} | {100 * s['mean_max_share']:.2f}% | {100 * s['max_max_share']:.2f}% | {s['mean_distinct_contexts']:.0f} |")
+        speed = f"{s['tok_s']:,.0f}" if "tok_s" in s else "–"
+        lines.append(f"| {s['scheme']} | {100 * s['mean_max_share']:.2f}% | {100 * s['max_max_share']:.2f}% "
+                     f"| {s['mean_distinct_contexts']:.0f} | {speed} |")
     lines += ["", "### Storage dtype: rounding error on the activations (64 contexts per checkpoint)", "",
               "| checkpoint | dtype | relative RMS error | worst row (relative) | max abs activation |", "|---|---|---|---|---|"]
     for e in r["dtype"]:
