@@ -110,6 +110,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--top-k", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--toy-config", default=None, help="JSON of ToyConfig overrides (default: the standard toy world)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -119,9 +120,9 @@ def main() -> None:
     from crosstime.rundir import RunDir
     from crosstime.series import open_series
     from crosstime.store import ActivationStore, HarvestConfig, harvest
-    from crosstime.toy import toy_world
+    from crosstime.toy import ToyConfig, toy_world
 
-    world = toy_world()
+    world = toy_world(ToyConfig(**json.loads(args.toy_config)) if args.toy_config else None)
     series = open_series(world)
     search = [Path(world) / "pairs"]
     run = RunDir(args.run)
