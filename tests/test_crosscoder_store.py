@@ -99,3 +99,25 @@ def test_unknown_revision_and_missing_store(run, tmp_path):
         train(run / "activations", TrainConfig(steps=1, revisions=["step0", "step7"]))
     result = CliRunner().invoke(app, ["train", str(tmp_path)])
     assert result.exit_code == 2 and "crosstime harvest" in result.output
+
+
+def test_torchrun_two_ranks_train_from_the_store(run, tmp_path):
+    """Each rank reads its own share of the store (half the global batch); ranks stay in lock-step."""
+    import os
+    import subprocess
+    import sys
+
+    dst = tmp_path / "run"
+    shutil.copytree(run / "activations", dst / "activations")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "crosstime.cli",
+         "train", str(dst), "--steps", "12", "--batch-size", "64", "--features", "32", "--val-every", "6",
+         "--save-every", "5"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = load(dst / "crosscoder")
+    assert model.n_checkpoints == 3 and torch.isfinite(model.W_dec).all()
+    rows = [json.loads(ln) for ln in (dst / "crosscoder" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "split" not in r] == list(range(1, 13))
+    assert [r["step"] for r in rows if r.get("split") == "heldout"] == [6, 12]
+    assert torch.load(dst / "crosscoder" / "state" / "trainer.pt", weights_only=True)["step"] == 12

@@ -88,7 +88,7 @@ def test_validation_never_moves_the_batchtopk_threshold():
     t = float(model.threshold)
     assert t > 0
     model.train()
-    out = validate(model, iter([x[:256], x[256:512]]), TrainConfig(), distributed=False)
+    out = validate(model, iter([x[:256], x[256:512]]), TrainConfig())
     assert float(model.threshold) == t and model.training and out["rows"] == 512
 
 
@@ -181,7 +181,8 @@ torch.set_num_threads(1)
 for variant in ("relu", "topk"):
     cfg = TrainConfig.model_validate_json(open(sys.argv[2]).read()).model_copy(
         update={"variant": variant, "out": sys.argv[3] + "/" + variant})
-    train(torch.load(sys.argv[1]), cfg)
+    x = torch.load(sys.argv[1])
+    train(x, cfg, heldout=x[:256])
 """
 
 
@@ -198,14 +199,16 @@ def test_two_process_ddp_equals_single_process(tmp_path):
         env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     for variant in ("relu", "topk"):
-        single = train(x, cfg.model_copy(update={"variant": variant, "out": str(tmp_path / "one" / variant)}))
+        single = train(x, cfg.model_copy(update={"variant": variant, "out": str(tmp_path / "one" / variant)}),
+                       heldout=x[:256])
         ddp = load(tmp_path / "ddp" / variant)
         for k, v in single.state_dict().items():
             torch.testing.assert_close(ddp.state_dict()[k], v, rtol=1e-4, atol=1e-6, msg=f"{variant} {k}")
         one = [json.loads(ln) for ln in (tmp_path / "one" / variant / "metrics.jsonl").read_text().splitlines()]
         two = [json.loads(ln) for ln in (tmp_path / "ddp" / variant / "metrics.jsonl").read_text().splitlines()]
-        assert len(one) == len(two)
-        assert two[-1]["ev"] == pytest.approx(one[-1]["ev"], rel=1e-4)  # batch EV pooled over both ranks
+        assert len(one) == len(two) and two[-1]["split"] == "heldout"
+        assert two[-1]["ev"] == pytest.approx(one[-1]["ev"], rel=1e-4)
+        assert two[-2]["ev"] == pytest.approx(one[-2]["ev"], rel=1e-4)  # training-batch EV pooled over both ranks
 
 
 # -- bad input ---------------------------------------------------------------------------------

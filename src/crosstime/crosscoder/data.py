@@ -97,9 +97,7 @@ class TensorSource:
             s = i * self.batch_size
             if s >= h.shape[0]:
                 return
-            part = h[s : s + self.batch_size]
-            n = -(-part.shape[0] // self.world_size)
-            yield part[self.rank * n : (self.rank + 1) * n]
+            yield h[s : s + self.batch_size]  # validation runs on the main process only
 
 
 class StoreSource:
@@ -165,10 +163,10 @@ class StoreSource:
             epoch, b = epoch + 1, 0
 
     def heldout(self, n_batches: int) -> Iterator[torch.Tensor]:
-        if self.store.n_rows("heldout") < self.world_size:
+        if self.store.n_rows("heldout") == 0:
             return
-        it = self.store.batches(self.revisions, self.local, "heldout", self.normalise, seed=0, epoch=0,
-                                rank=self.rank, world_size=self.world_size)
+        # validation runs on the main process only, over the whole split (no rank sharding)
+        it = self.store.batches(self.revisions, self.batch_size, "heldout", self.normalise, seed=0, epoch=0)
         for i, x in enumerate(it):
             if i >= n_batches:
                 return

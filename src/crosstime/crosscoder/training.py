@@ -303,12 +303,12 @@ def _finite(v: float) -> float | None:
 
 
 @torch.no_grad()
-def validate(model: Crosscoder, batches, cfg: TrainConfig, distributed: bool) -> dict[str, Any] | None:
+def validate(model: Crosscoder, batches, cfg: TrainConfig) -> dict[str, Any] | None:
     """Held-out metrics in eval mode; reads nothing back into the model (no threshold/dead updates)."""
     was = model.training
     model.eval()
     try:
-        sums, stats, n = None, torch.zeros(3, dtype=torch.float64), 0
+        sums, stats = None, torch.zeros(3, dtype=torch.float64)
         for x in batches:
             x = x.to(cfg.device)
             f = model.encode(x)
@@ -317,15 +317,6 @@ def validate(model: Crosscoder, batches, cfg: TrainConfig, distributed: bool) ->
             sums = s if sums is None else sums + s
             stats += torch.tensor([float(losses.reconstruction_loss(x, x_hat, cfg.recon_reduce)) * len(x),
                                    float(f.float().sign().sum()), float(len(x))], dtype=torch.float64)
-            n += 1
-        if distributed:
-            has = _allreduce_(torch.tensor([float(n)]))
-            if float(has) == 0:
-                return None
-            if sums is None:
-                return None  # pragma: no cover (ranks hold equal shares)
-            _allreduce_(sums)
-            _allreduce_(stats)
         if sums is None:
             return None
         ev = losses.explained_variance(sums)
@@ -471,9 +462,11 @@ def train(data, config: TrainConfig | None = None, heldout: torch.Tensor | None 
                 raise FloatingPointError(f"the training loss became {float(scal[4])} at step {done}; lower --lr "
                                          "(and check the activations' scale)")
             if cfg.val_every and (done % cfg.val_every == 0 or done == total):
-                v = validate(model, source.heldout(cfg.val_batches), cfg, is_dist)
-                if v is not None and world.is_main:
-                    log.write({"step": done, "split": "heldout", **v})
+                if world.is_main:  # the whole held-out set on one process; the others wait
+                    v = validate(model, source.heldout(cfg.val_batches), cfg)
+                    if v is not None:
+                        log.write({"step": done, "split": "heldout", **v})
+                dist_mod.barrier()
             if state_path is not None and (done % cfg.save_every == 0 or done == total):
                 if world.is_main:
                     _save_state(state_path, done, model, opt, tokens_since_fired, cfg_dump, fingerprint)
