@@ -78,6 +78,7 @@ class AttributeConfig(BaseModel):
     revisions: list[str] | None = Field(None, description="checkpoints (default: all the crosscoder was trained on)")
     device: str = "cpu"
     dtype: str = "float32"
+    keep_models_bytes: int = Field(2 << 30, ge=0, description="keep all M models loaded between passes if they fit in this")
     progress: bool = True
 
 
@@ -527,8 +528,17 @@ def attribute(config: AttributeConfig) -> AttributeResult:
                            exclude_first=store.first_position > 0)
     dtype = getattr(torch, config.dtype)
 
+    cache: dict[int, torch.nn.Module] = {}
+
     def load_model(m: int):
-        return series.load_model(revisions[m], dtype=dtype, device=config.device)
+        # each checkpoint is used in three passes (sites, effects, ablation): keep small models loaded
+        if m in cache:
+            return cache[m]
+        model = series.load_model(revisions[m], dtype=dtype, device=config.device)
+        size = sum(p.numel() * p.element_size() for p in model.parameters())
+        if size * len(revisions) <= config.keep_models_bytes:
+            cache[m] = model
+        return model
 
     att = compute_attribution(load_model, revisions, view, batches, store.layer, method=config.method,
                               steps=config.steps, baseline=config.baseline, threshold=config.threshold,
