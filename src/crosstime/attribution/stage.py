@@ -212,9 +212,9 @@ def compute_attribution(
     bar = tqdm(total=M * len(batches), desc=f"IE ({method})", disable=not progress, leave=False)
     for m in range(M):
         runner = SiteForward(load_model(m), layer, skip_early_blocks=skip_early_blocks)
+        runner.read(batches[0])  # records the blocks' output structure for the pass-through
         with runner.frozen():
             for j, b in enumerate(batches):
-                runner.read(b) if j == 0 else None  # records the block output structure
                 f = _encode_batch(cc, [xs[k][j] for k in range(M)])
                 res = batch_effects(
                     lambda site, rows=None, b=b: runner.metric(site, b, rows), xs[m][j], f, W_dec[:, m], b.attr_mask,
@@ -554,6 +554,8 @@ def attribute(config: AttributeConfig) -> AttributeResult:
     summary = summarise(att, view.W_dec_normalised if view.W_dec_normalised is not None else view.W_dec,
                         config.top_k, abl, bootstrap=config.bootstrap, ci=config.ci, seed=config.seed)
     att.seconds["total"] = time.perf_counter() - t_start
+    summary.metrics["pairs_kept"] = len(task)
+    summary.metrics["pairs_dropped"] = dropped
 
     out = run.attribution(task_name)
     out.mkdir(parents=True, exist_ok=True)
@@ -584,8 +586,7 @@ def attribute(config: AttributeConfig) -> AttributeResult:
     write_json(out / "summary.json", {
         "task": task_name, "revisions": revisions, "layer": store.layer, "method": att.method, "steps": att.steps,
         "quadrature": "midpoint" if att.method == "ig" else None, "baseline": config.baseline,
-        "threshold": config.threshold, "position_0_attributed": store.first_position == 0,
-        "pairs_kept": len(task), "pairs_dropped": dropped, **summary.metrics,
+        "threshold": config.threshold, "position_0_attributed": store.first_position == 0, **summary.metrics,
         "seconds": att.seconds,
     })
     run.save_stage_config("attribute", config)
@@ -618,6 +619,8 @@ def print_attribution(result: AttributeResult, n: int | None = None) -> None:
     acc = ", ".join(f"{r} {metrics['accuracy_clean'][r]:.3f}" for r in revs)
     err = ", ".join(f"{r} {metrics['error_effect'][r]:+.3f}" for r in revs)
     console.print(f"pairs: {metrics['n_pairs']}; clean accuracy: {acc}; error-term effect: {err}")
+    for source, reasons in (metrics.get("pairs_dropped") or {}).items():
+        console.print(f"dropped from {source}: " + ", ".join(f"{n} pairs ({why})" for why, n in reasons.items()))
     faith = metrics.get("faithfulness")
     if faith:
         console.print("faithfulness (Spearman vs exact ablation, pooled): "
