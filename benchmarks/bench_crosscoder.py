@@ -87,7 +87,7 @@ def step_benchmarks(reps: int) -> dict:
 
     def fused_step():
         relu_l1_step(model, x, 2.0)
-        _clip_(params, 1.0)
+        _clip_(params, 1.0, opt_f)
         opt_f.step()
 
     A, Bm = torch.randn(2048, 2048), torch.randn(2048, 2048)
@@ -179,10 +179,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-bf16", action="store_true")
+    ap.add_argument("--only-step", action="store_true", help="only the ReLU/L1 step (fast check)")
     args = ap.parse_args()
     reps = 5 if args.quick else 20
     load = os.getloadavg()[0]
     step = step_benchmarks(reps)
+    if args.only_step:
+        print({k: (v * 1e3 if k in ("eager", "crosstime", "loop") else v) for k, v in step.items()},
+              "pct of peak:", FLOPS_STEP / step["crosstime"] / step["peak"], "eager:", FLOPS_STEP / step["eager"] / step["peak"])
+        return
     sparse = sparse_benchmarks(reps)
     bf = None if args.skip_bf16 else bf16_benchmarks()
     load = max(load, os.getloadavg()[0])

@@ -134,3 +134,22 @@ def test_fused_relu_step_equals_autograd(l1_norm, reduce):
     assert float(got["l0"]) == pytest.approx(float((f > 0).sum()) / 64)
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_clipping_through_fused_adam_equals_clip_grad_norm():
+    from crosstime.crosscoder.training import _clip_
+
+    torch.manual_seed(0)
+    ps = [torch.nn.Parameter(torch.randn(50, 30)), torch.nn.Parameter(torch.randn(30))]
+    qs = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    o1, o2 = torch.optim.Adam(ps, lr=1e-2, fused=True), torch.optim.Adam(qs, lr=1e-2, foreach=False)
+    for scale in (3.0, 0.001, 5.0):  # clipped, not clipped, clipped
+        for p, q in zip(ps, qs):
+            g = torch.randn_like(p) * scale
+            p.grad, q.grad = g.clone(), g.clone()
+        norm = _clip_(ps, 1.0, o1)
+        assert norm == pytest.approx(float(torch.nn.utils.clip_grad_norm_(qs, 1.0)), rel=1e-5)
+        o1.step()
+        o2.step()
+        for p, q in zip(ps, qs):
+            torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-6)

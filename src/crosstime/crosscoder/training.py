@@ -197,12 +197,20 @@ def autograd_step(model: Crosscoder, x: torch.Tensor, cfg: TrainConfig, coeff: f
     return out
 
 
-def _clip_(params: list[torch.Tensor], max_norm: float | None) -> float:
-    """clip_grad_norm_ that only rescales when clipping applies (saves a pass over the grads)."""
+def _clip_(params: list[torch.Tensor], max_norm: float | None, opt: torch.optim.Optimizer | None = None) -> float:
+    """Gradient-norm clipping as ``clip_grad_norm_`` (factor ``max_norm / (norm + 1e-6)`` when above).
+
+    With a fused Adam the factor is handed to the optimiser's kernel as its ``grad_scale``
+    (the divisor GradScaler uses), so clipping costs no extra pass over the gradients;
+    otherwise the gradients are rescaled, and only when clipping applies. Returns the norm.
+    """
     grads = [p.grad for p in params if p.grad is not None]
-    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    n = float(norm)
-    if max_norm is not None and n > max_norm:
+    n = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+    clip = max_norm is not None and n > max_norm
+    fused = opt is not None and all(g.get("fused") for g in opt.param_groups)
+    if fused:
+        opt.grad_scale = torch.tensor((n + 1e-6) / max_norm, device=grads[0].device) if clip else None
+    elif clip:
         torch._foreach_mul_(grads, max_norm / (n + 1e-6))
     return n
 
@@ -336,9 +344,9 @@ def train(data, config: TrainConfig | None = None, heldout: torch.Tensor | None 
     """
     from crosstime import distributed as dist_mod
 
-    cfg = (config or TrainConfig()).model_copy(update=overrides) if overrides else (config or TrainConfig())
-    if overrides:
-        cfg = TrainConfig(**cfg.model_dump())
+    cfg = config or TrainConfig()
+    if overrides:  # train(x, cfg, steps=10): validated like the config itself
+        cfg = TrainConfig(**{**cfg.model_dump(), **overrides})
     world = dist_mod.init(cfg.device)
     is_dist = world.size > 1
     source = make_source(data, cfg.batch_size, cfg.seed, world.rank, world.size, revisions=cfg.revisions,
@@ -433,7 +441,7 @@ def train(data, config: TrainConfig | None = None, heldout: torch.Tensor | None 
                 if model.config.variant == "batchtopk":
                     m = torch.tensor([float(mins) if mins is not None else float("inf")], dtype=torch.float64)
                     mins = _allreduce_(m, tdist.ReduceOp.MIN)[0]
-            grad_norm = _clip_(params, cfg.grad_clip)
+            grad_norm = _clip_(params, cfg.grad_clip, opt)
             opt.step()
             # bookkeeping from this training batch only (never from validation: bug B2)
             tokens_since_fired += cfg.batch_size
