@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +22,11 @@ from crosstime.toy import (
     read_build,
 )
 from crosstime.toy import grammar as G
+
+def words(text: str) -> list[str]:
+    """Split rendered text back into grammar words ("runs." → "runs", ".")."""
+    return text.replace(".", " .").split()
+
 
 # A build small enough for seconds: tiny model, few steps, small corpus.
 TINY = ToyConfig(n_train_sentences=600, n_heldout_sentences=20, n_pairs=8, n_layers=1, d_model=16, n_heads=2,
@@ -85,7 +91,7 @@ def test_minimal_pairs_differ_only_in_the_verb(pair_type):
     assert len(rows) == 200 and len({r["sentence_good"] for r in rows}) == 200
     numbers = Counter()
     for r in rows:
-        good, bad = r["sentence_good"].split(), r["sentence_bad"].split()
+        good, bad = words(r["sentence_good"]), words(r["sentence_bad"])
         assert len(good) == len(bad)
         diff = [i for i, (a, b) in enumerate(zip(good, bad)) if a != b]
         assert len(diff) == 1
@@ -118,8 +124,8 @@ def test_pair_continuations_grammatical_for_both_verb_forms():
     for pair_type in PAIR_TYPES:
         rows = make_pairs(pair_type, 40, seed=1)
         for a, b in zip(rows[0::2], rows[1::2]):
-            wa, wb = a["sentence_good"].split(), b["sentence_good"].split()
-            i, j = len(a["one_prefix_prefix"].split()), len(b["one_prefix_prefix"].split())
+            wa, wb = words(a["sentence_good"]), words(b["sentence_good"])
+            i, j = len(words(a["one_prefix_prefix"])), len(words(b["one_prefix_prefix"]))
             assert wa[i + 1:] == wb[j + 1:]
             assert G.VERB_NUMBER[wa[i]] != G.VERB_NUMBER[wb[j]]
 
@@ -154,21 +160,39 @@ def _weights(root, rev):
     return load_file(str(root / rev / "model.safetensors"))
 
 
-def test_tiny_build_is_deterministic_and_complete(tmp_path):
-    a = build_toy_world(tmp_path / "a", TINY, progress=False)
+@pytest.fixture(scope="module")
+def tiny_build(tmp_path_factory):
+    """A TINY build, plus in-memory copies of the models as they were saved (by folder name)."""
+    import copy
+
+    from transformers import PreTrainedModel
+
+    saved = {}
+    real_save = PreTrainedModel.save_pretrained
+
+    def recording_save(self, folder, *args, **kwargs):
+        saved[Path(folder).name] = copy.deepcopy(self).eval()
+        return real_save(self, folder, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(PreTrainedModel, "save_pretrained", recording_save)
+        root = build_toy_world(tmp_path_factory.mktemp("tiny") / "a", TINY, progress=False)
+    return root, saved
+
+
+def test_tiny_build_is_deterministic_and_complete(tiny_build, tmp_path):
+    a, _ = tiny_build
     b = build_toy_world(tmp_path / "b", TINY, progress=False)
     for rev in ("step0", "step1", "step5"):
         wa, wb = _weights(a, rev), _weights(b, rev)
         assert wa.keys() == wb.keys()
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not torch.equal(_weights(a, "step0")["embed_out.weight"], _weights(a, "step5")["embed_out.weight"])
-    assert (a / "corpus" / "train.txt").read_bytes() == (b / "corpus" / "train.txt").read_bytes()
-    # a different seed gives different weights
-    c = build_toy_world(tmp_path / "c", TINY.model_copy(update={"seed": 1}), progress=False)
-    assert not torch.equal(_weights(a, "step0")["embed_out.weight"], _weights(c, "step0")["embed_out.weight"])
+    for f in ("corpus/train.txt", "corpus/heldout.txt", "pairs/rc_attractor.jsonl", "step5/tokenizer.json"):
+        assert (a / f).read_bytes() == (b / f).read_bytes()
 
     # layout: series, corpus, pairs, build.json; no temporary folders left behind
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]
     series = open_series(a)
     assert series.family == "toy"
     assert series.revisions == ["step0", "step1", "step2", "step4", "step5"]
@@ -187,22 +211,20 @@ def test_tiny_build_is_deterministic_and_complete(tmp_path):
         build_toy_world(a, TINY, progress=False)
 
 
-def test_local_series_round_trip(tmp_path):
-    """The saved toy checkpoint reloads through open_series with identical logits."""
-    from crosstime.toy.pretrain import make_model
-
-    root = build_toy_world(tmp_path / "w", TINY, progress=False)
+def test_local_series_round_trip(tiny_build):
+    """Each model the build saves reloads through open_series with identical logits."""
+    root, saved = tiny_build
     series = open_series(root)
+    assert sorted(saved) == sorted(series.revisions)
     tok = series.load_tokenizer()
     ids = torch.tensor([tok("the men near the dog are happy.").input_ids])
-    model = series.load_model("step5")
-    assert type(model).__name__ == "GPTNeoXForCausalLM"
-    # rebuild the same weights by hand from the safetensors file
-    ref = make_model(TINY, len(tok)).eval()
-    ref.load_state_dict(_weights(root, "step5"), strict=False)
+    for rev in ("step0", "step5"):
+        model = series.load_model(rev)
+        assert type(model).__name__ == "GPTNeoXForCausalLM"
+        with torch.no_grad():
+            assert torch.equal(model(ids).logits, saved[rev](ids).logits)
     with torch.no_grad():
-        assert torch.equal(model(ids).logits, ref(ids).logits)
-        assert torch.equal(model(ids).logits, series.load_model("step5")(ids).logits)
+        assert not torch.equal(series.load_model("step0")(ids).logits, saved["step5"](ids).logits)
 
 
 def test_bad_config_is_rejected_before_work():
@@ -212,24 +234,26 @@ def test_bad_config_is_rejected_before_work():
         ToyConfig(n_pairs=7)
 
 
-def test_toy_world_cache_and_concurrent_builder(tmp_path, monkeypatch):
-    """toy_world builds once per config; if another builder's result appears while we build,
-    it is kept and ours is discarded (no corruption, no leftover temporary folders)."""
+def test_toy_world_cache_and_concurrent_builder(tiny_build, tmp_path, monkeypatch):
+    """toy_world returns a cached build without rebuilding; if another builder's result
+    appears while we build, it is kept and ours is discarded (no leftover temporary folders)."""
     import shutil
 
     import crosstime.series
     from crosstime.toy import toy_world
 
     monkeypatch.setenv("CROSSTIME_CACHE", str(tmp_path / "cache"))
-    first = toy_world(TINY, progress=False)
-    assert first == tmp_path / "cache" / "toy" / TINY.key() and (first / "build.json").is_file()
-    stamp = (first / "build.json").stat().st_mtime_ns
-    assert toy_world(TINY, progress=False) == first and (first / "build.json").stat().st_mtime_ns == stamp
+    cached = tmp_path / "cache" / "toy" / TINY.key()
+    shutil.copytree(tiny_build[0], cached)
+    stamp = (cached / "build.json").stat().st_mtime_ns
+    assert toy_world(TINY, progress=False) == cached and (cached / "build.json").stat().st_mtime_ns == stamp
 
     other_cfg = TINY.model_copy(update={"seed": 7})
     target = tmp_path / "cache" / "toy" / other_cfg.key()
     rival = build_toy_world(tmp_path / "rival", other_cfg, progress=False)
     (rival / "RIVAL").write_text("the other builder won")
+    # a different seed gives different weights
+    assert not torch.equal(_weights(rival, "step0")["embed_out.weight"], _weights(cached, "step0")["embed_out.weight"])
     real = crosstime.series.write_series_manifest
 
     def racing(root, *args, **kwargs):  # the rival finishes while we are still building

@@ -193,15 +193,21 @@ class Grammar:
         self.p_marked_det = p_marked_det
 
     # small helpers ------------------------------------------------------------------
+    def _pick(self, options):
+        """One uniform draw. Always consumes exactly one ``random()`` (``random.choice`` may
+        consume more for some list lengths), so singular/plural twins replay the same stream
+        and share every word except the number-marked ones."""
+        return options[int(self.rng.random() * len(options))]
+
     def _number(self) -> str:
-        return self.rng.choice((SG, PL))
+        return self._pick((SG, PL))
 
     def _det(self, number: str, marked: bool | None = None) -> str:
         if marked is None:
             marked = self.rng.random() < self.p_marked_det
         if not marked:
             return "the"
-        return self.rng.choice(DET_SG if number == SG else DET_PL)
+        return self._pick(DET_SG if number == SG else DET_PL)
 
     def np(self, s: Sentence, number: str, animate: bool | None = None, lemma=None, marked: bool | None = None,
            adj: bool | None = None) -> tuple[int, bool]:
@@ -209,12 +215,12 @@ class Grammar:
         if lemma is None:
             if animate is None:
                 animate = self.rng.random() < 0.6
-            lemma = self.rng.choice(ANIMATE if animate else INANIMATE)
+            lemma = self._pick(ANIMATE if animate else INANIMATE)
         animate = lemma[0] in _ANIMATE_SET
         det = self._det(number, marked)
         words = []
         if adj if adj is not None else self.rng.random() < self.p_adj:
-            words.append(self.rng.choice(ADJECTIVES))
+            words.append(self._pick(ADJECTIVES))
         noun = lemma[0] if number == SG else lemma[1]
         words.append(noun)
         if det == "a" and words[0][0] in "aeiou":
@@ -229,27 +235,27 @@ class Grammar:
 
     # phrases -------------------------------------------------------------------------
     def pp(self, s: Sentence, number: str | None = None) -> int:
-        s.words.append(self.rng.choice(PREPOSITIONS))
+        s.words.append(self._pick(PREPOSITIONS))
         head, _ = self.np(s, number or self._number())
         return head
 
     def rc(self, s: Sentence, head: int, head_number: str, animate: bool, number: str | None = None,
            kind: str | None = None) -> int:
         """Relative clause on the noun at ``head``; returns the index of the noun inside it."""
-        s.words.append(self.rng.choice(["that", "who" if animate else "which"]))
-        kind = kind or self.rng.choice(("subject", "object"))
+        s.words.append(self._pick(["that", "who" if animate else "which"]))
+        kind = kind or self._pick(("subject", "object"))
         inner_number = number or self._number()
         if kind == "subject":  # the man who sees the dogs
             if animate:
-                self._finite(s, self.rng.choice(TRANSITIVE), head_number, (head,))
+                self._finite(s, self._pick(TRANSITIVE), head_number, (head,))
             else:
-                self._finite(s, self.rng.choice(COPULA + [HAVE]), head_number, (head,))
+                self._finite(s, self._pick(COPULA + [HAVE]), head_number, (head,))
                 if s.words[-1] not in ("has", "have"):  # "which is near the house"
-                    s.words.append(self.rng.choice(PREPOSITIONS))
+                    s.words.append(self._pick(PREPOSITIONS))
             inner, _ = self.np(s, inner_number)
         else:  # the man that the dogs see
             inner, _ = self.np(s, inner_number, animate=True)
-            self._finite(s, self.rng.choice(TRANSITIVE), inner_number, (inner,))
+            self._finite(s, self._pick(TRANSITIVE), inner_number, (inner,))
         return inner
 
     def subject(self, s: Sentence, number: str, attractor: str | None = None, animate: bool | None = None,
@@ -278,23 +284,23 @@ class Grammar:
         """A verb phrase whose finite verb agrees with ``controllers``."""
         if kind is None:
             kinds = ["intransitive", "transitive", "copula", "have"] if animate else ["copula", "copula", "have"]
-            kind = self.rng.choice(kinds)
+            kind = self._pick(kinds)
             if kind in ("intransitive", "transitive") and self.rng.random() < self.p_adv:
-                s.words.append(self.rng.choice(FREQUENCY_ADVERBS))
+                s.words.append(self._pick(FREQUENCY_ADVERBS))
         if kind == "intransitive":
-            self._finite(s, self.rng.choice(INTRANSITIVE), number, controllers)
+            self._finite(s, self._pick(INTRANSITIVE), number, controllers)
             if self.rng.random() < 0.3:
-                s.words.append(self.rng.choice(MANNER_ADVERBS))
+                s.words.append(self._pick(MANNER_ADVERBS))
         elif kind == "transitive":
-            self._finite(s, self.rng.choice(TRANSITIVE), number, controllers)
+            self._finite(s, self._pick(TRANSITIVE), number, controllers)
             self.object(s)
         elif kind == "copula":
-            self._finite(s, self.rng.choice(COPULA), number, controllers)
+            self._finite(s, self._pick(COPULA), number, controllers)
             if self.rng.random() < 0.7:
-                s.words.append(self.rng.choice(ADJECTIVES))
+                s.words.append(self._pick(ADJECTIVES))
                 if self.rng.random() < 0.1:
                     s.words.append("and")
-                    s.words.append(self.rng.choice([a for a in ADJECTIVES if a != s.words[-2]]))
+                    s.words.append(self._pick([a for a in ADJECTIVES if a != s.words[-2]]))
             else:
                 self.pp(s)
         else:
@@ -302,7 +308,7 @@ class Grammar:
             self.object(s)
         if kind in ("intransitive", "transitive") and self.rng.random() < self.p_coord_vp:
             s.words.append("and")
-            self.vp(s, controllers, number, animate, kind=self.rng.choice(("intransitive", "transitive")))
+            self.vp(s, controllers, number, animate, kind=self._pick(("intransitive", "transitive")))
 
     def object(self, s: Sentence) -> None:
         self.np(s, self._number())
@@ -321,7 +327,7 @@ class Grammar:
         s = Sentence()
         self.clause(s)
         if self.rng.random() < self.p_coord_clause:
-            s.words.append(self.rng.choice(CONJUNCTIONS))
+            s.words.append(self._pick(CONJUNCTIONS))
             self.clause(s)
         s.words.append(".")
         return s
@@ -341,24 +347,24 @@ def _pair_twin(grammar: Grammar, pair_type: str, number: str, choices: dict) -> 
     grammar.rng.setstate(rng_state)
     s = Sentence()
     if pair_type == "simple_agreement":
-        lemma = grammar.rng.choice(REGULAR)
+        lemma = grammar._pick(REGULAR)
         controllers, _, animate = grammar.subject(s, number, attractor="none", lemma=lemma, marked=False)
     elif pair_type == "irregular_plural":
-        lemma = grammar.rng.choice(IRREGULAR)
+        lemma = grammar._pick(IRREGULAR)
         controllers, _, animate = grammar.subject(s, number, attractor="none", lemma=lemma, marked=False)
     elif pair_type == "pp_attractor":
-        lemma = grammar.rng.choice(NOUNS)
+        lemma = grammar._pick(NOUNS)
         controllers, _, animate = grammar.subject(s, number, attractor="pp", lemma=lemma, marked=False,
                                                   attractor_number=_other(number))
     elif pair_type == "rc_attractor":
-        lemma = grammar.rng.choice(ANIMATE)
+        lemma = grammar._pick(ANIMATE)
         controllers, _, animate = grammar.subject(s, number, attractor="rc", lemma=lemma, marked=False,
                                                   attractor_number=_other(number),
-                                                  rc_kind=grammar.rng.choice(("subject", "object")))
+                                                  rc_kind=grammar._pick(("subject", "object")))
     else:
         raise ValueError(f"unknown pair type {pair_type!r}; choose one of {', '.join(PAIR_TYPES)}")
     # The verb and what follows it are sampled after the subject: same state → same words.
-    kind = grammar.rng.choice(["intransitive", "transitive", "copula", "have"] if animate else ["copula", "have"])
+    kind = grammar._pick(["intransitive", "transitive", "copula", "have"] if animate else ["copula", "have"])
     verb_at = len(s.words)
     grammar.vp(s, controllers, number, animate, kind=kind)
     s.words.append(".")
@@ -375,7 +381,9 @@ def make_pairs(pair_type: str, n_pairs: int = 300, seed: int = 0) -> list[dict]:
     """
     if pair_type not in PAIR_TYPES:
         raise ValueError(f"unknown pair type {pair_type!r}; choose one of {', '.join(PAIR_TYPES)}")
-    grammar = Grammar(seed=seed)
+    # No VP coordination in pairs: a second agreeing verb would make the continuation
+    # depend on the subject's number.
+    grammar = Grammar(seed=seed, p_coord_vp=0.0)
     master = random.Random(f"{seed}-{pair_type}")
     rows, seen = [], set()
     attempts = 0
