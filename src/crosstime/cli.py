@@ -287,6 +287,7 @@ def train(
     n_features: Optional[int] = typer.Option(None, "--features", help="Dictionary size F (default: expansion × d)."),
     expansion: int = typer.Option(8, "--expansion", help="F = expansion × d when --features is not given."),
     k: int = typer.Option(32, "--k", help="topk/batchtopk: active features per token."),
+    l1_norm: str = typer.Option("sum", "--l1-norm", help="relu: sum of per-checkpoint decoder norms (papers) or concat."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: --tokens // --batch-size)."),
     tokens: str = typer.Option("400M", "--tokens", help="Training rows when --steps is not given (e.g. 400M)."),
     batch_size: int = typer.Option(4096, "--batch-size", help="Global batch (rows), split across torchrun ranks."),
@@ -318,7 +319,7 @@ def train(
     try:
         if not (rd.activations / "manifest.json").exists():
             raise DataError(f"{run} has no activation store (activations/manifest.json); run `crosstime harvest` first")
-        config = TrainConfig(variant=variant, n_features=n_features, expansion=expansion, k=k, steps=steps,
+        config = TrainConfig(variant=variant, n_features=n_features, expansion=expansion, k=k, l1_norm=l1_norm, steps=steps,
                              tokens=_count(tokens), batch_size=batch_size, lr=lr, sparsity_coeff=sparsity_coeff,
                              recon_reduce=recon_reduce, seed=seed, precision=precision, device=device,
                              revisions=split(revisions), save_every=save_every, val_every=val_every,
