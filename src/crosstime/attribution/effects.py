@@ -159,6 +159,7 @@ class SiteForward:
         self.W_U = unembed.weight  # [V, d]
         self.b_U = unembed.bias
         self._template: tuple | None = None  # tuple structure of block outputs, if tuples
+        self._probed = False  # read() has seen the blocks' output structure
         self._checked = False
 
     @contextlib.contextmanager
@@ -186,6 +187,7 @@ class SiteForward:
             finally:
                 handle.remove()
         out = seen.get("out")
+        self._probed = True
         if isinstance(out, tuple):
             # pass-through is only safe when the extra items are unused placeholders
             self._template = out if all(o is None for o in out[1:]) else None
@@ -236,6 +238,8 @@ class SiteForward:
                 raise ValueError(f"site batch {site.shape[0]} is not a multiple of the pair batch {len(batch)}")
             rows = torch.arange(len(batch), device=site.device).repeat(K)
         rows = rows.to(batch.input_ids.device)
+        if self.skip_early_blocks and not self._probed:
+            self.read(batch)  # the pass-through must return what the blocks return (tensor or tuple)
 
         def stop(_m, _a, out):
             raise _Stop(out)

@@ -212,7 +212,6 @@ def compute_attribution(
     bar = tqdm(total=M * len(batches), desc=f"IE ({method})", disable=not progress, leave=False)
     for m in range(M):
         runner = SiteForward(load_model(m), layer, skip_early_blocks=skip_early_blocks)
-        runner.read(batches[0])  # records the blocks' output structure for the pass-through
         with runner.frozen():
             for j, b in enumerate(batches):
                 f = _encode_batch(cc, [xs[k][j] for k in range(M)])
