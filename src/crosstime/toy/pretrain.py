@@ -38,7 +38,7 @@ from crosstime.files import write_json, write_text
 from crosstime.toy.grammar import PAIR_TYPES, Grammar, make_pairs, render, vocabulary
 
 # Bump when a code change alters what a build produces, so cached toy worlds are rebuilt.
-TOY_VERSION = 1
+TOY_VERSION = 2
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>"]
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
 
