@@ -74,6 +74,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--exact-features", type=int, default=32, help="features ablated exactly, for the per-feature cost")
+    ap.add_argument("--variants", default="per-step,batched,site", help="comma-separated subset of per-step,batched,site")
+    ap.add_argument("--atp", action="store_true", help="also compute AtP alongside IG (as the stage does by default)")
     ap.add_argument("--json", type=str, default=None, help="also write the results here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -89,16 +91,18 @@ def main() -> None:
         "batched": dict(step_chunk=None, skip_early_blocks=False),
         "site": dict(step_chunk=None, skip_early_blocks=True),
     }
+    variants = {k: v for k, v in variants.items() if k in args.variants.split(",")}
     # warm-up (allocator, lazy imports)
     compute_attribution(load, revs, cc, batches[:1], layer, method="ig", steps=2, compare_atp=False, progress=False)
     results, ref = {}, None
     for name, kw in variants.items():
         t0 = time.perf_counter()
-        att = compute_attribution(load, revs, cc, batches, layer, method="ig", steps=args.steps, compare_atp=False,
-                                  progress=False, **kw)
+        att = compute_attribution(load, revs, cc, batches, layer, method="ig", steps=args.steps,
+                                  compare_atp=args.atp, progress=False, **kw)
         results[name] = {"seconds": time.perf_counter() - t0, "effects_seconds": att.seconds["effects"]}
         if ref is None:
             ref = att.ie
+            results[name]["read_seconds"] = att.seconds["read_sites"]
         else:
             results[name]["max_abs_diff_vs_per_step"] = float((att.ie - ref).abs().max())
     feats = list(range(args.exact_features))
@@ -106,16 +110,19 @@ def main() -> None:
     ablate_features(load, revs, cc, batches, layer, feats, progress=False)
     exact_s = time.perf_counter() - t0
 
-    base = results["per-step"]["effects_seconds"]
-    for r in results.values():
-        r["speedup_vs_per_step"] = base / r["effects_seconds"]
-    results["site"]["speedup_vs_batched"] = results["batched"]["effects_seconds"] / results["site"]["effects_seconds"]
+    if "per-step" in results:
+        base = results["per-step"]["effects_seconds"]
+        for r in results.values():
+            r["speedup_vs_per_step"] = base / r["effects_seconds"]
+    if "batched" in results and "site" in results:
+        results["site"]["speedup_vs_batched"] = results["batched"]["effects_seconds"] / results["site"]["effects_seconds"]
     out = {
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}, {args.threads} threads",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "setup": {k: v for k, v in vars(args).items() if k != "json"} | {"site_layer": layer},
         "ig": results,
-        "exact_seconds_per_feature_all_checkpoints": exact_s / args.exact_features,
+        "ablation_seconds": exact_s,
+        "exact_seconds_per_feature_all_checkpoints": exact_s / max(1, args.exact_features),
     }
     print(json.dumps(out, indent=2))
     if args.json:
