@@ -128,3 +128,19 @@ def test_bad_input_is_refused_before_work(run_dir, tmp_path):
     Crosscoder(CrosscoderConfig(n_checkpoints=2, d_model=32, n_features=8, revisions=["step0", "step999"])).save(other.crosscoder)
     with pytest.raises(AttributionError, match="not trained on this series"):
         attribute(AttributeConfig(run=other.root, task=str(task), progress=False))
+
+
+def test_cli_attribute(run_dir):
+    from typer.testing import CliRunner
+
+    from crosstime.cli import app
+
+    run, task = run_dir
+    runner = CliRunner()
+    result = runner.invoke(app, ["attribute", str(run.root), "--task", str(task), "--method", "atp", "--top-k", "2",
+                                 "--bootstrap", "20"])
+    assert result.exit_code == 0, result.output
+    assert "top features by |IE|" in result.output and "RelIE" in result.output
+    assert "dropped from" in result.output and "multi-token answer" in result.output
+    bad = runner.invoke(app, ["attribute", str(run.root), "--task", str(task), "--top-k", "1000"])
+    assert bad.exit_code == 2 and "larger than the crosscoder's F = 48" in bad.output
