@@ -114,11 +114,27 @@ def test_suggestion_brackets_a_sharp_jump_and_finds_where_representations_settle
     late = next(p for p in out["checkpoints"] if p["role"] == "late")
     assert late["numbers"]["cka_with_after"] == pytest.approx(np.exp(-0.5))
     assert "0.95" in out["checkpoints"][1]["reason"] or "0.9" in out["checkpoints"][1]["reason"]
-    assert out["jump"]["rise"] == pytest.approx(0.45, abs=0.03)
+    assert out["jump"]["tasks"]["accuracy"]["rise"] == pytest.approx(0.45, abs=0.03)
     # fewer or more picks
     assert [p["role"] for p in suggest_checkpoints(ckpts, acc, distance_cka(z), n=2)["checkpoints"]] == ["before", "after"]
     four = suggest_checkpoints(ckpts, acc, distance_cka(z), n=4)["checkpoints"]
     assert [p["role"] for p in four] == ["extra", "before", "after", "late"] and four[0]["revision"] == "step0"
+
+
+def test_suggestion_brackets_every_task_jump():
+    """One task rises early; another dips below chance (an attractor) and jumps late: their mean
+    hides the onset, the per-task fit does not."""
+    ckpts = pythia_like(12)
+    early = np.array([0.5] * 5 + [0.6, 0.85, 1.0, 1.0, 1.0, 1.0, 1.0])
+    dip = np.array([0.5] * 5 + [0.4, 0.15, 1.0, 1.0, 1.0, 1.0, 1.0])
+    out = suggest_checkpoints(ckpts, {"simple": early, "attractor": dip}, None, n=2)
+    before, after = out["checkpoints"]
+    assert (before["revision"], after["revision"]) == ("step8", "step64")  # indices 4 and 7
+    assert out["jump"]["tasks"]["simple"]["starts"] == "step8"
+    assert before["numbers"]["task_accuracy"] == {"simple": 0.5, "attractor": 0.5}
+    assert "simple starts rising" in before["reason"]
+    flat = suggest_checkpoints(ckpts, {"simple": early, "flat": np.full(12, 0.5)}, None, n=2)
+    assert flat["jump"]["no_jump"] == ["flat"]
 
 
 def test_suggestion_on_a_gradual_logistic_rise():
@@ -252,3 +268,33 @@ def test_scan_checks_inputs_before_work(tiny_series, tiny_inputs, tmp_path):
     with pytest.raises(TaskError, match="keeps none of the pairs of task 'subjectverb'"):
         scan(ScanConfig(series=str(tiny_series), tasks=["subjectverb"], layer=1, out=out))
     assert not (out / "scan").exists()
+
+
+# -- the toy world ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def toy_root(request):
+    try:
+        return request.getfixturevalue("toy_world")
+    except pytest.FixtureLookupError:
+        pytest.skip("the toy_world fixture is not in conftest yet")
+
+
+def test_scan_on_the_toy_world_brackets_the_accuracy_jump(toy_root, tmp_path):
+    result = scan(ScanConfig(series=str(toy_root), layer=1, out=tmp_path / "run", progress=False))
+    acc = {}
+    for r in result.accuracy:
+        acc.setdefault(r["revision"], []).append(r["accuracy"])
+    mean = [float(np.mean(acc[c.revision])) for c in result.checkpoints]
+    assert sorted({r["task"] for r in result.accuracy}) == sorted(["simple_agreement", "pp_attractor", "rc_attractor",
+                                                                   "irregular_plural"])
+    assert mean[0] < 0.7 and mean[-1] > 0.9  # the toy's agreement accuracy climbs during pretraining
+    roles = {p["role"]: p for p in result.suggestion["checkpoints"]}
+    order = [c.revision for c in result.checkpoints]
+    before, after = order.index(roles["before"]["revision"]), order.index(roles["after"]["revision"])
+    assert mean[before] < 0.5 * (mean[0] + mean[-1]) < mean[after]  # the picks bracket the jump
+    assert before < after
+    # n-gram statistics are learnt early: bigram KL at the 'before' checkpoint already far below init
+    kl = {r["revision"]: r["kl_bigram"] for r in result.dynamics}
+    assert kl[order[before]] < kl[order[0]]

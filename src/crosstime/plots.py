@@ -61,17 +61,18 @@ def plot_accuracy(
     for i, (task, acc) in enumerate(curves.items()):
         color = f"C{i % 10}"
         ax.plot(x, acc, marker="o", ms=3.5, color=color, label=task)
-        if sentence_curves and task in sentence_curves:
+        if sentence_curves and task in sentence_curves:  # lm-eval style, drawn only where it differs
             sent = [np.nan if v is None else v for v in sentence_curves[task]]
-            if not np.allclose(np.nan_to_num(sent, nan=-1), np.nan_to_num(np.asarray(acc, float), nan=-1)):
-                ax.plot(x, sent, ls=":", color=color, lw=1, label=f"{task} (whole sentence)")
+            if not np.allclose(np.nan_to_num(sent, nan=-1), np.nan_to_num(np.asarray(acc, float), nan=-1), atol=0.005):
+                ax.plot(x, sent, ls=":", color=color, lw=1, alpha=0.8, label=f"{task} (whole sentence)")
     ax.axhline(0.5, color="0.6", ls="--", lw=0.8)
-    ax.text(x.min(), 0.505, "chance", fontsize=7, color="0.4", va="bottom")
+    ax.annotate("chance", xy=(1.0, 0.5), xycoords=("axes fraction", "data"), fontsize=7, color="0.4",
+                ha="right", va="bottom")
     for tok, label in marks:
         xm = tok if tok else token_floor(tokens)
         ax.axvline(xm, color="k", ls="--", lw=0.9, alpha=0.6)
-        ax.annotate(label, xy=(xm, 0.98), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
-                    ha="right", va="top")
+        ax.annotate(label, xy=(xm, 0.97), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
+                    ha="right", va="top", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
     _token_axis(ax, tokens)
     ax.set_ylabel("accuracy (share of pairs with m < 0)")
     ax.set_ylim(-0.02, 1.02)
@@ -138,7 +139,7 @@ def plot_dynamics(
         twin.set_ylabel("mean task accuracy")
         twin.legend(fontsize=7, loc="lower right")
     ax1.legend(fontsize=7)
-    ax2.legend(fontsize=7, loc="upper right")
+    ax2.legend(fontsize=7, loc="center right")
     fig.tight_layout()
     return _save(fig, Path(path))
 

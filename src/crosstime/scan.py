@@ -288,46 +288,56 @@ def cka_blocks(sim: np.ndarray, max_blocks: int = 4, keep: float = 0.3) -> list[
 
 
 SUGGESTION_METHOD = (
-    "Accuracy jump: mean task accuracy against log tokens is fitted by least squares with a "
-    "flat-ramp-flat curve (low level, linear rise between two checkpoints, high level); the checkpoint "
-    "where the rise starts is 'before', the one where it ends is 'after'. Late: among checkpoints after "
-    "'after', the first whose CKA distance (1 - CKA) from 'after' reaches 90% of the largest such "
-    "distance, i.e. where representations have moved on once accuracy has settled. Further picks (n > 3) "
-    "are farthest-point choices in CKA distance. Without an accuracy rise of at least min_jump, picks "
-    "span representation change (farthest points in CKA distance, starting from the last checkpoint)."
+    "Accuracy jump: each task's accuracy against log tokens is fitted by least squares with a flat-ramp-flat "
+    "curve (low level, linear rise between two checkpoints, high level); tasks whose fitted rise is at least "
+    "min_jump have a jump. 'before' = the earliest ramp start over those tasks (no task has started rising), "
+    "'after' = the latest ramp end (every task has finished rising). Late: among checkpoints after 'after', the "
+    "first whose CKA distance (1 - CKA) from 'after' reaches 90% of the largest such distance, i.e. where "
+    "representations have moved on once accuracy has settled. Further picks (n > 3) are farthest-point choices "
+    "in CKA distance. Without any jump, picks span representation change (farthest points in CKA distance, "
+    "starting from the last checkpoint)."
 )
 
 
 def suggest_checkpoints(
     checkpoints: Sequence[Checkpoint],
-    accuracy: Sequence[float] | None,
+    accuracy: Sequence[float] | dict[str, Sequence[float]] | None,
     cka: np.ndarray | None,
     n: int = 3,
     min_jump: float = 0.1,
 ) -> dict:
     """Suggest ``n`` checkpoints for a crosscoder: before the accuracy jump, after it, and late.
 
-    Method (see :data:`SUGGESTION_METHOD`):
+    ``accuracy`` is one curve or a dict task → curve (one value per checkpoint, in order);
+    ``cka`` the [M, M] linear-CKA matrix. Method (also :data:`SUGGESTION_METHOD`):
 
-    1. x = log10 tokens (step 0 at half the smallest positive count), y = mean accuracy over
-       tasks. :func:`fit_ramp` finds the flat–ramp–flat curve that fits best; the ramp's first
-       checkpoint is *before* (last one still on the low plateau) and its last is *after*
-       (first one on the high plateau). A rise smaller than ``min_jump`` is not a jump.
+    1. x = log10 tokens (step 0 at half the smallest positive count). For each task,
+       :func:`fit_ramp` finds the best flat–ramp–flat curve; a fitted rise ≥ ``min_jump`` is a
+       jump. *before* = the earliest ramp start over tasks with a jump (the last checkpoint
+       where no task has started to rise: a per-task choice, so one task dipping below
+       chance while another rises cannot hide the onset in a mean), *after* = the latest
+       ramp end (every task on its high plateau).
     2. *late*: d(c) = 1 − CKA(after, c) for checkpoints c after *after*; the first c with
-       d(c) ≥ 0.9 · max d. If representations barely move (max d < 0.01), the last checkpoint,
-       with the reason saying so.
+       d(c) ≥ 0.9 · max d — representations have (mostly) finished moving on there. If they
+       barely move (max d < 0.01), the last checkpoint, with the reason saying so.
     3. n > 3: add the checkpoint farthest (in 1 − CKA) from all chosen ones, repeatedly.
-       n = 2: before, after; n = 1: after.
+       n = 2: before, after; n = 1: after. Without any jump: the last checkpoint, then
+       farthest points.
 
-    Returns {"method", "jump", "blocks", "checkpoints": [{revision, step, tokens, label, role,
-    reason, numbers}]} ordered by tokens.
+    Returns {"method", "jump", "blocks" (contiguous CKA blocks, :func:`cka_blocks`),
+    "checkpoints": [{revision, step, tokens, label, role, reason, numbers}], "revisions"},
+    checkpoints ordered by tokens.
     """
     ckpts = list(checkpoints)
     count = len(ckpts)
     tokens = [c.tokens for c in ckpts]
     positive = [t for t in tokens if t]
     floor = min(positive) / 2 if positive else 1.0
-    x = np.log10([t if t else floor for t in tokens]) if positive else np.arange(count, dtype=float)
+    x = np.log10([t if t else floor for t in tokens]) if positive and None not in tokens else np.arange(count, dtype=float)
+    curves = {} if accuracy is None else (
+        {k: np.asarray(v, float) for k, v in accuracy.items()} if isinstance(accuracy, dict)
+        else {"accuracy": np.asarray(accuracy, float)})
+    mean = np.mean(list(curves.values()), axis=0) if curves else None
     dist = None if cka is None else 1.0 - np.asarray(cka, float)
     blocks = cka_blocks(cka) if cka is not None and count > 1 else [list(range(count))]
     block_of = {i: bi for bi, block in enumerate(blocks) for i in block}
@@ -337,26 +347,43 @@ def suggest_checkpoints(
         return {"revision": c.revision, "step": c.step, "tokens": c.tokens, "label": c.label, "role": role,
                 "reason": reason, "numbers": numbers}
 
-    def acc(i: int) -> float:
-        return float(accuracy[i])
+    def acc_numbers(i: int) -> dict:
+        if mean is None:
+            return {}
+        out = {"accuracy": float(mean[i])}
+        if len(curves) > 1:
+            out["task_accuracy"] = {k: float(v[i]) for k, v in curves.items()}
+        return out
 
+    def acc_text(i: int) -> str:
+        return "" if mean is None else f"mean accuracy {mean[i]:.2f}"
+
+    def level(v: float) -> float:  # fitted plateaus can overshoot [0, 1] slightly
+        return float(min(max(v, 0.0), 1.0))
+
+    ramps = {k: fit_ramp(x, v) for k, v in curves.items()} if count >= 2 else {}
+    jumps = {k: r for k, r in ramps.items() if r is not None and r["hi"] - r["lo"] >= min_jump}
     chosen: dict[int, dict] = {}
     jump = None
-    ramp = fit_ramp(x, accuracy) if accuracy is not None and count >= 2 else None
-    if ramp is not None and ramp["hi"] - ramp["lo"] >= min_jump:
-        a, b = ramp["a"], ramp["b"]
-        jump = {"before": ckpts[a].revision, "after": ckpts[b].revision, "low": ramp["lo"], "high": ramp["hi"],
-                "rise": ramp["hi"] - ramp["lo"], "sse": ramp["sse"]}
+    if jumps:
+        a = min(r["a"] for r in jumps.values())
+        b = max(r["b"] for r in jumps.values())
+        first = min(jumps, key=lambda k: jumps[k]["a"])
+        last = max(jumps, key=lambda k: jumps[k]["b"])
+        jump = {"before": ckpts[a].revision, "after": ckpts[b].revision,
+                "tasks": {k: {"starts": ckpts[r["a"]].revision, "ends": ckpts[r["b"]].revision, "low": level(r["lo"]),
+                              "high": level(r["hi"]), "rise": level(r["hi"]) - level(r["lo"])} for k, r in jumps.items()},
+                "no_jump": sorted(set(curves) - set(jumps))}
         cka_ab = None if cka is None else float(cka[a, b])
         chosen[a] = entry(a, "before", (
-            f"last checkpoint before the accuracy jump: mean accuracy {acc(a):.2f} (fitted low plateau "
-            f"{ramp['lo']:.2f}); accuracy rises to {ramp['hi']:.2f} by {ckpts[b].label} tokens"),
-            {"accuracy": acc(a), "plateau_low": ramp["lo"], "cka_with_after": cka_ab})
+            f"last checkpoint before the accuracy jump: {acc_text(a)}; {first} starts rising after it "
+            f"(fitted {level(jumps[first]['lo']):.2f} → {level(jumps[first]['hi']):.2f})"),
+            acc_numbers(a) | {"cka_with_after": cka_ab})
         if n >= 2:
             chosen[b] = entry(b, "after", (
-                f"first checkpoint after the jump: mean accuracy {acc(b):.2f} (fitted high plateau {ramp['hi']:.2f}, "
-                f"+{ramp['hi'] - ramp['lo']:.2f} over {ckpts[a].label}→{ckpts[b].label} tokens)"),
-                {"accuracy": acc(b), "plateau_high": ramp["hi"], "cka_with_before": cka_ab})
+                f"first checkpoint after the jump: {acc_text(b)}; {last} reaches its high plateau here "
+                f"(fitted {level(jumps[last]['hi']):.2f})"),
+                acc_numbers(b) | {"cka_with_before": cka_ab})
         if n >= 3 and b + 1 < count:
             later = list(range(b + 1, count))
             if dist is not None:
@@ -368,21 +395,21 @@ def suggest_checkpoints(
                 else:
                     late = later[int(np.argmax(d >= 0.9 * d.max()))]
                     why = (f"late checkpoint where representations have moved on: CKA with the 'after' checkpoint "
-                           f"{ckpts[b].label} is {cka[b, late]:.2f} (lowest after the jump {1 - d.max():.2f}), "
-                           f"accuracy {acc(late):.2f}")
-                numbers = {"accuracy": acc(late), "cka_with_after": float(cka[b, late]),
-                           "min_cka_with_after": float(1 - d.max()), "cosine_block": block_of.get(late)}
+                           f"({ckpts[b].label}) is {cka[b, late]:.2f} (lowest after the jump: {1 - d.max():.2f}); "
+                           f"{acc_text(late)}")
+                numbers = acc_numbers(late) | {"cka_with_after": float(cka[b, late]),
+                                               "min_cka_with_after": float(1 - d.max()), "cka_block": block_of.get(late)}
             else:
                 late = later[-1]
-                why = "last checkpoint (no similarity matrix to locate representation change)"
-                numbers = {"accuracy": acc(late)}
+                why = f"last checkpoint (no similarity matrix to locate representation change); {acc_text(late)}"
+                numbers = acc_numbers(late)
             chosen[late] = entry(late, "late", why, numbers)
-    elif n >= 1:
+    elif n >= 1 and count:
         start = count - 1
-        rise = None if ramp is None else ramp["hi"] - ramp["lo"]
+        rises = [r["hi"] - r["lo"] for r in ramps.values() if r is not None]
         chosen[start] = entry(start, "last", (
-            "no accuracy jump" + (f" (largest fitted rise {rise:.2f} < {min_jump})" if rise is not None else "")
-            + "; last checkpoint, others chosen to span representation change"), {"accuracy": None if accuracy is None else acc(start)})
+            "no accuracy jump" + (f" (largest fitted rise {max(rises):.2f} < {min_jump})" if rises else "")
+            + "; last checkpoint, others chosen to span representation change"), acc_numbers(start))
     # Extra picks: farthest point in CKA distance from everything chosen so far.
     while len(chosen) < min(n, count):
         rest = [i for i in range(count) if i not in chosen]
@@ -395,9 +422,7 @@ def suggest_checkpoints(
             pick = rest[len(rest) // 2]
             why = "spacing (no similarity matrix)"
             nums = {}
-        if accuracy is not None:
-            nums["accuracy"] = acc(pick)
-        chosen[pick] = entry(pick, "extra", why, nums)
+        chosen[pick] = entry(pick, "extra", why, nums | acc_numbers(pick))
     picks = [chosen[i] for i in sorted(chosen)]
     return {"method": SUGGESTION_METHOD, "jump": jump,
             "blocks": [[ckpts[i].revision for i in block] for block in blocks],
@@ -652,7 +677,8 @@ def scan(config: ScanConfig) -> ScanResult:
     cos = cosine_matrix(stacked) if acts else empty
     cka = linear_cka_matrix(stacked) if acts else empty
     mean_acc = [float(np.mean([r["accuracy"] for r in acc_rows if r["revision"] == c.revision])) for c in ckpts]
-    suggestion = suggest_checkpoints(ckpts, mean_acc, cka if acts else None, config.n_suggest, config.min_jump)
+    per_task = {t.name: [r["accuracy"] for r in acc_rows if r["task"] == t.name] for t in tasks}
+    suggestion = suggest_checkpoints(ckpts, per_task, cka if acts else None, config.n_suggest, config.min_jump)
     suggestion |= {"series": inputs.series.source, "layer": config.layer, "tasks": inputs.task_names}
 
     out = run.scan
@@ -713,34 +739,41 @@ def print_scan_summary(result: ScanResult, console=None) -> None:
 
     console = console or Console()
     tasks = list(dict.fromkeys(r["task"] for r in result.accuracy))
-    table = Table(title=f"scan: accuracy (share of pairs with m < 0) — {result.out}")
-    table.add_column("checkpoint")
-    table.add_column("tokens", justify="right")
-    for t in tasks:
-        table.add_column(t, justify="right")
+    acc = {(r["revision"], r["task"]): r for r in result.accuracy}
+    has_sentence = any(r.get("sentence_accuracy") is not None for r in result.accuracy)
+    from rich import box
+
+    table = Table(title="scan: accuracy = share of pairs with m < 0", title_justify="left", box=box.SIMPLE_HEAD,
+                  padding=(0, 0), pad_edge=False)
+    table.add_column("checkpoint", no_wrap=True)
+    table.add_column("tokens", justify="right", no_wrap=True)
+    for i, t in enumerate(tasks):
+        table.add_column(f"T{i + 1}", justify="right", no_wrap=True)
+    table.add_column("mean", justify="right", no_wrap=True)
+    if has_sentence:
+        table.add_column("sent", justify="right", no_wrap=True)
     dyn = {r["revision"]: r for r in result.dynamics}
     if dyn:
-        table.add_column("loss", justify="right")
-        table.add_column("KL uni", justify="right")
-        table.add_column("KL bi", justify="right")
+        for name in ("loss", "KLuni", "KLbi"):
+            table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("pick", no_wrap=True)
     chosen = {p["revision"]: p["role"] for p in result.suggestion["checkpoints"]}
     for c in result.checkpoints:
-        cells = []
-        for t in tasks:
-            row = next(r for r in result.accuracy if r["revision"] == c.revision and r["task"] == t)
-            text = format_number(row["accuracy"], 2)
-            sent = row.get("sentence_accuracy")
-            if sent is not None and abs(sent - row["accuracy"]) >= 0.005:
-                text += f" (sent {sent:.2f})"
-            cells.append(text)
+        rows = [acc[(c.revision, t)] for t in tasks]
+        cells = [format_number(r["accuracy"], 2) for r in rows]
+        cells.append(format_number(float(np.mean([r["accuracy"] for r in rows])), 2))
+        if has_sentence:
+            sent = [r["sentence_accuracy"] for r in rows if r.get("sentence_accuracy") is not None]
+            cells.append(format_number(float(np.mean(sent)), 2) if sent else "—")
         if dyn:
             d = dyn.get(c.revision, {})
             cells += [format_number(d.get("loss"), 2), format_number(d.get("kl_unigram"), 2), format_number(d.get("kl_bigram"), 2)]
-        name = c.revision + (f"  ◀ {chosen[c.revision]}" if c.revision in chosen else "")
-        table.add_row(name, c.label, *cells)
+        table.add_row(c.revision, c.label, *cells, chosen.get(c.revision, ""))
     console.print(table)
-    n_pairs = ", ".join(f"{name}: {info['n']} pairs" for name, info in result.tasks.items())
-    console.print(f"tasks: {n_pairs}. '(sent x)' = whole-sentence accuracy where it differs.")
+    console.print("tasks: " + "; ".join(f"T{i + 1} = {t} ({result.tasks.get(t, {}).get('n', '?')} pairs)"
+                                          for i, t in enumerate(tasks))
+                  + (". sent = mean whole-sentence (lm-eval) accuracy" if has_sentence else "")
+                  + (". KL = KL(model ‖ corpus unigram / bigram), nats" if dyn else ""))
     console.print("[bold]suggested checkpoints[/bold]: " + ", ".join(result.suggestion["revisions"]))
     for p in result.suggestion["checkpoints"]:
         console.print(f"  {p['revision']} ({p['label']} tokens, {p['role']}): {p['reason']}")
