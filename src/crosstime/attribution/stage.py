@@ -7,7 +7,8 @@ Outputs in ``RUN/attribution/TASK/``:
 
 - ``effects.safetensors``: ``ie [M, F]`` (signed, mean over pairs), ``ie_abs [M, F]`` (mean of
   per-pair |effect|), ``atp [M, F]`` (when computed alongside IG), ``relie [F, M]``,
-  ``reldec [F, M]``, ``freq [F]``, ``baseline [F]``, ``error [M]``, ``joint [M]``,
+  ``relie_pairwise [F, P]`` (pairs in metadata), ``reldec [F, M]``, ``freq [F]``, ``baseline [F]``,
+  ``error [M]``, ``joint [M]``,
   ``metric_clean [M, N]``, ``top_features [K]``, ``ie_top_per_pair [M, N, K]``,
   ``exact_top [M, K]`` (single-feature ablation), metadata: revisions, method, steps.
 - ``features.csv``: one row per reported feature (union of the per-checkpoint top-k by
@@ -569,12 +570,15 @@ def attribute(config: AttributeConfig) -> AttributeResult:
         "top_features": torch.tensor(summary.features, dtype=torch.long),
         "ie_top_per_pair": att.ie_per_pair[:, :, summary.features].contiguous(),
     }
+    pair_relie, pairs = pairwise_rel_ie(att.ie)
+    tensors["relie_pairwise"] = torch.as_tensor(pair_relie).float().contiguous()  # [F, P]
     if att.atp_per_pair is not None:
         tensors["atp"] = att.atp_per_pair.mean(1).contiguous()
     if abl is not None:
         tensors["exact_top"] = torch.as_tensor(abl.delta_lpd()).float().contiguous()
     meta = {"revisions": json.dumps(revisions), "method": att.method, "steps": str(att.steps),
-            "baseline": config.baseline, "task": task_name}
+            "baseline": config.baseline, "task": task_name,
+            "relie_pairwise_columns": json.dumps([[revisions[a], revisions[b]] for a, b in pairs])}
     with atomic_path(out / "effects.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata=meta)
     write_text(out / "features.csv", _csv(summary.rows))
