@@ -62,7 +62,7 @@ class AttributeConfig(BaseModel):
     method: Literal["ig", "atp", "exact"] = Field("ig", description="IE estimator")
     steps: int = Field(10, ge=1, description="integrated-gradient steps (midpoint rule)")
     baseline: Literal["zero", "mean"] = Field("zero", description="value a feature is set to: zero, or its mean on the task")
-    threshold: float | None = Field(None, ge=0, description="zero per-token effects with |e| <= threshold (paper: 0.1)")
+    threshold: float | None = Field(None, ge=0, description="ig/atp: zero per-token effects with |e| <= threshold (paper: 0.1)")
     top_k: int = Field(10, ge=1, description="features reported per checkpoint (by |IE|)")
     batch_size: int = Field(32, ge=1, description="pairs per forward (times steps for IG)")
     step_chunk: int | None = Field(None, ge=1, description="IG steps per forward (default: all at once)")
