@@ -195,15 +195,19 @@ def test_tokenizer_that_drops_every_pair_is_an_error():
 # -- metric, padding -----------------------------------------------------------------------------
 
 
-def hand_task(tok) -> Task:
-    """Pairs of very different prefix lengths, so batches need a lot of left padding."""
+def hand_task(tok, bos: bool = False) -> Task:
+    """Pairs of very different prefix lengths, so batches need a lot of left padding.
+
+    With ``bos`` the prefixes start with <bos> like the sentences, so prefix + correct starts the
+    good sentence (the metric can be read from the sentence pass)."""
     v = tok.get_vocab()
     texts = [("the dog", "runs", "run"), ("the big old dogs near the man", "run", "runs"),
              ("a cat", "sleeps", "sleep"), ("the children with the red cat that the man", "sleep", "sleeps"),
              ("men", "are", "is"), ("the small child", "was", "were")]
-    prefixes = [[v[w] for w in p.split()] for p, _, _ in texts]
-    good = [[v["<bos>"]] + p + [v[c]] for p, (_, c, _) in zip(prefixes, texts)]
-    bad = [[v["<bos>"]] + p + [v[w]] for p, (_, _, w) in zip(prefixes, texts)]
+    prefixes = [[v["<bos>"]] * bos + [v[w] for w in p.split()] for p, _, _ in texts]
+    head = [] if bos else [v["<bos>"]]
+    good = [head + p + [v[c], v["."]] for p, (_, c, _) in zip(prefixes, texts)]
+    bad = [head + p + [v[w], v["."]] for p, (_, _, w) in zip(prefixes, texts)]
     return Task("hand", prefixes, torch.tensor([v[c] for _, c, _ in texts]), torch.tensor([v[w] for _, _, w in texts]),
                 good, bad, torch.ones(len(texts), dtype=torch.bool), ["hand"] * len(texts), [])
 
@@ -249,3 +253,16 @@ def test_left_padding_needs_positions_from_the_mask():
         alone = model(torch.tensor([task.prefixes[0]])).logits[0, -1]
     torch.testing.assert_close(right[0], alone, atol=1e-5, rtol=1e-5)
     assert (naive[0] - alone).abs().max() > 1e-3
+
+
+def test_metric_read_from_the_sentence_pass_equals_the_prefix_pass():
+    tok = make_word_tokenizer()
+    model = tiny_model("gpt2", vocab_size=len(tok))
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    for bos, passes in ((True, 1), (False, 2)):  # sentences only / sentences + prefixes
+        task = hand_task(tok, bos=bos)
+        calls.clear()
+        res = evaluate_task(model, task, batch_size=64)
+        assert len(calls) == passes
+        torch.testing.assert_close(res.m, pair_metric(model, task, batch_size=1), atol=1e-5, rtol=1e-5)

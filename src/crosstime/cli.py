@@ -65,6 +65,7 @@ def scan(
     batch_size: int = typer.Option(64, "--batch-size"),
     device: str = typer.Option("cpu", "--device"),
     dtype: str = typer.Option("float32", "--dtype"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's own)."),
     sentence_metric: bool = typer.Option(True, "--sentence/--no-sentence", help="Also the whole-sentence log-likelihood accuracy (lm-eval style)."),
 ) -> None:
     """Scan every checkpoint: task accuracy, representation similarity, training dynamics; suggest checkpoints."""
@@ -79,7 +80,7 @@ def scan(
         config = ScanConfig(series=series, tasks=split(tasks), layer=layer, out=out, revisions=split(revisions),
                             corpus=corpus, train_corpus=train_corpus, similarity_source=similarity_source,
                             n_suggest=n_suggest, batch_size=batch_size, device=device, dtype=dtype,
-                            sentence_metric=sentence_metric)
+                            threads=threads, sentence_metric=sentence_metric)
         result = run_scan(config)
     except (ScanError, TaskError, ValidationError) as err:
         typer.echo(f"error: {err}", err=True)
@@ -192,7 +193,7 @@ def evaluate(
     store: Optional[Path] = typer.Option(None, "--store", help="Activation store (default: RUN/activations)."),
     presence: float = typer.Option(0.5, "--presence", help="Trajectory presence threshold (share of a feature's max norm)."),
     dead_tokens: str = typer.Option("100K", "--dead-tokens", help="Tokens over which a never-firing latent is dead (held-out, topped up with train rows)."),
-    context_batch_size: int = typer.Option(8, "--context-batch-size", help="Contexts per forward pass."),
+    context_batch_size: Optional[int] = typer.Option(None, "--context-batch-size", help="Contexts per forward pass (default: ~2048 tokens)."),
     device: str = typer.Option("auto", "--device"),
     model_dtype: str = typer.Option("float32", "--model-dtype"),
     plots: bool = typer.Option(True, "--plots/--no-plots"),

@@ -70,6 +70,7 @@ class ScanConfig(BaseModel):
     min_jump: float = Field(default=0.1, description="smallest accuracy rise counted as a jump")
     dtype: str = "float32"
     device: str = "cpu"
+    threads: int | None = Field(default=None, description="torch CPU threads during the scan (default: torch's own)")
     seed: int = 0
     progress: bool = True
 
@@ -668,7 +669,13 @@ def scan(config: ScanConfig) -> ScanResult:
     run = RunDir(config.out)
     run.save_stage_config("scan", config)
     torch.manual_seed(config.seed)
-    acc_rows, dyn_rows, acts = _sweep(config, inputs)
+    threads = torch.get_num_threads()
+    if config.threads:  # on a shared machine, fewer threads than cores avoids oversubscription
+        torch.set_num_threads(config.threads)
+    try:
+        acc_rows, dyn_rows, acts = _sweep(config, inputs)
+    finally:
+        torch.set_num_threads(threads)
 
     ckpts, tasks = inputs.checkpoints, inputs.tasks
     labels = tick_labels([c.tokens for c in ckpts], [c.revision for c in ckpts])
