@@ -261,12 +261,16 @@ def test_corrupted_and_truncated_chunks_are_redone(store, tiny_series, corpus, t
     assert _files(out) == _files(store.root)
 
 
-def test_two_process_torchrun_harvest_equals_single_process(store, tiny_series, corpus, tmp_path):
+def test_two_process_torchrun_harvest_equals_single_process_and_reads_disjoint_shares(store, tiny_series, corpus, tmp_path):
     config = _config(tiny_series, corpus, tmp_path / "acts")
     script = tmp_path / "run.py"
-    script.write_text(
-        "import crosstime.store.harvesting as h\n"
-        f"h.harvest(h.HarvestConfig.model_validate_json({config.model_dump_json()!r}))\n"
+    script.write_text(  # each rank harvests its share, then reads its share of one epoch
+        "import numpy as np, torch, crosstime.store.harvesting as h\n"
+        "from crosstime.distributed import world\n"
+        f"store = h.harvest(h.HarvestConfig.model_validate_json({config.model_dump_json()!r}))\n"
+        "w = world()\n"
+        "rows = [i for _, i in store.batches(batch_size=50, rank=w.rank, world_size=w.size, with_index=True)]\n"
+        f"np.save({str(tmp_path)!r} + f'/rank{{w.rank}}.npy', torch.cat(rows).numpy())\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     result = subprocess.run(
@@ -275,6 +279,11 @@ def test_two_process_torchrun_harvest_equals_single_process(store, tiny_series, 
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert _files(tmp_path / "acts") == _files(store.root)
+    shares = [np.load(tmp_path / f"rank{r}.npy") for r in range(2)]
+    assert len(shares[0]) == len(shares[1]) > 0 and not set(shares[0]) & set(shares[1])
+    for r in range(2):  # the same shares as asked for in one process
+        expect = torch.cat([i for _, i in store.batches(batch_size=50, rank=r, world_size=2, with_index=True)])
+        assert np.array_equal(shares[r], expect.numpy())
 
 
 # -- corpus inputs ------------------------------------------------------------------------------------
