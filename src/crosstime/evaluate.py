@@ -74,7 +74,8 @@ class EvaluateConfig(BaseModel):
     contexts: int | None = Field(None, ge=0, description="held-out contexts for the downstream (ΔCE) metrics "
                                                        "(default: all held-out contexts; 0 skips them)")
     batch_rows: int = Field(4096, gt=0, description="activation rows encoded at once")
-    context_batch_size: int = Field(8, gt=0, description="contexts per forward pass")
+    context_batch_size: int | None = Field(None, gt=0, description="contexts per forward pass "
+                                                                   "(default: about 2048 tokens per forward)")
     dead_tokens: int = Field(100_000, ge=0, description="tokens over which a latent that never fires is dead (and "
                                                         "firing frequencies are counted): the held-out rows, topped up "
                                                         "with train rows when fewer")
@@ -411,7 +412,7 @@ def _downstream_one(cfg, store, series, coder: NormalisedCrosscoder, m: int, rev
     b = (coder.b_dec[m] / scales[m]).float().cpu()
     stats = DownstreamStats()
     contexts = plan["down_contexts"]
-    bs = cfg.context_batch_size
+    bs = cfg.context_batch_size or max(1, 2048 // store.context_len)
     bar = _progress(len(contexts), f"evaluate: splice {rev}", cfg.progress, "ctx")
     for i in range(0, len(contexts), bs):
         ctx = contexts[i : i + bs]
