@@ -71,12 +71,12 @@ def plot_accuracy(
     for tok, label in marks:
         xm = tok if tok else token_floor(tokens)
         ax.axvline(xm, color="k", ls="--", lw=0.9, alpha=0.6)
-        ax.annotate(label, xy=(xm, 0.97), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
-                    ha="right", va="top", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+        ax.annotate(label, xy=(xm, 1.01), xycoords=("data", "axes fraction"), rotation=30, fontsize=7,
+                    ha="left", va="bottom")  # above the axes, never over the data
     _token_axis(ax, tokens)
     ax.set_ylabel("accuracy (share of pairs with m < 0)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(title)
+    ax.set_title(title, pad=34 if marks else 6)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, Path(path))
