@@ -268,6 +268,30 @@ def test_toy_world_cache_and_concurrent_builder(tiny_build, tmp_path, monkeypatc
     assert sorted(p.name for p in (tmp_path / "cache" / "toy").iterdir()) == sorted([TINY.key(), other_cfg.key()])
 
 
+def test_toy_world_waits_for_a_live_builder(tiny_build, tmp_path, monkeypatch):
+    """A caller that finds another live process building the same world waits for its result."""
+    import os
+    import shutil
+    import threading
+
+    from crosstime.toy import toy_world
+
+    monkeypatch.setenv("CROSSTIME_CACHE", str(tmp_path))
+    target = tmp_path / "toy" / TINY.key()
+    in_progress = target.parent / f".{target.name}.tmp-{os.getpid()}-abcd"  # a live pid: ours
+    in_progress.mkdir(parents=True)
+    result = {}
+    waiter = threading.Thread(target=lambda: result.setdefault("path", toy_world(TINY, progress=False)))
+    waiter.start()
+    waiter.join(timeout=1.0)
+    assert waiter.is_alive()  # waiting, not building
+    shutil.copytree(tiny_build[0], in_progress, dirs_exist_ok=True)
+    (in_progress / "FIRST").write_text("built by the other process")
+    os.rename(in_progress, target)
+    waiter.join(timeout=30)
+    assert result["path"] == target and (target / "FIRST").is_file()
+
+
 # -- the real toy world (built once per session, cached across sessions) --------------------
 def test_toy_world_accuracy_table(toy_world):
     build = read_build(toy_world)

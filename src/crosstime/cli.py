@@ -346,7 +346,7 @@ def toy_build(
     out: Path = typer.Option(..., "--out", help="Folder to create (a local checkpoint series plus corpus/, pairs/, build.json)."),
     seed: int = typer.Option(0, "--seed", help="Seeds the grammar, pairs, weights and data order (same seed: same weights)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Pretraining steps (default: ToyConfig's)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (fixed for determinism; default 2)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (fixed for determinism; default 1, robust on a busy machine; 2 is faster on idle cores)."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
