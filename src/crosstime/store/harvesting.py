@@ -287,6 +287,45 @@ def _order(manifest: dict, series) -> None:
     manifest["revisions"] = [r for r in revs if manifest["checkpoints"][r].get("status") == "complete"]
 
 
+def _prepare(root: Path, config: HarvestConfig, series, corpus, corpus_spec: str, request: dict, existing: dict | None,
+             revisions: list[str], d: int, context_len: int) -> None:
+    """Rank 0: write tokens.npy and the manifest (new store), or check the tokens (existing store);
+    delete damaged chunks and temporary files of the checkpoints about to be harvested."""
+    manifest = existing
+    if manifest is None or not (root / TOKENS).is_file():
+        tokens = _tokens(config, series, corpus, request)
+        root.mkdir(parents=True, exist_ok=True)
+        with atomic_path(root / TOKENS) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, tokens)
+        manifest = {"format": FORMAT, "version": VERSION, **request, "corpus_spec": str(Path(corpus_spec).resolve()),
+                    "n_tokens": int(tokens.size), "n_rows": int(len(tokens) * (context_len - request["first_position"])),
+                    "chunks": chunk_plan(request["splits"]["train"][1], len(tokens) - request["splits"]["train"][1],
+                                         request["chunk_contexts"]),
+                    "tokens_sha256": sha256_file(root / TOKENS), "checkpoints": {}, "revisions": []}
+    elif config.verify and sha256_file(root / TOKENS) != manifest["tokens_sha256"]:
+        raise StoreError(f"{root / TOKENS} does not match its checksum in the manifest; the store is damaged. "
+                         "Harvest into a new --out folder.")
+    for rev in revisions:
+        manifest["checkpoints"].setdefault(rev, {"status": "pending"})
+    # 4. drop damaged chunks of the checkpoints we are about to (re)harvest
+    rpc = context_len - manifest["first_position"]
+    for rev in revisions:
+        for i, (s, e) in enumerate(manifest["chunks"]):
+            bin_path, side_path = chunk_paths(root, rev, i)
+            if (bin_path.exists() or side_path.exists()) and read_sidecar(
+                    root, rev, i, (e - s) * rpc, d, config.dtype, check_hash=config.verify) is None:
+                bin_path.unlink(missing_ok=True)
+                side_path.unlink(missing_ok=True)
+        for stale in (root / rev).glob(".*.tmp-*") if (root / rev).is_dir() else []:
+            stale.unlink(missing_ok=True)  # left by a killed writer
+    for stale in root.glob(".*.tmp-*"):
+        stale.unlink(missing_ok=True)
+    _summarise(root, manifest, revisions, final=False)
+    _order(manifest, series)
+    write_json(root / MANIFEST, manifest)
+
+
 def harvest(config: HarvestConfig):
     """Harvest the site activations of ``config.revisions`` into ``config.out``; return the store.
 
@@ -313,39 +352,8 @@ def harvest(config: HarvestConfig):
             series.check_compatible([*old, *revisions])
         request["chunk_contexts"] = existing["chunk_contexts"]
 
-    # 3. tokens and manifest, once (rank 0)
-    if w.is_main:
-        manifest = existing
-        if manifest is None or not (root / TOKENS).is_file():
-            tokens = _tokens(config, series, corpus, request)
-            root.mkdir(parents=True, exist_ok=True)
-            with atomic_path(root / TOKENS) as tmp:
-                with open(tmp, "wb") as handle:
-                    np.save(handle, tokens)
-            manifest = {"format": FORMAT, "version": VERSION, **request, "corpus_spec": str(Path(corpus_spec).resolve()),
-                        "n_tokens": int(tokens.size), "n_rows": int(len(tokens) * (context_len - request["first_position"])),
-                        "chunks": chunk_plan(request["splits"]["train"][1], len(tokens) - request["splits"]["train"][1],
-                                             request["chunk_contexts"]),
-                        "tokens_sha256": sha256_file(root / TOKENS), "checkpoints": {}, "revisions": []}
-        elif config.verify and sha256_file(root / TOKENS) != manifest["tokens_sha256"]:
-            raise StoreError(f"{root / TOKENS} does not match its checksum in the manifest; the store is damaged. "
-                             "Harvest into a new --out folder.")
-        for rev in revisions:
-            manifest["checkpoints"].setdefault(rev, {"status": "pending"})
-        # 4. drop damaged chunks of the checkpoints we are about to (re)harvest
-        rpc = context_len - manifest["first_position"]
-        for rev in revisions:
-            for i, (s, e) in enumerate(manifest["chunks"]):
-                bin_path, side_path = chunk_paths(root, rev, i)
-                if (bin_path.exists() or side_path.exists()) and read_sidecar(
-                        root, rev, i, (e - s) * rpc, d, config.dtype, check_hash=config.verify) is None:
-                    bin_path.unlink(missing_ok=True)
-                    side_path.unlink(missing_ok=True)
-            for stale in (root / rev).glob(".*.tmp-*") if (root / rev).is_dir() else []:
-                stale.unlink(missing_ok=True)  # left by a killed writer
-        _summarise(root, manifest, revisions, final=False)
-        _order(manifest, series)
-        write_json(root / MANIFEST, manifest)
+    if w.is_main:  # 3.-4. tokens, manifest and the check of chunks on disk, once
+        _prepare(root, config, series, corpus, corpus_spec, request, existing, revisions, d, context_len)
     distributed.barrier()
     manifest = read_manifest(root)
     tokens = np.load(root / TOKENS, mmap_mode="r")
