@@ -38,8 +38,8 @@ import torch
 from pydantic import BaseModel, Field
 
 from crosstime.files import write_json, write_text
-from crosstime.series import Checkpoint, CheckpointSeries, SeriesError, format_tokens, open_series
-from crosstime.tasks import Task, TaskError, evaluate_task, expand_task_names, load_task, special_prefix
+from crosstime.series import Checkpoint, CheckpointSeries, SeriesError, open_series
+from crosstime.tasks import Task, evaluate_task, expand_task_names, load_task, special_prefix
 
 # -- configuration ---------------------------------------------------------------------------
 
@@ -790,7 +790,6 @@ def print_scan_summary(result: ScanResult, console=None) -> None:
 
 
 __all__ = [
-    "ScanConfig", "ScanError", "ScanResult", "scan", "cosine_matrix", "linear_cka_matrix", "NgramModel",
-    "next_token_dynamics", "fit_ramp", "cka_blocks", "suggest_checkpoints", "site_tokens", "TaskError",
-    "format_tokens", "print_scan_summary",
+    "ScanConfig", "ScanError", "ScanResult", "scan", "prepare", "cosine_matrix", "linear_cka_matrix", "NgramModel",
+    "next_token_dynamics", "fit_ramp", "cka_blocks", "suggest_checkpoints", "site_tokens", "print_scan_summary",
 ]
