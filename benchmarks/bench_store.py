@@ -87,22 +87,26 @@ def rss_kib(field: str = "VmHWM") -> int:
 
 # -- 1. harvest vs bare forward -------------------------------------------------------------------
 
-def bench_harvest(work: Path, name: str, layers: int, d: int, T: int, layer: int, n_tokens: int, reps: int) -> dict:
+def bench_harvest(work: Path, name: str, layers: int, d: int, T: int, layer: int, n_tokens: int, reps: int,
+                  series_root: Path | None = None, revision: str = "step0") -> dict:
     from crosstime.series import open_series
     from crosstime.store import HarvestConfig, harvest
     from crosstime.store.harvesting import run_items
 
-    series_root = make_series(work / f"series_{name}", layers, d, T, steps=(0,))
-    corpus = make_corpus(work / f"corpus_{name}.txt", n_tokens * 2)
+    if series_root is None:
+        series_root = make_series(work / f"series_{name}", layers, d, T, steps=(0,))
+        corpus = make_corpus(work / f"corpus_{name}.txt", n_tokens * 2)
+    else:  # an existing series with corpus/train.txt (the toy world)
+        corpus = series_root
     n_contexts = n_tokens // T
-    cfg = HarvestConfig(series=str(series_root), layer=layer, corpus=str(corpus), tokens=n_tokens, heldout_tokens=0,
-                        context_len=T, out=str(work / f"store_{name}"), batch_size=32, progress=False,
+    cfg = HarvestConfig(series=str(series_root), revisions=[revision], layer=layer, corpus=str(corpus), tokens=n_tokens,
+                        heldout_tokens=0, context_len=T, out=str(work / f"store_{name}"), batch_size=32, progress=False,
                         chunk_contexts=max(32, n_contexts // 8))
     store = harvest(cfg)  # also gives the tokens and the chunk plan
-    model = open_series(series_root).load_model("step0")
+    model = open_series(series_root).load_model(revision)
     tokens = np.asarray(store.tokens)
     plan = store.manifest["chunks"]
-    items = [("step0", i) for i in range(len(plan))]
+    items = [(revision, i) for i in range(len(plan))]
 
     def harvest_loop():  # the harvest's own chunk loop: stopped forward, fp16, sha256, write (writer thread)
         run_items(work / f"scratch_{name}", items, plan, tokens, lambda rev: model, layer, 1, cfg.batch_size, "cpu", "float16")
@@ -122,7 +126,8 @@ def bench_harvest(work: Path, name: str, layers: int, d: int, T: int, layer: int
             wall.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - p0)  # CPU seconds of all threads: robust to other users' load
     n = tokens.size
-    return {"name": name, "shape": f"{layers} blocks, d={d}, T={T}, site block {layer}", "tokens": n,
+    return {"name": name, "shape": f"{name}: {layers} blocks, d={d}, T={T}, site block {layer}, vocab {model.config.vocab_size}",
+            "tokens": n,
             "harvest_tok_s": n / statistics.median(t_h), "forward_tok_s": n / statistics.median(t_f),
             "ratio": statistics.median([f / h for f, h in zip(t_f, t_h)]),
             "ratio_of_medians": statistics.median(t_f) / statistics.median(t_h),
@@ -266,11 +271,37 @@ def rounding_error(store) -> list[dict]:
     return out
 
 
+def toy_activations(toy: Path) -> list[dict]:
+    """Trained toy-world checkpoints: max |x| at position 0 and elsewhere, float16/bfloat16 rounding error."""
+    from crosstime.corpus import iter_documents, pack_contexts, resolve_corpus
+    from crosstime.series import open_series
+    from crosstime.sites import read_site
+
+    series = open_series(toy)
+    corpus = resolve_corpus(toy)
+    tokens = pack_contexts(iter_documents(corpus.train, corpus.kind), series.load_tokenizer(), 64, 64)
+    revs = series.revisions
+    out = []
+    for rev in sorted({revs[0], revs[len(revs) // 2], revs[-1]}, key=revs.index):
+        model = series.load_model(rev)
+        for layer in range(model.config.num_hidden_layers):
+            with torch.inference_mode():
+                h = read_site(model, torch.from_numpy(tokens.astype(np.int64)), layer).double()
+            x = h[:, 1:].reshape(-1, h.shape[-1])
+            err = {str(dt).split(".")[1]: float((x - x.to(dt).double()).norm() / x.norm()) for dt in (torch.float16, torch.bfloat16)}
+            out.append({"revision": rev, "layer": layer, "max_abs_pos0": float(h[:, 0].abs().max()),
+                        "max_abs_kept": float(x.abs().max()), "mean_norm_kept": float(x.norm(dim=-1).mean()),
+                        "rel_rms_float16": err["float16"], "rel_rms_bfloat16": err["bfloat16"]})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=1_000_000)
     parser.add_argument("--harvest-tokens", type=int, default=16_384)
     parser.add_argument("--reps", type=int, default=9)
+    parser.add_argument("--toy", type=Path, default=None, help="a built toy world: also benchmark its trained checkpoints")
+    parser.add_argument("--only-toy", action="store_true", help="run only the toy-world parts")
     args = parser.parse_args()
     # one torch thread: on a shared 2-core machine, OpenMP thread pools stall on descheduled
     # threads and make timings far noisier (and slower) than a single thread
@@ -281,9 +312,24 @@ def main() -> None:
               f"torch {torch.__version__}, 1 torch thread"}
     with tempfile.TemporaryDirectory(prefix="bench_store_") as tmp:
         work = Path(tmp)
-        report["harvest"] = [
-            bench_harvest(work, "toy", 2, 128, 64, 1, args.harvest_tokens, args.reps),
-            bench_harvest(work, "deep", 8, 256, 128, 3, args.harvest_tokens // 2, args.reps),
+        report["harvest"] = []
+        if args.toy is not None:
+            from crosstime.series import open_series
+
+            toy_series = open_series(args.toy)
+            cfg = toy_series.load_config(toy_series.revisions[-1])
+            T = min(64, cfg.max_position_embeddings)
+            report["harvest"].append(bench_harvest(work, "toy world (trained)", cfg.num_hidden_layers, cfg.hidden_size, T,
+                                                   cfg.num_hidden_layers - 1, args.harvest_tokens, args.reps,
+                                                   series_root=args.toy, revision=toy_series.revisions[-1]))
+            report["toy_activations"] = toy_activations(args.toy)
+            print(json.dumps(report, indent=1), flush=True)
+            if args.only_toy:
+                print(render_toy(report))
+                return
+        report["harvest"] += [
+            bench_harvest(work, "random toy shape", 2, 128, 64, 1, args.harvest_tokens, args.reps),
+            bench_harvest(work, "random deep", 8, 256, 128, 3, args.harvest_tokens // 2, args.reps),
         ]
         print(json.dumps(report["harvest"], indent=1), flush=True)
 
@@ -320,6 +366,20 @@ def main() -> None:
         report["dtype"] = rounding_error(store)
     print(json.dumps(report, indent=1))
     print(render(report))
+
+
+def render_toy(r: dict) -> str:
+    lines = [f"{r['date']}; {r['machine']}.", "", "| model | tokens (chunks) | harvest tok/s | bare forward tok/s | ratio (wall) | ratio (CPU time) |",
+             "|---|---|---|---|---|---|"]
+    for h in r["harvest"]:
+        lines.append(f"| {h['shape']} | {h['tokens']:,} ({h['chunks']}) | {h['harvest_tok_s']:,.0f} | {h['forward_tok_s']:,.0f} "
+                     f"| {h['ratio']:.2f}× | {h['cpu_ratio']:.2f}× |")
+    lines += ["", "| checkpoint | block | max abs, position 0 | max abs, kept positions | mean row norm (kept) "
+              "| float16 rel. RMS error | bfloat16 rel. RMS error |", "|---|---|---|---|---|---|---|"]
+    for a in r.get("toy_activations", []):
+        lines.append(f"| {a['revision']} | {a['layer']} | {a['max_abs_pos0']:.3g} | {a['max_abs_kept']:.3g} | {a['mean_norm_kept']:.3g} "
+                     f"| {a['rel_rms_float16']:.2e} | {a['rel_rms_bfloat16']:.2e} |")
+    return "\n".join(lines)
 
 
 def render(r: dict) -> str:
