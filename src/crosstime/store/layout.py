@@ -15,7 +15,9 @@ checkpoint's rows align with the same tokens. Contexts are grouped into chunks o
 of resumption and of distribution (one file per checkpoint and chunk, so ranks write
 disjoint files). A chunk is done when its sidecar exists and the ``.bin`` has the size it
 names (and, when verified, the sha256 it names); both are written under a temporary name
-and renamed.
+and renamed. (DESIGN.md sketches one ``<checkpoint>.bin`` per checkpoint; a folder of chunk
+files per checkpoint keeps that "one array per checkpoint, added without touching the others"
+while giving ranks disjoint files and making every chunk its own atomic, checksummed unit.)
 
 Dtype. float16 by default: its rounding error (relative RMS ≈ 2.8e-4, measured in
 benchmarks/RESULTS.md) is 8× smaller than bfloat16's, at the same 2 bytes/value. Its range
