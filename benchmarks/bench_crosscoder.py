@@ -102,17 +102,14 @@ def step_benchmarks(reps: int) -> dict:
         "g·W_decᵀ": lambda: g @ Wd.t(),
         "Xᵀ·∂z": lambda: X.t() @ Fb,
     }
-    t = best_of({**gemm, "eager": eager_step, "crosstime": fused_step}, reps)
+    # the whole training loop (data, schedules, metrics): train() for 3 steps minus train() for 1 step
+    data = torch.randn(B * 8, M, D)
+    cfg = TrainConfig(n_features=F, batch_size=B, lr=5e-5, val_every=0, progress=False)
+    loop = {"train 1 step": lambda: train(data, cfg, steps=1), "train 3 steps": lambda: train(data, cfg, steps=3)}
+    t = best_of({**gemm, "eager": eager_step, "crosstime": fused_step, **loop}, reps)
     flops = {k: (2 * 2048**3 if k == "mm 2048²" else 2 * B * M * D * F) / t[k] for k in gemm}
     peak = max(flops.values())
-    # the whole training loop, per step (data indexing, schedules, metrics, progress)
-    data = torch.randn(B * 8, M, D)
-    steps = max(10, reps)
-    cfg = TrainConfig(n_features=F, batch_size=B, steps=steps, lr=5e-5, val_every=0, progress=False)
-    train(data, cfg.model_copy(update={"steps": 3}))
-    t0 = time.perf_counter()
-    train(data, cfg)
-    loop = (time.perf_counter() - t0) / steps
+    loop = (t["train 3 steps"] - t["train 1 step"]) / 2  # per step, set-up cost cancelled
     return {"gemm_flops": flops, "peak": peak, "eager": t["eager"], "crosstime": t["crosstime"], "loop": loop}
 
 
@@ -154,7 +151,7 @@ def sparse_benchmarks(reps: int) -> list[dict]:
             with torch.no_grad():
                 sf = model.encode_sparse(x)
                 f = sf.to_dense(Fs)
-            diff = float((model.decode(f) - model.decode_sparse(sf)).abs().max())
+                diff = float((model.decode(f) - model.decode_sparse(sf)).abs().max())
             vals = sf.values.clone().requires_grad_()
             fd = f.clone().requires_grad_()
 
@@ -180,7 +177,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-bf16", action="store_true")
     ap.add_argument("--only-step", action="store_true", help="only the ReLU/L1 step (fast check)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     reps = 5 if args.quick else 20
     load = os.getloadavg()[0]
     step = step_benchmarks(reps)
