@@ -340,10 +340,11 @@ class Grammar:
 PAIR_TYPES = ("simple_agreement", "pp_attractor", "rc_attractor", "irregular_plural")
 
 
-def _pair_twin(grammar: Grammar, pair_type: str, number: str, choices: dict) -> tuple[list[str], int, tuple[str, str]]:
-    """Build one pair sentence with the given ``number`` of the head; ``choices`` fixes the
-    lexical material (shared between twins) by replaying the same random seed."""
-    rng_state = choices["state"]
+def _pair_twin(grammar: Grammar, pair_type: str, number: str, rng_state) -> tuple[list[str], int, tuple[str, str]]:
+    """One pair sentence whose head noun has ``number``; returns (words, verb index, verb pair).
+
+    Both twins start from the same ``rng_state`` and consume it identically, so they share
+    every lexical choice and differ only in number-marked words."""
     grammar.rng.setstate(rng_state)
     s = Sentence()
     if pair_type == "simple_agreement":
@@ -391,8 +392,8 @@ def make_pairs(pair_type: str, n_pairs: int = 300, seed: int = 0) -> list[dict]:
         attempts += 1
         if attempts > 50 * n_pairs:
             raise RuntimeError(f"could not make {n_pairs} distinct {pair_type} pairs")
-        choices = {"state": random.Random(master.getrandbits(64)).getstate()}
-        twins = [_pair_twin(grammar, pair_type, number, choices) for number in (SG, PL)]
+        state = random.Random(master.getrandbits(64)).getstate()
+        twins = [_pair_twin(grammar, pair_type, number, state) for number in (SG, PL)]
         key = tuple(" ".join(w) for w, _, _ in twins)
         if key in seen:
             continue
