@@ -65,7 +65,7 @@ def scan(
     batch_size: int = typer.Option(64, "--batch-size"),
     device: str = typer.Option("cpu", "--device"),
     dtype: str = typer.Option("float32", "--dtype"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's own)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: 1 for small models on CPU, else torch's own)."),
     sentence_metric: bool = typer.Option(True, "--sentence/--no-sentence", help="Also the whole-sentence log-likelihood accuracy (lm-eval style)."),
 ) -> None:
     """Scan every checkpoint: task accuracy, representation similarity, training dynamics; suggest checkpoints."""

@@ -132,14 +132,16 @@ def plot_dynamics(
     for ax in (ax1, ax2):
         _token_axis(ax, tokens)
         ax.grid(alpha=0.3)
+    handles, names = ax2.get_legend_handles_labels()
     if accuracy is not None:
         twin = ax2.twinx()
-        twin.plot(x, accuracy, color="0.3", ls=":", lw=1.2, label="mean task accuracy")
+        twin.plot(x, accuracy, color="0.3", ls=":", lw=1.2, label="mean task accuracy (right axis)")
         twin.set_ylim(0, 1.02)
         twin.set_ylabel("mean task accuracy")
-        twin.legend(fontsize=7, loc="lower right")
+        more, more_names = twin.get_legend_handles_labels()
+        handles, names = handles + more, names + more_names
     ax1.legend(fontsize=7)
-    ax2.legend(fontsize=7, loc="center right")
+    ax2.legend(handles, names, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
     fig.tight_layout()
     return _save(fig, Path(path))
 

@@ -70,7 +70,9 @@ class ScanConfig(BaseModel):
     min_jump: float = Field(default=0.1, description="smallest accuracy rise counted as a jump")
     dtype: str = "float32"
     device: str = "cpu"
-    threads: int | None = Field(default=None, description="torch CPU threads during the scan (default: torch's own)")
+    threads: int | None = Field(
+        default=None, description="torch CPU threads during the scan; default: 1 for small models (d_model < 512) "
+        "on CPU, whose ops are too small to gain from threads but lose a lot on a busy machine; else torch's own")
     seed: int = 0
     progress: bool = True
 
@@ -562,6 +564,7 @@ class _Inputs:
     sim_seqs: list[list[int]]  # token ids whose site activations are compared (positions ≥ 1)
     heldout_seqs: list[list[int]]  # held-out documents for loss and KL
     ngram: NgramModel | None
+    d_model: int | None = None
 
 
 def _train_sample(path: Path, tokenizer, budget: int) -> list[list[int]]:
@@ -616,7 +619,8 @@ def prepare(config: ScanConfig) -> _Inputs:
     if heldout_seqs and train is not None:
         vocab = max(int(getattr(first_cfg, "vocab_size", 0) or 0), len(tokenizer))
         ngram = NgramModel.fit(_train_sample(train, tokenizer, config.ngram_tokens), vocab)
-    return _Inputs(series, ckpts, names, tasks, sim_seqs, heldout_seqs, ngram)
+    d_model = getattr(first_cfg, "hidden_size", None) or getattr(first_cfg, "n_embd", None)
+    return _Inputs(series, ckpts, names, tasks, sim_seqs, heldout_seqs, ngram, d_model)
 
 
 def _cap_tokens(seqs: list[list[int]], budget: int) -> list[list[int]]:
@@ -670,8 +674,11 @@ def scan(config: ScanConfig) -> ScanResult:
     run.save_stage_config("scan", config)
     torch.manual_seed(config.seed)
     threads = torch.get_num_threads()
-    if config.threads:  # on a shared machine, fewer threads than cores avoids oversubscription
-        torch.set_num_threads(config.threads)
+    want = config.threads
+    if want is None and str(config.device) == "cpu" and inputs.d_model is not None and inputs.d_model < 512:
+        want = 1
+    if want:
+        torch.set_num_threads(want)
     try:
         acc_rows, dyn_rows, acts = _sweep(config, inputs)
     finally:
@@ -709,7 +716,7 @@ def scan(config: ScanConfig) -> ScanResult:
              for p in suggestion["checkpoints"]]
     curves = {t.name: [r["accuracy"] for r in acc_rows if r["task"] == t.name] for t in tasks}
     sentence_curves = {t.name: [r["sentence_accuracy"] for r in acc_rows if r["task"] == t.name] for t in tasks}
-    title = f"Task accuracy — {Path(inputs.series.source).name}"
+    title = f"Task accuracy — {Path(inputs.series.source).name} ({inputs.series.family})"
     plot_accuracy(tokens, curves, out / "accuracy.png", marks, title=title,
                   sentence_curves=sentence_curves if config.sentence_metric else None)
     if acts:
