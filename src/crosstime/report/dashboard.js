@@ -76,7 +76,7 @@
 
   // ---------------------------------------------------------------- charts
   function lineChart(opts) {
-    var W = opts.width || 380, H = opts.height || 200, L = 44, R = 10, T = 10, B = 30;
+    var W = opts.width || 380, H = opts.height || 200, L = 44, R = 18, T = 10, B = 30;
     var pts = [];
     opts.series.forEach(function (s) { s.points.forEach(function (p) { if (isNum(p[0]) && isNum(p[1])) pts.push(p); }); });
     var svg = sv("svg", { width: W, height: H, viewBox: "0 0 " + W + " " + H, cls: "chart " + (opts.cls || "") });
@@ -343,12 +343,8 @@
 
   // ---------------------------------------------------------------- feature browser
   var TASKS = D.tasks || [];
-  function busiestTask() {  // the task with attribution for the most reported features
-    var best = TASKS[0] || null, n = -1;
-    TASKS.forEach(function (t) { var c = FEATURES.filter(function (f) { return f.tasks && f.tasks[t]; }).length; if (c > n) { n = c; best = t; } });
-    return best;
-  }
-  var state = { task: busiestTask(), sort: "score", dir: -1, cls: "", peak: "", onset: "", minIE: "", text: "", selected: null, view: "all" };
+  // default task: the report's main task (largest total |IE| over the reported features)
+  var state = { task: D.main_task && TASKS.indexOf(D.main_task) >= 0 ? D.main_task : TASKS[0] || null, sort: "score", dir: -1, cls: "", peak: "", onset: "", minIE: "", text: "", selected: null, view: "all" };
   var visible = [];
 
   function taskData(f) { return state.task && f.tasks ? f.tasks[state.task] || null : null; }
@@ -562,7 +558,7 @@
     CK.forEach(function (c, m) {
       var e = ev.logit_lens[c.revision];
       if (!e) return;
-      function toks(list, cls) { return el("td", { cls: cls }, list.slice(0, 8).map(function (p) { return el("code", { title: "Δlogit " + fmt(p[1]), text: tokenText(p[0]) }); })); }
+      function toks(list, cls) { return el("td", { cls: cls }, el("div", { cls: "chips" }, list.slice(0, 8).map(function (p) { return el("code", { title: "Δlogit " + fmt(p[1]), text: tokenText(p[0]) }); }))); }
       tbl.appendChild(el("tr", { "data-checkpoint": c.revision }, [el("td", { text: ckLabel(m) }), toks(e.promoted, "up"), toks(e.suppressed, "down")]));
     });
     var method = D.evidence_meta ? D.evidence_meta.logit_lens_method : "";

@@ -56,13 +56,24 @@ def accuracy_finding(data: dict) -> str | None:
             f"{_pct(last['accuracy'])} at {last['revision']}).")
 
 
+def main_task(data: dict) -> str | None:
+    """The task with the largest total Σ_m |IE_m| over the reported features (ties: the first)."""
+    tasks = data.get("tasks") or []
+
+    def total(task: str) -> float:
+        return sum(abs(v) for f in data.get("features") or [] for v in ((f.get("tasks") or {}).get(task) or {}).get("ie") or []
+                   if v is not None)
+
+    return max(tasks, key=total) if tasks else None
+
+
 def top_feature_finding(data: dict) -> str | None:
     """The reported feature with the largest Σ|IE| on the first task: where its effect sits, what it reads and writes."""
     ck = data.get("checkpoints") or []
     tasks = data.get("tasks") or []
     if not ck or not tasks:
         return None
-    task = tasks[0]
+    task = main_task(data)
     scored = []
     for f in data.get("features") or []:
         t = (f.get("tasks") or {}).get(task) or {}
@@ -112,10 +123,10 @@ def emergence_finding(data: dict) -> str | None:
 
 def agreement_finding(data: dict) -> str | None:
     """How often a reported feature's effect (RelIE) peaks where its decoder (RelDec) peaks."""
-    tasks = data.get("tasks") or []
-    if not tasks:
+    task = main_task(data)
+    if task is None:
         return None
-    task, same, n = tasks[0], 0, 0
+    same, n = 0, 0
     for f in data.get("features") or []:
         t = (f.get("tasks") or {}).get(task) or {}
         if t.get("relie") and f.get("reldec"):

@@ -21,7 +21,7 @@ from crosstime.files import write_json
 from crosstime.report.annotate import DATA, apply_annotations, read_annotations
 from crosstime.report.dashboard import collect, now, rank_features, render
 from crosstime.report.evidence import EvidenceConfig, feature_evidence
-from crosstime.report.findings import findings
+from crosstime.report.findings import findings, main_task
 from crosstime.rundir import RunDir
 
 
@@ -208,6 +208,7 @@ def report(config: ReportConfig, crosscoder: Any = None, store: Any = None) -> P
         "evidence_meta": evidence_meta,
     }
     apply_annotations(data, read_annotations(run))
+    data["main_task"] = main_task(data)
     data["findings"] = findings(data, n=4)
     write_json(run.report / DATA, data)
     out = render(data, run.report / "index.html")
