@@ -1,6 +1,6 @@
 """Scan-stage timing on the toy world (target: whole scan ≤ 2 minutes on 2 CPU cores).
 
-    python benchmarks/bench_scan.py [--threads 2] [--baseline]
+    python benchmarks/bench_scan.py [--threads N] [--baseline]
 
 Runs ``crosstime.scan.scan`` over every toy checkpoint and every toy task with similarity
 and dynamics. ``--baseline`` also times the obvious baseline in the same run: the same
@@ -10,6 +10,7 @@ metric with batch size 1 (one forward per pair, no padding), to show what batchi
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 import time
@@ -19,10 +20,9 @@ import torch
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the scan's own choice)")
     parser.add_argument("--baseline", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
 
     from crosstime.scan import ScanConfig, print_scan_summary, scan
     from crosstime.toy import toy_world
@@ -30,11 +30,12 @@ def main() -> None:
     root = toy_world()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = scan(ScanConfig(series=str(root), layer=1, out=f"{tmp}/run", progress=False))
+        result = scan(ScanConfig(series=str(root), layer=1, out=f"{tmp}/run", progress=False, threads=args.threads))
         scan_s = time.perf_counter() - start
         print_scan_summary(result)
         print(f"scan: {len(result.checkpoints)} checkpoints × {len(result.tasks)} tasks, "
-              f"{scan_s:.1f}s wall on {args.threads} threads ({platform.processor() or platform.machine()})")
+              f"{scan_s:.1f}s wall, threads={args.threads or 'auto'} ({platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})")
         if args.baseline:
             from crosstime.series import open_series
             from crosstime.tasks import expand_task_names, load_task, pair_metric
@@ -43,6 +44,7 @@ def main() -> None:
             tok = series.load_tokenizer()
             tasks = [load_task(n, tok, search_dirs=[root / "pairs"]) for n in expand_task_names(["toy"])]
             model = series.load_model(series.revisions[-1])
+            torch.set_num_threads(args.threads or 1)
             t0 = time.perf_counter()
             for task in tasks:
                 pair_metric(model, task, batch_size=1)
