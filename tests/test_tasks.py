@@ -266,3 +266,24 @@ def test_metric_read_from_the_sentence_pass_equals_the_prefix_pass():
         res = evaluate_task(model, task, batch_size=64)
         assert len(calls) == passes
         torch.testing.assert_close(res.m, pair_metric(model, task, batch_size=1), atol=1e-5, rtol=1e-5)
+
+
+def test_blimp_with_the_toy_tokenizer_on_the_pairs_it_can_represent():
+    toy = pytest.importorskip("crosstime.toy")
+    tok = toy.make_tokenizer()
+    path = BLIMP / "irregular_plural_subject_verb_agreement_1.jsonl"
+    task = load_task(path, tok)
+    vocab = tok.get_vocab()
+    rows = rows_of(path)
+
+    def words(text):  # the toy tokenizer lower-cases and splits off punctuation
+        return text.lower().replace(".", " .").replace(",", " ,").split()
+
+    representable = [r for r in rows if all(w in vocab for w in words(r["one_prefix_prefix"] + " " + r["one_prefix_word_good"]
+                                                                       + " " + r["one_prefix_word_bad"]))]
+    (stats,) = task.stats
+    assert 0 < len(task) == len(representable) < 1000
+    assert stats.dropped == {"unknown token": 1000 - len(representable)}
+    r = representable[0]
+    assert task.prefixes[0] == [vocab["<bos>"]] + [vocab[w] for w in words(r["one_prefix_prefix"])]
+    assert int(task.correct[0]) == vocab[words(r["one_prefix_word_good"])[0]]
