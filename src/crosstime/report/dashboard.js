@@ -192,7 +192,7 @@
       })));
     });
     t.appendChild(tb);
-    return el("div", { cls: opts.noscroll ? "" : "scroll" }, t);
+    return el("div", { cls: opts.noscroll ? "hscroll" : "scroll" }, t);
   }
   function kv(obj) {
     var dl = el("dl", { cls: "kv" });
