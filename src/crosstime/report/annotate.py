@@ -87,7 +87,8 @@ def export_annotations(run: RunDir | str | Path, path: str | Path, n_features: i
         peak = max(range(len(relie)), key=lambda m: relie[m] if relie[m] is not None else -1) if relie else None
         ev = f.get("evidence") or {}
         top = (ev.get("top") or {}).get("all") or []
-        top_tokens = " | ".join(_token(vocab, w["tokens"][w["position"] - w["start"]]) for w in top[:5]) if top else ""
+        at_max = list(dict.fromkeys(_token(vocab, w["tokens"][w["position"] - w["start"]]) for w in top))
+        top_tokens = " | ".join(at_max[:5])  # the first five distinct tokens at the top activations
         lens = (ev.get("logit_lens") or {})
         last = lens.get(ck[-1]) if ck else None
         promoted = " ".join(_token(vocab, p[0]) for p in (last or {}).get("promoted", [])[:5])
