@@ -445,3 +445,16 @@ def test_checkpoint_alone_view_equals_masked_encode(variant):
         alone[:, m] = x[:, m]
         assert torch.allclose(enc.view(x, m + 1), cc.encode(alone), atol=1e-6)
     assert torch.equal(enc.view(x, 0), cc.encode(x))
+
+
+def test_unreachable_series_still_reports(tmp_path, run3):
+    """A store whose series is gone (e.g. harvested on another machine): no logit lens, ids instead of text."""
+    run, _ = run3
+    work = tmp_path / "run"
+    shutil.copytree(run, work, ignore=shutil.ignore_patterns("report"))
+    out = report(ReportConfig(run=str(work), n_features=3, series=str(tmp_path / "gone"), progress=False,
+                              evidence=EvidenceConfig(max_contexts=4)))
+    data = _embedded(out.read_text())
+    assert any("could not be opened" in m for m in data["missing"])
+    assert all(f["evidence"]["logit_lens"] == {} for f in data["features"])
+    assert all(v.startswith(" #") for v in data["vocab"].values()) and data["vocab"]

@@ -180,6 +180,12 @@ def report(config: ReportConfig, crosscoder: Any = None, store: Any = None) -> P
             missing.append(f"checkpoint series {source!r} could not be opened ({err}): no logit lens, token ids shown")
     if store is not None and crosscoder is not None and chosen:
         heads = _heads(series) if series is not None and config.evidence.logit_lens != "none" else None
+        if heads is not None:
+            try:  # fail early (before streaming) when the checkpoints cannot be loaded here
+                heads(store.revisions[0])
+            except Exception as err:
+                missing.append(f"checkpoints of {source!r} could not be loaded ({err}): no logit lens")
+                heads = None
         ev = feature_evidence(store, crosscoder, chosen, config.evidence, heads=heads, progress=config.progress)
         for entry in rows:
             entry["evidence"] = ev["features"].get(str(entry["id"]))
@@ -188,11 +194,13 @@ def report(config: ReportConfig, crosscoder: Any = None, store: Any = None) -> P
         evidence_meta = {k: ev[k] for k in ("n_rows", "n_contexts", "contexts", "logit_lens_method", "config")}
     vocab: dict[str, str] = {}
     if token_ids:
+        vocab = {str(i): f" #{i}" for i in token_ids}  # fallback: ids
         if series is not None:
-            tokenizer = series.load_tokenizer(revisions[-1] if revisions else None)
-            vocab = token_strings(tokenizer, token_ids)
-        else:
-            vocab = {str(i): f" #{i}" for i in token_ids}
+            try:
+                tokenizer = series.load_tokenizer(revisions[-1] if revisions else None)
+                vocab = token_strings(tokenizer, token_ids)
+            except Exception as err:
+                missing.append(f"the tokenizer of {source!r} could not be loaded ({err}): token ids shown")
     data = {
         "title": config.title or f"crosstime — {run.root.resolve().name}",
         "generated": now(),
