@@ -22,10 +22,11 @@ from pathlib import Path
 import torch
 
 
-def bracket(accuracy: dict[str, dict[str, float]]) -> list[str]:
-    """Three revisions around the largest rise of the mean accuracy: before, middle, after."""
+def bracket(accuracy: dict[str, dict[str, float]], task: str | None = None) -> list[str]:
+    """Three revisions around the rise of one task's accuracy (default: the mean over tasks):
+    the last still near the low plateau, one inside the rise, the first near the top."""
     revs = list(accuracy)
-    mean = [sum(a.values()) / len(a) for a in accuracy.values()]
+    mean = [a[task] if task else sum(a.values()) / len(a) for a in accuracy.values()]
     lo_acc, hi_acc = min(mean), max(mean)
     # before: last checkpoint still within 10% of the low plateau; after: first within 10% of the top
     span = hi_acc - lo_acc
@@ -35,7 +36,7 @@ def bracket(accuracy: dict[str, dict[str, float]]) -> list[str]:
     if middle == after and after + 1 < len(revs):
         after = after + 1
     picks = sorted({before, middle, after})
-    print("mean toy accuracy:", " ".join(f"{r}={v:.2f}" for r, v in zip(revs, mean)))
+    print(f"{task or 'mean'} accuracy:", " ".join(f"{r}={v:.2f}" for r, v in zip(revs, mean)))
     return [revs[i] for i in picks]
 
 
@@ -43,6 +44,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("mode", choices=["triplet", "all"])
     p.add_argument("--run", default=None)
+    p.add_argument("--toy", default=None, help="an already built toy world folder (default: crosstime.toy.toy_world())")
+    p.add_argument("--task", default="simple_agreement", help="toy task whose accuracy jump is bracketed ('' = mean)")
+    p.add_argument("--heldout-tokens", type=int, default=None)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--layer", type=int, default=1)
     p.add_argument("--tokens", type=int, default=1_000_000, help="harvested training tokens")
@@ -62,14 +66,14 @@ def main() -> None:
     from crosstime.store import HarvestConfig, harvest
     from crosstime.toy import read_build, toy_world
 
-    root = toy_world()
+    root = Path(args.toy) if args.toy else toy_world()
     build = read_build(root)
-    revisions = bracket(build["accuracy"]) if args.mode == "triplet" else list(build["accuracy"])
+    revisions = bracket(build["accuracy"], args.task or None) if args.mode == "triplet" else list(build["accuracy"])
     run = Path(args.run or f"runs/bench_evaluate_{args.mode}")
     print(f"toy world {root}\nrevisions {revisions}\nrun {run}")
     t = time.perf_counter()
     store = harvest(HarvestConfig(series=str(root), revisions=revisions, layer=args.layer, tokens=args.tokens,
-                                  out=str(run / "activations"), progress=False))
+                                  heldout_tokens=args.heldout_tokens, out=str(run / "activations"), progress=False))
     harvest_s = time.perf_counter() - t
     print(f"harvest: {store.n_rows('train')} train rows, {store.n_rows('heldout')} held-out rows, {harvest_s:.1f}s")
     train_s = 0.0

@@ -52,8 +52,16 @@ def _log_token_axis(ax, tokens: Sequence[int | None], labels: Sequence[str] | No
     x, floor = _token_x(tokens)
     ax.set_xscale("log")
     ax.set_xlabel("tokens seen (log scale; step 0 drawn at the left edge)" if 0 in tokens else "tokens seen (log scale)")
-    ax.set_xticks(x)
-    ax.set_xticklabels(labels or [format_tokens(t) if t else "0" for t in tokens], rotation=45, ha="right", fontsize=7)
+    names = list(labels or [format_tokens(t) if t else "0" for t in tokens])
+    keep, last = [], None
+    for i, xi in enumerate(x):  # drop labels that would overlap on the log axis (keep the last one)
+        if last is None or xi / last >= 1.35 or i == len(x) - 1:
+            if keep and i == len(x) - 1 and xi / last < 1.35:
+                keep.pop()
+            keep.append(i)
+            last = xi
+    ax.set_xticks(x[keep])
+    ax.set_xticklabels([names[i] for i in keep], rotation=45, ha="right", fontsize=7)
     ax.minorticks_off()
 
 
@@ -171,7 +179,7 @@ def plot_trajectories(norms: np.ndarray, labels: Sequence[str], tokens: Sequence
         ax.legend(fontsize=6, ncol=3, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), title=None)
         ax.set_ylim(-0.03, 1.05)
         ax.set_xlabel("tokens seen (log)", fontsize=8)
-        ax.set_title(f"{lab}: {len(idx)} features", fontsize=10, pad=22)
+        ax.set_title(f"{lab}: {len(idx)} features", fontsize=10, pad=30)
     for row in axes:
         row[0].set_ylabel("‖W_dec[i, m]‖ / max over m")
     fig.suptitle("Decoder-norm trajectories of sample features per class")
@@ -183,7 +191,8 @@ def plot_emergence(counts: Sequence[int], tokens: Sequence[int | None], revision
     """Features emerging per checkpoint interval: bars spanning (tokens[m-1], tokens[m]] on a
     log axis; features already present at the first checkpoint are a separate bar."""
     x, floor = _token_x(tokens)
-    fig, (a0, ax) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 6]}, sharey=True)
+    # separate y scales: the first-checkpoint bar is often much taller than the intervals
+    fig, (a0, ax) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 6]})
     a0.bar([0], [counts[0]], color="0.6", width=0.6)
     a0.set_xticks([0])
     a0.set_xticklabels([f"present at\n{revisions[0]}"], fontsize=8)
@@ -196,6 +205,7 @@ def plot_emergence(counts: Sequence[int], tokens: Sequence[int | None], revision
         if c:
             ax.text(np.sqrt(lft * (lft + w)) if lft > 0 else lft + w / 2, c, str(c), ha="center", va="bottom", fontsize=7)
     _log_token_axis(ax, tokens)
+    ax.set_ylabel("features emerging in interval")
     ax.set_title("Feature emergence: onset = first checkpoint where the decoder norm reaches its presence threshold",
                  fontsize=9)
     fig.tight_layout()
@@ -205,7 +215,7 @@ def plot_emergence(counts: Sequence[int], tokens: Sequence[int | None], revision
 def plot_delta_ce(rows: Sequence[dict], tokens: Sequence[int | None], path: str | Path, limit: float | None = 0.35) -> Path:
     """ΔCE (spliced − clean, nats) and KL(clean ‖ spliced) per checkpoint; optional reference line."""
     M = len(rows)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + 0.75 * M), 4))
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.2 + 0.75 * M), 4))
     sep = " · " if M > 6 else "\n"
     labels = [f"{r['revision']}{sep}{format_tokens(r.get('tokens_seen')) if r.get('tokens_seen') else '0'}" for r in rows]
     pos = np.arange(M)
