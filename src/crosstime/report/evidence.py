@@ -336,7 +336,8 @@ def windows(store, crosscoder, examples: Sequence[Example], config: EvidenceConf
     Returns one dict per example: ``context, position, value, start`` (first window position),
     ``tokens`` (ids) and ``acts`` (one float per token; ``None`` at positions the store
     excludes, e.g. position 0). Each needed context is read once per checkpoint as one
-    contiguous block (random access by context) and encoded only in the views that need it.
+    contiguous block (random access by context); only the window rows are encoded, in the
+    example's view.
     """
     revisions = list(store.revisions)
     scales = input_scales(crosscoder, store, revisions)
@@ -360,17 +361,26 @@ def windows(store, crosscoder, examples: Sequence[Example], config: EvidenceConf
             for e_idx in by_context[c]:
                 jobs.setdefault(examples[e_idx].view, []).append((j, e_idx))
         for view, items in jobs.items():
-            rows = sorted({j for j, _ in items})
-            feats = sorted({examples[e].feature for _, e in items})
-            xv = x[rows].reshape(len(rows) * P, len(revisions), -1)
-            f = view_activations(encode, xv, feats, True, config.batch_rows, views=[view])[0].view(len(rows), P, len(feats))
+            # encode only the rows inside the windows (position ≥ first), all windows of this view at once
+            spans = []
             for j, e_idx in items:
-                ex, win = examples[e_idx], out[e_idx]
-                col, row = feats.index(ex.feature), rows.index(j)
-                for k in range(len(win["acts"])):
-                    pos = win["start"] + k
-                    if pos >= first:
-                        win["acts"][k] = _r(float(f[row, pos - first, col]))
+                win = out[e_idx]
+                lo_pos = max(win["start"], first)
+                hi_pos = win["start"] + len(win["acts"])
+                spans.append((j, e_idx, lo_pos, hi_pos))
+            xs = [x[j, lo_pos - first : hi_pos - first] for j, _, lo_pos, hi_pos in spans if hi_pos > lo_pos]
+            if not xs:
+                continue
+            feats = sorted({examples[e].feature for _, e in items})
+            f = view_activations(encode, torch.cat(xs), feats, True, config.batch_rows, views=[view])[0].tolist()
+            at = 0
+            for j, e_idx, lo_pos, hi_pos in spans:
+                if hi_pos <= lo_pos:
+                    continue
+                col, win = feats.index(examples[e_idx].feature), out[e_idx]
+                for pos in range(lo_pos, hi_pos):
+                    win["acts"][pos - win["start"]] = _r(f[at + pos - lo_pos][col])
+                at += hi_pos - lo_pos
     return out
 
 
