@@ -482,8 +482,12 @@
         extra: function (m) { return t.ie ? "  IE " + fmt(t.ie[m]) + (t.ie_lo && t.ie_hi && isNum(t.ie_lo[m]) ? " ±" + fmt((t.ie_hi[m] - t.ie_lo[m]) / 2) : "") : ""; }
       });
     } else relieBox = missing(TASKS.length ? "no attribution for this feature in task " + state.task : "no attribution in this run");
+    var ablation = null;
+    if (t && t.ablation && t.ablation.delta_lpd) {
+      ablation = el("div", { cls: "hint ablation", text: "exact ablation, Δ log-prob difference: " + t.ablation.delta_lpd.map(function (v, m) { return ckLabel(m) + " " + fmt(v); }).join(" · ") });
+    }
     grid.appendChild(panel("RelIE per checkpoint" + (state.task ? " — " + state.task : ""), el("div", null, [relieBox,
-      el("div", { cls: "hint", text: "bars scaled to the largest share; tick: uniform share 1/M" + (t && t.ie ? "; IE ± half the CI" : "") })])));
+      el("div", { cls: "hint", text: "bars scaled to the largest share; tick: uniform share 1/M" + (t && t.ie ? "; IE ± half the CI" : "") }), ablation])));
     grid.appendChild(panel("RelDec per checkpoint", f.reldec ? barList("reldec", f.reldec, { uniform: 1 / M, extra: function (m) { return f.norms ? "  ‖d‖ " + fmt(f.norms[m]) : ""; } }) : missing("no RelDec (evaluation/features.csv or the crosscoder) for this feature")));
     // trajectory
     if (f.norms) {
