@@ -117,7 +117,7 @@ def test_ce_and_kl_against_direct_computation():
 
 def test_ce_summary_by_hand():
     s = ce_summary(2.0, 2.5, 4.0)
-    assert s["delta_ce"] == 0.5 and s["ce_recovered"] == pytest.approx(0.75)
+    assert s["delta_ce"] == 0.5 and s["ce_recovered"] == pytest.approx(0.75) and s["zero_gap"] == 2.0
     assert ce_summary(2.0, 2.0, 2.0)["ce_recovered"] is None
 
 

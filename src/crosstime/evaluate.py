@@ -59,6 +59,9 @@ from crosstime.rundir import RunDir
 from crosstime.series import format_tokens
 
 
+MIN_ZERO_GAP = 0.05  # nats; below it CE recovered is flagged in the printed table
+
+
 class EvaluationError(ValueError):
     """An evaluation request that cannot be served (mismatched inputs, too few held-out tokens)."""
 
@@ -581,15 +584,22 @@ def format_table(result: dict) -> "Any":
     table = Table(title=title)
     for col in ("checkpoint", "tokens", "EV", "MSE", "CE clean", "CE spliced", "ΔCE", "CE recovered", "KL", "RelDec"):
         table.add_column(col, justify="left" if col == "checkpoint" else "right")
+    small_gap = False
     for r in result["checkpoints"]:
         def num(key, fmt):
             v = r.get(key)
             return "—" if v is None else format(v, fmt)
 
+        recovered = num("ce_recovered", ".3f")
+        if r.get("zero_gap") is not None and abs(r["zero_gap"]) < MIN_ZERO_GAP:
+            recovered, small_gap = recovered + "*", True
         table.add_row(r["revision"], format_tokens(r["tokens_seen"]) if r.get("tokens_seen") else "0",
                       num("explained_variance", ".3f"), num("mse", ".4f"), num("ce_clean", ".3f"),
-                      num("ce_spliced", ".3f"), num("delta_ce", ".3f"), num("ce_recovered", ".3f"), num("kl", ".4f"),
+                      num("ce_spliced", ".3f"), num("delta_ce", ".3f"), recovered, num("kl", ".4f"),
                       num("reldec_mean", ".3f"))
+    if small_gap:
+        table.caption = (f"* zero-ablation raises CE by less than {MIN_ZERO_GAP} nats here, so CE recovered "
+                         "(1 − ΔCE / (zero − clean)) is not meaningful")
     return table
 
 

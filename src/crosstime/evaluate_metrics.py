@@ -198,6 +198,7 @@ def ce_summary(clean: float, spliced: float, zero: float, **extra) -> dict:
         "ce_spliced": spliced,
         "ce_zero": zero,
         "delta_ce": delta,
+        "zero_gap": gap,  # CE recovered is ill-conditioned where this is near 0 (e.g. untrained checkpoints)
         "ce_recovered": (1 - delta / gap) if gap != 0 else None,
         **extra,
     }
