@@ -48,9 +48,9 @@ def test_jumprelu_penalties():
     z = torch.tensor([[1.0, 0.4, 0.6], [-1.0, 2.0, 0.5]])
     f = m.activate(z)
     w = m.feature_weights()
-    step = float(losses.jumprelu_penalty(m, z, f, w, "step"))
+    step = float(losses.jumprelu_penalty(m, z, f, w, "step").detach())
     assert step == pytest.approx((2 + 1) / 2)  # z > θ: {1.0, 0.6}, {2.0}
-    tanh = float(losses.jumprelu_penalty(m, z, f, w, "tanh", c=0.5))
+    tanh = float(losses.jumprelu_penalty(m, z, f, w, "tanh", c=0.5).detach())
     want = (math.tanh(0.5 * 1.0 * 6) + math.tanh(0.5 * 0.6 * 3) + math.tanh(0.5 * 2.0 * 1)) / 2
     assert tanh == pytest.approx(want, rel=1e-6)
 
