@@ -79,7 +79,7 @@ def test_auxk_loss_hand_computed():
     mean = [(e[0][j] + e[1][j]) / 2 for j in range(4)]
     den = sum(sum((e[i][j] - mean[j]) ** 2 for j in range(4)) for i in range(2)) / 2
     got = losses.auxk_loss(m, z, x, x_hat, dead, k_aux=1)
-    assert float(got) == pytest.approx(num / den, rel=1e-6)
+    assert float(got.detach()) == pytest.approx(num / den, rel=1e-6)
     assert float(losses.auxk_loss(m, z, x, x_hat, torch.zeros(3, dtype=torch.bool), 4)) == 0.0
 
 
