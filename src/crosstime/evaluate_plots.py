@@ -244,7 +244,7 @@ def plot_frequency(hist: dict, path: str | Path) -> Path:
     edges = np.asarray(hist["edges_log10"])
     fig, ax = plt.subplots(figsize=(7, 3.6))
     ax.bar(edges[:-1], hist["counts"], width=np.diff(edges), align="edge", color=PALETTE[2], edgecolor="white", lw=0.5)
-    ax.set_xlabel("log10 firing frequency (share of evaluated tokens)")
+    ax.set_xlabel("log10 firing frequency (share of the tokens counted for dead latents)")
     ax.set_ylabel("latents")
     ax.set_title(f"Latent firing frequency ({hist['dead']} dead latents not shown)")
     fig.tight_layout()
