@@ -410,3 +410,21 @@ def test_memmap_and_read_block_agree_with_rows(store):
     assert torch.equal(block[5:], torch.from_numpy(np.asarray(mm[:35], dtype=np.float32)))
     contexts, positions = store.locate(np.arange(start, start + 40))
     assert torch.equal(block, store.rows("step10", contexts, positions))
+
+
+def test_hub_family_whose_revisions_cannot_be_listed_uses_the_requested_ones(monkeypatch, tmp_path):
+    """OLMo's revisions cannot be listed offline: harvest must open the series with the ones asked for."""
+    from crosstime.series import CheckpointSeries
+    from crosstime.store import harvesting
+
+    seen = []
+
+    def stop(series, *args, **kwargs):
+        seen.append(series.revisions)
+        raise RuntimeError("stop before any download")
+
+    monkeypatch.setattr(CheckpointSeries, "check_compatible", stop)
+    with pytest.raises(RuntimeError, match="stop before any download"):
+        harvesting._resolve(HarvestConfig(series="allenai/OLMo-1B-hf", revisions=["step20000-tokens84B"],
+                                          layer=8, out=str(tmp_path / "acts")))
+    assert seen == [["step20000-tokens84B"]]

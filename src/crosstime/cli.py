@@ -35,14 +35,23 @@ def main(
 
 
 @app.command()
-def series(source: str = typer.Argument(..., help="A local series folder or a Hugging Face repo id.")) -> None:
+def series(
+    source: str = typer.Argument(..., help="A local series folder or a Hugging Face repo id."),
+    revisions: Optional[list[str]] = typer.Option(None, "--revisions", help="Revision names (repeat or comma-separate); needed for OLMo."),
+    tokens_per_step: Optional[int] = typer.Option(None, "--tokens-per-step", help="Label an unknown family's steps by tokens."),
+) -> None:
     """List the checkpoints of a series: revision, step, tokens seen."""
     from rich.console import Console
     from rich.table import Table
 
-    from crosstime.series import open_series
+    from crosstime.series import SeriesError, open_series
 
-    s = open_series(source)
+    names = [r for item in revisions or [] for r in item.split(",") if r] or None
+    try:
+        s = open_series(source, revisions=names, tokens_per_step=tokens_per_step)
+    except SeriesError as err:
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(2) from err
     table = Table(title=f"{s.source} ({s.family}, {len(s)} checkpoints)")
     for col in ("revision", "step", "tokens", "label"):
         table.add_column(col, justify="right" if col != "revision" else "left")

@@ -175,7 +175,7 @@ def report(config: ReportConfig, crosscoder: Any = None, store: Any = None) -> P
         try:
             from crosstime.series import open_series
 
-            series = open_series(source)
+            series = open_series(source, revisions=store.revisions if store is not None else None)
         except Exception as err:  # the series may live on another machine; the report still works
             missing.append(f"checkpoint series {source!r} could not be opened ({err}): no logit lens, token ids shown")
     if store is not None and crosscoder is not None and chosen:

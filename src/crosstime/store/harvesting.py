@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field
 from crosstime import distributed
 from crosstime.corpus import iter_documents, pack_contexts, resolve_corpus
 from crosstime.files import atomic_path, write_json
-from crosstime.series import open_series
+from crosstime.series import SeriesError, open_series
 from crosstime.sites import LayerOutOfRange, read_site
 from crosstime.store.layout import (
     DTYPES, FORMAT, FP16_MAX, MANIFEST, TOKENS, VERSION, StoreError, chunk_paths, chunk_plan, encode, itemsize,
@@ -67,14 +67,6 @@ class HarvestConfig(BaseModel):
     progress: bool = True
 
 
-def _device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    if name == "cuda":
-        return torch.device(f"cuda:{local_rank}")
-    return torch.device(name)
-
-
 DEFAULTS = {"tokens": 1_000_000, "keep_first_position": False, "dtype": "float16"}
 
 
@@ -94,9 +86,22 @@ def resolve_config(config: HarvestConfig) -> HarvestConfig:
     return config.model_copy(update=update)
 
 
+def _open_series(config: HarvestConfig):
+    """The whole series; for hub families whose revisions cannot be listed offline (OLMo), the
+    revisions already in the store plus the requested ones."""
+    try:
+        return open_series(config.series)
+    except SeriesError:
+        if not config.revisions:
+            raise
+        stored = read_manifest(Path(config.out))
+        names = [*(stored["checkpoints"] if stored else []), *config.revisions]
+        return open_series(config.series, revisions=list(dict.fromkeys(names)))
+
+
 def _resolve(config: HarvestConfig) -> tuple:
     """Validate the request against the series; return (series, revisions, d, n_layers, context_len)."""
-    series = open_series(config.series)
+    series = _open_series(config)
     requested = config.revisions or series.revisions
     if not requested:
         raise StoreError("no revisions to harvest; pass --revisions")
@@ -366,7 +371,7 @@ def harvest(config: HarvestConfig):
             if read_sidecar(root, rev, i, (e - s) * rpc, d, config.dtype) is None]
     bounds = np.linspace(0, len(todo), w.size + 1).round().astype(int)
     mine = todo[bounds[w.rank] : bounds[w.rank + 1]]
-    device = _device(config.device, w.local_rank)
+    device = distributed.resolve_device(config.device, w.local_rank)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=sum((plan[i][1] - plan[i][0]) * context_len for _, i in mine), unit="tok", unit_scale=True,
