@@ -45,6 +45,16 @@ def init(device: str = "cpu") -> World:
     return world()
 
 
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """'auto' → this rank's GPU if there is one, else the CPU; 'cuda' → this rank's GPU."""
+    rank = world().local_rank if local_rank is None else local_rank
+    if name == "auto":
+        return torch.device(f"cuda:{rank}" if torch.cuda.is_available() else "cpu")
+    if name == "cuda":
+        return torch.device(f"cuda:{rank}")
+    return torch.device(name)
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

@@ -54,6 +54,7 @@ from crosstime.decoder_analysis import (
     trajectories,
 )
 from crosstime.evaluate_metrics import DownstreamStats, ReconstructionStats
+from crosstime.distributed import resolve_device
 from crosstime.files import write_json, write_text
 from crosstime.rundir import RunDir
 from crosstime.series import format_tokens
@@ -94,12 +95,6 @@ class EvaluateConfig(BaseModel):
 
 # ----------------------------------------------------------------------------------------------
 # inputs
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _open_inputs(cfg: EvaluateConfig):
@@ -244,7 +239,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         missing = [r for r in revisions if r not in series.revisions]
         if missing:
             raise EvaluationError(f"the series {series.source} has no checkpoints {missing}; cannot splice into them")
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     coder.to(device)
     # the normalisation the crosscoder was trained with (recorded with it; else the store's)
     scales = torch.tensor(coder.scales or [store.scales[r] for r in revisions], dtype=torch.float32)
