@@ -58,14 +58,19 @@ def tiny_model(arch: str = "gpt_neox", vocab_size: int = 40, layers: int = 3, d:
     raise ValueError(arch)
 
 
-def make_tiny_series(root: Path, steps=(0, 10, 100), arch: str = "gpt_neox", layers: int = 3, d: int = 32) -> Path:
-    """A local series of random tiny models (one seed per step), each saved with the tokenizer."""
+def make_tiny_series(root: Path, steps=(0, 10, 100), arch: str = "gpt_neox", layers: int = 3, d: int = 32,
+                     adjust=None) -> Path:
+    """A local series of random tiny models (one seed per step), each saved with the tokenizer;
+    ``adjust(model)``, if given, edits each model in place before it is saved."""
     from crosstime.series import Checkpoint, write_series_manifest
 
     tokenizer = make_word_tokenizer()
     ckpts = []
     for step in steps:
         model = tiny_model(arch, vocab_size=len(tokenizer), layers=layers, d=d, seed=step)
+        if adjust is not None:
+            with torch.no_grad():
+                adjust(model)
         model.save_pretrained(root / f"step{step}")
         tokenizer.save_pretrained(root / f"step{step}")
         ckpts.append(Checkpoint(f"step{step}", step, step * 1000))

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import WORDS, make_word_tokenizer, tiny_model
+from conftest import WORDS, make_tiny_series
 
 from crosstime import evaluate as ev
 from crosstime.evaluate import EvaluateConfig, EvaluationError, NormalisedCrosscoder, evaluate
-from crosstime.series import Checkpoint, open_series, write_series_manifest
+from crosstime.series import open_series
 from crosstime.sites import patch_site, unembedding
 from crosstime.store import ActivationStore, HarvestConfig, harvest
 
@@ -59,18 +59,7 @@ def exact_coder(M: int, d: int, gain: float = 1.0, bias: float = 0.0) -> LinearC
 def sharp_series(tmp_path_factory) -> Path:
     """Three tiny random GPT-NeoX checkpoints whose unembedding is scaled up, so that their
     next-token distributions are far from uniform and react to changes at the site."""
-    root = tmp_path_factory.mktemp("sharp_series")
-    tokenizer = make_word_tokenizer()
-    ckpts = []
-    for step in (0, 10, 100):
-        model = tiny_model("gpt_neox", vocab_size=len(tokenizer), layers=3, d=32, seed=step)
-        with torch.no_grad():
-            unembedding(model).weight.mul_(60.0)
-        model.save_pretrained(root / f"step{step}")
-        tokenizer.save_pretrained(root / f"step{step}")
-        ckpts.append(Checkpoint(f"step{step}", step, step * 1000))
-    write_series_manifest(root, ckpts)
-    return root
+    return make_tiny_series(tmp_path_factory.mktemp("sharp_series"), adjust=lambda m: unembedding(m).weight.mul_(60.0))
 
 
 @pytest.fixture(scope="module")

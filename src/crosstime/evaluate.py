@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import time
 from collections import Counter
