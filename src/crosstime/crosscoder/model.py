@@ -199,8 +199,10 @@ class Crosscoder(nn.Module):
         return torch.addmm(self.b_enc.to(x.dtype), x.reshape(B, -1), w.to(x.dtype))
 
     def activate(self, z: torch.Tensor) -> torch.Tensor:
-        """Pre-activations z [B, F] -> features f [B, F] (the variant's σ)."""
-        raise NotImplementedError
+        """Pre-activations z [B, F] -> features f [B, F] (the variant's σ).
+
+        Abstract: ``Crosscoder(config)`` always builds a registered variant, and each defines it."""
+        raise TypeError(f"{type(self).__name__} is not a registered variant: a variant class must define activate()")
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, M, d] -> f [B, F]."""
