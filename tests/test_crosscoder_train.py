@@ -73,6 +73,28 @@ def test_planted_sparse_directions_are_recovered(variant, tmp_path):
         assert train_rows[-1]["threshold"] > 0 and train_rows[0]["l0"] == pytest.approx(2.0)
 
 
+def test_bf16_recovers_the_planted_directions_and_warns_on_cpus_without_bf16():
+    """bf16 autocast trains to the fp32 quality (matmuls in bf16, fp32 master weights); on a CPU
+    with no bf16 instructions it says that it will be slow."""
+    import warnings
+
+    x, U = planted()
+    cfg = TrainConfig(n_features=48, steps=300, batch_size=256, lr=3e-3, sparsity_coeff=0.3, seed=0, val_every=0,
+                      progress=False)
+    fp32 = train(x[:7168], cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bf16 = train(x[:7168], cfg.model_copy(update={"precision": "bf16"}))
+    slow_cpu = not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert any("bf16" in str(w.message) for w in caught) == slow_cpu
+    ev32, _ = _recovery(fp32, x[7168:], U)
+    ev16, cos16 = _recovery(bf16, x[7168:], U)
+    print(f"EV fp32 {ev32:.4f}, bf16 {ev16:.4f}; bf16 planted share > 0.9: {(cos16 > 0.9).float().mean():.2f}")
+    assert bf16.W_dec.dtype == torch.float32  # master weights stay fp32
+    assert ev16 > 0.9 and abs(ev16 - ev32) < 0.02
+    assert (cos16 > 0.9).float().mean() >= 0.9
+
+
 def test_schedules():
     cfg = TrainConfig(lr=1.0, sparsity_coeff=2.0, steps=100)
     assert [lr_at(cfg, s, 100) for s in (0, 79, 80, 90, 99)] == pytest.approx([1, 1, 1, 0.5, 0.05])

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -359,6 +360,11 @@ def train(data, config: TrainConfig | None = None, heldout: torch.Tensor | None 
         l1_norm=cfg.l1_norm, k=cfg.k, jumprelu_threshold_init=cfg.jumprelu_threshold_init,
         jumprelu_bandwidth=cfg.jumprelu_bandwidth, revisions=source.revisions, scales=source.scales)
     device = torch.device(cfg.device)
+    if cfg.precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        # measured on an AVX2 EPYC: bf16 GEMMs 15-20x slower than fp32 (benchmarks/RESULTS.md)
+        warnings.warn("precision='bf16' on a CPU without bf16 instructions (AVX512-BF16/AMX) runs the matmuls "
+                      "in emulation, many times slower than fp32; use precision='fp32' here and bf16 on a GPU",
+                      stacklevel=2)
     model = build(model_cfg).to(device)
     params = list(model.parameters())
     fused_ok = device.type in ("cpu", "cuda")
