@@ -427,7 +427,7 @@ def train(data, config: TrainConfig | None = None, heldout: torch.Tensor | None 
             # per-rank means -> global means (each rank holds an equal share)
             scal = torch.stack([s["recon"], s["sparsity"], s.get("aux", x.new_zeros(())), s["l0"], s["loss"]]).double()
             # per-checkpoint Σ(x̂−x)², Σ‖x‖², Σx: explained variance of the global batch, about its mean
-            moments = torch.cat([s["e2"].double(), torch.linalg.vector_norm(x, dim=(0, 2)).double().pow(2),
+            moments = torch.cat([s["e2"].double(), x.square().sum(dim=(0, 2)).double(),  # vector_norm: 3x slower
                                  x.sum(0).double().flatten()])
             fired = s["fired"].cpu()
             mins = s.get("min_kept")
