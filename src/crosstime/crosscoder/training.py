@@ -263,13 +263,25 @@ class _Log:
                 import wandb
             except ImportError as e:
                 raise ImportError("wandb_project is set but wandb is not installed (pip install wandb)") from e
-            self.wandb = wandb.init(project=cfg.wandb_project, config=cfg.model_dump(mode="json"))
+            # a resumed training continues the same W&B run: its id is kept beside the trainer state
+            id_file = out / "state" / "wandb-run-id" if out is not None else None
+            run_id = id_file.read_text().strip() if id_file is not None and id_file.exists() else None
+            self.wandb = wandb.init(project=cfg.wandb_project, config=cfg.model_dump(mode="json"), id=run_id,
+                                    resume="allow" if run_id else None, dir=str(out) if out is not None else None)
+            if id_file is not None and run_id is None:
+                from crosstime.files import write_text
+
+                id_file.parent.mkdir(parents=True, exist_ok=True)
+                write_text(id_file, self.wandb.id)
         if cfg.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as e:
-                raise ImportError("tensorboard logging asked for but tensorboard is not installed") from e
-            self.tb = SummaryWriter(str((out or Path(".")) / "tensorboard"))
+                raise ImportError("tensorboard logging asked for but tensorboard is not installed "
+                                  "(pip install tensorboard)") from e
+            # purge_step: on resume, TensorBoard hides the events logged past the resumed state
+            self.tb = SummaryWriter(str((out or Path(".")) / "tensorboard"),
+                                    purge_step=start_step + 1 if start_step else None)
 
     def write(self, row: dict[str, Any]) -> None:
         if not self.enabled:
@@ -279,9 +291,9 @@ class _Log:
         prefix = "val/" if row.get("split") == "heldout" else "train/"
         flat = {}
         for k, v in row.items():
-            if isinstance(v, list):
-                flat.update({f"{prefix}{k}_{i}": x for i, x in enumerate(v)})
-            elif isinstance(v, (int, float)) and k != "step":
+            if isinstance(v, list):  # ev per checkpoint; None (not finite) is left out
+                flat.update({f"{prefix}{k}_{i}": x for i, x in enumerate(v) if x is not None})
+            elif isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step":
                 flat[prefix + k] = v
         if self.wandb is not None:
             self.wandb.log(flat, step=row["step"])
