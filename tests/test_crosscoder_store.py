@@ -121,3 +121,28 @@ def test_torchrun_two_ranks_train_from_the_store(run, tmp_path):
     assert [r["step"] for r in rows if "split" not in r] == list(range(1, 13))
     assert [r["step"] for r in rows if r.get("split") == "heldout"] == [6, 12]
     assert torch.load(dst / "crosscoder" / "state" / "trainer.pt", weights_only=True)["step"] == 12
+
+
+def test_validation_reads_only_the_batches_it_uses(tiny_series, tmp_path, monkeypatch):
+    """Held-out validation reads val_batches · B rows per checkpoint, not the whole split (memory
+    and I/O stay independent of the store's size), and only held-out rows."""
+    from crosstime.crosscoder.data import StoreSource
+
+    rng = random.Random(1)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(3000)))
+    store = harvest(HarvestConfig(series=str(tiny_series), layer=1, corpus=str(corpus),
+                                  tokens=20000, context_len=32, out=str(tmp_path / "acts"), chunk_contexts=8,
+                                  batch_size=8, progress=False))
+    B, block = 64, store.default_block_rows()
+    assert 2 * B == block and store.n_rows("heldout") >= 5 * block  # the split is several windows' worth
+    read = []
+    real = ActivationStore._read_into
+    monkeypatch.setattr(ActivationStore, "_read_into",
+                        lambda self, out, *a: (read.append(len(out)), real(self, out, *a))[1])
+    batches = list(StoreSource(tmp_path / "acts", None, B, 0, True).heldout(2))
+    assert [len(x) for x in batches] == [B, B]
+    assert sum(read) == 2 * B * len(store.revisions)
+    # the same rows as the store's own held-out reader yields first (the split, not the train rows)
+    held = [x for x, _ in zip(store.batches(batch_size=B, split="heldout", buffer_rows=2 * B), range(2))]
+    assert torch.equal(torch.cat(batches), torch.cat(held))

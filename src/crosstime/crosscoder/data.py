@@ -7,6 +7,8 @@ already trained on and two ranks together see the batch one process would.
 
 from __future__ import annotations
 
+import itertools
+
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,11 +167,11 @@ class StoreSource:
     def heldout(self, n_batches: int) -> Iterator[torch.Tensor]:
         if self.store.n_rows("heldout") == 0:
             return
-        # validation runs on the main process only, over the whole split (no rank sharding)
-        it = self.store.batches(self.revisions, self.batch_size, "heldout", self.normalise, seed=0, epoch=0)
-        for i, x in enumerate(it):
-            if i >= n_batches:
-                return
+        # validation runs on the main process only (no rank sharding); the read window holds just the
+        # n_batches batches it uses, not the whole split (memory and I/O independent of the store's size)
+        it = self.store.batches(self.revisions, self.batch_size, "heldout", self.normalise, seed=0, epoch=0,
+                                buffer_rows=n_batches * self.batch_size)
+        for x in itertools.islice(it, n_batches):  # islice: no read of a batch past the last one used
             yield self._checked(x)
 
 
