@@ -27,7 +27,7 @@ import weakref
 import torch
 
 _threshold_backward_ = torch.ops.aten.threshold_backward.grad_input
-_add_relu_ = torch.ops.aten._add_relu_.Tensor  # relu(a + b) in place, one pass
+_add_relu_ = torch.ops.aten._add_relu_.Tensor  # relu(a + b) in place, one pass (CPU only)
 _WORKSPACE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -66,7 +66,10 @@ def relu_l1_step(model, x: torch.Tensor, coeff: float, reduce: str = "sum") -> d
     with torch.no_grad():
         # fT = ReLU(W_encᵀ Xᵀ + b_enc) [F, B]: plain GEMM, then the bias and ReLU in one pass
         fT = torch.mm(We.t(), X.t(), out=_buffer(model, "fT", (F, B), x))
-        _add_relu_(fT, model.b_enc.detach()[:, None])
+        if fT.device.type == "cpu":
+            _add_relu_(fT, model.b_enc.detach()[:, None])
+        else:  # aten._add_relu_ has a CPU kernel only
+            fT.add_(model.b_enc.detach()[:, None]).relu_()
         scratch = _buffer(model, "gzT", (F, B), x)
         x_hat = torch.addmm(model.b_dec.detach().view(1, Md), fT.t(), Wd)  # [B, Md]
         e = x_hat.sub_(X)  # x̂ − x, reusing x̂'s memory
