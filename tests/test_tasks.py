@@ -14,9 +14,32 @@ from crosstime.tasks import (
     load_task, packaged_blimp_dir, pair_metric, sequence_logprob, special_prefix,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # beside the checkout, when there is one
 BLIMP = packaged_blimp_dir()
-CLAMS_SIMPLE = SHARED / "clams" / "en_simple_agrmt.jsonl"
+REAL_CLAMS_SIMPLE = SHARED / "clams" / "en_simple_agrmt.jsonl"
+
+
+def clams_simple_rows() -> list[dict]:
+    """80 rows in the CLAMS simple-agreement format as processed for "Crosscoding Through Time"
+    (subject, verb, adjective; leading-space answers), built here so the tests need no data
+    outside the repository."""
+    rows = []
+    for noun in ("doctor", "lawyer", "painter", "singer", "driver", "writer", "student", "baker", "nurse", "guard"):
+        for plural in (False, True):
+            subject = f"The {noun}s" if plural else f"The {noun}"
+            good, bad = ("are", "is") if plural else ("is", "are")
+            for adj in ("tall", "old", "young", "short"):
+                rows.append({"sentence_good": f"{subject} {good} {adj}", "sentence_bad": f"{subject} {bad} {adj}",
+                             "clean_prefix": subject, "clean_answer": f" {good}", "patch_answer": f" {bad}",
+                             "skip": False})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def clams_simple(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("clams") / "en_simple_agrmt.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in clams_simple_rows()))
+    return path
 
 
 def rows_of(path: Path) -> list[dict]:
@@ -28,7 +51,7 @@ def blimp_texts() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def bpe_tokenizer():
+def bpe_tokenizer(clams_simple):
     """A small byte-level BPE trained on the BLiMP agreement sentences (no BOS, like Pythia's)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -38,7 +61,7 @@ def bpe_tokenizer():
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=["<pad>", "<unk>", "<eos>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    core.train_from_iterator(blimp_texts() + [r["sentence_good"] for r in rows_of(CLAMS_SIMPLE)], trainer)
+    core.train_from_iterator(blimp_texts() + [r["sentence_good"] for r in rows_of(clams_simple)], trainer)
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>")
 
 
@@ -116,24 +139,34 @@ def test_multi_token_answers_first_token_or_drop(bpe_tokenizer):
     assert s2.kept == s1.kept - s1.multi_token and s2.dropped["multi-token answer"] == s1.multi_token
 
 
-def test_clams_rederived_for_the_tokenizer(bpe_tokenizer):
-    rows = rows_of(CLAMS_SIMPLE)
+def _check_clams_rederived(path: Path, bpe_tokenizer=None) -> None:
+    rows = rows_of(path)
     words = sorted({w for r in rows for k in ("sentence_good", "sentence_bad") for w in r[k].split()})
     tok = make_word_tokenizer(words)
     vocab = tok.get_vocab()
-    task = load_task(CLAMS_SIMPLE, tok)
+    task = load_task(path, tok)
     assert len(task) == len(rows) == 80
     for i in (0, 41, 79):
         g, b = rows[i]["sentence_good"].split(), rows[i]["sentence_bad"].split()
         n = next(k for k in range(len(g)) if g[k] != b[k])
         assert task.prefixes[i] == [vocab[w] for w in g[:n]]
         assert (int(task.correct[i]), int(task.wrong[i])) == (vocab[g[n]], vocab[b[n]])
-    # the BPE split differs from the stored BLOOM one but still puts the verb right after the prefix
-    task = load_task(CLAMS_SIMPLE, bpe_tokenizer)
-    assert len(task) == 80
-    assert bpe_tokenizer.decode(task.prefixes[0]) == "The author"
-    assert bpe_tokenizer.decode([int(task.correct[0])]).strip() == "is"
-    assert bpe_tokenizer.decode([int(task.wrong[0])]).strip() == "are"
+    if bpe_tokenizer is not None:
+        # the BPE split differs from the stored BLOOM one but still puts the verb right after the prefix
+        task = load_task(path, bpe_tokenizer)
+        assert len(task) == 80
+        assert bpe_tokenizer.decode(task.prefixes[0]) == rows[0]["clean_prefix"]
+        assert bpe_tokenizer.decode([int(task.correct[0])]) == rows[0]["clean_answer"]
+        assert bpe_tokenizer.decode([int(task.wrong[0])]) == rows[0]["patch_answer"]
+
+
+def test_clams_rederived_for_the_tokenizer(clams_simple, bpe_tokenizer):
+    _check_clams_rederived(clams_simple, bpe_tokenizer)
+
+
+@pytest.mark.skipif(not REAL_CLAMS_SIMPLE.is_file(), reason="the real CLAMS data is beside the checkout only")
+def test_real_clams_file_rederived_for_a_word_tokenizer():
+    _check_clams_rederived(REAL_CLAMS_SIMPLE)
 
 
 def test_named_task_from_search_dir_and_groups(tmp_path):
