@@ -93,7 +93,7 @@ def test_attribute_writes_consistent_tables(run_dir):
             row = next(a for a in abl if int(a["feature"]) == i and a["checkpoint"] == rev)
             assert float(row["delta_lpd"]) == pytest.approx(eff["exact_top"][m, k].item(), rel=1e-3, abs=1e-6)
     assert "faithfulness" in summary and "ablation_spearman" in summary
-    assert "attribute" in run.read_config()
+    assert run.read_config()["attribute/agreement"]["method"] == "ig"  # keyed by task: tasks do not overwrite
 
 
 def test_exact_method_agrees_with_the_ablation_pass(run_dir):

@@ -596,7 +596,7 @@ def attribute(config: AttributeConfig) -> AttributeResult:
         "threshold": config.threshold, "position_0_attributed": store.first_position == 0, **summary.metrics,
         "seconds": att.seconds,
     })
-    run.save_stage_config("attribute", config)
+    run.save_stage_config(f"attribute/{task_name}", config)  # one entry per task: two tasks do not overwrite
     return AttributeResult(out, att, summary)
 
 
