@@ -146,3 +146,26 @@ def test_validation_reads_only_the_batches_it_uses(tiny_series, tmp_path, monkey
     # the same rows as the store's own held-out reader yields first (the split, not the train rows)
     held = [x for x, _ in zip(store.batches(batch_size=B, split="heldout", buffer_rows=2 * B), range(2))]
     assert torch.equal(torch.cat(batches), torch.cat(held))
+
+
+def test_cli_set_reaches_every_training_setting(run, tmp_path):
+    """--set FIELD=VALUE sets what has no flag of its own (JumpReLU θ and ε here) and wins over a flag."""
+    shutil.copytree(run / "activations", tmp_path / "activations")
+    args = ["train", str(tmp_path), "--variant", "jumprelu", "--steps", "4", "--batch-size", "64", "--features", "48",
+            "--val-every", "0", "--set", "jumprelu_threshold_init=0.5", "--set", "jumprelu-bandwidth=0.25",
+            "--set", "lr=0.002", "--set", "adam_betas=[0.8, 0.99]"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    training = json.loads((tmp_path / "crosscoder" / "config.json").read_text())["training"]
+    assert (training["jumprelu_threshold_init"], training["jumprelu_bandwidth"]) == (0.5, 0.25)
+    assert training["lr"] == 0.002 and training["adam_betas"] == [0.8, 0.99]
+    assert float(load(tmp_path / "crosscoder").threshold.detach().mean()) == pytest.approx(0.5, rel=0.05)  # 4 Adam steps from θ₀
+
+    unknown = CliRunner().invoke(app, ["train", str(tmp_path), "--set", "treshold=1"])
+    assert unknown.exit_code == 2 and "'treshold' is not a setting here" in unknown.output
+    assert "jumprelu_threshold_init" in unknown.output and "dead_tokens" in unknown.output
+    for bad in ("lr", "out=/elsewhere"):
+        result = CliRunner().invoke(app, ["train", str(tmp_path), "--set", bad])
+        assert result.exit_code == 2 and "--set" in result.output
+    invalid = CliRunner().invoke(app, ["train", str(tmp_path), "--set", "lr=-1"])
+    assert invalid.exit_code == 2 and "lr" in invalid.output

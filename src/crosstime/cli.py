@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+import yaml
 
 from crosstime import __version__
 
@@ -138,6 +139,21 @@ def _count(text: str) -> int:
         return int(float(text[:-1] if scale > 1 else text) * scale)
     except ValueError as err:
         raise typer.BadParameter(f"{text!r} is not a token count (e.g. 1000000, 1M, 250K)") from err
+
+
+def _settings(items: list[str] | None, config_cls, reserved: tuple[str, ...] = ()) -> dict:
+    """``--set FIELD=VALUE`` options -> {field: value} for ``config_cls`` (values read as YAML: 0.5,
+    true, [a, b]); the config validates them. Unknown or reserved fields are refused, listing the known."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        known = sorted(set(config_cls.model_fields) - set(reserved))
+        if not sep or key not in known:
+            why = "expected FIELD=VALUE" if not sep else f"{key!r} is not a setting here"
+            raise typer.BadParameter(f"--set {item!r}: {why}; settings: {', '.join(known)}")
+        out[key] = yaml.safe_load(value) if value.strip() else None
+    return out
 
 
 @app.command()
@@ -311,6 +327,9 @@ def train(
     val_every: int = typer.Option(100, "--val-every", help="Steps between held-out validations (0: never)."),
     wandb_project: Optional[str] = typer.Option(None, "--wandb", help="Also log to this Weights & Biases project."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to TensorBoard (RUN/crosscoder/tensorboard)."),
+    settings: Optional[list[str]] = typer.Option(
+        None, "--set", help="Any other training setting as FIELD=VALUE, repeatable (e.g. --set jumprelu_threshold_init=0.5 "
+        "--set dead_tokens=1000000); the fields of crosstime.crosscoder.TrainConfig."),
 ) -> None:
     """Train a crosscoder on the run's activation store (resumes when re-run; works under torchrun)."""
     from pydantic import ValidationError
@@ -329,11 +348,12 @@ def train(
     try:
         if not (rd.activations / "manifest.json").exists():
             raise DataError(f"{run} has no activation store (activations/manifest.json); run `crosstime harvest` first")
-        config = TrainConfig(variant=variant, n_features=n_features, expansion=expansion, k=k, l1_norm=l1_norm, steps=steps,
-                             tokens=_count(tokens), batch_size=batch_size, lr=lr, sparsity_coeff=sparsity_coeff,
-                             recon_reduce=recon_reduce, seed=seed, precision=precision, device=device,
-                             revisions=split(revisions), save_every=save_every, val_every=val_every,
-                             wandb_project=wandb_project, tensorboard=tensorboard, out=str(rd.crosscoder))
+        flags = dict(variant=variant, n_features=n_features, expansion=expansion, k=k, l1_norm=l1_norm, steps=steps,
+                     tokens=_count(tokens), batch_size=batch_size, lr=lr, sparsity_coeff=sparsity_coeff,
+                     recon_reduce=recon_reduce, seed=seed, precision=precision, device=device,
+                     revisions=split(revisions), save_every=save_every, val_every=val_every,
+                     wandb_project=wandb_project, tensorboard=tensorboard)
+        config = TrainConfig(**{**flags, **_settings(settings, TrainConfig, reserved=("out",))}, out=str(rd.crosscoder))
         if distributed.world().is_main:
             rd.save_stage_config("train", config)
         model = run_train(rd.activations, config)
