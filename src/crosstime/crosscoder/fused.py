@@ -100,10 +100,13 @@ def relu_l1_step(model, x: torch.Tensor, coeff: float, reduce: str = "sum") -> d
 
         gzT = torch.addmm((w * (coeff / B))[:, None], Wd, g.t(), out=scratch)  # ∂fᵀ [F, B]
         _threshold_backward_(gzT, fT, 0, grad_input=gzT)  # ∂zᵀ = ∂fᵀ · 1{f > 0}, in place
-        # ∂W_encᵀ = ∂zᵀ X [F, Md] runs at full GEMM speed; Xᵀ ∂z straight into [Md, F] does
-        # not (≈150 GFLOP/s with ∂z feature-major), and the transposing copy costs ≈1 ms
-        gWeT = torch.mm(gzT, X, out=_buffer(model, "gWeT", (F, Md), x))
-        _grad(model.W_enc).view(Md, F).copy_(gWeT.t())
+        gWe = _grad(model.W_enc).view(Md, F)
+        if x.device.type == "cpu":
+            # MKL: ∂W_encᵀ = ∂zᵀ X [F, Md] runs at full GEMM speed, Xᵀ ∂z straight into [Md, F]
+            # does not (≈150 GFLOP/s with ∂z feature-major); the transposing copy costs ≈1 ms
+            gWe.copy_(torch.mm(gzT, X, out=_buffer(model, "gWeT", (F, Md), x)).t())
+        else:  # no W_enc-sized scratch on a GPU (0.4 GB at F = 16384, M·d = 6144)
+            torch.mm(X.t(), gzT.t(), out=gWe)
         torch.sum(gzT, 1, out=_grad(model.b_enc))
 
     return {"recon": recon, "sparsity": sparsity, "loss": recon + coeff * sparsity, "l0": l0,
