@@ -455,9 +455,11 @@ def train(data, config: TrainConfig | None = None, heldout: torch.Tensor | None 
                     off += n
                 _allreduce_(scal).div_(world.size)
                 _allreduce_(moments)
-                fired = _allreduce_(fired.to(torch.int32), tdist.ReduceOp.MAX).bool()
+                # collectives on the training device: NCCL reduces GPU tensors only (gloo: the CPU)
+                fired = _allreduce_(s["fired"].to(torch.int32), tdist.ReduceOp.MAX).bool().cpu()
                 if model.config.variant == "batchtopk":
-                    m = torch.tensor([float(mins) if mins is not None else float("inf")], dtype=torch.float64)
+                    m = torch.tensor([float(mins) if mins is not None else float("inf")], dtype=torch.float64,
+                                     device=device)
                     mins = _allreduce_(m, tdist.ReduceOp.MIN)[0]
             grad_norm = _clip_(params, cfg.grad_clip, opt)
             opt.step()
