@@ -144,11 +144,11 @@ def _count(text: str) -> int:
 def _settings(items: list[str] | None, config_cls, reserved: tuple[str, ...] = ()) -> dict:
     """``--set FIELD=VALUE`` options -> {field: value} for ``config_cls`` (values read as YAML: 0.5,
     true, [a, b]); the config validates them. Unknown or reserved fields are refused, listing the known."""
+    known = sorted(set(config_cls.model_fields) - set(reserved))
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_")
-        known = sorted(set(config_cls.model_fields) - set(reserved))
         if not sep or key not in known:
             why = "expected FIELD=VALUE" if not sep else f"{key!r} is not a setting here"
             raise typer.BadParameter(f"--set {item!r}: {why}; settings: {', '.join(known)}")

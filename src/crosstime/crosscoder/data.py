@@ -8,7 +8,6 @@ already trained on and two ranks together see the batch one process would.
 from __future__ import annotations
 
 import itertools
-
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any

@@ -62,11 +62,12 @@ def relu_l1_step(model, x: torch.Tensor, coeff: float, reduce: str = "sum") -> d
     We = model.W_enc.detach().view(Md, F)
     Wd = model.W_dec.detach().view(F, Md)
     r = 1.0 if reduce == "sum" else float(M)
+    on_cpu = x.device.type == "cpu"  # a CPU-only kernel and an MKL-tuned layout below
 
     with torch.no_grad():
         # fT = ReLU(W_encᵀ Xᵀ + b_enc) [F, B]: plain GEMM, then the bias and ReLU in one pass
         fT = torch.mm(We.t(), X.t(), out=_buffer(model, "fT", (F, B), x))
-        if fT.device.type == "cpu":
+        if on_cpu:
             _add_relu_(fT, model.b_enc.detach()[:, None])
         else:  # aten._add_relu_ has a CPU kernel only
             fT.add_(model.b_enc.detach()[:, None]).relu_()
@@ -101,7 +102,7 @@ def relu_l1_step(model, x: torch.Tensor, coeff: float, reduce: str = "sum") -> d
         gzT = torch.addmm((w * (coeff / B))[:, None], Wd, g.t(), out=scratch)  # ∂fᵀ [F, B]
         _threshold_backward_(gzT, fT, 0, grad_input=gzT)  # ∂zᵀ = ∂fᵀ · 1{f > 0}, in place
         gWe = _grad(model.W_enc).view(Md, F)
-        if x.device.type == "cpu":
+        if on_cpu:
             # MKL: ∂W_encᵀ = ∂zᵀ X [F, Md] runs at full GEMM speed, Xᵀ ∂z straight into [Md, F]
             # does not (≈150 GFLOP/s with ∂z feature-major); the transposing copy costs ≈1 ms
             gWe.copy_(torch.mm(gzT, X, out=_buffer(model, "gWeT", (F, Md), x)).t())

@@ -271,7 +271,6 @@ class _Log:
             if id_file is not None and run_id is None:
                 from crosstime.files import write_text
 
-                id_file.parent.mkdir(parents=True, exist_ok=True)
                 write_text(id_file, self.wandb.id)
         if cfg.tensorboard:
             try:
@@ -441,7 +440,7 @@ def train(data, config: TrainConfig | None = None, heldout: torch.Tensor | None 
             # per-checkpoint Σ(x̂−x)², Σ‖x‖², Σx: explained variance of the global batch, about its mean
             moments = torch.cat([s["e2"].double(), x.square().sum(dim=(0, 2)).double(),  # vector_norm: 3x slower
                                  x.sum(0).double().flatten()])
-            fired = s["fired"].cpu()
+            fired = s["fired"]
             mins = s.get("min_kept")
             if is_dist:
                 import torch.distributed as tdist
@@ -456,7 +455,7 @@ def train(data, config: TrainConfig | None = None, heldout: torch.Tensor | None 
                 _allreduce_(scal).div_(world.size)
                 _allreduce_(moments)
                 # collectives on the training device: NCCL reduces GPU tensors only (gloo: the CPU)
-                fired = _allreduce_(s["fired"].to(torch.int32), tdist.ReduceOp.MAX).bool().cpu()
+                fired = _allreduce_(fired.to(torch.int32), tdist.ReduceOp.MAX).bool()
                 if model.config.variant == "batchtopk":
                     m = torch.tensor([float(mins) if mins is not None else float("inf")], dtype=torch.float64,
                                      device=device)
@@ -465,7 +464,7 @@ def train(data, config: TrainConfig | None = None, heldout: torch.Tensor | None 
             opt.step()
             # bookkeeping from this training batch only (never from validation: bug B2)
             tokens_since_fired += cfg.batch_size
-            tokens_since_fired[fired] = 0
+            tokens_since_fired[fired.cpu()] = 0
             if model.config.variant == "batchtopk" and step >= cfg.threshold_start_step and mins is not None:
                 model.update_threshold(float(mins), cfg.threshold_beta)
             done = step + 1
