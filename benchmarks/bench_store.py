@@ -273,7 +273,7 @@ def rounding_error(store) -> list[dict]:
 
 def toy_activations(toy: Path) -> list[dict]:
     """Trained toy-world checkpoints: max |x| at position 0 and elsewhere, float16/bfloat16 rounding error."""
-    from crosstime.corpus import iter_documents, pack_contexts, resolve_corpus
+    from crosstime.store.corpus import iter_documents, pack_contexts, resolve_corpus
     from crosstime.series import open_series
     from crosstime.sites import read_site
 

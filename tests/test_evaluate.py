@@ -12,8 +12,8 @@ import pytest
 import torch
 from conftest import WORDS, make_tiny_series
 
-from crosstime import evaluate as ev
-from crosstime.evaluate import EvaluateConfig, EvaluationError, NormalisedCrosscoder, evaluate
+from crosstime.evaluate import stage as ev
+from crosstime.evaluate.stage import EvaluateConfig, EvaluationError, NormalisedCrosscoder, evaluate
 from crosstime.series import open_series
 from crosstime.sites import patch_site, unembedding
 from crosstime.store import ActivationStore, HarvestConfig, harvest

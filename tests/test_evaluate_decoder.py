@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from crosstime.decoder_analysis import (
+from crosstime.shares import (
     class_order,
     classify_shares,
     consecutive_cosines,

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F_
 from conftest import tiny_model
 
-from crosstime.evaluate_metrics import (
+from crosstime.evaluate.metrics import (
     DownstreamStats,
     ReconstructionStats,
     ce_sum,
@@ -171,7 +171,7 @@ def test_zero_ablation_ce_matches_a_manual_forward_at_the_last_block(model_and_i
 def test_positions_before_first_position_keep_their_clean_value(model_and_ids):
     """Garbage spliced only from position 2 on leaves the predictions at 0 and 1 untouched."""
     model, ids = model_and_ids
-    from crosstime.evaluate_metrics import _splice
+    from crosstime.evaluate.metrics import _splice
     from crosstime.sites import patch_site
 
     with torch.no_grad():

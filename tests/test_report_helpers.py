@@ -97,7 +97,7 @@ def fabricate_run(root: Path, M: int = 3, seed: int = 0, stages: tuple[str, ...]
                                             "bigram_loss": 2.5, "n_tokens": 100} for m, r in enumerate(revisions)])
     norms = cc.decoder_norms().detach()  # [F, M]
     shares = norms / norms.sum(1, keepdim=True)
-    from crosstime.decoder_analysis import classify_shares, trajectories
+    from crosstime.shares import classify_shares, trajectories
 
     classes = classify_shares(shares, revisions)
     traj = trajectories(norms)

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from conftest import WORDS, make_tiny_series
-from crosstime.corpus import CorpusError, pack_contexts, resolve_corpus
+from crosstime.store.corpus import CorpusError, pack_contexts, resolve_corpus
 from crosstime.series import SeriesError, open_series
 from crosstime.sites import LayerOutOfRange
 from crosstime.store import ActivationStore, HarvestConfig, StoreError, harvest

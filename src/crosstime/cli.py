@@ -178,7 +178,7 @@ def harvest(
     from pydantic import ValidationError
 
     from crosstime import distributed
-    from crosstime.corpus import CorpusError
+    from crosstime.store.corpus import CorpusError
     from crosstime.rundir import RunDir
     from crosstime.series import SeriesError
     from crosstime.sites import LayerOutOfRange

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 # Shares and classes: one definition for RelDec and RelIE (the evaluate stage's).
-from crosstime.decoder_analysis import class_order, classify_shares, decoder_norms, pairwise_shares
-from crosstime.decoder_analysis import relative_shares as _relative_shares
+from crosstime.shares import class_order, classify_shares, decoder_norms, pairwise_shares
+from crosstime.shares import relative_shares as _relative_shares
 
 __all__ = [
     "relative_shares", "pairwise_shares", "classify_shares", "class_order", "decoder_norms", "rel_ie",
@@ -28,7 +28,7 @@ def _np(a) -> np.ndarray:
 
 
 def relative_shares(values) -> np.ndarray:
-    """``[F, M]`` numpy wrapper of :func:`crosstime.decoder_analysis.relative_shares`."""
+    """``[F, M]`` numpy wrapper of :func:`crosstime.shares.relative_shares`."""
     return _relative_shares(torch.as_tensor(_np(values))).numpy()
 
 

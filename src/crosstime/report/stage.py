@@ -78,7 +78,7 @@ def _normalised_norms(crosscoder, store) -> torch.Tensor:
 
     A folded decoder holds ``W_dec[i, m] / s_m``; multiplying its norms by ``s_m`` undoes that.
     """
-    from crosstime.decoder_analysis import decoder_norms
+    from crosstime.shares import decoder_norms
     from crosstime.report.evidence import is_folded
 
     if hasattr(crosscoder, "decoder_norms"):  # crosstime.crosscoder measures them in normalised space
@@ -143,7 +143,7 @@ def report(config: ReportConfig, crosscoder: Any = None, store: Any = None) -> P
         chosen = rank_features(pool, base["tasks"], norm_map)[: config.n_features]
     rows = []
     if norms is not None:
-        from crosstime.decoder_analysis import classify_shares, relative_shares, trajectories
+        from crosstime.shares import classify_shares, relative_shares, trajectories
 
         sel = torch.tensor(chosen, dtype=torch.long)
         sub = norms[sel] if len(chosen) else torch.zeros(0, len(revisions))

@@ -32,7 +32,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from crosstime import distributed
-from crosstime.corpus import iter_documents, pack_contexts, resolve_corpus
+from crosstime.store.corpus import iter_documents, pack_contexts, resolve_corpus
 from crosstime.files import atomic_path, write_json
 from crosstime.series import SeriesError, open_series
 from crosstime.sites import LayerOutOfRange, read_site

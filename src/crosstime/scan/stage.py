@@ -665,7 +665,7 @@ def _sweep(config: ScanConfig, inputs: _Inputs) -> tuple[list[dict], list[dict],
 def scan(config: ScanConfig) -> ScanResult:
     """Run the scan stage; see the module docstring. Inputs are checked before any model is loaded."""
     from crosstime.files import write_bytes
-    from crosstime.plots import plot_accuracy, plot_dynamics, plot_similarity, tick_labels
+    from crosstime.scan.plots import plot_accuracy, plot_dynamics, plot_similarity, tick_labels
     from crosstime.rundir import RunDir
 
     started = time.perf_counter()

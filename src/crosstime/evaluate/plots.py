@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from crosstime.decoder_analysis import TRAJECTORY_LABELS, class_order  # noqa: E402
+from crosstime.shares import TRAJECTORY_LABELS, class_order  # noqa: E402
 from crosstime.files import atomic_path  # noqa: E402
 from crosstime.series import format_tokens  # noqa: E402
 

@@ -10,7 +10,7 @@ Reads ``RUN/crosscoder`` and ``RUN/activations`` (held-out split only) and write
     RUN/evaluation/features.csv       per feature: frequency, norms, RelDec, class, onset/peak/offset
     RUN/evaluation/*.png              RelDec view, trajectories, emergence, ΔCE, frequency
 
-1. Reconstruction (normalised space, as trained; `crosstime.evaluate_metrics`): MSE, explained
+1. Reconstruction (normalised space, as trained; `crosstime.evaluate.metrics`): MSE, explained
    variance about the mean per checkpoint and overall, FVU, L0, dead latents, firing
    frequencies — over ``tokens`` held-out rows.
 2. Downstream (raw space): for each checkpoint m, its reconstruction x̂_m — computed from all
@@ -20,7 +20,7 @@ Reads ``RUN/crosscoder`` and ``RUN/activations`` (held-out split only) and write
    position 0, the attention sink, keeps its clean value by default). Clean, spliced and
    zero-ablated CE, ΔCE, CE recovered and KL(clean ‖ spliced) over the predictions made at
    the replaced positions of ``contexts`` held-out contexts.
-3. Decoder space (`crosstime.decoder_analysis`, normalised-space decoder as in the paper):
+3. Decoder space (`crosstime.shares`, normalised-space decoder as in the paper):
    RelDec one-vs-all and pairwise, classes, cosine between checkpoints and rotation between
    consecutive ones, decoder-norm trajectories, onset/peak/offset and the emergence histogram.
 
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
-from crosstime.decoder_analysis import (
+from crosstime.shares import (
     class_order,
     classify_shares,
     decoder_cosines,
@@ -52,7 +52,7 @@ from crosstime.decoder_analysis import (
     rotation_summary,
     trajectories,
 )
-from crosstime.evaluate_metrics import DownstreamStats, ReconstructionStats
+from crosstime.evaluate.metrics import DownstreamStats, ReconstructionStats
 from crosstime.distributed import resolve_device
 from crosstime.files import write_json, write_text
 from crosstime.rundir import RunDir
@@ -541,7 +541,7 @@ def _features_csv(features: dict) -> str:
 
 
 def _plots(out_dir: Path, result: dict, features: dict, cfg: EvaluateConfig) -> list[str]:
-    from crosstime import evaluate_plots as P
+    from crosstime.evaluate import plots as P
 
     revs = features["revisions"]
     tokens = features["tokens"]
