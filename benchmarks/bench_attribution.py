@@ -33,7 +33,7 @@ def build(args):
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     from crosstime.attribution import make_batches
-    from crosstime.attribution.stage import CrosscoderView
+    from crosstime.crosscoder import CrosscoderConfig, build
 
     torch.manual_seed(0)
     models = []
@@ -45,12 +45,14 @@ def build(args):
         models.append(GPTNeoXForCausalLM(cfg).eval())
     g = torch.Generator().manual_seed(0)
     M, d, F = args.checkpoints, args.d, args.features
-    W_enc = torch.randn(M, d, F, generator=g) / math.sqrt(M * d)
-    b_enc = torch.full((F,), -0.02)
-    W_dec = torch.randn(F, M, d, generator=g) / math.sqrt(d)
-    b_dec = torch.zeros(M, d)
-    cc = CrosscoderView(encode=lambda x: torch.relu(torch.einsum("bmd,mdf->bf", x, W_enc) + b_enc), W_dec=W_dec,
-                        b_dec=b_dec)
+    # a ReLU crosscoder on raw activations (scales 1) with random weights
+    cc = build(CrosscoderConfig(n_checkpoints=M, d_model=d, n_features=F, revisions=[f"ckpt{m}" for m in range(M)],
+                                scales=[1.0] * M, normalised=False)).eval()
+    with torch.no_grad():
+        cc.W_enc.copy_(torch.randn(M, d, F, generator=g) / math.sqrt(M * d))
+        cc.b_enc.fill_(-0.02)
+        cc.W_dec.copy_(torch.randn(F, M, d, generator=g) / math.sqrt(d))
+        cc.b_dec.zero_()
     lengths = torch.randint(args.min_len, args.max_len + 1, (args.pairs,), generator=g)
     prefixes = [torch.randint(4, args.vocab, (int(n),), generator=g).tolist() for n in lengths]
     correct = torch.randint(4, args.vocab, (args.pairs,), generator=g)
@@ -81,10 +83,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     layer = args.layer if args.layer is not None else args.layers // 2 - 1
 
-    from crosstime.attribution.stage import ablate_features, compute_attribution
+    from crosstime.attribution import ablate_features, compute_attribution
 
     models, cc, batches = build(args)
-    revs = [f"ckpt{m}" for m in range(args.checkpoints)]
     load = lambda m: models[m]  # noqa: E731
     variants = {
         "per-step": dict(step_chunk=1, skip_early_blocks=False),
@@ -93,11 +94,11 @@ def main() -> None:
     }
     variants = {k: v for k, v in variants.items() if k in args.variants.split(",")}
     # warm-up (allocator, lazy imports)
-    compute_attribution(load, revs, cc, batches[:1], layer, method="ig", steps=2, compare_atp=False, progress=False)
+    compute_attribution(load, cc, batches[:1], layer, method="ig", steps=2, compare_atp=False, progress=False)
     results, ref = {}, None
     for name, kw in variants.items():
         t0 = time.perf_counter()
-        att = compute_attribution(load, revs, cc, batches, layer, method="ig", steps=args.steps,
+        att = compute_attribution(load, cc, batches, layer, method="ig", steps=args.steps,
                                   compare_atp=args.atp, progress=False, **kw)
         results[name] = {"seconds": time.perf_counter() - t0, "effects_seconds": att.seconds["effects"]}
         if ref is None:
@@ -107,7 +108,7 @@ def main() -> None:
             results[name]["max_abs_diff_vs_per_step"] = float((att.ie - ref).abs().max())
     feats = list(range(args.exact_features))
     t0 = time.perf_counter()
-    ablate_features(load, revs, cc, batches, layer, feats, progress=False)
+    ablate_features(load, cc, batches, layer, feats, progress=False)
     exact_s = time.perf_counter() - t0
 
     if "per-step" in results:

@@ -10,7 +10,7 @@ each number is the best of many repetitions, the usual way to time on a shared m
 2. ReLU/L1 Adam step at M=3, d=128, F=4096, B=1024 (useful FLOPs 10·B·M·d·F):
    a straightforward eager implementation (einsum, autograd, clip_grad_norm_, default Adam),
    crosstime's fused step (hand-derived backward + fused Adam), and crosstime's whole
-   training loop (``crosstime.train``: data, schedules, metrics).
+   training loop (``crosstime.crosscoder.fit``: data, schedules, metrics).
 3. bf16: matmul throughput on this CPU, and the effect of ``precision="bf16"`` on the final
    explained variance of a small planted-feature training.
 4. TopK / BatchTopK decode at F=16384, k in {32, 64}: dense GEMM vs gathering the active
@@ -27,9 +27,9 @@ import time
 
 import torch
 
-from crosstime.crosscoder import CrosscoderConfig, TrainConfig, build, train
+from crosstime.crosscoder import CrosscoderConfig, TrainSettings, build, fit
 from crosstime.crosscoder.fused import relu_l1_step
-from crosstime.crosscoder.training import _clip_
+from crosstime.crosscoder.training import clip_gradients
 
 M, D, F, B = 3, 128, 4096, 1024
 FLOPS_STEP = 10 * B * M * D * F
@@ -87,7 +87,7 @@ def step_benchmarks(reps: int) -> dict:
 
     def fused_step():
         relu_l1_step(model, x, 2.0)
-        _clip_(params, 1.0, opt_f)
+        clip_gradients(params, 1.0, opt_f)
         opt_f.step()
 
     A, Bm = torch.randn(2048, 2048), torch.randn(2048, 2048)
@@ -104,8 +104,8 @@ def step_benchmarks(reps: int) -> dict:
     }
     # the whole training loop (data, schedules, metrics): train() for 8 steps minus train() for 2 steps
     data = torch.randn(B * 8, M, D)
-    cfg = TrainConfig(n_features=F, batch_size=B, lr=5e-5, val_every=0, progress=False)
-    loop = {"train 2 steps": lambda: train(data, cfg, steps=2), "train 8 steps": lambda: train(data, cfg, steps=8)}
+    cfg = TrainSettings(n_features=F, batch_size=B, lr=5e-5, val_every=0, progress=False, device="cpu")
+    loop = {"train 2 steps": lambda: fit(data, cfg, steps=2), "train 8 steps": lambda: fit(data, cfg, steps=8)}
     t = best_of({**gemm, "eager": eager_step, "crosstime": fused_step, **loop}, reps)
     flops = {k: (2 * 2048**3 if k == "mm 2048²" else 2 * B * M * D * F) / t[k] for k in gemm}
     peak = max(flops.values())
@@ -129,7 +129,7 @@ def bf16_benchmarks() -> dict:
     x = torch.einsum("nk,kmd->nmd", act, U) * 4
     ev = {}
     for precision in ("fp32", "bf16"):
-        m = train(x[:7168], TrainConfig(n_features=48, steps=600, batch_size=256, lr=3e-3, sparsity_coeff=0.3,
+        m = fit(x[:7168], TrainSettings(n_features=48, steps=600, batch_size=256, lr=3e-3, sparsity_coeff=0.3,
                                         precision=precision, val_every=0, progress=False))
         with torch.no_grad():
             xh = m(x[7168:])

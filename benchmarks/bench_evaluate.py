@@ -72,30 +72,30 @@ def main() -> None:
     run = Path(args.run or f"runs/bench_evaluate_{args.mode}")
     print(f"toy world {root}\nrevisions {revisions}\nrun {run}")
     t = time.perf_counter()
-    store = harvest(HarvestConfig(series=str(root), revisions=revisions, layer=args.layer, tokens=args.tokens,
-                                  heldout_tokens=args.heldout_tokens, out=str(run / "activations"), progress=False))
+    store = harvest(HarvestConfig(run=run, series=str(root), revisions=revisions, layer=args.layer, tokens=args.tokens,
+                                  heldout_tokens=args.heldout_tokens, progress=False))
     harvest_s = time.perf_counter() - t
     print(f"harvest: {store.n_rows('train')} train rows, {store.n_rows('heldout')} held-out rows, {harvest_s:.1f}s")
     train_s = 0.0
     if not args.skip_train:
         train_tokens = args.train_tokens or 4 * store.n_rows("train")
-        cfg = TrainConfig(variant=args.variant, n_features=args.features, k=args.k, lr=args.lr,
+        cfg = TrainConfig(run=run, variant=args.variant, n_features=args.features, k=args.k, lr=args.lr,
                           batch_size=args.batch_size, tokens=train_tokens, sparsity_coeff=args.sparsity,
-                          out=str(run / "crosscoder"), progress=False, val_every=0, save_every=10**9)
+                          progress=False, val_every=0, save_every=10**9)
         t = time.perf_counter()
-        train(str(run / "activations"), cfg)
+        train(cfg)
         train_s = time.perf_counter() - t
         print(f"train: {args.variant} F={args.features}, {train_tokens} rows, {train_s:.1f}s")
     t = time.perf_counter()
-    result = evaluate(EvaluateConfig(run=str(run), progress=False))
+    result = evaluate(EvaluateConfig(run=run, progress=False))
     eval_s = time.perf_counter() - t
     from rich.console import Console
 
     Console(width=160).print(format_table(result))
     print(paper_row(result))
-    print(json.dumps({"timing": result["timing"], "emergence": result["decoder"]["emergence"]["counts_live"],
-                      "trajectory_labels_live": result["decoder"]["trajectory_labels_live"],
-                      "classes_live": result["decoder"]["classes_live"]}, indent=1))
+    print(json.dumps({"timing": result.timing, "emergence": result.decoder["emergence"]["counts_live"],
+                      "trajectory_labels_live": result.decoder["trajectory_labels_live"],
+                      "classes_live": result.decoder["classes_live"]}, indent=1))
     print(f"evaluate: {eval_s:.1f}s wall on {args.threads} threads ({platform.processor() or platform.machine()}); "
           f"harvest {harvest_s:.1f}s, train {train_s:.1f}s (not part of the evaluation budget)")
 

@@ -30,7 +30,7 @@ def main() -> None:
     root = toy_world()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = scan(ScanConfig(series=str(root), layer=1, out=f"{tmp}/run", progress=False, threads=args.threads))
+        result = scan(ScanConfig(run=f"{tmp}/run", series=str(root), layer=1, progress=False, threads=args.threads))
         scan_s = time.perf_counter() - start
         print_scan_summary(result)
         print(f"scan: {len(result.checkpoints)} checkpoints × {len(result.tasks)} tasks, "

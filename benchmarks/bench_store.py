@@ -99,8 +99,8 @@ def bench_harvest(work: Path, name: str, layers: int, d: int, T: int, layer: int
     else:  # an existing series with corpus/train.txt (the toy world)
         corpus = series_root
     n_contexts = n_tokens // T
-    cfg = HarvestConfig(series=str(series_root), revisions=[revision], layer=layer, corpus=str(corpus), tokens=n_tokens,
-                        heldout_tokens=0, context_len=T, out=str(work / f"store_{name}"), batch_size=32, progress=False,
+    cfg = HarvestConfig(run=work / f"run_{name}", series=str(series_root), revisions=[revision], layer=layer,
+                        corpus=str(corpus), tokens=n_tokens, heldout_tokens=0, context_len=T, batch_size=32, progress=False,
                         chunk_contexts=max(32, n_contexts // 8))
     store = harvest(cfg)  # also gives the tokens and the chunk plan
     model = open_series(series_root).load_model(revision)
@@ -142,7 +142,7 @@ import json, sys, time, numpy as np, torch
 torch.set_num_threads(1)
 sys.path.insert(0, {bench_dir!r})
 from bench_store import rss_kib
-mode, series, corpus, out, n_tokens = sys.argv[1:6]
+mode, series, corpus, run, n_tokens = sys.argv[1:6]
 n_tokens = int(n_tokens)
 result = {{"start_rss_kib": rss_kib("VmRSS")}}
 if mode == "model":
@@ -154,15 +154,15 @@ if mode == "model":
 elif mode == "harvest":
     from crosstime.store import HarvestConfig, harvest
     t0 = time.perf_counter()
-    harvest(HarvestConfig(series=series, layer=1, corpus=corpus, tokens=n_tokens, context_len=1024, out=out,
+    harvest(HarvestConfig(run=run, series=series, layer=1, corpus=corpus, tokens=n_tokens, context_len=1024,
                           batch_size=16, progress=False))
     result["seconds"] = time.perf_counter() - t0
 elif mode == "open":
     from crosstime.store import ActivationStore
-    s = ActivationStore(out)
+    s = ActivationStore(run + "/activations")
 elif mode == "read":
     from crosstime.store import ActivationStore
-    s = ActivationStore(out)
+    s = ActivationStore(run + "/activations")
     result["start_rss_kib"] = rss_kib("VmRSS")
     t0 = time.perf_counter(); n = 0
     for x in s.batches(batch_size=4096):
@@ -335,14 +335,15 @@ def main() -> None:
 
         series = make_series(work / "series_mem", 2, 128, 1024)
         corpus = make_corpus(work / "corpus_mem.txt", int(args.tokens * 1.1))
-        out = work / "store_mem"
+        out = work / "run_mem"
         base = child("model", series, corpus, out, args.tokens)
         harv = child("harvest", series, corpus, out, args.tokens)
         opened = child("open", series, corpus, out, args.tokens)
         read = child("read", series, corpus, out, args.tokens)
         from crosstime.store import ActivationStore
 
-        store = ActivationStore(out)
+        store = ActivationStore(out / "activations")
+        out = store.root
         disk = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
         report["memory"] = {
             "tokens": store.manifest["n_tokens"], "checkpoints": len(store.revisions), "d": store.d_model,

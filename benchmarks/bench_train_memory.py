@@ -30,12 +30,13 @@ CHILD = r"""
 import json, sys, time
 from pathlib import Path
 import torch
-from crosstime.crosscoder import TrainConfig, train
+from crosstime.crosscoder import TrainSettings, fit
+from crosstime.store import ActivationStore
 source, steps, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-cfg = TrainConfig(n_features=1024, batch_size=1024, steps=steps, lr=1e-3, val_every=100, progress=False, out=out)
-data = torch.randn(8192, 2, 128) if source == "memory" else source
+cfg = TrainSettings(n_features=1024, batch_size=1024, steps=steps, lr=1e-3, val_every=100, progress=False)
+data = torch.randn(8192, 2, 128) if source == "memory" else ActivationStore(source)
 t0 = time.perf_counter()
-train(data, cfg)
+fit(data, cfg, out=out)
 hwm = next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:"))
 print(json.dumps({"seconds": time.perf_counter() - t0, "hwm_kib": hwm}))
 """
@@ -55,7 +56,7 @@ def main() -> None:
     ap.add_argument("--large", type=int, default=1_200_000)
     ap.add_argument("--steps", type=int, default=300)
     args = ap.parse_args()
-    from crosstime.store import ActivationStore, HarvestConfig, harvest
+    from crosstime.store import HarvestConfig, harvest
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,12 +66,11 @@ def main() -> None:
         mem = child("memory", args.steps, work / "cc-memory")
         for name, n in (("small", args.small), ("large", args.large)):
             t0 = time.perf_counter()
-            harvest(HarvestConfig(series=str(series), layer=1, corpus=str(corpus), tokens=n, context_len=1024,
-                                  out=str(work / name), batch_size=16, progress=False))
+            store = harvest(HarvestConfig(run=work / name, series=str(series), layer=1, corpus=str(corpus), tokens=n,
+                                          context_len=1024, batch_size=16, progress=False))
             harvest_s = time.perf_counter() - t0
-            store = ActivationStore(work / name)
-            disk = sum(f.stat().st_size for f in (work / name).rglob("*") if f.is_file())
-            r = child(str(work / name), args.steps, work / f"cc-{name}")
+            disk = sum(f.stat().st_size for f in store.root.rglob("*") if f.is_file())
+            r = child(str(store.root), args.steps, work / f"cc-{name}")
             rows.append({"name": name, "rows": store.n_rows("train"), "disk_mib": disk / 2**20, "harvest_s": harvest_s,
                          **r})
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -60,8 +60,9 @@ def auc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 def number_evidence(run, store, task_name, search_dirs, revisions, features, series) -> dict:
     """Per reported feature: activation on singular vs plural subject pairs."""
-    from crosstime.attribution.effects import SiteForward, make_batches
-    from crosstime.attribution.stage import _encode_batch, _view_from_run
+    from crosstime.attribution import SiteForward, make_batches
+    from crosstime.attribution.compute import encode_sites
+    from crosstime.crosscoder import load_for_store
     from crosstime.tasks import load_task
 
     tok = series.load_tokenizer()
@@ -73,13 +74,13 @@ def number_evidence(run, store, task_name, search_dirs, revisions, features, ser
     assert not sg_verbs & pl_verbs, (sg_verbs, pl_verbs)
     good = tok.convert_ids_to_tokens(task.correct.tolist())
     plural = np.array([g in pl_verbs for g in good])
-    view, _ = _view_from_run(run, None, store)
+    raw = load_for_store(run.crosscoder, store).folded()  # raw activations in, as the models give them
     batches = make_batches(task.prefixes, task.correct, task.wrong, 64, exclude_first=store.first_position > 0)
     runners = [SiteForward(series.load_model(r), store.layer) for r in revisions]
     last_act = np.zeros((len(task), len(features)))
     mean_act = np.zeros((len(task), len(features)))
     for b in batches:
-        f = _encode_batch(view, [r.read(b) for r in runners])[..., features]  # [B, T, K]
+        f = encode_sites(raw, [r.read(b) for r in runners])[..., features]  # [B, T, K]
         last_act[b.index.numpy()] = f[torch.arange(len(b)), b.last].numpy()
         m = b.attr_mask.unsqueeze(-1).float()
         mean_act[b.index.numpy()] = ((f * m).sum(1) / m.sum(1).clamp(min=1)).numpy()
@@ -115,9 +116,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from crosstime.attribution.stage import AttributeConfig, attribute, print_attribution
+    from crosstime.artifacts import RunDir
+    from crosstime.attribution import AttributeConfig, attribute, print_attribution
     from crosstime.crosscoder import TrainConfig, train
-    from crosstime.rundir import RunDir
     from crosstime.series import open_series
     from crosstime.store import ActivationStore, HarvestConfig, harvest
     from crosstime.toy import ToyConfig, toy_world
@@ -139,15 +140,14 @@ def main() -> None:
 
     if not (run.activations / "manifest.json").exists():
         t0 = time.perf_counter()
-        harvest(HarvestConfig(series=str(world), revisions=revisions, layer=args.layer, tokens=args.tokens,
-                              out=str(run.activations), device="cpu"))
+        harvest(HarvestConfig(run=run.root, series=str(world), revisions=revisions, layer=args.layer,
+                              tokens=args.tokens, device="cpu"))
         report["harvest_seconds"] = time.perf_counter() - t0
     store = ActivationStore(run.activations)
     if not (run.crosscoder / "model.safetensors").exists():
         t0 = time.perf_counter()
-        train(str(run.activations), TrainConfig(n_features=args.features, steps=args.train_steps,
-                                                 batch_size=args.train_batch, lr=args.lr, sparsity_coeff=args.sparsity,
-                                                 out=str(run.crosscoder), val_every=0, save_every=10_000))
+        train(TrainConfig(run=run.root, n_features=args.features, steps=args.train_steps, batch_size=args.train_batch,
+                          lr=args.lr, sparsity_coeff=args.sparsity, val_every=0, save_every=10_000))
         report["train_seconds"] = time.perf_counter() - t0
 
     cfg = AttributeConfig(run=run.root, task=args.task, method=args.method, steps=args.steps, top_k=args.top_k,

@@ -9,10 +9,24 @@ import pytest
 import torch
 
 from conftest import tiny_model
+from crosstime.artifacts import ATTRIBUTION_CONFUSION, ATTRIBUTION_FEATURES, pairs
 from crosstime.attribution import (
-    SiteForward, batch_effects, bootstrap_ie, make_batches, midpoint_alphas, pairwise_rel_ie, rel_ie, top_features,
+    Attribution,
+    AttributionError,
+    SiteForward,
+    ablate_features,
+    batch_effects,
+    bootstrap_ie,
+    compute_attribution,
+    make_batches,
+    midpoint_alphas,
+    pairwise_rel_ie,
+    rel_ie,
+    summarise,
+    top_features,
 )
-from crosstime.attribution.stage import AttributionError, CrosscoderView, ablate_features, compute_attribution, crosscoder_view
+from crosstime.attribution.tables import confusion_rows
+from crosstime.crosscoder import CrosscoderConfig, build
 
 torch.set_default_dtype(torch.float32)
 
@@ -137,19 +151,32 @@ def test_error_and_joint_effects():
 
 # -- a real (tiny) transformer -----------------------------------------------------------
 
-def _toy_crosscoder(models, layer, F=12, seed=0):
-    """A random ReLU crosscoder over the models' site activations (raw space)."""
+REVS = ["a", "b", "c"]
+SCALES = [0.5, 1.0, 2.5]  # s_m: normalised x = s_m · raw x (unequal, so a missed fold changes every number)
+
+
+def _toy_crosscoder(models, F=12, seed=0, scales=SCALES):
+    """A random ReLU crosscoder over the models' site activations, weights in normalised space."""
     g = torch.Generator().manual_seed(seed)
     M, d = len(models), models[0].config.hidden_size
-    W_enc = torch.randn(M, d, F, generator=g) / math.sqrt(M * d)
-    b_enc = torch.full((F,), 0.05)
-    W_dec = torch.randn(F, M, d, generator=g) * 0.3
-    b_dec = torch.randn(M, d, generator=g) * 0.1
+    cc = build(CrosscoderConfig(variant="relu", n_checkpoints=M, d_model=d, n_features=F, revisions=REVS[:M],
+                                scales=list(scales[:M])))
+    with torch.no_grad():
+        cc.W_enc.copy_(torch.randn(M, d, F, generator=g) / math.sqrt(M * d))
+        cc.b_enc.fill_(0.05)
+        cc.W_dec.copy_(torch.randn(F, M, d, generator=g) * 0.3)
+        cc.b_dec.copy_(torch.randn(M, d, generator=g) * 0.1)
+    return cc.eval()
 
-    def encode(x):  # [B, M, d] -> [B, F]
-        return torch.relu(torch.einsum("bmd,mdf->bf", x, W_enc) + b_enc)
 
-    return CrosscoderView(encode=encode, W_dec=W_dec, b_dec=b_dec)
+def _raw_by_hand(cc, xs):
+    """Raw-space features and reconstructions from the normalised weights, written out (no folding code):
+    f = ReLU(Σ_m s_m x_m W_enc[m] + b_enc), x̂_m = (f W_dec[:, m] + b_dec[m]) / s_m. xs: M × [T, d]."""
+    s = cc.config.scales
+    with torch.no_grad():
+        f = torch.relu(sum(s[m] * xs[m] @ cc.W_enc[m] for m in range(len(xs))) + cc.b_enc)  # [T, F]
+        x_hat = [(f @ cc.W_dec[:, m] + cc.b_dec[m]) / s[m] for m in range(len(xs))]
+    return f, x_hat
 
 
 PREFIXES = [[2, 5, 19, 9], [2, 4, 21, 17, 7, 19], [2, 8], [2, 6, 23, 11, 30]]
@@ -183,9 +210,9 @@ def test_site_forward_matches_the_unpatched_model(arch):
 
 
 def test_features_plus_error_reproduce_the_clean_metric(three_models):
-    cc = _toy_crosscoder(three_models, layer=1)
+    cc = _toy_crosscoder(three_models)
     batches = make_batches(PREFIXES, CORRECT, WRONG, batch_size=3)
-    att = compute_attribution(lambda m: three_models[m], ["a", "b", "c"], cc, batches, layer=1, method="atp",
+    att = compute_attribution(lambda m: three_models[m], cc, batches, layer=1, method="atp",
                               progress=False)
     for m, model in enumerate(three_models):
         want = [_direct_metric(model, PREFIXES[i], CORRECT[i], WRONG[i]) for i in range(len(PREFIXES))]
@@ -195,13 +222,13 @@ def test_features_plus_error_reproduce_the_clean_metric(three_models):
 
 
 def test_padding_never_changes_a_number(three_models):
-    cc = _toy_crosscoder(three_models, layer=1)
+    cc = _toy_crosscoder(three_models)
     kw = dict(layer=1, method="ig", steps=2, progress=False)
     rows = [2, 1]  # the shortest and the longest prefix, each alone in its batch
-    alone = [compute_attribution(lambda m: three_models[m], ["a", "b", "c"], cc,
+    alone = [compute_attribution(lambda m: three_models[m], cc,
                                  make_batches([PREFIXES[i]], CORRECT[i:i + 1], WRONG[i:i + 1], 1), **kw)
              for i in rows]
-    together = compute_attribution(lambda m: three_models[m], ["a", "b", "c"], cc,
+    together = compute_attribution(lambda m: three_models[m], cc,
                                    make_batches(PREFIXES, CORRECT, WRONG, batch_size=4), **kw)
     for i, a in zip(rows, alone):
         torch.testing.assert_close(together.ie_per_pair[:, i], a.ie_per_pair[:, 0], atol=2e-5, rtol=1e-4)
@@ -210,42 +237,78 @@ def test_padding_never_changes_a_number(three_models):
 
 
 def test_exact_method_matches_a_slow_full_model_reference(three_models):
-    """`exact` and the ablation pass against decode(f with feature i zeroed) + ε spliced into the full model."""
-    from crosstime.sites import patch_site
+    """`exact` and the ablation pass against the full model run with site x̂_m(f with feature i zeroed) + ε,
+    x̂ written out from the normalised weights and the scales (the code under test folds them)."""
+    from crosstime.sites import patch_site, read_site
 
-    cc = _toy_crosscoder(three_models, layer=1)
+    cc = _toy_crosscoder(three_models)
     batches = make_batches(PREFIXES, CORRECT, WRONG, batch_size=2)
-    att = compute_attribution(lambda m: three_models[m], ["a", "b", "c"], cc, batches, layer=1, method="exact",
-                              progress=False)
+    att = compute_attribution(lambda m: three_models[m], cc, batches, layer=1, method="exact", progress=False)
     feats = [0, 3, 7]
-    abl = ablate_features(lambda m: three_models[m], ["a", "b", "c"], cc, batches, layer=1, features=feats,
-                          progress=False)
-    m = 1
-    model = three_models[m]
+    abl = ablate_features(lambda m: three_models[m], cc, batches, layer=1, features=feats, progress=False)
+    assert att.revisions == abl.revisions == REVS
+    moved = 0
     for i, prefix in enumerate(PREFIXES):
         ids = torch.tensor([prefix])
-        from crosstime.sites import read_site
-        xs = [read_site(mod, ids, 1) for mod in three_models]  # [1, T, d] each
-        f = cc.encode(torch.stack(xs, 2)[0])  # [T, F]
-        x_hat = f @ cc.W_dec[:, m] + cc.b_dec[m]
-        eps = xs[m][0] - x_hat
-        for k, feat in enumerate(feats):
-            g = f.clone()
-            g[1:, feat] = 0  # position 0 is not attributed (excluded as in the store)
-            site = (g @ cc.W_dec[:, m] + cc.b_dec[m] + eps).unsqueeze(0)
-            with torch.no_grad(), patch_site(model, 1, lambda h: site):
-                logp = torch.log_softmax(model(input_ids=ids).logits[0, -1].double(), -1)
-            want = (logp[WRONG[i]] - logp[CORRECT[i]]).item() - _direct_metric(model, prefix, CORRECT[i], WRONG[i])
-            assert att.ie_per_pair[m, i, feat].item() == pytest.approx(want, abs=3e-5)
-            assert abl.effects[m, k, i].item() == pytest.approx(want, abs=3e-5)
+        with torch.no_grad():
+            xs = [read_site(mod, ids, 1)[0] for mod in three_models]  # [T, d] each
+        f, x_hat = _raw_by_hand(cc, xs)
+        for m, model in enumerate(three_models):
+            eps = xs[m] - x_hat[m]
+            for k, feat in enumerate(feats):
+                g = f.clone()
+                g[1:, feat] = 0  # position 0 is not attributed (excluded as in the store)
+                site = ((g @ cc.W_dec[:, m] + cc.b_dec[m]) / cc.config.scales[m] + eps).unsqueeze(0).detach()
+                with torch.no_grad(), patch_site(model, 1, lambda h, site=site: site):
+                    logp = torch.log_softmax(model(input_ids=ids).logits[0, -1].double(), -1)
+                want = (logp[WRONG[i]] - logp[CORRECT[i]]).item() - _direct_metric(model, prefix, CORRECT[i], WRONG[i])
+                assert att.ie_per_pair[m, i, feat].item() == pytest.approx(want, abs=3e-5)
+                assert abl.effects[m, k, i].item() == pytest.approx(want, abs=3e-5)
+                moved += abs(want) > 1e-3
+    assert moved > 10  # the features do move the metric: the comparison is not 0 == 0
+
+
+def test_a_folded_crosscoder_gives_the_same_numbers(three_models):
+    cc = _toy_crosscoder(three_models)
+    batches = make_batches(PREFIXES, CORRECT, WRONG, batch_size=4)
+    kw = dict(layer=1, method="atp", progress=False)
+    a = compute_attribution(lambda m: three_models[m], cc, batches, **kw)
+    b = compute_attribution(lambda m: three_models[m], cc.folded(), batches, **kw)
+    torch.testing.assert_close(b.ie_per_pair, a.ie_per_pair, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(b.task_frequency, a.task_frequency)
+    sa, sb = summarise(a, cc, top_k=3, bootstrap=0), summarise(b, cc.folded(), top_k=3, bootstrap=0)
+    np.testing.assert_allclose(sb.reldec, sa.reldec, rtol=1e-5)
+
+
+def test_reldec_is_measured_in_normalised_space(three_models):
+    cc = _toy_crosscoder(three_models)
+    att = compute_attribution(lambda m: three_models[m], cc, make_batches(PREFIXES, CORRECT, WRONG, 4), layer=1,
+                              method="atp", progress=False)
+    s = summarise(att, cc, top_k=4, bootstrap=0)
+    norms = cc.W_dec.detach().double().pow(2).sum(-1).sqrt()  # [F, M], normalised space
+    np.testing.assert_allclose(s.reldec, (norms / norms.sum(1, keepdim=True)).numpy(), rtol=1e-5)
+    raw = norms / torch.tensor(SCALES, dtype=torch.float64)  # what the folded decoder's rows measure
+    assert np.abs(s.reldec - (raw / raw.sum(1, keepdim=True)).numpy()).max() > 0.05
+    for row in s.rows:  # the table carries the same shares
+        np.testing.assert_allclose(row["reldec"], s.reldec[row["feature"]], rtol=1e-6)
+
+
+def test_summary_refuses_an_ablation_of_other_features(three_models):
+    cc = _toy_crosscoder(three_models)
+    batches = make_batches(PREFIXES, CORRECT, WRONG, 4)
+    att = compute_attribution(lambda m: three_models[m], cc, batches, layer=1, method="atp", progress=False)
+    _, union = top_features(att.ie.numpy(), 2)
+    abl = ablate_features(lambda m: three_models[m], cc, batches, layer=1, features=union[::-1], progress=False)
+    with pytest.raises(AttributionError, match="reported features"):
+        summarise(att, cc, top_k=2, ablation=abl, bootstrap=0)
 
 
 def test_ig_close_to_exact_on_the_tiny_transformer(three_models):
-    cc = _toy_crosscoder(three_models, layer=1)
+    cc = _toy_crosscoder(three_models)
     batches = make_batches(PREFIXES, CORRECT, WRONG, batch_size=4)
     kw = dict(layer=1, progress=False)
-    exact = compute_attribution(lambda m: three_models[m], ["a", "b", "c"], cc, batches, method="exact", **kw).ie
-    ig = compute_attribution(lambda m: three_models[m], ["a", "b", "c"], cc, batches, method="ig", steps=10, **kw).ie
+    exact = compute_attribution(lambda m: three_models[m], cc, batches, method="exact", **kw).ie
+    ig = compute_attribution(lambda m: three_models[m], cc, batches, method="ig", steps=10, **kw).ie
     rho = np.corrcoef(ig.flatten().numpy(), exact.flatten().numpy())[0, 1]
     assert rho > 0.9
 
@@ -294,34 +357,49 @@ def test_bootstrap_ci_contains_the_estimate_and_shrinks_with_more_pairs():
     assert widths[640] < widths[40] / 3  # ~ 1/sqrt(16) = 1/4
 
 
-# -- bad input -----------------------------------------------------------------------------
+# -- tables -------------------------------------------------------------------------------
 
-class _Store:
-    def __init__(self, revisions, d):
-        self.revisions, self.d_model, self.scales = revisions, d, {r: 1.0 for r in revisions}
-
-
-class _CC:
-    def __init__(self, M, d, F=4, revisions=None, scales=None):
-        self.W_dec = torch.zeros(F, M, d)
-        self.b_dec = torch.zeros(M, d)
-        self.revisions, self.scales = revisions, scales
-
-    def eval(self):
-        return self
-
-    def encode(self, x):
-        return torch.zeros(x.shape[0], self.W_dec.shape[0])
+def test_confusion_rows_count_every_pair_of_classes():
+    revs = ["a", "b"]
+    relie = ["a-dominant", "a-dominant", "b-dominant", "all shared"]
+    reldec = ["all shared", "a-dominant", "b-dominant", "all shared"]
+    rows = confusion_rows(relie, reldec, revs)
+    counts = {(r["relie_class"], r["reldec_class"]): r["count"] for r in rows}
+    assert counts[("a-dominant", "all shared")] == 1 and counts[("a-dominant", "a-dominant")] == 1
+    assert counts[("b-dominant", "b-dominant")] == 1 and counts[("all shared", "all shared")] == 1
+    assert counts[("b-dominant", "a-dominant")] == 0  # every combination of the classes seen, zeros included
+    assert len(rows) == 3 * 3 and sum(counts.values()) == 4
+    text = ATTRIBUTION_CONFUSION.text(rows, revs)
+    assert text.splitlines()[0] == "relie_class,reldec_class,count"
 
 
-def test_crosscoder_not_trained_on_this_series():
-    with pytest.raises(AttributionError, match="d = 16 .* d_model = 32"):
-        crosscoder_view(_CC(2, 16), _Store(["s1", "s2"], 32))
-    with pytest.raises(AttributionError, match="not trained on this series"):
-        crosscoder_view(_CC(3, 32), _Store(["s1", "s2"], 32))
-    with pytest.raises(AttributionError, match="not trained on this series"):
-        crosscoder_view(_CC(2, 32, revisions=["s1", "s9"]), _Store(["s1", "s2"], 32))
-    with pytest.raises(AttributionError, match="scales .* differ"):
-        crosscoder_view(_CC(2, 32, revisions=["s1", "s2"], scales=[1.0, 2.0]), _Store(["s1", "s2"], 32))
-    view, revs = crosscoder_view(_CC(2, 32, revisions=["s1", "s2"]), _Store(["s1", "s2", "s3"], 32))
-    assert revs == ["s1", "s2"] and view.n_features == 4
+@pytest.mark.parametrize("M", [3, 5])
+def test_feature_rows_follow_the_schema(M, tmp_path):
+    """Rows for M checkpoints round-trip through ATTRIBUTION_FEATURES; pairwise RelIE only up to M = 4."""
+    revs = [f"step{m}" for m in range(M)]
+    F, N = 6, 5
+    g = torch.Generator().manual_seed(M)
+    cc = build(CrosscoderConfig(n_checkpoints=M, d_model=4, n_features=F, revisions=revs, scales=[1.0] * M))
+    per_pair = torch.randn(M, N, F, generator=g)
+    att = Attribution(revs, "ig", 4, per_pair, torch.zeros(M, N), torch.zeros(M, N), torch.randn(M, N, generator=g),
+                      torch.rand(F, generator=g), torch.zeros(F))
+    s = summarise(att, cc, top_k=2, bootstrap=50)
+    assert s.rows and all(r["relie_pair"] is None for r in s.rows) == (M > 4)
+    if M <= 4:
+        row = s.rows[0]
+        ie = att.ie[:, row["feature"]].abs().double()
+        want = [float(ie[b] / (ie[a] + ie[b])) for a, b in pairs(M)]
+        np.testing.assert_allclose(row["relie_pair"], want, rtol=1e-6)
+    ATTRIBUTION_FEATURES.write(tmp_path, s.rows, revs)
+    back = ATTRIBUTION_FEATURES.read(tmp_path, revs)
+    assert len(back) == len(s.rows)
+    for got, want in zip(back, s.rows):
+        assert got.keys() == want.keys()
+        for key in want:
+            if isinstance(want[key], list):
+                assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-12) if want[key][0] is not None \
+                    else got[key] == want[key]
+            else:
+                assert got[key] == (pytest.approx(want[key], rel=1e-5) if isinstance(want[key], float) else want[key])
+    # no ablation: the exact cells are empty; with a bootstrap the CI cells are not
+    assert all(r["exact"] == [None] * M and None not in r["ie_lo"] for r in back)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from crosstime.crosscoder import TrainConfig, train
+from crosstime.crosscoder import TrainSettings, fit
 
 torch.set_num_threads(1)
 
@@ -26,9 +26,9 @@ def _data():
     return torch.randn(2048, 2, 16, generator=g), torch.randn(512, 2, 16, generator=g)
 
 
-def _cfg(out: Path, **kw) -> TrainConfig:
-    return TrainConfig(n_features=32, steps=12, batch_size=256, lr=1e-3, val_every=6, val_batches=2,
-                       progress=False, out=str(out), **kw)
+def _cfg(**kw) -> TrainSettings:
+    return TrainSettings(n_features=32, steps=12, batch_size=256, lr=1e-3, val_every=6, val_batches=2,
+                         progress=False, **kw)
 
 
 def _expected(out: Path) -> dict[tuple[int, str], float]:
@@ -64,7 +64,7 @@ def test_wandb_receives_every_metrics_row_and_a_resume_continues_the_run(tmp_pat
     monkeypatch.setitem(sys.modules, "wandb", fake)
     x, held = _data()
     out = tmp_path / "cc"
-    train(x, _cfg(out, wandb_project="crosstime-test"), heldout=held)
+    fit(x, _cfg(wandb_project="crosstime-test"), out=out, heldout=held)
 
     run = runs[0]
     assert run.kw["project"] == "crosstime-test" and run.kw["id"] is None and run.kw["dir"] == str(out)
@@ -74,14 +74,14 @@ def test_wandb_receives_every_metrics_row_and_a_resume_continues_the_run(tmp_pat
     assert {k for _, k in got} >= {"train/loss", "train/l0", "train/ev_0", "train/ev_1", "val/recon"}
 
     # the same command again resumes from the saved state and continues the same W&B run
-    train(x, _cfg(out, wandb_project="crosstime-test"), heldout=held)
+    fit(x, _cfg(wandb_project="crosstime-test"), out=out, heldout=held)
     assert runs[1].kw["id"] == "run-1" and runs[1].kw["resume"] == "allow"
 
 
 def test_missing_logger_package_names_the_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
     with pytest.raises(ImportError, match="pip install wandb"):
-        train(_data()[0], _cfg(tmp_path / "cc", wandb_project="p"))
+        fit(_data()[0], _cfg(wandb_project="p"), out=tmp_path / "cc")
 
 
 def test_tensorboard_scalars_equal_metrics_jsonl_after_a_crash_and_resume(tmp_path, monkeypatch):
@@ -92,7 +92,7 @@ def test_tensorboard_scalars_equal_metrics_jsonl_after_a_crash_and_resume(tmp_pa
 
     x, held = _data()
     out = tmp_path / "cc"
-    clip, calls = T._clip_, []
+    clip, calls = T.clip_gradients, []
 
     def crash_at_step_9(*a, **kw):
         calls.append(1)
@@ -100,11 +100,11 @@ def test_tensorboard_scalars_equal_metrics_jsonl_after_a_crash_and_resume(tmp_pa
             raise KeyboardInterrupt
         return clip(*a, **kw)
 
-    monkeypatch.setattr(T, "_clip_", crash_at_step_9)
+    monkeypatch.setattr(T, "clip_gradients", crash_at_step_9)
     with pytest.raises(KeyboardInterrupt):  # state saved at step 6, steps 1-8 already logged
-        train(x, _cfg(out, tensorboard=True, save_every=6), heldout=held)
-    monkeypatch.setattr(T, "_clip_", clip)
-    train(x, _cfg(out, tensorboard=True, save_every=6), heldout=held)  # resumes at 6, logs 7-12 again
+        fit(x, _cfg(tensorboard=True, save_every=6), out=out, heldout=held)
+    monkeypatch.setattr(T, "clip_gradients", clip)
+    fit(x, _cfg(tensorboard=True, save_every=6), out=out, heldout=held)  # resumes at 6, logs 7-12 again
     acc = EventAccumulator(str(out / "tensorboard"))
     acc.Reload()
     events = [(e.step, tag, e.value) for tag in acc.Tags()["scalars"] for e in acc.Scalars(tag)]
@@ -145,7 +145,7 @@ def test_offline_wandb_run_holds_the_metrics(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     x, held = _data()
     out = tmp_path / "cc"
-    train(x, _cfg(out, wandb_project="crosstime-test"), heldout=held)
+    fit(x, _cfg(wandb_project="crosstime-test"), out=out, heldout=held)
     (run_file,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
     got = {}
     for raw in _wandb_records(run_file):

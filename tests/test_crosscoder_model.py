@@ -8,7 +8,14 @@ import math
 import pytest
 import torch
 
-from crosstime.crosscoder import Crosscoder, CrosscoderConfig, CrosscoderError, build, known_variants, load
+from crosstime.crosscoder import (
+    Crosscoder,
+    CrosscoderConfig,
+    CrosscoderError,
+    build,
+    known_variants,
+    load,
+)
 
 torch.set_num_threads(1)
 
@@ -142,7 +149,12 @@ def test_init_decoder_norm_transpose_and_seed():
     assert torch.equal(a.W_enc, a.W_dec.permute(1, 2, 0))
     assert torch.equal(a.W_dec, b.W_dec) and not torch.equal(a.W_dec, build(cfg.model_copy(update={"seed": 8})).W_dec)
     assert not a.b_enc.any() and not a.b_dec.any()
-    assert isinstance(Crosscoder(cfg), Crosscoder) and Crosscoder(cfg).config.variant == "relu"
+    assert isinstance(a, Crosscoder) and a.config.variant == "relu"
+    # a variant class never rewrites another variant's config (it used to turn relu into topk silently)
+    from crosstime.crosscoder.topk import TopKCrosscoder
+
+    with pytest.raises(CrosscoderError, match="its config says 'relu'"):
+        TopKCrosscoder(cfg)
 
 
 @pytest.mark.parametrize("variant", ["relu", "topk", "batchtopk", "jumprelu"])
@@ -214,6 +226,8 @@ def test_bad_settings_are_refused_with_the_fix():
         model.encode(torch.zeros(3, 2, 5))
     with pytest.raises(CrosscoderError, match="no scales"):
         model.fold_scales()
+    with pytest.raises(CrosscoderError, match="no scales"):  # no silent unfolded copy
+        model.folded()
     with pytest.raises(CrosscoderError, match="finite and positive"):
         model.fold_scales([1.0, float("nan")])
     assert known_variants() == ["batchtopk", "jumprelu", "relu", "topk"]
@@ -222,3 +236,52 @@ def test_bad_settings_are_refused_with_the_fix():
 def test_load_missing_folder_names_the_fix(tmp_path):
     with pytest.raises(CrosscoderError, match="crosstime train"):
         load(tmp_path)
+
+
+def test_weights_header_must_agree_with_config_json(tmp_path):
+    """An edited config.json (relu -> topk) must not silently load a different model."""
+    model = build(CrosscoderConfig(n_checkpoints=2, d_model=4, n_features=8, revisions=["a", "b"], scales=[1.0, 2.0]))
+    model.save(tmp_path / "cc")
+    cfg_file = tmp_path / "cc" / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["variant"] = "topk"
+    cfg_file.write_text(json.dumps(cfg))
+    with pytest.raises(CrosscoderError, match="says variant 'topk' but the weights .* were saved as 'relu'"):
+        load(tmp_path / "cc")
+
+
+class _Store:
+    """The three things the compatibility check reads of an ActivationStore."""
+
+    def __init__(self, revisions, scales, d=4):
+        self.root, self.revisions, self.d_model = "STORE", list(revisions), d
+        self.scales = dict(zip(revisions, scales))
+
+
+def test_one_check_against_the_store():
+    from crosstime.crosscoder import SCALE_RTOL, check_against_store
+
+    store = _Store(["s0", "s1", "s2"], [1.0, 2.0, 4.0])
+
+    def coder(revisions, scales, d=4, **kw):
+        return build(CrosscoderConfig(n_checkpoints=len(revisions), d_model=d, n_features=8, revisions=revisions,
+                                      scales=scales, **kw))
+
+    check_against_store(coder(["s0", "s1", "s2"], [1.0, 2.0, 4.0]), store)
+    check_against_store(coder(["s0", "s2"], [1.0, 4.0 * (1 + SCALE_RTOL / 2)]), store)  # a subset, in order
+    with pytest.raises(CrosscoderError, match="width d = 8"):
+        check_against_store(coder(["s0"], [1.0], d=8), store)
+    with pytest.raises(CrosscoderError, match=r"no \['s9'\]"):
+        check_against_store(coder(["s0", "s9"], [1.0, 1.0]), store)
+    with pytest.raises(CrosscoderError, match="not in the store's order"):
+        check_against_store(coder(["s2", "s0"], [4.0, 1.0]), store)
+    with pytest.raises(CrosscoderError, match="trained on other activations"):
+        check_against_store(coder(["s0", "s1"], [1.0, 2.0 * (1 + 2 * SCALE_RTOL)]), store)
+    with pytest.raises(CrosscoderError, match="records no revisions"):
+        check_against_store(build(CrosscoderConfig(n_checkpoints=1, d_model=4, n_features=8, scales=[1.0])), store)
+    with pytest.raises(CrosscoderError, match="records no normalisation scales"):
+        check_against_store(coder(["s0"], None), store)
+    # trained on raw activations: scales of 1 and normalised = false, nothing to compare with the store's
+    check_against_store(coder(["s1"], [1.0], normalised=False), store)
+    with pytest.raises(ValueError, match="normalised = false"):
+        coder(["s1"], [2.0], normalised=False)

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from crosstime.crosscoder import DataError, TrainConfig, load, train
+from crosstime.crosscoder import DataError, TrainSettings, fit, load
 from crosstime.crosscoder.training import lr_at, sparsity_coeff_at, validate
 
 torch.set_num_threads(1)
@@ -47,12 +47,12 @@ JUMP = dict(sparsity_coeff=1.0, jumprelu_threshold_init=0.5, jumprelu_bandwidth=
 @pytest.mark.parametrize("variant", ["relu", "batchtopk", "jumprelu"])
 def test_planted_sparse_directions_are_recovered(variant, tmp_path):
     x, U = planted()
-    cfg = TrainConfig(variant=variant, n_features=48, steps=1000, batch_size=256, lr=3e-3, sparsity_coeff=0.3, k=2,
+    cfg = TrainSettings(variant=variant, n_features=48, steps=1000, batch_size=256, lr=3e-3, sparsity_coeff=0.3, k=2,
                       seed=0, dead_tokens=5000, threshold_start_step=200, val_every=250, val_batches=4,
-                      progress=False, out=str(tmp_path / "cc"))
+                      progress=False)
     if variant == "jumprelu":
         cfg = cfg.model_copy(update=JUMP)
-    model = train(x[:7168], cfg, heldout=x[7168:])
+    model = fit(x[:7168], cfg, out=tmp_path / "cc", heldout=x[7168:])
     ev, cos = _recovery(model, x[7168:], U)  # held-out rows; batchtopk in eval mode: its learned threshold
     print(f"{variant}: held-out EV {ev:.4f}; max cosine per planted direction min {cos.min():.3f} "
           f"median {cos.median():.3f}; share > 0.9: {(cos > 0.9).float().mean():.2f}")
@@ -79,12 +79,12 @@ def test_bf16_recovers_the_planted_directions_and_warns_on_cpus_without_bf16():
     import warnings
 
     x, U = planted()
-    cfg = TrainConfig(n_features=48, steps=300, batch_size=256, lr=3e-3, sparsity_coeff=0.3, seed=0, val_every=0,
+    cfg = TrainSettings(n_features=48, steps=300, batch_size=256, lr=3e-3, sparsity_coeff=0.3, seed=0, val_every=0,
                       progress=False)
-    fp32 = train(x[:7168], cfg)
+    fp32 = fit(x[:7168], cfg)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        bf16 = train(x[:7168], cfg.model_copy(update={"precision": "bf16"}))
+        bf16 = fit(x[:7168], cfg.model_copy(update={"precision": "bf16"}))
     slow_cpu = not torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert any("bf16" in str(w.message) for w in caught) == slow_cpu
     ev32, _ = _recovery(fp32, x[7168:], U)
@@ -96,20 +96,20 @@ def test_bf16_recovers_the_planted_directions_and_warns_on_cpus_without_bf16():
 
 
 def test_schedules():
-    cfg = TrainConfig(lr=1.0, sparsity_coeff=2.0, steps=100)
+    cfg = TrainSettings(lr=1.0, sparsity_coeff=2.0, steps=100)
     assert [lr_at(cfg, s, 100) for s in (0, 79, 80, 90, 99)] == pytest.approx([1, 1, 1, 0.5, 0.05])
     assert [sparsity_coeff_at(cfg, s, 100) for s in (0, 1, 4, 5, 50)] == pytest.approx([0, 0.4, 1.6, 2, 2])
-    assert TrainConfig(tokens=10_000, batch_size=1000).total_steps() == 10
+    assert TrainSettings(tokens=10_000, batch_size=1000).total_steps() == 10
 
 
 def test_validation_never_moves_the_batchtopk_threshold():
     x, _ = planted(n=1024)
-    model = train(x, TrainConfig(variant="batchtopk", n_features=32, steps=30, batch_size=128, lr=3e-3, k=2,
+    model = fit(x, TrainSettings(variant="batchtopk", n_features=32, steps=30, batch_size=128, lr=3e-3, k=2,
                                  threshold_start_step=0, val_every=0, progress=False))
     t = float(model.threshold)
     assert t > 0
     model.train()
-    out = validate(model, iter([x[:256], x[256:512]]), TrainConfig())
+    out = validate(model, iter([x[:256], x[256:512]]), TrainSettings())
     assert float(model.threshold) == t and model.training and out["rows"] == 512
 
 
@@ -118,7 +118,7 @@ def test_mean_over_checkpoints_halves_the_reconstruction_term(tmp_path):
     common = dict(n_features=32, steps=1, batch_size=512, lr=1e-9, progress=False, val_every=0)
     rows = {}
     for reduce in ("sum", "mean"):
-        train(x, TrainConfig(**common, recon_reduce=reduce, out=str(tmp_path / reduce)))
+        fit(x, TrainSettings(**common, recon_reduce=reduce), out=tmp_path / reduce)
         rows[reduce] = json.loads((tmp_path / reduce / "metrics.jsonl").read_text().splitlines()[0])
     assert rows["mean"]["recon"] == pytest.approx(rows["sum"]["recon"] / 2, rel=1e-6)
 
@@ -128,24 +128,24 @@ def test_mean_over_checkpoints_halves_the_reconstruction_term(tmp_path):
 SCRIPT = """
 import sys, time, torch
 import crosstime.crosscoder.training as T
-from crosstime.crosscoder import TrainConfig, train
+from crosstime.crosscoder import TrainSettings, fit
 torch.set_num_threads(1)
 slow = float(sys.argv[3])
 if slow:
-    clip = T._clip_
-    T._clip_ = lambda *a: (time.sleep(slow), clip(*a))[1]   # slower steps, same numbers
-cfg = TrainConfig.model_validate_json(open(sys.argv[2]).read())
-train(torch.load(sys.argv[1]), cfg)
+    clip = T.clip_gradients
+    T.clip_gradients = lambda *a: (time.sleep(slow), clip(*a))[1]   # slower steps, same numbers
+cfg = TrainSettings.model_validate_json(open(sys.argv[2]).read())
+fit(torch.load(sys.argv[1]), cfg, out=sys.argv[4])
 """
 
 
-def _run(tmp_path, cfg: TrainConfig, data: torch.Tensor, slow: float = 0.0, wait=True):
+def _run(tmp_path, cfg: TrainSettings, out, data: torch.Tensor, slow: float = 0.0, wait=True):
     script, cfg_file, data_file = tmp_path / "run.py", tmp_path / f"cfg-{time.time_ns()}.json", tmp_path / "x.pt"
     script.write_text(SCRIPT)
     cfg_file.write_text(cfg.model_dump_json())
     if not data_file.exists():
         torch.save(data, data_file)
-    cmd = [sys.executable, str(script), str(data_file), str(cfg_file), str(slow)]
+    cmd = [sys.executable, str(script), str(data_file), str(cfg_file), str(slow), str(out)]
     if wait:
         return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -156,11 +156,11 @@ def test_killed_training_resumes_to_identical_weights(tmp_path, variant):
     x, _ = planted(n=2048, M=3, d=8)
     base = dict(variant=variant, n_features=40, steps=60, batch_size=128, lr=3e-3, k=3, save_every=7, val_every=25,
                 val_batches=2, threshold_start_step=5, dead_tokens=1000, progress=False)
-    ref = train(x, TrainConfig(**base, out=str(tmp_path / "ref")))
+    ref = fit(x, TrainSettings(**base), out=tmp_path / "ref")
 
     out = tmp_path / "killed"
-    cfg = TrainConfig(**base, out=str(out))
-    proc = _run(tmp_path, cfg, x, slow=0.03, wait=False)
+    cfg = TrainSettings(**base)
+    proc = _run(tmp_path, cfg, out, x, slow=0.03, wait=False)
     state = out / "state" / "trainer.pt"
     deadline = time.time() + 120
     while not state.exists() and time.time() < deadline and proc.poll() is None:
@@ -171,7 +171,7 @@ def test_killed_training_resumes_to_identical_weights(tmp_path, variant):
     assert state.exists(), proc.stderr.read()[-2000:]
     step = torch.load(state, weights_only=True)["step"]
     assert 0 < step < 60, step  # really killed mid-training
-    result = _run(tmp_path, cfg, x)  # the same command again
+    result = _run(tmp_path, cfg, out, x)  # the same command again
     assert result.returncode == 0, result.stderr[-3000:]
     got = load(out)
     for k, v in ref.state_dict().items():
@@ -182,34 +182,33 @@ def test_killed_training_resumes_to_identical_weights(tmp_path, variant):
 
 def test_resume_with_other_settings_names_the_fields(tmp_path):
     x, _ = planted(n=512)
-    cfg = TrainConfig(n_features=16, steps=4, batch_size=128, progress=False, val_every=0, out=str(tmp_path / "cc"))
-    train(x, cfg)
+    cfg, out = TrainSettings(n_features=16, steps=4, batch_size=128, progress=False, val_every=0), tmp_path / "cc"
+    fit(x, cfg, out=out)
     with pytest.raises(ValueError, match=r"lr: 5e-05 -> 0\.001; n_features: 16 -> 32"):
-        train(x, cfg.model_copy(update={"lr": 1e-3, "n_features": 32, "progress": False}))
-    train(x, cfg.model_copy(update={"val_every": 2}))  # logging-only settings may change
+        fit(x, cfg.model_copy(update={"lr": 1e-3, "n_features": 32, "progress": False}), out=out)
+    fit(x, cfg.model_copy(update={"val_every": 2}), out=out)  # logging-only settings may change
     with pytest.raises(DataError, match=r"width d = 8.*d = 16"):
-        train(x[:, :, :8].contiguous(), cfg)
+        fit(x[:, :, :8].contiguous(), cfg, out=out)
     with pytest.raises(DataError, match="different data"):
-        train(x[:256], cfg)
+        fit(x[:256], cfg, out=out)
 
 
 # -- many processes ----------------------------------------------------------------------------
 
 DDP_SCRIPT = """
 import sys, torch
-from crosstime.crosscoder import TrainConfig, train
+from crosstime.crosscoder import TrainSettings, fit
 torch.set_num_threads(1)
 for variant in ("relu", "topk"):
-    cfg = TrainConfig.model_validate_json(open(sys.argv[2]).read()).model_copy(
-        update={"variant": variant, "out": sys.argv[3] + "/" + variant})
+    cfg = TrainSettings.model_validate_json(open(sys.argv[2]).read()).model_copy(update={"variant": variant})
     x = torch.load(sys.argv[1])
-    train(x, cfg, heldout=x[:256])
+    fit(x, cfg, out=sys.argv[3] + "/" + variant, heldout=x[:256])
 """
 
 
 def test_two_process_ddp_equals_single_process(tmp_path):
     x, _ = planted(n=1024, M=2, d=8)
-    cfg = TrainConfig(n_features=32, steps=12, batch_size=128, lr=3e-3, k=3, dead_tokens=256, progress=False,
+    cfg = TrainSettings(n_features=32, steps=12, batch_size=128, lr=3e-3, k=3, dead_tokens=256, progress=False,
                       val_every=6, val_batches=2)
     torch.save(x, tmp_path / "x.pt")
     (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
@@ -220,8 +219,8 @@ def test_two_process_ddp_equals_single_process(tmp_path):
         env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     for variant in ("relu", "topk"):
-        single = train(x, cfg.model_copy(update={"variant": variant, "out": str(tmp_path / "one" / variant)}),
-                       heldout=x[:256])
+        single = fit(x, cfg.model_copy(update={"variant": variant}), out=tmp_path / "one" / variant,
+                     heldout=x[:256])
         ddp = load(tmp_path / "ddp" / variant)
         for k, v in single.state_dict().items():
             torch.testing.assert_close(ddp.state_dict()[k], v, rtol=1e-4, atol=1e-6, msg=f"{variant} {k}")
@@ -240,19 +239,19 @@ def test_nan_and_inf_name_the_checkpoint_and_count():
     x[7, 1, 0] = float("inf")
     x[9, 2, 3] = float("-inf")
     with pytest.raises(DataError, match=r"checkpoint 1: 2 non-finite values; checkpoint 2: 1 non-finite"):
-        train(x, TrainConfig(steps=1, batch_size=64, progress=False))
+        fit(x, TrainSettings(steps=1, batch_size=64, progress=False))
 
 
 def test_bad_shapes_and_settings():
     with pytest.raises(DataError, match="M = 0 checkpoints"):
-        train(torch.zeros(64, 0, 4), TrainConfig(steps=1, batch_size=8))
+        fit(torch.zeros(64, 0, 4), TrainSettings(steps=1, batch_size=8))
     with pytest.raises(DataError, match=r"float tensor \[N, M, d\]"):
-        train(torch.zeros(64, 4), TrainConfig(steps=1, batch_size=8))
+        fit(torch.zeros(64, 4), TrainSettings(steps=1, batch_size=8))
     with pytest.raises(DataError, match="lower --batch-size"):
-        train(torch.zeros(10, 2, 4), TrainConfig(steps=1, batch_size=64))
+        fit(torch.zeros(10, 2, 4), TrainSettings(steps=1, batch_size=64))
     with pytest.raises(ValueError, match="at least one feature"):
-        TrainConfig(n_features=0)
+        TrainSettings(n_features=0)
     with pytest.raises(ValueError, match="known variants: batchtopk, jumprelu, relu, topk"):
-        TrainConfig(variant="gated")
+        TrainSettings(variant="gated")
     with pytest.raises(ValueError, match="at least one feature"):
-        TrainConfig(n_features=-5)
+        TrainSettings(n_features=-5)

@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from test_report_helpers import cached_run
+from test_report_helpers import MANY, cached_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium not installed at /usr/bin/chromium "
@@ -33,7 +32,7 @@ def _dashboard(tmp_path_factory, M: int) -> tuple[Path, dict]:
     from crosstime.report import EvidenceConfig, ReportConfig, report
 
     run, _ = cached_run(tmp_path_factory, M=M)
-    out = report(ReportConfig(run=str(run), n_features=12, progress=False, evidence=EvidenceConfig(n_top=4, max_contexts=8)))
+    out = report(ReportConfig(run=run, n_features=12, progress=False, evidence=EvidenceConfig(n_top=4, max_contexts=8)))
     return out, json.loads((run / "report" / "data.json").read_text())
 
 
@@ -52,7 +51,7 @@ class Page:
         return int(self.page.get_attribute("#feature-card", "data-feature"))
 
 
-@pytest.mark.parametrize("M", [3, 13])
+@pytest.mark.parametrize("M", [3, MANY])
 def test_dashboard_in_chromium(browser, tmp_path_factory, tmp_path, M):
     html, data = _dashboard(tmp_path_factory, M)
     url = html.resolve().as_uri()
@@ -61,6 +60,9 @@ def test_dashboard_in_chromium(browser, tmp_path_factory, tmp_path, M):
     pg.goto(url)
     assert pg.is_visible("#overview") and not pg.is_visible("#features")
     assert pg.locator(".accuracy-chart").count() == 1  # overview drew the accuracy curves
+    # the crosscoder panel says how features fire; the evaluation table explains its columns
+    assert pg.inner_text(".inference-rule") == "Features fire by: " + data["crosscoder"]["inference_rule"]
+    assert pg.get_attribute('th[title^="fraction of variance unexplained"]', "title") is not None
 
     # the feature list: one row per reported feature
     pg.click("#tab-features")

@@ -8,7 +8,7 @@ from crosstime.demo import DemoConfig, demo
 
 def test_demo_end_to_end_and_rerun_reuses_finished_stages(toy_world, tmp_path):
     # A small budget: the point is that every stage runs on real toy outputs and connects.
-    config = DemoConfig(out=tmp_path / "run", tokens=30_000, n_features=256, train_steps=60, batch_size=512,
+    config = DemoConfig(run=tmp_path / "run", tokens=30_000, n_features=256, train_steps=60, batch_size=512,
                         tasks=["simple_agreement"], attribution_pairs=40, n_report_features=12, progress=False)
     first = demo(config)
 
@@ -26,7 +26,10 @@ def test_demo_end_to_end_and_rerun_reuses_finished_stages(toy_world, tmp_path):
     assert first.findings, "the demo must say what it found"
     assert first.reused == []
 
-    second = demo(config)
-    assert set(second.reused) >= {"scan", "train", "evaluate", "attribute simple_agreement"}
+    second = demo(config.model_copy(update={"progress": True}))  # progress changes no output
+    assert second.reused == ["scan", "harvest", "train", "evaluate", "attribute simple_agreement", "report"]
     assert second.revisions == first.revisions
     assert second.timings["train"] < first.timings["train"]
+    # a changed attribution is redone, and so is the report that reads it; nothing else
+    third = demo(config.model_copy(update={"top_k": 5}))
+    assert third.reused == ["scan", "harvest", "train", "evaluate"]

@@ -1,4 +1,5 @@
-"""Decoder-space analyses: shares, classes, cosines, trajectories — against hand computations."""
+"""Decoder-space analyses: shares, classes, cosines, trajectories (crosstime.shares), and the evaluate
+stage's readings of a crosscoder's decoder (crosstime.evaluate.decoder) — against hand computations."""
 
 from __future__ import annotations
 
@@ -179,3 +180,68 @@ def test_emergence_counts_by_hand():
     assert emergence_counts(onset, 5) == [1, 1, 2, 0, 1]
     with pytest.raises(ValueError, match="outside"):
         emergence_counts(torch.tensor([5]), 5)
+
+
+# -- the evaluate stage's readings of a crosscoder (crosstime.evaluate.decoder) ----------------
+
+def _hand_crosscoder():
+    """M = 2, d = 2, F = 3 with decoder rows chosen so every reading is known by hand:
+    feature 0 only at A (norm 5), feature 1 mostly at B (norms 1 and 3, orthogonal),
+    feature 2 equal at both (norm 2, opposite directions)."""
+    from crosstime.crosscoder import CrosscoderConfig, build
+
+    model = build(CrosscoderConfig(n_checkpoints=2, d_model=2, n_features=3, revisions=["A", "B"], scales=[2.0, 0.5]))
+    with torch.no_grad():
+        model.W_dec.copy_(torch.tensor([[[3.0, 4.0], [0.0, 0.0]],
+                                        [[1.0, 0.0], [0.0, 3.0]],
+                                        [[2.0, 0.0], [-2.0, 0.0]]]))
+    return model
+
+
+def test_feature_rows_of_a_hand_built_crosscoder():
+    from crosstime.evaluate.decoder import feature_rows, read_features
+
+    reading = read_features(_hand_crosscoder(), torch.tensor([0.5, 0.0, 0.25], dtype=torch.float64), presence=0.5,
+                            high=0.7, low=0.3)
+    rows = feature_rows(reading)
+    expected = [
+        # feature, frequency, alive, class, onset, peak, offset, max_norm, reldec, norm, pair, cos
+        (0, 0.5, True, "A-specific", 0, 0, 0, 5.0, [1.0, 0.0], [5.0, 0.0], [0.0], [0.0]),
+        (1, 0.0, False, "B-specific", 1, 1, 1, 3.0, [0.25, 0.75], [1.0, 3.0], [0.75], [0.0]),
+        (2, 0.25, True, "all shared", 0, 0, 1, 2.0, [0.5, 0.5], [2.0, 2.0], [0.5], [-1.0]),
+    ]
+    for row, (i, freq, alive, cls, onset, peak, offset, max_norm, reldec, norm, pair, cos) in zip(rows, expected):
+        assert (row["feature"], row["alive"], row["reldec_class"]) == (i, alive, cls)
+        assert (row["onset"], row["peak"], row["offset"]) == (onset, peak, offset)
+        assert row["frequency"] == freq and row["max_norm"] == pytest.approx(max_norm)
+        assert row["reldec"] == pytest.approx(reldec) and row["norm"] == pytest.approx(norm)
+        assert row["reldec_pair"] == pytest.approx(pair) and row["cos"] == pytest.approx(cos, abs=1e-6)
+    assert [r["trajectory"] for r in rows] == ["initial", "emerging", "persistent"]
+
+
+def test_decoder_summary_of_a_hand_built_crosscoder():
+    from crosstime.evaluate.decoder import decoder_summary, read_features
+
+    reading = read_features(_hand_crosscoder(), torch.tensor([0.5, 0.0, 0.25], dtype=torch.float64), presence=0.5,
+                            high=0.7, low=0.3)
+    out = decoder_summary(reading, [0, 1000], presence=0.5, high=0.7, low=0.3)
+    assert out["reldec_mean"] == pytest.approx([(1 + 0.25 + 0.5) / 3, (0 + 0.75 + 0.5) / 3])
+    assert out["reldec_mean_live"] == pytest.approx([0.75, 0.25])  # features 0 and 2 fired
+    assert out["classes"] == {"A-specific": 1, "B-specific": 1, "all shared": 1}
+    assert out["classes_live"] == {"A-specific": 1, "B-specific": 0, "all shared": 1}
+    assert out["emergence"]["counts"] == [2, 1] and out["emergence"]["counts_live"] == [2, 0]
+    assert out["emergence"]["tokens_seen"] == [0, 1000]
+    # live features only: feature 0 is absent at B, so the rotation A -> B sees feature 2 alone
+    assert out["rotation"]["intervals"] == ["A->B"] and out["rotation"]["n_features"] == [1]
+    assert out["rotation"]["median_angle_deg"] == pytest.approx([180.0], abs=1e-3)
+    cosine = out["mean_cosine_live"]  # [M, M], mean over the live features; a zero vector has cosine 0
+    assert cosine[0] == pytest.approx([1.0, -0.5], abs=1e-6) and cosine[1] == pytest.approx([-0.5, 0.5], abs=1e-6)
+    assert out["reldec_histogram_live"]["counts"][0] == 1 and out["reldec_histogram_live"]["counts"][10] == 1
+    assert sum(out["reldec_histogram_live"]["counts"]) == 2
+
+
+def test_read_features_refuses_a_folded_crosscoder():
+    from crosstime.evaluate.decoder import read_features
+
+    with pytest.raises(ValueError, match="normalised space"):
+        read_features(_hand_crosscoder().folded(), torch.zeros(3), presence=0.5, high=0.7, low=0.3)

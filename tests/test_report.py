@@ -1,7 +1,9 @@
-"""Report stage: feature evidence against brute force, logit lens by hand, dashboard data, annotation."""
+"""Report stage on runs made by the real stages: evidence against brute force, logit lens by hand,
+the dashboard data against the stage files, settings, schema errors, annotation."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
@@ -10,20 +12,52 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import yaml
+from test_report_helpers import (
+    MANY,
+    N_FEATURES,
+    TASKS,
+    cached_run,
+    make_crosscoder,
+    run_stages,
+    save_crosscoder,
+    write_tasks,
+)
 from torch import nn
 
-from test_report_helpers import N_FEATURES, TASKS, cached_run, make_crosscoder
-
-from crosstime.report import (
-    AnnotationError, EvidenceConfig, ReportConfig, export_annotations, feature_evidence, import_annotations,
-    read_annotations, report,
+from crosstime import stage
+from crosstime.artifacts import (
+    ArtifactError,
+    CheckpointEvaluation,
+    ReportData,
+    RunDir,
+    read_model,
 )
-from crosstime.report.dashboard import collect, series_columns
-from crosstime.report.evidence import DoublingHistogram, logit_lens, stream, windows, Example
-from crosstime.rundir import RunDir
+from crosstime.crosscoder import CrosscoderError
+from crosstime.report import (
+    AnnotationError,
+    EvidenceConfig,
+    ReportConfig,
+    ReportError,
+    export_annotations,
+    feature_evidence,
+    import_annotations,
+    read_annotations,
+    report,
+)
+from crosstime.report.dashboard import PER_CHECKPOINT_SUMMARY, collect
+from crosstime.report.evidence import (
+    DoublingHistogram,
+    Example,
+    encode_view,
+    logit_lens,
+    stream,
+    windows,
+)
 from crosstime.store import ActivationStore
 
 FEATURES = [0, 3, 7, 11, 20, 33, 47]
+QUICK = EvidenceConfig(max_contexts=4, logit_lens="none")  # evidence that needs no series checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +70,15 @@ def store3(run3):
     return ActivationStore(run3[0] / "activations")
 
 
+def copy_run(run, dest, ignore=("report",)):
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns(*ignore))
+    return dest
+
+
 def brute_views(store, cc, lo, hi):
-    """Every activation of every view over contexts [lo, hi): ``[V, n_ctx, P, F]`` (numpy), one encode per view."""
-    P, revs = store.rows_per_context, store.revisions
+    """Every activation of every view over contexts [lo, hi): ``[V, n_ctx, P, F]`` (numpy), from the
+    crosscoder's own encode in normalised space (store rows × the store's scales), one encode per view."""
+    P, revs = store.rows_per_context, cc.revisions
     x = torch.stack([store.read_block(r, lo * P, (hi - lo) * P) for r in revs], dim=1)
     x = x * torch.tensor([store.scales[r] for r in revs])[None, :, None]
     views = [cc.encode(x)]
@@ -49,26 +89,32 @@ def brute_views(store, cc, lo, hi):
     return torch.stack(views).detach().numpy().reshape(len(views), hi - lo, P, -1)
 
 
+def _embedded(html: str) -> dict:
+    m = re.search(r'<script type="application/json" id="crosstime-data">(.*?)</script>', html, re.DOTALL)
+    return json.loads(m.group(1))
+
+
+# -- evidence ------------------------------------------------------------------------------------
+
 def test_stream_top_contexts_match_brute_force(run3, store3):
     _, cc = run3
-    cfg = EvidenceConfig(n_top=5, split="all", max_contexts=None, batch_rows=3 * 15, sample_size=64)
-    res = stream(store3, cc, FEATURES, cfg, progress=False)
+    cfg = EvidenceConfig(n_top=5, split="all", max_contexts=None, sample_size=64)
+    res = stream(store3, cc.folded(), FEATURES, cfg, batch_rows=3 * 15, progress=False)
     lo, hi = res.contexts
     assert (lo, hi) == (0, len(store3.tokens))
     acts = brute_views(store3, cc, lo, hi)
-    V = len(store3.revisions) + 1
     assert res.views == ["all"] + store3.revisions
-    for v in range(V):
+    for v in range(len(res.views)):
         for k, i in enumerate(FEATURES):
             per_ctx = acts[v, :, :, i]  # [n_ctx, P]
             best, arg = per_ctx.max(1), per_ctx.argmax(1)
             order = [c for c in np.lexsort((np.arange(len(best)), -best)) if best[c] > 0][:5]
             got_vals = [x for x in res.top_values[v, k].tolist() if x > -math.inf]
-            assert got_vals == pytest.approx([float(best[c]) for c in order], rel=1e-5)
-            got_where = res.top_where[v, k, : len(order)].tolist()
-            assert got_where == [[lo + c, store3.first_position + int(arg[c])] for c in order]
-            # density and exact histogram
-            nz = per_ctx[per_ctx > 0].astype(np.float64)
+            # the folded model reads raw rows: equal to the normalised encode up to float rounding
+            assert got_vals == pytest.approx([float(best[c]) for c in order], rel=1e-5, abs=1e-6)
+            assert res.top_where[v, k, : len(order)].tolist() == [[lo + c, store3.first_position + int(arg[c])]
+                                                                   for c in order]
+            nz = per_ctx[per_ctx > 0].astype(np.float64)  # density and exact histogram
             assert int(res.nonzero[v, k]) == nz.size
             s = v * len(FEATURES) + k
             upper = float(res.histogram.upper[s])
@@ -76,16 +122,17 @@ def test_stream_top_contexts_match_brute_force(run3, store3):
                 assert upper == 2.0 ** (math.floor(math.log2(nz.max())) + 1)
                 ref, _ = np.histogram(nz, bins=cfg.n_bins, range=(0.0, upper))
                 assert res.histogram.counts[s].tolist() == ref.tolist()
-            # the uniform sample holds real (context, position, value) triples
-            sv = res.sample_values[v, k]
+            sv = res.sample_values[v, k]  # the uniform sample holds real (context, position, value) triples
             kept = sv > -math.inf
             assert int(kept.sum()) == min(cfg.sample_size, nz.size)
             for (c, p), val in zip(res.sample_where[v, k][kept].tolist(), sv[kept].tolist()):
-                assert val == pytest.approx(float(acts[v, c - lo, p - store3.first_position, i]), rel=1e-5)
-    # the same results with another batching (one context per batch, encodes of 7 rows)
-    small = stream(store3, cc, FEATURES, cfg.model_copy(update={"batch_rows": 7}), progress=False)
-    assert torch.equal(small.top_where, res.top_where) and torch.allclose(small.top_values, res.top_values)
+                assert val == pytest.approx(float(acts[v, c - lo, p - store3.first_position, i]), rel=1e-5, abs=1e-6)
+    # the same results, sample included, with another batching (one context per batch, encodes of 7 rows)
+    small = stream(store3, cc.folded(), FEATURES, cfg, batch_rows=7, progress=False)
+    assert torch.equal(small.top_where, res.top_where) and torch.allclose(small.top_values, res.top_values, atol=1e-6)
     assert torch.equal(small.histogram.counts, res.histogram.counts) and torch.equal(small.nonzero, res.nonzero)
+    assert torch.equal(small.sample_where, res.sample_where)  # the same rows sampled (values: up to GEMM rounding)
+    assert torch.allclose(small.sample_values, res.sample_values, rtol=1e-5, atol=1e-6)
     mean = torch.stack([store3.read_block(r, 0, store3.n_rows("train") + store3.n_rows("heldout")).double().mean(0)
                         for r in store3.revisions])
     assert torch.allclose(res.mean_activation.double(), mean, atol=1e-4)
@@ -112,7 +159,7 @@ def test_windows_show_each_tokens_activation(run3, store3):
     first = store3.first_position
     examples = [Example(0, 3, 2, 1, float(acts[0, 2, 0, 3])), Example(2, 7, 5, 10, float(acts[2, 5, 10 - first, 7])),
                 Example(1, 20, 9, store3.context_len - 1, 0.0)]
-    out = windows(store3, cc, examples, cfg)
+    out = windows(store3, cc.folded(), examples, cfg)
     for ex, win in zip(examples, out):
         start = max(0, ex.position - 5)
         end = min(store3.context_len, ex.position + 4)
@@ -140,8 +187,7 @@ def test_feature_evidence_end_to_end(run3, store3):
         best = acts[0, :, :, i].max()
         if best > 0:
             assert top[0]["value"] == pytest.approx(float(best), rel=1e-3)
-            # the window's value at the example position is the example's activation
-            w = top[0]
+            w = top[0]  # the window's value at the example position is the example's activation
             assert w["acts"][w["position"] - w["start"]] == pytest.approx(w["value"], rel=1e-3)
         assert f["density"]["all"] == pytest.approx(float((acts[0, :, :, i] > 0).mean()), abs=1e-4)
         qs = [q["quantile"] for q in f["quantiles"]]
@@ -149,6 +195,8 @@ def test_feature_evidence_end_to_end(run3, store3):
         vals = [q["value"] for q in f["quantiles"]]
         assert vals == sorted(vals)  # quantile examples ascend with the quantile
     assert set(ev["token_ids"]) >= {t for f in ev["features"].values() for w in f["top"]["all"] for t in w["tokens"]}
+    # the batch size changes nothing (every example and statistic, the sampled quantiles included)
+    assert feature_evidence(store3, cc, FEATURES[:3], cfg, batch_rows=15, progress=False) == ev
     with pytest.raises(ValueError, match="out of range"):
         feature_evidence(store3, cc, [N_FEATURES], cfg, progress=False)
 
@@ -160,9 +208,10 @@ def test_encode_thresholds_are_respected(run3, store3):
     cut = make_crosscoder(revs, [store3.scales[r] for r in revs], store3.d_model, variant="batchtopk", k=4)
     cut.load_state_dict(cc.state_dict(), strict=False)
     cut.threshold.fill_(0.05)
-    cut.train()  # feature_evidence must switch to eval mode itself
+    cut.train()  # feature_evidence must encode in eval mode, on its own copy
     cfg = EvidenceConfig(split="all", max_contexts=None, sample_size=1000, per_checkpoint=False, logit_lens="none")
     ev = feature_evidence(store3, cut, FEATURES, cfg, progress=False)
+    assert cut.training  # the caller's model is left as it was
     relu = brute_views(store3, cc, 0, len(store3.tokens))[0]  # the same weights, plain ReLU
     w = cc.decoder_norms().sum(1).detach().numpy()  # BatchTopK scores ReLU(z)·Σ_m‖W_dec[i,m]‖
     n_rows = relu.shape[0] * relu.shape[1]
@@ -170,6 +219,25 @@ def test_encode_thresholds_are_respected(run3, store3):
         fires = relu[..., i] * w[i] > 0.05
         assert ev["features"][str(i)]["density"]["all"] == pytest.approx(fires.sum() / n_rows, abs=1e-4)
         assert fires.sum() < (relu[..., i] > 0).sum() or (relu[..., i] > 0).sum() == 0
+
+
+@pytest.mark.parametrize("variant", ["relu", "topk", "batchtopk", "jumprelu"])
+def test_checkpoint_alone_view_equals_masked_encode(variant):
+    """On raw rows, the folded model's views equal the crosscoder's own encode of normalised rows
+    (the checkpoint-alone view: the other checkpoints zeroed), for every variant."""
+    scales = [1.0, 2.0, 0.5]
+    cc = make_crosscoder(["a", "b", "c"], scales, d=8, F=16, variant=variant, **({"k": 3} if "topk" in variant else {}))
+    if variant == "batchtopk":
+        cc.threshold.fill_(0.02)
+    raw_model = cc.folded().eval()
+    x = torch.randn(20, 3, 8, generator=torch.Generator().manual_seed(0))  # raw store rows
+    xn = x * torch.tensor(scales)[None, :, None]
+    with torch.no_grad():
+        for m in range(3):
+            alone = torch.zeros_like(xn)
+            alone[:, m] = xn[:, m]
+            assert torch.allclose(encode_view(raw_model, x, m + 1), cc.encode(alone), atol=1e-5)
+        assert torch.allclose(encode_view(raw_model, x, 0), cc.encode(xn), atol=1e-5)
 
 
 class _RMSNorm(nn.Module):
@@ -211,44 +279,68 @@ def test_logit_lens_by_hand():
     assert np.allclose(got, W_U @ (d * gamma), atol=1e-6)
 
 
-def test_series_columns_spellings():
-    revs = ["step0", "step512"]
-    assert series_columns(["feature", "ie_step0", "ie_step512"], ["ie"], revs) == ["ie_step0", "ie_step512"]
-    assert series_columns(["IE[step0]", "IE[step512]"], ["ie"], revs) == ["IE[step0]", "IE[step512]"]
-    assert series_columns(["relie_0", "relie_1"], ["relie"], revs) == ["relie_0", "relie_1"]
-    assert series_columns(["ie_step0_lo", "ie_step512_lo"], ["ie_{r}_lo"], revs) == ["ie_step0_lo", "ie_step512_lo"]
-    assert series_columns(["ie_step0"], ["ie"], revs) is None  # one checkpoint missing
+# -- the dashboard data --------------------------------------------------------------------------
+
+def _csv(path):
+    return list(csv.DictReader(open(path, newline="")))
 
 
 def test_collect_reads_every_stage(run3):
-    run, _ = run3
-    data = collect(RunDir(run))
-    revs = [c["revision"] for c in data["checkpoints"]]
-    assert len(revs) == 3 and data["checkpoints"][1]["tokens"] == 1000
-    assert data["tasks"] == sorted(TASKS)
-    ov = data["overview"]
-    assert set(ov["accuracy"]) == set(TASKS) and len(ov["accuracy"][TASKS[0]]) == 3
-    assert [s["name"] for s in ov["similarity"]] == ["cosine", "cka"] and ov["similarity"][0]["labels"] == revs
-    assert ov["evaluation"]["columns"][0] == "checkpoint" and "explained_variance" in ov["evaluation"]["columns"]
-    assert ov["evaluation"]["overall"]["l0"] == 7.5
+    """Every number the dashboard shows is the one in the stage's file (read here with csv/json/numpy)."""
+    run, cc = run3
+    revs = cc.revisions
+    base = collect(RunDir(run), revs)
+    assert base.revisions == revs and base.tasks == sorted(TASKS) and base.missing == []
+    ov = base.overview
+    for row in _csv(run / "scan" / "accuracy.csv"):
+        point = next(p for p in ov["accuracy"][row["task"]] if p["revision"] == row["revision"])
+        assert point["accuracy"] == float(row["accuracy"]) and point["tokens"] == int(row["tokens"])
+    with np.load(run / "scan" / "similarity.npz") as npz:
+        assert [s["name"] for s in ov["similarity"]] == ["cosine", "cka"]
+        assert ov["similarity"][0]["labels"] == [str(x) for x in npz["labels"]]
+        assert np.allclose(ov["similarity"][1]["matrix"], npz["cka"])
+    ev = json.loads((run / "evaluation.json").read_text())
+    table = ov["evaluation"]
+    col = table["columns"].index("explained_variance")
+    assert [r[col] for r in table["rows"]] == [c["explained_variance"] for c in ev["checkpoints"]]
+    assert [r[0] for r in table["rows"]] == revs and table["overall"]["l0"] == ev["summary"]["l0"]
+    assert table["descriptions"]["fvu"] == CheckpointEvaluation.model_fields["fvu"].description
     assert {s["name"] for s in ov["dynamics"]["series"]} >= {"loss", "kl_unigram", "kl_bigram"}
-    feats = data["all_features"]
-    assert len(feats) == N_FEATURES
-    ev_rows = {int(r["feature"]): r for r in __import__("csv").DictReader(open(run / "evaluation" / "features.csv"))}
-    f = feats[5]
-    assert f["reldec"] == pytest.approx([float(ev_rows[5][f"reldec_{r}"]) for r in revs])
-    assert f["reldec_class"] == ev_rows[5]["class"] and f["onset"] == int(ev_rows[5]["onset"])
-    some = next(i for i in feats if TASKS[0] in feats[i]["tasks"])
-    t = feats[some]["tasks"][TASKS[0]]
-    assert len(t["ie"]) == len(t["ie_lo"]) == len(t["ie_hi"]) == len(t["relie"]) == 3
-    assert sum(t["relie"]) == pytest.approx(1.0, abs=1e-6)
-    assert len(t["ablation"]["delta_lpd"]) == 3
-    assert sum(ov["distributions"]["reldec"][0]) == N_FEATURES
-    att = ov["attribution"][TASKS[0]]
-    assert att["summary"]["pairs_kept"] == 40 and att["per_checkpoint"]["columns"] == ["checkpoint", "accuracy_clean"]
-    assert sum(sum(v for v in r[1:]) for r in att["confusion"]["rows"]) == 20  # 20 reported features per task
+    rows = {int(r["feature"]): r for r in _csv(run / "evaluation" / "features.csv")}
+    assert sorted(base.features) == sorted(rows) == list(range(N_FEATURES))
+    for i in (0, 5, 17):
+        f = base.features[i]
+        assert f["reldec"] == pytest.approx([float(rows[i][f"reldec_{r}"]) for r in revs])
+        assert f["norm"] == pytest.approx([float(rows[i][f"norm_{r}"]) for r in revs])
+        assert f["reldec_class"] == rows[i]["reldec_class"] and f["onset"] == int(rows[i]["onset"])
+    for task in TASKS:
+        folder = run / "attribution" / task
+        attributed = {int(r["feature"]): r for r in _csv(folder / "features.csv")}
+        assert {i for i, f in base.features.items() if task in f["tasks"]} == set(attributed)
+        for i, r in attributed.items():
+            t = base.features[i]["tasks"][task]
+            assert t["ie"] == pytest.approx([float(r[f"ie_{rev}"]) for rev in revs])
+            assert t["relie"] == pytest.approx([float(r[f"relie_{rev}"]) for rev in revs])
+            assert t["relie_class"] == r["relie_class"]
+        for a in _csv(folder / "ablation.csv"):
+            t = base.features[int(a["feature"])]["tasks"][task]
+            assert t["ablation"]["delta_lpd"][revs.index(a["checkpoint"])] == pytest.approx(float(a["delta_lpd"]))
+        summary = json.loads((folder / "summary.json").read_text())
+        att = ov["attribution"][task]
+        assert att["summary"]["pairs_kept"] == summary["pairs_kept"] and att["summary"]["method"] == "ig"
+        acc = att["per_checkpoint"]["columns"].index("accuracy_clean")
+        assert [r[acc] for r in att["per_checkpoint"]["rows"]] == [summary["accuracy_clean"][r] for r in revs]
+        counts = att["confusion"]["columns"].index("count")
+        assert sum(r[counts] for r in att["confusion"]["rows"]) == sum(int(r["count"]) for r in _csv(folder / "confusion.csv"))
+    assert sum(ov["distributions"]["reldec"][0]) == sum(
+        all(math.isfinite(float(r[f"reldec_{rev}"])) for rev in revs) for r in rows.values())
     assert sum(ov["class_counts"]["RelDec class"].values()) == N_FEATURES
-    assert not data["missing"] or all("crosscoder" in m for m in data["missing"])
+
+
+def test_per_checkpoint_summary_fields_are_the_schemas():
+    from crosstime.artifacts import AttributionSummary
+
+    assert all(AttributionSummary.model_fields[n].annotation == dict[str, float] for n in PER_CHECKPOINT_SUMMARY)
 
 
 def test_missing_stages_are_listed_and_report_still_renders(tmp_path, run3):
@@ -256,55 +348,208 @@ def test_missing_stages_are_listed_and_report_still_renders(tmp_path, run3):
     bare = tmp_path / "bare"
     shutil.copytree(run / "activations", bare / "activations")
     shutil.copytree(run / "crosscoder", bare / "crosscoder")
-    out = report(ReportConfig(run=str(bare), n_features=5, progress=False, evidence=EvidenceConfig(logit_lens="none")))
+    out = report(ReportConfig(run=bare, n_features=5, progress=False, evidence=QUICK))
     data = json.loads((bare / "report" / "data.json").read_text())
     text = " ".join(data["missing"])
-    for stage in ("scan/accuracy.csv", "evaluation.json", "attribution"):
-        assert stage in text
-    assert len(data["features"]) == 5  # ranked by decoder norm without attribution
-    norms = cc.decoder_norms().detach().sum(1)
+    for stage_file in ("scan/accuracy.csv", "evaluation.json", "attribution"):
+        assert stage_file in text
+    assert [c["revision"] for c in data["checkpoints"]] == cc.revisions
+    norms = cc.decoder_norms().detach().sum(1)  # ranked by decoder norm without attribution
     assert [f["id"] for f in data["features"]] == torch.argsort(norms, descending=True, stable=True)[:5].tolist()
     assert out.is_file()
 
 
-def _embedded(html: str) -> dict:
-    m = re.search(r'<script type="application/json" id="crosstime-data">(.*?)</script>', html, re.S)
-    return json.loads(m.group(1))
-
-
-@pytest.mark.parametrize("M", [3, 13])
+@pytest.mark.parametrize("M", [3, MANY])
 def test_report_shows_every_checkpoint(tmp_path_factory, M):
     run, cc = cached_run(tmp_path_factory, M=M)
-    out = report(ReportConfig(run=str(run), n_features=6, progress=False,
-                              evidence=EvidenceConfig(n_top=3, max_contexts=6)))
+    out = report(ReportConfig(run=run, n_features=6, progress=False, evidence=EvidenceConfig(n_top=3, max_contexts=6)))
     html = out.read_text()
     # self-contained: no external resources, inline script and style only
     assert not re.search(r'(src|href)="(https?:)?//', html) and "<script src" not in html and "<link rel=\"stylesheet\"" not in html
     data = _embedded(html)
-    assert len(data["checkpoints"]) == M
+    assert data == read_model(ReportData, run / "report" / "data.json").model_dump(mode="json")
+    assert [c["revision"] for c in data["checkpoints"]] == cc.revisions and len(cc.revisions) == M
     assert len(data["features"]) == 6
+    assert data["crosscoder"]["inference_rule"] == cc.inference_rule and data["n_features_total"] == N_FEATURES
+    norms = cc.decoder_norms().detach()
     for f in data["features"]:
-        assert len(f["reldec"]) == M and len(f["norms"]) == M
+        assert len(f["reldec"]) == M and f["norm"] == pytest.approx(norms[f["id"]].tolist(), abs=1e-6)
         for t in f["tasks"].values():
             assert len(t["relie"]) == M
         ev = f["evidence"]
-        assert set(ev["top"]) == {"all", *[c["revision"] for c in data["checkpoints"]]}
-        assert set(ev["logit_lens"]) == {c["revision"] for c in data["checkpoints"]}
-        assert all(str(t) in data["vocab"] for t, _ in ev["logit_lens"][data["checkpoints"][-1]["revision"]]["promoted"])
-    assert RunDir(run).read_config()["report"]["n_features"] == 6
+        assert set(ev["top"]) == {"all", *cc.revisions}
+        assert set(ev["logit_lens"]) == set(cc.revisions)
+        assert all(str(t) in data["vocab"] for t, _ in ev["logit_lens"][cc.revisions[-1]]["promoted"])
+    assert stage.read_records(RunDir(run))["report"]["n_features"] == 6
 
+
+def test_crosscoder_over_a_subset_of_the_checkpoints(tmp_path, run3, store3):
+    """A crosscoder over 2 of the store's 3 checkpoints: the report's checkpoints are those 2, its
+    evidence is a brute-force computation over them, and evaluate/attribute's outputs for it are read."""
+    run, _ = run3
+    work = copy_run(run, tmp_path / "run", ignore=("report", "crosscoder", "evaluation*", "attribution"))
+    revs = [store3.revisions[0], store3.revisions[2]]
+    cc = save_crosscoder(work, store3, revs, seed=3)
+    series = store3.manifest["series"]["source"]
+    run_stages(work, series, write_tasks(tmp_path / "tasks"), ("evaluate", "attribute"))
+    cfg = EvidenceConfig(n_top=3, split="heldout", max_contexts=None, n_quantiles=0)
+    out = report(ReportConfig(run=work, features=[1, 2, 5], progress=False, evidence=cfg))
+    data = _embedded(out.read_text())
+    assert [c["revision"] for c in data["checkpoints"]] == revs
+    assert [c["tokens"] for c in data["checkpoints"]] == [store3.manifest["checkpoints"][r]["tokens_seen"] for r in revs]
+    assert data["views"] == ["all", *revs] and len(data["overview"]["evaluation"]["rows"]) == 2
+    lo, hi = store3.context_range("heldout")
+    acts = brute_views(store3, cc, lo, hi)  # [V, n_ctx, P, F] over the two checkpoints only
+    for f in data["features"]:
+        assert len(f["reldec"]) == 2 and set(f["evidence"]["logit_lens"]) == set(revs)
+        for v, view in enumerate(data["views"]):
+            best = acts[v, :, :, f["id"]].max(1)
+            expect = sorted((float(b) for b in best if b > 0), reverse=True)[:3]
+            assert [w["value"] for w in f["evidence"]["top"][view]] == pytest.approx(expect, rel=1e-3)
+    attributed = [t for f in collect(RunDir(work), revs).features.values() for t in f["tasks"].values()]
+    assert attributed and all(len(t["ie"]) == 2 and len(t["ablation"]["delta_lpd"]) == 2 for t in attributed)
+
+
+# -- the stage contract --------------------------------------------------------------------------
+
+def test_report_records_its_settings(tmp_path, run3, monkeypatch):
+    work = copy_run(run3[0], tmp_path / "run")
+    cfg = ReportConfig(run=work, n_features=3, progress=False, evidence=QUICK)
+    report(cfg)
+    recorded = stage.recorded(cfg)
+    assert {k: v for k, v in recorded.items() if k != stage.INPUTS_KEY} == cfg.output_settings()
+    assert recorded["evidence"]["max_contexts"] == 4
+    assert "batch_rows" not in recorded and "device" not in recorded and "run" not in recorded
+    assert stage.finished(cfg)
+    records = stage.read_records(RunDir(work))  # every stage it reads counts: another evaluation, another report
+    other = {**records, "evaluate": {**records["evaluate"], "seed": 1}}
+    (work / "config.yaml").write_text(yaml.safe_dump(other, sort_keys=False))
+    assert not stage.finished(cfg)
+    (work / "config.yaml").write_text(yaml.safe_dump(records, sort_keys=False))
+    assert stage.finished(cfg)
+    # how it ran is not part of the record, what it shows is
+    assert stage.finished(cfg.model_copy(update={"batch_rows": 7, "device": "cpu", "progress": True}))
+    assert not stage.finished(cfg.model_copy(update={"n_features": 4}))
+    assert not stage.finished(cfg.model_copy(update={"evidence": QUICK.model_copy(update={"n_top": 3})}))
+    # and indeed: another batch size gives the same report
+    first = json.loads((work / "report" / "data.json").read_text())
+    report(cfg.model_copy(update={"batch_rows": 7}))
+    again = json.loads((work / "report" / "data.json").read_text())
+    assert again["features"] == first["features"] and again["vocab"] == first["vocab"]
+    # a report that fails half-way leaves no record: it is not taken for finished
+    import crosstime.report.stage as report_stage
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("killed half-way")
+
+    monkeypatch.setattr(report_stage, "feature_evidence", broken)
+    with pytest.raises(RuntimeError, match="half-way"):
+        report(cfg)
+    assert stage.recorded(cfg) is None and not stage.finished(cfg)
+
+
+def test_batch_dependent_crosscoder_says_so(tmp_path, run3, store3):
+    """A BatchTopK that never estimated a threshold: reported with the rule it has, a warning, and the
+    batch size recorded beside the settings."""
+    work = tmp_path / "run"
+    shutil.copytree(run3[0] / "activations", work / "activations")
+    cc = save_crosscoder(work, store3, variant="batchtopk", k=4)
+    assert cc.inference_depends_on_batch
+    cfg = ReportConfig(run=work, n_features=3, batch_rows=30, progress=False, evidence=QUICK)
+    with pytest.warns(UserWarning, match="depend"):
+        data = _embedded(report(cfg).read_text())
+    assert data["crosscoder"]["inference_rule"] == cc.inference_rule and data["crosscoder"]["inference_depends_on_batch"]
+    assert stage.recorded(cfg)["batch_rows"] == 30
+
+
+def _edit_evaluation_column(work):
+    path = work / "evaluation" / "features.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0].replace("trajectory", "trajectory_label") + "".join(lines[1:]))
+    return path
+
+
+def _edit_attribution_summary(work):
+    path = work / "attribution" / TASKS[0] / "summary.json"
+    summary = json.loads(path.read_text())
+    del summary["pairs_kept"]
+    path.write_text(json.dumps(summary))
+    return path
+
+
+def _edit_similarity(work):
+    path = work / "scan" / "similarity.npz"
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "cka"}
+    np.savez(path, **arrays)
+    return path
+
+
+def _edit_evaluation_checkpoints(work):
+    path = work / "evaluation.json"
+    ev = json.loads(path.read_text())
+    ev["checkpoints"] = ev["checkpoints"][:2]  # written for another crosscoder
+    path.write_text(json.dumps(ev))
+    return path
+
+
+def _edit_ablation_checkpoint(work):
+    path = work / "attribution" / TASKS[1] / "ablation.csv"
+    path.write_text(path.read_text().replace(",step1,", ",step9,", 1))
+    return path
+
+
+@pytest.mark.parametrize("edit", [_edit_evaluation_column, _edit_attribution_summary, _edit_similarity,
+                                  _edit_evaluation_checkpoints, _edit_ablation_checkpoint])
+def test_stage_output_not_in_its_schema_is_an_error(tmp_path, run3, edit):
+    """A stage output edited out of its schema stops the report, naming the file, before it writes anything."""
+    work = copy_run(run3[0], tmp_path / "run")
+    path = edit(work)
+    with pytest.raises(ArtifactError, match=re.escape(str(path))):
+        report(ReportConfig(run=work, n_features=3, progress=False, evidence=QUICK))
+    assert not (work / "report").exists()
+
+
+def test_bad_input_errors(tmp_path, run3):
+    with pytest.raises(ReportError, match="does not exist"):
+        report(ReportConfig(run=tmp_path / "nope", progress=False))
+    run, _ = run3
+    with pytest.raises(ReportError, match="out of range"):
+        report(ReportConfig(run=run, features=[N_FEATURES + 1], progress=False))
+    work = copy_run(run, tmp_path / "run")
+    make_crosscoder(["a", "b"], [1.0, 1.0], 32).save(work / "crosscoder")  # trained on other checkpoints
+    with pytest.raises(CrosscoderError, match="trained on checkpoints"):
+        report(ReportConfig(run=work, progress=False))
+    assert not (work / "report").exists()
+
+
+def test_unreachable_series_is_an_error_or_an_explicit_choice(tmp_path, run3):
+    """A series that is not here (e.g. harvested on another machine) stops the report with the fixes;
+    `--logit-lens none --no-token-text` is the recorded choice to report without it (token ids)."""
+    work = copy_run(run3[0], tmp_path / "run")
+    gone = str(tmp_path / "gone")
+    for evidence in (EvidenceConfig(max_contexts=4), QUICK):  # the logit lens needs it, the token text too
+        with pytest.raises(ReportError, match="--series PATH") as err:
+            report(ReportConfig(run=work, n_features=3, series=gone, progress=False, evidence=evidence))
+        assert gone in str(err.value) and "--no-token-text" in str(err.value)
+    assert not (work / "report").exists()
+    cfg = ReportConfig(run=work, n_features=3, series=gone, token_text=False, progress=False, evidence=QUICK)
+    data = _embedded(report(cfg).read_text())
+    assert data["vocab"] == {} and data["evidence_meta"]["token_text"] is False
+    assert data["evidence_meta"]["logit_lens_method"] == "none"
+    assert all(f["evidence"]["logit_lens"] == {} and f["evidence"]["top"]["all"] for f in data["features"])
+    assert stage.recorded(cfg)["token_text"] is False
+
+
+# -- annotation and findings ---------------------------------------------------------------------
 
 def test_annotation_round_trip(tmp_path, run3):
-    run, cc = run3
-    work = tmp_path / "run"
-    shutil.copytree(run, work, ignore=shutil.ignore_patterns("report"))
-    report(ReportConfig(run=str(work), n_features=4, progress=False, evidence=EvidenceConfig(max_contexts=4, logit_lens="none")))
+    work = copy_run(run3[0], tmp_path / "run")
+    report(ReportConfig(run=work, n_features=4, progress=False, evidence=QUICK))
     ids = [f["id"] for f in json.loads((work / "report" / "data.json").read_text())["features"]]
     csv_path = tmp_path / "ann.csv"
     export_annotations(work, csv_path)
-    import csv
-
-    rows = list(csv.DictReader(open(csv_path)))
+    rows = _csv(csv_path)
     assert [int(r["feature"]) for r in rows] == ids and all(r["description"] == "" for r in rows)
     rows[0]["description"] = 'plural subject, "quoted", with a comma'
     rows[2]["description"] = "verb agreement"
@@ -323,19 +568,17 @@ def test_annotation_round_trip(tmp_path, run3):
     # export again: descriptions come back out; import of that file changes nothing
     again = tmp_path / "again.csv"
     export_annotations(work, again)
-    back = {int(r["feature"]): r["description"] for r in csv.DictReader(open(again))}
+    back = {int(r["feature"]): r["description"] for r in _csv(again)}
     assert back[ids[0]] == 'plural subject, "quoted", with a comma' and back[ids[2]] == "verb agreement"
     assert import_annotations(work, again) == merged
     # a later report keeps the annotations
-    report(ReportConfig(run=str(work), n_features=4, progress=False, evidence=EvidenceConfig(max_contexts=4, logit_lens="none")))
+    report(ReportConfig(run=work, n_features=4, progress=False, evidence=QUICK))
     data = _embedded((work / "report" / "index.html").read_text())
     assert {f["id"]: f["description"] for f in data["features"]}[ids[2]] == "verb agreement"
 
 
 def test_malformed_annotation_csv_names_lines(tmp_path, run3):
-    run, _ = run3
-    work = tmp_path / "run"
-    shutil.copytree(run, work, ignore=shutil.ignore_patterns("report", "activations"))
+    work = copy_run(run3[0], tmp_path / "run", ignore=("report", "activations"))
     bad = tmp_path / "bad.csv"
     bad.write_text("feature,description\n"
                    "1,fine\n"
@@ -357,19 +600,6 @@ def test_malformed_annotation_csv_names_lines(tmp_path, run3):
     nohead.write_text("id,text\n1,x\n")
     with pytest.raises(AnnotationError, match="line 1: the header lacks the column"):
         import_annotations(work, nohead)
-
-
-def test_bad_input_errors(tmp_path, run3):
-    from crosstime.report import ReportError
-
-    with pytest.raises(ReportError, match="does not exist"):
-        report(ReportConfig(run=str(tmp_path / "nope"), progress=False))
-    run, cc = run3
-    with pytest.raises(ReportError, match="out of range"):
-        report(ReportConfig(run=str(run), features=[N_FEATURES + 1], progress=False))
-    wrong = make_crosscoder(["a", "b"], [1.0, 1.0], 32)
-    with pytest.raises(ReportError, match="spans 2 checkpoints"):
-        report(ReportConfig(run=str(run), progress=False), crosscoder=wrong)
 
 
 def test_cli_report_and_annotate(tmp_path, run3):
@@ -427,34 +657,3 @@ def test_findings_by_hand():
     assert lines[3].startswith("For 3 of 3 reported features on t")
     assert findings(data, n=2) == lines[:2]
     assert findings({"checkpoints": [], "overview": {}}) == []
-
-
-@pytest.mark.parametrize("variant", ["relu", "topk", "batchtopk", "jumprelu"])
-def test_checkpoint_alone_view_equals_masked_encode(variant):
-    """The fast single-checkpoint view is exactly encode() with the other checkpoints zeroed, for every variant."""
-    from crosstime.report.evidence import Encoder
-
-    cc = make_crosscoder(["a", "b", "c"], [1.0, 2.0, 0.5], d=8, F=16, variant=variant, **({"k": 3} if "topk" in variant else {}))
-    if variant == "batchtopk":
-        cc.threshold.fill_(0.02)
-    x = torch.randn(20, 3, 8, generator=torch.Generator().manual_seed(0))
-    enc = Encoder(cc)
-    assert enc.fast
-    for m in range(3):
-        alone = torch.zeros_like(x)
-        alone[:, m] = x[:, m]
-        assert torch.allclose(enc.view(x, m + 1), cc.encode(alone), atol=1e-6)
-    assert torch.equal(enc.view(x, 0), cc.encode(x))
-
-
-def test_unreachable_series_still_reports(tmp_path, run3):
-    """A store whose series is gone (e.g. harvested on another machine): no logit lens, ids instead of text."""
-    run, _ = run3
-    work = tmp_path / "run"
-    shutil.copytree(run, work, ignore=shutil.ignore_patterns("report"))
-    out = report(ReportConfig(run=str(work), n_features=3, series=str(tmp_path / "gone"), progress=False,
-                              evidence=EvidenceConfig(max_contexts=4)))
-    data = _embedded(out.read_text())
-    assert any("could not be opened" in m for m in data["missing"])
-    assert all(f["evidence"]["logit_lens"] == {} for f in data["features"])
-    assert all(v.startswith(" #") for v in data["vocab"].values()) and data["vocab"]

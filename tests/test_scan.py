@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import json
 import random
+import shutil
 
 import numpy as np
 import pytest
 import torch
 import yaml
 from conftest import make_word_tokenizer, tiny_model
+from pydantic import ValidationError
 
+from crosstime import stage
+from crosstime.artifacts import SCAN_ACCURACY, SCAN_DYNAMICS, SIMILARITY_ARRAYS, Suggestion, read_model
 from crosstime.scan import (
     NgramModel, ScanConfig, ScanError, cka_blocks, cosine_matrix, fit_ramp, linear_cka_matrix,
     next_token_dynamics, scan, site_tokens, suggest_checkpoints,
@@ -211,37 +215,114 @@ def tiny_inputs(tmp_path_factory):
     return root
 
 
-def test_scan_end_to_end_on_tiny_series(tiny_series, tiny_inputs, tmp_path):
-    out = tmp_path / "run"
-    cfg = ScanConfig(series=str(tiny_series), tasks=[str(tiny_inputs / "agree.jsonl")], layer=1, out=out,
-                     corpus=tiny_inputs / "heldout.txt", train_corpus=tiny_inputs / "train.txt", progress=False)
-    result = scan(cfg)
-    files = {p.name for p in (out / "scan").iterdir()}
-    assert {"accuracy.csv", "similarity.npz", "dynamics.csv", "suggestion.json", "accuracy.png", "cosine.png",
-            "cka.png", "dynamics.png"} <= files
-    rows = list(csv.DictReader(open(out / "scan" / "accuracy.csv")))
+def tiny_config(tiny_series, tiny_inputs, run, **changes) -> ScanConfig:
+    settings = dict(run=run, series=str(tiny_series), tasks=[str(tiny_inputs / "agree.jsonl")], layer=1,
+                    corpus=tiny_inputs / "heldout.txt", train_corpus=tiny_inputs / "train.txt", device="cpu",
+                    progress=False)
+    return ScanConfig(**(settings | changes))
+
+
+@pytest.fixture(scope="module")
+def tiny_scan(tiny_series, tiny_inputs, tmp_path_factory):
+    """One finished scan of the tiny series (its config and result), shared by the tests that only read it."""
+    config = tiny_config(tiny_series, tiny_inputs, tmp_path_factory.mktemp("scan_run") / "run")
+    return config, scan(config)
+
+
+def test_scan_end_to_end_on_tiny_series(tiny_scan, tiny_series, tiny_inputs):
+    config, result = tiny_scan
+    out = config.run / "scan"
+    assert result.out == out
+    files = {p.name for p in out.iterdir()}
+    assert {"accuracy.csv", "similarity.npz", "dynamics.csv", "suggestion.json", "tasks.json", "accuracy.png",
+            "cosine.png", "cka.png", "dynamics.png"} <= files
+    rows = SCAN_ACCURACY.read(out, ["step0", "step10", "step100"])
     assert [r["revision"] for r in rows] == ["step0", "step10", "step100"]
-    assert list(rows[0])[:7] == ["revision", "step", "tokens", "task", "n", "accuracy", "mean_m"]
     # the scan's numbers equal a direct evaluation of one checkpoint
     from crosstime.series import open_series
 
     series = open_series(tiny_series)
     task = load_task(tiny_inputs / "agree.jsonl", series.load_tokenizer())
     direct = evaluate_task(series.load_model("step10"), task)
-    assert int(rows[1]["n"]) == len(task) == 24
-    assert float(rows[1]["accuracy"]) == pytest.approx(direct.accuracy)
-    assert float(rows[1]["mean_m"]) == pytest.approx(direct.mean_m, abs=1e-6)
-    sim = np.load(out / "scan" / "similarity.npz")
-    assert list(sim["revisions"]) == ["step0", "step10", "step100"]
+    assert rows[1]["n"] == len(task) == 24
+    assert rows[1]["accuracy"] == pytest.approx(direct.accuracy)
+    assert rows[1]["mean_m"] == pytest.approx(direct.mean_m, abs=1e-6)
+    sim = np.load(out / "similarity.npz")
+    assert set(sim.files) == set(SIMILARITY_ARRAYS)
+    assert list(sim["revisions"]) == ["step0", "step10", "step100"] and int(sim["layer"]) == 1
     np.testing.assert_allclose(np.diag(sim["cka"]), 1.0, atol=1e-9)
     np.testing.assert_allclose(sim["cosine"], sim["cosine"].T, atol=1e-6)
-    suggestion = json.loads((out / "scan" / "suggestion.json").read_text())
-    assert len(suggestion["checkpoints"]) == 3 and all(p["reason"] for p in suggestion["checkpoints"])
-    dyn = list(csv.DictReader(open(out / "scan" / "dynamics.csv")))
-    assert len(dyn) == 3 and all(float(r["kl_bigram"]) > 0 for r in dyn)
-    saved = yaml.safe_load((out / "config.yaml").read_text())["scan"]
-    assert saved["layer"] == 1 and saved["tasks"] == [str(tiny_inputs / "agree.jsonl")]
-    assert result.suggestion == suggestion
+    np.testing.assert_array_equal(sim["cka"], result.cka)
+    assert len(result.suggestion.checkpoints) == 3 and all(p.reason for p in result.suggestion.checkpoints)
+    assert (result.suggestion.series, result.suggestion.layer) == (str(tiny_series), 1)
+    assert result.suggestion.tasks == [str(tiny_inputs / "agree.jsonl")]
+    dyn = SCAN_DYNAMICS.read(out, ["step0", "step10", "step100"])
+    assert len(dyn) == 3 and all(r["kl_bigram"] > 0 for r in dyn)
+    tasks = json.loads((out / "tasks.json").read_text())
+    assert tasks["agree"]["n"] == 24
+
+
+def test_scan_outputs_read_back_with_the_schema_equal_the_result(tiny_scan):
+    config, result = tiny_scan
+    revisions = [c.revision for c in result.checkpoints]
+    assert SCAN_ACCURACY.read(config.run / "scan", revisions) == result.accuracy
+    assert SCAN_DYNAMICS.read(config.run / "scan", revisions) == result.dynamics
+    assert read_model(Suggestion, config.output()) == result.suggestion
+    assert config.output() == config.run / "scan" / "suggestion.json"
+
+
+def test_scan_records_its_settings_after_success(tiny_scan, tmp_path):
+    config, _ = tiny_scan
+    saved = yaml.safe_load((config.run / "config.yaml").read_text())["scan"]
+    saved.pop(stage.INPUTS_KEY)  # the scan reads no other stage's output: a digest of nothing
+    assert saved == config.output_settings()
+    assert saved["layer"] == 1 and saved["tasks"] == config.tasks
+    assert not {"run", "progress", "device", "batch_size", "threads"} & set(saved)
+    assert stage.finished(config)
+    assert not stage.finished(config.model_copy(update={"layer": 0}))
+    assert not stage.finished(config.model_copy(update={"n_suggest": 2}))
+    assert stage.finished(config.model_copy(update={"device": "auto", "batch_size": 3, "progress": True,
+                                                    "threads": 2}))
+    moved = tmp_path / "copy"
+    shutil.copytree(config.run, moved)
+    assert stage.finished(config.model_copy(update={"run": moved}))
+    (moved / "scan" / "suggestion.json").unlink()  # the output marker gone: not finished
+    assert not stage.finished(config.model_copy(update={"run": moved}))
+
+
+def test_a_failed_scan_forgets_its_record(tiny_series, tiny_inputs, tmp_path, monkeypatch):
+    config = tiny_config(tiny_series, tiny_inputs, tmp_path / "run", train_corpus=None, corpus=None,
+                         similarity_tokens=64)
+    scan(config)
+    assert stage.finished(config)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("killed half-way")
+
+    monkeypatch.setattr("crosstime.scan.stage.write_outputs", broken)
+    with pytest.raises(RuntimeError, match="killed half-way"):
+        scan(config)
+    assert stage.recorded(config) is None and not stage.finished(config)
+
+
+def test_a_rescan_removes_the_files_it_no_longer_writes(tiny_scan, tiny_series, tiny_inputs, tmp_path):
+    config, _ = tiny_scan
+    run = tmp_path / "run"
+    shutil.copytree(config.run, run)
+    assert (run / "scan" / "dynamics.csv").is_file()
+    result = scan(tiny_config(tiny_series, tiny_inputs, run, corpus=None, train_corpus=None, similarity_tokens=0))
+    files = {p.name for p in (run / "scan").iterdir()}
+    assert files == {"accuracy.csv", "similarity.npz", "suggestion.json", "tasks.json", "accuracy.png"}
+    assert result.dynamics == [] and np.isnan(result.cka).all()
+    assert any("training dynamics skipped" in note for note in result.notes)
+
+
+def test_misspelt_setting_is_refused(tiny_series, tmp_path):
+    with pytest.raises(ValidationError, match="n_sugest"):
+        ScanConfig(run=tmp_path / "run", series=str(tiny_series), layer=0, n_sugest=2)
+    with pytest.raises(ValidationError, match="out"):  # the run replaces the old out
+        ScanConfig(run=tmp_path / "run", series=str(tiny_series), layer=0, out=tmp_path / "x")
+    assert ScanConfig(run=tmp_path, series="s", layer=0).device == "auto"
 
 
 def test_cli_scan_subset_and_bad_input(tiny_series, tiny_inputs, tmp_path):
@@ -251,22 +332,36 @@ def test_cli_scan_subset_and_bad_input(tiny_series, tiny_inputs, tmp_path):
 
     runner = CliRunner()
     out = tmp_path / "run"
-    res = runner.invoke(app, ["scan", str(tiny_series), "--tasks", str(tiny_inputs / "agree.jsonl"), "--layer", "0",
-                              "--out", str(out), "--revisions", "step0,step100", "--no-sentence"])
+    res = runner.invoke(app, ["scan", str(out), str(tiny_series), "--tasks", str(tiny_inputs / "agree.jsonl"),
+                              "--layer", "0", "--revisions", "step0,step100", "--no-sentence-metric", "--no-progress"])
     assert res.exit_code == 0, res.output
     assert "suggested checkpoints" in res.output and "step100" in res.output
     assert [r["revision"] for r in csv.DictReader(open(out / "scan" / "accuracy.csv"))] == ["step0", "step100"]
-    bad = runner.invoke(app, ["scan", str(tiny_series), "--tasks", "nosuchtask", "--layer", "0", "--out", str(out)])
+    bad = runner.invoke(app, ["scan", str(out), str(tiny_series), "--tasks", "nosuchtask", "--layer", "0"])
     assert bad.exit_code == 2 and "unknown task 'nosuchtask'" in bad.output and "subjectverb" in bad.output
+    assert bad.output.startswith("error: ") and "Traceback" not in bad.output
 
 
 def test_scan_checks_inputs_before_work(tiny_series, tiny_inputs, tmp_path):
     out = tmp_path / "never"
     with pytest.raises(ScanError, match=r"layer 7 is out of range: .* 3 decoder blocks"):
-        scan(ScanConfig(series=str(tiny_series), tasks=[str(tiny_inputs / "agree.jsonl")], layer=7, out=out))
+        scan(tiny_config(tiny_series, tiny_inputs, out, layer=7))
     with pytest.raises(TaskError, match="keeps none of the pairs of task 'subjectverb'"):
-        scan(ScanConfig(series=str(tiny_series), tasks=["subjectverb"], layer=1, out=out))
-    assert not (out / "scan").exists()
+        scan(tiny_config(tiny_series, tiny_inputs, out, tasks=["subjectverb"]))
+    with pytest.raises(ScanError, match="device 'gpu'"):
+        scan(tiny_config(tiny_series, tiny_inputs, out, device="gpu"))
+    with pytest.raises(ScanError, match="train_corpus .* does not exist"):
+        scan(tiny_config(tiny_series, tiny_inputs, out, train_corpus=tmp_path / "missing.txt"))
+    assert not out.exists()  # nothing written, not even a record
+
+
+def test_bad_input_leaves_a_finished_scan_as_it_was(tiny_scan, tiny_series, tiny_inputs):
+    config, _ = tiny_scan
+    before = {p.name: p.read_bytes() for p in [config.run / "config.yaml", *(config.run / "scan").iterdir()]}
+    with pytest.raises(ScanError, match="layer 7 is out of range"):
+        scan(config.model_copy(update={"layer": 7}))
+    after = {p.name: p.read_bytes() for p in [config.run / "config.yaml", *(config.run / "scan").iterdir()]}
+    assert after == before and stage.finished(config)
 
 
 # -- the toy world ------------------------------------------------------------------------------------
@@ -285,7 +380,7 @@ def test_scan_on_the_toy_world_brackets_the_accuracy_jump(toy_root, tmp_path):
     from crosstime.series import open_series
 
     revisions = open_series(toy_root).revisions[::2] + open_series(toy_root).revisions[-1:]  # half the grid, and the last
-    result = scan(ScanConfig(series=str(toy_root), layer=1, out=tmp_path / "run", revisions=sorted(set(revisions)),
+    result = scan(ScanConfig(run=tmp_path / "run", series=str(toy_root), layer=1, revisions=sorted(set(revisions)),
                              similarity_tokens=512, corpus_sequences=64, progress=False))
     acc = {}
     for r in result.accuracy:
@@ -294,9 +389,9 @@ def test_scan_on_the_toy_world_brackets_the_accuracy_jump(toy_root, tmp_path):
     assert sorted({r["task"] for r in result.accuracy}) == sorted(["simple_agreement", "pp_attractor", "rc_attractor",
                                                                    "irregular_plural"])
     assert mean[0] < 0.7 and mean[-1] > 0.9  # the toy's agreement accuracy climbs during pretraining
-    roles = {p["role"]: p for p in result.suggestion["checkpoints"]}
+    roles = {p.role: p for p in result.suggestion.checkpoints}
     order = [c.revision for c in result.checkpoints]
-    before, after = order.index(roles["before"]["revision"]), order.index(roles["after"]["revision"])
+    before, after = order.index(roles["before"].revision), order.index(roles["after"].revision)
     assert mean[before] < 0.5 * (mean[0] + mean[-1]) < mean[after]  # the picks bracket the jump
     assert before < after
     # n-gram statistics are learnt early: bigram KL at the 'before' checkpoint already far below init

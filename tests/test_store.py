@@ -39,15 +39,16 @@ def corpus(tmp_path_factory) -> Path:
     return path
 
 
-def _config(series, corpus, out, **kw) -> HarvestConfig:
-    base = dict(series=str(series), layer=LAYER, corpus=str(corpus), tokens=1500, context_len=T, out=str(out),
+def _config(series, corpus, run, **kw) -> HarvestConfig:
+    """Settings of a harvest into ``run``/activations."""
+    base = dict(series=str(series), layer=LAYER, corpus=str(corpus), tokens=1500, context_len=T, run=run,
                 chunk_contexts=8, batch_size=4, progress=False)
     return HarvestConfig(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")
 def store(tiny_series, corpus, tmp_path_factory) -> ActivationStore:
-    return harvest(_config(tiny_series, corpus, tmp_path_factory.mktemp("store") / "activations"))
+    return harvest(_config(tiny_series, corpus, tmp_path_factory.mktemp("store")))
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -198,15 +199,16 @@ def test_contexts_iterates_heldout_tokens(store):
 # -- append, resume, corruption, distributed ---------------------------------------------------------
 
 def test_append_a_checkpoint_harvests_only_it(store, tiny_series, corpus, tmp_path, monkeypatch):
-    out = tmp_path / "acts"
-    harvest(_config(tiny_series, corpus, out, revisions=["step0", "step10"]))
+    run = tmp_path / "acts"
+    out = run / "activations"
+    harvest(_config(tiny_series, corpus, run, revisions=["step0", "step10"]))
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.bin")}
     loaded = []
     from crosstime.series import CheckpointSeries
 
     original = CheckpointSeries.load_model
     monkeypatch.setattr(CheckpointSeries, "load_model", lambda self, rev, **kw: loaded.append(rev) or original(self, rev, **kw))
-    appended = harvest(_config(tiny_series, corpus, out, revisions=["step100"]))
+    appended = harvest(_config(tiny_series, corpus, run, revisions=["step100"]))
     assert loaded == ["step100"]
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
     assert appended.revisions == ["step0", "step10", "step100"]
@@ -227,8 +229,9 @@ def _run_slow_harvest(config: HarvestConfig) -> subprocess.Popen:
 
 
 def test_killed_harvest_resumes_to_identical_store(store, tiny_series, corpus, tmp_path):
-    out = tmp_path / "acts"
-    proc = _run_slow_harvest(_config(tiny_series, corpus, out))
+    run = tmp_path / "acts"
+    out = run / "activations"
+    proc = _run_slow_harvest(_config(tiny_series, corpus, run))
     deadline = time.monotonic() + 120
     while len(list(out.glob("*/*.json"))) < 4:
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -242,13 +245,14 @@ def test_killed_harvest_resumes_to_identical_store(store, tiny_series, corpus, t
     assert manifest["revisions"] == [] and manifest["checkpoints"]["step0"]["status"] != "complete"
     with pytest.raises(StoreError, match="not in the store"):
         ActivationStore(out).batches(revisions=["step0"])
-    resumed = harvest(_config(tiny_series, corpus, out))
+    resumed = harvest(_config(tiny_series, corpus, run))
     assert _files(out) == _files(store.root)
     assert resumed.verify() == []
 
 
 def test_corrupted_and_truncated_chunks_are_redone(store, tiny_series, corpus, tmp_path):
-    out = tmp_path / "acts"
+    run = tmp_path / "acts"
+    out = run / "activations"
     shutil.copytree(store.root, out)
     flipped, truncated = chunk_paths(out, "step10", 2)[0], chunk_paths(out, "step100", 5)[0]
     data = bytearray(flipped.read_bytes())
@@ -257,7 +261,7 @@ def test_corrupted_and_truncated_chunks_are_redone(store, tiny_series, corpus, t
     truncated.write_bytes(truncated.read_bytes()[:-64])
     problems = ActivationStore(out).verify()
     assert problems == ["step10 chunk 2: missing, truncated or corrupted", "step100 chunk 5: missing, truncated or corrupted"]
-    harvest(_config(tiny_series, corpus, out))
+    harvest(_config(tiny_series, corpus, run))
     assert _files(out) == _files(store.root)
 
 
@@ -278,7 +282,7 @@ def test_two_process_torchrun_harvest_equals_single_process_and_reads_disjoint_s
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert _files(tmp_path / "acts") == _files(store.root)
+    assert _files(tmp_path / "acts" / "activations") == _files(store.root)
     shares = [np.load(tmp_path / f"rank{r}.npy") for r in range(2)]
     assert len(shares[0]) == len(shares[1]) > 0 and not set(shares[0]) & set(shares[1])
     for r in range(2):  # the same shares as asked for in one process
@@ -350,9 +354,9 @@ def test_bad_input_fails_before_work(tiny_series, corpus, mixed_width_series, st
         harvest(_config(tiny_series, short, out))
     assert not out.exists()
     with pytest.raises(StoreError, match=r"does not match this request:\n  site"):
-        harvest(_config(tiny_series, corpus, store.root, layer=0))
+        harvest(_config(tiny_series, corpus, store.root.parent, layer=0))
     with pytest.raises(StoreError, match="splits"):
-        harvest(_config(tiny_series, corpus, store.root, tokens=3000))
+        harvest(_config(tiny_series, corpus, store.root.parent, tokens=3000))
     with pytest.raises(StoreError, match="not an activation store"):
         ActivationStore(tmp_path)
 
@@ -363,19 +367,38 @@ def test_cli_harvest_records_config_and_matches_api(store, tiny_series, corpus, 
     from typer.testing import CliRunner
 
     from crosstime.cli import app
-    from crosstime.rundir import RunDir
+    from crosstime.stage import read_records
+    from crosstime.artifacts import RunDir
 
     run = tmp_path / "run"
-    args = ["harvest", str(tiny_series), "--revisions", "step0,step10", "--revisions", "step100", "--layer", str(LAYER),
-            "--corpus", str(corpus), "--tokens", "1.5K", "--out", str(run), "--context-len", str(T),
-            "--chunk-contexts", "8", "--batch-size", "4"]
+    args = ["harvest", str(run), str(tiny_series), "--revisions", "step0,step10", "--revisions", "step100",
+            "--layer", str(LAYER), "--corpus", str(corpus), "--tokens", "1.5K", "--context-len", str(T),
+            "--chunk-contexts", "8", "--batch-size", "4", "--no-progress"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert _files(run / "activations") == _files(store.root)
-    saved = RunDir(run).read_config()["harvest"]
-    assert saved["tokens"] == 1500 and saved["revisions"] == ["step0", "step10", "step100"] and saved["layer"] == LAYER
-    bad = CliRunner().invoke(app, [*args[:7], "7", *args[8:]])
+    saved = read_records(RunDir(run))["harvest"]
+    assert saved["tokens"] == 1500 // T * T and saved["revisions"] == ["step0", "step10", "step100"] and saved["layer"] == LAYER
+    assert "batch_size" not in saved and "device" not in saved  # how, not what: never part of the record
+    bad = CliRunner().invoke(app, [*args[:8], "7", *args[9:]])
     assert bad.exit_code == 2 and "layer 7 is out of range" in bad.output
+
+
+def test_harvest_records_itself_and_a_copied_run_reuses_it(store, tiny_series, corpus, tmp_path):
+    from crosstime import stage
+
+    run = tmp_path / "run"
+    cfg = _config(tiny_series, corpus, run, revisions=["step0"])
+    assert not stage.finished(cfg)
+    harvest(cfg)
+    assert stage.finished(cfg) and stage.finished(cfg.model_copy(update={"batch_size": 2, "device": "cpu"}))
+    assert not stage.finished(cfg.model_copy(update={"revisions": ["step0", "step10"]}))
+    shutil.copytree(run, tmp_path / "copy")
+    assert stage.finished(cfg.model_copy(update={"run": tmp_path / "copy"}))
+    # the unset settings are recorded as the store has them, and a config that leaves them unset still matches
+    record = stage.recorded(cfg)
+    assert record["keep_first_position"] is False and record["dtype"] == "float16"
+    assert stage.finished(HarvestConfig(run=run, series=str(tiny_series), revisions=["step0"], layer=LAYER))
 
 
 def test_unshuffled_batches_are_in_store_order(store):
@@ -387,9 +410,9 @@ def test_unshuffled_batches_are_in_store_order(store):
 def test_appending_adopts_the_stores_settings(store, tiny_series, corpus, tmp_path):
     from crosstime.store import resolve_config
 
-    out = tmp_path / "acts"
-    harvest(_config(tiny_series, corpus, out, revisions=["step0"], tokens=1000, dtype="bfloat16", keep_first_position=True))
-    minimal = HarvestConfig(series=str(tiny_series), revisions=["step10"], layer=LAYER, out=str(out), progress=False)
+    run = tmp_path / "acts"
+    harvest(_config(tiny_series, corpus, run, revisions=["step0"], tokens=1000, dtype="bfloat16", keep_first_position=True))
+    minimal = HarvestConfig(series=str(tiny_series), revisions=["step10"], layer=LAYER, run=run, progress=False)
     resolved = resolve_config(minimal)
     assert (resolved.tokens, resolved.context_len, resolved.dtype, resolved.keep_first_position, resolved.corpus) == (
         1000 // T * T, T, "bfloat16", True, str(corpus.resolve()))
@@ -426,5 +449,5 @@ def test_hub_family_whose_revisions_cannot_be_listed_uses_the_requested_ones(mon
     monkeypatch.setattr(CheckpointSeries, "check_compatible", stop)
     with pytest.raises(RuntimeError, match="stop before any download"):
         harvesting._resolve(HarvestConfig(series="allenai/OLMo-1B-hf", revisions=["step20000-tokens84B"],
-                                          layer=8, out=str(tmp_path / "acts")))
+                                          layer=8, run=tmp_path / "acts"))
     assert seen == [["step20000-tokens84B"]]

@@ -183,6 +183,60 @@ def test_named_task_from_search_dir_and_groups(tmp_path):
         "simple_agreement", "pp_attractor", "rc_attractor", "irregular_plural", "subjectverb"]
 
 
+TOY_LOOKUP = """
+import sys
+sys.path.insert(0, {tests!r})
+from conftest import make_word_tokenizer
+from crosstime.tasks import TaskError, load_task
+for dirs in ([], [{empty!r}]):
+    try:
+        load_task("simple_agreement", make_word_tokenizer(), search_dirs=dirs)
+    except TaskError as err:
+        print("error:", err)
+print("toy imported:", any(name.startswith("crosstime.toy") for name in sys.modules))
+"""
+
+
+def test_toy_task_name_without_its_folder_names_the_fix_and_builds_nothing(tmp_path):
+    """No implicit toy world: the name resolves through search dirs only, and the error says which folder."""
+    import os
+    import subprocess
+    import sys
+
+    empty = tmp_path / "no_pairs_here"
+    empty.mkdir()
+    env = dict(os.environ, CROSSTIME_CACHE=str(tmp_path / "cache"))  # a build would land here
+    code = TOY_LOOKUP.format(tests=str(Path(__file__).parent), empty=str(empty))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    errors = [line for line in done.stdout.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2
+    for line in errors:
+        assert "'simple_agreement' is a toy-world task" in line
+        assert "search_dirs=[toy_world() / 'pairs']" in line
+    assert "none were given" in errors[0] and str(empty) in errors[1]
+    assert "toy imported: False" in done.stdout
+    assert not (tmp_path / "cache").exists()
+
+
+def test_toy_tasks_load_from_the_toy_worlds_pairs_folder(toy_world):
+    from crosstime.series import open_series
+    from crosstime.tasks import TOY_TASKS
+
+    tok = open_series(toy_world).load_tokenizer()
+    vocab = tok.get_vocab()
+    for name in TOY_TASKS:
+        rows = rows_of(toy_world / "pairs" / f"{name}.jsonl")
+        task = load_task(name, tok, search_dirs=[toy_world / "pairs"])
+        (stats,) = task.stats
+        assert task.name == name and stats.total == len(rows) and stats.path == str(toy_world / "pairs" / f"{name}.jsonl")
+        assert stats.dropped == {} and len(task) == len(rows) > 0  # written in the toy vocabulary
+        r = rows[0]  # the toy tokenizer: <bos> + one id per word
+        assert task.prefixes[0] == [vocab["<bos>"]] + [vocab[w] for w in r["one_prefix_prefix"].split()]
+        assert int(task.correct[0]) == vocab[r["one_prefix_word_good"]]
+
+
 def test_subjectverb_is_shipped_with_its_license():
     for p in SUBJECTVERB_PARADIGMS:
         assert (BLIMP / f"{p}.jsonl").is_file()

@@ -2,30 +2,40 @@
 
     toy world ─► scan ─► pick checkpoints ─► harvest ─► train ─► evaluate ─► attribute ─► report
 
-Every stage writes into one run directory. A stage whose output exists and whose recorded
-settings (``config.yaml``) equal this run's is reused, so re-running the demo only redoes
-what changed or never finished (harvest and training also resume mid-way on their own).
+Every stage writes into one run directory and records its settings there once it has
+finished (:mod:`crosstime.stage`). A stage that finished with this run's settings, on the
+upstream outputs there are now, is reused, so re-running the demo only redoes what changed
+or never finished (harvest and training also resume mid-way on their own).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from crosstime.rundir import RunDir
-
-TOY_TASKS = ["simple_agreement", "pp_attractor", "rc_attractor", "irregular_plural"]
+from crosstime import stage
+from crosstime.artifacts import SCAN_SUGGESTION, RunDir, Suggestion, read_model
+from crosstime.attribution import AttributeConfig, attribute
+from crosstime.crosscoder import TrainConfig, train
+from crosstime.evaluate import EvaluateConfig, evaluate
+from crosstime.report import ReportConfig, findings, report
+from crosstime.scan import ScanConfig, scan
+from crosstime.stage import StageConfig
+from crosstime.store import HarvestConfig, harvest
+from crosstime.tasks import TOY_TASKS
+from crosstime.toy import toy_world
 
 
 class DemoConfig(BaseModel):
     """Settings of ``crosstime demo`` (small enough for 2 CPU cores in a few minutes)."""
 
-    out: Path = Field(Path("runs/demo"), description="run directory")
+    model_config = ConfigDict(extra="forbid")
+
+    run: Path = Field(Path("runs/demo"), description="run directory (re-running reuses finished stages)")
     layer: int = Field(0, ge=0, description="site: output of this decoder block (the toy model has 2; block 0 is mid-depth)")
     tokens: int = Field(400_000, gt=0, description="activation rows harvested per checkpoint (plus 5% held out)")
     n_features: int = Field(1024, gt=0, description="crosscoder dictionary size F (8 × d for the toy's d = 128)")
@@ -33,12 +43,12 @@ class DemoConfig(BaseModel):
     batch_size: int = Field(1024, gt=0, description="crosscoder training batch (rows)")
     lr: float = Field(1e-3, gt=0, description="crosscoder learning rate (the paper's 5e-5 is for 100k steps)")
     sparsity_coeff: float = Field(1.0, ge=0, description="L1 coefficient λ")
-    tasks: list[str] = Field(default_factory=lambda: list(TOY_TASKS), description="tasks to attribute")
+    tasks: list[str] = Field(default_factory=lambda: list(TOY_TASKS), description="toy tasks to attribute")
     attribution_pairs: int | None = Field(None, ge=1, description="pairs per task for attribution (default: all)")
     top_k: int = Field(10, ge=1, description="features reported per checkpoint and task")
     n_report_features: int = Field(60, ge=1, description="features shown in the dashboard")
-    seed: int = 0
-    progress: bool = True
+    seed: int = Field(0, description="seed of every stage")
+    progress: bool = Field(True, description="show progress bars")
 
 
 class DemoResult(BaseModel):
@@ -50,80 +60,51 @@ class DemoResult(BaseModel):
     findings: list[str]
 
 
-def _same_settings(run: RunDir, stage: str, config: BaseModel) -> bool:
-    return run.read_config().get(stage) == config.model_dump(mode="json")
+class _Stages:
+    """Runs the demo's stages in order, timing each and reusing the finished ones."""
+
+    def __init__(self, config: DemoConfig, console: Any, names: list[str]):
+        self.console, self.names = console, names
+        self.timings: dict[str, float] = {}
+        self.reused: list[str] = []
+
+    def __call__(self, name: str, work: Callable[[Any], Any], config: StageConfig | None = None) -> Any:
+        done = config is not None and stage.finished(config)
+        self.console.rule(f"[bold]{self.names.index(name) + 1}/{len(self.names)} {name}" + (" (reused)" if done else ""))
+        start = time.perf_counter()
+        value = None if done else work(config)
+        self.timings[name] = time.perf_counter() - start
+        if done:
+            self.reused.append(name)
+        return value
 
 
 def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
     """Run (or resume) the whole pipeline on the toy world; return where the dashboard is."""
     from rich.console import Console
 
-    from crosstime.attribution.stage import AttributeConfig, attribute
-    from crosstime.crosscoder import TrainConfig
-    from crosstime.crosscoder import train as train_crosscoder
-    from crosstime.evaluate import EvaluateConfig, evaluate
-    from crosstime.report import ReportConfig, report
-    from crosstime.report.findings import findings
-    from crosstime.scan import ScanConfig, scan
-    from crosstime.store import HarvestConfig, harvest
-    from crosstime.toy import toy_world
-
     config = config or DemoConfig()
     console = console or Console()
-    run = RunDir(config.out)
+    run = RunDir(config.run)
     run.root.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    reused: list[str] = []
-    stages = ["toy world", "scan", "harvest", "train", "evaluate", *[f"attribute {t}" for t in config.tasks], "report"]
+    common = {"run": run.root, "progress": config.progress}
+    names = ["toy world", "scan", "harvest", "train", "evaluate", *[f"attribute {t}" for t in config.tasks], "report"]
+    step = _Stages(config, console, names)
 
-    def stage(name: str, work: Callable[[], Any], key: str | None = None, settings: BaseModel | None = None,
-              output: Path | None = None) -> Any:
-        """Run one stage, or reuse it when its output exists and was made with these settings."""
-        done = output is not None and output.exists() and settings is not None and _same_settings(run, key, settings)
-        index = stages.index(name) + 1
-        console.rule(f"[bold]{index}/{len(stages)} {name}" + (" (reused)" if done else ""))
-        start = time.perf_counter()
-        value = None if done else work()
-        timings[name] = time.perf_counter() - start
-        if done:
-            reused.append(name)
-        elif settings is not None:
-            run.save_stage_config(key, settings)  # only once the stage has finished
-        return value
-
-    series_path = stage("toy world", toy_world)
-
-    scan_cfg = ScanConfig(series=str(series_path), out=run.root, layer=config.layer, seed=config.seed,
-                          progress=config.progress)
-    stage("scan", lambda: scan(scan_cfg), "scan", scan_cfg, run.scan / "suggestion.json")
-
-    revisions = json.loads((run.scan / "suggestion.json").read_text())["revisions"]
+    series = str(step("toy world", lambda _: toy_world(progress=config.progress)))
+    step("scan", scan, ScanConfig(**common, series=series, layer=config.layer, seed=config.seed))
+    revisions = read_model(Suggestion, run.scan / SCAN_SUGGESTION).revisions
     console.print(f"checkpoints chosen from the scan's suggestion: [bold]{', '.join(revisions)}[/bold]")
-
-    harvest_cfg = HarvestConfig(series=str(series_path), revisions=revisions, layer=config.layer,
-                                tokens=config.tokens, out=str(run.activations), progress=config.progress)
-    # harvest resumes on its own (a finished store is checked, not redone)
-    stage("harvest", lambda: harvest(harvest_cfg), "harvest", harvest_cfg)
-
-    train_cfg = TrainConfig(n_features=config.n_features, steps=config.train_steps, batch_size=config.batch_size,
-                            lr=config.lr, sparsity_coeff=config.sparsity_coeff, seed=config.seed,
-                            out=str(run.crosscoder), revisions=revisions, val_every=250, save_every=250,
-                            progress=config.progress)
-    stage("train", lambda: train_crosscoder(str(run.activations), train_cfg), "train", train_cfg,
-          run.crosscoder / "model.safetensors")
-
-    eval_cfg = EvaluateConfig(run=str(run.root), seed=config.seed, progress=config.progress)
-    stage("evaluate", lambda: evaluate(eval_cfg), "evaluate", eval_cfg, run.evaluation_file)
-
+    step("harvest", harvest, HarvestConfig(**common, series=series, revisions=revisions, layer=config.layer,
+                                          tokens=config.tokens))
+    step("train", train, TrainConfig(**common, n_features=config.n_features, steps=config.train_steps,
+                                     batch_size=config.batch_size, lr=config.lr, sparsity_coeff=config.sparsity_coeff,
+                                     seed=config.seed, revisions=revisions, val_every=250, save_every=250))
+    step("evaluate", evaluate, EvaluateConfig(**common, seed=config.seed))
     for task in config.tasks:
-        att_cfg = AttributeConfig(run=run.root, task=task, top_k=config.top_k, max_pairs=config.attribution_pairs,
-                                  seed=config.seed, progress=config.progress)
-        stage(f"attribute {task}", lambda c=att_cfg: attribute(c), f"attribute/{task}", att_cfg,
-              run.attribution(task) / "features.csv")
-
-    report_cfg = ReportConfig(run=str(run.root), n_features=config.n_report_features, title="crosstime demo: toy world",
-                              progress=config.progress)
-    dashboard = stage("report", lambda: report(report_cfg))
-    dashboard = Path(dashboard) if dashboard else run.report / "index.html"
-    return DemoResult(run=run.root, dashboard=dashboard, revisions=revisions, timings=timings, reused=reused,
-                      findings=findings(run.root))
+        step(f"attribute {task}", attribute, AttributeConfig(**common, task=task, top_k=config.top_k, seed=config.seed,
+                                                            max_pairs=config.attribution_pairs))
+    report_cfg = ReportConfig(**common, n_features=config.n_report_features, title="crosstime demo: toy world")
+    step("report", report, report_cfg)
+    return DemoResult(run=run.root, dashboard=report_cfg.output(), revisions=revisions, timings=step.timings,
+                      reused=step.reused, findings=findings(run.root))

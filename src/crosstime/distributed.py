@@ -5,6 +5,7 @@ Every function works unchanged in a single process (rank 0 of world size 1).
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -34,15 +35,29 @@ def world() -> World:
     return World(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def init(device: str = "cpu") -> World:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); no-op otherwise."""
+def join(device: str | torch.device = "cpu") -> World:
+    """This process's :class:`World`; under torchrun (WORLD_SIZE > 1) it joins the process group once.
+
+    The group is destroyed when the process exits (``atexit``), on a normal end as on an
+    error: a process that exits with its group alive can abort in the backend's destructor
+    ("terminate called without an active exception"). It is not destroyed between two
+    stages of one process: re-creating the default group over the same rendezvous store can
+    deadlock, one rank reading the keys the other left from the first group.
+    """
     w = world()
     if w.size > 1 and not dist.is_initialized():
         backend = "nccl" if str(device).startswith("cuda") and torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
         if backend == "nccl":
             torch.cuda.set_device(w.local_rank)
+        dist.init_process_group(backend=backend)
+        atexit.register(leave)
     return world()
+
+
+def leave() -> None:
+    """Destroy the process group, if this process is in one (registered at exit by :func:`join`)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from crosstime.errors import CrosstimeError
+
 SERIES_FILE = "series.json"
 
 PYTHIA_TOKENS_PER_STEP = 2_097_152  # 1024 sequences × 2048 tokens (Pythia paper, Table 7)
@@ -39,7 +41,7 @@ BLOOM_TOKENS_PER_STEP = 550_000
 BLOOM_1B1_STEPS = (1000, 10000, 100000, 200000, 300000, 400000, 500000, 600000)
 
 
-class SeriesError(ValueError):
+class SeriesError(CrosstimeError):
     """A checkpoint series or revision request that cannot be satisfied."""
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from crosstime.errors import CrosstimeError
+
 
 @dataclass(frozen=True)
 class Adapter:
@@ -51,11 +53,11 @@ ADAPTERS: dict[str, Adapter] = {
 }
 
 
-class UnsupportedArchitecture(ValueError):
+class UnsupportedArchitecture(CrosstimeError):
     pass
 
 
-class LayerOutOfRange(ValueError):
+class LayerOutOfRange(CrosstimeError):
     pass
 
 

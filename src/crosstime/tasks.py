@@ -10,7 +10,9 @@ stored as ids and never re-tokenised from decoded strings (decoded sub-tokens do
 always re-tokenise to themselves). The whole good/bad sentences are kept as ids too, for
 the lm-eval-harness style whole-sentence comparison.
 
-Loaders (:func:`load_task`):
+Loaders (:func:`load_task`) read files only, never build or train a model: task names resolve
+to the packaged BLiMP paradigms or to ``NAME.jsonl`` in the caller's ``search_dirs`` (the toy
+tasks live in the toy world's ``pairs/``, which the caller passes). Two schemas:
 
 - BLiMP JSONL with ``one_prefix_prefix`` / ``one_prefix_word_good`` / ``one_prefix_word_bad``
   (the original paradigm files, and the toy world's pair files which share the schema):
@@ -49,6 +51,8 @@ from pathlib import Path
 
 import torch
 
+from crosstime.errors import CrosstimeError
+
 # -- names ------------------------------------------------------------------------
 
 SUBJECTVERB_PARADIGMS = (
@@ -65,7 +69,7 @@ BLIMP_FIELDS = ("one_prefix_prefix", "one_prefix_word_good", "one_prefix_word_ba
 SENTENCE_FIELDS = ("sentence_good", "sentence_bad")
 
 
-class TaskError(ValueError):
+class TaskError(CrosstimeError):
     """A task that cannot be built: unknown name, malformed file, or no usable pairs."""
 
 
@@ -301,12 +305,12 @@ def packaged_blimp_dir() -> Path:
     return Path(str(resources.files("crosstime") / "data" / "blimp"))
 
 
-def _toy_pairs_dir() -> Path | None:
-    try:
-        from crosstime.toy import toy_world
-    except ImportError:
-        return None
-    return Path(toy_world()) / "pairs"
+def _toy_task_missing(name: str, search_dirs: list[Path]) -> str:
+    """Why toy task ``name`` was not found, and the fix: its pairs live in the toy world's ``pairs/``."""
+    where = ", ".join(str(d) for d in search_dirs) or "none were given"
+    return (f"task {name!r} is a toy-world task, and no search dir holds {name}.jsonl (search dirs: {where}); "
+            "pass the toy world's pairs/ folder, e.g. search_dirs=[toy_world() / 'pairs'] with "
+            "crosstime.toy.toy_world (a stage given the toy world as its series searches its pairs/ itself)")
 
 
 def known_tasks(search_dirs: Iterable[str | Path] = ()) -> list[str]:
@@ -338,13 +342,16 @@ def load_task(
     """A task by name or JSONL path, reduced to token ids for ``tokenizer``.
 
     Names: ``subjectverb`` (the four BLiMP one-prefix agreement paradigms, shipped with
-    crosstime), each of those paradigms by its own name, the toy tasks
-    (``simple_agreement``, ``pp_attractor``, ``rc_attractor``, ``irregular_plural``: read from
-    ``pairs/`` of a folder in ``search_dirs``, else from :func:`crosstime.toy.toy_world`), and
-    any ``NAME.jsonl`` in ``search_dirs``. A path to a ``.jsonl`` file loads that file.
+    crosstime), each of those paradigms by its own name, and any ``NAME.jsonl`` in
+    ``search_dirs`` (searched in order; a file there wins over a packaged paradigm of the same
+    name). The toy tasks (``simple_agreement``, ``pp_attractor``, ``rc_attractor``,
+    ``irregular_plural``) are such files: pass the toy world's ``pairs/`` folder in
+    ``search_dirs``. A path to a ``.jsonl`` file loads that file. Loading a task reads files
+    only: it never builds or trains a model.
 
-    Raises :class:`TaskError` for an unknown name (listing the known ones), a malformed row
-    (file and line), or a tokenizer that keeps none of the task's pairs.
+    Raises :class:`TaskError` for an unknown name (listing the known ones), a toy task name with
+    no search dir holding it (naming the folder to pass), a malformed row (file and line), or a
+    tokenizer that keeps none of the task's pairs.
     """
     search_dirs = [Path(d) for d in search_dirs]
     text = str(name_or_path)
@@ -364,9 +371,7 @@ def load_task(
         if found is None and text in SUBJECTVERB_PARADIGMS:
             found = packaged_blimp_dir() / f"{text}.jsonl"
         if found is None and text in TOY_TASKS:
-            toy = _toy_pairs_dir()
-            if toy is not None and (toy / f"{text}.jsonl").is_file():
-                found = toy / f"{text}.jsonl"
+            raise TaskError(_toy_task_missing(text, search_dirs))
         if found is None:
             known = known_tasks(search_dirs)
             near = difflib.get_close_matches(text, known, n=3, cutoff=0.5)
@@ -399,6 +404,21 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tens
         if len(seq):
             ids[row, width - len(seq):] = torch.as_tensor(list(seq), dtype=torch.long)
             mask[row, width - len(seq):] = 1
+    return ids, mask
+
+
+def right_pad(seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``input_ids [B, T]`` and ``attention_mask [B, T]`` (1 = real token), pad id 0.
+
+    Each row's tokens keep positions 0..len-1, as in training, so no position ids are needed
+    (the mask hides the padding).
+    """
+    width = max(len(s) for s in seqs)
+    ids = torch.zeros((len(seqs), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, seq in enumerate(seqs):
+        ids[row, :len(seq)] = torch.as_tensor(list(seq))
+        mask[row, :len(seq)] = 1
     return ids, mask
 
 

@@ -330,6 +330,32 @@ def midpoint_alphas(steps: int) -> torch.Tensor:
     return (torch.arange(steps, dtype=torch.float64) + 0.5) / steps
 
 
+def _reference_effects(metric_fn: MetricFn, x: torch.Tensor, f: torch.Tensor, W: torch.Tensor,
+                       b_dec_m: torch.Tensor | None, dx: torch.Tensor, maskf: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """One forward of three copies: ``(clean [B], joint [B], error [B])``, the clean metric and the
+    exact effects of all features to their baseline at once and of removing the error ε."""
+    B = x.shape[0]
+    with torch.no_grad():
+        x_hat = f @ W + (b_dec_m.to(x.dtype) if b_dec_m is not None else 0)
+        eps = x - x_hat
+        three = torch.cat([x, x + dx, x - eps * maskf])  # clean, all features ablated, error removed
+        m3 = metric_fn(three).reshape(3, B)
+    return m3[0], m3[1] - m3[0], m3[2] - m3[0]
+
+
+def _exact_all(metric_fn: MetricFn, x: torch.Tensor, delta: torch.Tensor, W: torch.Tensor,
+               features: torch.Tensor | None, clean: torch.Tensor, max_rows: int) -> torch.Tensor:
+    """Exact single-feature effects ``[B, F]`` of ``features`` (default: every feature that differs
+    from its baseline somewhere in the batch; the others have effect exactly 0)."""
+    B, _, F = delta.shape
+    feats = torch.zeros(B, F, dtype=x.dtype, device=x.device)
+    if features is None:
+        features = torch.nonzero(delta.abs().amax(dim=(0, 1)) > 0).flatten()
+    features = torch.as_tensor(features, dtype=torch.long, device=x.device)
+    feats[:, features] = exact_effects(metric_fn, x, delta, W, features, clean, max_rows=max_rows)
+    return feats
+
+
 def batch_effects(
     metric_fn: MetricFn,
     x: torch.Tensor,
@@ -366,13 +392,7 @@ def batch_effects(
     base = torch.zeros(F, dtype=x.dtype, device=x.device) if baseline is None else baseline.to(x)
     delta = (base - f) * maskf  # [B, T, F]; zero where not attributed
     dx = delta @ W  # [B, T, d]
-
-    with torch.no_grad():
-        x_hat = f @ W + (b_dec_m.to(x.dtype) if b_dec_m is not None else 0)
-        eps = x - x_hat
-        three = torch.cat([x, x + dx, x - eps * maskf])  # clean, all features ablated, error removed
-        m3 = metric_fn(three).reshape(3, B)
-    clean, joint, error = m3[0], m3[1] - m3[0], m3[2] - m3[0]
+    clean, joint, error = _reference_effects(metric_fn, x, f, W, b_dec_m, dx, maskf)
 
     def per_token(gbar: torch.Tensor) -> torch.Tensor:
         e = delta * (gbar @ W.T)  # [B, T, F]
@@ -385,16 +405,11 @@ def batch_effects(
         g0 = mean_site_gradient(metric_fn, x, dx, torch.zeros(1, dtype=torch.float64, device=x.device))
         atp = per_token(g0)
     if method == "ig":
-        gbar = mean_site_gradient(metric_fn, x, dx, midpoint_alphas(steps), chunk=step_chunk)
-        feats = per_token(gbar)
+        feats = per_token(mean_site_gradient(metric_fn, x, dx, midpoint_alphas(steps), chunk=step_chunk))
     elif method == "atp":
         feats = atp
     else:
-        feats = torch.zeros(B, F, dtype=x.dtype, device=x.device)
-        if features is None:
-            features = torch.nonzero(delta.abs().amax(dim=(0, 1)) > 0).flatten()
-        features = torch.as_tensor(features, dtype=torch.long, device=x.device)
-        feats[:, features] = exact_effects(metric_fn, x, delta, W, features, clean, max_rows=max_rows)
+        feats = _exact_all(metric_fn, x, delta, W, features, clean, max_rows)
     return BatchEffects(features=feats, error=error, joint=joint, clean=clean, atp=atp)
 
 

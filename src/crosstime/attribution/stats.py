@@ -13,7 +13,12 @@ import numpy as np
 import torch
 
 # Shares and classes: one definition for RelDec and RelIE (the evaluate stage's).
-from crosstime.shares import class_order, classify_shares, decoder_norms, pairwise_shares
+from crosstime.shares import (
+    class_order,
+    classify_shares,
+    decoder_norms,
+    pairwise_shares,
+)
 from crosstime.shares import relative_shares as _relative_shares
 
 __all__ = [

@@ -1,32 +1,41 @@
 """Crosscoders: one sparse dictionary over several checkpoints' activations, and their training.
 
-    from crosstime.crosscoder import Crosscoder, CrosscoderConfig, TrainConfig, load, train
+    from crosstime.crosscoder import TrainConfig, TrainSettings, fit, load, load_for_store, train
 
-    model = train(acts, TrainConfig(variant="batchtopk", k=32, steps=2000))  # acts [N, M, d]
+    model = fit(acts, TrainSettings(variant="batchtopk", k=32, steps=2000))   # acts [N, M, d] in memory
+    model = train(TrainConfig(run="runs/x", steps=2000))                     # the stage, on RUN/activations
     f = model.encode(x)            # x [B, M, d] -> f [B, F]
     x_hat = model.decode(f)        # -> [B, M, d]
     raw = model.folded()           # scales folded in: raw activations -> raw reconstructions
-    model.save("out/"); load("out/")
+    model = load_for_store("runs/x/crosscoder", store)   # what every later stage opens
 
-Modules: :mod:`.model` (weights, fold/unfold, save/load, variant registry),
-:mod:`.variants` (relu, topk, batchtopk, jumprelu), :mod:`.losses`, :mod:`.fused`
-(the hand-derived ReLU/L1 step), :mod:`.data` (tensor and store sources), :mod:`.training`.
+Modules: :mod:`.model` (the one owner of a trained crosscoder: weights, fold/unfold,
+save/load, the check against a store, the variant registry), :mod:`.recipe` (how a variant
+trains), the variants :mod:`.relu`, :mod:`.topk`, :mod:`.jumprelu`, :mod:`.losses`,
+:mod:`.fused` (the hand-derived ReLU/L1 step), :mod:`.data` (tensor and store sources),
+:mod:`.logs` (metrics), :mod:`.training` (the trainer and the train stage).
 """
 
-from crosstime.crosscoder import variants as _variants  # noqa: F401  (registers the variants)
+from crosstime.crosscoder import jumprelu, relu, topk  # noqa: F401  (register the built-in variants)
+from crosstime.crosscoder.data import DataError
 from crosstime.crosscoder.model import (
+    SCALE_RTOL,
     VARIANTS,
     Crosscoder,
     CrosscoderConfig,
     CrosscoderError,
     build,
+    check_against_store,
     known_variants,
     load,
+    load_for_store,
     register,
 )
-from crosstime.crosscoder.data import DataError
-from crosstime.crosscoder.training import TrainConfig, train
-from crosstime.crosscoder.variants import SparseFeatures
+from crosstime.crosscoder.recipe import Forward, Loss, Recipe, StepContext, StepOutput
+from crosstime.crosscoder.settings import TrainConfig, TrainSettings
+from crosstime.crosscoder.topk import SparseFeatures
+from crosstime.crosscoder.training import TrainingError, fit, train
 
-__all__ = ["VARIANTS", "Crosscoder", "CrosscoderConfig", "CrosscoderError", "DataError", "SparseFeatures",
-           "TrainConfig", "build", "known_variants", "load", "register", "train"]
+__all__ = ["SCALE_RTOL", "VARIANTS", "Crosscoder", "CrosscoderConfig", "CrosscoderError", "DataError", "Forward",
+           "Loss", "Recipe", "SparseFeatures", "StepContext", "StepOutput", "TrainConfig", "TrainSettings", "TrainingError", "build",
+           "check_against_store", "fit", "known_variants", "load", "load_for_store", "register", "train"]

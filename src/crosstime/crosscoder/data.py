@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from crosstime.errors import CrosstimeError
+from crosstime.store import ActivationStore
 
-class DataError(ValueError):
+
+class DataError(CrosstimeError):
     """Bad training data; the message names the input and the fix."""
 
 
@@ -66,7 +68,7 @@ class TensorSource:
         self.heldout_data = heldout.float() if heldout is not None else None
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.n_checkpoints, self.d_model = M, d
-        self.scales: list[float] | None = None
+        self.scales, self.normalised = [1.0] * M, False  # in-memory data are taken as they are
         self.local = batch_size // world_size
 
     def fingerprint(self) -> dict[str, Any]:
@@ -109,16 +111,16 @@ class StoreSource:
     Batches are normalised by the store's per-checkpoint scales when ``normalise``.
     """
 
-    def __init__(self, path: str | Path, revisions: list[str] | None, batch_size: int, seed: int, normalise: bool,
-                 rank: int = 0, world_size: int = 1):
-        from crosstime.store import ActivationStore
-
-        self.store = store = ActivationStore(path)
+    def __init__(self, store: ActivationStore, revisions: list[str] | None, batch_size: int, seed: int,
+                 normalise: bool, rank: int = 0, world_size: int = 1):
+        self.store = store
+        path = store.root
         revisions = list(revisions) if revisions else list(store.revisions)
         unknown = [r for r in revisions if r not in store.revisions]
         if unknown:
             raise DataError(f"revisions {unknown} are not in the activation store at {path} "
                             f"(it holds {store.revisions})")
+        revisions = sorted(revisions, key=store.revisions.index)  # the store's order: the crosscoder's M axis
         _check_shape(len(revisions), store.d_model, f"the activation store at {path} (revisions {revisions})")
         if batch_size % world_size:
             raise DataError(f"batch_size {batch_size} is not divisible by the {world_size} ranks")
@@ -128,19 +130,21 @@ class StoreSource:
             raise DataError(f"the store's normalisation scales of {bad} are not finite and positive "
                             f"({dict(zip(revisions, scales))}); those checkpoints' activations hold NaN/inf or "
                             "zeros — re-harvest them")
-        self.path, self.revisions = Path(path), revisions
+        self.path, self.revisions = path, revisions
         self.batch_size, self.seed, self.normalise = batch_size, seed, normalise
         self.rank, self.world_size = rank, world_size
         self.local = batch_size // world_size
         self.n_checkpoints, self.d_model = len(revisions), store.d_model
-        self.scales = scales if normalise else None
+        self.scales = scales if normalise else [1.0] * len(revisions)
+        self.normalised = normalise
         self._bpe = store.n_batches("train", self.local, world_size=world_size, drop_last=True)
         if self._bpe < 1:
             raise DataError(f"the store at {path} has {store.n_rows('train')} training rows, fewer than one batch "
                             f"of {batch_size}; lower --batch-size or harvest more tokens")
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"kind": "store", "path": str(self.path.resolve()), "revisions": self.revisions,
+        """What identifies the data (not where the store lies: a moved run resumes)."""
+        return {"kind": "store", "tokens_sha256": self.store.manifest["tokens_sha256"], "revisions": self.revisions,
                 "d_model": self.d_model, "rows": int(self.store.n_rows("train"))}
 
     @property
@@ -176,15 +180,9 @@ class StoreSource:
 
 def make_source(data, batch_size: int, seed: int, rank: int, world_size: int, *, revisions=None,
                 normalise: bool = True, heldout: torch.Tensor | None = None):
-    """Tensor ``[N, M, d]`` -> :class:`TensorSource`; store path (str/Path) -> :class:`StoreSource`."""
+    """Tensor ``[N, M, d]`` -> :class:`TensorSource`; :class:`ActivationStore` -> :class:`StoreSource`."""
     if isinstance(data, torch.Tensor):
         return TensorSource(data, batch_size, seed, rank, world_size, heldout=heldout, revisions=revisions)
-    if isinstance(data, (str, Path)):
-        p = Path(data)
-        if not (p / "manifest.json").exists() and (p / "activations" / "manifest.json").exists():
-            p = p / "activations"  # a run directory
-        if not p.exists():
-            raise DataError(f"no activation store at {p}; harvest one with `crosstime harvest`")
-        return StoreSource(p, revisions, batch_size, seed, normalise, rank, world_size)
-    raise DataError(f"training data must be a float tensor [N, M, d] or an activation store path, "
-                    f"got {type(data).__name__}")
+    if isinstance(data, ActivationStore):
+        return StoreSource(data, revisions, batch_size, seed, normalise, rank, world_size)
+    raise DataError(f"training data must be a float tensor [N, M, d] or an ActivationStore, got {type(data).__name__}")

@@ -56,59 +56,62 @@ def relu_l1_step(model, x: torch.Tensor, coeff: float, reduce: str = "sum") -> d
     if model.is_folded:
         raise ValueError("train the crosscoder unfolded (normalised space); fold the scales in afterwards")
     B, M, d = x.shape
-    F = model.n_features
-    Md = M * d
-    X = x.reshape(B, Md)
-    We = model.W_enc.detach().view(Md, F)
-    Wd = model.W_dec.detach().view(F, Md)
+    X = x.reshape(B, M * d)
     r = 1.0 if reduce == "sum" else float(M)
-    on_cpu = x.device.type == "cpu"  # a CPU-only kernel and an MKL-tuned layout below
-
     with torch.no_grad():
-        # fT = ReLU(W_encᵀ Xᵀ + b_enc) [F, B]: plain GEMM, then the bias and ReLU in one pass
-        fT = torch.mm(We.t(), X.t(), out=_buffer(model, "fT", (F, B), x))
-        if on_cpu:
-            _add_relu_(fT, model.b_enc.detach()[:, None])
-        else:  # aten._add_relu_ has a CPU kernel only
-            fT.add_(model.b_enc.detach()[:, None]).relu_()
-        scratch = _buffer(model, "gzT", (F, B), x)
-        x_hat = torch.addmm(model.b_dec.detach().view(1, Md), fT.t(), Wd)  # [B, Md]
-        e = x_hat.sub_(X)  # x̂ − x, reusing x̂'s memory
+        fT, e, norms, w = _forward(model, X)
         e2 = e.view(B, M, d).pow(2).sum(dim=(0, 2))  # [M]
         recon = e2.sum() / (B * r)
-
-        norms = model.decoder_norms().detach()  # [F, M], once per step
-        if model.config.l1_norm == "concat":
-            w = norms.pow(2).sum(1).sqrt()
-        else:
-            w = norms.sum(1)
         colsum = fT.sum(1)  # [F]
         sparsity = colsum @ w / B
         # f >= 0; bool reductions (count_nonzero, (f > 0).sum()) are ~100× slower on CPU
-        l0 = torch.sign(fT, out=scratch).sum() / B
-
-        g = e.mul_(2.0 / (B * r))  # ∂L/∂x̂ [B, Md]
-        torch.sum(g, 0, out=_grad(model.b_dec).view(Md))
-
-        # ∂w/∂W_dec[i,m] = W_dec[i,m]/‖W_dec[i,m]‖ (sum) or W_dec[i]/‖W_dec[i]‖ (concat)
-        if model.config.l1_norm == "concat":
-            coef = (colsum * (coeff / B) / w.clamp_min(1e-12))[:, None].expand(F, M)
-        else:
-            coef = colsum[:, None] * (coeff / B) / norms.clamp_min(1e-12)
-        gWd = _grad(model.W_dec)
-        torch.mul(model.W_dec.detach(), coef[:, :, None], out=gWd)
-        gWd.view(F, Md).addmm_(fT, g)
-
-        gzT = torch.addmm((w * (coeff / B))[:, None], Wd, g.t(), out=scratch)  # ∂fᵀ [F, B]
-        _threshold_backward_(gzT, fT, 0, grad_input=gzT)  # ∂zᵀ = ∂fᵀ · 1{f > 0}, in place
-        gWe = _grad(model.W_enc).view(Md, F)
-        if on_cpu:
-            # MKL: ∂W_encᵀ = ∂zᵀ X [F, Md] runs at full GEMM speed, Xᵀ ∂z straight into [Md, F]
-            # does not (≈150 GFLOP/s with ∂z feature-major); the transposing copy costs ≈1 ms
-            gWe.copy_(torch.mm(gzT, X, out=_buffer(model, "gWeT", (F, Md), x)).t())
-        else:  # no W_enc-sized scratch on a GPU (0.4 GB at F = 16384, M·d = 6144)
-            torch.mm(X.t(), gzT.t(), out=gWe)
-        torch.sum(gzT, 1, out=_grad(model.b_enc))
-
+        l0 = torch.sign(fT, out=_buffer(model, "gzT", fT.shape, x)).sum() / B
+        _backward(model, X, fT, e.mul_(2.0 / (B * r)), norms, w, colsum, coeff)
     return {"recon": recon, "sparsity": sparsity, "loss": recon + coeff * sparsity, "l0": l0,
             "fired": colsum > 0, "e2": e2}
+
+
+def _forward(model, X: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``fT = ReLU(W_encᵀ Xᵀ + b_enc)`` [F, B], the error ``x̂ − x`` [B, M·d] (in x̂'s memory), the decoder
+    norms [F, M] and the per-feature L1 weights ``w`` [F]."""
+    B, Md = X.shape
+    F = model.n_features
+    We = model.W_enc.detach().view(Md, F)
+    Wd = model.W_dec.detach().view(F, Md)
+    # plain GEMM, then the bias and ReLU in one pass (aten._add_relu_ has a CPU kernel only)
+    fT = torch.mm(We.t(), X.t(), out=_buffer(model, "fT", (F, B), X))
+    if X.device.type == "cpu":
+        _add_relu_(fT, model.b_enc.detach()[:, None])
+    else:
+        fT.add_(model.b_enc.detach()[:, None]).relu_()
+    e = torch.addmm(model.b_dec.detach().view(1, Md), fT.t(), Wd).sub_(X)  # x̂ − x [B, Md]
+    norms = model.decoder_norms().detach()  # [F, M], once per step
+    w = norms.pow(2).sum(1).sqrt() if model.config.l1_norm == "concat" else norms.sum(1)
+    return fT, e, norms, w
+
+
+def _backward(model, X: torch.Tensor, fT: torch.Tensor, g: torch.Tensor, norms: torch.Tensor, w: torch.Tensor,
+              colsum: torch.Tensor, coeff: float) -> None:
+    """Write every gradient from ``g = ∂L/∂x̂`` [B, M·d] (see the module docstring)."""
+    B, Md = X.shape
+    F, M = norms.shape
+    Wd = model.W_dec.detach().view(F, Md)
+    torch.sum(g, 0, out=_grad(model.b_dec).view(Md))
+    # ∂w/∂W_dec[i,m] = W_dec[i,m]/‖W_dec[i,m]‖ (sum) or W_dec[i]/‖W_dec[i]‖ (concat)
+    if model.config.l1_norm == "concat":
+        coef = (colsum * (coeff / B) / w.clamp_min(1e-12))[:, None].expand(F, M)
+    else:
+        coef = colsum[:, None] * (coeff / B) / norms.clamp_min(1e-12)
+    gWd = _grad(model.W_dec)
+    torch.mul(model.W_dec.detach(), coef[:, :, None], out=gWd)
+    gWd.view(F, Md).addmm_(fT, g)
+    gzT = torch.addmm((w * (coeff / B))[:, None], Wd, g.t(), out=_buffer(model, "gzT", (F, B), X))  # ∂fᵀ [F, B]
+    _threshold_backward_(gzT, fT, 0, grad_input=gzT)  # ∂zᵀ = ∂fᵀ · 1{f > 0}, in place
+    gWe = _grad(model.W_enc).view(Md, F)
+    if X.device.type == "cpu":
+        # MKL: ∂W_encᵀ = ∂zᵀ X [F, Md] runs at full GEMM speed, Xᵀ ∂z straight into [Md, F]
+        # does not (≈150 GFLOP/s with ∂z feature-major); the transposing copy costs ≈1 ms
+        gWe.copy_(torch.mm(gzT, X, out=_buffer(model, "gWeT", (F, Md), X)).t())
+    else:  # no W_enc-sized scratch on a GPU (0.4 GB at F = 16384, M·d = 6144)
+        torch.mm(X.t(), gzT.t(), out=gWe)
+    torch.sum(gzT, 1, out=_grad(model.b_enc))

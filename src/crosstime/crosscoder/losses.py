@@ -31,24 +31,6 @@ def l1_penalty(f: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return (f @ w.to(f.dtype)).mean()
 
 
-def jumprelu_penalty(model, z: torch.Tensor, f: torch.Tensor, w: torch.Tensor, kind: str = "tanh",
-                     c: float = 4.0) -> torch.Tensor:
-    """L0-style sparsity for JumpReLU, mean over the batch.
-
-    ``"step"``: ``Σ_i H(z_i − θ_i)``, the plain L0 of Rajamanoharan et al. (2024) with the
-    straight-through gradient to θ. ``"tanh"``: ``Σ_i tanh(c · f_i · w_i)``, a smooth L0 that
-    includes the decoder norm so features cannot dodge the penalty by shrinking f and growing
-    W_dec (used for crosscoders over many checkpoints, "Evolution of Concepts" 2025).
-    """
-    if kind == "step":
-        from crosstime.crosscoder.variants import step_with_ste
-
-        return step_with_ste(z, model.threshold.to(z.dtype), model.config.jumprelu_bandwidth).sum(1).mean()
-    if kind == "tanh":
-        return torch.tanh(c * f * w.to(f.dtype)).sum(1).mean()
-    raise ValueError(f"jumprelu penalty must be 'tanh' or 'step', got {kind!r}")
-
-
 def auxk_loss(model, z: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor, dead: torch.Tensor,
               k_aux: int) -> torch.Tensor:
     """AuxK (Gao et al. 2024): dead features learn to reconstruct the residual ``e = x − x̂``.

@@ -7,15 +7,16 @@ Shapes (B batch, M checkpoints, d width, F features)::
     decode: f [B, F]    -> x̂ [B, M, d]     x̂_m = f W_dec[:, m] + b_dec[m]
 
 Both directions are one GEMM on the flattened ``[B, M·d]`` view (not a loop over
-checkpoints). σ is the variant's activation (``relu``, ``topk``, ``batchtopk``,
-``jumprelu``; see :mod:`crosstime.crosscoder.variants`), registered by name in
-:data:`VARIANTS` and recorded in the saved ``config.json`` so :func:`load` can rebuild it.
-M = 1 is an ordinary sparse autoencoder.
+checkpoints). σ is the variant's activation; a variant is a model class and a training
+recipe registered together by name (:func:`register`; the built-ins are in :mod:`.relu`,
+:mod:`.topk`, :mod:`.jumprelu`), recorded in ``config.json`` and in the weights' header so
+:func:`load` rebuilds it. M = 1 is an ordinary sparse autoencoder.
 
 Normalisation. Crosscoders are trained on activations scaled per checkpoint,
 ``x_norm[m] = s_m · x_raw[m]`` (the store's ``scales``). A saved crosscoder keeps its weights
 in that normalised space (where RelDec is defined) and records ``scales`` and ``revisions``
-in ``config.json``; :meth:`Crosscoder.folded` returns a copy with the scales folded into the
+in ``config.json`` (a crosscoder trained on raw activations records ``normalised: false``
+and scales of 1). :meth:`Crosscoder.folded` returns a copy with the scales folded into the
 weights, which maps raw activations to raw reconstructions::
 
     W_enc[m] *= s_m      W_dec[:, m] /= s_m      b_dec[m] /= s_m
@@ -24,6 +25,9 @@ Folding changes nothing the model computes: features are equal, reconstructions 
 ``x̂_raw = x̂_norm / s``, and the decoder norms every variant ranks or penalises by are
 always measured in normalised space (``decoder_norms`` multiplies the fold back in), so a
 folded BatchTopK keeps the same features at the same threshold. Folding twice is refused.
+
+Every stage opens a trained crosscoder with :func:`load_for_store`, which checks it
+against the activation store it reads (one check, one tolerance: :data:`SCALE_RTOL`).
 """
 
 from __future__ import annotations
@@ -31,41 +35,70 @@ from __future__ import annotations
 import copy
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from torch import nn
+
+from crosstime.errors import CrosstimeError
+from crosstime.files import atomic_path, write_json
+
+if TYPE_CHECKING:
+    from crosstime.crosscoder.recipe import Recipe
+    from crosstime.store import ActivationStore
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+# A crosscoder's recorded scales and its store's may differ by float noise of a re-harvest on
+# other hardware (measured ≤ 1e-5); anything larger means other activations.
+SCALE_RTOL = 1e-3
 
-VARIANTS: dict[str, type[Crosscoder]] = {}
 
-
-class CrosscoderError(ValueError):
+class CrosscoderError(CrosstimeError):
     """Bad crosscoder settings or input; the message names the input and the fix."""
 
 
-def register(name: str):
-    """Class decorator: make a variant loadable by ``name`` (recorded in ``config.json``)."""
+@dataclass(frozen=True)
+class Variant:
+    """A registered variant: its model class (σ) and its training recipe (loss, step, after-step work)."""
 
-    def deco(cls):
+    name: str
+    model: type[Crosscoder]
+    recipe: type[Recipe]
+
+
+VARIANTS: dict[str, Variant] = {}
+
+
+def register(name: str, recipe: type[Recipe]):
+    """Class decorator on a :class:`Crosscoder` subclass: variant ``name`` trains with ``recipe``."""
+
+    def deco(cls: type[Crosscoder]) -> type[Crosscoder]:
         cls.variant = name
-        VARIANTS[name] = cls
+        VARIANTS[name] = Variant(name, cls, recipe)
         return cls
 
     return deco
 
 
 def known_variants() -> list[str]:
-    _ensure_variants()
     return sorted(VARIANTS)
 
 
-def _ensure_variants() -> None:
-    import crosstime.crosscoder.variants  # noqa: F401  (registers the built-in variants)
+def variant(name: str) -> Variant:
+    if name not in VARIANTS:
+        raise CrosscoderError(f"unknown crosscoder variant {name!r}; known variants: {', '.join(known_variants())}")
+    return VARIANTS[name]
 
 
 class CrosscoderConfig(BaseModel):
@@ -73,26 +106,26 @@ class CrosscoderConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    variant: str = Field("relu", description="activation: relu | topk | batchtopk | jumprelu")
+    variant: str = Field("relu", description="activation σ: a registered variant (relu, topk, batchtopk, jumprelu)")
     n_checkpoints: int = Field(description="M, checkpoints encoded jointly (1 = a plain SAE)")
     d_model: int = Field(description="d, width of one checkpoint's activation")
     n_features: int = Field(description="F, dictionary size")
     dec_init_norm: float = Field(0.08, gt=0, description="L2 norm of every decoder row W_dec[i, m] at init")
     seed: int = Field(0, description="seed of the initialisation")
     l1_norm: Literal["sum", "concat"] = Field(
-        "sum", description="relu: sparsity weight per feature: Σ_m ‖W_dec[i,m]‖ (sum) or ‖W_dec[i]‖ of the concatenation")
+        "sum", description="per-feature decoder weight: Σ_m ‖W_dec[i,m]‖ (sum) or ‖W_dec[i]‖ of the concatenation")
     k: int = Field(32, ge=1, description="topk/batchtopk: active features per token (batch average for batchtopk)")
     jumprelu_threshold_init: float = Field(0.001, gt=0, description="jumprelu: initial threshold θ")
     jumprelu_bandwidth: float = Field(0.001, gt=0, description="jumprelu: STE kernel width ε")
     revisions: list[str] | None = Field(None, description="the checkpoints, in order (names for W_dec[:, m])")
-    scales: list[float] | None = Field(None, description="per-checkpoint normalisation s_m of the training data")
+    scales: list[float] | None = Field(None, description="per-checkpoint factors s_m applied to raw activations")
+    normalised: bool = Field(True, description="scales are the store's s_m (true) or 1 for raw activations (false)")
 
     @field_validator("variant")
     @classmethod
     def _known(cls, v: str) -> str:
-        known = known_variants()
-        if v not in known:
-            raise ValueError(f"unknown crosscoder variant {v!r}; known variants: {', '.join(known)}")
+        if v not in VARIANTS:
+            raise ValueError(f"unknown crosscoder variant {v!r}; known variants: {', '.join(known_variants())}")
         return v
 
     @model_validator(mode="after")
@@ -110,11 +143,13 @@ class CrosscoderConfig(BaseModel):
                 raise ValueError(f"{len(self.scales)} scales for n_checkpoints = {self.n_checkpoints}")
             if not all(math.isfinite(s) and s > 0 for s in self.scales):
                 raise ValueError(f"scales must be finite and positive, got {self.scales}")
+            if not self.normalised and any(s != 1.0 for s in self.scales):
+                raise ValueError(f"a crosscoder of raw activations (normalised = false) has scales 1, got {self.scales}")
         return self
 
 
 class Crosscoder(nn.Module):
-    """Base crosscoder (see the module docstring); variants override :meth:`activate`.
+    """Base crosscoder (see the module docstring); a registered variant defines :meth:`activate`.
 
     Parameters: ``W_enc [M, d, F]``, ``W_dec [F, M, d]``, ``b_enc [F]``, ``b_dec [M, d]``.
     Buffer ``fold [M]``: the scales folded into the weights (ones when unfolded).
@@ -122,17 +157,11 @@ class Crosscoder(nn.Module):
 
     variant: ClassVar[str] = ""
 
-    def __new__(cls, config: CrosscoderConfig | None = None, *args, **kwargs):
-        # Crosscoder(config) builds the variant the config names.
-        if cls is Crosscoder and config is not None:
-            _ensure_variants()
-            cls = VARIANTS[config.variant]
-        return super().__new__(cls)
-
     def __init__(self, config: CrosscoderConfig):
         super().__init__()
-        if type(self).variant and config.variant != type(self).variant:
-            config = config.model_copy(update={"variant": type(self).variant})
+        if config.variant != type(self).variant:
+            raise CrosscoderError(f"{type(self).__name__} is the {type(self).variant or 'unregistered'} variant, but "
+                                  f"its config says {config.variant!r}; build models with crosscoder.build(config)")
         self.config = config
         M, d, F = config.n_checkpoints, config.d_model, config.n_features
         self.W_enc = nn.Parameter(torch.empty(M, d, F))
@@ -180,6 +209,16 @@ class Crosscoder(nn.Module):
     def is_folded(self) -> bool:
         return bool((self.fold != 1).any())
 
+    @property
+    def inference_rule(self) -> str:
+        """In words: which features fire in eval mode (recorded by every stage that encodes)."""
+        raise NotImplementedError(f"{type(self).__name__} must describe its inference rule")
+
+    @property
+    def inference_depends_on_batch(self) -> bool:
+        """Whether a token's features depend on the other tokens of its batch in eval mode."""
+        return False
+
     def extra_repr(self) -> str:
         c = self.config
         return f"variant={c.variant}, M={c.n_checkpoints}, d={c.d_model}, F={c.n_features}, folded={self.is_folded}"
@@ -194,15 +233,17 @@ class Crosscoder(nn.Module):
         """x [B, M, d] -> z [B, F] = x·W_enc + b_enc (one GEMM over the flattened M·d)."""
         self.check_input(x)
         B = x.shape[0]
-        F = self.n_features
-        w = self.W_enc.reshape(-1, F)
+        w = self.W_enc.reshape(-1, self.n_features)
         return torch.addmm(self.b_enc.to(x.dtype), x.reshape(B, -1), w.to(x.dtype))
 
-    def activate(self, z: torch.Tensor) -> torch.Tensor:
-        """Pre-activations z [B, F] -> features f [B, F] (the variant's σ).
+    def pre_acts_alone(self, x_m: torch.Tensor, m: int) -> torch.Tensor:
+        """Checkpoint ``m`` alone: x_m [B, d] -> z [B, F] = x_m W_enc[m] + b_enc, i.e. :meth:`pre_acts`
+        with the other checkpoints' activations zero (their terms vanish), at 1/M of the cost."""
+        return torch.addmm(self.b_enc.to(x_m.dtype), x_m, self.W_enc[m].to(x_m.dtype))
 
-        Abstract: ``Crosscoder(config)`` always builds a registered variant, and each defines it."""
-        raise TypeError(f"{type(self).__name__} is not a registered variant: a variant class must define activate()")
+    def activate(self, z: torch.Tensor) -> torch.Tensor:
+        """Pre-activations z [B, F] -> features f [B, F] (the variant's σ)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a registered variant: it must define activate()")
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, M, d] -> f [B, F]."""
@@ -231,12 +272,13 @@ class Crosscoder(nn.Module):
         return n.sum(-1)
 
     # -- normalisation -------------------------------------------------------------------
-    def _scale_vector(self, scales) -> torch.Tensor:
+    def _scale_vector(self, scales: list[float] | dict[str, float] | None) -> torch.Tensor:
         M = self.n_checkpoints
         if scales is None:
             scales = self.config.scales
             if scales is None:
-                raise CrosscoderError("no scales given and none recorded in the crosscoder's config")
+                raise CrosscoderError("no scales given and none recorded in the crosscoder's config; pass the "
+                                      "scales its training activations were multiplied by")
         if isinstance(scales, dict):
             revs = self.config.revisions
             if revs is None:
@@ -253,7 +295,7 @@ class Crosscoder(nn.Module):
         return s
 
     @torch.no_grad()
-    def fold_scales(self, scales=None) -> Crosscoder:
+    def fold_scales(self, scales: list[float] | dict[str, float] | None = None) -> Crosscoder:
         """Fold ``x_norm = s·x_raw`` into the weights, in place (default: the recorded scales).
 
         Afterwards the model maps raw activations to raw reconstructions. Refused when the
@@ -282,18 +324,15 @@ class Crosscoder(nn.Module):
         self.fold.fill_(1.0)
         return self
 
-    def folded(self, scales=None) -> Crosscoder:
+    def folded(self, scales: list[float] | dict[str, float] | None = None) -> Crosscoder:
         """A copy with the scales folded in (raw activations -> raw reconstructions).
 
         ``scales``: list ``[M]``, or dict ``revision -> s`` (e.g. ``ActivationStore.scales``);
-        default: the scales recorded at training. Returns an unchanged copy when no scales apply.
+        default: the scales recorded at training (an error when none are recorded). A model
+        that is already folded is copied as it is.
         """
         out = copy.deepcopy(self)
-        if out.is_folded:
-            return out
-        if scales is None and self.config.scales is None:
-            return out
-        return out.fold_scales(scales)
+        return out if out.is_folded else out.fold_scales(scales)
 
     def unfolded(self) -> Crosscoder:
         """A copy in normalised space (where RelDec is defined)."""
@@ -301,25 +340,30 @@ class Crosscoder(nn.Module):
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Write ``path/config.json`` and ``path/model.safetensors`` (each atomically)."""
+        """Write ``path/config.json`` and ``path/model.safetensors`` (each atomically); the
+        variant goes into both (the weights' header is checked against config.json on load)."""
         from safetensors.torch import save_file
-
-        from crosstime.files import atomic_path, write_json
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         with atomic_path(path / WEIGHTS_FILE) as tmp:
             save_file(tensors, str(tmp), metadata={"variant": self.config.variant})
-        cfg = self.config.model_dump(mode="json")
-        if extra:
-            cfg.update(extra)
-        write_json(path / CONFIG_FILE, cfg)
+        write_json(path / CONFIG_FILE, {**self.config.model_dump(mode="json"), **(extra or {})})
         return path
 
 
+def build(config: CrosscoderConfig | dict) -> Crosscoder:
+    """A freshly initialised crosscoder of the variant the config names."""
+    if isinstance(config, dict):
+        config = CrosscoderConfig(**config)
+    return variant(config.variant).model(config)
+
+
 def load(path: str | Path, device: str | torch.device = "cpu") -> Crosscoder:
-    """Load a crosscoder saved by :meth:`Crosscoder.save`; dispatches on the saved variant name."""
+    """Load a crosscoder saved by :meth:`Crosscoder.save`; dispatches on the saved variant name,
+    which the weights' header must repeat."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -327,19 +371,59 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Crosscoder:
     if not cfg_file.exists() or not w_file.exists():
         raise CrosscoderError(f"{path} is not a saved crosscoder (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
                               "train one with `crosstime train`")
-    raw = json.loads(cfg_file.read_text())
-    fields = set(CrosscoderConfig.model_fields)
-    config = CrosscoderConfig(**{k: v for k, v in raw.items() if k in fields})
-    _ensure_variants()
-    model = VARIANTS[config.variant](config)
-    state = load_file(str(w_file))
-    model.load_state_dict(state, strict=True)
+    try:
+        raw = json.loads(cfg_file.read_text())
+        config = CrosscoderConfig(**{k: v for k, v in raw.items() if k in CrosscoderConfig.model_fields})
+    except (json.JSONDecodeError, ValidationError) as err:
+        raise CrosscoderError(f"{cfg_file} is not a crosscoder config ({str(err).splitlines()[0]}); re-train "
+                              "the crosscoder") from err
+    with safe_open(str(w_file), framework="pt") as handle:
+        header = (handle.metadata() or {}).get("variant")
+    if header != config.variant:
+        raise CrosscoderError(f"{cfg_file} says variant {config.variant!r} but the weights in {w_file} were saved "
+                              f"as {header!r}; one of the two was edited or replaced: re-train, or restore the pair")
+    model = build(config)
+    model.load_state_dict(load_file(str(w_file)), strict=True)
     return model.to(device)
 
 
-def build(config: CrosscoderConfig | dict) -> Crosscoder:
-    """A freshly initialised crosscoder of the variant the config names."""
-    if isinstance(config, dict):
-        config = CrosscoderConfig(**config)
-    _ensure_variants()
-    return VARIANTS[config.variant](config)
+def check_against_store(model: Crosscoder, store: ActivationStore, where: str = "the crosscoder") -> None:
+    """The one compatibility check of a crosscoder and the store it reads (see :func:`load_for_store`)."""
+    fix = "use the store it was trained on, or train one on this store (`crosstime train`)"
+    if model.d_model != store.d_model:
+        raise CrosscoderError(f"{where} has width d = {model.d_model} but the activation store at {store.root} has "
+                              f"d = {store.d_model}: they come from different sites or models; {fix}")
+    revisions = model.revisions
+    if revisions is None:
+        raise CrosscoderError(f"{where} records no revisions, so it cannot be matched to the store's checkpoints; "
+                              "save it with CrosscoderConfig(revisions=[...])")
+    missing = [r for r in revisions if r not in store.revisions]
+    if missing:
+        raise CrosscoderError(f"{where} was trained on checkpoints {revisions} but the store at {store.root} "
+                              f"holds {store.revisions} (no {missing}); {fix}")
+    order = sorted(revisions, key=store.revisions.index)
+    if order != list(revisions):
+        raise CrosscoderError(f"{where}'s checkpoints {revisions} are not in the store's order {store.revisions}; "
+                              f"{fix}")
+    scales = model.scales
+    if scales is None:
+        raise CrosscoderError(f"{where} records no normalisation scales; save it with CrosscoderConfig(scales=[...])")
+    if model.config.normalised:
+        want = [float(store.scales[r]) for r in revisions]
+        off = [r for r, a, b in zip(revisions, scales, want) if abs(a - b) > SCALE_RTOL * b]
+        if off:
+            raise CrosscoderError(f"{where} was trained with normalisation scales {scales} but the store at "
+                                  f"{store.root} has {want} (differ beyond {SCALE_RTOL:g} relative at {off}): it was "
+                                  f"trained on other activations; {fix}")
+
+
+def load_for_store(path: str | Path, store: ActivationStore, device: str | torch.device = "cpu") -> Crosscoder:
+    """A trained crosscoder, in normalised space and eval mode, checked against ``store``.
+
+    Checks: the width equals the store's; the crosscoder's revisions are a subset of the
+    store's, in the store's order; its recorded scales equal the store's within
+    :data:`SCALE_RTOL`; the variant in the weights' header equals config.json (:func:`load`).
+    """
+    model = load(path, device=device).unfold_scales()
+    check_against_store(model, store, where=f"the crosscoder at {path}")
+    return model.eval()

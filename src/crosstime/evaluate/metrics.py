@@ -52,9 +52,10 @@ class ReconstructionStats:
             raise ValueError(f"expected f [{x.shape[0]}, {self.F}], got {tuple(f.shape)}")
         x64 = x.double()
         self.n += x.shape[0]
-        self.err += (x64 - x_hat.double()).pow(2).sum(dim=(0, 2))
-        self.sum_x += x64.sum(0)
-        self.sum_x2 += x64.pow(2).sum(dim=(0, 2))
+        # reduced where x lives (a GPU), accumulated on the CPU, where the sums are kept
+        self.err += (x64 - x_hat.double()).pow(2).sum(dim=(0, 2)).cpu()
+        self.sum_x += x64.sum(0).cpu()
+        self.sum_x2 += x64.pow(2).sum(dim=(0, 2)).cpu()
         on = f != 0
         self.active += int(on.sum())
         self.fired += on.sum(0).cpu()

@@ -20,12 +20,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from crosstime.shares import TRAJECTORY_LABELS, class_order  # noqa: E402
-from crosstime.files import atomic_path  # noqa: E402
-from crosstime.series import format_tokens  # noqa: E402
+from crosstime.artifacts import CheckpointEvaluation
+from crosstime.files import atomic_path
+from crosstime.series import format_tokens
+from crosstime.shares import TRAJECTORY_LABELS, class_order
 
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD"]
 
@@ -49,7 +50,7 @@ def _token_x(tokens: Sequence[int | None]) -> tuple[np.ndarray, float]:
 
 
 def _log_token_axis(ax, tokens: Sequence[int | None], labels: Sequence[str] | None = None) -> None:
-    x, floor = _token_x(tokens)
+    x, _floor = _token_x(tokens)
     ax.set_xscale("log")
     ax.set_xlabel("tokens seen (log scale; step 0 drawn at the left edge)" if 0 in tokens else "tokens seen (log scale)")
     names = list(labels or [format_tokens(t) if t else "0" for t in tokens])
@@ -190,7 +191,7 @@ def plot_trajectories(norms: np.ndarray, labels: Sequence[str], tokens: Sequence
 def plot_emergence(counts: Sequence[int], tokens: Sequence[int | None], revisions: Sequence[str], path: str | Path) -> Path:
     """Features emerging per checkpoint interval: bars spanning (tokens[m-1], tokens[m]] on a
     log axis; features already present at the first checkpoint are a separate bar."""
-    x, floor = _token_x(tokens)
+    x, _floor = _token_x(tokens)
     # separate y scales: the first-checkpoint bar is often much taller than the intervals
     fig, (a0, ax) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 6]})
     a0.bar([0], [counts[0]], color="0.6", width=0.6)
@@ -212,15 +213,16 @@ def plot_emergence(counts: Sequence[int], tokens: Sequence[int | None], revision
     return _save(fig, path)
 
 
-def plot_delta_ce(rows: Sequence[dict], tokens: Sequence[int | None], path: str | Path, limit: float | None = 0.35) -> Path:
-    """ΔCE (spliced − clean, nats) and KL(clean ‖ spliced) per checkpoint; optional reference line."""
+def plot_delta_ce(rows: Sequence[CheckpointEvaluation], path: str | Path, limit: float | None = 0.35) -> Path:
+    """ΔCE (spliced − clean, nats) and KL(clean ‖ spliced) per checkpoint (rows of ``evaluation.json``,
+    every one spliced); optional reference line."""
     M = len(rows)
     fig, ax = plt.subplots(figsize=(max(8.0, 1.2 + 0.75 * M), 4))
     sep = " · " if M > 6 else "\n"
-    labels = [f"{r['revision']}{sep}{format_tokens(r.get('tokens_seen')) if r.get('tokens_seen') else '0'}" for r in rows]
+    labels = [f"{r.revision}{sep}{format_tokens(r.tokens_seen) if r.tokens_seen else '0'}" for r in rows]
     pos = np.arange(M)
-    dce = [r["delta_ce"] for r in rows]
-    kl = [r["kl"] for r in rows]
+    dce = [r.delta_ce for r in rows]
+    kl = [r.kl for r in rows]
     w = 0.4
     ax.bar(pos - w / 2, dce, width=w, color=PALETTE[0], label="ΔCE = CE(spliced) − CE(clean)")
     ax.bar(pos + w / 2, kl, width=w, color=PALETTE[1], label="KL(clean ‖ spliced)")

@@ -9,12 +9,22 @@
 
     from crosstime.report import findings
     findings("runs/toy")                                 # a few findings in words (for `crosstime demo`)
+
+Modules: :mod:`.stage` (the stage: inputs, feature choice, data.json), :mod:`.evidence` (top
+contexts, histograms, logit lens from the store and the crosscoder), :mod:`.dashboard`
+(reading every stage output through :mod:`crosstime.artifacts`; rendering the HTML),
+:mod:`.findings`, :mod:`.annotate`.
 """
 
-from crosstime.report.annotate import AnnotationError, export_annotations, import_annotations, read_annotations
-from crosstime.report.evidence import EvidenceConfig, feature_evidence
+from crosstime.report.annotate import (
+           AnnotationError,
+           export_annotations,
+           import_annotations,
+           read_annotations,
+)
+from crosstime.report.evidence import EvidenceConfig, EvidenceError, feature_evidence
 from crosstime.report.findings import findings
 from crosstime.report.stage import ReportConfig, ReportError, report
 
-__all__ = ["AnnotationError", "EvidenceConfig", "ReportConfig", "ReportError", "export_annotations",
+__all__ = ["AnnotationError", "EvidenceConfig", "EvidenceError", "ReportConfig", "ReportError", "export_annotations",
            "feature_evidence", "findings", "import_annotations", "read_annotations", "report"]

@@ -15,26 +15,33 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
-from crosstime.files import write_json, write_text
-from crosstime.rundir import RunDir
+from crosstime.artifacts import (
+    REPORT_ANNOTATIONS,
+    REPORT_DATA,
+    REPORT_HTML,
+    Annotations,
+    ReportData,
+    RunDir,
+    read_model,
+    write_model,
+)
+from crosstime.errors import CrosstimeError
+from crosstime.files import write_text
 
-ANNOTATIONS = "annotations.json"
-DATA = "data.json"
 # Columns written by export (context for the annotator); never stored as annotation extras.
 CONTEXT_COLUMNS = ("feature", "rank", "reldec_class", "trajectory", "onset", "relie_class", "relie_peak",
                    "top_tokens", "promoted_tokens", "description")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(CrosstimeError):
     """A malformed annotation CSV; the message names the file and every bad line."""
 
 
 def annotations_path(run: RunDir) -> Path:
-    return run.report / ANNOTATIONS
+    return run.report / REPORT_ANNOTATIONS
 
 
 def read_annotations(run: RunDir | str | Path) -> dict[int, dict[str, Any]]:
@@ -43,13 +50,13 @@ def read_annotations(run: RunDir | str | Path) -> dict[int, dict[str, Any]]:
     path = annotations_path(run)
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text())
-    return {int(k): v for k, v in (data.get("features") or {}).items()}
+    return dict(read_model(Annotations, path).features)
 
 
 def _report_data(run: RunDir) -> dict | None:
-    path = run.report / DATA
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The last report's ``data.json`` (a dict of ``artifacts.ReportData``), or None before the first report."""
+    path = run.report / REPORT_DATA
+    return read_model(ReportData, path).model_dump(mode="json") if path.is_file() else None
 
 
 def export_annotations(run: RunDir | str | Path, path: str | Path, n_features: int = 100) -> Path:
@@ -68,10 +75,10 @@ def export_annotations(run: RunDir | str | Path, path: str | Path, n_features: i
         from crosstime.report.dashboard import collect, rank_features
 
         base = collect(run)
-        ck = [c["revision"] for c in base["checkpoints"]]
-        task = (base["tasks"] or [None])[0]
-        order = rank_features(base["all_features"], base["tasks"])[:n_features]
-        feats = [base["all_features"][i] for i in order]
+        ck = base.revisions
+        task = (base.tasks or [None])[0]
+        order = rank_features(base.features, base.tasks)[:n_features]
+        feats = [base.features[i] for i in order]
         vocab = {}
     if not feats:
         raise AnnotationError(f"{run.root} has no features to annotate: run `crosstime report {run.root}` "
@@ -145,18 +152,8 @@ def parse_annotations(path: str | Path, n_features: int | None = None) -> dict[i
             errors.append(f"line {line}: expected {len(names)} fields ({', '.join(names)}), got {len(row)}"
                           + (" — quote descriptions that contain commas" if len(row) > len(names) else ""))
             continue
-        raw = row[i_feature].strip()
-        try:
-            feature = int(raw)
-        except ValueError:
-            errors.append(f"line {line}: feature {raw!r} is not an integer feature id")
-            continue
-        if feature < 0 or (n_features is not None and feature >= n_features):
-            bound = f"0..{n_features - 1}" if n_features is not None else "≥ 0"
-            errors.append(f"line {line}: feature {feature} is out of range (the crosscoder's features are {bound})")
-            continue
-        if feature in seen:
-            errors.append(f"line {line}: feature {feature} is listed again (first on line {seen[feature]})")
+        feature = _feature_id(row[i_feature].strip(), line, n_features, seen, errors)
+        if feature is None:
             continue
         seen[feature] = line
         entry: dict[str, Any] = {"description": row[i_desc].strip()}
@@ -168,6 +165,23 @@ def parse_annotations(path: str | Path, n_features: int | None = None) -> dict[i
         shown = errors[:20] + ([f"… and {len(errors) - 20} more"] if len(errors) > 20 else [])
         raise AnnotationError(f"{path} has {len(errors)} bad line(s); nothing was imported:\n  " + "\n  ".join(shown))
     return out
+
+
+def _feature_id(raw: str, line: int, n_features: int | None, seen: dict[int, int], errors: list[str]) -> int | None:
+    """The feature id of an annotation row, or None after appending what is wrong with it to ``errors``."""
+    try:
+        feature = int(raw)
+    except ValueError:
+        errors.append(f"line {line}: feature {raw!r} is not an integer feature id")
+        return None
+    if feature < 0 or (n_features is not None and feature >= n_features):
+        bound = f"0..{n_features - 1}" if n_features is not None else "≥ 0"
+        errors.append(f"line {line}: feature {feature} is out of range (the crosscoder's features are {bound})")
+        return None
+    if feature in seen:
+        errors.append(f"line {line}: feature {feature} is listed again (first on line {seen[feature]})")
+        return None
+    return feature
 
 
 def import_annotations(run: RunDir | str | Path, path: str | Path) -> dict[int, dict[str, Any]]:
@@ -188,17 +202,16 @@ def import_annotations(run: RunDir | str | Path, path: str | Path) -> dict[int, 
             merged[feature] = entry
         else:
             merged.pop(feature, None)
-    write_json(annotations_path(run), {"source": str(Path(path).resolve()),
-                                       "features": {str(k): merged[k] for k in sorted(merged)}})
+    write_model(Annotations(source=str(Path(path).resolve()), features={k: merged[k] for k in sorted(merged)}),
+                annotations_path(run))
     if data is not None:
-        apply_annotations(data, merged)
         from crosstime.report.dashboard import render
         from crosstime.report.findings import findings
 
+        apply_annotations(data, merged)
         data["findings"] = findings(data, n=4)
-
-        write_json(run.report / DATA, data)
-        render(data, run.report / "index.html")
+        write_model(ReportData.model_validate(data), run.report / REPORT_DATA)
+        render(data, run.report / REPORT_HTML)
     return merged
 
 
@@ -211,15 +224,10 @@ def apply_annotations(data: dict, annotations: dict[int, dict[str, Any]]) -> Non
 
 
 def _crosscoder_features(run: RunDir) -> int | None:
-    """The crosscoder's number of features from its config.json, else evaluation.json's settings."""
-    sources = [(run.crosscoder / "config.json", ()), (run.evaluation_file, ("settings",))]
-    for path, nesting in sources:
-        if not path.is_file():
-            continue
-        data = json.loads(path.read_text())
-        for key in nesting:
-            data = data.get(key) or {}
-        for key in ("n_features", "F", "d_sae", "dict_size", "n_latents"):
-            if isinstance(data.get(key), int):
-                return data[key]
-    return None
+    """F of the run's crosscoder (None without one: ids are then only checked to be ≥ 0)."""
+    from crosstime.crosscoder import load
+    from crosstime.crosscoder.model import WEIGHTS_FILE
+
+    if not (run.crosscoder / WEIGHTS_FILE).is_file():
+        return None
+    return load(run.crosscoder).n_features

@@ -183,7 +183,8 @@
   function table(columns, rows, opts) {
     opts = opts || {};
     var t = el("table", { cls: "data" });
-    t.appendChild(el("thead", null, el("tr", null, columns.map(function (c) { return el("th", { text: c }); }))));
+    var tips = opts.titles || {};
+    t.appendChild(el("thead", null, el("tr", null, columns.map(function (c) { return el("th", { text: c, title: tips[c] || null }); }))));
     var tb = el("tbody");
     rows.forEach(function (r) {
       tb.appendChild(el("tr", null, columns.map(function (c, k) {
@@ -280,7 +281,7 @@
     // evaluation
     var ev = O.evaluation;
     if (ev && ev.columns && ev.columns.length) {
-      var body = el("div", null, [table(ev.columns, ev.rows, { noscroll: true })]);
+      var body = el("div", null, [table(ev.columns, ev.rows, { noscroll: true, titles: ev.descriptions }), el("div", { cls: "hint", text: "hover a column name for its definition" })]);
       if (ev.overall && Object.keys(ev.overall).length) { body.appendChild(el("h3", { text: "overall" })); body.appendChild(kv(ev.overall)); }
       grid.appendChild(panel("Evaluation per checkpoint", body, true));
     } else if (ev && ev.overall) grid.appendChild(panel("Evaluation", kv(ev.overall)));
@@ -331,7 +332,12 @@
       if (body.childNodes.length) grid.appendChild(panel("Attribution — " + t, body));
     });
     // crosscoder config
-    if (O.crosscoder) grid.appendChild(panel("Crosscoder", kv(O.crosscoder)));
+    var CC = D.crosscoder;
+    if (CC) {
+      grid.appendChild(panel("Crosscoder", el("div", null, [
+        el("p", { cls: "inference-rule" + (CC.inference_depends_on_batch ? " warn" : ""), text: "Features fire by: " + CC.inference_rule }),
+        kv(CC.config)])));
+    } else grid.appendChild(panel("Crosscoder", missing("no crosscoder opened (needs crosscoder/ and activations/)")));
     // figures
     var figs = O.figures || [];
     if (figs.length) {
@@ -488,11 +494,11 @@
     }
     grid.appendChild(panel("RelIE per checkpoint" + (state.task ? " — " + state.task : ""), el("div", null, [relieBox,
       el("div", { cls: "hint", text: "bars scaled to the largest share; tick: uniform share 1/M" + (t && t.ie ? "; IE ± half the CI" : "") }), ablation])));
-    grid.appendChild(panel("RelDec per checkpoint", f.reldec ? barList("reldec", f.reldec, { uniform: 1 / M, extra: function (m) { return f.norms ? "  ‖d‖ " + fmt(f.norms[m]) : ""; } }) : missing("no RelDec (evaluation/features.csv or the crosscoder) for this feature")));
+    grid.appendChild(panel("RelDec per checkpoint", f.reldec ? barList("reldec", f.reldec, { uniform: 1 / M, extra: function (m) { return f.norm ? "  ‖d‖ " + fmt(f.norm[m]) : ""; } }) : missing("no RelDec (evaluation/features.csv or the crosscoder) for this feature")));
     // trajectory
-    if (f.norms) {
+    if (f.norm) {
       var ax = tokenX();
-      grid.appendChild(panel("Decoder norm over training", lineChart({ series: [{ name: "‖W_dec[" + f.id + ", m]‖", points: f.norms.map(function (v, m) { return [ax.x(m), v, ckLabel(m)]; }) }], logx: ax.logx, ymin: 0, width: 380, height: 170, xticks: ax.ticks, xlabel: ax.logx ? "tokens seen (log)" : "checkpoint", cls: "trajectory" })));
+      grid.appendChild(panel("Decoder norm over training", lineChart({ series: [{ name: "‖W_dec[" + f.id + ", m]‖", points: f.norm.map(function (v, m) { return [ax.x(m), v, ckLabel(m)]; }) }], logx: ax.logx, ymin: 0, width: 380, height: 170, xticks: ax.ticks, xlabel: ax.logx ? "tokens seen (log)" : "checkpoint", cls: "trajectory" })));
     } else grid.appendChild(panel("Decoder norm over training", missing("no decoder norms for this feature")));
     // histogram
     var ev = f.evidence;
@@ -530,7 +536,8 @@
         onclick: function () { state.view = v; renderCard(); }, text: v === "all" ? "all (joint)" : labelOfRev(v) }));
     });
     box.appendChild(bar);
-    box.appendChild(el("div", { cls: "hint", text: "“all”: the crosscoder's activation (reads every checkpoint). A checkpoint: encode that checkpoint's activations alone (others zero). Colour: activation at each token; outlined: the maximum. Position 0 is not stored (grey)." }));
+    var ids = D.evidence_meta && D.evidence_meta.token_text === false;
+    box.appendChild(el("div", { cls: "hint", text: "“all”: the crosscoder's activation (reads every checkpoint). A checkpoint: encode that checkpoint's activations alone (others zero). Colour: activation at each token; outlined: the maximum. Position 0 is not stored (grey)." + (ids ? " Tokens are shown as ids (#id): this report was made with --no-token-text." : "") }));
     var list = ev.top[state.view] || [];
     var scale = list.length ? list[0].value : 1;
     if (!list.length) box.appendChild(missing("never fires in this view on the streamed tokens"));
@@ -556,7 +563,8 @@
   }
   function renderLens(f) {
     var ev = f.evidence;
-    if (!ev || !ev.logit_lens || !Object.keys(ev.logit_lens).length) return panel("Logit lens", missing("no logit lens (needs the series' checkpoints to load the final norm and unembedding)"));
+    var off = D.evidence_meta && D.evidence_meta.logit_lens_method === "none";
+    if (!ev || !ev.logit_lens || !Object.keys(ev.logit_lens).length) return panel("Logit lens", missing(off ? "no logit lens: this report was made with --logit-lens none" : "no logit lens (needs the series' checkpoints to load the final norm and unembedding)"));
     var tbl = el("table", { cls: "lens" });
     tbl.appendChild(el("tr", null, [el("th", { text: "checkpoint" }), el("th", { text: "promoted" }), el("th", { text: "suppressed" })]));
     CK.forEach(function (c, m) {

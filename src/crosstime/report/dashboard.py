@@ -1,123 +1,75 @@
-"""The dashboard data: everything a run directory holds, gathered into one JSON document.
+"""The dashboard data: every stage output of a run, gathered into one JSON document.
 
-:func:`collect` reads whatever stages exist (each one optional; what is missing is listed
-in ``data["missing"]``) and returns plain JSON-ready data; :func:`render` embeds it with
-the template (``dashboard.html/.css/.js``, package data) into one self-contained HTML
-file: inline CSS and JS, no network, plots drawn as inline SVG or embedded PNGs.
+:func:`collect` reads what the stages wrote, only through their schemas in
+:mod:`crosstime.artifacts` (``Table.read``, ``read_model``, the npz keys, ``RunDir``), and
+returns plain JSON-ready data; :func:`render` embeds it with the template
+(``dashboard.html/.css/.js``, package data) into one self-contained HTML file: inline CSS
+and JS, no network, plots drawn as inline SVG or embedded PNGs.
 
-Inputs read (column names are matched case-insensitively; per-checkpoint columns may be
-spelt ``NAME_REV``, ``NAME[REV]``, ``NAME:REV``, ``NAME@REV`` or ``NAME_m`` with ``m`` the
-checkpoint index):
+A stage that has not run (its output file is absent) is listed in ``missing``; an output
+that exists but is not in its stage's schema (a renamed column, a malformed JSON) raises
+:class:`~crosstime.artifacts.ArtifactError` naming the file. Inputs:
 
-- ``activations/manifest.json``: ``revisions``, ``checkpoints[rev].step/tokens_seen``, ``series.source``
-- ``crosscoder/config.json``: shown as is (``revisions`` used when the store is missing)
-- ``scan/accuracy.csv``: ``revision, step, tokens, task, accuracy`` (``n, mean_m`` optional)
-- ``scan/similarity.npz``: every square 2-D array; labels from a 1-D string array of that length
-- ``scan/dynamics.csv``: numeric columns plotted against ``tokens`` (or ``step``)
-- ``scan/suggestion.json``: shown as key/values
-- ``evaluation.json``: per-checkpoint metrics (lists of length M, ``{rev: {metric: v}}``
-  maps, or lists of records with ``revision``), scalars as "overall"
-- ``evaluation/features.csv``: ``feature``, ``reldec_<rev>`` (or ``norm_<rev>``),
-  ``reldec_class``, ``onset``/``peak``/``offset``, ``trajectory``, ``frequency``
-- ``attribution/TASK/features.csv``: ``feature``, ``ie_<rev>``, ``ie_lo_<rev>``,
-  ``ie_hi_<rev>``, ``relie_<rev>``, ``relie_class`` (and RelDec columns, used when the
-  evaluation table lacks them), ``frequency``
-- ``attribution/TASK/ablation.csv``: ``feature, checkpoint`` + metrics (``delta_lpd``, …): a table, and per feature
-- ``attribution/TASK/summary.json`` (scalars, and lists of length M as a per-checkpoint table),
-  ``attribution/TASK/confusion.csv`` (RelIE class × RelDec class): shown per task
-- ``*.png`` under ``scan/``, ``evaluation/``, ``attribution/*/``: embedded as data URIs
+- ``scan/``: ``SCAN_ACCURACY``, ``SCAN_DYNAMICS``, ``SCAN_SIMILARITY`` (arrays ``labels`` and
+  ``SIMILARITY_MATRICES``), ``Suggestion``;
+- ``evaluation.json`` (:class:`~crosstime.artifacts.Evaluation`; the per-checkpoint table is
+  built from the :class:`~crosstime.artifacts.CheckpointEvaluation` fields, their
+  descriptions as tooltips) and ``EVALUATION_FEATURES``;
+- ``attribution/TASK/``: ``AttributionSummary`` (its ``revisions`` say which checkpoints the
+  tables cover), ``ATTRIBUTION_FEATURES``, ``ATTRIBUTION_ABLATION``, ``ATTRIBUTION_CONFUSION``;
+- ``*.png`` under ``scan/``, ``evaluation/``, ``attribution/TASK/``: embedded as data URIs.
+
+Checkpoints. The report's checkpoints are the crosscoder's revisions (``revisions``, given by
+the caller that opened the crosscoder); without a crosscoder, those ``evaluation.json`` records,
+else those of the first attribution. Every crosscoder-derived output must cover them
+(evaluation: exactly; an attribution: a subset, its values placed at its checkpoints and
+``None`` elsewhere), else it was computed for another crosscoder: an ``ArtifactError``.
 """
 
 from __future__ import annotations
 
 import base64
-import csv
 import datetime as _dt
+import html
 import json
 import math
+import zipfile
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from crosstime.artifacts import (
+    ATTRIBUTION_ABLATION,
+    ATTRIBUTION_CONFUSION,
+    ATTRIBUTION_FEATURES,
+    ATTRIBUTION_SUMMARY,
+    EVALUATION_FEATURES,
+    SCAN_ACCURACY,
+    SCAN_DYNAMICS,
+    SCAN_SIMILARITY,
+    SCAN_SUGGESTION,
+    SIMILARITY_MATRICES,
+    ArtifactError,
+    AttributionSummary,
+    CheckpointEvaluation,
+    Evaluation,
+    RunDir,
+    Suggestion,
+    read_model,
+)
 from crosstime.files import write_text
-from crosstime.rundir import RunDir
+from crosstime.series import format_tokens
 
 MAX_PNG_BYTES = 3 * 2**20
 SHARE_BINS = 10
-
-
-# ---------------------------------------------------------------------------------------
-# small readers
-# ---------------------------------------------------------------------------------------
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def number(value: Any) -> float | int | None:
-    """A CSV cell as an int or float (``None`` when empty or not a finite number)."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return value if math.isfinite(value) else None
-    text = str(value).strip()
-    if text == "" or text.lower() in ("nan", "none", "null", "na"):
-        return None
-    try:
-        as_int = int(text)
-        return as_int
-    except ValueError:
-        pass
-    try:
-        as_float = float(text)
-    except ValueError:
-        return None
-    return as_float if math.isfinite(as_float) else None
-
-
-def _lower_map(fieldnames) -> dict[str, str]:
-    return {name.strip().lower(): name for name in fieldnames or []}
-
-
-def series_columns(fieldnames, names: list[str], revisions: list[str]) -> list[str] | None:
-    """The columns holding one value per checkpoint for the first of ``names`` that has them all."""
-    lower = _lower_map(fieldnames)
-    for name in names:
-        patterns = [name] if "{r}" in name or "{m}" in name else \
-            ["{n}_{r}", "{n}[{r}]", "{n}:{r}", "{n}@{r}", "{n}.{r}", "{n}_{m}", "{n}[{m}]", "{n}{m}"]
-        for pattern in patterns:
-            cols = [lower.get(pattern.replace("{n}", name).replace("{r}", r.lower()).replace("{m}", str(m)))
-                    for m, r in enumerate(revisions)]
-            if revisions and all(cols):
-                return cols  # type: ignore[return-value]
-    return None
-
-
-def column(fieldnames, *names: str) -> str | None:
-    lower = _lower_map(fieldnames)
-    for name in names:
-        if name in lower:
-            return lower[name]
-    return None
-
-
-def _checkpoint_index(value: Any, revisions: list[str], steps: list[int | None]) -> int | None:
-    if value is None or str(value).strip() == "":
-        return None
-    text = str(value).strip()
-    if text in revisions:
-        return revisions.index(text)
-    v = number(text)
-    if isinstance(v, int):
-        if v < 0:
-            return None
-        if v < len(revisions):
-            return v
-        if v in steps:
-            return steps.index(v)
-    return None
+# per-task values of attribution/TASK/features.csv shown per feature (one value per checkpoint, or one)
+TASK_CHECKPOINT_COLUMNS = ("ie", "ie_lo", "ie_hi", "relie", "relie_lo", "relie_hi", "ie_abs", "exact")
+TASK_SCALAR_COLUMNS = ("relie_class", "task_frequency", "selected_in")
+# evaluation/features.csv columns shown per feature (all but the pairwise RelDec, unused by the dashboard)
+EVALUATION_COLUMNS = tuple(c.name for c in EVALUATION_FEATURES.columns if c.kind != "pair" and c.name != "feature")
 
 
 def png_data_uri(path: Path) -> str | None:
@@ -126,234 +78,207 @@ def png_data_uri(path: Path) -> str | None:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-# ---------------------------------------------------------------------------------------
-# stages
-# ---------------------------------------------------------------------------------------
-def checkpoints(run: RunDir) -> list[dict]:
-    """The crosscoder's checkpoints in order: ``revision, step, tokens, label``."""
-    revisions: list[str] = []
-    info: dict[str, dict] = {}
-    manifest_path = run.activations / "manifest.json"
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        revisions = list(manifest.get("revisions") or [])
-        for rev, entry in (manifest.get("checkpoints") or {}).items():
-            info[rev] = {"step": entry.get("step"), "tokens": entry.get("tokens_seen", entry.get("tokens"))}
-    if not revisions and (run.crosscoder / "config.json").is_file():
-        cfg = json.loads((run.crosscoder / "config.json").read_text())
-        revisions = list(cfg.get("revisions") or cfg.get("checkpoints") or [])
-    if not revisions and run.evaluation_file.is_file():
-        ev = json.loads(run.evaluation_file.read_text())
-        revisions = [r for r in ev.get("revisions", []) if isinstance(r, str)] if isinstance(ev, dict) else []
-    acc_path = run.scan / "accuracy.csv"
-    if acc_path.is_file():
-        for row in read_csv(acc_path):
-            rev = row.get("revision")
-            if rev and rev not in info:
-                info[rev] = {"step": number(row.get("step")), "tokens": number(row.get("tokens"))}
-    from crosstime.series import format_tokens
-
+def _figures(folder: Path, group: str) -> list[dict]:
     out = []
-    for rev in revisions:
-        entry = info.get(rev, {})
-        tokens = entry.get("tokens")
-        out.append({"revision": rev, "step": entry.get("step"), "tokens": tokens,
-                    "label": format_tokens(tokens) if isinstance(tokens, (int, float)) and tokens else rev})
-    # two checkpoints with the same token label (e.g. step 0 and 1 both "0") fall back to revisions
-    labels = [c["label"] for c in out]
-    for c in out:
-        if labels.count(c["label"]) > 1:
-            c["label"] = c["revision"]
+    for path in sorted(folder.glob("*.png")) if folder.is_dir() else []:
+        uri = png_data_uri(path)
+        if uri:
+            out.append({"name": f"{group}/{path.name}", "group": group, "src": uri})
     return out
 
 
-def scan_overview(run: RunDir) -> tuple[dict, list[str]]:
-    out: dict[str, Any] = {"accuracy": {}, "similarity": [], "suggestion": None, "dynamics": None}
-    missing: list[str] = []
-    from crosstime.series import format_tokens
-
-    acc_path = run.scan / "accuracy.csv"
-    if acc_path.is_file():
-        for row in read_csv(acc_path):
-            task = row.get("task") or "task"
-            tokens = number(row.get("tokens"))
-            out["accuracy"].setdefault(task, []).append({
-                "revision": row.get("revision"), "step": number(row.get("step")), "tokens": tokens,
-                "label": format_tokens(tokens) if tokens else row.get("revision"),
-                "accuracy": number(row.get("accuracy")), "n": number(row.get("n")), "mean_m": number(row.get("mean_m")),
-            })
-        for points in out["accuracy"].values():
-            points.sort(key=lambda p: (p["tokens"] if p["tokens"] is not None else p["step"] or 0))
-    else:
-        missing.append("scan/accuracy.csv (run `crosstime scan`)")
-    sim_path = run.scan / "similarity.npz"
-    if sim_path.is_file():
-        with np.load(sim_path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        for key, arr in arrays.items():
-            if arr.ndim == 2 and arr.shape[0] == arr.shape[1] and arr.shape[0] > 0 and np.issubdtype(arr.dtype, np.number):
-                n = arr.shape[0]
-                named = [k for k in ("labels", "revisions") if k in arrays] + list(arrays)  # prefer scan's "labels"
-                labels = next((list(map(str, arrays[k].tolist())) for k in named
-                               if arrays[k].ndim == 1 and len(arrays[k]) == n and arrays[k].dtype.kind in "USO"), None)
-                if labels is None:
-                    toks = next((a for k, a in arrays.items() if a.ndim == 1 and len(a) == n and "token" in k.lower()), None)
-                    labels = [format_tokens(int(t)) for t in toks] if toks is not None else [str(i) for i in range(n)]
-                out["similarity"].append({"name": key, "labels": labels,
-                                          "matrix": [[_json_float(v) for v in r] for r in arr.astype(float).tolist()]})
-    else:
-        missing.append("scan/similarity.npz")
-    sug = run.scan / "suggestion.json"
-    if sug.is_file():
-        out["suggestion"] = json.loads(sug.read_text())
-    else:
-        missing.append("scan/suggestion.json")
-    dyn = run.scan / "dynamics.csv"
-    if dyn.is_file():
-        rows = read_csv(dyn)
-        if rows:
-            fields = list(rows[0].keys())
-            xcol = column(fields, "tokens", "tokens_seen", "step")
-            skip = {xcol, column(fields, "step"), column(fields, "revision"), column(fields, "n_tokens"), column(fields, "n")}
-            series = []
-            for name in fields:
-                if name in skip:
-                    continue
-                pts = [[number(r.get(xcol)) if xcol else i, number(r.get(name)), r.get("revision")] for i, r in enumerate(rows)]
-                if any(p[1] is not None for p in pts) and all(isinstance(p[1], (int, float)) or p[1] is None for p in pts):
-                    series.append({"name": name, "points": [p for p in pts if p[1] is not None]})
-            ticks = [[number(r.get(xcol)), format_tokens(number(r.get(xcol))) if xcol and "token" in xcol.lower() else str(r.get(xcol))]
-                     for r in rows] if xcol else []
-            out["dynamics"] = {"series": series, "ticks": ticks, "xlabel": f"{xcol} (log)" if xcol else ""}
-    out["figures"] = [f for f in (_figure(p, "scan") for p in sorted(run.scan.glob("*.png"))) if f] if run.scan.is_dir() else []
-    return out, missing
-
-
-def _figure(path: Path, group: str) -> dict | None:
-    uri = png_data_uri(path)
-    return {"name": f"{group}/{path.name}", "group": group, "src": uri} if uri else None
-
-
 def _json_float(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
+    if v is None:
         return None
+    f = float(v)
     return f if math.isfinite(f) else None
 
 
-def evaluation_table(obj: Any, revisions: list[str]) -> dict:
-    """Per-checkpoint rows from ``evaluation.json`` (whatever its nesting) plus overall scalars."""
-    M = len(revisions)
-    columns: dict[str, list] = {}
-    overall: dict[str, Any] = {}
+# ---------------------------------------------------------------------------------------
+# scan/
+# ---------------------------------------------------------------------------------------
+def read_similarity(path: Path) -> dict[str, np.ndarray]:
+    """``scan/similarity.npz``: ``labels [M]`` and the ``SIMILARITY_MATRICES`` ``[M, M]``."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise ArtifactError(f"{path} is not a readable .npz file ({err}); re-run `crosstime scan`") from err
+    missing = [k for k in ("labels", *SIMILARITY_MATRICES) if k not in arrays]
+    if missing:
+        raise ArtifactError(f"{path} lacks the arrays {missing} the scan writes (found {sorted(arrays)}); "
+                            "re-run `crosstime scan`")
+    n = len(arrays["labels"])
+    bad = [k for k in SIMILARITY_MATRICES if arrays[k].shape != (n, n)]
+    if bad:
+        raise ArtifactError(f"{path}: {bad} are not [{n}, {n}] like its labels; re-run `crosstime scan`")
+    return arrays
 
-    def numeric(v: Any) -> bool:
-        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
-    def visit(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            if revisions and set(revisions) <= set(node) and all(isinstance(node[r], dict) for r in revisions):
-                for m, r in enumerate(revisions):  # {rev: {metric: value}}
-                    for metric, v in node[r].items():
-                        if numeric(v):
-                            columns.setdefault(prefix + metric, [None] * M)[m] = v
-                return
-            for k, v in node.items():
-                if k == "revisions":
-                    continue
-                if isinstance(v, (str, bool)) or numeric(v):
-                    overall[prefix + k] = v
-                elif isinstance(v, list) and M and len(v) == M and all(numeric(x) for x in v):
-                    columns[prefix + k] = list(v)  # {metric: [M values]}
-                else:
-                    visit(v, prefix if _is_container_key(k) else f"{prefix}{k}.")
-        elif isinstance(node, list) and node and all(isinstance(x, dict) and "revision" in x for x in node):
-            for x in node:  # [{revision, metric: value}]
-                if x["revision"] in revisions:
-                    for metric, v in x.items():
-                        if metric != "revision" and numeric(v):
-                            columns.setdefault(prefix + metric, [None] * M)[revisions.index(x["revision"])] = v
+def _accuracy(rows: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for row in rows:
+        out.setdefault(row["task"], []).append({
+            "revision": row["revision"], "step": row["step"], "tokens": row["tokens"],
+            "label": format_tokens(row["tokens"]) if row["tokens"] else row["revision"],
+            "accuracy": _json_float(row["accuracy"]), "n": row["n"], "mean_m": _json_float(row["mean_m"])})
+    for points in out.values():
+        points.sort(key=lambda p: p["tokens"] if p["tokens"] is not None else p["step"] or 0)
+    return out
 
-    records = obj.get("checkpoints") if isinstance(obj, dict) else None
-    if isinstance(records, list) and records and all(isinstance(x, dict) and "revision" in x for x in records):
-        # the evaluate stage's layout: {"checkpoints": [{revision, metric: value}], "summary": {...}}
-        visit(records, "")
-        summary = obj.get("summary")
-        if isinstance(summary, dict):
-            overall.update({k: v for k, v in summary.items() if isinstance(v, (str, bool)) or numeric(v)})
+
+def _dynamics(rows: list[dict]) -> dict:
+    """Every float column of ``SCAN_DYNAMICS`` against tokens seen."""
+    names = [c.name for c in SCAN_DYNAMICS.columns if c.type is float]
+    series = []
+    for name in names:
+        points = [[r["tokens"], _json_float(r[name]), r["revision"]] for r in rows if _json_float(r[name]) is not None]
+        if points:
+            series.append({"name": name, "points": points})
+    ticks = [[r["tokens"], format_tokens(r["tokens"])] for r in rows]
+    return {"series": series, "ticks": ticks, "xlabel": "tokens seen (log)"}
+
+
+def scan_overview(run: RunDir) -> tuple[dict, list[str]]:
+    """Accuracy curves, similarity matrices, the suggestion and the dynamics of ``scan/``."""
+    out: dict[str, Any] = {"accuracy": {}, "similarity": [], "suggestion": None, "dynamics": None}
+    missing: list[str] = []
+    if (run.scan / SCAN_ACCURACY.file).is_file():
+        out["accuracy"] = _accuracy(SCAN_ACCURACY.read(run.scan, []))
     else:
-        visit(obj, "")
-    if columns:
-        names = list(columns)
-        rows = [[revisions[m]] + [columns[c][m] for c in names] for m in range(M)]
-        return {"columns": ["checkpoint"] + names, "rows": rows, "overall": overall}
-    return {"columns": [], "rows": [], "overall": overall}
+        missing.append(f"scan/{SCAN_ACCURACY.file} (run `crosstime scan`)")
+    if (run.scan / SCAN_SIMILARITY).is_file():
+        arrays = read_similarity(run.scan / SCAN_SIMILARITY)
+        labels = [str(x) for x in arrays["labels"].tolist()]
+        out["similarity"] = [{"name": k, "labels": labels,
+                              "matrix": [[_json_float(v) for v in row] for row in arrays[k].astype(float).tolist()]}
+                             for k in SIMILARITY_MATRICES]
+    else:
+        missing.append(f"scan/{SCAN_SIMILARITY}")
+    if (run.scan / SCAN_SUGGESTION).is_file():
+        out["suggestion"] = read_model(Suggestion, run.scan / SCAN_SUGGESTION).model_dump(mode="json")
+    else:
+        missing.append(f"scan/{SCAN_SUGGESTION}")
+    if (run.scan / SCAN_DYNAMICS.file).is_file():
+        out["dynamics"] = _dynamics(SCAN_DYNAMICS.read(run.scan, []))
+    else:
+        missing.append(f"scan/{SCAN_DYNAMICS.file}")
+    out["figures"] = _figures(run.scan, "scan")
+    return out, missing
 
 
-def _is_container_key(key: str) -> bool:
-    return key in ("per_checkpoint", "checkpoints", "metrics", "per_revision")
+# ---------------------------------------------------------------------------------------
+# evaluation.json and evaluation/
+# ---------------------------------------------------------------------------------------
+def evaluation_table(evaluation: Evaluation) -> dict:
+    """The per-checkpoint table (one column per :class:`CheckpointEvaluation` field that has a
+    value somewhere; the field descriptions as tooltips) and the overall scalars of the summary."""
+    records = [c.model_dump() for c in evaluation.checkpoints]
+    names = [n for n in CheckpointEvaluation.model_fields if n != "revision" and any(r[n] is not None for r in records)]
+    rows = [[r["revision"], *[r[n] for n in names]] for r in records]
+    descriptions = {n: CheckpointEvaluation.model_fields[n].description for n in names
+                    if CheckpointEvaluation.model_fields[n].description}
+    summary = evaluation.summary.model_dump()
+    overall = {k: v for k, v in summary.items() if not isinstance(v, list) and v is not None}
+    return {"columns": ["checkpoint", *names], "rows": rows, "overall": overall, "descriptions": descriptions}
+
+
+def evaluation_features(run: RunDir, revisions: list[str]) -> dict[int, dict]:
+    """``evaluation/features.csv`` as ``{feature: {column: value}}`` (``EVALUATION_COLUMNS``)."""
+    rows = EVALUATION_FEATURES.read(run.evaluation, revisions)
+    return {row["feature"]: {"id": row["feature"], **{c: row[c] for c in EVALUATION_COLUMNS}, "tasks": {}}
+            for row in rows}
+
+
+# ---------------------------------------------------------------------------------------
+# attribution/TASK/
+# ---------------------------------------------------------------------------------------
+def _placer(covered: list[str], revisions: list[str]):
+    """A function placing a list over ``covered`` into one over ``revisions`` (None elsewhere)."""
+    at = [revisions.index(r) for r in covered]
+
+    def place(values: list | None) -> list | None:
+        if values is None:
+            return None
+        out: list = [None] * len(revisions)
+        for m, v in zip(at, values):
+            out[m] = _json_float(v)
+        return out
+
+    return place
+
+
+def _check_covered(path: Path, covered: list[str], revisions: list[str]) -> None:
+    if not covered or any(r not in revisions for r in covered) or sorted(covered, key=revisions.index) != covered:
+        raise ArtifactError(f"{path} covers checkpoints {covered}, but the run's crosscoder has {revisions}: it was "
+                            "computed for another crosscoder; re-run `crosstime attribute` for this task")
+
+
+# AttributionSummary fields holding one number per checkpoint ({revision: value}), shown as a table
+PER_CHECKPOINT_SUMMARY = ("accuracy_clean", "metric_clean_mean", "error_effect", "joint_effect_exact",
+                          "sum_of_feature_ie")
+
+
+def attribution_overview(folder: Path, summary: AttributionSummary) -> dict:
+    """Scalars of the summary, its per-checkpoint numbers as a table, the confusion table."""
+    dumped = summary.model_dump(mode="json")
+    info: dict[str, Any] = {
+        "summary": {k: v for k, v in dumped.items() if k != "task" and not isinstance(v, (dict, list))},
+        "per_checkpoint": {"columns": ["checkpoint", *PER_CHECKPOINT_SUMMARY],
+                           "rows": [[r, *[dumped[k].get(r) for k in PER_CHECKPOINT_SUMMARY]] for r in summary.revisions]},
+    }
+    if (folder / ATTRIBUTION_CONFUSION.file).is_file():
+        names = [c.name for c in ATTRIBUTION_CONFUSION.columns]
+        rows = ATTRIBUTION_CONFUSION.read(folder, summary.revisions)
+        info["confusion"] = {"columns": names, "rows": [[r[n] for n in names] for r in rows]}
+    return info
+
+
+def read_attribution(run: RunDir, task: str, revisions: list[str], features: dict[int, dict]) -> dict:
+    """One task's attribution: per-feature values into ``features[i]["tasks"][task]``; returns its overview."""
+    folder = run.attribution(task)
+    summary = read_model(AttributionSummary, folder / ATTRIBUTION_SUMMARY)
+    _check_covered(folder / ATTRIBUTION_SUMMARY, summary.revisions, revisions)
+    place = _placer(summary.revisions, revisions)
+    for row in ATTRIBUTION_FEATURES.read(folder, summary.revisions):
+        feat = features.setdefault(row["feature"], {"id": row["feature"], "tasks": {}})
+        entry = {c: place(row[c]) for c in TASK_CHECKPOINT_COLUMNS}
+        entry.update({c: row[c] for c in TASK_SCALAR_COLUMNS})
+        feat["tasks"][task] = {k: v for k, v in entry.items() if v is not None}
+    info = attribution_overview(folder, summary)
+    if (folder / ATTRIBUTION_ABLATION.file).is_file():
+        rows = ATTRIBUTION_ABLATION.read(folder, summary.revisions)
+        names = [c.name for c in ATTRIBUTION_ABLATION.columns]
+        info["ablation"] = {"columns": names, "rows": [[r[n] for n in names] for r in rows]}
+        _attach_ablation(features, task, rows, revisions, folder / ATTRIBUTION_ABLATION.file)
+    return info
+
+
+def _attach_ablation(features: dict[int, dict], task: str, rows: list[dict], revisions: list[str], path: Path) -> None:
+    """Per feature, the metrics of ``ablation.csv`` (one row per feature and checkpoint) as lists over ``revisions``."""
+    metrics = [c.name for c in ATTRIBUTION_ABLATION.columns if c.name not in ("feature", "checkpoint")]
+    for r in rows:
+        if r["checkpoint"] not in revisions:
+            raise ArtifactError(f"{path} has a row for checkpoint {r['checkpoint']!r}, not one of the crosscoder's "
+                                f"{revisions}; re-run `crosstime attribute`")
+        task_entry = features.get(r["feature"], {}).get("tasks", {}).get(task)
+        if task_entry is None:  # the ablation covers the reported features, those of features.csv
+            raise ArtifactError(f"{path} ablates feature {r['feature']}, which {ATTRIBUTION_FEATURES.file} beside it "
+                                "does not report; re-run `crosstime attribute`")
+        abl = task_entry.setdefault("ablation", {})
+        for c in metrics:
+            abl.setdefault(c, [None] * len(revisions))[revisions.index(r["checkpoint"])] = _json_float(r[c])
 
 
 # ---------------------------------------------------------------------------------------
 # features
 # ---------------------------------------------------------------------------------------
-def read_feature_table(path: Path, revisions: list[str], steps: list[int | None], kind: str = "evaluation") -> dict[int, dict]:
-    """One dict per feature id from an evaluation (``kind="evaluation"``: a bare ``class``
-    column is the RelDec class) or attribution (``"attribution"``) ``features.csv``."""
-    rows = read_csv(path)
-    if not rows:
-        return {}
-    fields = list(rows[0].keys())
-    fid = column(fields, "feature", "feature_id", "id", "latent", "index")
-    if fid is None:
-        raise ValueError(f"{path} has no feature id column (expected one of feature, feature_id, id); columns: {fields}")
-    want = {
-        "reldec": ["reldec", "rel_dec", "relative_decoder_norm"],
-        "norms": ["norm", "dec_norm", "decoder_norm", "w_dec_norm"],
-        "ie": ["ie", "ie_mean", "mean_ie", "signed_ie"],
-        "ie_lo": ["ie_{r}_lo", "ie_lo", "ie_low", "ie_ci_lo", "ci_lo", "ie_lower"],
-        "ie_hi": ["ie_{r}_hi", "ie_hi", "ie_high", "ie_ci_hi", "ci_hi", "ie_upper"],
-        "relie_lo": ["relie_{r}_lo", "relie_lo"],
-        "relie_hi": ["relie_{r}_hi", "relie_hi"],
-        "relie": ["relie", "rel_ie", "relative_ie"],
-    }
-    cols = {key: series_columns(fields, names, revisions) for key, names in want.items()}
-    scalar = {
-        "reldec_class": column(fields, "reldec_class", "class_reldec", "dec_class", *(["class"] if kind == "evaluation" else [])),
-        "relie_class": column(fields, "relie_class", "class_relie", "ie_class"),
-        "trajectory": column(fields, "trajectory", "trajectory_label"),
-        "frequency": column(fields, "frequency", "freq", "firing_frequency", "density"),
-        "onset": column(fields, "onset"), "peak": column(fields, "peak"), "offset": column(fields, "offset"),
-    }
-    out: dict[int, dict] = {}
-    for row in rows:
-        i = number(row.get(fid))
-        if not isinstance(i, int):
-            continue
-        entry: dict[str, Any] = {}
-        for key, cs in cols.items():
-            if cs:
-                entry[key] = [_json_float(number(row.get(c))) for c in cs]
-        for key, c in scalar.items():
-            if c is None:
-                continue
-            if key in ("onset", "peak", "offset"):
-                entry[key] = _checkpoint_index(row.get(c), revisions, steps)
-            elif key == "frequency":
-                entry[key] = _json_float(number(row.get(c)))
-            else:
-                entry[key] = (row.get(c) or "").strip() or None
-        out[i] = entry
-    return out
-
-
 def share_histograms(values: list[list[float | None]], M: int, bins: int = SHARE_BINS) -> list[list[int]]:
     """Per checkpoint, counts of shares in ``bins`` equal bins of [0, 1] (1.0 in the last bin)."""
     counts = [[0] * bins for _ in range(M)]
     for vec in values:
         for m, v in enumerate(vec[:M]):
-            if v is None:
+            if v is None or not math.isfinite(v):  # e.g. the shares of a feature with no decoder norm
                 continue
             counts[m][min(bins - 1, max(0, int(v * bins)))] += 1
     return counts
@@ -365,13 +290,6 @@ def class_counts(labels: list[str | None]) -> dict[str, int]:
         if lab:
             out[lab] = out.get(lab, 0) + 1
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-
-def attribution_tasks(run: RunDir) -> list[str]:
-    root = run.root / "attribution"
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / "features.csv").is_file())
 
 
 def rank_features(features: dict[int, dict], tasks: list[str], norms: dict[int, list] | None = None) -> list[int]:
@@ -388,120 +306,104 @@ def rank_features(features: dict[int, dict], tasks: list[str], norms: dict[int, 
     if any(ie_score(e) > 0 for e in features.values()):
         key = ie_score
     elif norms:
-        key = lambda e: sum(v for v in norms.get(e["id"], []) if v)  # noqa: E731
+        key = lambda e: sum(v for v in norms.get(e["id"], []) if v)
     else:
-        key = lambda e: e.get("frequency") or 0.0  # noqa: E731
+        key = lambda e: e.get("frequency") or 0.0
     return [e["id"] for e in sorted(features.values(), key=lambda e: (-key(e), e["id"]))]
 
 
-def collect(run: RunDir) -> dict:
-    """Everything but the feature evidence: checkpoints, overview and per-feature summaries."""
-    ck = checkpoints(run)
-    revisions = [c["revision"] for c in ck]
-    steps = [c["step"] for c in ck]
-    M = len(ck)
-    missing: list[str] = []
-    overview, scan_missing = scan_overview(run)
-    missing += scan_missing
-    if not (run.activations / "manifest.json").is_file():
-        missing.append("activations/ (run `crosstime harvest`): no top contexts")
-    if not (run.crosscoder / "model.safetensors").is_file():
-        missing.append("crosscoder/model.safetensors (run `crosstime train`): no decoder norms, no top contexts")
-    if (run.crosscoder / "config.json").is_file():
-        cfg = json.loads((run.crosscoder / "config.json").read_text())
-        overview["crosscoder"] = {k: v for k, v in cfg.items() if not isinstance(v, (dict, list)) or len(json.dumps(v)) < 200}
-    if run.evaluation_file.is_file():
-        overview["evaluation"] = evaluation_table(json.loads(run.evaluation_file.read_text()), revisions)
-    else:
-        missing.append("evaluation.json (run `crosstime evaluate`)")
-    features: dict[int, dict] = {}
-    ev_csv = run.evaluation / "features.csv"
-    if ev_csv.is_file():
-        for i, entry in read_feature_table(ev_csv, revisions, steps).items():
-            entry.pop("ie", None), entry.pop("relie", None)
-            features[i] = {"id": i, **entry, "tasks": {}}
-    else:
-        missing.append("evaluation/features.csv: no RelDec classes or onsets")
-    if run.evaluation.is_dir():
-        overview["figures"] += [f for f in (_figure(p, "evaluation") for p in sorted(run.evaluation.glob("*.png"))) if f]
-    tasks = attribution_tasks(run)
-    if not tasks:
-        missing.append("attribution/TASK/features.csv (run `crosstime attribute`): no IE or RelIE")
-    overview["ablation"] = {}
-    for task in tasks:
-        folder = run.attribution(task)
-        for i, entry in read_feature_table(folder / "features.csv", revisions, steps, kind="attribution").items():
-            feat = features.setdefault(i, {"id": i, "tasks": {}})
-            feat["tasks"][task] = {k: entry.get(k) for k in ("ie", "ie_lo", "ie_hi", "relie", "relie_lo", "relie_hi", "relie_class")
-                                   if entry.get(k) is not None}
-            for k in ("reldec", "reldec_class", "frequency", "norms"):
-                if feat.get(k) is None and entry.get(k) is not None:
-                    feat[k] = entry[k]
-        if (folder / "ablation.csv").is_file():
-            rows = read_csv(folder / "ablation.csv")
-            if rows:
-                cols = list(rows[0].keys())
-                overview["ablation"][task] = {"columns": cols, "rows": [[_cell(r.get(c)) for c in cols] for r in rows]}
-                _attach_ablation(features, task, rows, revisions)
-        info: dict[str, Any] = {}
-        if (folder / "summary.json").is_file():
-            summ = json.loads((folder / "summary.json").read_text())
-            info["summary"] = {k: v for k, v in summ.items() if isinstance(v, (int, float, str, bool)) and k != "task"}
-            per_ck = {k: v for k, v in summ.items() if isinstance(v, list) and len(v) == len(revisions) and revisions
-                      and all(isinstance(x, (int, float)) or x is None for x in v)}
-            if per_ck:
-                info["per_checkpoint"] = {"columns": ["checkpoint", *per_ck],
-                                          "rows": [[r, *[per_ck[k][m] for k in per_ck]] for m, r in enumerate(revisions)]}
-        if (folder / "confusion.csv").is_file():
-            rows = read_csv(folder / "confusion.csv")
-            if rows:
-                cols = list(rows[0].keys())
-                info["confusion"] = {"columns": cols, "rows": [[_cell(r.get(c)) for c in cols] for r in rows]}
-        if info:
-            overview.setdefault("attribution", {})[task] = info
-        overview["figures"] += [f for f in (_figure(p, f"attribution/{task}") for p in sorted(folder.glob("*.png"))) if f]
-    # distributions and class counts over every feature in the tables
+def _distributions(features: dict[int, dict], tasks: list[str], M: int) -> tuple[dict, dict]:
+    """Share histograms and class counts over every feature of the tables."""
     reldec = [f["reldec"] for f in features.values() if f.get("reldec")]
-    overview["distributions"] = {
-        "reldec": share_histograms(reldec, M) if reldec and M else None, "n_reldec": len(reldec),
-        "relie": {}, "n_relie": {},
-    }
+    dist: dict[str, Any] = {"reldec": share_histograms(reldec, M) if reldec and M else None, "n_reldec": len(reldec),
+                            "relie": {}, "n_relie": {}}
     counts = {}
     if any(f.get("reldec_class") for f in features.values()):
         counts["RelDec class"] = class_counts([f.get("reldec_class") for f in features.values()])
     if any(f.get("trajectory") for f in features.values()):
         counts["decoder-norm trajectory"] = class_counts([f.get("trajectory") for f in features.values()])
     for task in tasks:
-        relie = [f["tasks"][task]["relie"] for f in features.values() if task in f["tasks"] and f["tasks"][task].get("relie")]
+        rows = [f["tasks"][task] for f in features.values() if task in f["tasks"]]
+        relie = [t["relie"] for t in rows if t.get("relie")]
         if relie and M:
-            overview["distributions"]["relie"][task] = share_histograms(relie, M)
-            overview["distributions"]["n_relie"][task] = len(relie)
-        labels = [f["tasks"][task].get("relie_class") for f in features.values() if task in f["tasks"]]
+            dist["relie"][task] = share_histograms(relie, M)
+            dist["n_relie"][task] = len(relie)
+        labels = [t.get("relie_class") for t in rows]
         if any(labels):
             counts[f"RelIE class ({task})"] = class_counts(labels)
-    overview["class_counts"] = counts
-    return {"checkpoints": ck, "overview": overview, "tasks": tasks, "all_features": features, "missing": missing}
+    return dist, counts
 
 
-def _attach_ablation(features: dict[int, dict], task: str, rows: list[dict], revisions: list[str]) -> None:
-    """Per feature, the exact-ablation columns of ``ablation.csv`` (one row per feature and checkpoint) as [M] lists."""
-    fields = list(rows[0].keys())
-    fcol, ccol = column(fields, "feature"), column(fields, "checkpoint", "revision")
-    if fcol is None or ccol is None:
-        return
-    metrics = [c for c in fields if c not in (fcol, ccol)]
-    for r in rows:
-        i, rev = number(r.get(fcol)), r.get(ccol)
-        if not isinstance(i, int) or rev not in revisions or i not in features or task not in features[i]["tasks"]:
-            continue
-        abl = features[i]["tasks"][task].setdefault("ablation", {})
-        for c in metrics:
-            abl.setdefault(c, [None] * len(revisions))[revisions.index(rev)] = _json_float(number(r.get(c)))
+# ---------------------------------------------------------------------------------------
+# the whole run
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Collected:
+    """What :func:`collect` read: the report's ``revisions``, the ``overview`` panels, the
+    attributed ``tasks``, every feature of the tables (``features``: id -> entry) and what is ``missing``."""
+
+    revisions: list[str]
+    evaluation: Evaluation | None
+    overview: dict
+    tasks: list[str]
+    features: dict[int, dict]
+    missing: list[str] = field(default_factory=list)
 
 
-def _cell(value: Any) -> Any:
-    n = number(value)
-    return n if n is not None else value
+def _summaries(run: RunDir) -> dict[str, AttributionSummary]:
+    return {t: read_model(AttributionSummary, run.attribution(t) / ATTRIBUTION_SUMMARY) for t in run.attribution_tasks()}
+
+
+def report_revisions(revisions: list[str] | None, evaluation: Evaluation | None,
+                     summaries: dict[str, AttributionSummary]) -> list[str]:
+    """The crosscoder's revisions: as given (the crosscoder was opened), else as the stages that used it recorded them."""
+    if revisions is not None:
+        return list(revisions)
+    if evaluation is not None:
+        return [c.revision for c in evaluation.checkpoints]
+    return list(next(iter(summaries.values())).revisions) if summaries else []
+
+
+def _evaluation(run: RunDir, evaluation: Evaluation | None, revisions: list[str], overview: dict,
+                missing: list[str]) -> dict[int, dict]:
+    """``evaluation.json`` into ``overview`` and ``evaluation/features.csv`` as features."""
+    if evaluation is None:
+        missing.append(f"{run.evaluation_file.name} (run `crosstime evaluate`)")
+    else:
+        covered = [c.revision for c in evaluation.checkpoints]
+        if covered != revisions:
+            raise ArtifactError(f"{run.evaluation_file} evaluates checkpoints {covered}, but the run's crosscoder has "
+                                f"{revisions}: it was computed for another crosscoder; re-run `crosstime evaluate`")
+        overview["evaluation"] = evaluation_table(evaluation)
+    if not (run.evaluation / EVALUATION_FEATURES.file).is_file():
+        missing.append(f"evaluation/{EVALUATION_FEATURES.file}: no RelDec classes or onsets")
+        return {}
+    overview["figures"] += _figures(run.evaluation, "evaluation")
+    return evaluation_features(run, revisions)
+
+
+def collect(run: RunDir, revisions: list[str] | None = None) -> Collected:
+    """Everything but the feature evidence (see the module docstring).
+
+    ``revisions``: the crosscoder's, when the caller opened it; ``None`` takes them from the stages' records.
+    """
+    evaluation = read_model(Evaluation, run.evaluation_file) if run.evaluation_file.is_file() else None
+    summaries = _summaries(run)
+    revisions = report_revisions(revisions, evaluation, summaries)
+    overview, missing = scan_overview(run)
+    features = _evaluation(run, evaluation, revisions, overview, missing)
+    tasks = sorted(summaries)
+    if not tasks:
+        missing.append(f"attribution/TASK/{ATTRIBUTION_FEATURES.file} (run `crosstime attribute`): no IE or RelIE")
+    overview["ablation"], overview["attribution"] = {}, {}
+    for task in tasks:
+        info = read_attribution(run, task, revisions, features)
+        if "ablation" in info:
+            overview["ablation"][task] = info.pop("ablation")
+        overview["attribution"][task] = info
+        overview["figures"] += _figures(run.attribution(task), f"attribution/{task}")
+    overview["distributions"], overview["class_counts"] = _distributions(features, tasks, len(revisions))
+    return Collected(revisions, evaluation, overview, tasks, features, missing)
 
 
 # ---------------------------------------------------------------------------------------
@@ -513,41 +415,29 @@ def _asset(name: str) -> str:
 
 def _script_json(data: dict) -> str:
     """JSON safe inside ``<script type="application/json">`` (no ``</``, no U+2028/9 surprises)."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default)
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return text.replace("</", "<\\/").replace("<!--", "<\\u0021--").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return _json_float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
-
-
-def _clean(obj: Any) -> Any:
+def clean(obj: Any) -> Any:
     """Replace NaN/inf by None everywhere (JSON has no NaN)."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {k: clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [clean(v) for v in obj]
     return obj
 
 
 def render(data: dict, path: str | Path) -> Path:
     """Write the self-contained dashboard for ``data`` to ``path`` (atomically)."""
-    import html
-
     page = _asset("dashboard.html")
     title = html.escape(data.get("title") or "crosstime report")
     body = (page.replace("__TITLE__", title)
                 .replace("__CSS__", _asset("dashboard.css"))
                 .replace("__JS__", _asset("dashboard.js"))
-                .replace("__DATA__", _script_json(_clean(data))))
+                .replace("__DATA__", _script_json(clean(data))))
     return write_text(path, body)
 
 
@@ -555,5 +445,5 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-__all__ = ["collect", "render", "checkpoints", "read_feature_table", "rank_features", "evaluation_table",
-           "series_columns", "share_histograms", "class_counts", "now"]
+__all__ = ["Collected", "class_counts", "clean", "collect", "evaluation_table", "now", "rank_features", "render",
+           "report_revisions", "share_histograms"]

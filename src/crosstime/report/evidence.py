@@ -6,10 +6,14 @@ activation store (exact random access, no re-harvesting):
 - **views.** A crosscoder's activation ``f_i = σ(Σ_m x_m W_enc[m] + b_enc)_i`` is *one*
   number per token, read jointly from every checkpoint. To see a feature over training
   time we also encode each checkpoint *alone* (the other checkpoints' activations set to
-  zero, so their terms of the sum vanish): ``f_i^(m) = encode(x · 1[k = m])_i``. View 0
-  (``"all"``) is the joint activation; view ``m + 1`` is checkpoint ``m`` alone. Both go
-  through ``Crosscoder.encode`` in eval mode, so a JumpReLU or BatchTopK threshold the
-  model carries is applied (the reference dashboard used a bare ReLU).
+  zero, so their terms of the sum vanish): ``f_i^(m) = σ(x_m W_enc[m] + b_enc)_i``
+  (``Crosscoder.pre_acts_alone`` + ``activate``). View 0 (``"all"``) is the joint
+  activation; view ``m + 1`` is checkpoint ``m`` alone. Both run on a copy of the model in
+  eval mode, so a JumpReLU or BatchTopK threshold the model carries is applied (the
+  reference dashboard used a bare ReLU). The copy is ``Crosscoder.folded()``: it reads the
+  raw store rows and its ``W_dec`` is the raw-space decoder direction.
+- **checkpoints.** Those of the crosscoder (``model.revisions``), which may be a subset of
+  the store's; only their store rows are read.
 - **top contexts** per view: the ``n_top`` contexts with the largest activation (one
   entry per context: its maximum position), kept as a running top-k while streaming over
   the store in row order, memory ``O(views × features × n_top)``;
@@ -17,12 +21,13 @@ activation store (exact random access, no re-harvesting):
   ``[0, R)``; ``R`` doubles, merging bin pairs, whenever a larger value arrives, so the
   counts are exact for the final bins), the firing density, and a uniform **sample** of
   the non-zero activations (random keys, the smallest kept) from which examples at evenly
-  spaced **quantiles** are drawn;
+  spaced **quantiles** are drawn (the keys are drawn in row order, so the sample does not
+  depend on how the rows are batched);
 - a **window** of tokens around each example's position with the feature's activation at
   every token of the window (re-read from the store by ``(context, position)``);
 - the **logit lens** per checkpoint: the decoder direction ``W_dec[i, m]`` (raw activation
-  space) through checkpoint ``m``'s final norm and unembedding. The final norm is not
-  linear, so by default (``"mean_activation"``) the direction is added, at the feature's
+  space: the folded model's) through checkpoint ``m``'s final norm and unembedding. The
+  final norm is not linear, so by default (``"mean_activation"``) the direction is added, at the feature's
   typical strength ``a`` (mean of its top activations), to the mean site activation
   ``x̄_m`` of that checkpoint and the logit *difference*
   ``U(norm(x̄_m + a·W_dec[i, m])) − U(norm(x̄_m))`` is ranked; ``"norm_weight"`` instead
@@ -42,15 +47,26 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from tqdm.auto import tqdm
+
+from crosstime.crosscoder import Crosscoder
+from crosstime.errors import CrosstimeError
+from crosstime.store import ActivationStore
 
 ALL = "all"  # name of the joint view
 
 
+class EvidenceError(CrosstimeError):
+    """Evidence that cannot be gathered as asked (feature ids out of range, an empty split)."""
+
+
 class EvidenceConfig(BaseModel):
-    """How much evidence to gather per feature."""
+    """What evidence to gather per feature (every setting changes the report; how it runs —
+    device, batch size — is the caller's: :class:`crosstime.report.ReportConfig`)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     n_top: int = Field(10, ge=1, description="top activating contexts kept per feature and view")
     window_before: int = Field(12, ge=0, description="tokens shown before an example's position")
@@ -60,12 +76,13 @@ class EvidenceConfig(BaseModel):
     n_bins: int = Field(32, ge=2, description="histogram bins (a power of two)")
     split: Literal["train", "heldout", "all"] = Field("heldout", description="store split streamed over")
     max_contexts: int | None = Field(4000, ge=1, description="stream at most this many contexts (None: the whole split)")
-    batch_rows: int = Field(2048, ge=1, description="token rows encoded at once (memory: batch_rows × F floats per encode)")
     per_checkpoint: bool = Field(True, description="also gather each checkpoint-alone view (M more encodes per batch)")
-    logit_lens: Literal["mean_activation", "norm_weight", "none"] = "mean_activation"
+    logit_lens: Literal["mean_activation", "norm_weight", "none"] = Field(
+        "mean_activation", description="decoder directions through each checkpoint's final norm and unembedding: "
+                                       "added to the mean activation, through the norm's weight only, or none "
+                                       "(then the series' checkpoints are not loaded)")
     n_logit_tokens: int = Field(10, ge=1, description="promoted and suppressed tokens listed per checkpoint")
-    seed: int = 0
-    device: str = "cpu"
+    seed: int = Field(0, description="seed of the uniform activation sample")
 
 
 # ---------------------------------------------------------------------------------------
@@ -120,7 +137,7 @@ class DoublingHistogram:
             if self.upper[s] == 0:
                 self.upper[s] = target
                 continue
-            factor = int(round(target / float(self.upper[s])))
+            factor = round(target / float(self.upper[s]))
             if factor >= self.n_bins:
                 merged = torch.zeros(self.n_bins, dtype=torch.long)
                 merged[0] = self.counts[s].sum()
@@ -167,84 +184,31 @@ class StreamResult:
 # ---------------------------------------------------------------------------------------
 # reading the store in crosscoder space
 # ---------------------------------------------------------------------------------------
-def input_scales(crosscoder, store, revisions: Sequence[str]) -> torch.Tensor:
-    """Per-checkpoint factors ``[M]`` turning raw store rows into the crosscoder's input.
+@torch.no_grad()
+def encode_view(model: Crosscoder, x: torch.Tensor, view: int) -> torch.Tensor:
+    """Features ``[n, F]`` (float32, CPU) of raw store rows ``x [n, M, d]`` in one view.
 
-    A crosscoder with normalisation folded into its weights reads raw activations (factor
-    1); an unfolded one reads ``s_m · x_m`` with the scales it was trained with (its
-    recorded ``scales``; the store's where it records none).
+    ``model`` reads raw rows (``Crosscoder.folded()``), in eval mode. View 0: the joint
+    ``encode(x)``; view ``m + 1``: checkpoint ``m`` alone, ``activate(pre_acts_alone(x_m, m))``,
+    which equals ``encode`` of ``x`` with the other checkpoints zeroed at 1/M of the GEMM cost.
     """
-    if is_folded(crosscoder):
-        return torch.ones(len(revisions))
-    recorded = getattr(crosscoder, "scales", None)
-    if isinstance(recorded, (list, tuple)) and len(recorded) == len(revisions):
-        return torch.tensor([float(s) for s in recorded])
-    return torch.tensor([float(store.scales[r]) for r in revisions])
+    x = x.to(model.W_enc.device)
+    if view == 0:
+        return model.encode(x).float().cpu()
+    m = view - 1
+    return model.activate(model.pre_acts_alone(x[:, m], m)).float().cpu()
 
 
-def is_folded(crosscoder) -> bool:
-    """Whether the normalisation scales are folded into the weights (``Crosscoder.is_folded``;
-    a ``folded`` flag on the model or its config for other implementations)."""
-    for owner in (crosscoder, getattr(crosscoder, "config", None), getattr(crosscoder, "cfg", None)):
-        if owner is None:
-            continue
-        for name in ("folded", "scales_folded", "is_folded"):
-            value = getattr(owner, name, None)
-            if value is not None and not callable(value):
-                return bool(value)
-            if isinstance(owner, dict) and name in owner:
-                return bool(owner[name])
-    return False
+def read_rows(store: ActivationStore, revisions: Sequence[str], start: int, n: int) -> torch.Tensor:
+    """Raw store rows ``[n, M, d]`` of ``revisions`` for ``n`` consecutive global rows."""
+    return torch.stack([store.read_block(r, start, n) for r in revisions], dim=1)
 
 
-def decoder_directions(crosscoder, store, revisions: Sequence[str], features: Sequence[int]) -> torch.Tensor:
-    """Raw-space decoder directions ``[K, M, d]`` of ``features`` (``W_dec[i, m] / s_m`` if unfolded)."""
-    W = crosscoder.W_dec.detach()[list(features)].float().cpu()
-    scales = input_scales(crosscoder, store, revisions)
-    return W / scales[None, :, None]
-
-
-class Encoder:
-    """The crosscoder's encode in each view, on ``config.device``, without gradients.
-
-    ``view(x [n, M, d], v) -> f [n, F]``: ``v = 0`` the joint ``encode(x)``; ``v = m + 1``
-    checkpoint ``m`` alone, i.e. ``encode`` of ``x`` with the other checkpoints zeroed. For a
-    ``crosstime.crosscoder.Crosscoder`` that is computed as ``activate(x_m W_enc[m] + b_enc)``
-    — the same pre-activation (the zeroed terms vanish) at 1/M of the GEMM cost — and
-    through the model's own ``activate``, so thresholds apply exactly as in ``encode``.
-    """
-
-    def __init__(self, crosscoder, device: str = "cpu"):
-        self.model = crosscoder
-        self.device = device
-        self.fast = callable(getattr(crosscoder, "activate", None)) and hasattr(crosscoder, "W_enc") \
-            and hasattr(crosscoder, "b_enc")
-
-    @torch.no_grad()
-    def view(self, x: torch.Tensor, v: int) -> torch.Tensor:
-        x = x.to(self.device)
-        if v == 0:
-            return self.model.encode(x).float().cpu()
-        m = v - 1
-        if self.fast:
-            W, b = self.model.W_enc[m], self.model.b_enc
-            return self.model.activate(torch.addmm(b.to(x.dtype), x[:, m], W.to(x.dtype))).float().cpu()
-        alone = torch.zeros_like(x)
-        alone[:, m] = x[:, m]
-        return self.model.encode(alone).float().cpu()
-
-
-def _read(store, revisions, rows_start: int, n: int, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x_in [n, M, d], x_raw [n, M, d])`` for ``n`` consecutive global rows."""
-    raw = torch.stack([store.read_block(r, rows_start, n) for r in revisions], dim=1)
-    return raw * scales[None, :, None], raw
-
-
-def view_activations(encoder: Encoder, x: torch.Tensor, features: Sequence[int], per_checkpoint: bool,
+def view_activations(model: Crosscoder, x: torch.Tensor, features: Sequence[int], per_checkpoint: bool,
                      chunk_rows: int = 2048, views: Sequence[int] | None = None) -> torch.Tensor:
-    """Activations ``[V, n, K]`` of ``features`` for ``x [n, M, d]``: view 0 joint, view m+1
-    checkpoint m alone (``views`` picks some; default all, or only view 0 without
-    ``per_checkpoint``). Encodes ``chunk_rows`` rows at a time and keeps only the K columns."""
+    """Activations ``[V, n, K]`` of ``features`` for raw rows ``x [n, M, d]`` (see :func:`encode_view`):
+    ``views`` picks some; default all, or only view 0 without ``per_checkpoint``. Encodes
+    ``chunk_rows`` rows at a time and keeps only the K columns."""
     idx = torch.as_tensor(list(features), dtype=torch.long)
     M = x.shape[1]
     views = list(views) if views is not None else ([0] + list(range(1, M + 1)) if per_checkpoint else [0])
@@ -252,11 +216,11 @@ def view_activations(encoder: Encoder, x: torch.Tensor, features: Sequence[int],
     for s0 in range(0, x.shape[0], chunk_rows):
         xc = x[s0 : s0 + chunk_rows]
         for j, view in enumerate(views):
-            out[j, s0 : s0 + len(xc)] = encoder.view(xc, view)[:, idx]
+            out[j, s0 : s0 + len(xc)] = encode_view(model, xc, view)[:, idx]
     return out
 
 
-def split_contexts(store, split: str, max_contexts: int | None) -> tuple[int, int]:
+def split_contexts(store: ActivationStore, split: str, max_contexts: int | None) -> tuple[int, int]:
     if split == "all":
         lo, hi = 0, len(store.tokens)
     else:
@@ -264,55 +228,69 @@ def split_contexts(store, split: str, max_contexts: int | None) -> tuple[int, in
     if max_contexts is not None:
         hi = min(hi, lo + max_contexts)
     if hi <= lo:
-        raise ValueError(f"the store's {split!r} split has no contexts; choose another --split")
+        raise EvidenceError(f"the store's {split!r} split has no contexts; choose another --split")
     return lo, hi
 
 
-def stream(store, crosscoder, features: Sequence[int], config: EvidenceConfig, progress: bool = True) -> StreamResult:
-    """One pass over the store in row order: top contexts, histograms, samples (see module doc)."""
-    revisions = list(store.revisions)
+class _Accumulators:
+    """The running statistics of :func:`stream` over ``slots = V × K`` (view, feature) pairs."""
+
+    def __init__(self, slots: int, config: EvidenceConfig, M: int, d: int):
+        self.top = RunningTopK(slots, config.n_top, 2)  # payload: context, position
+        self.sample = RunningTopK(slots, config.sample_size, 3)  # payload: context, position, activation
+        self.hist = DoublingHistogram(slots, config.n_bins)
+        self.nonzero = torch.zeros(slots, dtype=torch.long)
+        self.mean_sum = torch.zeros(M, d, dtype=torch.float64)
+        self.gen = torch.Generator().manual_seed(config.seed)
+
+    def update(self, acts: torch.Tensor, c0: int, first: int) -> None:
+        """``acts [slots, n_ctx, P]``: the batch's activations, contexts from ``c0``."""
+        slots, _, P = acts.shape
+        best, arg = acts.max(dim=2)  # top contexts: one entry per context, at its maximum position
+        self.top.update(torch.where(best > 0, best, torch.full_like(best, -math.inf)),
+                        lambda i: torch.stack([c0 + i, torch.gather(arg, 1, i) + first], dim=-1))
+        flat = acts.reshape(slots, -1)  # histogram, density and uniform sample over rows
+        self.hist.update(flat)
+        self.nonzero += (flat > 0).sum(1)
+        # keys drawn row by row ([rows, slots]), so a row's keys do not depend on the batching
+        keys = torch.rand((flat.shape[1], slots), generator=self.gen, dtype=torch.float64).T
+        keys = torch.where(flat > 0, -keys, torch.full_like(keys, -math.inf))  # keep the smallest keys
+        self.sample.update(keys, lambda i: torch.stack(
+            [(c0 + i // P).double(), (first + i % P).double(), torch.gather(flat, 1, i).double()], dim=-1))
+
+
+def stream(store: ActivationStore, model: Crosscoder, features: Sequence[int], config: EvidenceConfig,
+           batch_rows: int = 2048, progress: bool = True) -> StreamResult:
+    """One pass over the store in row order: top contexts, histograms, samples (see module doc).
+
+    ``model`` reads raw rows (``Crosscoder.folded()``, eval mode); only the rows of its
+    revisions are read. ``batch_rows`` (whole contexts per batch, at least one) changes how
+    much is encoded at once, not the result.
+    """
+    revisions = list(model.revisions)
     M = len(revisions)
     views = [ALL] + (revisions if config.per_checkpoint else [])
     V, K = len(views), len(features)
-    encode = Encoder(crosscoder, config.device)
-    scales = input_scales(crosscoder, store, revisions)
     lo, hi = split_contexts(store, config.split, config.max_contexts)
     P, first = store.rows_per_context, store.first_position
-    top = RunningTopK(V * K, config.n_top, 2)
-    sample = RunningTopK(V * K, config.sample_size, 3)  # payload: context, position, activation
-    hist = DoublingHistogram(V * K, config.n_bins)
-    nonzero = torch.zeros(V * K, dtype=torch.long)
-    mean_sum = torch.zeros(M, store.d_model, dtype=torch.float64)
-    gen = torch.Generator().manual_seed(config.seed)
-    step = max(1, config.batch_rows // P)  # whole contexts per batch
-    bar = tqdm(range(lo, hi, step), desc="feature evidence", unit="batch", disable=not progress)
-    for c0 in bar:
-        c1 = min(hi, c0 + step)
-        n_ctx = c1 - c0
-        x, raw = _read(store, revisions, c0 * P, n_ctx * P, scales)
-        mean_sum += raw.double().sum(0)
-        acts = view_activations(encode, x, features, config.per_checkpoint, config.batch_rows)  # [V, n_ctx*P, K]
-        acts = acts.view(V, n_ctx, P, K).permute(0, 3, 1, 2).reshape(V * K, n_ctx, P)
-        # top contexts: one entry per context, at its maximum position
-        best, arg = acts.max(dim=2)  # [VK, n_ctx]
-        top.update(torch.where(best > 0, best, torch.full_like(best, -math.inf)),
-                   lambda i, arg=arg, c0=c0: torch.stack([c0 + i, torch.gather(arg, 1, i) + first], dim=-1))
-        # histogram, density and uniform sample over rows
-        flat = acts.reshape(V * K, -1)
-        hist.update(flat)
-        nonzero += (flat > 0).sum(1)
-        keys = torch.rand(flat.shape, generator=gen, dtype=torch.float64)
-        keys = torch.where(flat > 0, -keys, torch.full_like(keys, -math.inf))  # keep the smallest keys
-        sample.update(keys, lambda i, flat=flat, c0=c0: torch.stack(
-            [(c0 + i // P).double(), (first + i % P).double(), torch.gather(flat, 1, i).double()], dim=-1))
+    acc = _Accumulators(V * K, config, M, store.d_model)
+    step = max(1, batch_rows // P)  # whole contexts per batch
+    for c0 in tqdm(range(lo, hi, step), desc="feature evidence", unit="batch", disable=not progress):
+        n_ctx = min(hi, c0 + step) - c0
+        raw = read_rows(store, revisions, c0 * P, n_ctx * P)
+        acc.mean_sum += raw.double().sum(0)
+        acts = view_activations(model, raw, features, config.per_checkpoint, batch_rows)  # [V, n_ctx*P, K]
+        acc.update(acts.view(V, n_ctx, P, K).permute(0, 3, 1, 2).reshape(V * K, n_ctx, P), c0, first)
     n_rows = (hi - lo) * P
+    sample = acc.sample
     return StreamResult(
         features=list(features), views=views,
-        top_values=top.values.view(V, K, -1), top_where=top.payload.long().view(V, K, -1, 2),
-        sample_values=torch.where(sample.values > -math.inf, sample.payload[..., 2], torch.full_like(sample.values, -math.inf)).view(V, K, -1),
+        top_values=acc.top.values.view(V, K, -1), top_where=acc.top.payload.long().view(V, K, -1, 2),
+        sample_values=torch.where(sample.values > -math.inf, sample.payload[..., 2],
+                                  torch.full_like(sample.values, -math.inf)).view(V, K, -1),
         sample_where=sample.payload[..., :2].long().view(V, K, -1, 2),
-        histogram=hist, nonzero=nonzero.view(V, K), n_rows=n_rows, n_contexts=hi - lo,
-        mean_activation=(mean_sum / max(n_rows, 1)).float(), contexts=(lo, hi),
+        histogram=acc.hist, nonzero=acc.nonzero.view(V, K), n_rows=n_rows, n_contexts=hi - lo,
+        mean_activation=(acc.mean_sum / max(n_rows, 1)).float(), contexts=(lo, hi),
     )
 
 
@@ -330,19 +308,17 @@ class Example:
     value: float
 
 
-def windows(store, crosscoder, examples: Sequence[Example], config: EvidenceConfig) -> list[dict]:
+def windows(store: ActivationStore, model: Crosscoder, examples: Sequence[Example], config: EvidenceConfig,
+            batch_rows: int = 2048) -> list[dict]:
     """Token window around each example with the feature's activation (in the example's view) per token.
 
-    Returns one dict per example: ``context, position, value, start`` (first window position),
-    ``tokens`` (ids) and ``acts`` (one float per token; ``None`` at positions the store
-    excludes, e.g. position 0). Each needed context is read once per checkpoint as one
-    contiguous block (random access by context); only the window rows are encoded, in the
-    example's view.
+    ``model`` reads raw rows (``Crosscoder.folded()``, eval mode). Returns one dict per
+    example: ``context, position, value, start`` (first window position), ``tokens`` (ids)
+    and ``acts`` (one float per token; ``None`` at positions the store excludes, e.g.
+    position 0). Each needed context is read once per checkpoint as one contiguous block
+    (random access by context); only the window rows are encoded, in the example's view.
     """
-    revisions = list(store.revisions)
-    scales = input_scales(crosscoder, store, revisions)
-    encode = Encoder(crosscoder, config.device)
-    T, first, P = store.context_len, store.first_position, store.rows_per_context
+    T, P = store.context_len, store.rows_per_context
     out: list[dict] = []
     by_context: dict[int, list[int]] = {}
     for e_idx, ex in enumerate(examples):
@@ -351,44 +327,48 @@ def windows(store, crosscoder, examples: Sequence[Example], config: EvidenceConf
                     "tokens": [int(t) for t in store.tokens[ex.context, a:b]], "acts": [None] * (b - a)})
         by_context.setdefault(ex.context, []).append(e_idx)
     contexts = sorted(by_context)
-    step = max(1, config.batch_rows // P)
+    step = max(1, batch_rows // P)
     for s0 in range(0, len(contexts), step):
         part = contexts[s0 : s0 + step]
-        raw = torch.stack([torch.cat([store.read_block(r, c * P, P) for c in part]) for r in revisions], dim=1)
-        x = (raw * scales[None, :, None]).view(len(part), P, len(revisions), -1)
+        raw = torch.stack([torch.cat([store.read_block(r, c * P, P) for c in part]) for r in model.revisions], dim=1)
+        x = raw.view(len(part), P, len(model.revisions), -1)  # [contexts, P, M, d]
         jobs: dict[int, list[tuple[int, int]]] = {}  # view -> [(index in part, example)]
         for j, c in enumerate(part):
             for e_idx in by_context[c]:
                 jobs.setdefault(examples[e_idx].view, []).append((j, e_idx))
         for view, items in jobs.items():
-            # encode only the rows inside the windows (position ≥ first), all windows of this view at once
-            spans = []
-            for j, e_idx in items:
-                win = out[e_idx]
-                lo_pos = max(win["start"], first)
-                hi_pos = win["start"] + len(win["acts"])
-                spans.append((j, e_idx, lo_pos, hi_pos))
-            xs = [x[j, lo_pos - first : hi_pos - first] for j, _, lo_pos, hi_pos in spans if hi_pos > lo_pos]
-            if not xs:
-                continue
-            feats = sorted({examples[e].feature for _, e in items})
-            f = view_activations(encode, torch.cat(xs), feats, True, config.batch_rows, views=[view])[0].tolist()
-            at = 0
-            for j, e_idx, lo_pos, hi_pos in spans:
-                if hi_pos <= lo_pos:
-                    continue
-                col, win = feats.index(examples[e_idx].feature), out[e_idx]
-                for pos in range(lo_pos, hi_pos):
-                    win["acts"][pos - win["start"]] = _r(f[at + pos - lo_pos][col])
-                at += hi_pos - lo_pos
+            _fill_windows(model, x, view, items, examples, out, store.first_position, batch_rows)
     return out
+
+
+def _fill_windows(model: Crosscoder, x: torch.Tensor, view: int, items: list[tuple[int, int]],
+                  examples: Sequence[Example], out: list[dict], first: int, batch_rows: int) -> None:
+    """Encode the rows inside the windows of ``items`` (``(context index in x, example)``, all
+    in ``view``) at once and write each window's ``acts``; ``x [contexts, P, M, d]``."""
+    spans = []
+    for j, e_idx in items:  # only stored positions (≥ first) are encoded
+        win = out[e_idx]
+        lo_pos, hi_pos = max(win["start"], first), win["start"] + len(win["acts"])
+        if hi_pos > lo_pos:
+            spans.append((j, e_idx, lo_pos, hi_pos))
+    if not spans:
+        return
+    rows = torch.cat([x[j, lo_pos - first : hi_pos - first] for j, _, lo_pos, hi_pos in spans])
+    feats = sorted({examples[e].feature for _, e in items})
+    f = view_activations(model, rows, feats, True, batch_rows, views=[view])[0].tolist()
+    at = 0
+    for _, e_idx, lo_pos, hi_pos in spans:
+        col, win = feats.index(examples[e_idx].feature), out[e_idx]
+        for pos in range(lo_pos, hi_pos):
+            win["acts"][pos - win["start"]] = _r(f[at + pos - lo_pos][col])
+        at += hi_pos - lo_pos
 
 
 def _r(v: float, digits: int = 4) -> float:
     """Round to ``digits`` significant digits (keeps the embedded JSON small)."""
     if v == 0 or not math.isfinite(v):
         return 0.0 if not math.isfinite(v) else v
-    return round(v, -int(math.floor(math.log10(abs(v)))) + digits - 1)
+    return round(v, -math.floor(math.log10(abs(v))) + digits - 1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -444,64 +424,43 @@ def top_tokens(logits: torch.Tensor, n: int) -> tuple[list[list[list]], list[lis
 HeadLoader = Callable[[str], "tuple[nn.Module, nn.Module]"]
 
 
-def feature_evidence(
-    store,
-    crosscoder,
-    features: Sequence[int],
-    config: EvidenceConfig | None = None,
-    heads: HeadLoader | None = None,
-    progress: bool = True,
-) -> dict:
-    """Evidence for ``features`` as JSON-ready data (see the module docstring).
-
-    ``heads(revision) -> (final_norm, unembedding)`` provides each checkpoint's head for
-    the logit lens (skipped when ``None`` or ``config.logit_lens == "none"``).
-
-    Returns ``{"views": [...], "n_rows", "n_contexts", "contexts", "config", "token_ids": [...],
-    "features": {str(i): {"density": {view: share}, "histogram": {view: {"upper", "counts"}},
-    "top": {view: [window, ...]}, "quantiles": [window + "quantile", ...],
-    "logit_lens": {revision: {"promoted": [[id, Δlogit], ...], "suppressed": [...]}}}}}``.
-    """
-    config = config or EvidenceConfig()
-    if hasattr(crosscoder, "eval"):
-        crosscoder.eval()  # inference behaviour: BatchTopK uses its threshold, not the batch's top-k
-    if hasattr(crosscoder, "to"):
-        crosscoder.to(config.device)
-    features = [int(i) for i in features]
-    n_features = int(crosscoder.W_dec.shape[0])
-    bad = [i for i in features if not 0 <= i < n_features]
-    if bad:
-        raise ValueError(f"feature ids {bad[:5]} are out of range: the crosscoder has {n_features} features (0..{n_features - 1})")
-    if not features:
-        return {"views": [], "features": {}, "token_ids": [], "n_rows": 0, "n_contexts": 0, "config": config.model_dump()}
-    result = stream(store, crosscoder, features, config, progress=progress)
-    V, K = len(result.views), len(features)
+def _examples(result: StreamResult, config: EvidenceConfig) -> tuple[list[Example], list[tuple[int, str, str, float | None]]]:
+    """The examples to show: every top context per view, and quantile picks of the joint view's
+    sample; with each its slot ``(feature index k, "top" | "quantile", view, quantile)``."""
+    features = result.features
     examples: list[Example] = []
-    slots: list[tuple[int, str, str, float | None]] = []  # (k, kind, view, quantile)
-    for v in range(V):
-        for k in range(K):
+    slots: list[tuple[int, str, str, float | None]] = []
+    for v, view in enumerate(result.views):
+        for k, i in enumerate(features):
             for val, (c, p) in zip(result.top_values[v, k].tolist(), result.top_where[v, k].tolist()):
                 if val > 0:
-                    examples.append(Example(v, features[k], c, p, val))
-                    slots.append((k, "top", result.views[v], None))
-    for k in range(K):
+                    examples.append(Example(v, i, c, p, val))
+                    slots.append((k, "top", view, None))
+    for k, i in enumerate(features):
         vals = result.sample_values[0, k]
         keep = torch.nonzero(vals > 0).flatten()
-        if len(keep) and config.n_quantiles:
-            order = keep[torch.argsort(vals[keep], stable=True)]
-            picked: list[int] = []
-            for j in range(config.n_quantiles):
-                q = (j + 0.5) / config.n_quantiles
-                idx = int(order[min(len(order) - 1, int(q * len(order)))])
-                if idx not in picked:
-                    picked.append(idx)
-                    c, p = result.sample_where[0, k, idx].tolist()
-                    examples.append(Example(0, features[k], c, p, float(vals[idx])))
-                    slots.append((k, "quantile", ALL, q))
-    shown = windows(store, crosscoder, examples, config)
+        if not len(keep) or not config.n_quantiles:
+            continue
+        order = keep[torch.argsort(vals[keep], stable=True)]
+        picked: list[int] = []
+        for j in range(config.n_quantiles):
+            q = (j + 0.5) / config.n_quantiles
+            idx = int(order[min(len(order) - 1, int(q * len(order)))])
+            if idx not in picked:
+                picked.append(idx)
+                c, p = result.sample_where[0, k, idx].tolist()
+                examples.append(Example(0, i, c, p, float(vals[idx])))
+                slots.append((k, "quantile", ALL, q))
+    return examples, slots
+
+
+def _per_feature(result: StreamResult, slots: list, shown: list[dict]) -> dict[str, dict]:
+    """``{str(i): {"density", "histogram", "top", "quantiles", "logit_lens": {}}}`` from the stream and the windows."""
+    K = len(result.features)
     per_feature: dict[str, dict] = {}
-    for k, i in enumerate(features):
-        entry = {"density": {}, "histogram": {}, "top": {view: [] for view in result.views}, "quantiles": [], "logit_lens": {}}
+    for k, i in enumerate(result.features):
+        entry = {"density": {}, "histogram": {}, "top": {view: [] for view in result.views}, "quantiles": [],
+                 "logit_lens": {}}
         for v, view in enumerate(result.views):
             s = v * K + k
             entry["density"][view] = _r(float(result.nonzero[v, k]) / max(result.n_rows, 1))
@@ -511,33 +470,77 @@ def feature_evidence(
                                         "counts": counts[: last + 1]}
         per_feature[str(i)] = entry
     for (k, kind, view, q), win in zip(slots, shown):
-        entry = per_feature[str(features[k])]
+        entry = per_feature[str(result.features[k])]
         if kind == "top":
             entry["top"][view].append(win)
         else:
             entry["quantiles"].append({**win, "quantile": round(q, 4)})
+    return per_feature
+
+
+def _add_logit_lens(per_feature: dict[str, dict], model: Crosscoder, result: StreamResult, config: EvidenceConfig,
+                    heads: HeadLoader) -> set[int]:
+    """Promoted/suppressed tokens per feature and checkpoint into ``per_feature``; returns their ids.
+
+    ``model`` is raw-space (folded): ``W_dec[i, m]`` is the direction in checkpoint m's site."""
+    features = result.features
+    dirs = model.W_dec.detach()[features].float().cpu()  # [K, M, d]
+    top = result.top_values[0].clone()
+    top[~torch.isfinite(top)] = float("nan")
+    strength = torch.nan_to_num(torch.nanmean(top, dim=1), nan=1.0).float()  # typical joint activation [K]
+    token_ids: set[int] = set()
+    for m, rev in enumerate(model.revisions):
+        norm, unembed = heads(rev)
+        logits = logit_lens(norm, unembed, dirs[:, m], result.mean_activation[m], strength, config.logit_lens)
+        promoted, suppressed = top_tokens(logits, config.n_logit_tokens)
+        for k, i in enumerate(features):
+            per_feature[str(i)]["logit_lens"][rev] = {"promoted": promoted[k], "suppressed": suppressed[k]}
+            token_ids.update(t for t, _ in promoted[k] + suppressed[k])
+    return token_ids
+
+
+def feature_evidence(
+    store: ActivationStore,
+    model: Crosscoder,
+    features: Sequence[int],
+    config: EvidenceConfig | None = None,
+    device: str | torch.device = "cpu",
+    batch_rows: int = 2048,
+    heads: HeadLoader | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evidence for ``features`` as JSON-ready data (see the module docstring).
+
+    ``model``: the crosscoder as :func:`crosstime.crosscoder.load_for_store` opens it
+    (normalised space); its raw-space copy (``model.folded()``, eval mode, on ``device``)
+    does the work, so the caller's model is not changed. ``batch_rows``: rows encoded at once
+    (memory: batch_rows × F floats per encode; the result does not depend on it unless the
+    model's features depend on the batch, ``model.inference_depends_on_batch``).
+    ``heads(revision) -> (final_norm, unembedding)`` provides each checkpoint's head for the
+    logit lens (skipped when ``None`` or ``config.logit_lens == "none"``).
+
+    Returns ``{"views": [...], "n_rows", "n_contexts", "contexts", "config", "logit_lens_method",
+    "token_ids": [...], "features": {str(i): {"density": {view: share}, "histogram": {view: {"upper",
+    "n_bins", "counts"}}, "top": {view: [window, ...]}, "quantiles": [window + "quantile", ...],
+    "logit_lens": {revision: {"promoted": [[id, Δlogit], ...], "suppressed": [...]}}}}}``.
+    """
+    config = config or EvidenceConfig()
+    features = [int(i) for i in features]
+    bad = [i for i in features if not 0 <= i < model.n_features]
+    if bad:
+        raise EvidenceError(f"feature ids {bad[:5]} are out of range: the crosscoder has {model.n_features} features "
+                            f"(0..{model.n_features - 1})")
+    lens = config.logit_lens if heads is not None else "none"
+    meta = {"config": config.model_dump(mode="json"), "logit_lens_method": lens}
+    if not features:
+        return {"views": [], "features": {}, "token_ids": [], "n_rows": 0, "n_contexts": 0, "contexts": [0, 0], **meta}
+    raw = model.folded().to(device).eval()  # inference behaviour: BatchTopK uses its threshold
+    result = stream(store, raw, features, config, batch_rows, progress=progress)
+    examples, slots = _examples(result, config)
+    shown = windows(store, raw, examples, config, batch_rows)
+    per_feature = _per_feature(result, slots, shown)
     token_ids = {t for e in shown for t in e["tokens"]}
-    if heads is not None and config.logit_lens != "none":
-        revisions = list(store.revisions)
-        dirs = decoder_directions(crosscoder, store, revisions, features)  # [K, M, d]
-        top = result.top_values[0].clone()
-        top[~torch.isfinite(top)] = float("nan")
-        strength = torch.nan_to_num(torch.nanmean(top, dim=1), nan=1.0).float()  # typical joint activation [K]
-        for m, rev in enumerate(revisions):
-            norm, unembed = heads(rev)
-            logits = logit_lens(norm, unembed, dirs[:, m], result.mean_activation[m], strength, config.logit_lens)
-            promoted, suppressed = top_tokens(logits, config.n_logit_tokens)
-            for k, i in enumerate(features):
-                per_feature[str(i)]["logit_lens"][rev] = {"promoted": promoted[k], "suppressed": suppressed[k]}
-                token_ids.update(t for t, _ in promoted[k])
-                token_ids.update(t for t, _ in suppressed[k])
-    return {
-        "views": result.views,
-        "n_rows": result.n_rows,
-        "n_contexts": result.n_contexts,
-        "contexts": list(result.contexts),
-        "config": config.model_dump(),
-        "logit_lens_method": config.logit_lens if heads is not None else "none",
-        "token_ids": sorted(token_ids),
-        "features": per_feature,
-    }
+    if lens != "none":
+        token_ids |= _add_logit_lens(per_feature, raw, result, config, heads)
+    return {"views": result.views, "n_rows": result.n_rows, "n_contexts": result.n_contexts,
+            "contexts": list(result.contexts), "token_ids": sorted(token_ids), "features": per_feature, **meta}

@@ -9,20 +9,29 @@ Each finding is built only from what the run has; missing stages just give fewer
 
 from __future__ import annotations
 
-import json
+import itertools
 from pathlib import Path
 from typing import Any
 
+from crosstime.artifacts import (
+    REPORT_DATA,
+    ArtifactError,
+    ReportData,
+    RunDir,
+    read_model,
+)
+
 
 def _load(source: str | Path | dict) -> dict:
+    """The dashboard data: ``source`` itself, or ``data.json`` of a run directory (or that file)."""
     if isinstance(source, dict):
         return source
     path = Path(source)
     if path.is_dir():
-        path = path / "report" / "data.json"
+        path = RunDir(path).report / REPORT_DATA
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `crosstime report RUN` first")
-    return json.loads(path.read_text())
+        raise ArtifactError(f"{path} not found: run `crosstime report RUN` first")
+    return read_model(ReportData, path).model_dump(mode="json")
 
 
 def _pct(x: float) -> str:
@@ -44,7 +53,7 @@ def accuracy_finding(data: dict) -> str | None:
     best = None
     for task, points in acc.items():
         pts = [p for p in points if p.get("accuracy") is not None]
-        for a, b in zip(pts, pts[1:]):
+        for a, b in itertools.pairwise(pts):
             gain = b["accuracy"] - a["accuracy"]
             if best is None or gain > best[0]:
                 best = (gain, task, a, b, pts[0], pts[-1])

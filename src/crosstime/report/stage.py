@@ -1,59 +1,247 @@
 """The report stage: ``crosstime report RUN`` -> ``RUN/report/index.html``.
 
-Reads whatever stages the run has (each optional), picks the reported features, gathers
-their evidence from the activation store and the crosscoder, and writes:
+Reads whatever stages the run has (each optional; what is absent is listed in the report),
+picks the reported features, gathers their evidence from the activation store and the
+crosscoder, and writes:
 
-    RUN/report/index.html      the self-contained dashboard (open it in any browser, offline)
-    RUN/report/data.json       the data embedded in it (re-rendered by `crosstime annotate --import`)
+    RUN/report/index.html       the self-contained dashboard (open it in any browser, offline)
+    RUN/report/data.json        the data embedded in it (artifacts.ReportData; re-rendered by
+                                `crosstime annotate --import`)
     RUN/report/annotations.json (written by `crosstime annotate --import`; read here)
+
+The crosscoder is opened only with :func:`crosstime.crosscoder.load_for_store`, when the run
+has both it and the activation store. The report's checkpoints are the crosscoder's
+revisions (possibly a subset of the store's), their steps and tokens from the store.
+
+The series. Token text needs the series' tokenizer and the logit lens its checkpoints'
+heads. The series is the one recorded in the store unless ``series`` names another place;
+when it cannot be opened here the report stops with an error naming the fixes (``--series``,
+or ``--logit-lens none --no-token-text``: the explicit choice to report without it, shown as
+token ids).
+
+A reported feature's entry in ``data.json``: ``id``, ``rank``; from evaluation/features.csv
+the ``EVALUATION_FEATURES`` columns (``frequency``, ``reldec_class``, ``trajectory``, ``onset``,
+``peak``, ``offset``, ``reldec [M]``, ``norm [M]``, …); ``norm [M]`` (the crosscoder's decoder
+norms, normalised space) and, when the evaluation lacks the feature, ``reldec``,
+``reldec_class``, ``trajectory``, ``onset/peak/offset`` computed from them; ``tasks``:
+``{task: {ie, ie_lo, ie_hi, relie, relie_lo, relie_hi, ie_abs, exact [M], relie_class,
+task_frequency, selected_in, ablation: {metric: [M]}}}``; ``evidence`` (see
+:func:`crosstime.report.evidence.feature_evidence`); ``description`` and ``annotation``.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from crosstime.files import write_json
-from crosstime.report.annotate import DATA, apply_annotations, read_annotations
-from crosstime.report.dashboard import collect, now, rank_features, render
+from crosstime import stage
+from crosstime.artifacts import (
+    REPORT_DATA,
+    REPORT_HTML,
+    ReportCrosscoder,
+    ReportData,
+    RunDir,
+    write_model,
+)
+from crosstime.crosscoder import Crosscoder, load_for_store
+from crosstime.crosscoder.model import WEIGHTS_FILE
+from crosstime.distributed import resolve_device
+from crosstime.errors import CrosstimeError
+from crosstime.report.annotate import apply_annotations, read_annotations
+from crosstime.report.dashboard import (
+    Collected,
+    clean,
+    collect,
+    now,
+    rank_features,
+    render,
+)
 from crosstime.report.evidence import EvidenceConfig, feature_evidence
 from crosstime.report.findings import findings, main_task
-from crosstime.rundir import RunDir
+from crosstime.series import CheckpointSeries, SeriesError, format_tokens, open_series
+from crosstime.shares import classify_shares, relative_shares, trajectories
+from crosstime.sites import final_norm, unembedding
+from crosstime.stage import DEVICE_HELP, StageConfig
+from crosstime.store import ActivationStore
+from crosstime.store.layout import MANIFEST
 
 
-class ReportError(ValueError):
-    pass
+class ReportError(CrosstimeError):
+    """A report that cannot be made as asked; the message names the input and the fix."""
 
 
-class ReportConfig(BaseModel):
+class ReportConfig(StageConfig):
     """Settings of the report stage (shared by ``crosstime report`` and the Python API)."""
 
-    run: str = Field(description="run directory")
-    features: list[int] | None = Field(None, description="report exactly these feature ids (default: the top n_features)")
+    stage: ClassVar[str] = "report"
+    execution: ClassVar[frozenset[str]] = frozenset({"device", "batch_rows"})
+    upstream: ClassVar[tuple[str, ...] | None] = None  # it reads every other stage's output
+
+    features: list[int] | None = Field(None, description="report exactly these feature ids (default: the top "
+                                                         "n_features)")
     n_features: int = Field(100, ge=1, description="how many features to report when `features` is not given: "
                                                    "the largest Σ_m |IE_m| over tasks, else the largest decoder norms")
-    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
-    series: str | None = Field(None, description="checkpoint series for the tokenizer and logit lens "
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig, description="what evidence to gather per feature")
+    series: str | None = Field(None, description="checkpoint series for the token text and the logit lens "
                                                  "(default: the one recorded in the activation store)")
-    title: str | None = None
-    progress: bool = True
+    token_text: bool = Field(True, description="show tokens as text, with the series' tokenizer (false: token ids; "
+                                               "with --logit-lens none the series is then not needed)")
+    title: str | None = Field(None, description="title of the dashboard (default: crosstime — RUN's name)")
+    device: str = Field("auto", description=DEVICE_HELP)
+    batch_rows: int = Field(2048, ge=1, description="token rows encoded at once (memory: batch_rows × F floats per "
+                                                    "encode)")
+
+    def output(self) -> Path:
+        return self.rundir.report / REPORT_HTML
 
 
-def load_crosscoder(path: Path):
-    from crosstime.crosscoder import load
+@dataclass
+class Inputs:
+    """What the report reads, opened and checked before it writes anything."""
 
-    return load(path)
+    run: RunDir
+    store: ActivationStore | None
+    model: Crosscoder | None
+    base: Collected
+    checkpoints: list[dict]
+    chosen: list[int]
+    series: CheckpointSeries | None
+    tokenizer: Any  # a transformers tokenizer, or None
+    device: torch.device
+    missing: list[str]
 
 
-def _heads(series):
-    from crosstime.sites import final_norm, unembedding
+# -- inputs ----------------------------------------------------------------------------------
 
+def open_store_and_model(run: RunDir, device: torch.device, missing: list[str]) -> tuple[ActivationStore | None, Crosscoder | None]:
+    """The store and the crosscoder checked against it (each None when the run lacks it, listed in ``missing``)."""
+    store = ActivationStore(run.activations) if (run.activations / MANIFEST).is_file() else None
+    if store is None:
+        missing.append("activations/ (run `crosstime harvest`): no top contexts; the crosscoder is opened only "
+                       "with the store it reads")
+    if not (run.crosscoder / WEIGHTS_FILE).is_file():
+        missing.append("crosscoder/ (run `crosstime train`): no decoder norms, no top contexts")
+        return store, None
+    if store is None:
+        return None, None
+    model = load_for_store(run.crosscoder, store, device)
+    if model.inference_depends_on_batch:
+        warnings.warn(f"{model.inference_rule}. The report encodes {run.root} in batches of whole contexts "
+                      "(--batch-rows), so its evidence depends on the batching; data.json records this rule. Train "
+                      "past threshold_start_step for a BatchTopK threshold (per-token features).", stacklevel=3)
+    return store, model
+
+
+def report_checkpoints(revisions: list[str], store: ActivationStore | None, base: Collected) -> list[dict]:
+    """``revision, step, tokens, label`` of the report's checkpoints: steps and tokens from the
+    store's manifest, else from evaluation.json (a run whose activations were deleted)."""
+    harvested = store.manifest["checkpoints"] if store is not None else {}
+    evaluated = {c.revision: c for c in base.evaluation.checkpoints} if base.evaluation is not None else {}
+    out = []
+    for rev in revisions:
+        step, tokens = None, None
+        if rev in harvested:
+            step, tokens = harvested[rev].get("step"), harvested[rev].get("tokens_seen")
+        elif rev in evaluated:
+            step, tokens = evaluated[rev].step, evaluated[rev].tokens_seen
+        out.append({"revision": rev, "step": step, "tokens": tokens, "label": format_tokens(tokens) if tokens else rev})
+    labels = [c["label"] for c in out]
+    for c in out:  # two checkpoints with the same token label (e.g. step 0 and 1 both "0") show revisions
+        if labels.count(c["label"]) > 1:
+            c["label"] = c["revision"]
+    return out
+
+
+def choose_features(config: ReportConfig, base: Collected, model: Crosscoder | None) -> list[int]:
+    """The reported feature ids: ``config.features`` (checked against the crosscoder), else the top ``n_features``."""
+    if config.features is not None:
+        if model is not None:
+            bad = [i for i in config.features if not 0 <= i < model.n_features]
+            if bad:
+                raise ReportError(f"--features {bad[:5]} out of range: the crosscoder has {model.n_features} features "
+                                  f"(0..{model.n_features - 1})")
+        return list(dict.fromkeys(int(i) for i in config.features))
+    pool = dict(base.features)
+    norm_map = None
+    if model is not None:
+        norms = model.decoder_norms().detach().float().cpu()
+        for i in range(model.n_features):
+            pool.setdefault(i, {"id": i, "tasks": {}})
+        norm_map = {i: norms[i].tolist() for i in pool}
+    return rank_features(pool, base.tasks, norm_map)[: config.n_features]
+
+
+def open_series_for(config: ReportConfig, store: ActivationStore, revisions: list[str]) -> tuple[CheckpointSeries | None, Any]:
+    """The series and its tokenizer, as far as the settings need them (see the module docstring)."""
+    lens, text = config.evidence.logit_lens != "none", config.token_text
+    if not (lens or text):
+        return None, None
+    source = config.series or store.manifest["series"]["source"]
+    fix = ("pass --series PATH where the series lives now, or report without it: --logit-lens none "
+           "--no-token-text (token ids instead of text, no logit lens)")
+    try:
+        series = open_series(source, revisions=revisions)
+        if lens:  # fail before any work when a checkpoint is not here (its config is cheap to read)
+            for rev in revisions:
+                series.load_config(rev)
+        tokenizer = series.load_tokenizer(revisions[-1]) if text else None
+    except (SeriesError, OSError) as err:
+        raise ReportError(f"the checkpoint series {source!r} cannot be opened here ({err}); {fix}") from err
+    return series, tokenizer
+
+
+def open_inputs(config: ReportConfig) -> Inputs:
+    """Open and check everything the report reads; raises before anything is written."""
+    run = config.rundir
+    if not run.root.is_dir():
+        raise ReportError(f"run directory {run.root} does not exist; run the pipeline first (e.g. `crosstime demo`)")
+    device = resolve_device(config.device)
+    missing: list[str] = []
+    store, model = open_store_and_model(run, device, missing)
+    base = collect(run, model.revisions if model is not None else None)
+    checkpoints = report_checkpoints(base.revisions, store, base)
+    chosen = choose_features(config, base, model)
+    series, tokenizer = None, None
+    if store is not None and model is not None and chosen:
+        series, tokenizer = open_series_for(config, store, model.revisions)
+    return Inputs(run, store, model, base, checkpoints, chosen, series, tokenizer, device, missing + base.missing)
+
+
+# -- the work --------------------------------------------------------------------------------
+
+def feature_rows(chosen: list[int], base: Collected, model: Crosscoder | None) -> list[dict]:
+    """One entry per reported feature (see the module docstring), in rank order."""
+    rows = []
+    for k, i in enumerate(chosen):
+        rows.append({**(base.features.get(i) or {"id": i, "tasks": {}}), "id": i, "rank": k + 1})
+    if model is None or not chosen:
+        return rows
+    norms = model.decoder_norms().detach().float().cpu()[torch.tensor(chosen, dtype=torch.long)]  # [K, M]
+    shares = relative_shares(norms)
+    classes = classify_shares(shares, model.revisions)
+    traj = trajectories(norms)
+    for k, entry in enumerate(rows):
+        entry["norm"] = [round(float(v), 6) for v in norms[k]]
+        if "reldec" not in entry:  # not in evaluation/features.csv: from the crosscoder, with default thresholds
+            entry.update({"reldec": [round(float(v), 6) for v in shares[k]], "reldec_class": classes[k],
+                          "trajectory": traj.labels[k], "onset": int(traj.onset[k]), "peak": int(traj.peak[k]),
+                          "offset": int(traj.offset[k])})
+    return rows
+
+
+def _heads(series: CheckpointSeries):
     def load(revision: str):
-        model = series.load_model(revision)
+        try:
+            model = series.load_model(revision)
+        except OSError as err:  # its config was there (checked before the work) but not its weights
+            raise ReportError(f"checkpoint {revision} of {series.source!r} cannot be loaded here ({err}); pass "
+                              "--series PATH where the series lives, or --logit-lens none") from err
         return final_norm(model), unembedding(model)
 
     return load
@@ -62,7 +250,7 @@ def _heads(series):
 def token_strings(tokenizer, ids: list[int]) -> dict[str, str]:
     """Display text of each token id. Word-level tokenizers (no decoder) get a leading space
     so that a window of tokens reads as words."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # a transformers fast tokenizer's
     word_level = backend is not None and backend.decoder is None
     out = {}
     for i in ids:
@@ -73,154 +261,59 @@ def token_strings(tokenizer, ids: list[int]) -> dict[str, str]:
     return out
 
 
-def _normalised_norms(crosscoder, store) -> torch.Tensor:
-    """Decoder norms ``[F, M]`` in the normalised space RelDec is defined in.
+def gather_evidence(config: ReportConfig, inputs: Inputs, rows: list[dict]) -> dict[str, Any]:
+    """Evidence of the reported features into ``rows``; returns the data's ``views``, ``vocab``, ``evidence_meta``."""
+    if inputs.store is None or inputs.model is None or not inputs.chosen:
+        return {"views": [], "vocab": {}, "evidence_meta": None}
+    heads = _heads(inputs.series) if inputs.series is not None and config.evidence.logit_lens != "none" else None
+    ev = feature_evidence(inputs.store, inputs.model, inputs.chosen, config.evidence, device=inputs.device,
+                          batch_rows=config.batch_rows, heads=heads, progress=config.progress)
+    for entry in rows:
+        entry["evidence"] = ev["features"].get(str(entry["id"]))
+    vocab = token_strings(inputs.tokenizer, ev["token_ids"]) if inputs.tokenizer is not None else {}
+    meta = {k: ev[k] for k in ("n_rows", "n_contexts", "contexts", "logit_lens_method", "config")}
+    meta["token_text"] = inputs.tokenizer is not None
+    return {"views": ev["views"], "vocab": vocab, "evidence_meta": meta}
 
-    A folded decoder holds ``W_dec[i, m] / s_m``; multiplying its norms by ``s_m`` undoes that.
-    """
-    from crosstime.shares import decoder_norms
-    from crosstime.report.evidence import is_folded
 
-    if hasattr(crosscoder, "decoder_norms"):  # crosstime.crosscoder measures them in normalised space
-        return crosscoder.decoder_norms().detach().float().cpu()
-    norms = decoder_norms(crosscoder.W_dec.detach().float().cpu())
-    if store is not None and is_folded(crosscoder):
-        norms = norms * torch.tensor([float(store.scales[r]) for r in store.revisions])[None, :]
-    return norms
-
-
-def report(config: ReportConfig, crosscoder: Any = None, store: Any = None) -> Path:
-    """Build ``RUN/report/index.html`` (and ``data.json``); returns the HTML path.
-
-    ``crosscoder`` / ``store`` may be passed in (e.g. by a caller that has them in memory);
-    by default they are loaded from ``RUN/crosscoder`` and ``RUN/activations`` when present.
-    """
-    t0 = time.time()
-    run = RunDir(config.run)
-    if not run.root.is_dir():
-        raise ReportError(f"run directory {run.root} does not exist; run the pipeline first (e.g. `crosstime demo`)")
-    base = collect(run)
-    ck = base["checkpoints"]
-    revisions = [c["revision"] for c in ck]
-    missing = list(base["missing"])
-    if store is None and (run.activations / "manifest.json").is_file():
-        from crosstime.store import ActivationStore
-
-        store = ActivationStore(run.activations)
-    if crosscoder is None and (run.crosscoder / "model.safetensors").is_file():
-        crosscoder = load_crosscoder(run.crosscoder)
-    if crosscoder is not None:
-        crosscoder = crosscoder.eval() if hasattr(crosscoder, "eval") else crosscoder
-        M_cc = int(crosscoder.W_dec.shape[1])
-        if store is not None and M_cc != len(store.revisions):
-            raise ReportError(f"the crosscoder in {run.crosscoder} spans {M_cc} checkpoints but the activation store "
-                              f"{run.activations} holds {len(store.revisions)} ({', '.join(store.revisions)}); "
-                              "re-train the crosscoder on this store or point the run at the matching store")
-        recorded = getattr(crosscoder, "revisions", None)
-        if store is not None and isinstance(recorded, list) and recorded != list(store.revisions):
-            raise ReportError(f"the crosscoder was trained on checkpoints {recorded} but the activation store holds "
-                              f"{store.revisions}; use the store it was trained on")
-        if ck and M_cc != len(ck):
-            raise ReportError(f"the crosscoder spans {M_cc} checkpoints but the run lists {len(ck)} ({', '.join(revisions)})")
-    if crosscoder is not None:  # passed in memory: not missing
-        missing = [m for m in missing if not m.startswith("crosscoder/")]
-    if store is not None:
-        missing = [m for m in missing if not m.startswith("activations/")]
-    features = base["all_features"]
-    norms = _normalised_norms(crosscoder, store) if crosscoder is not None else None
-    n_total = int(crosscoder.W_dec.shape[0]) if crosscoder is not None else (max(features) + 1 if features else 0)
-    if config.features is not None:
-        bad = [i for i in config.features if not 0 <= i < max(n_total, 1)] if n_total else []
-        if bad:
-            raise ReportError(f"--features {bad[:5]} out of range: the crosscoder has {n_total} features (0..{n_total - 1})")
-        chosen = list(dict.fromkeys(int(i) for i in config.features))
-    else:
-        pool = dict(features)
-        if norms is not None:
-            for i in range(norms.shape[0]):
-                pool.setdefault(i, {"id": i, "tasks": {}})
-        norm_map = {i: norms[i].tolist() for i in pool} if norms is not None else None
-        chosen = rank_features(pool, base["tasks"], norm_map)[: config.n_features]
-    rows = []
-    if norms is not None:
-        from crosstime.shares import classify_shares, relative_shares, trajectories
-
-        sel = torch.tensor(chosen, dtype=torch.long)
-        sub = norms[sel] if len(chosen) else torch.zeros(0, len(revisions))
-        shares = relative_shares(sub) if len(chosen) else sub
-        classes = classify_shares(shares, revisions) if len(chosen) else []
-        traj = trajectories(sub) if len(chosen) else None
-    for k, i in enumerate(chosen):
-        entry = dict(features.get(i) or {"id": i, "tasks": {}})
-        entry["id"] = i
-        entry["rank"] = k + 1
-        if norms is not None:
-            entry["norms"] = [round(float(v), 6) for v in sub[k]]
-            entry.setdefault("reldec", None)
-            if entry.get("reldec") is None:
-                entry["reldec"] = [round(float(v), 6) for v in shares[k]]
-                entry["reldec_class"] = entry.get("reldec_class") or classes[k]
-            for key, tensor in (("onset", traj.onset), ("peak", traj.peak), ("offset", traj.offset)):
-                if entry.get(key) is None and int(tensor[k]) >= 0:
-                    entry[key] = int(tensor[k])
-            entry.setdefault("trajectory", None)
-            entry["trajectory"] = entry["trajectory"] or traj.labels[k]
-        rows.append(entry)
-    evidence_meta = None
-    views: list[str] = []
-    token_ids: list[int] = []
-    series = None
-    source = config.series or (store.manifest.get("series", {}).get("source") if store is not None else None)
-    if source:
-        try:
-            from crosstime.series import open_series
-
-            series = open_series(source, revisions=store.revisions if store is not None else None)
-        except Exception as err:  # the series may live on another machine; the report still works
-            missing.append(f"checkpoint series {source!r} could not be opened ({err}): no logit lens, token ids shown")
-    if store is not None and crosscoder is not None and chosen:
-        heads = _heads(series) if series is not None and config.evidence.logit_lens != "none" else None
-        if heads is not None:
-            try:  # fail early (before streaming) when the checkpoints cannot be loaded here
-                heads(store.revisions[0])
-            except Exception as err:
-                missing.append(f"checkpoints of {source!r} could not be loaded ({err}): no logit lens")
-                heads = None
-        ev = feature_evidence(store, crosscoder, chosen, config.evidence, heads=heads, progress=config.progress)
-        for entry in rows:
-            entry["evidence"] = ev["features"].get(str(entry["id"]))
-        views = ev["views"]
-        token_ids = ev["token_ids"]
-        evidence_meta = {k: ev[k] for k in ("n_rows", "n_contexts", "contexts", "logit_lens_method", "config")}
-    vocab: dict[str, str] = {}
-    if token_ids:
-        vocab = {str(i): f" #{i}" for i in token_ids}  # fallback: ids
-        if series is not None:
-            try:
-                tokenizer = series.load_tokenizer(revisions[-1] if revisions else None)
-                vocab = token_strings(tokenizer, token_ids)
-            except Exception as err:
-                missing.append(f"the tokenizer of {source!r} could not be loaded ({err}): token ids shown")
-    data = {
-        "title": config.title or f"crosstime — {run.root.resolve().name}",
+def report_data(config: ReportConfig, inputs: Inputs) -> ReportData:
+    """Everything the dashboard shows (``artifacts.ReportData``)."""
+    rows = feature_rows(inputs.chosen, inputs.base, inputs.model)
+    evidence = gather_evidence(config, inputs, rows)
+    model = inputs.model
+    data: dict[str, Any] = {
+        "title": config.title or f"crosstime — {inputs.run.root.resolve().name}",
         "generated": now(),
-        "run": str(run.root.resolve()),
-        "checkpoints": ck,
-        "tasks": base["tasks"],
-        "missing": missing,
-        "overview": base["overview"],
+        "run": str(inputs.run.root.resolve()),
+        "checkpoints": inputs.checkpoints,
+        "tasks": inputs.base.tasks,
+        "missing": inputs.missing,
+        "overview": inputs.base.overview,
+        "crosscoder": None if model is None else ReportCrosscoder(
+            config=model.config.model_dump(mode="json"), inference_rule=model.inference_rule,
+            inference_depends_on_batch=model.inference_depends_on_batch).model_dump(),
         "features": rows,
-        "n_features_total": n_total,
-        "views": views,
-        "vocab": vocab,
-        "evidence_meta": evidence_meta,
+        "n_features_total": model.n_features if model is not None else None,
+        **evidence,
     }
-    apply_annotations(data, read_annotations(run))
+    apply_annotations(data, read_annotations(inputs.run))
     data["main_task"] = main_task(data)
     data["findings"] = findings(data, n=4)
-    write_json(run.report / DATA, data)
-    out = render(data, run.report / "index.html")
-    run.save_stage_config("report", config)
+    return ReportData.model_validate(clean(data))
+
+
+def report(config: ReportConfig) -> Path:
+    """Build ``RUN/report/index.html`` (and ``data.json``) from the run directory; returns the HTML path."""
+    t0 = time.time()
+    inputs = open_inputs(config)
+    stage.begin(config)
+    data = report_data(config, inputs)
+    write_model(data, inputs.run.report / REPORT_DATA)
+    out = render(data.model_dump(mode="json"), config.output())
+    # features that depend on the batch make the batch size part of what was shown: recorded beside the settings
+    batch = inputs.model is not None and inputs.model.inference_depends_on_batch
+    stage.finish(config, **({"batch_rows": config.batch_rows} if batch else {}))
     if config.progress:
-        print(f"wrote {out} ({len(rows)} features, {len(ck)} checkpoints) in {time.time() - t0:.1f}s")
+        print(f"wrote {out} ({len(data.features)} features, {len(data.checkpoints)} checkpoints) in "
+              f"{time.time() - t0:.1f}s")
     return out

@@ -2,8 +2,8 @@
 
     from crosstime.store import ActivationStore, HarvestConfig, harvest
 
-    store = harvest(HarvestConfig(series="toy/", revisions=["step0", "step512"], layer=1,
-                                  tokens=1_000_000, out="runs/x/activations"))
+    store = harvest(HarvestConfig(run="runs/x", series="toy/", revisions=["step0", "step512"], layer=1,
+                                  tokens=1_000_000))   # -> runs/x/activations
     for x in store.batches(batch_size=4096, seed=0, epoch=0):   # float32 [B, M, d], normalised
         ...
     store.rows("step512", contexts=[3], positions=[17])          # raw float32 [1, d]

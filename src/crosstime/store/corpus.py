@@ -29,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from crosstime.errors import CrosstimeError
 
-class CorpusError(ValueError):
+
+class CorpusError(CrosstimeError):
     """A corpus that cannot provide the requested tokens."""
 
 

@@ -25,46 +25,75 @@ import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from crosstime import distributed
-from crosstime.store.corpus import iter_documents, pack_contexts, resolve_corpus
+from crosstime import distributed, stage
 from crosstime.files import atomic_path, write_json
 from crosstime.series import SeriesError, open_series
 from crosstime.sites import LayerOutOfRange, read_site
+from crosstime.stage import DEVICE_HELP, Count, StageConfig
+from crosstime.store.corpus import iter_documents, pack_contexts, resolve_corpus
 from crosstime.store.layout import (
-    DTYPES, FORMAT, FP16_MAX, MANIFEST, TOKENS, VERSION, StoreError, chunk_paths, chunk_plan, encode, itemsize,
-    read_manifest, read_sidecar, scale_from_sidecars, sha256_file,
+    DTYPES,
+    FORMAT,
+    FP16_MAX,
+    MANIFEST,
+    TOKENS,
+    VERSION,
+    StoreError,
+    chunk_paths,
+    chunk_plan,
+    encode,
+    itemsize,
+    read_manifest,
+    read_sidecar,
+    scale_from_sidecars,
+    sha256_file,
 )
 
 
-class HarvestConfig(BaseModel):
-    """Settings of the harvest stage (shared by ``crosstime harvest`` and the Python API)."""
+class HarvestConfig(StageConfig):
+    """Settings of the harvest stage: RUN/activations (shared by ``crosstime harvest`` and the Python API).
+
+    Settings left unset come from the store already in RUN/activations (so adding a
+    checkpoint needs only the series, revisions and layer), else from the defaults."""
+
+    stage: ClassVar[str] = "harvest"
+    execution: ClassVar[frozenset[str]] = frozenset({"batch_size", "device", "verify"})
 
     series: str = Field(description="checkpoint series: a local series folder or a hub id")
     revisions: list[str] | None = Field(None, description="checkpoints to harvest (default: every revision of the series)")
     layer: int = Field(description="site: the output of decoder block L (= hidden_states[L+1])")
     corpus: str | None = Field(None, description="text/JSONL file, saved HF dataset, or folder with corpus/train.txt "
                                                   "(default: the series folder's corpus/, as in the toy world)")
-    tokens: int | None = Field(None, gt=0, description="training tokens to store, rounded down to whole contexts "
+    tokens: Count | None = Field(None, gt=0, description="training tokens to store, rounded down to whole contexts "
                                                        "(default: the existing store's, else 1,000,000)")
-    heldout_tokens: int | None = Field(None, ge=0, description="held-out tokens (default: 5% of tokens, at least one context)")
+    heldout_tokens: Count | None = Field(None, ge=0, description="held-out tokens (default: 5% of tokens, at least one context)")
     context_len: int | None = Field(None, ge=2, description="tokens per context (default: min(1024, the model's max positions))")
     keep_first_position: bool | None = Field(None, description="keep position 0 (the attention sink); excluded by default")
     bos_per_context: bool = Field(True, description="start every context with the tokenizer's BOS token (if it has one)")
-    text_column: str = "text"
-    out: str = Field(description="store folder (e.g. RUN/activations)")
+    text_column: str = Field("text", description="text field of a JSONL file or dataset")
     dtype: Literal["float16", "bfloat16"] | None = Field(None, description="storage dtype (default: float16)")
     batch_size: int = Field(16, gt=0, description="contexts per forward pass")
     chunk_contexts: int | None = Field(None, gt=0, description="contexts per chunk file (default: about 64 MiB per chunk)")
-    device: str = Field("auto", description="'auto' (cuda:LOCAL_RANK if available, else cpu), 'cpu', 'cuda', …")
-    model_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = Field("auto", description=DEVICE_HELP)
+    model_dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype the models run in")
     verify: bool = Field(True, description="check sha256 of chunks already on disk before resuming")
-    progress: bool = True
+
+    @property
+    def out(self) -> Path:
+        """The store folder, RUN/activations."""
+        return self.rundir.activations
+
+    def output(self) -> Path:
+        return self.out / MANIFEST
+
+    def resolved(self) -> HarvestConfig:
+        return resolve_config(self)
 
 
 DEFAULTS = {"tokens": 1_000_000, "keep_first_position": False, "dtype": "float16"}
@@ -73,7 +102,7 @@ DEFAULTS = {"tokens": 1_000_000, "keep_first_position": False, "dtype": "float16
 def resolve_config(config: HarvestConfig) -> HarvestConfig:
     """Fill the settings left unset: from the store already at ``config.out`` (so appending a
     checkpoint needs only the series, revisions, layer and out), else the defaults."""
-    existing = read_manifest(Path(config.out))
+    existing = read_manifest(config.out)
     update = {}
     if existing is not None:
         T = existing["context_len"]
@@ -83,7 +112,12 @@ def resolve_config(config: HarvestConfig) -> HarvestConfig:
                   "chunk_contexts": existing["chunk_contexts"], "corpus": existing.get("corpus_spec")}
         update = {k: v for k, v in stored.items() if getattr(config, k) is None}
     update.update({k: v for k, v in DEFAULTS.items() if getattr(config, k) is None and k not in update})
-    return config.model_copy(update=update)
+    resolved = config.model_copy(update=update)
+    T = resolved.context_len
+    if T is not None:  # a store holds whole contexts: 1500 tokens of 32-token contexts are 1472
+        whole = {k: getattr(resolved, k) // T * T for k in ("tokens", "heldout_tokens") if getattr(resolved, k)}
+        resolved = resolved.model_copy(update=whole)
+    return resolved
 
 
 def _open_series(config: HarvestConfig):
@@ -94,7 +128,7 @@ def _open_series(config: HarvestConfig):
     except SeriesError:
         if not config.revisions:
             raise
-        stored = read_manifest(Path(config.out))
+        stored = read_manifest(config.out)
         names = [*(stored["checkpoints"] if stored else []), *config.revisions]
         return open_series(config.series, revisions=list(dict.fromkeys(names)))
 
@@ -271,7 +305,7 @@ def _summarise(root: Path, manifest: dict, revisions: list[str], final: bool) ->
         entry = manifest["checkpoints"].setdefault(rev, {})
         entry.update({"status": "partial", "chunks_done": len(done), "n_chunks": len(plan)})
         if len(done) == len(plan):
-            scale, mean_norm = scale_from_sidecars(sides, plan, n_train, manifest["d_model"])
+            scale, mean_norm = scale_from_sidecars(sides, plan, n_train, manifest["d_model"], rev)
             entry.update({
                 "status": "complete", "scale": scale, "mean_norm": mean_norm,
                 "max_abs": max(s["max_abs"] for s in sides),
@@ -336,11 +370,17 @@ def harvest(config: HarvestConfig):
 
     Works alone or under ``torchrun`` (every rank calls it with the same config).
     """
-    from crosstime.store.reader import ActivationStore
+    w = distributed.join(distributed.resolve_device(config.device))
+    store = _harvest(config, w)
+    if w.is_main:
+        stage.finish(config, revisions=store.revisions)  # every checkpoint the store now holds
+    return store
 
-    w = distributed.init(config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    config = resolve_config(config)
-    root = Path(config.out)
+
+def _check_request(config: HarvestConfig) -> tuple:
+    """1.-2. Everything that can fail before work: the series, revisions, layer, corpus, and the
+    existing store's agreement with the request. Returns (series, revisions, d, context_len,
+    corpus, corpus_spec, request, existing manifest or None)."""
     series, revisions, d, _depth, context_len = _resolve(config)
     corpus_spec = config.corpus
     if corpus_spec is None:
@@ -349,31 +389,52 @@ def harvest(config: HarvestConfig):
         corpus_spec = str(series.local_root)
     corpus = resolve_corpus(corpus_spec, config.text_column)
     request = _request(config, series, d, context_len, corpus)
-    existing = read_manifest(root)
+    existing = read_manifest(config.out)
     if existing is not None:
-        _check_match(existing, request, root)
+        _check_match(existing, request, config.out)
         old = [r for r in existing["checkpoints"] if r not in revisions]
         if old:  # a new checkpoint must share width and tokenizer with those already stored
             series.check_compatible([*old, *revisions])
         request["chunk_contexts"] = existing["chunk_contexts"]
+    return series, revisions, d, context_len, corpus, corpus_spec, request, existing
 
+
+def _harvest(config: HarvestConfig, w: distributed.World):
+    from crosstime.store.reader import ActivationStore
+
+    config = resolve_config(config)
+    root = config.out
+    series, revisions, d, context_len, corpus, corpus_spec, request, existing = _check_request(config)
     if w.is_main:  # 3.-4. tokens, manifest and the check of chunks on disk, once
+        stage.begin(config)
         _prepare(root, config, series, corpus, corpus_spec, request, existing, revisions, d, context_len)
     distributed.barrier()
+    _run_share(config, w, series, revisions, d, context_len)
+    distributed.barrier()
+    if w.is_main:  # 6. totals
+        manifest = _summarise(root, read_manifest(root), revisions, final=True)
+        _order(manifest, series)
+        write_json(root / MANIFEST, manifest)
+    distributed.barrier()
+    return ActivationStore(root)
+
+
+def _run_share(config: HarvestConfig, w: distributed.World, series, revisions: list[str], d: int,
+               context_len: int) -> None:
+    """5. This rank's contiguous share of the (checkpoint, chunk) items not on disk yet."""
+    from tqdm.auto import tqdm
+
+    root = config.out
     manifest = read_manifest(root)
     tokens = np.load(root / TOKENS, mmap_mode="r")
     first = manifest["first_position"]
     rpc = context_len - first
     plan = manifest["chunks"]
-
-    # 5. this rank's share of the missing work
     todo = [(rev, i) for rev in revisions for i, (s, e) in enumerate(plan)
             if read_sidecar(root, rev, i, (e - s) * rpc, d, config.dtype) is None]
     bounds = np.linspace(0, len(todo), w.size + 1).round().astype(int)
     mine = todo[bounds[w.rank] : bounds[w.rank + 1]]
     device = distributed.resolve_device(config.device, w.local_rank)
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=sum((plan[i][1] - plan[i][0]) * context_len for _, i in mine), unit="tok", unit_scale=True,
                desc=f"harvest L{config.layer}", disable=not (config.progress and w.is_main), dynamic_ncols=True)
     last_summary = [time.monotonic()]
@@ -390,13 +451,3 @@ def harvest(config: HarvestConfig):
 
     run_items(root, mine, plan, tokens, load, config.layer, first, config.batch_size, device, config.dtype, progress)
     bar.close()
-    distributed.barrier()
-
-    # 6. totals
-    if w.is_main:
-        manifest = _summarise(root, read_manifest(root), revisions, final=True)
-        _order(manifest, series)
-        write_json(root / MANIFEST, manifest)
-    distributed.barrier()
-    return ActivationStore(root)
-

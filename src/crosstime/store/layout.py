@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from crosstime.errors import CrosstimeError
+
 FORMAT = "crosstime-activations"
 VERSION = 1
 MANIFEST = "manifest.json"
@@ -44,7 +46,7 @@ FP16_MAX = 65504.0
 DTYPES = {"float16": (np.float16, torch.float16), "bfloat16": (np.uint16, torch.bfloat16)}
 
 
-class StoreError(ValueError):
+class StoreError(CrosstimeError):
     """An activation store that is missing, damaged, or does not match a request."""
 
 
@@ -120,12 +122,18 @@ def read_manifest(root: Path) -> dict | None:
     return manifest
 
 
-def scale_from_sidecars(sidecars: list[dict], plan: list[list[int]], n_train: int, d: int) -> tuple[float, float]:
-    """``(s, mean_norm)`` with ``s = sqrt(d) / E‖x‖`` over the train split's kept rows (chunk order, float64)."""
+def scale_from_sidecars(sidecars: list[dict], plan: list[list[int]], n_train: int, d: int,
+                        revision: str = "?") -> tuple[float, float]:
+    """``(s, mean_norm)`` with ``s = sqrt(d) / E‖x‖`` over the train split's kept rows (chunk order, float64).
+
+    A checkpoint whose activations are all zero has no scale: that is an error, not a scale of 1."""
     total, rows = 0.0, 0
     for side, (start, _end) in zip(sidecars, plan):
         if start < n_train:
             total += side["norm_sum"]
             rows += side["rows"]
     mean = total / max(rows, 1)
-    return (float(np.sqrt(d) / mean) if mean > 0 else 1.0), mean
+    if not mean > 0:
+        raise StoreError(f"checkpoint {revision} gives activations of norm 0 on every stored token, so no "
+                         "normalisation scale exists; check the checkpoint's weights and the --layer")
+    return float(np.sqrt(d) / mean), mean

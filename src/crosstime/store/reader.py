@@ -32,7 +32,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crosstime.store.layout import DTYPES, TOKENS, StoreError, chunk_paths, decode, itemsize, read_manifest, read_sidecar, sha256_file
+from crosstime.store.layout import (
+    DTYPES,
+    TOKENS,
+    StoreError,
+    chunk_paths,
+    decode,
+    itemsize,
+    read_manifest,
+    read_sidecar,
+    sha256_file,
+)
 
 SPLITS = ("train", "heldout")
 
@@ -46,6 +56,7 @@ class ActivationStore:
     """
 
     def __init__(self, path: str | Path):
+        self._fds: OrderedDict[tuple[str, int], int] = OrderedDict()  # first: __del__ closes them even after an error
         self.root = Path(path)
         manifest = read_manifest(self.root)
         if manifest is None:
@@ -61,7 +72,6 @@ class ActivationStore:
         self.scales: dict[str, float] = {r: manifest["checkpoints"][r]["scale"] for r in self.revisions}
         self.chunks = np.asarray(manifest["chunks"], dtype=np.int64).reshape(-1, 2)  # [n_chunks, 2] context ranges
         self._np_dtype = DTYPES[self.dtype][0]
-        self._fds: OrderedDict[tuple[str, int], int] = OrderedDict()
         self._tokens = None
 
     def __repr__(self) -> str:
@@ -72,10 +82,9 @@ class ActivationStore:
         self.close()
 
     def close(self) -> None:
-        for fd in getattr(self, "_fds", {}).values():
+        for fd in self._fds.values():
             os.close(fd)
-        if hasattr(self, "_fds"):
-            self._fds.clear()
+        self._fds.clear()
 
     # -- geometry ------------------------------------------------------------------
     @property
@@ -312,22 +321,8 @@ class ActivationStore:
             return (x, torch.from_numpy(idx)) if with_index else x
 
         for w in range(w0, len(plan["windows"])):
-            blocks = np.sort(plan["windows"][w])  # file order (blocks are numbered in row order)
-            b_start, b_size = starts[blocks], sizes[blocks]
-            n = int(b_size.sum())
-            idx = np.repeat(b_start - (np.cumsum(b_size) - b_size), b_size) + np.arange(n)  # global row of each slot
-            chunk = self._chunk_of_row(b_start)
-            # merge runs of adjacent blocks in one chunk into one read per checkpoint
-            new_run = np.ones(len(blocks), dtype=bool)
-            new_run[1:] = (b_start[1:] != b_start[:-1] + b_size[:-1]) | (chunk[1:] != chunk[:-1])
-            run_first = np.flatnonzero(new_run)
-            run_rows = np.add.reduceat(b_size, run_first)
-            run_slot = np.cumsum(run_rows) - run_rows
-            run_chunk = chunk[run_first]
-            run_offset = b_start[run_first] - self.chunks[run_chunk, 0] * self.rows_per_context
-            for m, rev in enumerate(revisions):
-                for slot, k, c, off in zip(run_slot.tolist(), run_rows.tolist(), run_chunk.tolist(), run_offset.tolist()):
-                    self._read_into(buf[m, slot : slot + k], rev, c, off)
+            idx = self._read_window(buf, revisions, starts, sizes, plan["windows"][w])
+            n = len(idx)
             perm = np.random.default_rng([seed, epoch, rank, w]).permutation(n) if plan["shuffle"] else np.arange(n)
             if w == w0 and offset:
                 perm = perm[offset:]
@@ -359,6 +354,28 @@ class ActivationStore:
                 carry_x, carry_i = decode(buf[:, take], self.dtype).transpose(0, 1), idx[take]
         if carry_x is not None and emitted < n_batches:
             yield finish(carry_x.contiguous(), carry_i)
+
+    def _read_window(self, buf: np.ndarray, revisions: list[str], starts: np.ndarray, sizes: np.ndarray,
+                     window: np.ndarray) -> np.ndarray:
+        """Read a window's blocks into ``buf [M, rows, d]`` (slots in file order); return each slot's global row.
+
+        Runs of adjacent blocks in one chunk are merged into one read per checkpoint."""
+        blocks = np.sort(window)  # file order (blocks are numbered in row order)
+        b_start, b_size = starts[blocks], sizes[blocks]
+        n = int(b_size.sum())
+        idx = np.repeat(b_start - (np.cumsum(b_size) - b_size), b_size) + np.arange(n)  # global row of each slot
+        chunk = self._chunk_of_row(b_start)
+        new_run = np.ones(len(blocks), dtype=bool)
+        new_run[1:] = (b_start[1:] != b_start[:-1] + b_size[:-1]) | (chunk[1:] != chunk[:-1])
+        run_first = np.flatnonzero(new_run)
+        run_rows = np.add.reduceat(b_size, run_first)
+        run_slot = np.cumsum(run_rows) - run_rows
+        run_chunk = chunk[run_first]
+        run_offset = b_start[run_first] - self.chunks[run_chunk, 0] * self.rows_per_context
+        for m, rev in enumerate(revisions):
+            for slot, k, c, off in zip(run_slot.tolist(), run_rows.tolist(), run_chunk.tolist(), run_offset.tolist()):
+                self._read_into(buf[m, slot : slot + k], rev, c, off)
+        return idx
 
     # -- integrity -----------------------------------------------------------------------
     def verify(self) -> list[str]:

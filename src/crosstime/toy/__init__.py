@@ -9,7 +9,14 @@ pretrained on it and saved at Pythia-style log-spaced checkpoints.
 True
 """
 
-from crosstime.toy.grammar import PAIR_TYPES, Grammar, Sentence, check_agreement, make_pairs, vocabulary
+from crosstime.toy.grammar import (
+    PAIR_TYPES,
+    Grammar,
+    Sentence,
+    check_agreement,
+    make_pairs,
+    vocabulary,
+)
 from crosstime.toy.pretrain import (
     TOY_VERSION,
     ToyConfig,

@@ -29,6 +29,7 @@ import platform
 import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -234,6 +235,154 @@ def _remove_stale_builds(out: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@dataclass
+class _Data:
+    """The corpus and pairs of one build: the token windows pretraining draws from ([n, T])."""
+
+    train: list
+    heldout: list
+    pairs: dict[str, list[dict]]
+    tokenizer: object
+    encoded: dict[str, tuple]
+    n_tokens: int
+    windows: torch.Tensor  # [n_windows, T]
+    held_windows: torch.Tensor  # [≤ 64, T]
+
+
+def _make_data(config: ToyConfig, tmp: Path) -> _Data:
+    """Generate the corpus and pairs, write them under ``tmp``, and cut the token windows."""
+    train = Grammar(seed=config.seed).sentences(config.n_train_sentences)
+    train_texts = [s.text for s in train]
+    heldout = _heldout(config, set(train_texts))
+    write_text(tmp / "corpus" / "train.txt", "\n".join(train_texts) + "\n")
+    write_text(tmp / "corpus" / "heldout.txt", "\n".join(s.text for s in heldout) + "\n")
+    pairs = {t: make_pairs(t, config.n_pairs, seed=config.seed) for t in PAIR_TYPES}
+    for t, rows in pairs.items():
+        write_text(tmp / "pairs" / f"{t}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    tokenizer = make_tokenizer(max(128, config.seq_len))
+    vocab = tokenizer.get_vocab()
+    stream = token_stream(train, vocab)
+    n_windows = len(stream) // config.seq_len
+    heldout_stream = token_stream(heldout, vocab)
+    n_held = min(len(heldout_stream) // config.seq_len, 64)
+    return _Data(train, heldout, pairs, tokenizer, {t: encode_pairs(rows, tokenizer) for t, rows in pairs.items()},
+                 len(stream), stream[: n_windows * config.seq_len].view(n_windows, config.seq_len),
+                 heldout_stream[: n_held * config.seq_len].view(n_held, config.seq_len))
+
+
+def _optimiser(model, config: ToyConfig) -> torch.optim.Optimizer:
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr, betas=(0.9, 0.95), foreach=True,
+    )
+
+
+class _Checkpoints:
+    """Saves the model at the schedule's steps into ``tmp/stepN`` with its accuracy and losses."""
+
+    def __init__(self, tmp: Path, config: ToyConfig, data: _Data):
+        self.tmp, self.config, self.data = tmp, config, data
+        self.saved: list = []  # crosstime.series.Checkpoint
+        self.accuracy: dict[str, dict[str, float]] = {}
+        self.loss: dict[str, dict[str, float | None]] = {}
+        self.seconds = 0.0
+
+    def save(self, model, step: int, train_loss: float | None) -> None:
+        from crosstime.series import Checkpoint
+
+        t = time.time()
+        rev = f"step{step}"
+        model.eval()
+        self.accuracy[rev] = accuracy_table(model, self.data.encoded)
+        held, held_loss = self.data.held_windows, None
+        if len(held):
+            with torch.no_grad():
+                logits = model(input_ids=held).logits
+                held_loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                                              held[:, 1:].reshape(-1)).item()
+        model.train()
+        model.save_pretrained(self.tmp / rev)
+        self.data.tokenizer.save_pretrained(self.tmp / rev)
+        self.saved.append(Checkpoint(rev, step, step * self.config.tokens_per_step))
+        self.loss[rev] = {"train": None if train_loss is None else round(train_loss, 4),
+                          "heldout": None if held_loss is None else round(held_loss, 4)}
+        self.seconds += time.time() - t
+
+
+def _pretrain(model, config: ToyConfig, data: _Data, checkpoints: _Checkpoints, progress: bool) -> None:
+    """AdamW on next-token prediction over shuffled windows (a fresh deterministic order each epoch)."""
+    from tqdm.auto import tqdm
+
+    opt = _optimiser(model, config)
+    data_gen = torch.Generator().manual_seed(config.seed)
+    n_windows = len(data.windows)
+    order, cursor = torch.randperm(n_windows, generator=data_gen), 0
+    schedule = pythia_schedule(config.steps)
+    model.train()
+    checkpoints.save(model, 0, None)
+    bar = tqdm(total=config.steps, desc="toy pretraining", unit="step", disable=not progress, dynamic_ncols=True)
+    running = None
+    for step in range(config.steps):
+        if cursor + config.batch_size > n_windows:  # next epoch
+            order, cursor = torch.randperm(n_windows, generator=data_gen), 0
+        batch = data.windows[order[cursor: cursor + config.batch_size]]  # [B, T]
+        cursor += config.batch_size
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, config)
+        logits = model(input_ids=batch).logits
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        opt.step()
+        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        bar.update(1)
+        if step + 1 in schedule:
+            checkpoints.save(model, step + 1, loss.item())
+            acc = checkpoints.accuracy[f"step{step + 1}"]
+            bar.set_postfix(loss=f"{running:.3f}", acc=f"{min(acc.values()):.2f}-{max(acc.values()):.2f}")
+    bar.close()
+
+
+def _write_build(tmp: Path, config: ToyConfig, data: _Data, checkpoints: _Checkpoints, timing: dict) -> None:
+    from crosstime.series import write_series_manifest
+
+    write_series_manifest(tmp, checkpoints.saved, family="toy", tokens_per_step=config.tokens_per_step,
+                          toy_key=config.key())
+    write_json(tmp / "build.json", {
+        "config": config.model_dump(),
+        "key": config.key(),
+        "toy_version": TOY_VERSION,
+        "tokens_per_step": config.tokens_per_step,
+        "n_train_tokens": data.n_tokens,
+        "epochs": round(config.steps * config.batch_size / len(data.windows), 3),
+        "timing": timing,
+        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": config.threads,
+                    "cpu_count": os.cpu_count()},
+        "accuracy": checkpoints.accuracy,
+        "loss": checkpoints.loss,
+        "n_pairs": {t: len(r) for t, r in data.pairs.items()},
+    })
+
+
+def _publish(tmp: Path, out: Path, overwrite: bool) -> Path:
+    """Rename the finished build to ``out`` (a concurrent builder that finished first wins)."""
+    if out.exists():
+        if not overwrite:  # a concurrent builder finished first: keep its result
+            shutil.rmtree(tmp, ignore_errors=True)
+            return out
+        shutil.rmtree(out)
+    try:
+        os.rename(tmp, out)
+    except OSError:
+        if not out.exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # lost a race: the other build is as good
+    return out
+
+
 def build_toy_world(out: str | Path, config: ToyConfig | None = None, progress: bool = True,
                     overwrite: bool = False) -> Path:
     """Build the toy world into ``out`` (see the module docstring); return ``out``.
@@ -243,7 +392,7 @@ def build_toy_world(out: str | Path, config: ToyConfig | None = None, progress: 
     work — unless it appeared *during* the build (a concurrent builder), in which case the
     finished build is discarded and ``out`` is kept.
     """
-    from tqdm.auto import tqdm
+    from transformers.utils import logging as hf_logging
 
     config = config or ToyConfig()
     out = Path(out).expanduser().absolute()
@@ -252,136 +401,23 @@ def build_toy_world(out: str | Path, config: ToyConfig | None = None, progress: 
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_builds(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    from transformers.utils import logging as hf_logging
-
     old_threads, hf_bars = torch.get_num_threads(), hf_logging.is_progress_bar_enabled()
     t_start = time.time()
     try:
         torch.set_num_threads(config.threads)
         hf_logging.disable_progress_bar()  # one progress bar: ours
-        timing: dict[str, float] = {}
-
-        # corpus and pairs
-        t0 = time.time()
-        train = Grammar(seed=config.seed).sentences(config.n_train_sentences)
-        train_texts = [s.text for s in train]
-        heldout = _heldout(config, set(train_texts))
-        write_text(tmp / "corpus" / "train.txt", "\n".join(train_texts) + "\n")
-        write_text(tmp / "corpus" / "heldout.txt", "\n".join(s.text for s in heldout) + "\n")
-        pairs = {t: make_pairs(t, config.n_pairs, seed=config.seed) for t in PAIR_TYPES}
-        for t, rows in pairs.items():
-            write_text(tmp / "pairs" / f"{t}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-        tokenizer = make_tokenizer(max(128, config.seq_len))
-        vocab = tokenizer.get_vocab()
-        encoded = {t: encode_pairs(rows, tokenizer) for t, rows in pairs.items()}
-        stream = token_stream(train, vocab)
-        n_windows = len(stream) // config.seq_len
-        windows = stream[: n_windows * config.seq_len].view(n_windows, config.seq_len)  # [n_windows, T]
-        heldout_stream = token_stream(heldout, vocab)
-        n_held = min(len(heldout_stream) // config.seq_len, 64)
-        held_windows = heldout_stream[: n_held * config.seq_len].view(n_held, config.seq_len)
-        timing["corpus_s"] = round(time.time() - t0, 2)
-
-        # model, optimiser, data order
+        data = _make_data(config, tmp)
+        timing = {"corpus_s": round(time.time() - t_start, 2)}
         torch.manual_seed(config.seed)
-        model = make_model(config, len(vocab))
-        decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-        no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=config.lr, betas=(0.9, 0.95), foreach=True,
-        )
-        data_gen = torch.Generator().manual_seed(config.seed)
-        order = torch.randperm(n_windows, generator=data_gen)
-        cursor, epoch = 0, 0
-
-        schedule = pythia_schedule(config.steps)
-        checkpoints, table, losses = [], {}, {}
+        model = make_model(config, len(data.tokenizer.get_vocab()))
+        checkpoints = _Checkpoints(tmp, config, data)
         t_train = time.time()
-        t_save = 0.0
-
-        def save(step: int, train_loss: float | None) -> None:
-            nonlocal t_save
-            t = time.time()
-            rev = f"step{step}"
-            model.eval()
-            acc = accuracy_table(model, encoded)
-            with torch.no_grad():
-                held = held_windows
-                logits = model(input_ids=held).logits
-                held_loss = torch.nn.functional.cross_entropy(
-                    logits[:, :-1].reshape(-1, logits.shape[-1]), held[:, 1:].reshape(-1)).item() if n_held else None
-            model.train()
-            model.save_pretrained(tmp / rev)
-            tokenizer.save_pretrained(tmp / rev)
-            from crosstime.series import Checkpoint
-
-            checkpoints.append(Checkpoint(rev, step, step * config.tokens_per_step))
-            table[rev] = acc
-            losses[rev] = {"train": None if train_loss is None else round(train_loss, 4),
-                           "heldout": None if held_loss is None else round(held_loss, 4)}
-            t_save += time.time() - t
-
-        model.train()
-        save(0, None)
-        bar = tqdm(total=config.steps, desc="toy pretraining", unit="step", disable=not progress, dynamic_ncols=True)
-        running = None
-        for step in range(config.steps):
-            if cursor + config.batch_size > n_windows:  # next epoch: a fresh deterministic order
-                epoch += 1
-                order = torch.randperm(n_windows, generator=data_gen)
-                cursor = 0
-            batch = windows[order[cursor: cursor + config.batch_size]]  # [B, T]
-            cursor += config.batch_size
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, config)
-            logits = model(input_ids=batch).logits
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            opt.step()
-            running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-            bar.update(1)
-            if step + 1 in schedule:
-                save(step + 1, loss.item())
-                acc = table[f"step{step + 1}"]
-                bar.set_postfix(loss=f"{running:.3f}", acc=f"{min(acc.values()):.2f}-{max(acc.values()):.2f}")
-        bar.close()
-        timing["train_s"] = round(time.time() - t_train - t_save, 2)
-        timing["checkpoints_s"] = round(t_save, 2)
-
-        from crosstime.series import write_series_manifest
-
-        write_series_manifest(tmp, checkpoints, family="toy", tokens_per_step=config.tokens_per_step,
-                              toy_key=config.key())
+        _pretrain(model, config, data, checkpoints, progress)
+        timing["train_s"] = round(time.time() - t_train - checkpoints.seconds, 2)
+        timing["checkpoints_s"] = round(checkpoints.seconds, 2)
         timing["total_s"] = round(time.time() - t_start, 2)
-        write_json(tmp / "build.json", {
-            "config": config.model_dump(),
-            "key": config.key(),
-            "toy_version": TOY_VERSION,
-            "tokens_per_step": config.tokens_per_step,
-            "n_train_tokens": len(stream),
-            "epochs": round(config.steps * config.batch_size / n_windows, 3),
-            "timing": timing,
-            "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": config.threads,
-                        "cpu_count": os.cpu_count()},
-            "accuracy": table,
-            "loss": losses,
-            "n_pairs": {t: len(r) for t, r in pairs.items()},
-        })
-        if out.exists():
-            if not overwrite:  # a concurrent builder finished first: keep its result
-                shutil.rmtree(tmp, ignore_errors=True)
-                return out
-            shutil.rmtree(out)
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            if not out.exists():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # lost a race: the other build is as good
-        return out
+        _write_build(tmp, config, data, checkpoints, timing)
+        return _publish(tmp, out, overwrite)
     finally:
         torch.set_num_threads(old_threads)
         if hf_bars:

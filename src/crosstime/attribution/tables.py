@@ -1,0 +1,204 @@
+"""From the per-pair effects to the reported features and the numbers about them.
+
+    summary = summarise(att, crosscoder, top_k=10, ablation=abl, bootstrap=1000)
+    summary.rows        # rows of attribution/TASK/features.csv   (ATTRIBUTION_FEATURES)
+    summary.confusion   # rows of attribution/TASK/confusion.csv  (ATTRIBUTION_CONFUSION)
+    summary.metrics     # the numbers of summary.json that the effects decide (AttributionSummary)
+
+The reported features are the union of the per-checkpoint top-k by |IE|. RelIE is the
+share of |IE| (:mod:`crosstime.attribution.stats`); RelDec is the share of the decoder
+norms in normalised space (``crosscoder.decoder_norms()``, as in the paper), whatever
+space the crosscoder's weights are in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from crosstime.artifacts import ATTRIBUTION_FEATURES
+from crosstime.attribution.ablation import Ablation
+from crosstime.attribution.compute import Attribution, AttributionError
+from crosstime.attribution.stats import (
+    bootstrap_ie,
+    class_order,
+    classify_shares,
+    pairwise_rel_ie,
+    rel_ie,
+    relative_shares,
+    spearman,
+    top_features,
+)
+from crosstime.crosscoder import Crosscoder
+
+# The pairwise RelIE column; it has no cells beyond its max_checkpoints (the row then holds None).
+_RELIE_PAIR = next(c for c in ATTRIBUTION_FEATURES.columns if c.name == "relie_pair")
+
+
+@dataclass
+class Summary:
+    """The reported features and the numbers about them (K reported features)."""
+
+    revisions: list[str]
+    per_checkpoint: list[list[int]]  # top-k feature ids per checkpoint
+    features: list[int]  # the K reported features, by their largest |IE| anywhere
+    relie: np.ndarray  # [F, M]
+    reldec: np.ndarray  # [F, M]
+    relie_class: list[str]  # [K]
+    reldec_class: list[str]  # [K]
+    rows: list[dict[str, Any]]  # ATTRIBUTION_FEATURES rows, one per reported feature
+    confusion: list[dict[str, Any]]  # ATTRIBUTION_CONFUSION rows
+    ci: dict[str, np.ndarray] | None  # bootstrap_ie of the reported features
+    ablation: Ablation | None
+    metrics: dict[str, Any]  # AttributionSummary fields decided by the effects
+
+
+@dataclass
+class _Shares:
+    """RelIE and RelDec of every feature, and the classes of the reported ones."""
+
+    relie: np.ndarray  # [F, M]
+    relie_pair: np.ndarray  # [F, P], P = M(M−1)/2 in artifacts.pairs(M) order
+    reldec: np.ndarray  # [F, M]
+    relie_class: list[str]  # [K]
+    reldec_class: list[str]  # [K]
+
+
+def _shares(ie: np.ndarray, crosscoder: Crosscoder, union: list[int], revs: list[str]) -> _Shares:
+    """``ie [M, F]``; RelDec from the normalised-space decoder norms ``[F, M]``."""
+    relie = rel_ie(ie)
+    relie_pair, _ = pairwise_rel_ie(ie)
+    reldec = relative_shares(crosscoder.decoder_norms().detach().float().cpu().numpy())
+    relie_cls = classify_shares(torch.as_tensor(relie[union]), revs) if union else []
+    reldec_cls = classify_shares(torch.as_tensor(reldec[union]), revs) if union else []
+    return _Shares(relie, relie_pair, reldec, relie_cls, reldec_cls)
+
+
+def _floats(values: Sequence[float] | np.ndarray) -> list[float]:
+    return [float(v) for v in values]
+
+
+def feature_rows(att: Attribution, per: list[list[int]], union: list[int], shares: _Shares,
+                 boot: dict[str, np.ndarray] | None, exact: np.ndarray | None) -> list[dict[str, Any]]:
+    """``ATTRIBUTION_FEATURES`` rows of the reported features ``union`` (K of them).
+
+    boot: :func:`bootstrap_ie` of ``union`` or None (CI cells empty); exact: ``[M, K]`` ΔLPD
+    of the ablation or None (exact cells empty).
+    """
+    revs, M = att.revisions, len(att.revisions)
+    ie = att.ie.double().numpy()  # [M, F]
+    ie_abs = att.ie_per_pair.abs().mean(1).double().numpy()  # [M, F]
+    empty = [None] * M
+    with_pairs = _RELIE_PAIR.width(M) > 0
+    rows = []
+    for k, i in enumerate(union):
+        rows.append({
+            "feature": i,
+            "selected_in": ";".join(revs[m] for m in range(M) if i in per[m]),
+            "ie": _floats(ie[:, i]),
+            "ie_lo": _floats(boot["ie_lo"][:, k]) if boot else empty,
+            "ie_hi": _floats(boot["ie_hi"][:, k]) if boot else empty,
+            "relie": _floats(shares.relie[i]),
+            "relie_lo": _floats(boot["relie_lo"][k]) if boot else empty,
+            "relie_hi": _floats(boot["relie_hi"][k]) if boot else empty,
+            "relie_class": shares.relie_class[k],
+            "relie_pair": _floats(shares.relie_pair[i]) if with_pairs else None,
+            "reldec": _floats(shares.reldec[i]),
+            "reldec_class": shares.reldec_class[k],
+            "task_frequency": float(att.task_frequency[i]),
+            "ie_abs": _floats(ie_abs[:, i]),
+            "exact": _floats(exact[:, k]) if exact is not None else empty,
+        })
+    return rows
+
+
+def confusion_rows(relie_class: list[str], reldec_class: list[str], revs: list[str]) -> list[dict[str, Any]]:
+    """``ATTRIBUTION_CONFUSION`` rows: every (RelIE class, RelDec class) of the classes seen, in
+    class order, with the number of reported features that have both (zeros included)."""
+    counts: dict[tuple[str, str], int] = {}
+    for a, b in zip(relie_class, reldec_class):
+        counts[a, b] = counts.get((a, b), 0) + 1
+    return [{"relie_class": a, "reldec_class": b, "count": counts.get((a, b), 0)}
+            for a in class_order(relie_class, revs) for b in class_order(reldec_class, revs)]
+
+
+def clean_metrics(att: Attribution, per: list[list[int]], union: list[int]) -> dict[str, Any]:
+    """The clean task numbers and the error / joint effects, per checkpoint."""
+    revs, clean, ie = att.revisions, att.clean, att.ie.double().numpy()
+    return {
+        "n_pairs": int(clean.shape[1]),
+        "accuracy_clean": {r: float((clean[m] < 0).float().mean()) for m, r in enumerate(revs)},
+        "metric_clean_mean": {r: float(clean[m].mean()) for m, r in enumerate(revs)},
+        "error_effect": {r: float(att.error[m].mean()) for m, r in enumerate(revs)},
+        "joint_effect_exact": {r: float(att.joint[m].mean()) for m, r in enumerate(revs)},
+        "sum_of_feature_ie": {r: float(ie[m].sum()) for m, r in enumerate(revs)},
+        "top_features": {r: per[m] for m, r in enumerate(revs)},
+        "n_reported": len(union),
+    }
+
+
+def faithfulness(att: Attribution, union: list[int], exact: np.ndarray) -> dict[str, Any]:
+    """Spearman ρ of the estimated IE (the method's, and AtP's when computed) against the exact
+    ablation ``exact [M, K]`` of the reported features, per checkpoint and pooled.
+
+    Signed, and on magnitudes (what RelIE and the ablation share use): with redundant
+    features IG's joint path can credit a feature whose lone ablation slightly helps.
+    """
+    revs = att.revisions
+    estimates = {att.method: att.ie.double().numpy()[:, union]}
+    if att.atp_per_pair is not None:
+        estimates["atp"] = att.atp_per_pair.mean(1).double().numpy()[:, union]
+    faith: dict[str, Any] = {}
+    for name, e in estimates.items():
+        faith[f"{name}_vs_exact_spearman"] = {r: spearman(e[m], exact[m]) for m, r in enumerate(revs)}
+        faith[f"{name}_vs_exact_spearman_pooled"] = spearman(e, exact)
+        faith[f"{name}_vs_exact_spearman_abs"] = {r: spearman(np.abs(e[m]), np.abs(exact[m]))
+                                                  for m, r in enumerate(revs)}
+        faith[f"{name}_vs_exact_spearman_abs_pooled"] = spearman(np.abs(e), np.abs(exact))
+    return faith
+
+
+def ablation_spearman(exact: np.ndarray, shares: _Shares, union: list[int], revs: list[str]) -> dict[str, Any]:
+    """Spearman ρ across the reported features of the ablation share (``exact [M, K]``) with RelDec and RelIE."""
+    share = relative_shares(np.abs(exact.T))  # [K, M]
+    rho_dec = {r: spearman(share[:, m], shares.reldec[union, m]) for m, r in enumerate(revs)}
+    rho_ie = {r: spearman(share[:, m], shares.relie[union, m]) for m, r in enumerate(revs)}
+    return {
+        "ratio_vs_reldec": rho_dec, "ratio_vs_relie": rho_ie,
+        "ratio_vs_reldec_mean": float(np.nanmean(list(rho_dec.values()))) if revs else float("nan"),
+        "ratio_vs_relie_mean": float(np.nanmean(list(rho_ie.values()))) if revs else float("nan"),
+        "note": "ablation share |ΔLPD_m| / Σ_k |ΔLPD_k| per feature (for M = 2 it ranks like the paper's "
+                "|ΔLPD_B| / |ΔLPD_A|), correlated across the reported features with RelDec_m and RelIE_m",
+    }
+
+
+def summarise(att: Attribution, crosscoder: Crosscoder, top_k: int, ablation: Ablation | None = None,
+              bootstrap: int = 1000, ci: float = 0.95, seed: int = 0) -> Summary:
+    """The reported features (per-checkpoint top-``top_k`` by |IE|, their union), their tables and metrics.
+
+    ``ablation``: :func:`ablate_features` of exactly those features (in union order), or None.
+    ``bootstrap``: resamples over pairs for the CIs (0: none).
+    """
+    revs = att.revisions
+    ie = att.ie.double().numpy()  # [M, F]
+    per, union = top_features(ie, top_k)
+    if ablation is not None and ablation.features != union:
+        raise AttributionError(f"the ablation is of features {ablation.features} but the reported features are "
+                               f"{union}; ablate exactly those (in that order) or pass no ablation")
+    shares = _shares(ie, crosscoder, union, revs)
+    boot = None
+    if bootstrap and union:
+        boot = bootstrap_ie(att.ie_per_pair[:, :, union], resamples=bootstrap, ci=ci, seed=seed)
+    exact = ablation.delta_lpd() if ablation is not None else None  # [M, K] in union order
+    rows = feature_rows(att, per, union, shares, boot, exact)
+    confusion = confusion_rows(shares.relie_class, shares.reldec_class, revs)
+    metrics = clean_metrics(att, per, union)
+    if exact is not None and union:
+        metrics["faithfulness"] = faithfulness(att, union, exact)
+        metrics["ablation_spearman"] = ablation_spearman(exact, shares, union, revs)
+    return Summary(revs, per, union, shares.relie, shares.reldec, shares.relie_class, shares.reldec_class, rows,
+                   confusion, boot, ablation, metrics)

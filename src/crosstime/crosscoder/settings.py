@@ -1,0 +1,104 @@
+"""How to train a crosscoder (:class:`TrainSettings`) and the train stage's config (:class:`TrainConfig`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from crosstime.crosscoder.model import known_variants
+from crosstime.stage import DEVICE_HELP, Count, StageConfig
+
+# Settings that do not change the weights: they may differ when resuming.
+EXECUTION_FIELDS = frozenset({"progress", "wandb_project", "tensorboard", "log_every", "save_every", "val_every",
+                              "val_batches", "device"})
+
+
+class TrainSettings(BaseModel):
+    """How to train a crosscoder (everything but where: see :class:`TrainConfig` for the stage)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # architecture
+    variant: str = Field("relu", description="relu | topk | batchtopk | jumprelu (or a registered variant)")
+    n_features: int | None = Field(None, description="F, dictionary size (default: expansion × d)")
+    expansion: int = Field(8, ge=1, description="F = expansion × d when n_features is not given (paper: 16384 = 8 × 2048)")
+    k: int = Field(32, ge=1, description="topk/batchtopk: active features per token")
+    l1_norm: Literal["sum", "concat"] = Field("sum", description="relu: Σ_m ‖W_dec[i,m]‖ (sum) or concatenated norm")
+    dec_init_norm: float | None = Field(None, gt=0, description="decoder row norm at init (default: the variant's: "
+                                                                "0.08, or 1.0 for topk/batchtopk)")
+    jumprelu_threshold_init: float = Field(
+        0.001, gt=0, description="jumprelu: initial θ, in pre-activation units (the JumpReLU paper's 0.001; "
+        "raise it with the data's scale)")
+    jumprelu_bandwidth: float = Field(0.001, gt=0, description="jumprelu: STE kernel width ε, pre-activation units")
+    jumprelu_penalty: Literal["tanh", "step"] = Field("tanh", description="jumprelu sparsity: tanh(c·f·w) or step L0")
+    jumprelu_tanh_c: float = Field(4.0, gt=0, description="jumprelu: c of the tanh penalty")
+    # optimisation
+    lr: float = Field(5e-5, gt=0, description="learning rate")
+    adam_betas: tuple[float, float] = Field((0.9, 0.999), description="Adam's β1, β2")
+    batch_size: int = Field(4096, ge=1, description="global batch (rows), split across ranks")
+    steps: int | None = Field(None, ge=1, description="training steps (default: tokens // batch_size)")
+    tokens: Count = Field(400_000_000, ge=1, description="training rows when steps is not given (e.g. 400M)")
+    lr_decay_frac: float = Field(0.2, ge=0, le=1, description="linear decay to 0 over this final share of steps")
+    sparsity_coeff: float = Field(2.0, ge=0, description="λ of the L1 (relu) / L0 (jumprelu) penalty")
+    sparsity_warmup_frac: float = Field(0.05, ge=0, le=1, description="λ ramps from 0 over this first share")
+    grad_clip: float | None = Field(1.0, gt=0, description="clip the gradient norm to this (None: no clipping)")
+    recon_reduce: Literal["sum", "mean"] = Field(
+        "sum", description="reconstruction: sum over checkpoints (papers) or mean (keeps λ comparable across M)")
+    seed: int = Field(0, description="seed of the initialisation and the batch order")
+    # topk / batchtopk
+    k_init: int | None = Field(None, ge=1, description="anneal k linearly from k_init to k over k_anneal_steps")
+    k_anneal_steps: int = Field(0, ge=0, description="steps of the k annealing")
+    auxk_coeff: float = Field(1 / 32, ge=0, description="topk/batchtopk: weight of the AuxK loss on dead features")
+    k_aux: int | None = Field(None, ge=1, description="dead features used by AuxK per token (default d // 2)")
+    dead_tokens: Count = Field(10_000_000, ge=1, description="a feature is dead after this many rows without firing")
+    threshold_start_step: int = Field(1000, ge=0, description="batchtopk: first step of the threshold EMA")
+    threshold_beta: float = Field(0.999, ge=0, lt=1, description="batchtopk: EMA factor of the threshold")
+    # data
+    revisions: list[str] | None = Field(None, description="store checkpoints to train on (default: all)")
+    normalise: bool = Field(True, description="scale store activations by s_m = sqrt(d)/E‖x_m‖")
+    # execution
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast matmuls, fp32 master weights")
+    fused: bool = Field(True, description="relu: the hand-derived fp32 step; off = autograd for every variant")
+    device: str = Field("auto", description=DEVICE_HELP)
+    save_every: int = Field(500, ge=1, description="steps between resume states")
+    log_every: int = Field(1, ge=1, description="steps between lines of metrics.jsonl")
+    val_every: int = Field(100, ge=0, description="steps between held-out validations (0: never)")
+    val_batches: int = Field(30, ge=1, description="held-out batches per validation")
+    progress: bool = Field(True, description="show a progress bar")
+    wandb_project: str | None = Field(None, description="log to Weights & Biases (optional, needs `wandb`)")
+    tensorboard: bool = Field(False, description="log to TensorBoard under the crosscoder's tensorboard/ "
+                                                 "(needs `tensorboard`)")
+
+    @field_validator("variant")
+    @classmethod
+    def _known_variant(cls, v: str) -> str:
+        if v not in known_variants():
+            raise ValueError(f"unknown crosscoder variant {v!r}; known variants: {', '.join(known_variants())}")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainSettings:
+        if self.n_features is not None and self.n_features < 1:
+            raise ValueError(f"n_features (F) = {self.n_features}: the dictionary needs at least one feature")
+        return self
+
+    def total_steps(self) -> int:
+        return self.steps if self.steps is not None else max(1, self.tokens // self.batch_size)
+
+    def weight_settings(self) -> dict[str, Any]:
+        """The settings the weights depend on (a resume must repeat them)."""
+        dump = self.model_dump(mode="json")
+        return {k: dump[k] for k in TrainSettings.model_fields if k not in EXECUTION_FIELDS}
+
+
+class TrainConfig(TrainSettings, StageConfig):
+    """The train stage: RUN/activations -> RUN/crosscoder (shared by ``crosstime train`` and :func:`train`)."""
+
+    stage: ClassVar[str] = "train"
+    execution: ClassVar[frozenset[str]] = EXECUTION_FIELDS
+    upstream: ClassVar[tuple[str, ...]] = ("harvest",)
+
+    def output(self) -> Path:
+        return self.rundir.crosscoder / "model.safetensors"

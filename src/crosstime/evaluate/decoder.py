@@ -1,0 +1,170 @@
+"""The evaluate stage's decoder-space readings (normalised-space decoder, as in the paper).
+
+:func:`read_features` reads every feature's decoder (F rows): norms ``‖W_dec[i, m]‖``
+(:meth:`Crosscoder.decoder_norms`), RelDec shares and classes, decoder-norm trajectories
+(onset / peak / offset), pairwise RelDec (few checkpoints) and the cosine between
+consecutive checkpoints' directions. :func:`decoder_summary` turns them into the
+``decoder`` section of ``evaluation.json``: mean RelDec, class counts, trajectory counts,
+the emergence histogram, rotation between consecutive checkpoints and mean cosines, each
+over all features and over the live ones (those that fired in the dead-latent window).
+The math is :mod:`crosstime.shares`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import torch
+
+from crosstime.artifacts import EVALUATION_FEATURES, pairs
+from crosstime.crosscoder import Crosscoder
+from crosstime.shares import (
+    Trajectories,
+    class_order,
+    classify_shares,
+    decoder_cosines,
+    emergence_counts,
+    pairwise_shares,
+    relative_shares,
+    rotation_summary,
+    trajectories,
+)
+
+MAX_COSINE_CHECKPOINTS = 64  # the [F, M, M] cosine tensor grows as M²: not computed beyond this
+RELDEC_PAIR = next(c for c in EVALUATION_FEATURES.columns if c.kind == "pair")  # written up to its max_checkpoints
+
+
+@dataclass
+class FeatureReading:
+    """Per-feature decoder readings of a crosscoder over ``revisions`` (F features, M checkpoints).
+
+    ``W_dec [F, M, d]`` normalised space; ``norms, shares [F, M]``; ``labels`` the RelDec classes;
+    ``alive [F]`` bool and ``frequency [F]`` from the dead-latent window; ``traj`` the trajectories;
+    ``cosines [F, M, M]`` (None beyond :data:`MAX_COSINE_CHECKPOINTS`); ``pairwise [F, M, M]``
+    (None where features.csv has no pair columns).
+    """
+
+    revisions: list[str]
+    W_dec: torch.Tensor
+    norms: torch.Tensor
+    shares: torch.Tensor
+    labels: list[str]
+    alive: torch.Tensor
+    frequency: torch.Tensor
+    traj: Trajectories
+    cosines: torch.Tensor | None
+    pairwise: torch.Tensor | None
+
+    @property
+    def consecutive_cosines(self) -> torch.Tensor | None:
+        """``[F, M-1]``: cosine between checkpoints m and m+1 (None without cosines or with M = 1)."""
+        M = len(self.revisions)
+        if self.cosines is None or M < 2:
+            return None
+        return torch.stack([self.cosines[:, k, k + 1] for k in range(M - 1)], 1)
+
+
+@torch.no_grad()
+def read_features(model: Crosscoder, frequency: torch.Tensor, *, presence: float, high: float,
+                  low: float) -> FeatureReading:
+    """Read the decoder of ``model`` (normalised space; pass it on the CPU for device-independent
+    numbers); ``frequency [F]``: each feature's firing share over the dead-latent window."""
+    if model.is_folded:  # its W_dec is raw-space: cosines would survive, rotation's presence test would not
+        raise ValueError("read_features needs the crosscoder in normalised space (as load_for_store returns it), "
+                         "not a folded copy")
+    revisions = list(model.revisions)
+    M = len(revisions)
+    W_dec = model.W_dec.detach().float().cpu()
+    norms = model.decoder_norms().detach().float().cpu()
+    shares = relative_shares(norms)
+    return FeatureReading(
+        revisions=revisions,
+        W_dec=W_dec,
+        norms=norms,
+        shares=shares,
+        labels=classify_shares(shares, revisions, high=high, low=low),
+        alive=(frequency > 0).cpu(),
+        frequency=frequency.cpu(),
+        traj=trajectories(norms, fraction=presence),
+        cosines=decoder_cosines(W_dec) if M <= MAX_COSINE_CHECKPOINTS else None,
+        pairwise=pairwise_shares(norms) if RELDEC_PAIR.width(M) else None,
+    )
+
+
+def decoder_summary(reading: FeatureReading, tokens: list[int | None], *, presence: float, high: float,
+                    low: float) -> dict[str, Any]:
+    """The ``decoder`` section of ``evaluation.json``; ``tokens`` the tokens seen per checkpoint."""
+    revisions, alive = reading.revisions, reading.alive
+    M = len(revisions)
+    out: dict[str, Any] = {
+        "reldec_mean": reading.shares.mean(0).tolist(),
+        "reldec_mean_live": reading.shares[alive].mean(0).tolist() if alive.any() else None,
+        **_class_counts(reading),
+        "class_thresholds": {"high": high, "low": low},
+        **_trajectory_counts(reading),
+        "presence_fraction": presence,
+        "emergence": {
+            "revisions": revisions,
+            "tokens_seen": tokens,
+            "counts_live": emergence_counts(reading.traj.onset[alive], M),
+            "counts": emergence_counts(reading.traj.onset, M),
+            "meaning": "entry 0: present at the first checkpoint; entry m: onset in (checkpoint m-1, checkpoint m]",
+        },
+        "rotation": {"intervals": [f"{a}->{b}" for a, b in pairwise(revisions)],
+                     **rotation_summary(reading.W_dec[alive] if alive.any() else reading.W_dec, presence=presence)},
+    }
+    if reading.cosines is not None:
+        live = reading.cosines[alive] if alive.any() else reading.cosines
+        out["mean_cosine_live"] = live.mean(0).tolist()  # [M, M]: mean over live features
+    if M == 2:
+        edges = np.linspace(0, 1, 21)
+        out["reldec_histogram_live"] = {
+            "edges": edges.tolist(),
+            "counts": np.histogram(reading.shares[alive, 1].numpy(), bins=edges)[0].tolist(),
+        }
+    return out
+
+
+def _class_counts(reading: FeatureReading) -> dict[str, dict[str, int]]:
+    """RelDec class counts over all features and over the live ones, in :func:`class_order`."""
+    order = class_order(reading.labels, reading.revisions)
+    counts_all = Counter(reading.labels)
+    counts_alive = Counter(lab for lab, a in zip(reading.labels, reading.alive.tolist()) if a)
+    return {"classes": {lab: counts_all[lab] for lab in order},
+            "classes_live": {lab: counts_alive[lab] for lab in order}}
+
+
+def _trajectory_counts(reading: FeatureReading) -> dict[str, dict[str, int]]:
+    live = [lab for lab, a in zip(reading.traj.labels, reading.alive.tolist()) if a]
+    return {"trajectory_labels_live": dict(Counter(live)), "trajectory_labels": dict(Counter(reading.traj.labels))}
+
+
+def feature_rows(reading: FeatureReading) -> list[dict[str, Any]]:
+    """One row of ``evaluation/features.csv`` (:data:`~crosstime.artifacts.EVALUATION_FEATURES`) per feature."""
+    M = len(reading.revisions)
+    norms, shares = reading.norms.tolist(), reading.shares.tolist()
+    freq, alive = reading.frequency.tolist(), reading.alive.tolist()
+    traj = reading.traj
+    onset, peak, offset = traj.onset.tolist(), traj.peak.tolist(), traj.offset.tolist()
+    pw, pair_index = reading.pairwise, pairs(M)
+    cc = reading.consecutive_cosines
+    cc = cc.tolist() if cc is not None else None
+    return [{
+        "feature": i,
+        "frequency": freq[i],
+        "alive": bool(alive[i]),
+        "reldec_class": reading.labels[i],
+        "trajectory": traj.labels[i],
+        "onset": onset[i],
+        "peak": peak[i],
+        "offset": offset[i],
+        "max_norm": max(norms[i]),
+        "reldec": shares[i],
+        "norm": norms[i],
+        "reldec_pair": [float(pw[i, a, b]) for a, b in pair_index] if pw is not None else None,
+        "cos": cc[i] if cc is not None else None,
+    } for i in range(len(norms))]

@@ -1,0 +1,55 @@
+"""Settings of the scan stage (shared by ``crosstime scan`` and :func:`crosstime.scan.scan`), and its error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from crosstime.artifacts import SCAN_SUGGESTION
+from crosstime.errors import CrosstimeError
+from crosstime.stage import DEVICE_HELP, StageConfig
+
+
+class ScanError(CrosstimeError):
+    """A scan that cannot run as configured."""
+
+
+class ScanConfig(StageConfig):
+    """Settings of the scan stage: RUN/scan/ (shared by ``crosstime scan`` and :func:`crosstime.scan.scan`)."""
+
+    stage: ClassVar[str] = "scan"
+    execution: ClassVar[frozenset[str]] = frozenset({"batch_size", "device", "threads"})
+
+    series: str = Field(description="checkpoint series: a local series folder or a hub id")
+    layer: int = Field(description="site for similarity: the output of decoder block L (= hidden_states[L+1])")
+    tasks: list[str] | None = Field(
+        None, description="task names or .jsonl paths (default: the tasks in the series folder's pairs/, "
+        "else subjectverb)")
+    revisions: list[str] | None = Field(None, description="scan only these revisions (default: all)")
+    batch_size: int = Field(64, gt=0, description="sequences per forward pass")
+    sentence_metric: bool = Field(True, description="also the whole-sentence log-likelihood accuracy")
+    similarity_source: Literal["tasks", "corpus"] = Field(
+        "tasks", description="token set whose site activations are compared across checkpoints: task sentences or "
+        "held-out corpus documents")
+    similarity_tokens: int = Field(2048, description="token positions compared across checkpoints")
+    corpus: Path | None = Field(
+        None, description="held-out text, one document per line (default: the series folder's corpus/heldout.txt)")
+    train_corpus: Path | None = Field(
+        None, description="training text for n-gram statistics (default: the series folder's corpus/train.txt)")
+    corpus_sequences: int = Field(256, description="held-out documents for loss and KL")
+    max_length: int = Field(128, description="tokens per held-out document (truncated)")
+    ngram_tokens: int = Field(500_000, description="training tokens used to estimate unigram/bigram statistics")
+    n_suggest: int = Field(3, ge=1, description="checkpoints to suggest for a crosscoder")
+    min_jump: float = Field(0.1, description="smallest fitted accuracy rise counted as a jump")
+    model_dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype the models run in")
+    device: str = Field("auto", description=DEVICE_HELP)
+    threads: int | None = Field(
+        None, gt=0, description="torch CPU threads during the scan (default: 1 for small models, d_model < 512, "
+        "on the CPU, whose ops are too small to gain from threads but lose a lot on a busy machine; else torch's own)")
+    seed: int = Field(0, description="seed of the held-out document sample and of the similarity token order")
+
+    def output(self) -> Path:
+        """RUN/scan/suggestion.json, written last."""
+        return self.rundir.scan / SCAN_SUGGESTION

@@ -1,0 +1,153 @@
+"""The stage contract: every stage is ``stage(config) -> result``, with one config base.
+
+A stage's config inherits :class:`StageConfig` (``extra="forbid"``, so a misspelt setting is
+an error; ``run`` is the run directory) and names itself (``stage``) and the settings that
+change *how* it runs but not *what* it writes (``execution``: progress, device, batch sizes).
+A stage
+
+1. validates its input before any work,
+2. calls :func:`begin`: its record in ``RUN/config.yaml`` is removed, so a stage killed
+   half-way is never taken for finished (its old output may be half overwritten),
+3. does the work, writing every file atomically,
+4. calls :func:`finish`: records the settings that change its output, and a digest of the
+   records of the stages it reads (``upstream``), since their output changes its output too.
+
+:func:`finished` is true when the recorded settings equal the config's, the upstream stages'
+records are those it was made from, and the stage's output exists; that is what the demo
+(and a user) may reuse. The run directory itself, progress bars and devices are never part
+of the comparison, so a moved or copied run directory, or a run with ``--no-progress``,
+reuses its finished stages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from crosstime import distributed
+from crosstime.artifacts import ArtifactError, RunDir
+from crosstime.files import write_text
+
+DEVICE_HELP = "'auto' (this rank's GPU if there is one, else the CPU), 'cpu', 'cuda', 'cuda:1', …"
+
+
+def parse_count(value: Any) -> Any:
+    """'1M' -> 1_000_000, '250K' -> 250_000, '2e6' -> 2_000_000; anything else is left to the field's type."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().upper().replace("_", "").replace(",", "")
+    scale = {"K": 10**3, "M": 10**6, "B": 10**9}.get(text[-1:], 1)
+    number = text[:-1] if scale > 1 else text
+    try:
+        amount = float(number) * scale
+    except ValueError:
+        return value  # the int validator names it
+    return int(amount) if math.isfinite(amount) and amount == int(amount) else value
+
+
+Count = Annotated[int, BeforeValidator(parse_count)]
+"""An int setting that also reads token counts such as ``400M`` or ``1.5K``."""
+
+
+class StageConfig(BaseModel):
+    """Settings every stage shares; each stage's config inherits this."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: Path = Field(description="run directory (every stage reads and writes one)")
+    progress: bool = Field(True, description="show progress bars")
+
+    stage: ClassVar[str] = ""
+    execution: ClassVar[frozenset[str]] = frozenset()  # settings that do not change the output
+    upstream: ClassVar[tuple[str, ...] | None] = ()  # stages whose output it reads (None: every other stage)
+
+    @property
+    def rundir(self) -> RunDir:
+        return RunDir(self.run)
+
+    def record_key(self) -> str:
+        """This stage's section in ``config.yaml``."""
+        return self.stage
+
+    def output(self) -> Path:
+        """The file whose existence marks the stage's output (checked by :func:`finished`)."""
+        raise NotImplementedError(f"{type(self).__name__} must say which file marks its output")
+
+    def resolved(self) -> StageConfig:
+        """The config with unset settings decided (from the run or the defaults); itself by default."""
+        return self
+
+    def output_settings(self) -> dict[str, Any]:
+        """The settings recorded in ``config.yaml``: everything but the run and execution settings."""
+        return self.model_dump(mode="json", exclude={"run", "progress", *self.execution})
+
+
+def read_records(run: RunDir) -> dict[str, Any]:
+    """``config.yaml`` as ``{stage: settings}`` (empty when the run has none)."""
+    if not run.config_file.exists():
+        return {}
+    try:
+        data = yaml.safe_load(run.config_file.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{run.config_file} is not valid YAML ({err}); delete it and re-run the stages") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{run.config_file} should map stage names to settings; delete it and re-run the stages")
+    return data
+
+
+def _write_records(run: RunDir, data: dict[str, Any]) -> None:
+    if distributed.world().is_main:  # one writer
+        run.root.mkdir(parents=True, exist_ok=True)
+        write_text(run.config_file, yaml.safe_dump(data, sort_keys=False))
+
+
+def begin(config: StageConfig) -> None:
+    """Forget the stage's recorded settings: from now until :func:`finish` its output is in flux."""
+    records = read_records(config.rundir)
+    if config.record_key() in records:
+        del records[config.record_key()]
+        _write_records(config.rundir, records)
+
+
+INPUTS_KEY = "inputs_digest"
+
+
+def _inputs_digest(config: StageConfig, records: dict[str, Any]) -> str:
+    """A digest of the records of the stages ``config`` reads (their settings decide its input)."""
+    key = config.record_key()
+    names = sorted(k for k in records if k != key) if config.upstream is None else list(config.upstream)
+    text = json.dumps({k: records.get(k) for k in names}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def finish(config: StageConfig, **resolved: Any) -> None:
+    """Record the stage's output settings (``resolved`` adds values decided during the work)."""
+    records = read_records(config.rundir)
+    digest = _inputs_digest(config, records)
+    records[config.record_key()] = {**config.resolved().output_settings(), **resolved, INPUTS_KEY: digest}
+    _write_records(config.rundir, records)
+
+
+def recorded(config: StageConfig) -> dict[str, Any] | None:
+    """The settings recorded for this config's stage, or None."""
+    return read_records(config.rundir).get(config.record_key())
+
+
+def finished(config: StageConfig) -> bool:
+    """Whether the stage finished with these output settings, on the upstream outputs there are
+    now, and its output still exists."""
+    records = read_records(config.rundir)
+    done = records.get(config.record_key())
+    if done is None or not config.output().exists():
+        return False
+    settings = config.resolved().output_settings()
+    same_inputs = done.get(INPUTS_KEY) == _inputs_digest(config, records)
+    return same_inputs and {k: done.get(k) for k in settings} == settings

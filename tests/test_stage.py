@@ -1,0 +1,104 @@
+"""The stage contract: settings recorded after success, reuse from output-changing settings only."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import yaml
+from pydantic import Field, ValidationError
+
+from crosstime import stage
+from crosstime.artifacts import ArtifactError
+from crosstime.stage import Count, StageConfig
+
+
+class ToyStageConfig(StageConfig):
+    stage: ClassVar[str] = "toystage"
+    execution: ClassVar[frozenset[str]] = frozenset({"device"})
+
+    width: int = Field(3, description="changes the output")
+    device: str = Field("auto", description="does not")
+    tokens: Count = Field(1000, description="a count")
+
+    def output(self) -> Path:
+        return self.rundir.root / "out.txt"
+
+
+def _run_stage(config: ToyStageConfig, fail: bool = False) -> None:
+    stage.begin(config)
+    config.output().write_text("half" if fail else "x" * config.width)
+    if fail:
+        raise RuntimeError("killed half-way")
+    stage.finish(config)
+
+
+def test_record_after_success_reuse_and_forgetting(tmp_path):
+    cfg = ToyStageConfig(run=tmp_path / "run", width=4)
+    cfg.run.mkdir()
+    assert not stage.finished(cfg)
+    _run_stage(cfg)
+    records = yaml.safe_load((cfg.run / "config.yaml").read_text())
+    assert records["toystage"] == {"width": 4, "tokens": 1000, "inputs_digest": records["toystage"]["inputs_digest"]}
+    assert stage.finished(cfg)
+    assert stage.finished(cfg.model_copy(update={"device": "cuda", "progress": False}))
+    assert not stage.finished(cfg.model_copy(update={"width": 5}))
+    copied = tmp_path / "elsewhere"
+    shutil.copytree(cfg.run, copied)
+    assert stage.finished(cfg.model_copy(update={"run": copied}))
+    (copied / "out.txt").unlink()
+    assert not stage.finished(cfg.model_copy(update={"run": copied}))  # the output must exist too
+    # a re-run that dies half-way leaves no record claiming the (now half-written) output
+    with pytest.raises(RuntimeError):
+        _run_stage(cfg, fail=True)
+    assert "toystage" not in (yaml.safe_load((cfg.run / "config.yaml").read_text()) or {})
+    assert not stage.finished(cfg)
+
+
+def test_other_stages_records_are_kept_and_bad_yaml_is_named(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"scan": {"layer": 1}}))
+    cfg = ToyStageConfig(run=run)
+    _run_stage(cfg)
+    assert set(yaml.safe_load((run / "config.yaml").read_text())) == {"scan", "toystage"}
+    (run / "config.yaml").write_text("scan: [unclosed\n")
+    with pytest.raises(ArtifactError, match=r"config\.yaml is not valid YAML"):
+        stage.finished(cfg)
+    (run / "config.yaml").write_text("- a list\n")
+    with pytest.raises(ArtifactError, match="should map stage names"):
+        stage.recorded(cfg)
+
+
+def test_configs_refuse_unknown_settings_and_read_counts(tmp_path):
+    with pytest.raises(ValidationError, match="widht"):
+        ToyStageConfig(run=tmp_path, widht=3)
+    assert [ToyStageConfig(run=tmp_path, tokens=t).tokens for t in ("1M", "1.5K", "2e3", "7", 9)] == [
+        1_000_000, 1500, 2000, 7, 9]
+    for bad in ("1.2345K", "lots", "inf", "nan"):
+        with pytest.raises(ValidationError, match="valid integer"):
+            ToyStageConfig(run=tmp_path, tokens=bad)
+
+
+class Downstream(ToyStageConfig):
+    stage: ClassVar[str] = "downstream"
+    upstream: ClassVar[tuple[str, ...]] = ("toystage",)
+
+    def output(self) -> Path:
+        return self.rundir.root / "down.txt"
+
+
+def test_a_stage_is_not_reused_once_what_it_read_was_redone(tmp_path):
+    up = ToyStageConfig(run=tmp_path, width=2)
+    down = Downstream(run=tmp_path)
+    _run_stage(up)
+    _run_stage(down)
+    assert stage.finished(down)
+    _run_stage(up.model_copy(update={"width": 6}))  # the upstream output changed under it
+    assert not stage.finished(down)
+    _run_stage(down)
+    assert stage.finished(down)
+    _run_stage(up.model_copy(update={"width": 6, "device": "cpu"}))  # redone, same settings: same input
+    assert stage.finished(down)
