@@ -209,7 +209,7 @@ def main() -> None:
            "| implementation | ms/step | GFLOP/s | % of peak | speed-up vs eager |", "|---|---|---|---|---|"]
     for name, key in (("straightforward eager (einsum, autograd, clip_grad_norm_, Adam)", "eager"),
                       ("crosstime fused step (hand backward, fused Adam)", "crosstime"),
-                      ("crosstime.train loop (incl. data, schedules, metrics)", "loop")):
+                      ("crosstime.crosscoder.fit loop (incl. data, schedules, metrics)", "loop")):
         s = step[key]
         out.append(f"| {name} | {s * 1e3:.1f} | {FLOPS_STEP / s / 1e9:.0f} | {100 * FLOPS_STEP / s / step['peak']:.0f}% "
                    f"| {step['eager'] / s:.2f}× |")
