@@ -102,3 +102,53 @@ def test_a_stage_is_not_reused_once_what_it_read_was_redone(tmp_path):
     assert stage.finished(down)
     _run_stage(up.model_copy(update={"width": 6, "device": "cpu"}))  # redone, same settings: same input
     assert stage.finished(down)
+
+
+HOLD = """
+import sys, time
+from crosstime import stage
+from crosstime.artifacts import RunDir
+with stage.lock(RunDir(sys.argv[1]), "train"):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_one_writer_per_run_directory(tmp_path):
+    """A second writer is refused at once, naming the stage and process that hold the run; readers
+    are not blocked; the lock is released on every way out of a stage."""
+    import subprocess
+    import sys
+
+    from crosstime.artifacts import RunDir
+
+    cfg = ToyStageConfig(run=tmp_path / "run")
+    _run_stage_locked(cfg)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(cfg.run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(stage.RunBusy, match=rf"being written by `crosstime train` \(pid {holder.pid} on "):
+            _run_stage_locked(cfg.model_copy(update={"width": 9}))
+        assert stage.finished(cfg) and stage.recorded(cfg)["width"] == 3  # read freely; the record untouched
+    finally:
+        holder.kill()
+        holder.wait()
+    _run_stage_locked(cfg.model_copy(update={"width": 9}))  # a dead holder's lock is gone with it
+    with pytest.raises(RuntimeError):
+        with stage.writing(cfg):
+            raise RuntimeError("a stage that fails")
+    with stage.lock(RunDir(cfg.run), "again"):  # released after the failure
+        pass
+
+
+def test_a_stage_that_fails_before_writing_leaves_no_run_directory(tmp_path):
+    cfg = ToyStageConfig(run=tmp_path / "new")
+    with pytest.raises(ValueError):
+        with stage.writing(cfg):
+            raise ValueError("bad input found during the work")
+    assert not cfg.run.exists()
+
+
+def _run_stage_locked(config: ToyStageConfig) -> None:
+    with stage.writing(config):
+        config.output().write_text("x" * config.width)

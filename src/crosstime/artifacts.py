@@ -43,6 +43,8 @@ class ArtifactError(CrosstimeError):
 # -- the run directory ---------------------------------------------------------------------
 
 CONFIG_FILE = "config.yaml"
+RUN_LOCK = ".crosstime.lock"  # held by the one process writing the run (crosstime.stage.lock)
+RUN_LOCK_HOLDER = ".crosstime.lock.json"  # who holds it: stage, pid, host, since
 SCAN = "scan"
 ACTIVATIONS = "activations"
 CROSSCODER = "crosscoder"

@@ -33,7 +33,7 @@ from crosstime.toy import toy_world
 class DemoConfig(BaseModel):
     """Settings of ``crosstime demo`` (small enough for 2 CPU cores in a few minutes)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a typo or an inf is an error, not a setting
 
     run: Path = Field(Path("runs/demo"), description="run directory (re-running reuses finished stages)")
     layer: int = Field(0, ge=0, description="site: output of this decoder block (the toy model has 2; block 0 is mid-depth)")

@@ -6,11 +6,15 @@ change *how* it runs but not *what* it writes (``execution``: progress, device, 
 A stage
 
 1. validates its input before any work,
-2. calls :func:`begin`: its record in ``RUN/config.yaml`` is removed, so a stage killed
-   half-way is never taken for finished (its old output may be half overwritten),
+2. enters :func:`writing`: it takes the run's lock (one writer per run directory: a second
+   one is refused at once, naming the stage and process that hold it; readers are never
+   blocked) and calls :func:`begin`, which removes its record from ``RUN/config.yaml``, so a
+   stage killed half-way is never taken for finished (its old output may be half overwritten),
 3. does the work, writing every file atomically,
-4. calls :func:`finish`: records the settings that change its output, and a digest of the
-   records of the stages it reads (``upstream``), since their output changes its output too.
+4. leaves :func:`writing`, which calls :func:`finish` on success: it records the settings
+   that change its output, and a digest of the records of the stages it reads
+   (``upstream``), since their output changes its output too. The lock is released on every
+   way out (and by the system when a process dies).
 
 :func:`finished` is true when the recorded settings equal the config's, the upstream stages'
 records are those it was made from, and the stage's output exists; that is what the demo
@@ -21,18 +25,24 @@ reuses its finished stages.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import os
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from crosstime import distributed
-from crosstime.artifacts import ArtifactError, RunDir
-from crosstime.files import write_text
+from crosstime.artifacts import RUN_LOCK, RUN_LOCK_HOLDER, ArtifactError, RunDir
+from crosstime.errors import CrosstimeError
+from crosstime.files import write_json, write_text
 
 DEVICE_HELP = "'auto' (this rank's GPU if there is one, else the CPU), 'cpu', 'cuda', 'cuda:1', …"
 
@@ -55,10 +65,34 @@ Count = Annotated[int, BeforeValidator(parse_count)]
 """An int setting that also reads token counts such as ``400M`` or ``1.5K``."""
 
 
+def check_device(name: str) -> str:
+    """A device setting that can be used on this machine (checked before any work): 'auto', 'cpu',
+    'cuda' or 'cuda:N' with CUDA available, or any other name torch knows and has."""
+    import torch
+
+    if name == "auto":
+        return name
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"{name!r} is not a device torch knows ({err}); use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name!r} asks for CUDA but this machine has none (torch {torch.__version__}, "
+                             f"cuda build {torch.version.cuda}); use 'cpu' or 'auto'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"{name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return name
+
+
+Device = Annotated[str, AfterValidator(check_device)]
+"""A device setting, checked when the config is made: a stage never starts work on a device it lacks."""
+
+
 class StageConfig(BaseModel):
     """Settings every stage shares; each stage's config inherits this."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a typo or an inf is an error, not a setting
 
     run: Path = Field(description="run directory (every stage reads and writes one)")
     progress: bool = Field(True, description="show progress bars")
@@ -151,3 +185,62 @@ def finished(config: StageConfig) -> bool:
     settings = config.resolved().output_settings()
     same_inputs = done.get(INPUTS_KEY) == _inputs_digest(config, records)
     return same_inputs and {k: done.get(k) for k in settings} == settings
+
+
+class RunBusy(CrosstimeError):
+    """Another process is writing this run directory."""
+
+
+def _holder(run: RunDir) -> str:
+    """Who holds the run's lock, in words (as the holder wrote it down when it took the lock)."""
+    path = run.root / RUN_LOCK_HOLDER
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        return (f"`crosstime {info['stage']}` (pid {info['pid']} on {info['host']}, since "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info['since']))})")
+    except (OSError, ValueError, KeyError, TypeError):  # written a moment after the lock is taken
+        return "another crosstime process"
+
+
+@contextlib.contextmanager
+def lock(run: RunDir, stage_name: str) -> Iterator[None]:
+    """Hold ``RUN/.crosstime.lock`` (the ``filelock`` package) while writing ``run``.
+
+    A second writer is refused at once with :class:`RunBusy` naming the holder; readers never
+    take the lock. Under torchrun the main rank holds it for all ranks.
+    """
+    if not distributed.world().is_main:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    created = not run.root.exists()
+    run.root.mkdir(parents=True, exist_ok=True)
+    held = FileLock(run.root / RUN_LOCK, blocking=False)
+    try:
+        held.acquire()
+    except Timeout:
+        raise RunBusy(f"{run.root} is being written by {_holder(run)}; wait for it to finish (or stop it) before "
+                      f"running `crosstime {stage_name}` on it. Reading the run is not blocked.") from None
+    try:
+        write_json(run.root / RUN_LOCK_HOLDER, {"stage": stage_name, "pid": os.getpid(), "host": socket.gethostname(),
+                                                 "since": time.time()})
+        yield
+    finally:
+        (run.root / RUN_LOCK_HOLDER).unlink(missing_ok=True)
+        held.release()
+        if created and {p.name for p in run.root.iterdir()} <= {RUN_LOCK}:  # a stage that wrote nothing
+            (run.root / RUN_LOCK).unlink(missing_ok=True)
+            run.root.rmdir()
+
+
+@contextlib.contextmanager
+def writing(config: StageConfig) -> Iterator[dict[str, Any]]:
+    """The stage's work: under the run's lock, between :func:`begin` and (on success) :func:`finish`.
+
+    Yields a dict for values decided during the work (they are recorded beside the settings)."""
+    with lock(config.rundir, config.stage):
+        begin(config)
+        resolved: dict[str, Any] = {}
+        yield resolved
+        finish(config, **resolved)

@@ -73,7 +73,7 @@ from crosstime.crosscoder import Crosscoder, load_for_store
 from crosstime.distributed import resolve_device
 from crosstime.files import atomic_path
 from crosstime.series import CheckpointSeries, open_series
-from crosstime.stage import DEVICE_HELP, StageConfig
+from crosstime.stage import DEVICE_HELP, Device, StageConfig
 from crosstime.store import ActivationStore
 from crosstime.tasks import Task, load_task
 
@@ -111,7 +111,7 @@ class AttributeConfig(StageConfig):
         "drop", description="pairs whose answers are several tokens: drop them, or score the first differing token")
     max_pairs: int | None = Field(None, ge=1, description="use only the first N pairs")
     task_dirs: list[Path] = Field(default_factory=list, description="extra folders to find NAME.jsonl tasks in")
-    device: str = Field("auto", description=DEVICE_HELP)
+    device: Device = Field("auto", description=DEVICE_HELP)
     model_dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype the models run in")
     keep_models_bytes: int = Field(
         2 << 30, ge=0, description="keep all M models loaded between passes if together they fit in this many bytes")
@@ -228,12 +228,12 @@ def attribute(config: AttributeConfig) -> AttributeResult:
     t_start = time.perf_counter()
     inputs = _open_inputs(config)
     _warn_if_batch_dependent(inputs.crosscoder, config)
-    stage.begin(config)
-    att, summary = _work(config, inputs)
-    att.seconds["total"] = time.perf_counter() - t_start
-    record = _record(config, inputs, att, summary)
-    out = _write_outputs(config.rundir.attribution(config.task_name), att, summary, record)
-    stage.finish(config, revisions=att.revisions)
+    with stage.writing(config) as resolved:
+        att, summary = _work(config, inputs)
+        att.seconds["total"] = time.perf_counter() - t_start
+        record = _record(config, inputs, att, summary)
+        out = _write_outputs(config.rundir.attribution(config.task_name), att, summary, record)
+        resolved["revisions"] = att.revisions
     return AttributeResult(out, att, summary, record)
 
 

@@ -104,7 +104,7 @@ def variant(name: str) -> Variant:
 class CrosscoderConfig(BaseModel):
     """Architecture of one crosscoder; saved as ``config.json`` beside the weights."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a typo or an inf is an error, not a setting
 
     variant: str = Field("relu", description="activation σ: a registered variant (relu, topk, batchtopk, jumprelu)")
     n_checkpoints: int = Field(description="M, checkpoints encoded jointly (1 = a plain SAE)")

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crosstime.crosscoder.model import known_variants
-from crosstime.stage import DEVICE_HELP, Count, StageConfig
+from crosstime.stage import DEVICE_HELP, Count, Device, StageConfig
 
 # Settings that do not change the weights: they may differ when resuming.
 EXECUTION_FIELDS = frozenset({"progress", "wandb_project", "tensorboard", "log_every", "save_every", "val_every",
@@ -18,7 +18,7 @@ EXECUTION_FIELDS = frozenset({"progress", "wandb_project", "tensorboard", "log_e
 class TrainSettings(BaseModel):
     """How to train a crosscoder (everything but where: see :class:`TrainConfig` for the stage)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a typo or an inf is an error, not a setting
 
     # architecture
     variant: str = Field("relu", description="relu | topk | batchtopk | jumprelu (or a registered variant)")
@@ -61,7 +61,7 @@ class TrainSettings(BaseModel):
     # execution
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast matmuls, fp32 master weights")
     fused: bool = Field(True, description="relu: the hand-derived fp32 step; off = autograd for every variant")
-    device: str = Field("auto", description=DEVICE_HELP)
+    device: Device = Field("auto", description=DEVICE_HELP)
     save_every: int = Field(500, ge=1, description="steps between resume states")
     log_every: int = Field(1, ge=1, description="steps between lines of metrics.jsonl")
     val_every: int = Field(100, ge=0, description="steps between held-out validations (0: never)")

@@ -349,7 +349,5 @@ def train(config: TrainConfig) -> Crosscoder:
     store = ActivationStore(run.activations)
     world = distributed.join(distributed.resolve_device(config.device))
     trainer = _trainer(store, config, run.crosscoder, None, world)
-    stage.begin(config)
-    model = trainer.run()
-    stage.finish(config)
-    return model
+    with stage.writing(config):
+        return trainer.run()

@@ -71,7 +71,7 @@ from crosstime.evaluate.passes import (
     top_up_firing,
 )
 from crosstime.series import CheckpointSeries, open_series
-from crosstime.stage import DEVICE_HELP, Count, StageConfig
+from crosstime.stage import DEVICE_HELP, Count, Device, StageConfig
 from crosstime.store import ActivationStore, StoreError
 
 
@@ -100,7 +100,7 @@ class EvaluateConfig(StageConfig):
     presence: float = Field(0.5, gt=0, le=1, description="trajectory presence threshold: share of a feature's max norm")
     high: float = Field(0.7, gt=0, le=1, description="class threshold: a dominant checkpoint's share exceeds this")
     low: float = Field(0.3, ge=0, lt=1, description="class threshold: a checkpoint with at least this share is shared")
-    device: str = Field("auto", description=DEVICE_HELP)
+    device: Device = Field("auto", description=DEVICE_HELP)
     model_dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="dtype the checkpoints run in for the downstream metrics")
     seed: int = Field(0, description="seed of the held-out context sample and of the plotted sample features")
@@ -197,7 +197,14 @@ def evaluate(config: EvaluateConfig) -> Evaluation:
     start = time.perf_counter()
     inputs = open_inputs(config)
     warn_if_batch_dependent(config, inputs.model)
-    stage.begin(config)
+    with stage.writing(config) as resolved:
+        result = _evaluate(config, inputs, start)
+        resolved.update(revisions=result.settings["revisions"], inference_rule=result.settings["inference_rule"])
+    return result
+
+
+def _evaluate(config: EvaluateConfig, inputs: Inputs, start: float) -> Evaluation:
+    """The work: reconstruction, splicing, decoder readings, and the outputs written."""
     timing: dict[str, float] = {}
 
     t = time.perf_counter()
@@ -220,7 +227,6 @@ def evaluate(config: EvaluateConfig) -> Evaluation:
     result = Evaluation(settings=_settings(config, inputs, recon), summary=summary(recon, rows), checkpoints=rows,
                         reconstruction=recon, decoder=decoder, timing=timing)
     _write_outputs(config, result, reading, start)
-    stage.finish(config, revisions=model.revisions, inference_rule=model.inference_rule)
     return result
 
 

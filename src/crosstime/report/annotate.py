@@ -18,6 +18,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from crosstime import stage
 from crosstime.artifacts import (
     REPORT_ANNOTATIONS,
     REPORT_DATA,
@@ -196,23 +197,29 @@ def import_annotations(run: RunDir | str | Path, path: str | Path) -> dict[int, 
     data = _report_data(run)
     n_features = data.get("n_features_total") if data else _crosscoder_features(run)
     parsed = parse_annotations(path, n_features)
-    merged = read_annotations(run)
-    for feature, entry in parsed.items():
-        if entry.get("description") or any(k != "description" for k in entry):
-            merged[feature] = entry
-        else:
-            merged.pop(feature, None)
-    write_model(Annotations(source=str(Path(path).resolve()), features={k: merged[k] for k in sorted(merged)}),
-                annotations_path(run))
-    if data is not None:
-        from crosstime.report.dashboard import render
-        from crosstime.report.findings import findings
-
-        apply_annotations(data, merged)
-        data["findings"] = findings(data, n=4)
-        write_model(ReportData.model_validate(data), run.report / REPORT_DATA)
-        render(data, run.report / REPORT_HTML)
+    with stage.lock(run, "annotate --import"):  # one writer per run directory
+        merged = read_annotations(run)
+        for feature, entry in parsed.items():
+            if entry.get("description") or any(k != "description" for k in entry):
+                merged[feature] = entry
+            else:
+                merged.pop(feature, None)
+        write_model(Annotations(source=str(Path(path).resolve()), features={k: merged[k] for k in sorted(merged)}),
+                    annotations_path(run))
+        if data is not None:
+            _rerender(run, data, merged)
     return merged
+
+
+def _rerender(run: RunDir, data: dict, annotations: dict[int, dict[str, Any]]) -> None:
+    """The dashboard again, with the new descriptions (and findings that quote them)."""
+    from crosstime.report.dashboard import render
+    from crosstime.report.findings import findings
+
+    apply_annotations(data, annotations)
+    data["findings"] = findings(data, n=4)
+    write_model(ReportData.model_validate(data), run.report / REPORT_DATA)
+    render(data, run.report / REPORT_HTML)
 
 
 def apply_annotations(data: dict, annotations: dict[int, dict[str, Any]]) -> None:

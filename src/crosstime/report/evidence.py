@@ -66,7 +66,7 @@ class EvidenceConfig(BaseModel):
     """What evidence to gather per feature (every setting changes the report; how it runs —
     device, batch size — is the caller's: :class:`crosstime.report.ReportConfig`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a typo or an inf is an error, not a setting
 
     n_top: int = Field(10, ge=1, description="top activating contexts kept per feature and view")
     window_before: int = Field(12, ge=0, description="tokens shown before an example's position")

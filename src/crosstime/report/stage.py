@@ -67,7 +67,7 @@ from crosstime.report.findings import findings, main_task
 from crosstime.series import CheckpointSeries, SeriesError, format_tokens, open_series
 from crosstime.shares import classify_shares, relative_shares, trajectories
 from crosstime.sites import final_norm, unembedding
-from crosstime.stage import DEVICE_HELP, StageConfig
+from crosstime.stage import DEVICE_HELP, Device, StageConfig
 from crosstime.store import ActivationStore
 from crosstime.store.layout import MANIFEST
 
@@ -93,7 +93,7 @@ class ReportConfig(StageConfig):
     token_text: bool = Field(True, description="show tokens as text, with the series' tokenizer (false: token ids; "
                                                "with --logit-lens none the series is then not needed)")
     title: str | None = Field(None, description="title of the dashboard (default: crosstime — RUN's name)")
-    device: str = Field("auto", description=DEVICE_HELP)
+    device: Device = Field("auto", description=DEVICE_HELP)
     batch_rows: int = Field(2048, ge=1, description="token rows encoded at once (memory: batch_rows × F floats per "
                                                     "encode)")
 
@@ -306,13 +306,13 @@ def report(config: ReportConfig) -> Path:
     """Build ``RUN/report/index.html`` (and ``data.json``) from the run directory; returns the HTML path."""
     t0 = time.time()
     inputs = open_inputs(config)
-    stage.begin(config)
-    data = report_data(config, inputs)
-    write_model(data, inputs.run.report / REPORT_DATA)
-    out = render(data.model_dump(mode="json"), config.output())
-    # features that depend on the batch make the batch size part of what was shown: recorded beside the settings
-    batch = inputs.model is not None and inputs.model.inference_depends_on_batch
-    stage.finish(config, **({"batch_rows": config.batch_rows} if batch else {}))
+    with stage.writing(config) as resolved:
+        data = report_data(config, inputs)
+        write_model(data, inputs.run.report / REPORT_DATA)
+        out = render(data.model_dump(mode="json"), config.output())
+        # features that depend on the batch make the batch size part of what was shown: recorded beside the settings
+        if inputs.model is not None and inputs.model.inference_depends_on_batch:
+            resolved["batch_rows"] = config.batch_rows
     if config.progress:
         print(f"wrote {out} ({len(data.features)} features, {len(data.checkpoints)} checkpoints) in "
               f"{time.time() - t0:.1f}s")

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from crosstime.artifacts import SCAN_SUGGESTION
 from crosstime.errors import CrosstimeError
-from crosstime.stage import DEVICE_HELP, StageConfig
+from crosstime.stage import DEVICE_HELP, Device, StageConfig
 
 
 class ScanError(CrosstimeError):
@@ -44,7 +44,7 @@ class ScanConfig(StageConfig):
     n_suggest: int = Field(3, ge=1, description="checkpoints to suggest for a crosscoder")
     min_jump: float = Field(0.1, description="smallest fitted accuracy rise counted as a jump")
     model_dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype the models run in")
-    device: str = Field("auto", description=DEVICE_HELP)
+    device: Device = Field("auto", description=DEVICE_HELP)
     threads: int | None = Field(
         None, gt=0, description="torch CPU threads during the scan (default: 1 for small models, d_model < 512, "
         "on the CPU, whose ops are too small to gain from threads but lose a lot on a busy machine; else torch's own)")

@@ -17,7 +17,6 @@ from crosstime.distributed import resolve_device
 from crosstime.scan.config import ScanConfig, ScanError
 from crosstime.scan.dynamics import NgramModel
 from crosstime.series import Checkpoint, CheckpointSeries, SeriesError, open_series
-from crosstime.stage import DEVICE_HELP
 from crosstime.tasks import Task, expand_task_names, load_task, special_prefix
 
 
@@ -124,17 +123,6 @@ def corpus_paths(config: ScanConfig, series: CheckpointSeries) -> tuple[Path | N
     return heldout, train
 
 
-def _device(name: str) -> torch.device:
-    """The device the models run on; a name torch cannot parse, or a GPU this machine lacks, is an error now."""
-    try:
-        device = resolve_device(name)
-    except RuntimeError as err:  # torch's message for a device string it cannot parse
-        raise ScanError(f"device {name!r} is not a device torch knows ({err}); use {DEVICE_HELP}") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ScanError(f"device {name!r}: this machine has no CUDA GPU; use 'auto' or 'cpu'")
-    return device
-
-
 def _open(config: ScanConfig) -> tuple[CheckpointSeries, Any]:
     """The series (its checkpoints compatible) and its first checkpoint's HF config, the layer checked."""
     try:
@@ -171,7 +159,7 @@ def _heldout(config: ScanConfig, heldout: Path | None, tokenizer) -> list[list[i
 
 def prepare(config: ScanConfig) -> ScanInputs:
     """Open the series, check the layer, load every task and corpus sample: all bad input fails here."""
-    device = _device(config.device)
+    device = resolve_device(config.device)  # checked when the config was made
     series, first_cfg = _open(config)
     tokenizer = series.load_tokenizer()
     names, tasks = _load_tasks(config, series, tokenizer)

@@ -266,13 +266,12 @@ def scan(config: ScanConfig) -> ScanResult:
     the settings are recorded in ``RUN/config.yaml`` once every file is written."""
     started = time.perf_counter()
     inputs = prepare(config)
-    stage.begin(config)
-    sweep = run_sweep(config, inputs)
-    cos, cka, n_tokens = similarity(sweep.acts, len(inputs.checkpoints))
-    matrices = {"cosine": cos, "cka": cka}
-    suggestion = make_suggestion(config, inputs, sweep, cka)
-    write_outputs(config, inputs, sweep, suggestion, matrices, n_tokens)
-    stage.finish(config)
+    with stage.writing(config):
+        sweep = run_sweep(config, inputs)
+        cos, cka, n_tokens = similarity(sweep.acts, len(inputs.checkpoints))
+        matrices = {"cosine": cos, "cka": cka}
+        suggestion = make_suggestion(config, inputs, sweep, cka)
+        write_outputs(config, inputs, sweep, suggestion, matrices, n_tokens)
     return ScanResult(config.rundir.scan, inputs.checkpoints, sweep.accuracy, cos, cka, sweep.dynamics, suggestion,
                       {t.name: t.summary() for t in inputs.tasks}, time.perf_counter() - started,
                       _notes(sweep, inputs))

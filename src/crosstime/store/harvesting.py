@@ -35,7 +35,7 @@ from crosstime import distributed, stage
 from crosstime.files import atomic_path, write_json
 from crosstime.series import SeriesError, open_series
 from crosstime.sites import LayerOutOfRange, read_site
-from crosstime.stage import DEVICE_HELP, Count, StageConfig
+from crosstime.stage import DEVICE_HELP, Count, Device, StageConfig
 from crosstime.store.corpus import iter_documents, pack_contexts, resolve_corpus
 from crosstime.store.layout import (
     DTYPES,
@@ -80,7 +80,7 @@ class HarvestConfig(StageConfig):
     dtype: Literal["float16", "bfloat16"] | None = Field(None, description="storage dtype (default: float16)")
     batch_size: int = Field(16, gt=0, description="contexts per forward pass")
     chunk_contexts: int | None = Field(None, gt=0, description="contexts per chunk file (default: about 64 MiB per chunk)")
-    device: str = Field("auto", description=DEVICE_HELP)
+    device: Device = Field("auto", description=DEVICE_HELP)
     model_dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype the models run in")
     verify: bool = Field(True, description="check sha256 of chunks already on disk before resuming")
 
@@ -368,12 +368,14 @@ def _prepare(root: Path, config: HarvestConfig, series, corpus, corpus_spec: str
 def harvest(config: HarvestConfig):
     """Harvest the site activations of ``config.revisions`` into ``config.out``; return the store.
 
-    Works alone or under ``torchrun`` (every rank calls it with the same config).
+    Works alone or under ``torchrun`` (every rank calls it with the same config). Everything
+    that can fail without work is checked first; then the main rank holds the run's lock.
     """
     w = distributed.join(distributed.resolve_device(config.device))
-    store = _harvest(config, w)
-    if w.is_main:
-        stage.finish(config, revisions=store.revisions)  # every checkpoint the store now holds
+    checked = _check_request(resolve_config(config))
+    with stage.writing(config) as resolved:
+        store = _harvest(resolve_config(config), w, checked)
+        resolved["revisions"] = store.revisions  # every checkpoint the store now holds
     return store
 
 
@@ -399,14 +401,12 @@ def _check_request(config: HarvestConfig) -> tuple:
     return series, revisions, d, context_len, corpus, corpus_spec, request, existing
 
 
-def _harvest(config: HarvestConfig, w: distributed.World):
+def _harvest(config: HarvestConfig, w: distributed.World, checked: tuple):
     from crosstime.store.reader import ActivationStore
 
-    config = resolve_config(config)
     root = config.out
-    series, revisions, d, context_len, corpus, corpus_spec, request, existing = _check_request(config)
+    series, revisions, d, context_len, corpus, corpus_spec, request, existing = checked
     if w.is_main:  # 3.-4. tokens, manifest and the check of chunks on disk, once
-        stage.begin(config)
         _prepare(root, config, series, corpus, corpus_spec, request, existing, revisions, d, context_len)
     distributed.barrier()
     _run_share(config, w, series, revisions, d, context_len)

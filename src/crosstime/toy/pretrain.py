@@ -48,7 +48,7 @@ class ToyConfig(BaseModel):
     """Everything that determines a toy world; equal configs give bit-identical builds
     (on the same machine and torch version)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a typo or an inf is an error, not a setting
 
     seed: int = Field(0, description="Seeds the grammar, the pairs, the weights and the data order.")
     # corpus and pairs
