@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -326,3 +327,25 @@ def test_cli_attribute(run_dir):
     assert "dropped from" in result.output and "multi-token answer" in result.output
     bad = runner.invoke(app, ["attribute", str(run.root), "--task", str(task), "--top-k", "1000"])
     assert bad.exit_code == 2 and "larger than the crosscoder's F = 48" in bad.output
+
+
+@pytest.mark.parametrize("task,why", [
+    ("../../x", "'../../x' cannot be used as a folder name: it contains a path separator"),
+    ("...jsonl", "task name of '...jsonl' (it becomes RUN/attribution/<name>/) '..' cannot be used"),
+    ("", "it is empty"),
+    (".hidden", "starts with a dot"),
+    ("tab\tname", "control character"),
+    ("sub/task", "path separator"),
+])
+def test_a_task_name_that_is_not_a_folder_name_is_refused(tmp_path, task, why):
+    """The task's name becomes RUN/attribution/<task>/: it is checked when the config is made,
+    before any file is read or written."""
+    with pytest.raises(ValidationError, match=re.escape(why)):
+        AttributeConfig(run=tmp_path / "run", task=task)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_task_file_outside_the_run_lands_in_its_own_folder(tmp_path):
+    cfg = AttributeConfig(run=tmp_path / "run", task="../x.jsonl")
+    assert cfg.task_name == "x" and cfg.output() == tmp_path / "run" / "attribution" / "x" / "features.csv"
+    assert AttributeConfig(run=tmp_path / "run", task="simple_agreement").task_name == "simple_agreement"

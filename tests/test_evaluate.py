@@ -15,7 +15,7 @@ from conftest import WORDS, make_tiny_series
 from pydantic import ValidationError
 
 from crosstime import stage
-from crosstime.artifacts import EVALUATION_FEATURES, Evaluation, read_model
+from crosstime.artifacts import EVALUATION_FEATURES, ArtifactError, Evaluation, RunDir, read_model
 from crosstime.crosscoder import (
     CrosscoderConfig,
     CrosscoderError,
@@ -203,7 +203,7 @@ def test_a_crosscoder_over_a_subset_of_the_store_checkpoints(run):
     shutil.rmtree(run / "crosscoder", ignore_errors=True)
     model = fit(store, TrainSettings(revisions=revs, n_features=48, steps=30, batch_size=32, lr=1e-3, val_every=0,
                                      device="cpu", progress=False), out=run / "crosscoder")
-    result = evaluate(_cfg(run, contexts=2, plots=False, dead_tokens=0))
+    result = evaluate(_cfg(run, contexts=2, plots=False, dead_tokens=1))
     assert [r.revision for r in result.checkpoints] == revs and result.settings["revisions"] == revs
     assert [(r.step, r.tokens_seen) for r in result.checkpoints] == [(0, 0), (100, 100_000)]
     assert result.settings["n_checkpoints"] == 2
@@ -248,7 +248,7 @@ def test_features_csv_reads_back_as_computed_by_hand(run):
                "b_enc": -0.5 * torch.rand(F, generator=g), "b_dec": torch.zeros(M, d)}
     weights["b_enc"][5:8] = -1e3  # never fire
     save_crosscoder(run, weights, store.revisions)
-    evaluate(_cfg(run, contexts=0, plots=False, dead_tokens=0))  # dead window = the held-out rows
+    evaluate(_cfg(run, contexts=0, plots=False, dead_tokens=1))  # dead window = the held-out rows
     rows = EVALUATION_FEATURES.read(run / "evaluation", store.revisions)
     header = (run / "evaluation" / "features.csv").read_text().splitlines()[0].split(",")
     assert header == ["feature", "frequency", "alive", "reldec_class", "trajectory", "onset", "peak", "offset",
@@ -284,7 +284,7 @@ def test_dead_window_tops_up_heldout_rows_with_train_rows(run):
     store = ActivationStore(run / "activations")
     save_crosscoder(run, exact_weights(3, 32), store.revisions)
     heldout = store.n_rows("heldout")
-    for want, got in ((0, heldout), (heldout + 37, heldout + 37)):
+    for want, got in ((1, heldout), (heldout + 37, heldout + 37)):
         result = evaluate(_cfg(run, contexts=0, plots=False, dead_tokens=want))
         assert result.summary.dead_window_tokens == got
         assert result.reconstruction["dead_window_reliable"] is True
@@ -350,7 +350,12 @@ def test_evaluate_records_itself_and_reuse_ignores_execution_settings(own_run, t
     evaluate(cfg)
     record = yaml.safe_load((own_run / "config.yaml").read_text())["evaluate"]
     record.pop(stage.INPUTS_KEY)
+    assert sorted(record.pop(stage.FILES_KEY)) == ["evaluation.json", "evaluation/features.csv"]  # plots=False
     assert record == {**cfg.output_settings(), "revisions": store.revisions, "inference_rule": model.inference_rule}
+    assert stage.verify_outputs(RunDir(own_run), "evaluate")
+    (own_run / "evaluation" / "features.csv").write_text((own_run / "evaluation" / "features.csv").read_text()[:-40])
+    with pytest.raises(ArtifactError, match=r"features\.csv changed after `crosstime evaluate` wrote it"):
+        stage.verify_outputs(RunDir(own_run), "evaluate")
     assert record["high"] == 0.7 and record["contexts"] == 0
     assert not {"run", "progress", "device", "batch_rows", "context_batch_size"} & set(record)
     assert stage.finished(cfg)

@@ -45,6 +45,7 @@ from crosstime.report import (
     read_annotations,
     report,
 )
+from crosstime.report.annotate import parse_annotations
 from crosstime.report.dashboard import PER_CHECKPOINT_SUMMARY, collect
 from crosstime.report.evidence import (
     DoublingHistogram,
@@ -351,7 +352,7 @@ def test_missing_stages_are_listed_and_report_still_renders(tmp_path, run3):
     out = report(ReportConfig(run=bare, n_features=5, progress=False, evidence=QUICK))
     data = json.loads((bare / "report" / "data.json").read_text())
     text = " ".join(data["missing"])
-    for stage_file in ("scan/accuracy.csv", "evaluation.json", "attribution"):
+    for stage_file in ("scan/", "evaluation.json", "attribution"):
         assert stage_file in text
     assert [c["revision"] for c in data["checkpoints"]] == cc.revisions
     norms = cc.decoder_norms().detach().sum(1)  # ranked by decoder norm without attribution
@@ -602,6 +603,58 @@ def test_malformed_annotation_csv_names_lines(tmp_path, run3):
         import_annotations(work, nohead)
 
 
+@pytest.mark.parametrize("text,line,what", [
+    ('feature,description\n1,"plural subject\n2,verb agreement\n3,fine\n', "line 2", "malformed CSV"),
+    ('feature,description\n1,ok\n2,"plural\n3,verb\n4,"x"\n', "line 3", "malformed CSV"),
+    ('feature,description\n1,"two\nlines"\n2,ok\n', "line 2", "control character(s) '\\n'"),
+    ('feature,description\n1,ok\n2,a\x00b\n', "line 3", "control character(s) '\\x00'"),
+    ('feature,description\n1,bell\x07\n', "line 2", "'\\x07'"),
+    ('feature,description,languages\n1,ok,en\tg\n', "line 2", "column languages contains"),
+])
+def test_annotation_csv_is_parsed_strictly(tmp_path, text, line, what):
+    """An unclosed quote is an error naming the row where it opened (it never swallows the rows after
+    it); a NUL or other control character in a cell is an error naming its line. Nothing is read."""
+    path = tmp_path / "a.csv"
+    path.write_text(text)
+    with pytest.raises(AnnotationError) as err:
+        parse_annotations(path)
+    msg = str(err.value)
+    assert f"{line}:" in msg and what in msg and "nothing was imported" in msg and "\n" not in msg
+
+
+def test_annotation_csv_must_be_utf8_and_good_csv_still_reads(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_bytes(b"feature,description\n1,ok\n2,caf\xe9\n")
+    with pytest.raises(AnnotationError, match="line 3: not UTF-8 text"):
+        parse_annotations(path)
+    path.write_text('\ufefffeature,description\n1,"a, ""quoted"" one"\n\n2,  plain  \n', encoding="utf-8")
+    assert parse_annotations(path) == {1: {"description": 'a, "quoted" one'}, 2: {"description": "plain"}}
+    path.write_bytes(b'feature,description\r\n1,"a, b"\r\n2,plain\r\n')  # a spreadsheet's line ends
+    assert parse_annotations(path) == {1: {"description": "a, b"}, 2: {"description": "plain"}}
+
+
+def test_a_title_with_placeholders_is_inserted_as_it_is(tmp_path):
+    """The page is filled in one pass: a title such as __DATA__ stays a title (escaped), it never
+    pulls the page's JSON (or its script) into <title>."""
+    import html as html_lib
+    from importlib import resources
+
+    from crosstime.report.dashboard import render
+
+    title = "__DATA__ & __JS__ __CSS__ __TITLE__ </title><script>alert(1)</script>"
+    data = {"title": title, "features": [{"id": 1, "description": "__DATA__ in a description"}], "run": "r"}
+    page = render(data, tmp_path / "index.html").read_text()
+    assert re.search(r"<title>(.*?)</title>", page, re.DOTALL).group(1) == html_lib.escape(title)
+    assert _embedded(page) == data
+    assets = {name: resources.files("crosstime.report").joinpath(name).read_text(encoding="utf-8")
+              for name in ("dashboard.html", "dashboard.css", "dashboard.js")}
+    embedded = re.search(r'id="crosstime-data">(.*?)</script>', page, re.DOTALL).group(1)
+    inserted = len(html_lib.escape(title)) + len(assets["dashboard.css"]) + len(assets["dashboard.js"]) + len(embedded)
+    placeholders = sum(len(p) for p in ("__TITLE__", "__CSS__", "__JS__", "__DATA__"))
+    assert len(page) == len(assets["dashboard.html"]) - placeholders + inserted  # each filled once, nothing else
+    assert page.count(assets["dashboard.js"]) == 1
+
+
 def test_cli_report_and_annotate(tmp_path, run3):
     from typer.testing import CliRunner
 
@@ -657,3 +710,26 @@ def test_findings_by_hand():
     assert lines[3].startswith("For 3 of 3 reported features on t")
     assert findings(data, n=2) == lines[:2]
     assert findings({"checkpoints": [], "overview": {}}) == []
+
+
+def test_only_finished_unchanged_outputs_are_read(tmp_path, run3):
+    """What a stage wrote is verified when read: a file changed since (even to another valid table)
+    is an error naming it; outputs whose stage has no record (killed half-way) are not shown."""
+    import yaml
+
+    run, _ = run3
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    features = copy / "evaluation" / "features.csv"
+    lines = features.read_text().splitlines(keepends=True)
+    features.write_text("".join(lines[:-1]))  # one feature fewer: still a valid table
+    with pytest.raises(ArtifactError, match=r"evaluation/features\.csv changed after `crosstime evaluate` wrote it"):
+        report(ReportConfig(run=copy, n_features=5, progress=False, evidence=QUICK))
+    features.write_text("".join(lines))
+    records = yaml.safe_load((copy / "config.yaml").read_text())
+    del records["evaluate"]  # as a killed evaluate leaves it
+    (copy / "config.yaml").write_text(yaml.safe_dump(records))
+    report(ReportConfig(run=copy, n_features=5, progress=False, evidence=QUICK))
+    data = json.loads((copy / "report" / "data.json").read_text())
+    assert any("`crosstime evaluate` did not finish there" in m for m in data["missing"])
+    assert data["overview"].get("evaluation") is None

@@ -1,15 +1,18 @@
 """Checkpoint series: revision grids, token counts, selection, local round trip, bad input."""
 
+import errno
 import json
+import re
 import shutil
 import socket
+import time
 
 import pytest
 import torch
 
 from conftest import make_tiny_series, make_word_tokenizer, tiny_model
 from crosstime.series import (
-    PYTHIA_TOKENS_PER_STEP, Checkpoint, SeriesError, format_tokens, open_series, parse_olmo_revision,
+    PYTHIA_TOKENS_PER_STEP, Checkpoint, SeriesError, format_tokens, looks_local, open_series, parse_olmo_revision,
     write_series_manifest,
 )
 
@@ -137,3 +140,153 @@ def test_series_whose_checkpoints_differ_in_width_or_tokenizer(tmp_path):
     other_tok.save_pretrained(root / "step2")
     with pytest.raises(SeriesError, match="do not share one tokenizer: step2"):
         open_series(root).check_compatible()
+
+
+# -- bad input: names, counts, local paths, the Hub ------------------------------------------
+
+def _manifest(root, entries):
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "series.json").write_text(json.dumps({"checkpoints": entries}))
+    return root / "series.json"
+
+
+@pytest.mark.parametrize("entry,why", [
+    ({"revision": 5, "step": 5, "tokens": 50}, "5 is not a string but an int"),
+    ({"revision": "../x", "step": 1, "tokens": 10}, "'../x' cannot be used as a folder name: it contains a path separator"),
+    ({"revision": "../../x", "step": 1, "tokens": 10}, "path separator"),
+    ({"revision": "", "step": 1, "tokens": 10}, "it is empty"),
+    ({"revision": "..", "step": 1, "tokens": 10}, "names a folder itself"),
+    ({"revision": ".hidden", "step": 1, "tokens": 10}, "starts with a dot"),
+    ({"revision": "a\x00b", "step": 1, "tokens": 10}, "control character"),
+    ({"revision": "step1", "step": -1, "tokens": 10}, "(step1): step is -1, a negative count"),
+    ({"revision": "step1", "step": 1, "tokens": -10}, "(step1): tokens is -10, a negative count"),
+    ({"revision": "step1", "step": 1.5, "tokens": 10}, "(step1): step is 1.5, not an integer"),
+    ({"revision": "step1", "step": 1, "tokens": "10"}, "(step1): tokens is '10', not an integer"),
+    ({"revision": "step1", "step": True, "tokens": 10}, "(step1): step is True, not an integer"),
+    ("step1", "is 'step1', not an entry with a revision"),
+])
+def test_series_json_entries_are_checked(tmp_path, entry, why):
+    """A revision becomes RUN/activations/<revision>/: it must be one plain folder name; steps and
+    token counts are whole numbers ≥ 0. The error names the file, the entry and what is wrong."""
+    path = _manifest(tmp_path / "s", [{"revision": "step0", "step": 0, "tokens": 0}, entry])
+    with pytest.raises(SeriesError) as err:
+        open_series(tmp_path / "s")
+    assert f"{path}, checkpoint 1" in str(err.value) and why in str(err.value)
+
+
+def test_series_json_shape_and_encoding(tmp_path):
+    path = _manifest(tmp_path / "s", [])
+    path.write_text(json.dumps([{"revision": "step0"}]))
+    with pytest.raises(SeriesError, match="no list 'checkpoints'"):
+        open_series(tmp_path / "s")
+    path.write_bytes(b'{"checkpoints": [{"revision": "caf\xe9"}]}')
+    with pytest.raises(SeriesError, match=r"series.json is not UTF-8"):
+        open_series(tmp_path / "s")
+
+
+def test_requested_revisions_are_checked_names(tiny_series):
+    for bad in ("../../x", "", ".x", "a/b"):
+        with pytest.raises(SeriesError, match="requested revision"):
+            open_series(tiny_series, revisions=[bad])
+        with pytest.raises(SeriesError, match="requested revision"):
+            open_series("EleutherAI/pythia-70m", revisions=["step0", bad])
+    with pytest.raises(SeriesError, match="tokens_per_step -5 must be a positive integer"):
+        open_series("bigscience/bloom-560m-intermediate", tokens_per_step=-5)
+
+
+def _no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network call attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+def test_a_path_is_never_sent_to_the_hub(tmp_path, monkeypatch):
+    """Local means local: a mistyped folder is an error that says so, with no network call."""
+    _no_network(monkeypatch)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    for source in ("toy-typo", "./toy-typo", "runs/x", "~/surely-not-here-crosstime", "a/b/c", "org/../x",
+                   "file.txt", str(tmp_path / "nope")):
+        with pytest.raises(SeriesError, match="no such series folder .*a Hugging Face repo id looks like org/name"):
+            open_series(source, revisions=["step1"])
+    with pytest.raises(SeriesError, match="it is a file, not a folder"):
+        open_series("file.txt")
+    assert looks_local("toy-typo") and looks_local("runs/x") and looks_local(tmp_path)
+    assert not looks_local("EleutherAI/pythia-70m") and not looks_local("org/name")
+
+
+def test_a_hub_id_offline_and_not_cached_is_one_line_fast(monkeypatch):
+    """HF_HUB_OFFLINE=1 and a repo that is not in the cache: a SeriesError naming the repo, the
+    revision and the fixes, at once (no retries, no network)."""
+    _no_network(monkeypatch)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # huggingface_hub read it at import: conftest set it before
+    s = open_series("crosstime-test/not-cached", revisions=["step1"])
+    for load in (lambda: s.load_config("step1"), lambda: s.load_tokenizer("step1"), lambda: s.load_model("step1")):
+        start = time.perf_counter()
+        with pytest.raises(SeriesError) as err:
+            load()
+        assert time.perf_counter() - start < 5.0  # measured: ~0.9 s the first time (imports), ms after
+        msg = str(err.value)
+        assert "\n" not in msg
+        assert "'crosstime-test/not-cached' at revision 'step1'" in msg and "HF_HUB_OFFLINE=1" in msg
+        assert "set HF_HUB_OFFLINE=0" in msg and "hf download crosstime-test/not-cached --revision step1" in msg
+        assert "local series folder" in msg
+
+
+def _hub_error(cls, message):
+    from types import SimpleNamespace
+
+    return cls(message, response=SimpleNamespace(headers={}, request=None))
+
+
+@pytest.mark.parametrize("error,expected", [
+    ("repo", "no Hugging Face repo 'org/name'"),
+    ("revision", "has no revision 'step1'"),
+    ("transformers", "cannot load the config of 'org/name' at revision 'step1' (OSError: Can't load the"),
+])
+def test_hub_failures_name_the_repo_and_the_fix(monkeypatch, error, expected):
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+    from transformers import AutoConfig
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+
+    def fail(*args, **kwargs):
+        if error == "transformers":
+            raise OSError("Can't load the configuration of 'org/name'.\nIf you were trying to load it from ...")
+        cls = RepositoryNotFoundError if error == "repo" else RevisionNotFoundError
+        try:
+            raise _hub_error(cls, "404 Client Error")
+        except cls as inner:  # transformers re-raises the hub's error as an OSError
+            raise OSError("org/name is not a local folder and is not a valid model identifier") from inner
+
+    monkeypatch.setattr(AutoConfig, "from_pretrained", fail)
+    with pytest.raises(SeriesError, match=re.escape(expected)) as err:
+        open_series("org/name", revisions=["step1"]).load_config("step1")
+    assert "\n" not in str(err.value)
+
+
+def test_disk_full_while_loading_is_not_a_series_error(monkeypatch):
+    """A download that fills the disk is the disk's problem: it passes on (the CLI says so)."""
+    from transformers import AutoConfig
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "/cache/blob")
+
+    monkeypatch.setattr(AutoConfig, "from_pretrained", full)
+    with pytest.raises(OSError) as err:
+        open_series("org/name", revisions=["step1"]).load_config("step1")
+    assert err.value.errno == errno.ENOSPC and not isinstance(err.value, SeriesError)
+
+
+def test_a_damaged_local_checkpoint_names_the_folder(tmp_path):
+    root = make_tiny_series(tmp_path / "s", steps=(0, 1))
+    (root / "step1" / "config.json").write_text("{not json")
+    s = open_series(root)
+    with pytest.raises(SeriesError, match=re.escape(f"revision 'step1' from {root.resolve() / 'step1'}")):
+        s.load_config("step1")
+    assert s.load_config("step0").hidden_size == 32

@@ -21,7 +21,7 @@ from crosstime.store.corpus import CorpusError, pack_contexts, resolve_corpus
 from crosstime.series import SeriesError, open_series
 from crosstime.sites import LayerOutOfRange
 from crosstime.store import ActivationStore, HarvestConfig, StoreError, harvest
-from crosstime.store.layout import chunk_paths
+from crosstime.store.layout import VERIFIED, chunk_paths
 
 T = 32  # context length
 LAYER = 1
@@ -51,8 +51,23 @@ def store(tiny_series, corpus, tmp_path_factory) -> ActivationStore:
     return harvest(_config(tiny_series, corpus, tmp_path_factory.mktemp("store")))
 
 
+# where two stores with the same content may differ: the file records (size, mtime, ctime, inode)
+# the harvest writes beside each file it hashed, the seals over them, and readers' .verified.json
+STAMPS = ("file", "tokens_file", "seal")
+
+
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file of a store by relative path: bytes, JSON with the file-system stamps left out."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.name == VERIFIED:
+            continue
+        if p.suffix == ".json":
+            data = json.loads(p.read_text())
+            out[str(p.relative_to(root))] = json.dumps({k: v for k, v in data.items() if k not in STAMPS}).encode()
+        else:
+            out[str(p.relative_to(root))] = p.read_bytes()
+    return out
 
 
 def _hidden(series_root: Path, revision: str, tokens: np.ndarray) -> torch.Tensor:
@@ -79,6 +94,16 @@ def test_manifest_describes_the_store(store, tiny_series):
         assert len(entry["checksums"]) == len(m["chunks"])
     assert m["series"]["source"] == str(Path(tiny_series).resolve())
     assert store.verify() == []
+    # version 2: sealed records; each sidecar holds the plan, its chunk, the weights' fingerprint and the file record
+    from crosstime.store.layout import file_record, plan_of, seal_ok
+
+    assert m["version"] == 2 and seal_ok(m) and m["tokens_file"] == file_record((store.root / "tokens.npy").stat())
+    bin_path, side_path = chunk_paths(store.root, "step10", 3)
+    side = json.loads(side_path.read_text())
+    assert seal_ok(side) and side["plan"] == plan_of(m) and side["contexts"] == m["chunks"][3]
+    assert (side["revision"], side["chunk"], side["file"]) == ("step10", 3, file_record(bin_path.stat()))
+    assert side["weights"]["fingerprint"] == m["checkpoints"]["step10"]["fingerprint"]
+    assert len({m["checkpoints"][r]["fingerprint"] for r in store.revisions}) == 3
 
 
 def test_stored_activations_equal_hidden_states(store, tiny_series):

@@ -3,27 +3,76 @@
 Every option of a stage command is a field of its config (name, help text, default: one
 place, the config), so the command line and the Python API cannot drift apart. Values reach
 the config as typed (``--lr 1e-3``, ``--tokens 400M``, ``--revisions a,b``) and the config
-validates them; an expected failure (any :class:`~crosstime.errors.CrosstimeError` or a
-setting the config refuses) is one line, ``error: …``, and exit code 2.
+validates them.
+
+One error path (:func:`one_line_errors`, around every command, and the app's group for
+usage errors): an expected failure is one line on stderr, ``error: …``, naming the file or
+option and the fix, and exit code 2 (130 for Ctrl-C). Expected are our
+:class:`~crosstime.errors.CrosstimeError` s, a setting the config refuses (pydantic's
+``ValidationError``), a usage error (unknown option, missing argument), and these failures of
+the system: disk full, permission denied or a read-only file system, a named input that does
+not exist, a file we read that is not UTF-8, an interrupt. Anything else is a bug and keeps
+its traceback. ``crosstime --debug …`` (or ``CROSSTIME_DEBUG=1``) shows the traceback of an
+expected failure too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import inspect
+import io
+import os
+import sys
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
+from typer.core import TyperGroup
 
 from crosstime import __version__
 from crosstime.errors import CrosstimeError
 
+# click's exceptions, as the typer installed uses them (typer ≥ 0.17 carries its own copy of click)
+_CLICK = sys.modules[typer.BadParameter.__module__]
+DEBUG_ENV = "CROSSTIME_DEBUG"
+_state = {"debug": False}  # set by the app's callback on every invocation (``--debug``)
+
+
+class _OneLineGroup(TyperGroup):
+    """The app's command group: a usage error (unknown option, missing argument, a value click
+    refuses) is one line ``error: …`` with exit code 2, like every other expected failure."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _CLICK.UsageError as err:
+            if type(err).__name__ == "NoArgsIsHelpError":  # `crosstime` alone: the help is the answer
+                if err.format_message().strip():  # with rich, typer has printed the help already
+                    err.show()
+                sys.exit(err.exit_code)
+            where = f" (see `{err.ctx.command_path} --help`)" if err.ctx is not None else ""
+            typer.echo(f"error: {_one_line(err.format_message())}{where}", err=True)
+            sys.exit(2)
+        except _CLICK.ClickException as err:
+            typer.echo(f"error: {_one_line(err.format_message())}", err=True)
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)  # non-standalone click returns Exit's code
+
+
 app = typer.Typer(
+    cls=_OneLineGroup,
     help="crosstime: sparse crosscoders over pretraining checkpoints — when does a model learn what?",
     no_args_is_help=True,
     add_completion=False,
@@ -41,25 +90,170 @@ def _version(value: bool) -> None:
 def main(
     version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
                                            help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help=f"Show the traceback of an expected failure too "
+                                                       f"(or set {DEBUG_ENV}=1)."),
 ) -> None:
     """crosstime: sparse crosscoders over pretraining checkpoints."""
+    _state["debug"] = debug
+
+
+# -- the one error path ------------------------------------------------------------------------
+
+def _one_line(message: str) -> str:
+    """``message`` on one line (a multi-line message's lines joined with '; ')."""
+    return "; ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {_one_line(message)}", err=True)
+    return typer.Exit(code)
+
+
+def _debugging() -> bool:
+    return _state["debug"] or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+
+
+def _frames(tb: types.TracebackType | None) -> list[types.FrameType]:
+    """The frames of a traceback, innermost first."""
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    return frames[::-1]
+
+
+def _open_file(err: BaseException) -> str | None:
+    """The file an error happened on when the error does not say (a write's ENOSPC, a decode
+    error): the innermost open file object in the frames it passed through."""
+    for frame in _frames(err.__traceback__):
+        for value in frame.f_locals.values():
+            name = getattr(value, "name", None) if isinstance(value, io.IOBase) else None
+            if isinstance(name, (str, os.PathLike)):  # open(path).name is the path as given
+                return _final_name(os.fspath(name))
+    return None
+
+
+def _final_name(name: str) -> str:
+    """A file written under a temporary name (``crosstime.files.atomic_path``: ``.NAME.tmp-PID``) as NAME."""
+    path = Path(name)
+    if path.name.startswith(".") and ".tmp-" in path.name:
+        return str(path.with_name(path.name[1:].rsplit(".tmp-", 1)[0]))
+    return name
+
+
+def _mount(path: str) -> str:
+    """The device (and mount point) a path lies on, as ``/dev/sda1 (mounted at /data)``."""
+    where = Path(path).absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    while not os.path.ismount(where) and where != where.parent:
+        where = where.parent
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as handle:
+            devices = {fields[1]: fields[0] for fields in (line.split() for line in handle) if len(fields) > 1}
+    except OSError:  # not Linux: the mount point alone says where
+        devices = {}
+    device = devices.get(str(where))
+    return f"{device} (mounted at {where})" if device else str(where)
+
+
+def _is_named(filename: str, inputs: Sequence[str]) -> bool:
+    """Whether ``filename`` is one of the paths the user named, or inside one of them."""
+    path = Path(filename).expanduser().absolute()
+    for given in inputs:
+        named = Path(given).expanduser().absolute()
+        if path == named or named in path.parents:
+            return True
+    return False
+
+
+def _os_message(err: OSError, inputs: Sequence[str], rerun: str) -> str | None:
+    """The one line for a failure of the system we expect, or None (a bug: keep the traceback)."""
+    file = err.filename or _open_file(err)
+    shown = str(file) if file is not None else "a file"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        place = _mount(str(file) if file is not None else (inputs[0] if inputs else "."))
+        full = "no space left" if err.errno == errno.ENOSPC else "disk quota exceeded"
+        return f"{full} on {place} while writing {shown}; {rerun}"
+    if err.errno == errno.EACCES or err.errno == errno.EPERM:
+        return (f"permission denied on {shown} ({err.strerror}); make it readable and writable by you, or choose "
+                "another folder")
+    if err.errno == errno.EROFS:
+        return f"{shown} is on a read-only file system; choose a writable folder"
+    if err.errno == errno.ENOENT and err.filename is not None and _is_named(str(err.filename), inputs):
+        return f"{err.filename} does not exist; check the path you gave"
+    return None
+
+
+def _decode_message(err: UnicodeDecodeError, inputs: Sequence[str]) -> str:
+    file = _open_file(err)
+    if file is None:  # the named input that is a file, when there is just one
+        files = [g for g in inputs if Path(g).expanduser().is_file()]
+        file = files[0] if len(files) == 1 else None
+    what = file if file is not None else f"a file crosstime read (inputs: {', '.join(inputs) or 'none'})"
+    return (f"{what} is not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} at offset {err.start}: "
+            f"{err.reason}); crosstime reads text as UTF-8: convert it (e.g. `iconv -f latin1 -t utf-8`)")
+
+
+STAGE_RERUN = "everything written before is kept; free space and re-run the same command: it resumes"
+STAGE_INTERRUPTED = "interrupted; a re-run resumes"
+
+
+@contextlib.contextmanager
+def one_line_errors(inputs: Sequence[str] = (), rerun: str = STAGE_RERUN,
+                    interrupted: str = STAGE_INTERRUPTED) -> Iterator[None]:
+    """Turn every expected failure inside into one line ``error: …`` and exit code 2 (130 for an
+    interrupt); anything else is a bug and keeps its traceback. ``inputs``: the paths the user
+    named (a missing one is an expected failure). ``rerun`` and ``interrupted``: what the
+    disk-full and the interrupt messages say was kept and what to do (a stage resumes)."""
+    try:
+        yield
+    except ValidationError as err:
+        _expected(err, validation_message(err))
+    except CrosstimeError as err:
+        _expected(err, str(err))
+    except UnicodeDecodeError as err:
+        _expected(err, _decode_message(err, inputs))
+    except OSError as err:
+        message = _os_message(err, inputs, rerun)
+        if message is None:
+            raise
+        _expected(err, message)
+    except KeyboardInterrupt as err:
+        _expected(err, interrupted, code=130)
+
+
+def _expected(err: BaseException, message: str, code: int = 2) -> typing.NoReturn:
+    if _debugging():
+        raise err
+    raise _fail(message, code) from err
+
+
+def _given_paths(values: Any) -> list[str]:
+    """The option values that may name files (strings and paths, lists of them)."""
+    items = values if isinstance(values, (list, tuple)) else [values]
+    return [str(v) for v in items if isinstance(v, (str, Path)) and str(v)]
 
 
 # -- commands from configs ---------------------------------------------------------------------
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
+_NESTED: set[str] = set()  # settings that are models, flattened into their fields' options (_fields)
 
 
 def validation_message(err: ValidationError) -> str:
-    """A pydantic error as one line naming each option: ``--lr: Input should be greater than 0 (got -1)``."""
+    """A pydantic error as one line naming each option: ``--lr: Input should be greater than 0 (got -1)``.
+
+    A setting of a nested model is named by its own option (``--max-contexts``, as the command
+    line flattens it); an error of the whole config (a validator of several settings) by its
+    message alone, without the config's input."""
     parts = []
     for e in err.errors():
-        where = "--" + "-".join(str(p) for p in e["loc"] if isinstance(p, str)).replace("_", "-") if e["loc"] else ""
-        got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and "input" in e else ""
-        parts.append(f"{where}: {e['msg']}{got}" if where else f"{e['msg']}{got}")
-    return "; ".join(parts)
+        names = [str(p) for p in e["loc"] if isinstance(p, str) and p not in _NESTED]
+        where = "--" + names[0].replace("_", "-") if names else ""
+        got = f" (got {e['input']!r})" if where and e["type"] not in ("missing", "extra_forbidden") and "input" in e else ""
+        msg = e["msg"].removeprefix("Value error, ")  # our validators' messages are sentences of their own
+        parts.append(f"{where}: {msg}{got}" if where else f"{msg}{got}")
+    return _one_line("; ".join(parts))
 
 
 def _is_model(annotation: Any) -> bool:
@@ -122,6 +316,7 @@ def _fields(config_cls: type[BaseModel]) -> list[tuple[str, str | None, FieldInf
     out = []
     for name, field in config_cls.model_fields.items():
         if _is_model(field.annotation):
+            _NESTED.add(name)
             out += [(sub, name, f) for sub, f in field.annotation.model_fields.items()]
         else:
             out.append((name, None, field))
@@ -155,14 +350,11 @@ def stage_command(name: str, config_cls: type[BaseModel], run: Callable[[Any], A
     params = [_parameter(n, by_name[n], n in positional) for n in order]
 
     def command(**given: Any) -> None:
-        try:
+        inputs = [p for value in given.values() for p in _given_paths(value)]
+        with one_line_errors(inputs):
             config = config_cls(**_values(config_cls, given))
             result = run(config)
-        except ValidationError as err:
-            raise _fail(validation_message(err)) from err
-        except CrosstimeError as err:
-            raise _fail(str(err)) from err
-        show(result, config)
+            show(result, config)
 
     command.__signature__ = inspect.Signature(params)
     command.__doc__ = help or (config_cls.__doc__ or "").strip().splitlines()[0]
@@ -252,7 +444,7 @@ def series(
     source: str = typer.Argument(..., help="A local series folder or a Hugging Face repo id."),
     revisions: Optional[list[str]] = typer.Option(None, "--revisions", metavar="A,B",
                                                   help="Revision names (comma-separated or repeated); needed for OLMo."),
-    tokens_per_step: Optional[int] = typer.Option(None, "--tokens-per-step", metavar="N",
+    tokens_per_step: Optional[int] = typer.Option(None, "--tokens-per-step", metavar="N", min=1,
                                                   help="Label an unknown family's steps by tokens."),
 ) -> None:
     """List the checkpoints of a series: revision, step, tokens seen."""
@@ -262,10 +454,8 @@ def series(
     from crosstime.series import open_series
 
     names = [r for item in revisions or [] for r in item.split(",") if r] or None
-    try:
+    with one_line_errors([source]):
         s = open_series(source, revisions=names, tokens_per_step=tokens_per_step)
-    except CrosstimeError as err:
-        raise _fail(str(err)) from err
     table = Table(title=f"{s.source} ({s.family}, {len(s)} checkpoints)")
     for col in ("revision", "step", "tokens", "label"):
         table.add_column(col, justify="right" if col != "revision" else "left")
@@ -280,7 +470,7 @@ def annotate(
                                           help="Write the reported features to this CSV (fill in `description`)."),
     import_: Optional[Path] = typer.Option(None, "--import", metavar="PATH",
                                            help="Read descriptions from this CSV into the run and its dashboard."),
-    n_features: int = typer.Option(100, "--n-features", metavar="N",
+    n_features: int = typer.Option(100, "--n-features", metavar="N", min=1,
                                    help="Features to export when the run has no report yet."),
 ) -> None:
     """Export reported features for annotation, or import the annotated CSV back."""
@@ -288,15 +478,14 @@ def annotate(
 
     if (export is None) == (import_ is None):
         raise _fail("give exactly one of --export FILE or --import FILE")
-    try:
+    with one_line_errors(_given_paths([run, export, import_]), rerun="free space and re-run the same command",
+                         interrupted="interrupted; re-run the same command"):
         if export is not None:
             path = export_annotations(run, export, n_features=n_features)
             typer.echo(f"wrote {path}: fill in the `description` column, then `crosstime annotate {run} --import {path}`")
         else:
             merged = import_annotations(run, import_)
             typer.echo(f"imported {import_}: {len(merged)} annotated features in {Path(run) / 'report' / 'annotations.json'}")
-    except CrosstimeError as err:
-        raise _fail(str(err)) from err
 
 
 toy_app = typer.Typer(help="The embedded toy world: agreement grammar, minimal pairs, tiny pretrained GPT-NeoX.",
@@ -319,11 +508,16 @@ def toy_build(
     """Build the toy world: grammar corpus, minimal pairs, and a tiny GPT-NeoX pretrained at Pythia-style steps."""
     from crosstime.toy import ToyConfig, build_toy_world, read_build
 
-    settings = {"seed": seed, **({"steps": steps} if steps else {}), **({"threads": threads} if threads else {})}
-    config = ToyConfig(**settings)
-    if out.exists() and not force:
-        raise _fail(f"{out} already exists; choose another --out or pass --force")
-    root = build_toy_world(out, config, progress=progress, overwrite=force)
+    # given values go to the config as given (0 too): it refuses what it cannot use
+    settings = {"seed": seed, **({"steps": steps} if steps is not None else {}),
+                **({"threads": threads} if threads is not None else {})}
+    removed = "the unfinished build was removed"
+    with one_line_errors([str(out)], rerun=f"{removed}; free space and re-run the same command",
+                         interrupted=f"interrupted; {removed}: re-run the same command"):
+        config = ToyConfig(**settings)
+        if out.exists() and not force:
+            raise _fail(f"{out} already exists; choose another --out or pass --force")
+        root = build_toy_world(out, config, progress=progress, overwrite=force)
     build = read_build(root)
     final = list(build["accuracy"])[-1]
     accs = ", ".join(f"{k} {v:.0%}" for k, v in build["accuracy"][final].items())

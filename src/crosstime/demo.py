@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from crosstime import stage
 from crosstime.artifacts import SCAN_SUGGESTION, RunDir, Suggestion, read_model
@@ -43,12 +43,23 @@ class DemoConfig(BaseModel):
     batch_size: int = Field(1024, gt=0, description="crosscoder training batch (rows)")
     lr: float = Field(1e-3, gt=0, description="crosscoder learning rate (the paper's 5e-5 is for 100k steps)")
     sparsity_coeff: float = Field(1.0, ge=0, description="L1 coefficient λ")
-    tasks: list[str] = Field(default_factory=lambda: list(TOY_TASKS), description="toy tasks to attribute")
+    tasks: list[str] = Field(default_factory=lambda: list(TOY_TASKS), description="toy tasks to attribute "
+                                                                                  f"({', '.join(TOY_TASKS)})")
     attribution_pairs: int | None = Field(None, ge=1, description="pairs per task for attribution (default: all)")
     top_k: int = Field(10, ge=1, description="features reported per checkpoint and task")
     n_report_features: int = Field(60, ge=1, description="features shown in the dashboard")
     seed: int = Field(0, description="seed of every stage")
     progress: bool = Field(True, description="show progress bars")
+
+
+    @field_validator("tasks")
+    @classmethod
+    def _toy_tasks(cls, tasks: list[str]) -> list[str]:
+        unknown = [t for t in tasks if t not in TOY_TASKS]
+        if unknown or not tasks:  # checked now, not after minutes of scanning and training
+            raise ValueError(f"the demo attributes the toy world's tasks: {', '.join(TOY_TASKS)} "
+                             f"(got {', '.join(map(repr, unknown)) or 'none'})")
+        return tasks
 
 
 class DemoResult(BaseModel):

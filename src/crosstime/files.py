@@ -1,7 +1,9 @@
 """Crash-safe file writing: write under a temporary name, then rename.
 
 A kill at any moment leaves either the old file or the complete new one, never a
-half-written file that looks complete.
+half-written file that looks complete. The temporary name is ``.<name>.tmp-<pid>``
+(:data:`TEMP_NAME`); a kill leaves it behind, and :func:`remove_stale_temps` (called by
+the next writer of the folder) removes those whose process is gone.
 """
 
 from __future__ import annotations
@@ -9,9 +11,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>[0-9]+)$")  # what atomic_path names its temporary file
+
+
+def temp_path(path: Path) -> Path:
+    """The temporary sibling :func:`atomic_path` writes ``path`` under (this process's)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
 @contextlib.contextmanager
@@ -19,7 +29,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; on success it is renamed to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     try:
         yield tmp
         if tmp.exists():
@@ -45,3 +55,41 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (signal 0 checks without signalling)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Remove the temporary files of :func:`atomic_path` in ``folder`` whose writer is dead.
+
+    A process killed during a write leaves ``.<name>.tmp-<pid>`` (as large as the file it was
+    writing); nothing renames it any more. A file whose pid is alive is left alone (it may be
+    another writer's file in progress, or a reused pid: leaving it is the safe side). Returns
+    the removed paths.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        match = TEMP_NAME.match(entry.name)
+        if match is None or not entry.is_file():
+            continue
+        pid = int(match["pid"])
+        if pid < 1 or pid > 2**22 or _alive(pid):  # 2**22: Linux's largest pid; anything else is not ours
+            continue
+        entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+

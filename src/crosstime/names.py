@@ -19,7 +19,7 @@ def check_name(value: object, what: str) -> str:
 
     ``what`` names the input in the message, e.g. ``"revision in /data/series.json"``."""
     if not isinstance(value, str):
-        raise UnsafeName(f"{what} {value!r} is a {type(value).__name__}, not a string; write it in quotes")
+        raise UnsafeName(f"{what} {value!r} is not a string but {_article(type(value).__name__)}; write it in quotes")
     why = None
     if not value:
         why = "it is empty"
@@ -35,3 +35,7 @@ def check_name(value: object, what: str) -> str:
         raise UnsafeName(f"{what} {value!r} cannot be used as a folder name: {why}. Use a plain name such as "
                          "'step1000' (letters, digits, '-', '_', '.' not first)")
     return value
+
+
+def _article(noun: str) -> str:
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun

@@ -13,21 +13,31 @@ families know their revision grid and step→tokens rule:
   (model + tokenizer) per revision. Loading it makes no network call.
 
 Nothing here contacts a hub unless the series source is a hub id and a model or
-tokenizer is actually loaded.
+tokenizer is actually loaded. Local means local: a source that looks like a path (it starts
+with ``.``, ``/`` or ``~``, its parent folder exists — ``toy-typo`` in the current folder, or
+``runs/x`` when ``runs/`` exists — or it is not of the form ``org/name``) is opened as a local
+series or is an error; it is never sent to the Hub. A Hub id that cannot be loaded (offline
+with ``HF_HUB_OFFLINE=1`` and not cached, an unknown repo or revision) is a :class:`SeriesError`
+naming the repo, the revision and the fix. Revision names become folder names
+(``RUN/activations/<revision>/``): they are checked with :func:`crosstime.names.check_name`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import errno
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from crosstime.errors import CrosstimeError
+from crosstime.names import UnsafeName, check_name
 
 SERIES_FILE = "series.json"
 
@@ -214,6 +224,47 @@ class CheckpointSeries:
             return str(self.local_root / revision), {"local_files_only": True}
         return self.source, {"revision": revision}
 
+    @contextlib.contextmanager
+    def _loading(self, what: str, revision: str) -> Iterator[None]:
+        """Turn the failure of a transformers/huggingface_hub load into a :class:`SeriesError`
+        naming the repo, the revision and the fix (disk full or permission errors pass on)."""
+        from huggingface_hub.errors import EntryNotFoundError
+
+        try:
+            yield
+        except (OSError, EntryNotFoundError) as err:
+            if isinstance(err, OSError) and err.errno in _SYSTEM_ERRNOS:
+                raise  # the disk or the permissions, not the series: the command line says so
+            raise SeriesError(self._load_failure(what, revision, err)) from err
+
+    def _load_failure(self, what: str, revision: str, err: BaseException) -> str:
+        """Why ``what`` of ``revision`` could not be loaded, in one line with the fix."""
+        from huggingface_hub.errors import (
+            LocalEntryNotFoundError,
+            OfflineModeIsEnabled,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
+        detail = _first_line(err)
+        if self.local_root is not None:
+            return (f"cannot load the {what} of revision {revision!r} from {self.local_root / revision} ({detail}); "
+                    f"re-save it with save_pretrained, or remove {revision!r} from {self.local_root / SERIES_FILE}")
+        chain = _causes(err)
+        at = f"{self.source!r} at revision {revision!r}"
+        if any(isinstance(e, RevisionNotFoundError) for e in chain):
+            return f"the Hugging Face repo {self.source!r} has no revision {revision!r} ({detail}); check the name"
+        if any(isinstance(e, RepositoryNotFoundError) for e in chain):
+            return (f"no Hugging Face repo {self.source!r} (or it is private or gated: log in with `hf auth login`); "
+                    "check the id (org/name), or pass a local series folder")
+        if any(isinstance(e, (LocalEntryNotFoundError, OfflineModeIsEnabled)) for e in chain) or _hub_offline():
+            return (f"the {what} of {at} is not in the local Hugging Face cache and cannot be downloaded "
+                    f"(offline{': HF_HUB_OFFLINE=1' if _hub_offline() else ''}); set HF_HUB_OFFLINE=0 with network "
+                    f"access, download the checkpoint (`hf download {self.source} --revision {revision}`), or pass "
+                    "a local series folder")
+        return (f"cannot load the {what} of {at} ({detail}); check the repo id and revision and the network, "
+                "or pass a local series folder")
+
     def load_model(self, revision: str, dtype: torch.dtype | str = torch.float32, device: str | torch.device = "cpu"):
         """The causal LM at ``revision``, in eval mode, on ``device``."""
         from transformers import AutoModelForCausalLM
@@ -221,21 +272,25 @@ class CheckpointSeries:
         where, kwargs = self._where(revision)
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
+        with self._loading("model", revision):
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
         return model.to(device).eval()
 
     def load_tokenizer(self, revision: str | None = None):
         """The tokenizer of ``revision`` (default: the last checkpoint)."""
         from transformers import AutoTokenizer
 
-        where, kwargs = self._where(revision or self.revisions[-1])
-        return AutoTokenizer.from_pretrained(where, **kwargs)
+        revision = revision or self.revisions[-1]
+        where, kwargs = self._where(revision)
+        with self._loading("tokenizer", revision):
+            return AutoTokenizer.from_pretrained(where, **kwargs)
 
     def load_config(self, revision: str):
         from transformers import AutoConfig
 
         where, kwargs = self._where(revision)
-        return AutoConfig.from_pretrained(where, **kwargs)
+        with self._loading("config", revision):
+            return AutoConfig.from_pretrained(where, **kwargs)
 
     def check_compatible(self, revisions: list[str] | None = None) -> int:
         """Check that the chosen checkpoints share width, depth and tokenizer; return the width d.
@@ -267,7 +322,58 @@ class CheckpointSeries:
         return next(iter(shapes.values()))[0]
 
 
+_SYSTEM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _causes(err: BaseException) -> list[BaseException]:
+    """``err`` and the exceptions it was raised from (transformers wraps huggingface_hub's)."""
+    chain: list[BaseException] = []
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    return chain
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
 # -- opening a series -------------------------------------------------------------
+
+def _number(value: object, what: str) -> int | None:
+    """A step or token count of series.json: a non-negative integer, or None (unknown)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SeriesError(f"{what} is {value!r}, not an integer; write a whole number (or null when unknown)")
+    if value < 0:
+        raise SeriesError(f"{what} is {value}, a negative count; write the checkpoint's step and tokens seen (≥ 0)")
+    return value
+
+
+def _manifest_checkpoints(manifest_path: Path, manifest: object) -> list[Checkpoint]:
+    """The checkpoints listed in a parsed ``series.json``, each entry checked."""
+    shape = "expected {'checkpoints': [{'revision', 'step', 'tokens'}]}"
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("checkpoints"), list):
+        raise SeriesError(f"{manifest_path} is malformed (no list 'checkpoints'); {shape}")
+    checkpoints = []
+    for i, entry in enumerate(manifest["checkpoints"]):
+        where = f"{manifest_path}, checkpoint {i}"
+        if not isinstance(entry, dict) or "revision" not in entry:
+            raise SeriesError(f"{where} is {entry!r}, not an entry with a revision; {shape}")
+        try:
+            revision = check_name(entry["revision"], f"{where}: revision")
+        except UnsafeName as err:
+            raise SeriesError(str(err)) from None
+        checkpoints.append(Checkpoint(revision, _number(entry.get("step"), f"{where} ({revision}): step"),
+                                      _number(entry.get("tokens"), f"{where} ({revision}): tokens")))
+    return checkpoints
+
 
 def _read_local(root: Path) -> CheckpointSeries:
     manifest_path = root / SERIES_FILE
@@ -280,17 +386,22 @@ def _read_local(root: Path) -> CheckpointSeries:
             "Write one with crosstime.series.write_series_manifest(root, checkpoints)."
         )
     try:
-        manifest = json.loads(manifest_path.read_text())
-        checkpoints = [Checkpoint(c["revision"], c.get("step"), c.get("tokens")) for c in manifest["checkpoints"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
         raise SeriesError(f"{manifest_path} is malformed ({err}); expected {{'checkpoints': [{{'revision', 'step', 'tokens'}}]}}") from err
+    except UnicodeDecodeError as err:
+        raise SeriesError(f"{manifest_path} is not UTF-8 text (byte offset {err.start}); write it as UTF-8 JSON") from err
+    checkpoints = _manifest_checkpoints(manifest_path, manifest)
+    family = manifest.get("family", "local")
+    if not isinstance(family, str):
+        raise SeriesError(f"{manifest_path}: family {family!r} is not a string; write a name such as \"local\"")
     missing = [c.revision for c in checkpoints if not (root / c.revision / "config.json").is_file()]
     if missing:
         raise SeriesError(
             f"series {root} lists revisions with no saved model: {', '.join(missing)} "
             f"(expected {root}/<revision>/config.json from save_pretrained)"
         )
-    return CheckpointSeries(str(root), manifest.get("family", "local"), checkpoints, local_root=root)
+    return CheckpointSeries(str(root), family, checkpoints, local_root=root)
 
 
 def write_series_manifest(root: str | Path, checkpoints: list[Checkpoint], family: str = "local", **extra) -> Path:
@@ -303,17 +414,48 @@ def write_series_manifest(root: str | Path, checkpoints: list[Checkpoint], famil
     return root / SERIES_FILE
 
 
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")  # org/name
+
+
+def looks_local(source: str | Path) -> bool:
+    """Whether ``source`` names a local folder rather than a Hub repo: it starts with ``.``, ``/``
+    or ``~``, it exists, it is not of the form ``org/name``, or its parent folder exists
+    (``toy-typo`` in the current folder; ``runs/x`` when ``runs/`` exists)."""
+    text = str(source)
+    path = Path(text).expanduser()
+    if isinstance(source, Path) or text.startswith((".", "/", "~")) or path.exists():
+        return True
+    return not _HUB_ID.fullmatch(text) or ".." in text or path.parent.exists()
+
+
+def _requested(revisions: list[str] | None) -> list[str] | None:
+    """The revisions asked for, each checked as a folder name (they become ``RUN/activations/<revision>/``)."""
+    if revisions is None:
+        return None
+    try:
+        return [check_name(r, "requested revision") for r in revisions]
+    except UnsafeName as err:
+        raise SeriesError(str(err)) from None
+
+
 def open_series(source: str | Path, revisions: list[str] | None = None, tokens_per_step: int | None = None) -> CheckpointSeries:
     """Open a checkpoint series.
 
     ``source`` is a local folder (with ``series.json``) or a Hugging Face repo id. For hub
     ids of the built-in families the revision grid is known (Pythia) or parsed from the
-    given ``revisions`` names (OLMo, BLOOM). No network call is made here.
+    given ``revisions`` names (OLMo, BLOOM). No network call is made here; a source that
+    :func:`looks_local` is never taken for a Hub id.
     """
-    path = Path(source).expanduser()
-    if path.exists() or str(source).startswith((".", "/", "~")):
+    revisions = _requested(revisions)
+    if tokens_per_step is not None and (isinstance(tokens_per_step, bool) or not isinstance(tokens_per_step, int)
+                                        or tokens_per_step <= 0):
+        raise SeriesError(f"tokens_per_step {tokens_per_step!r} must be a positive integer")
+    if looks_local(source):
+        path = Path(source).expanduser()
         if not path.is_dir():
-            raise SeriesError(f"{source} does not exist or is not a folder (expected a checkpoint series folder)")
+            why = "it is a file, not a folder" if path.exists() else "it does not exist"
+            raise SeriesError(f"no such series folder {source} ({why}); pass the folder of a checkpoint series "
+                              f"(with {SERIES_FILE}); a Hugging Face repo id looks like org/name")
         series = _read_local(path.resolve())
         return series.subset(revisions) if revisions else series
 

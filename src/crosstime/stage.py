@@ -113,6 +113,12 @@ class StageConfig(BaseModel):
         """The file whose existence marks the stage's output (checked by :func:`finished`)."""
         raise NotImplementedError(f"{type(self).__name__} must say which file marks its output")
 
+    def output_files(self) -> list[Path]:
+        """The files the stage wrote that later stages read: their sha256 goes into the record, and a
+        reader checks them with :func:`verify_outputs` (none by default: the store and the crosscoder
+        verify their own files)."""
+        return []
+
     def resolved(self) -> StageConfig:
         """The config with unset settings decided (from the run or the defaults); itself by default."""
         return self
@@ -152,6 +158,7 @@ def begin(config: StageConfig) -> None:
 
 
 INPUTS_KEY = "inputs_digest"
+FILES_KEY = "files"  # {path relative to the run: sha256} of the stage's output_files()
 
 
 def _inputs_digest(config: StageConfig, records: dict[str, Any]) -> str:
@@ -162,12 +169,42 @@ def _inputs_digest(config: StageConfig, records: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def finish(config: StageConfig, **resolved: Any) -> None:
-    """Record the stage's output settings (``resolved`` adds values decided during the work)."""
-    records = read_records(config.rundir)
-    digest = _inputs_digest(config, records)
-    records[config.record_key()] = {**config.resolved().output_settings(), **resolved, INPUTS_KEY: digest}
-    _write_records(config.rundir, records)
+    """Record the stage's output settings (``resolved`` adds values decided during the work), the
+    digest of its upstream records and the checksums of its output files."""
+    run = config.rundir
+    records = read_records(run)
+    record = {**config.resolved().output_settings(), **resolved, INPUTS_KEY: _inputs_digest(config, records)}
+    files = {str(p.relative_to(run.root)): _sha256(p) for p in sorted(config.output_files())}
+    if files:
+        record[FILES_KEY] = files
+    records[config.record_key()] = record
+    _write_records(run, records)
+
+
+def verify_outputs(run: RunDir, key: str) -> bool:
+    """Check the files stage ``key`` recorded when it finished; False when it has no record (it never
+    finished, or was killed half-way: its outputs are not to be read). A recorded file that is
+    missing or changed since is an :class:`ArtifactError` naming it and the fix."""
+    record = read_records(run).get(key)
+    if record is None:
+        return False
+    for rel, want in (record.get(FILES_KEY) or {}).items():
+        path = run.root / rel
+        if not path.is_file():
+            raise ArtifactError(f"{path} was written by `crosstime {key.split('/')[0]}` but is gone; re-run that stage")
+        if _sha256(path) != want:
+            raise ArtifactError(f"{path} changed after `crosstime {key.split('/')[0]}` wrote it (its checksum in "
+                                f"{run.config_file} differs); re-run that stage")
+    return True
 
 
 def recorded(config: StageConfig) -> dict[str, Any] | None:

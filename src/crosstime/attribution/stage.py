@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from crosstime import stage
 from crosstime.artifacts import (
@@ -72,6 +72,7 @@ from crosstime.attribution.tables import Summary, summarise
 from crosstime.crosscoder import Crosscoder, load_for_store
 from crosstime.distributed import resolve_device
 from crosstime.files import atomic_path
+from crosstime.names import check_name
 from crosstime.series import CheckpointSeries, open_series
 from crosstime.stage import DEVICE_HELP, Device, StageConfig
 from crosstime.store import ActivationStore
@@ -116,6 +117,14 @@ class AttributeConfig(StageConfig):
     keep_models_bytes: int = Field(
         2 << 30, ge=0, description="keep all M models loaded between passes if together they fit in this many bytes")
 
+    @field_validator("task")
+    @classmethod
+    def _task_name_is_a_folder_name(cls, task: str) -> str:
+        # the name becomes RUN/attribution/<task>/: '../../x' would escape the run, '...jsonl' land in its root
+        name = task_name(task)
+        check_name(name, "task name" + (f" of {task!r}" if name != task else "") + " (it becomes RUN/attribution/<name>/)")
+        return task
+
     @model_validator(mode="after")
     def _threshold_needs_per_token_effects(self) -> AttributeConfig:
         if self.threshold is not None and self.method == "exact":
@@ -126,14 +135,23 @@ class AttributeConfig(StageConfig):
     @property
     def task_name(self) -> str:
         """The task's name, as :func:`crosstime.tasks.load_task` names it (a .jsonl path: its stem)."""
-        path = Path(self.task).expanduser()
-        return path.stem if self.task.endswith(".jsonl") or path.is_file() else self.task
+        return task_name(self.task)
 
     def record_key(self) -> str:
         return f"{self.stage}/{self.task_name}"  # one entry per task: two tasks do not overwrite each other
 
     def output(self) -> Path:
         return self.rundir.attribution(self.task_name) / ATTRIBUTION_FEATURES.file
+
+    def output_files(self) -> list[Path]:
+        """Everything in RUN/attribution/TASK/ (the stage removes what it no longer writes)."""
+        return [p for p in self.rundir.attribution(self.task_name).iterdir() if p.is_file()]
+
+
+def task_name(task: str) -> str:
+    """The name of a task setting, as :func:`crosstime.tasks.load_task` names it (a .jsonl path: its stem)."""
+    path = Path(task).expanduser()
+    return path.stem if task.endswith(".jsonl") or path.is_file() else task
 
 
 @dataclass

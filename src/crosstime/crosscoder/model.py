@@ -26,6 +26,15 @@ Folding changes nothing the model computes: features are equal, reconstructions 
 always measured in normalised space (``decoder_norms`` multiplies the fold back in), so a
 folded BatchTopK keeps the same features at the same threshold. Folding twice is refused.
 
+Files. :meth:`Crosscoder.save` writes ``model.safetensors`` (whose header holds a copy of
+config.json), then ``config.json`` (which records the weights' size and sha256), each
+atomically. :func:`load` uses neither until both agree: the weights match the recorded
+checksum (a flipped byte, a truncation, a replaced file or a kill between the two renames is
+caught), and config.json equals the header's copy (an edited variant, shape, scale or
+revision is caught). Every failure is one :class:`CrosscoderError` naming the file and the
+fix. A pair saved before checksums were recorded loads with a warning that its weights are
+unverified; re-running its training command re-saves it verified.
+
 Every stage opens a trained crosscoder with :func:`load_for_store`, which checks it
 against the activation store it reads (one check, one tolerance: :data:`SCALE_RTOL`).
 """
@@ -33,8 +42,10 @@ against the activation store it reads (one check, one tolerance: :data:`SCALE_RT
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -52,6 +63,7 @@ from torch import nn
 
 from crosstime.errors import CrosstimeError
 from crosstime.files import atomic_path, write_json
+from crosstime.store.layout import sha256_file
 
 if TYPE_CHECKING:
     from crosstime.crosscoder.recipe import Recipe
@@ -59,6 +71,12 @@ if TYPE_CHECKING:
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_RECORD = "weights"  # config.json: {"file", "bytes", "sha256"} of model.safetensors
+# The weights' header (safetensors metadata) holds one entry, config.json as saved (JSON, without
+# the weights record; one entry: safetensors writes several in a random order, and the file's bytes
+# would differ from save to save). Crosscoders saved before checksums hold only the variant.
+HEADER_CONFIG = "config"
+HEADER_VARIANT = "variant"  # the header of a crosscoder saved before checksums
 # A crosscoder's recorded scales and its store's may differ by float noise of a re-harvest on
 # other hardware (measured ≤ 1e-5); anything larger means other activations.
 SCALE_RTOL = 1e-3
@@ -145,6 +163,9 @@ class CrosscoderConfig(BaseModel):
                 raise ValueError(f"scales must be finite and positive, got {self.scales}")
             if not self.normalised and any(s != 1.0 for s in self.scales):
                 raise ValueError(f"a crosscoder of raw activations (normalised = false) has scales 1, got {self.scales}")
+        problems = VARIANTS[self.variant].model.config_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -172,6 +193,11 @@ class Crosscoder(nn.Module):
         self.reset_parameters()
 
     # -- construction --------------------------------------------------------------------
+    @classmethod
+    def config_problems(cls, config: CrosscoderConfig) -> list[str]:
+        """What in ``config`` this variant cannot be built with, in words naming the fix (none by default)."""
+        return []
+
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Decoder rows random with norm ``dec_init_norm``, encoder = decoder transpose, zero biases."""
@@ -340,16 +366,28 @@ class Crosscoder(nn.Module):
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Write ``path/config.json`` and ``path/model.safetensors`` (each atomically); the
-        variant goes into both (the weights' header is checked against config.json on load)."""
-        from safetensors.torch import save_file
+        """Write ``path/model.safetensors``, then ``path/config.json`` (each atomically).
+
+        config.json holds the architecture (:class:`CrosscoderConfig`), ``extra`` and the
+        weights' size and sha256 (``"weights"``); the weights' header repeats everything else
+        config.json holds, so :func:`load` can check each file against the other.
+        """
+        from safetensors.torch import save as serialize
 
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        clash = ({WEIGHTS_RECORD} | set(CrosscoderConfig.model_fields)) & set(extra or {})
+        if clash:
+            raise CrosscoderError(f"extra entries {sorted(clash)} would replace the crosscoder's own entries in "
+                                  f"{CONFIG_FILE}; name them otherwise")
+        text = json.dumps({**self.config.model_dump(mode="json"), **(extra or {})}, default=str)
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        with atomic_path(path / WEIGHTS_FILE) as tmp:
-            save_file(tensors, str(tmp), metadata={"variant": self.config.variant})
-        write_json(path / CONFIG_FILE, {**self.config.model_dump(mode="json"), **(extra or {})})
+        # serialised in memory and written through a Python file: the checksum costs no second read,
+        # and a full disk is an OSError naming the file (safetensors' own writer reports a SafetensorError)
+        data = serialize(tensors, metadata={HEADER_CONFIG: text})
+        with atomic_path(path / WEIGHTS_FILE) as tmp, open(tmp, "wb") as handle:
+            handle.write(data)
+        record = {"file": WEIGHTS_FILE, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        write_json(path / CONFIG_FILE, {**json.loads(text), WEIGHTS_RECORD: record})
         return path
 
 
@@ -360,30 +398,135 @@ def build(config: CrosscoderConfig | dict) -> Crosscoder:
     return variant(config.variant).model(config)
 
 
-def load(path: str | Path, device: str | torch.device = "cpu") -> Crosscoder:
-    """Load a crosscoder saved by :meth:`Crosscoder.save`; dispatches on the saved variant name,
-    which the weights' header must repeat."""
-    from safetensors import safe_open
+def _fix(path: Path) -> str:
+    return (f"re-train it (`crosstime train RUN`; with the same settings it resumes from {path / 'state'} and "
+            f"writes the pair again), or restore {CONFIG_FILE} and {WEIGHTS_FILE} together from a copy")
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """config.json as a dict (both files must exist)."""
+    cfg_file, w_file = path / CONFIG_FILE, path / WEIGHTS_FILE
+    missing = [f.name for f in (cfg_file, w_file) if not f.is_file()]
+    if missing:
+        raise CrosscoderError(f"{path} is not a saved crosscoder: {' and '.join(missing)} missing (it needs "
+                              f"{CONFIG_FILE} and {WEIGHTS_FILE}); train one with `crosstime train RUN`, or restore "
+                              "the pair from a copy")
+    try:
+        raw = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CrosscoderError(f"{cfg_file} is not readable JSON ({err}); {_fix(path)}") from err
+    if not isinstance(raw, dict):
+        raise CrosscoderError(f"{cfg_file} holds a {type(raw).__name__}, not a crosscoder config; {_fix(path)}")
+    return raw
+
+
+def _verify_weights(path: Path, record: Any) -> None:
+    """model.safetensors against the size and sha256 config.json recorded when both were saved."""
+    cfg_file, w_file = path / CONFIG_FILE, path / WEIGHTS_FILE
+    if not (isinstance(record, dict) and isinstance(record.get("sha256"), str) and isinstance(record.get("bytes"), int)):
+        raise CrosscoderError(f"{cfg_file}: its {WEIGHTS_RECORD!r} entry {record!r} is not the size and sha256 of "
+                              f"{WEIGHTS_FILE}; {_fix(path)}")
+    size = w_file.stat().st_size
+    if size != record["bytes"]:
+        raise CrosscoderError(f"{w_file} has {size} bytes but {cfg_file} records {record['bytes']}: the weights were "
+                              f"truncated, replaced or edited since they were saved; {_fix(path)}")
+    if sha256_file(w_file) != record["sha256"]:
+        raise CrosscoderError(f"{w_file} does not match the sha256 recorded in {cfg_file}: the weights were damaged, "
+                              f"replaced or edited since they were saved; {_fix(path)}")
+
+
+def _read_weights(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The weights' header metadata and tensors (a file safetensors cannot read names itself)."""
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    path = Path(path)
-    cfg_file, w_file = path / CONFIG_FILE, path / WEIGHTS_FILE
-    if not cfg_file.exists() or not w_file.exists():
-        raise CrosscoderError(f"{path} is not a saved crosscoder (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
-                              "train one with `crosstime train`")
+    w_file = path / WEIGHTS_FILE
     try:
-        raw = json.loads(cfg_file.read_text())
+        with safe_open(str(w_file), framework="pt") as handle:
+            header = handle.metadata() or {}
+        return header, load_file(str(w_file))
+    except SafetensorError as err:
+        raise CrosscoderError(f"{w_file} is not a readable safetensors file ({err}); {_fix(path)}") from err
+
+
+def _canonical(value: Any) -> str:
+    """JSON text that compares equal for equal values (NaN included, which != itself)."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _header_config(path: Path, header: dict[str, str]) -> dict[str, Any] | None:
+    """The copy of config.json in the weights' header (None in a crosscoder saved before checksums)."""
+    if HEADER_CONFIG not in header:
+        return None
+    try:
+        saved = json.loads(header[HEADER_CONFIG])
+    except json.JSONDecodeError as err:
+        raise CrosscoderError(f"the header of {path / WEIGHTS_FILE} holds no readable config ({err}); "
+                              f"{_fix(path)}") from err
+    if not isinstance(saved, dict):
+        raise CrosscoderError(f"the header of {path / WEIGHTS_FILE} holds no config; {_fix(path)}")
+    return saved
+
+
+def _config_from(path: Path, raw: dict[str, Any], header: dict[str, str]) -> CrosscoderConfig:
+    """The architecture from config.json, checked against the copy in the weights' header."""
+    cfg_file, w_file = path / CONFIG_FILE, path / WEIGHTS_FILE
+    saved = _header_config(path, header)
+    saved_variant = saved.get("variant") if saved is not None else header.get(HEADER_VARIANT)
+    if saved_variant != raw.get("variant"):
+        raise CrosscoderError(f"{cfg_file} says variant {raw.get('variant')!r} but the weights in {w_file} were saved "
+                              f"as {saved_variant!r}; one of the two was edited or replaced: {_fix(path)}")
+    try:
         config = CrosscoderConfig(**{k: v for k, v in raw.items() if k in CrosscoderConfig.model_fields})
-    except (json.JSONDecodeError, ValidationError) as err:
-        raise CrosscoderError(f"{cfg_file} is not a crosscoder config ({str(err).splitlines()[0]}); re-train "
-                              "the crosscoder") from err
-    with safe_open(str(w_file), framework="pt") as handle:
-        header = (handle.metadata() or {}).get("variant")
-    if header != config.variant:
-        raise CrosscoderError(f"{cfg_file} says variant {config.variant!r} but the weights in {w_file} were saved "
-                              f"as {header!r}; one of the two was edited or replaced: re-train, or restore the pair")
-    model = build(config)
-    model.load_state_dict(load_file(str(w_file)), strict=True)
+    except ValidationError as err:
+        why = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in err.errors())
+        raise CrosscoderError(f"{cfg_file} is not a crosscoder config ({why}); {_fix(path)}") from err
+    if saved is None:  # saved before config.json was repeated in the header
+        warnings.warn(f"{cfg_file} was saved by an earlier crosstime, with no checksum of {w_file}: its weights are "
+                      "used unverified (only the variant is checked). Re-running its `crosstime train RUN` command "
+                      "resumes from state/ and saves the pair again, verified", stacklevel=3)
+        return config
+    if WEIGHTS_RECORD not in raw:
+        raise CrosscoderError(f"{cfg_file} lacks the {WEIGHTS_RECORD!r} checksum it was saved with; {_fix(path)}")
+    content = {k: v for k, v in raw.items() if k != WEIGHTS_RECORD}
+    keys = sorted(k for k in set(saved) | set(content) if _canonical(saved.get(k)) != _canonical(content.get(k)))
+    if keys:
+        raise CrosscoderError(f"{cfg_file} differs from the copy saved in the header of {w_file} (at {keys}): "
+                              f"config.json was edited or belongs to other weights; {_fix(path)}")
+    return config
+
+
+def _check_tensors(model: Crosscoder, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """The saved tensors have the names and shapes of ``model`` and are finite."""
+    w_file = path / WEIGHTS_FILE
+    want = {k: list(v.shape) for k, v in model.state_dict().items()}
+    got = {k: list(v.shape) for k, v in tensors.items()}
+    if got != want:
+        diff = [f"{k} {got.get(k)} vs {want.get(k)}" for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k)]
+        raise CrosscoderError(f"the tensors in {w_file} do not have the shapes {path / CONFIG_FILE} describes "
+                              f"({'; '.join(diff)}, saved vs described); {_fix(path)}")
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CrosscoderError(f"{w_file} holds NaN/inf in {bad}; {_fix(path)}")
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> Crosscoder:
+    """Load a crosscoder saved by :meth:`Crosscoder.save`, checked before anything is used.
+
+    Checks: both files exist and parse; model.safetensors has the size and sha256 config.json
+    recorded; its header's variant and copy of config.json equal config.json; the tensors have
+    the config's shapes and are finite. Any failure is a :class:`CrosscoderError` naming the
+    file and the fix. A pair saved before checksums were recorded loads with a warning that its
+    weights are unverified (only the variant is checked).
+    """
+    path = Path(path)
+    raw = _read_config(path)
+    if WEIGHTS_RECORD in raw:
+        _verify_weights(path, raw[WEIGHTS_RECORD])
+    header, tensors = _read_weights(path)
+    model = build(_config_from(path, raw, header))
+    _check_tensors(model, tensors, path)
+    model.load_state_dict(tensors, strict=True)
     return model.to(device)
 
 
@@ -420,9 +563,9 @@ def check_against_store(model: Crosscoder, store: ActivationStore, where: str = 
 def load_for_store(path: str | Path, store: ActivationStore, device: str | torch.device = "cpu") -> Crosscoder:
     """A trained crosscoder, in normalised space and eval mode, checked against ``store``.
 
-    Checks: the width equals the store's; the crosscoder's revisions are a subset of the
-    store's, in the store's order; its recorded scales equal the store's within
-    :data:`SCALE_RTOL`; the variant in the weights' header equals config.json (:func:`load`).
+    Checks: the pair is what was saved (:func:`load`: checksum, header against config.json,
+    shapes); the width equals the store's; the crosscoder's revisions are a subset of the
+    store's, in the store's order; its recorded scales equal the store's within :data:`SCALE_RTOL`.
     """
     model = load(path, device=device).unfold_scales()
     check_against_store(model, store, where=f"the crosscoder at {path}")

@@ -12,6 +12,10 @@ recipe to
 - ``metrics``: extra values for ``metrics.jsonl`` (``k``, ``threshold``);
 - ``finish``: leave the model in its inference state.
 
+Before any of that, ``settings_problems`` names the settings the variant cannot train with
+(TopK's k larger than the dictionary, …): :class:`~.settings.TrainSettings` asks it when the
+settings are made, the trainer again once the data's width (and so F) is known.
+
 A new variant is one module: a :class:`~crosstime.crosscoder.model.Crosscoder` subclass with
 its ``activate`` and a recipe, joined by ``@register("name", recipe=...)``.
 """
@@ -97,6 +101,14 @@ class Recipe:
 
     def __init__(self, settings: TrainSettings):
         self.settings = settings
+
+    @classmethod
+    def settings_problems(cls, settings: TrainSettings, n_features: int | None, d_model: int | None) -> list[str]:
+        """What in ``settings`` this variant cannot train with, in words naming the fix (none by default).
+
+        ``n_features`` (F) and ``d_model`` are None while unknown (F comes from the data's width
+        when the settings give no ``n_features``)."""
+        return []
 
     def before_step(self, model: Crosscoder, ctx: StepContext) -> None:
         """Per-step state before the forward pass (nothing by default)."""

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from crosstime.crosscoder.model import known_variants
+from crosstime.crosscoder.model import VARIANTS, known_variants
 from crosstime.stage import DEVICE_HELP, Count, Device, StageConfig
 
 # Settings that do not change the weights: they may differ when resuming.
@@ -82,7 +82,25 @@ class TrainSettings(BaseModel):
     def _check(self) -> TrainSettings:
         if self.n_features is not None and self.n_features < 1:
             raise ValueError(f"n_features (F) = {self.n_features}: the dictionary needs at least one feature")
+        problems = self.problems(self.n_features, None)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def problems(self, n_features: int | None, d_model: int | None) -> list[str]:
+        """Settings that cannot train together, in words naming the fix: the general ones and the
+        variant's (:meth:`~.recipe.Recipe.settings_problems`). Asked when the settings are made
+        (F known only when ``n_features`` is given) and by the trainer once the data's width is known."""
+        out = []
+        if not all(0 <= b < 1 for b in self.adam_betas):
+            out.append(f"adam_betas = {tuple(self.adam_betas)}: each of Adam's β must be in [0, 1)")
+        if self.revisions is not None:
+            if not self.revisions:
+                out.append("revisions is an empty list; name at least one checkpoint, or leave it out to train on all")
+            repeated = sorted({r for r in self.revisions if self.revisions.count(r) > 1})
+            if repeated:
+                out.append(f"revisions names {repeated} more than once; name each checkpoint once")
+        return out + VARIANTS[self.variant].recipe.settings_problems(self, n_features, d_model)
 
     def total_steps(self) -> int:
         return self.steps if self.steps is not None else max(1, self.tokens // self.batch_size)

@@ -8,12 +8,16 @@ folding never changes which features fire, and decode only the active features.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from crosstime.crosscoder import losses
 from crosstime.crosscoder.model import Crosscoder, CrosscoderConfig, register
 from crosstime.crosscoder.recipe import Forward, Loss, Recipe, StepContext, StepOutput
+
+if TYPE_CHECKING:
+    from crosstime.crosscoder.settings import TrainSettings
 
 
 @dataclass
@@ -48,6 +52,28 @@ class TopKRecipe(Recipe):
     The decoder-weighted activation sum is logged as ``sparsity`` but not penalised."""
 
     dec_init_norm = 1.0
+
+    @classmethod
+    def settings_problems(cls, settings: TrainSettings, n_features: int | None, d_model: int | None) -> list[str]:
+        """k, k_init and k_aux within the dictionary; k_init and k_anneal_steps given together and
+        the annealing over before the last step (otherwise a setting would be silently ignored or cut)."""
+        s, out = settings, []
+        if s.k_init is not None and s.k_anneal_steps == 0:
+            out.append(f"k_init = {s.k_init} has no effect without k_anneal_steps > 0 (the steps over which k goes "
+                       f"from k_init to k = {s.k}); give both or neither")
+        if s.k_init is None and s.k_anneal_steps > 0:
+            out.append(f"k_anneal_steps = {s.k_anneal_steps} needs k_init, the k to anneal from; give both or neither")
+        if s.k_init is not None and s.k_anneal_steps > s.total_steps():
+            out.append(f"k_anneal_steps = {s.k_anneal_steps} is longer than the training ({s.total_steps()} steps): "
+                       f"k would never reach k = {s.k}; shorten the annealing or train longer")
+        if n_features is not None:
+            where = "n_features" if s.n_features is not None else f"expansion {s.expansion} × d {d_model}"
+            for name in ("k", "k_init", "k_aux"):
+                value = getattr(s, name)
+                if value is not None and value > n_features:
+                    out.append(f"{name} = {value} is larger than the dictionary, F = {n_features} ({where}); lower "
+                               f"--{name.replace('_', '-')} or raise --n-features")
+        return out
 
     def before_step(self, model: Crosscoder, ctx: StepContext) -> None:
         s = self.settings
@@ -101,11 +127,19 @@ class BatchTopKRecipe(TopKRecipe):
 
 
 class _SparseDecode:
-    """Decode only the active features: ``x̂[b] = Σ_j v_j W_dec[c_j] + b_dec`` via ``embedding_bag``.
+    """The TopK family's shared parts: k within the dictionary (:meth:`config_problems`), and
+    decoding only the active features: ``x̂[b] = Σ_j v_j W_dec[c_j] + b_dec`` via ``embedding_bag``.
 
     Cost ``O(nnz · M·d)`` instead of ``O(B · F · M·d)``; equal to :meth:`decode` of the dense
     features up to float summation order.
     """
+
+    @classmethod
+    def config_problems(cls, config: CrosscoderConfig) -> list[str]:
+        if config.k > config.n_features:  # top-k of F < k features would silently keep all F
+            return [(f"k = {config.k} is larger than the dictionary, n_features (F) = {config.n_features}; lower k "
+                     "or raise n_features")]
+        return []
 
     def decode_sparse(self, sf: SparseFeatures) -> torch.Tensor:
         F, M, d = self.W_dec.shape

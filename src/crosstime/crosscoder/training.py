@@ -14,7 +14,24 @@ Resume: every ``save_every`` steps the model, optimiser, dead-feature counters, 
 step are written to ``out/state/trainer.pt`` (write-then-rename). Batches are a pure
 function of (seed, epoch, batch index), so a run killed at any moment and re-run with the
 same command continues where the last state left off and ends with the same weights as an
-uninterrupted run. Resuming with different settings is refused, naming the fields.
+uninterrupted run. Resuming with different settings is refused, naming the fields. The
+state is checked before it is used (every record's CRC-32, which torch writes into its
+archive; then the entries and shapes the trainer needs): a damaged one is a
+:class:`TrainingError` naming it and the fix. Temporary files a killed save left behind
+(``.trainer.pt.tmp-PID``) are removed when the next run starts. A write that fails (a full
+disk) is a :class:`TrainingError` saying which file, and which resume state (step) was kept.
+
+Divergence: the loss of the first step (the initial weights', about the loss of
+reconstructing nothing) is the reference. A step whose loss is not finite, or more than
+:data:`DIVERGENCE_FACTOR` (1000) times the reference, stops the training with a
+:class:`TrainingError` naming the step and suggesting a smaller learning rate; the step is
+not saved, nor is any model (``metrics.jsonl`` ends with a ``"event": "diverged"`` line), and
+the resume state saved before is kept. Healthy trainings stay far below the limit (their loss
+falls from the reference); a learning rate of 1 already exceeds it on the toy data.
+
+Settings the variant cannot train with (TopK's k larger than F, …) are refused before any
+work: when the settings are made, and once the data's width gives F
+(:meth:`~.settings.TrainSettings.problems`).
 
 Many processes: under ``torchrun`` each rank trains on its share of every global batch and
 gradients are averaged across ranks (all-reduce, as DistributedDataParallel does; done by
@@ -29,9 +46,15 @@ Outputs in ``out``: ``config.json`` + ``model.safetensors`` (normalised-space we
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
+import pickle
 import time
 import warnings
+import zipfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +63,10 @@ import torch
 from crosstime import distributed, stage
 from crosstime.crosscoder import losses
 from crosstime.crosscoder.data import DataError, make_source
-from crosstime.crosscoder.logs import MetricsLog
+from crosstime.crosscoder.logs import METRICS_FILE, MetricsLog
 from crosstime.crosscoder.model import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
     Crosscoder,
     CrosscoderConfig,
     build,
@@ -50,14 +75,17 @@ from crosstime.crosscoder.model import (
 from crosstime.crosscoder.recipe import StepContext, StepOutput
 from crosstime.crosscoder.settings import TrainConfig, TrainSettings
 from crosstime.errors import CrosstimeError
-from crosstime.files import atomic_path
+from crosstime.files import atomic_path, remove_stale_temps
 from crosstime.store import ActivationStore
 
 STATE_FILE = "trainer.pt"
+STATE_KEYS = ("step", "model", "optimizer", "tokens_since_fired", "rng", "settings", "data")  # + loss_ref, metrics_rows
+DIVERGENCE_FACTOR = 1000.0  # a loss this many times the first step's is divergence (module docstring)
 
 
 class TrainingError(CrosstimeError):
-    """A training that cannot go on: other settings than the state it would resume, or a loss gone non-finite."""
+    """A training that cannot go on: settings it cannot train with or that differ from the state it
+    would resume, a damaged resume state, a failed write, a loss that diverged."""
 
 
 # -- schedules -------------------------------------------------------------------------------
@@ -132,6 +160,71 @@ def _allreduce_(t: torch.Tensor, op=None) -> torch.Tensor:
     return t
 
 
+# -- the resume state --------------------------------------------------------------------------
+
+def _state_fix(path: Path) -> str:
+    return f"delete {path.parent} to start the training over, or restore {path.name} from a copy"
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """The resume state at ``path``, checked before anything in it is used.
+
+    torch writes a zip archive with a CRC-32 per record; every record is checked against it
+    (torch.load itself does not: a flipped byte in a weight loads silently), then the state is
+    unpickled weights-only and its entries checked. Damage is a :class:`TrainingError`."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError, OSError, ValueError) as err:
+        raise TrainingError(f"{path} is damaged (not a complete archive: {err}); {_state_fix(path)}") from err
+    if bad is not None:
+        raise TrainingError(f"{path} is damaged (its record {bad} fails its CRC-32 check); {_state_fix(path)}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+        raise TrainingError(f"{path} is not a trainer state this crosstime can read ({str(err).splitlines()[0]}); "
+                            f"{_state_fix(path)}") from err
+    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise TrainingError(f"{path} is not a trainer state (it lacks {missing}); {_state_fix(path)}")
+    kinds = {"step": int, "model": dict, "optimizer": dict, "tokens_since_fired": torch.Tensor,
+             "rng": torch.Tensor, "settings": dict, "data": dict}
+    wrong = [k for k, kind in kinds.items() if not isinstance(state[k], kind) or isinstance(state[k], bool)]
+    if wrong:
+        raise TrainingError(f"{path} holds entries of the wrong kind ({wrong}); {_state_fix(path)}")
+    return state
+
+
+class _KeepsWriteError:
+    """A file whose ``write`` keeps the OSError it raised: torch.save reports a failed write only as
+    ``RuntimeError: unexpected pos …``, which would hide a full disk (errno 28)."""
+
+    def __init__(self, handle):
+        self.handle, self.error = handle, None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def save_torch(obj: Any, path: Path) -> None:
+    """``torch.save`` to ``path`` atomically; a failed write raises its OSError (with ``path``)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        out = _KeepsWriteError(handle)
+        try:
+            torch.save(obj, out)
+        except RuntimeError:
+            if out.error is None:
+                raise
+            raise OSError(out.error.errno, out.error.strerror, str(path)) from out.error
+
+
 class Trainer:
     """One training run: the model, its optimiser and the variant's recipe, resumable from ``out/state``."""
 
@@ -139,6 +232,7 @@ class Trainer:
         self.settings, self.source, self.out, self.world = settings, source, out, world
         self.device = distributed.resolve_device(settings.device, world.local_rank)
         self.recipe = variant(settings.variant).recipe(settings)
+        self._check_sizes()
         self.model = build(self._model_config()).to(self.device)
         self.params = list(self.model.parameters())
         fused = self.device.type in ("cpu", "cuda")
@@ -147,6 +241,9 @@ class Trainer:
         self.total = settings.total_steps()
         self.tokens_since_fired = torch.zeros(self.model.n_features, dtype=torch.int64)
         self.step = 0
+        self.saved_step: int | None = None  # the step of the resume state on disk
+        self.loss_ref: float | None = None  # the first step's loss: the divergence reference
+        self.logged: int | None = None  # metrics.jsonl rows the resumed state had logged
         self.fingerprint = source.fingerprint()
         self.state_path = out / "state" / STATE_FILE if out is not None else None
         if settings.precision == "bf16" and self.device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
@@ -154,6 +251,13 @@ class Trainer:
             warnings.warn("precision='bf16' on a CPU without bf16 instructions (AVX512-BF16/AMX) runs the matmuls "
                           "in emulation, many times slower than fp32; use precision='fp32' here and bf16 on a GPU",
                           stacklevel=3)
+
+    def _check_sizes(self) -> None:
+        """The settings against the data's width (F = expansion × d when not given), before any work."""
+        s, d = self.settings, self.source.d_model
+        problems = s.problems(s.n_features or s.expansion * d, d)
+        if problems:
+            raise TrainingError(f"cannot train on activations of width d = {d}: {'; '.join(problems)}")
 
     def _model_config(self) -> CrosscoderConfig:
         s, src = self.settings, self.source
@@ -169,14 +273,18 @@ class Trainer:
         """Continue from ``out/state/trainer.pt`` when there is one; refuse other settings or data."""
         if self.state_path is None or not self.state_path.exists():
             return
-        state = torch.load(self.state_path, map_location="cpu", weights_only=True)
+        state = read_state(self.state_path)
         now = self.settings.weight_settings()
         diff = [f"{k}: {state['settings'].get(k)!r} -> {now.get(k)!r}"
                 for k in sorted(set(state["settings"]) | set(now)) if state["settings"].get(k) != now.get(k)]
         if diff:
             raise TrainingError(f"{self.out} holds a training started with different settings ({'; '.join(diff)}); "
                              f"re-run with the original settings to resume, or use a new output folder")
-        saved_M, saved_d = state["model"]["W_dec"].shape[1:]
+        w_dec = state["model"].get("W_dec")
+        if not isinstance(w_dec, torch.Tensor) or w_dec.dim() != 3:
+            raise TrainingError(f"{self.state_path} holds no decoder weights W_dec [F, M, d]; "
+                                f"{_state_fix(self.state_path)}")
+        saved_M, saved_d = w_dec.shape[1:]
         M, d = self.model.n_checkpoints, self.model.d_model
         if (saved_M, saved_d) != (M, d):
             raise DataError(f"the activations have M = {M} checkpoints of width d = {d}, but the crosscoder being "
@@ -185,20 +293,60 @@ class Trainer:
         if state["data"] != self.fingerprint:
             raise DataError(f"{self.out} holds a training on different data (saved {state['data']}, now "
                             f"{self.fingerprint}); resume on the same activations or use a new output folder")
+        self._check_state(state)
         self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
+        try:
+            self.opt.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as err:  # torch's complaints about a state of other parameters
+            raise TrainingError(f"{self.state_path}: its optimiser state does not fit the model ({err}); "
+                                f"{_state_fix(self.state_path)}") from err
         self.tokens_since_fired = state["tokens_since_fired"]
         torch.set_rng_state(state["rng"])
-        self.step = int(state["step"])
+        self.step = self.saved_step = int(state["step"])
+        self.loss_ref, self.logged = state.get("loss_ref"), state.get("metrics_rows")
 
-    def save_state(self) -> None:
+    def _check_state(self, state: dict[str, Any]) -> None:
+        """The state's step, tensors and counters fit this training (settings and data were compared)."""
+        path, fix = self.state_path, _state_fix(self.state_path)
+        if not 0 <= state["step"] <= self.total:
+            raise TrainingError(f"{path} says step {state['step']} of a {self.total}-step training; {fix}")
+        want = {k: list(v.shape) for k, v in self.model.state_dict().items()}
+        got = {k: list(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__ for k, v in state["model"].items()}
+        if got != want:
+            diff = [f"{k}: {got.get(k)} vs {want.get(k)}" for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k)]
+            raise TrainingError(f"{path} holds weights of other shapes ({'; '.join(diff)}, saved vs now); {fix}")
+        counts, rng = state["tokens_since_fired"], state["rng"]
+        if list(counts.shape) != [self.model.n_features] or counts.dtype != torch.int64 or rng.dtype != torch.uint8:
+            raise TrainingError(f"{path} holds dead-feature counters or an RNG state of the wrong kind; {fix}")
+        if not all(bool(torch.isfinite(v).all()) for v in state["model"].values() if v.is_floating_point()):
+            raise TrainingError(f"{path} holds NaN/inf weights; {fix}")
+
+    def save_state(self, metrics_rows: int | None = None) -> None:
+        """Write the resume state (``metrics_rows``: the lines metrics.jsonl holds now, checked on resume)."""
         if self.state_path is None or not self.world.is_main:
             return
         state = {"step": self.step, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                  "tokens_since_fired": self.tokens_since_fired, "rng": torch.get_rng_state(),
-                 "settings": self.settings.weight_settings(), "data": self.fingerprint}
-        with atomic_path(self.state_path) as tmp:
-            torch.save(state, tmp)
+                 "settings": self.settings.weight_settings(), "data": self.fingerprint,
+                 "loss_ref": self.loss_ref, "metrics_rows": metrics_rows}
+        with self._writes(self.state_path):
+            save_torch(state, self.state_path)
+        self.saved_step = self.step
+
+    @contextlib.contextmanager
+    def _writes(self, path: Path | None) -> Iterator[None]:
+        """A failed write of ``path`` (a full disk, …) as a TrainingError saying what was kept."""
+        try:
+            yield
+        except OSError as err:
+            why = "no space left on the device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+            if self.saved_step is None:
+                kept = "no resume state had been saved yet, so re-running starts the training over"
+            else:
+                kept = (f"the last good resume state, {self.state_path} at step {self.saved_step}, is kept: re-running "
+                        "the same command resumes from there")
+            raise TrainingError(f"could not write {path} ({why}) at step {self.step}; {kept}. Free space (or fix the "
+                                "folder) first") from err
 
     # -- one step ------------------------------------------------------------------------
     def train_step(self, x: torch.Tensor) -> tuple[StepOutput, torch.Tensor, torch.Tensor, float]:
@@ -264,30 +412,60 @@ class Trainer:
         from tqdm.auto import tqdm
 
         s, main = self.settings, self.world.is_main
-        log = MetricsLog(s, self.out, self.step, main)
+        if main and self.out is not None:  # leftovers of a killed save: nothing will ever rename them
+            remove_stale_temps(self.out)
+            remove_stale_temps(self.out / "state")
+        metrics = self.out / METRICS_FILE if self.out is not None else None
+        with self._writes(metrics):
+            log = MetricsLog(s, self.out, self.step, main, self.logged)
         bar = tqdm(total=self.total, initial=self.step, disable=not (s.progress and main), desc="train crosscoder",
                    unit="step")
+        try:
+            self._loop(log, bar)
+        finally:
+            bar.close()
+            with self._writes(metrics):
+                log.close()
+        return self.finish()
+
+    def _loop(self, log: MetricsLog, bar) -> None:
+        s, main = self.settings, self.world.is_main
         batches = self.source.iterate(self.step)
         t0 = time.perf_counter()
         self.model.train()
-        try:
-            while self.step < self.total:
-                out, scal, moments, grad_norm = self.train_step(next(batches).to(self.device, non_blocking=True))
-                self.step += 1
-                if main and (self.step % s.log_every == 0 or self.step == self.total):
-                    row = self.metrics_row(scal, moments, grad_norm, time.perf_counter() - t0)
+        while self.step < self.total:
+            out, scal, moments, grad_norm = self.train_step(next(batches).to(self.device, non_blocking=True))
+            self.step += 1
+            if main and (self.step % s.log_every == 0 or self.step == self.total):
+                row = self.metrics_row(scal, moments, grad_norm, time.perf_counter() - t0)
+                with self._writes(log.path):
                     log.write(row)
-                    bar.set_postfix(loss=f"{row['loss']:.4g}", l0=f"{row['l0']:.1f}", ev=f"{row['ev_mean'] or 0:.3f}",
-                                    refresh=False)
-                if not math.isfinite(float(scal[4])):
-                    raise TrainingError(f"the training loss became {float(scal[4])} at step {self.step}; lower "
-                                             "--lr (and check the activations' scale)")
-                self._checkpoint(log)
-                bar.update(1)
-        finally:
-            bar.close()
-            log.close()
-        return self.finish()
+                bar.set_postfix(loss=f"{row['loss']:.4g}", l0=f"{row['l0']:.1f}", ev=f"{row['ev_mean'] or 0:.3f}",
+                                refresh=False)
+            self._check_divergence(float(scal[4]), log)
+            self._checkpoint(log)
+            bar.update(1)
+
+    def _check_divergence(self, loss: float, log: MetricsLog) -> None:
+        """Stop at a loss that is not finite or beyond DIVERGENCE_FACTOR × the first step's (the module
+        docstring); ``loss`` is the global mean, so every rank decides alike."""
+        if self.loss_ref is None and math.isfinite(loss):
+            self.loss_ref = loss
+        limit = DIVERGENCE_FACTOR * self.loss_ref if self.loss_ref is not None else math.inf
+        if math.isfinite(loss) and (loss <= limit or limit <= 0):
+            return
+        why = (f"became {loss}" if not math.isfinite(loss) else
+               f"reached {loss:.4g}, more than {DIVERGENCE_FACTOR:g}× the first step's loss ({self.loss_ref:.4g})")
+        with self._writes(log.path):
+            log.note({"step": self.step, "event": "diverged", "loss": _finite(loss), "limit": _finite(limit),
+                      "reason": why})
+        kept = (f"the resume state of step {self.saved_step} (saved before) is kept in {self.state_path.parent}"
+                if self.saved_step is not None and self.state_path is not None else "no resume state was saved")
+        raise TrainingError(
+            f"training diverged at step {self.step}: the loss {why}. Lower the learning rate (--lr {self.settings.lr:g}; "
+            f"try {self.settings.lr / 10:g}) and check the activations' scale. Nothing was saved as a trained "
+            f"crosscoder; {kept}, but a resume needs the same settings: to train with another --lr, delete "
+            f"{self.state_path.parent if self.state_path is not None else 'the state'} or use a new run")
 
     def _checkpoint(self, log: MetricsLog) -> None:
         """Validation and the resume state, at their intervals and at the last step."""
@@ -296,10 +474,11 @@ class Trainer:
             if self.world.is_main:  # the whole held-out set on one process; the others wait
                 v = validate(self.model, self.source.heldout(s.val_batches), s)
                 if v is not None:
-                    log.write({"step": done, "split": "heldout", **v})
+                    with self._writes(log.path):
+                        log.write({"step": done, "split": "heldout", **v})
             distributed.barrier()
         if done % s.save_every == 0 or last:
-            self.save_state()
+            self.save_state(log.rows)
             distributed.barrier()
 
     def finish(self) -> Crosscoder:
@@ -309,8 +488,9 @@ class Trainer:
         if self.out is not None and self.world.is_main:
             if self.state_path is not None and not self.state_path.exists():  # total reached before any save point
                 self.save_state()
-            self.model.save(self.out, extra={"training": self.settings.model_dump(mode="json", exclude={"run"}),
-                                             "data": self.fingerprint, "steps": self.total})
+            with self._writes(self.out / f"{{{CONFIG_FILE}, {WEIGHTS_FILE}}}"):
+                self.model.save(self.out, extra={"training": self.settings.model_dump(mode="json", exclude={"run"}),
+                                                 "data": self.fingerprint, "steps": self.total})
         distributed.barrier()
         return self.model
 

@@ -94,9 +94,9 @@ class EvaluateConfig(StageConfig):
     batch_rows: int = Field(4096, gt=0, description="activation rows encoded at once")
     context_batch_size: int | None = Field(None, gt=0, description="contexts per forward pass "
                                                                    "(default: about 2048 tokens per forward)")
-    dead_tokens: Count = Field(100_000, ge=0, description="tokens over which a latent that never fires is dead (and "
-                                                          "firing frequencies are counted): the held-out rows, topped "
-                                                          "up with train rows when fewer")
+    dead_tokens: Count = Field(100_000, ge=1, description="at least this many tokens over which a latent that never "
+                                                          "fires is dead (and firing frequencies are counted): all the "
+                                                          "held-out rows, topped up with train rows when fewer")
     presence: float = Field(0.5, gt=0, le=1, description="trajectory presence threshold: share of a feature's max norm")
     high: float = Field(0.7, gt=0, le=1, description="class threshold: a dominant checkpoint's share exceeds this")
     low: float = Field(0.3, ge=0, lt=1, description="class threshold: a checkpoint with at least this share is shared")
@@ -108,6 +108,10 @@ class EvaluateConfig(StageConfig):
 
     def output(self) -> Path:
         return self.rundir.evaluation_file
+
+    def output_files(self) -> list[Path]:
+        """evaluation.json and everything in RUN/evaluation/ (features.csv, the figures)."""
+        return [self.rundir.evaluation_file, *(p for p in self.rundir.evaluation.iterdir() if p.is_file())]
 
 
 # -- inputs ------------------------------------------------------------------------------------

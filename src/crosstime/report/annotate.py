@@ -4,8 +4,9 @@
     crosstime annotate RUN --import features.csv    # descriptions -> RUN/report/annotations.json
 
 The import validates the whole file first and names every bad line (a malformed row, a
-feature id that is not an integer or not in the crosscoder, a feature given twice); nothing
-is written unless the file is clean. Columns other than ``feature`` and ``description``
+quote that is never closed, a NUL or other control character — a line break included — in a
+cell, a feature id that is not an integer or not in the crosscoder, a feature given twice);
+nothing is written unless the file is clean. The file must be UTF-8 (a BOM is fine). Columns other than ``feature`` and ``description``
 that the exported file did not have (e.g. a ``languages`` column you add) are kept as extra
 fields of the annotation. An empty description removes that feature's annotation. When
 the run already has a dashboard, it is re-rendered with the new descriptions.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,10 @@ def export_annotations(run: RunDir | str | Path, path: str | Path, n_features: i
     ``n_features`` by the report's ranking) to ``path`` with a ``description`` column,
     pre-filled with existing annotations."""
     run = run if isinstance(run, RunDir) else RunDir(run)
+    if not run.root.is_dir():
+        raise AnnotationError(f"run directory {run.root} does not exist")
+    if Path(path).is_dir():
+        raise AnnotationError(f"{path} is a folder; export to a file in it, e.g. {Path(path) / 'features.csv'}")
     existing = read_annotations(run)
     data = _report_data(run)
     if data is not None:
@@ -114,13 +120,38 @@ def _token(vocab: dict, token_id: int) -> str:
     return str(vocab.get(str(token_id), vocab.get(token_id, f"#{token_id}"))).strip() or repr(vocab.get(str(token_id), ""))
 
 
+def _read_text(path: Path) -> str:
+    """The CSV's text (UTF-8; a BOM from spreadsheet programs is dropped)."""
+    if not path.is_file():
+        raise AnnotationError(f"annotation file {path} does not exist")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise AnnotationError(f"{path}, line {line}: not UTF-8 text (byte {data[err.start:err.start + 1]!r}); save "
+                              "the CSV as UTF-8 (\"CSV UTF-8\" in spreadsheet programs)") from None
+
+
+def _control_characters(row: list[str], names: list[str]) -> str | None:
+    """What is wrong with the first cell holding a NUL or other control character (a line
+    break included: a quote left open runs on into the next rows), or None."""
+    for name, cell in zip(names, row):
+        bad = sorted({c for c in cell if unicodedata.category(c) == "Cc"})
+        if bad:
+            shown = ", ".join(repr(c) for c in bad)
+            hint = (" — a quote opened in this row is closed only rows later; close it (write \"\" for a quote "
+                    "inside a quoted cell)" if "\n" in bad or "\r" in bad else "; remove it")
+            return f"column {name or '(unnamed)'} contains the control character(s) {shown}{hint}"
+    return None
+
+
 def parse_annotations(path: str | Path, n_features: int | None = None) -> dict[int, dict[str, Any]]:
     """Validate and read an annotation CSV; raises :class:`AnnotationError` naming every bad line."""
     path = Path(path)
-    if not path.is_file():
-        raise AnnotationError(f"annotation file {path} does not exist")
-    text = path.read_text(encoding="utf-8-sig")  # tolerate a BOM from spreadsheet programs
-    reader = csv.reader(io.StringIO(text))
+    text = _read_text(path)
+    # strict: a stray quote is an error, not a cell that swallows the rows after it
+    reader = csv.reader(io.StringIO(text), strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -139,16 +170,21 @@ def parse_annotations(path: str | Path, n_features: int | None = None) -> dict[i
     seen: dict[int, int] = {}
     out: dict[int, dict[str, Any]] = {}
     while True:
+        line = reader.line_num + 1  # where the row starts (a quoted cell may span lines)
         try:
             row = next(reader)
         except StopIteration:
             break
         except csv.Error as err:
-            errors.append(f"line {reader.line_num}: {err}")
-            break
-        line = reader.line_num
+            errors.append(f"line {line}: malformed CSV ({err}, at line {reader.line_num}); check the quotes of this "
+                          "row: a quote opened in a cell must be closed in it")
+            break  # the reader cannot find where the next row starts
         if not row or all(not c.strip() for c in row):
             continue  # blank lines are fine
+        control = _control_characters(row, names)
+        if control is not None:
+            errors.append(f"line {line}: {control}")
+            continue
         if len(row) != len(names):
             errors.append(f"line {line}: expected {len(names)} fields ({', '.join(names)}), got {len(row)}"
                           + (" — quote descriptions that contain commas" if len(row) > len(names) else ""))
@@ -164,7 +200,7 @@ def parse_annotations(path: str | Path, n_features: int | None = None) -> dict[i
         out[feature] = entry
     if errors:
         shown = errors[:20] + ([f"… and {len(errors) - 20} more"] if len(errors) > 20 else [])
-        raise AnnotationError(f"{path} has {len(errors)} bad line(s); nothing was imported:\n  " + "\n  ".join(shown))
+        raise AnnotationError(f"{path} has {len(errors)} bad line(s); nothing was imported: " + "; ".join(shown))
     return out
 
 

@@ -33,6 +33,7 @@ import datetime as _dt
 import html
 import json
 import math
+import re
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -41,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from crosstime import stage
 from crosstime.artifacts import (
     ATTRIBUTION_ABLATION,
     ATTRIBUTION_CONFUSION,
@@ -139,10 +141,26 @@ def _dynamics(rows: list[dict]) -> dict:
     return {"series": series, "ticks": ticks, "xlabel": "tokens seen (log)"}
 
 
+def finished_stage(run: RunDir, key: str, folder: Path, missing: list[str]) -> bool:
+    """Whether stage ``key``'s outputs may be read: it finished (its record is in config.yaml) and
+    its files are as it wrote them (checked against the recorded checksums: a changed file is an
+    :class:`ArtifactError`). Outputs without a record (a stage killed half-way) are not read; said
+    in ``missing``."""
+    if stage.verify_outputs(run, key):
+        return True
+    if folder.exists():
+        missing.append(f"{folder.relative_to(run.root)}: `crosstime {key.split('/')[0]}` did not finish there (no "
+                       f"record in {run.config_file.name}), so its files are not shown; re-run it")
+    return False
+
+
 def scan_overview(run: RunDir) -> tuple[dict, list[str]]:
     """Accuracy curves, similarity matrices, the suggestion and the dynamics of ``scan/``."""
-    out: dict[str, Any] = {"accuracy": {}, "similarity": [], "suggestion": None, "dynamics": None}
+    out: dict[str, Any] = {"accuracy": {}, "similarity": [], "suggestion": None, "dynamics": None, "figures": []}
     missing: list[str] = []
+    if not finished_stage(run, "scan", run.scan, missing):
+        missing.append("scan/ (run `crosstime scan`)")
+        return out, missing
     if (run.scan / SCAN_ACCURACY.file).is_file():
         out["accuracy"] = _accuracy(SCAN_ACCURACY.read(run.scan, []))
     else:
@@ -350,8 +368,10 @@ class Collected:
     missing: list[str] = field(default_factory=list)
 
 
-def _summaries(run: RunDir) -> dict[str, AttributionSummary]:
-    return {t: read_model(AttributionSummary, run.attribution(t) / ATTRIBUTION_SUMMARY) for t in run.attribution_tasks()}
+def _summaries(run: RunDir, missing: list[str]) -> dict[str, AttributionSummary]:
+    """The summaries of the attributions that finished (checked against their recorded checksums)."""
+    return {t: read_model(AttributionSummary, run.attribution(t) / ATTRIBUTION_SUMMARY) for t in run.attribution_tasks()
+            if finished_stage(run, f"attribute/{t}", run.attribution(t), missing)}
 
 
 def report_revisions(revisions: list[str] | None, evaluation: Evaluation | None,
@@ -387,11 +407,16 @@ def collect(run: RunDir, revisions: list[str] | None = None) -> Collected:
 
     ``revisions``: the crosscoder's, when the caller opened it; ``None`` takes them from the stages' records.
     """
-    evaluation = read_model(Evaluation, run.evaluation_file) if run.evaluation_file.is_file() else None
-    summaries = _summaries(run)
+    checked: list[str] = []
+    evaluated = finished_stage(run, "evaluate", run.evaluation_file, checked)
+    evaluation = read_model(Evaluation, run.evaluation_file) if evaluated else None
+    summaries = _summaries(run, checked)
     revisions = report_revisions(revisions, evaluation, summaries)
     overview, missing = scan_overview(run)
-    features = _evaluation(run, evaluation, revisions, overview, missing)
+    missing += checked
+    features = _evaluation(run, evaluation, revisions, overview, missing) if evaluated else {}
+    if not evaluated:
+        missing.append(f"{run.evaluation_file.name} (run `crosstime evaluate`)")
     tasks = sorted(summaries)
     if not tasks:
         missing.append(f"attribution/TASK/{ATTRIBUTION_FEATURES.file} (run `crosstime attribute`): no IE or RelIE")
@@ -431,13 +456,17 @@ def clean(obj: Any) -> Any:
 
 
 def render(data: dict, path: str | Path) -> Path:
-    """Write the self-contained dashboard for ``data`` to ``path`` (atomically)."""
-    page = _asset("dashboard.html")
-    title = html.escape(data.get("title") or "crosstime report")
-    body = (page.replace("__TITLE__", title)
-                .replace("__CSS__", _asset("dashboard.css"))
-                .replace("__JS__", _asset("dashboard.js"))
-                .replace("__DATA__", _script_json(clean(data))))
+    """Write the self-contained dashboard for ``data`` to ``path`` (atomically).
+
+    The template's placeholders are filled in one pass over the template, so a value that
+    contains a placeholder's name (a ``--title`` of ``__DATA__``) is inserted as it is."""
+    fill = {
+        "TITLE": html.escape(data.get("title") or "crosstime report"),
+        "CSS": _asset("dashboard.css"),
+        "JS": _asset("dashboard.js"),
+        "DATA": _script_json(clean(data)),
+    }
+    body = re.sub(r"__(TITLE|CSS|JS|DATA)__", lambda m: fill[m.group(1)], _asset("dashboard.html"))
     return write_text(path, body)
 
 

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from crosstime.artifacts import SCAN_SUGGESTION
 from crosstime.errors import CrosstimeError
-from crosstime.stage import DEVICE_HELP, Device, StageConfig
+from crosstime.stage import DEVICE_HELP, Count, Device, StageConfig
 
 
 class ScanError(CrosstimeError):
@@ -33,16 +33,16 @@ class ScanConfig(StageConfig):
     similarity_source: Literal["tasks", "corpus"] = Field(
         "tasks", description="token set whose site activations are compared across checkpoints: task sentences or "
         "held-out corpus documents")
-    similarity_tokens: int = Field(2048, description="token positions compared across checkpoints")
+    similarity_tokens: Count = Field(2048, ge=0, description="token positions compared across checkpoints (0: none)")
     corpus: Path | None = Field(
         None, description="held-out text, one document per line (default: the series folder's corpus/heldout.txt)")
     train_corpus: Path | None = Field(
         None, description="training text for n-gram statistics (default: the series folder's corpus/train.txt)")
-    corpus_sequences: int = Field(256, description="held-out documents for loss and KL")
-    max_length: int = Field(128, description="tokens per held-out document (truncated)")
-    ngram_tokens: int = Field(500_000, description="training tokens used to estimate unigram/bigram statistics")
+    corpus_sequences: int = Field(256, gt=0, description="held-out documents for loss and KL")
+    max_length: int = Field(128, ge=2, description="tokens per held-out document (truncated)")
+    ngram_tokens: Count = Field(500_000, gt=0, description="training tokens used to estimate unigram/bigram statistics")
     n_suggest: int = Field(3, ge=1, description="checkpoints to suggest for a crosscoder")
-    min_jump: float = Field(0.1, description="smallest fitted accuracy rise counted as a jump")
+    min_jump: float = Field(0.1, gt=0, le=1, description="smallest fitted accuracy rise counted as a jump")
     model_dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype the models run in")
     device: Device = Field("auto", description=DEVICE_HELP)
     threads: int | None = Field(
@@ -53,3 +53,7 @@ class ScanConfig(StageConfig):
     def output(self) -> Path:
         """RUN/scan/suggestion.json, written last."""
         return self.rundir.scan / SCAN_SUGGESTION
+
+    def output_files(self) -> list[Path]:
+        """Everything in RUN/scan/ (the scan removes the files it no longer writes)."""
+        return [p for p in self.rundir.scan.iterdir() if p.is_file()]

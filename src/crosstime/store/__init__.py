@@ -8,12 +8,16 @@
         ...
     store.rows("step512", contexts=[3], positions=[17])          # raw float32 [1, d]
 
-Layout and dtype: :mod:`crosstime.store.layout`; harvest: :mod:`crosstime.store.harvesting`;
-reading and the shuffling scheme: :mod:`crosstime.store.reader`.
+Layout, records and dtype: :mod:`crosstime.store.layout`; harvest: :mod:`crosstime.store.harvesting`;
+reading and the shuffling scheme: :mod:`crosstime.store.reader`; every read is verified against
+what the harvest recorded: :mod:`crosstime.store.integrity`; a lost manifest is rebuilt from the
+chunk sidecars, never re-planned: :mod:`crosstime.store.recovery`; checkpoints' weight
+fingerprints: :mod:`crosstime.store.fingerprint`.
 """
 
 from crosstime.store.harvesting import HarvestConfig, harvest, resolve_config
-from crosstime.store.layout import StoreError
+from crosstime.store.layout import ManifestDamaged, StoreError, StoreIndexError
 from crosstime.store.reader import ActivationStore
 
-__all__ = ["ActivationStore", "HarvestConfig", "StoreError", "harvest", "resolve_config"]
+__all__ = ["ActivationStore", "HarvestConfig", "ManifestDamaged", "StoreError", "StoreIndexError", "harvest",
+           "resolve_config"]

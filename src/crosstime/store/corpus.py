@@ -76,42 +76,76 @@ def resolve_corpus(spec: str | Path, text_column: str = "text") -> Corpus:
 
 
 def iter_documents(path: Path, kind: str, text_column: str = "text") -> Iterator[str]:
-    """Yield the non-empty documents of one corpus file or dataset, in order."""
-    if kind == "text":
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                line = line.rstrip("\n")
-                if line.strip():
-                    yield line
-    elif kind == "jsonl":
-        with open(path, encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise CorpusError(f"{path}:{lineno} is not valid JSON ({err})") from err
-                if not isinstance(record, dict) or text_column not in record:
-                    raise CorpusError(f"{path}:{lineno} has no {text_column!r} field; set text_column to the field holding the text")
-                if str(record[text_column]).strip():
-                    yield str(record[text_column])
-    elif kind == "hf_dataset":
-        import datasets
+    """Yield the non-empty documents of one corpus file or dataset, in order.
 
-        data = datasets.load_from_disk(str(path))
-        if isinstance(data, datasets.DatasetDict):
-            if "train" not in data:
-                raise CorpusError(f"dataset {path} has splits {list(data)}, none named 'train'")
-            data = data["train"]
-        if text_column not in data.column_names:
-            raise CorpusError(f"dataset {path} has columns {data.column_names}, no {text_column!r}; set text_column")
-        for batch in data.iter(batch_size=1000):
-            for text in batch[text_column]:
-                if text and str(text).strip():
-                    yield str(text)
+    A file that is not UTF-8 is a :class:`CorpusError` naming the first bad line."""
+    if kind in ("text", "jsonl"):
+        try:
+            yield from (_text_lines if kind == "text" else _jsonl_records)(path, text_column)
+        except UnicodeDecodeError as err:
+            raise _not_utf8(path, err) from None
+    elif kind == "hf_dataset":
+        yield from _dataset_texts(path, text_column)
     else:  # pragma: no cover
         raise CorpusError(f"unknown corpus kind {kind!r}")
+
+
+def _text_lines(path: Path, _text_column: str) -> Iterator[str]:
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.rstrip("\n")
+            if line.strip():
+                yield line
+
+
+def _jsonl_records(path: Path, text_column: str) -> Iterator[str]:
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise CorpusError(f"{path}:{lineno} is not valid JSON ({err})") from err
+            if not isinstance(record, dict) or text_column not in record:
+                raise CorpusError(f"{path}:{lineno} has no {text_column!r} field; set text_column to the field holding the text")
+            text = record[text_column]
+            if text is None:  # a missing text, as a dataset's None: no document
+                continue
+            if not isinstance(text, str):
+                raise CorpusError(f"{path}:{lineno}: the {text_column!r} field is a {type(text).__name__}, not a string; "
+                                  "write the text as a JSON string")
+            if text.strip():
+                yield text
+
+
+def _not_utf8(path: Path, err: UnicodeDecodeError) -> CorpusError:
+    """The error of a corpus file that is not UTF-8, naming its first bad line."""
+    fix = "re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 IN > OUT`)"
+    with open(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return CorpusError(f"{path}:{lineno} is not UTF-8 text (byte {raw[bad.start:bad.start + 1]!r} at column "
+                                   f"{bad.start + 1}: {bad.reason}); {fix}")
+    return CorpusError(f"{path} is not UTF-8 text ({err.reason}); {fix}")
+
+
+def _dataset_texts(path: Path, text_column: str) -> Iterator[str]:
+    import datasets
+
+    data = datasets.load_from_disk(str(path))
+    if isinstance(data, datasets.DatasetDict):
+        if "train" not in data:
+            raise CorpusError(f"dataset {path} has splits {list(data)}, none named 'train'")
+        data = data["train"]
+    if text_column not in data.column_names:
+        raise CorpusError(f"dataset {path} has columns {data.column_names}, no {text_column!r}; set text_column")
+    for batch in data.iter(batch_size=1000):
+        for text in batch[text_column]:
+            if text and str(text).strip():
+                yield str(text)
 
 
 def _token_stream(documents: Iterator[str], tokenizer, batch_docs: int = 256) -> Iterator[np.ndarray]:

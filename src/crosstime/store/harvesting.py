@@ -4,26 +4,42 @@
 
 Order of work (every check that can fail happens before any model runs):
 
-1. open the series, check the revisions, their shared width and tokenizer, and the layer;
-2. if STORE exists, check that its manifest matches the request (else a clear error);
-3. rank 0 packs the corpus into ``tokens.npy`` (once per store) and writes the manifest;
-4. rank 0 checks the chunks already on disk (size and sha256) and deletes damaged ones;
+1. open the series, check the revisions (names, shared width and tokenizer) and the layer;
+2. if STORE holds a store, take its plan from the manifest, or (manifest missing or
+   damaged) rebuild it from the chunk sidecars, or refuse unless every plan setting is
+   given (:mod:`crosstime.store.recovery`); check that the request matches it;
+3. rank 0 packs the corpus into ``tokens.npy`` (once per store; a missing or damaged one is
+   re-packed and kept only if it equals the recorded checksum) and writes the manifest;
+4. rank 0 refuses chunk files of another plan (never deletes them), and deletes damaged
+   chunks of this plan (size, seal or sha256 wrong) of the checkpoints about to be harvested;
 5. the missing (checkpoint, chunk) items are split into contiguous shares, one per rank
-   (so a rank loads few models); each item runs the forward pass stopped after block L on
-   ``batch_size`` contexts at a time, in inference mode, and writes ``<revision>/<chunk>.bin``
-   and its sidecar under temporary names, then renames them;
-6. rank 0 sums the sidecars into the manifest: per-checkpoint scale, checksums, status.
+   (so a rank loads few models); each loaded checkpoint is fingerprinted
+   (:mod:`crosstime.store.fingerprint`) and refused if its chunks on disk were computed from
+   other weights; each item runs the forward pass stopped after block L on ``batch_size``
+   contexts at a time, in inference mode, and writes ``<revision>/<chunk>.bin`` and its
+   sealed sidecar under temporary names, then renames them;
+6. rank 0 sums the sidecars into the manifest (per-checkpoint scale, checksums,
+   fingerprint, status) and warns when two checkpoints have identical weights.
 
 A kill at any point loses at most the chunks in flight; re-running the same command redoes
-exactly those. The bytes written depend only on the chunk (same batches, same order), so a
-resumed, a distributed and an uninterrupted harvest give identical stores.
+exactly those. A full disk stops the harvest with an error saying where and what was kept;
+the same command resumes. The bytes written depend only on the chunk (same batches, same
+order), so a resumed, a distributed and an uninterrupted harvest give identical stores
+(the sidecars' file records and the seals aside).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import os
+import shutil
 import time
+import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -32,27 +48,37 @@ import torch
 from pydantic import Field
 
 from crosstime import distributed, stage
-from crosstime.files import atomic_path, write_json
+from crosstime.files import atomic_path, remove_stale_temps, write_json
+from crosstime.names import check_name
 from crosstime.series import SeriesError, open_series
 from crosstime.sites import LayerOutOfRange, read_site
 from crosstime.stage import DEVICE_HELP, Count, Device, StageConfig
-from crosstime.store.corpus import iter_documents, pack_contexts, resolve_corpus
+from crosstime.store.corpus import Corpus, iter_documents, pack_contexts, resolve_corpus
+from crosstime.store.fingerprint import weights_fingerprint
 from crosstime.store.layout import (
     DTYPES,
-    FORMAT,
     FP16_MAX,
     MANIFEST,
     TOKENS,
-    VERSION,
     StoreError,
     chunk_paths,
-    chunk_plan,
+    chunk_rows,
     encode,
+    file_record,
     itemsize,
+    new_manifest,
     read_manifest,
     read_sidecar,
-    scale_from_sidecars,
     sha256_file,
+    sidecar,
+    summarise,
+    write_manifest,
+)
+from crosstime.store.recovery import (
+    foreign_chunks,
+    recover,
+    required_flags,
+    store_state,
 )
 
 
@@ -82,7 +108,8 @@ class HarvestConfig(StageConfig):
     chunk_contexts: int | None = Field(None, gt=0, description="contexts per chunk file (default: about 64 MiB per chunk)")
     device: Device = Field("auto", description=DEVICE_HELP)
     model_dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype the models run in")
-    verify: bool = Field(True, description="check sha256 of chunks already on disk before resuming")
+    verify: bool = Field(True, description="check the sha256 of chunks already on disk (those changed since the "
+                                           "harvest wrote them) before resuming")
 
     @property
     def out(self) -> Path:
@@ -100,9 +127,10 @@ DEFAULTS = {"tokens": 1_000_000, "keep_first_position": False, "dtype": "float16
 
 
 def resolve_config(config: HarvestConfig) -> HarvestConfig:
-    """Fill the settings left unset: from the store already at ``config.out`` (so appending a
-    checkpoint needs only the series, revisions, layer and out), else the defaults."""
-    existing = read_manifest(config.out)
+    """Fill the settings left unset: from the store already at ``config.out`` (its manifest, or the
+    plan its chunk sidecars record when the manifest is lost), so appending a checkpoint needs only
+    the series, revisions, layer and out; else the defaults."""
+    existing, _why, origin = store_state(config.out)
     update = {}
     if existing is not None:
         T = existing["context_len"]
@@ -111,7 +139,8 @@ def resolve_config(config: HarvestConfig) -> HarvestConfig:
                   "keep_first_position": existing["first_position"] == 0, "dtype": existing["dtype"],
                   "chunk_contexts": existing["chunk_contexts"], "corpus": existing.get("corpus_spec")}
         update = {k: v for k, v in stored.items() if getattr(config, k) is None}
-    update.update({k: v for k, v in DEFAULTS.items() if getattr(config, k) is None and k not in update})
+    if origin != "lost":  # a store whose plan is lost takes it from the settings given, never the defaults
+        update.update({k: v for k, v in DEFAULTS.items() if getattr(config, k) is None and k not in update})
     resolved = config.model_copy(update=update)
     T = resolved.context_len
     if T is not None:  # a store holds whole contexts: 1500 tokens of 32-token contexts are 1472
@@ -128,18 +157,22 @@ def _open_series(config: HarvestConfig):
     except SeriesError:
         if not config.revisions:
             raise
-        stored = read_manifest(config.out)
+        stored = store_state(config.out).manifest
         names = [*(stored["checkpoints"] if stored else []), *config.revisions]
         return open_series(config.series, revisions=list(dict.fromkeys(names)))
 
 
 def _resolve(config: HarvestConfig) -> tuple:
     """Validate the request against the series; return (series, revisions, d, n_layers, context_len)."""
+    if config.revisions is not None and not config.revisions:
+        raise StoreError("--revisions is empty; name the checkpoints to harvest, or leave it out to harvest every one")
     series = _open_series(config)
     requested = config.revisions or series.revisions
     if not requested:
         raise StoreError("no revisions to harvest; pass --revisions")
     revisions = [c.revision for c in series.select(revisions=requested)]  # unknown names raise SeriesError
+    for rev in revisions:  # each becomes a folder of the store
+        check_name(rev, f"revision of {config.series}")
     d = series.check_compatible(revisions)
     cfg = series.load_config(revisions[0])
     depth = cfg.num_hidden_layers
@@ -193,9 +226,25 @@ def _check_match(existing: dict, request: dict, root: Path) -> None:
             differ.append(f"{key}: store has {have!r}, request has {want!r}")
     if differ:
         raise StoreError(
-            f"the store at {root} does not match this request:\n  " + "\n  ".join(differ)
-            + "\nRe-run with the store's settings, or harvest into a new --out folder."
+            f"the store at {root} ({MANIFEST}) does not match this request:\n  " + "\n  ".join(differ)
+            + "\nRe-run with the store's settings, or harvest into a new run."
         )
+
+
+def _sidecars_hint(root: Path, request: dict, origin: str) -> str:
+    """When a found manifest differs from the request but the chunk sidecars record the request's plan,
+    the manifest is the odd one out (copied from another store): say how to rebuild it."""
+    if origin != "found":
+        return ""
+    try:
+        rebuilt = recover(root, "").manifest
+        if rebuilt is None:
+            return ""
+        _check_match(rebuilt, request, root)
+    except StoreError:
+        return ""
+    return (f"\nThe chunk sidecars in {root} record this request's plan, so {MANIFEST} is not this store's: move it "
+            "away and re-run; the harvest rebuilds it from the sidecars.")
 
 
 def _tokens(config: HarvestConfig, series, corpus, request: dict) -> np.ndarray:
@@ -256,26 +305,49 @@ def compute_chunk(model, tokens: np.ndarray, layer: int, first: int, batch_size:
     return Chunk(data, float(norm_sum), peak)
 
 
-def _write_chunk(root: Path, revision: str, index: int, chunk: Chunk) -> dict:
-    """Write one chunk (bin, then sidecar; both under temporary names, then renamed); return the sidecar."""
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError while writing ``path`` names it (a failed ``write`` on an open file names nothing)."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from err
+
+
+def _write_chunk(root: Path, revision: str, index: int, chunk: Chunk, manifest: dict | None = None,
+                 weights: dict | None = None) -> dict:
+    """Write one chunk (bin, then sidecar; both under temporary names, then renamed); return the sidecar.
+
+    The sidecar records the plan (``manifest``'s), the ``weights`` fingerprint, and the ``.bin``'s
+    file record taken right after the rename: the bytes just hashed. Without a manifest (the
+    benchmark of the chunk loop) it holds the statistics only."""
     bin_path, side_path = chunk_paths(root, revision, index)
     view = memoryview(np.ascontiguousarray(chunk.data)).cast("B")
-    with atomic_path(bin_path) as tmp:
-        with open(tmp, "wb") as handle:
-            handle.write(view)
-    side = {"rows": int(chunk.data.shape[0]), "sha256": hashlib.sha256(view).hexdigest(),
-            "norm_sum": chunk.norm_sum, "max_abs": chunk.max_abs}
-    write_json(side_path, side)
+    with _naming(bin_path), atomic_path(bin_path) as tmp, open(tmp, "wb") as handle:
+        handle.write(view)
+    rows, sha = int(chunk.data.shape[0]), hashlib.sha256(view).hexdigest()
+    if manifest is None:
+        side = {"rows": rows, "sha256": sha, "norm_sum": chunk.norm_sum, "max_abs": chunk.max_abs}
+    else:
+        side = sidecar(manifest, revision, index, rows, sha, chunk.norm_sum, chunk.max_abs, weights,
+                       file_record(os.stat(bin_path)))
+    with _naming(side_path):
+        write_json(side_path, side)
     return side
 
 
 def run_items(root: Path, items: list[tuple[str, int]], plan: list[list[int]], tokens: np.ndarray, load, layer: int,
-              first: int, batch_size: int, device, dtype: str, progress=None) -> None:
+              first: int, batch_size: int, device, dtype: str, progress=None, *, manifest: dict | None = None,
+              weights: dict[str, dict] | None = None) -> None:
     """Compute and write the (revision, chunk) ``items`` in order; ``load(rev)`` gives the model.
 
     One writer thread hashes and writes chunk k while chunk k+1 is computed (at most two
-    chunks in memory); a model is loaded when the revision changes.
+    chunks in memory); a model is loaded when the revision changes. ``weights[rev]`` (filled
+    by ``load``) goes into the sidecars with the plan of ``manifest``.
     """
+    weights = {} if weights is None else weights
     model, model_rev = None, None
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending = None
@@ -287,82 +359,123 @@ def run_items(root: Path, items: list[tuple[str, int]], plan: list[list[int]], t
             chunk = compute_chunk(model, tokens[s:e], layer, first, batch_size, device, dtype, rev)
             if pending is not None:
                 pending.result()
-            pending = writer.submit(_write_chunk, root, rev, i, chunk)
+            pending = writer.submit(_write_chunk, root, rev, i, chunk, manifest, weights.get(rev))
             if progress is not None:
                 progress(rev, i)
         if pending is not None:
             pending.result()
 
 
-def _summarise(root: Path, manifest: dict, revisions: list[str], final: bool) -> dict:
-    """Refresh the per-checkpoint state in the manifest from the sidecars on disk."""
-    plan = manifest["chunks"]
-    rpc = manifest["context_len"] - manifest["first_position"]
-    n_train = manifest["splits"]["train"][1]
-    for rev in revisions:
-        sides = [read_sidecar(root, rev, i, (e - s) * rpc, manifest["d_model"], manifest["dtype"]) for i, (s, e) in enumerate(plan)]
-        done = [s for s in sides if s is not None]
-        entry = manifest["checkpoints"].setdefault(rev, {})
-        entry.update({"status": "partial", "chunks_done": len(done), "n_chunks": len(plan)})
-        if len(done) == len(plan):
-            scale, mean_norm = scale_from_sidecars(sides, plan, n_train, manifest["d_model"], rev)
-            entry.update({
-                "status": "complete", "scale": scale, "mean_norm": mean_norm,
-                "max_abs": max(s["max_abs"] for s in sides),
-                "checksums": [s["sha256"] for s in sides],
-            })
-        elif final:
-            raise StoreError(f"harvest of {rev} ended with {len(done)}/{len(plan)} chunks; re-run the same command to finish")
-    return manifest
+# the order of a checkpoint's entry in the manifest, however it was assembled (harvested, resumed, recovered)
+ENTRY_KEYS = ("status", "chunks_done", "n_chunks", "step", "tokens_seen", "fingerprint", "model_dtype", "scale",
+              "mean_norm", "max_abs", "checksums")
 
 
 def _order(manifest: dict, series) -> None:
+    """Checkpoints in series order, with their steps and tokens, each entry's keys in :data:`ENTRY_KEYS` order."""
     known = {c.revision: c for c in series.checkpoints}
     revs = sorted(manifest["checkpoints"], key=lambda r: series.revisions.index(r) if r in known else len(known))
     manifest["checkpoints"] = {r: manifest["checkpoints"][r] for r in revs}
     for r in revs:
+        entry = manifest["checkpoints"][r]
         if r in known:
-            manifest["checkpoints"][r].update({"step": known[r].step, "tokens_seen": known[r].tokens})
+            entry.update({"step": known[r].step, "tokens_seen": known[r].tokens})
+        rank = {k: i for i, k in enumerate(ENTRY_KEYS)}
+        manifest["checkpoints"][r] = dict(sorted(entry.items(), key=lambda kv: rank.get(kv[0], len(rank))))
     manifest["revisions"] = [r for r in revs if manifest["checkpoints"][r].get("status") == "complete"]
 
 
-def _prepare(root: Path, config: HarvestConfig, series, corpus, corpus_spec: str, request: dict, existing: dict | None,
-             revisions: list[str], d: int, context_len: int) -> None:
-    """Rank 0: write tokens.npy and the manifest (new store), or check the tokens (existing store);
-    delete damaged chunks and temporary files of the checkpoints about to be harvested."""
-    manifest = existing
-    if manifest is None or not (root / TOKENS).is_file():
-        tokens = _tokens(config, series, corpus, request)
-        root.mkdir(parents=True, exist_ok=True)
-        with atomic_path(root / TOKENS) as tmp:
-            with open(tmp, "wb") as handle:
-                np.save(handle, tokens)
-        manifest = {"format": FORMAT, "version": VERSION, **request, "corpus_spec": str(Path(corpus_spec).resolve()),
-                    "n_tokens": int(tokens.size), "n_rows": int(len(tokens) * (context_len - request["first_position"])),
-                    "chunks": chunk_plan(request["splits"]["train"][1], len(tokens) - request["splits"]["train"][1],
-                                         request["chunk_contexts"]),
-                    "tokens_sha256": sha256_file(root / TOKENS), "checkpoints": {}, "revisions": []}
-    elif config.verify and sha256_file(root / TOKENS) != manifest["tokens_sha256"]:
-        raise StoreError(f"{root / TOKENS} does not match its checksum in the manifest; the store is damaged. "
-                         "Harvest into a new --out folder.")
+@dataclass
+class Checked:
+    """What :func:`_check_request` found: the request and the store it goes into.
+
+    ``origin``: ``"found"`` (a readable manifest), ``"recovered"`` (rebuilt from the sidecars),
+    ``"given"`` (a store whose plan is lost, taken from the settings given), ``"none"`` (a new store)."""
+
+    series: object
+    revisions: list[str]
+    d: int
+    context_len: int
+    corpus: Corpus
+    corpus_spec: str
+    request: dict
+    existing: dict | None
+    origin: str
+
+
+def _pack_tokens(root: Path, config: HarvestConfig, c: Checked, must_equal: str | None, refusal: str) -> str:
+    """Pack the corpus into ``tokens.npy`` (atomically); return its sha256. When ``must_equal`` is given
+    and the packed tokens differ, nothing is written and :class:`StoreError` says ``refusal``."""
+    tokens = _tokens(config, c.series, c.corpus, c.request)
+    root.mkdir(parents=True, exist_ok=True)
+    with _naming(root / TOKENS), atomic_path(root / TOKENS) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, tokens)
+        sha = sha256_file(tmp)
+        if must_equal is not None and sha != must_equal:
+            raise StoreError(refusal)
+    return sha
+
+
+def _new_manifest(root: Path, config: HarvestConfig, c: Checked) -> dict:
+    """Tokens and manifest of a new plan; an existing ``tokens.npy`` (a store whose manifest is lost) is
+    kept only if the settings given pack the very same tokens."""
+    path = root / TOKENS
+    old = sha256_file(path) if path.is_file() else None
+    sha = _pack_tokens(root, config, c, old, f"{path} holds other tokens than the settings given pack from the "
+                                              "corpus, so they are not this store's settings; give the settings it was "
+                                              "harvested with (and --corpus), or move the store away and harvest anew")
+    n_contexts = c.request["n_contexts"]
+    plan = {**c.request, "corpus_spec": str(Path(c.corpus_spec).resolve()),
+            "n_tokens": n_contexts * c.context_len,
+            "n_rows": n_contexts * (c.context_len - c.request["first_position"]), "tokens_sha256": sha}
+    return new_manifest(plan, file_record(os.stat(path)))
+
+
+def _check_tokens(root: Path, config: HarvestConfig, c: Checked, manifest: dict) -> None:
+    """An existing store's ``tokens.npy``: unchanged since recorded, or hashing to ``tokens_sha256``;
+    a missing or damaged one is re-packed from the corpus and kept if it matches, else refused."""
+    path = root / TOKENS
+    if path.is_file() and (file_record(os.stat(path)) == manifest.get("tokens_file")
+                           or sha256_file(path) == manifest["tokens_sha256"]):
+        manifest["tokens_file"] = file_record(os.stat(path))
+        return
+    state = "damaged" if path.exists() else "missing"
+    _pack_tokens(root, config, c, manifest["tokens_sha256"],
+                 f"{path} is {state}, and the corpus {c.corpus_spec} no longer packs the tokens the store was "
+                 "harvested from (their checksum differs), so the store cannot be repaired in place: harvest a new "
+                 "store (another run, or move this one away)")
+    manifest["tokens_file"] = file_record(os.stat(path))
+
+
+def _drop_damaged(root: Path, manifest: dict, revisions: list[str], verify: bool) -> None:
+    """Delete this plan's damaged chunks (size, seal or sha256 wrong) of ``revisions``, and temp files."""
     for rev in revisions:
-        manifest["checkpoints"].setdefault(rev, {"status": "pending"})
-    # 4. drop damaged chunks of the checkpoints we are about to (re)harvest
-    rpc = context_len - manifest["first_position"]
-    for rev in revisions:
-        for i, (s, e) in enumerate(manifest["chunks"]):
+        for i in range(len(manifest["chunks"])):
             bin_path, side_path = chunk_paths(root, rev, i)
             if (bin_path.exists() or side_path.exists()) and read_sidecar(
-                    root, rev, i, (e - s) * rpc, d, config.dtype, check_hash=config.verify) is None:
+                    root, rev, i, chunk_rows(manifest, i), manifest["d_model"], manifest["dtype"], verify) is None:
                 bin_path.unlink(missing_ok=True)
                 side_path.unlink(missing_ok=True)
-        for stale in (root / rev).glob(".*.tmp-*") if (root / rev).is_dir() else []:
-            stale.unlink(missing_ok=True)  # left by a killed writer
-    for stale in root.glob(".*.tmp-*"):
-        stale.unlink(missing_ok=True)
-    _summarise(root, manifest, revisions, final=False)
-    _order(manifest, series)
-    write_json(root / MANIFEST, manifest)
+        remove_stale_temps(root / rev)  # left by a killed writer (a live process's are left alone)
+    remove_stale_temps(root)
+
+
+def _prepare(root: Path, config: HarvestConfig, c: Checked) -> None:
+    """Rank 0: the manifest (found, rebuilt, or new with its tokens) and checked tokens; refuse chunks of
+    another plan; delete damaged chunks of the checkpoints about to be harvested; write the manifest."""
+    manifest = c.existing
+    if manifest is None:
+        manifest = _new_manifest(root, config, c)
+    else:
+        _check_tokens(root, config, c, manifest)
+    foreign_chunks(root, manifest, vouched=c.origin == "found")
+    for rev in c.revisions:
+        manifest["checkpoints"].setdefault(rev, {"status": "pending"})
+    _drop_damaged(root, manifest, c.revisions, config.verify)
+    summarise(root, manifest, c.revisions, final=False)
+    _order(manifest, c.series)
+    write_manifest(root, manifest)
 
 
 def harvest(config: HarvestConfig):
@@ -379,11 +492,14 @@ def harvest(config: HarvestConfig):
     return store
 
 
-def _check_request(config: HarvestConfig) -> tuple:
+def _check_request(config: HarvestConfig) -> Checked:
     """1.-2. Everything that can fail before work: the series, revisions, layer, corpus, and the
-    existing store's agreement with the request. Returns (series, revisions, d, context_len,
-    corpus, corpus_spec, request, existing manifest or None)."""
+    existing store's plan (found, rebuilt from the sidecars, or given) and its agreement with the request."""
     series, revisions, d, _depth, context_len = _resolve(config)
+    existing, why, origin = store_state(config.out)
+    if why is not None:
+        required_flags(config, why)
+        origin = "given"
     corpus_spec = config.corpus
     if corpus_spec is None:
         if not series.is_local:
@@ -391,32 +507,91 @@ def _check_request(config: HarvestConfig) -> tuple:
         corpus_spec = str(series.local_root)
     corpus = resolve_corpus(corpus_spec, config.text_column)
     request = _request(config, series, d, context_len, corpus)
-    existing = read_manifest(config.out)
     if existing is not None:
-        _check_match(existing, request, config.out)
+        try:
+            _check_match(existing, request, config.out)
+        except StoreError as err:
+            raise StoreError(f"{err}{_sidecars_hint(config.out, request, origin)}") from None
         old = [r for r in existing["checkpoints"] if r not in revisions]
         if old:  # a new checkpoint must share width and tokenizer with those already stored
             series.check_compatible([*old, *revisions])
         request["chunk_contexts"] = existing["chunk_contexts"]
-    return series, revisions, d, context_len, corpus, corpus_spec, request, existing
+    return Checked(series, revisions, d, context_len, corpus, corpus_spec, request, existing, origin)
 
 
-def _harvest(config: HarvestConfig, w: distributed.World, checked: tuple):
+def _harvest(config: HarvestConfig, w: distributed.World, c: Checked):
     from crosstime.store.reader import ActivationStore
 
     root = config.out
-    series, revisions, d, context_len, corpus, corpus_spec, request, existing = checked
-    if w.is_main:  # 3.-4. tokens, manifest and the check of chunks on disk, once
-        _prepare(root, config, series, corpus, corpus_spec, request, existing, revisions, d, context_len)
-    distributed.barrier()
-    _run_share(config, w, series, revisions, d, context_len)
-    distributed.barrier()
-    if w.is_main:  # 6. totals
-        manifest = _summarise(root, read_manifest(root), revisions, final=True)
-        _order(manifest, series)
-        write_json(root / MANIFEST, manifest)
+    try:
+        if w.is_main:  # 3.-4. tokens, manifest and the check of chunks on disk, once
+            _prepare(root, config, c)
+        distributed.barrier()
+        _run_share(config, w, c.series, c.revisions, c.d, c.context_len)
+        distributed.barrier()
+        if w.is_main:  # 6. totals
+            manifest = summarise(root, read_manifest(root), c.revisions, final=True)
+            _order(manifest, c.series)
+            write_manifest(root, manifest)
+            _warn_identical(manifest, c.series.source)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise _disk_full(root, c.revisions, err) from err
     distributed.barrier()
     return ActivationStore(root)
+
+
+def _disk_full(root: Path, revisions: list[str], err: OSError) -> StoreError:
+    """The error of a harvest stopped by a full disk: where, what was kept, how to resume."""
+    try:
+        manifest = read_manifest(root)
+    except StoreError:
+        manifest = None
+    if manifest is None:
+        kept = "nothing (the store's tokens could not be written)"
+    else:
+        n = len(manifest["chunks"])
+        done = {rev: sum(read_sidecar(root, rev, i, chunk_rows(manifest, i), manifest["d_model"], manifest["dtype"])
+                         is not None for i in range(n)) for rev in revisions}
+        kept = ", ".join(f"{rev} {k}/{n} chunks" for rev, k in done.items())
+    free = shutil.disk_usage(root if root.exists() else root.parent).free
+    return StoreError(f"disk full while writing {err.filename or root} ({free / 2**20:.1f} MiB free on that disk). "
+                      f"Kept: {kept}; every kept chunk is complete, the one being written was removed. Free space "
+                      "(or harvest into a run on a larger disk), then re-run the same command: it resumes from the "
+                      "kept chunks.")
+
+
+def _warn_identical(manifest: dict, source: str) -> None:
+    """Warn, naming them, when checkpoints of the store have the same weight fingerprint."""
+    groups: dict[tuple, list[str]] = {}
+    for rev, entry in manifest["checkpoints"].items():
+        if entry.get("fingerprint"):
+            groups.setdefault((entry["fingerprint"], entry.get("model_dtype")), []).append(rev)
+    for (fingerprint, _dtype), revs in groups.items():
+        if len(revs) > 1:
+            warnings.warn(f"checkpoints {' and '.join(revs)} of {source} have identical weights (fingerprint "
+                          f"{fingerprint}): the series may serve one checkpoint's weights under two names: check "
+                          "those revisions at their source before comparing them", stacklevel=4)
+
+
+def _check_weights(root: Path, entry: dict, revision: str, model, model_dtype: str, source: str) -> dict:
+    """``{fingerprint, model_dtype}`` of a loaded checkpoint; refused when its chunks on disk were
+    computed from other weights (the branch changed under the store) or in another model dtype."""
+    weights = {"fingerprint": weights_fingerprint(model), "model_dtype": model_dtype}
+    recorded = entry.get("fingerprint")
+    if recorded is None:
+        return weights
+    if entry.get("model_dtype") != model_dtype:
+        raise StoreError(f"the chunks of {revision} in {root} were computed with --model-dtype "
+                         f"{entry.get('model_dtype')}; re-run with --model-dtype {entry.get('model_dtype')} (or move "
+                         f"{root / revision} away to harvest {revision} again in {model_dtype})")
+    if recorded != weights["fingerprint"]:
+        raise StoreError(f"the weights of {revision} in {source} are not those its chunks in {root} were computed "
+                         f"from (fingerprint {weights['fingerprint']} now, {recorded} recorded): the checkpoint "
+                         f"changed under the store. Harvest into a new run, or move {root / revision} away to "
+                         "harvest the new weights")
+    return weights
 
 
 def _run_share(config: HarvestConfig, w: distributed.World, series, revisions: list[str], d: int,
@@ -428,26 +603,30 @@ def _run_share(config: HarvestConfig, w: distributed.World, series, revisions: l
     manifest = read_manifest(root)
     tokens = np.load(root / TOKENS, mmap_mode="r")
     first = manifest["first_position"]
-    rpc = context_len - first
     plan = manifest["chunks"]
-    todo = [(rev, i) for rev in revisions for i, (s, e) in enumerate(plan)
-            if read_sidecar(root, rev, i, (e - s) * rpc, d, config.dtype) is None]
+    todo = [(rev, i) for rev in revisions for i in range(len(plan))
+            if read_sidecar(root, rev, i, chunk_rows(manifest, i), d, config.dtype) is None]
     bounds = np.linspace(0, len(todo), w.size + 1).round().astype(int)
     mine = todo[bounds[w.rank] : bounds[w.rank + 1]]
     device = distributed.resolve_device(config.device, w.local_rank)
     bar = tqdm(total=sum((plan[i][1] - plan[i][0]) * context_len for _, i in mine), unit="tok", unit_scale=True,
                desc=f"harvest L{config.layer}", disable=not (config.progress and w.is_main), dynamic_ncols=True)
     last_summary = [time.monotonic()]
+    weights: dict[str, dict] = {}
 
     def progress(rev: str, i: int) -> None:
         bar.update((plan[i][1] - plan[i][0]) * context_len)
         if w.is_main and w.size == 1 and time.monotonic() - last_summary[0] > 10:
-            write_json(root / MANIFEST, _summarise(root, manifest, revisions, final=False))
+            write_manifest(root, summarise(root, manifest, revisions, final=False))
             last_summary[0] = time.monotonic()
 
     def load(rev: str):
         bar.set_postfix_str(rev)
-        return series.load_model(rev, dtype=config.model_dtype, device=device)
+        model = series.load_model(rev, dtype=config.model_dtype, device=device)
+        weights[rev] = _check_weights(root, manifest["checkpoints"].get(rev, {}), rev, model, config.model_dtype,
+                                      series.source)
+        return model
 
-    run_items(root, mine, plan, tokens, load, config.layer, first, config.batch_size, device, config.dtype, progress)
+    run_items(root, mine, plan, tokens, load, config.layer, first, config.batch_size, device, config.dtype, progress,
+              manifest=manifest, weights=weights)
     bar.close()
