@@ -315,7 +315,8 @@ def test_a_rescan_removes_the_files_it_no_longer_writes(tiny_scan, tiny_series, 
     assert (run / "scan" / "dynamics.csv").is_file()
     result = scan(tiny_config(tiny_series, tiny_inputs, run, corpus=None, train_corpus=None, similarity_tokens=0))
     files = {p.name for p in (run / "scan").iterdir()}
-    assert files == {"accuracy.csv", "similarity.npz", "suggestion.json", "tasks.json", "accuracy.png"}
+    assert files == {"accuracy.csv", "similarity.npz", "suggestion.json", "tasks.json", "fingerprints.json",
+                     "accuracy.png"}
     assert result.dynamics == [] and np.isnan(result.cka).all()
     assert any("training dynamics skipped" in note for note in result.notes)
 
@@ -400,3 +401,24 @@ def test_scan_on_the_toy_world_brackets_the_accuracy_jump(toy_root, tmp_path):
     # n-gram statistics are learnt early: bigram KL at the 'before' checkpoint already far below init
     kl = {r["revision"]: r["kl_bigram"] for r in result.dynamics}
     assert kl[order[before]] < kl[order[0]]
+
+
+def test_identical_checkpoints_are_named_and_recorded(tiny_inputs, tmp_path):
+    """A series serving one checkpoint's weights under two names (as some Pythia step branches did)
+    is warned about, naming both, and the fingerprints are recorded in scan/fingerprints.json."""
+    import warnings
+
+    from conftest import make_tiny_series
+    from crosstime.artifacts import SCAN_FINGERPRINTS, Fingerprints, read_model
+
+    series = make_tiny_series(tmp_path / "series")
+    shutil.copy(series / "step10" / "model.safetensors", series / "step100" / "model.safetensors")
+    config = tiny_config(series, tiny_inputs, tmp_path / "run", corpus=None, train_corpus=None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scan(config)
+    said = [str(w.message) for w in caught if "identical weights" in str(w.message)]
+    assert len(said) == 1 and "step10, step100" in said[0]
+    prints = read_model(Fingerprints, config.rundir.scan / SCAN_FINGERPRINTS)
+    assert prints.identical == [["step10", "step100"]]
+    assert prints.revisions["step10"] == prints.revisions["step100"] != prints.revisions["step0"]

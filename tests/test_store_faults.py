@@ -38,7 +38,7 @@ from crosstime.store import (
     integrity,
 )
 from crosstime.store.corpus import CorpusError, iter_documents
-from crosstime.store.fingerprint import weights_fingerprint
+from crosstime.sites import weights_fingerprint
 from crosstime.store.layout import MANIFEST, TOKENS, VERIFIED, chunk_paths
 
 T = 32

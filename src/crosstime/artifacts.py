@@ -323,6 +323,16 @@ SCAN_SUGGESTION = "suggestion.json"
 SCAN_TASKS = "tasks.json"
 
 
+SCAN_FINGERPRINTS = "fingerprints.json"
+
+
+class Fingerprints(_Artifact):
+    """``scan/fingerprints.json``: each scanned checkpoint's weight fingerprint (``sites.weights_fingerprint``)."""
+
+    revisions: dict[str, str] = Field(description="revision -> fingerprint")
+    identical: list[list[str]] = Field(description="groups of revisions whose weights are identical")
+
+
 class SuggestedCheckpoint(_Artifact):
     revision: str
     step: int | None

@@ -14,6 +14,7 @@ unembedding live; nothing else in crosstime branches on the model's architecture
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -162,3 +163,44 @@ def patch_site(
         yield
     finally:
         handle.remove()
+
+
+# -- weights fingerprint -------------------------------------------------------------------------
+# A checkpoint's weight fingerprint: a cheap hash of a few fixed tensors. Some public ``step*``
+# branches have served another checkpoint's weights under their name; the scan and the harvest
+# fingerprint every checkpoint they load, record it, and warn when two revisions are identical
+# (the harvest also refuses a checkpoint whose weights changed under its chunks).
+#
+# The fixed choice (changing it changes every fingerprint): in this order, each tensor's name,
+# shape and dtype, then its first values as float32 bytes: the token embedding's first
+# EMBED_ROWS rows; every parameter of the first and of the last decoder block, first PER_TENSOR
+# values each; every parameter of the final norm, whole. Training moves all of these from step to
+# step, so two checkpoints of one run differ here; identical fingerprints mean identical weights in
+# practice. A change confined to middle blocks is not seen (a cheap hash, not a proof). The same
+# weights loaded in bfloat16 have another fingerprint.
+
+EMBED_ROWS = 16
+PER_TENSOR = 4096
+
+
+def _fingerprinted(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The fixed parts of ``model`` a fingerprint hashes: ``(label with shape and dtype, values)``."""
+    adapter = adapter_for(model)
+    embed = adapter.get(model, adapter.embed).weight
+    blocks = adapter.get(model, adapter.blocks)
+    parts = [("embed", embed, embed[:EMBED_ROWS])]
+    for label, block in (("first_block", blocks[0]), ("last_block", blocks[len(blocks) - 1])):
+        parts += [(f"{label}.{name}", p, p.reshape(-1)[:PER_TENSOR]) for name, p in block.named_parameters()]
+    norm = adapter.get(model, adapter.final_norm)
+    parts += [(f"final_norm.{name}", p, p) for name, p in norm.named_parameters()]
+    return [(f"{name} {tuple(full.shape)} {full.dtype}", part) for name, full, part in parts]
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """A 16-hex-digit fingerprint of ``model``'s weights (see the comment above for what is hashed)."""
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for label, values in _fingerprinted(model):
+            digest.update(label.encode())
+            digest.update(values.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

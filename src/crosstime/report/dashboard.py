@@ -369,8 +369,11 @@ class Collected:
 
 
 def _summaries(run: RunDir, missing: list[str]) -> dict[str, AttributionSummary]:
-    """The summaries of the attributions that finished (checked against their recorded checksums)."""
-    return {t: read_model(AttributionSummary, run.attribution(t) / ATTRIBUTION_SUMMARY) for t in run.attribution_tasks()
+    """The summaries of the attributions that finished (checked against their recorded checksums):
+    the tasks with a folder, and those with a record whose folder is gone (an error, not a silence)."""
+    recorded = {key.split("/", 1)[1] for key in stage.read_records(run) if key.startswith("attribute/")}
+    tasks = sorted(set(run.attribution_tasks()) | recorded)
+    return {t: read_model(AttributionSummary, run.attribution(t) / ATTRIBUTION_SUMMARY) for t in tasks
             if finished_stage(run, f"attribute/{t}", run.attribution(t), missing)}
 
 

@@ -19,7 +19,9 @@ and writes ``RUN/scan/`` (names and columns: the ``scan/`` section of :mod:`cros
 ``accuracy.csv`` (:data:`~crosstime.artifacts.SCAN_ACCURACY`), ``dynamics.csv``
 (:data:`~crosstime.artifacts.SCAN_DYNAMICS`, when both corpora are there), ``similarity.npz``
 (:data:`~crosstime.artifacts.SIMILARITY_ARRAYS`), ``tasks.json`` (each task's pairs kept and
-dropped), the figures ``accuracy.png``, ``cosine.png``, ``cka.png``, ``dynamics.png``, and last
+dropped), ``fingerprints.json`` (each checkpoint's weight fingerprint; identical ones are warned
+about: :class:`~crosstime.artifacts.Fingerprints`), the figures ``accuracy.png``, ``cosine.png``,
+``cka.png``, ``dynamics.png``, and last
 ``suggestion.json`` (:class:`~crosstime.artifacts.Suggestion`). A file of an earlier scan that
 this one does not write (dynamics without corpora, similarity figures without tokens) is
 removed, so the folder never mixes two scans. The settings are recorded in ``RUN/config.yaml``
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import io
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,10 +47,12 @@ from crosstime.artifacts import (
     SCAN_ACCURACY,
     SCAN_DYNAMICS,
     SCAN_FIGURES,
+    SCAN_FINGERPRINTS,
     SCAN_SIMILARITY,
     SCAN_SUGGESTION,
     SCAN_TASKS,
     SIMILARITY_MATRICES,
+    Fingerprints,
     Suggestion,
     write_model,
 )
@@ -58,6 +63,7 @@ from crosstime.scan.inputs import ScanInputs, prepare
 from crosstime.scan.similarity import cosine_matrix, linear_cka_matrix, site_tokens
 from crosstime.scan.suggest import suggest_checkpoints
 from crosstime.series import Checkpoint
+from crosstime.sites import weights_fingerprint
 from crosstime.tasks import evaluate_task
 
 
@@ -87,11 +93,13 @@ class Sweep:
     accuracy: list[dict] = field(default_factory=list)
     dynamics: list[dict] = field(default_factory=list)
     acts: list[torch.Tensor] = field(default_factory=list)
+    fingerprints: dict[str, str] = field(default_factory=dict)  # revision -> sites.weights_fingerprint
 
 
 def _measure(model, ckpt: Checkpoint, config: ScanConfig, inputs: ScanInputs, sweep: Sweep) -> None:
     """Everything for one loaded checkpoint: every task, the site activations, the dynamics."""
     base = {"revision": ckpt.revision, "step": ckpt.step, "tokens": ckpt.tokens}
+    sweep.fingerprints[ckpt.revision] = weights_fingerprint(model)
     for task in inputs.tasks:
         res = evaluate_task(model, task, config.batch_size, sentence=config.sentence_metric)
         sweep.accuracy.append(base | res.as_row())
@@ -243,8 +251,25 @@ def write_outputs(config: ScanConfig, inputs: ScanInputs, sweep: Sweep, suggesti
     write_json(folder / SCAN_TASKS, {t.name: t.summary() for t in inputs.tasks})
     written += [SCAN_SIMILARITY, SCAN_TASKS]
     written += _plot(folder, config, inputs, sweep, suggestion, matrices, labels, n_tokens)
+    write_model(identical_weights(sweep.fingerprints), folder / SCAN_FINGERPRINTS)
+    written.append(SCAN_FINGERPRINTS)
     write_model(suggestion, folder / SCAN_SUGGESTION)
     _remove_stale(folder, [*written, SCAN_SUGGESTION])
+
+
+def identical_weights(fingerprints: dict[str, str]) -> Fingerprints:
+    """The fingerprints and the groups of revisions that share one; each group is warned about:
+    a series that serves one checkpoint's weights under two names (reported of Pythia's branches)
+    would make the scan's curves flat there and a crosscoder compare a checkpoint with itself."""
+    groups: dict[str, list[str]] = {}
+    for rev, fp in fingerprints.items():
+        groups.setdefault(fp, []).append(rev)
+    identical = [revs for revs in groups.values() if len(revs) > 1]
+    for revs in identical:
+        warnings.warn(f"checkpoints {', '.join(revs)} have identical weights (fingerprint "
+                      f"{fingerprints[revs[0]]}): the series may serve one checkpoint's weights under several names",
+                      stacklevel=2)
+    return Fingerprints(revisions=fingerprints, identical=identical)
 
 
 def _notes(sweep: Sweep, inputs: ScanInputs) -> list[str]:

@@ -51,10 +51,9 @@ from crosstime import distributed, stage
 from crosstime.files import atomic_path, remove_stale_temps, write_json
 from crosstime.names import check_name
 from crosstime.series import SeriesError, open_series
-from crosstime.sites import LayerOutOfRange, read_site
+from crosstime.sites import LayerOutOfRange, read_site, weights_fingerprint
 from crosstime.stage import DEVICE_HELP, Count, Device, StageConfig
 from crosstime.store.corpus import Corpus, iter_documents, pack_contexts, resolve_corpus
-from crosstime.store.fingerprint import weights_fingerprint
 from crosstime.store.layout import (
     DTYPES,
     FP16_MAX,
