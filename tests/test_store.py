@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -15,59 +14,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_series
+from store_helpers import LAYER, T, harvest_config, sentences, store_files
 
-from conftest import WORDS, make_tiny_series
-from crosstime.store.corpus import CorpusError, pack_contexts, resolve_corpus
 from crosstime.series import SeriesError, open_series
 from crosstime.sites import LayerOutOfRange
 from crosstime.store import ActivationStore, HarvestConfig, StoreError, harvest
-from crosstime.store.layout import VERIFIED, chunk_paths
-
-T = 32  # context length
-LAYER = 1
-
-
-def _sentences(n: int, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(n)]
+from crosstime.store.corpus import CorpusError, pack_contexts, resolve_corpus
+from crosstime.store.layout import chunk_paths
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "train.txt"
-    path.write_text("\n".join(_sentences(800)) + "\n")
+    path.write_text("\n".join(sentences(800)) + "\n")
     return path
 
-
-def _config(series, corpus, run, **kw) -> HarvestConfig:
-    """Settings of a harvest into ``run``/activations."""
-    base = dict(series=str(series), layer=LAYER, corpus=str(corpus), tokens=1500, context_len=T, run=run,
-                chunk_contexts=8, batch_size=4, progress=False)
-    return HarvestConfig(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")
 def store(tiny_series, corpus, tmp_path_factory) -> ActivationStore:
-    return harvest(_config(tiny_series, corpus, tmp_path_factory.mktemp("store")))
+    return harvest(harvest_config(tiny_series, corpus, tmp_path_factory.mktemp("store")))
 
 
-# where two stores with the same content may differ: the file records (size, mtime, ctime, inode)
-# the harvest writes beside each file it hashed, the seals over them, and readers' .verified.json
-STAMPS = ("file", "tokens_file", "seal")
 
-
-def _files(root: Path) -> dict[str, bytes]:
-    """Every file of a store by relative path: bytes, JSON with the file-system stamps left out."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if not p.is_file() or p.name == VERIFIED:
-            continue
-        if p.suffix == ".json":
-            data = json.loads(p.read_text())
-            out[str(p.relative_to(root))] = json.dumps({k: v for k, v in data.items() if k not in STAMPS}).encode()
-        else:
-            out[str(p.relative_to(root))] = p.read_bytes()
-    return out
 
 
 def _hidden(series_root: Path, revision: str, tokens: np.ndarray) -> torch.Tensor:
@@ -143,7 +113,7 @@ def test_pack_contexts_by_hand():
 
 
 def test_first_position_switch(store, tiny_series, corpus, tmp_path):
-    kept = harvest(_config(tiny_series, corpus, tmp_path / "kept", keep_first_position=True, revisions=["step10"]))
+    kept = harvest(harvest_config(tiny_series, corpus, tmp_path / "kept", keep_first_position=True, revisions=["step10"]))
     assert kept.manifest["excluded_positions"] == [] and kept.rows_per_context == T
     assert kept.n_rows("train") == store.n_rows("train") + store.n_contexts("train")
     assert np.array_equal(kept.tokens, store.tokens)
@@ -226,18 +196,18 @@ def test_contexts_iterates_heldout_tokens(store):
 def test_append_a_checkpoint_harvests_only_it(store, tiny_series, corpus, tmp_path, monkeypatch):
     run = tmp_path / "acts"
     out = run / "activations"
-    harvest(_config(tiny_series, corpus, run, revisions=["step0", "step10"]))
+    harvest(harvest_config(tiny_series, corpus, run, revisions=["step0", "step10"]))
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.bin")}
     loaded = []
     from crosstime.series import CheckpointSeries
 
     original = CheckpointSeries.load_model
     monkeypatch.setattr(CheckpointSeries, "load_model", lambda self, rev, **kw: loaded.append(rev) or original(self, rev, **kw))
-    appended = harvest(_config(tiny_series, corpus, run, revisions=["step100"]))
+    appended = harvest(harvest_config(tiny_series, corpus, run, revisions=["step100"]))
     assert loaded == ["step100"]
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
     assert appended.revisions == ["step0", "step10", "step100"]
-    assert _files(out) == _files(store.root)
+    assert store_files(out) == store_files(store.root)
 
 
 def _run_slow_harvest(config: HarvestConfig) -> subprocess.Popen:
@@ -256,7 +226,7 @@ def _run_slow_harvest(config: HarvestConfig) -> subprocess.Popen:
 def test_killed_harvest_resumes_to_identical_store(store, tiny_series, corpus, tmp_path):
     run = tmp_path / "acts"
     out = run / "activations"
-    proc = _run_slow_harvest(_config(tiny_series, corpus, run))
+    proc = _run_slow_harvest(harvest_config(tiny_series, corpus, run))
     deadline = time.monotonic() + 120
     while len(list(out.glob("*/*.json"))) < 4:
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -270,8 +240,8 @@ def test_killed_harvest_resumes_to_identical_store(store, tiny_series, corpus, t
     assert manifest["revisions"] == [] and manifest["checkpoints"]["step0"]["status"] != "complete"
     with pytest.raises(StoreError, match="not in the store"):
         ActivationStore(out).batches(revisions=["step0"])
-    resumed = harvest(_config(tiny_series, corpus, run))
-    assert _files(out) == _files(store.root)
+    resumed = harvest(harvest_config(tiny_series, corpus, run))
+    assert store_files(out) == store_files(store.root)
     assert resumed.verify() == []
 
 
@@ -286,12 +256,12 @@ def test_corrupted_and_truncated_chunks_are_redone(store, tiny_series, corpus, t
     truncated.write_bytes(truncated.read_bytes()[:-64])
     problems = ActivationStore(out).verify()
     assert problems == ["step10 chunk 2: missing, truncated or corrupted", "step100 chunk 5: missing, truncated or corrupted"]
-    harvest(_config(tiny_series, corpus, run))
-    assert _files(out) == _files(store.root)
+    harvest(harvest_config(tiny_series, corpus, run))
+    assert store_files(out) == store_files(store.root)
 
 
 def test_two_process_torchrun_harvest_equals_single_process_and_reads_disjoint_shares(store, tiny_series, corpus, tmp_path):
-    config = _config(tiny_series, corpus, tmp_path / "acts")
+    config = harvest_config(tiny_series, corpus, tmp_path / "acts")
     script = tmp_path / "run.py"
     script.write_text(  # each rank harvests its share, then reads its share of one epoch
         "import numpy as np, torch, crosstime.store.harvesting as h\n"
@@ -307,7 +277,7 @@ def test_two_process_torchrun_harvest_equals_single_process_and_reads_disjoint_s
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert _files(tmp_path / "acts" / "activations") == _files(store.root)
+    assert store_files(tmp_path / "acts" / "activations") == store_files(store.root)
     shares = [np.load(tmp_path / f"rank{r}.npy") for r in range(2)]
     assert len(shares[0]) == len(shares[1]) > 0 and not set(shares[0]) & set(shares[1])
     for r in range(2):  # the same shares as asked for in one process
@@ -321,25 +291,25 @@ def test_jsonl_and_hf_dataset_corpora_give_the_same_tokens(store, tiny_series, c
     docs = [line for line in corpus.read_text().splitlines() if line.strip()]
     jsonl = tmp_path / "c.jsonl"
     jsonl.write_text("".join(json.dumps({"text": d, "id": i}) + "\n" for i, d in enumerate(docs)))
-    a = harvest(_config(tiny_series, jsonl, tmp_path / "a", revisions=["step0"]))
+    a = harvest(harvest_config(tiny_series, jsonl, tmp_path / "a", revisions=["step0"]))
     assert np.array_equal(a.tokens, store.tokens)
     datasets = pytest.importorskip("datasets")
     datasets.Dataset.from_dict({"text": docs}).save_to_disk(str(tmp_path / "ds"))
-    b = harvest(_config(tiny_series, tmp_path / "ds", tmp_path / "b", revisions=["step0"]))
+    b = harvest(harvest_config(tiny_series, tmp_path / "ds", tmp_path / "b", revisions=["step0"]))
     assert np.array_equal(b.tokens, store.tokens)
-    assert _files(a.root)["step0/00000.bin"] == _files(store.root)["step0/00000.bin"]
+    assert store_files(a.root)["step0/00000.bin"] == store_files(store.root)["step0/00000.bin"]
 
 
 def test_toy_world_layout_uses_its_heldout_corpus(tiny_series, tmp_path):
     world = tmp_path / "world"
     (world / "corpus").mkdir(parents=True)
-    (world / "corpus" / "train.txt").write_text("\n".join(_sentences(300, seed=1)))
-    (world / "corpus" / "heldout.txt").write_text("\n".join(_sentences(100, seed=2)))
+    (world / "corpus" / "train.txt").write_text("\n".join(sentences(300, seed=1)))
+    (world / "corpus" / "heldout.txt").write_text("\n".join(sentences(100, seed=2)))
     c = resolve_corpus(world)
     assert c.train.name == "train.txt" and c.heldout.name == "heldout.txt"
-    st = harvest(_config(tiny_series, world, tmp_path / "s", revisions=["step0"], tokens=640, heldout_tokens=96))
+    st = harvest(harvest_config(tiny_series, world, tmp_path / "s", revisions=["step0"], tokens=640, heldout_tokens=96))
     tokenizer = open_series(tiny_series).load_tokenizer()
-    first_heldout = tokenizer(_sentences(100, seed=2)[0])["input_ids"]
+    first_heldout = tokenizer(sentences(100, seed=2)[0])["input_ids"]
     lo, _ = st.context_range("heldout")
     assert st.n_contexts("heldout") == 3 and st.tokens[lo, 1 : 1 + len(first_heldout)].tolist() == first_heldout
 
@@ -364,24 +334,24 @@ def test_bad_input_fails_before_work(tiny_series, corpus, mixed_width_series, st
     monkeypatch.setattr(CheckpointSeries, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
     out = tmp_path / "never"
     with pytest.raises(SeriesError, match="unknown revision 'step7'"):
-        harvest(_config(tiny_series, corpus, out, revisions=["step7"]))
+        harvest(harvest_config(tiny_series, corpus, out, revisions=["step7"]))
     with pytest.raises(SeriesError, match="differ in width"):
-        harvest(_config(mixed_width_series, corpus, out, revisions=["step0", "step5"]))
+        harvest(harvest_config(mixed_width_series, corpus, out, revisions=["step0", "step5"]))
     with pytest.raises(LayerOutOfRange, match=r"must be in 0\.\.2"):
-        harvest(_config(tiny_series, corpus, out, layer=3))
+        harvest(harvest_config(tiny_series, corpus, out, layer=3))
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n")
     with pytest.raises(CorpusError, match="is empty"):
-        harvest(_config(tiny_series, empty, out))
+        harvest(harvest_config(tiny_series, empty, out))
     short = tmp_path / "short.txt"
-    short.write_text("\n".join(_sentences(20)))
+    short.write_text("\n".join(sentences(20)))
     with pytest.raises(CorpusError, match=r"documents give \d+ tokens = \d+ full contexts of 32 tokens, but 48 contexts"):
-        harvest(_config(tiny_series, short, out))
+        harvest(harvest_config(tiny_series, short, out))
     assert not out.exists()
     with pytest.raises(StoreError, match=r"does not match this request:\n  site"):
-        harvest(_config(tiny_series, corpus, store.root.parent, layer=0))
+        harvest(harvest_config(tiny_series, corpus, store.root.parent, layer=0))
     with pytest.raises(StoreError, match="splits"):
-        harvest(_config(tiny_series, corpus, store.root.parent, tokens=3000))
+        harvest(harvest_config(tiny_series, corpus, store.root.parent, tokens=3000))
     with pytest.raises(StoreError, match="not an activation store"):
         ActivationStore(tmp_path)
 
@@ -391,9 +361,9 @@ def test_bad_input_fails_before_work(tiny_series, corpus, mixed_width_series, st
 def test_cli_harvest_records_config_and_matches_api(store, tiny_series, corpus, tmp_path):
     from typer.testing import CliRunner
 
+    from crosstime.artifacts import RunDir
     from crosstime.cli import app
     from crosstime.stage import read_records
-    from crosstime.artifacts import RunDir
 
     run = tmp_path / "run"
     args = ["harvest", str(run), str(tiny_series), "--revisions", "step0,step10", "--revisions", "step100",
@@ -401,7 +371,7 @@ def test_cli_harvest_records_config_and_matches_api(store, tiny_series, corpus, 
             "--chunk-contexts", "8", "--batch-size", "4", "--no-progress"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert _files(run / "activations") == _files(store.root)
+    assert store_files(run / "activations") == store_files(store.root)
     saved = read_records(RunDir(run))["harvest"]
     assert saved["tokens"] == 1500 // T * T and saved["revisions"] == ["step0", "step10", "step100"] and saved["layer"] == LAYER
     assert "batch_size" not in saved and "device" not in saved  # how, not what: never part of the record
@@ -413,7 +383,7 @@ def test_harvest_records_itself_and_a_copied_run_reuses_it(store, tiny_series, c
     from crosstime import stage
 
     run = tmp_path / "run"
-    cfg = _config(tiny_series, corpus, run, revisions=["step0"])
+    cfg = harvest_config(tiny_series, corpus, run, revisions=["step0"])
     assert not stage.finished(cfg)
     harvest(cfg)
     assert stage.finished(cfg) and stage.finished(cfg.model_copy(update={"batch_size": 2, "device": "cpu"}))
@@ -436,7 +406,7 @@ def test_appending_adopts_the_stores_settings(store, tiny_series, corpus, tmp_pa
     from crosstime.store import resolve_config
 
     run = tmp_path / "acts"
-    harvest(_config(tiny_series, corpus, run, revisions=["step0"], tokens=1000, dtype="bfloat16", keep_first_position=True))
+    harvest(harvest_config(tiny_series, corpus, run, revisions=["step0"], tokens=1000, dtype="bfloat16", keep_first_position=True))
     minimal = HarvestConfig(series=str(tiny_series), revisions=["step10"], layer=LAYER, run=run, progress=False)
     resolved = resolve_config(minimal)
     assert (resolved.tokens, resolved.context_len, resolved.dtype, resolved.keep_first_position, resolved.corpus) == (

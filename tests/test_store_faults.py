@@ -17,7 +17,6 @@ import errno
 import gc
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -26,10 +25,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import WORDS, make_tiny_series, tiny_model
+from conftest import make_tiny_series, tiny_model
+from store_helpers import LAYER, T, harvest_config, sentences, store_files
 
 from crosstime.crosscoder import TrainSettings, fit
 from crosstime.series import open_series
+from crosstime.sites import weights_fingerprint
 from crosstime.store import (
     ActivationStore,
     HarvestConfig,
@@ -38,37 +39,7 @@ from crosstime.store import (
     integrity,
 )
 from crosstime.store.corpus import CorpusError, iter_documents
-from crosstime.sites import weights_fingerprint
 from crosstime.store.layout import MANIFEST, TOKENS, VERIFIED, chunk_paths
-
-T = 32
-LAYER = 1
-STAMPS = ("file", "tokens_file", "seal")
-
-
-def _sentences(n: int, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(n)]
-
-
-def _config(series, corpus, run, **kw) -> HarvestConfig:
-    base = {"series": str(series), "layer": LAYER, "corpus": str(corpus), "tokens": 1500, "context_len": T, "run": run,
-            "chunk_contexts": 8, "batch_size": 4, "progress": False}
-    return HarvestConfig(**{**base, **kw})
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    """A store's files by relative path; JSON without the file-system stamps; no readers' cache."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if not p.is_file() or p.name == VERIFIED:
-            continue
-        if p.suffix == ".json":
-            data = json.loads(p.read_text())
-            out[str(p.relative_to(root))] = json.dumps({k: v for k, v in data.items() if k not in STAMPS}).encode()
-        else:
-            out[str(p.relative_to(root))] = p.read_bytes()
-    return out
 
 
 def _raw(root: Path) -> dict[str, bytes]:
@@ -78,14 +49,14 @@ def _raw(root: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "train.txt"
-    path.write_text("\n".join(_sentences(800)) + "\n")
+    path.write_text("\n".join(sentences(800)) + "\n")
     return path
 
 
 @pytest.fixture(scope="module")
 def ref(tiny_series, corpus, tmp_path_factory) -> ActivationStore:
     """The undamaged store (its files are never changed)."""
-    return harvest(_config(tiny_series, corpus, tmp_path_factory.mktemp("ref")))
+    return harvest(harvest_config(tiny_series, corpus, tmp_path_factory.mktemp("ref")))
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +64,8 @@ def other(tiny_series, tmp_path_factory) -> ActivationStore:
     """A valid store of another plan: another layer, another corpus, one checkpoint (same shapes)."""
     root = tmp_path_factory.mktemp("other")
     text = root / "other.txt"
-    text.write_text("\n".join(_sentences(800, seed=7)) + "\n")
-    return harvest(_config(tiny_series, text, root / "run", layer=0, revisions=["step0", "step10"]))
+    text.write_text("\n".join(sentences(800, seed=7)) + "\n")
+    return harvest(harvest_config(tiny_series, text, root / "run", layer=0, revisions=["step0", "step10"]))
 
 
 # -- the corruption matrix -------------------------------------------------------------------------
@@ -226,8 +197,8 @@ def test_damaged_store_is_refused_or_repaired(target, how, ref, other, expected,
     # (2) the harvest command again: a repair, or a clear refusal that deletes nothing
     before = _raw(out)
     try:
-        harvest(_config(tiny_series, corpus, run))
-        assert _files(out) == _files(ref.root) and ActivationStore(out).verify() == []
+        harvest(harvest_config(tiny_series, corpus, run))
+        assert store_files(out) == store_files(ref.root) and ActivationStore(out).verify() == []
         row["harvest"] = "repaired"
     except StoreError as err:
         assert named in str(err), str(err)
@@ -313,7 +284,7 @@ def test_lost_manifest_is_rebuilt_from_the_sidecars_with_the_short_command(ref, 
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.bin")}
     # the short command: no --tokens, --context-len, --chunk-contexts (once: re-planned with defaults, chunks deleted)
     store = harvest(HarvestConfig(run=run, series=str(tiny_series), layer=LAYER, revisions=["step100"], progress=False))
-    assert store.revisions == ref.revisions and _files(out) == _files(ref.root)
+    assert store.revisions == ref.revisions and store_files(out) == store_files(ref.root)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.bin")} == mtimes  # not one chunk rewritten
 
 
@@ -331,7 +302,7 @@ def test_unreadable_manifest_is_not_taken_for_no_store(ref, tiny_series, tmp_pat
     with pytest.raises(StoreError, match="manifest.json"):
         ActivationStore(out)
     harvest(HarvestConfig(run=run, series=str(tiny_series), layer=LAYER, progress=False))
-    assert _files(out) == _files(ref.root)
+    assert store_files(out) == store_files(ref.root)
 
 
 def _strip_plans(root: Path) -> None:
@@ -368,7 +339,7 @@ def test_a_version_1_store_is_read_hashed_once_and_appended_to(ref, expected, ti
     with pytest.raises(StoreError, match=r"step0/00001\.bin does not match the checksum"):
         list(ActivationStore(out).batches(batch_size=64))
     monkeypatch.undo()
-    appended = harvest(_config(tiny_series, corpus, run))  # redoes that chunk, adds step100; now version 2
+    appended = harvest(harvest_config(tiny_series, corpus, run))  # redoes that chunk, adds step100; now version 2
     assert appended.revisions == ref.revisions and appended.manifest["version"] == 2
     assert _same(list(appended.batches(batch_size=64, with_index=True)), expected["batches(train)"])
 
@@ -419,7 +390,7 @@ def test_a_chunk_of_another_plan_is_named_not_deleted(ref, other, tiny_series, c
         shutil.copy2(other.root / "step0" / f"00003{suffix}", out / "step0" / f"00003{suffix}")
     before = _raw(out)
     with pytest.raises(StoreError, match=r"step0/00003\.bin \(its sidecar records another plan: corpus.*site"):
-        harvest(_config(tiny_series, corpus, run))
+        harvest(harvest_config(tiny_series, corpus, run))
     assert _raw(out) == before
 
 
@@ -463,7 +434,7 @@ def test_two_revisions_with_identical_weights_are_warned(tiny_series, corpus, tm
                                    Checkpoint("step20", 20, 20_000)])
     with pytest.warns(UserWarning, match=r"step10 and step20 of .* have identical weights .*the series may serve "
                                          r"one checkpoint's weights under two names"):
-        store = harvest(_config(series, corpus, tmp_path / "run"))
+        store = harvest(harvest_config(series, corpus, tmp_path / "run"))
     entries = store.manifest["checkpoints"]
     assert entries["step10"]["fingerprint"] == entries["step20"]["fingerprint"] != entries["step0"]["fingerprint"]
 
@@ -472,16 +443,16 @@ def test_a_checkpoint_whose_weights_changed_is_refused(corpus, tmp_path):
     series = make_tiny_series(tmp_path / "series", steps=(0, 10))
     run = tmp_path / "run"
     out = run / "activations"
-    harvest(_config(series, corpus, run))
+    harvest(harvest_config(series, corpus, run))
     chunk_paths(out, "step10", 4)[0].unlink()  # a chunk to redo ...
     tiny_model(vocab_size=len(open_series(series).load_tokenizer()), seed=99).save_pretrained(series / "step10")
     before = _raw(out)
     with pytest.raises(StoreError, match=r"weights of step10 .* are not those its chunks .* changed under the store"):
-        harvest(_config(series, corpus, run))  # ... from other weights: refused
+        harvest(harvest_config(series, corpus, run))  # ... from other weights: refused
     bins = lambda files: {k: v for k, v in files.items() if k.endswith(".bin")}
     assert bins(_raw(out)) == bins(before) and not chunk_paths(out, "step10", 4)[0].exists()
     with pytest.raises(StoreError, match="were computed with --model-dtype float32"):
-        harvest(_config(series, corpus, run, model_dtype="bfloat16"))
+        harvest(harvest_config(series, corpus, run, model_dtype="bfloat16"))
 
 
 # -- disk full --------------------------------------------------------------------------------------
@@ -510,12 +481,12 @@ def test_disk_full_on_a_small_tmpfs_stops_clearly_and_resumes(ref, tiny_series, 
     try:
         run = disk / "run"
         with pytest.raises(StoreError) as err:
-            harvest(_config(tiny_series, corpus, run))
+            harvest(harvest_config(tiny_series, corpus, run))
         _check_disk_full(err.value, run / "activations")
         assert str(disk) in str(err.value)
         subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)
-        harvest(_config(tiny_series, corpus, run))
-        assert _files(run / "activations") == _files(ref.root)
+        harvest(harvest_config(tiny_series, corpus, run))
+        assert store_files(run / "activations") == store_files(ref.root)
     finally:
         err = None  # the traceback holds the harvest's frames, and their memory maps of files on the disk
         gc.collect()
@@ -551,13 +522,13 @@ def test_disk_full_mid_chunk(ref, tiny_series, corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(harvesting, "open", Full, raising=False)
     run = tmp_path / "run"
     with pytest.raises(StoreError) as err:
-        harvest(_config(tiny_series, corpus, run))
+        harvest(harvest_config(tiny_series, corpus, run))
     _check_disk_full(err.value, run / "activations")
     assert "step0 7/7 chunks, step10 1/7 chunks, step100 0/7 chunks" in str(err.value)
     assert "00001.bin" in str(err.value)
     monkeypatch.undo()
-    harvest(_config(tiny_series, corpus, run))
-    assert _files(run / "activations") == _files(ref.root)
+    harvest(harvest_config(tiny_series, corpus, run))
+    assert store_files(run / "activations") == store_files(ref.root)
 
 
 # -- bad inputs ----------------------------------------------------------------------------------------
@@ -579,9 +550,9 @@ def test_non_utf8_corpus_names_file_and_line(tmp_path):
 
 def test_non_utf8_corpus_fails_the_harvest_before_work(tiny_series, tmp_path):
     text = tmp_path / "c.txt"
-    text.write_bytes(("\n".join(_sentences(50)) + "\nthe \xff dog\n").encode("latin-1"))
+    text.write_bytes(("\n".join(sentences(50)) + "\nthe \xff dog\n").encode("latin-1"))
     with pytest.raises(CorpusError, match=r"c\.txt:51 is not UTF-8"):
-        harvest(_config(tiny_series, text, tmp_path / "run"))
+        harvest(harvest_config(tiny_series, text, tmp_path / "run"))
 
 
 BAD_CALLS = {
@@ -622,4 +593,4 @@ def test_bad_arguments_are_clear_errors(ref, call):
 
 def test_empty_revisions_in_a_harvest_are_refused(tiny_series, corpus, tmp_path):
     with pytest.raises(StoreError, match="--revisions is empty"):
-        harvest(_config(tiny_series, corpus, tmp_path / "run", revisions=[]))
+        harvest(harvest_config(tiny_series, corpus, tmp_path / "run", revisions=[]))
