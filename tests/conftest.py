@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,20 @@ WORDS = (
     "the a dog dogs cat cats man men child children is are was were runs run sleeps sleep "
     "near with of that who big small red old . , and"
 ).split()
+
+
+def sentences(n: int, seed: int = 0) -> list[str]:
+    """``n`` random sentences of 3–12 of :data:`WORDS` (seeded)."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """A training text of 800 sentences in the tiny series' vocabulary."""
+    path = tmp_path_factory.mktemp("corpus") / "train.txt"
+    path.write_text("\n".join(sentences(800)) + "\n")
+    return path
 
 
 def make_word_tokenizer(words=WORDS):

@@ -1,13 +1,10 @@
-"""Shared by the store tests (no tests here): a tiny harvest's settings, its corpus, and a
-store's files compared without the file-system stamps."""
+"""Shared by the store tests (no tests here): a tiny harvest's settings and a store's files
+compared without the file-system stamps (the corpus fixture is in conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
-
-from conftest import WORDS
 
 from crosstime.store import HarvestConfig
 from crosstime.store.layout import VERIFIED
@@ -17,11 +14,6 @@ LAYER = 1
 # where two stores with the same content may differ: the file records (size, mtime, ctime, inode)
 # the harvest writes beside each file it hashed, the seals over them, and readers' .verified.json
 STAMPS = ("file", "tokens_file", "seal")
-
-
-def sentences(n: int, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(n)]
 
 
 def harvest_config(series, corpus, run, **kw) -> HarvestConfig:

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_series
-from store_helpers import LAYER, T, harvest_config, sentences, store_files
+from conftest import make_tiny_series, sentences
+from store_helpers import LAYER, T, harvest_config, store_files
 
 from crosstime.series import SeriesError, open_series
 from crosstime.sites import LayerOutOfRange
@@ -25,19 +25,8 @@ from crosstime.store.layout import chunk_paths
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "train.txt"
-    path.write_text("\n".join(sentences(800)) + "\n")
-    return path
-
-
-
-@pytest.fixture(scope="module")
 def store(tiny_series, corpus, tmp_path_factory) -> ActivationStore:
     return harvest(harvest_config(tiny_series, corpus, tmp_path_factory.mktemp("store")))
-
-
-
 
 
 def _hidden(series_root: Path, revision: str, tokens: np.ndarray) -> torch.Tensor:

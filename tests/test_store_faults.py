@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_series, tiny_model
-from store_helpers import LAYER, T, harvest_config, sentences, store_files
+from conftest import make_tiny_series, sentences, tiny_model
+from store_helpers import LAYER, T, harvest_config, store_files
 
 from crosstime.crosscoder import TrainSettings, fit
 from crosstime.series import open_series
@@ -44,13 +44,6 @@ from crosstime.store.layout import MANIFEST, TOKENS, VERIFIED, chunk_paths
 
 def _raw(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "train.txt"
-    path.write_text("\n".join(sentences(800)) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")

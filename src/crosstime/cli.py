@@ -129,16 +129,8 @@ def _open_file(err: BaseException) -> str | None:
         for value in frame.f_locals.values():
             name = getattr(value, "name", None) if isinstance(value, io.IOBase) else None
             if isinstance(name, (str, os.PathLike)):  # open(path).name is the path as given
-                return _final_name(os.fspath(name))
+                return os.fspath(name)
     return None
-
-
-def _final_name(name: str) -> str:
-    """A file written under a temporary name (``crosstime.files.atomic_path``: ``.NAME.tmp-PID``) as NAME."""
-    path = Path(name)
-    if path.name.startswith(".") and ".tmp-" in path.name:
-        return str(path.with_name(path.name[1:].rsplit(".tmp-", 1)[0]))
-    return name
 
 
 def _mount(path: str) -> str:

@@ -74,7 +74,7 @@ class DemoResult(BaseModel):
 class _Stages:
     """Runs the demo's stages in order, timing each and reusing the finished ones."""
 
-    def __init__(self, config: DemoConfig, console: Any, names: list[str]):
+    def __init__(self, console: Any, names: list[str]):
         self.console, self.names = console, names
         self.timings: dict[str, float] = {}
         self.reused: list[str] = []
@@ -100,7 +100,7 @@ def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
     run.root.mkdir(parents=True, exist_ok=True)
     common = {"run": run.root, "progress": config.progress}
     names = ["toy world", "scan", "harvest", "train", "evaluate", *[f"attribute {t}" for t in config.tasks], "report"]
-    step = _Stages(config, console, names)
+    step = _Stages(console, names)
 
     series = str(step("toy world", lambda _: toy_world(progress=config.progress)))
     step("scan", scan, ScanConfig(**common, series=series, layer=config.layer, seed=config.seed))

@@ -9,6 +9,7 @@ the next writer of the folder) removes those whose process is gone.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -26,7 +27,10 @@ def temp_path(path: Path) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; on success it is renamed to ``path``."""
+    """Yield a temporary sibling of ``path``; on success it is renamed to ``path``.
+
+    An OSError of the write (a full disk, …) names ``path``: a failed ``write`` on an open file
+    names no file, and the temporary name means nothing to whoever reads the message."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
@@ -36,9 +40,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename not in (None, str(tmp)):
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from err
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def sha256_file(path: str | Path, block: int = 1 << 22) -> str:
+    """The sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_text(path: str | Path, text: str) -> Path:

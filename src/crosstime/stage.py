@@ -32,6 +32,7 @@ import math
 import os
 import socket
 import time
+from abc import abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -42,7 +43,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from crosstime import distributed
 from crosstime.artifacts import RUN_LOCK, RUN_LOCK_HOLDER, ArtifactError, RunDir
 from crosstime.errors import CrosstimeError
-from crosstime.files import write_json, write_text
+from crosstime.files import sha256_file, write_json, write_text
 
 DEVICE_HELP = "'auto' (this rank's GPU if there is one, else the CPU), 'cpu', 'cuda', 'cuda:1', …"
 
@@ -109,9 +110,9 @@ class StageConfig(BaseModel):
         """This stage's section in ``config.yaml``."""
         return self.stage
 
+    @abstractmethod
     def output(self) -> Path:
         """The file whose existence marks the stage's output (checked by :func:`finished`)."""
-        raise NotImplementedError(f"{type(self).__name__} must say which file marks its output")
 
     def output_files(self) -> list[Path]:
         """The files the stage wrote that later stages read: their sha256 goes into the record, and a
@@ -169,21 +170,13 @@ def _inputs_digest(config: StageConfig, records: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def finish(config: StageConfig, **resolved: Any) -> None:
     """Record the stage's output settings (``resolved`` adds values decided during the work), the
     digest of its upstream records and the checksums of its output files."""
     run = config.rundir
     records = read_records(run)
     record = {**config.resolved().output_settings(), **resolved, INPUTS_KEY: _inputs_digest(config, records)}
-    files = {str(p.relative_to(run.root)): _sha256(p) for p in sorted(config.output_files())}
+    files = {str(p.relative_to(run.root)): sha256_file(p) for p in sorted(config.output_files())}
     if files:
         record[FILES_KEY] = files
     records[config.record_key()] = record
@@ -201,7 +194,7 @@ def verify_outputs(run: RunDir, key: str) -> bool:
         path = run.root / rel
         if not path.is_file():
             raise ArtifactError(f"{path} was written by `crosstime {key.split('/')[0]}` but is gone; re-run that stage")
-        if _sha256(path) != want:
+        if sha256_file(path) != want:
             raise ArtifactError(f"{path} changed after `crosstime {key.split('/')[0]}` wrote it (its checksum in "
                                 f"{run.config_file} differs); re-run that stage")
     return True

@@ -46,6 +46,7 @@ import hashlib
 import json
 import math
 import warnings
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -62,8 +63,7 @@ from pydantic import (
 from torch import nn
 
 from crosstime.errors import CrosstimeError
-from crosstime.files import atomic_path, write_json
-from crosstime.store.layout import sha256_file
+from crosstime.files import atomic_path, sha256_file, write_json
 
 if TYPE_CHECKING:
     from crosstime.crosscoder.recipe import Recipe
@@ -169,7 +169,7 @@ class CrosscoderConfig(BaseModel):
         return self
 
 
-class Crosscoder(nn.Module):
+class Crosscoder(nn.Module, ABC):
     """Base crosscoder (see the module docstring); a registered variant defines :meth:`activate`.
 
     Parameters: ``W_enc [M, d, F]``, ``W_dec [F, M, d]``, ``b_enc [F]``, ``b_dec [M, d]``.
@@ -236,9 +236,9 @@ class Crosscoder(nn.Module):
         return bool((self.fold != 1).any())
 
     @property
+    @abstractmethod
     def inference_rule(self) -> str:
         """In words: which features fire in eval mode (recorded by every stage that encodes)."""
-        raise NotImplementedError(f"{type(self).__name__} must describe its inference rule")
 
     @property
     def inference_depends_on_batch(self) -> bool:
@@ -267,9 +267,9 @@ class Crosscoder(nn.Module):
         with the other checkpoints' activations zero (their terms vanish), at 1/M of the cost."""
         return torch.addmm(self.b_enc.to(x_m.dtype), x_m, self.W_enc[m].to(x_m.dtype))
 
+    @abstractmethod
     def activate(self, z: torch.Tensor) -> torch.Tensor:
         """Pre-activations z [B, F] -> features f [B, F] (the variant's σ)."""
-        raise NotImplementedError(f"{type(self).__name__} is not a registered variant: it must define activate()")
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, M, d] -> f [B, F]."""

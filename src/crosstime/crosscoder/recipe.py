@@ -22,6 +22,7 @@ its ``activate`` and a recipe, joined by ``@register("name", recipe=...)``.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -94,7 +95,7 @@ def dense_activity(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return active.sum() / f.shape[0], active.sum(0) > 0
 
 
-class Recipe:
+class Recipe(ABC):
     """The base recipe: autograd of the variant's loss (subclasses define :meth:`loss`)."""
 
     dec_init_norm: ClassVar[float] = 0.08  # decoder row norm at initialisation unless the settings give one
@@ -119,8 +120,9 @@ class Recipe:
         f = model.activate(z)
         return Forward(z=z, x_hat=model.decode(f), f=f)
 
+    @abstractmethod
     def loss(self, model: Crosscoder, x: torch.Tensor, fwd: Forward, ctx: StepContext) -> Loss:
-        raise NotImplementedError(f"{type(self).__name__} must define its loss")
+        """The variant's loss terms from one forward pass."""
 
     def step(self, model: Crosscoder, x: torch.Tensor, ctx: StepContext) -> StepOutput:
         """Zero the gradients, forward (bf16 autocast when asked), loss, backward."""

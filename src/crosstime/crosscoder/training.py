@@ -214,7 +214,7 @@ class _KeepsWriteError:
 
 
 def save_torch(obj: Any, path: Path) -> None:
-    """``torch.save`` to ``path`` atomically; a failed write raises its OSError (with ``path``)."""
+    """``torch.save`` to ``path`` atomically; a failed write raises its OSError (``atomic_path`` names ``path``)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         out = _KeepsWriteError(handle)
         try:
@@ -222,7 +222,7 @@ def save_torch(obj: Any, path: Path) -> None:
         except RuntimeError:
             if out.error is None:
                 raise
-            raise OSError(out.error.errno, out.error.strerror, str(path)) from out.error
+            raise out.error from None
 
 
 class Trainer:

@@ -143,7 +143,7 @@ def open_store(path: Path) -> ActivationStore:
     except (StoreError, FileNotFoundError) as err:
         raise EvaluationError(f"cannot open the activation store at {path}: {err}. "
                               "Harvest it first (`crosstime harvest`).") from err
-    store.tokens  # checked against the harvest's record now, before any model is loaded (a StoreError names it)
+    store.check_tokens()  # before any model is loaded
     if store.n_contexts("heldout") == 0:
         raise EvaluationError(f"the store at {store.root} has no held-out split (0 held-out contexts), so nothing "
                               "can be evaluated on unseen tokens. Harvest a store with held-out tokens "

@@ -123,7 +123,7 @@ def open_store_and_model(run: RunDir, device: torch.device, missing: list[str]) 
     """The store and the crosscoder checked against it (each None when the run lacks it, listed in ``missing``)."""
     store = ActivationStore(run.activations) if (run.activations / MANIFEST).is_file() else None
     if store is not None:
-        store.tokens  # checked against the harvest's record now, before any work (a StoreError names it)
+        store.check_tokens()  # before any work
     if store is None:
         missing.append("activations/ (run `crosstime harvest`): no top contexts; the crosscoder is opened only "
                        "with the store it reads")

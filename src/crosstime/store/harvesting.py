@@ -30,14 +30,12 @@ order), so a resumed, a distributed and an uninterrupted harvest give identical 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +46,7 @@ import torch
 from pydantic import Field
 
 from crosstime import distributed, stage
-from crosstime.files import atomic_path, remove_stale_temps, write_json
+from crosstime.files import atomic_path, remove_stale_temps, sha256_file, write_json
 from crosstime.names import check_name
 from crosstime.series import SeriesError, open_series
 from crosstime.sites import LayerOutOfRange, read_site, weights_fingerprint
@@ -68,7 +66,6 @@ from crosstime.store.layout import (
     new_manifest,
     read_manifest,
     read_sidecar,
-    sha256_file,
     sidecar,
     summarise,
     write_manifest,
@@ -304,17 +301,6 @@ def compute_chunk(model, tokens: np.ndarray, layer: int, first: int, batch_size:
     return Chunk(data, float(norm_sum), peak)
 
 
-@contextlib.contextmanager
-def _naming(path: Path) -> Iterator[None]:
-    """An OSError while writing ``path`` names it (a failed ``write`` on an open file names nothing)."""
-    try:
-        yield
-    except OSError as err:
-        if err.filename is not None:
-            raise
-        raise OSError(err.errno, err.strerror, str(path)) from err
-
-
 def _write_chunk(root: Path, revision: str, index: int, chunk: Chunk, manifest: dict | None = None,
                  weights: dict | None = None) -> dict:
     """Write one chunk (bin, then sidecar; both under temporary names, then renamed); return the sidecar.
@@ -324,7 +310,7 @@ def _write_chunk(root: Path, revision: str, index: int, chunk: Chunk, manifest: 
     benchmark of the chunk loop) it holds the statistics only."""
     bin_path, side_path = chunk_paths(root, revision, index)
     view = memoryview(np.ascontiguousarray(chunk.data)).cast("B")
-    with _naming(bin_path), atomic_path(bin_path) as tmp, open(tmp, "wb") as handle:
+    with atomic_path(bin_path) as tmp, open(tmp, "wb") as handle:
         handle.write(view)
     rows, sha = int(chunk.data.shape[0]), hashlib.sha256(view).hexdigest()
     if manifest is None:
@@ -332,8 +318,7 @@ def _write_chunk(root: Path, revision: str, index: int, chunk: Chunk, manifest: 
     else:
         side = sidecar(manifest, revision, index, rows, sha, chunk.norm_sum, chunk.max_abs, weights,
                        file_record(os.stat(bin_path)))
-    with _naming(side_path):
-        write_json(side_path, side)
+    write_json(side_path, side)
     return side
 
 
@@ -407,7 +392,7 @@ def _pack_tokens(root: Path, config: HarvestConfig, c: Checked, must_equal: str 
     and the packed tokens differ, nothing is written and :class:`StoreError` says ``refusal``."""
     tokens = _tokens(config, c.series, c.corpus, c.request)
     root.mkdir(parents=True, exist_ok=True)
-    with _naming(root / TOKENS), atomic_path(root / TOKENS) as tmp:
+    with atomic_path(root / TOKENS) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, tokens)
         sha = sha256_file(tmp)

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from crosstime.errors import CrosstimeError
-from crosstime.files import write_json
+from crosstime.files import sha256_file, write_json
 
 FORMAT = "crosstime-activations"
 VERSION = 2
@@ -101,14 +101,6 @@ def decode(a: np.ndarray, dtype: str) -> torch.Tensor:
 
 def itemsize(dtype: str) -> int:
     return np.dtype(DTYPES[dtype][0]).itemsize
-
-
-def sha256_file(path: Path, block: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def file_record(st: os.stat_result) -> dict:

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from crosstime.artifacts import ACTIVATIONS
+from crosstime.files import sha256_file
 from crosstime.names import check_name
 from crosstime.store.integrity import Verifier
 from crosstime.store.layout import (
@@ -56,7 +57,6 @@ from crosstime.store.layout import (
     itemsize,
     load_sidecar,
     read_manifest,
-    sha256_file,
     sidecar_fits,
 )
 from crosstime.store.recovery import has_content
@@ -156,9 +156,14 @@ class ActivationStore:
     @property
     def tokens(self) -> np.ndarray:
         """``int32 [n_contexts, context_len]`` (memory-mapped), verified against ``tokens_sha256`` first."""
+        self.check_tokens()
+        return self._tokens
+
+    def check_tokens(self) -> None:
+        """Verify ``tokens.npy`` against the harvest's record now (a :class:`StoreError` names it); a stage
+        calls this before any model is loaded."""
         if self._tokens is None:
             self._tokens = self._open_tokens()
-        return self._tokens
 
     def _open_tokens(self) -> np.ndarray:
         path = self.root / TOKENS
