@@ -157,7 +157,7 @@ def test_init_decoder_norm_transpose_and_seed():
         TopKCrosscoder(cfg)
 
 
-@pytest.mark.parametrize("variant", ["relu", "topk", "batchtopk", "jumprelu"])
+@pytest.mark.parametrize("variant", ["relu", "topk", "batchtopk", "jumprelu", "matryoshka"])
 def test_fold_maps_raw_to_raw_and_unfold_restores(variant):
     torch.manual_seed(1)
     s = [0.5, 3.0, 1.7]
@@ -168,7 +168,7 @@ def test_fold_maps_raw_to_raw_and_unfold_restores(variant):
         model.b_enc.normal_(std=0.1)
         model.W_dec.mul_(torch.rand(40, 3, 1) * 3)  # unequal decoder norms across checkpoints
     model.eval()
-    if variant == "batchtopk":
+    if variant in ("batchtopk", "matryoshka"):
         model.threshold.fill_(0.05)
     x_raw = torch.randn(16, 3, 8) * 4
     x_norm = x_raw * torch.tensor(s).view(1, 3, 1)
@@ -192,14 +192,14 @@ def test_fold_maps_raw_to_raw_and_unfold_restores(variant):
     assert all(torch.equal(before[k], v) for k, v in m2.state_dict().items())
 
 
-@pytest.mark.parametrize("variant", ["relu", "topk", "batchtopk", "jumprelu"])
+@pytest.mark.parametrize("variant", ["relu", "topk", "batchtopk", "jumprelu", "matryoshka"])
 def test_save_load_round_trip_is_exact(tmp_path, variant):
     model = build(CrosscoderConfig(variant=variant, n_checkpoints=2, d_model=4, n_features=10, k=3, seed=3,
                                    revisions=["step1", "step2"], scales=[1.5, 0.25]))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p))
-    if variant == "batchtopk":
+    if variant in ("batchtopk", "matryoshka"):
         model.threshold.fill_(0.123)
     model.save(tmp_path / "cc", extra={"training": {"lr": 1}})
     cfg = json.loads((tmp_path / "cc" / "config.json").read_text())
@@ -214,7 +214,7 @@ def test_save_load_round_trip_is_exact(tmp_path, variant):
 
 
 def test_bad_settings_are_refused_with_the_fix():
-    with pytest.raises(ValueError, match="known variants: batchtopk, jumprelu, relu, topk"):
+    with pytest.raises(ValueError, match="known variants: batchtopk, jumprelu, matryoshka, relu, topk"):
         CrosscoderConfig(variant="gated", n_checkpoints=2, d_model=4, n_features=8)
     with pytest.raises(ValueError, match="at least one checkpoint"):
         CrosscoderConfig(n_checkpoints=0, d_model=4, n_features=8)
@@ -230,7 +230,7 @@ def test_bad_settings_are_refused_with_the_fix():
         model.folded()
     with pytest.raises(CrosscoderError, match="finite and positive"):
         model.fold_scales([1.0, float("nan")])
-    assert known_variants() == ["batchtopk", "jumprelu", "relu", "topk"]
+    assert known_variants() == ["batchtopk", "jumprelu", "matryoshka", "relu", "topk"]
 
 
 def test_load_missing_folder_names_the_fix(tmp_path):

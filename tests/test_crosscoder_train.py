@@ -251,7 +251,7 @@ def test_bad_shapes_and_settings():
         fit(torch.zeros(10, 2, 4), TrainSettings(steps=1, batch_size=64))
     with pytest.raises(ValueError, match="at least one feature"):
         TrainSettings(n_features=0)
-    with pytest.raises(ValueError, match="known variants: batchtopk, jumprelu, relu, topk"):
+    with pytest.raises(ValueError, match="known variants: batchtopk, jumprelu, matryoshka, relu, topk"):
         TrainSettings(variant="gated")
     with pytest.raises(ValueError, match="at least one feature"):
         TrainSettings(n_features=-5)

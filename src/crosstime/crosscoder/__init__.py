@@ -11,12 +11,12 @@
 
 Modules: :mod:`.model` (the one owner of a trained crosscoder: weights, fold/unfold,
 save/load, the check against a store, the variant registry), :mod:`.recipe` (how a variant
-trains), the variants :mod:`.relu`, :mod:`.topk`, :mod:`.jumprelu`, :mod:`.losses`,
+trains), the variants :mod:`.relu`, :mod:`.topk`, :mod:`.jumprelu`, :mod:`.matryoshka`, :mod:`.losses`,
 :mod:`.fused` (the hand-derived ReLU/L1 step), :mod:`.data` (tensor and store sources),
 :mod:`.logs` (metrics), :mod:`.training` (the trainer and the train stage).
 """
 
-from crosstime.crosscoder import jumprelu, relu, topk  # noqa: F401  (register the built-in variants)
+from crosstime.crosscoder import jumprelu, matryoshka, relu, topk  # noqa: F401  (register the built-in variants)
 from crosstime.crosscoder.data import DataError
 from crosstime.crosscoder.model import (
     SCALE_RTOL,

@@ -124,7 +124,7 @@ class CrosscoderConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a typo or an inf is an error, not a setting
 
-    variant: str = Field("relu", description="activation σ: a registered variant (relu, topk, batchtopk, jumprelu)")
+    variant: str = Field("relu", description="activation σ: a registered variant (relu, topk, batchtopk, jumprelu, matryoshka)")
     n_checkpoints: int = Field(description="M, checkpoints encoded jointly (1 = a plain SAE)")
     d_model: int = Field(description="d, width of one checkpoint's activation")
     n_features: int = Field(description="F, dictionary size")
@@ -132,9 +132,12 @@ class CrosscoderConfig(BaseModel):
     seed: int = Field(0, description="seed of the initialisation")
     l1_norm: Literal["sum", "concat"] = Field(
         "sum", description="per-feature decoder weight: Σ_m ‖W_dec[i,m]‖ (sum) or ‖W_dec[i]‖ of the concatenation")
-    k: int = Field(32, ge=1, description="topk/batchtopk: active features per token (batch average for batchtopk)")
-    jumprelu_threshold_init: float = Field(0.001, gt=0, description="jumprelu: initial threshold θ")
-    jumprelu_bandwidth: float = Field(0.001, gt=0, description="jumprelu: STE kernel width ε")
+    k: int = Field(32, ge=1, description="topk/batchtopk/matryoshka: active features per token (batch average for "
+                                         "batchtopk and matryoshka)")
+    jumprelu_threshold_init: float | None = Field(
+        None, gt=0, description="jumprelu: initial threshold θ₀ (None: from the first batch's pre-activations)")
+    jumprelu_bandwidth: float | None = Field(
+        None, gt=0, description="jumprelu: STE kernel width ε (None: from the first batch's pre-activations)")
     revisions: list[str] | None = Field(None, description="the checkpoints, in order (names for W_dec[:, m])")
     scales: list[float] | None = Field(None, description="per-checkpoint factors s_m applied to raw activations")
     normalised: bool = Field(True, description="scales are the store's s_m (true) or 1 for raw activations (false)")
@@ -365,16 +368,28 @@ class Crosscoder(nn.Module, ABC):
         return copy.deepcopy(self).unfold_scales()
 
     # -- persistence ---------------------------------------------------------------------
-    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    def upgrade_tensors(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Saved tensors of an earlier parameterisation of this variant in today's names, converted
+        exactly (or refused with a :class:`CrosscoderError`); :func:`load` calls it before its checks."""
+        return tensors
+
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None, format: str | None = None) -> Path:
         """Write ``path/model.safetensors``, then ``path/config.json`` (each atomically).
 
         config.json holds the architecture (:class:`CrosscoderConfig`), ``extra`` and the
         weights' size and sha256 (``"weights"``); the weights' header repeats everything else
         config.json holds, so :func:`load` can check each file against the other.
+        ``format``: another codebase's files instead (:mod:`crosstime.crosscoder.formats`:
+        cct, llamascopium, dictionary-learning, saelens, hub), written into the folder ``path``.
         """
         from safetensors.torch import save as serialize
 
         path = Path(path)
+        if format is not None:
+            from crosstime.crosscoder.formats import write
+
+            write(self, format, path)
+            return path
         clash = ({WEIGHTS_RECORD} | set(CrosscoderConfig.model_fields)) & set(extra or {})
         if clash:
             raise CrosscoderError(f"extra entries {sorted(clash)} would replace the crosscoder's own entries in "
@@ -510,8 +525,13 @@ def _check_tensors(model: Crosscoder, tensors: dict[str, torch.Tensor], path: Pa
         raise CrosscoderError(f"{w_file} holds NaN/inf in {bad}; {_fix(path)}")
 
 
-def load(path: str | Path, device: str | torch.device = "cpu") -> Crosscoder:
+def load(path: str | Path, device: str | torch.device = "cpu", format: str | None = None,
+         revisions: list[str] | None = None, scales: list[float] | None = None) -> Crosscoder:
     """Load a crosscoder saved by :meth:`Crosscoder.save`, checked before anything is used.
+
+    ``format``: read another codebase's files instead (:mod:`crosstime.crosscoder.formats`: cct,
+    llamascopium, dictionary-learning; hub reads a folder or ``owner/name[:folder]`` from the
+    Hugging Face Hub), with ``revisions``/``scales`` for formats that do not record them.
 
     Checks: both files exist and parse; model.safetensors has the size and sha256 config.json
     recorded; its header's variant and copy of config.json equal config.json; the tensors have
@@ -519,12 +539,17 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Crosscoder:
     file and the fix. A pair saved before checksums were recorded loads with a warning that its
     weights are unverified (only the variant is checked).
     """
+    if format is not None:
+        from crosstime.crosscoder.formats import read
+
+        return read(format, path, revisions, scales).model.to(device)
     path = Path(path)
     raw = _read_config(path)
     if WEIGHTS_RECORD in raw:
         _verify_weights(path, raw[WEIGHTS_RECORD])
     header, tensors = _read_weights(path)
     model = build(_config_from(path, raw, header))
+    tensors = model.upgrade_tensors(tensors)
     _check_tensors(model, tensors, path)
     model.load_state_dict(tensors, strict=True)
     return model.to(device)

@@ -21,17 +21,22 @@ class TrainSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a typo or an inf is an error, not a setting
 
     # architecture
-    variant: str = Field("relu", description="relu | topk | batchtopk | jumprelu (or a registered variant)")
+    variant: str = Field("relu", description="relu | topk | batchtopk | jumprelu | matryoshka (or a registered variant)")
     n_features: int | None = Field(None, description="F, dictionary size (default: expansion × d)")
     expansion: int = Field(8, ge=1, description="F = expansion × d when n_features is not given (paper: 16384 = 8 × 2048)")
-    k: int = Field(32, ge=1, description="topk/batchtopk: active features per token")
+    k: int = Field(32, ge=1, description="topk/batchtopk/matryoshka: active features per token")
+    matryoshka_prefixes: list[int] | None = Field(
+        None, description="matryoshka: nested dictionary sizes, each trained to reconstruct alone (default F/16, "
+        "F/4, F; F is added when missing)")
     l1_norm: Literal["sum", "concat"] = Field("sum", description="relu: Σ_m ‖W_dec[i,m]‖ (sum) or concatenated norm")
     dec_init_norm: float | None = Field(None, gt=0, description="decoder row norm at init (default: the variant's: "
                                                                 "0.08, or 1.0 for topk/batchtopk)")
-    jumprelu_threshold_init: float = Field(
-        0.001, gt=0, description="jumprelu: initial θ, in pre-activation units (the JumpReLU paper's 0.001; "
-        "raise it with the data's scale)")
-    jumprelu_bandwidth: float = Field(0.001, gt=0, description="jumprelu: STE kernel width ε, pre-activation units")
+    jumprelu_threshold_init: float | None = Field(
+        None, gt=0, description="jumprelu: initial θ₀ in pre-activation units (default: the mean positive "
+        "pre-activation of the first batch)")
+    jumprelu_bandwidth: float | None = Field(
+        None, gt=0, description="jumprelu: STE kernel width ε in pre-activation units (default: 0.1 × the std of "
+        "the first batch's pre-activations)")
     jumprelu_penalty: Literal["tanh", "step"] = Field("tanh", description="jumprelu sparsity: tanh(c·f·w) or step L0")
     jumprelu_tanh_c: float = Field(4.0, gt=0, description="jumprelu: c of the tanh penalty")
     # optimisation
@@ -48,13 +53,13 @@ class TrainSettings(BaseModel):
         "sum", description="reconstruction: sum over checkpoints (papers) or mean (keeps λ comparable across M)")
     seed: int = Field(0, description="seed of the initialisation and the batch order")
     # topk / batchtopk
-    k_init: int | None = Field(None, ge=1, description="anneal k linearly from k_init to k over k_anneal_steps")
-    k_anneal_steps: int = Field(0, ge=0, description="steps of the k annealing")
-    auxk_coeff: float = Field(1 / 32, ge=0, description="topk/batchtopk: weight of the AuxK loss on dead features")
-    k_aux: int | None = Field(None, ge=1, description="dead features used by AuxK per token (default d // 2)")
+    k_init: int | None = Field(None, ge=1, description="topk/batchtopk/matryoshka: anneal k linearly from k_init to k over k_anneal_steps")
+    k_anneal_steps: int = Field(0, ge=0, description="topk/batchtopk/matryoshka: steps of the k annealing")
+    auxk_coeff: float = Field(1 / 32, ge=0, description="topk/batchtopk/matryoshka: weight of the AuxK loss on dead features")
+    k_aux: int | None = Field(None, ge=1, description="topk/batchtopk/matryoshka: dead features used by AuxK per token (default d // 2)")
     dead_tokens: Count = Field(10_000_000, ge=1, description="a feature is dead after this many rows without firing")
-    threshold_start_step: int = Field(1000, ge=0, description="batchtopk: first step of the threshold EMA")
-    threshold_beta: float = Field(0.999, ge=0, lt=1, description="batchtopk: EMA factor of the threshold")
+    threshold_start_step: int = Field(1000, ge=0, description="batchtopk/matryoshka: first step of the threshold EMA")
+    threshold_beta: float = Field(0.999, ge=0, lt=1, description="batchtopk/matryoshka: EMA factor of the threshold")
     # data
     revisions: list[str] | None = Field(None, description="store checkpoints to train on (default: all)")
     normalise: bool = Field(True, description="scale store activations by s_m = sqrt(d)/E‖x_m‖")
