@@ -15,7 +15,13 @@ from conftest import WORDS, make_tiny_series
 from pydantic import ValidationError
 
 from crosstime import stage
-from crosstime.artifacts import EVALUATION_FEATURES, ArtifactError, Evaluation, RunDir, read_model
+from crosstime.artifacts import (
+    EVALUATION_FEATURES,
+    ArtifactError,
+    Evaluation,
+    RunDir,
+    read_model,
+)
 from crosstime.crosscoder import (
     CrosscoderConfig,
     CrosscoderError,
@@ -248,19 +254,25 @@ def test_features_csv_reads_back_as_computed_by_hand(run):
                "b_enc": -0.5 * torch.rand(F, generator=g), "b_dec": torch.zeros(M, d)}
     weights["b_enc"][5:8] = -1e3  # never fire
     save_crosscoder(run, weights, store.revisions)
-    evaluate(_cfg(run, contexts=0, plots=False, dead_tokens=1))  # dead window = the held-out rows
+    result = evaluate(_cfg(run, contexts=0, plots=False, dead_tokens=1))  # dead window = the held-out rows
     rows = EVALUATION_FEATURES.read(run / "evaluation", store.revisions)
     header = (run / "evaluation" / "features.csv").read_text().splitlines()[0].split(",")
     assert header == ["feature", "frequency", "alive", "reldec_class", "trajectory", "onset", "peak", "offset",
                       "max_norm", "reldec_step0", "reldec_step10", "reldec_step100", "norm_step0", "norm_step10",
                       "norm_step100", "reldec_pair_step0_vs_step10", "reldec_pair_step0_vs_step100",
-                      "reldec_pair_step10_vs_step100", "cos_step0_to_step10", "cos_step10_to_step100"]
+                      "reldec_pair_step10_vs_step100", "cos_step0_to_step10", "cos_step10_to_step100",
+                      "beta_step0", "beta_step10", "beta_step100", "beta_error_step0", "beta_error_step10",
+                      "beta_error_step100", "beta_share_step0", "beta_share_step10", "beta_share_step100",
+                      "beta_error_share_step0", "beta_error_share_step10", "beta_error_share_step100", "beta_tokens",
+                      "reldec_disputed", "disputed_at", "activation_disputed_at"]
     lo, hi = store.context_range("heldout")
     idx = np.arange(lo * store.rows_per_context, hi * store.rows_per_context)
     x = torch.stack([store.read_rows(r, idx) * torch.tensor(store.scales[r], dtype=torch.float32)
                      for r in store.revisions], 1)
-    fired = (torch.einsum("nmd,mdf->nf", x, weights["W_enc"]) + weights["b_enc"] > 0).double().mean(0)
+    f = torch.relu(torch.einsum("nmd,mdf->nf", x, weights["W_enc"]) + weights["b_enc"])
+    fired = (f > 0).double().mean(0)
     assert 0 < int((fired == 0).sum()) < F  # some dead, some alive: the column is tested both ways
+    error = (x - torch.einsum("nf,fmd->nmd", f, W_dec)).double()  # b_dec = 0
     for i, row in enumerate(rows):
         n = [float(W_dec[i, m].norm()) for m in range(M)]
         assert row["feature"] == i
@@ -277,7 +289,28 @@ def test_features_csv_reads_back_as_computed_by_hand(run):
         dominant = [store.revisions[m] for m in range(M) if n[m] / sum(n) > 0.7]
         if dominant:
             assert row["reldec_class"] == f"{dominant[0]}-dominant"
+        # latent scaling over all held-out rows (b_dec = 0): closed-form least squares on the peak direction
+        if fired[i] == 0:
+            assert row["beta"] == row["beta_error"] == [None] * M and row["reldec_disputed"] is None  # empty cells
+            continue
+        u = W_dec[i, int(np.argmax(n))].double() / max(n)
+        fi = f[:, i].double()
+        beta = [float(fi @ (x[:, m].double() @ u) / (fi @ fi)) for m in range(M)]
+        beta_error = [float(fi @ (error[:, m] @ u) / (fi @ fi) + W_dec[i, m].double() @ u) for m in range(M)]
+        assert row["beta"] == pytest.approx(beta, rel=1e-4, abs=1e-6)
+        assert row["beta_error"] == pytest.approx(beta_error, rel=1e-4, abs=1e-6)
+        assert row["beta_tokens"] == int((f[:, i] > 0).sum())
+        pos = [max(b, 0.0) for b in beta_error]
+        share = [b / sum(pos) if sum(pos) > 0 else 0.0 for b in pos]  # no positive β: present nowhere
+        assert row["beta_error_share"] == pytest.approx(share, rel=1e-4, abs=1e-6)
+        if row["beta_tokens"] >= 20:
+            shrunk = [store.revisions[m] for m in range(M)
+                      if n[m] / sum(n) < 0.3 and share[m] >= 0.3 and share[m] - n[m] / sum(n) >= 0.1]
+            assert row["reldec_disputed"] is bool(shrunk) and row["disputed_at"] == (";".join(shrunk) or None)
     assert rows[0]["reldec_class"] == "step0-dominant" and rows[0]["trajectory"] == "initial"
+    disputed = sum(bool(r["reldec_disputed"]) for r in rows)
+    assert result.summary.reldec_disputed == disputed == result.decoder["latent_scaling"]["disputed"]
+    assert result.summary.scaling_judged == sum(r["reldec_disputed"] is not None for r in rows)
 
 
 def test_dead_window_tops_up_heldout_rows_with_train_rows(run):
@@ -450,11 +483,16 @@ def test_printed_table_and_paper_row():
     text = console.export_text()
     assert "F=100 over 2 checkpoints, layer 1" in text and "L0 12.3, dead 3 (3.0% over 5,000 tokens)" in text
     assert "-49.000*" in text and "zero-ablation raises CE by less than" in text  # a small zero gap is flagged
+    assert "latent scaling" not in text  # an evaluation.json written before latent scaling: nothing claimed
+    judged = summary.model_copy(update={"reldec_disputed": 4, "scaling_judged": 90})
+    console = Console(record=True, width=200)
+    console.print(format_table(result.model_copy(update={"summary": judged})))
+    assert "RelDec disputed by latent scaling for 4 of 90 features" in " ".join(console.export_text().split())
     late = next(line for line in text.splitlines() if "late" in line)
     assert "0.875" in late and late.count("—") == 5  # not spliced: CE clean, spliced, ΔCE, recovered, KL
     assert paper_row(result) == "L0 12.35 | Dead 3 | ΔCE —"
     with_dce = result.model_copy(update={"summary": summary.model_copy(update={"delta_ce": [0.5, 0.125]})})
-    assert paper_row(with_dce) == "L0 12.35 | Dead 3 | ΔCE 0.50 / 0.12"
+    assert paper_row(with_dce) == "L0 12.35 | Dead 3 | ΔCE +0.5 / +0.125"
 
 
 def test_cli_prints_the_per_checkpoint_table(run):

@@ -200,10 +200,14 @@ def _hand_crosscoder():
 
 def test_feature_rows_of_a_hand_built_crosscoder():
     from crosstime.evaluate.decoder import feature_rows, read_features
+    from crosstime.evaluate.scaling import ScalingStats, read_scaling
 
-    reading = read_features(_hand_crosscoder(), torch.tensor([0.5, 0.0, 0.25], dtype=torch.float64), presence=0.5,
+    model = _hand_crosscoder()
+    reading = read_features(model, torch.tensor([0.5, 0.0, 0.25], dtype=torch.float64), presence=0.5,
                             high=0.7, low=0.3)
-    rows = feature_rows(reading)
+    scaling = read_scaling(ScalingStats(model.W_dec, model.b_dec), reading.shares, reading.revisions, low=0.3,
+                           margin=0.1, min_tokens=1)  # no rows streamed: every latent-scaling cell empty
+    rows = feature_rows(reading, scaling)
     expected = [
         # feature, frequency, alive, class, onset, peak, offset, max_norm, reldec, norm, pair, cos
         (0, 0.5, True, "A-specific", 0, 0, 0, 5.0, [1.0, 0.0], [5.0, 0.0], [0.0], [0.0]),
@@ -217,6 +221,7 @@ def test_feature_rows_of_a_hand_built_crosscoder():
         assert row["reldec"] == pytest.approx(reldec) and row["norm"] == pytest.approx(norm)
         assert row["reldec_pair"] == pytest.approx(pair) and row["cos"] == pytest.approx(cos, abs=1e-6)
     assert [r["trajectory"] for r in rows] == ["initial", "emerging", "persistent"]
+    assert all(r["beta"] is None and r["reldec_disputed"] is None and r["beta_tokens"] == 0 for r in rows)
 
 
 def test_decoder_summary_of_a_hand_built_crosscoder():

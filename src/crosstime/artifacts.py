@@ -388,6 +388,11 @@ class EvaluationSummary(_Artifact):
     explained_variance_overall: float
     fvu_overall: float
     mse_overall: float
+    reldec_disputed: int | None = Field(None, description="features whose RelDec class latent scaling disputes at "
+                                                          "some checkpoint (features.csv reldec_disputed; None: "
+                                                          "written before latent scaling existed)")
+    scaling_judged: int | None = Field(None, description="features latent scaling judged (fired on at least "
+                                                         "scaling_min_tokens held-out rows)")
     delta_ce: list[float] | None = None
     delta_ce_max: float | None = None
     ce_recovered: list[float | None] | None = None
@@ -420,6 +425,23 @@ EVALUATION_FEATURES = Table("features.csv", (
     Column("norm", float, "decoder norm ‖W_dec[i, m]‖ (normalised space)", "checkpoint"),
     Column("reldec_pair", float, "pairwise RelDec ‖W_b‖ / (‖W_a‖ + ‖W_b‖)", "pair", max_checkpoints=4),
     Column("cos", float, "cosine between consecutive checkpoints' decoder directions", "interval"),
+    # latent scaling (crosstime.evaluate.scaling; Minder et al. 2025): u = unit W_dec[i, peak], normalised
+    # space, sums over the held-out rows where the feature fires; empty where it never fired there
+    Column("beta", float, "latent scaling β_m = Σ f ⟨u, x_m − b_dec,m⟩ / Σ f²: how much of the peak decoder "
+                          "direction u checkpoint m's activation carries when the feature fires", "checkpoint"),
+    Column("beta_error", float, "β_error_m = Σ f ⟨u, e_m + f W_dec[i, m]⟩ / Σ f², e_m = x_m − x̂_m: the same fit "
+                                "to the reconstruction error with the feature's own term added back (credits a "
+                                "decoder shrunk to zero where the error carries u)", "checkpoint"),
+    Column("beta_share", float, "β⁺_m / Σ_k β⁺_k (β⁺ = max(β, 0)), comparable with the RelDec share", "checkpoint"),
+    Column("beta_error_share", float, "β_error⁺_m / Σ_k β_error⁺_k", "checkpoint"),
+    Column("beta_tokens", int, "held-out rows on which the feature fired (the rows of the β fits)"),
+    Column("reldec_disputed", bool, "1 where at some checkpoint the RelDec share is < low (RelDec: absent) while "
+                                    "the beta_error share is >= low and >= the RelDec share + scaling_margin "
+                                    "(the error carries u: decoder shrunk by the L1 penalty); empty when the "
+                                    "feature fired on fewer than scaling_min_tokens held-out rows"),
+    Column("disputed_at", str, "checkpoints where RelDec is disputed (;-separated)"),
+    Column("activation_disputed_at", str, "checkpoints where only the beta share passes the same test (candidate "
+                                          "latent decoupling; weaker: co-active latents overlapping u count too)"),
 ))
 
 
@@ -459,10 +481,39 @@ ATTRIBUTION_ABLATION = Table("ablation.csv", (
 ))
 
 ATTRIBUTION_CONFUSION = Table("confusion.csv", (
-    Column("relie_class", str, "class from the RelIE shares"),
+    Column("relie_class", str, "class from the RelIE shares ('no effect' below the effect floor)"),
     Column("reldec_class", str, "class from the RelDec shares"),
     Column("count", int, "reported features with both classes"),
 ))
+
+ATTRIBUTION_JOINT = Table("joint.csv", (
+    Column("checkpoint", str, "revision"),
+    Column("mode", str, "ablate: the k features to their baseline, the rest clean; restore: from every feature "
+                        "at its baseline, the k features back to their clean values (error kept in both)"),
+    Column("ranking", str, "signed_ie: the k active features with the largest signed IE at this checkpoint "
+                           "(most supportive of the correct answer first); random: k active features drawn at random"),
+    Column("k", int, "number of features moved together"),
+    Column("lpd", float, "mean log p(correct) − log p(wrong) (random: mean over draws)"),
+    Column("lpd_lo", float, "random: lower end of the central --ci interval over draws (2.5th percentile at 0.95; empty for signed_ie)"),
+    Column("lpd_hi", float, "random: upper end of that interval (empty for signed_ie)"),
+    Column("accuracy", float, "share of pairs with log p(correct) > log p(wrong) (random: mean over draws)"),
+    Column("accuracy_lo", float, "random: lower end of the central --ci interval over draws (2.5th percentile at 0.95; empty for signed_ie)"),
+    Column("accuracy_hi", float, "random: upper end of that interval (empty for signed_ie)"),
+    Column("joint_share", float, "(lpd − LPD with every feature at its baseline) / (clean LPD − that): share of "
+                                 "the features' joint effect still present (ablate) or brought back (restore)"),
+    Column("draws", int, "random feature sets averaged (1 for signed_ie)"),
+))
+ATTRIBUTION_JOINT_PLOT = "joint.png"  # ATTRIBUTION_JOINT's curves per checkpoint: top-k vs the random band
+
+
+class Faithfulness(_Artifact):
+    """An IE estimate against the exact single-feature ablation of the reported features, in one checkpoint."""
+
+    n_features: int
+    spearman: float | None = Field(description="Spearman ρ of the signed values (None: fewer than 3, or constant)")
+    spearman_abs: float | None = Field(description="Spearman ρ of the magnitudes")
+    sign_agreement: float | None = Field(
+        description="share of the features whose estimate and exact effect have the same sign (None: no feature)")
 
 
 class AttributionSummary(_Artifact):
@@ -488,7 +539,14 @@ class AttributionSummary(_Artifact):
     top_features: dict[str, list[int]]
     n_reported: int
     inference_rule: str = Field(description="how the crosscoder decided which features fire")
-    faithfulness: dict[str, Any] | None = None
+    accuracy_all_ablated: dict[str, float] = Field(
+        description="accuracy with every feature at its baseline at once (error kept), per checkpoint")
+    effect_floor: float = Field(description="RelIE classes need Σ_m |IE_m| >= effect_floor · Σ_m |joint effect_m|")
+    effect_floor_value: float = Field(description="that floor in units of the metric")
+    relie_class_counts: dict[str, int] = Field(description="reported features per RelIE class ('no effect' included)")
+    faithfulness: dict[str, dict[str, Faithfulness]] | None = Field(
+        None, description="per estimator (the method's, and atp when computed alongside), per checkpoint: the "
+                          "estimate against exact single-feature ablation of the reported features")
     ablation_spearman: dict[str, Any] | None = None
     seconds: dict[str, float]
 
@@ -515,6 +573,9 @@ class ReportCrosscoder(_Artifact):
     config: dict[str, Any] = Field(description="its CrosscoderConfig")
     inference_rule: str = Field(description="how it decided which features fire (Crosscoder.inference_rule)")
     inference_depends_on_batch: bool = Field(description="a token's features depend on the other tokens of its batch")
+    settings: list[dict[str, Any]] = Field(default_factory=list, description="the settings that apply to its variant "
+                                           "(crosstime.report.dashboard.crosscoder_settings): label, name, "
+                                           "description, group, value")
 
 
 class ReportData(_Artifact):

@@ -22,6 +22,7 @@ import torch
 
 from crosstime.artifacts import EVALUATION_FEATURES, pairs
 from crosstime.crosscoder import Crosscoder
+from crosstime.evaluate.scaling import ScalingReading
 from crosstime.shares import (
     Trajectories,
     class_order,
@@ -143,8 +144,9 @@ def _trajectory_counts(reading: FeatureReading) -> dict[str, dict[str, int]]:
     return {"trajectory_labels_live": dict(Counter(live)), "trajectory_labels": dict(Counter(reading.traj.labels))}
 
 
-def feature_rows(reading: FeatureReading) -> list[dict[str, Any]]:
-    """One row of ``evaluation/features.csv`` (:data:`~crosstime.artifacts.EVALUATION_FEATURES`) per feature."""
+def feature_rows(reading: FeatureReading, scaling: ScalingReading) -> list[dict[str, Any]]:
+    """One row of ``evaluation/features.csv`` (:data:`~crosstime.artifacts.EVALUATION_FEATURES`) per feature;
+    ``scaling`` the latent scaling of the same features."""
     M = len(reading.revisions)
     norms, shares = reading.norms.tolist(), reading.shares.tolist()
     freq, alive = reading.frequency.tolist(), reading.alive.tolist()
@@ -167,4 +169,5 @@ def feature_rows(reading: FeatureReading) -> list[dict[str, Any]]:
         "norm": norms[i],
         "reldec_pair": [float(pw[i, a, b]) for a, b in pair_index] if pw is not None else None,
         "cos": cc[i] if cc is not None else None,
+        **scaling.feature_cells(i),
     } for i in range(len(norms))]

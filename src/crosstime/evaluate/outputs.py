@@ -15,6 +15,7 @@ import numpy as np
 
 from crosstime.artifacts import CheckpointEvaluation, Evaluation, EvaluationSummary
 from crosstime.evaluate.decoder import FeatureReading
+from crosstime.evaluate.scaling import ScalingReading
 from crosstime.series import format_tokens
 
 if TYPE_CHECKING:
@@ -47,9 +48,9 @@ def checkpoint_rows(revisions: list[str], checkpoints: dict[str, dict], scales: 
     return rows
 
 
-def summary(recon: dict[str, Any], rows: list[CheckpointEvaluation]) -> EvaluationSummary:
-    """The headline numbers: L0, dead latents, overall EV / FVU / MSE, and ΔCE, CE recovered and
-    KL per checkpoint when every checkpoint was spliced."""
+def summary(recon: dict[str, Any], rows: list[CheckpointEvaluation], scaling: ScalingReading) -> EvaluationSummary:
+    """The headline numbers: L0, dead latents, overall EV / FVU / MSE, the features whose RelDec class
+    latent scaling disputes, and ΔCE, CE recovered and KL per checkpoint when every checkpoint was spliced."""
     spliced: dict[str, Any] = {}
     if all(r.delta_ce is not None for r in rows):
         delta = [r.delta_ce for r in rows]
@@ -63,6 +64,8 @@ def summary(recon: dict[str, Any], rows: list[CheckpointEvaluation]) -> Evaluati
         explained_variance_overall=recon["explained_variance_overall"],
         fvu_overall=recon["fvu_overall"],
         mse_overall=recon["mse_overall"],
+        reldec_disputed=int(scaling.disputed_features.sum()),
+        scaling_judged=int(scaling.judged.sum()),
         **spliced,
     )
 
@@ -101,6 +104,8 @@ def format_table(result: Evaluation) -> Table:
     title = (f"crosscoder F={st['n_features']} over {st['n_checkpoints']} checkpoints, layer {st['layer']} — "
              f"L0 {s.l0:.1f}, dead {s.dead} ({s.dead_fraction:.1%} over {s.dead_window_tokens:,} tokens), "
              f"EV {s.explained_variance_overall:.3f}")
+    if s.reldec_disputed is not None:
+        title += f", RelDec disputed by latent scaling for {s.reldec_disputed} of {s.scaling_judged} features"
     table = Table(title=title)
     for col in ("checkpoint", "tokens", "EV", "MSE", "CE clean", "CE spliced", "ΔCE", "CE recovered", "KL", "RelDec"):
         table.add_column(col, justify="left" if col == "checkpoint" else "right")
@@ -126,5 +131,6 @@ def _num(value: float | None, fmt: str) -> str:
 def paper_row(result: Evaluation) -> str:
     """One line as in the paper's table: ``L0 | Dead | ΔCE A / B / C``."""
     s = result.summary
-    dce = " / ".join(f"{v:.2f}" for v in s.delta_ce or []) or "—"
+    # ΔCE is 1e-3 nats on small models: 3 significant figures, not 2 decimals (which print "0.00")
+    dce = " / ".join(f"{v:+.3g}" for v in s.delta_ce or []) or "—"
     return f"L0 {s.l0:.2f} | Dead {s.dead} | ΔCE {dce}"

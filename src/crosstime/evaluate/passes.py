@@ -8,7 +8,8 @@ may be a subset of the store's), in the crosscoder's order.
   reconstruction metrics over the reconstruction contexts (:class:`ReconstructionStats`), the
   firing counts topped up with train rows up to ``dead_tokens`` (:func:`top_up_firing`), and
   the sparse latents ``f [rpc, F]`` of the downstream contexts, kept so each checkpoint's
-  splice decodes without re-encoding.
+  splice decodes without re-encoding; and, over the same reconstruction contexts, the
+  latent-scaling sums (:class:`~crosstime.evaluate.scaling.ScalingStats`).
 - :func:`splice_checkpoint`: checkpoint m's forward pass with its site replaced by the raw-space
   reconstruction ``x̂_m = f · W_dec[:, m] + b_dec[m]`` of the folded crosscoder
   (:meth:`Crosscoder.folded`: ``x̂_raw = x̂_norm / s_m``) at the kept positions.
@@ -23,6 +24,7 @@ import torch
 
 from crosstime.crosscoder import Crosscoder
 from crosstime.evaluate.metrics import DownstreamStats, ReconstructionStats
+from crosstime.evaluate.scaling import ScalingStats
 from crosstime.series import CheckpointSeries
 from crosstime.store import ActivationStore
 
@@ -32,10 +34,12 @@ SPLICE_TOKENS_PER_BATCH = 2048
 
 @dataclass
 class Encoded:
-    """What the encode pass measured: ``stats`` (reconstruction sums and firing counts) and
-    ``latents`` (held-out context -> sparse ``f [rpc, F]``, COO on the CPU, downstream contexts only)."""
+    """What the encode pass measured: ``stats`` (reconstruction sums and firing counts), ``scaling``
+    (latent-scaling sums over the same rows) and ``latents`` (held-out context -> sparse ``f [rpc, F]``,
+    COO on the CPU, downstream contexts only)."""
 
     stats: ReconstructionStats
+    scaling: ScalingStats
     latents: dict[int, torch.Tensor]
 
 
@@ -71,6 +75,7 @@ def encode_pass(store: ActivationStore, model: Crosscoder, recon_contexts: np.nd
     contexts = np.array(sorted(recon_set | down_set), dtype=np.int64)
     per_batch = max(1, batch_rows // rpc)
     stats = ReconstructionStats(model.n_checkpoints, model.d_model, model.n_features)
+    scaling = ScalingStats(model.W_dec, model.b_dec)  # normalised space, like x here
     latents: dict[int, torch.Tensor] = {}
     s = input_scales(model, device)
     bar = progress_bar(len(contexts) * rpc, "evaluate: encode", progress, "tok")
@@ -82,15 +87,17 @@ def encode_pass(store: ActivationStore, model: Crosscoder, recon_contexts: np.nd
         in_recon = torch.tensor([int(c) in recon_set for c in ctx]).repeat_interleave(rpc)
         if in_recon.all():
             stats.update(x, x_hat, f)
+            scaling.update(x, x_hat, f)
         elif in_recon.any():
             keep = in_recon.to(device)
             stats.update(x[keep], x_hat[keep], f[keep])
+            scaling.update(x[keep], x_hat[keep], f[keep])
         for k, c in enumerate(ctx):
             if int(c) in down_set:
                 latents[int(c)] = f[k * rpc : (k + 1) * rpc].to("cpu").to_sparse()
         bar.update(len(ctx) * rpc)
     bar.close()
-    return Encoded(stats, latents)
+    return Encoded(stats, scaling, latents)
 
 
 @torch.no_grad()

@@ -213,9 +213,16 @@ def plot_emergence(counts: Sequence[int], tokens: Sequence[int | None], revision
     return _save(fig, path)
 
 
-def plot_delta_ce(rows: Sequence[CheckpointEvaluation], path: str | Path, limit: float | None = 0.35) -> Path:
+def _sig3(v: float) -> str:
+    return f"{v:.3g}"
+
+
+def plot_delta_ce(rows: Sequence[CheckpointEvaluation], path: str | Path, reference: float | None = 0.35,
+                  reference_label: str = "0.35 nats") -> Path:
     """ΔCE (spliced − clean, nats) and KL(clean ‖ spliced) per checkpoint (rows of ``evaluation.json``,
-    every one spliced); optional reference line."""
+    every one spliced), each bar labelled with its value (3 significant figures). The y axis is scaled to
+    the bars; the ``reference`` line is drawn and labelled where it falls within twice their range, else
+    named in a note (a 0.35-nat line would flatten bars of 0.003 to nothing)."""
     M = len(rows)
     fig, ax = plt.subplots(figsize=(max(8.0, 1.2 + 0.75 * M), 4))
     sep = " · " if M > 6 else "\n"
@@ -226,17 +233,28 @@ def plot_delta_ce(rows: Sequence[CheckpointEvaluation], path: str | Path, limit:
     w = 0.4
     ax.bar(pos - w / 2, dce, width=w, color=PALETTE[0], label="ΔCE = CE(spliced) − CE(clean)")
     ax.bar(pos + w / 2, kl, width=w, color=PALETTE[1], label="KL(clean ‖ spliced)")
-    for p, v in zip(pos, dce):
-        ax.text(p - w / 2, v, f"{v:.3f}", ha="center", va="bottom" if v >= 0 else "top", fontsize=6 if M > 6 else 7)
-    if limit is not None:
-        ax.axhline(limit, color="0.4", ls="--", lw=0.8, label=f"{limit} nats")
+    small = 6 if M > 6 else 7
+    for offset, values in ((-w / 2, dce), (w / 2, kl)):
+        for p, v in zip(pos, values):
+            ax.text(p + offset, v, _sig3(v), ha="center", va="bottom" if v >= 0 else "top", fontsize=small)
+    top = max([*dce, *kl, 0.0])
+    bottom = min([*dce, *kl, 0.0])
+    span = max(top - bottom, 1e-6)
     ax.axhline(0, color="0.2", lw=0.6)
+    if reference is not None and bottom - span <= reference <= top + span:
+        ax.axhline(reference, color="0.4", ls="--", lw=0.8)
+        ax.annotate(f"reference: {reference_label}", xy=(1.0, reference), xycoords=("axes fraction", "data"),
+                    fontsize=7, color="0.3", ha="right", va="bottom")
+        top, bottom = max(top, reference), min(bottom, reference)
+    elif reference is not None:
+        ax.annotate(f"reference {reference_label}: off this scale", xy=(1.0, 1.0), xycoords="axes fraction",
+                    fontsize=7, color="0.4", ha="right", va="bottom")
+    ax.set_ylim(bottom - 0.12 * span if bottom < 0 else 0, top + 0.15 * span)
     ax.set_xticks(pos)
     ax.set_xticklabels(labels, fontsize=7 if M > 6 else 8, rotation=45 if M > 6 else 0, ha="right" if M > 6 else "center")
     ax.set_ylabel("nats per token")
-    ax.set_title("Splicing the crosscoder's reconstruction into each checkpoint")
+    ax.set_title("Splicing the crosscoder's reconstruction into each checkpoint", pad=14)
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_ylim(top=max([*dce, *kl, limit or 0, 0.0]) * 1.15 + 1e-3)
     fig.tight_layout()
     return _save(fig, path)
 

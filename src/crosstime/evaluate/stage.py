@@ -13,7 +13,8 @@ writes (schema: :mod:`crosstime.artifacts`)
                                       inference rule)
     RUN/evaluation/features.csv       :data:`~crosstime.artifacts.EVALUATION_FEATURES`: per feature
                                       frequency, RelDec class and shares, norms, onset/peak/offset
-                                      (checkpoint indices), pairwise RelDec, consecutive cosines
+                                      (checkpoint indices), pairwise RelDec, consecutive cosines,
+                                      latent scaling β per checkpoint and where it disputes RelDec
     RUN/evaluation/*.png              RelDec view, trajectories, emergence, ΔCE, frequency
 
 and records its settings in ``RUN/config.yaml`` once it has finished (:mod:`crosstime.stage`).
@@ -33,6 +34,12 @@ store's); rows are read for those only, normalised with the crosscoder's own sca
 3. Decoder space (:mod:`crosstime.evaluate.decoder`, normalised-space decoder as in the paper):
    RelDec one-vs-all and pairwise, classes, cosine between checkpoints and rotation between
    consecutive ones, decoder-norm trajectories, onset/peak/offset and the emergence histogram.
+4. Latent scaling (:mod:`crosstime.evaluate.scaling`, Minder et al. 2025; summed in the encode pass
+   over the reconstruction rows): per feature and checkpoint, the least-squares scale with which
+   the feature's peak decoder direction explains that checkpoint's activation (β) and its
+   reconstruction error with the feature's own term added back (β_error), their shares, and a
+   flag where RelDec calls a feature absent from a checkpoint (share < ``low``) but β_error's share
+   there passes ``low`` and RelDec's share by ``scaling_margin``: a decoder shrunk by the L1 penalty.
 
 The held-out contexts used are a seeded random sample (not the first ones, notes B11). A
 crosscoder whose features depend on the batch in eval mode (BatchTopK without an estimated
@@ -70,6 +77,7 @@ from crosstime.evaluate.passes import (
     splice_checkpoint,
     top_up_firing,
 )
+from crosstime.evaluate.scaling import ScalingReading, ScalingStats, read_scaling
 from crosstime.series import CheckpointSeries, open_series
 from crosstime.stage import DEVICE_HELP, Count, Device, StageConfig
 from crosstime.store import ActivationStore, StoreError
@@ -100,6 +108,11 @@ class EvaluateConfig(StageConfig):
     presence: float = Field(0.5, gt=0, le=1, description="trajectory presence threshold: share of a feature's max norm")
     high: float = Field(0.7, gt=0, le=1, description="class threshold: a dominant checkpoint's share exceeds this")
     low: float = Field(0.3, ge=0, lt=1, description="class threshold: a checkpoint with at least this share is shared")
+    scaling_min_tokens: int = Field(20, ge=1, description="latent scaling judges RelDec only for features that fire "
+                                                          "on at least this many held-out rows")
+    scaling_margin: float = Field(0.1, ge=0, lt=1, description="latent scaling disputes RelDec at a checkpoint only "
+                                                              "where the beta_error share exceeds the RelDec share by "
+                                                              "at least this (and passes --low)")
     device: Device = Field("auto", description=DEVICE_HELP)
     model_dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="dtype the checkpoints run in for the downstream metrics")
@@ -213,7 +226,7 @@ def _evaluate(config: EvaluateConfig, inputs: Inputs, start: float) -> Evaluatio
     timing: dict[str, float] = {}
 
     t = time.perf_counter()
-    recon, frequency, latents = _reconstruction(config, inputs)
+    recon, frequency, scaling_stats, latents = _reconstruction(config, inputs)
     timing["reconstruction_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -225,24 +238,30 @@ def _evaluate(config: EvaluateConfig, inputs: Inputs, start: float) -> Evaluatio
     reading = read_features(model, frequency, presence=config.presence, high=config.high, low=config.low)
     tokens = [inputs.store.manifest["checkpoints"][r].get("tokens_seen") for r in model.revisions]
     decoder = decoder_summary(reading, tokens, presence=config.presence, high=config.high, low=config.low)
+    scaling = read_scaling(scaling_stats, reading.shares, reading.revisions, low=config.low,
+                           margin=config.scaling_margin, min_tokens=config.scaling_min_tokens)
+    decoder["latent_scaling"] = scaling.summary()
     timing["decoder_s"] = time.perf_counter() - t
 
     rows = checkpoint_rows(model.revisions, inputs.store.manifest["checkpoints"], model.scales, recon, downstream,
                            decoder["reldec_mean"])
-    result = Evaluation(settings=_settings(config, inputs, recon), summary=summary(recon, rows), checkpoints=rows,
-                        reconstruction=recon, decoder=decoder, timing=timing)
-    _write_outputs(config, result, reading, start)
+    result = Evaluation(settings=_settings(config, inputs, recon), summary=summary(recon, rows, scaling),
+                        checkpoints=rows, reconstruction=recon, decoder=decoder, timing=timing)
+    _write_outputs(config, result, reading, scaling, start)
     return result
 
 
-def _reconstruction(config: EvaluateConfig, inputs: Inputs) -> tuple[dict[str, Any], torch.Tensor, dict]:
-    """The encode pass and the dead-latent window: (metrics, firing frequency ``[F]``, downstream latents)."""
+def _reconstruction(config: EvaluateConfig, inputs: Inputs) -> tuple[dict[str, Any], torch.Tensor, ScalingStats,
+                                                                      dict]:
+    """The encode pass and the dead-latent window: (metrics, firing frequency ``[F]``, latent-scaling sums,
+    downstream latents)."""
     store, model = inputs.store, inputs.model
     encoded = encode_pass(store, model, inputs.plan.recon_contexts, inputs.plan.down_contexts, inputs.device,
                           config.batch_rows, config.progress)
     top_up_firing(store, model, encoded.stats, inputs.device, config.dead_tokens, config.batch_rows, config.seed,
                   config.progress)
-    return encoded.stats.result(dead_min_tokens=config.dead_tokens), encoded.stats.frequency, encoded.latents
+    return (encoded.stats.result(dead_min_tokens=config.dead_tokens), encoded.stats.frequency, encoded.scaling,
+            encoded.latents)
 
 
 def _downstream(config: EvaluateConfig, inputs: Inputs, latents: dict[int, torch.Tensor]) -> list[dict | None]:
@@ -284,10 +303,11 @@ def _settings(config: EvaluateConfig, inputs: Inputs, recon: dict[str, Any]) -> 
     }
 
 
-def _write_outputs(config: EvaluateConfig, result: Evaluation, reading: FeatureReading, start: float) -> None:
+def _write_outputs(config: EvaluateConfig, result: Evaluation, reading: FeatureReading, scaling: ScalingReading,
+                   start: float) -> None:
     """features.csv, the figures (those of an earlier evaluation removed first) and evaluation.json, last."""
     folder = config.rundir.evaluation
-    EVALUATION_FEATURES.write(folder, feature_rows(reading), reading.revisions)
+    EVALUATION_FEATURES.write(folder, feature_rows(reading, scaling), reading.revisions)
     for old in folder.glob("*.png"):  # figures of an earlier evaluation (other M, or plots since turned off)
         old.unlink()
     if config.plots:
