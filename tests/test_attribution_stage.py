@@ -18,6 +18,8 @@ from crosstime.artifacts import (
     ATTRIBUTION_CONFUSION,
     ATTRIBUTION_EFFECTS,
     ATTRIBUTION_FEATURES,
+    ATTRIBUTION_JOINT,
+    ATTRIBUTION_JOINT_PLOT,
     ATTRIBUTION_SUMMARY,
     AttributionSummary,
     RunDir,
@@ -144,6 +146,25 @@ def test_attribute_writes_consistent_tables(run_dir):
     _assert_rows_equal(ATTRIBUTION_CONFUSION.read(out, revs), res.summary.confusion)
     assert sum(r["count"] for r in res.summary.confusion) == len(rows)
     assert summary.top_features == res.record.top_features and summary.error_effect == res.record.error_effect
+    # RelIE classes only above the effect floor (1% of Σ_m |joint_m|, by default), "no effect" below it
+    floor = 0.01 * sum(abs(v) for v in summary.joint_effect_exact.values())
+    assert summary.effect_floor == 0.01 and summary.effect_floor_value == pytest.approx(floor, rel=1e-6)
+    for r in rows:
+        total = float(eff["ie"][:, r["feature"]].abs().sum())
+        assert (r["relie_class"] == "no effect") == (total < floor)
+    assert sum(summary.relie_class_counts.values()) == len(rows)
+    for cls, n in summary.relie_class_counts.items():
+        assert n == sum(r["relie_class"] == cls for r in rows)
+    # the joint curves: written, read back as computed, consistent with the effects pass
+    joint = res.joint
+    assert (out / ATTRIBUTION_JOINT_PLOT).is_file()
+    _assert_rows_equal(ATTRIBUTION_JOINT.read(out, revs), joint.rows())
+    torch.testing.assert_close(joint.clean, res.attribution.clean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(joint.all_ablated, res.attribution.clean + res.attribution.joint, atol=1e-5, rtol=1e-5)
+    for m, rev in enumerate(revs):
+        assert summary.accuracy_all_ablated[rev] == pytest.approx(float((joint.all_ablated[m] < 0).float().mean()))
+    n_active = int((eff["task_frequency"] > 0).sum())
+    assert joint.ks == [k for k in (1, 2, 5, 10, 20, 50) if k <= n_active] and joint.ks
 
 
 def test_without_bootstrap_or_ablation_those_cells_are_empty(run_dir):
@@ -151,8 +172,11 @@ def test_without_bootstrap_or_ablation_those_cells_are_empty(run_dir):
     attribute(AttributeConfig(run=run.root, task=str(task), top_k=3, bootstrap=0, progress=False))
     out = run.attribution("agreement")
     assert (out / ATTRIBUTION_ABLATION.file).is_file()
+    assert (out / ATTRIBUTION_JOINT.file).is_file() and (out / ATTRIBUTION_JOINT_PLOT).is_file()
     res = attribute(AttributeConfig(run=run.root, task=str(task), method="atp", top_k=2, bootstrap=0, ablation=False,
-                                    progress=False))
+                                    joint=False, progress=False))
+    assert res.joint is None
+    assert not (out / ATTRIBUTION_JOINT.file).exists() and not (out / ATTRIBUTION_JOINT_PLOT).exists()
     revs = res.attribution.revisions
     rows = ATTRIBUTION_FEATURES.read(out, revs)
     assert rows and all(r["ie_lo"] == [None] * 3 and r["relie_hi"] == [None] * 3 and r["exact"] == [None] * 3
@@ -170,7 +194,11 @@ def test_exact_method_agrees_with_the_ablation_pass(run_dir):
     s = res.summary
     exact_top = torch.as_tensor(s.ablation.delta_lpd())  # [M, K]
     torch.testing.assert_close(res.attribution.ie[:, s.features].double(), exact_top, atol=1e-5, rtol=1e-4)
-    assert s.metrics["faithfulness"]["exact_vs_exact_spearman_pooled"] == pytest.approx(1.0)
+    per_checkpoint = s.metrics["faithfulness"]["exact"]  # exact against itself: perfect in every checkpoint
+    assert list(per_checkpoint) == res.attribution.revisions
+    for faith in per_checkpoint.values():
+        assert faith.n_features == len(s.features) and faith.sign_agreement == 1.0
+        assert faith.spearman == pytest.approx(1.0) and faith.spearman_abs == pytest.approx(1.0)
 
 
 def _slow_exact_ie(series_path, revisions, scales, cc, task_path, first_position) -> torch.Tensor:

@@ -8,6 +8,7 @@ RelIE (indirect effects, in the attribution stage):
     shares  = relative_shares(norms)           # [F, M]   RelDec, rows sum to one (1/M if all zero)
     pairs   = pairwise_shares(norms)           # [F, M, M] v_b / (v_a + v_b), 0.5 if both zero
     classes = classify_shares(shares, revs)    # ["step512-dominant", "all shared", ...]
+    classes = classify_effects(ie.T, revs, floor)  # RelIE classes; "no effect" below the floor
     cos     = decoder_cosines(W_dec)           # [F, M, M] direction agreement between checkpoints
     traj    = trajectories(norms)              # onset / peak / offset / label per feature
     counts  = emergence_counts(traj.onset, M)  # features emerging at each checkpoint
@@ -30,6 +31,7 @@ LOW_SHARE = 0.3
 
 SHARED_ALL = "all shared"
 OTHER = "other"
+NO_EFFECT = "no effect"  # classify_effects: a total |effect| below the floor has no checkpoint profile
 
 # Trajectory labels (see `trajectories`).
 INITIAL = "initial"  # present at the first checkpoint, faded before the last
@@ -127,11 +129,32 @@ def classify_shares(
     return labels
 
 
+def classify_effects(
+    effects: torch.Tensor,
+    revisions: Sequence[str],
+    floor: float,
+    high: float = HIGH_SHARE,
+    low: float = LOW_SHARE,
+) -> list[str]:
+    """RelIE classes with an effect floor: ``effects [F, M]`` (signed or not) -> one label per feature.
+
+    A feature whose total ``Σ_m |effects[i, m]|`` is below ``floor`` gets ``"no effect"``: its
+    shares would be ratios of noise (0.001 / 0.0015 reads as "dominant" as well as 1 / 1.5
+    does). The others get :func:`classify_shares` of their shares.
+    """
+    effects = _as_float(effects, "effects [F, M]", 2)
+    if floor < 0:
+        raise ValueError(f"the effect floor must be >= 0, got {floor}")
+    labels = classify_shares(relative_shares(effects), revisions, high=high, low=low)
+    total = effects.abs().sum(dim=1)
+    return [NO_EFFECT if float(total[i]) < floor else label for i, label in enumerate(labels)]
+
+
 def class_order(labels: Sequence[str], revisions: Sequence[str]) -> list[str]:
-    """The distinct labels of `classify_shares` in a stable reading order.
+    """The distinct labels of `classify_shares` / `classify_effects` in a stable reading order.
 
     Dominant/specific classes in checkpoint order, then "all shared", then the pairwise
-    groups in checkpoint order, then "other".
+    groups in checkpoint order, then "other", then "no effect".
     """
     present = set(labels)
     order = [lab for rev in revisions for lab in (f"{rev}-specific", f"{rev}-dominant") if lab in present]
@@ -140,7 +163,8 @@ def class_order(labels: Sequence[str], revisions: Sequence[str]) -> list[str]:
     groups = [lab for lab in present if lab.endswith(" shared") and lab != SHARED_ALL]
     order += sorted(groups, key=lambda lab: [index.get(r, len(index)) for r in lab[: -len(" shared")].split("+")])
     order += [OTHER] if OTHER in present else []
-    return order + sorted(present - set(order))
+    rest = present - set(order) - {NO_EFFECT}
+    return order + sorted(rest) + ([NO_EFFECT] if NO_EFFECT in present else [])
 
 
 def decoder_cosines(W_dec: torch.Tensor) -> torch.Tensor:

@@ -32,8 +32,11 @@ Methods (all per batch of pairs, all features at once):
 
 IG's per-feature numbers equal the exact single-feature effects when the metric is
 additive over features (in particular when it is linear); otherwise they are the
-feature's share of the joint effect, and ``faithfulness`` in the stage measures how well
-they rank like the exact effects.
+feature's share of the joint effect (they sum to it). With redundant features (any one of
+several suffices) a feature's share can be large while ablating it alone changes nothing,
+or even helps; ``faithfulness`` in the stage measures, per checkpoint, how well they rank
+and sign like the exact effects, and :mod:`crosstime.attribution.joint` ablates features
+together.
 """
 
 from __future__ import annotations

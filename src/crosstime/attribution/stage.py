@@ -25,10 +25,16 @@ which may be a subset of the store's. Outputs in ``RUN/attribution/TASK/`` (sche
   checkpoint): accuracy and mean log-prob difference clean vs with the feature zeroed (error
   kept), their deltas and the ablation share.
 - ``confusion.csv`` (``ATTRIBUTION_CONFUSION``): RelIE class, RelDec class, count over the
-  reported features.
-- ``summary.json`` (``AttributionSummary``): settings, pairs kept/dropped, clean accuracy,
-  error/joint effects, completeness of IG, faithfulness (IG/AtP vs exact), ablation Spearman ρ,
-  the crosscoder's inference rule, timings.
+  reported features. RelIE classes need a total effect ``Σ_m |IE_m|`` of at least
+  ``effect_floor`` (1%) of the summed joint effect ``Σ_m |J_m|``; below it: ``"no effect"``.
+- ``joint.csv`` (``ATTRIBUTION_JOINT``, only with ``joint``) and ``joint.png``: per checkpoint,
+  LPD and accuracy with the top-k features by signed IE ablated jointly, and restored jointly
+  from every feature at its baseline, against random k-sets of active features (mean and
+  ``ci`` interval over ``joint_draws`` draws); :mod:`crosstime.attribution.joint`.
+- ``summary.json`` (``AttributionSummary``): settings, pairs kept/dropped, clean accuracy and
+  accuracy with every feature ablated, error/joint effects, completeness of IG, faithfulness
+  (IG/AtP vs exact, per checkpoint), the effect floor and the RelIE class counts, ablation
+  Spearman ρ, the crosscoder's inference rule, timings.
 
 Aggregation: per-token effects are summed over each pair's attributed positions (real
 tokens; position 0 is excluded when the activation store excludes it, as in training) and
@@ -54,6 +60,8 @@ from crosstime.artifacts import (
     ATTRIBUTION_CONFUSION,
     ATTRIBUTION_EFFECTS,
     ATTRIBUTION_FEATURES,
+    ATTRIBUTION_JOINT,
+    ATTRIBUTION_JOINT_PLOT,
     ATTRIBUTION_SUMMARY,
     AttributionSummary,
     write_model,
@@ -67,6 +75,7 @@ from crosstime.attribution.compute import (
     crosscoder_revisions,
 )
 from crosstime.attribution.effects import PairBatch, make_batches
+from crosstime.attribution.joint import JOINT_K, JointCurves, joint_curves
 from crosstime.attribution.stats import pairwise_rel_ie, top_features
 from crosstime.attribution.tables import Summary, summarise
 from crosstime.crosscoder import Crosscoder, load_for_store
@@ -105,6 +114,13 @@ class AttributeConfig(StageConfig):
     ci: float = Field(0.95, gt=0, lt=1, description="confidence level of the bootstrap intervals")
     seed: int = Field(0, description="seed of the bootstrap resamples")
     ablation: bool = Field(True, description="exact single-feature ablation of the reported features")
+    joint: bool = Field(True, description="joint ablation / restoration curves of the top-k features (joint.csv)")
+    joint_k: list[int] = Field(default_factory=lambda: list(JOINT_K),
+                               description="numbers of features moved together in the joint curves")
+    joint_draws: int = Field(20, ge=0, description="random k-sets per k in the joint curves (0: none)")
+    effect_floor: float = Field(
+        0.01, ge=0, le=1, description="RelIE classes only for features whose Σ_m |IE_m| reaches this share of "
+                                      "the summed joint effect Σ_m |J_m|; the rest: 'no effect'")
     compare_atp: bool = Field(
         True, description="with ig: also compute AtP (one more gradient) for the faithfulness figure")
     skip_early_blocks: bool = Field(True, description="start the forward at the site (blocks 0..L not recomputed)")
@@ -124,6 +140,13 @@ class AttributeConfig(StageConfig):
         name = task_name(task)
         check_name(name, "task name" + (f" of {task!r}" if name != task else "") + " (it becomes RUN/attribution/<name>/)")
         return task
+
+    @field_validator("joint_k")
+    @classmethod
+    def _joint_k_positive(cls, ks: list[int]) -> list[int]:
+        if not ks or min(ks) < 1:
+            raise ValueError(f"joint_k must be a non-empty list of feature counts >= 1, got {ks}")
+        return sorted(set(ks))
 
     @model_validator(mode="after")
     def _threshold_needs_per_token_effects(self) -> AttributeConfig:
@@ -162,6 +185,7 @@ class AttributeResult:
     attribution: Attribution
     summary: Summary
     record: AttributionSummary  # what summary.json holds
+    joint: JointCurves | None  # the joint ablation / restoration (None without --joint)
 
 
 # -- inputs ------------------------------------------------------------------------------
@@ -247,16 +271,18 @@ def attribute(config: AttributeConfig) -> AttributeResult:
     inputs = _open_inputs(config)
     _warn_if_batch_dependent(inputs.crosscoder, config)
     with stage.writing(config) as resolved:
-        att, summary = _work(config, inputs)
+        att, summary, joint = _work(config, inputs)
+        out = config.rundir.attribution(config.task_name)
+        _write_joint(out, joint, att)
         att.seconds["total"] = time.perf_counter() - t_start
         record = _record(config, inputs, att, summary)
-        out = _write_outputs(config.rundir.attribution(config.task_name), att, summary, record)
+        _write_outputs(out, att, summary, record)
         resolved["revisions"] = att.revisions
-    return AttributeResult(out, att, summary, record)
+    return AttributeResult(out, att, summary, record, joint)
 
 
-def _work(config: AttributeConfig, inputs: _Inputs) -> tuple[Attribution, Summary]:
-    """Effects of every feature, the exact ablation of the reported ones, and the summary."""
+def _work(config: AttributeConfig, inputs: _Inputs) -> tuple[Attribution, Summary, JointCurves | None]:
+    """Effects of every feature, the exact ablation of the reported ones, the joint curves, the summary."""
     load_model = _model_loader(config, inputs)
     layer = inputs.store.layer
     att = compute_attribution(load_model, inputs.crosscoder, inputs.batches, layer, method=config.method,
@@ -270,9 +296,16 @@ def _work(config: AttributeConfig, inputs: _Inputs) -> tuple[Attribution, Summar
         abl = ablate_features(load_model, inputs.crosscoder, inputs.batches, layer, union, baseline=att.baseline,
                               skip_early_blocks=config.skip_early_blocks, progress=config.progress)
         att.seconds["ablation"] = time.perf_counter() - t0
+    joint = None
+    if config.joint:
+        t0 = time.perf_counter()
+        joint = joint_curves(load_model, inputs.crosscoder, inputs.batches, layer, att.ie, att.task_frequency > 0,
+                             baseline=att.baseline, ks=config.joint_k, draws=config.joint_draws, seed=config.seed,
+                             ci=config.ci, skip_early_blocks=config.skip_early_blocks, progress=config.progress)
+        att.seconds["joint"] = time.perf_counter() - t0
     summary = summarise(att, inputs.crosscoder, config.top_k, abl, bootstrap=config.bootstrap, ci=config.ci,
-                        seed=config.seed)
-    return att, summary
+                        seed=config.seed, effect_floor=config.effect_floor)
+    return att, summary, joint
 
 
 def _record(config: AttributeConfig, inputs: _Inputs, att: Attribution, summary: Summary) -> AttributionSummary:
@@ -314,6 +347,26 @@ def _effect_tensors(att: Attribution, summary: Summary,
     return tensors, meta
 
 
+def _write_joint(out: Path, joint: JointCurves | None, att: Attribution) -> None:
+    """joint.csv and joint.png (timed), or neither: those of an earlier run would describe other settings."""
+    if joint is None:
+        (out / ATTRIBUTION_JOINT.file).unlink(missing_ok=True)
+        (out / ATTRIBUTION_JOINT_PLOT).unlink(missing_ok=True)
+        return
+    from crosstime.attribution.plots import plot_joint
+
+    t0 = time.perf_counter()
+    rows = joint.rows()
+    ATTRIBUTION_JOINT.write(out, rows, joint.revisions)
+    levels = {"lpd": {"clean": (-joint.clean).double().mean(1).tolist(),
+                      "all ablated": (-joint.all_ablated).double().mean(1).tolist()},
+              "accuracy": {"clean": (joint.clean < 0).double().mean(1).tolist(),
+                           "all ablated": (joint.all_ablated < 0).double().mean(1).tolist()}}
+    plot_joint(rows, joint.revisions, levels, out / ATTRIBUTION_JOINT_PLOT,
+               title=f"{out.name}: features ablated / restored jointly")
+    att.seconds["joint_plot"] = time.perf_counter() - t0
+
+
 def _write_outputs(out: Path, att: Attribution, summary: Summary, record: AttributionSummary) -> Path:
     """Every file of RUN/attribution/TASK, each atomically; features.csv (the stage's output) last."""
     from safetensors.torch import save_file
@@ -348,19 +401,43 @@ def print_attribution(result: AttributeResult, n: int | None = None) -> None:
     console.print(f"pairs: {rec.n_pairs}; clean accuracy: {acc}; error-term effect: {err}")
     for source, reasons in rec.pairs_dropped.items():
         console.print(f"dropped from {source}: " + ", ".join(f"{k} pairs ({why})" for why, k in reasons.items()))
-    faith = rec.faithfulness
-    if faith:
-        console.print("faithfulness (Spearman vs exact single-feature ablation, pooled over checkpoints; "
-                      "signed / |magnitude|): "
-                      + ", ".join(f"{k.replace('_vs_exact_spearman_pooled', '')} {v:.3f} / "
-                                  f"{faith[k.replace('_pooled', '_abs_pooled')]:.3f}"
-                                  for k, v in faith.items() if k.endswith("_spearman_pooled")))
+    for name, per in (rec.faithfulness or {}).items():
+        console.print(f"faithfulness of {name} vs exact single-feature ablation ({rec.n_reported} reported features; "
+                      "Spearman signed / |magnitude|, sign agreement): "
+                      + ", ".join(f"{r} {_num(v.spearman)} / {_num(v.spearman_abs)}, {_num(v.sign_agreement, '.0%')}"
+                                  for r, v in per.items()))
+    counts = ", ".join(f"{c} {n}" for c, n in rec.relie_class_counts.items())
+    console.print(f"RelIE classes (floor Σ|IE| >= {rec.effect_floor:g} × Σ|joint| = {rec.effect_floor_value:.3g}): "
+                  f"{counts}")
+    if result.joint is not None:
+        console.print(_joint_line(result.joint))
     abl = rec.ablation_spearman
     if abl:
         console.print(f"ablation share vs RelDec ρ = {abl['ratio_vs_reldec_mean']:.3f}, "
                       f"vs RelIE ρ = {abl['ratio_vs_relie_mean']:.3f} (mean over checkpoints)")
     console.print(f"crosscoder inference: {rec.inference_rule}")
     console.print(f"written to {result.out}")
+
+
+def _num(value: float | None, spec: str = ".2f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _joint_line(joint: JointCurves) -> str:
+    """Accuracy with the top k ablated jointly vs random k, per checkpoint, at the largest k run up to 20."""
+    small = [k for k in joint.ks if k <= 20]
+    if not small:
+        return "joint ablation: no k run"
+    k = small[-1]
+    rows = [r for r in joint.rows() if r["k"] == k and r["mode"] == "ablate"]
+    parts = []
+    for rev in joint.revisions:
+        here = {r["ranking"]: r for r in rows if r["checkpoint"] == rev}
+        text = f"{rev} {here['signed_ie']['accuracy']:.2f}"
+        if "random" in here:
+            text += f" vs random {here['random']['accuracy']:.2f}"
+        parts.append(text)
+    return f"accuracy with the top {k} features by signed IE ablated jointly: " + ", ".join(parts)
 
 
 def _top_table(result: AttributeResult, m: int, n: int | None):

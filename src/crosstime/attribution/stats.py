@@ -15,6 +15,7 @@ import torch
 # Shares and classes: one definition for RelDec and RelIE (the evaluate stage's).
 from crosstime.shares import (
     class_order,
+    classify_effects,
     classify_shares,
     decoder_norms,
     pairwise_shares,
@@ -22,7 +23,7 @@ from crosstime.shares import (
 from crosstime.shares import relative_shares as _relative_shares
 
 __all__ = [
-    "relative_shares", "pairwise_shares", "classify_shares", "class_order", "decoder_norms", "rel_ie",
+    "relative_shares", "pairwise_shares", "classify_shares", "classify_effects", "class_order", "decoder_norms", "rel_ie",
     "pairwise_rel_ie", "top_features",
     "bootstrap_ie", "spearman",
 ]

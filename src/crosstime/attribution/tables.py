@@ -9,6 +9,12 @@ The reported features are the union of the per-checkpoint top-k by |IE|. RelIE i
 share of |IE| (:mod:`crosstime.attribution.stats`); RelDec is the share of the decoder
 norms in normalised space (``crosscoder.decoder_norms()``, as in the paper), whatever
 space the crosscoder's weights are in.
+
+Effect floor: a feature gets a RelIE class only when its total effect ``Σ_m |IE_m(i)|``
+reaches ``effect_floor · Σ_m |J_m|``, ``J_m`` the exact joint effect of all features at
+checkpoint m (mean over pairs) — the floor is summed over checkpoints, like the total it is
+compared with. Below it the class is ``"no effect"`` (``crosstime.shares.NO_EFFECT``): the
+shares of a feature with |IE| ≈ 0.001 everywhere are ratios of noise.
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from crosstime.artifacts import ATTRIBUTION_FEATURES
+from crosstime.artifacts import ATTRIBUTION_FEATURES, Faithfulness
 from crosstime.attribution.ablation import Ablation
 from crosstime.attribution.compute import Attribution, AttributionError
 from crosstime.attribution.stats import (
     bootstrap_ie,
     class_order,
+    classify_effects,
     classify_shares,
     pairwise_rel_ie,
     rel_ie,
@@ -68,12 +75,17 @@ class _Shares:
     reldec_class: list[str]  # [K]
 
 
-def _shares(ie: np.ndarray, crosscoder: Crosscoder, union: list[int], revs: list[str]) -> _Shares:
-    """``ie [M, F]``; RelDec from the normalised-space decoder norms ``[F, M]``."""
+def effect_floor_value(att: Attribution, effect_floor: float) -> float:
+    """The RelIE-class floor in units of the metric: ``effect_floor · Σ_m |J_m|`` (J: mean exact joint effect)."""
+    return effect_floor * float(att.joint.double().mean(1).abs().sum())
+
+
+def _shares(ie: np.ndarray, crosscoder: Crosscoder, union: list[int], revs: list[str], floor: float) -> _Shares:
+    """``ie [M, F]``; RelDec from the normalised-space decoder norms ``[F, M]``; ``floor``: of the RelIE classes."""
     relie = rel_ie(ie)
     relie_pair, _ = pairwise_rel_ie(ie)
     reldec = relative_shares(crosscoder.decoder_norms().detach().float().cpu().numpy())
-    relie_cls = classify_shares(torch.as_tensor(relie[union]), revs) if union else []
+    relie_cls = classify_effects(torch.as_tensor(ie[:, union].T), revs, floor) if union else []
     reldec_cls = classify_shares(torch.as_tensor(reldec[union]), revs) if union else []
     return _Shares(relie, relie_pair, reldec, relie_cls, reldec_cls)
 
@@ -129,9 +141,11 @@ def confusion_rows(relie_class: list[str], reldec_class: list[str], revs: list[s
 def clean_metrics(att: Attribution, per: list[list[int]], union: list[int]) -> dict[str, Any]:
     """The clean task numbers and the error / joint effects, per checkpoint."""
     revs, clean, ie = att.revisions, att.clean, att.ie.double().numpy()
+    ablated = clean + att.joint  # [M, N] every feature at its baseline at once
     return {
         "n_pairs": int(clean.shape[1]),
         "accuracy_clean": {r: float((clean[m] < 0).float().mean()) for m, r in enumerate(revs)},
+        "accuracy_all_ablated": {r: float((ablated[m] < 0).float().mean()) for m, r in enumerate(revs)},
         "metric_clean_mean": {r: float(clean[m].mean()) for m, r in enumerate(revs)},
         "error_effect": {r: float(att.error[m].mean()) for m, r in enumerate(revs)},
         "joint_effect_exact": {r: float(att.joint[m].mean()) for m, r in enumerate(revs)},
@@ -141,24 +155,30 @@ def clean_metrics(att: Attribution, per: list[list[int]], union: list[int]) -> d
     }
 
 
-def faithfulness(att: Attribution, union: list[int], exact: np.ndarray) -> dict[str, Any]:
-    """Spearman ρ of the estimated IE (the method's, and AtP's when computed) against the exact
-    ablation ``exact [M, K]`` of the reported features, per checkpoint and pooled.
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
 
-    Signed, and on magnitudes (what RelIE and the ablation share use): with redundant
-    features IG's joint path can credit a feature whose lone ablation slightly helps.
+
+def faithfulness(att: Attribution, union: list[int], exact: np.ndarray) -> dict[str, dict[str, Faithfulness]]:
+    """The estimated IE (the method's, and AtP's when computed) against the exact single-feature
+    ablation ``exact [M, K]`` of the reported features, per estimator and checkpoint.
+
+    Per checkpoint only: pooled over checkpoints, the checkpoints with large effects decide the
+    ranks and hide a checkpoint where the estimate disagrees. Signed, on magnitudes (what RelIE
+    and the ablation share use) and as sign agreement: with redundant features IG's joint path
+    credits a feature whose lone ablation costs little or even helps.
     """
     revs = att.revisions
     estimates = {att.method: att.ie.double().numpy()[:, union]}
     if att.atp_per_pair is not None:
         estimates["atp"] = att.atp_per_pair.mean(1).double().numpy()[:, union]
-    faith: dict[str, Any] = {}
+    faith: dict[str, dict[str, Faithfulness]] = {}
     for name, e in estimates.items():
-        faith[f"{name}_vs_exact_spearman"] = {r: spearman(e[m], exact[m]) for m, r in enumerate(revs)}
-        faith[f"{name}_vs_exact_spearman_pooled"] = spearman(e, exact)
-        faith[f"{name}_vs_exact_spearman_abs"] = {r: spearman(np.abs(e[m]), np.abs(exact[m]))
-                                                  for m, r in enumerate(revs)}
-        faith[f"{name}_vs_exact_spearman_abs_pooled"] = spearman(np.abs(e), np.abs(exact))
+        faith[name] = {r: Faithfulness(
+            n_features=len(union), spearman=_finite(spearman(e[m], exact[m])),
+            spearman_abs=_finite(spearman(np.abs(e[m]), np.abs(exact[m]))),
+            sign_agreement=float(np.mean(np.sign(e[m]) == np.sign(exact[m]))) if union else None,
+        ) for m, r in enumerate(revs)}
     return faith
 
 
@@ -177,11 +197,12 @@ def ablation_spearman(exact: np.ndarray, shares: _Shares, union: list[int], revs
 
 
 def summarise(att: Attribution, crosscoder: Crosscoder, top_k: int, ablation: Ablation | None = None,
-              bootstrap: int = 1000, ci: float = 0.95, seed: int = 0) -> Summary:
+              bootstrap: int = 1000, ci: float = 0.95, seed: int = 0, effect_floor: float = 0.01) -> Summary:
     """The reported features (per-checkpoint top-``top_k`` by |IE|, their union), their tables and metrics.
 
     ``ablation``: :func:`ablate_features` of exactly those features (in union order), or None.
-    ``bootstrap``: resamples over pairs for the CIs (0: none).
+    ``bootstrap``: resamples over pairs for the CIs (0: none). ``effect_floor``: RelIE classes
+    only for features with ``Σ_m |IE_m| >= effect_floor · Σ_m |J_m|`` (module docstring).
     """
     revs = att.revisions
     ie = att.ie.double().numpy()  # [M, F]
@@ -189,7 +210,8 @@ def summarise(att: Attribution, crosscoder: Crosscoder, top_k: int, ablation: Ab
     if ablation is not None and ablation.features != union:
         raise AttributionError(f"the ablation is of features {ablation.features} but the reported features are "
                                f"{union}; ablate exactly those (in that order) or pass no ablation")
-    shares = _shares(ie, crosscoder, union, revs)
+    floor = effect_floor_value(att, effect_floor)
+    shares = _shares(ie, crosscoder, union, revs, floor)
     boot = None
     if bootstrap and union:
         boot = bootstrap_ie(att.ie_per_pair[:, :, union], resamples=bootstrap, ci=ci, seed=seed)
@@ -197,6 +219,8 @@ def summarise(att: Attribution, crosscoder: Crosscoder, top_k: int, ablation: Ab
     rows = feature_rows(att, per, union, shares, boot, exact)
     confusion = confusion_rows(shares.relie_class, shares.reldec_class, revs)
     metrics = clean_metrics(att, per, union)
+    metrics.update(effect_floor=effect_floor, effect_floor_value=floor,
+                   relie_class_counts={c: shares.relie_class.count(c) for c in class_order(shares.relie_class, revs)})
     if exact is not None and union:
         metrics["faithfulness"] = faithfulness(att, union, exact)
         metrics["ablation_spearman"] = ablation_spearman(exact, shares, union, revs)
