@@ -33,7 +33,7 @@ from typing import Any, Optional
 import typer
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 from crosstime import __version__
 from crosstime.errors import CrosstimeError
@@ -44,7 +44,35 @@ DEBUG_ENV = "CROSSTIME_DEBUG"
 _state = {"debug": False}  # set by the app's callback on every invocation (``--debug``)
 
 
-class _OneLineGroup(TyperGroup):
+def _untagged(params: list) -> list:
+    """``params`` with no type tag (``<bool>``, ``<str>``) in their help: a flag's name says it is a
+    switch and an argument's name (RUN, SERIES) says what it takes; options keep their metavar
+    (N, X, PATH, A,B, a|b)."""
+    for param in params:
+        if isinstance(param, TyperArgument) or param.metavar is None:
+            param.display_type_rich = _no_type_tag
+    return params
+
+
+def _no_type_tag(ctx: Any) -> None:
+    return None
+
+
+class _UntaggedGroup(TyperGroup):
+    """A command group whose help, and its commands' help, shows no type tags (:func:`_untagged`)."""
+
+    def get_params(self, ctx: Any) -> list:
+        return _untagged(super().get_params(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            help_option = command.get_help_option(ctx)
+            _untagged([*command.params, *([help_option] if help_option is not None else [])])
+        return command
+
+
+class _OneLineGroup(_UntaggedGroup):
     """The app's command group: a usage error (unknown option, missing argument, a value click
     refuses) is one line ``error: …`` with exit code 2, like every other expected failure."""
 
@@ -365,18 +393,19 @@ def _show_harvest(store, config) -> None:
     from crosstime import distributed
 
     if distributed.world().is_main:
-        typer.echo(f"{store.root}: {', '.join(store.revisions)}; layer {store.layer}, d={store.d_model}, "
-                   f"{store.n_rows('train'):,} train + {store.n_rows('heldout'):,} held-out rows, "
-                   f"{store.bytes_per_token:.0f} bytes/token, scales "
-                   + ", ".join(f"{r}={s:.4g}" for r, s in store.scales.items()))
+        typer.echo(store.summary())
 
 
 def _show_train(model, config) -> None:
     from crosstime import distributed
+    from crosstime.crosscoder.logs import heldout_summary
 
     if distributed.world().is_main:
         typer.echo(f"{config.rundir.crosscoder}: {model.config.variant} crosscoder, M={model.n_checkpoints} "
                    f"({', '.join(model.revisions or [])}), d={model.d_model}, F={model.n_features}")
+        held = heldout_summary(config.rundir.crosscoder, list(model.revisions or []))
+        if held:
+            typer.echo(held)
 
 
 def _show_evaluate(result, config) -> None:
@@ -480,8 +509,74 @@ def annotate(
             typer.echo(f"imported {import_}: {len(merged)} annotated features in {Path(run) / 'report' / 'annotations.json'}")
 
 
-toy_app = typer.Typer(help="The embedded toy world: agreement grammar, minimal pairs, tiny pretrained GPT-NeoX.",
-                      no_args_is_help=True)
+def _listed(values: Optional[list[str]]) -> Optional[list[str]]:
+    """Comma-separated or repeated option values as one list (None when not given)."""
+    return [part.strip() for item in values for part in item.split(",") if part.strip()] if values else None
+
+
+_INTEROP_RERUN = "nothing was kept; free space and re-run the same command"
+_INTEROP_INTERRUPTED = "interrupted; nothing was kept: re-run the same command"
+
+
+def import_(
+    format: str = typer.Argument(..., metavar="FORMAT", help="cct, llamascopium, dictionary-learning or hub."),
+    path: str = typer.Argument(..., metavar="PATH",
+                               help="The saved crosscoder: its file or folder (hub: also owner/name[:folder])."),
+    out: Path = typer.Option(..., "--out", metavar="RUN", help="Run directory; the crosscoder goes to RUN/crosscoder."),
+    store: Optional[Path] = typer.Option(None, "--store", metavar="PATH",
+                                         help="Activation store to check it against (default: RUN/activations if any)."),
+    revisions: Optional[list[str]] = typer.Option(None, "--revisions", metavar="A,B",
+                                                  help="Checkpoint names, for formats that do not record them."),
+    scales: Optional[list[str]] = typer.Option(None, "--scales", metavar="A,B",
+                                               help="Input scales s_m, for formats that do not record them."),
+    force: bool = typer.Option(False, "--force", help="Replace a crosscoder RUN already holds."),
+) -> None:
+    """Import a crosscoder saved by another codebase into RUN/crosscoder (every later stage reads it)."""
+    from crosstime.interop import ImportConfig, import_crosscoder
+
+    with one_line_errors(_given_paths([path, out, store]), rerun=_INTEROP_RERUN, interrupted=_INTEROP_INTERRUPTED):
+        config = ImportConfig(run=out, format=format, path=path, store=store, revisions=_listed(revisions),
+                              scales=_listed(scales), force=force)
+        imported, checked = import_crosscoder(config)
+    m = imported.model
+    typer.echo(f"{config.rundir.crosscoder}: {m.config.variant} crosscoder from {format} {path}, M={m.n_checkpoints} "
+               f"({', '.join(m.revisions or [])}), d={m.d_model}, F={m.n_features}")
+    for note in imported.notes:
+        typer.echo(f"  {note}")
+    typer.echo(f"  checked against the store at {checked.root}" if checked is not None else
+               "  not checked against a store (give --store, or import into a run with RUN/activations)")
+
+
+def export(
+    run: Path = typer.Argument(..., help="Run directory (its crosscoder, and for neuronpedia its report)."),
+    format: str = typer.Option(..., "--format", metavar="FORMAT",
+                               help="cct, dictionary-learning, hub, llamascopium, neuronpedia or saelens."),
+    out: Path = typer.Option(..., "--out", metavar="DIR", help="Folder to write (must not exist or be empty)."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+) -> None:
+    """Export RUN's crosscoder for other tools: another codebase's files, a Hub folder, or Neuronpedia JSONL."""
+    from crosstime.interop import export_run
+
+    with one_line_errors(_given_paths([run, out]), rerun=_INTEROP_RERUN, interrupted=_INTEROP_INTERRUPTED):
+        written = export_run(run, format, out, force=force)
+    typer.echo(f"wrote {out} ({format}): {', '.join(str(p.relative_to(out)) for p in written)}")
+
+
+def push(
+    run: Path = typer.Argument(..., help="Run directory."),
+    repo_id: str = typer.Argument(..., metavar="REPO_ID", help="Hugging Face repo id, owner/name."),
+    private: bool = typer.Option(False, "--private", help="Create the repo private."),
+) -> None:
+    """Upload RUN's crosscoder as a Hub folder (weights, config, model card, index.json) to REPO_ID."""
+    from crosstime.interop import push_run
+
+    with one_line_errors(_given_paths([run]), rerun=_INTEROP_RERUN, interrupted=_INTEROP_INTERRUPTED):
+        url = push_run(run, repo_id, private=private)
+    typer.echo(f"pushed {run} to {url}")
+
+
+toy_app = typer.Typer(cls=_UntaggedGroup, no_args_is_help=True,
+                      help="The embedded toy world: agreement grammar, minimal pairs, tiny pretrained GPT-NeoX.")
 
 
 @toy_app.command("build")
@@ -541,12 +636,15 @@ def _register_demo() -> None:
                   help="Run the whole pipeline on the toy world (re-running reuses finished stages).")
 
 
-# --help lists the commands in pipeline order
+# --help lists the commands in pipeline order (scan … report), then the demo, then the rest
+_register_stages()
+_register_demo()
 app.command()(series)
 app.add_typer(toy_app, name="toy")
-_register_stages()
 app.command()(annotate)
-_register_demo()
+app.command("import")(import_)
+app.command()(export)
+app.command()(push)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

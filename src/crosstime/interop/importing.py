@@ -1,0 +1,76 @@
+"""``crosstime import FORMAT PATH --out RUN``: another codebase's crosscoder as RUN/crosscoder.
+
+The files are read and checked (shapes, config against tensors, scales against the store)
+before anything is written: a refused import leaves ``--out`` as it was (not created when it
+did not exist). The crosscoder is saved exactly as ``crosstime train`` saves one, with where it
+came from under ``imported`` in config.json, and recorded as the run's crosscoder (the
+``train`` section of RUN/config.yaml), so evaluate, attribute and report read it and re-run
+when another one is imported.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+
+from crosstime import stage
+from crosstime.crosscoder import check_against_store
+from crosstime.crosscoder.formats import Imported, known_formats, read
+from crosstime.crosscoder.model import WEIGHTS_FILE
+from crosstime.errors import CrosstimeError
+from crosstime.stage import StageConfig
+from crosstime.store import ActivationStore
+
+
+class InteropError(CrosstimeError):
+    """An import, export or push that cannot be done as asked; the message names the input and the fix."""
+
+
+class ImportConfig(StageConfig):
+    """Import a crosscoder saved by another codebase into RUN/crosscoder."""
+
+    stage: ClassVar[str] = "import"
+    execution: ClassVar[frozenset[str]] = frozenset({"force"})
+    upstream: ClassVar[tuple[str, ...]] = ("harvest",)
+
+    format: str = Field(description=f"the files' format: {', '.join(known_formats('read'))}")
+    path: str = Field(description="the saved crosscoder: its file or folder (hub: also owner/name[:folder])")
+    store: Path | None = Field(None, description="activation store to check it against (default: RUN/activations "
+                                                 "when the run has one)")
+    revisions: list[str] | None = Field(None, description="checkpoint names, for formats that do not record them")
+    scales: list[float] | None = Field(None, description="input scales s_m, for formats that do not record them")
+    force: bool = Field(False, description="replace a crosscoder RUN already holds")
+
+    def record_key(self) -> str:
+        return "train"  # the record of RUN/crosscoder, which evaluate/attribute/report key their inputs on
+
+    def output(self) -> Path:
+        return self.rundir.crosscoder / WEIGHTS_FILE
+
+
+def _store_for(config: ImportConfig) -> ActivationStore | None:
+    if config.store is not None:
+        return ActivationStore(config.store)
+    default = config.rundir.activations
+    return ActivationStore(default) if (default / "manifest.json").is_file() else None
+
+
+def import_crosscoder(config: ImportConfig) -> tuple[Imported, ActivationStore | None]:
+    """Read, check, then write RUN/crosscoder; returns what was imported and the store it was checked against."""
+    imported = read(config.format, config.path, config.revisions, config.scales)
+    store = _store_for(config)
+    if store is not None:
+        check_against_store(imported.model, store, where=f"the crosscoder in {config.path}")
+    target = config.rundir.crosscoder
+    if target.exists() and any(target.iterdir()) and not config.force:
+        raise InteropError(f"{target} already holds a crosscoder; import into another --out, or pass --force to "
+                           "replace it")
+    with stage.writing(config):
+        if target.exists():
+            shutil.rmtree(target)
+        record = {**imported.source, "notes": imported.notes, "store": str(store.root) if store else None}
+        imported.model.save(target, extra={"imported": record})
+    return imported, store

@@ -1,0 +1,364 @@
+"""Reading and writing other codebases' crosscoder files (crosstime.crosscoder.formats).
+
+Every foreign file here is written the way that codebase writes it (key names, shapes, dtypes,
+config keys of shared/formats.md: `torch.save(state_dict)`, safetensors with the codebase's
+metadata, the Hub mixin's config.json), from small random tensors; the imported crosscoder's
+encode/decode is checked against that codebase's formulas, written out here with einsum.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from crosstime.cli import app
+from crosstime.crosscoder import CrosscoderError, load
+from crosstime.crosscoder.formats import known_formats, read, write
+
+M, D, F = 3, 8, 24
+REVS = ["step1", "step2", "step3"]
+NORMS = [3.0, 11.0, 40.0]  # average activation norms: s_m = sqrt(d) / norm_m
+
+
+def rand_weights(seed: int = 0, M: int = M) -> dict[str, torch.Tensor]:
+    """Varied weights (decoder norms differ by checkpoint; biases put some features off)."""
+    g = torch.Generator().manual_seed(seed)
+    return {"W_enc": torch.randn(M, D, F, generator=g) / D**0.5,
+            "W_dec": torch.randn(F, M, D, generator=g) * torch.rand(F, M, 1, generator=g) / D**0.5,
+            "b_enc": torch.randn(F, generator=g) * 0.2 - 0.1, "b_dec": torch.randn(M, D, generator=g) * 0.1}
+
+
+def raw_inputs(seed: int = 1, M: int = M) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, M, D, generator=g)
+    return x / x.norm(dim=-1, keepdim=True).mean(0, keepdim=True) * torch.tensor(NORMS[:M]).view(1, M, 1)
+
+
+def normalised(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.tensor([math.sqrt(D) / n for n in NORMS[:x.shape[1]]]).view(1, -1, 1)
+
+
+def invoke(*args) -> object:
+    return CliRunner().invoke(app, [str(a) for a in args], prog_name="crosstime")
+
+
+def assert_refused(result, *words: str) -> str:
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    return lines[0]
+
+
+# -- writers as each codebase writes -----------------------------------------------------------
+
+def cct_config(M: int = M, revisions=REVS, **over) -> dict:
+    cfg = {"dict_size": F, "d_in": D, "n_models": M, "enc_dtype": "fp32", "seed": 4352, "dec_init_norm": 0.08,
+           "l1_coeff": 2, "l1_warmup_pct": 0.05, "lr": 5e-5, "beta1": 0.9, "beta2": 0.999, "batch_size": 4096,
+           "num_tokens": 400_000_000, "seq_len": 1024, "model_name": "EleutherAI/pythia-1b",
+           "revision_list": "-".join(revisions[:M]), "hook_point": "blocks.9.hook_resid_pre", "site": "resid_pre",
+           "estimated_act_norm_list": NORMS[:M], "remove_bos": True, "batch_topk_init": 1000,
+           "batch_topk_final": None, "topk_annealing_steps": 5000, "threshold_start_step": 1000,
+           "threshold_beta": 0.999, "auxk_alpha": 1 / 32, "dead_feature_threshold": 10_000_000}
+    return {**cfg, **over}
+
+
+def write_cct(folder: Path, w: dict, k: int = 20, cfg: dict | None = None, topk: tuple[int, float] | None = None) -> Path:
+    """The reference's `save()`: `torch.save(self.state_dict(), {k}.pt)` and `json.dump(cfg, {k}_cfg.json)`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = dict(w)
+    if topk is not None:  # BatchTopKCrossCoder's buffers: k int32, threshold float32 scalars
+        state["k"] = torch.tensor(topk[0], dtype=torch.int)
+        state["threshold"] = torch.tensor(topk[1], dtype=torch.float32)
+    torch.save(state, folder / f"{k}.pt")
+    (folder / f"{k}_cfg.json").write_text(json.dumps(cfg or cct_config()))
+    return folder / f"{k}.pt"
+
+
+def write_llamascopium(folder: Path, w: dict, act_fn: str = "relu", log_threshold: torch.Tensor | None = None,
+                       norm_activation: str = "dataset-wise", hooks=REVS) -> Path:
+    """Llamascopium's save: config.json + sae_weights.safetensors ({"version"} metadata), W_E/b_E/W_D/b_D per head."""
+    h = w["W_enc"].shape[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(7)
+    b_E = torch.randn(h, F, generator=g) * 0.1  # per-head biases; they sum in the encoder
+    b_E[0] += w["b_enc"] - b_E.sum(0)
+    state = {"W_E": w["W_enc"].clone(), "b_E": b_E, "W_D": w["W_dec"].permute(1, 0, 2).contiguous(),
+             "b_D": w["b_dec"].clone()}
+    for hp, n in zip(hooks[:h], NORMS):
+        state[f"dataset_average_activation_norm.{hp}"] = torch.tensor(n)
+    if log_threshold is not None:
+        state["activation_function.log_jumprelu_threshold"] = log_threshold
+    save_file(state, str(folder / "sae_weights.safetensors"), metadata={"version": "2.0.0"})
+    (folder / "config.json").write_text(json.dumps({
+        "sae_type": "crosscoder", "hook_points": list(hooks[:h]), "d_model": D, "expansion_factor": F // D,
+        "act_fn": act_fn, "norm_activation": norm_activation, "sparsity_include_decoder_norm": True, "top_k": 50,
+        "jumprelu_threshold_window": 2.0, "use_decoder_bias": True, "dtype": "torch.float32", "device": "cpu"}))
+    return folder
+
+
+def dl_state(w: dict, code_normalization: int = 1, topk: tuple[int, float] | None = None) -> dict:
+    state = {"encoder.weight": w["W_enc"].clone(), "encoder.bias": w["b_enc"].clone(),
+             "decoder.weight": w["W_dec"].permute(1, 0, 2).contiguous(), "decoder.bias": w["b_dec"].clone(),
+             "code_normalization_id": torch.tensor(code_normalization)}
+    if topk is not None:
+        state["k"] = torch.tensor(topk[0], dtype=torch.int)
+        state["threshold"] = torch.tensor(topk[1], dtype=torch.float32)
+    return state
+
+
+def write_dictionary_learning(folder: Path, w: dict, code_normalization: str = "CROSSCODER",
+                              topk: tuple[int, float] | None = None) -> Path:
+    """PyTorchModelHubMixin.save_pretrained: model.safetensors (metadata format=pt) + the init kwargs as config.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = {"CROSSCODER": 1, "SAE": 2, "MIXED": 3, "NONE": 4, "DECOUPLED": 5}
+    save_file(dl_state(w, ids[code_normalization], topk), str(folder / "model.safetensors"), metadata={"format": "pt"})
+    cfg = {"activation_dim": D, "dict_size": F, "num_layers": w["W_enc"].shape[0],
+           "code_normalization": code_normalization}
+    if topk is not None:
+        cfg["k"] = topk[0]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+# -- the formats' own formulas -------------------------------------------------------------------
+
+def cct_encode(w: dict, x: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
+    f = torch.relu(torch.einsum("bmd,mdf->bf", x, w["W_enc"]) + w["b_enc"])
+    if threshold is None:
+        return f
+    return f * (f * w["W_dec"].norm(dim=2).sum(dim=1) > threshold)  # the reference's eval-mode BatchTopK
+
+
+def cct_decode(w: dict, f: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("bf,fmd->bmd", f, w["W_dec"]) + w["b_dec"]
+
+
+def llamascopium_forward(folder: Path, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-head feature acts [B, h, F] and reconstruction, as Llamascopium's CrossCoder.encode/decode."""
+    s = load_file(str(folder / "sae_weights.safetensors"))
+    pre = (torch.einsum("bhd,hdf->bhf", x, s["W_E"]) + s["b_E"]).sum(1, keepdim=True)  # summed over heads
+    n = s["W_D"].norm(dim=-1)  # [h, F]
+    u = pre * n
+    if "activation_function.log_jumprelu_threshold" in s:
+        acts = u * (u > s["activation_function.log_jumprelu_threshold"].exp())
+    else:
+        acts = torch.relu(u)
+    f = acts / n
+    return f, torch.einsum("bhf,hfd->bhd", f, s["W_D"]) + s["b_D"]
+
+
+# -- per format: import, formulas, round trip -----------------------------------------------------
+
+def test_cct_relu_numbered_save_imports_with_its_scales(tmp_path):
+    w = rand_weights()
+    pt = write_cct(tmp_path / "version_3", w)
+    model = read("cct", pt).model
+    assert model.config.variant == "relu" and model.revisions == REVS
+    assert model.scales == pytest.approx([math.sqrt(D) / n for n in NORMS], rel=1e-12)
+    x = raw_inputs()
+    f = cct_encode(w, normalised(x))
+    assert (f > 0).float().mean() > 0.1 and (f == 0).float().mean() > 0.1  # some on, some off
+    torch.testing.assert_close(model.encode(normalised(x)), f)
+    torch.testing.assert_close(model.decode(f), cct_decode(w, f))
+    # raw activations through the folded model: the reference's x·s_m in front, x̂/s_m behind
+    s = torch.tensor(model.scales).view(1, M, 1).float()
+    torch.testing.assert_close(model.folded()(x), cct_decode(w, f) / s, rtol=1e-4, atol=1e-5)
+
+
+def test_cct_batchtopk_and_hub_layout(tmp_path):
+    w = rand_weights(2)
+    folder = tmp_path / "blocks.9.hook_resid_pre"
+    folder.mkdir()
+    torch.save({**w, "k": torch.tensor(4, dtype=torch.int), "threshold": torch.tensor(0.08)}, folder / "cc_weights.pt")
+    (folder / "cfg.json").write_text(json.dumps(cct_config(batch_topk_final=4)))
+    model = read("cct", folder).model
+    assert model.config.variant == "batchtopk" and model.k == 4 and float(model.threshold) == pytest.approx(0.08)
+    x = normalised(raw_inputs())
+    want = cct_encode(w, x, threshold=0.08)
+    assert 0 < (want > 0).float().mean() < (cct_encode(w, x) > 0).float().mean()  # the threshold removes some
+    torch.testing.assert_close(model.encode(x), want)
+
+
+def test_cct_folder_with_several_saves_names_them(tmp_path):
+    w = rand_weights()
+    write_cct(tmp_path, w, k=0)
+    write_cct(tmp_path, w, k=20)
+    with pytest.raises(CrosscoderError, match="20.pt"):
+        read("cct", tmp_path)
+
+
+def test_llamascopium_relu_equals_its_per_head_activation(tmp_path):
+    w = rand_weights(3)
+    folder = write_llamascopium(tmp_path / "cc", w)
+    model = read("llamascopium", folder).model
+    assert model.revisions == REVS
+    assert model.scales == pytest.approx([math.sqrt(D) / n for n in NORMS], rel=1e-6)
+    x = normalised(raw_inputs())
+    f_heads, x_hat = llamascopium_forward(folder, x)
+    f = model.encode(x)
+    for h in range(M):  # ReLU(z·n)/n: the same shared feature at every head
+        torch.testing.assert_close(f, f_heads[:, h], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.decode(f), x_hat, rtol=1e-5, atol=1e-5)
+
+
+def test_llamascopium_one_head_jumprelu_is_exact(tmp_path):
+    w = rand_weights(4, M=1)
+    log_t = torch.full((F,), math.log(0.05)) + torch.randn(F, generator=torch.Generator().manual_seed(1)) * 0.3
+    folder = write_llamascopium(tmp_path / "cc", w, act_fn="jumprelu", log_threshold=log_t)
+    model = read("llamascopium", folder).model
+    assert model.config.variant == "jumprelu"
+    x = normalised(raw_inputs(M=1))
+    f_heads, x_hat = llamascopium_forward(folder, x)
+    f = model.encode(x)
+    assert (f_heads > 0).any() and (f_heads == 0).any()
+    torch.testing.assert_close(f, f_heads[:, 0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.decode(f), x_hat, rtol=1e-5, atol=1e-5)
+
+
+def test_dictionary_learning_relu_and_batchtopk(tmp_path):
+    w = rand_weights(5)
+    x = normalised(raw_inputs())
+    folder = write_dictionary_learning(tmp_path / "relu", w)
+    model = read("dictionary-learning", folder, revisions=REVS, scales=[1.0, 2.0, 3.0]).model
+    enc = torch.relu(torch.einsum("bld,ldf->blf", x, w["W_enc"]).sum(1) + w["b_enc"])  # CrossCoderEncoder.forward
+    torch.testing.assert_close(model.encode(x), enc)
+    dec = torch.einsum("bf,lfd->bld", enc, w["W_dec"].permute(1, 0, 2)) + w["b_dec"]  # CrossCoderDecoder.forward
+    torch.testing.assert_close(model.decode(enc), dec)
+    # BatchTopK with code normalization SAE: f kept where f·‖decoder.weight[:, i]‖ (concatenated) > threshold
+    folder = write_dictionary_learning(tmp_path / "btk", w, code_normalization="SAE", topk=(4, 0.1))
+    model = read("dictionary-learning", folder, revisions=REVS, scales=[1.0, 2.0, 3.0]).model
+    assert model.config.l1_norm == "concat"
+    norm = w["W_dec"].permute(1, 0, 2).norm(dim=(0, 2))
+    want = enc * (enc * norm > 0.1)
+    assert 0 < (want > 0).sum() < (enc > 0).sum()
+    torch.testing.assert_close(model.encode(x), want)
+
+
+def test_dictionary_learning_compiled_pt(tmp_path):
+    w = rand_weights(6)
+    state = {f"_orig_mod.{k}": v for k, v in dl_state(w).items()}  # torch.compile's prefix
+    torch.save(state, tmp_path / "model_final.pt")
+    model = read("dictionary-learning", tmp_path / "model_final.pt", revisions=REVS, scales=[1, 1, 1]).model
+    assert torch.equal(model.W_dec, w["W_dec"])
+
+
+@pytest.mark.parametrize("fmt,variant", [("cct", "relu"), ("cct", "batchtopk"), ("llamascopium", "relu"),
+                                         ("dictionary-learning", "relu"), ("dictionary-learning", "batchtopk"),
+                                         ("hub", "relu"), ("hub", "jumprelu"), ("hub", "topk")])
+def test_export_then_import_is_exact(tmp_path, fmt, variant):
+    from crosstime.crosscoder import CrosscoderConfig, build
+
+    model = build(CrosscoderConfig(variant=variant, n_checkpoints=M, d_model=D, n_features=F, k=4, revisions=REVS,
+                                   scales=[2.0, 0.5, 0.25], seed=3))
+    with torch.no_grad():
+        for name, value in rand_weights(8).items():
+            getattr(model, name).copy_(value)
+        if variant == "batchtopk":
+            model.threshold.fill_(0.07)
+    model.save(tmp_path / "out", format=fmt)
+    back = load(tmp_path / "out", format=fmt)
+    for name, value in model.state_dict().items():
+        assert torch.equal(back.state_dict()[name], value), name
+    assert back.revisions == REVS and back.scales == pytest.approx(model.scales, rel=1e-6)
+    assert back.config.variant == variant
+    if variant in ("topk", "batchtopk"):
+        assert back.config.k == model.config.k
+    x = torch.randn(32, M, D)
+    torch.testing.assert_close(back.eval()(x), model.eval()(x))
+
+
+def test_saelens_slice_is_the_crosscoder_with_other_checkpoints_zero(tmp_path):
+    from crosstime.crosscoder import CrosscoderConfig, build
+
+    model = build(CrosscoderConfig(variant="batchtopk", n_checkpoints=M, d_model=D, n_features=F, k=4,
+                                   revisions=REVS, scales=[2.0, 0.5, 0.25]))
+    with torch.no_grad():
+        for name, value in rand_weights(9).items():
+            getattr(model, name).copy_(value)
+        model.threshold.fill_(0.05)
+    model.eval()
+    write(model, "saelens", tmp_path)
+    x = raw_inputs()
+    for m, rev in enumerate(REVS):
+        cfg = json.loads((tmp_path / rev / "cfg.json").read_text())
+        assert cfg["architecture"] == "jumprelu" and "other checkpoint" in cfg["metadata"]["crosstime"]["approximates"]
+        s = load_file(str(tmp_path / rev / "sae_weights.safetensors"))
+        z = x[:, m] @ s["W_enc"] + s["b_enc"]  # SAELens' JumpReLU SAE, apply_b_dec_to_input false
+        f = torch.relu(z) * (z > s["threshold"])
+        only_m = torch.zeros_like(x)
+        only_m[:, m] = x[:, m] * model.scales[m]
+        torch.testing.assert_close(f, model.encode(only_m), rtol=1e-5, atol=1e-6)
+        assert (f > 0).any()
+        torch.testing.assert_close(f @ s["W_dec"] + s["b_dec"], model.decode(f)[:, m] / model.scales[m],
+                                   rtol=1e-5, atol=1e-6)
+
+
+# -- refusals: one line, nothing written ---------------------------------------------------------
+
+def _refused_import(tmp_path, *args, words=()):
+    out = tmp_path / "run"
+    line = assert_refused(invoke("import", *args, "--out", out), *words)
+    assert not out.exists(), line
+    return line
+
+
+def test_unknown_format_lists_the_known(tmp_path):
+    line = _refused_import(tmp_path, "sparsify", tmp_path, words=("sparsify",))
+    for name in known_formats("read"):
+        assert name in line
+
+
+def test_missing_files(tmp_path):
+    folder = write_llamascopium(tmp_path / "cc", rand_weights())
+    (folder / "sae_weights.safetensors").unlink()
+    _refused_import(tmp_path, "llamascopium", folder, words=("sae_weights.safetensors",))
+    pt = write_cct(tmp_path / "cct", rand_weights())
+    (tmp_path / "cct" / "20_cfg.json").unlink()
+    _refused_import(tmp_path, "cct", pt, words=("20_cfg.json",))
+
+
+def test_wrong_shapes_and_config_disagreeing(tmp_path):
+    w = rand_weights()
+    bad = {**w, "b_dec": torch.zeros(M, D + 1)}
+    _refused_import(tmp_path, "cct", write_cct(tmp_path / "a", bad), words=("b_dec", "[3, 9]"))
+    pt = write_cct(tmp_path / "b", w, cfg=cct_config(dict_size=F * 2))  # config says F = 48
+    _refused_import(tmp_path, "cct", pt, words=("W_enc",))
+    folder = write_dictionary_learning(tmp_path / "c", w)
+    (folder / "config.json").write_text(json.dumps({"activation_dim": D, "dict_size": F + 1, "num_layers": M}))
+    _refused_import(tmp_path, "dictionary-learning", folder, "--revisions", ",".join(REVS), "--scales", "1,1,1",
+                    words=("dict_size",))
+
+
+def test_non_state_dict_pickles(tmp_path):
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "0.pt")  # a pickled module: weights_only refuses it
+    (tmp_path / "0_cfg.json").write_text(json.dumps(cct_config()))
+    _refused_import(tmp_path, "cct", tmp_path / "0.pt", words=("weights_only", "state dict"))
+    torch.save([torch.zeros(2)], tmp_path / "1.pt")  # loads, but is a list
+    (tmp_path / "1_cfg.json").write_text(json.dumps(cct_config()))
+    _refused_import(tmp_path, "cct", tmp_path / "1.pt", words=("list", "state dict"))
+
+
+def test_unrepresentable_variants_are_refused_with_why(tmp_path):
+    w = rand_weights()
+    folder = write_llamascopium(tmp_path / "j", w, act_fn="jumprelu", log_threshold=torch.zeros(F))
+    _refused_import(tmp_path, "llamascopium", folder, words=("per", "on at one checkpoint and off at another"))
+    folder = write_llamascopium(tmp_path / "i", w, norm_activation="inference")
+    _refused_import(tmp_path, "llamascopium", folder, words=("inference",))
+    folder = write_dictionary_learning(tmp_path / "m", w, code_normalization="MIXED", topk=(4, 0.1))
+    _refused_import(tmp_path, "dictionary-learning", folder, "--revisions", ",".join(REVS), "--scales", "1,1,1",
+                    words=("MIXED",))
+
+
+def test_scales_required_where_unrecorded_and_never_overridden(tmp_path):
+    folder = write_dictionary_learning(tmp_path / "d", rand_weights())
+    _refused_import(tmp_path, "dictionary-learning", folder, "--revisions", ",".join(REVS), words=("--scales",))
+    pt = write_cct(tmp_path / "c", rand_weights())
+    _refused_import(tmp_path, "cct", pt, "--scales", "1,1,1", words=("--scales", "records"))

@@ -1,0 +1,147 @@
+"""Run-level interop: a crosscoder written in the first paper's format for a real store is imported with
+`crosstime import`, then evaluate, attribute and report run on it; exports (hub with its card,
+neuronpedia from the report, saelens) and the Hub round trip on a local folder; push offline."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import yaml
+from test_formats_io import assert_refused, cct_config, invoke
+from test_report_helpers import harvest_run, make_crosscoder, make_series, run_stages, write_tasks
+
+from crosstime.crosscoder import load, load_for_store
+from crosstime.store import ActivationStore
+
+
+@pytest.fixture(scope="module")
+def imported_run(tmp_path_factory):
+    """A run with a real store, whose crosscoder came in through `crosstime import cct`, evaluated,
+    attributed and reported; returns (run, the weights as written in the foreign file)."""
+    root = tmp_path_factory.mktemp("interop")
+    series = make_series(root, 3)
+    run = root / "run"
+    store = harvest_run(run, series)
+    cc = make_crosscoder(store.revisions, [store.scales[r] for r in store.revisions], store.d_model)
+    w = {k: getattr(cc, k).detach().clone() for k in ("W_enc", "W_dec", "b_enc", "b_dec")}
+    d, F = store.d_model, cc.n_features
+    norms = [math.sqrt(d) / store.scales[r] for r in store.revisions]  # what the reference records
+    foreign = root / "checkpoints" / "version_0"
+    foreign.mkdir(parents=True)
+    torch.save(w, foreign / "20.pt")
+    (foreign / "20_cfg.json").write_text(json.dumps(cct_config(
+        M=3, revisions=store.revisions, dict_size=F, d_in=d, estimated_act_norm_list=norms)))
+    result = invoke("import", "cct", foreign / "20.pt", "--out", run, "--store", run / "activations")
+    assert result.exit_code == 0, result.output
+    assert "checked against the store" in result.output
+    tasks = write_tasks(root / "tasks")
+    run_stages(run, series, tasks, ("evaluate", "attribute"))
+    from crosstime.report import EvidenceConfig, ReportConfig, report
+
+    report(ReportConfig(run=run, evidence=EvidenceConfig(max_contexts=4, logit_lens="none"), device="cpu",
+                        progress=False))
+    return run, w
+
+
+def test_imported_crosscoder_is_the_file_and_every_stage_reads_it(imported_run):
+    run, w = imported_run
+    store = ActivationStore(run / "activations")
+    model = load_for_store(run / "crosscoder", store)
+    for k, v in w.items():
+        assert torch.equal(getattr(model, k), v), k
+    saved = json.loads((run / "crosscoder" / "config.json").read_text())
+    assert saved["imported"]["format"] == "cct" and saved["imported"]["weights"].endswith("20.pt")
+    assert (run / "evaluation.json").is_file() and (run / "report" / "data.json").is_file()
+    assert sorted(p.name for p in (run / "attribution").iterdir()) == ["agreement", "attractor"]
+    # the evaluation's EV is that of the file's weights: recompute checkpoint 0's from the held-out rows
+    ev = json.loads((run / "evaluation.json").read_text())["checkpoints"]
+    assert [c["revision"] for c in ev] == store.revisions
+
+
+def test_import_refuses_a_store_with_other_scales_and_writes_nothing(imported_run, tmp_path):
+    run, w = imported_run
+    folder = tmp_path / "cct"
+    folder.mkdir()
+    torch.save(w, folder / "0.pt")
+    store = ActivationStore(run / "activations")
+    cfg = cct_config(M=3, revisions=store.revisions, dict_size=w["W_dec"].shape[0], d_in=store.d_model,
+                     estimated_act_norm_list=[1.0, 1.0, 1.0])
+    (folder / "0_cfg.json").write_text(json.dumps(cfg))
+    out = tmp_path / "new_run"
+    assert_refused(invoke("import", "cct", folder / "0.pt", "--out", out, "--store", run / "activations"), "scales")
+    assert not out.exists()
+    cfg["estimated_act_norm_list"] = [math.sqrt(store.d_model) / store.scales[r] for r in store.revisions]
+    (folder / "0_cfg.json").write_text(json.dumps(cfg))
+    assert_refused(invoke("import", "cct", folder / "0.pt", "--out", run), "already holds")  # no --force
+
+
+def test_hub_export_card_index_and_local_round_trip(imported_run, tmp_path):
+    run, w = imported_run
+    out = tmp_path / "hub"
+    result = invoke("export", run, "--format", "hub", "--out", out)
+    assert result.exit_code == 0, result.output
+    card = (out / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])["crosstime"]
+    store = ActivationStore(run / "activations")
+    assert meta["revisions"] == store.revisions and meta["variant"] == "relu" and meta["n_features"] == 48
+    assert meta["site"] and meta["series"]
+    evaluation = json.loads((run / "evaluation.json").read_text())["checkpoints"]
+    for row in evaluation:  # the evaluation table, one row per checkpoint
+        assert f"| {row['revision']} |" in card and f"{row['explained_variance']:.4g}" in card
+    index = json.loads((out / "index.json").read_text())
+    assert sorted(f["file"] for f in index["files"]) == ["README.md", "config.json", "model.safetensors"]
+    back = tmp_path / "back"
+    result = invoke("import", "hub", out, "--out", back)
+    assert result.exit_code == 0, result.output
+    model = load(back / "crosscoder")
+    for k, v in w.items():
+        assert torch.equal(getattr(model, k), v), k
+
+
+def test_neuronpedia_export_from_the_report(imported_run, tmp_path):
+    run, _ = imported_run
+    out = tmp_path / "np"
+    assert invoke("export", run, "--format", "neuronpedia", "--out", out).exit_code == 0
+    data = json.loads((run / "report" / "data.json").read_text())
+    sources = [json.loads(line) for line in (out / "source.jsonl").read_text().splitlines()]
+    assert [s["revision"] for s in sources] == [c["revision"] for c in data["checkpoints"]]
+    features = [json.loads(line) for line in (out / "features" / "batch-0.jsonl").read_text().splitlines()]
+    assert len(features) == len(data["features"]) * len(sources)
+    first = data["features"][0]
+    rev = data["checkpoints"][-1]["revision"]
+    record = next(f for f in features if f["index"] == first["id"] and f["layer"].endswith(rev))
+    top = first["evidence"]["top"][rev]
+    assert [a["maxValue"] for a in record["activations"]] == [e["value"] for e in top]
+    assert record["density"] == first["evidence"]["density"][rev]
+    for a in record["activations"]:
+        assert len(a["tokens"]) == len(a["values"]) and a["values"][a["maxValueTokenIndex"]] == a["maxValue"]
+    acts = (out / "activations" / "batch-0.jsonl").read_text().splitlines()
+    assert len(acts) == sum(len(f["activations"]) for f in features)
+    for name in ("release", "model", "sourceset"):
+        assert len((out / f"{name}.jsonl").read_text().splitlines()) == 1
+
+
+def test_export_refusals_leave_nothing(imported_run, tmp_path):
+    run, _ = imported_run
+    out = tmp_path / "x"
+    line = assert_refused(invoke("export", run, "--format", "sae-vis", "--out", out), "sae-vis")
+    assert "neuronpedia" in line and "saelens" in line
+    assert not out.exists()
+    no_report = tmp_path / "bare"
+    (no_report / "crosscoder").mkdir(parents=True)
+    for f in ("config.json", "model.safetensors"):
+        (no_report / "crosscoder" / f).write_bytes((run / "crosscoder" / f).read_bytes())
+    assert_refused(invoke("export", no_report, "--format", "neuronpedia", "--out", out), "crosstime report")
+    assert not out.exists() and not list(tmp_path.glob(".x.partial*"))
+
+
+def test_push_and_pull_offline_fail_with_one_line(imported_run, tmp_path, monkeypatch):
+    run, _ = imported_run
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert_refused(invoke("push", run, "someone/crosscoder"), "HF_HUB_OFFLINE")
+    out = tmp_path / "pulled"
+    assert_refused(invoke("import", "hub", "someone/crosscoder:blocks.1", "--out", out), "HF_HUB_OFFLINE")
+    assert not out.exists()
