@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,14 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests must never reach a hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Tests write only into temporary folders: the toy world they build (about 2 min, once) is cached
+# under the system's temp folder, reused by later runs, never in the user's ~/.cache.
+TEST_CACHE = Path(tempfile.gettempdir()) / f"crosstime-tests-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+os.environ.setdefault("CROSSTIME_CACHE", str(TEST_CACHE))
+# and the libraries' own caches and logs (matplotlib's font cache, W&B's debug logs) go there too, not to ~
+for _variable, _folder in (("MPLCONFIGDIR", "matplotlib"), ("WANDB_CACHE_DIR", "wandb/cache"),
+                           ("WANDB_CONFIG_DIR", "wandb/config")):
+    os.environ.setdefault(_variable, str(TEST_CACHE / _folder))
 torch.set_num_threads(2)
 
 WORDS = (
@@ -102,7 +111,16 @@ def tiny_series(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def toy_world() -> Path:
     """The default toy world (a local series + corpus/ + pairs/ + build.json), built once and
-    cached under $CROSSTIME_CACHE (default ~/.cache/crosstime) across test sessions."""
+    cached under $CROSSTIME_CACHE (for the tests: TEST_CACHE, in the temp folder) across test sessions."""
     from crosstime.toy import toy_world as build
 
     return build(progress=False)
+
+
+@pytest.fixture(scope="session")
+def demo_run(toy_world, tmp_path_factory):
+    """The default `crosstime demo` (the run the docs quote; a few minutes on 2 cores), run once per
+    session: tests/test_demo.py and tests/test_docs.py read it. Tests that re-run stages copy it first."""
+    from crosstime.demo import DemoConfig, demo
+
+    return demo(DemoConfig(run=tmp_path_factory.mktemp("demo") / "run", progress=False))

@@ -2,11 +2,20 @@
 
 No browser is downloaded: the test uses /usr/bin/chromium (installed by .ci/run) and is
 skipped, with the reason, when it is absent.
+
+Screenshots of every view, at 1280×800 and 1920×1080, are written by `test_every_view_reads_well`:
+into the test's temporary folder, or, with ``CROSSTIME_DOCS_SCREENSHOTS=docs/img``, into that
+folder (the documentation's screenshots are this test's). ``CROSSTIME_DOCS_RUN=RUN`` makes that
+test check (and photograph) the report of a finished run (e.g. a demo run; its report is re-made
+in a copy) instead of the small fabricated one.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,6 +26,9 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium
                                                                "(apt-get install -y chromium; .ci/run does this)")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
+VIEWPORTS = ((1280, 800), (1920, 1080))
+# a decimal number as the dashboard prints it (3 significant figures at most, or a plain integer)
+DECIMAL = re.compile(r"(?<![\w.])-?(\d+)\.(\d+)(?:e-?\d+)?")
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +49,11 @@ def _dashboard(tmp_path_factory, M: int) -> tuple[Path, dict]:
 
 
 class Page:
-    """A page at 1280×800 that records console errors and uncaught exceptions."""
+    """A page (1280×800 unless told) that records console errors and uncaught exceptions."""
 
-    def __init__(self, browser):
+    def __init__(self, browser, width: int = 1280, height: int = 800):
         self.errors: list[str] = []
-        self.page = browser.new_page(viewport={"width": 1280, "height": 800})
+        self.page = browser.new_page(viewport={"width": width, "height": height})
         self.page.on("console", lambda m: self.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
         self.requests: list[str] = []
@@ -49,6 +61,9 @@ class Page:
 
     def selected(self) -> int:
         return int(self.page.get_attribute("#feature-card", "data-feature"))
+
+    def texts(self, selector: str) -> list[str]:
+        return self.page.locator(selector).all_inner_texts()
 
 
 @pytest.mark.parametrize("M", [3, MANY])
@@ -60,9 +75,10 @@ def test_dashboard_in_chromium(browser, tmp_path_factory, tmp_path, M):
     pg.goto(url)
     assert pg.is_visible("#overview") and not pg.is_visible("#features")
     assert pg.locator(".accuracy-chart").count() == 1  # overview drew the accuracy curves
-    # the crosscoder panel says how features fire; the evaluation table explains its columns
+    # the crosscoder panel says how features fire; the evaluation table explains its rows
     assert pg.inner_text(".inference-rule") == "Features fire by: " + data["crosscoder"]["inference_rule"]
-    assert pg.get_attribute('th[title^="fraction of variance unexplained"]', "title") is not None
+    assert pg.get_attribute('.evaluation-table th[data-field="fvu"]', "title").startswith(
+        "fvu — fraction of variance unexplained")
 
     # the feature list: one row per reported feature
     pg.click("#tab-features")
@@ -94,21 +110,20 @@ def test_dashboard_in_chromium(browser, tmp_path_factory, tmp_path, M):
 
     # keyboard: j moves to the next row of the list, k back
     order = [int(x) for x in pg.locator("#feature-table tbody tr.feature-row").evaluate_all("rs => rs.map(r => r.dataset.feature)")]
-    pg.keyboard.press("j")
-    assert p.selected() == order[order.index(target) + 1]
-    pg.keyboard.press("k")
-    assert p.selected() == target
+    if order.index(target) + 1 < len(order):
+        pg.keyboard.press("j")
+        assert p.selected() == order[order.index(target) + 1]
+        pg.keyboard.press("k")
+        assert p.selected() == target
 
-    # sorting by id (click the header) and filtering by class
+    # sorting by id (click the header; attributed features first, then the others) and filtering by class
     pg.click('#feature-table th[data-key="id"]')
     ids = [int(x) for x in pg.locator("#feature-table tbody tr.feature-row").evaluate_all("rs => rs.map(r => r.dataset.feature)")]
-    assert ids == sorted(f["id"] for f in data["features"])
+    attributed = sorted(f["id"] for f in data["features"] if task in f["tasks"])
+    assert ids == attributed + sorted(f["id"] for f in data["features"] if task not in f["tasks"])
     cls = data["features"][0]["reldec_class"]
     pg.select_option("#filter-class", f"reldec:{cls}")
     assert pg.locator("#feature-table tbody tr.feature-row").count() == sum(f["reldec_class"] == cls for f in data["features"])
-
-    pg.screenshot(path=str(tmp_path / f"dashboard_m{M}.png"))
-    assert (tmp_path / f"dashboard_m{M}.png").stat().st_size > 10_000
 
     # deep link straight to a feature, in a fresh page
     other = data["features"][-1]["id"]
@@ -124,3 +139,155 @@ def test_dashboard_in_chromium(browser, tmp_path_factory, tmp_path, M):
     assert all(u.startswith(("file:", "data:", "about:")) for u in p.requests + q.requests), "the dashboard must not touch the network"
     p.page.close()
     q.page.close()
+
+
+# ---------------------------------------------------------------------------------------
+# every view reads well: tables, formatted numbers, tooltips, values in cells, screenshots
+# ---------------------------------------------------------------------------------------
+def _significant(text: str) -> list[str]:
+    """Decimal numbers in ``text`` printed with more than 3 significant figures."""
+    bad = []
+    for m in DECIMAL.finditer(text):
+        digits = (m.group(1) + m.group(2)).lstrip("0")
+        if len(digits) > 3:
+            bad.append(m.group(0))
+    return bad
+
+
+@pytest.fixture(scope="module")
+def checked_run(tmp_path_factory) -> tuple[Path, dict]:
+    """The report under test: a copy of $CROSSTIME_DOCS_RUN re-reported, else the fabricated M = 3 run's."""
+    from crosstime.report import EvidenceConfig, ReportConfig, report
+
+    source = os.environ.get("CROSSTIME_DOCS_RUN")
+    if source:
+        run = tmp_path_factory.mktemp("docs_run") / "run"
+        shutil.copytree(source, run, ignore=shutil.ignore_patterns("report", ".crosstime.lock*"))
+        out = report(ReportConfig(run=run, progress=False))
+    else:
+        run, _ = cached_run(tmp_path_factory, M=3)
+        out = report(ReportConfig(run=run, n_features=12, progress=False, evidence=EvidenceConfig(n_top=4, max_contexts=8)))
+    return out, json.loads((run / "report" / "data.json").read_text())
+
+
+def _svg_texts(locator) -> list[str]:
+    return locator.evaluate_all("es => es.map(e => e.textContent)")
+
+
+def _shots_dir(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("CROSSTIME_DOCS_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _check_overview(p: Page, data: dict) -> None:
+    pg = p.page
+    text = pg.inner_text("#overview")
+    # no raw JSON (an object or a list of strings) and no long floats anywhere on the page
+    assert not re.search(r"""[{\[]\s*["{\[]""", text), re.search(r""".{40}[{\[]\s*["{\[].{40}""", text)
+    assert _significant(text) == []
+    # every heading cell of a table names its field in the tooltip, and says it in words
+    for cell in pg.locator("#overview [data-field]").all():
+        field, title, label = cell.get_attribute("data-field"), cell.get_attribute("title"), cell.inner_text()
+        assert title.startswith(field), (field, title)
+        assert "_" not in label, label
+    ev = data["overview"].get("evaluation")
+    if ev:
+        shown = [c.get_attribute("data-field") for c in pg.locator(".evaluation-table tbody th").all()]
+        assert shown == [r["name"] for r in ev["rows"]]
+        assert pg.locator(".evaluation-table tbody tr").first.locator("td").count() == len(data["checkpoints"])
+    # similarity heatmaps: a value in every cell, the matrix's own (2 decimals)
+    for k, sim in enumerate(data["overview"]["similarity"]):
+        cells = _svg_texts(pg.locator("svg.similarity").nth(k).locator("text.cell-value"))
+        assert cells == [f"{v:.2f}" for row in sim["matrix"] for v in row]
+    for task, att in data["overview"]["attribution"].items():
+        panel = pg.locator(f'.task-panel[data-task="{task}"]')
+        counts = _svg_texts(panel.locator("svg.confusion text.cell-value"))
+        assert [int(c) for c in counts] == [n for row in att["confusion"]["counts"] for n in row]
+        joint = att.get("joint") or []
+        if joint:  # one chart per checkpoint and mode, each with the top-k curve and the random one
+            charts = panel.locator("svg.joint-chart")
+            assert charts.count() == 2 * len({r["checkpoint"] for r in joint})
+    # the crosscoder panel lists the settings that apply to its variant, and no other
+    cc = data["crosscoder"]
+    shown = pg.locator(".crosscoder-settings dt").evaluate_all("ds => ds.map(d => d.dataset.field)")
+    assert shown == [s["name"] for s in cc["settings"]] and "variant" in shown
+    variant = cc["config"]["variant"]
+    if variant != "jumprelu":
+        assert not any(n.startswith("jumprelu_") for n in shown)
+    if variant not in ("topk", "batchtopk"):
+        assert "k" not in shown and "auxk_coeff" not in shown
+
+
+def _check_features(p: Page, data: dict) -> None:
+    pg = p.page
+    tasks = data["tasks"]
+    # the list shows the selected task and is sorted by its Σ|IE|: no unranked ("–") row among ranked ones
+    for task in tasks:
+        pg.select_option("#filter-task", task)
+        shown = [int(x) for x in pg.locator("#feature-table tbody tr.feature-row").evaluate_all("rs => rs.map(r => r.dataset.feature)")]
+        by_id = {f["id"]: f for f in data["features"]}
+        ranked = [i for i in shown if task in by_id[i]["tasks"]]
+        assert shown[: len(ranked)] == ranked, "features attributed in the task come first"
+        totals = [sum(abs(v) for v in by_id[i]["tasks"][task]["ie"] if v is not None) for i in ranked]
+        assert totals == sorted(totals, reverse=True)
+        cells = pg.locator('#feature-table tbody tr.feature-row').evaluate_all(
+            "rs => rs.map(r => r.children[4].textContent)")
+        assert "–" not in cells[: len(ranked)]
+    for th in pg.locator("#feature-table th").all():
+        assert th.get_attribute("title").startswith(th.get_attribute("data-field"))
+    if tasks:
+        pg.select_option("#filter-task", data["main_task"])
+    # a feature with an attribution: readable bars (a percentage, IE with 3 significant figures or "≈ 0")
+    target = next((f for f in data["features"] if data["main_task"] in f["tasks"]), data["features"][0])
+    pg.click(f'#feature-table tr[data-feature="{target["id"]}"]')
+    vals = p.texts("#feature-card .bar-row .val")
+    assert vals and all(re.match(r"^(<0\.1%|\d+(\.\d+)?%)", v) for v in vals), vals
+    assert _significant(" ".join(vals)) == []
+    assert _significant(pg.inner_text("#feature-card .card-grid")) == []
+    # the logit lens lists no special token
+    special = {data["vocab"].get(str(i), f"#{i}") for i in (data["evidence_meta"] or {}).get("excluded_tokens", [])}
+    chips = p.texts("#feature-card .lens code")
+    if data["evidence_meta"] and data["evidence_meta"]["logit_lens_method"] != "none":
+        assert special and chips and not special & {c.strip() for c in chips} and not special & set(chips)
+
+
+def _screenshots(p: Page, folder: Path, size: str) -> list[Path]:
+    """The overview's sections and the feature view, as a reader scrolls to them."""
+    pg = p.page
+    shots = []
+    pg.click("#tab-overview")
+    targets = {"overview": "#overview", "crosscoder": "h2.section:nth-of-type(2)", "tasks": ".task-panel"}
+    for name, selector in targets.items():
+        pg.locator(selector).first.scroll_into_view_if_needed()
+        if name != "overview":
+            pg.evaluate(f"document.querySelector('#overview').scrollTop = document.querySelector({selector!r}).offsetTop - 50")
+        else:
+            pg.evaluate("document.querySelector('#overview').scrollTop = 0")
+        shots.append(folder / f"dashboard-{name}-{size}.png")
+        pg.screenshot(path=str(shots[-1]))
+    pg.click("#tab-features")
+    shots.append(folder / f"dashboard-features-{size}.png")
+    pg.screenshot(path=str(shots[-1]))
+    pg.evaluate("document.querySelector('#card-pane').scrollTop = document.querySelector('#card-pane').scrollHeight")
+    shots.append(folder / f"dashboard-feature-lens-{size}.png")
+    pg.screenshot(path=str(shots[-1]))
+    return shots
+
+
+@pytest.mark.parametrize("width,height", VIEWPORTS)
+def test_every_view_reads_well(browser, checked_run, tmp_path, width, height):
+    html, data = checked_run
+    p = Page(browser, width, height)
+    p.page.goto(html.resolve().as_uri())
+    _check_overview(p, data)
+    p.page.click("#tab-features")
+    _check_features(p, data)
+    # nothing wider than the window: no horizontal scrolling of a panel's table
+    wide = p.page.evaluate("""() => Array.from(document.querySelectorAll('#overview .panel, #overview .hscroll')).filter(
+        e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1).map(e => e.closest('.panel').querySelector('h2').textContent)""")
+    assert wide == []
+    shots = _screenshots(p, _shots_dir(tmp_path), f"{width}x{height}")
+    assert all(s.stat().st_size > 10_000 for s in shots)
+    assert p.errors == []
+    p.page.close()

@@ -1,35 +1,79 @@
-"""End to end: the demo runs every stage on the toy world, and a re-run reuses them."""
+"""End to end: the demo runs every stage on the toy world, says what each found, and a re-run reuses them.
 
+Every test reads the session's one default demo run (the ``demo_run`` fixture in conftest.py)."""
+
+import csv
 import json
 import re
+import shutil
 
+from crosstime.artifacts import EVALUATION_FEATURES
 from crosstime.demo import DemoConfig, demo
+from crosstime.store import ActivationStore
+from crosstime.tasks import TOY_TASKS
+
+STAGES = ["toy world", "scan", "harvest", "train", "evaluate", *[f"attribute {t}" for t in TOY_TASKS]]
 
 
-def test_demo_end_to_end_and_rerun_reuses_finished_stages(toy_world, tmp_path):
-    # A small budget: the point is that every stage runs on real toy outputs and connects.
-    config = DemoConfig(run=tmp_path / "run", tokens=30_000, n_features=256, train_steps=60, batch_size=512,
-                        tasks=["simple_agreement"], attribution_pairs=40, n_report_features=12, progress=False)
-    first = demo(config)
-
-    suggestion = json.loads((first.run / "scan" / "suggestion.json").read_text())
-    assert first.revisions == suggestion["revisions"] and len(first.revisions) == 3
-    manifest = json.loads((first.run / "activations" / "manifest.json").read_text())
-    assert manifest["revisions"] == first.revisions
-    evaluation = json.loads((first.run / "evaluation.json").read_text())
-    assert [c["revision"] for c in evaluation["checkpoints"]] == first.revisions
-    features = (first.run / "attribution" / "simple_agreement" / "features.csv").read_text().splitlines()
-    assert len(features) > 1
-    html = first.dashboard.read_text()
-    assert first.dashboard == first.run / "report" / "index.html" and "<script" in html
+def test_demo_runs_every_stage_on_the_scans_suggestion(demo_run):
+    suggestion = json.loads((demo_run.run / "scan" / "suggestion.json").read_text())
+    assert demo_run.revisions == suggestion["revisions"] and len(demo_run.revisions) == 3
+    manifest = json.loads((demo_run.run / "activations" / "manifest.json").read_text())
+    assert manifest["revisions"] == demo_run.revisions
+    evaluation = json.loads((demo_run.run / "evaluation.json").read_text())
+    assert [c["revision"] for c in evaluation["checkpoints"]] == demo_run.revisions
+    for task in TOY_TASKS:
+        assert len((demo_run.run / "attribution" / task / "features.csv").read_text().splitlines()) > 1
+    html = demo_run.dashboard.read_text()
+    assert demo_run.dashboard == demo_run.run / "report" / "index.html" and "<script" in html
     assert not re.search(r"""(src|href)\s*=\s*["']https?:""", html), "the dashboard must load nothing from the network"
-    assert first.findings, "the demo must say what it found"
-    assert first.reused == []
+    assert len(demo_run.findings) == 3 and demo_run.reused == []
 
-    second = demo(config.model_copy(update={"progress": True}))  # progress changes no output
-    assert second.reused == ["scan", "harvest", "train", "evaluate", "attribute simple_agreement", "report"]
-    assert second.revisions == first.revisions
-    assert second.timings["train"] < first.timings["train"]
+
+def test_demo_says_what_each_stage_found(demo_run, toy_world):
+    said = demo_run.summaries
+    assert list(said) == STAGES
+    assert demo_run.toy_world == toy_world and str(toy_world) in said["toy world"][0]
+    assert ("built now" if demo_run.toy_built else "reused from the cache") in said["toy world"][0]
+    assert all(f"{r} (" in said["scan"][0] for r in demo_run.revisions)
+    store = ActivationStore(demo_run.run / "activations")
+    assert f"{store.n_rows('train'):,} train + {store.n_rows('heldout'):,} held-out rows" in said["harvest"][0]
+    lines = (demo_run.run / "crosscoder" / "metrics.jsonl").read_text().splitlines()
+    last = [json.loads(x) for x in lines if '"heldout"' in x][-1]
+    assert f"L0 {last['l0']:.1f}" in said["train"][0] and f"step1000 {last['ev'][2]:.3f}" in said["train"][0]
+    evaluation = json.loads((demo_run.run / "evaluation.json").read_text())
+    dce = " / ".join(f"{c['delta_ce']:+.3g}" for c in evaluation["checkpoints"])
+    assert said["evaluate"][0].endswith(f"ΔCE {dce}")
+    for task in TOY_TASKS:
+        summary = json.loads((demo_run.run / "attribution" / task / "summary.json").read_text())
+        first = {r: ids[0] for r, ids in summary["top_features"].items()}
+        assert all(f"{r} #{first[r]}" in said[f"attribute {task}"][0] for r in demo_run.revisions)
+
+
+def test_emergence_finding_counts_what_the_emergence_plot_counts(demo_run):
+    """The finding and evaluation/emergence.png count the same set: live features by onset. Expected
+    counts come straight from evaluation/features.csv (alive, onset), the plot's input from evaluation.json."""
+    features = EVALUATION_FEATURES.read(demo_run.run / "evaluation", demo_run.revisions)
+    rows = [r for r in features if r["alive"] and r["onset"] >= 0]
+    by_onset = [sum(r["onset"] == m for r in rows) for m in range(3)]
+    plotted = json.loads((demo_run.run / "evaluation.json").read_text())["decoder"]["emergence"]["counts_live"]
+    assert plotted == by_onset
+    finding = next(line for line in demo_run.findings if "live features" in line)
+    later, live = map(int, re.search(r"(\d+) of (\d+) live features", finding).groups())
+    assert (later, live) == (by_onset[1] + by_onset[2], len(rows))
+    revs = demo_run.revisions
+    assert f"{by_onset[1]} between {revs[0]} and {revs[1]}, {by_onset[2]} between {revs[1]} and {revs[2]}" in finding
+    assert f"{by_onset[0]} are present from {revs[0]}" in finding
+
+
+def test_rerun_reuses_finished_stages_and_redoes_what_changed(demo_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(demo_run.run, run)  # a copied run directory counts as done
+    config = DemoConfig(run=run)
+    second = demo(config)  # progress on: it changes no output
+    assert second.reused == STAGES[1:] + ["report"]
+    assert second.revisions == demo_run.revisions and second.summaries["train"] == demo_run.summaries["train"]
+    assert second.timings["train"] < demo_run.timings["train"]
     # a changed attribution is redone, and so is the report that reads it; nothing else
-    third = demo(config.model_copy(update={"top_k": 5}))
+    third = demo(config.model_copy(update={"top_k": 5, "progress": False}))
     assert third.reused == ["scan", "harvest", "train", "evaluate"]

@@ -302,10 +302,12 @@ def test_collect_reads_every_stage(run3):
         assert np.allclose(ov["similarity"][1]["matrix"], npz["cka"])
     ev = json.loads((run / "evaluation.json").read_text())
     table = ov["evaluation"]
-    col = table["columns"].index("explained_variance")
-    assert [r[col] for r in table["rows"]] == [c["explained_variance"] for c in ev["checkpoints"]]
-    assert [r[0] for r in table["rows"]] == revs and table["overall"]["l0"] == ev["summary"]["l0"]
-    assert table["descriptions"]["fvu"] == CheckpointEvaluation.model_fields["fvu"].description
+    rows_by_name = {r["name"]: r for r in table["rows"]}
+    assert rows_by_name["explained_variance"]["values"] == [c["explained_variance"] for c in ev["checkpoints"]]
+    assert table["checkpoints"] == revs
+    assert next(w["value"] for w in table["overall"] if w["name"] == "l0") == ev["summary"]["l0"]
+    assert rows_by_name["fvu"]["description"] == CheckpointEvaluation.model_fields["fvu"].description
+    assert rows_by_name["fvu"]["label"] == "unexplained variance"
     assert {s["name"] for s in ov["dynamics"]["series"]} >= {"loss", "kl_unigram", "kl_bigram"}
     rows = {int(r["feature"]): r for r in _csv(run / "evaluation" / "features.csv")}
     assert sorted(base.features) == sorted(rows) == list(range(N_FEATURES))
@@ -328,11 +330,14 @@ def test_collect_reads_every_stage(run3):
             assert t["ablation"]["delta_lpd"][revs.index(a["checkpoint"])] == pytest.approx(float(a["delta_lpd"]))
         summary = json.loads((folder / "summary.json").read_text())
         att = ov["attribution"][task]
-        assert att["summary"]["pairs_kept"] == summary["pairs_kept"] and att["summary"]["method"] == "ig"
-        acc = att["per_checkpoint"]["columns"].index("accuracy_clean")
-        assert [r[acc] for r in att["per_checkpoint"]["rows"]] == [summary["accuracy_clean"][r] for r in revs]
-        counts = att["confusion"]["columns"].index("count")
-        assert sum(r[counts] for r in att["confusion"]["rows"]) == sum(int(r["count"]) for r in _csv(folder / "confusion.csv"))
+        scalars = {row["name"]: row["value"] for row in att["summary"]}
+        assert scalars["pairs_kept"] == summary["pairs_kept"] and scalars["method"] == "ig"
+        acc = next(r for r in att["per_checkpoint"] if r["name"] == "accuracy_clean")
+        assert acc["values"] == [summary["accuracy_clean"][r] for r in revs]
+        confusion = att["confusion"]
+        for r in _csv(folder / "confusion.csv"):  # the CSV's rows as the cells of the matrix
+            cell = confusion["counts"][confusion["relie_classes"].index(r["relie_class"])]
+            assert cell[confusion["reldec_classes"].index(r["reldec_class"])] == int(r["count"])
     assert sum(ov["distributions"]["reldec"][0]) == sum(
         all(math.isfinite(float(r[f"reldec_{rev}"])) for rev in revs) for r in rows.values())
     assert sum(ov["class_counts"]["RelDec class"].values()) == N_FEATURES
@@ -398,7 +403,7 @@ def test_crosscoder_over_a_subset_of_the_checkpoints(tmp_path, run3, store3):
     data = _embedded(out.read_text())
     assert [c["revision"] for c in data["checkpoints"]] == revs
     assert [c["tokens"] for c in data["checkpoints"]] == [store3.manifest["checkpoints"][r]["tokens_seen"] for r in revs]
-    assert data["views"] == ["all", *revs] and len(data["overview"]["evaluation"]["rows"]) == 2
+    assert data["views"] == ["all", *revs] and data["overview"]["evaluation"]["checkpoints"] == revs
     lo, hi = store3.context_range("heldout")
     acts = brute_views(store3, cc, lo, hi)  # [V, n_ctx, P, F] over the two checkpoints only
     for f in data["features"]:
@@ -691,7 +696,8 @@ def test_findings_by_hand():
         "checkpoints": ck, "tasks": ["t"], "vocab": {"5": " dogs", "9": " are"},
         "overview": {"accuracy": {"t": [{"revision": "a", "accuracy": 0.5}, {"revision": "b", "accuracy": 0.55},
                                         {"revision": "c", "accuracy": 0.9}]},
-                     "class_counts": {"decoder-norm trajectory": {"persistent": 2, "emerging": 1, "transient": 1}}},
+                     "class_counts": {"decoder-norm trajectory": {"persistent": 2, "emerging": 1, "transient": 1}},
+                         "emergence": {"counts_live": [1, 2, 1], "presence_fraction": 0.5}},
         "features": [
             {"id": 4, "onset": 2, "reldec": [0.1, 0.2, 0.7], "tasks": {"t": {"ie": [0.1, 0.1, -0.2], "relie": [0.25, 0.25, 0.5]}}},
             {"id": 8, "onset": 1, "reldec": [0.1, 0.8, 0.1], "description": "plural subject",
@@ -705,8 +711,9 @@ def test_findings_by_hand():
     assert lines[0] == "t: accuracy jumps from 55% at b to 90% at c (the largest step; 50% at a, 90% at c)."
     assert lines[1].startswith("Feature 8 has the largest effect on t: 67% of it (RelIE) is at b, class b+c shared.")
     assert "fires most on 'dogs'" in lines[1] and "promotes 'are'" in lines[1] and "plural subject" in lines[1]
-    assert lines[2].startswith("2 of 4 features (50%) have decoders that emerge after a")
-    assert "most common onset is c" in lines[2]
+    assert lines[2].startswith("3 of 4 live features (75%) have decoders that emerge after a "
+                               "(2 between a and b, 1 between b and c); 1 are present from a on.")
+    assert "reaches 50% of its maximum" in lines[2]
     assert lines[3].startswith("For 3 of 3 reported features on t")
     assert findings(data, n=2) == lines[:2]
     assert findings({"checkpoints": [], "overview": {}}) == []
@@ -733,3 +740,33 @@ def test_only_finished_unchanged_outputs_are_read(tmp_path, run3):
     data = json.loads((copy / "report" / "data.json").read_text())
     assert any("`crosstime evaluate` did not finish there" in m for m in data["missing"])
     assert data["overview"].get("evaluation") is None
+
+
+@pytest.mark.parametrize("variant", ["relu", "topk", "batchtopk", "jumprelu"])
+def test_crosscoder_panel_lists_only_the_settings_of_its_variant(variant):
+    """k only for topk/batchtopk, jumprelu_* only for jumprelu, the L1 norm only for relu, as the fields document."""
+    from crosstime.crosscoder import CrosscoderConfig, TrainSettings
+    from crosstime.report.dashboard import crosscoder_settings
+
+    config = CrosscoderConfig(variant=variant, n_checkpoints=2, d_model=8, n_features=64).model_dump(mode="json")
+    train = TrainSettings(variant=variant).model_dump(mode="json")
+    shown = {s["name"]: s for s in crosscoder_settings(config, train)}
+    assert ("k" in shown) == (variant in ("topk", "batchtopk"))
+    assert ("auxk_coeff" in shown) == (variant in ("topk", "batchtopk"))
+    assert ("threshold_beta" in shown) == (variant == "batchtopk")
+    assert ("jumprelu_bandwidth" in shown) == ("jumprelu_penalty" in shown) == (variant == "jumprelu")
+    assert ("fused" in shown) == (variant == "relu")
+    assert {"variant", "n_features", "lr", "batch_size"} <= set(shown)
+    assert not {"device", "progress", "wandb_project"} & set(shown)  # execution settings are not the crosscoder's
+    assert shown["lr"]["group"] == "training" and shown["variant"]["group"] == "architecture"
+    assert shown["lr"]["label"] == "lr" and shown["dec_init_norm"]["description"]
+
+
+def test_logit_lens_leaves_out_excluded_tokens():
+    from crosstime.report.evidence import top_tokens
+
+    logits = torch.tensor([[5.0, -9.0, 1.0, 4.0, -2.0, 0.5]])
+    promoted, suppressed = top_tokens(logits, 2)
+    assert [i for i, _ in promoted[0]] == [0, 3] and [i for i, _ in suppressed[0]] == [1, 4]
+    promoted, suppressed = top_tokens(logits, 2, excluded=[0, 1])  # e.g. <bos>, <eos>
+    assert promoted[0] == [[3, 4.0], [2, 1.0]] and suppressed[0] == [[4, -2.0], [5, 0.5]]

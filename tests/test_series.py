@@ -290,3 +290,58 @@ def test_a_damaged_local_checkpoint_names_the_folder(tmp_path):
     with pytest.raises(SeriesError, match=re.escape(f"revision 'step1' from {root.resolve() / 'step1'}")):
         s.load_config("step1")
     assert s.load_config("step0").hidden_size == 32
+
+
+# -- "toy": the built-in toy world by name -------------------------------------------------------
+
+def test_toy_is_the_cached_toy_world_from_any_folder(toy_world, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # an empty folder: no ./toy here
+    series = open_series("toy", revisions=["step64", "step512"])
+    assert series.local_root == toy_world.resolve() and series.source == str(toy_world.resolve())
+    assert series.revisions == ["step64", "step512"]
+    err = capsys.readouterr().err
+    assert f"built-in toy world in {toy_world}" in err and "CROSSTIME_CACHE" in err
+    assert list(tmp_path.iterdir()) == []  # nothing written where it was asked from
+
+
+def test_a_local_folder_named_toy_wins_over_the_toy_world(tmp_path, monkeypatch, capsys):
+    make_tiny_series(tmp_path / "toy", steps=(0, 10))
+    monkeypatch.chdir(tmp_path)
+    series = open_series("toy")
+    assert series.local_root == (tmp_path / "toy").resolve() and series.revisions == ["step0", "step10"]
+    assert "toy world" not in capsys.readouterr().err
+    (tmp_path / "toy" / "series.json").unlink()  # an existing ./toy that is not a series is an error, not a fallback
+    with pytest.raises(SeriesError, match="no series.json"):
+        open_series("toy")
+
+
+def test_toy_builds_the_toy_world_when_not_cached_and_says_where(tmp_path, monkeypatch, capsys):
+    from crosstime.toy import pretrain
+
+    built = []
+
+    def fake_build(out, config, progress=True, overwrite=False):  # a stand-in for the 2-minute build
+        built.append(out)
+        make_tiny_series(out, steps=(0, 1))
+        (out / "build.json").write_text("{}")
+        return out
+
+    monkeypatch.setenv("CROSSTIME_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(pretrain, "build_toy_world", fake_build)
+    monkeypatch.chdir(tmp_path)
+    series = open_series("toy")
+    where = tmp_path / "cache" / "toy" / pretrain.ToyConfig().key()
+    assert built == [where] and series.local_root == where.resolve()
+    err = capsys.readouterr().err
+    assert f"building the toy world in {where}" in err and f"built-in toy world in {where}" in err
+    open_series("toy")  # cached now: no second build
+    assert built == [where]
+
+
+def test_loading_a_local_checkpoint_draws_no_transformers_bar(tiny_series, capfd):
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    open_series(tiny_series).load_model("step10")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # switched off for the load only

@@ -18,16 +18,26 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from crosstime import stage
-from crosstime.artifacts import SCAN_SUGGESTION, RunDir, Suggestion, read_model
+from crosstime.artifacts import (
+    ATTRIBUTION_SUMMARY,
+    SCAN_SUGGESTION,
+    AttributionSummary,
+    Evaluation,
+    RunDir,
+    Suggestion,
+    read_model,
+)
 from crosstime.attribution import AttributeConfig, attribute
 from crosstime.crosscoder import TrainConfig, train
-from crosstime.evaluate import EvaluateConfig, evaluate
+from crosstime.crosscoder.logs import heldout_summary
+from crosstime.evaluate import EvaluateConfig, evaluate, paper_row
 from crosstime.report import ReportConfig, findings, report
-from crosstime.scan import ScanConfig, scan
+from crosstime.scan import ScanConfig, scan, suggestion_line
 from crosstime.stage import StageConfig
-from crosstime.store import HarvestConfig, harvest
+from crosstime.store import ActivationStore, HarvestConfig, harvest
 from crosstime.tasks import TOY_TASKS
-from crosstime.toy import toy_world
+from crosstime.toy import ToyConfig, read_build, toy_world
+from crosstime.toy.pretrain import CACHE_ENV, cache_root
 
 
 class DemoConfig(BaseModel):
@@ -65,21 +75,27 @@ class DemoConfig(BaseModel):
 class DemoResult(BaseModel):
     run: Path
     dashboard: Path
+    toy_world: Path = Field(description="the toy world's folder (in the cache)")
+    toy_built: bool = Field(description="whether this call built the toy world (else it was reused from the cache)")
     revisions: list[str]
     timings: dict[str, float]
     reused: list[str]
+    summaries: dict[str, list[str]] = Field(description="per stage, the lines printed after it: what it found")
     findings: list[str]
 
 
 class _Stages:
-    """Runs the demo's stages in order, timing each and reusing the finished ones."""
+    """Runs the demo's stages in order, timing each, reusing the finished ones, and saying after
+    each what it found (read from the run, so a reused stage says it too)."""
 
     def __init__(self, console: Any, names: list[str]):
         self.console, self.names = console, names
         self.timings: dict[str, float] = {}
         self.reused: list[str] = []
+        self.summaries: dict[str, list[str]] = {}
 
-    def __call__(self, name: str, work: Callable[[Any], Any], config: StageConfig | None = None) -> Any:
+    def __call__(self, name: str, work: Callable[[Any], Any], config: StageConfig | None = None,
+                 say: Callable[[], list[str]] | None = None) -> Any:
         done = config is not None and stage.finished(config)
         self.console.rule(f"[bold]{self.names.index(name) + 1}/{len(self.names)} {name}" + (" (reused)" if done else ""))
         start = time.perf_counter()
@@ -87,7 +103,25 @@ class _Stages:
         self.timings[name] = time.perf_counter() - start
         if done:
             self.reused.append(name)
+        if say is not None:
+            self.summaries[name] = say()
+            for line in self.summaries[name]:
+                self.console.print(line, markup=False, highlight=False)
         return value
+
+
+def _toy_lines(path: Path, built: bool) -> list[str]:
+    seconds = read_build(path)["timing"]["total_s"]
+    how = f"built now in {seconds:.0f} s" if built else f"reused from the cache (built once in {seconds:.0f} s)"
+    return [f"toy world: {path} ({how}; ${CACHE_ENV} sets where the cache is)"]
+
+
+def _attribution_line(run: RunDir, task: str) -> list[str]:
+    """The top feature by |IE| per checkpoint, and the task's clean accuracy (from summary.json)."""
+    s = read_model(AttributionSummary, run.attribution(task) / ATTRIBUTION_SUMMARY)
+    top = ", ".join(f"{r} #{s.top_features[r][0]}" for r in s.revisions if s.top_features.get(r))
+    acc = " / ".join(f"{s.accuracy_clean[r]:.2f}" for r in s.revisions)
+    return [f"{task}: top feature by |IE| per checkpoint: {top}; clean accuracy {acc} ({', '.join(s.revisions)})"]
 
 
 def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
@@ -102,20 +136,29 @@ def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
     names = ["toy world", "scan", "harvest", "train", "evaluate", *[f"attribute {t}" for t in config.tasks], "report"]
     step = _Stages(console, names)
 
-    series = str(step("toy world", lambda _: toy_world(progress=config.progress)))
-    step("scan", scan, ScanConfig(**common, series=series, layer=config.layer, seed=config.seed))
+    cached = (cache_root() / "toy" / ToyConfig().key() / "build.json").is_file()
+    world = step("toy world", lambda _: toy_world(progress=config.progress))
+    step.summaries["toy world"] = _toy_lines(world, built=not cached)
+    console.print(step.summaries["toy world"][0], markup=False, highlight=False)
+    series = str(world)
+    step("scan", scan, ScanConfig(**common, series=series, layer=config.layer, seed=config.seed),
+         lambda: [suggestion_line(read_model(Suggestion, run.scan / SCAN_SUGGESTION))])
     revisions = read_model(Suggestion, run.scan / SCAN_SUGGESTION).revisions
-    console.print(f"checkpoints chosen from the scan's suggestion: [bold]{', '.join(revisions)}[/bold]")
     step("harvest", harvest, HarvestConfig(**common, series=series, revisions=revisions, layer=config.layer,
-                                          tokens=config.tokens))
+                                          tokens=config.tokens),
+         lambda: [ActivationStore(run.activations).summary()])
     step("train", train, TrainConfig(**common, n_features=config.n_features, steps=config.train_steps,
                                      batch_size=config.batch_size, lr=config.lr, sparsity_coeff=config.sparsity_coeff,
-                                     seed=config.seed, revisions=revisions, val_every=250, save_every=250))
-    step("evaluate", evaluate, EvaluateConfig(**common, seed=config.seed))
+                                     seed=config.seed, revisions=revisions, val_every=250, save_every=250),
+         lambda: [line for line in [heldout_summary(run.crosscoder, revisions)] if line])
+    step("evaluate", evaluate, EvaluateConfig(**common, seed=config.seed),
+         lambda: [f"{', '.join(revisions)}: " + paper_row(read_model(Evaluation, run.evaluation_file))])
     for task in config.tasks:
         step(f"attribute {task}", attribute, AttributeConfig(**common, task=task, top_k=config.top_k, seed=config.seed,
-                                                            max_pairs=config.attribution_pairs))
+                                                            max_pairs=config.attribution_pairs),
+             lambda task=task: _attribution_line(run, task))
     report_cfg = ReportConfig(**common, n_features=config.n_report_features, title="crosstime demo: toy world")
     step("report", report, report_cfg)
-    return DemoResult(run=run.root, dashboard=report_cfg.output(), revisions=revisions, timings=step.timings,
-                      reused=step.reused, findings=findings(run.root))
+    return DemoResult(run=run.root, dashboard=report_cfg.output(), toy_world=world, toy_built=not cached,
+                      revisions=revisions, timings=step.timings, reused=step.reused, summaries=step.summaries,
+                      findings=findings(run.root))

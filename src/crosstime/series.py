@@ -20,6 +20,10 @@ series or is an error; it is never sent to the Hub. A Hub id that cannot be load
 with ``HF_HUB_OFFLINE=1`` and not cached, an unknown repo or revision) is a :class:`SeriesError`
 naming the repo, the revision and the fix. Revision names become folder names
 (``RUN/activations/<revision>/``): they are checked with :func:`crosstime.names.check_name`.
+
+The bare name ``"toy"`` is the built-in toy world (:func:`crosstime.toy.toy_world`: built once
+into ``$CROSSTIME_CACHE``, default ``~/.cache/crosstime``, then reused), from any folder — unless
+a path ``toy`` exists in the current folder: an existing local path always wins.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import errno
 import json
 import os
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -272,9 +277,25 @@ class CheckpointSeries:
         where, kwargs = self._where(revision)
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
-        with self._loading("model", revision):
+        with self._loading("model", revision), self._no_loading_bars():
             model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
         return model.to(device).eval()
+
+    @contextlib.contextmanager
+    def _no_loading_bars(self) -> Iterator[None]:
+        """No "Loading weights" bar from transformers for a local checkpoint (a stage loads tens of
+        them; its own bar says what it does). A Hub checkpoint keeps transformers' bars: they
+        include the download's, which is worth seeing."""
+        from transformers.utils import logging as hf_logging
+
+        if self.local_root is None or not hf_logging.is_progress_bar_enabled():
+            yield
+            return
+        hf_logging.disable_progress_bar()
+        try:
+            yield
+        finally:
+            hf_logging.enable_progress_bar()
 
     def load_tokenizer(self, revision: str | None = None):
         """The tokenizer of ``revision`` (default: the last checkpoint)."""
@@ -414,6 +435,23 @@ def write_series_manifest(root: str | Path, checkpoints: list[Checkpoint], famil
     return root / SERIES_FILE
 
 
+TOY_SERIES = "toy"  # the bare name of the built-in toy world
+
+
+def resolve_source(source: str | Path) -> str | Path:
+    """``source``, or for the bare name ``"toy"`` (when no path ``toy`` exists here) the folder of
+    the built-in toy world, built first if it is not cached yet; it says where on stderr."""
+    if isinstance(source, Path) or source != TOY_SERIES or Path(source).exists():
+        return source
+    from crosstime.toy import toy_world  # the toy world is a series like any other: built on request
+
+    root = toy_world()
+    print(f"series {TOY_SERIES!r}: the built-in toy world in {root} "
+          f"(set CROSSTIME_CACHE to keep it elsewhere; a folder ./{TOY_SERIES} would be used instead)",
+          file=sys.stderr, flush=True)
+    return root
+
+
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")  # org/name
 
 
@@ -444,12 +482,14 @@ def open_series(source: str | Path, revisions: list[str] | None = None, tokens_p
     ``source`` is a local folder (with ``series.json``) or a Hugging Face repo id. For hub
     ids of the built-in families the revision grid is known (Pythia) or parsed from the
     given ``revisions`` names (OLMo, BLOOM). No network call is made here; a source that
-    :func:`looks_local` is never taken for a Hub id.
+    :func:`looks_local` is never taken for a Hub id. ``"toy"`` is the built-in toy world
+    (:func:`resolve_source`).
     """
     revisions = _requested(revisions)
     if tokens_per_step is not None and (isinstance(tokens_per_step, bool) or not isinstance(tokens_per_step, int)
                                         or tokens_per_step <= 0):
         raise SeriesError(f"tokens_per_step {tokens_per_step!r} must be a positive integer")
+    source = resolve_source(source)
     if looks_local(source):
         path = Path(source).expanduser()
         if not path.is_dir():

@@ -51,6 +51,21 @@ def _repair(path: Path, start_step: int, logged: int | None) -> int:
     return len(kept)
 
 
+def heldout_summary(out: str | Path, revisions: list[str]) -> str | None:
+    """The last held-out line of ``out/metrics.jsonl`` in words (None without one): step, EV per
+    checkpoint (``revisions``, in the crosscoder's order) and L0."""
+    path = Path(out) / METRICS_FILE
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
+        if path.is_file() else []
+    held = [r for r in rows if r.get("split") == "heldout"]
+    if not held:
+        return None
+    last = held[-1]
+    ev = ", ".join(f"{rev} {v:.3f}" for rev, v in zip(revisions, last["ev"]))
+    return (f"held-out at step {last['step']:,} ({last['rows']:,} rows): EV {ev} (mean {last['ev_mean']:.3f}), "
+            f"L0 {last['l0']:.1f}")
+
+
 class MetricsLog:
     """Writes rows to ``out/metrics.jsonl`` (repaired on resume, see the module docstring) and to
     the optional loggers, imported only when asked for. ``rows``: lines the file holds.

@@ -44,14 +44,30 @@
     });
   }
   function isNum(x) { return typeof x === "number" && isFinite(x); }
-  function fmt(x, digits) {
+  // numbers to 3 significant figures; counts (integers) exact, grouped by thousands
+  function fmt(x) {
     if (x === null || x === undefined || x === "") return "–";
+    if (typeof x === "boolean") return x ? "yes" : "no";
     if (typeof x !== "number") return String(x);
     if (!isFinite(x)) return String(x);
-    if (Number.isInteger(x) && Math.abs(x) < 1e6) return String(x);
+    if (Number.isInteger(x)) return Math.abs(x) < 1e4 ? String(x) : x.toLocaleString("en-US");
     var a = Math.abs(x);
-    if (a !== 0 && (a < 1e-3 || a >= 1e6)) return x.toExponential(2);
-    return x.toFixed(digits === undefined ? (a < 1 ? 3 : a < 100 ? 2 : 1) : digits);
+    if (a < 1e-3 || a >= 1e5) return x.toExponential(2).replace("e+", "e");
+    if (a >= 100) return Math.round(x).toLocaleString("en-US");
+    return x.toPrecision(3);
+  }
+  // a share in [0, 1] as a percentage (3 significant figures; "<0.1%" for tiny non-zero shares)
+  function pct(x) {
+    if (!isNum(x)) return "–";
+    if (x !== 0 && Math.abs(x) < 1e-3) return "<0.1%";
+    var p = 100 * x;
+    return (Math.abs(p) >= 100 ? p.toFixed(0) : Math.abs(p) >= 10 ? p.toFixed(1) : p.toFixed(2)) + "%";
+  }
+  // x next to the largest magnitude of its row: "≈ 0" when below a thousandth of it (an IE of 1e-7 beside 1.6)
+  function fmtRel(x, scale) {
+    if (!isNum(x)) return "–";
+    if (isNum(scale) && scale > 0 && Math.abs(x) < 1e-3 * scale) return "≈ 0";
+    return fmt(x);
   }
   function fmtTokens(t) {
     if (!isNum(t)) return "–";
@@ -76,7 +92,7 @@
 
   // ---------------------------------------------------------------- charts
   function lineChart(opts) {
-    var W = opts.width || 380, H = opts.height || 200, L = 44, R = 18, T = 10, B = 30;
+    var W = opts.width || 380, H = opts.height || 200, L = opts.ylabel ? 56 : 44, R = 18, T = opts.top || 10, B = 30;
     var pts = [];
     opts.series.forEach(function (s) { s.points.forEach(function (p) { if (isNum(p[0]) && isNum(p[1])) pts.push(p); }); });
     var svg = sv("svg", { width: W, height: H, viewBox: "0 0 " + W + " " + H, cls: "chart " + (opts.cls || "") });
@@ -89,6 +105,8 @@
     var x0 = Math.min.apply(null, pts.map(function (p) { return tx(p[0]); })), x1 = Math.max.apply(null, pts.map(function (p) { return tx(p[0]); }));
     if (x1 === x0) { x0 -= 1; x1 += 1; }
     var ys = pts.map(function (p) { return p[1]; });
+    (opts.bands || []).forEach(function (b) { b.points.forEach(function (q) { if (isNum(q[1])) ys.push(q[1]); if (isNum(q[2])) ys.push(q[2]); }); });
+    (opts.hlines || []).forEach(function (h) { if (isNum(h[0]) && opts.hlinesInRange) ys.push(h[0]); });
     var y0 = opts.ymin !== undefined ? opts.ymin : Math.min.apply(null, ys), y1 = opts.ymax !== undefined ? opts.ymax : Math.max.apply(null, ys);
     if (y1 === y0) { y0 -= 1; y1 += 1; }
     function X(x) { return L + (tx(x) - x0) / (x1 - x0) * (W - L - R); }
@@ -111,14 +129,25 @@
       axis.appendChild(sv("text", { x: X(t[0]), y: H - B + 13, "text-anchor": "middle", text: t[1] }));
     });
     if (opts.xlabel) axis.appendChild(sv("text", { x: (L + W - R) / 2, y: H - 3, "text-anchor": "middle", text: opts.xlabel }));
+    if (opts.ylabel) axis.appendChild(sv("text", { x: 10, y: (T + H - B) / 2, "text-anchor": "middle", transform: "rotate(-90 10 " + (T + H - B) / 2 + ")", text: opts.ylabel }));
     svg.appendChild(axis);
     (opts.markers || []).forEach(function (mk) {
       if (!isNum(mk[0])) return;
       svg.appendChild(sv("line", { x1: X(mk[0]), y1: T, x2: X(mk[0]), y2: H - B, stroke: "#bbb", "stroke-dasharray": "3,3" }, sv("title", { text: mk[1] })));
+      if (mk[2]) svg.appendChild(sv("text", { x: X(mk[0]) - 2, y: T + 8, "text-anchor": "end", cls: "ref-label", text: mk[2] }));
     });
-    if (opts.hline !== undefined && opts.hline >= y0 && opts.hline <= y1) {
-      svg.appendChild(sv("line", { x1: L, y1: Y(opts.hline), x2: W - R, y2: Y(opts.hline), stroke: "#ccc" }));
-    }
+    (opts.hlines || []).forEach(function (h) {  // [y, label]: reference lines, each labelled
+      if (!(h[0] >= y0 && h[0] <= y1)) return;
+      svg.appendChild(sv("line", { x1: L, y1: Y(h[0]), x2: W - R, y2: Y(h[0]), stroke: "#aaa", "stroke-dasharray": "2,2" }));
+      svg.appendChild(sv("text", { x: W - R, y: Y(h[0]) - 3, "text-anchor": "end", cls: "ref-label", text: h[1] }));
+    });
+    (opts.bands || []).forEach(function (b) {  // {points: [[x, lo, hi]], color}: a shaded interval
+      var p = b.points.filter(function (q) { return isNum(q[0]) && isNum(q[1]) && isNum(q[2]); });
+      if (p.length < 2) return;
+      var up = p.map(function (q) { return X(q[0]).toFixed(1) + "," + Y(q[2]).toFixed(1); });
+      var down = p.slice().reverse().map(function (q) { return X(q[0]).toFixed(1) + "," + Y(q[1]).toFixed(1); });
+      svg.appendChild(sv("polygon", { points: up.concat(down).join(" "), fill: b.color, "fill-opacity": 0.18, stroke: "none" }));
+    });
     opts.series.forEach(function (s, k) {
       var col = s.color || PALETTE[k % PALETTE.length];
       var p = s.points.filter(function (q) { return isNum(q[0]) && isNum(q[1]); });
@@ -137,32 +166,40 @@
     for (var i = 0; i < n; i++) out.push(ticks[Math.round(i * step)]);
     return out;
   }
-  function legend(names) {
+  function legend(names, colors) {
     return el("div", { cls: "legend" }, names.map(function (n, k) {
-      return el("span", null, [el("i", { style: "background:" + PALETTE[k % PALETTE.length] }), n]);
+      return el("span", null, [el("i", { style: "background:" + (colors ? colors[k] : PALETTE[k % PALETTE.length]) }), n]);
     }));
   }
-  function heatmap(matrix, labels, size) {
-    var n = matrix.length, S = size || 300, L = 60, cell = (S - L) / Math.max(n, 1);
+  // a matrix with its value printed in every cell; rows and columns labelled (columns may differ from rows)
+  function heatmap(matrix, rowLabels, opts) {
+    opts = opts || {};
+    var colLabels = opts.colLabels || rowLabels;
+    var nr = matrix.length, nc = nr ? matrix[0].length : 0;
+    var cell = opts.cell || 34, L = opts.left || 56, T = 4, B = opts.bottom || 46;
+    var W = L + nc * cell + 4, H = T + nr * cell + B;
     var vals = [];
     matrix.forEach(function (r) { r.forEach(function (v) { if (isNum(v)) vals.push(v); }); });
-    var lo = Math.min.apply(null, vals), hi = Math.max.apply(null, vals);
-    if (hi === lo) hi = lo + 1;
-    var svg = sv("svg", { width: S, height: S, viewBox: "0 0 " + S + " " + S, cls: "heatmap" });
-    for (var i = 0; i < n; i++) {
-      for (var j = 0; j < n; j++) {
+    var lo = opts.min !== undefined ? opts.min : Math.min.apply(null, vals), hi = Math.max.apply(null, vals);
+    if (!(hi > lo)) hi = lo + 1;
+    var svg = sv("svg", { width: W, height: H, viewBox: "0 0 " + W + " " + H, cls: "heatmap" + (opts.cls ? " " + opts.cls : "") });
+    for (var i = 0; i < nr; i++) {
+      for (var j = 0; j < nc; j++) {
         var v = matrix[i][j], t = isNum(v) ? (v - lo) / (hi - lo) : 0;
-        var c = "rgb(" + Math.round(255 - 200 * t) + "," + Math.round(255 - 140 * t) + "," + Math.round(255 - 40 * t) + ")";
-        svg.appendChild(sv("rect", { x: L + j * cell, y: i * cell, width: cell + 0.3, height: cell + 0.3, fill: isNum(v) ? c : "#eee" },
-          sv("title", { text: (labels[i] || i) + " × " + (labels[j] || j) + ": " + fmt(v) })));
+        var c = "rgb(" + Math.round(255 - 208 * t) + "," + Math.round(255 - 144 * t) + "," + Math.round(255 - 33 * t) + ")";
+        var g = sv("g", { cls: "cell" }, [sv("rect", { x: L + j * cell, y: T + i * cell, width: cell - 1, height: cell - 1, fill: isNum(v) ? c : "#eee" }),
+          sv("text", { x: L + j * cell + cell / 2 - 0.5, y: T + i * cell + cell / 2 + 3, "text-anchor": "middle", cls: "cell-value", fill: t > 0.55 ? "#fff" : "#222",
+            text: isNum(v) ? (opts.format || fmt)(v) : "–" }),
+          sv("title", { text: rowLabels[i] + " × " + colLabels[j] + ": " + fmt(v) })]);
+        svg.appendChild(g);
       }
-      var every = Math.ceil(n / 16);
-      if (i % every === 0) {
-        svg.appendChild(sv("text", { x: L - 3, y: i * cell + cell / 2 + 3, "text-anchor": "end", text: labels[i] || i }));
-        svg.appendChild(sv("text", { x: L + i * cell + cell / 2, y: n * cell + 10, "text-anchor": "end", transform: "rotate(-45 " + (L + i * cell + cell / 2) + " " + (n * cell + 10) + ")", text: labels[i] || i }));
-      }
+      svg.appendChild(sv("text", { x: L - 4, y: T + i * cell + cell / 2 + 3, "text-anchor": "end", text: rowLabels[i] }));
     }
-    return el("div", null, [svg, el("div", { cls: "legend", text: "colour: " + fmt(lo) + " (white) … " + fmt(hi) + " (blue)" })]);
+    for (j = 0; j < nc; j++) {
+      var x = L + j * cell + cell / 2, y = T + nr * cell + 8;
+      svg.appendChild(sv("text", { x: x, y: y, "text-anchor": "end", transform: "rotate(-40 " + x + " " + y + ")", text: colLabels[j] }));
+    }
+    return svg;
   }
   function histogram(counts, upper, opts) {
     opts = opts || {};
@@ -180,28 +217,65 @@
     svg.appendChild(sv("text", { x: W, y: H - 2, "text-anchor": "end", text: opts.right !== undefined ? opts.right : fmt(upper) }));
     return svg;
   }
+  // a heading cell in words whose tooltip names the field: {label, name, description}
+  function wordCell(tag, w) {
+    return el(tag, { text: w.label, title: w.name + (w.description ? " — " + w.description : ""), "data-field": w.name, scope: tag === "th" ? "col" : null });
+  }
+  // columns [{label, name, description}], rows [[value, …]]
   function table(columns, rows, opts) {
     opts = opts || {};
     var t = el("table", { cls: "data" });
-    var tips = opts.titles || {};
-    t.appendChild(el("thead", null, el("tr", null, columns.map(function (c) { return el("th", { text: c, title: tips[c] || null }); }))));
+    t.appendChild(el("thead", null, el("tr", null, columns.map(function (c) { return wordCell("th", c); }))));
     var tb = el("tbody");
     rows.forEach(function (r) {
-      tb.appendChild(el("tr", null, columns.map(function (c, k) {
-        var v = Array.isArray(r) ? r[k] : r[c];
-        return el("td", { text: fmt(v), style: typeof v === "string" && v.length > 24 ? "white-space:normal;text-align:left;min-width:160px" : null });
-      })));
+      tb.appendChild(el("tr", null, columns.map(function (c, k) { return el("td", { text: fmt(r[k]) }); })));
     });
     t.appendChild(tb);
     return el("div", { cls: opts.noscroll ? "hscroll" : "scroll" }, t);
   }
-  function kv(obj) {
-    var dl = el("dl", { cls: "kv" });
-    Object.keys(obj || {}).forEach(function (k) {
-      var v = obj[k];
-      dl.appendChild(el("dt", { text: k }));
-      dl.appendChild(el("dd", { text: typeof v === "object" && v !== null ? JSON.stringify(v) : fmt(v) }));
+  // one row per field ({label, name, description, values [M]}), one column per checkpoint
+  function checkpointTable(rows, revisions, cls) {
+    var t = el("table", { cls: "data by-checkpoint" + (cls ? " " + cls : "") });
+    t.appendChild(el("thead", null, el("tr", null, [el("th", { text: "" })].concat(revisions.map(function (r) {
+      return el("th", { text: labelOfRev(r), title: "checkpoint " + r });
+    })))));
+    var tb = el("tbody");
+    rows.forEach(function (w) {
+      tb.appendChild(el("tr", null, [wordCell("th", w)].concat(w.values.map(function (v) { return el("td", { text: fmt(v) }); }))));
     });
+    t.appendChild(tb);
+    return el("div", { cls: "hscroll" }, t);
+  }
+  // scalars in words: [{label, name, description, value}]
+  function kvWords(rows) {
+    var dl = el("dl", { cls: "kv" });
+    rows.forEach(function (w) {
+      dl.appendChild(wordCell("dt", w));
+      dl.appendChild(el("dd", null, valueView(w.value)));
+    });
+    return dl;
+  }
+  // any JSON value as text, lists and tables: never the raw JSON
+  function valueView(v) {
+    if (v === null || v === undefined || typeof v !== "object") return document.createTextNode(fmt(v));
+    if (Array.isArray(v)) {
+      if (v.every(function (x) { return x === null || typeof x !== "object"; })) return document.createTextNode(v.map(fmt).join(", "));
+      return el("ul", { cls: "plain" }, v.map(function (x) { return el("li", null, valueView(x)); }));
+    }
+    var keys = Object.keys(v);
+    var rowsOfObjects = keys.length && keys.every(function (k) { return v[k] && typeof v[k] === "object" && !Array.isArray(v[k]); });
+    if (rowsOfObjects) {  // {name: {field: value}}: a table, one row per name
+      var cols = [];
+      keys.forEach(function (k) { Object.keys(v[k]).forEach(function (c) { if (cols.indexOf(c) < 0) cols.push(c); }); });
+      var t = el("table", { cls: "data" });
+      t.appendChild(el("thead", null, el("tr", null, [el("th", { text: "" })].concat(cols.map(function (c) { return el("th", { text: c.replace(/_/g, " "), title: c }); })))));
+      t.appendChild(el("tbody", null, keys.map(function (k) {
+        return el("tr", null, [el("td", { text: k })].concat(cols.map(function (c) { return el("td", null, valueView(v[k][c])); })));
+      })));
+      return el("div", { cls: "hscroll" }, t);
+    }
+    var dl = el("dl", { cls: "kv" });
+    keys.forEach(function (k) { dl.appendChild(el("dt", { text: k.replace(/_/g, " "), title: k })); dl.appendChild(el("dd", null, valueView(v[k]))); });
     return dl;
   }
   function barList(kind, values, opts) {
@@ -212,12 +286,11 @@
     for (var m = 0; m < M; m++) {
       var v = values ? values[m] : null;
       var w = isNum(v) ? Math.min(100, Math.abs(v) / scale * 100) : 0;
-      var extra = opts.extra ? opts.extra(m) : "";
       box.appendChild(el("div", { cls: "bar-row" + (m === peak ? " peak" : ""), "data-checkpoint": CK[m] ? CK[m].revision : m, title: opts.title ? opts.title(m) : null }, [
         el("span", { cls: "lab", text: ckLabel(m) }),
         el("span", { cls: "track" }, [el("span", { cls: "fill", style: "width:" + w.toFixed(1) + "%" }),
           opts.uniform ? el("span", { cls: "uniform", title: "uniform share 1/M", style: "left:" + Math.min(100, opts.uniform / scale * 100).toFixed(1) + "%" }) : null]),
-        el("span", { cls: "val", text: fmt(v) + extra })
+        el("span", { cls: "val", text: opts.show ? opts.show(m) : fmt(v) })
       ]));
     }
     return box;
@@ -229,15 +302,174 @@
   }
 
   function suggestionView(sg) {
-    var box = el("div");
-    var rest = {};
-    Object.keys(sg).forEach(function (k) { if (k !== "checkpoints" && k !== "revisions") rest[k] = sg[k]; });
-    if (Array.isArray(sg.checkpoints) && sg.checkpoints.length && typeof sg.checkpoints[0] === "object") {
-      var cols = ["revision", "label", "role", "reason"].filter(function (c) { return sg.checkpoints.some(function (p) { return p[c] !== undefined; }); });
-      box.appendChild(table(cols, sg.checkpoints, { noscroll: true }));
-    } else if (Array.isArray(sg.revisions)) rest.revisions = sg.revisions.join(", ");
-    box.appendChild(kv(rest));
+    var box = el("div", { cls: "suggestion" });
+    box.appendChild(table([{ label: "checkpoint", name: "revision" }, { label: "tokens seen", name: "label" }, { label: "role", name: "role", description: "before / after / late / last / extra" }, { label: "why", name: "reason" }],
+      sg.checkpoints.map(function (p) { return [p.revision, p.label, p.role, p.reason]; }), { noscroll: true }));
+    var jump = sg.jump;
+    if (jump) {
+      box.appendChild(el("h3", { text: "Accuracy jump: from " + jump.before + " to " + jump.after }));
+      var tasks = jump.tasks || {};
+      box.appendChild(table([{ label: "task", name: "task" }, { label: "rise starts", name: "starts" }, { label: "rise ends", name: "ends" }, { label: "fitted low", name: "low" }, { label: "fitted high", name: "high" }, { label: "rise", name: "rise" }],
+        Object.keys(tasks).map(function (t) { var j = tasks[t]; return [t, j.starts, j.ends, j.low, j.high, j.rise]; }), { noscroll: true }));
+      if ((jump.no_jump || []).length) box.appendChild(el("div", { cls: "hint", text: "no jump: " + jump.no_jump.join(", ") }));
+    } else box.appendChild(el("div", { cls: "hint", text: "no accuracy jump found" }));
+    if ((sg.blocks || []).length) {
+      box.appendChild(el("h3", { text: "Blocks of similar checkpoints (CKA)" }));
+      box.appendChild(el("ol", { cls: "blocks" }, sg.blocks.map(function (b) { return el("li", { text: (b.length > 1 ? b[0] + " … " + b[b.length - 1] : b[0]) + " (" + b.length + " checkpoint" + (b.length > 1 ? "s" : "") + ")", title: b.join(", ") }); })));
+    }
+    box.appendChild(el("details", null, [el("summary", { text: "how the checkpoints were chosen" }), el("p", { cls: "hint", text: sg.method })]));
     return box;
+  }
+  function section(root, title, hint) {
+    root.appendChild(el("h2", { cls: "section", text: title }));
+    if (hint) root.appendChild(el("div", { cls: "hint section-hint", text: hint }));
+    var grid = el("div", { cls: "grid" });
+    root.appendChild(grid);
+    return grid;
+  }
+  function smallMultiples(perCk, color) {
+    var box = el("div", { cls: "small-multiples" });
+    perCk.forEach(function (counts, m) {
+      box.appendChild(el("figure", null, [histogram(counts, 1, { width: 110, height: 56, color: color, left: "0", right: "1", binLabel: function (b) { return (b / counts.length).toFixed(1) + "–" + ((b + 1) / counts.length).toFixed(1); } }), el("figcaption", { text: ckLabel(m) })]));
+    });
+    return box;
+  }
+  function countBars(counts, labelOf) {
+    var entries = Object.keys(counts).map(function (c) { return [c, counts[c]]; });
+    var mx = Math.max.apply(null, entries.map(function (e) { return e[1]; }).concat([1]));
+    var total = sum(entries.map(function (e) { return e[1]; }));
+    var box = el("div", { cls: "bars counts" });
+    entries.forEach(function (e) {
+      box.appendChild(el("div", { cls: "bar-row" }, [el("span", { cls: "lab", text: labelOf ? labelOf(e[0]) : e[0] }), el("span", { cls: "track" }, el("span", { cls: "fill", style: "background:#868e96;width:" + (e[1] / mx * 100).toFixed(1) + "%" })),
+        el("span", { cls: "val", text: e[1] + " (" + pct(e[1] / total) + ")" })]));
+    });
+    return box;
+  }
+  function scanSection(root, O) {
+    var grid = section(root, "The model across training", "from scan/: task accuracy, loss and representation similarity at every checkpoint of the series");
+    var acc = O.accuracy;
+    if (acc && Object.keys(acc).length) {
+      var tasks = Object.keys(acc), allTok = [];
+      tasks.forEach(function (t) { acc[t].forEach(function (p) { if (isNum(p.tokens)) allTok.push(p.tokens); }); });
+      var useTok = allTok.length > 0;
+      var series = tasks.map(function (t) { return { name: t, points: acc[t].map(function (p) { return [useTok ? p.tokens : p.step, p.accuracy, p.revision]; }) }; });
+      var tickSet = {};
+      tasks.forEach(function (t) { acc[t].forEach(function (p) { var x = useTok ? p.tokens : p.step; if (isNum(x)) tickSet[x] = p.label || fmtTokens(x); }); });
+      var ticks = Object.keys(tickSet).map(Number).sort(function (a, b) { return a - b; }).map(function (x) { return [x, tickSet[x]]; });
+      var markers = CK.map(function (c) { return [useTok ? c.tokens : c.step, c.revision, c.label || c.revision]; });
+      grid.appendChild(panel("Task accuracy over training", el("div", null, [
+        lineChart({ series: series, logx: true, ymin: 0, ymax: 1, width: 440, height: 230, top: 16, xticks: ticks, markers: markers, hlines: [[0.5, "chance"]], xlabel: useTok ? "tokens seen (log)" : "step (log)", ylabel: "accuracy", cls: "accuracy-chart" }),
+        legend(tasks), M ? el("div", { cls: "hint", text: "dashed vertical lines: the crosscoder's checkpoints" }) : null])));
+    } else grid.appendChild(panel("Task accuracy over training", missing("scan/accuracy.csv not found — run `crosstime scan`")));
+    if (O.dynamics && O.dynamics.series && O.dynamics.series.length) {
+      var dyn = O.dynamics;
+      var curves = dyn.series.filter(function (s) { return !isConstant(s.points); });
+      var refs = dyn.series.filter(function (s) { return isConstant(s.points); });
+      grid.appendChild(panel("Held-out loss and distance to n-gram statistics", el("div", null, [
+        lineChart({ series: curves, logx: true, width: 440, height: 230, xticks: dyn.ticks, xlabel: dyn.xlabel, ylabel: "nats", cls: "dynamics-chart",
+          hlinesInRange: true, hlines: refs.map(function (s) { return [s.points[0][1], s.label + " " + fmt(s.points[0][1])]; }) }),
+        legend(curves.map(function (s) { return s.label; })), refs.length ? el("div", { cls: "hint", text: "dotted horizontal lines: " + refs.map(function (s) { return s.label; }).join("; ") }) : null])));
+    }
+    grid.appendChild(panel("Checkpoints chosen for the crosscoder", O.suggestion ? suggestionView(O.suggestion) : missing("scan/suggestion.json not found")));
+    var sims = O.similarity || [];
+    var simTitle = { cosine: "Mean per-token cosine between checkpoints", cka: "Linear CKA between checkpoints" };
+    sims.forEach(function (sm) {
+      grid.appendChild(panel(simTitle[sm.name] || sm.name, el("div", null, [heatmap(sm.matrix, sm.labels, { cell: 30, cls: "similarity", format: function (v) { return v.toFixed(2); } }),
+        el("div", { cls: "hint", text: "rows and columns: checkpoints by tokens seen; darker = more similar" })])));
+    });
+    if (!sims.length) grid.appendChild(panel("Activation similarity", missing("scan/similarity.npz not found")));
+  }
+  function isConstant(points) { return points.length > 1 && points.every(function (p) { return p[1] === points[0][1]; }); }
+  function crosscoderSection(root, O) {
+    var grid = section(root, "The crosscoder", "from crosscoder/ and evaluate: its settings, how well it reconstructs each checkpoint, and how its features are spread over the checkpoints");
+    var CC = D.crosscoder;
+    if (CC) {
+      var arch = (CC.settings || []).filter(function (w) { return w.group === "architecture"; });
+      var train = (CC.settings || []).filter(function (w) { return w.group === "training"; });
+      grid.appendChild(panel("Crosscoder settings", el("div", { cls: "crosscoder-settings" }, [
+        el("p", { cls: "inference-rule" + (CC.inference_depends_on_batch ? " warn" : ""), text: "Features fire by: " + CC.inference_rule }),
+        kvWords(arch), train.length ? el("h3", { text: "training" }) : null, train.length ? kvWords(train) : null,
+        el("div", { cls: "hint", text: "only the settings that apply to the " + CC.config.variant + " variant" })])));
+    } else grid.appendChild(panel("Crosscoder settings", missing("no crosscoder opened (needs crosscoder/ and activations/)")));
+    var ev = O.evaluation;
+    if (ev && ev.rows) {
+      grid.appendChild(panel("Reconstruction per checkpoint", el("div", { cls: "evaluation" }, [checkpointTable(ev.rows, ev.checkpoints, "evaluation-table"),
+        el("h3", { text: "over all checkpoints" }), kvWords(ev.overall), (O.class_counts || {})["RelDec disputed by latent scaling"] ? disputedView(O.class_counts["RelDec disputed by latent scaling"], ev.overall) : null,
+        el("div", { cls: "hint", text: "hover a row name for its field and definition" })])));
+    } else grid.appendChild(panel("Reconstruction per checkpoint", missing("evaluation.json not found — run `crosstime evaluate`")));
+    var em = O.emergence;
+    if (em && em.counts_live) {
+      var labels = em.counts_live.map(function (c, m) { return m === 0 ? "present at " + ckLabel(0) : ckLabel(m - 1) + " → " + ckLabel(m); });
+      var counts = {};
+      labels.forEach(function (l, m) { counts[l] = em.counts_live[m]; });
+      grid.appendChild(panel("When features' decoders appear", el("div", { cls: "emergence" }, [countBars(counts),
+        el("div", { cls: "hint", text: "live features (fired during evaluation) by onset: the first checkpoint where the decoder norm reaches " + pct(em.presence_fraction) + " of its maximum (as evaluation/emergence.png)" })])));
+    }
+    var cc = O.class_counts || {};
+    ["RelDec class", "decoder-norm trajectory"].forEach(function (k) { if (cc[k]) grid.appendChild(panel("Features per " + k, countBars(cc[k]))); });
+    var dist = O.distributions || {};
+    if (dist.reldec) grid.appendChild(panel("RelDec share per checkpoint (" + dist.n_reldec + " features)", el("div", null, [smallMultiples(dist.reldec, "#2f6fde"),
+      el("div", { cls: "hint", text: "histogram of ‖W_dec[i, m]‖ / Σ_k ‖W_dec[i, k]‖ over the features, one per checkpoint" })]), true));
+  }
+  var TOP_COLOR = "#c44e52", RANDOM_COLOR = "#4c72b0";
+  // attribution/TASK/joint.csv: accuracy after moving the top-k features (by signed IE) together, against k random active ones
+  function jointCurves(rows, a) {
+    var box = el("div", { cls: "joint" });
+    var revs = a.revisions || [];
+    var accClean = rowValues(a.per_checkpoint, "accuracy_clean"), accAll = rowValues(a.per_checkpoint, "accuracy_all_ablated");
+    [["ablate", "ablating the top k features together (the rest clean)"], ["restore", "restoring the top k features (the rest ablated)"]].forEach(function (mode) {
+      var line = el("div", { cls: "small-multiples" });
+      revs.forEach(function (rev, m) {
+        var here = rows.filter(function (r) { return r.checkpoint === rev && r.mode === mode[0]; });
+        var top = here.filter(function (r) { return r.ranking === "signed_ie"; }).sort(function (x, y) { return x.k - y.k; });
+        var rand = here.filter(function (r) { return r.ranking === "random"; }).sort(function (x, y) { return x.k - y.k; });
+        if (!top.length && !rand.length) return;
+        var ticks = top.concat(rand).map(function (r) { return r.k; }).filter(function (k, i, all) { return all.indexOf(k) === i; }).sort(function (x, y) { return x - y; }).map(function (k) { return [k, String(k)]; });
+        var hl = [];
+        if (accClean && isNum(accClean[m])) hl.push([accClean[m], "clean"]);
+        if (accAll && isNum(accAll[m])) hl.push([accAll[m], "all ablated"]);
+        line.appendChild(el("figure", { "data-checkpoint": rev, "data-mode": mode[0] }, [lineChart({
+          series: [{ name: "random k active", color: RANDOM_COLOR, points: rand.map(function (r) { return [r.k, r.accuracy, "k = " + r.k]; }) },
+                   { name: "top k by signed IE", color: TOP_COLOR, points: top.map(function (r) { return [r.k, r.accuracy, "k = " + r.k]; }) }],
+          bands: [{ color: RANDOM_COLOR, points: rand.map(function (r) { return [r.k, r.accuracy_lo, r.accuracy_hi]; }) }],
+          logx: true, ymin: 0, ymax: 1, width: 250, height: 150, xticks: ticks, hlines: hl, xlabel: "k (log)", ylabel: "accuracy", cls: "joint-chart" }),
+          el("figcaption", { text: labelOfRev(rev) })]));
+      });
+      box.appendChild(el("h3", { text: "Accuracy after " + mode[1] }));
+      box.appendChild(line);
+    });
+    box.appendChild(legend(["random k active features (band: 95% of draws)", "top k by signed IE"], [RANDOM_COLOR, TOP_COLOR]));
+    box.appendChild(el("div", { cls: "hint", text: "one chart per checkpoint; dashed lines: accuracy clean and with every feature ablated (error kept)" }));
+    return box;
+  }
+  function rowValues(rows, name) { var r = (rows || []).filter(function (w) { return w.name === name; })[0]; return r ? r.values : null; }
+  function disputedView(counts, overall) {
+    var judged = (overall || []).filter(function (w) { return w.name === "scaling_judged"; })[0];
+    var box = el("div", { cls: "disputed-summary" }, [el("h3", { text: "RelDec classes disputed by latent scaling" + (judged ? " (of " + fmt(judged.value) + " features judged)" : "") }), countBars(counts)]);
+    box.appendChild(el("div", { cls: "hint", text: "shrinkage: the reconstruction error carries the decoder direction where RelDec says absent; decoupling: the activations carry it (another latent does). Filter them in the Features tab." }));
+    return box;
+  }
+  function taskPanel(t, a, abl, O) {
+    var dist = O.distributions || {}, cc = O.class_counts || {};
+    var cols = el("div", { cls: "task-grid" });
+    var left = el("div");
+    if (a.per_checkpoint) { left.appendChild(el("h3", { text: "per checkpoint" })); left.appendChild(checkpointTable(a.per_checkpoint, a.revisions, "attribution-table")); }
+    if ((a.agreement || []).length) { left.appendChild(el("h3", { text: "pooled over checkpoints" })); left.appendChild(kvWords(a.agreement)); }
+    if (a.summary) left.appendChild(el("details", null, [el("summary", { text: "settings of the attribution" }), kvWords(a.summary)]));
+    cols.appendChild(left);
+    var mid = el("div");
+    if (dist.relie && dist.relie[t]) { mid.appendChild(el("h3", { text: "RelIE share per checkpoint (" + dist.n_relie[t] + " features)" })); mid.appendChild(smallMultiples(dist.relie[t], "#d9480f")); }
+    if (cc["RelIE class (" + t + ")"]) { mid.appendChild(el("h3", { text: "features per RelIE class" })); mid.appendChild(countBars(cc["RelIE class (" + t + ")"])); }
+    cols.appendChild(mid);
+    if (a.confusion) {
+      var c = a.confusion;
+      cols.appendChild(el("div", null, [el("h3", { text: "RelIE class (rows) × RelDec class (columns), reported features" }),
+        heatmap(c.counts, c.relie_classes, { colLabels: c.reldec_classes, cell: 36, left: 150, bottom: 120, min: 0, cls: "confusion", format: function (v) { return String(v); } })]));
+    }
+    var body = el("div", null, [cols]);
+    if (a.joint && a.joint.length) body.appendChild(jointCurves(a.joint, a));
+    if (abl) body.appendChild(el("details", { cls: "ablation" }, [el("summary", { text: "exact single-feature ablation (" + abl.rows.length + " rows)" }), table(abl.columns, abl.rows)]));
+    return el("div", { cls: "panel wide task-panel", "data-task": t }, [el("h2", { text: "Task: " + t }), body]);
   }
 
   // ---------------------------------------------------------------- overview
@@ -252,120 +484,43 @@
       root.appendChild(el("div", { cls: "panel findings" }, [el("h2", { text: "Findings" }),
         el("ul", null, D.findings.map(function (t) { return el("li", { text: t }); }))]));
     }
-    var grid = el("div", { cls: "grid" });
-    root.appendChild(grid);
-    // accuracy
-    var acc = O.accuracy;
-    if (acc && Object.keys(acc).length) {
-      var tasks = Object.keys(acc), allTok = [];
-      tasks.forEach(function (t) { acc[t].forEach(function (p) { if (isNum(p.tokens)) allTok.push(p.tokens); }); });
-      var useTok = allTok.length > 0;
-      var series = tasks.map(function (t) { return { name: t, points: acc[t].map(function (p) { return [useTok ? p.tokens : p.step, p.accuracy, p.revision]; }) }; });
-      var tickSet = {};
-      tasks.forEach(function (t) { acc[t].forEach(function (p) { var x = useTok ? p.tokens : p.step; if (isNum(x)) tickSet[x] = p.label || fmtTokens(x); }); });
-      var ticks = Object.keys(tickSet).map(Number).sort(function (a, b) { return a - b; }).map(function (x) { return [x, tickSet[x]]; });
-      var markers = CK.map(function (c) { return [useTok ? c.tokens : c.step, c.revision]; });
-      grid.appendChild(panel("Task accuracy over training", el("div", null, [
-        lineChart({ series: series, logx: true, ymin: 0, ymax: 1, width: 420, height: 220, xticks: ticks, markers: markers, hline: 0.5, xlabel: useTok ? "tokens seen (log)" : "step (log)", cls: "accuracy-chart" }),
-        legend(tasks), M ? el("div", { cls: "hint", text: "dashed lines: the crosscoder's checkpoints" }) : null])));
-    } else grid.appendChild(panel("Task accuracy over training", missing("scan/accuracy.csv not found — run `crosstime scan`")));
-    // similarity
-    var sims = O.similarity || [];
-    if (sims.length) grid.appendChild(panel("Activation similarity: " + sims[0].name, heatmap(sims[0].matrix, sims[0].labels, 280)));
-    else grid.appendChild(panel("Activation similarity", missing("scan/similarity.npz not found")));
-    // suggestion and the crosscoder's checkpoints
-    var sg = el("div", null, [O.suggestion ? suggestionView(O.suggestion) : missing("scan/suggestion.json not found"),
-      el("h3", { text: "Crosscoder checkpoints (M = " + M + ")" }),
-      M ? table(["revision", "step", "tokens seen"], CK.map(function (c) { return [c.revision, c.step, fmtTokens(c.tokens)]; })) : missing("no checkpoints found")]);
-    grid.appendChild(panel("Checkpoints", sg));
-    // evaluation
-    var ev = O.evaluation;
-    if (ev && ev.columns && ev.columns.length) {
-      var body = el("div", null, [table(ev.columns, ev.rows, { noscroll: true, titles: ev.descriptions }), el("div", { cls: "hint", text: "hover a column name for its definition" })]);
-      if (ev.overall && Object.keys(ev.overall).length) { body.appendChild(el("h3", { text: "overall" })); body.appendChild(kv(ev.overall)); }
-      grid.appendChild(panel("Evaluation per checkpoint", body, true));
-    } else if (ev && ev.overall) grid.appendChild(panel("Evaluation", kv(ev.overall)));
-    else grid.appendChild(panel("Evaluation per checkpoint", missing("evaluation.json not found — run `crosstime evaluate`")));
-    // dynamics
-    if (O.dynamics && O.dynamics.series && O.dynamics.series.length) {
-      var dyn = O.dynamics;
-      grid.appendChild(panel("Training dynamics", el("div", null, [
-        lineChart({ series: dyn.series, logx: true, width: 420, height: 200, xticks: dyn.ticks, xlabel: dyn.xlabel }), legend(dyn.series.map(function (s) { return s.name; }))])));
-    }
-    // distributions
-    var dist = O.distributions || {};
-    function smallMultiples(title, perCk, color) {
-      var box = el("div", { cls: "small-multiples" });
-      perCk.forEach(function (counts, m) {
-        box.appendChild(el("figure", null, [histogram(counts, 1, { width: 110, height: 56, color: color, left: "0", right: "1", binLabel: function (b) { return (b / counts.length).toFixed(1) + "–" + ((b + 1) / counts.length).toFixed(1); } }), el("figcaption", { text: ckLabel(m) })]));
-      });
-      return panel(title, box, true);
-    }
-    if (dist.reldec) grid.appendChild(smallMultiples("RelDec distribution per checkpoint (" + dist.n_reldec + " features)", dist.reldec, "#2f6fde"));
-    else grid.appendChild(panel("RelDec distribution", missing("evaluation/features.csv not found")));
-    if (dist.relie && Object.keys(dist.relie).length) {
-      Object.keys(dist.relie).forEach(function (t) { grid.appendChild(smallMultiples("RelIE distribution per checkpoint — " + t + " (" + dist.n_relie[t] + " features)", dist.relie[t], "#d9480f")); });
-    } else grid.appendChild(panel("RelIE distribution", missing("attribution/TASK/features.csv not found — run `crosstime attribute`")));
-    // class counts
-    var cc = O.class_counts || {};
-    var ccKeys = Object.keys(cc);
-    if (ccKeys.length) {
-      ccKeys.forEach(function (k) {
-        var entries = Object.keys(cc[k]).map(function (c) { return [c, cc[k][c]]; });
-        var mx = Math.max.apply(null, entries.map(function (e) { return e[1]; }).concat([1]));
-        var box = el("div", { cls: "bars counts" });
-        entries.forEach(function (e) {
-          box.appendChild(el("div", { cls: "bar-row" }, [el("span", { cls: "lab", text: e[0] }), el("span", { cls: "track" }, el("span", { cls: "fill", style: "background:#868e96;width:" + (e[1] / mx * 100).toFixed(1) + "%" })), el("span", { cls: "val", text: String(e[1]) })]));
-        });
-        grid.appendChild(panel("Class counts — " + k, box));
-      });
-    }
-    sims.slice(1).forEach(function (sm) { grid.appendChild(panel("Activation similarity: " + sm.name, heatmap(sm.matrix, sm.labels, 280))); });
-    // ablation
+    scanSection(root, O);
+    crosscoderSection(root, O);
     var att = O.attribution || {}, abl = O.ablation || {};
-    TASKS.forEach(function (t) {
-      var a = att[t] || {}, body = el("div");
-      if (a.summary) body.appendChild(kv(a.summary));
-      if (a.per_checkpoint) { body.appendChild(el("h3", { text: "per checkpoint" })); body.appendChild(table(a.per_checkpoint.columns, a.per_checkpoint.rows, { noscroll: true })); }
-      if (a.confusion) { body.appendChild(el("h3", { text: "RelIE class × RelDec class (reported features)" })); body.appendChild(table(a.confusion.columns, a.confusion.rows, { noscroll: true })); }
-      if (abl[t]) body.appendChild(el("details", null, [el("summary", { text: "exact single-feature ablation (" + abl[t].rows.length + " rows)" }), table(abl[t].columns, abl[t].rows)]));
-      if (body.childNodes.length) grid.appendChild(panel("Attribution — " + t, body));
-    });
-    // crosscoder config
-    var CC = D.crosscoder;
-    if (CC) {
-      grid.appendChild(panel("Crosscoder", el("div", null, [
-        el("p", { cls: "inference-rule" + (CC.inference_depends_on_batch ? " warn" : ""), text: "Features fire by: " + CC.inference_rule }),
-        kv(CC.config)])));
-    } else grid.appendChild(panel("Crosscoder", missing("no crosscoder opened (needs crosscoder/ and activations/)")));
-    // figures
+    var tgrid = section(root, "Tasks", "from attribution/TASK/: what the crosscoder's features do for each task, per checkpoint");
+    if (!TASKS.length) tgrid.appendChild(panel("Attribution", missing("attribution/TASK/features.csv not found — run `crosstime attribute`")));
+    TASKS.forEach(function (t) { tgrid.appendChild(taskPanel(t, att[t] || {}, abl[t], O)); });
     var figs = O.figures || [];
     if (figs.length) {
+      var fgrid = section(root, "Figures the stages wrote");
       var fbox = el("div", { cls: "figs" });
       figs.forEach(function (f) { fbox.appendChild(el("figure", { cls: "png" }, [el("img", { src: f.src, alt: f.name, loading: "lazy" }), el("figcaption", { text: f.name })])); });
-      grid.appendChild(panel("Figures from the run", fbox, true));
+      fgrid.appendChild(el("div", { cls: "panel wide" }, fbox));
     }
   }
 
   // ---------------------------------------------------------------- feature browser
   var TASKS = D.tasks || [];
   // default task: the report's main task (largest total |IE| over the reported features)
-  var state = { task: D.main_task && TASKS.indexOf(D.main_task) >= 0 ? D.main_task : TASKS[0] || null, sort: "score", dir: -1, cls: "", peak: "", onset: "", minIE: "", text: "", selected: null, view: "all" };
+  // the list is sorted by the selected task's Σ|IE| (its columns show that task); features without an attribution in it come last
+  var state = { task: D.main_task && TASKS.indexOf(D.main_task) >= 0 ? D.main_task : TASKS[0] || null, sort: TASKS.length ? "ie" : "rank", dir: -1, cls: "", peak: "", onset: "", minIE: "", text: "", selected: null, view: "all" };
   var visible = [];
 
   function taskData(f) { return state.task && f.tasks ? f.tasks[state.task] || null : null; }
   function ieTotal(f) { var t = taskData(f); return t && t.ie ? sum(t.ie.map(Math.abs)) : null; }
   function reliePeak(f) { var t = taskData(f); return t && t.relie ? argmax(t.relie) : -1; }
   function relieMax(f) { var t = taskData(f); return t && t.relie ? Math.max.apply(null, t.relie.filter(isNum)) : null; }
+  function hasEffect(t) { return !!(t && t.relie_class && t.relie_class !== NO_EFFECT); }
+  var NO_EFFECT = "no effect";
   var COLUMNS = [
-    { key: "id", label: "feature", value: function (f) { return f.id; } },
-    { key: "cls", label: TASKS.length ? "RelIE class" : "RelDec class", value: function (f) { var t = taskData(f); return TASKS.length ? (t && t.relie_class) || "" : f.reldec_class || ""; }, cls: "cls" },
-    { key: "relie", label: "RelIE max", value: relieMax, show: function (f) { var v = relieMax(f); var p = reliePeak(f); return v === null ? "–" : fmt(v, 2) + (p >= 0 ? " @" + ckLabel(p) : ""); } },
-    { key: "ie", label: "Σ|IE|", value: ieTotal },
-    { key: "onset", label: "onset", value: function (f) { return isNum(f.onset) && f.onset >= 0 ? f.onset : null; }, show: function (f) { return isNum(f.onset) && f.onset >= 0 ? ckLabel(f.onset) : "–"; } },
-    { key: "desc", label: "annotation", value: function (f) { return f.description || ""; }, cls: "desc" }
-  ];
-  function scoreOf(f) { return isNum(f.rank) ? -f.rank : 0; }
+    { key: "id", label: "feature", field: "feature", tip: "feature id", value: function (f) { return f.id; } },
+    { key: "rank", label: "rank", field: "rank", tip: "rank in the report: largest Σ_m |IE_m| over all tasks (else decoder norm)", value: function (f) { return isNum(f.rank) ? f.rank : null; } },
+    { key: "cls", label: TASKS.length ? "RelIE class" : "RelDec class", field: TASKS.length ? "relie_class" : "reldec_class", tip: TASKS.length ? "class from the RelIE shares of the selected task" : "class from the RelDec shares", value: function (f) { var t = taskData(f); return TASKS.length ? (t && t.relie_class) || "" : f.reldec_class || ""; }, cls: "cls" },
+    { key: "relie", label: "largest RelIE", field: "relie", tip: "largest RelIE share |IE_m| / Σ_k |IE_k| of the selected task, and where", value: relieMax, show: function (f) { var v = relieMax(f); var p = reliePeak(f); return v === null || !hasEffect(taskData(f)) ? "–" : pct(v) + (p >= 0 ? " @" + ckLabel(p) : ""); } },
+    { key: "ie", label: "Σ|IE|", field: "ie", tip: "Σ_m |IE_m| of the selected task (signed IE: mean change of the metric, per checkpoint)", value: ieTotal },
+    { key: "onset", label: "onset", field: "onset", tip: "first checkpoint where the decoder norm is present", value: function (f) { return isNum(f.onset) && f.onset >= 0 ? f.onset : null; }, show: function (f) { return isNum(f.onset) && f.onset >= 0 ? ckLabel(f.onset) : "–"; } },
+    { key: "desc", label: "annotation", field: "description", tip: "your description (crosstime annotate)", value: function (f) { return f.description || ""; }, cls: "desc" }
+  ].filter(function (c) { return TASKS.length || (c.key !== "relie" && c.key !== "ie"); });
 
   function renderFilters() {
     var box = document.getElementById("filters");
@@ -385,16 +540,17 @@
   }
   function refreshClassOptions() {
     var sel = document.getElementById("filter-class");
-    var relie = {}, reldec = {}, traj = {};
+    var relie = {}, reldec = {}, traj = {}, disputed = {};
     FEATURES.forEach(function (f) {
       var t = taskData(f);
       if (t && t.relie_class) relie[t.relie_class] = (relie[t.relie_class] || 0) + 1;
       if (f.reldec_class) reldec[f.reldec_class] = (reldec[f.reldec_class] || 0) + 1;
       if (f.trajectory) traj[f.trajectory] = (traj[f.trajectory] || 0) + 1;
+      if (f.reldec_disputed) disputed[f.dispute_kind] = (disputed[f.dispute_kind] || 0) + 1;
     });
     sel.innerHTML = "";
     sel.appendChild(el("option", { value: "", text: "any" }));
-    [["RelIE class", "relie:", relie], ["RelDec class", "reldec:", reldec], ["trajectory", "traj:", traj]].forEach(function (g) {
+    [["RelIE class", "relie:", relie], ["RelDec class", "reldec:", reldec], ["trajectory", "traj:", traj], ["RelDec disputed by latent scaling", "disp:", disputed]].forEach(function (g) {
       var keys = Object.keys(g[2]);
       if (!keys.length) return;
       sel.appendChild(el("optgroup", { label: g[0] }, keys.map(function (k) { return el("option", { value: g[1] + k, text: k + " (" + g[2][k] + ")" }); })));
@@ -408,6 +564,7 @@
       if (kind === "relie" && !(t && t.relie_class === val)) return false;
       if (kind === "reldec" && f.reldec_class !== val) return false;
       if (kind === "traj" && f.trajectory !== val) return false;
+      if (kind === "disp" && !(f.reldec_disputed && f.dispute_kind === val)) return false;
     }
     if (state.peak !== "" && reliePeak(f) !== Number(state.peak)) return false;
     if (state.onset !== "" && f.onset !== Number(state.onset)) return false;
@@ -419,34 +576,41 @@
     return true;
   }
   function sortValue(f) {
-    if (state.sort === "score") return scoreOf(f);
     var col = COLUMNS.filter(function (c) { return c.key === state.sort; })[0];
     return col ? col.value(f) : 0;
   }
+  function compareFeatures(a, b) {
+    var x = sortValue(a), y = sortValue(b);
+    var xn = x === null || x === undefined || x === "", yn = y === null || y === undefined || y === "";
+    if (xn && yn) return a.id - b.id;
+    if (xn) return 1;
+    if (yn) return -1;
+    if (typeof x === "string" || typeof y === "string") return state.dir * String(x).localeCompare(String(y)) || a.id - b.id;
+    return state.dir * (x - y) || a.id - b.id;
+  }
   function renderList() {
-    visible = FEATURES.filter(passes);
-    visible.sort(function (a, b) {
-      var x = sortValue(a), y = sortValue(b);
-      var xn = x === null || x === undefined || x === "", yn = y === null || y === undefined || y === "";
-      if (xn && yn) return a.id - b.id;
-      if (xn) return 1;
-      if (yn) return -1;
-      if (typeof x === "string" || typeof y === "string") return state.dir * String(x).localeCompare(String(y)) || a.id - b.id;
-      return state.dir * (x - y) || a.id - b.id;
-    });
+    var shown = FEATURES.filter(passes);
+    // features attributed in the selected task first (in the sort's order), then the others (reported for another task)
+    var inTask = shown.filter(function (f) { return !state.task || taskData(f); }).sort(compareFeatures);
+    var others = shown.filter(function (f) { return state.task && !taskData(f); }).sort(compareFeatures);
+    visible = inTask.concat(others);
     var thead = document.querySelector("#feature-table thead");
     thead.innerHTML = "";
     thead.appendChild(el("tr", null, COLUMNS.map(function (c) {
-      return el("th", { "data-key": c.key, cls: state.sort === c.key ? "sorted" + (state.dir > 0 ? " asc" : "") : null, title: "sort by " + c.label,
-        onclick: function () { if (state.sort === c.key) state.dir = -state.dir; else { state.sort = c.key; state.dir = c.key === "id" || c.key === "onset" || c.key === "desc" || c.key === "cls" ? 1 : -1; } renderList(); } }, c.label);
+      return el("th", { "data-key": c.key, "data-field": c.field, cls: state.sort === c.key ? "sorted" + (state.dir > 0 ? " asc" : "") : null, title: c.field + " — " + c.tip + " (click to sort)",
+        onclick: function () { if (state.sort === c.key) state.dir = -state.dir; else { state.sort = c.key; state.dir = c.key === "id" || c.key === "rank" || c.key === "onset" || c.key === "desc" || c.key === "cls" ? 1 : -1; } renderList(); } }, c.label);
     })));
     var tbody = document.querySelector("#feature-table tbody");
     tbody.innerHTML = "";
-    visible.forEach(function (f) {
-      tbody.appendChild(el("tr", { cls: "feature-row" + (f.id === state.selected ? " selected" : ""), "data-feature": f.id, onclick: function () { select(f.id); } },
-        COLUMNS.map(function (c) { var v = c.value(f); return el("td", { cls: c.cls || null, text: c.show ? c.show(f) : (v === "" ? "–" : fmt(v)), title: c.key === "desc" || c.key === "cls" ? String(v || "") : null }); })));
-    });
-    document.getElementById("list-count").textContent = visible.length + " of " + FEATURES.length + " reported features" + (D.n_features_total ? " (crosscoder has " + D.n_features_total + ")" : "");
+    function row(f) {
+      return el("tr", { cls: "feature-row" + (f.id === state.selected ? " selected" : "") + (state.task && !taskData(f) ? " unattributed" : ""), "data-feature": f.id, onclick: function () { select(f.id); } },
+        COLUMNS.map(function (c) { var v = c.value(f); return el("td", { cls: c.cls || null, text: c.show ? c.show(f) : (v === "" ? "–" : fmt(v)), title: c.key === "desc" || c.key === "cls" ? String(v || "") : null }); }));
+    }
+    inTask.forEach(function (f) { tbody.appendChild(row(f)); });
+    if (others.length) tbody.appendChild(el("tr", { cls: "divider" }, el("td", { colspan: COLUMNS.length, text: others.length + " reported for another task, not attributed in " + state.task })));
+    others.forEach(function (f) { tbody.appendChild(row(f)); });
+    document.getElementById("list-count").textContent = visible.length + " of " + FEATURES.length + " reported features" + (D.n_features_total ? " (crosscoder has " + D.n_features_total + ")" : "") +
+      (state.task ? "; sorted within " + state.task : "");
   }
   function select(id, fromHash, quiet) {
     if (!(id in BY_ID)) return;
@@ -472,29 +636,44 @@
     var card = el("div", { cls: "feature-card", id: "feature-card", "data-feature": f.id });
     var t = taskData(f);
     var head = el("div", { cls: "card-head" }, [el("h2", { text: "Feature " + f.id })]);
-    if (t && t.relie_class) head.appendChild(el("span", { cls: "badge relie", title: "RelIE class (" + state.task + ")", text: "RelIE: " + t.relie_class }));
+    if (t && t.relie_class) head.appendChild(el("span", { cls: "badge relie" + (t.relie_class === NO_EFFECT ? " none" : ""), title: "relie_class (" + state.task + ")", text: t.relie_class === NO_EFFECT ? "no effect on " + state.task : "RelIE: " + t.relie_class }));
     if (f.reldec_class) head.appendChild(el("span", { cls: "badge reldec", title: "RelDec class", text: "RelDec: " + f.reldec_class }));
     if (f.trajectory) head.appendChild(el("span", { cls: "badge", title: "decoder-norm trajectory", text: f.trajectory }));
-    if (isNum(f.frequency)) head.appendChild(el("span", { cls: "badge", text: "freq " + fmt(f.frequency) }));
+    if (isNum(f.frequency)) head.appendChild(el("span", { cls: "badge", title: "frequency: share of tokens on which it fires", text: "fires on " + pct(f.frequency) + " of tokens" }));
+    if (f.reldec_disputed) head.appendChild(el("span", { cls: "badge disputed", title: "reldec_disputed: latent scaling disputes the RelDec class", text: "RelDec disputed" }));
     card.appendChild(head);
     card.appendChild(el("div", { cls: "annotation" + (f.description ? "" : " none"), text: f.description || "No annotation yet — `crosstime annotate RUN --export annotations.csv`, fill in `description`, then `--import`." }));
     // bars
     var grid = el("div", { cls: "card-grid" });
     var relieBox;
     if (t && t.relie) {
+      var ieScale = t.ie ? Math.max.apply(null, t.ie.filter(isNum).map(Math.abs).concat([0])) : null;
       relieBox = barList("relie", t.relie, {
         uniform: 1 / M,
-        title: function (m) { return t.ie ? "IE = " + fmt(t.ie[m]) + (t.ie_lo && t.ie_hi ? " [" + fmt(t.ie_lo[m]) + ", " + fmt(t.ie_hi[m]) + "]" : "") : null; },
-        extra: function (m) { return t.ie ? "  IE " + fmt(t.ie[m]) + (t.ie_lo && t.ie_hi && isNum(t.ie_lo[m]) ? " ±" + fmt((t.ie_hi[m] - t.ie_lo[m]) / 2) : "") : ""; }
+        title: function (m) { return t.ie ? "share " + fmt(t.relie[m]) + "; IE = " + fmt(t.ie[m]) + (t.ie_lo && t.ie_hi ? ", 95% CI [" + fmt(t.ie_lo[m]) + ", " + fmt(t.ie_hi[m]) + "]" : "") : null; },
+        show: function (m) {
+          if (!t.ie) return pct(t.relie[m]);
+          var half = t.ie_lo && t.ie_hi && isNum(t.ie_lo[m]) ? (t.ie_hi[m] - t.ie_lo[m]) / 2 : null;
+          var ie = fmtRel(t.ie[m], ieScale);
+          return pct(t.relie[m]) + " · IE " + (ie === "≈ 0" ? ie : (t.ie[m] > 0 ? "+" : "") + ie + (isNum(half) ? " ± " + fmtRel(half, ieScale) : ""));
+        }
       });
+      if (t.relie_class === NO_EFFECT) relieBox = el("div", null, [el("div", { cls: "no-effect", text: "No effect on " + state.task + ": Σ|IE| is below the effect floor, so no RelIE class." }), relieBox]);
     } else relieBox = missing(TASKS.length ? "no attribution for this feature in task " + state.task : "no attribution in this run");
     var ablation = null;
     if (t && t.ablation && t.ablation.delta_lpd) {
-      ablation = el("div", { cls: "hint ablation", text: "exact ablation, Δ log-prob difference: " + t.ablation.delta_lpd.map(function (v, m) { return ckLabel(m) + " " + fmt(v); }).join(" · ") });
+      var dl = t.ablation.delta_lpd, dlScale = Math.max.apply(null, dl.filter(isNum).map(Math.abs).concat([0]));
+      ablation = el("div", { cls: "hint ablation", text: "exact single-feature ablation, ΔLPD: " + dl.map(function (v, m) { return ckLabel(m) + " " + fmtRel(v, dlScale); }).join(" · ") });
     }
     grid.appendChild(panel("RelIE per checkpoint" + (state.task ? " — " + state.task : ""), el("div", null, [relieBox,
-      el("div", { cls: "hint", text: "bars scaled to the largest share; tick: uniform share 1/M" + (t && t.ie ? "; IE ± half the CI" : "") }), ablation])));
-    grid.appendChild(panel("RelDec per checkpoint", f.reldec ? barList("reldec", f.reldec, { uniform: 1 / M, extra: function (m) { return f.norm ? "  ‖d‖ " + fmt(f.norm[m]) : ""; } }) : missing("no RelDec (evaluation/features.csv or the crosscoder) for this feature")));
+      el("div", { cls: "hint", text: "share of the feature's |IE| at each checkpoint (bars scaled to the largest; tick: uniform 1/M)" + (t && t.ie ? "; IE ± half the 95% CI, “≈ 0” below a thousandth of the largest" : "") }), ablation])));
+    var hasBeta = f.beta_share && f.beta_share.some(isNum);
+    grid.appendChild(panel("RelDec per checkpoint", f.reldec ? el("div", null, [barList("reldec", f.reldec, { uniform: 1 / M,
+      title: function (m) { return "RelDec share " + fmt(f.reldec[m]) + (f.norm ? "; ‖W_dec‖ = " + fmt(f.norm[m]) : "") + (hasBeta ? "; β share " + fmt(f.beta_share[m]) + ", β " + fmt(f.beta[m]) + ", β_error share " + fmt(f.beta_error_share[m]) : ""); },
+      show: function (m) { return pct(f.reldec[m]) + (f.norm ? " · ‖d‖ " + fmt(f.norm[m]) : "") + (hasBeta ? " · β " + pct(f.beta_share[m]) : ""); } }),
+      hasBeta ? el("div", { cls: "hint beta", text: "β: latent-scaling share (the decoder direction's least-squares scale in each checkpoint's activations, over the held-out rows where it fires" + (isNum(f.beta_tokens) ? ": " + fmt(f.beta_tokens) + " rows" : "") + ")" }) : null,
+      f.reldec_disputed ? el("div", { cls: "disputed", text: "RelDec disputed at " + (f.disputed_at || "").split(";").map(labelOfRev).join(", ") + " (" + f.dispute_kind + "): the decoder norm says absent, latent scaling says present" }) : null])
+      : missing("no RelDec (evaluation/features.csv or the crosscoder) for this feature")));
     // trajectory
     if (f.norm) {
       var ax = tokenX();
@@ -509,7 +688,7 @@
       var width = h.upper / (h.n_bins || 1);
       var hb = el("div", null, [histogram(h.counts, width * h.counts.length, { width: 360, height: 110, color: "#f08c00", log: false,
         binLabel: function (b) { return fmt(b * width) + "–" + fmt((b + 1) * width); } }),
-        el("div", { cls: "hint", text: "view " + viewName(hv) + ": fires on " + fmt(100 * (ev.density[hv] || 0), 3) + "% of " + fmt(D.evidence_meta ? D.evidence_meta.n_rows : null) + " tokens" + (views.length > 1 ? " (pick a view below)" : "") })]);
+        el("div", { cls: "hint", text: "view " + viewName(hv) + ": fires on " + pct(ev.density[hv] || 0) + " of " + fmt(D.evidence_meta ? D.evidence_meta.n_rows : null) + " tokens" + (views.length > 1 ? " (pick a view below)" : "") })]);
       grid.appendChild(panel("Activation histogram (non-zero)", hb));
     } else grid.appendChild(panel("Activation histogram", missing("no feature evidence (needs activations/ and crosscoder/)")));
     card.appendChild(grid);
@@ -576,6 +755,8 @@
     var method = D.evidence_meta ? D.evidence_meta.logit_lens_method : "";
     var note = method === "mean_activation" ? "Δlogits of adding the feature's decoder direction (at its typical activation) to the checkpoint's mean site activation, through that checkpoint's final norm and unembedding." :
       method === "norm_weight" ? "Decoder direction through the final norm's weight (linear part) and the unembedding." : "";
+    var excluded = (D.evidence_meta && D.evidence_meta.excluded_tokens) || [];
+    if (excluded.length) note += " Special tokens left out: " + excluded.map(tokenText).join(" ") + ".";
     return panel("Logit lens per checkpoint", el("div", null, [tbl, el("div", { cls: "hint", text: note })]), true);
   }
 

@@ -47,6 +47,7 @@ from crosstime.artifacts import (
     ATTRIBUTION_ABLATION,
     ATTRIBUTION_CONFUSION,
     ATTRIBUTION_FEATURES,
+    ATTRIBUTION_JOINT,
     ATTRIBUTION_SUMMARY,
     EVALUATION_FEATURES,
     SCAN_ACCURACY,
@@ -58,10 +59,14 @@ from crosstime.artifacts import (
     AttributionSummary,
     CheckpointEvaluation,
     Evaluation,
+    EvaluationSummary,
+    Faithfulness,
     RunDir,
     Suggestion,
     read_model,
 )
+from crosstime.crosscoder import VARIANTS, CrosscoderConfig, TrainSettings
+from crosstime.crosscoder.settings import EXECUTION_FIELDS
 from crosstime.files import write_text
 from crosstime.series import format_tokens
 
@@ -72,6 +77,84 @@ TASK_CHECKPOINT_COLUMNS = ("ie", "ie_lo", "ie_hi", "relie", "relie_lo", "relie_h
 TASK_SCALAR_COLUMNS = ("relie_class", "task_frequency", "selected_in")
 # evaluation/features.csv columns shown per feature (all but the pairwise RelDec, unused by the dashboard)
 EVALUATION_COLUMNS = tuple(c.name for c in EVALUATION_FEATURES.columns if c.kind != "pair" and c.name != "feature")
+
+# Headings in words for the fields the dashboard tabulates (the field name and its schema
+# description become the tooltip). A field not named here is headed by its name, spaces for "_".
+LABELS = {
+    # evaluation.json
+    "scale": "normalisation scale", "mse": "MSE per dimension", "explained_variance": "explained variance",
+    "fvu": "unexplained variance", "reldec_mean": "mean RelDec share", "ce_clean": "CE, clean (nats)",
+    "ce_spliced": "CE, reconstruction spliced in", "ce_zero": "CE, site zero-ablated", "delta_ce": "ΔCE, spliced − clean",
+    "zero_gap": "CE gap, zero − clean", "ce_recovered": "CE recovered", "kl": "KL(clean ‖ spliced)",
+    "kl_zero": "KL(clean ‖ zero-ablated)", "predictions": "predictions scored", "l0": "active features per token (L0)",
+    "dead": "dead features", "dead_fraction": "dead share", "dead_window_tokens": "tokens watched for dead features",
+    "explained_variance_overall": "explained variance", "fvu_overall": "unexplained variance",
+    "mse_overall": "MSE per dimension", "delta_ce_max": "largest ΔCE",
+    # attribution/TASK/summary.json
+    "accuracy_clean": "accuracy", "metric_clean_mean": "mean metric m = log p(wrong) − log p(correct)",
+    "error_effect": "effect of the reconstruction error", "joint_effect_exact": "joint effect of all features (exact)",
+    "sum_of_feature_ie": "sum of the features' IE", "method": "attribution method", "steps": "integration steps",
+    "baseline": "baseline", "threshold": "threshold", "position_0_attributed": "position 0 attributed",
+    "n_pairs": "pairs", "pairs_kept": "pairs kept", "n_reported": "features reported", "layer": "layer",
+    "inference_rule": "features fire by", "quadrature": "quadrature",
+    "ig_vs_exact_spearman": "Spearman, IG vs exact ablation (signed)",
+    "ig_vs_exact_spearman_abs": "Spearman, IG vs exact ablation (|·|)",
+    "atp_vs_exact_spearman": "Spearman, AtP vs exact ablation (signed)",
+    "atp_vs_exact_spearman_abs": "Spearman, AtP vs exact ablation (|·|)",
+    "ratio_vs_reldec": "Spearman, ablation share vs RelDec", "ratio_vs_relie": "Spearman, ablation share vs RelIE",
+    "ratio_vs_reldec_mean": "Spearman, ablation share vs RelDec (mean)",
+    "ratio_vs_relie_mean": "Spearman, ablation share vs RelIE (mean)",
+    "spearman": "Spearman (signed)", "spearman_abs": "Spearman (|·|)", "sign_agreement": "same sign",
+    "accuracy_all_ablated": "accuracy, every feature ablated", "effect_floor": "effect floor (share of joint effect)",
+    "effect_floor_value": "effect floor (metric units)", "reldec_disputed": "RelDec classes disputed by latent scaling",
+    "scaling_judged": "features judged by latent scaling",
+    # attribution/TASK/ablation.csv
+    "acc_clean": "accuracy, clean", "acc_ablated": "accuracy, feature ablated", "delta_acc_pp": "accuracy drop (points)",
+    "lpd_clean": "log-prob difference, clean", "lpd_ablated": "log-prob difference, ablated", "delta_lpd": "ΔLPD",
+    "ablation_share": "ablation share",
+}
+
+
+def word(name: str, description: str | None) -> dict[str, str]:
+    """A field as the dashboard heads it: ``label`` in words, ``name`` and ``description`` for the tooltip."""
+    return {"name": name, "label": LABELS.get(name, name.replace("_", " ")), "description": description or ""}
+
+
+def _applies(name: str, description: str | None, variant: str) -> bool:
+    """Whether a crosscoder setting applies to ``variant``, as the setting documents it: a name
+    prefixed by a variant (``jumprelu_bandwidth``) or a description opening with the variants it
+    serves (``"topk/batchtopk: active features per token"``) limits it to them."""
+    for other in VARIANTS:
+        if name.startswith(f"{other}_"):
+            return other == variant
+    head = re.match(r"([\w/]+):\s", description or "")
+    served = head.group(1).split("/") if head else []
+    if served and all(v in VARIANTS for v in served):
+        return variant in served
+    return True
+
+
+TRAINING_LABELS = {"steps": "training steps", "tokens": "training rows", "seed": "seed of the batch order"}
+
+
+def crosscoder_settings(config: dict[str, Any], train: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The settings of a crosscoder that apply to its variant: those of its ``CrosscoderConfig``
+    (``group`` "architecture") and, when the run recorded them, the ``TrainSettings`` it was trained
+    with that the config does not repeat ("training"; execution-only ones left out)."""
+    variant = config["variant"]
+    out = []
+    for group, fields, values in (("architecture", CrosscoderConfig.model_fields, config),
+                                  ("training", TrainSettings.model_fields, train or {})):
+        for name, info in fields.items():
+            if name not in values or (group == "training" and (name in CrosscoderConfig.model_fields
+                                                               or name in EXECUTION_FIELDS)):
+                continue
+            if _applies(name, info.description, variant):
+                heading = word(name, info.description)
+                if group == "training" and name in TRAINING_LABELS:  # "steps" here is not attribution's
+                    heading["label"] = TRAINING_LABELS[name]
+                out.append({**heading, "group": group, "value": values[name]})
+    return out
 
 
 def png_data_uri(path: Path) -> str | None:
@@ -131,12 +214,14 @@ def _accuracy(rows: list[dict]) -> dict[str, list[dict]]:
 
 def _dynamics(rows: list[dict]) -> dict:
     """Every float column of ``SCAN_DYNAMICS`` against tokens seen."""
-    names = [c.name for c in SCAN_DYNAMICS.columns if c.type is float]
     series = []
-    for name in names:
+    for column in SCAN_DYNAMICS.columns:
+        if column.type is not float:
+            continue
+        name = column.name
         points = [[r["tokens"], _json_float(r[name]), r["revision"]] for r in rows if _json_float(r[name]) is not None]
         if points:
-            series.append({"name": name, "points": points})
+            series.append({"name": name, "label": column.description, "points": points})
     ticks = [[r["tokens"], format_tokens(r["tokens"])] for r in rows]
     return {"series": series, "ticks": ticks, "xlabel": "tokens seen (log)"}
 
@@ -189,16 +274,18 @@ def scan_overview(run: RunDir) -> tuple[dict, list[str]]:
 # evaluation.json and evaluation/
 # ---------------------------------------------------------------------------------------
 def evaluation_table(evaluation: Evaluation) -> dict:
-    """The per-checkpoint table (one column per :class:`CheckpointEvaluation` field that has a
-    value somewhere; the field descriptions as tooltips) and the overall scalars of the summary."""
+    """The per-checkpoint numbers as rows (one per :class:`CheckpointEvaluation` field that has a value
+    somewhere: ``label``, ``name``, ``description``, ``values [M]``) and the overall scalars of the
+    summary (``label``, ``name``, ``description``, ``value``)."""
     records = [c.model_dump() for c in evaluation.checkpoints]
-    names = [n for n in CheckpointEvaluation.model_fields if n != "revision" and any(r[n] is not None for r in records)]
-    rows = [[r["revision"], *[r[n] for n in names]] for r in records]
-    descriptions = {n: CheckpointEvaluation.model_fields[n].description for n in names
-                    if CheckpointEvaluation.model_fields[n].description}
+    names = [n for n in CheckpointEvaluation.model_fields if n not in ("revision", "step", "tokens_seen")
+             and any(r[n] is not None for r in records)]
+    rows = [{**word(n, CheckpointEvaluation.model_fields[n].description), "values": [r[n] for r in records]}
+            for n in names]
     summary = evaluation.summary.model_dump()
-    overall = {k: v for k, v in summary.items() if not isinstance(v, list) and v is not None}
-    return {"columns": ["checkpoint", *names], "rows": rows, "overall": overall, "descriptions": descriptions}
+    overall = [{**word(k, EvaluationSummary.model_fields[k].description), "value": v} for k, v in summary.items()
+               if not isinstance(v, list) and v is not None]
+    return {"checkpoints": [r["revision"] for r in records], "rows": rows, "overall": overall}
 
 
 def evaluation_features(run: RunDir, revisions: list[str]) -> dict[int, dict]:
@@ -233,22 +320,55 @@ def _check_covered(path: Path, covered: list[str], revisions: list[str]) -> None
 
 
 # AttributionSummary fields holding one number per checkpoint ({revision: value}), shown as a table
-PER_CHECKPOINT_SUMMARY = ("accuracy_clean", "metric_clean_mean", "error_effect", "joint_effect_exact",
-                          "sum_of_feature_ie")
+PER_CHECKPOINT_SUMMARY = ("accuracy_clean", "accuracy_all_ablated", "metric_clean_mean", "error_effect",
+                          "joint_effect_exact", "sum_of_feature_ie")
+# Faithfulness fields shown per estimator and checkpoint
+FAITHFULNESS_FIELDS = ("spearman", "spearman_abs", "sign_agreement")
+
+
+def _per_checkpoint(name: str, description: str | None, values: Any, revisions: list[str]) -> dict | None:
+    """A ``{revision: value}`` dict as a row over ``revisions`` (None when ``values`` is not one)."""
+    if not isinstance(values, dict) or not values or not set(values) <= set(revisions):
+        return None
+    return {**word(name, description), "values": [_json_float(values.get(r)) for r in revisions]}
 
 
 def attribution_overview(folder: Path, summary: AttributionSummary) -> dict:
-    """Scalars of the summary, its per-checkpoint numbers as a table, the confusion table."""
+    """The summary's settings and scalars (``summary``: rows of ``label, name, description, value``),
+    its per-checkpoint numbers (``per_checkpoint``: rows with ``values`` over its revisions; the
+    faithfulness and ablation correlations among them, their pooled scalars in ``agreement``) and the
+    confusion table as a matrix (``confusion``: ``relie_classes`` × ``reldec_classes`` ``counts``)."""
+    fields = AttributionSummary.model_fields
     dumped = summary.model_dump(mode="json")
+    revisions = summary.revisions
     info: dict[str, Any] = {
-        "summary": {k: v for k, v in dumped.items() if k != "task" and not isinstance(v, (dict, list))},
-        "per_checkpoint": {"columns": ["checkpoint", *PER_CHECKPOINT_SUMMARY],
-                           "rows": [[r, *[dumped[k].get(r) for k in PER_CHECKPOINT_SUMMARY]] for r in summary.revisions]},
+        "revisions": revisions,
+        "summary": [{**word(k, fields[k].description), "value": v} for k, v in dumped.items()
+                    if k != "task" and not isinstance(v, (dict, list))],
+        "per_checkpoint": [{**word(k, fields[k].description), "values": [dumped[k].get(r) for r in revisions]}
+                           for k in PER_CHECKPOINT_SUMMARY],
+        "agreement": [],
     }
+    for estimator, per_revision in (dumped["faithfulness"] or {}).items():
+        for name in FAITHFULNESS_FIELDS:
+            row = {**word(name, Faithfulness.model_fields[name].description),
+                   "values": [per_revision[r][name] if r in per_revision else None for r in revisions]}
+            row["label"] = f"{estimator.upper()} vs exact ablation: {LABELS.get(name, row['label'])}"
+            info["per_checkpoint"].append(row)
+    for k, v in (dumped["ablation_spearman"] or {}).items():
+        row = _per_checkpoint(k, fields["ablation_spearman"].description, v, revisions)
+        if row is not None:
+            info["per_checkpoint"].append(row)
+        elif isinstance(v, (int, float)):
+            info["agreement"].append({**word(k, f"ablation_spearman.{k}"), "value": v})
     if (folder / ATTRIBUTION_CONFUSION.file).is_file():
-        names = [c.name for c in ATTRIBUTION_CONFUSION.columns]
-        rows = ATTRIBUTION_CONFUSION.read(folder, summary.revisions)
-        info["confusion"] = {"columns": names, "rows": [[r[n] for n in names] for r in rows]}
+        rows = ATTRIBUTION_CONFUSION.read(folder, revisions)
+        relie = list(dict.fromkeys(r["relie_class"] for r in rows))
+        reldec = list(dict.fromkeys(r["reldec_class"] for r in rows))
+        counts = [[0] * len(reldec) for _ in relie]
+        for r in rows:
+            counts[relie.index(r["relie_class"])][reldec.index(r["reldec_class"])] += r["count"]
+        info["confusion"] = {"relie_classes": relie, "reldec_classes": reldec, "counts": counts}
     return info
 
 
@@ -264,10 +384,12 @@ def read_attribution(run: RunDir, task: str, revisions: list[str], features: dic
         entry.update({c: row[c] for c in TASK_SCALAR_COLUMNS})
         feat["tasks"][task] = {k: v for k, v in entry.items() if v is not None}
     info = attribution_overview(folder, summary)
+    if (folder / ATTRIBUTION_JOINT.file).is_file():  # joint ablation / restoration curves (written with --joint)
+        info["joint"] = ATTRIBUTION_JOINT.read(folder, summary.revisions)
     if (folder / ATTRIBUTION_ABLATION.file).is_file():
         rows = ATTRIBUTION_ABLATION.read(folder, summary.revisions)
-        names = [c.name for c in ATTRIBUTION_ABLATION.columns]
-        info["ablation"] = {"columns": names, "rows": [[r[n] for n in names] for r in rows]}
+        info["ablation"] = {"columns": [word(c.name, c.description) for c in ATTRIBUTION_ABLATION.columns],
+                            "rows": [[r[c.name] for c in ATTRIBUTION_ABLATION.columns] for r in rows]}
         _attach_ablation(features, task, rows, revisions, folder / ATTRIBUTION_ABLATION.file)
     return info
 
@@ -338,6 +460,9 @@ def _distributions(features: dict[int, dict], tasks: list[str], M: int) -> tuple
     counts = {}
     if any(f.get("reldec_class") for f in features.values()):
         counts["RelDec class"] = class_counts([f.get("reldec_class") for f in features.values()])
+    if any(f.get("reldec_disputed") for f in features.values()):  # latent scaling (evaluation/features.csv)
+        counts["RelDec disputed by latent scaling"] = class_counts(
+            [f.get("dispute_kind") for f in features.values() if f.get("reldec_disputed")])
     if any(f.get("trajectory") for f in features.values()):
         counts["decoder-norm trajectory"] = class_counts([f.get("trajectory") for f in features.values()])
     for task in tasks:
@@ -398,6 +523,12 @@ def _evaluation(run: RunDir, evaluation: Evaluation | None, revisions: list[str]
             raise ArtifactError(f"{run.evaluation_file} evaluates checkpoints {covered}, but the run's crosscoder has "
                                 f"{revisions}: it was computed for another crosscoder; re-run `crosstime evaluate`")
         overview["evaluation"] = evaluation_table(evaluation)
+        # what evaluation/emergence.png draws (live features by onset), for the findings and the panel
+        overview["emergence"] = {**evaluation.decoder["emergence"],
+                                 "presence_fraction": evaluation.decoder["presence_fraction"]}
+        # what evaluation/emergence.png draws (live features by onset): the findings cite these counts
+        overview["emergence"] = {**evaluation.decoder["emergence"],
+                                 "presence_fraction": evaluation.decoder["presence_fraction"]}
     if not (run.evaluation / EVALUATION_FEATURES.file).is_file():
         missing.append(f"evaluation/{EVALUATION_FEATURES.file}: no RelDec classes or onsets")
         return {}

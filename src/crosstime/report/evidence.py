@@ -25,7 +25,7 @@ activation store (exact random access, no re-harvesting):
   depend on how the rows are batched);
 - a **window** of tokens around each example's position with the feature's activation at
   every token of the window (re-read from the store by ``(context, position)``);
-- the **logit lens** per checkpoint: the decoder direction ``W_dec[i, m]`` (raw activation
+- the **logit lens** per checkpoint (special tokens of the tokenizer left out): the decoder direction ``W_dec[i, m]`` (raw activation
   space: the folded model's) through checkpoint ``m``'s final norm and unembedding. The
   final norm is not linear, so by default (``"mean_activation"``) the direction is added, at the feature's
   typical strength ``a`` (mean of its top activations), to the mean site activation
@@ -408,13 +408,19 @@ def logit_lens(
         return shifted - norm_f(base) @ weight.T
 
 
-def top_tokens(logits: torch.Tensor, n: int) -> tuple[list[list[list]], list[list[list]]]:
-    """Per row of ``logits [K, V]``: ``n`` most promoted and ``n`` most suppressed ``[id, value]``."""
+def top_tokens(logits: torch.Tensor, n: int, excluded: Sequence[int] = ()) -> tuple[list[list[list]], list[list[list]]]:
+    """Per row of ``logits [K, V]``: ``n`` most promoted and ``n`` most suppressed ``[id, value]``,
+    leaving out the token ids ``excluded`` (the tokenizer's special tokens: they name no word, and in a
+    model that rarely predicts them their logits move with almost any direction, filling the lists)."""
+    keep = torch.ones(logits.shape[1], dtype=torch.bool)
+    keep[[i for i in excluded if 0 <= i < logits.shape[1]]] = False
+    vocab_ids = torch.nonzero(keep).flatten()  # [V'] the listed ids
+    logits = logits[:, vocab_ids]
     n = min(n, logits.shape[1])
-    up = torch.topk(logits, n, dim=1)
-    down = torch.topk(-logits, n, dim=1)
-    promoted = [[[int(i), _r(float(v))] for i, v in zip(ids, vals)] for ids, vals in zip(up.indices, up.values)]
-    suppressed = [[[int(i), _r(-float(v))] for i, v in zip(ids, vals)] for ids, vals in zip(down.indices, down.values)]
+    up_values, up_at = torch.topk(logits, n, dim=1)
+    down_values, down_at = torch.topk(-logits, n, dim=1)
+    promoted = [[[int(i), _r(float(v))] for i, v in zip(vocab_ids[at], vals)] for at, vals in zip(up_at, up_values)]
+    suppressed = [[[int(i), _r(-float(v))] for i, v in zip(vocab_ids[at], vals)] for at, vals in zip(down_at, down_values)]
     return promoted, suppressed
 
 
@@ -479,7 +485,7 @@ def _per_feature(result: StreamResult, slots: list, shown: list[dict]) -> dict[s
 
 
 def _add_logit_lens(per_feature: dict[str, dict], model: Crosscoder, result: StreamResult, config: EvidenceConfig,
-                    heads: HeadLoader) -> set[int]:
+                    heads: HeadLoader, excluded: Sequence[int] = ()) -> set[int]:
     """Promoted/suppressed tokens per feature and checkpoint into ``per_feature``; returns their ids.
 
     ``model`` is raw-space (folded): ``W_dec[i, m]`` is the direction in checkpoint m's site."""
@@ -492,7 +498,7 @@ def _add_logit_lens(per_feature: dict[str, dict], model: Crosscoder, result: Str
     for m, rev in enumerate(model.revisions):
         norm, unembed = heads(rev)
         logits = logit_lens(norm, unembed, dirs[:, m], result.mean_activation[m], strength, config.logit_lens)
-        promoted, suppressed = top_tokens(logits, config.n_logit_tokens)
+        promoted, suppressed = top_tokens(logits, config.n_logit_tokens, excluded)
         for k, i in enumerate(features):
             per_feature[str(i)]["logit_lens"][rev] = {"promoted": promoted[k], "suppressed": suppressed[k]}
             token_ids.update(t for t, _ in promoted[k] + suppressed[k])
@@ -508,6 +514,7 @@ def feature_evidence(
     batch_rows: int = 2048,
     heads: HeadLoader | None = None,
     progress: bool = True,
+    excluded_tokens: Sequence[int] = (),
 ) -> dict:
     """Evidence for ``features`` as JSON-ready data (see the module docstring).
 
@@ -517,7 +524,8 @@ def feature_evidence(
     (memory: batch_rows × F floats per encode; the result does not depend on it unless the
     model's features depend on the batch, ``model.inference_depends_on_batch``).
     ``heads(revision) -> (final_norm, unembedding)`` provides each checkpoint's head for the
-    logit lens (skipped when ``None`` or ``config.logit_lens == "none"``).
+    logit lens (skipped when ``None`` or ``config.logit_lens == "none"``); ``excluded_tokens``: ids the
+    logit lens does not list (the tokenizer's special tokens).
 
     Returns ``{"views": [...], "n_rows", "n_contexts", "contexts", "config", "logit_lens_method",
     "token_ids": [...], "features": {str(i): {"density": {view: share}, "histogram": {view: {"upper",
@@ -541,6 +549,6 @@ def feature_evidence(
     per_feature = _per_feature(result, slots, shown)
     token_ids = {t for e in shown for t in e["tokens"]}
     if lens != "none":
-        token_ids |= _add_logit_lens(per_feature, raw, result, config, heads)
+        token_ids |= _add_logit_lens(per_feature, raw, result, config, heads, excluded_tokens)
     return {"views": result.views, "n_rows": result.n_rows, "n_contexts": result.n_contexts,
             "contexts": list(result.contexts), "token_ids": sorted(token_ids), "features": per_feature, **meta}

@@ -20,6 +20,7 @@ from crosstime.artifacts import (
     RunDir,
     read_model,
 )
+from crosstime.shares import NO_EFFECT
 
 
 def _load(source: str | Path | dict) -> dict:
@@ -76,8 +77,15 @@ def main_task(data: dict) -> str | None:
     return max(tasks, key=total) if tasks else None
 
 
+def _with_effect(task_entry: dict) -> bool:
+    """A feature's entry for a task has an effect to cite: RelIE shares, and a class other than "no effect"
+    (a total |IE| below the attribution's floor: its RelIE profile is noise)."""
+    return bool(task_entry.get("relie")) and task_entry.get("relie_class") != NO_EFFECT
+
+
 def top_feature_finding(data: dict) -> str | None:
-    """The reported feature with the largest Σ|IE| on the first task: where its effect sits, what it reads and writes."""
+    """The reported feature with the largest Σ|IE| on the main task (none labelled "no effect"): where its
+    effect sits, what it reads and writes."""
     ck = data.get("checkpoints") or []
     tasks = data.get("tasks") or []
     if not ck or not tasks:
@@ -86,7 +94,7 @@ def top_feature_finding(data: dict) -> str | None:
     scored = []
     for f in data.get("features") or []:
         t = (f.get("tasks") or {}).get(task) or {}
-        if t.get("ie") and t.get("relie"):
+        if t.get("ie") and _with_effect(t):
             scored.append((sum(abs(v) for v in t["ie"] if v is not None), f, t))
     if not scored:
         return None
@@ -114,20 +122,31 @@ def top_feature_finding(data: dict) -> str | None:
     return text
 
 
-def emergence_finding(data: dict) -> str | None:
-    """How many features' decoders emerge after the first checkpoint, and where most emerge."""
-    ck = data.get("checkpoints") or []
-    counts: dict[str, int] = ((data.get("overview") or {}).get("class_counts") or {}).get("decoder-norm trajectory") or {}
-    if not counts or len(ck) < 2:
+def emergence_counts(data: dict) -> tuple[list[int], float] | None:
+    """What ``evaluation/emergence.png`` draws, from the report data: features that fired on the
+    evaluation's tokens (live), by onset checkpoint (entry 0: present at the first checkpoint;
+    entry m: onset in (checkpoint m-1, checkpoint m]), and the presence fraction of onset."""
+    emergence = (data.get("overview") or {}).get("emergence")
+    if not emergence:
         return None
-    total = sum(counts.values())
-    later = counts.get("emerging", 0) + counts.get("transient", 0)
-    text = f"{later} of {total} features ({_pct(later / total) if total else '0%'}) have decoders that emerge after {ck[0]['revision']}"
-    onsets = [f.get("onset") for f in data.get("features") or [] if isinstance(f.get("onset"), int) and f["onset"] > 0]
-    if onsets:
-        m = max(set(onsets), key=onsets.count)
-        text += f"; among the reported features the most common onset is {_label(ck, m)}"
-    return text + f" ({counts.get('persistent', 0)} persist from the start, {counts.get('initial', 0)} fade)."
+    return list(emergence["counts_live"]), float(emergence["presence_fraction"])
+
+
+def emergence_finding(data: dict) -> str | None:
+    """How many live features' decoders emerge after the first checkpoint, and when: the counts of the
+    emergence plot (the same set: features that fired during evaluation), said in words."""
+    ck = data.get("checkpoints") or []
+    read = emergence_counts(data)
+    if read is None or len(ck) < 2:
+        return None
+    counts, fraction = read
+    live = sum(counts)
+    later = live - counts[0]
+    when = ", ".join(f"{c} between {ck[m - 1]['revision']} and {ck[m]['revision']}" for m, c in enumerate(counts) if m > 0)
+    return (f"{later} of {live} live features ({_pct(later / live) if live else '0%'}) have decoders that emerge after "
+            f"{ck[0]['revision']} ({when}); {counts[0]} are present from {ck[0]['revision']} on. Counted as in "
+            f"evaluation/emergence.png: features that fired on the evaluation's tokens, onset = the first checkpoint "
+            f"where the decoder norm reaches {_pct(fraction)} of its maximum.")
 
 
 def agreement_finding(data: dict) -> str | None:
@@ -138,7 +157,7 @@ def agreement_finding(data: dict) -> str | None:
     same, n = 0, 0
     for f in data.get("features") or []:
         t = (f.get("tasks") or {}).get(task) or {}
-        if t.get("relie") and f.get("reldec"):
+        if _with_effect(t) and f.get("reldec"):
             n += 1
             a = max(range(len(t["relie"])), key=lambda k: t["relie"][k] or 0)
             b = max(range(len(f["reldec"])), key=lambda k: f["reldec"][k] or 0)

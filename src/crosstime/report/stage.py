@@ -13,11 +13,11 @@ The crosscoder is opened only with :func:`crosstime.crosscoder.load_for_store`, 
 has both it and the activation store. The report's checkpoints are the crosscoder's
 revisions (possibly a subset of the store's), their steps and tokens from the store.
 
-The series. Token text needs the series' tokenizer and the logit lens its checkpoints'
-heads. The series is the one recorded in the store unless ``series`` names another place;
-when it cannot be opened here the report stops with an error naming the fixes (``--series``,
-or ``--logit-lens none --no-token-text``: the explicit choice to report without it, shown as
-token ids).
+The series. Token text needs the series' tokenizer (so does the logit lens, to leave out its
+special tokens) and the logit lens its checkpoints' heads. The series is the one recorded in the
+store unless ``series`` names another place; when it cannot be opened here the report stops with
+an error naming the fixes (``--series``, or ``--logit-lens none --no-token-text``: the explicit
+choice to report without it, shown as token ids).
 
 A reported feature's entry in ``data.json``: ``id``, ``rank``; from evaluation/features.csv
 the ``EVALUATION_FEATURES`` columns (``frequency``, ``reldec_class``, ``trajectory``, ``onset``,
@@ -58,6 +58,7 @@ from crosstime.report.dashboard import (
     Collected,
     clean,
     collect,
+    crosscoder_settings,
     now,
     rank_features,
     render,
@@ -192,7 +193,7 @@ def open_series_for(config: ReportConfig, store: ActivationStore, revisions: lis
         if lens:  # fail before any work when a checkpoint is not here (its config is cheap to read)
             for rev in revisions:
                 series.load_config(rev)
-        tokenizer = series.load_tokenizer(revisions[-1]) if text else None
+        tokenizer = series.load_tokenizer(revisions[-1])  # token text, and the special tokens the logit lens leaves out
     except (SeriesError, OSError) as err:
         raise ReportError(f"the checkpoint series {source!r} cannot be opened here ({err}); {fix}") from err
     return series, tokenizer
@@ -268,13 +269,16 @@ def gather_evidence(config: ReportConfig, inputs: Inputs, rows: list[dict]) -> d
     if inputs.store is None or inputs.model is None or not inputs.chosen:
         return {"views": [], "vocab": {}, "evidence_meta": None}
     heads = _heads(inputs.series) if inputs.series is not None and config.evidence.logit_lens != "none" else None
+    special = inputs.tokenizer.all_special_ids if inputs.tokenizer is not None else []
     ev = feature_evidence(inputs.store, inputs.model, inputs.chosen, config.evidence, device=inputs.device,
-                          batch_rows=config.batch_rows, heads=heads, progress=config.progress)
+                          batch_rows=config.batch_rows, heads=heads, progress=config.progress, excluded_tokens=special)
     for entry in rows:
         entry["evidence"] = ev["features"].get(str(entry["id"]))
-    vocab = token_strings(inputs.tokenizer, ev["token_ids"]) if inputs.tokenizer is not None else {}
+    shows_text = config.token_text and inputs.tokenizer is not None
+    vocab = token_strings(inputs.tokenizer, ev["token_ids"]) if shows_text else {}
     meta = {k: ev[k] for k in ("n_rows", "n_contexts", "contexts", "logit_lens_method", "config")}
-    meta["token_text"] = inputs.tokenizer is not None
+    meta["token_text"] = shows_text
+    meta["excluded_tokens"] = sorted(int(i) for i in special)
     return {"views": ev["views"], "vocab": vocab, "evidence_meta": meta}
 
 
@@ -293,7 +297,9 @@ def report_data(config: ReportConfig, inputs: Inputs) -> ReportData:
         "overview": inputs.base.overview,
         "crosscoder": None if model is None else ReportCrosscoder(
             config=model.config.model_dump(mode="json"), inference_rule=model.inference_rule,
-            inference_depends_on_batch=model.inference_depends_on_batch).model_dump(),
+            inference_depends_on_batch=model.inference_depends_on_batch,
+            settings=crosscoder_settings(model.config.model_dump(mode="json"),
+                                         stage.read_records(inputs.run).get("train"))).model_dump(),
         "features": rows,
         "n_features_total": model.n_features if model is not None else None,
         **evidence,

@@ -19,10 +19,10 @@ from crosstime.scan.suggest import (
     fit_ramp,
     suggest_checkpoints,
 )
-from crosstime.scan.summary import print_scan_summary
+from crosstime.scan.summary import print_scan_summary, suggestion_line
 
 __all__ = [
-    "ScanConfig", "ScanError", "ScanResult", "scan", "prepare", "print_scan_summary",
+    "ScanConfig", "ScanError", "ScanResult", "scan", "prepare", "print_scan_summary", "suggestion_line",
     "cosine_matrix", "linear_cka_matrix", "site_tokens", "NgramModel", "next_token_dynamics",
     "fit_ramp", "cka_blocks", "suggest_checkpoints", "SUGGESTION_METHOD",
 ]

@@ -6,6 +6,7 @@ Token axes are logarithmic; step 0 (0 tokens) cannot sit on a log axis, so it is
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,6 +46,24 @@ def _token_axis(ax, tokens: Sequence[int | None]) -> None:
         ax.axvline(floor, color="0.85", lw=0.8, zorder=0)
         ax.annotate("step 0 (0 tokens)\ndrawn here", xy=(floor, 0.02), xycoords=("data", "axes fraction"),
                     fontsize=7, color="0.4", ha="left")
+
+
+def series_name(source: str, family: str) -> str:
+    """The series as a reader knows it: "the toy world", a hub id, or a local folder's name (with
+    its parent's when the folder is named by a hash, as cached series are)."""
+    if family == "toy":
+        return "the toy world"
+    path = Path(source)
+    if not path.is_absolute() and "/" in source and not source.startswith("."):
+        return source  # a hub id such as EleutherAI/pythia-160m
+    if re.fullmatch(r"[0-9a-f]{12,}", path.name):
+        return f"{path.parent.name} series ({family})"
+    return path.name
+
+
+def accuracy_title(source: str, family: str, layer: int | None = None) -> str:
+    at = f", layer {layer}" if layer is not None else ""
+    return f"Task accuracy across training: {series_name(source, family)}{at}"
 
 
 def plot_accuracy(

@@ -199,13 +199,18 @@ def _plot_axis(ckpts: list[Checkpoint]) -> list[int]:
 def _plot(folder: Path, config: ScanConfig, inputs: ScanInputs, sweep: Sweep, suggestion: Suggestion,
           matrices: dict[str, np.ndarray], labels: list[str], n_tokens: int) -> list[str]:
     """The figures (``labels``: the checkpoints' axis labels); returns the file names written."""
-    from crosstime.scan.plots import plot_accuracy, plot_dynamics, plot_similarity
+    from crosstime.scan.plots import (
+        accuracy_title,
+        plot_accuracy,
+        plot_dynamics,
+        plot_similarity,
+    )
 
     ckpts = inputs.checkpoints
     x = _plot_axis(ckpts)
     at = {c.revision: x[i] for i, c in enumerate(ckpts)}
     marks = [(at[p.revision], f"{p.role}: {p.label}") for p in suggestion.checkpoints]
-    title = f"Task accuracy — {Path(inputs.series.source).name} ({inputs.series.family})"
+    title = accuracy_title(inputs.series.source, inputs.series.family, config.layer)
     sentence = _task_curves(sweep.accuracy, inputs, "sentence_accuracy") if config.sentence_metric else None
     plot_accuracy(x, _task_curves(sweep.accuracy, inputs, "accuracy"), folder / SCAN_FIGURES["accuracy"], marks,
                   title=title, sentence_curves=sentence)

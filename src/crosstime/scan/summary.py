@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from crosstime.artifacts import Suggestion
 from crosstime.scan.stage import ScanResult
 
 
@@ -52,6 +53,12 @@ def _accuracy_table(result: ScanResult, tasks: list[str], has_sentence: bool):
     return table
 
 
+def suggestion_line(suggestion: Suggestion) -> str:
+    """The suggestion in one line: each checkpoint with its tokens seen and role."""
+    return "suggested checkpoints: " + ", ".join(f"{p.revision} ({p.label} tokens, {p.role})"
+                                                 for p in suggestion.checkpoints)
+
+
 def print_scan_summary(result: ScanResult, console=None) -> None:
     """A short rich summary: accuracy per checkpoint and task, dynamics, and the suggestion with reasons."""
     from rich.console import Console
@@ -64,7 +71,7 @@ def print_scan_summary(result: ScanResult, console=None) -> None:
                                           for i, t in enumerate(tasks))
                   + (". sent = mean whole-sentence (lm-eval) accuracy" if has_sentence else "")
                   + (". KL = KL(model ‖ corpus unigram / bigram), nats" if result.dynamics else ""))
-    console.print("[bold]suggested checkpoints[/bold]: " + ", ".join(result.suggestion.revisions))
+    console.print(suggestion_line(result.suggestion))
     for p in result.suggestion.checkpoints:
         console.print(f"  {p.revision} ({p.label} tokens, {p.role}): {p.reason}")
     for note in result.notes:

@@ -36,6 +36,7 @@ import os
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,8 @@ class HarvestConfig(StageConfig):
     stage: ClassVar[str] = "harvest"
     execution: ClassVar[frozenset[str]] = frozenset({"batch_size", "device", "verify"})
 
-    series: str = Field(description="checkpoint series: a local series folder or a hub id")
+    series: str = Field(description="checkpoint series: a local series folder, a hub id, or 'toy' (the built-in "
+                                     "toy world)")
     revisions: list[str] | None = Field(None, description="checkpoints to harvest (default: every revision of the series)")
     layer: int = Field(description="site: the output of decoder block L (= hidden_states[L+1])")
     corpus: str | None = Field(None, description="text/JSONL file, saved HF dataset, or folder with corpus/train.txt "
@@ -267,11 +269,12 @@ class Chunk:
 
 
 def compute_chunk(model, tokens: np.ndarray, layer: int, first: int, batch_size: int, device, dtype: str = "float16",
-                  revision: str = "?") -> Chunk:
+                  revision: str = "?", on_batch: Callable[[int], None] | None = None) -> Chunk:
     """Site activations of ``tokens [n, T]`` at positions ``first..T-1``, encoded to ``dtype`` (``[n*(T-first), d]``).
 
     Rounded on the device, so only 2 bytes per value cross to the host. The row-norm sum
     (for the scale) is taken of the stored (rounded) values, in float64, batch by batch in order.
+    ``on_batch(contexts)``, if given, is called after each batch (a progress bar's step).
     """
     torch_dtype = DTYPES[dtype][1]
     rows_per_context = tokens.shape[1] - first
@@ -290,6 +293,8 @@ def compute_chunk(model, tokens: np.ndarray, layer: int, first: int, batch_size:
             if data is None:
                 data = np.empty((len(tokens) * rows_per_context, h.shape[-1]), dtype=out.dtype)
             data[b * rows_per_context : b * rows_per_context + len(out)] = out
+            if on_batch is not None:
+                on_batch(len(ids))
     peak = float(max_abs)
     if not np.isfinite(peak):
         raise StoreError(f"checkpoint {revision} gives non-finite activations; check the model weights")
@@ -324,8 +329,9 @@ def _write_chunk(root: Path, revision: str, index: int, chunk: Chunk, manifest: 
 
 def run_items(root: Path, items: list[tuple[str, int]], plan: list[list[int]], tokens: np.ndarray, load, layer: int,
               first: int, batch_size: int, device, dtype: str, progress=None, *, manifest: dict | None = None,
-              weights: dict[str, dict] | None = None) -> None:
+              weights: dict[str, dict] | None = None, on_batch: Callable[[int], None] | None = None) -> None:
     """Compute and write the (revision, chunk) ``items`` in order; ``load(rev)`` gives the model.
+    ``progress(rev, i)`` is called when chunk ``i`` is computed, ``on_batch(contexts)`` after every batch.
 
     One writer thread hashes and writes chunk k while chunk k+1 is computed (at most two
     chunks in memory); a model is loaded when the revision changes. ``weights[rev]`` (filled
@@ -340,7 +346,7 @@ def run_items(root: Path, items: list[tuple[str, int]], plan: list[list[int]], t
                 model = None  # free the previous checkpoint first
                 model, model_rev = load(rev), rev
             s, e = plan[i]
-            chunk = compute_chunk(model, tokens[s:e], layer, first, batch_size, device, dtype, rev)
+            chunk = compute_chunk(model, tokens[s:e], layer, first, batch_size, device, dtype, rev, on_batch)
             if pending is not None:
                 pending.result()
             pending = writer.submit(_write_chunk, root, rev, i, chunk, manifest, weights.get(rev))
@@ -598,8 +604,10 @@ def _run_share(config: HarvestConfig, w: distributed.World, series, revisions: l
     last_summary = [time.monotonic()]
     weights: dict[str, dict] = {}
 
+    def batch_done(contexts: int) -> None:  # the bar moves per batch: a chunk can take a minute under load
+        bar.update(contexts * context_len)
+
     def progress(rev: str, i: int) -> None:
-        bar.update((plan[i][1] - plan[i][0]) * context_len)
         if w.is_main and w.size == 1 and time.monotonic() - last_summary[0] > 10:
             write_manifest(root, summarise(root, manifest, revisions, final=False))
             last_summary[0] = time.monotonic()
@@ -612,5 +620,5 @@ def _run_share(config: HarvestConfig, w: distributed.World, series, revisions: l
         return model
 
     run_items(root, mine, plan, tokens, load, config.layer, first, config.batch_size, device, config.dtype, progress,
-              manifest=manifest, weights=weights)
+              manifest=manifest, weights=weights, on_batch=batch_done)
     bar.close()

@@ -138,6 +138,15 @@ class ActivationStore:
         return (f"ActivationStore({str(self.root)!r}, layer={self.layer}, d={self.d_model}, revisions={self.revisions}, "
                 f"train_rows={self.n_rows('train')}, heldout_rows={self.n_rows('heldout')}, dtype={self.dtype})")
 
+    def summary(self) -> str:
+        """One line for a person (``crosstime harvest`` and the demo print it): checkpoints, site, rows,
+        size on disk, scales."""
+        rows = self.n_rows("train") + self.n_rows("heldout")
+        return (f"{self.root}: {', '.join(self.revisions)}; layer {self.layer}, d={self.d_model}, "
+                f"{self.n_rows('train'):,} train + {self.n_rows('heldout'):,} held-out rows, "
+                f"{self.bytes_per_token:.0f} bytes/token ({rows * self.bytes_per_token / 1e6:,.0f} MB), scales "
+                + ", ".join(f"{r}={s:.4g}" for r, s in self.scales.items()))
+
     def close(self) -> None:
         """Close the open chunk files, and record the files this process verified (``.verified.json``)."""
         self._close_files()

@@ -27,6 +27,7 @@ import math
 import os
 import platform
 import shutil
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -426,15 +427,19 @@ def build_toy_world(out: str | Path, config: ToyConfig | None = None, progress: 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+CACHE_ENV = "CROSSTIME_CACHE"
+
+
 def cache_root() -> Path:
-    return Path(os.environ.get("CROSSTIME_CACHE", "~/.cache/crosstime")).expanduser()
+    """Where built toy worlds are kept: ``$CROSSTIME_CACHE``, default ``~/.cache/crosstime``."""
+    return Path(os.environ.get(CACHE_ENV, "~/.cache/crosstime")).expanduser()
 
 
 def toy_world(config: ToyConfig | None = None, progress: bool = True) -> Path:
     """The toy world for ``config`` (default settings if None), built once and cached.
 
     Cached under ``$CROSSTIME_CACHE/toy/<key>`` (default ``~/.cache/crosstime``), where the
-    key hashes the settings and :data:`TOY_VERSION`. Safe with concurrent callers: a caller
+    key hashes the settings and :data:`TOY_VERSION`; a build says where on stderr. Safe with concurrent callers: a caller
     that finds a live build of the same world waits for it; callers that build anyway each
     build into their own temporary folder and the first rename wins.
     """
@@ -448,6 +453,8 @@ def toy_world(config: ToyConfig | None = None, progress: bool = True) -> Path:
         time.sleep(2.0)
     if (target / "build.json").is_file():
         return target
+    print(f"building the toy world in {target} (once: about 2 min on 2 CPU cores, then reused; "
+          f"set {CACHE_ENV} to build it elsewhere)", file=sys.stderr, flush=True)
     try:
         return build_toy_world(target, config, progress=progress)
     except FileExistsError:  # another process finished between our check and our build
