@@ -27,7 +27,7 @@ from crosstime.artifacts import (
     Suggestion,
     read_model,
 )
-from crosstime.attribution import AttributeConfig, attribute
+from crosstime.attribution import AttributeConfig, attribute, top_features_line
 from crosstime.crosscoder import TrainConfig, train
 from crosstime.crosscoder.logs import heldout_summary
 from crosstime.evaluate import EvaluateConfig, evaluate, paper_row
@@ -36,8 +36,8 @@ from crosstime.scan import ScanConfig, scan, suggestion_line
 from crosstime.stage import StageConfig
 from crosstime.store import ActivationStore, HarvestConfig, harvest
 from crosstime.tasks import TOY_TASKS
-from crosstime.toy import ToyConfig, read_build, toy_world
-from crosstime.toy.pretrain import CACHE_ENV, cache_root
+from crosstime.toy import read_build, toy_world, toy_world_cached
+from crosstime.toy.pretrain import CACHE_ENV
 
 
 class DemoConfig(BaseModel):
@@ -117,11 +117,8 @@ def _toy_lines(path: Path, built: bool) -> list[str]:
 
 
 def _attribution_line(run: RunDir, task: str) -> list[str]:
-    """The top feature by |IE| per checkpoint, and the task's clean accuracy (from summary.json)."""
-    s = read_model(AttributionSummary, run.attribution(task) / ATTRIBUTION_SUMMARY)
-    top = ", ".join(f"{r} #{s.top_features[r][0]}" for r in s.revisions if s.top_features.get(r))
-    acc = " / ".join(f"{s.accuracy_clean[r]:.2f}" for r in s.revisions)
-    return [f"{task}: top feature by |IE| per checkpoint: {top}; clean accuracy {acc} ({', '.join(s.revisions)})"]
+    """The attribution stage's own one-line finding (from summary.json, so a reused stage says it too)."""
+    return [top_features_line(read_model(AttributionSummary, run.attribution(task) / ATTRIBUTION_SUMMARY))]
 
 
 def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
@@ -136,7 +133,7 @@ def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
     names = ["toy world", "scan", "harvest", "train", "evaluate", *[f"attribute {t}" for t in config.tasks], "report"]
     step = _Stages(console, names)
 
-    cached = (cache_root() / "toy" / ToyConfig().key() / "build.json").is_file()
+    cached = toy_world_cached()
     world = step("toy world", lambda _: toy_world(progress=config.progress))
     step.summaries["toy world"] = _toy_lines(world, built=not cached)
     console.print(step.summaries["toy world"][0], markup=False, highlight=False)

@@ -45,6 +45,7 @@ from crosstime.attribution.stage import (
     AttributeResult,
     attribute,
     print_attribution,
+    top_features_line,
 )
 from crosstime.attribution.stats import (
     bootstrap_ie,
@@ -60,5 +61,5 @@ __all__ = [
     "JointCurves", "PairBatch", "SiteForward", "Summary", "ablate_features", "attribute", "batch_effects",
     "bootstrap_ie", "compute_attribution", "exact_effects", "joint_curves", "make_batches", "midpoint_alphas",
     "pairwise_rel_ie", "print_attribution",
-    "rel_ie", "spearman", "summarise", "top_features",
+    "rel_ie", "spearman", "summarise", "top_features", "top_features_line",
 ]

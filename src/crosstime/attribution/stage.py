@@ -387,6 +387,14 @@ def _write_outputs(out: Path, att: Attribution, summary: Summary, record: Attrib
 
 # -- printing ----------------------------------------------------------------------------
 
+def top_features_line(summary: AttributionSummary) -> str:
+    """One line of what an attribution found: the top feature by |IE| per checkpoint and the clean accuracy."""
+    top = ", ".join(f"{r} #{summary.top_features[r][0]}" for r in summary.revisions if summary.top_features.get(r))
+    acc = " / ".join(f"{summary.accuracy_clean[r]:.2f}" for r in summary.revisions)
+    return (f"{summary.task}: top feature by |IE| per checkpoint: {top}; clean accuracy {acc} "
+            f"({', '.join(summary.revisions)})")
+
+
 def print_attribution(result: AttributeResult, n: int | None = None) -> None:
     """Top features per checkpoint with signed IE and the RelIE vector (rich tables)."""
     from rich.console import Console

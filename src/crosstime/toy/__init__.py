@@ -28,10 +28,12 @@ from crosstime.toy.pretrain import (
     pythia_schedule,
     read_build,
     toy_world,
+    toy_world_cached,
+    toy_world_path,
 )
 
 __all__ = [
     "PAIR_TYPES", "Grammar", "Sentence", "check_agreement", "make_pairs", "vocabulary",
     "TOY_VERSION", "ToyConfig", "accuracy_table", "agreement_correct", "build_toy_world", "encode_pairs",
-    "make_tokenizer", "pythia_schedule", "read_build", "toy_world",
+    "make_tokenizer", "pythia_schedule", "read_build", "toy_world", "toy_world_cached", "toy_world_path",
 ]

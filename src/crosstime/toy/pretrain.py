@@ -435,6 +435,16 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV, "~/.cache/crosstime")).expanduser()
 
 
+def toy_world_path(config: ToyConfig | None = None) -> Path:
+    """Where the toy world for ``config`` (default settings if None) is cached, built or not."""
+    return cache_root() / "toy" / (config or ToyConfig()).key()
+
+
+def toy_world_cached(config: ToyConfig | None = None) -> bool:
+    """Whether the toy world for ``config`` is built in the cache (:func:`toy_world` would reuse it)."""
+    return (toy_world_path(config) / "build.json").is_file()
+
+
 def toy_world(config: ToyConfig | None = None, progress: bool = True) -> Path:
     """The toy world for ``config`` (default settings if None), built once and cached.
 
@@ -444,7 +454,7 @@ def toy_world(config: ToyConfig | None = None, progress: bool = True) -> Path:
     build into their own temporary folder and the first rename wins.
     """
     config = config or ToyConfig()
-    target = cache_root() / "toy" / config.key()
+    target = toy_world_path(config)
     # Another process on this machine is building the same world: wait for it rather than
     # spend the (shared) CPU twice. If it dies, build ourselves.
     while not (target / "build.json").is_file() and any(
@@ -471,4 +481,5 @@ def read_build(root: str | Path) -> dict:
 __all__ = [
     "ToyConfig", "build_toy_world", "toy_world", "make_tokenizer", "make_model", "agreement_correct",
     "accuracy_table", "encode_pairs", "pythia_schedule", "read_build", "TOY_VERSION", "render",
+    "toy_world_cached", "toy_world_path",
 ]

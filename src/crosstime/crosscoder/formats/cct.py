@@ -127,7 +127,8 @@ class CCTFormat(Format):
                                   "crosscoder ranks by the concatenated norm (l1_norm = concat): its features would "
                                   "change; export it as dictionary-learning (code normalization SAE) instead")
         m = model.unfolded()
-        state = {k: getattr(m, k).detach().clone().contiguous() for k in ("W_enc", "W_dec", "b_enc", "b_dec")}
+        params = m.state_dict()
+        state = {k: params[k].detach().clone().contiguous() for k in ("W_enc", "W_dec", "b_enc", "b_dec")}
         if c.variant == "batchtopk":
             state["k"] = torch.tensor(c.k, dtype=torch.int32)
             state["threshold"] = m.threshold.detach().clone().to(torch.float32)
