@@ -291,3 +291,120 @@ def test_every_view_reads_well(browser, checked_run, tmp_path, width, height):
     assert all(s.stat().st_size > 10_000 for s in shots)
     assert p.errors == []
     p.page.close()
+
+
+# ---------------------------------------------------------------------------------------
+# a dashboard at paper scale: F = 32,768 features over M = 32 checkpoints, features in shards
+# ---------------------------------------------------------------------------------------
+BIG_F, BIG_M = 32768, 32
+VISITED = (1000, 9000, 17000, 25000, 31000)  # features switched to, each in another shard
+UNREPORTED = 20000  # a live feature outside the reported (attributed) set: deep-linked
+
+
+def _bench():
+    """benchmarks/bench_dashboard.py, which builds the synthetic report and times a switch."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dashboard.py"
+    spec = importlib.util.spec_from_file_location("bench_dashboard", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def big_run(tmp_path_factory) -> tuple[Path, dict]:
+    """RUN/report/ of a synthetic F = 32,768, M = 32 report, written by the report's own ``render``.
+    Evidence (top contexts in all 33 views) only near the features the test opens: shards are cut
+    by bytes, so theirs are as large as in a full build (benchmarks/bench_dashboard.py builds all)."""
+    from crosstime.report.dashboard import render
+
+    bench = _bench()
+    data = bench.synthetic_report(BIG_F, BIG_M, n_top=3,
+                                  with_evidence=lambda i: any(abs(i - v) < 150 for v in (*VISITED, UNREPORTED)))
+    run = tmp_path_factory.mktemp("big") / "run"
+    render(data, run / "report" / "index.html")
+    return run, data
+
+
+def test_large_dashboard_in_chromium(browser, big_run):
+    """First view < 3 s, a switch between features < 300 ms, deep links to an unreported, a dead and
+    a non-existent feature, search by id and annotation; only the shards opened are read."""
+    import time
+
+    run, data = big_run
+    by_id = {f["id"]: f for f in data["features"]}
+    assert by_id[UNREPORTED]["tasks"] == {} and all(i in by_id for i in VISITED)
+    url = (run / "report" / "index.html").resolve().as_uri()
+    p = Page(browser)
+    pg = p.page
+    t0 = time.perf_counter()
+    pg.goto(url)
+    pg.wait_for_selector("#overview.active")
+    first_view = time.perf_counter() - t0
+    pg.wait_for_function("() => / live features/.test(document.getElementById('list-count').textContent)")
+    list_ready = time.perf_counter() - t0
+    assert pg.inner_text("#list-count").startswith(f"{len(data['features']):,} of {len(data['features']):,} live")
+    assert pg.locator("#feature-table tr.feature-row").count() == 400  # the first rows of the ranked list
+    # only the index and no shard yet (the first card's shard loads when the list arrives: one)
+    shards_read = [u for u in p.requests if "/features/shard-" in u]
+    assert len(shards_read) <= 1, shards_read
+
+    pg.click("#tab-features")
+    switches = {}
+    for i in VISITED:
+        pg.fill("#filter-text", str(i))
+        switches[i] = _bench().switch_ms(pg, i)
+        assert p.selected() == i
+        assert pg.locator("#feature-card .bars.reldec .bar-row").count() == BIG_M
+        assert pg.locator("#view-buttons button").count() == BIG_M + 1
+        assert pg.locator("#feature-card .ctx").count() == 3 + 3  # the joint view's top contexts and its quantiles
+    # search by annotation
+    pg.fill("#filter-text", "plural subject marker 1007")
+    assert pg.locator("#feature-table tr.feature-row").evaluate_all("rs => rs.map(r => r.dataset.feature)") == ["1007"]
+    print(f"\nlarge dashboard (F={BIG_F}, M={BIG_M}): first view {first_view * 1000:.0f} ms, list {list_ready * 1000:.0f} ms, "
+          f"switches {', '.join(f'{v:.0f}' for v in switches.values())} ms; load {os.getloadavg()[0]:.2f}")
+    assert first_view < 3.0 and list_ready < 3.0
+    assert sorted(switches.values())[len(switches) // 2] < 300, switches  # the median: one slow frame under load is not the page
+
+    # deep links in a fresh page: a live feature outside the reported set, a dead one, one past F
+    q = Page(browser)
+    q.page.goto(f"{url}#feature={UNREPORTED}")
+    q.page.wait_for_selector(f'#feature-card[data-feature="{UNREPORTED}"]')
+    assert q.page.is_visible("#features") and q.page.locator("#feature-card .bars.reldec .bar-row").count() == BIG_M
+    dead = 96  # bench_dashboard.DEAD_EVERY - 1: in no shard
+    assert dead not in by_id
+    q.page.goto(f"{url}#feature={dead}")
+    q.page.wait_for_selector(f'#feature-absent[data-feature="{dead}"]')
+    assert "is not in this report's data" in q.page.inner_text("#feature-absent")
+    q.page.goto(f"{url}#feature={BIG_F + 5}")
+    q.page.wait_for_selector("#feature-absent")
+    assert q.page.inner_text("#feature-absent") == (f"Feature {BIG_F + 5} does not exist: the crosscoder has "
+                                                    f"{BIG_F:,} features (ids 0–{BIG_F - 1:,}).")
+    assert q.page.is_visible("#features") and not q.page.is_visible("#overview")
+    assert p.errors == [] and q.errors == []
+    assert all(u.startswith(("file:", "data:", "about:")) for u in p.requests + q.requests)
+    p.page.close()
+    q.page.close()
+
+
+def test_large_dashboard_served(browser, big_run):
+    """``crosstime serve``'s server (127.0.0.1, any free port) gives the same dashboard, shards included."""
+    import threading
+
+    from crosstime.report.serve import make_server
+
+    run, _ = big_run
+    server = make_server(run, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+        p = Page(browser)
+        p.page.goto(f"http://127.0.0.1:{server.server_port}/#feature={VISITED[0]}")
+        p.page.wait_for_selector(f'#feature-card[data-feature="{VISITED[0]}"]')
+        assert p.page.locator("#feature-card .bars.reldec .bar-row").count() == BIG_M
+        assert any("/features/shard-" in u for u in p.requests) and p.errors == []
+        p.page.close()
+    finally:
+        server.shutdown()
+        server.server_close()

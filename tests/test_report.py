@@ -770,3 +770,92 @@ def test_logit_lens_leaves_out_excluded_tokens():
     assert [i for i, _ in promoted[0]] == [0, 3] and [i for i, _ in suppressed[0]] == [1, 4]
     promoted, suppressed = top_tokens(logits, 2, excluded=[0, 1])  # e.g. <bos>, <eos>
     assert promoted[0] == [[3, 4.0], [2, 1.0]] and suppressed[0] == [[4, -2.0], [5, 0.5]]
+
+
+# ---------------------------------------------------------------------------------------
+# a large report: features in shards beside the page
+# ---------------------------------------------------------------------------------------
+def _shard_entries(path) -> tuple[int, list[dict]]:
+    m = re.fullmatch(r"crosstimeShard\((\d+),(.*)\);\n", path.read_text(), re.DOTALL)
+    return int(m.group(1)), json.loads(m.group(2))
+
+
+def _big_features(n: int) -> list[dict]:
+    """``n`` features with ids 0, 3, 6, … in a shuffled rank order, evidence of varying size, a NaN."""
+    ids = [3 * i for i in range(n)]
+    order = sorted(ids, key=lambda i: (i * 7919) % 101)
+    return [{"id": i, "rank": r + 1, "reldec": [0.25, float("nan")], "reldec_class": "late", "description": f"d{i}",
+             "evidence": {"top": {"all": [{"tokens": list(range(i % 50))}]}},
+             "tasks": {"t": {"ie": [1.0, -2.0], "relie": [0.3, 0.7], "relie_class": "late", "exact": [1.0, 2.0]}}}
+            for r, i in enumerate(order)]
+
+
+def test_write_shards_splits_by_id_count_and_bytes(tmp_path):
+    from crosstime.report.dashboard import SUMMARY_KEYS, clean, write_shards
+
+    features = _big_features(40)
+    out = write_shards(features, tmp_path / "features", per_shard=4, max_bytes=400)
+    shards = sorted((tmp_path / "features").glob("shard-*.js"))
+    assert out["count"] == 40 and out["path"] == "features" and len(shards) == len(out["starts"])
+    seen = []
+    for k, path in enumerate(shards):
+        number, entries = _shard_entries(path)
+        ids = [e["id"] for e in entries]
+        assert number == k and ids[0] == out["starts"][k] and ids == sorted(ids)
+        if k + 1 < len(shards):
+            assert ids[-1] < out["starts"][k + 1]
+        assert len(entries) <= 4
+        assert len(entries) == 1 or sum(len(json.dumps(e, separators=(",", ":"))) for e in entries) <= 400
+        seen += entries
+    assert seen == clean(sorted(features, key=lambda e: e["id"]))  # every entry whole, NaN as null
+    assert seen[0]["reldec"] == [0.25, None]
+    index = json.loads(re.fullmatch(r"crosstimeIndex\((.*)\);\n", (tmp_path / "features" / "index.js").read_text(),
+                                    re.DOTALL).group(1))
+    assert [e["id"] for e in index] == [f["id"] for f in features]  # rank order, for the list
+    assert set(index[0]) == {k for k in SUMMARY_KEYS if k in features[0]} | {"tasks"}
+    assert index[0]["tasks"] == {"t": {"ie": [1.0, -2.0], "relie": [0.3, 0.7], "relie_class": "late"}}
+
+
+def test_render_embeds_small_reports_and_shards_large_ones(tmp_path):
+    from crosstime.report.dashboard import render
+
+    def embedded(html):
+        return json.loads(re.search(r'id="crosstime-data">(.*?)</script>', html.read_text(), re.DOTALL).group(1))
+
+    data = {"title": "t", "features": _big_features(12)}
+    html = render(data, tmp_path / "report" / "index.html", embed_max=10, per_shard=5)
+    page = embedded(html)
+    assert page["features"] == [] and page["feature_shards"]["count"] == 12
+    assert page["feature_shards"]["starts"][0] == 0 and (tmp_path / "report" / "features" / "index.js").is_file()
+    assert data["features"][0]["reldec"][1] != data["features"][0]["reldec"][1]  # the caller's data left as it was
+    # re-rendered small (e.g. fewer features): one file again, the old shards removed
+    html = render({"title": "t", "features": _big_features(3)}, html, embed_max=10)
+    assert [f["id"] for f in embedded(html)["features"]] == [f["id"] for f in _big_features(3)]
+    assert "feature_shards" not in embedded(html) and not (tmp_path / "report" / "features").exists()
+
+
+def test_report_all_features_lists_every_live_feature_in_one_pass(run3, tmp_path, monkeypatch):
+    """``all_features``: every live feature listed (the reported first) with its evidence, gathered in
+    ONE pass over the store; the top contexts of a reported feature are those a report of it alone finds."""
+    import crosstime.report.evidence as evidence_module
+
+    run = tmp_path / "run"
+    shutil.copytree(run3[0], run, ignore=shutil.ignore_patterns("report", ".crosstime.lock*"))
+    passes = []
+    real_stream = evidence_module.stream
+    monkeypatch.setattr(evidence_module, "stream", lambda *a, **kw: passes.append(len(a[2])) or real_stream(*a, **kw))
+    config = {"run": run, "n_features": 5, "progress": False,
+              "evidence": EvidenceConfig(n_top=3, max_contexts=6, logit_lens="none")}
+    report(ReportConfig(**config))
+    reported = read_model(ReportData, run / "report" / "data.json").features
+    report(ReportConfig(**config, all_features=True))
+    listed = read_model(ReportData, run / "report" / "data.json").features
+    norms = run3[1].decoder_norms().detach()
+    live = [i for i in range(N_FEATURES) if float(norms[i].sum()) > 0]
+    assert passes == [5, len(live)]  # one pass each, the second over every live feature
+    assert sorted(f["id"] for f in listed) == live
+    assert [f["id"] for f in listed[:5]] == [f["id"] for f in reported]
+    assert [f["rank"] for f in listed] == list(range(1, len(live) + 1))
+    assert all(f["evidence"] and len(f["norm"]) == 3 for f in listed)
+    for a, b in zip(reported, listed[:5]):
+        assert a["evidence"]["top"] == b["evidence"]["top"]

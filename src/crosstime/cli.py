@@ -509,6 +509,17 @@ def annotate(
             typer.echo(f"imported {import_}: {len(merged)} annotated features in {Path(run) / 'report' / 'annotations.json'}")
 
 
+def serve(
+    run: Path = typer.Argument(..., help="Run directory with a report (crosstime report RUN)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port on 127.0.0.1 (0: any free one)."),
+) -> None:
+    """Serve RUN's dashboard on http://127.0.0.1:PORT/ (a large report loads its features as you open them)."""
+    from crosstime.report.serve import serve as serve_report
+
+    with one_line_errors(_given_paths([run])):
+        serve_report(run, port)
+
+
 def _listed(values: Optional[list[str]]) -> Optional[list[str]]:
     """Comma-separated or repeated option values as one list (None when not given)."""
     return [part.strip() for item in values for part in item.split(",") if part.strip()] if values else None
@@ -642,6 +653,7 @@ _register_demo()
 app.command()(series)
 app.add_typer(toy_app, name="toy")
 app.command()(annotate)
+app.command()(serve)
 app.command("import")(import_)
 app.command()(export)
 app.command()(push)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from crosstime.errors import CrosstimeError
+
 
 @dataclass(frozen=True)
 class World:
@@ -79,3 +81,55 @@ def shard(items: list, w: World | None = None) -> list:
     """This rank's share of ``items`` (round robin)."""
     w = w or world()
     return items[w.rank :: w.size]
+
+
+@dataclass(frozen=True)
+class Mesh:
+    """A 2-D layout of the world: ``data × checkpoint``, ``size = data_size · checkpoint_size``.
+
+    Rank ``r`` holds checkpoint shard ``r % checkpoint_size`` of data share ``r // checkpoint_size``:
+    the ranks of one checkpoint group (``checkpoint_group``) read the same rows and hold
+    disjoint checkpoints; those of one data group (``data_group``) hold the same checkpoints
+    and read disjoint rows. A group is None when its axis has size 1 (nothing to reduce).
+    """
+
+    world: World
+    checkpoint_size: int = 1
+    checkpoint_group: object = None
+    data_group: object = None
+
+    @property
+    def data_size(self) -> int:
+        return self.world.size // self.checkpoint_size
+
+    @property
+    def checkpoint_rank(self) -> int:
+        return self.world.rank % self.checkpoint_size
+
+    @property
+    def data_rank(self) -> int:
+        return self.world.rank // self.checkpoint_size
+
+
+def mesh(w: World, checkpoint_size: int = 1) -> Mesh:
+    """The :class:`Mesh` of ``w`` with a checkpoint axis of ``checkpoint_size`` ranks.
+
+    Every rank creates every group, in the same order (``new_group`` is collective)."""
+    if checkpoint_size < 1 or w.size % checkpoint_size:
+        raise CrosstimeError(f"checkpoint_parallel = {checkpoint_size} does not divide the {w.size} processes; launch a "
+                         f"multiple of {checkpoint_size} processes (torchrun --nproc_per_node) or change it")
+    if w.size == 1:
+        return Mesh(w)
+    data_size = w.size // checkpoint_size
+    mine: dict[str, object] = {"checkpoint": None, "data": None}
+    for d in range(data_size):  # the checkpoint groups: ranks d·P … d·P + P − 1
+        ranks = list(range(d * checkpoint_size, (d + 1) * checkpoint_size))
+        group = dist.new_group(ranks) if checkpoint_size > 1 else None
+        if w.rank in ranks:
+            mine["checkpoint"] = group
+    for c in range(checkpoint_size):  # the data groups: ranks c, c + P, …
+        ranks = list(range(c, w.size, checkpoint_size))
+        group = dist.new_group(ranks) if data_size > 1 else None
+        if w.rank in ranks:
+            mine["data"] = group
+    return Mesh(w, checkpoint_size, mine["checkpoint"], mine["data"])

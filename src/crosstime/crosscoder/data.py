@@ -16,6 +16,7 @@ import torch
 
 from crosstime.errors import CrosstimeError
 from crosstime.store import ActivationStore
+from crosstime.store.layout import decode, scale_from_sidecars
 
 
 class DataError(CrosstimeError):
@@ -186,3 +187,147 @@ def make_source(data, batch_size: int, seed: int, rank: int, world_size: int, *,
     if isinstance(data, ActivationStore):
         return StoreSource(data, revisions, batch_size, seed, normalise, rank, world_size)
     raise DataError(f"training data must be a float tensor [N, M, d] or an ActivationStore, got {type(data).__name__}")
+
+
+class StreamSource:
+    """Activations harvested while training: a shuffled in-memory buffer of chunks, refilled as it is consumed.
+
+    ``harvester`` (:class:`crosstime.crosscoder.streaming.Harvester`) computes chunk ``c`` of the
+    train split, ``chunk(c) -> (rows [R, M, d] in the storage dtype, norm sums [M])``, with
+    ``n_chunks``, ``chunk_size(c)``, ``heldout(n_rows)`` and ``fingerprint()``.
+
+    The buffer holds ``K = 1/refill_frac`` chunks. The stream visits the chunks epoch by epoch
+    in a seeded order (global position ``g``); chunk ``g`` is in the buffer during rounds
+    ``g-K+1 .. g`` and serves one of K seeded slices of its rows in each (``min(K, g+1)``
+    slices at the start, when the first K chunks are loaded at once). Round ``r`` therefore
+    mixes K chunks, its rows are permuted by ``rng(seed, r)``, and the rounds, end to end,
+    are cut into batches. After round ``r`` chunk ``r`` is used up: it is evicted and chunk
+    ``r+K`` harvested (a refill of ``refill_frac`` of the buffer). Everything is a function of
+    ``(seed, step)``, so a resumed run re-harvests the K chunks of its round (one buffer) and
+    continues with the very batches an uninterrupted run sees. Resident activations: at most
+    ``K`` chunks (``<= buffer_rows`` rows, :attr:`peak_rows` records it) plus one batch.
+
+    Scales ``s_m = sqrt(d) / E‖x_m‖`` are estimated, as the store does over its train split,
+    on the first buffer (chunks at g = 0..K-1), which is harvested up front and reused.
+    """
+
+    def __init__(self, harvester, batch_size: int, seed: int, refill_frac: float, normalise: bool = True):
+        self.harvester, self.batch_size, self.seed, self.normalise = harvester, batch_size, seed, normalise
+        self.K = round(1 / refill_frac)
+        self.revisions, self.d_model = list(harvester.revisions), harvester.d_model
+        self.n_checkpoints = len(self.revisions)
+        _check_shape(self.n_checkpoints, self.d_model, f"the streamed checkpoints {self.revisions}")
+        rows = sum(harvester.chunk_size(c) for c in range(harvester.n_chunks))
+        if rows < batch_size:
+            raise DataError(f"the streamed corpus has {rows} training rows, fewer than one batch of {batch_size}; "
+                            "lower --batch-size or raise --tokens")
+        self._bpe = rows // batch_size
+        self.rank, self.world_size, self.local = 0, 1, batch_size
+        self.buffer: dict[int, np.ndarray] = {}  # global position g -> rows [R, M, d], storage dtype
+        self.peak_rows = 0
+        sums = [self._load(g) for g in range(self.K)]
+        sides = [[{"norm_sum": float(s[m]), "rows": len(self.buffer[g])} for g, s in enumerate(sums)]
+                 for m in range(self.n_checkpoints)]
+        plan = [[0, 1]] * len(sums)
+        scales = [scale_from_sidecars(sides[m], plan, 1, self.d_model, rev) for m, rev in enumerate(self.revisions)]
+        self.scales = [s for s, _ in scales] if normalise else [1.0] * self.n_checkpoints
+        self.normalised = normalise
+        self._scale = torch.tensor(self.scales, dtype=torch.float32).view(1, -1, 1)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"kind": "stream", **self.harvester.fingerprint(), "buffer_chunks": self.K}
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self._bpe
+
+    def _chunk_at(self, g: int) -> int:
+        n = self.harvester.n_chunks
+        epoch, i = divmod(g, n)
+        return int(np.random.default_rng([self.seed, epoch, 0]).permutation(n)[i])
+
+    def _load(self, g: int) -> np.ndarray:
+        """Harvest the chunk at position g into the buffer; return its per-checkpoint norm sums."""
+        rows, norm_sums = self.harvester.chunk(self._chunk_at(g))
+        self.buffer[g] = rows
+        self.peak_rows = max(self.peak_rows, sum(len(b) for b in self.buffer.values()))
+        return norm_sums
+
+    def _slice(self, g: int, r: int) -> np.ndarray:
+        """Rows of chunk g served in round r (one of its min(K, g+1) seeded slices)."""
+        n_slices = min(self.K, g + 1)
+        perm = np.random.default_rng([self.seed, g, 1]).permutation(self.harvester.chunk_size(self._chunk_at(g)))
+        return np.array_split(perm, n_slices)[r - (g - n_slices + 1)]
+
+    def _round_size(self, r: int) -> int:
+        total = 0
+        for g in range(r, r + self.K):  # len(np.array_split(rows, k)[j]) without the rows
+            n, k = self.harvester.chunk_size(self._chunk_at(g)), min(self.K, g + 1)
+            total += n // k + (r - (g - k + 1) < n % k)
+        return total
+
+    def _round(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """Round r's rows in serving order: (buffer position g, row in chunk), both [rows]."""
+        parts = [(np.full(len(s), g), s) for g in range(r, r + self.K) for s in [self._slice(g, r)]]
+        gs, idx = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        perm = np.random.default_rng([self.seed, r, 2]).permutation(len(gs))
+        return gs[perm], idx[perm]
+
+    def _refill(self, r: int) -> None:
+        """Evict the chunks used up before round r, then harvest those it needs (never above K chunks)."""
+        for g in [g for g in self.buffer if g < r or g >= r + self.K]:
+            del self.buffer[g]
+        for g in range(r, r + self.K):
+            if g not in self.buffer:
+                self._load(g)
+
+    def _gather(self, gs: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+        """Rows (g, idx) of the buffer, decoded to float32 and normalised: [n, M, d]."""
+        out = np.empty((len(gs), self.n_checkpoints, self.d_model), dtype=next(iter(self.buffer.values())).dtype)
+        for g in np.unique(gs):
+            mask = gs == g
+            out[mask] = self.buffer[int(g)][idx[mask]]
+        x = decode(out, self.harvester.dtype)
+        return x * self._scale if self.normalise else x
+
+    def _locate(self, row: int) -> tuple[int, int]:
+        """(round, offset in it) of the stream's row ``row``."""
+        r = 0
+        while row >= (size := self._round_size(r)):
+            row, r = row - size, r + 1
+        return r, row
+
+    def iterate(self, start_step: int) -> Iterator[torch.Tensor]:
+        B = self.batch_size
+        r, i = self._locate(start_step * B)
+        carry: torch.Tensor | None = None
+        while True:
+            self._refill(r)
+            gs, idx = self._round(r)
+            if carry is not None:
+                take = slice(i, i + B - len(carry))
+                carry = torch.cat([carry, self._gather(gs[take], idx[take])])
+                i = take.stop
+                if len(carry) < B:
+                    r, i = r + 1, 0
+                    continue
+                yield check_finite_rows(carry, self.revisions)
+                carry = None
+            while i + B <= len(gs):
+                yield check_finite_rows(self._gather(gs[i : i + B], idx[i : i + B]), self.revisions)
+                i += B
+            if i < len(gs):
+                carry = self._gather(gs[i:], idx[i:])
+            r, i = r + 1, 0
+
+    def heldout(self, n_batches: int) -> Iterator[torch.Tensor]:
+        """The first rows of the held-out split (harvested once, ``n_batches × batch_size`` rows at most)."""
+        rows = self.harvester.heldout(n_batches * self.batch_size)
+        for s in range(0, len(rows), self.batch_size):
+            x = decode(rows[s : s + self.batch_size], self.harvester.dtype)
+            yield check_finite_rows(x * self._scale if self.normalise else x, self.revisions)
+
+
+def check_finite_rows(x: torch.Tensor, names: list[str]) -> torch.Tensor:
+    check_finite(x, names, "the streamed activations")
+    return x

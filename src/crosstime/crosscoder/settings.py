@@ -15,6 +15,11 @@ EXECUTION_FIELDS = frozenset({"progress", "wandb_project", "tensorboard", "log_e
                               "val_batches", "device"})
 
 
+# TrainConfig's settings of streaming training (crosscoder/streaming.py)
+STREAM_FIELDS = frozenset({"series", "layer", "corpus", "context_len", "buffer_rows", "refill_frac", "keep_store",
+                           "model_device", "harvest_batch_size"})
+
+
 class TrainSettings(BaseModel):
     """How to train a crosscoder (everything but where: see :class:`TrainConfig` for the stage)."""
 
@@ -67,6 +72,8 @@ class TrainSettings(BaseModel):
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast matmuls, fp32 master weights")
     fused: bool = Field(True, description="relu: the hand-derived fp32 step; off = autograd for every variant")
     device: Device = Field("auto", description=DEVICE_HELP)
+    checkpoint_parallel: int = Field(1, ge=1, description="ranks sharing the checkpoint axis (torchrun; divides the "
+                                     "processes and M; relu): each holds M/P checkpoints' weights")
     save_every: int = Field(500, ge=1, description="steps between resume states")
     log_every: int = Field(1, ge=1, description="steps between lines of metrics.jsonl")
     val_every: int = Field(100, ge=0, description="steps between held-out validations (0: never)")
@@ -120,7 +127,37 @@ class TrainConfig(TrainSettings, StageConfig):
     """The train stage: RUN/activations -> RUN/crosscoder (shared by ``crosstime train`` and :func:`train`)."""
 
     stage: ClassVar[str] = "train"
-    execution: ClassVar[frozenset[str]] = EXECUTION_FIELDS
+    execution: ClassVar[frozenset[str]] = EXECUTION_FIELDS | {"model_device", "harvest_batch_size"}
+
+    # streaming (crosscoder/streaming.py): with a series, train from checkpoints kept loaded, no store
+    series: str | None = Field(None, description="stream: harvest this checkpoint series while training (no "
+                                                 "RUN/activations needed); --tokens is the corpus to harvest")
+    layer: int | None = Field(None, ge=0, description="stream: the site, output of decoder block L")
+    corpus: str | None = Field(None, description="stream: corpus as for `crosstime harvest` (default: the series "
+                                                 "folder's corpus/)")
+    context_len: int | None = Field(None, ge=2, description="stream: tokens per context (default as the harvest's)")
+    buffer_rows: Count = Field(1 << 20, ge=1, description="stream: rows (tokens × all checkpoints) the shuffled "
+                                                          "in-memory buffer holds")
+    refill_frac: float = Field(0.5, gt=0, le=1, description="stream: share of the buffer consumed and refilled at "
+                                                            "a time (1/refill_frac must be a whole number)")
+    keep_store: bool = Field(False, description="stream: also write what is harvested as RUN/activations")
+    model_device: Device | None = Field(None, description="stream: where the checkpoints run (default: the "
+                                                          "training device)")
+    harvest_batch_size: int = Field(16, ge=1, description="stream: contexts per forward pass")
+
+    def output_settings(self) -> dict[str, Any]:
+        out = super().output_settings()
+        if self.series is None:  # a training on RUN/activations: the streaming settings change nothing
+            out = {k: v for k, v in out.items() if k not in STREAM_FIELDS}
+        return out
+
+    @model_validator(mode="after")
+    def _stream_settings(self) -> TrainConfig:
+        if (self.series is None) != (self.layer is None):
+            raise ValueError("streaming needs both --series and --layer (or neither, to train on RUN/activations)")
+        if abs(1 / self.refill_frac - round(1 / self.refill_frac)) > 1e-9:
+            raise ValueError(f"refill_frac = {self.refill_frac}: 1/refill_frac must be a whole number (0.5, 0.25, 1)")
+        return self
     upstream: ClassVar[tuple[str, ...]] = ("harvest",)
 
     def output(self) -> Path:

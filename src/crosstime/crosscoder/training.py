@@ -38,6 +38,8 @@ gradients are averaged across ranks (all-reduce, as DistributedDataParallel does
 hand because the fused ReLU step computes gradients without autograd). With the same global
 batch the result equals single-process training to float tolerance. BatchTopK ranks within
 each rank's share (k · B/world per rank); its threshold estimate is reduced across ranks.
+With ``checkpoint_parallel`` P > 1 the ranks form a data × checkpoint mesh and each holds only
+M/P checkpoints' weights and optimiser state (:mod:`.parallel`; relu, topk, batchtopk).
 
 Outputs in ``out``: ``config.json`` + ``model.safetensors`` (normalised-space weights with
 ``scales`` and ``revisions`` recorded; ``Crosscoder.folded()`` gives the raw-space model),
@@ -61,7 +63,7 @@ from typing import Any
 import torch
 
 from crosstime import distributed, stage
-from crosstime.crosscoder import losses
+from crosstime.crosscoder import losses, parallel
 from crosstime.crosscoder.data import DataError, make_source
 from crosstime.crosscoder.logs import METRICS_FILE, MetricsLog
 from crosstime.crosscoder.model import (
@@ -104,15 +106,18 @@ def sparsity_coeff_at(cfg: TrainSettings, step: int, total: int) -> float:
     return cfg.sparsity_coeff if warm <= 0 else cfg.sparsity_coeff * min(1.0, step / warm)
 
 
-def clip_gradients(params: list[torch.Tensor], max_norm: float | None, opt: torch.optim.Optimizer | None = None) -> float:
+def clip_gradients(params: list[torch.Tensor], max_norm: float | None, opt: torch.optim.Optimizer | None = None,
+                   norm: float | None = None) -> float:
     """Gradient-norm clipping as ``clip_grad_norm_`` (factor ``max_norm / (norm + 1e-6)`` when above).
+
+    ``norm``: the norm when ``params`` are a shard of the model (checkpoint parallelism), else computed.
 
     With a fused Adam the factor is handed to the optimiser's kernel as its ``grad_scale``
     (the divisor GradScaler uses), so clipping costs no extra pass over the gradients;
     otherwise the gradients are rescaled, and only when clipping applies. Returns the norm.
     """
     grads = [p.grad for p in params if p.grad is not None]
-    n = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+    n = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))) if norm is None else norm
     clip = max_norm is not None and n > max_norm
     fused = opt is not None and all(g.get("fused") for g in opt.param_groups)
     if fused:
@@ -228,12 +233,26 @@ def save_torch(obj: Any, path: Path) -> None:
 class Trainer:
     """One training run: the model, its optimiser and the variant's recipe, resumable from ``out/state``."""
 
-    def __init__(self, settings: TrainSettings, source, out: Path | None, world: distributed.World):
+    def __init__(self, settings: TrainSettings, source, out: Path | None, world: distributed.World,
+                 mesh: distributed.Mesh | None = None, whole=None):
+        """``mesh``/``whole`` (checkpoint parallelism, :mod:`.parallel`): the ranks' layout and the source
+        of every checkpoint (its M, revisions and scales); ``source`` then serves this shard's checkpoints."""
         self.settings, self.source, self.out, self.world = settings, source, out, world
+        self.mesh = mesh or distributed.Mesh(world)
+        if settings.checkpoint_parallel != self.mesh.checkpoint_size:
+            raise TrainingError(f"checkpoint_parallel = {settings.checkpoint_parallel} but the trainer was given a mesh "
+                                f"of {self.mesh.checkpoint_size}; train through fit() or train(), which lay it out")
+        self.whole = whole or source
         self.device = distributed.resolve_device(settings.device, world.local_rank)
-        self.recipe = variant(settings.variant).recipe(settings)
         self._check_sizes()
-        self.model = build(self._model_config()).to(self.device)
+        if self.sharded:
+            lo, hi = parallel.shard_range(self.whole.n_checkpoints, self.mesh.checkpoint_size, self.mesh.checkpoint_rank)
+            group = self.mesh.checkpoint_group
+            self.recipe = parallel.shard_recipe(settings, group, self.whole.n_checkpoints)
+            self.model = parallel.build_shard(self._model_config(), lo, hi, group).to(self.device)
+        else:
+            self.recipe = variant(settings.variant).recipe(settings)
+            self.model = build(self._model_config()).to(self.device)
         self.params = list(self.model.parameters())
         fused = self.device.type in ("cpu", "cuda")
         self.opt = torch.optim.Adam(self.params, lr=settings.lr, betas=settings.adam_betas, fused=fused or None,
@@ -245,12 +264,25 @@ class Trainer:
         self.loss_ref: float | None = None  # the first step's loss: the divergence reference
         self.logged: int | None = None  # metrics.jsonl rows the resumed state had logged
         self.fingerprint = source.fingerprint()
-        self.state_path = out / "state" / STATE_FILE if out is not None else None
+        self.state_path = out / "state" / self._state_name() if out is not None else None
         if settings.precision == "bf16" and self.device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
             # measured on an AVX2 EPYC: bf16 GEMMs 15-20x slower than fp32 (benchmarks/RESULTS.md)
             warnings.warn("precision='bf16' on a CPU without bf16 instructions (AVX512-BF16/AMX) runs the matmuls "
                           "in emulation, many times slower than fp32; use precision='fp32' here and bf16 on a GPU",
                           stacklevel=3)
+
+    @property
+    def sharded(self) -> bool:
+        """Whether this rank holds a checkpoint shard (checkpoint parallelism, :mod:`.parallel`)."""
+        return self.mesh.checkpoint_size > 1
+
+    @property
+    def saves(self) -> bool:
+        """Whether this rank writes a resume state: the first data share's ranks, one per checkpoint shard."""
+        return self.mesh.data_rank == 0
+
+    def _state_name(self) -> str:
+        return STATE_FILE if not self.sharded else f"trainer-cp{self.mesh.checkpoint_rank}of{self.mesh.checkpoint_size}.pt"
 
     def _check_sizes(self) -> None:
         """The settings against the data's width (F = expansion × d when not given), before any work."""
@@ -260,7 +292,7 @@ class Trainer:
             raise TrainingError(f"cannot train on activations of width d = {d}: {'; '.join(problems)}")
 
     def _model_config(self) -> CrosscoderConfig:
-        s, src = self.settings, self.source
+        s, src = self.settings, self.whole
         M, d = src.n_checkpoints, src.d_model
         return CrosscoderConfig(
             variant=s.variant, n_checkpoints=M, d_model=d, n_features=s.n_features or s.expansion * d,
@@ -271,9 +303,9 @@ class Trainer:
     # -- resume --------------------------------------------------------------------------
     def resume(self) -> None:
         """Continue from ``out/state/trainer.pt`` when there is one; refuse other settings or data."""
-        if self.state_path is None or not self.state_path.exists():
+        state = self._agreed_state() if self.state_path is not None else None
+        if state is None:
             return
-        state = read_state(self.state_path)
         now = self.settings.weight_settings()
         diff = [f"{k}: {state['settings'].get(k)!r} -> {now.get(k)!r}"
                 for k in sorted(set(state["settings"]) | set(now)) if state["settings"].get(k) != now.get(k)]
@@ -305,6 +337,31 @@ class Trainer:
         self.step = self.saved_step = int(state["step"])
         self.loss_ref, self.logged = state.get("loss_ref"), state.get("metrics_rows")
 
+    def _agreed_state(self) -> dict[str, Any] | None:
+        """The state to resume (:func:`read_state`), or None; on a mesh every shard's state must exist and hold the same
+        step (a kill between two shards' saves leaves them apart), and none of another layout may lie there."""
+        folder = self.state_path.parent
+        P = self.mesh.checkpoint_size
+        mine = {STATE_FILE} if P == 1 else {f"trainer-cp{c}of{P}.pt" for c in range(P)}
+        other = sorted(p.name for p in folder.glob("trainer*.pt") if p.name not in mine) if folder.is_dir() else []
+        if other:
+            raise TrainingError(f"{folder} holds resume states {other} of another checkpoint_parallel than "
+                                f"{P}; resume with the checkpoint_parallel they were saved with, or use a new output folder")
+        state = read_state(self.state_path) if self.state_path.exists() else None
+        if not self.sharded:
+            return state
+        import torch.distributed as tdist
+
+        step = torch.tensor([int(state["step"]) if state is not None else -1])
+        low, high = step.clone(), step.clone()
+        tdist.all_reduce(low, op=tdist.ReduceOp.MIN)
+        tdist.all_reduce(high, op=tdist.ReduceOp.MAX)
+        if int(low) != int(high):
+            raise TrainingError(f"the checkpoint shards' resume states in {folder} are at different steps ({int(low)} "
+                                f"to {int(high)}; -1: missing): the training was killed while saving them; delete "
+                                f"{folder} to start over")
+        return state
+
     def _check_state(self, state: dict[str, Any]) -> None:
         """The state's step, tensors and counters fit this training (settings and data were compared)."""
         path, fix = self.state_path, _state_fix(self.state_path)
@@ -323,7 +380,7 @@ class Trainer:
 
     def save_state(self, metrics_rows: int | None = None) -> None:
         """Write the resume state (``metrics_rows``: the lines metrics.jsonl holds now, checked on resume)."""
-        if self.state_path is None or not self.world.is_main:
+        if self.state_path is None or not self.saves:
             return
         state = {"step": self.step, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                  "tokens_since_fired": self.tokens_since_fired, "rng": torch.get_rng_state(),
@@ -364,11 +421,16 @@ class Trainer:
         out = self.recipe.step(self.model, x, ctx)
         scal = torch.stack([out.recon, out.sparsity, out.aux, out.l0, out.loss]).double()
         # per-checkpoint Σ(x̂−x)², Σ‖x‖², Σx: explained variance of the global batch, about its mean
-        moments = torch.cat([out.e2.double(), x.square().sum(dim=(0, 2)).double(),  # vector_norm: 3x slower
-                             x.sum(0).double().flatten()])
-        if self.world.distributed:
-            self._reduce(out, scal, moments)
-        grad_norm = clip_gradients(self.params, s.grad_clip, self.opt)
+        if self.sharded:
+            moments = parallel.step_moments(out.e2, x, self.mesh)
+            self._reduce_sharded(out, scal, moments)
+        else:
+            moments = torch.cat([out.e2.double(), x.square().sum(dim=(0, 2)).double(),  # vector_norm: 3x slower
+                                 x.sum(0).double().flatten()])
+            if self.world.distributed:
+                self._reduce(out, scal, moments)
+        norm = parallel.grad_norm(self.model, self.mesh) if self.sharded else None
+        grad_norm = clip_gradients(self.params, s.grad_clip, self.opt, norm)
         self.opt.step()
         # bookkeeping from this training batch only (never from validation: bug B2)
         self.tokens_since_fired += s.batch_size
@@ -393,9 +455,27 @@ class Trainer:
         for value in out.reduce_min.values():
             _allreduce_(value, tdist.ReduceOp.MIN)
 
+    def _reduce_sharded(self, out: StepOutput, scal: torch.Tensor, moments: torch.Tensor) -> None:
+        """:meth:`_reduce` on a mesh: the step's values are whole over checkpoints already (the losses
+        and ``moments`` are reduced in the step); the data group averages and sums them."""
+        import torch.distributed as tdist
+
+        parallel.reduce_gradients(self.model, self.mesh)
+        group = self.mesh.data_group
+        if group is None:
+            return
+        tdist.all_reduce(scal, group=group)
+        scal.div_(self.mesh.data_size)
+        tdist.all_reduce(moments, group=group)
+        fired = out.fired.to(torch.int32)
+        tdist.all_reduce(fired, op=tdist.ReduceOp.MAX, group=group)
+        out.fired = fired.bool()
+        for value in out.reduce_min.values():
+            tdist.all_reduce(value, op=tdist.ReduceOp.MIN, group=group)
+
     def metrics_row(self, scal: torch.Tensor, moments: torch.Tensor, grad_norm: float, seconds: float) -> dict[str, Any]:
         s, done = self.settings, self.step
-        M, d = self.model.n_checkpoints, self.model.d_model
+        M, d = self.whole.n_checkpoints, self.model.d_model
         e2, x2, sx = moments[:M], moments[M : 2 * M], moments[2 * M :].view(M, d)
         var = x2 - sx.pow(2).sum(1) / s.batch_size
         ev = (1 - e2 / var.clamp_min(1e-30)).tolist()
@@ -471,7 +551,12 @@ class Trainer:
         """Validation and the resume state, at their intervals and at the last step."""
         s, done, last = self.settings, self.step, self.step == self.total
         if s.val_every and (done % s.val_every == 0 or last):
-            if self.world.is_main:  # the whole held-out set on one process; the others wait
+            if self.sharded and self.saves:  # the whole held-out set on the first checkpoint group
+                v = parallel.validate(self.model, self.source.heldout(s.val_batches), s, self.mesh)
+                if v is not None and self.world.is_main:
+                    with self._writes(log.path):
+                        log.write({"step": done, "split": "heldout", **v})
+            elif self.world.is_main and not self.sharded:  # the whole held-out set on one process; the others wait
                 v = validate(self.model, self.source.heldout(s.val_batches), s)
                 if v is not None:
                     with self._writes(log.path):
@@ -485,22 +570,44 @@ class Trainer:
         """Inference state, saved with the settings and data it came from."""
         self.model.eval()
         self.recipe.finish(self.model)
+        if self.out is not None and self.saves and self.state_path is not None and not self.state_path.exists():
+            self.save_state()  # total reached before any save point
+        model = self.model
+        if self.sharded:  # every shard into the whole crosscoder on rank 0 (None elsewhere: ranks return shards)
+            whole = parallel.gather_model(self.model, self._model_config(), self.mesh) if self.saves else None
+            model = whole.eval() if whole is not None else self.model
         if self.out is not None and self.world.is_main:
-            if self.state_path is not None and not self.state_path.exists():  # total reached before any save point
-                self.save_state()
             with self._writes(self.out / f"{{{CONFIG_FILE}, {WEIGHTS_FILE}}}"):
-                self.model.save(self.out, extra={"training": self.settings.model_dump(mode="json", exclude={"run"}),
-                                                 "data": self.fingerprint, "steps": self.total})
+                model.save(self.out, extra={"training": self.settings.model_dump(mode="json", exclude={"run"}),
+                                                 "data": self.whole.fingerprint(), "steps": self.total})
         distributed.barrier()
-        return self.model
+        return model
 
 
 def _trainer(data: torch.Tensor | ActivationStore, settings: TrainSettings, out: Path | None,
              heldout: torch.Tensor | None, world: distributed.World) -> Trainer:
-    """A trainer on ``data``, resumed from ``out/state`` when there is one (settings and data checked)."""
-    source = make_source(data, settings.batch_size, settings.seed, world.rank, world.size,
+    """A trainer on ``data``, resumed from ``out/state`` when there is one (settings and data checked).
+
+    With ``checkpoint_parallel`` P > 1 the world is laid out as data × checkpoint (:mod:`.parallel`)
+    and this rank's source serves its share of the rows for its block of checkpoints only."""
+    P = settings.checkpoint_parallel
+    parallel.check_settings(settings, world.size)
+    mesh = distributed.mesh(world, P)
+    source = make_source(data, settings.batch_size, settings.seed, mesh.data_rank, mesh.data_size,
                          revisions=settings.revisions, normalise=settings.normalise, heldout=heldout)
-    trainer = Trainer(settings, source, out, world)
+    if P == 1:
+        trainer = Trainer(settings, source, out, world, mesh)
+        trainer.resume()
+        return trainer
+    lo, hi = parallel.shard_range(source.n_checkpoints, P, mesh.checkpoint_rank)
+    if isinstance(data, torch.Tensor):
+        shard = make_source(data[:, lo:hi], settings.batch_size, settings.seed, mesh.data_rank, mesh.data_size,
+                            revisions=source.revisions[lo:hi],
+                            heldout=heldout[:, lo:hi] if heldout is not None else None)
+    else:
+        shard = parallel.StoreShardSource(data, source.revisions, lo, hi, settings.batch_size, settings.seed,
+                                          settings.normalise, mesh.data_rank, mesh.data_size)
+    trainer = Trainer(settings, shard, out, world, mesh, whole=source)
     trainer.resume()
     return trainer
 
@@ -524,7 +631,12 @@ def fit(data: torch.Tensor | ActivationStore, settings: TrainSettings | None = N
 def train(config: TrainConfig) -> Crosscoder:
     """The train stage: a crosscoder on ``RUN/activations``, written to ``RUN/crosscoder`` (resumes when re-run).
 
-    The store, the settings and a resumed state are checked before the stage's record is cleared."""
+    The store, the settings and a resumed state are checked before the stage's record is cleared.
+    With ``config.series`` it streams instead (:mod:`.streaming`: no store needed)."""
+    if config.series is not None:
+        from crosstime.crosscoder.streaming import train_streaming
+
+        return train_streaming(config)
     run = config.rundir
     store = ActivationStore(run.activations)
     world = distributed.join(distributed.resolve_device(config.device))

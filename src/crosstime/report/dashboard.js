@@ -1,13 +1,19 @@
-/* crosstime dashboard: plain JS, no framework, no network. Data: #crosstime-data (JSON). */
+/* crosstime dashboard: plain JS, no framework, no network. Data: #crosstime-data (JSON); a large
+   report's features live beside it in features/ (index.js: the list; shard-KKKKK.js: whole entries),
+   loaded by <script> tags that call crosstimeIndex / crosstimeShard (works from file://, no server). */
 (function () {
   "use strict";
   var D = JSON.parse(document.getElementById("crosstime-data").textContent);
   var CK = D.checkpoints || [];
   var M = CK.length;
   var VOCAB = D.vocab || {};
-  var FEATURES = D.features || [];
-  var BY_ID = {};
+  var FEATURES = D.features || [];  // what the list shows: whole entries, or a sharded report's summaries
+  var BY_ID = {};  // whole entries, as loaded
   FEATURES.forEach(function (f) { BY_ID[f.id] = f; });
+  var SHARDS = D.feature_shards || null;  // {path, starts, count} when the features are not embedded
+  var LIST_MAX = 400;  // rows drawn at once; the search narrows the rest
+  var shardState = {};  // shard number -> "loading" | "loaded" | "failed"
+  var shardWaiters = {};
   var PALETTE = ["#2f6fde", "#d9480f", "#2b8a3e", "#ae3ec9", "#f08c00", "#0c8599", "#c2255c", "#5f3dc4", "#495057", "#74b816"];
   var SVGNS = "http://www.w3.org/2000/svg";
 
@@ -575,12 +581,10 @@
     }
     return true;
   }
-  function sortValue(f) {
-    var col = COLUMNS.filter(function (c) { return c.key === state.sort; })[0];
-    return col ? col.value(f) : 0;
-  }
-  function compareFeatures(a, b) {
-    var x = sortValue(a), y = sortValue(b);
+  function sortColumn() { return COLUMNS.filter(function (c) { return c.key === state.sort; })[0]; }
+  function compareFeatures(a, b) {  // a, b: {f, v} with the sort column's value v
+    var x = a.v, y = b.v;
+    a = a.f; b = b.f;
     var xn = x === null || x === undefined || x === "", yn = y === null || y === undefined || y === "";
     if (xn && yn) return a.id - b.id;
     if (xn) return 1;
@@ -591,9 +595,15 @@
   function renderList() {
     var shown = FEATURES.filter(passes);
     // features attributed in the selected task first (in the sort's order), then the others (reported for another task)
-    var inTask = shown.filter(function (f) { return !state.task || taskData(f); }).sort(compareFeatures);
-    var others = shown.filter(function (f) { return state.task && !taskData(f); }).sort(compareFeatures);
+    var col = sortColumn();
+    function sorted(fs) {  // the sort column's value computed once per feature (a large report lists thousands)
+      return fs.map(function (f) { return { f: f, v: col ? col.value(f) : 0 }; }).sort(compareFeatures).map(function (x) { return x.f; });
+    }
+    var inTask = sorted(shown.filter(function (f) { return !state.task || taskData(f); }));
+    var others = sorted(shown.filter(function (f) { return state.task && !taskData(f); }));
     visible = inTask.concat(others);
+    var drawn = visible.length > LIST_MAX ? visible.slice(0, LIST_MAX) : visible;
+    var drawnIn = Math.min(inTask.length, drawn.length);
     var thead = document.querySelector("#feature-table thead");
     thead.innerHTML = "";
     thead.appendChild(el("tr", null, COLUMNS.map(function (c) {
@@ -606,14 +616,18 @@
       return el("tr", { cls: "feature-row" + (f.id === state.selected ? " selected" : "") + (state.task && !taskData(f) ? " unattributed" : ""), "data-feature": f.id, onclick: function () { select(f.id); } },
         COLUMNS.map(function (c) { var v = c.value(f); return el("td", { cls: c.cls || null, text: c.show ? c.show(f) : (v === "" ? "–" : fmt(v)), title: c.key === "desc" || c.key === "cls" ? String(v || "") : null }); }));
     }
-    inTask.forEach(function (f) { tbody.appendChild(row(f)); });
-    if (others.length) tbody.appendChild(el("tr", { cls: "divider" }, el("td", { colspan: COLUMNS.length, text: others.length + " reported for another task, not attributed in " + state.task })));
-    others.forEach(function (f) { tbody.appendChild(row(f)); });
-    document.getElementById("list-count").textContent = visible.length + " of " + FEATURES.length + " reported features" + (D.n_features_total ? " (crosscoder has " + D.n_features_total + ")" : "") +
+    var rows = document.createDocumentFragment();
+    drawn.slice(0, drawnIn).forEach(function (f) { rows.appendChild(row(f)); });
+    if (others.length && drawn.length > drawnIn) rows.appendChild(el("tr", { cls: "divider" }, el("td", { colspan: COLUMNS.length, text: fmt(others.length) + " " + (SHARDS ? "listed" : "reported") + " without an attribution in " + state.task })));
+    drawn.slice(drawnIn).forEach(function (f) { rows.appendChild(row(f)); });
+    tbody.appendChild(rows);
+    var noun = SHARDS ? " live features" : " reported features";
+    document.getElementById("list-count").textContent = (SHARDS && !FEATURES.length ? "loading the feature list… " : "") +
+      fmt(visible.length) + " of " + fmt(FEATURES.length) + noun + (D.n_features_total ? " (crosscoder has " + fmt(D.n_features_total) + ")" : "") +
+      (drawn.length < visible.length ? "; the first " + fmt(drawn.length) + " shown, search by id or annotation for the others" : "") +
       (state.task ? "; sorted within " + state.task : "");
   }
   function select(id, fromHash, quiet) {
-    if (!(id in BY_ID)) return;
     state.selected = id;
     document.querySelectorAll("#feature-table tr.feature-row").forEach(function (tr) {
       var on = Number(tr.getAttribute("data-feature")) === id;
@@ -625,13 +639,20 @@
       if (location.hash !== target) history.replaceState(null, "", target);
     }
     if (!quiet) showPage("features");
-    renderCard();
+    if (id in BY_ID) { renderCard(); return; }
+    renderCard(true);
+    withFeature(id, function () { if (state.selected === id) renderCard(); });
   }
 
-  function renderCard() {
+  function renderCard(loading) {
     var pane = document.getElementById("card-pane");
     var f = BY_ID[state.selected];
     pane.innerHTML = "";
+    if (!f && state.selected !== null) {
+      pane.appendChild(loading ? el("div", { cls: "empty loading", text: "Loading feature " + state.selected + "…" })
+        : el("div", { cls: "empty", id: "feature-absent", "data-feature": state.selected, text: absentText(state.selected) }));
+      return;
+    }
     if (!f) { pane.appendChild(el("div", { cls: "empty", text: "Select a feature (j/k or arrows to move)." })); return; }
     var card = el("div", { cls: "feature-card", id: "feature-card", "data-feature": f.id });
     var t = taskData(f);
@@ -760,14 +781,65 @@
     return panel("Logit lens per checkpoint", el("div", null, [tbl, el("div", { cls: "hint", text: note })]), true);
   }
 
+  // ---------------------------------------------------------------- shards (a large report)
+  function loadScript(src, onerror) {
+    var s = document.createElement("script");
+    s.src = src;
+    s.onerror = onerror;
+    document.head.appendChild(s);
+  }
+  // the shard that holds id if any: shard k holds ids from starts[k] up to starts[k + 1]
+  function shardOf(id) {
+    var st = SHARDS ? SHARDS.starts : [], lo = 0, hi = st.length - 1;
+    if (!st.length || id < st[0]) return -1;
+    while (lo < hi) { var mid = (lo + hi + 1) >> 1; if (st[mid] <= id) lo = mid; else hi = mid - 1; }
+    return lo;
+  }
+  function withShard(k, done) {
+    if (shardState[k] === "loaded" || shardState[k] === "failed") { done(); return; }
+    (shardWaiters[k] = shardWaiters[k] || []).push(done);
+    if (shardState[k] === "loading") return;
+    shardState[k] = "loading";
+    loadScript(SHARDS.path + "/shard-" + ("0000" + k).slice(-5) + ".js", function () { shardDone(k, "failed"); });
+  }
+  function shardDone(k, how) {
+    shardState[k] = how;
+    var waiting = shardWaiters[k] || [];
+    shardWaiters[k] = [];
+    waiting.forEach(function (f) { f(); });
+  }
+  window.crosstimeShard = function (k, entries) {
+    entries.forEach(function (f) { BY_ID[f.id] = f; });
+    shardDone(k, "loaded");
+  };
+  window.crosstimeIndex = function (summaries) {
+    FEATURES = summaries;
+    document.getElementById("meta").textContent = metaText();
+    refreshClassOptions();
+    renderList();
+    if (state.selected === null && visible.length) select(visible[0].id, false, true);
+  };
+  // the entry of feature id, loading its shard first when needed; then done(entry or null)
+  function withFeature(id, done) {
+    if (id in BY_ID || shardOf(id) < 0) { done(BY_ID[id] || null); return; }
+    withShard(shardOf(id), function () { done(BY_ID[id] || null); });
+  }
+  // why feature id has no card: not a feature of the crosscoder, or not in this report's data
+  function absentText(id) {
+    var F = D.n_features_total;
+    if (isNum(F) && (id < 0 || id >= F)) return "Feature " + id + " does not exist: the crosscoder has " + fmt(F) + " features (ids 0–" + fmt(F - 1) + ").";
+    if (SHARDS && shardState[shardOf(id)] === "failed") return "Feature " + id + ": its data file " + SHARDS.path + "/shard-" + ("0000" + shardOf(id)).slice(-5) + ".js could not be loaded (open the report where it was written, or through `crosstime serve RUN`).";
+    return "Feature " + id + " is not in this report's data (" + (SHARDS ? "the report holds " + fmt(SHARDS.count) + " live features; it is dead or was left out" : "it reports " + fmt(FEATURES.length) + " features; `crosstime report RUN --features " + id + "` adds it") + ").";
+  }
+
   // ---------------------------------------------------------------- navigation
   function showPage(name) {
     document.querySelectorAll(".page").forEach(function (p) { p.classList.toggle("active", p.id === name); });
     document.querySelectorAll("header nav button").forEach(function (b) { b.classList.toggle("active", b.getAttribute("data-page") === name); });
   }
   function fromHash() {
-    var m = /feature=(\d+)/.exec(location.hash);
-    if (m && Number(m[1]) in BY_ID) { select(Number(m[1]), true); return true; }
+    var m = /feature=(-?\d+)/.exec(location.hash);
+    if (m) { select(Number(m[1]), true); return true; }
     if (/overview/.test(location.hash)) { showPage("overview"); return true; }
     if (/features/.test(location.hash)) { showPage("features"); return true; }
     return false;
@@ -793,10 +865,14 @@
   });
 
   document.getElementById("title").textContent = D.title || "crosstime report";
-  document.getElementById("meta").textContent = M + " checkpoints · " + FEATURES.length + " features · generated " + (D.generated || "");
+  function metaText() { return M + " checkpoints · " + fmt(SHARDS ? SHARDS.count : FEATURES.length) + " features · generated " + (D.generated || ""); }
+  document.getElementById("meta").textContent = metaText();
   renderOverview();
   renderFilters();
   renderList();
   if (!fromHash()) showPage("overview");
   if (state.selected === null && visible.length) select(visible[0].id, false, true);  // a card is ready when Features opens
+  if (SHARDS) loadScript(SHARDS.path + "/index.js", function () {
+    document.getElementById("list-count").textContent = "the feature list " + SHARDS.path + "/index.js could not be loaded (open the report where it was written, or through `crosstime serve RUN`)";
+  });
 })();

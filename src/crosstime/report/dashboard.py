@@ -4,7 +4,8 @@
 :mod:`crosstime.artifacts` (``Table.read``, ``read_model``, the npz keys, ``RunDir``), and
 returns plain JSON-ready data; :func:`render` embeds it with the template
 (``dashboard.html/.css/.js``, package data) into one self-contained HTML file: inline CSS
-and JS, no network, plots drawn as inline SVG or embedded PNGs.
+and JS, no network, plots drawn as inline SVG or embedded PNGs. A dashboard of more than
+``EMBED_MAX_FEATURES`` features keeps them beside it in shards, loaded on demand (:func:`write_shards`).
 
 A stage that has not run (its output file is absent) is listed in ``missing``; an output
 that exists but is not in its stage's schema (a renamed column, a malformed JSON) raises
@@ -34,6 +35,7 @@ import html
 import json
 import math
 import re
+import shutil
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -71,6 +73,16 @@ from crosstime.files import write_text
 from crosstime.series import format_tokens
 
 MAX_PNG_BYTES = 3 * 2**20
+# Up to this many features the dashboard is one file; above, features are written in shards (see render)
+EMBED_MAX_FEATURES = 2048
+FEATURES_PER_SHARD = 256  # at most, per shard file; fewer when their evidence passes SHARD_BYTES
+SHARD_BYTES = 2**19  # a shard is parsed whenever one of its features is opened: kept small enough to feel instant
+SHARD_DIR = "features"
+SHARD_INDEX = "index.js"
+# what the feature list of a sharded dashboard knows of every feature before its shard is loaded
+SUMMARY_KEYS = ("id", "rank", "reldec_class", "trajectory", "onset", "peak", "offset", "frequency", "description",
+                "reldec_disputed", "dispute_kind")
+TASK_SUMMARY_KEYS = ("ie", "relie", "relie_class")
 SHARE_BINS = 10
 # per-task values of attribution/TASK/features.csv shown per feature (one value per checkpoint, or one)
 TASK_CHECKPOINT_COLUMNS = ("ie", "ie_lo", "ie_hi", "relie", "relie_lo", "relie_hi", "ie_abs", "exact")
@@ -589,16 +601,80 @@ def clean(obj: Any) -> Any:
     return obj
 
 
-def render(data: dict, path: str | Path) -> Path:
-    """Write the self-contained dashboard for ``data`` to ``path`` (atomically).
+def feature_summary(entry: dict) -> dict:
+    """What the feature list shows, sorts, filters and searches for one feature (``SUMMARY_KEYS``;
+    per task only ``TASK_SUMMARY_KEYS``): the index of a sharded dashboard, small for every feature."""
+    out = {k: entry[k] for k in SUMMARY_KEYS if k in entry}
+    out["tasks"] = {t: {k: v for k, v in (values or {}).items() if k in TASK_SUMMARY_KEYS}
+                    for t, values in (entry.get("tasks") or {}).items()}
+    return out
 
+
+def shard_name(k: int) -> str:
+    return f"shard-{k:05d}.js"
+
+
+def write_shard(folder: Path, k: int, entries: list[str]) -> Path:
+    """``folder/shard-KKKKK.js``: a script calling ``crosstimeShard(K, [entry, …])``; ``entries`` as JSON texts."""
+    return write_text(folder / shard_name(k), f"crosstimeShard({k},[{','.join(entries)}]);\n")
+
+
+def write_shards(features: list[dict], folder: Path, per_shard: int = FEATURES_PER_SHARD,
+                 max_bytes: int = SHARD_BYTES) -> dict:
+    """The features of a large dashboard as script files the page loads on demand (``<script src>``
+    works from ``file://``, where Chromium blocks ``fetch``; and through ``crosstime serve``):
+
+    - ``folder/index.js`` calls ``crosstimeIndex([summary, …])``: every feature's
+      :func:`feature_summary`, in the data's (rank) order, for the list and the search;
+    - ``folder/shard-KKKKK.js`` calls ``crosstimeShard(K, [entry, …])``: the whole entries of a run
+      of consecutive ids from ``starts[K]``, at most ``per_shard`` of them and about ``max_bytes``.
+
+    Returns what the page needs to find them: ``path`` (relative to index.html), ``starts`` (the
+    first id of each shard: a deep link finds its shard before the index is read), ``count``.
+    Shards of an earlier report are removed first.
+    """
+    if folder.exists():
+        shutil.rmtree(folder)
+    starts: list[int] = []
+    batch: list[str] = []
+    size = 0
+    for entry in sorted(features, key=lambda e: int(e["id"])):
+        text = _script_json(clean(entry))  # one entry at a time: a large report is not copied whole
+        if batch and (len(batch) >= per_shard or size + len(text) > max_bytes):
+            write_shard(folder, len(starts) - 1, batch)
+            batch, size = [], 0
+        if not batch:
+            starts.append(int(entry["id"]))
+        batch.append(text)
+        size += len(text)
+    if batch:
+        write_shard(folder, len(starts) - 1, batch)
+    write_text(folder / SHARD_INDEX, f"crosstimeIndex({_script_json([clean(feature_summary(e)) for e in features])});\n")
+    return {"path": folder.name, "starts": starts, "count": len(features)}
+
+
+def render(data: dict, path: str | Path, embed_max: int = EMBED_MAX_FEATURES,
+           per_shard: int = FEATURES_PER_SHARD) -> Path:
+    """Write the dashboard for ``data`` to ``path`` (atomically).
+
+    Up to ``embed_max`` features it is one self-contained file. Above, the page embeds the
+    overview only and its features go to ``features/`` beside it (:func:`write_shards`), loaded
+    when the list or a feature needs them; it still opens from a file, no server needed.
     The template's placeholders are filled in one pass over the template, so a value that
     contains a placeholder's name (a ``--title`` of ``__DATA__``) is inserted as it is."""
+    folder = Path(path).parent / SHARD_DIR
+    features = data.get("features") or []
+    if len(features) > embed_max:
+        data = clean({**data, "features": [], "feature_shards": write_shards(features, folder, per_shard)})
+    else:
+        data = clean(data)
+        if folder.exists():  # the shards of an earlier, larger report would contradict this one
+            shutil.rmtree(folder)
     fill = {
         "TITLE": html.escape(data.get("title") or "crosstime report"),
         "CSS": _asset("dashboard.css"),
         "JS": _asset("dashboard.js"),
-        "DATA": _script_json(clean(data)),
+        "DATA": _script_json(data),
     }
     body = re.sub(r"__(TITLE|CSS|JS|DATA)__", lambda m: fill[m.group(1)], _asset("dashboard.html"))
     return write_text(path, body)
@@ -608,5 +684,5 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-__all__ = ["Collected", "class_counts", "clean", "collect", "evaluation_table", "now", "rank_features", "render",
-           "report_revisions", "share_histograms"]
+__all__ = ["Collected", "class_counts", "clean", "collect", "evaluation_table", "feature_summary", "now",
+           "rank_features", "render", "report_revisions", "share_histograms", "write_shards"]

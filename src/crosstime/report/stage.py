@@ -5,6 +5,9 @@ picks the reported features, gathers their evidence from the activation store an
 crosscoder, and writes:
 
     RUN/report/index.html       the self-contained dashboard (open it in any browser, offline)
+    RUN/report/features/        only above 2048 listed features (--all-features on a wide crosscoder):
+                                the features in shards the page loads as they are opened (still from
+                                a file; or `crosstime serve RUN`); see dashboard.write_shards
     RUN/report/data.json        the data embedded in it (artifacts.ReportData; re-rendered by
                                 `crosstime annotate --import`)
     RUN/report/annotations.json (written by `crosstime annotate --import`; read here)
@@ -88,6 +91,10 @@ class ReportConfig(StageConfig):
                                                          "n_features)")
     n_features: int = Field(100, ge=1, description="how many features to report when `features` is not given: "
                                                    "the largest Σ_m |IE_m| over tasks, else the largest decoder norms")
+    all_features: bool = Field(False, description="list every live feature (non-zero decoder norm), the reported ones "
+                                                  "first: all their evidence from the same one pass over the store "
+                                                  "(memory ∝ (M + 1) × F × (n_top + sample_size)); above 2048 "
+                                                  "features the dashboard keeps them in shards (crosstime serve RUN)")
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig, description="what evidence to gather per feature")
     series: str | None = Field(None, description="checkpoint series for the token text and the logit lens "
                                                  "(default: the one recorded in the activation store)")
@@ -162,6 +169,20 @@ def report_checkpoints(revisions: list[str], store: ActivationStore | None, base
 
 
 def choose_features(config: ReportConfig, base: Collected, model: Crosscoder | None) -> list[int]:
+    """The listed feature ids: the reported ones (:func:`reported_features`), then with ``all_features``
+    every other live feature of the crosscoder (a decoder norm above zero somewhere), by rank."""
+    reported = reported_features(config, base, model)
+    if not config.all_features or model is None:
+        return reported
+    norms = model.decoder_norms().detach().float().cpu()  # [F, M]
+    pool = {i: base.features.get(i) or {"id": i, "tasks": {}} for i in range(model.n_features)}
+    ranked = rank_features(pool, base.tasks, {i: norms[i].tolist() for i in pool})
+    live = (norms.sum(dim=1) > 0).tolist()
+    shown = set(reported)
+    return reported + [i for i in ranked if live[i] and i not in shown]
+
+
+def reported_features(config: ReportConfig, base: Collected, model: Crosscoder | None) -> list[int]:
     """The reported feature ids: ``config.features`` (checked against the crosscoder), else the top ``n_features``."""
     if config.features is not None:
         if model is not None:

@@ -1,0 +1,208 @@
+"""Streaming training: the checkpoints stay loaded and feed a shuffled buffer; no store on disk.
+
+    train(TrainConfig(run="runs/x", series="toy", layer=1, revisions=["step0", "step512"], tokens=1_000_000))
+    crosstime train RUN --series SERIES --revisions A,B --layer L --tokens N [--keep-store]
+
+The tokens are those a store of the same settings holds: the harvest's own request check and
+corpus packing (:mod:`crosstime.store.harvesting`) give the contexts, the train/held-out split
+and position-0 treatment, and its :func:`~crosstime.store.harvesting.compute_chunk` computes
+every chunk (same forward pass, same float16 rounding). The train split is cut into chunks of
+``buffer_rows × refill_frac`` rows; :class:`~crosstime.crosscoder.data.StreamSource` keeps
+``1/refill_frac`` of them in memory and refills one as soon as it is used up, and the
+unchanged :class:`~crosstime.crosscoder.training.Trainer` trains from it. The batches are a
+function of ``(seed, step)`` (the corpus position is the round the step falls in), so a killed
+run re-run with the same command resumes to the same weights; the data fingerprint in the
+resume state records the buffer settings and the tokens' checksum.
+
+Memory: the models, the packed token ids (int32, 4 bytes per token of --tokens, as the store's
+``tokens.npy``), the buffer (``buffer_rows × M × d × 2`` bytes) and, during a refill, one
+chunk being computed; never the activations of all N tokens.
+
+``keep_store``: every chunk harvested in the first epoch is also written, as the harvest
+writes it, into RUN/activations (chunking = the buffer's); when training ends the chunks not
+visited (the rest of the train split, the held-out split) are harvested and the manifest is
+summarised, so RUN/activations is a normal store, recorded as the run's harvest stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from crosstime import distributed, stage
+from crosstime.crosscoder.data import StreamSource
+from crosstime.crosscoder.model import Crosscoder
+from crosstime.crosscoder.settings import TrainConfig
+from crosstime.errors import CrosstimeError
+from crosstime.store import HarvestConfig, resolve_config
+from crosstime.store.harvesting import (
+    _check_request,
+    _check_weights,
+    _order,
+    _prepare,
+    _tokens,
+    _write_chunk,
+    compute_chunk,
+)
+from crosstime.store.layout import (
+    TOKENS,
+    chunk_paths,
+    chunk_plan,
+    read_manifest,
+    summarise,
+    write_manifest,
+)
+
+
+class StreamError(CrosstimeError):
+    """Streaming settings that cannot work; the message names the setting and the fix."""
+
+
+def harvest_config(config: TrainConfig) -> HarvestConfig:
+    """The harvest whose store holds exactly the tokens this streaming training sees."""
+    return HarvestConfig(run=config.run, series=config.series, revisions=config.revisions, layer=config.layer,
+                         corpus=config.corpus, tokens=config.tokens, context_len=config.context_len,
+                         batch_size=config.harvest_batch_size, device=config.model_device or config.device,
+                         progress=False)
+
+
+class Harvester:
+    """The loaded checkpoints and the packed corpus: computes chunk ``c`` of the train split on demand.
+
+    ``chunk(c) -> (rows [R, M, d] in the storage dtype, row-norm sums [M])``."""
+
+    def __init__(self, config: TrainConfig):
+        self.keep_store = config.keep_store
+        refill = round(1 / config.refill_frac)
+        self.hconfig = resolve_config(harvest_config(config))
+        self.checked = _check_request(self.hconfig)
+        c = self.checked
+        self.first = c.request["first_position"]
+        rows_per_context = c.context_len - self.first
+        n_train = c.request["splits"]["train"][1]
+        # K chunks of a corpus smaller than the buffer: the first buffer then holds one epoch, not two
+        chunk_contexts = min(config.buffer_rows // (refill * rows_per_context), max(1, n_train // refill))
+        if chunk_contexts < 1:
+            raise StreamError(f"--buffer-rows {config.buffer_rows} holds less than {refill} contexts of "
+                              f"{rows_per_context} rows (1/refill_frac chunks of at least one context); raise "
+                              f"--buffer-rows to {refill * rows_per_context} or more")
+        if self.keep_store and c.existing is not None and c.existing["chunk_contexts"] != chunk_contexts:
+            raise StreamError(f"{self.hconfig.out} holds a store in chunks of {c.existing['chunk_contexts']} "
+                              f"contexts, the buffer's chunks are {chunk_contexts}; stream with --buffer-rows "
+                              f"{c.existing['chunk_contexts'] * refill * rows_per_context} to add to it, or drop "
+                              "--keep-store (or use a new run)")
+        c.request["chunk_contexts"] = chunk_contexts
+        self.hconfig = self.hconfig.model_copy(update={"chunk_contexts": chunk_contexts})
+        self.revisions, self.d_model, self.dtype = c.revisions, c.d, self.hconfig.dtype
+        self.layer, self.batch_size = self.hconfig.layer, self.hconfig.batch_size
+        self.device = distributed.resolve_device(self.hconfig.device)
+        (_, self.n_train), (_, n_total) = c.request["splits"]["train"], c.request["splits"]["heldout"]
+        self.plan = chunk_plan(self.n_train, n_total - self.n_train, chunk_contexts)
+        self.n_chunks = sum(start < self.n_train for start, _ in self.plan)
+        self.tokens: np.ndarray | None = None
+        self.models: dict[str, Any] = {}
+        self.weights: dict[str, dict] = {}
+        self._heldout: np.ndarray | None = None
+
+    def prepare(self) -> None:
+        """Pack the corpus (with ``keep_store``: RUN/activations' tokens and manifest) and load the models."""
+        c, root = self.checked, self.hconfig.out
+        if self.keep_store:
+            _prepare(root, self.hconfig, c)
+            self.manifest = read_manifest(root)
+            self.tokens = np.load(root / TOKENS, mmap_mode="r")
+        else:
+            self.tokens = _tokens(self.hconfig, c.series, c.corpus, c.request)
+        self.tokens_sha256 = hashlib.sha256(np.ascontiguousarray(self.tokens).tobytes()).hexdigest()
+        for rev in self.revisions:
+            model = c.series.load_model(rev, dtype=self.hconfig.model_dtype, device=self.device)
+            if self.keep_store:
+                self.weights[rev] = _check_weights(root, self.manifest["checkpoints"].get(rev, {}), rev, model,
+                                                   self.hconfig.model_dtype, c.series.source)
+            self.models[rev] = model
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"series": self.checked.series.source, "layer": self.layer, "revisions": self.revisions,
+                "d_model": self.d_model, "tokens_sha256": self.tokens_sha256, "first_position": self.first,
+                "chunk_contexts": self.checked.request["chunk_contexts"], "dtype": self.dtype,
+                "rows": self.n_train * (self.checked.context_len - self.first)}
+
+    def chunk_size(self, c: int) -> int:
+        start, end = self.plan[c]
+        return (end - start) * (self.checked.context_len - self.first)
+
+    def _compute(self, rev: str, c: int):
+        start, end = self.plan[c]
+        return compute_chunk(self.models[rev], self.tokens[start:end], self.layer, self.first, self.batch_size,
+                             self.device, self.dtype, rev)
+
+    def _kept(self, rev: str, c: int) -> bool:
+        return chunk_paths(self.hconfig.out, rev, c)[1].exists()  # the sidecar is renamed into place last
+
+    def _keep(self, rev: str, c: int, chunk) -> None:
+        if self.keep_store and not self._kept(rev, c):
+            _write_chunk(self.hconfig.out, rev, c, chunk, self.manifest, self.weights[rev])
+
+    def chunk(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """Chunk c of every checkpoint: rows [R, M, d] (storage dtype) and their norm sums [M]."""
+        parts, sums = [], []
+        for rev in self.revisions:
+            chunk = self._compute(rev, c)
+            self._keep(rev, c, chunk)
+            parts.append(chunk.data)
+            sums.append(chunk.norm_sum)
+        return np.stack(parts, axis=1), np.array(sums)
+
+    def heldout(self, n_rows: int) -> np.ndarray:
+        """The first ``n_rows`` rows (whole contexts) of the held-out split, [n, M, d], computed once."""
+        if self._heldout is None or len(self._heldout) < n_rows:
+            rows_per_context = self.checked.context_len - self.first
+            n_total = self.checked.request["splits"]["heldout"][1]
+            end = min(n_total, self.n_train + -(-n_rows // rows_per_context))
+            tokens = self.tokens[self.n_train : end]
+            self._heldout = np.stack([compute_chunk(self.models[rev], tokens, self.layer, self.first, self.batch_size,
+                                                    self.device, self.dtype, rev).data for rev in self.revisions], axis=1)
+        return self._heldout[:n_rows]
+
+    def finish_store(self) -> None:
+        """``keep_store``: harvest the chunks training did not visit, then summarise RUN/activations' manifest."""
+        root = self.hconfig.out
+        for rev in self.revisions:
+            for c in range(len(self.plan)):
+                if not self._kept(rev, c):
+                    self._keep(rev, c, self._compute(rev, c))
+        manifest = summarise(root, read_manifest(root), self.revisions, final=True)
+        _order(manifest, self.checked.series)
+        write_manifest(root, manifest)
+
+
+def train_streaming(config: TrainConfig) -> Crosscoder:
+    """The train stage from checkpoints kept loaded (``config.series``): see the module docstring."""
+    from crosstime.crosscoder.training import Trainer
+
+    world = distributed.join(distributed.resolve_device(config.device))
+    if world.distributed:
+        raise StreamError("streaming training runs in one process (every rank would harvest every chunk); under "
+                          "torchrun, harvest a store first (`crosstime harvest`) and train on it")
+    harvester = Harvester(config)  # every setting checked before the run's records change
+    with stage.writing(config):
+        if config.keep_store:
+            stage.begin(harvester.hconfig)
+        harvester.prepare()
+        source = StreamSource(harvester, config.batch_size, config.seed, config.refill_frac, config.normalise)
+        trainer = Trainer(config, source, config.rundir.crosscoder, world)
+        trainer.resume()
+        model = trainer.run()
+        if config.keep_store:
+            harvester.finish_store()
+            stage.finish(harvester.hconfig, revisions=read_manifest(harvester.hconfig.out)["revisions"])
+    return model
+
+
+def source_for(config: TrainConfig) -> StreamSource:
+    """The stream a training with ``config`` reads (models loaded, first buffer harvested), for inspection."""
+    harvester = Harvester(config)
+    harvester.prepare()
+    return StreamSource(harvester, config.batch_size, config.seed, config.refill_frac, config.normalise)
