@@ -176,6 +176,24 @@ def test_killed_streaming_run_resumes_to_identical_weights(toy_world, tmp_path, 
     assert [r["step"] for r in rows if "split" not in r] == list(range(1, 41))
 
 
+def test_token_ids_are_packed_to_disk_not_held_in_memory(toy_world, tmp_path):
+    """Without --keep-store the token ids live memory-mapped in RUN/crosscoder/stream-tokens.npy and
+    equal the in-memory packing of the same request (the store's own _tokens), checksum included."""
+    import hashlib
+
+    from crosstime.store.harvesting import _tokens
+
+    harvester = streaming_module.Harvester(_stream_config(toy_world, tmp_path / "run", tokens=1_600, steps=4,
+                                                          batch_size=64, buffer_rows=504))
+    harvester.prepare()
+    assert isinstance(harvester.tokens, np.memmap)
+    assert str(harvester.tokens.filename) == str(tmp_path / "run" / "crosscoder" / streaming_module.STREAM_TOKENS)
+    c = harvester.checked
+    in_memory = _tokens(harvester.hconfig, c.series, c.corpus, c.request)
+    assert np.array_equal(np.asarray(harvester.tokens), in_memory) and in_memory.any()
+    assert harvester.tokens_sha256 == hashlib.sha256(in_memory.tobytes()).hexdigest()
+
+
 def test_streaming_settings_are_refused_with_the_fix(toy_world, tmp_path):
     with pytest.raises(ValidationError, match="both --series and --layer"):
         TrainConfig(run=tmp_path, series=str(toy_world))

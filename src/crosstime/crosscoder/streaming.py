@@ -14,9 +14,9 @@ function of ``(seed, step)`` (the corpus position is the round the step falls in
 run re-run with the same command resumes to the same weights; the data fingerprint in the
 resume state records the buffer settings and the tokens' checksum.
 
-Memory: the models, the packed token ids (int32, 4 bytes per token of --tokens, as the store's
-``tokens.npy``), the buffer (``buffer_rows × M × d × 2`` bytes) and, during a refill, one
-chunk being computed; never the activations of all N tokens.
+Memory: the models, the buffer (``buffer_rows × M × d × 2`` bytes) and, during a refill, one
+chunk being computed; never the activations of all N tokens, nor their token ids (packed into
+``RUN/crosscoder/stream-tokens.npy``, 4 bytes per token on disk, and memory-mapped).
 
 ``keep_store``: every chunk harvested in the first epoch is also written, as the harvest
 writes it, into RUN/activations (chunking = the buffer's); when training ends the chunks not
@@ -68,6 +68,18 @@ def harvest_config(config: TrainConfig) -> HarvestConfig:
                          progress=False)
 
 
+STREAM_TOKENS = "stream-tokens.npy"  # the packed token ids of a streaming run, in RUN/crosscoder/
+
+
+def _sha256_rows(tokens: np.ndarray, rows: int = 4096) -> str:
+    """sha256 of ``tokens``' bytes in row-major order (a store's ``tokens_sha256``), block by block:
+    a memory-mapped array is never read into memory whole."""
+    digest = hashlib.sha256()
+    for start in range(0, len(tokens), rows):
+        digest.update(np.ascontiguousarray(tokens[start : start + rows]).tobytes())
+    return digest.hexdigest()
+
+
 class Harvester:
     """The loaded checkpoints and the packed corpus: computes chunk ``c`` of the train split on demand.
 
@@ -75,6 +87,7 @@ class Harvester:
 
     def __init__(self, config: TrainConfig):
         self.keep_store = config.keep_store
+        self.tokens_file = config.rundir.crosscoder / STREAM_TOKENS
         refill = round(1 / config.refill_frac)
         self.hconfig = resolve_config(harvest_config(config))
         self.checked = _check_request(self.hconfig)
@@ -106,6 +119,20 @@ class Harvester:
         self.weights: dict[str, dict] = {}
         self._heldout: np.ndarray | None = None
 
+    def _pack_to_disk(self) -> np.ndarray:
+        """The corpus's token ids packed into RUN/crosscoder/stream-tokens.npy and memory-mapped, so
+        memory does not grow with --tokens (4 bytes per token on disk, as a store's tokens.npy).
+        Re-packed on every start: packing is deterministic, and a file left by a killed run is
+        simply overwritten (its checksum is compared with the resume state's)."""
+        request = self.checked.request
+        shape = (request["splits"]["heldout"][1], request["context_len"])
+        self.tokens_file.parent.mkdir(parents=True, exist_ok=True)
+        packed = np.lib.format.open_memmap(self.tokens_file, mode="w+", dtype=np.int32, shape=shape)
+        _tokens(self.hconfig, self.checked.series, self.checked.corpus, request, out=packed)
+        packed.flush()
+        del packed
+        return np.load(self.tokens_file, mmap_mode="r")
+
     def prepare(self) -> None:
         """Pack the corpus (with ``keep_store``: RUN/activations' tokens and manifest) and load the models."""
         c, root = self.checked, self.hconfig.out
@@ -114,8 +141,8 @@ class Harvester:
             self.manifest = read_manifest(root)
             self.tokens = np.load(root / TOKENS, mmap_mode="r")
         else:
-            self.tokens = _tokens(self.hconfig, c.series, c.corpus, c.request)
-        self.tokens_sha256 = hashlib.sha256(np.ascontiguousarray(self.tokens).tobytes()).hexdigest()
+            self.tokens = self._pack_to_disk()
+        self.tokens_sha256 = _sha256_rows(self.tokens)
         for rev in self.revisions:
             model = c.series.load_model(rev, dtype=self.hconfig.model_dtype, device=self.device)
             if self.keep_store:

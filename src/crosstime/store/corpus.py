@@ -176,9 +176,12 @@ def pack_contexts(
     context_len: int,
     bos_per_context: bool = True,
     name: str = "corpus",
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Pack documents into ``int32 [n_contexts, context_len]`` (see the module docstring).
 
+    ``out``: a zero-filled int32 array of that shape to pack into (e.g. a memory-mapped file, so
+    the token ids of a long run need not be held in memory); default a new in-memory array.
     Stops reading as soon as enough tokens are packed. Raises :class:`CorpusError` naming
     how many contexts the corpus holds when it is empty or too short.
     """
@@ -187,7 +190,10 @@ def pack_contexts(
     bos = tokenizer.bos_token_id if bos_per_context else None
     if bos is not None and context_len < 2:
         raise CorpusError("context_len must be at least 2 when each context starts with BOS")
-    out = np.zeros((n_contexts, context_len), dtype=np.int32)
+    if out is None:
+        out = np.zeros((n_contexts, context_len), dtype=np.int32)
+    elif out.shape != (n_contexts, context_len) or out.dtype != np.int32:
+        raise ValueError(f"out must be int32 [{n_contexts}, {context_len}], got {out.dtype} {list(out.shape)}")
     row, col = 0, 0
     n_docs = 0
     n_stream = 0

@@ -245,20 +245,22 @@ def _sidecars_hint(root: Path, request: dict, origin: str) -> str:
             "away and re-run; the harvest rebuilds it from the sidecars.")
 
 
-def _tokens(config: HarvestConfig, series, corpus, request: dict) -> np.ndarray:
-    """int32 [n_contexts, context_len]: train contexts, then held-out contexts."""
+def _tokens(config: HarvestConfig, series, corpus, request: dict, out: np.ndarray | None = None) -> np.ndarray:
+    """int32 [n_contexts, context_len]: train contexts, then held-out contexts (packed into ``out``,
+    a zero-filled array of that shape such as a memory-mapped file, when given)."""
     tokenizer = series.load_tokenizer(series.revisions[-1])
     n_train = request["splits"]["train"][1]
     n_heldout = request["splits"]["heldout"][1] - n_train
     T = request["context_len"]
     if corpus.heldout is not None:
+        parts = (out[:n_train], out[n_train:]) if out is not None else (None, None)
         train = pack_contexts(iter_documents(corpus.train, corpus.kind, corpus.text_column), tokenizer, n_train, T,
-                              config.bos_per_context, name=f"corpus {corpus.train}")
+                              config.bos_per_context, name=f"corpus {corpus.train}", out=parts[0])
         heldout = pack_contexts(iter_documents(corpus.heldout, corpus.kind, corpus.text_column), tokenizer, n_heldout, T,
-                                config.bos_per_context, name=f"held-out corpus {corpus.heldout}")
-        return np.concatenate([train, heldout])
+                                config.bos_per_context, name=f"held-out corpus {corpus.heldout}", out=parts[1])
+        return out if out is not None else np.concatenate([train, heldout])
     return pack_contexts(iter_documents(corpus.train, corpus.kind, corpus.text_column), tokenizer, n_train + n_heldout, T,
-                         config.bos_per_context, name=f"corpus {corpus.train} (train + held-out tokens)")
+                         config.bos_per_context, name=f"corpus {corpus.train} (train + held-out tokens)", out=out)
 
 
 class Chunk:
