@@ -450,18 +450,23 @@ def _verify_weights(path: Path, record: Any) -> None:
                               f"replaced or edited since they were saved; {_fix(path)}")
 
 
-def _read_weights(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """The weights' header metadata and tensors (a file safetensors cannot read names itself)."""
+def read_safetensors(file: Path, fix: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """A safetensors file's header metadata and tensors; a file safetensors cannot read is a
+    :class:`CrosscoderError` naming it, then ``fix``."""
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    w_file = path / WEIGHTS_FILE
     try:
-        with safe_open(str(w_file), framework="pt") as handle:
+        with safe_open(str(file), framework="pt") as handle:
             header = handle.metadata() or {}
-        return header, load_file(str(w_file))
+        return header, load_file(str(file))
     except SafetensorError as err:
-        raise CrosscoderError(f"{w_file} is not a readable safetensors file ({err}); {_fix(path)}") from err
+        raise CrosscoderError(f"{file} is not a readable safetensors file ({err}); {fix}") from err
+
+
+def _read_weights(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The weights' header metadata and tensors of the crosscoder saved in ``path``."""
+    return read_safetensors(path / WEIGHTS_FILE, _fix(path))
 
 
 def _canonical(value: Any) -> str:

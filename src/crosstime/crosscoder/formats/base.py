@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import torch
 
 from crosstime.crosscoder.model import Crosscoder, CrosscoderConfig, CrosscoderError, build
+from crosstime.crosscoder.model import read_safetensors as model_read_safetensors  # the crosscoder's own reader
 
 FORMATS: dict[str, Format] = {}
 
@@ -155,18 +156,10 @@ def tensors_only(data: dict[str, Any], path: Path) -> dict[str, torch.Tensor]:
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """A safetensors file's metadata and tensors."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
+    """A safetensors file's metadata and tensors (the crosscoder's own reader, with an import's fix)."""
     if not path.is_file():
         raise CrosscoderError(f"{path} does not exist; it is the saved weights")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = handle.metadata() or {}
-        return meta, load_file(str(path))
-    except SafetensorError as err:
-        raise CrosscoderError(f"{path} is not a readable safetensors file ({err}); restore it from a copy") from err
+    return model_read_safetensors(path, "restore it from a copy")
 
 
 def check_shapes(tensors: dict[str, torch.Tensor], want: dict[str, tuple[int, ...]], path: Path, config: Path,
