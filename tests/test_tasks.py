@@ -180,7 +180,8 @@ def test_named_task_from_search_dir_and_groups(tmp_path):
     vocab = tok.get_vocab()
     assert task.prefixes == [[vocab["the"], vocab["dog"]]] and task.name == "simple_agreement"
     assert expand_task_names(["toy", "subjectverb,simple_agreement"]) == [
-        "simple_agreement", "pp_attractor", "rc_attractor", "irregular_plural", "subjectverb"]
+        "simple_agreement", "pp_attractor", "rc_attractor", "irregular_plural", "previous_token", "induction",
+        "subjectverb"]
 
 
 TOY_LOOKUP = """

@@ -21,7 +21,9 @@ from crosstime.toy import (
     pythia_schedule,
     read_build,
 )
+from crosstime.tasks import TOY_TASKS
 from crosstime.toy import grammar as G
+from crosstime.toy.pretrain import TASKS
 
 def words(text: str) -> list[str]:
     """Split rendered text back into grammar words ("runs." → "runs", ".")."""
@@ -200,9 +202,10 @@ def test_tiny_build_is_deterministic_and_complete(tiny_build, tmp_path):
     train = (a / "corpus" / "train.txt").read_text().splitlines()
     heldout = (a / "corpus" / "heldout.txt").read_text().splitlines()
     assert len(train) == 600 and len(heldout) == 20 and not set(heldout) & set(train)
-    for t in PAIR_TYPES:
+    for t in TASKS:
         rows = [json.loads(line) for line in (a / "pairs" / f"{t}.jsonl").read_text().splitlines()]
         assert len(rows) == 8 and rows[0]["UID"] == t
+    assert sorted(p.stem for p in (a / "pairs").glob("*.jsonl")) == sorted(TOY_TASKS)  # what tasks.py names
     build = read_build(a)
     assert set(build["accuracy"]) == set(series.revisions)
     assert build["config"] == TINY.model_dump() and build["timing"]["total_s"] > 0
@@ -300,12 +303,12 @@ def test_toy_world_accuracy_table(toy_world):
     acc = build["accuracy"]
     assert set(acc) == set(series.revisions)
     for c in series:
-        for pair_type in PAIR_TYPES:
-            value = acc[c.revision][pair_type]
+        for task in TASKS:
+            value = acc[c.revision][task]
             if c.step <= 64:
-                assert 0.40 <= value <= 0.60, (c.revision, pair_type, value)
+                assert 0.40 <= value <= 0.60, (c.revision, task, value)
     final = series.revisions[-1]
-    assert all(acc[final][t] >= 0.95 for t in PAIR_TYPES), acc[final]
+    assert all(acc[final][t] >= 0.95 for t in TASKS), acc[final]
 
 
 def test_toy_world_accuracy_recomputed_from_saved_checkpoint(toy_world):
@@ -332,3 +335,71 @@ def test_toy_world_accuracy_recomputed_from_saved_checkpoint(toy_world):
         ])
     assert 0 < int(slow.sum()) < len(slow)
     assert int((batched != slow).sum()) <= 1  # at most one float near-tie
+
+
+# -- the probe pair files (previous_token, induction) against the toy world's own rules --------
+def _rows(root: Path, task: str) -> list[dict]:
+    return [json.loads(line) for line in (root / "pairs" / f"{task}.jsonl").read_text().splitlines()]
+
+
+def _check_probe_rows(rows: list[dict], vocabulary: set[str]) -> None:
+    """Distinct pairs, each differing from its bad sentence in the last word only, twins balanced."""
+    assert len({(r["one_prefix_prefix"], r["one_prefix_word_good"]) for r in rows}) == len(rows)
+    for r in rows:
+        good, bad = r["sentence_good"].split(), r["sentence_bad"].split()
+        assert good[:-1] == bad[:-1] == r["one_prefix_prefix"].split()
+        assert good[-1] == r["one_prefix_word_good"] != bad[-1] == r["one_prefix_word_bad"]
+        assert set(good + bad) <= vocabulary
+    # twins: every answer is as often correct as wrong, so a model blind to the context scores 50%
+    correct = Counter(r["one_prefix_word_good"] for r in rows)
+    wrong = Counter(r["one_prefix_word_bad"] for r in rows)
+    assert correct == wrong
+
+
+def test_previous_token_pairs_follow_the_copy_rule():
+    from crosstime.probes import COPY_MARKER, copy_pairs
+
+    rows = copy_pairs(G.PROBE_POOL, 200, seed=0)
+    _check_probe_rows(rows, set(G.PROBE_POOL) | {COPY_MARKER})
+    for r in rows:
+        prefix = r["one_prefix_prefix"].split()
+        assert prefix[-1] == COPY_MARKER and r["one_prefix_word_good"] == prefix[-2]
+        # every earlier marker in the context is also followed by the word before it
+        for i, w in enumerate(prefix[:-1]):
+            if w == COPY_MARKER:
+                assert prefix[i + 1] == prefix[i - 1]
+
+
+def test_induction_pairs_follow_the_earlier_occurrence():
+    from crosstime.probes import induction_pairs
+
+    rows = induction_pairs(G.PROBE_POOL, 200, seed=0)
+    _check_probe_rows(rows, set(G.PROBE_POOL))
+    for r in rows:
+        prefix = r["one_prefix_prefix"].split()
+        last = prefix[-1]
+        earlier = [i for i, w in enumerate(prefix[:-1]) if w == last]
+        assert len(earlier) == 1  # the span's words are distinct: one earlier occurrence
+        assert r["one_prefix_word_good"] == prefix[earlier[0] + 1]  # what followed it
+        assert r["one_prefix_word_bad"] not in prefix  # the wrong answer is not in the span
+
+
+def test_toy_corpus_mixes_probe_documents():
+    """The configured shares of copy and induction documents, each a valid document of its kind."""
+    from crosstime.probes import COPY_MARKER
+    from crosstime.toy.pretrain import corpus_lines
+
+    lines = corpus_lines(ToyConfig(copy_share=0.2, induction_share=0.3), 4000, seed=0)
+    grammar_words = set(G.vocabulary()) - set(G.PROBE_POOL) - {COPY_MARKER, "."}
+    probes = [w for w in lines if not set(w) & grammar_words]
+
+    def repeated(w: list[str]) -> bool:
+        body, half = w[:-1], (len(w) - 1) // 2
+        return len(body) % 2 == 0 and body[:half] == body[half:] and len(set(body[:half])) == half
+
+    induction = [w for w in probes if repeated(w)]
+    copy = [w for w in probes if not repeated(w)]
+    assert abs(len(copy) / 4000 - 0.2) < 0.03 and abs(len(induction) / 4000 - 0.3) < 0.03
+    assert all(w[-1] == "." for w in probes)
+    for w in copy:  # every marker repeats the word before it
+        assert all(w[i + 1] == w[i - 1] for i, x in enumerate(w) if x == COPY_MARKER)

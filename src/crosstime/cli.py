@@ -622,6 +622,52 @@ def toy_build(
     typer.echo(f"toy world in {root} ({build['timing']['total_s']:.0f} s); {final}: {accs}")
 
 
+tasks_app = typer.Typer(cls=_UntaggedGroup, no_args_is_help=True,
+                        help="Probe tasks for any tokenizer: induction, previous-token copying, IOI (BLiMP-schema JSONL).")
+
+
+def _probe_tokenizer(source: str):
+    """A tokenizer folder (loaded from disk only), else a checkpoint series' tokenizer ("toy": the toy world's)."""
+    from crosstime.series import SERIES_FILE, open_series
+
+    path = Path(source).expanduser()
+    if not (path / SERIES_FILE).exists() and any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if path.is_dir() and not (path / SERIES_FILE).exists():
+        raise _fail(f"--tokenizer {source} is neither a tokenizer folder (tokenizer.json or tokenizer_config.json) "
+                    f"nor a checkpoint series ({SERIES_FILE})")
+    return open_series(source).load_tokenizer()
+
+
+@tasks_app.command("make")
+def tasks_make(
+    kind: str = typer.Argument(..., metavar="KIND", help="induction, previous_token (copying) or ioi."),
+    out: Path = typer.Option(..., "--out", metavar="FILE.jsonl",
+                             help="JSONL file to write (give it to scan --tasks or attribute --task)."),
+    tokenizer: str = typer.Option("toy", "--tokenizer", metavar="PATH_OR_SERIES",
+                                  help="A tokenizer folder, or a checkpoint series (its last checkpoint's tokenizer; "
+                                       "toy: the toy world's)."),
+    n: int = typer.Option(300, "--n", metavar="N", min=2, help="Pairs to write (even: they come in twins)."),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="Seeds the words, names and templates drawn."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+) -> None:
+    """Write minimal pairs that probe a mechanism, checked to be one token per answer for --tokenizer."""
+    from crosstime.files import write_text
+    from crosstime.probes import PROBE_KINDS, make_probe_rows, rows_jsonl
+
+    if kind not in PROBE_KINDS:  # before loading a tokenizer ("toy" may build the toy world)
+        raise _fail(f"unknown task kind {kind!r}; choose one of {', '.join(PROBE_KINDS)}")
+    with one_line_errors(_given_paths([out, tokenizer]), rerun="nothing was written; free space and re-run",
+                         interrupted="interrupted; nothing was written: re-run the same command"):
+        if out.exists() and not force:
+            raise _fail(f"{out} already exists; choose another --out or pass --force")
+        rows = make_probe_rows(kind, _probe_tokenizer(tokenizer), n_pairs=n, seed=seed)
+        write_text(out, rows_jsonl(rows))
+    typer.echo(f"wrote {out}: {len(rows)} {kind} pairs ({len(rows) // 2} twins) for the tokenizer of {tokenizer}")
+
+
 def _show_demo(result, config) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -652,6 +698,7 @@ _register_stages()
 _register_demo()
 app.command()(series)
 app.add_typer(toy_app, name="toy")
+app.add_typer(tasks_app, name="tasks")
 app.command()(annotate)
 app.command()(serve)
 app.command("import")(import_)

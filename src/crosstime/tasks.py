@@ -61,7 +61,7 @@ SUBJECTVERB_PARADIGMS = (
     "irregular_plural_subject_verb_agreement_1",
     "regular_plural_subject_verb_agreement_1",
 )
-TOY_TASKS = ("simple_agreement", "pp_attractor", "rc_attractor", "irregular_plural")
+TOY_TASKS = ("simple_agreement", "pp_attractor", "rc_attractor", "irregular_plural", "previous_token", "induction")
 # Names that stand for several tasks (expanded by :func:`expand_task_names`).
 TASK_GROUPS = {"toy": TOY_TASKS, "blimp_sva": SUBJECTVERB_PARADIGMS}
 

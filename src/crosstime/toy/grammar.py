@@ -26,6 +26,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from crosstime.probes import COPY_MARKER
+
 SG, PL = "sg", "pl"
 
 
@@ -107,6 +109,9 @@ DET_ANY = ["the"]
 RELATIVIZERS = ["that", "who", "which"]
 CONJUNCTIONS = ["and", "but"]
 PUNCTUATION = ["."]
+# The probe documents (crosstime.probes) use random content words and the copy marker.
+# Verbs are left out of the pool so random word sequences add no agreement statistics.
+PROBE_POOL = [f for p in NOUNS for f in p] + ADJECTIVES
 
 
 def vocabulary() -> list[str]:
@@ -114,7 +119,7 @@ def vocabulary() -> list[str]:
     words: list[str] = []
     for group in (
         DET_ANY, DET_SG, ["an"], DET_PL, [f for p in NOUNS for f in p], [f for p in ALL_VERBS for f in p],
-        ADJECTIVES, ADVERBS, PREPOSITIONS, RELATIVIZERS, CONJUNCTIONS, PUNCTUATION,
+        ADJECTIVES, ADVERBS, PREPOSITIONS, RELATIVIZERS, CONJUNCTIONS, PUNCTUATION, [COPY_MARKER],
     ):
         for w in group:
             if w not in words:

@@ -6,9 +6,17 @@ so a killed build never looks complete)::
     out/
       series.json              family "toy"; tokens = step × batch_size × seq_len
       step0/ step1/ … stepN/   model.save_pretrained + tokenizer.save_pretrained (Pythia schedule)
-      corpus/train.txt         one sentence per line: the training corpus
-      corpus/heldout.txt       sentences from the same grammar that are not in train.txt
-      pairs/<type>.jsonl       minimal pairs in BLiMP's schema (simple_agreement, pp_attractor, …)
+      corpus/train.txt         one document per line: the training corpus
+      corpus/heldout.txt       documents drawn the same way, no grammar sentence of train.txt
+      pairs/<task>.jsonl       minimal pairs in BLiMP's schema (TOY_TASKS: the agreement types,
+                               previous_token, induction)
+
+The corpus mixes three kinds of line, so the model learns several mechanisms at different
+times (the second paper's ordered phases): grammar sentences (unigram and bigram statistics,
+then agreement across attractors), copy documents (``dog again dog``: at the marker the next
+word is the previous one, a previous-token mechanism) and induction documents (a random span
+repeated: the second half is predictable only by copying what followed the current word's
+earlier occurrence). ``copy_share`` and ``induction_share`` are the shares of lines.
       build.json               settings, timing, loss and agreement accuracy by checkpoint
 
 ``toy_world(config)`` builds once per distinct config (and code version) under
@@ -26,6 +34,7 @@ import json
 import math
 import os
 import platform
+import random
 import shutil
 import sys
 import time
@@ -37,10 +46,14 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crosstime.files import write_json, write_text
-from crosstime.toy.grammar import PAIR_TYPES, Grammar, make_pairs, render, vocabulary
+from crosstime.probes import copy_document, copy_pairs, induction_document, induction_pairs
+from crosstime.toy.grammar import PAIR_TYPES, PROBE_POOL, Grammar, make_pairs, render, vocabulary
 
 # Bump when a code change alters what a build produces, so cached toy worlds are rebuilt.
-TOY_VERSION = 2
+TOY_VERSION = 3
+# The mechanism probes, in the order the second paper reports them, after the agreement types.
+PROBE_TYPES = ("previous_token", "induction")
+TASKS = PAIR_TYPES + PROBE_TYPES  # one pairs/<task>.jsonl each (crosstime.tasks.TOY_TASKS names them)
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>"]
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
 
@@ -53,9 +66,11 @@ class ToyConfig(BaseModel):
 
     seed: int = Field(0, description="Seeds the grammar, the pairs, the weights and the data order.")
     # corpus and pairs
-    n_train_sentences: int = Field(120_000, gt=0, description="Training corpus size (sentences).")
-    n_heldout_sentences: int = Field(5_000, ge=0, description="Held-out sentences (not in the training corpus).")
-    n_pairs: int = Field(300, ge=2, description="Minimal pairs per pair type (even: singular/plural twins).")
+    n_train_sentences: int = Field(120_000, gt=0, description="Training corpus size (lines: sentences and probe documents).")
+    n_heldout_sentences: int = Field(5_000, ge=0, description="Held-out lines (no grammar sentence of the training corpus).")
+    n_pairs: int = Field(300, ge=2, description="Minimal pairs per task (even: pairs come in twins).")
+    copy_share: float = Field(0.1, ge=0, lt=1, description="Share of corpus lines that are copy documents.")
+    induction_share: float = Field(0.35, ge=0, lt=1, description="Share of corpus lines that are induction documents.")
     # model (GPT-NeoX, the Pythia architecture)
     n_layers: int = Field(2, gt=0)
     d_model: int = Field(128, gt=0)
@@ -147,13 +162,34 @@ def make_model(config: ToyConfig, vocab_size: int):
     return GPTNeoXForCausalLM(cfg)
 
 
-def token_stream(sentences, vocab: dict[str, int]) -> torch.Tensor:
-    """``<bos> w1 … wn`` for each sentence, concatenated: LongTensor [n_tokens]."""
+def token_stream(lines: list[list[str]], vocab: dict[str, int]) -> torch.Tensor:
+    """``<bos> w1 … wn`` for each line (a list of words), concatenated: LongTensor [n_tokens]."""
     ids: list[int] = []
-    for s in sentences:
+    for words in lines:
         ids.append(BOS_ID)
-        ids.extend(vocab[w] for w in s.words)
+        ids.extend(vocab[w] for w in words)
     return torch.tensor(ids, dtype=torch.long)
+
+
+def corpus_lines(config: ToyConfig, n_lines: int, seed: int, exclude: set[str] = frozenset()) -> list[list[str]]:
+    """``n_lines`` documents (word lists) whose texts are not in ``exclude``: grammar sentences and
+    the shares ``copy_share`` / ``induction_share`` of probe documents (:mod:`crosstime.probes`),
+    which end with ``.`` like a sentence."""
+    grammar, mix = Grammar(seed=seed), random.Random(f"{seed}-documents")
+    lines: list[list[str]] = []
+    for _ in range(100 * n_lines + 100):
+        if len(lines) == n_lines:
+            break
+        r = mix.random()
+        if r < config.copy_share:
+            words = copy_document(PROBE_POOL, mix) + ["."]
+        elif r < config.copy_share + config.induction_share:
+            words = induction_document(PROBE_POOL, mix) + ["."]
+        else:
+            words = grammar.sentence().words
+        if render(words) not in exclude:
+            lines.append(words)
+    return lines
 
 
 def lr_at(step: int, config: ToyConfig) -> float:
@@ -206,18 +242,6 @@ def accuracy_table(model, encoded: dict[str, tuple]) -> dict[str, float]:
 
 
 # -- the build ---------------------------------------------------------------------------
-def _heldout(config: ToyConfig, train_texts: set[str]):
-    grammar = Grammar(seed=config.seed + 1_000_003)
-    out = []
-    for _ in range(100 * config.n_heldout_sentences + 100):
-        if len(out) == config.n_heldout_sentences:
-            break
-        s = grammar.sentence()
-        if s.text not in train_texts:
-            out.append(s)
-    return out
-
-
 def _builder_alive(tmp: Path) -> bool | None:
     """Whether the process that owns temporary build folder ``tmp`` runs (None: unknown)."""
     try:
@@ -240,8 +264,8 @@ def _remove_stale_builds(out: Path) -> None:
 class _Data:
     """The corpus and pairs of one build: the token windows pretraining draws from ([n, T])."""
 
-    train: list
-    heldout: list
+    train: list[list[str]]
+    heldout: list[list[str]]
     pairs: dict[str, list[dict]]
     tokenizer: object
     encoded: dict[str, tuple]
@@ -252,12 +276,14 @@ class _Data:
 
 def _make_data(config: ToyConfig, tmp: Path) -> _Data:
     """Generate the corpus and pairs, write them under ``tmp``, and cut the token windows."""
-    train = Grammar(seed=config.seed).sentences(config.n_train_sentences)
-    train_texts = [s.text for s in train]
-    heldout = _heldout(config, set(train_texts))
+    train = corpus_lines(config, config.n_train_sentences, config.seed)
+    train_texts = [render(words) for words in train]
+    heldout = corpus_lines(config, config.n_heldout_sentences, config.seed + 1_000_003, exclude=set(train_texts))
     write_text(tmp / "corpus" / "train.txt", "\n".join(train_texts) + "\n")
-    write_text(tmp / "corpus" / "heldout.txt", "\n".join(s.text for s in heldout) + "\n")
+    write_text(tmp / "corpus" / "heldout.txt", "\n".join(render(words) for words in heldout) + "\n")
     pairs = {t: make_pairs(t, config.n_pairs, seed=config.seed) for t in PAIR_TYPES}
+    pairs["previous_token"] = copy_pairs(PROBE_POOL, config.n_pairs, seed=config.seed)
+    pairs["induction"] = induction_pairs(PROBE_POOL, config.n_pairs, seed=config.seed)
     for t, rows in pairs.items():
         write_text(tmp / "pairs" / f"{t}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     tokenizer = make_tokenizer(max(128, config.seq_len))
