@@ -308,6 +308,21 @@ def test_a_failed_scan_forgets_its_record(tiny_series, tiny_inputs, tmp_path, mo
     assert stage.recorded(config) is None and not stage.finished(config)
 
 
+def test_the_scan_writes_the_phases_of_its_own_curves(tiny_scan):
+    """scan/phases.json is read_phases of the accuracy.csv and dynamics.csv written beside it."""
+    from crosstime.artifacts import SCAN_ACCURACY, SCAN_DYNAMICS, SCAN_PHASES, Phases, read_model
+    from crosstime.scan import read_phases
+
+    config, result = tiny_scan
+    revisions = [c.revision for c in result.checkpoints]
+    folder = config.run / "scan"
+    written = read_model(Phases, folder / SCAN_PHASES)
+    again = read_phases(SCAN_ACCURACY.read(folder, revisions), SCAN_DYNAMICS.read(folder, revisions),
+                        accuracy=config.phase_accuracy, ngram_fraction=config.ngram_fraction)
+    assert written == again
+    assert [p.name for p in written.phases] == ["n-gram statistics", *dict.fromkeys(r["task"] for r in result.accuracy)]
+
+
 def test_a_rescan_removes_the_files_it_no_longer_writes(tiny_scan, tiny_series, tiny_inputs, tmp_path):
     config, _ = tiny_scan
     run = tmp_path / "run"
@@ -316,7 +331,7 @@ def test_a_rescan_removes_the_files_it_no_longer_writes(tiny_scan, tiny_series, 
     result = scan(tiny_config(tiny_series, tiny_inputs, run, corpus=None, train_corpus=None, similarity_tokens=0))
     files = {p.name for p in (run / "scan").iterdir()}
     assert files == {"accuracy.csv", "similarity.npz", "suggestion.json", "tasks.json", "fingerprints.json",
-                     "accuracy.png"}
+                     "phases.json", "accuracy.png"}
     assert result.dynamics == [] and np.isnan(result.cka).all()
     assert any("training dynamics skipped" in note for note in result.notes)
 
@@ -391,7 +406,7 @@ def test_scan_on_the_toy_world_brackets_the_accuracy_jump(toy_root, tmp_path):
         acc.setdefault(r["revision"], []).append(r["accuracy"])
     mean = [float(np.mean(acc[c.revision])) for c in result.checkpoints]
     assert sorted({r["task"] for r in result.accuracy}) == sorted(["simple_agreement", "pp_attractor", "rc_attractor",
-                                                                   "irregular_plural"])
+                                                                   "irregular_plural", "previous_token", "induction"])
     assert mean[0] < 0.7 and mean[-1] > 0.9  # the toy's agreement accuracy climbs during pretraining
     roles = {p.role: p for p in result.suggestion.checkpoints}
     order = [c.revision for c in result.checkpoints]

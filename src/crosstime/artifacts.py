@@ -324,6 +324,30 @@ SCAN_TASKS = "tasks.json"
 
 
 SCAN_FINGERPRINTS = "fingerprints.json"
+SCAN_PHASES = "phases.json"
+
+
+class Phase(_Artifact):
+    """One phase of learning and the checkpoint where it happens (None: not by the last checkpoint)."""
+
+    name: str = Field(description="'n-gram statistics' or a task name")
+    revision: str | None
+    step: int | None
+    tokens: int | None
+    value: float | None = Field(description="the KL (nats) or the accuracy at that checkpoint")
+    reading: str = Field(description="how the onset was read, in words")
+
+
+class Phases(_Artifact):
+    """``scan/phases.json``: when the n-gram statistics converge and when each task is learned
+    (:mod:`crosstime.scan.phases`)."""
+
+    accuracy: float = Field(description="a task is learned from the first checkpoint whose accuracy stays >= this")
+    ngram_fraction: float = Field(description="n-gram statistics converged: KL(model ‖ bigram) this far down "
+                                              "from the first checkpoint to its minimum")
+    phases: list[Phase]
+    order: list[str] = Field(description="phase names by onset step (learned ones only)")
+    never: list[str] = Field(description="phases not reached by the last checkpoint")
 
 
 class Fingerprints(_Artifact):
@@ -425,6 +449,11 @@ EVALUATION_FEATURES = Table("features.csv", (
     Column("norm", float, "decoder norm ‖W_dec[i, m]‖ (normalised space)", "checkpoint"),
     Column("reldec_pair", float, "pairwise RelDec ‖W_b‖ / (‖W_a‖ + ‖W_b‖)", "pair", max_checkpoints=4),
     Column("cos", float, "cosine between consecutive checkpoints' decoder directions", "interval"),
+    Column("dimensionality", float, "feature dimensionality D_i = ‖W_i‖⁴ / Σ_j (W_i · W_j)² over the live features "
+                                    "j at checkpoint m (Elhage et al. 2022; 0 for a zero decoder); empty for a "
+                                    "feature that is not alive", "checkpoint"),
+    Column("cos_final", float, "cosine of the decoder direction at checkpoint m with the last checkpoint's; empty "
+                               "where either decoder is zero", "checkpoint"),
     # latent scaling (crosstime.evaluate.scaling; Minder et al. 2025): u = unit W_dec[i, peak], normalised
     # space, sums over the held-out rows where the feature fires; empty where it never fired there
     Column("beta", float, "latent scaling β_m = Σ f ⟨u, x_m − b_dec,m⟩ / Σ f²: how much of the peak decoder "
@@ -442,6 +471,18 @@ EVALUATION_FEATURES = Table("features.csv", (
     Column("disputed_at", str, "checkpoints where RelDec is disputed (;-separated)"),
     Column("activation_disputed_at", str, "checkpoints where only the beta share passes the same test (candidate "
                                           "latent decoupling; weaker: co-active latents overlapping u count too)"),
+    # typed emergence (crosstime.evaluate.types): η² of the feature's activation by each property's groups over
+    # the held-out reconstruction rows; empty where not scored (toy labels on a non-toy series, never fired)
+    Column("feature_type", str, "best-scoring property when its η² >= type_threshold, else other; unscored when "
+                                "the feature never fired on the held-out rows"),
+    Column("type_score", float, "η² of the best-scoring property"),
+    Column("score_current_token", float, "η² by the token at the position"),
+    Column("score_previous_token", float, "η² by the token at the position before"),
+    Column("score_induction", float, "η² by the flag: the last tokens ending here occurred earlier in the context"),
+    Column("score_subject_number", float, "toy world: η² by the subject number the next finite verb needs "
+                                          "(none / singular / plural)"),
+    Column("score_attractor", float, "toy world: η² by the flag: inside a PP or relative clause of a subject"),
+    Column("score_subject_end", float, "toy world: η² by the flag: the word right before a finite verb"),
 ))
 
 

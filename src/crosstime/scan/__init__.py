@@ -11,6 +11,7 @@ tokens), :mod:`~crosstime.scan.dynamics` (n-gram model, next-token dynamics),
 from crosstime.scan.config import ScanConfig, ScanError
 from crosstime.scan.dynamics import NgramModel, next_token_dynamics
 from crosstime.scan.inputs import prepare
+from crosstime.scan.phases import phases_line, read_phases
 from crosstime.scan.similarity import cosine_matrix, linear_cka_matrix, site_tokens
 from crosstime.scan.stage import ScanResult, scan
 from crosstime.scan.suggest import (
@@ -22,7 +23,7 @@ from crosstime.scan.suggest import (
 from crosstime.scan.summary import print_scan_summary, suggestion_line
 
 __all__ = [
-    "ScanConfig", "ScanError", "ScanResult", "scan", "prepare", "print_scan_summary", "suggestion_line",
+    "ScanConfig", "ScanError", "ScanResult", "scan", "prepare", "print_scan_summary", "suggestion_line", "phases_line", "read_phases",
     "cosine_matrix", "linear_cka_matrix", "site_tokens", "NgramModel", "next_token_dynamics",
     "fit_ramp", "cka_blocks", "suggest_checkpoints", "SUGGESTION_METHOD",
 ]

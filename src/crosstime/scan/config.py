@@ -43,6 +43,11 @@ class ScanConfig(StageConfig):
     ngram_tokens: Count = Field(500_000, gt=0, description="training tokens used to estimate unigram/bigram statistics")
     n_suggest: int = Field(3, ge=1, description="checkpoints to suggest for a crosscoder")
     min_jump: float = Field(0.1, gt=0, le=1, description="smallest fitted accuracy rise counted as a jump")
+    phase_accuracy: float = Field(0.9, gt=0, le=1, description="scan/phases.json: a task is learned from the first "
+                                                              "checkpoint whose accuracy stays at or above this")
+    ngram_fraction: float = Field(0.9, gt=0, le=1, description="scan/phases.json: the n-gram statistics have "
+                                                              "converged where KL(model ‖ bigram) has come this "
+                                                              "share of the way down to its minimum")
     model_dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype the models run in")
     device: Device = Field("auto", description=DEVICE_HELP)
     threads: int | None = Field(

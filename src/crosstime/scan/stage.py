@@ -48,6 +48,7 @@ from crosstime.artifacts import (
     SCAN_DYNAMICS,
     SCAN_FIGURES,
     SCAN_FINGERPRINTS,
+    SCAN_PHASES,
     SCAN_SIMILARITY,
     SCAN_SUGGESTION,
     SCAN_TASKS,
@@ -58,6 +59,7 @@ from crosstime.artifacts import (
 )
 from crosstime.files import write_bytes, write_json
 from crosstime.scan.config import ScanConfig
+from crosstime.scan.phases import read_phases
 from crosstime.scan.dynamics import next_token_dynamics
 from crosstime.scan.inputs import ScanInputs, prepare
 from crosstime.scan.similarity import cosine_matrix, linear_cka_matrix, site_tokens
@@ -232,7 +234,8 @@ def _plot(folder: Path, config: ScanConfig, inputs: ScanInputs, sweep: Sweep, su
 
 def _remove_stale(folder: Path, written: list[str]) -> None:
     """Delete the scan files an earlier scan wrote and this one did not (e.g. dynamics without corpora)."""
-    every = [SCAN_ACCURACY.file, SCAN_DYNAMICS.file, SCAN_SIMILARITY, SCAN_SUGGESTION, SCAN_TASKS, *SCAN_FIGURES.values()]
+    every = [SCAN_ACCURACY.file, SCAN_DYNAMICS.file, SCAN_SIMILARITY, SCAN_SUGGESTION, SCAN_TASKS, SCAN_PHASES,
+             *SCAN_FIGURES.values()]
     for name in every:
         if name not in written:
             (folder / name).unlink(missing_ok=True)
@@ -258,6 +261,9 @@ def write_outputs(config: ScanConfig, inputs: ScanInputs, sweep: Sweep, suggesti
     written += _plot(folder, config, inputs, sweep, suggestion, matrices, labels, n_tokens)
     write_model(identical_weights(sweep.fingerprints), folder / SCAN_FINGERPRINTS)
     written.append(SCAN_FINGERPRINTS)
+    write_model(read_phases(sweep.accuracy, sweep.dynamics, accuracy=config.phase_accuracy,
+                            ngram_fraction=config.ngram_fraction), folder / SCAN_PHASES)
+    written.append(SCAN_PHASES)
     write_model(suggestion, folder / SCAN_SUGGESTION)
     _remove_stale(folder, [*written, SCAN_SUGGESTION])
 

@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from crosstime.artifacts import Suggestion
+from crosstime.artifacts import SCAN_PHASES, Phases, Suggestion, read_model
+from crosstime.scan.phases import phases_line
 from crosstime.scan.stage import ScanResult
 
 
@@ -71,6 +72,7 @@ def print_scan_summary(result: ScanResult, console=None) -> None:
                                           for i, t in enumerate(tasks))
                   + (". sent = mean whole-sentence (lm-eval) accuracy" if has_sentence else "")
                   + (". KL = KL(model ‖ corpus unigram / bigram), nats" if result.dynamics else ""))
+    console.print(phases_line(read_model(Phases, result.out / SCAN_PHASES)))
     console.print(suggestion_line(result.suggestion))
     for p in result.suggestion.checkpoints:
         console.print(f"  {p.revision} ({p.label} tokens, {p.role}): {p.reason}")
