@@ -161,7 +161,8 @@ def test_an_exact_crosscoder_gives_full_ev_and_zero_delta_ce(run):
     assert "tensor(" not in text and "NaN" not in text
     assert read_model(Evaluation, run / "evaluation.json") == result
     assert stage.recorded(_cfg(run))["high"] == 0.7
-    assert sorted(result.plots) == ["delta_ce.png", "emergence.png", "frequency.png", "reldec.png"]
+    assert sorted(result.plots) == ["delta_ce.png", "dimensionality.png", "direction_turn.png", "emergence.png",
+                                    "frequency.png", "reldec.png", "typed_emergence.png"]
     for name in result.plots:
         assert (run / "evaluation" / name).stat().st_size > 1000
 
@@ -261,10 +262,14 @@ def test_features_csv_reads_back_as_computed_by_hand(run):
                       "max_norm", "reldec_step0", "reldec_step10", "reldec_step100", "norm_step0", "norm_step10",
                       "norm_step100", "reldec_pair_step0_vs_step10", "reldec_pair_step0_vs_step100",
                       "reldec_pair_step10_vs_step100", "cos_step0_to_step10", "cos_step10_to_step100",
+                      "dimensionality_step0", "dimensionality_step10", "dimensionality_step100",
+                      "cos_final_step0", "cos_final_step10", "cos_final_step100",
                       "beta_step0", "beta_step10", "beta_step100", "beta_error_step0", "beta_error_step10",
                       "beta_error_step100", "beta_share_step0", "beta_share_step10", "beta_share_step100",
                       "beta_error_share_step0", "beta_error_share_step10", "beta_error_share_step100", "beta_tokens",
-                      "reldec_disputed", "disputed_at", "activation_disputed_at"]
+                      "reldec_disputed", "disputed_at", "activation_disputed_at", "feature_type", "type_score",
+                      "score_current_token", "score_previous_token", "score_induction", "score_subject_number",
+                      "score_attractor", "score_subject_end"]
     lo, hi = store.context_range("heldout")
     idx = np.arange(lo * store.rows_per_context, hi * store.rows_per_context)
     x = torch.stack([store.read_rows(r, idx) * torch.tensor(store.scales[r], dtype=torch.float32)

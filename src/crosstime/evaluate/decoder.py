@@ -12,6 +12,7 @@ The math is :mod:`crosstime.shares`.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from itertools import pairwise
@@ -22,7 +23,14 @@ import torch
 
 from crosstime.artifacts import EVALUATION_FEATURES, pairs
 from crosstime.crosscoder import Crosscoder
+from crosstime.evaluate.geometry import (
+    DIMENSIONALITY_BLOCK,
+    cos_final,
+    dimensionality_by_checkpoint,
+    direction_turn,
+)
 from crosstime.evaluate.scaling import ScalingReading
+from crosstime.evaluate.types import TypeReading, empty_type_cells
 from crosstime.shares import (
     Trajectories,
     class_order,
@@ -46,7 +54,10 @@ class FeatureReading:
     ``W_dec [F, M, d]`` normalised space; ``norms, shares [F, M]``; ``labels`` the RelDec classes;
     ``alive [F]`` bool and ``frequency [F]`` from the dead-latent window; ``traj`` the trajectories;
     ``cosines [F, M, M]`` (None beyond :data:`MAX_COSINE_CHECKPOINTS`); ``pairwise [F, M, M]``
-    (None where features.csv has no pair columns).
+    (None where features.csv has no pair columns); ``dimensionality [F, M]`` float64 (0 for features
+    not alive) and ``dimensionality_total [M]`` (Σ D_i / d) over the live features, computed in blocks of
+    ``dimensionality_block`` rows; ``cos_final [F, M]`` float64, each direction's cosine with the last
+    checkpoint's (NaN where a decoder is zero) (:mod:`crosstime.evaluate.geometry`).
     """
 
     revisions: list[str]
@@ -59,6 +70,10 @@ class FeatureReading:
     traj: Trajectories
     cosines: torch.Tensor | None
     pairwise: torch.Tensor | None
+    dimensionality: torch.Tensor
+    dimensionality_total: torch.Tensor
+    dimensionality_block: int
+    cos_final: torch.Tensor
 
     @property
     def consecutive_cosines(self) -> torch.Tensor | None:
@@ -82,17 +97,23 @@ def read_features(model: Crosscoder, frequency: torch.Tensor, *, presence: float
     W_dec = model.W_dec.detach().float().cpu()
     norms = model.decoder_norms().detach().float().cpu()
     shares = relative_shares(norms)
+    alive = (frequency > 0).cpu()
+    dimensionality, dimensionality_total = dimensionality_by_checkpoint(W_dec, alive, DIMENSIONALITY_BLOCK)
     return FeatureReading(
         revisions=revisions,
         W_dec=W_dec,
         norms=norms,
         shares=shares,
         labels=classify_shares(shares, revisions, high=high, low=low),
-        alive=(frequency > 0).cpu(),
+        alive=alive,
         frequency=frequency.cpu(),
         traj=trajectories(norms, fraction=presence),
         cosines=decoder_cosines(W_dec) if M <= MAX_COSINE_CHECKPOINTS else None,
         pairwise=pairwise_shares(norms) if RELDEC_PAIR.width(M) else None,
+        dimensionality=dimensionality,
+        dimensionality_total=dimensionality_total,
+        dimensionality_block=DIMENSIONALITY_BLOCK,
+        cos_final=cos_final(W_dec),
     )
 
 
@@ -118,6 +139,9 @@ def decoder_summary(reading: FeatureReading, tokens: list[int | None], *, presen
         "rotation": {"intervals": [f"{a}->{b}" for a, b in pairwise(revisions)],
                      **rotation_summary(reading.W_dec[alive] if alive.any() else reading.W_dec, presence=presence)},
     }
+    out["dimensionality"] = {"total": reading.dimensionality_total.tolist(), "live_features": int(alive.sum()),
+                             "d": int(reading.W_dec.shape[-1]), "block": reading.dimensionality_block}
+    out["direction_turn"] = direction_turn(reading.cos_final, reading.norms, alive, revisions)
     if reading.cosines is not None:
         live = reading.cosines[alive] if alive.any() else reading.cosines
         out["mean_cosine_live"] = live.mean(0).tolist()  # [M, M]: mean over live features
@@ -144,9 +168,11 @@ def _trajectory_counts(reading: FeatureReading) -> dict[str, dict[str, int]]:
     return {"trajectory_labels_live": dict(Counter(live)), "trajectory_labels": dict(Counter(reading.traj.labels))}
 
 
-def feature_rows(reading: FeatureReading, scaling: ScalingReading) -> list[dict[str, Any]]:
+def feature_rows(reading: FeatureReading, scaling: ScalingReading,
+                 types: TypeReading | None = None) -> list[dict[str, Any]]:
     """One row of ``evaluation/features.csv`` (:data:`~crosstime.artifacts.EVALUATION_FEATURES`) per feature;
-    ``scaling`` the latent scaling of the same features."""
+    ``scaling`` the latent scaling of the same features, ``types`` their typed-emergence reading (None:
+    not scored, the type cells empty)."""
     M = len(reading.revisions)
     norms, shares = reading.norms.tolist(), reading.shares.tolist()
     freq, alive = reading.frequency.tolist(), reading.alive.tolist()
@@ -155,6 +181,8 @@ def feature_rows(reading: FeatureReading, scaling: ScalingReading) -> list[dict[
     pw, pair_index = reading.pairwise, pairs(M)
     cc = reading.consecutive_cosines
     cc = cc.tolist() if cc is not None else None
+    dim = reading.dimensionality.tolist()
+    cos_last = [[None if math.isnan(c) else c for c in row] for row in reading.cos_final.tolist()]
     return [{
         "feature": i,
         "frequency": freq[i],
@@ -169,5 +197,8 @@ def feature_rows(reading: FeatureReading, scaling: ScalingReading) -> list[dict[
         "norm": norms[i],
         "reldec_pair": [float(pw[i, a, b]) for a, b in pair_index] if pw is not None else None,
         "cos": cc[i] if cc is not None else None,
+        "dimensionality": dim[i] if alive[i] else None,  # computed over the live features only
+        "cos_final": cos_last[i],
         **scaling.feature_cells(i),
+        **(types.feature_cells(i) if types is not None else empty_type_cells()),
     } for i in range(len(norms))]

@@ -16,6 +16,7 @@ import numpy as np
 from crosstime.artifacts import CheckpointEvaluation, Evaluation, EvaluationSummary
 from crosstime.evaluate.decoder import FeatureReading
 from crosstime.evaluate.scaling import ScalingReading
+from crosstime.evaluate.types import plot_typed_emergence
 from crosstime.series import format_tokens
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ def summary(recon: dict[str, Any], rows: list[CheckpointEvaluation], scaling: Sc
 def draw_plots(folder: Path, result: Evaluation, reading: FeatureReading, *, high: float, low: float,
                seed: int) -> list[str]:
     """Draw the figures into ``folder``; returns their file names."""
+    from crosstime.evaluate import geometry as G
     from crosstime.evaluate import plots as P
 
     revs = reading.revisions
@@ -91,6 +93,14 @@ def draw_plots(folder: Path, result: Evaluation, reading: FeatureReading, *, hig
     if result.summary.delta_ce is not None:
         written.append(P.plot_delta_ce(result.checkpoints, folder / "delta_ce.png"))
     written.append(P.plot_frequency(result.reconstruction["frequency_histogram"], folder / "frequency.png"))
+    written.append(G.plot_dimensionality(reading.dimensionality.numpy(), result.decoder["dimensionality"]["total"],
+                                         alive, tokens, result.decoder["dimensionality"]["d"],
+                                         folder / "dimensionality.png"))
+    if M >= 2:  # a single checkpoint is its own final direction
+        written.append(G.plot_direction_turn(result.decoder["direction_turn"], tokens, folder / "direction_turn.png"))
+    if M >= 2:  # typed emergence: onsets over checkpoints (crosstime.evaluate.types)
+        written.append(plot_typed_emergence(result.decoder["typed_emergence"], tokens,
+                                            folder / "typed_emergence.png"))
     return [p.name for p in written]
 
 

@@ -9,7 +9,8 @@ may be a subset of the store's), in the crosscoder's order.
   firing counts topped up with train rows up to ``dead_tokens`` (:func:`top_up_firing`), and
   the sparse latents ``f [rpc, F]`` of the downstream contexts, kept so each checkpoint's
   splice decodes without re-encoding; and, over the same reconstruction contexts, the
-  latent-scaling sums (:class:`~crosstime.evaluate.scaling.ScalingStats`).
+  latent-scaling sums (:class:`~crosstime.evaluate.scaling.ScalingStats`) and the typed-emergence
+  sums (:class:`~crosstime.evaluate.types.TypeStats`, labels of the contexts' token ids).
 - :func:`splice_checkpoint`: checkpoint m's forward pass with its site replaced by the raw-space
   reconstruction ``x̂_m = f · W_dec[:, m] + b_dec[m]`` of the folded crosscoder
   (:meth:`Crosscoder.folded`: ``x̂_raw = x̂_norm / s_m``) at the kept positions.
@@ -25,6 +26,7 @@ import torch
 from crosstime.crosscoder import Crosscoder
 from crosstime.evaluate.metrics import DownstreamStats, ReconstructionStats
 from crosstime.evaluate.scaling import ScalingStats
+from crosstime.evaluate.types import Labeler, TypeStats
 from crosstime.series import CheckpointSeries
 from crosstime.store import ActivationStore
 
@@ -35,11 +37,13 @@ SPLICE_TOKENS_PER_BATCH = 2048
 @dataclass
 class Encoded:
     """What the encode pass measured: ``stats`` (reconstruction sums and firing counts), ``scaling``
-    (latent-scaling sums over the same rows) and ``latents`` (held-out context -> sparse ``f [rpc, F]``,
-    COO on the CPU, downstream contexts only)."""
+    (latent-scaling sums over the same rows), ``types`` (η² sums of the labeler's properties over the
+    same rows) and ``latents`` (held-out context -> sparse ``f [rpc, F]``, COO on the CPU, downstream
+    contexts only)."""
 
     stats: ReconstructionStats
     scaling: ScalingStats
+    types: TypeStats
     latents: dict[int, torch.Tensor]
 
 
@@ -66,9 +70,10 @@ def input_scales(model: Crosscoder, device: torch.device) -> torch.Tensor:
 
 @torch.no_grad()
 def encode_pass(store: ActivationStore, model: Crosscoder, recon_contexts: np.ndarray, down_contexts: np.ndarray,
-                device: torch.device, batch_rows: int, progress: bool) -> Encoded:
+                device: torch.device, batch_rows: int, progress: bool, labeler: Labeler) -> Encoded:
     """Encode every context of ``recon_contexts ∪ down_contexts`` once (batches of whole contexts,
-    about ``batch_rows`` rows); reconstruction sums over ``recon_contexts`` only. ``model`` is on ``device``."""
+    about ``batch_rows`` rows); reconstruction, scaling and type sums over ``recon_contexts`` only
+    (``labeler`` labels their rows). ``model`` is on ``device``."""
     rpc = store.rows_per_context
     recon_set = set(recon_contexts.tolist())
     down_set = set(down_contexts.tolist())
@@ -76,6 +81,7 @@ def encode_pass(store: ActivationStore, model: Crosscoder, recon_contexts: np.nd
     per_batch = max(1, batch_rows // rpc)
     stats = ReconstructionStats(model.n_checkpoints, model.d_model, model.n_features)
     scaling = ScalingStats(model.W_dec, model.b_dec)  # normalised space, like x here
+    types = TypeStats(labeler.properties, model.n_features)
     latents: dict[int, torch.Tensor] = {}
     s = input_scales(model, device)
     bar = progress_bar(len(contexts) * rpc, "evaluate: encode", progress, "tok")
@@ -88,16 +94,18 @@ def encode_pass(store: ActivationStore, model: Crosscoder, recon_contexts: np.nd
         if in_recon.all():
             stats.update(x, x_hat, f)
             scaling.update(x, x_hat, f)
+            types.update(f, labeler.labels(store.tokens[ctx]))
         elif in_recon.any():
             keep = in_recon.to(device)
             stats.update(x[keep], x_hat[keep], f[keep])
             scaling.update(x[keep], x_hat[keep], f[keep])
+            types.update(f[keep], labeler.labels(store.tokens[[c for c in ctx if int(c) in recon_set]]))
         for k, c in enumerate(ctx):
             if int(c) in down_set:
                 latents[int(c)] = f[k * rpc : (k + 1) * rpc].to("cpu").to_sparse()
         bar.update(len(ctx) * rpc)
     bar.close()
-    return Encoded(stats, scaling, latents)
+    return Encoded(stats, scaling, types, latents)
 
 
 @torch.no_grad()

@@ -1,0 +1,384 @@
+"""Typed emergence: a rule-based type per crosscoder feature and when each type appears.
+
+No language model is involved: each feature is scored against properties of the tokens it
+fires on, over the held-out rows of the reconstruction metrics (the encode pass).
+
+Properties (group labels per row; -1 = the row is not labelled for that property and is left
+out of its score):
+
+- ``current_token``: the token id at the row's position (the statistical phase: a feature that
+  tracks the token itself);
+- ``previous_token``: the token id at position − 1;
+- ``induction`` (0/1): the last ``min_match`` tokens ending at the position occurred earlier in
+  the same context (so copying what followed the earlier occurrence predicts the next token).
+  n-grams holding the context-start token (BOS, which also separates documents: see
+  :mod:`crosstime.store.corpus`) are never matched, or every ``. <bos> the`` would count;
+  positions before the ``min_match``-th are 0;
+- toy world only (:mod:`crosstime.toy.labels`, the grammar's own labels from a parser of each
+  complete line): ``subject_number`` (none / singular / plural), ``attractor`` (0/1) and
+  ``subject_end`` (0/1); rows outside complete grammar lines are unlabelled.
+
+Score: the correlation ratio η² of feature i and property P over the rows labelled for P, the
+share of the variance of f_i explained by P's groups,
+
+    η²[i, P] = (Σ_g S_g²/N_g − S²/N) / (Σ f² − S²/N),    S_g = Σ_{rows in g} f_i,  S = Σ_g S_g
+
+(0 ≤ η² ≤ 1; 1 when f_i is constant within every group). Accumulated streaming in float64
+(:class:`TypeStats`). The group sums S_g are kept sparse, over the nonzero (group, feature)
+pairs only, so a token-id property never allocates ``[V, F]``: memory is 16 bytes per distinct
+(group, feature) pair that fired, plus as many pending pairs of the batches not merged yet (at
+most the number of nonzeros seen, ≈ L0 × rows: measured 1.39M pairs per token property for 100k
+rows at L0 30, F 16,384, V 50k, i.e. ≈ 22 MB each, ≤ 45 MB with pending) plus the group counts
+(``[V]`` int64, 0.4 MB for 50k) and ``[F]`` sums per property.
+
+A token-id property has as many groups as the vocabulary, so η² is biased upward for a feature
+that fires on few rows (a feature firing once on a token seen once scores 1); judge types of
+rarely firing features with that in mind (``beta_tokens`` in features.csv counts its rows).
+
+Flag-like properties (:data:`FLAG_PROPERTIES`: induction and the toy labels, whose group 0 means
+"not this") are scored by *specificity* instead, max over groups g ≥ 1 of
+(S_g / S − N_g / N) / (1 − N_g / N): the share of the feature's activation mass inside the label,
+above the label's share of rows (0: no more than chance, 1: all of it). η² would call a feature that
+fires only inside a label, on part of it, weak (≈ 0.2 for a feature covering a third of a label that
+holds a third of the rows), although "fires on" is what the type means.
+
+Type (:func:`assign_types`): ``other`` when no score reaches ``threshold``; else the first property,
+in :data:`GENERIC_PROPERTIES` then toy-label order (simplest explanation first), whose score is
+within ``margin`` of the best one; ``unscored`` for a feature that fired on fewer than ``min_rows``
+held-out rows.
+
+Typed emergence (:func:`typed_emergence`): per type, the number of features, the onset counts per
+checkpoint (features.csv ``onset``: the first checkpoint where the decoder norm reaches
+``presence`` × its max) and the median onset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from crosstime.toy.labels import LABELS as TOY_LABELS
+from crosstime.toy.labels import UNLABELLED, context_labels
+
+GENERIC_PROPERTIES = ("current_token", "previous_token", "induction")
+# Properties whose group 0 means "not this" (a flag, or the toy's subject number with 0 = no subject):
+# scored by specificity, not η² (see the module docstring).
+FLAG_PROPERTIES = ("induction", *TOY_LABELS)
+ALL_PROPERTIES = GENERIC_PROPERTIES + TOY_LABELS  # the score_<property> columns of features.csv
+OTHER, UNSCORED = "other", "unscored"
+MERGE_PAIRS = 1 << 20  # pending (group, feature) pairs held before the first merge
+
+
+def type_names(properties: Sequence[str]) -> list[str]:
+    """The types in their fixed order: the properties, then other, then unscored."""
+    return [*properties, OTHER, UNSCORED]
+
+
+# -- row labels ----------------------------------------------------------------------------------
+
+def induction_flags(tokens: np.ndarray, min_match: int, boundary: int | None) -> np.ndarray:
+    """``[n, T]`` bool: the ``min_match`` tokens ending at each position occurred earlier in the same
+    context (n-grams holding ``boundary`` excluded). Hashing: one ``np.unique`` over the rows
+    (context, n-gram), whose first occurrence is compared with each occurrence's position."""
+    n, T = tokens.shape
+    flags = np.zeros((n, T), dtype=bool)
+    if T < min_match or n == 0:
+        return flags
+    windows = np.lib.stride_tricks.sliding_window_view(tokens.astype(np.int64), min_match, axis=1)  # [n, W, m]
+    W = windows.shape[1]
+    keys = np.concatenate([np.repeat(np.arange(n), W)[:, None], windows.reshape(n * W, min_match)], axis=1)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    seen_before = first[inverse.ravel()] < np.arange(n * W)  # the same (context, n-gram) at an earlier row
+    if boundary is not None:
+        seen_before &= ~(windows == boundary).any(axis=-1).ravel()
+    flags[:, min_match - 1:] = seen_before.reshape(n, W)
+    return flags
+
+
+@dataclass(frozen=True)
+class Labeler:
+    """Row labels of the scored ``properties`` for whole contexts of a store.
+
+    ``first_position``: the store's first kept position (rows are positions first..T-1);
+    ``boundary``: the context-start/separator token id (None: none); ``id_to_word`` and ``bos_id``
+    the toy world's vocabulary, needed only when a toy label is scored."""
+
+    properties: tuple[str, ...]
+    first_position: int
+    min_match: int = 3
+    boundary: int | None = None
+    id_to_word: tuple[str, ...] | None = None
+    bos_id: int | None = None
+
+    def __post_init__(self):
+        unknown = [p for p in self.properties if p not in ALL_PROPERTIES]
+        if unknown:
+            raise ValueError(f"unknown properties {unknown}; choose from {', '.join(ALL_PROPERTIES)}")
+        if any(p in TOY_LABELS for p in self.properties) and (self.id_to_word is None or self.bos_id is None):
+            raise ValueError("toy labels need the toy vocabulary (id_to_word) and bos_id")
+
+    def labels(self, tokens: np.ndarray) -> dict[str, np.ndarray]:
+        """``tokens`` int [n, T] -> {property: int64 [n · (T − first_position)]}, rows in store order."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        first = self.first_position
+        out: dict[str, np.ndarray] = {}
+        wanted = set(self.properties)
+        if "current_token" in wanted:
+            out["current_token"] = tokens[:, first:]
+        if "previous_token" in wanted:  # position 0 has none: unlabelled
+            previous = np.concatenate([np.full((len(tokens), 1), UNLABELLED), tokens[:, :-1]], axis=1)
+            out["previous_token"] = previous[:, first:]
+        if "induction" in wanted:
+            out["induction"] = induction_flags(tokens, self.min_match, self.boundary)[:, first:].astype(np.int64)
+        toy = [p for p in self.properties if p in TOY_LABELS]
+        if toy:
+            per_context = [context_labels(row, self.id_to_word, self.bos_id) for row in tokens]
+            for p in toy:
+                out[p] = np.stack([c[p] for c in per_context])[:, first:].astype(np.int64)
+        return {p: out[p].reshape(-1) for p in self.properties}
+
+
+# -- streaming sums ------------------------------------------------------------------------------
+
+class _PropertySums:
+    """Sums of one property (float64, CPU): N, S [F], Σf² [F], group counts, sparse S_g."""
+
+    def __init__(self, F: int):
+        self.F = F
+        self.n = 0
+        self.total = torch.zeros(F, dtype=torch.float64)
+        self.squares = torch.zeros(F, dtype=torch.float64)
+        self.group_n = torch.zeros(0, dtype=torch.int64)  # rows per group id [max group + 1]
+        self.keys = torch.zeros(0, dtype=torch.int64)  # group · F + feature, unique (merged so far)
+        self.sums = torch.zeros(0, dtype=torch.float64)
+        # batches not merged yet: merging costs a sort of everything kept, so it waits until the
+        # pending pairs outnumber the merged ones (amortised O(n log n); memory at most doubles)
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.n_pending = 0
+
+    def update(self, rows: torch.Tensor, feats: torch.Tensor, vals: torch.Tensor, groups: torch.Tensor) -> None:
+        """One batch as its nonzeros ``f[rows, feats] = vals`` and the batch's ``groups [B]`` (-1: skip)."""
+        labelled = groups >= 0
+        self.n += int(labelled.sum())
+        counts = torch.bincount(groups[labelled])
+        if len(counts) > len(self.group_n):
+            self.group_n = torch.cat([self.group_n, torch.zeros(len(counts) - len(self.group_n), dtype=torch.int64)])
+        self.group_n[:len(counts)] += counts
+        if not bool(labelled.all()):  # (boolean masks are slow on the CPU: select by index, and only when needed)
+            keep = labelled.index_select(0, rows).nonzero().squeeze(1)
+            rows, feats, vals = rows.index_select(0, keep), feats.index_select(0, keep), vals.index_select(0, keep)
+        self.total.index_add_(0, feats, vals)
+        self.squares.index_add_(0, feats, vals * vals)
+        self.pending.append((groups[rows] * self.F + feats, vals))
+        self.n_pending += len(vals)
+        if self.n_pending > max(len(self.keys), MERGE_PAIRS):
+            self.merge()
+
+    def merge(self) -> None:
+        """Fold the pending pairs into the unique (key, sum) arrays."""
+        if not self.pending:
+            return
+        keys = torch.cat([self.keys, *(k for k, _ in self.pending)])
+        vals = torch.cat([self.sums, *(v for _, v in self.pending)])
+        self.keys, inverse = torch.unique(keys, return_inverse=True)
+        self.sums = torch.zeros(len(self.keys), dtype=torch.float64).index_add_(0, inverse, vals)
+        self.pending, self.n_pending = [], 0
+
+    def specificity(self) -> torch.Tensor:
+        """[F]: how exclusively f_i's activation mass falls in one labelled group g ≥ 1, above chance:
+        max over g ≥ 1 of (S_g / S − N_g / N) / (1 − N_g / N) (0: no more than the group's share of rows;
+        1: all of it there); NaN where f never fired on the labelled rows."""
+        if self.n == 0:
+            return torch.full((self.F,), float("nan"), dtype=torch.float64)
+        self.merge()
+        groups, feats = self.keys // self.F, self.keys % self.F
+        best = torch.zeros(self.F, dtype=torch.float64)
+        for g in range(1, len(self.group_n)):
+            base = float(self.group_n[g]) / self.n
+            if base >= 1:
+                continue
+            mass = torch.zeros(self.F, dtype=torch.float64).index_add_(0, feats[groups == g], self.sums[groups == g])
+            share = mass / torch.where(self.total > 0, self.total, torch.ones_like(self.total))
+            best = torch.maximum(best, ((share - base) / (1 - base)).clamp(0, 1))
+        return torch.where(self.total > 0, best, torch.full_like(best, float("nan")))
+
+    def eta_squared(self) -> torch.Tensor:
+        """η² [F]; NaN where f has no variance over the labelled rows (never fired there)."""
+        if self.n == 0:
+            return torch.full((self.F,), float("nan"), dtype=torch.float64)
+        self.merge()
+        n_g = self.group_n[self.keys // self.F].double()
+        between = torch.zeros(self.F, dtype=torch.float64).index_add_(0, self.keys % self.F, self.sums ** 2 / n_g)
+        mean_part = self.total ** 2 / self.n
+        total_ss = self.squares - mean_part
+        fired = total_ss > 1e-12 * self.squares  # float64 rounding of a constant f leaves ~1e-16 · Σf²
+        eta = ((between - mean_part) / torch.where(fired, total_ss, torch.ones_like(total_ss))).clamp(0, 1)
+        return torch.where(fired, eta, torch.full_like(eta, float("nan")))
+
+
+class TypeStats:
+    """Streaming η² sums of every property over batches: ``update(f [B, F], labels {property: [B]})``
+    (labels from :meth:`Labeler.labels`, -1 = unlabelled); :meth:`scores` gives ``[F, P]``.
+    Memory: see the module docstring (sparse over fired (group, feature) pairs)."""
+
+    def __init__(self, properties: Sequence[str], n_features: int):
+        self.properties = tuple(properties)
+        self.F = n_features
+        self.fired = torch.zeros(n_features, dtype=torch.int64)
+        self.sums = {p: _PropertySums(n_features) for p in self.properties}
+
+    def update(self, f: torch.Tensor, labels: dict[str, np.ndarray]) -> None:
+        """Add a batch ``f [B, F]`` (any device; only its nonzeros are moved to the CPU)."""
+        rows, feats = f.nonzero(as_tuple=True)
+        vals = f[rows, feats].to("cpu", torch.float64)
+        rows, feats = rows.cpu(), feats.cpu()
+        self.fired += torch.bincount(feats, minlength=self.F)
+        for p in self.properties:
+            groups = torch.as_tensor(labels[p], dtype=torch.int64)
+            if len(groups) != len(f):
+                raise ValueError(f"{p}: {len(groups)} labels for {len(f)} rows")
+            self.sums[p].update(rows, feats, vals, groups)
+
+    def scores(self) -> torch.Tensor:
+        """``[F, P]`` float64 (NaN where unscored): η² for the token-id properties, specificity for the
+        flag-like ones (:data:`FLAG_PROPERTIES`)."""
+        if not self.properties:
+            return torch.zeros(self.F, 0, dtype=torch.float64)
+        return torch.stack([self.sums[p].specificity() if p in FLAG_PROPERTIES else self.sums[p].eta_squared()
+                            for p in self.properties], dim=1)
+
+
+# -- types and typed emergence -------------------------------------------------------------------
+
+@dataclass
+class TypeReading:
+    """Per feature: ``types`` (a property, other or unscored), ``type_score`` (its largest η², NaN
+    when unscored) and ``scores [F, P]`` over ``properties``."""
+
+    properties: tuple[str, ...]
+    threshold: float
+    types: list[str]
+    type_score: np.ndarray
+    scores: np.ndarray
+
+    def feature_cells(self, i: int) -> dict[str, Any]:
+        """features.csv cells of feature i: feature_type, type_score, score_<property> (None where not scored)."""
+        def cell(v: float) -> float | None:
+            return None if np.isnan(v) else float(v)
+
+        by_property = dict(zip(self.properties, self.scores[i].tolist()))
+        return {"feature_type": self.types[i], "type_score": cell(float(self.type_score[i])),
+                **{f"score_{p}": cell(by_property[p]) if p in by_property else None for p in ALL_PROPERTIES}}
+
+
+def empty_type_cells() -> dict[str, Any]:
+    """features.csv type cells of a feature that was not scored (all empty)."""
+    return {"feature_type": None, "type_score": None, **{f"score_{p}": None for p in ALL_PROPERTIES}}
+
+
+def assign_types(stats: TypeStats, threshold: float, min_rows: int = 1, margin: float = 0.0) -> TypeReading:
+    """Type per feature: ``other`` when its best score is below ``threshold``; else the FIRST property,
+    in ``stats.properties`` order (simplest explanation first: current token, previous token,
+    induction, then the toy labels), whose score is within ``margin`` of the best and reaches
+    ``threshold``; ``unscored`` when the feature fired on fewer than ``min_rows`` held-out rows (a score
+    from a handful of rows is mostly chance: one firing on a rare token scores 1). The margin keeps a
+    feature the current token all but explains (a plural-noun feature: η² 0.99) a token feature
+    although a correlated label (plural subject) fits it perfectly, while a label the token explains
+    only in part (the word before a verb is usually a noun: η² ≈ 0.6) still wins."""
+    scores = stats.scores().numpy()
+    F = stats.F
+    types, best = [], np.full(F, np.nan)
+    fired = stats.fired.numpy() >= max(1, min_rows)
+    for i in range(F):
+        row = np.nan_to_num(scores[i], nan=-1.0)
+        if not fired[i] or len(row) == 0 or row.max() < 0:
+            types.append(UNSCORED)
+            continue
+        top = row.max()
+        if top < threshold:
+            best[i] = top
+            types.append(OTHER)
+            continue
+        k = int(np.flatnonzero((row >= top - margin) & (row >= threshold))[0])
+        best[i] = row[k]
+        types.append(stats.properties[k])
+    return TypeReading(stats.properties, threshold, types, best, scores)
+
+
+def typed_emergence(reading: TypeReading, onset: Sequence[int], revisions: Sequence[str]) -> dict[str, Any]:
+    """``decoder["typed_emergence"]`` of evaluation.json: counts, onset counts per checkpoint and
+    median onset (a checkpoint index; the lower median, None when no feature of the type has one)
+    per type, in :func:`type_names` order. Features with onset -1 (all-zero decoder) count in
+    ``counts`` but not in the onsets."""
+    M = len(revisions)
+    names = type_names(reading.properties)
+    counts = {t: 0 for t in names}
+    onsets: dict[str, list[int]] = {t: [] for t in names}
+    for t, o in zip(reading.types, onset):
+        counts[t] += 1
+        if o >= 0:
+            onsets[t].append(int(o))
+    return {
+        "properties": list(reading.properties),
+        "threshold": reading.threshold,
+        "types": names,
+        "counts": counts,
+        "onset_counts": {t: np.bincount(np.asarray(onsets[t], dtype=np.int64), minlength=M).tolist() for t in names},
+        "onset_median": {t: int(np.sort(onsets[t])[(len(onsets[t]) - 1) // 2]) if onsets[t] else None
+                         for t in names},
+        "revisions": list(revisions),
+    }
+
+
+# -- which properties a store gets ----------------------------------------------------------------
+
+def scored_properties(series: dict[str, Any]) -> tuple[str, ...]:
+    """The generic properties always; the toy labels too when the store's series (its manifest's
+    ``series`` record) is a toy world (family ``toy``)."""
+    return GENERIC_PROPERTIES + (TOY_LABELS if series.get("family") == "toy" else ())
+
+
+def context_boundary(tokens: np.ndarray) -> int | None:
+    """The token every context starts with (BOS, which the packing also uses between documents),
+    or None when the contexts do not all start with one token."""
+    first = np.unique(np.asarray(tokens[:, 0])) if len(tokens) else np.zeros(0)
+    return int(first[0]) if len(first) == 1 else None
+
+
+# -- figure ---------------------------------------------------------------------------------------
+
+def plot_typed_emergence(emergence: dict[str, Any], tokens: Sequence[int | None], path) -> Any:
+    """``evaluation/typed_emergence.png``: one row per type with features, the share of its features
+    whose onset is at each checkpoint (bars on the log token axis), the median onset marked."""
+    from crosstime.evaluate.plots import PALETTE, _log_token_axis, _save, _token_x, plt
+
+    shown = [t for t in emergence["types"] if emergence["counts"][t] and t != UNSCORED]
+    x, _floor = _token_x(tokens)
+    # bar width a fixed fraction of the log spacing, so bars do not overlap on the log axis
+    log_x = np.log(x)
+    step = np.min(np.diff(log_x)) if len(x) > 1 else 1.0
+    lo, hi = np.exp(log_x - 0.35 * step), np.exp(log_x + 0.35 * step)
+    fig, axes = plt.subplots(max(1, len(shown)), 1, figsize=(9, 1.1 + 1.0 * max(1, len(shown))), sharex=True,
+                             squeeze=False)
+    for k, (ax, name) in enumerate(zip(axes[:, 0], shown)):
+        counts = np.asarray(emergence["onset_counts"][name], dtype=float)
+        with_onset = counts.sum()
+        share = counts / with_onset if with_onset else counts
+        ax.bar(lo, share, width=hi - lo, align="edge", color=PALETTE[k % len(PALETTE)])
+        median = emergence["onset_median"][name]
+        if median is not None:
+            ax.axvline(x[median], color="black", lw=1.2, ls="--")
+        ax.set_ylabel(f"{name}\nn={emergence['counts'][name]}", rotation=0, ha="right", va="center", fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.tick_params(axis="y", labelsize=6)
+    if not shown:
+        axes[0, 0].text(0.5, 0.5, "no scored features", ha="center", va="center", transform=axes[0, 0].transAxes)
+    _log_token_axis(axes[-1, 0], tokens)
+    axes[0, 0].set_title(f"Onset by feature type (share of the type's features per checkpoint; dashed: median "
+                         f"onset; type = best η² ≥ {emergence['threshold']:g})", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,283 @@
+"""Typed emergence (crosstime.evaluate.types): row labels, η² scores, types and onsets, by hand and
+against a direct computation; the evaluate stage writes them (features.csv, evaluation.json, figure)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_evaluate import run, save_crosscoder, sharp_series  # noqa: F401  (module fixtures reused)
+
+from crosstime.artifacts import EVALUATION_FEATURES
+from crosstime.evaluate.stage import EvaluateConfig, evaluate
+from crosstime.evaluate.types import (
+    FLAG_PROPERTIES,
+    ALL_PROPERTIES,
+    GENERIC_PROPERTIES,
+    OTHER,
+    UNSCORED,
+    Labeler,
+    TypeReading,
+    TypeStats,
+    assign_types,
+    induction_flags,
+    typed_emergence,
+)
+from crosstime.store import ActivationStore, HarvestConfig, harvest
+from crosstime.toy.labels import LABELS as TOY_LABELS
+
+
+def eta_squared(f: np.ndarray, groups: np.ndarray) -> float:
+    """The correlation ratio the textbook way: between-group over total sum of squares about the mean."""
+    keep = groups >= 0
+    f, groups = f[keep].astype(np.float64), groups[keep]
+    mean = f.mean()
+    between = sum(len(f[groups == g]) * (f[groups == g].mean() - mean) ** 2 for g in np.unique(groups))
+    return between / ((f - mean) ** 2).sum()
+
+
+def specificity(f: np.ndarray, groups: np.ndarray) -> float:
+    """Mass share in the best group g ≥ 1 above its share of rows, over (1 − that share), clipped to [0, 1]."""
+    keep = groups >= 0
+    f, groups = f[keep].astype(np.float64), groups[keep]
+    best = 0.0
+    for g in np.unique(groups[groups >= 1]):
+        base = (groups == g).mean()
+        best = max(best, min(max((f[groups == g].sum() / f.sum() - base) / (1 - base), 0.0), 1.0))
+    return best
+
+
+def generic(first: int = 1, boundary: int | None = None) -> Labeler:
+    return Labeler(GENERIC_PROPERTIES, first, 3, boundary)
+
+
+def test_a_previous_token_feature_scores_one_on_previous_token_only():
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 20, size=(8, 50))
+    labels = generic().labels(tokens)
+    prev = tokens[:, :-1].reshape(-1)
+    f = torch.zeros(len(prev), 3)
+    f[:, 0] = torch.from_numpy(prev == 7).float()  # fires exactly when the previous token is 7
+    f[:, 1] = torch.from_numpy(tokens[:, 1:].reshape(-1) == 7).float() * 2.5  # the current token is 7
+    stats = TypeStats(GENERIC_PROPERTIES, 3)
+    stats.update(f, labels)
+    scores = stats.scores().numpy()
+    assert scores[0, 1] == pytest.approx(1.0) and scores[1, 0] == pytest.approx(1.0)
+    assert scores[0, 0] == pytest.approx(eta_squared(f[:, 0].numpy(), labels["current_token"]))
+    assert scores[0, 0] < 0.1  # the current token hardly explains it (i.i.d. tokens)
+    assert np.isnan(scores[2]).all()  # never fired
+    reading = assign_types(stats, threshold=0.5)
+    assert reading.types == ["previous_token", "current_token", UNSCORED]
+
+
+def test_rows_from_position_zero_have_no_previous_token():
+    tokens = np.array([[4, 5, 6], [7, 8, 9]])
+    labels = generic(first=0).labels(tokens)
+    assert labels["previous_token"].tolist() == [-1, 4, 5, -1, 7, 8]
+    assert labels["current_token"].tolist() == [4, 5, 6, 7, 8, 9]
+    assert generic(first=2).labels(tokens)["previous_token"].tolist() == [5, 8]
+
+
+def test_a_binary_flag_by_hand():
+    """f = [2, 0, 1, 0] on flag [1, 0, 1, 0]: S_1 = 3 (N 2), S_0 = 0 (N 2), S = 3, Σf² = 5;
+    η² = (9/2 − 9/4) / (5 − 9/4) = 9/11."""
+    stats = TypeStats(("induction",), 1)
+    stats.update(torch.tensor([[2.0], [0.0], [1.0], [0.0]]), {"induction": np.array([1, 0, 1, 0])})
+    assert stats.sums["induction"].eta_squared()[0].item() == pytest.approx(9 / 11, rel=1e-12)
+    # a flag is scored by specificity: all of the mass is on flagged rows -> 1
+    assert stats.scores()[0, 0].item() == 1.0
+
+
+def test_specificity_by_hand():
+    """(S_g/S − N_g/N) / (1 − N_g/N), best group g ≥ 1; group 0 ("not this") never counts."""
+    stats = TypeStats(("induction", "subject_number"), 3)
+    f = torch.tensor([[2.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    stats.update(f, {"induction": np.array([1, 0, 1, 0]), "subject_number": np.array([1, 1, 2, 0])})
+    scores = stats.scores().numpy()
+    # feature 0, flag: S_1 = 3 of S = 4, base 1/2 -> (3/4 − 1/2) / (1/2) = 1/2
+    assert scores[0, 0] == pytest.approx(0.5)
+    # feature 0, number: g1 mass 3/4 at base 1/2 -> 1/2; g2 mass 1/4 at base 1/4 -> 0; best 1/2
+    assert scores[0, 1] == pytest.approx(0.5)
+    # feature 1: flag mass 1/4 at base 1/2 -> below chance -> 0; number g1 2/4 at base 1/2 -> 0
+    assert scores[1, 0] == 0.0 and scores[1, 1] == 0.0
+    # feature 2 fires once, on a flagged row in group 1 -> 1 and (1 − 1/2)/(1/2) = 1
+    assert scores[2, 0] == 1.0 and scores[2, 1] == 1.0
+
+
+def test_induction_flags_a_repeated_span_and_not_document_boundaries():
+    bos = 2
+    #                   0  1  2  3  4  5  6  7  8  9 10 11 12 13 14 15
+    tokens = np.array([[bos, 5, 6, 7, 8, 5, 6, 7, 9, 4, bos, 5, 6, 0, bos, 5]])
+    flags = induction_flags(tokens, 3, boundary=bos)[0]
+    # 5 6 7 again at 5..7 (flag at 7); "5 6" after the second <bos> is only 2 long; "bos 5 6"
+    # repeats at 10..12 and "bos 5" at 14..15 but hold the boundary
+    assert np.flatnonzero(flags).tolist() == [7]
+    assert np.flatnonzero(induction_flags(tokens, 3, boundary=None)[0]).tolist() == [7, 12]
+    assert np.flatnonzero(induction_flags(tokens, 2, boundary=bos)[0]).tolist() == [6, 7, 12]
+    # contexts are separate: the second holds "5 6 7" once, after the first context's two
+    two = np.stack([tokens[0], np.array([bos, 9, 5, 6, 7, 1, 0, 3, 11, 12, 13, 14, 15, 16, 17, 18])])
+    assert induction_flags(two, 3, bos)[1].sum() == 0
+
+
+def test_eta_squared_streams_and_matches_a_direct_computation():
+    """Random sparse f (about 10% nonzero) and labels with unlabelled rows (-1): every property's η²
+    equals the textbook formula; three batches give the same sums as one."""
+    rng = np.random.default_rng(1)
+    n, F = 600, 12
+    f = rng.exponential(1.0, size=(n, F)) * (rng.random((n, F)) < 0.1)
+    f[:, 3] += 0.5 * (np.arange(n) % 5 == 0)  # one feature with structure
+    labels = {"current_token": rng.integers(0, 40, n), "previous_token": rng.integers(-1, 3, n),
+              "induction": rng.integers(0, 2, n)}
+    one, streamed = TypeStats(GENERIC_PROPERTIES, F), TypeStats(GENERIC_PROPERTIES, F)
+    one.update(torch.from_numpy(f), labels)
+    for lo, hi in ((0, 150), (150, 151), (151, n)):
+        streamed.update(torch.from_numpy(f[lo:hi]), {k: v[lo:hi] for k, v in labels.items()})
+    assert torch.allclose(one.scores(), streamed.scores(), rtol=1e-12, atol=1e-14)
+    for j, p in enumerate(GENERIC_PROPERTIES):
+        for i in range(F):
+            assert one.sums[p].eta_squared()[i].item() == pytest.approx(eta_squared(f[:, i], labels[p]), rel=1e-9)
+            if p in FLAG_PROPERTIES:  # scored by specificity, here against a direct computation
+                keep = labels[p] >= 0
+                share = f[keep & (labels[p] == 1), i].sum() / f[keep, i].sum()
+                base = (labels[p][keep] == 1).mean()
+                expected = min(max((share - base) / (1 - base), 0.0), 1.0)
+                assert one.scores()[i, j].item() == pytest.approx(expected, rel=1e-9, abs=1e-12)
+            else:
+                assert one.scores()[i, j].item() == one.sums[p].eta_squared()[i].item()
+    nonzero_pairs = {(g, i) for r, i in zip(*np.nonzero(f)) for g in [labels["current_token"][r]]}
+    assert len(one.sums["current_token"].keys) == len(nonzero_pairs)  # sparse: fired (group, feature) pairs only
+
+
+def test_the_first_passing_property_wins_and_rare_features_are_unscored():
+    """Simplest explanation first: a feature both the current token and the flag explain is a token
+    feature; one that passes only the flag is an induction feature; one firing on too few rows is unscored."""
+    stats = TypeStats(GENERIC_PROPERTIES, 3)
+    tokens = np.array([5, 6, 5, 6, 7, 7, 8, 8])
+    flag = np.array([1, 0, 1, 0, 1, 0, 1, 0])
+    f = torch.stack([torch.from_numpy(tokens == 5).double(),          # token 5 only: current_token η² = 1
+                     torch.from_numpy(flag == 1).double(),            # the flag, across tokens: η² 1/2
+                     torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0])], 1)    # one row
+    stats.update(f, {"current_token": tokens, "previous_token": np.full(8, -1), "induction": flag})
+    scores = stats.scores().numpy()
+    assert scores[0, 0] == pytest.approx(1.0) and scores[0, 2] == 1.0  # feature 0: token and flag both fit…
+    assert scores[1, 0] == pytest.approx(0.5) and scores[1, 2] == 1.0
+    reading = assign_types(stats, threshold=0.6, min_rows=2, margin=0.1)
+    assert reading.types == ["current_token", "induction", UNSCORED]  # …but the token explains it first
+    assert assign_types(stats, threshold=0.6, min_rows=1).types[2] == "induction"
+    # feature 1: the flag (1.0) beats the token (0.5) by more than the margin; with a margin of 0.5 the
+    # token, listed first, is within it and wins
+    assert assign_types(stats, threshold=0.5, min_rows=2, margin=0.5).types[1] == "current_token"
+
+
+def test_ties_go_to_the_property_listed_first_and_weak_scores_are_other():
+    tokens = np.array([[1, 3, 4, 3, 4, 3, 4, 5, 6]])  # after 3 always 4: current and previous token tie
+    labels = generic().labels(tokens)
+    cur = tokens[0, 1:]
+    f = torch.stack([torch.from_numpy(cur == 4).float(), torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0.9])], 1)
+    stats = TypeStats(GENERIC_PROPERTIES, 2)
+    stats.update(f, labels)
+    s = stats.scores().numpy()
+    assert s[0, 0] == s[0, 1] == pytest.approx(1.0)
+    reading = assign_types(stats, threshold=1.01)  # nothing reaches it
+    assert reading.types == [OTHER, OTHER]
+    assert assign_types(stats, threshold=0.5).types[0] == "current_token"
+
+
+def test_typed_emergence_counts_on_a_hand_built_table():
+    props = ("current_token", "previous_token")
+    reading = TypeReading(props, 0.5, ["current_token", "previous_token", "current_token", OTHER, UNSCORED,
+                                       "current_token"], np.zeros(6), np.zeros((6, 2)))
+    got = typed_emergence(reading, [0, 2, 1, 2, 0, -1], ["a", "b", "c"])
+    assert got["types"] == ["current_token", "previous_token", OTHER, UNSCORED]
+    assert got["counts"] == {"current_token": 3, "previous_token": 1, OTHER: 1, UNSCORED: 1}
+    assert got["onset_counts"] == {"current_token": [1, 1, 0], "previous_token": [0, 0, 1], OTHER: [0, 0, 1],
+                                   UNSCORED: [1, 0, 0]}
+    assert got["onset_median"] == {"current_token": 0, "previous_token": 2, OTHER: 2, UNSCORED: 0}
+    assert got["revisions"] == ["a", "b", "c"] and got["threshold"] == 0.5 and got["properties"] == list(props)
+
+
+def _heldout_f(run_dir, weights) -> tuple[np.ndarray, np.ndarray]:
+    """f [rows, F] of every held-out row (the reconstruction rows by default) and their contexts' tokens."""
+    store = ActivationStore(run_dir / "activations")
+    lo, hi = store.context_range("heldout")
+    idx = np.arange(lo * store.rows_per_context, hi * store.rows_per_context)
+    x = torch.stack([store.read_rows(r, idx) * torch.tensor(store.scales[r], dtype=torch.float32)
+                     for r in store.revisions], 1)
+    f = torch.relu(torch.einsum("nmd,mdf->nf", x, weights["W_enc"]) + weights["b_enc"])
+    return f.numpy(), np.asarray(store.tokens[lo:hi])
+
+
+def _random_weights(M: int, d: int, F: int, seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"W_enc": 0.3 * torch.randn(M, d, F, generator=g), "W_dec": torch.randn(F, M, d, generator=g),
+            "b_enc": -0.5 * torch.rand(F, generator=g), "b_dec": torch.zeros(M, d)}
+
+
+def test_evaluate_writes_type_columns_and_typed_emergence(run):  # noqa: F811
+    """A non-toy store: the generic scores in features.csv equal η² computed from f directly, the toy
+    columns are empty, evaluation.json holds the typed emergence and the figure is drawn."""
+    store = ActivationStore(run / "activations")
+    weights = _random_weights(3, 32, 24, seed=5)
+    weights["b_enc"][:2] = -1e3  # never fire: unscored
+    save_crosscoder(run, weights, store.revisions)
+    result = evaluate(EvaluateConfig(run=run, progress=False, contexts=0, dead_tokens=1))
+    rows = EVALUATION_FEATURES.read(run / "evaluation", store.revisions)
+    f, tokens = _heldout_f(run, weights)
+    labels = Labeler(GENERIC_PROPERTIES, store.first_position, 3, int(tokens[0, 0])).labels(tokens)
+    for i, row in enumerate(rows):
+        for p in TOY_LABELS:
+            assert row[f"score_{p}"] is None
+        if i < 2:
+            assert row["feature_type"] == UNSCORED and row["type_score"] is None
+            continue
+        want = [specificity(f[:, i], labels[p]) if p in FLAG_PROPERTIES else eta_squared(f[:, i], labels[p])
+                for p in GENERIC_PROPERTIES]
+        got = [row[f"score_{p}"] for p in GENERIC_PROPERTIES]
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-9)
+        if (f[:, i] > 0).sum() < 20:  # EvaluateConfig.type_min_rows
+            assert row["feature_type"] == UNSCORED
+            continue
+        top = max(want)
+        passing = [k for k, v in enumerate(want) if v >= 0.5 and v >= top - 0.1]  # threshold, margin defaults
+        k = passing[0] if passing else int(np.argmax(want))
+        assert row["type_score"] == pytest.approx(want[k], rel=1e-4)
+        assert row["feature_type"] == (GENERIC_PROPERTIES[k] if passing else OTHER)
+    typed = json.loads((run / "evaluation.json").read_text())["decoder"]["typed_emergence"]
+    assert typed == result.decoder["typed_emergence"]
+    assert set(typed) == {"properties", "threshold", "types", "counts", "onset_counts", "onset_median", "revisions"}
+    assert typed["properties"] == list(GENERIC_PROPERTIES) == result.settings["type_properties"]
+    assert typed["counts"][UNSCORED] >= 2 and sum(typed["counts"].values()) == len(rows)
+    for t in typed["types"]:
+        onsets = [r["onset"] for r in rows if r["feature_type"] == t and r["onset"] >= 0]
+        assert typed["onset_counts"][t] == np.bincount(onsets, minlength=3).tolist()
+    assert "typed_emergence.png" in result.plots and (run / "evaluation" / "typed_emergence.png").is_file()
+
+
+def test_a_toy_store_is_scored_with_the_grammar_labels(toy_world, tmp_path):
+    """On a toy-world store the toy labels are scored too; a feature that is the subject_end flag
+    itself (built from the labels) gets that type."""
+    from crosstime.evaluate import stage as ev
+
+    run_dir = tmp_path / "toy"
+    harvest(HarvestConfig(run=run_dir, series=str(toy_world), revisions=["step0", "step1000"], layer=1,
+                          tokens=1024, heldout_tokens=512, context_len=64, batch_size=16, progress=False))
+    store = ActivationStore(run_dir / "activations")
+    config = EvaluateConfig(run=run_dir, progress=False, contexts=0)
+    labeler = ev.make_labeler(config, store)
+    assert labeler.properties == ALL_PROPERTIES
+    lo, hi = store.context_range("heldout")
+    labels = labeler.labels(np.asarray(store.tokens[lo:hi]))
+    assert (labels["subject_end"] == 1).any() and (labels["subject_number"] == 2).any()
+    f = torch.from_numpy(labels["subject_end"] == 1).float()[:, None]
+    stats = TypeStats(labeler.properties, 1)
+    stats.update(f, labels)
+    assert assign_types(stats, 0.5).types == ["subject_end"]
+    d = store.d_model
+    save_crosscoder(run_dir, _random_weights(2, d, 16, seed=1), store.revisions, d=d)
+    result = evaluate(config)
+    assert result.settings["type_properties"] == list(ALL_PROPERTIES)
+    rows = EVALUATION_FEATURES.read(run_dir / "evaluation", store.revisions)
+    scored = [r for r in rows if r["feature_type"] != UNSCORED]
+    assert scored and all(r["score_subject_number"] is not None for r in scored)
