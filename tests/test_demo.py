@@ -8,16 +8,15 @@ import re
 import shutil
 
 from crosstime.artifacts import EVALUATION_FEATURES
-from crosstime.demo import DemoConfig, demo
+from crosstime.demo import EVOLUTION_REVISIONS, DemoConfig, demo
 from crosstime.store import ActivationStore
 from crosstime.tasks import TOY_TASKS
 
 STAGES = ["toy world", "scan", "harvest", "train", "evaluate", *[f"attribute {t}" for t in TOY_TASKS]]
 
 
-def test_demo_runs_every_stage_on_the_scans_suggestion(demo_run):
-    suggestion = json.loads((demo_run.run / "scan" / "suggestion.json").read_text())
-    assert demo_run.revisions == suggestion["revisions"] and len(demo_run.revisions) == 3
+def test_demo_runs_every_stage_on_its_spread_of_checkpoints(demo_run):
+    assert demo_run.revisions == list(EVOLUTION_REVISIONS)
     manifest = json.loads((demo_run.run / "activations" / "manifest.json").read_text())
     assert manifest["revisions"] == demo_run.revisions
     evaluation = json.loads((demo_run.run / "evaluation.json").read_text())
@@ -35,12 +34,16 @@ def test_demo_says_what_each_stage_found(demo_run, toy_world):
     assert list(said) == STAGES
     assert demo_run.toy_world == toy_world and str(toy_world) in said["toy world"][0]
     assert ("built now" if demo_run.toy_built else "reused from the cache") in said["toy world"][0]
-    assert all(f"{r} (" in said["scan"][0] for r in demo_run.revisions)
+    phases = json.loads((demo_run.run / "scan" / "phases.json").read_text())
+    assert said["scan"][0].startswith("phases in order of onset: ") and all(f"{p} (" in said["scan"][0]
+                                                                            for p in phases["order"])
+    suggestion = json.loads((demo_run.run / "scan" / "suggestion.json").read_text())
+    assert all(f"{r} (" in said["scan"][1] for r in suggestion["revisions"])
     store = ActivationStore(demo_run.run / "activations")
     assert f"{store.n_rows('train'):,} train + {store.n_rows('heldout'):,} held-out rows" in said["harvest"][0]
     lines = (demo_run.run / "crosscoder" / "metrics.jsonl").read_text().splitlines()
     last = [json.loads(x) for x in lines if '"heldout"' in x][-1]
-    assert f"L0 {last['l0']:.1f}" in said["train"][0] and f"step1000 {last['ev'][2]:.3f}" in said["train"][0]
+    assert f"L0 {last['l0']:.1f}" in said["train"][0] and f"step1000 {last['ev'][-1]:.3f}" in said["train"][0]
     evaluation = json.loads((demo_run.run / "evaluation.json").read_text())
     dce = " / ".join(f"{c['delta_ce']:+.3g}" for c in evaluation["checkpoints"])
     assert said["evaluate"][0].endswith(f"ΔCE {dce}")
@@ -55,14 +58,15 @@ def test_emergence_finding_counts_what_the_emergence_plot_counts(demo_run):
     counts come straight from evaluation/features.csv (alive, onset), the plot's input from evaluation.json."""
     features = EVALUATION_FEATURES.read(demo_run.run / "evaluation", demo_run.revisions)
     rows = [r for r in features if r["alive"] and r["onset"] >= 0]
-    by_onset = [sum(r["onset"] == m for r in rows) for m in range(3)]
+    M = len(demo_run.revisions)
+    by_onset = [sum(r["onset"] == m for r in rows) for m in range(M)]
     plotted = json.loads((demo_run.run / "evaluation.json").read_text())["decoder"]["emergence"]["counts_live"]
     assert plotted == by_onset
     finding = next(line for line in demo_run.findings if "live features" in line)
     later, live = map(int, re.search(r"(\d+) of (\d+) live features", finding).groups())
-    assert (later, live) == (by_onset[1] + by_onset[2], len(rows))
+    assert (later, live) == (sum(by_onset[1:]), len(rows))
     revs = demo_run.revisions
-    assert f"{by_onset[1]} between {revs[0]} and {revs[1]}, {by_onset[2]} between {revs[1]} and {revs[2]}" in finding
+    assert ", ".join(f"{by_onset[m]} between {revs[m - 1]} and {revs[m]}" for m in range(1, M)) in finding
     assert f"{by_onset[0]} are present from {revs[0]}" in finding
 
 

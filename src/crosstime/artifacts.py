@@ -471,18 +471,21 @@ EVALUATION_FEATURES = Table("features.csv", (
     Column("disputed_at", str, "checkpoints where RelDec is disputed (;-separated)"),
     Column("activation_disputed_at", str, "checkpoints where only the beta share passes the same test (candidate "
                                           "latent decoupling; weaker: co-active latents overlapping u count too)"),
-    # typed emergence (crosstime.evaluate.types): η² of the feature's activation by each property's groups over
-    # the held-out reconstruction rows; empty where not scored (toy labels on a non-toy series, never fired)
-    Column("feature_type", str, "best-scoring property when its η² >= type_threshold, else other; unscored when "
-                                "the feature never fired on the held-out rows"),
-    Column("type_score", float, "η² of the best-scoring property"),
+    # typed emergence (crosstime.evaluate.types): scores of the feature's activation against each property over
+    # the held-out reconstruction rows — η² (variance explained) for the token ids, specificity (activation mass
+    # inside the label above its share of rows) for the flags; empty where not scored (toy labels off the toy world)
+    Column("feature_type", str, "the simplest property whose score is within type_margin of the best and >= "
+                                "type_threshold, else other; unscored when the feature fired on fewer than "
+                                "type_min_rows held-out rows"),
+    Column("type_score", float, "the score of feature_type (of the best property for other)"),
     Column("score_current_token", float, "η² by the token at the position"),
     Column("score_previous_token", float, "η² by the token at the position before"),
-    Column("score_induction", float, "η² by the flag: the last tokens ending here occurred earlier in the context"),
-    Column("score_subject_number", float, "toy world: η² by the subject number the next finite verb needs "
-                                          "(none / singular / plural)"),
-    Column("score_attractor", float, "toy world: η² by the flag: inside a PP or relative clause of a subject"),
-    Column("score_subject_end", float, "toy world: η² by the flag: the word right before a finite verb"),
+    Column("score_induction", float, "specificity to the flag: the last tokens ending here occurred earlier in the "
+                                     "context"),
+    Column("score_subject_number", float, "toy world: specificity to a subject number the next finite verb needs "
+                                          "(singular or plural; the better one)"),
+    Column("score_attractor", float, "toy world: specificity to the flag: inside a PP or relative clause of a subject"),
+    Column("score_subject_end", float, "toy world: specificity to the flag: the word right before a finite verb"),
 ))
 
 

@@ -20,9 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from crosstime import stage
 from crosstime.artifacts import (
     ATTRIBUTION_SUMMARY,
+    SCAN_PHASES,
     SCAN_SUGGESTION,
     AttributionSummary,
     Evaluation,
+    Phases,
     RunDir,
     Suggestion,
     read_model,
@@ -32,12 +34,18 @@ from crosstime.crosscoder import TrainConfig, train
 from crosstime.crosscoder.logs import heldout_summary
 from crosstime.evaluate import EvaluateConfig, evaluate, paper_row
 from crosstime.report import ReportConfig, findings, report
-from crosstime.scan import ScanConfig, scan, suggestion_line
+from crosstime.scan import ScanConfig, phases_line, scan, suggestion_line
 from crosstime.stage import StageConfig
 from crosstime.store import ActivationStore, HarvestConfig, harvest
 from crosstime.tasks import TOY_TASKS
-from crosstime.toy import read_build, toy_world, toy_world_cached
+from crosstime.toy import ToyConfig, pythia_schedule, read_build, toy_world, toy_world_cached
 from crosstime.toy.pretrain import CACHE_ENV
+
+
+# The crosscoder's checkpoints by default: the first one (initialisation) and a log-spaced spread over
+# the toy world's phases (n-gram statistics by step128, agreement and copying by step512, induction by
+# step1000; measured in docs/tutorial.md), so the direction turn, dimensionality and typed emergence show.
+EVOLUTION_REVISIONS = ("step0", "step16", "step64", "step128", "step256", "step512", "step1000")
 
 
 class DemoConfig(BaseModel):
@@ -47,20 +55,36 @@ class DemoConfig(BaseModel):
 
     run: Path = Field(Path("runs/demo"), description="run directory (re-running reuses finished stages)")
     layer: int = Field(0, ge=0, description="site: output of this decoder block (the toy model has 2; block 0 is mid-depth)")
-    tokens: int = Field(400_000, gt=0, description="activation rows harvested per checkpoint (plus 5% held out)")
+    tokens: int = Field(200_000, gt=0, description="activation rows harvested per checkpoint for training")
+    heldout_tokens: int = Field(20_000, gt=0, description="held-out activation rows per checkpoint (evaluation, "
+                                                         "typed emergence)")
     n_features: int = Field(1024, gt=0, description="crosscoder dictionary size F (8 × d for the toy's d = 128)")
-    train_steps: int = Field(1500, gt=0, description="crosscoder training steps")
+    train_steps: int = Field(1000, gt=0, description="crosscoder training steps")
     batch_size: int = Field(1024, gt=0, description="crosscoder training batch (rows)")
     lr: float = Field(1e-3, gt=0, description="crosscoder learning rate (the paper's 5e-5 is for 100k steps)")
     sparsity_coeff: float = Field(1.0, ge=0, description="L1 coefficient λ")
+    revisions: list[str] = Field(default_factory=lambda: list(EVOLUTION_REVISIONS),
+                                 description="checkpoints of the crosscoder (default: a spread over the toy world's "
+                                             "phases, enough for the second paper's figures); an empty list takes the "
+                                             "scan's suggested triplet")
     tasks: list[str] = Field(default_factory=lambda: list(TOY_TASKS), description="toy tasks to attribute "
                                                                                   f"({', '.join(TOY_TASKS)})")
-    attribution_pairs: int | None = Field(None, ge=1, description="pairs per task for attribution (default: all)")
+    attribution_pairs: int | None = Field(100, ge=1, description="pairs per task for attribution (None: all 300)")
     top_k: int = Field(10, ge=1, description="features reported per checkpoint and task")
     n_report_features: int = Field(60, ge=1, description="features shown in the dashboard")
     seed: int = Field(0, description="seed of every stage")
     progress: bool = Field(True, description="show progress bars")
 
+
+    @field_validator("revisions")
+    @classmethod
+    def _toy_revisions(cls, revisions: list[str]) -> list[str]:
+        known = [f"step{s}" for s in pythia_schedule(ToyConfig().steps)]
+        unknown = [r for r in revisions if r not in known]
+        if unknown or len(set(revisions)) != len(revisions) or len(revisions) == 1:
+            raise ValueError(f"the demo's crosscoder needs two or more distinct checkpoints of the toy world "
+                             f"({', '.join(known)}), or none for the scan's suggestion (got {', '.join(revisions)})")
+        return revisions
 
     @field_validator("tasks")
     @classmethod
@@ -139,10 +163,11 @@ def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
     console.print(step.summaries["toy world"][0], markup=False, highlight=False)
     series = str(world)
     step("scan", scan, ScanConfig(**common, series=series, layer=config.layer, seed=config.seed),
-         lambda: [suggestion_line(read_model(Suggestion, run.scan / SCAN_SUGGESTION))])
-    revisions = read_model(Suggestion, run.scan / SCAN_SUGGESTION).revisions
+         lambda: [phases_line(read_model(Phases, run.scan / SCAN_PHASES)),
+                  suggestion_line(read_model(Suggestion, run.scan / SCAN_SUGGESTION))])
+    revisions = config.revisions or read_model(Suggestion, run.scan / SCAN_SUGGESTION).revisions
     step("harvest", harvest, HarvestConfig(**common, series=series, revisions=revisions, layer=config.layer,
-                                          tokens=config.tokens),
+                                          tokens=config.tokens, heldout_tokens=config.heldout_tokens),
          lambda: [ActivationStore(run.activations).summary()])
     step("train", train, TrainConfig(**common, n_features=config.n_features, steps=config.train_steps,
                                      batch_size=config.batch_size, lr=config.lr, sparsity_coeff=config.sparsity_coeff,
