@@ -17,7 +17,7 @@ from crosstime.evaluate.geometry import (
     dimensionality_blocked,
     dimensionality_by_checkpoint,
     direction_turn,
-    largest_rise,
+    crossing,
 )
 from crosstime.evaluate.stage import EvaluateConfig, evaluate
 from crosstime.store import ActivationStore
@@ -128,11 +128,13 @@ def test_turn_found_on_features_that_turn_at_one_interval():
     assert out["turn_after"] == 2
 
 
-def test_largest_rise_skips_gaps_and_needs_a_rise():
-    assert largest_rise([0.0, 0.5, 0.5, 1.0]) == 0  # two rises of 0.5: the first
-    assert largest_rise([None, 0.2, None, 0.9, 1.0]) == 3  # intervals touching None skipped
-    assert largest_rise([1.0, 0.5, 0.0]) is None
-    assert largest_rise([0.3]) is None
+def test_crossing_skips_gaps_and_needs_an_upward_pass():
+    assert crossing([0.0, 0.4, 0.6, 1.0], 0.5) == 1
+    assert crossing([0.0, 0.5, 0.5, 1.0], 0.5) == 0  # reaching the level counts
+    assert crossing([None, 0.2, None, 0.9, 1.0], 0.5) is None  # intervals touching None skipped
+    assert crossing([0.2, None, 0.3, 0.9], 0.5) == 2
+    assert crossing([1.0, 0.5, 0.0], 0.5) is None
+    assert crossing([0.3], 0.5) is None
 
 
 def test_evaluate_writes_the_columns_the_keys_and_the_figures(run):  # noqa: F811

@@ -88,6 +88,9 @@ def cos_final(W_dec: torch.Tensor) -> torch.Tensor:
     return torch.where(both > 0, dots / torch.where(both > 0, both, 1.0), torch.nan).clamp(-1.0, 1.0)
 
 
+TURN_LEVEL = 0.5  # the turn: where the median cosine with the final direction passes one half
+
+
 def direction_turn(cos: torch.Tensor, norms: torch.Tensor, alive: torch.Tensor, revisions: Sequence[str],
                    min_fraction: float = MIN_NORM_FRACTION) -> dict[str, Any]:
     """The ``direction_turn`` section of ``evaluation.json`` from ``cos [F, M]`` (:func:`cos_final`),
@@ -96,8 +99,10 @@ def direction_turn(cos: torch.Tensor, norms: torch.Tensor, alive: torch.Tensor, 
     Per checkpoint m, over the live features whose decoder norm at m and at the last checkpoint
     (the reference direction) is at least ``min_fraction`` × the feature's largest norm: ``n`` and
     the median, 25th and 75th percentile of the cosine (None where n = 0). ``turn_after``: the m
-    whose interval m -> m+1 has the largest rise of the median (the first on a tie), None when no
-    interval rises.
+    whose interval m -> m+1 the median crosses one half in (:func:`crossing`): before it most features
+    point closer to orthogonal than to where they end, after it closer to their final direction (the
+    largest rise would mostly pick the last interval, where the cosine of the final direction with
+    itself is 1 by definition).
     """
     cos, norms = cos.double(), norms.double()
     peak = norms.max(1, keepdim=True).values
@@ -112,19 +117,18 @@ def direction_turn(cos: torch.Tensor, norms: torch.Tensor, alive: torch.Tensor, 
         out["q25"].append(q25)
         out["median"].append(median)
         out["q75"].append(q75)
-    out["turn_after"] = largest_rise(out["median"])
+    out["turn_after"] = crossing(out["median"], TURN_LEVEL)
     return out
 
 
-def largest_rise(values: Sequence[float | None]) -> int | None:
-    """The index m of the largest positive ``values[m+1] - values[m]`` (the first on a tie; intervals
-    with a None end skipped); None when no interval rises."""
-    best, best_rise = None, 0.0
+def crossing(values: Sequence[float | None], level: float) -> int | None:
+    """The first index m with ``values[m] < level <= values[m+1]`` (intervals with a None end skipped);
+    None when the values never cross ``level`` upwards."""
     for m in range(len(values) - 1):
         a, b = values[m], values[m + 1]
-        if a is not None and b is not None and b - a > best_rise:
-            best, best_rise = m, b - a
-    return best
+        if a is not None and b is not None and a < level <= b:
+            return m
+    return None
 
 
 # -- figures (matplotlib is imported only when they are drawn) -----------------------------------
@@ -174,7 +178,7 @@ def plot_direction_turn(turn: dict[str, Any], tokens: Sequence[int | None], path
     m = turn["turn_after"]
     if m is not None:
         ax.axvspan(x[m], x[m + 1], color="0.92", zorder=0,
-                   label=f"largest rise: {turn['revisions'][m]} → {turn['revisions'][m + 1]}")
+                   label=f"median passes {TURN_LEVEL:g}: {turn['revisions'][m]} → {turn['revisions'][m + 1]}")
     ax.axhline(0, color="0.4", lw=0.6)
     P._log_token_axis(ax, tokens)
     ax.set_ylim(-1.05, 1.05)

@@ -379,6 +379,6 @@ def plot_typed_emergence(emergence: dict[str, Any], tokens: Sequence[int | None]
         axes[0, 0].text(0.5, 0.5, "no scored features", ha="center", va="center", transform=axes[0, 0].transAxes)
     _log_token_axis(axes[-1, 0], tokens)
     axes[0, 0].set_title(f"Onset by feature type (share of the type's features per checkpoint; dashed: median "
-                         f"onset; type = best η² ≥ {emergence['threshold']:g})", fontsize=9)
+                         f"onset; type = simplest property scoring ≥ {emergence['threshold']:g})", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)

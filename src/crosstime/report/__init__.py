@@ -23,8 +23,8 @@ from crosstime.report.annotate import (
            read_annotations,
 )
 from crosstime.report.evidence import EvidenceConfig, EvidenceError, feature_evidence
-from crosstime.report.findings import findings
+from crosstime.report.findings import evolution_lines, findings
 from crosstime.report.stage import ReportConfig, ReportError, report
 
 __all__ = ["AnnotationError", "EvidenceConfig", "EvidenceError", "ReportConfig", "ReportError", "export_annotations",
-           "feature_evidence", "findings", "import_annotations", "read_annotations", "report"]
+           "evolution_lines", "feature_evidence", "findings", "import_annotations", "read_annotations", "report"]

@@ -326,6 +326,23 @@
     box.appendChild(el("details", null, [el("summary", { text: "how the checkpoints were chosen" }), el("p", { cls: "hint", text: sg.method })]));
     return box;
   }
+  // the second paper's figures (two phases, dimensionality, direction turn, typed emergence), each captioned
+  // with its one-line reading (findings.evolution_readings); what the run lacks for them is in D.missing
+  function evolutionSection(root, O) {
+    var figs = (O.figures || []).filter(function (f) { return f.evolution; });
+    var grid = section(root, "Evolution", "the order in which the model learns: n-gram statistics, then features (report/two_phase.png, evaluation/)");
+    if (!figs.length) {
+      grid.appendChild(panel("Evolution", missing("no evolution figures: the run lacks scan/dynamics.csv and the evaluation's decoder analyses (see “Not in this run”)"), true));
+      return;
+    }
+    var box = el("div", { cls: "figs evolution" });
+    figs.forEach(function (f) {
+      box.appendChild(el("figure", { cls: "png", "data-figure": f.name }, [el("img", { src: f.src, alt: f.name, loading: "lazy" }),
+        el("figcaption", null, [el("span", { cls: "reading", text: f.caption || "no reading: its inputs are not in this run" }),
+          el("span", { cls: "figname", text: " (" + f.name + ")" })])]));
+    });
+    grid.appendChild(el("div", { cls: "panel wide" }, box));
+  }
   function section(root, title, hint) {
     root.appendChild(el("h2", { cls: "section", text: title }));
     if (hint) root.appendChild(el("div", { cls: "hint section-hint", text: hint }));
@@ -492,11 +509,12 @@
     }
     scanSection(root, O);
     crosscoderSection(root, O);
+    evolutionSection(root, O);
     var att = O.attribution || {}, abl = O.ablation || {};
     var tgrid = section(root, "Tasks", "from attribution/TASK/: what the crosscoder's features do for each task, per checkpoint");
     if (!TASKS.length) tgrid.appendChild(panel("Attribution", missing("attribution/TASK/features.csv not found — run `crosstime attribute`")));
     TASKS.forEach(function (t) { tgrid.appendChild(taskPanel(t, att[t] || {}, abl[t], O)); });
-    var figs = O.figures || [];
+    var figs = (O.figures || []).filter(function (f) { return !f.evolution; });  // the Evolution ones are above
     if (figs.length) {
       var fgrid = section(root, "Figures the stages wrote");
       var fbox = el("div", { cls: "figs" });

@@ -538,9 +538,6 @@ def _evaluation(run: RunDir, evaluation: Evaluation | None, revisions: list[str]
         # what evaluation/emergence.png draws (live features by onset), for the findings and the panel
         overview["emergence"] = {**evaluation.decoder["emergence"],
                                  "presence_fraction": evaluation.decoder["presence_fraction"]}
-        # what evaluation/emergence.png draws (live features by onset): the findings cite these counts
-        overview["emergence"] = {**evaluation.decoder["emergence"],
-                                 "presence_fraction": evaluation.decoder["presence_fraction"]}
     if not (run.evaluation / EVALUATION_FEATURES.file).is_file():
         missing.append(f"evaluation/{EVALUATION_FEATURES.file}: no RelDec classes or onsets")
         return {}

@@ -168,8 +168,126 @@ def agreement_finding(data: dict) -> str | None:
             f"also where the decoder is strongest (RelDec): strength and use " + ("mostly coincide." if same * 2 > n else "often differ."))
 
 
+# -- the Evolution panel's readings (overview["evolution"], crosstime.report.evolution) ------------
+
+# which phase (scan/phases.json: "n-gram statistics" or a task) a feature type should follow
+TYPE_PHASES = {"current_token": ("n-gram statistics",), "previous_token": ("previous_token",),
+               "induction": ("induction",), "subject_number": ("pp_attractor", "rc_attractor"),
+               "attractor": ("pp_attractor", "rc_attractor"), "subject_end": ("pp_attractor", "rc_attractor")}
+UNTYPED = ("other", "unscored")  # not a kind of feature the phases speak of
+
+
+def _evolution(data: dict, key: str) -> tuple[dict, list[str]] | None:
+    """``overview["evolution"][key]`` and the crosscoder's revisions, or None when absent."""
+    evo = (data.get("overview") or {}).get("evolution") or {}
+    if not evo.get(key):
+        return None
+    return evo[key], [c["revision"] for c in evo.get("checkpoints") or []]
+
+
+def direction_turn_reading(data: dict) -> str | None:
+    """Where the median cosine of the live features' decoders with their final direction passes one half."""
+    read = _evolution(data, "direction_turn")
+    if read is None or read[0].get("turn_after") is None:
+        return None
+    turn, revisions = read
+    m, median = turn["turn_after"], turn["median"]
+    revisions = turn.get("revisions") or revisions
+    if median[m] is None or median[m + 1] is None:
+        return None
+    return (f"Decoder directions turn between {revisions[m]} and {revisions[m + 1]}: the median cosine with the final "
+            f"direction passes one half there, from {median[m]:.2f} to {median[m + 1]:.2f} (it is {median[0]:.2f} at "
+            f"{revisions[0]}; live features with a decoder there).")
+
+
+def dimensionality_reading(data: dict) -> str | None:
+    """Where the total feature dimensionality Σ D_i / d is lowest, and where it ends."""
+    read = _evolution(data, "dimensionality")
+    if read is None or len(read[0]["total"]) != len(read[1]) or len(read[1]) < 2:
+        return None
+    dim, revisions = read
+    total = dim["total"]
+    low = min(range(len(total)), key=lambda m: total[m])
+    last = len(total) - 1
+    of = f"(Σ D_i / d, {dim['live_features']} live features, d = {dim['d']})"
+    if low == last:
+        return (f"Feature dimensionality {of} compresses from {total[0]:.2f} at {revisions[0]} to {total[last]:.2f} "
+                f"at {revisions[last]}, without expanding again.")
+    if low == 0:
+        return (f"Feature dimensionality {of} expands from {total[0]:.2f} at {revisions[0]} to {total[last]:.2f} at "
+                f"{revisions[last]}, without compressing first.")
+    return (f"Feature dimensionality {of} compresses from {total[0]:.2f} at {revisions[0]} to {total[low]:.2f} at "
+            f"{revisions[low]}, then expands to {total[last]:.2f} at {revisions[last]}.")
+
+
+def type_onsets(data: dict) -> list[tuple[str, int, int]] | None:
+    """``(type, median onset checkpoint index, features of the type)`` of the typed features with an onset, by onset."""
+    read = _evolution(data, "typed_emergence")
+    if read is None:
+        return None
+    typed = read[0]
+    onsets = [(t, typed["onset_median"][t], typed["counts"].get(t, 0)) for t in typed["types"]
+              if t not in UNTYPED and typed["onset_median"].get(t) is not None]
+    return sorted(onsets, key=lambda o: o[1])
+
+
+def typed_emergence_reading(data: dict) -> str | None:
+    """Per feature type, its median onset, in onset order."""
+    onsets = type_onsets(data)
+    if not onsets:
+        return None
+    revisions = _evolution(data, "typed_emergence")[1]
+    parts = [f"{t} at {revisions[m]} (median of {n})" for t, m, n in onsets]
+    return f"Features emerge by type: {parts[0].replace(' at ', ' features at ', 1)}" + "".join(f", {p}" for p in parts[1:]) + "."
+
+
+def _phase_steps(data: dict) -> dict[str, tuple[str, int]]:
+    """Feature type -> (its phase, the phase's onset step), for the types whose phase was learned (the
+    agreement types: the first of the attractor tasks learned)."""
+    phases = ((data.get("overview") or {}).get("evolution") or {}).get("phases") or {}
+    learned = {p["name"]: p["step"] for p in phases.get("phases", []) if p["step"] is not None}
+    out = {}
+    for kind, names in TYPE_PHASES.items():
+        found = sorted((learned[n], n) for n in names if n in learned)
+        if found:
+            out[kind] = (found[0][1], found[0][0])
+    return out
+
+
+def phase_order_reading(data: dict) -> str | None:
+    """Whether the feature types emerge (crosscoder, by training step) in the order their phases are learned
+    (scan/phases.json); the pairs out of order named. Ties on either side count as in order (the crosscoder's
+    checkpoints are a subset of the scanned ones)."""
+    onsets, phase_of = type_onsets(data), _phase_steps(data)
+    ck = ((data.get("overview") or {}).get("evolution") or {}).get("checkpoints") or []
+    pairs = [(t, ck[m]["step"], *phase_of[t]) for t, m, _ in onsets or [] if t in phase_of and ck[m]["step"] is not None]
+    if len(pairs) < 2:
+        return None
+    mapping = ", ".join(f"{t} (step {a}) → {p} (step {b})" for t, a, p, b in pairs)
+    wrong = [f"{a[0]} features emerge at step {a[1]}, after {b[0]} at step {b[1]}, but {a[2]} is learned at step "
+             f"{a[3]}, before {b[2]} at step {b[3]}"
+             for a in pairs for b in pairs if a[2] != b[2] and a[3] < b[3] and a[1] > b[1]]
+    verdict = "matches (ties count as in order)" if not wrong else "differs: " + "; ".join(wrong)
+    return (f"The feature types' emergence order {verdict}; median onset of each type → the phase it serves, learned "
+            f"at: {mapping}.")
+
+
+def evolution_lines(source: str | Path | dict[str, Any]) -> list[str]:
+    """The second paper's readings that a run supports (phase order, direction turn, dimensionality,
+    typed emergence), from a run directory, its data.json, or the data itself."""
+    return [line for line in evolution_readings(_load(source)).values() if line]
+
+
+def evolution_readings(data: dict) -> dict[str, str | None]:
+    """The Evolution figures' captions (keys of crosstime.report.evolution.EVOLUTION_FIGURES' values)."""
+    return {"phases": phase_order_reading(data), "dimensionality": dimensionality_reading(data),
+            "direction_turn": direction_turn_reading(data), "typed_emergence": typed_emergence_reading(data)}
+
+
 def findings(source: str | Path | dict[str, Any], n: int = 3) -> list[str]:
-    """Up to ``n`` findings in words, most telling first (accuracy jump, top feature, emergence, RelIE vs RelDec)."""
+    """Up to ``n`` findings in words, most telling first (accuracy jump, top feature, emergence, the feature types'
+    order against the phases, the direction turn, dimensionality, RelIE vs RelDec)."""
     data = _load(source)
-    out = [f(data) for f in (accuracy_finding, top_feature_finding, emergence_finding, agreement_finding)]
+    out = [f(data) for f in (accuracy_finding, top_feature_finding, emergence_finding, phase_order_reading,
+                             direction_turn_reading, dimensionality_reading, agreement_finding)]
     return [line for line in out if line][:n]

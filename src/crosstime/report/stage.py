@@ -63,11 +63,18 @@ from crosstime.report.dashboard import (
     collect,
     crosscoder_settings,
     now,
+    png_data_uri,
     rank_features,
     render,
 )
 from crosstime.report.evidence import EvidenceConfig, feature_evidence
-from crosstime.report.findings import findings, main_task
+from crosstime.report.evolution import (
+    TWO_PHASE_PNG,
+    caption_figures,
+    evolution_overview,
+    two_phase_figure,
+)
+from crosstime.report.findings import evolution_readings, findings, main_task
 from crosstime.series import CheckpointSeries, SeriesError, format_tokens, open_series
 from crosstime.shares import classify_shares, relative_shares, trajectories
 from crosstime.sites import final_norm, unembedding
@@ -229,6 +236,9 @@ def open_inputs(config: ReportConfig) -> Inputs:
     missing: list[str] = []
     store, model = open_store_and_model(run, device, missing)
     base = collect(run, model.revisions if model is not None else None)
+    # the second paper's analyses (Evolution panel): scanned = the scan finished and wrote its dynamics
+    base.overview["evolution"] = evolution_overview(run, base.evaluation, base.overview["dynamics"] is not None,
+                                                    base.missing)
     checkpoints = report_checkpoints(base.revisions, store, base)
     chosen = choose_features(config, base, model)
     series, tokenizer = None, None
@@ -328,7 +338,19 @@ def report_data(config: ReportConfig, inputs: Inputs) -> ReportData:
     apply_annotations(data, read_annotations(inputs.run))
     data["main_task"] = main_task(data)
     data["findings"] = findings(data, n=4)
+    evolution_figures(data, inputs.run)
     return ReportData.model_validate(clean(data))
+
+
+def evolution_figures(data: dict[str, Any], run: RunDir) -> None:
+    """Draw ``report/two_phase.png`` (when the scan's dynamics are there) into the figures, and caption the
+    Evolution figures with their readings."""
+    figures = data["overview"]["figures"]
+    path = two_phase_figure(data["overview"]["evolution"], run.report / TWO_PHASE_PNG)
+    uri = png_data_uri(path) if path is not None else None
+    if uri:
+        figures.insert(0, {"name": f"report/{TWO_PHASE_PNG}", "group": "report", "src": uri})
+    caption_figures(figures, evolution_readings(data))
 
 
 def report(config: ReportConfig) -> Path:

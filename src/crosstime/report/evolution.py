@@ -1,0 +1,148 @@
+"""The second paper's figures in the report: the two-phase figure, and what the dashboard's
+"Evolution" panel reads (the direction turn, feature dimensionality, typed emergence, the phases).
+
+    overview["evolution"] = evolution_overview(run, evaluation, overview, missing)
+    two_phase_figure(overview["evolution"], run.report / TWO_PHASE_PNG)
+
+``overview["evolution"]``: ``checkpoints`` (the crosscoder's: ``revision, step, tokens``),
+``dynamics`` (every scanned checkpoint: ``revision, step, tokens, loss, kl_unigram, kl_bigram,
+bigram_loss``, or None), ``phases`` (``scan/phases.json`` as :class:`~crosstime.artifacts.Phases`
+dumps it, or None), and from ``evaluation.json``'s ``decoder``: ``dimensionality``,
+``direction_turn``, ``typed_emergence`` (each None when the evaluation lacks it; listed in ``missing``).
+The one-line readings are :mod:`crosstime.report.findings`'s ``*_reading`` functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from crosstime.artifacts import (
+    SCAN_DYNAMICS,
+    SCAN_PHASES,
+    Evaluation,
+    Phases,
+    RunDir,
+    read_model,
+)
+from crosstime.files import atomic_path
+from crosstime.series import format_tokens
+
+TWO_PHASE_PNG = "two_phase.png"
+# the decoder analyses of the evaluation that the panel reads, and what their absence costs
+DECODER_KEYS = {
+    "dimensionality": "no feature dimensionality (figure, reading)",
+    "direction_turn": "no direction-turn reading",
+    "typed_emergence": "no emergence order by feature type, so no comparison with the phases",
+}
+# the figure each reading captions: figure name (as dashboard._figures names it) -> reading key
+EVOLUTION_FIGURES = {
+    f"report/{TWO_PHASE_PNG}": "phases",
+    "evaluation/dimensionality.png": "dimensionality",
+    "evaluation/direction_turn.png": "direction_turn",
+    "evaluation/typed_emergence.png": "typed_emergence",
+}
+
+
+def evolution_overview(run: RunDir, evaluation: Evaluation | None, scanned: bool, missing: list[str]) -> dict[str, Any]:
+    """What the Evolution panel and the two-phase figure read (see the module docstring). ``scanned``:
+    the scan finished and wrote dynamics.csv (else the scan's absence is already in ``missing``)."""
+    out: dict[str, Any] = {"checkpoints": [], "dynamics": None, "phases": None}
+    if scanned:
+        out["dynamics"] = [{k: r[k] for k in ("revision", "step", "tokens", "loss", "kl_unigram", "kl_bigram",
+                                              "bigram_loss")} for r in SCAN_DYNAMICS.read(run.scan, [])]
+        if (run.scan / SCAN_PHASES).is_file():
+            out["phases"] = read_model(Phases, run.scan / SCAN_PHASES).model_dump(mode="json")
+        else:
+            missing.append(f"scan/{SCAN_PHASES} (re-run `crosstime scan`): no phase marks in "
+                           f"report/{TWO_PHASE_PNG}, no phase order to compare the feature types' emergence with")
+    decoder = evaluation.decoder if evaluation is not None else {}
+    if evaluation is not None:
+        out["checkpoints"] = [{"revision": c.revision, "step": c.step, "tokens": c.tokens_seen}
+                              for c in evaluation.checkpoints]
+    for key, cost in DECODER_KEYS.items():
+        out[key] = decoder.get(key)
+        if evaluation is not None and out[key] is None:
+            missing.append(f"{run.evaluation_file.name}: decoder.{key} (re-run `crosstime evaluate`): {cost}")
+    return out
+
+
+def _log_x(tokens: Sequence[int | None]) -> tuple[np.ndarray, float]:
+    """Tokens on a log axis: 0 (step 0) drawn at half the smallest positive count (as the scan's figures do)."""
+    positive = [t for t in tokens if t]
+    floor = min(positive) / 2 if positive else 1.0
+    return np.array([t if t else floor for t in tokens], dtype=float), floor
+
+
+def _phase_marks(ax, phases: dict | None, floor: float, right: float, labelled: bool) -> None:
+    """A vertical line at each learned phase's onset (tokens seen); with ``labelled`` the phases that
+    start at one checkpoint named together beside it (to its left at the axis' right end ``right``)."""
+    onsets: dict[float, list[str]] = {}
+    for p in (phases or {}).get("phases", []):
+        if p["step"] is not None:
+            onsets.setdefault(float(p["tokens"] or floor), []).append(p["name"])
+    for k, (x, names) in enumerate(sorted(onsets.items())):
+        ax.axvline(x, color="0.45", ls=":", lw=1)
+        if labelled:
+            ax.annotate("\n".join(names), xy=(x, 0.98 - 0.16 * (k % 3)), xycoords=("data", "axes fraction"),
+                        fontsize=7, color="0.2", ha="right" if x >= right else "left", va="top",
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+
+
+def two_phase_figure(evolution: dict[str, Any], path: Path) -> Path | None:
+    """``report/two_phase.png``: loss and KL(model ‖ unigram / bigram) over every scanned checkpoint
+    (top), total feature dimensionality Σ D_i / d over the crosscoder's (bottom), the phases' onsets
+    marked on both. None (nothing written) without the dynamics."""
+    rows = evolution.get("dynamics")
+    if not rows:
+        return None
+    x, floor = _log_x([r["tokens"] for r in rows])
+    dim = evolution.get("dimensionality")
+    fig, axes = plt.subplots(2 if dim else 1, 1, figsize=(9, 6.4 if dim else 3.8), sharex=True, squeeze=False)
+    top = axes[0, 0]
+    top.plot(x, [r["loss"] for r in rows], "o-", color="black", ms=3, label="held-out loss")
+    top.plot(x, [r["kl_unigram"] for r in rows], "s-", color="tab:orange", ms=3, label="KL(model ‖ unigram)")
+    top.plot(x, [r["kl_bigram"] for r in rows], "^-", color="tab:blue", ms=3, label="KL(model ‖ bigram)")
+    top.axhline(rows[-1]["bigram_loss"], color="tab:blue", lw=0.8, ls="--", label="bigram entropy (its loss)")
+    top.set_ylabel("nats")
+    top.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: never over a curve
+    top.set_title("Two phases: n-gram statistics, then features (dotted: each phase's onset, scan/phases.json)",
+                  fontsize=10)
+    if dim:
+        ck = evolution["checkpoints"]
+        dx = np.array([c["tokens"] if c["tokens"] else floor for c in ck], dtype=float)
+        bottom = axes[1, 0]
+        bottom.plot(dx, dim["total"], "o-", color="tab:green", ms=4)
+        bottom.set_ylabel(f"Σ D_i / d  (d = {dim['d']})")
+        bottom.set_title(f"total feature dimensionality, {dim['live_features']} live features", fontsize=9)
+    for k, ax in enumerate(axes[:, 0]):
+        ax.set_xscale("log")
+        _phase_marks(ax, evolution.get("phases"), floor, float(x.max()), labelled=k == 0)
+        ax.grid(alpha=0.3)
+    ticks = [r["tokens"] for r in rows]
+    axes[-1, 0].set_xticks(x, [format_tokens(t) if t else "0" for t in ticks], fontsize=7, rotation=45)
+    axes[-1, 0].minorticks_off()
+    axes[-1, 0].set_xlabel("tokens seen (log scale; 0 drawn at half the first non-zero count)")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def caption_figures(figures: list[dict], readings: dict[str, str | None]) -> None:
+    """Mark the Evolution figures (``evolution``: the dashboard shows them in their own section) and give
+    each its one-line reading (``caption``; one whose reading's inputs are absent keeps none)."""
+    for figure in figures:
+        key = EVOLUTION_FIGURES.get(figure["name"])
+        if key is None:
+            continue
+        figure["evolution"] = True
+        if readings.get(key):
+            figure["caption"] = readings[key]
