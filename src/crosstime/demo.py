@@ -33,7 +33,7 @@ from crosstime.attribution import AttributeConfig, attribute, top_features_line
 from crosstime.crosscoder import TrainConfig, train
 from crosstime.crosscoder.logs import heldout_summary
 from crosstime.evaluate import EvaluateConfig, evaluate, paper_row
-from crosstime.report import ReportConfig, findings, report
+from crosstime.report import ReportConfig, evolution_lines, findings, report
 from crosstime.scan import ScanConfig, phases_line, scan, suggestion_line
 from crosstime.stage import StageConfig
 from crosstime.store import ActivationStore, HarvestConfig, harvest
@@ -180,7 +180,7 @@ def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
                                                             max_pairs=config.attribution_pairs),
              lambda task=task: _attribution_line(run, task))
     report_cfg = ReportConfig(**common, n_features=config.n_report_features, title="crosstime demo: toy world")
-    step("report", report, report_cfg)
+    step("report", report, report_cfg, lambda: evolution_lines(run.root))
     return DemoResult(run=run.root, dashboard=report_cfg.output(), toy_world=world, toy_built=not cached,
                       revisions=revisions, timings=step.timings, reused=step.reused, summaries=step.summaries,
                       findings=findings(run.root))
