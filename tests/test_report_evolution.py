@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import matplotlib.image
-import pytest
 
 from crosstime.artifacts import (
     SCAN_DYNAMICS,
@@ -190,16 +188,10 @@ def test_two_phase_figure_written_and_embedded_with_its_reading(tmp_path):
 
 
 def test_older_run_without_phases_or_decoder_analyses(tmp_path):
-    """The finished older demo run (no scan/phases.json, evaluation.json without the new keys): each is listed
-    as missing, no reading, and the two-phase figure still drawn from the dynamics, without phase marks."""
-    source = Path(__file__).resolve().parents[1] / "runs" / "docs-demo"
-    if not (source / "scan" / SCAN_DYNAMICS.file).is_file():
-        pytest.skip(f"{source} not here")
-    root = tmp_path / "run"
-    shutil.copytree(source / "scan", root / "scan")
-    shutil.copy(source / "evaluation.json", root / "evaluation.json")
-    run = RunDir(root)
-    evaluation = Evaluation.model_validate_json((root / "evaluation.json").read_text())
+    """A run from before these analyses (no scan/phases.json, evaluation.json without the decoder keys): each is
+    listed as missing, no reading, and the two-phase figure still drawn from the dynamics, without phase marks."""
+    run = _write_run(tmp_path / "run", phases=False)
+    evaluation = _evaluation({"emergence": {}})  # an older evaluation's decoder: none of the three keys
     missing: list[str] = []
     evolution = evolution_overview(run, evaluation, True, missing)
     assert evolution["phases"] is None and evolution["dimensionality"] is None

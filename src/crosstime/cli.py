@@ -442,7 +442,7 @@ def _register_stages() -> None:
 
     stage_command("scan", ScanConfig, scan, _show_scan, positional=("run", "series"),
                   help="Scan every checkpoint: task accuracy, representation similarity, training dynamics; "
-                       "suggest checkpoints.")
+                       "the phases in order of onset; suggest checkpoints.")
     stage_command("harvest", HarvestConfig, harvest, _show_harvest, positional=("run", "series"),
                   help="Harvest site activations of checkpoints into RUN/activations (resumable; works under "
                        "torchrun).")
@@ -451,7 +451,7 @@ def _register_stages() -> None:
                        "under torchrun).")
     stage_command("evaluate", EvaluateConfig, evaluate, _show_evaluate,
                   help="Reconstruction (EV, L0, dead), splicing (ΔCE, KL) per checkpoint, RelDec classes and "
-                       "emergence.")
+                       "emergence; feature dimensionality, the direction turn, emergence by feature type.")
     stage_command("attribute", AttributeConfig, attribute, _show_attribute,
                   help="Per-checkpoint indirect effects of the crosscoder's features on a task; RelIE; ablation "
                        "check.")
@@ -587,7 +587,7 @@ def push(
 
 
 toy_app = typer.Typer(cls=_UntaggedGroup, no_args_is_help=True,
-                      help="The embedded toy world: agreement grammar, minimal pairs, tiny pretrained GPT-NeoX.")
+                      help="The embedded toy world: agreement grammar, copy and induction documents, minimal pairs, tiny pretrained GPT-NeoX.")
 
 
 @toy_app.command("build")

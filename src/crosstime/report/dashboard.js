@@ -393,7 +393,7 @@
           hlinesInRange: true, hlines: refs.map(function (s) { return [s.points[0][1], s.label + " " + fmt(s.points[0][1])]; }) }),
         legend(curves.map(function (s) { return s.label; })), refs.length ? el("div", { cls: "hint", text: "dotted horizontal lines: " + refs.map(function (s) { return s.label; }).join("; ") }) : null])));
     }
-    grid.appendChild(panel("Checkpoints chosen for the crosscoder", O.suggestion ? suggestionView(O.suggestion) : missing("scan/suggestion.json not found")));
+    grid.appendChild(panel("Checkpoints the scan suggests", O.suggestion ? suggestionView(O.suggestion) : missing("scan/suggestion.json not found")));
     var sims = O.similarity || [];
     var simTitle = { cosine: "Mean per-token cosine between checkpoints", cka: "Linear CKA between checkpoints" };
     sims.forEach(function (sm) {

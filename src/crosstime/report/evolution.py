@@ -82,18 +82,25 @@ def _log_x(tokens: Sequence[int | None]) -> tuple[np.ndarray, float]:
 
 
 def _phase_marks(ax, phases: dict | None, floor: float, right: float, labelled: bool) -> None:
-    """A vertical line at each learned phase's onset (tokens seen); with ``labelled`` the phases that
-    start at one checkpoint named together beside it (to its left at the axis' right end ``right``)."""
+    """A vertical line at each learned phase's onset (tokens seen); with ``labelled`` each line gets a
+    number above the axes and the phases starting there are listed by number to the right of the axes
+    (several phases often share a checkpoint: listed beside the lines they would overlap)."""
+    import textwrap
+
     onsets: dict[float, list[str]] = {}
     for p in (phases or {}).get("phases", []):
         if p["step"] is not None:
             onsets.setdefault(float(p["tokens"] or floor), []).append(p["name"])
-    for k, (x, names) in enumerate(sorted(onsets.items())):
+    key = []
+    for k, (x, names) in enumerate(sorted(onsets.items()), start=1):
         ax.axvline(x, color="0.45", ls=":", lw=1)
         if labelled:
-            ax.annotate("\n".join(names), xy=(x, 0.98 - 0.16 * (k % 3)), xycoords=("data", "axes fraction"),
-                        fontsize=7, color="0.2", ha="right" if x >= right else "left", va="top",
-                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+            ax.annotate(str(k), xy=(x, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 2),
+                        textcoords="offset points", fontsize=8, color="0.2", ha="center", va="bottom")
+            key.append(textwrap.fill(f"{k}: {', '.join(names)}", 36, subsequent_indent="   "))
+    if key:
+        ax.text(1.02, 0.0, "phase onsets (dotted lines)\n" + "\n".join(key), transform=ax.transAxes, fontsize=7,
+                color="0.2", va="bottom", ha="left")
 
 
 def two_phase_figure(evolution: dict[str, Any], path: Path) -> Path | None:
@@ -114,7 +121,7 @@ def two_phase_figure(evolution: dict[str, Any], path: Path) -> Path | None:
     top.set_ylabel("nats")
     top.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: never over a curve
     top.set_title("Two phases: n-gram statistics, then features (dotted: each phase's onset, scan/phases.json)",
-                  fontsize=10)
+                  fontsize=10, pad=14)  # room for the onset numbers above the axes
     if dim:
         ck = evolution["checkpoints"]
         dx = np.array([c["tokens"] if c["tokens"] else floor for c in ck], dtype=float)
