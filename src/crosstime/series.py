@@ -35,10 +35,11 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from crosstime.errors import CrosstimeError
@@ -58,6 +59,18 @@ BLOOM_1B1_STEPS = (1000, 10000, 100000, 200000, 300000, 400000, 500000, 600000)
 
 class SeriesError(CrosstimeError):
     """A checkpoint series or revision request that cannot be satisfied."""
+
+
+def token_floor(tokens: Sequence[int | None]) -> float:
+    """Where 0 tokens is drawn on a log axis of tokens seen: half the smallest positive count (1 if none)."""
+    positive = [t for t in tokens if t]
+    return min(positive) / 2 if positive else 1.0
+
+
+def log_x(tokens: Sequence[int | None]) -> np.ndarray:
+    """Positions of checkpoints on a log axis of tokens seen: the counts, 0 (or unknown) at :func:`token_floor`."""
+    floor = token_floor(tokens)
+    return np.array([t if t else floor for t in tokens], dtype=float)
 
 
 def format_tokens(tokens: int | None) -> str:

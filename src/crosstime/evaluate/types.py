@@ -201,7 +201,8 @@ class _PropertySums:
             base = float(self.group_n[g]) / self.n
             if base >= 1:
                 continue
-            mass = torch.zeros(self.F, dtype=torch.float64).index_add_(0, feats[groups == g], self.sums[groups == g])
+            in_g = groups == g
+            mass = torch.zeros(self.F, dtype=torch.float64).index_add_(0, feats[in_g], self.sums[in_g])
             share = mass / torch.where(self.total > 0, self.total, torch.ones_like(self.total))
             best = torch.maximum(best, ((share - base) / (1 - base)).clamp(0, 1))
         return torch.where(self.total > 0, best, torch.full_like(best, float("nan")))

@@ -14,7 +14,6 @@ The one-line readings are :mod:`crosstime.report.findings`'s ``*_reading`` funct
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from crosstime.artifacts import (
     read_model,
 )
 from crosstime.files import atomic_path
-from crosstime.series import format_tokens
+from crosstime.series import format_tokens, log_x, token_floor
 
 TWO_PHASE_PNG = "two_phase.png"
 # the decoder analyses of the evaluation that the panel reads, and what their absence costs
@@ -74,13 +73,6 @@ def evolution_overview(run: RunDir, evaluation: Evaluation | None, scanned: bool
     return out
 
 
-def _log_x(tokens: Sequence[int | None]) -> tuple[np.ndarray, float]:
-    """Tokens on a log axis: 0 (step 0) drawn at half the smallest positive count (as the scan's figures do)."""
-    positive = [t for t in tokens if t]
-    floor = min(positive) / 2 if positive else 1.0
-    return np.array([t if t else floor for t in tokens], dtype=float), floor
-
-
 def _phase_marks(ax, phases: dict | None, floor: float, right: float, labelled: bool) -> None:
     """A vertical line at each learned phase's onset (tokens seen); with ``labelled`` each line gets a
     number above the axes and the phases starting there are listed by number to the right of the axes
@@ -110,7 +102,8 @@ def two_phase_figure(evolution: dict[str, Any], path: Path) -> Path | None:
     rows = evolution.get("dynamics")
     if not rows:
         return None
-    x, floor = _log_x([r["tokens"] for r in rows])
+    tokens = [r["tokens"] for r in rows]
+    x, floor = log_x(tokens), token_floor(tokens)
     dim = evolution.get("dimensionality")
     fig, axes = plt.subplots(2 if dim else 1, 1, figsize=(9, 6.4 if dim else 3.8), sharex=True, squeeze=False)
     top = axes[0, 0]

@@ -17,18 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from crosstime.files import atomic_path  # noqa: E402
-from crosstime.series import format_tokens  # noqa: E402
-
-
-def token_floor(tokens: Sequence[int | None]) -> float:
-    """Where 0 tokens is drawn on a log axis: half the smallest positive count (1 if none)."""
-    positive = [t for t in tokens if t]
-    return min(positive) / 2 if positive else 1.0
-
-
-def log_x(tokens: Sequence[int | None]) -> np.ndarray:
-    floor = token_floor(tokens)
-    return np.array([t if t else floor for t in tokens], dtype=float)
+from crosstime.series import format_tokens, log_x, token_floor  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

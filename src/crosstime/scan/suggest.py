@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crosstime.series import Checkpoint
+from crosstime.series import Checkpoint, log_x
 
 
 def fit_ramp(x: Sequence[float], y: Sequence[float]) -> dict | None:
@@ -89,10 +89,8 @@ def _level(v: float) -> float:
 def _token_axis(ckpts: list[Checkpoint]) -> np.ndarray:
     """x of the ramp fits: log10 tokens (step 0 at half the smallest positive count), else checkpoint order."""
     tokens = [c.tokens for c in ckpts]
-    positive = [t for t in tokens if t]
-    floor = min(positive) / 2 if positive else 1.0
-    if positive and None not in tokens:
-        return np.log10([t if t else floor for t in tokens])
+    if any(tokens) and None not in tokens:
+        return np.log10(log_x(tokens))
     return np.arange(len(ckpts), dtype=float)
 
 
