@@ -61,9 +61,12 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    from crosstime.crosscoder import TrainConfig, train
-    from crosstime.evaluate import EvaluateConfig, evaluate, format_table, paper_row
-    from crosstime.store import HarvestConfig, harvest
+    from crosstime.crosscoder import TrainConfig
+    from crosstime.stages.train import train
+    from crosstime.evaluate import EvaluateConfig, format_table, paper_row
+    from crosstime.stages.evaluate import evaluate
+    from crosstime.store import HarvestConfig
+    from crosstime.stages.harvest import harvest
     from crosstime.toy import read_build, toy_world
 
     root = Path(args.toy) if args.toy else toy_world()

@@ -24,7 +24,8 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true")
     args = parser.parse_args()
 
-    from crosstime.scan import ScanConfig, print_scan_summary, scan
+    from crosstime.scan import ScanConfig, print_scan_summary
+    from crosstime.stages.scan import scan
     from crosstime.toy import toy_world
 
     root = toy_world()

@@ -90,7 +90,8 @@ def rss_kib(field: str = "VmHWM") -> int:
 def bench_harvest(work: Path, name: str, layers: int, d: int, T: int, layer: int, n_tokens: int, reps: int,
                   series_root: Path | None = None, revision: str = "step0") -> dict:
     from crosstime.series import open_series
-    from crosstime.store import HarvestConfig, harvest
+    from crosstime.store import HarvestConfig
+    from crosstime.stages.harvest import harvest
     from crosstime.store.harvesting import run_items
 
     if series_root is None:
@@ -152,7 +153,8 @@ if mode == "model":
     with torch.inference_mode():
         read_site(m, torch.zeros(16, 1024, dtype=torch.long), 1)
 elif mode == "harvest":
-    from crosstime.store import HarvestConfig, harvest
+    from crosstime.store import HarvestConfig
+    from crosstime.stages.harvest import harvest
     t0 = time.perf_counter()
     harvest(HarvestConfig(run=run, series=series, layer=1, corpus=corpus, tokens=n_tokens, context_len=1024,
                           batch_size=16, progress=False))

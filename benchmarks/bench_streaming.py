@@ -37,8 +37,10 @@ def _settings(args, rows: int) -> dict:
 
 def run_store(world: Path, run: Path, args) -> tuple[float, float, int]:
     """(harvest seconds, training seconds, steps) of harvest + store-based training."""
-    from crosstime.crosscoder import TrainConfig, train
-    from crosstime.store import HarvestConfig, harvest
+    from crosstime.crosscoder import TrainConfig
+    from crosstime.stages.train import train
+    from crosstime.store import HarvestConfig
+    from crosstime.stages.harvest import harvest
 
     t0 = time.perf_counter()
     store = harvest(HarvestConfig(run=run, series=str(world), revisions=REVISIONS, layer=1, tokens=args.tokens,
@@ -51,7 +53,8 @@ def run_store(world: Path, run: Path, args) -> tuple[float, float, int]:
 
 def run_stream(world: Path, run: Path, args, rows: int) -> float:
     """Seconds of streaming training on the same tokens and steps."""
-    from crosstime.crosscoder import TrainConfig, train
+    from crosstime.crosscoder import TrainConfig
+    from crosstime.stages.train import train
 
     t0 = time.perf_counter()
     train(TrainConfig(run=run, series=str(world), layer=1, revisions=REVISIONS, tokens=args.tokens, context_len=64,

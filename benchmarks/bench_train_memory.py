@@ -56,7 +56,8 @@ def main() -> None:
     ap.add_argument("--large", type=int, default=1_200_000)
     ap.add_argument("--steps", type=int, default=300)
     args = ap.parse_args()
-    from crosstime.store import HarvestConfig, harvest
+    from crosstime.store import HarvestConfig
+    from crosstime.stages.harvest import harvest
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

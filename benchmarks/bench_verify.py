@@ -91,7 +91,8 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time(
 
 def build_store(work: Path) -> tuple[Path, Path]:
     """The demo's store (harvested once into ``work``) and a copy of it."""
-    from crosstime.store import ActivationStore, HarvestConfig, harvest
+    from crosstime.store import ActivationStore, HarvestConfig
+    from crosstime.stages.harvest import harvest
     from crosstime.toy import toy_world
 
     original = work / "run" / "activations"

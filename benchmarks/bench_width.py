@@ -144,7 +144,8 @@ def forward_flop_per_token(layer: int, context: int) -> float:
 
 def bench_harvest(series: Path, work: Path, layer: int, n_tokens: int, context: int, batch_size: int) -> dict:
     from crosstime.series import open_series
-    from crosstime.store import HarvestConfig, harvest
+    from crosstime.store import HarvestConfig
+    from crosstime.stages.harvest import harvest
 
     revisions = [c.revision for c in open_series(series).checkpoints]
     t0 = time.perf_counter()
@@ -249,7 +250,8 @@ def bench_stream(series: Path, work: Path, layer: int, n_tokens: int, context: i
     in this process: tokens/s = training rows / wall (model loads, harvesting and steps)."""
     if not module_present("crosstime.crosscoder.streaming"):
         return {"skipped": "src/crosstime/crosscoder/streaming.py is not there yet"}
-    from crosstime.crosscoder import TrainConfig, train
+    from crosstime.crosscoder import TrainConfig
+    from crosstime.stages.train import train
     from crosstime.series import open_series
 
     revisions = [c.revision for c in open_series(series).checkpoints]

@@ -117,10 +117,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from crosstime.artifacts import RunDir
-    from crosstime.attribution import AttributeConfig, attribute, print_attribution
-    from crosstime.crosscoder import TrainConfig, train
+    from crosstime.attribution import AttributeConfig, print_attribution
+    from crosstime.stages.attribute import attribute
+    from crosstime.crosscoder import TrainConfig
+    from crosstime.stages.train import train
     from crosstime.series import open_series
-    from crosstime.store import ActivationStore, HarvestConfig, harvest
+    from crosstime.store import ActivationStore, HarvestConfig
+    from crosstime.stages.harvest import harvest
     from crosstime.toy import ToyConfig, toy_world
 
     world = toy_world(ToyConfig(**json.loads(args.toy_config)) if args.toy_config else None)

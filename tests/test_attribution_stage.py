@@ -25,7 +25,8 @@ from crosstime.artifacts import (
     RunDir,
     read_model,
 )
-from crosstime.attribution import AttributeConfig, AttributionError, attribute
+from crosstime.attribution import AttributeConfig, AttributionError
+from crosstime.stages.attribute import attribute
 from crosstime.crosscoder import CrosscoderConfig, CrosscoderError, build
 from crosstime.store import ActivationStore
 
@@ -45,7 +46,8 @@ LAYER = 1
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_series, tmp_path_factory):
-    from crosstime.store import HarvestConfig, harvest
+    from crosstime.store import HarvestConfig
+    from crosstime.stages.harvest import harvest
 
     root = tmp_path_factory.mktemp("attr_run")
     corpus = root / "corpus.txt"

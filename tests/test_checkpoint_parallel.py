@@ -146,7 +146,8 @@ def test_what_checkpoint_parallelism_refuses():
 
 STAGE_SCRIPT = """
 import sys, torch
-from crosstime.crosscoder import TrainConfig, train
+from crosstime.crosscoder import TrainConfig
+from crosstime.stages.train import train
 torch.set_num_threads(1)
 train(TrainConfig.model_validate_json(open(sys.argv[1]).read()))
 """
@@ -158,8 +159,9 @@ def test_the_train_stage_reads_each_shards_checkpoints_from_the_store(tmp_path, 
 
     from store_helpers import harvest_config
 
-    from crosstime.crosscoder import TrainConfig, train
-    from crosstime.store import harvest
+    from crosstime.crosscoder import TrainConfig
+    from crosstime.stages.train import train
+    from crosstime.stages.harvest import harvest
 
     harvest(harvest_config(tiny_series, corpus, tmp_path / "one"))
     shutil.copytree(tmp_path / "one", tmp_path / "two")

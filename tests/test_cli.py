@@ -70,7 +70,8 @@ def _series_json(folder: Path, entries: list[dict]) -> Path:
 @pytest.fixture(scope="module")
 def world(tiny_series, tmp_path_factory) -> World:
     from crosstime.crosscoder import CrosscoderConfig, build
-    from crosstime.store import HarvestConfig, harvest
+    from crosstime.store import HarvestConfig
+    from crosstime.stages.harvest import harvest
 
     root = tmp_path_factory.mktemp("cli")
     rng = random.Random(0)

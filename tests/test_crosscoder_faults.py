@@ -36,22 +36,13 @@ from conftest import WORDS
 from typer.testing import CliRunner
 
 import crosstime.crosscoder.training as T
-from crosstime.crosscoder import (
-    CrosscoderConfig,
-    CrosscoderError,
-    TrainConfig,
-    TrainingError,
-    TrainSettings,
-    build,
-    fit,
-    load,
-    load_for_store,
-    train,
-)
+from crosstime.crosscoder import CrosscoderConfig, CrosscoderError, TrainConfig, TrainingError, TrainSettings, build, fit, load, load_for_store
+from crosstime.stages.train import train
 from crosstime.crosscoder.model import CONFIG_FILE, WEIGHTS_FILE
 from crosstime.errors import CrosstimeError
 from crosstime.files import remove_stale_temps
-from crosstime.store import ActivationStore, HarvestConfig, harvest
+from crosstime.store import ActivationStore, HarvestConfig
+from crosstime.stages.harvest import harvest
 
 torch.set_num_threads(1)
 

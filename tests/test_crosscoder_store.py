@@ -14,8 +14,10 @@ import yaml
 from conftest import WORDS, make_tiny_series
 from typer.testing import CliRunner
 
-from crosstime.crosscoder import DataError, TrainConfig, TrainSettings, fit, load, train
-from crosstime.store import ActivationStore, HarvestConfig, StoreError, harvest
+from crosstime.crosscoder import DataError, TrainConfig, TrainSettings, fit, load
+from crosstime.stages.train import train
+from crosstime.store import ActivationStore, HarvestConfig, StoreError
+from crosstime.stages.harvest import harvest
 from crosstime.store.layout import chunk_paths
 
 torch.set_num_threads(1)

@@ -41,7 +41,8 @@ def browser():
 
 
 def _dashboard(tmp_path_factory, M: int) -> tuple[Path, dict]:
-    from crosstime.report import EvidenceConfig, ReportConfig, report
+    from crosstime.report import EvidenceConfig, ReportConfig
+    from crosstime.stages.report import report
 
     run, _ = cached_run(tmp_path_factory, M=M)
     out = report(ReportConfig(run=run, n_features=12, progress=False, evidence=EvidenceConfig(n_top=4, max_contexts=8)))
@@ -157,7 +158,8 @@ def _significant(text: str) -> list[str]:
 @pytest.fixture(scope="module")
 def checked_run(tmp_path_factory) -> tuple[Path, dict]:
     """The report under test: a copy of $CROSSTIME_DOCS_RUN re-reported, else the fabricated M = 3 run's."""
-    from crosstime.report import EvidenceConfig, ReportConfig, report
+    from crosstime.report import EvidenceConfig, ReportConfig
+    from crosstime.stages.report import report
 
     source = os.environ.get("CROSSTIME_DOCS_RUN")
     if source:

@@ -30,10 +30,12 @@ from crosstime.crosscoder import (
     fit,
 )
 from crosstime.evaluate import stage as ev
-from crosstime.evaluate.stage import EvaluateConfig, EvaluationError, evaluate
+from crosstime.evaluate.stage import EvaluateConfig, EvaluationError
+from crosstime.stages.evaluate import evaluate
 from crosstime.series import open_series
 from crosstime.sites import patch_site, unembedding
-from crosstime.store import ActivationStore, HarvestConfig, harvest
+from crosstime.store import ActivationStore, HarvestConfig
+from crosstime.stages.harvest import harvest
 
 T = 16
 LAYER = 1

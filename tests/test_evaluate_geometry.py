@@ -19,7 +19,8 @@ from crosstime.evaluate.geometry import (
     direction_turn,
     crossing,
 )
-from crosstime.evaluate.stage import EvaluateConfig, evaluate
+from crosstime.evaluate.stage import EvaluateConfig
+from crosstime.stages.evaluate import evaluate
 from crosstime.store import ActivationStore
 
 S3 = math.sqrt(3) / 2

@@ -11,7 +11,8 @@ import torch
 from test_evaluate import run, save_crosscoder, sharp_series  # noqa: F401  (module fixtures reused)
 
 from crosstime.artifacts import EVALUATION_FEATURES
-from crosstime.evaluate.stage import EvaluateConfig, evaluate
+from crosstime.evaluate.stage import EvaluateConfig
+from crosstime.stages.evaluate import evaluate
 from crosstime.evaluate.types import (
     FLAG_PROPERTIES,
     ALL_PROPERTIES,
@@ -25,7 +26,8 @@ from crosstime.evaluate.types import (
     induction_flags,
     typed_emergence,
 )
-from crosstime.store import ActivationStore, HarvestConfig, harvest
+from crosstime.store import ActivationStore, HarvestConfig
+from crosstime.stages.harvest import harvest
 from crosstime.toy.labels import LABELS as TOY_LABELS
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from conftest import tiny_model
 from store_helpers import LAYER, T, harvest_config
 
-from crosstime.store import harvest
+from crosstime.stages.harvest import harvest
 from crosstime.store.harvesting import compute_chunk
 
 

@@ -39,7 +39,8 @@ def imported_run(tmp_path_factory):
     assert "checked against the store" in result.output
     tasks = write_tasks(root / "tasks")
     run_stages(run, series, tasks, ("evaluate", "attribute"))
-    from crosstime.report import EvidenceConfig, ReportConfig, report
+    from crosstime.report import EvidenceConfig, ReportConfig
+    from crosstime.stages.report import report
 
     report(ReportConfig(run=run, evidence=EvidenceConfig(max_contexts=4, logit_lens="none"), device="cpu",
                         progress=False))

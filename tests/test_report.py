@@ -34,17 +34,8 @@ from crosstime.artifacts import (
     read_model,
 )
 from crosstime.crosscoder import CrosscoderError
-from crosstime.report import (
-    AnnotationError,
-    EvidenceConfig,
-    ReportConfig,
-    ReportError,
-    export_annotations,
-    feature_evidence,
-    import_annotations,
-    read_annotations,
-    report,
-)
+from crosstime.report import AnnotationError, EvidenceConfig, ReportConfig, ReportError, export_annotations, feature_evidence, import_annotations, read_annotations
+from crosstime.stages.report import report
 from crosstime.report.annotate import parse_annotations
 from crosstime.report.dashboard import PER_CHECKPOINT_SUMMARY, collect
 from crosstime.report.evidence import (

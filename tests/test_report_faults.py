@@ -16,7 +16,8 @@ import pytest
 from test_report_helpers import cached_run
 
 from crosstime.errors import CrosstimeError
-from crosstime.report import EvidenceConfig, ReportConfig, report
+from crosstime.report import EvidenceConfig, ReportConfig
+from crosstime.stages.report import report
 
 QUICK = EvidenceConfig(max_contexts=4, logit_lens="none")
 TASK = "agreement"

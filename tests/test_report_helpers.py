@@ -82,7 +82,8 @@ def make_series(root: Path, M: int, seed: int = 0) -> Path:
 
 
 def harvest_run(run: Path, series: Path):
-    from crosstime.store import HarvestConfig, harvest
+    from crosstime.store import HarvestConfig
+    from crosstime.stages.harvest import harvest
 
     return harvest(HarvestConfig(run=run, series=str(series), layer=LAYER, tokens=24 * CONTEXT_LEN,
                                  heldout_tokens=8 * CONTEXT_LEN, context_len=CONTEXT_LEN, chunk_contexts=8,
@@ -99,9 +100,12 @@ def save_crosscoder(run: Path, store, revisions: list[str] | None = None, seed: 
 
 def run_stages(run: Path, series: Path, task_files: list[Path], stages: tuple[str, ...]) -> None:
     """The scan, evaluate and attribute stages on ``run``, as small as they go."""
-    from crosstime.attribution import AttributeConfig, attribute
-    from crosstime.evaluate import EvaluateConfig, evaluate
-    from crosstime.scan import ScanConfig, scan
+    from crosstime.attribution import AttributeConfig
+    from crosstime.stages.attribute import attribute
+    from crosstime.evaluate import EvaluateConfig
+    from crosstime.stages.evaluate import evaluate
+    from crosstime.scan import ScanConfig
+    from crosstime.stages.scan import scan
 
     if "scan" in stages:
         scan(ScanConfig(run=run, series=str(series), layer=LAYER, tasks=[str(t) for t in task_files],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 from typing import ClassVar
@@ -12,7 +13,7 @@ from pydantic import Field, ValidationError
 
 from crosstime import stage
 from crosstime.artifacts import ArtifactError
-from crosstime.stage import Count, StageConfig
+from crosstime.stage import Artifact, Count, Stage, StageConfig
 
 
 class ToyStageConfig(StageConfig):
@@ -23,8 +24,27 @@ class ToyStageConfig(StageConfig):
     device: str = Field("auto", description="does not")
     tokens: Count = Field(1000, description="a count")
 
-    def output(self) -> Path:
-        return self.rundir.root / "out.txt"
+
+def _read_text(run, key: str | None) -> str:
+    return (run.root / "out.txt").read_text()
+
+
+OUT = Artifact("toyout", "out.txt", "out.txt", _read_text, "toystage", "the toy stage's text",
+               checksummed=("out.txt",))
+
+
+def _nothing(result, config) -> None:
+    return None
+
+
+@pytest.fixture(autouse=True)
+def toy_stages():
+    """The two toy stages, registered for each test and removed after it (the registry is global)."""
+    for declared in (TOY, DOWN):
+        stage.register(declared)
+    yield
+    for declared in (TOY, DOWN):
+        stage.STAGES.pop(declared.name)
 
 
 def _run_stage(config: ToyStageConfig, fail: bool = False) -> None:
@@ -41,7 +61,8 @@ def test_record_after_success_reuse_and_forgetting(tmp_path):
     assert not stage.finished(cfg)
     _run_stage(cfg)
     records = yaml.safe_load((cfg.run / "config.yaml").read_text())
-    assert records["toystage"] == {"width": 4, "tokens": 1000, "inputs_digest": records["toystage"]["inputs_digest"]}
+    assert records["toystage"] == {"width": 4, "tokens": 1000, "inputs_digest": records["toystage"]["inputs_digest"],
+                                   "writes": ["toyout"], "files": {"out.txt": hashlib.sha256(b"xxxx").hexdigest()}}
     assert stage.finished(cfg)
     assert stage.finished(cfg.model_copy(update={"device": "cuda", "progress": False}))
     assert not stage.finished(cfg.model_copy(update={"width": 5}))
@@ -84,10 +105,12 @@ def test_configs_refuse_unknown_settings_and_read_counts(tmp_path):
 
 class Downstream(ToyStageConfig):
     stage: ClassVar[str] = "downstream"
-    upstream: ClassVar[tuple[str, ...]] = ("toystage",)
 
-    def output(self) -> Path:
-        return self.rundir.root / "down.txt"
+
+DOWN_OUT = Artifact("toydown", "down.txt", "down.txt", _read_text, "downstream", "the downstream text")
+TOY = Stage(name="toystage", config=ToyStageConfig, work=_run_stage, writes=(OUT,), show=_nothing, help="a toy")
+DOWN = Stage(name="downstream", config=Downstream, work=_run_stage, reads=(OUT,), writes=(DOWN_OUT,), show=_nothing,
+             help="reads the toy's text")
 
 
 def test_a_stage_is_not_reused_once_what_it_read_was_redone(tmp_path):

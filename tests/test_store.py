@@ -19,7 +19,8 @@ from store_helpers import LAYER, T, harvest_config, store_files
 
 from crosstime.series import SeriesError, open_series
 from crosstime.sites import LayerOutOfRange
-from crosstime.store import ActivationStore, HarvestConfig, StoreError, harvest
+from crosstime.store import ActivationStore, HarvestConfig, StoreError
+from crosstime.stages.harvest import harvest
 from crosstime.store.corpus import CorpusError, pack_contexts, resolve_corpus
 from crosstime.store.layout import chunk_paths
 

@@ -31,13 +31,8 @@ from store_helpers import LAYER, T, harvest_config, store_files
 from crosstime.crosscoder import TrainSettings, fit
 from crosstime.series import open_series
 from crosstime.sites import weights_fingerprint
-from crosstime.store import (
-    ActivationStore,
-    HarvestConfig,
-    StoreError,
-    harvest,
-    integrity,
-)
+from crosstime.store import ActivationStore, HarvestConfig, StoreError, integrity
+from crosstime.stages.harvest import harvest
 from crosstime.store.corpus import CorpusError, iter_documents
 from crosstime.store.layout import MANIFEST, TOKENS, VERIFIED, chunk_paths
 

@@ -12,12 +12,14 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from crosstime.crosscoder import TrainConfig, load, train
+from crosstime.crosscoder import TrainConfig, load
+from crosstime.stages.train import train
 from crosstime.crosscoder import streaming as streaming_module
 from crosstime.crosscoder.data import StreamSource
 from crosstime.crosscoder.streaming import StreamError
 from crosstime.crosscoder.training import Trainer
-from crosstime.store import ActivationStore, HarvestConfig, harvest
+from crosstime.store import ActivationStore, HarvestConfig
+from crosstime.stages.harvest import harvest
 
 REVISIONS = ["step128", "step1000"]
 

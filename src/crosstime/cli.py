@@ -35,8 +35,10 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from typer.core import TyperArgument, TyperGroup
 
+import crosstime.stages  # noqa: F401  (registers the built-in stages: their commands come from their declarations)
 from crosstime import __version__
 from crosstime.errors import CrosstimeError
+from crosstime.stage import STAGES
 
 # click's exceptions, as the typer installed uses them (typer ≥ 0.17 carries its own copy of click)
 _CLICK = sys.modules[typer.BadParameter.__module__]
@@ -99,7 +101,28 @@ class _OneLineGroup(_UntaggedGroup):
         sys.exit(code if isinstance(code, int) else 0)  # non-standalone click returns Exit's code
 
 
-app = typer.Typer(
+class _StagesFirst(typer.Typer):
+    """The app: the registered stages' commands (:func:`stage_commands`), then the commands added to it."""
+
+    @property
+    def registered_commands(self) -> list:
+        return [*stage_commands(), *self._own_commands]
+
+    @registered_commands.setter
+    def registered_commands(self, value: list) -> None:
+        self._own_commands = value
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        def decorator(f: Any) -> Any:  # typer appends to registered_commands, which is made anew: to the own list
+            scratch = typer.Typer()
+            scratch.command(*args, **kwargs)(f)
+            self._own_commands += scratch.registered_commands
+            return f
+
+        return decorator
+
+
+app = _StagesFirst(
     cls=_OneLineGroup,
     help="crosstime: sparse crosscoders over pretraining checkpoints — when does a model learn what?",
     no_args_is_help=True,
@@ -297,6 +320,11 @@ def _metavar(annotation: Any) -> str:
     return {int: "N", float: "X", Path: "PATH", bool: ""}.get(a, "TEXT")
 
 
+def _option_metavar(name: str, field: FieldInfo, option: str | None) -> str:
+    """A renamed option shows its field's name as the metavar (import's ``--out RUN``)."""
+    return name.upper() if option is not None else _metavar(field.annotation)
+
+
 def _default_text(field: FieldInfo) -> str:
     if field.is_required():
         return ""
@@ -308,10 +336,10 @@ def _default_text(field: FieldInfo) -> str:
     return f" [default: {value}]"
 
 
-def _parameter(name: str, field: FieldInfo, positional: bool) -> inspect.Parameter:
+def _parameter(name: str, field: FieldInfo, positional: bool, option: str | None = None) -> inspect.Parameter:
     bare = _bare(field.annotation)
     help_text = (field.description or "") + _default_text(field)
-    flag = name.replace("_", "-")
+    flag = (option or name).replace("_", "-")
     if positional:
         default = typer.Argument(None if not field.is_required() else ..., help=help_text, metavar=name.upper(),
                                  show_default=False)
@@ -327,7 +355,7 @@ def _parameter(name: str, field: FieldInfo, positional: bool) -> inspect.Paramet
     else:
         annotation = Optional[str]
         option = typer.Option(None if not field.is_required() else ..., f"--{flag}", help=help_text,
-                              metavar=_metavar(bare), show_default=False)
+                              metavar=_option_metavar(name, field, option), show_default=False)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=option)
 
 
@@ -358,8 +386,9 @@ def _values(config_cls: type[BaseModel], given: dict[str, Any]) -> dict[str, Any
 
 def stage_command(name: str, config_cls: type[BaseModel], run: Callable[[Any], Any],
                   show: Callable[[Any, Any], None], positional: Sequence[str] = ("run",), help: str | None = None,
-                  typer_app: typer.Typer = app) -> None:
-    """Add command ``name``: options from ``config_cls``'s fields, then ``show(run(config), config)``."""
+                  typer_app: typer.Typer = app, options: dict[str, str] | None = None) -> None:
+    """Add command ``name``: options from ``config_cls``'s fields (``options`` renames some), then
+    ``show(run(config), config)``."""
     fields = _fields(config_cls)
     names = [n for n, _, _ in fields]
     clash = {n for n in names if names.count(n) > 1}
@@ -367,7 +396,8 @@ def stage_command(name: str, config_cls: type[BaseModel], run: Callable[[Any], A
         raise TypeError(f"{config_cls.__name__}: settings {sorted(clash)} appear twice once nested models are flattened")
     order = [*positional, *(n for n in names if n not in positional)]
     by_name = {n: f for n, _, f in fields}
-    params = [_parameter(n, by_name[n], n in positional) for n in order]
+    renamed = options or {}
+    params = [_parameter(n, by_name[n], n in positional, renamed.get(n)) for n in order]
 
     def command(**given: Any) -> None:
         inputs = [p for value in given.values() for p in _given_paths(value)]
@@ -381,82 +411,24 @@ def stage_command(name: str, config_cls: type[BaseModel], run: Callable[[Any], A
     typer_app.command(name)(command)
 
 
-# -- what each stage prints -----------------------------------------------------------------
-
-def _show_scan(result, config) -> None:
-    from crosstime.scan import print_scan_summary
-
-    print_scan_summary(result)
+_STAGE_COMMANDS: dict[str, tuple[Stage, list]] = {}  # name -> (declaration, its typer CommandInfo), made once
 
 
-def _show_harvest(store, config) -> None:
-    from crosstime import distributed
-
-    if distributed.world().is_main:
-        typer.echo(store.summary())
-
-
-def _show_train(model, config) -> None:
-    from crosstime import distributed
-    from crosstime.crosscoder.logs import heldout_summary
-
-    if distributed.world().is_main:
-        typer.echo(f"{config.rundir.crosscoder}: {model.config.variant} crosscoder, M={model.n_checkpoints} "
-                   f"({', '.join(model.revisions or [])}), d={model.d_model}, F={model.n_features}")
-        held = heldout_summary(config.rundir.crosscoder, list(model.revisions or []))
-        if held:
-            typer.echo(held)
-
-
-def _show_evaluate(result, config) -> None:
-    from rich.console import Console
-
-    from crosstime.evaluate import format_table, paper_row
-
-    console = Console()
-    console.print(format_table(result))
-    console.print(paper_row(result))
-    if result.summary.dead_window_tokens < config.dead_tokens:
-        console.print(f"[yellow]note: the store has only {result.summary.dead_window_tokens:,} tokens to count dead "
-                      f"latents over (--dead-tokens {config.dead_tokens:,})[/yellow]")
-    console.print(f"wrote {config.rundir.evaluation_file} and {config.rundir.evaluation}/")
-
-
-def _show_attribute(result, config) -> None:
-    from crosstime.attribution import print_attribution
-
-    print_attribution(result)
-
-
-def _show_report(path, config) -> None:
-    typer.echo(f"open {path}")
-
-
-def _register_stages() -> None:
-    from crosstime.attribution import AttributeConfig, attribute
-    from crosstime.crosscoder import TrainConfig, train
-    from crosstime.evaluate import EvaluateConfig, evaluate
-    from crosstime.report import ReportConfig, report
-    from crosstime.scan import ScanConfig, scan
-    from crosstime.store import HarvestConfig, harvest
-
-    stage_command("scan", ScanConfig, scan, _show_scan, positional=("run", "series"),
-                  help="Scan every checkpoint: task accuracy, representation similarity, training dynamics; "
-                       "the phases in order of onset; suggest checkpoints.")
-    stage_command("harvest", HarvestConfig, harvest, _show_harvest, positional=("run", "series"),
-                  help="Harvest site activations of checkpoints into RUN/activations (resumable; works under "
-                       "torchrun).")
-    stage_command("train", TrainConfig, train, _show_train,
-                  help="Train a crosscoder on RUN/activations into RUN/crosscoder (resumes when re-run; works "
-                       "under torchrun).")
-    stage_command("evaluate", EvaluateConfig, evaluate, _show_evaluate,
-                  help="Reconstruction (EV, L0, dead), splicing (ΔCE, KL) per checkpoint, RelDec classes and "
-                       "emergence; feature dimensionality, the direction turn, emergence by feature type.")
-    stage_command("attribute", AttributeConfig, attribute, _show_attribute,
-                  help="Per-checkpoint indirect effects of the crosscoder's features on a task; RelIE; ablation "
-                       "check.")
-    stage_command("report", ReportConfig, report, _show_report,
-                  help="Write RUN/report/index.html: one self-contained dashboard (overview + feature browser).")
+def stage_commands() -> list:
+    """One command per registered stage (:data:`crosstime.stage.STAGES`, pipeline order), made from its
+    declaration when first asked for: a stage registered after this module was imported (a module of
+    the user's, a test) has its command the next time the command line is built."""
+    out = []
+    for declared in STAGES.values():
+        made = _STAGE_COMMANDS.get(declared.name)
+        if made is None or made[0] is not declared:
+            scratch = typer.Typer()
+            stage_command(declared.name, declared.config, declared.work, declared.show,
+                          positional=declared.positional, help=declared.help, options=declared.options,
+                          typer_app=scratch)
+            made = _STAGE_COMMANDS[declared.name] = (declared, scratch.registered_commands)
+        out += made[1]
+    return out
 
 
 # -- commands that are not stages -----------------------------------------------------------------
@@ -527,35 +499,6 @@ def _listed(values: Optional[list[str]]) -> Optional[list[str]]:
 
 _INTEROP_RERUN = "nothing was kept; free space and re-run the same command"
 _INTEROP_INTERRUPTED = "interrupted; nothing was kept: re-run the same command"
-
-
-def import_(
-    format: str = typer.Argument(..., metavar="FORMAT", help="cct, llamascopium, dictionary-learning or hub."),
-    path: str = typer.Argument(..., metavar="PATH",
-                               help="The saved crosscoder: its file or folder (hub: also owner/name[:folder])."),
-    out: Path = typer.Option(..., "--out", metavar="RUN", help="Run directory; the crosscoder goes to RUN/crosscoder."),
-    store: Optional[Path] = typer.Option(None, "--store", metavar="PATH",
-                                         help="Activation store to check it against (default: RUN/activations if any)."),
-    revisions: Optional[list[str]] = typer.Option(None, "--revisions", metavar="A,B",
-                                                  help="Checkpoint names, for formats that do not record them."),
-    scales: Optional[list[str]] = typer.Option(None, "--scales", metavar="A,B",
-                                               help="Input scales s_m, for formats that do not record them."),
-    force: bool = typer.Option(False, "--force", help="Replace a crosscoder RUN already holds."),
-) -> None:
-    """Import a crosscoder saved by another codebase into RUN/crosscoder (every later stage reads it)."""
-    from crosstime.interop import ImportConfig, import_crosscoder
-
-    with one_line_errors(_given_paths([path, out, store]), rerun=_INTEROP_RERUN, interrupted=_INTEROP_INTERRUPTED):
-        config = ImportConfig(run=out, format=format, path=path, store=store, revisions=_listed(revisions),
-                              scales=_listed(scales), force=force)
-        imported, checked = import_crosscoder(config)
-    m = imported.model
-    typer.echo(f"{config.rundir.crosscoder}: {m.config.variant} crosscoder from {format} {path}, M={m.n_checkpoints} "
-               f"({', '.join(m.revisions or [])}), d={m.d_model}, F={m.n_features}")
-    for note in imported.notes:
-        typer.echo(f"  {note}")
-    typer.echo(f"  checked against the store at {checked.root}" if checked is not None else
-               "  not checked against a store (give --store, or import into a run with RUN/activations)")
 
 
 def export(
@@ -694,14 +637,12 @@ def _register_demo() -> None:
 
 
 # --help lists the commands in pipeline order (scan … report), then the demo, then the rest
-_register_stages()
 _register_demo()
 app.command()(series)
 app.add_typer(toy_app, name="toy")
 app.add_typer(tasks_app, name="tasks")
 app.command()(annotate)
 app.command()(serve)
-app.command("import")(import_)
 app.command()(export)
 app.command()(push)
 

@@ -18,25 +18,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from crosstime import stage
-from crosstime.artifacts import (
-    ATTRIBUTION_SUMMARY,
-    SCAN_PHASES,
-    SCAN_SUGGESTION,
-    AttributionSummary,
-    Evaluation,
-    Phases,
-    RunDir,
-    Suggestion,
-    read_model,
-)
-from crosstime.attribution import AttributeConfig, attribute, top_features_line
-from crosstime.crosscoder import TrainConfig, train
+from crosstime.artifacts import RunDir
+from crosstime.attribution import top_features_line
 from crosstime.crosscoder.logs import heldout_summary
-from crosstime.evaluate import EvaluateConfig, evaluate, paper_row
-from crosstime.report import ReportConfig, evolution_lines, findings, report
-from crosstime.scan import ScanConfig, phases_line, scan, suggestion_line
+from crosstime.evaluate import paper_row
+from crosstime.report import evolution_lines, findings
+from crosstime.runs import ATTRIBUTION, SCAN, open_run
+from crosstime.scan import phases_line, suggestion_line
 from crosstime.stage import StageConfig
-from crosstime.store import ActivationStore, HarvestConfig, harvest
+from crosstime.stages.attribute import AttributeConfig
+from crosstime.stages.evaluate import EvaluateConfig
+from crosstime.stages.harvest import HarvestConfig
+from crosstime.stages.report import ReportConfig
+from crosstime.stages.scan import ScanConfig
+from crosstime.stages.train import TrainConfig
 from crosstime.tasks import TOY_TASKS
 from crosstime.toy import ToyConfig, pythia_schedule, read_build, toy_world, toy_world_cached
 from crosstime.toy.pretrain import CACHE_ENV
@@ -118,8 +113,10 @@ class _Stages:
         self.reused: list[str] = []
         self.summaries: dict[str, list[str]] = {}
 
-    def __call__(self, name: str, work: Callable[[Any], Any], config: StageConfig | None = None,
+    def __call__(self, name: str, work: Callable[[Any], Any] | None, config: StageConfig | None = None,
                  say: Callable[[], list[str]] | None = None) -> Any:
+        """Run step ``name``: ``work(config)``, or for a stage (``work`` None) its declared work."""
+        work = work if work is not None else stage.declaration(config).work
         done = config is not None and stage.finished(config)
         self.console.rule(f"[bold]{self.names.index(name) + 1}/{len(self.names)} {name}" + (" (reused)" if done else ""))
         start = time.perf_counter()
@@ -142,7 +139,7 @@ def _toy_lines(path: Path, built: bool) -> list[str]:
 
 def _attribution_line(run: RunDir, task: str) -> list[str]:
     """The attribution stage's own one-line finding (from summary.json, so a reused stage says it too)."""
-    return [top_features_line(read_model(AttributionSummary, run.attribution(task) / ATTRIBUTION_SUMMARY))]
+    return [top_features_line(open_run(run.root).read(ATTRIBUTION, task).summary)]
 
 
 def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
@@ -162,25 +159,25 @@ def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
     step.summaries["toy world"] = _toy_lines(world, built=not cached)
     console.print(step.summaries["toy world"][0], markup=False, highlight=False)
     series = str(world)
-    step("scan", scan, ScanConfig(**common, series=series, layer=config.layer, seed=config.seed),
-         lambda: [phases_line(read_model(Phases, run.scan / SCAN_PHASES)),
-                  suggestion_line(read_model(Suggestion, run.scan / SCAN_SUGGESTION))])
-    revisions = config.revisions or read_model(Suggestion, run.scan / SCAN_SUGGESTION).revisions
-    step("harvest", harvest, HarvestConfig(**common, series=series, revisions=revisions, layer=config.layer,
+    step("scan", None, ScanConfig(**common, series=series, layer=config.layer, seed=config.seed),
+         lambda: [phases_line(open_run(run.root).read(SCAN).phases),
+                  suggestion_line(open_run(run.root).read(SCAN).suggestion)])
+    revisions = config.revisions or open_run(run.root).read(SCAN).suggestion.revisions
+    step("harvest", None, HarvestConfig(**common, series=series, revisions=revisions, layer=config.layer,
                                           tokens=config.tokens, heldout_tokens=config.heldout_tokens),
-         lambda: [ActivationStore(run.activations).summary()])
-    step("train", train, TrainConfig(**common, n_features=config.n_features, steps=config.train_steps,
+         lambda: [open_run(run.root).store.summary()])
+    step("train", None, TrainConfig(**common, n_features=config.n_features, steps=config.train_steps,
                                      batch_size=config.batch_size, lr=config.lr, sparsity_coeff=config.sparsity_coeff,
                                      seed=config.seed, revisions=revisions, val_every=250, save_every=250),
          lambda: [line for line in [heldout_summary(run.crosscoder, revisions)] if line])
-    step("evaluate", evaluate, EvaluateConfig(**common, seed=config.seed),
-         lambda: [f"{', '.join(revisions)}: " + paper_row(read_model(Evaluation, run.evaluation_file))])
+    step("evaluate", None, EvaluateConfig(**common, seed=config.seed),
+         lambda: [f"{', '.join(revisions)}: " + paper_row(open_run(run.root).evaluation.evaluation)])
     for task in config.tasks:
-        step(f"attribute {task}", attribute, AttributeConfig(**common, task=task, top_k=config.top_k, seed=config.seed,
+        step(f"attribute {task}", None, AttributeConfig(**common, task=task, top_k=config.top_k, seed=config.seed,
                                                             max_pairs=config.attribution_pairs),
              lambda task=task: _attribution_line(run, task))
     report_cfg = ReportConfig(**common, n_features=config.n_report_features, title="crosstime demo: toy world")
-    step("report", report, report_cfg, lambda: evolution_lines(run.root))
+    step("report", None, report_cfg, lambda: evolution_lines(run.root))
     return DemoResult(run=run.root, dashboard=report_cfg.output(), toy_world=world, toy_built=not cached,
                       revisions=revisions, timings=step.timings, reused=step.reused, summaries=step.summaries,
                       findings=findings(run.root))

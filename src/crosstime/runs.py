@@ -1,4 +1,4 @@
-"""A run directory from Python: ``crosstime.open_run(RUN)``, each stage's output as objects.
+"""The one run reader: ``crosstime.open_run(RUN)``, each stage's output as typed objects.
 
 >>> import crosstime
 >>> run = crosstime.open_run("runs/demo")
@@ -7,47 +7,64 @@
 >>> run.evaluation.summary.l0                   # evaluation.json (an Evaluation)
 >>> run.evaluation.features[0]["trajectory"]    # rows of evaluation/features.csv
 >>> run.attributions["simple_agreement"].summary.top_features
->>> run.attributions["simple_agreement"].features[0]["relie"]
+>>> run.read(EVALUATION)                        # any artifact, declared here or by a stage of your own
 
-Nothing is read when the run is opened; each stage's output is read (once) when first asked
-for. A stage's output is read only if the stage finished — its record is in ``RUN/config.yaml``
-— and its recorded files are as it wrote them (their checksums); otherwise the read is a
-:class:`StageNotRun` (or an :class:`~crosstime.artifacts.ArtifactError` for a changed file)
-naming the command that makes it.
+The artifacts every built-in stage reads or writes are declared here (:class:`~crosstime.stage.Artifact`:
+place, marker, checksummed files, reader); a stage's declaration (:mod:`crosstime.stages`) names
+them in its ``reads`` and ``writes``. Nothing is read when the run is opened; an artifact is read
+(once) when first asked for, and only if a finished stage vouches for it — a record in
+``RUN/config.yaml`` whose ``writes`` name it — with its recorded files as that stage wrote them
+(their checksums). Otherwise the read is a :class:`StageNotRun` (or an
+:class:`~crosstime.artifacts.ArtifactError` for a changed file) naming the command that makes it,
+derived from the writer stage's declaration. Every stage, the report, import and export open a
+run's outputs here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from crosstime import stage
 from crosstime.artifacts import (
+    ATTRIBUTION_ABLATION,
     ATTRIBUTION_FEATURES,
+    ATTRIBUTION_JOINT,
     ATTRIBUTION_SUMMARY,
     EVALUATION_FEATURES,
+    REPORT_DATA,
+    REPORT_HTML,
+    SCAN_PHASES,
+    SCAN_SUGGESTION,
     AttributionSummary,
     CheckpointEvaluation,
     Evaluation,
     EvaluationSummary,
+    Phases,
+    ReportData,
     RunDir,
+    Suggestion,
     read_model,
 )
-from crosstime.crosscoder import Crosscoder, load_for_store
+from crosstime.crosscoder import Crosscoder, check_against_store, load
+from crosstime.crosscoder.model import WEIGHTS_FILE
 from crosstime.errors import CrosstimeError
+from crosstime.stage import Artifact
 from crosstime.store import ActivationStore
+from crosstime.store.layout import MANIFEST
 
-ATTRIBUTE_PREFIX = "attribute/"  # the record key of task T's attribution is "attribute/T"
+T = TypeVar("T")
 
 
 class StageNotRun(CrosstimeError):
-    """A run's stage output was asked for, but that stage has not finished in the run."""
+    """A run's stage output was asked for, but no stage that writes it has finished in the run."""
 
+
+# -- what the built-in artifacts read as -------------------------------------------------------
 
 @dataclass(frozen=True)
 class EvaluationOutputs:
@@ -67,22 +84,95 @@ class EvaluationOutputs:
 
 @dataclass(frozen=True)
 class TaskAttribution:
-    """What ``crosstime attribute --task TASK`` wrote: ``summary.json`` and ``features.csv``."""
+    """What ``crosstime attribute --task TASK`` wrote: ``summary.json``, ``features.csv`` and, when
+    computed, ``joint.csv`` and ``ablation.csv`` (None when not)."""
 
     task: str
+    folder: Path
     summary: AttributionSummary
     features: list[dict[str, Any]]  # one row per reported feature, ATTRIBUTION_FEATURES' columns
+    joint: list[dict[str, Any]] | None  # ATTRIBUTION_JOINT's rows (attribute --joint)
+    ablation: list[dict[str, Any]] | None  # ATTRIBUTION_ABLATION's rows (attribute --ablate)
 
+
+def _read_store(run: Run, key: str | None) -> ActivationStore:
+    return ActivationStore(run.dir.activations)
+
+
+def _read_crosscoder(run: Run, key: str | None) -> Crosscoder:
+    """The crosscoder on the run's device, in normalised space, eval mode; checked against the run's
+    store when the run has one (an imported crosscoder may come without: then it is read unchecked)."""
+    model = load(run.dir.crosscoder, device=run.device).unfold_scales()
+    if run.has(ACTIVATIONS):
+        check_against_store(model, run.store, where=f"the crosscoder at {run.dir.crosscoder}")
+    return model.eval()
+
+
+def _read_evaluation(run: Run, key: str | None) -> EvaluationOutputs:
+    numbers = read_model(Evaluation, run.dir.evaluation_file)
+    revisions = [c.revision for c in numbers.checkpoints]
+    return EvaluationOutputs(numbers, EVALUATION_FEATURES.read(run.dir.evaluation, revisions))
+
+
+def _read_attribution(run: Run, task: str | None) -> TaskAttribution:
+    assert task is not None  # a keyed artifact is always read with its key (Artifact.ident checks it)
+    folder = run.dir.attribution(task)
+    summary = read_model(AttributionSummary, folder / ATTRIBUTION_SUMMARY)
+    optional = {t: t.read(folder, summary.revisions) if (folder / t.file).is_file() else None
+                for t in (ATTRIBUTION_JOINT, ATTRIBUTION_ABLATION)}
+    return TaskAttribution(task, folder, summary, ATTRIBUTION_FEATURES.read(folder, summary.revisions),
+                           optional[ATTRIBUTION_JOINT], optional[ATTRIBUTION_ABLATION])
+
+
+@dataclass(frozen=True)
+class ScanOutputs:
+    """What ``crosstime scan`` wrote: the suggestion and the phases read; the tables, arrays and figures in
+    ``folder`` are read by their schemas (:mod:`crosstime.artifacts`, ``SCAN_*``) where they are shown."""
+
+    folder: Path
+    suggestion: Suggestion
+    phases: Phases | None  # None: written before the scan wrote phases.json
+
+
+def _read_scan(run: Run, key: str | None) -> ScanOutputs:
+    folder = run.dir.scan
+    phases = read_model(Phases, folder / SCAN_PHASES) if (folder / SCAN_PHASES).is_file() else None
+    return ScanOutputs(folder, read_model(Suggestion, folder / SCAN_SUGGESTION), phases)
+
+
+def _read_report(run: Run, key: str | None) -> ReportData:
+    return read_model(ReportData, run.dir.report / REPORT_DATA)
+
+
+SCAN = Artifact("scan", "scan", f"scan/{SCAN_SUGGESTION}", _read_scan, "scan",
+                "accuracy curves, similarity, dynamics, phases and the suggested checkpoints (RUN/scan/)",
+                checksummed=("scan/*",))
+ACTIVATIONS = Artifact("activations", "activations", f"activations/{MANIFEST}", _read_store, "harvest",
+                       "the activation store (RUN/activations; it verifies its own chunks)")
+CROSSCODER = Artifact("crosscoder", "crosscoder", f"crosscoder/{WEIGHTS_FILE}", _read_crosscoder, "train",
+                      "the trained crosscoder (RUN/crosscoder; its weights carry their own checksum)")
+EVALUATION = Artifact("evaluation", "evaluation.json", "evaluation.json", _read_evaluation, "evaluate",
+                      "evaluation.json and evaluation/ (features.csv, figures)",
+                      checksummed=("evaluation.json", "evaluation/*"))
+ATTRIBUTION = Artifact("attribution", "attribution/{key}", f"attribution/{{key}}/{ATTRIBUTION_FEATURES.file}",
+                       _read_attribution, "attribute", "one task's attribution (RUN/attribution/TASK/)",
+                       checksummed=("attribution/{key}/*",))
+REPORT = Artifact("report", "report", f"report/{REPORT_HTML}", _read_report, "report",
+                  "the dashboard and its data (RUN/report/)")
+
+
+# -- the reader --------------------------------------------------------------------------------
 
 class Run:
     """The outputs of one run directory, each read on first use (see the module docstring)."""
 
-    def __init__(self, root: str | Path, device: str | torch.device = "cpu"):
+    def __init__(self, root: str | Path, device: str | torch.device = "cpu", must_exist: bool = True):
         self.dir = RunDir(root)
         self.device = device
-        if not self.dir.root.is_dir():
-            raise StageNotRun(f"no run directory {self.dir.root}; pass the folder a stage wrote "
-                              f"(e.g. `crosstime demo {root}` makes one)")
+        self._read: dict[str, Any] = {}
+        if must_exist and not self.dir.root.is_dir():
+            raise StageNotRun(f"no run directory {self.dir.root}: the folder is missing; pass the folder a stage "
+                              f"wrote (e.g. `crosstime demo {root}` makes one)")
 
     @property
     def root(self) -> Path:
@@ -95,51 +185,77 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({str(self.root)!r}, finished: {', '.join(self.finished()) or 'nothing yet'})"
 
-    def _require(self, key: str, command: str) -> None:
-        """Stop unless stage ``key`` finished here and its recorded files are unchanged."""
-        if not stage.verify_outputs(self.dir, key):
-            raise StageNotRun(f"{self.root}: `crosstime {key.split('/')[0]}` has not finished in this run (no "
-                              f"record in {self.dir.config_file}); run `{command}` first")
+    def has(self, artifact: Artifact, key: str | None = None) -> bool:
+        """Whether a finished stage vouches for ``artifact`` here (its files are not checked yet)."""
+        return stage.record_of(stage.read_records(self.dir), artifact.ident(key)) is not None
 
-    @cached_property
+    def record(self, artifact: Artifact, key: str | None = None) -> dict[str, Any] | None:
+        """The recorded settings of the finished stage that wrote ``artifact`` (None: none did)."""
+        records = stage.read_records(self.dir)
+        found = stage.record_of(records, artifact.ident(key))
+        return None if found is None else records[found]
+
+    def keys(self, artifact: Artifact) -> list[str]:
+        """The keys of a keyed artifact that finished stages vouch for, sorted (the attributed tasks)."""
+        prefix = artifact.name + "/"
+        records = stage.read_records(self.dir)
+        return sorted({i[len(prefix):] for k, r in records.items() for i in stage.writes_of(k, r)
+                       if i.startswith(prefix)})
+
+    def require(self, artifact: Artifact, key: str | None = None) -> None:
+        """Stop unless a finished stage vouches for ``artifact`` and its recorded files are unchanged."""
+        record = stage.record_of(stage.read_records(self.dir), artifact.ident(key))
+        if record is None or not stage.verify_outputs(self.dir, record):
+            raise StageNotRun(f"{self.root}: no finished stage wrote {artifact.description} (no record in "
+                              f"{self.dir.config_file}); run `{hint(artifact, self.root, key)}` first")
+
+    def read(self, artifact: Artifact[T], key: str | None = None) -> T:
+        """``artifact`` (task ``key``'s, for a keyed one) as its reader returns it, read once."""
+        ident = artifact.ident(key)
+        if ident not in self._read:
+            self.require(artifact, key)
+            self._read[ident] = artifact.read(self, key)
+        return self._read[ident]
+
+    @property
     def store(self) -> ActivationStore:
         """RUN/activations (every read of it is verified against the harvest's checksums)."""
-        self._require("harvest", f"crosstime harvest {self.root} SERIES --layer L")
-        return ActivationStore(self.dir.activations)
+        return self.read(ACTIVATIONS)
 
-    @cached_property
+    @property
     def crosscoder(self) -> Crosscoder:
-        """The trained crosscoder on ``device``, in normalised space, checked against the store."""
-        self._require("train", f"crosstime train {self.root}")
-        return load_for_store(self.dir.crosscoder, self.store, device=self.device)
+        """The crosscoder on ``device``, in normalised space, checked against the store (when the run has one)."""
+        return self.read(CROSSCODER)
 
-    @cached_property
+    @property
     def evaluation(self) -> EvaluationOutputs:
-        self._require("evaluate", f"crosstime evaluate {self.root}")
-        numbers = read_model(Evaluation, self.dir.evaluation_file)
-        revisions = [c.revision for c in numbers.checkpoints]
-        return EvaluationOutputs(numbers, EVALUATION_FEATURES.read(self.dir.evaluation, revisions))
+        return self.read(EVALUATION)
 
     @property
     def tasks(self) -> list[str]:
         """The tasks whose attribution finished in this run, sorted."""
-        return sorted(k[len(ATTRIBUTE_PREFIX):] for k in self.finished() if k.startswith(ATTRIBUTE_PREFIX))
+        return self.keys(ATTRIBUTION)
 
-    @cached_property
+    @property
     def attributions(self) -> Attributions:
         """The finished tasks' attributions, by task name; each task is read when first looked up."""
         return Attributions(self)
 
     def read_attribution(self, task: str) -> TaskAttribution:
-        """Task ``task``'s attribution, read now (:attr:`attributions` keeps what it read)."""
+        """Task ``task``'s attribution (read once)."""
         if task not in self.tasks:
             done = f"attributed here: {', '.join(self.tasks)}" if self.tasks else "no task is attributed here yet"
             raise StageNotRun(f"{self.root}: task {task!r} has no finished attribution ({done}); run "
-                              f"`crosstime attribute {self.root} --task {task}` first")
-        self._require(ATTRIBUTE_PREFIX + task, f"crosstime attribute {self.root} --task {task}")
-        folder = self.dir.attribution(task)
-        summary = read_model(AttributionSummary, folder / ATTRIBUTION_SUMMARY)
-        return TaskAttribution(task, summary, ATTRIBUTION_FEATURES.read(folder, summary.revisions))
+                              f"`{hint(ATTRIBUTION, self.root, task)}` first")
+        return self.read(ATTRIBUTION, task)
+
+
+def hint(artifact: Artifact, run: str | Path, key: str | None = None) -> str:
+    """The command that makes ``artifact`` in ``run``, from its writer stage's declaration."""
+    writer = stage.STAGES.get(artifact.writer)
+    if writer is None:  # the stages are registered by importing crosstime.stages (the CLI and open_run do)
+        return f"crosstime {artifact.writer} {run}"
+    return writer.hint(run, key)
 
 
 class Attributions(Mapping[str, TaskAttribution]):
@@ -147,12 +263,9 @@ class Attributions(Mapping[str, TaskAttribution]):
 
     def __init__(self, run: Run):
         self._run = run
-        self._read: dict[str, TaskAttribution] = {}
 
     def __getitem__(self, task: str) -> TaskAttribution:
-        if task not in self._read:
-            self._read[task] = self._run.read_attribution(task)
-        return self._read[task]
+        return self._run.read_attribution(task)
 
     def __contains__(self, task: object) -> bool:
         return task in self._run.tasks  # (a lookup of a task not attributed raises StageNotRun, not KeyError)
@@ -171,3 +284,18 @@ def open_run(root: str | Path, device: str | torch.device = "cpu") -> Run:
     """The run directory ``root``; its store, crosscoder (on ``device``), evaluation and
     attributions are read when first used (:class:`Run`)."""
     return Run(root, device=device)
+
+
+def open_inputs(config: stage.StageConfig, device: str | torch.device = "cpu") -> Run:
+    """The run of a stage about to work: every artifact its declaration ``reads`` is checked to be
+    there (vouched for by a finished stage, files unchanged) before any work; the rest is read
+    through the returned :class:`Run` as the stage needs it. A stage that reads nothing from the
+    run may start before its folder exists (it is made when the stage writes)."""
+    declared = stage.declaration(config)
+    if declared.reads and not config.rundir.root.is_dir():
+        raise StageNotRun(f"no run directory {config.rundir.root}: the folder is missing; run "
+                          f"`{hint(declared.reads[0], config.rundir.root)}` first")
+    run = Run(config.run, device=device, must_exist=False)
+    for artifact in declared.reads:
+        run.require(artifact)
+    return run

@@ -1,4 +1,19 @@
-"""The stage contract: every stage is ``stage(config) -> result``, with one config base.
+"""The stage contract: a stage is a *declaration* — its config, the artifacts it reads and the
+artifacts it writes — and everything else is derived from it.
+
+A stage module (``crosstime/stages/*.py``) builds one :class:`Stage` and :func:`register` s it:
+
+    EVALUATE = register(Stage(name="evaluate", config=EvaluateConfig, work=evaluate,
+                              reads=(ACTIVATIONS, CROSSCODER), writes=(EVALUATION,), show=..., help=...))
+
+From the declaration come: the record key in ``RUN/config.yaml`` (the name, ``name/KEY`` for a
+keyed stage such as ``attribute/TASK``), the marker file that says the output exists and the
+files checksummed into the record (the written :class:`Artifact` s'), the upstream digest (the
+records of the stages that wrote what it reads), the check of its inputs before any work with
+the "run `crosstime X …` first" message (:mod:`crosstime.runs`), what the report reads, and
+the CLI command (:mod:`crosstime.cli`). An :class:`Artifact` is a typed output of a run: its
+place, its marker, its checksummed files and the function that reads it (for the one run
+reader, :mod:`crosstime.runs`).
 
 A stage's config inherits :class:`StageConfig` (``extra="forbid"``, so a misspelt setting is
 an error; ``run`` is the run directory) and names itself (``stage``) and the settings that
@@ -8,13 +23,15 @@ A stage
 1. validates its input before any work,
 2. enters :func:`writing`: it takes the run's lock (one writer per run directory: a second
    one is refused at once, naming the stage and process that hold it; readers are never
-   blocked) and calls :func:`begin`, which removes its record from ``RUN/config.yaml``, so a
-   stage killed half-way is never taken for finished (its old output may be half overwritten),
+   blocked) and calls :func:`begin`, which removes from ``RUN/config.yaml`` its record and the
+   record of any stage that wrote an artifact it is about to write, so an artifact being
+   rewritten is never taken for finished (its old output may be half overwritten),
 3. does the work, writing every file atomically,
 4. leaves :func:`writing`, which calls :func:`finish` on success: it records the settings
-   that change its output, and a digest of the records of the stages it reads
-   (``upstream``), since their output changes its output too. The lock is released on every
-   way out (and by the system when a process dies).
+   that change its output, the artifacts it wrote (``writes``), a digest of the records of
+   the stages whose artifacts it read (``upstream``), since their output changes its output
+   too, and the checksums of its checksummed files. The lock is released on every way out
+   (and by the system when a process dies).
 
 :func:`finished` is true when the recorded settings equal the config's, the upstream stages'
 records are those it was made from, and the stage's output exists; that is what the demo
@@ -32,10 +49,10 @@ import math
 import os
 import socket
 import time
-from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -44,6 +61,8 @@ from crosstime import distributed
 from crosstime.artifacts import RUN_LOCK, RUN_LOCK_HOLDER, ArtifactError, RunDir
 from crosstime.errors import CrosstimeError
 from crosstime.files import sha256_file, write_json, write_text
+
+T = TypeVar("T")
 
 DEVICE_HELP = "'auto' (this rank's GPU if there is one, else the CPU), 'cpu', 'cuda', 'cuda:1', …"
 
@@ -90,6 +109,137 @@ Device = Annotated[str, AfterValidator(check_device)]
 """A device setting, checked when the config is made: a stage never starts work on a device it lacks."""
 
 
+# -- artifacts and stage declarations ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Artifact(Generic[T]):
+    """A typed output of a run directory: where it lives, what marks it written, which of its files
+    are checksummed into the writer's record, and how it is read (by :mod:`crosstime.runs` only).
+
+    ``path`` and ``marker`` are relative to the run and may hold ``{key}`` for a keyed artifact
+    (one per task: ``attribution/{key}``). ``checksummed``: globs relative to the run of the files
+    a reader verifies against the record (empty where the artifact verifies its own files, as the
+    store and the crosscoder do). ``read(run, key)`` gets a :class:`crosstime.runs.Run` whose
+    record of this artifact was verified; it returns the typed object. ``writer``: the stage that
+    makes it, named in the "run `crosstime X` first" message.
+    """
+
+    name: str
+    path: str
+    marker: str
+    read: Callable[[Any, str | None], T]
+    writer: str
+    description: str
+    checksummed: tuple[str, ...] = ()
+
+    @property
+    def keyed(self) -> bool:
+        return "{key}" in self.path
+
+    def ident(self, key: str | None = None) -> str:
+        """How a record names it in its ``writes``: ``crosscoder``, ``attribution/simple_agreement``."""
+        self._check_key(key)
+        return self.name if key is None else f"{self.name}/{key}"
+
+    def where(self, run: RunDir, key: str | None = None) -> Path:
+        self._check_key(key)
+        return run.root / self.path.format(key=key)
+
+    def marker_path(self, run: RunDir, key: str | None = None) -> Path:
+        self._check_key(key)
+        return run.root / self.marker.format(key=key)
+
+    def files(self, run: RunDir, key: str | None = None) -> list[Path]:
+        """The checksummed files there are now, sorted."""
+        self._check_key(key)
+        found = {p for pattern in self.checksummed for p in run.root.glob(pattern.format(key=key)) if p.is_file()}
+        return sorted(found)
+
+    def _check_key(self, key: str | None) -> None:
+        if self.keyed != (key is not None):
+            raise TypeError(f"artifact {self.name!r} is {'' if self.keyed else 'not '}keyed; got key {key!r}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage, declared: the one place its name, config, inputs, outputs and command are said.
+
+    ``work(config) -> result`` is the Python API (it validates, then does the work inside
+    :func:`writing`); ``reads`` are required inputs, checked before any work by
+    :func:`crosstime.runs.open_inputs`; ``optional_reads`` are read when the run has them (their
+    writers' records still go into the upstream digest); ``writes`` are always written;
+    ``writes_also(config)`` adds artifacts a config writes besides (streaming training that keeps
+    its store). ``key(config)`` names a keyed stage's artifact (attribute: the task).
+    ``show(result, config)`` prints the command's result; ``positional`` are the command's
+    arguments (the rest are options, named as their fields unless ``options`` renames them:
+    import's ``run`` is ``--out``); ``help`` is its one-line help.
+    """
+
+    name: str
+    config: type[StageConfig]
+    work: Callable[[Any], Any]
+    writes: tuple[Artifact, ...]
+    show: Callable[[Any, Any], None]
+    help: str
+    reads: tuple[Artifact, ...] = ()
+    optional_reads: tuple[Artifact, ...] = ()
+    writes_also: Callable[[Any], tuple[Artifact, ...]] | None = None
+    key: Callable[[Any], str] | None = None
+    positional: tuple[str, ...] = ("run",)
+    options: dict[str, str] = field(default_factory=dict)
+
+    def record_key(self, config: StageConfig) -> str:
+        return self.name if self.key is None else f"{self.name}/{self.key(config)}"
+
+    def artifact_key(self, config: StageConfig) -> str | None:
+        return None if self.key is None else self.key(config)
+
+    def written(self, config: StageConfig) -> tuple[Artifact, ...]:
+        return self.writes + (self.writes_also(config) if self.writes_also is not None else ())
+
+    def written_idents(self, config: StageConfig) -> list[str]:
+        key = self.artifact_key(config)
+        return [a.ident(key if a.keyed else None) for a in self.written(config)]
+
+    def hint(self, run: str | Path, key: str | None = None) -> str:
+        """The command that makes this stage's output in ``run``: its positional arguments and
+        required options as placeholders (``crosstime harvest RUN SERIES --layer LAYER``)."""
+        parts = [f"crosstime {self.name}"]
+        for name in self.positional:
+            parts.append(str(run) if name == "run" else name.upper())
+        for name, info in self.config.model_fields.items():
+            if info.is_required() and name not in self.positional:
+                parts.append(f"--{self.options.get(name, name).replace('_', '-')} {name.upper()}")
+        if key is not None and self.key is not None:
+            parts.append(f"(for {key})")
+        return " ".join(parts)
+
+
+STAGES: dict[str, Stage] = {}
+"""The registered stages by name, in the order registered (the pipeline's: :mod:`crosstime.stages`)."""
+
+
+def register(declared: Stage) -> Stage:
+    """Add a stage to :data:`STAGES` (its config's ``stage`` must be its name); returns it."""
+    if declared.config.stage != declared.name:
+        raise TypeError(f"stage {declared.name!r}: its config {declared.config.__name__} names itself "
+                        f"{declared.config.stage!r}")
+    known = STAGES.get(declared.name)
+    if known is not None and known is not declared:
+        raise ValueError(f"a stage named {declared.name!r} is registered already ({known.config.__name__})")
+    STAGES[declared.name] = declared
+    return declared
+
+
+def declaration(config: StageConfig) -> Stage:
+    """The registered stage of ``config``."""
+    found = STAGES.get(config.stage)
+    if found is None or not isinstance(config, found.config):
+        raise TypeError(f"{type(config).__name__} is not the config of a registered stage (stage {config.stage!r}); "
+                        "register its Stage first (crosstime.stage.register)")
+    return found
+
+
 class StageConfig(BaseModel):
     """Settings every stage shares; each stage's config inherits this."""
 
@@ -100,7 +250,6 @@ class StageConfig(BaseModel):
 
     stage: ClassVar[str] = ""
     execution: ClassVar[frozenset[str]] = frozenset()  # settings that do not change the output
-    upstream: ClassVar[tuple[str, ...] | None] = ()  # stages whose output it reads (None: every other stage)
 
     @property
     def rundir(self) -> RunDir:
@@ -108,17 +257,21 @@ class StageConfig(BaseModel):
 
     def record_key(self) -> str:
         """This stage's section in ``config.yaml``."""
-        return self.stage
+        return declaration(self).record_key(self)
 
-    @abstractmethod
     def output(self) -> Path:
-        """The file whose existence marks the stage's output (checked by :func:`finished`)."""
+        """The file whose existence marks the stage's output (checked by :func:`finished`): the
+        marker of the first artifact it writes."""
+        declared = declaration(self)
+        return declared.writes[0].marker_path(self.rundir, declared.artifact_key(self) if declared.writes[0].keyed
+                                              else None)
 
     def output_files(self) -> list[Path]:
-        """The files the stage wrote that later stages read: their sha256 goes into the record, and a
-        reader checks them with :func:`verify_outputs` (none by default: the store and the crosscoder
-        verify their own files)."""
-        return []
+        """The checksummed files of the artifacts it wrote: their sha256 goes into the record, and a
+        reader checks them with :func:`verify_outputs`."""
+        declared = declaration(self)
+        key = declared.artifact_key(self)
+        return sorted({p for a in declared.written(self) for p in a.files(self.rundir, key if a.keyed else None)})
 
     def resolved(self) -> StageConfig:
         """The config with unset settings decided (from the run or the defaults); itself by default."""
@@ -150,32 +303,67 @@ def _write_records(run: RunDir, data: dict[str, Any]) -> None:
         write_text(run.config_file, yaml.safe_dump(data, sort_keys=False))
 
 
+INPUTS_KEY = "inputs_digest"
+FILES_KEY = "files"  # {path relative to the run: sha256} of the stage's output_files()
+WRITES_KEY = "writes"  # the artifacts the stage wrote (Artifact.ident), which the record vouches for
+
+
+def writes_of(record_key: str, record: dict[str, Any]) -> list[str]:
+    """The artifacts a record vouches for: its ``writes``. A record written before records listed
+    them is read by its stage's declaration (the artifacts the stage always writes)."""
+    writes = record.get(WRITES_KEY) if isinstance(record, dict) else None
+    if isinstance(writes, list):
+        return writes
+    name, _, key = record_key.partition("/")
+    declared = STAGES.get(name)
+    if declared is None:
+        return []
+    return [a.ident(key if a.keyed else None) for a in declared.writes]
+
+
+def record_of(records: dict[str, Any], ident: str) -> str | None:
+    """The key of the record that vouches for artifact ``ident`` (None: no finished stage wrote it)."""
+    for key, record in records.items():
+        if ident in writes_of(key, record):
+            return key
+    return None
+
+
 def begin(config: StageConfig) -> None:
-    """Forget the stage's recorded settings: from now until :func:`finish` its output is in flux."""
+    """Forget the stage's recorded settings, and the records of any stage that wrote an artifact it
+    is about to write: from now until :func:`finish` those are in flux."""
     records = read_records(config.rundir)
-    if config.record_key() in records:
-        del records[config.record_key()]
+    writing_now = set(declaration(config).written_idents(config))
+    stale = [k for k, r in records.items() if k == config.record_key() or writing_now & set(writes_of(k, r))]
+    for key in stale:
+        del records[key]
+    if stale:
         _write_records(config.rundir, records)
 
 
-INPUTS_KEY = "inputs_digest"
-FILES_KEY = "files"  # {path relative to the run: sha256} of the stage's output_files()
+def _upstream_keys(config: StageConfig, records: dict[str, Any]) -> list[str]:
+    """The records of the stages whose artifacts ``config``'s stage reads (required or optional; every
+    key of a keyed one)."""
+    declared = declaration(config)
+    names = {a.name for a in (*declared.reads, *declared.optional_reads)}
+    own = config.record_key()
+    return sorted(k for k, r in records.items()
+                  if k != own and any(ident.split("/")[0] in names for ident in writes_of(k, r)))
 
 
 def _inputs_digest(config: StageConfig, records: dict[str, Any]) -> str:
     """A digest of the records of the stages ``config`` reads (their settings decide its input)."""
-    key = config.record_key()
-    names = sorted(k for k in records if k != key) if config.upstream is None else list(config.upstream)
-    text = json.dumps({k: records.get(k) for k in names}, sort_keys=True, default=str)
+    text = json.dumps({k: records[k] for k in _upstream_keys(config, records)}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def finish(config: StageConfig, **resolved: Any) -> None:
     """Record the stage's output settings (``resolved`` adds values decided during the work), the
-    digest of its upstream records and the checksums of its output files."""
+    artifacts it wrote, the digest of its upstream records and the checksums of its output files."""
     run = config.rundir
     records = read_records(run)
-    record = {**config.resolved().output_settings(), **resolved, INPUTS_KEY: _inputs_digest(config, records)}
+    record = {**config.resolved().output_settings(), **resolved, INPUTS_KEY: _inputs_digest(config, records),
+              WRITES_KEY: declaration(config).written_idents(config)}
     files = {str(p.relative_to(run.root)): sha256_file(p) for p in sorted(config.output_files())}
     if files:
         record[FILES_KEY] = files

@@ -8,7 +8,8 @@
     plots.py     joint.png
     stats.py     RelIE (one-vs-all, pairwise, classes), top-k, bootstrap CIs, Spearman
     tables.py    the reported features: features.csv and confusion.csv rows, summary numbers
-    stage.py     the `attribute` stage: AttributeConfig, attribute(), its outputs, print_attribution
+    stage.py     the work of the `attribute` stage (declared in crosstime.stages.attribute): AttributeConfig,
+                 its inputs and outputs, print_attribution
 
 What IE means. IE_m(i) (method ``ig``, the default) is feature i's share of the *joint*
 effect J_m, the change of the pair metric when all features go to their baseline together
@@ -43,7 +44,6 @@ from crosstime.attribution.joint import JointCurves, joint_curves
 from crosstime.attribution.stage import (
     AttributeConfig,
     AttributeResult,
-    attribute,
     print_attribution,
     top_features_line,
 )
@@ -58,7 +58,7 @@ from crosstime.attribution.tables import Summary, summarise
 
 __all__ = [
     "METHODS", "Ablation", "AttributeConfig", "AttributeResult", "Attribution", "AttributionError", "BatchEffects",
-    "JointCurves", "PairBatch", "SiteForward", "Summary", "ablate_features", "attribute", "batch_effects",
+    "JointCurves", "PairBatch", "SiteForward", "Summary", "ablate_features", "batch_effects",
     "bootstrap_ie", "compute_attribution", "exact_effects", "joint_curves", "make_batches", "midpoint_alphas",
     "pairwise_rel_ie", "print_attribution",
     "rel_ie", "spearman", "summarise", "top_features", "top_features_line",

@@ -1,10 +1,10 @@
 """The ``attribute`` stage: IE per checkpoint over a task, RelIE, feature tables, ablation check.
 
-    cfg = AttributeConfig(run="runs/toy", task="simple_agreement")
-    result = attribute(cfg)      # writes runs/toy/attribution/simple_agreement/…
+    from crosstime.stages.attribute import AttributeConfig, attribute   # the stage, declared
+    result = attribute(AttributeConfig(run="runs/toy", task="simple_agreement"))
 
 Reads ``RUN/activations`` (the layer, the checkpoint series, position 0's treatment) and
-``RUN/crosscoder`` (opened with :func:`crosstime.crosscoder.load_for_store`). The checkpoints
+``RUN/crosscoder`` (through the run reader, :mod:`crosstime.runs`). The checkpoints
 attributed are the crosscoder's (all of them: its features are encoded from all of them),
 which may be a subset of the store's. Outputs in ``RUN/attribution/TASK/`` (schema:
 :mod:`crosstime.artifacts`):
@@ -54,7 +54,6 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from crosstime import stage
 from crosstime.artifacts import (
     ATTRIBUTION_ABLATION,
     ATTRIBUTION_CONFUSION,
@@ -78,8 +77,7 @@ from crosstime.attribution.effects import PairBatch, make_batches
 from crosstime.attribution.joint import JOINT_K, JointCurves, joint_curves
 from crosstime.attribution.stats import pairwise_rel_ie, top_features
 from crosstime.attribution.tables import Summary, summarise
-from crosstime.crosscoder import Crosscoder, load_for_store
-from crosstime.distributed import resolve_device
+from crosstime.crosscoder import Crosscoder
 from crosstime.files import atomic_path
 from crosstime.names import check_name
 from crosstime.series import CheckpointSeries, open_series
@@ -87,7 +85,7 @@ from crosstime.stage import DEVICE_HELP, Device, StageConfig
 from crosstime.store import ActivationStore
 from crosstime.tasks import Task, load_task
 
-__all__ = ["AttributeConfig", "AttributeResult", "AttributionError", "attribute", "print_attribution"]
+__all__ = ["AttributeConfig", "AttributeResult", "AttributionError", "print_attribution"]
 
 
 class AttributeConfig(StageConfig):
@@ -97,7 +95,6 @@ class AttributeConfig(StageConfig):
     # within float tolerance these change how the numbers are computed, not the numbers
     execution: ClassVar[frozenset[str]] = frozenset(
         {"batch_size", "step_chunk", "device", "keep_models_bytes", "skip_early_blocks"})
-    upstream: ClassVar[tuple[str, ...]] = ("harvest", "train")  # RUN/activations and RUN/crosscoder
 
     task: str = Field(description="task name (toy task, BLiMP paradigm, 'subjectverb') or a .jsonl path")
     method: Literal["ig", "atp", "exact"] = Field(
@@ -160,16 +157,6 @@ class AttributeConfig(StageConfig):
         """The task's name, as :func:`crosstime.tasks.load_task` names it (a .jsonl path: its stem)."""
         return task_name(self.task)
 
-    def record_key(self) -> str:
-        return f"{self.stage}/{self.task_name}"  # one entry per task: two tasks do not overwrite each other
-
-    def output(self) -> Path:
-        return self.rundir.attribution(self.task_name) / ATTRIBUTION_FEATURES.file
-
-    def output_files(self) -> list[Path]:
-        """Everything in RUN/attribution/TASK/ (the stage removes what it no longer writes)."""
-        return [p for p in self.rundir.attribution(self.task_name).iterdir() if p.is_file()]
-
 
 def task_name(task: str) -> str:
     """The name of a task setting, as :func:`crosstime.tasks.load_task` names it (a .jsonl path: its stem)."""
@@ -191,7 +178,7 @@ class AttributeResult:
 # -- inputs ------------------------------------------------------------------------------
 
 @dataclass
-class _Inputs:
+class Inputs:
     """Everything checked before any work."""
 
     store: ActivationStore
@@ -202,16 +189,10 @@ class _Inputs:
     device: torch.device
 
 
-def _open_inputs(config: AttributeConfig) -> _Inputs:
-    """Open and check the store, the crosscoder, the series and the task (before any work)."""
-    run = config.rundir
-    if not run.activations.exists():
-        raise AttributionError(f"{run.root} has no activations/ (run `crosstime harvest` first)")
-    if not run.crosscoder.exists():
-        raise AttributionError(f"{run.root} has no crosscoder/ (run `crosstime train` first)")
-    store = ActivationStore(run.activations)
-    device = resolve_device(config.device)
-    crosscoder = load_for_store(run.crosscoder, store, device)
+def check_inputs(config: AttributeConfig, store: ActivationStore, crosscoder: Crosscoder,
+                 device: torch.device) -> Inputs:
+    """Check the crosscoder against the settings, open the series and the task (before any work);
+    ``crosscoder``: normalised space, eval mode, checked against ``store`` (by the run reader)."""
     F = crosscoder.n_features
     if config.top_k > F:
         raise AttributionError(f"--top-k {config.top_k} is larger than the crosscoder's F = {F} features; "
@@ -222,7 +203,7 @@ def _open_inputs(config: AttributeConfig) -> _Inputs:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # right padding: never read
     batches = make_batches(task.prefixes, task.correct, task.wrong, config.batch_size, pad_id=pad_id,
                            exclude_first=store.first_position > 0)
-    return _Inputs(store, crosscoder, series, task, batches, device)
+    return Inputs(store, crosscoder, series, task, batches, device)
 
 
 def _load_task(config: AttributeConfig, series: CheckpointSeries, tokenizer) -> Task:
@@ -236,16 +217,16 @@ def _load_task(config: AttributeConfig, series: CheckpointSeries, tokenizer) -> 
     return task
 
 
-def _warn_if_batch_dependent(crosscoder: Crosscoder, config: AttributeConfig) -> None:
+def warn_if_batch_dependent(crosscoder: Crosscoder, config: AttributeConfig) -> None:
     if crosscoder.inference_depends_on_batch:
         warnings.warn(
             f"{crosscoder.inference_rule}. Attribution encodes the tokens of {config.batch_size} pairs at a time "
             "(padding included), so the features, and the effects, depend on --batch-size; summary.json records "
             "this rule. Train past threshold_start_step for a BatchTopK threshold (per-token features).",
-            stacklevel=3)
+            stacklevel=4)
 
 
-def _model_loader(config: AttributeConfig, inputs: _Inputs) -> ModelLoader:
+def _model_loader(config: AttributeConfig, inputs: Inputs) -> ModelLoader:
     """``load_model(m)`` for the crosscoder's checkpoint m; small models stay loaded between passes."""
     revisions = inputs.series.revisions
     cache: dict[int, torch.nn.Module] = {}
@@ -263,25 +244,21 @@ def _model_loader(config: AttributeConfig, inputs: _Inputs) -> ModelLoader:
     return load_model
 
 
-# -- the stage ---------------------------------------------------------------------------
+# -- the work ----------------------------------------------------------------------------
 
-def attribute(config: AttributeConfig) -> AttributeResult:
-    """Run the attribution stage for one task (see the module docstring for the outputs)."""
-    t_start = time.perf_counter()
-    inputs = _open_inputs(config)
-    _warn_if_batch_dependent(inputs.crosscoder, config)
-    with stage.writing(config) as resolved:
-        att, summary, joint = _work(config, inputs)
-        out = config.rundir.attribution(config.task_name)
-        _write_joint(out, joint, att)
-        att.seconds["total"] = time.perf_counter() - t_start
-        record = _record(config, inputs, att, summary)
-        _write_outputs(out, att, summary, record)
-        resolved["revisions"] = att.revisions
+def work(config: AttributeConfig, inputs: Inputs, t_start: float) -> AttributeResult:
+    """The stage's work, inside the run's lock (:mod:`crosstime.stages.attribute` opens the inputs):
+    the effects, the ablations, and every output written."""
+    att, summary, joint = _work(config, inputs)
+    out = config.rundir.attribution(config.task_name)
+    _write_joint(out, joint, att)
+    att.seconds["total"] = time.perf_counter() - t_start
+    record = _record(config, inputs, att, summary)
+    _write_outputs(out, att, summary, record)
     return AttributeResult(out, att, summary, record, joint)
 
 
-def _work(config: AttributeConfig, inputs: _Inputs) -> tuple[Attribution, Summary, JointCurves | None]:
+def _work(config: AttributeConfig, inputs: Inputs) -> tuple[Attribution, Summary, JointCurves | None]:
     """Effects of every feature, the exact ablation of the reported ones, the joint curves, the summary."""
     load_model = _model_loader(config, inputs)
     layer = inputs.store.layer
@@ -308,7 +285,7 @@ def _work(config: AttributeConfig, inputs: _Inputs) -> tuple[Attribution, Summar
     return att, summary, joint
 
 
-def _record(config: AttributeConfig, inputs: _Inputs, att: Attribution, summary: Summary) -> AttributionSummary:
+def _record(config: AttributeConfig, inputs: Inputs, att: Attribution, summary: Summary) -> AttributionSummary:
     """The contents of summary.json."""
     task = inputs.task
     return AttributionSummary(

@@ -158,7 +158,3 @@ class TrainConfig(TrainSettings, StageConfig):
         if abs(1 / self.refill_frac - round(1 / self.refill_frac)) > 1e-9:
             raise ValueError(f"refill_frac = {self.refill_frac}: 1/refill_frac must be a whole number (0.5, 0.25, 1)")
         return self
-    upstream: ClassVar[tuple[str, ...]] = ("harvest",)
-
-    def output(self) -> Path:
-        return self.rundir.crosscoder / "model.safetensors"

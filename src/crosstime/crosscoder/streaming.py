@@ -21,7 +21,8 @@ chunk being computed; never the activations of all N tokens, nor their token ids
 ``keep_store``: every chunk harvested in the first epoch is also written, as the harvest
 writes it, into RUN/activations (chunking = the buffer's); when training ends the chunks not
 visited (the rest of the train split, the held-out split) are harvested and the manifest is
-summarised, so RUN/activations is a normal store, recorded as the run's harvest stage.
+summarised, so RUN/activations is a normal store; the train stage's record vouches for it
+(:mod:`crosstime.stages.train`: streaming with ``keep_store`` writes the activations artifact too).
 """
 
 from __future__ import annotations
@@ -31,19 +32,20 @@ from typing import Any
 
 import numpy as np
 
-from crosstime import distributed, stage
+from crosstime import distributed
 from crosstime.crosscoder.data import StreamSource
 from crosstime.crosscoder.model import Crosscoder
 from crosstime.crosscoder.settings import TrainConfig
+from crosstime.crosscoder.training import Trainer
 from crosstime.errors import CrosstimeError
 from crosstime.store import HarvestConfig, resolve_config
 from crosstime.store.harvesting import (
-    _check_request,
-    _check_weights,
-    _order,
-    _prepare,
-    _tokens,
-    _write_chunk,
+    check_request,
+    check_weights,
+    order_checkpoints,
+    prepare_store,
+    context_tokens,
+    write_chunk,
     compute_chunk,
 )
 from crosstime.store.layout import (
@@ -90,7 +92,7 @@ class Harvester:
         self.tokens_file = config.rundir.crosscoder / STREAM_TOKENS
         refill = round(1 / config.refill_frac)
         self.hconfig = resolve_config(harvest_config(config))
-        self.checked = _check_request(self.hconfig)
+        self.checked = check_request(self.hconfig)
         c = self.checked
         self.first = c.request["first_position"]
         rows_per_context = c.context_len - self.first
@@ -128,7 +130,7 @@ class Harvester:
         shape = (request["splits"]["heldout"][1], request["context_len"])
         self.tokens_file.parent.mkdir(parents=True, exist_ok=True)
         packed = np.lib.format.open_memmap(self.tokens_file, mode="w+", dtype=np.int32, shape=shape)
-        _tokens(self.hconfig, self.checked.series, self.checked.corpus, request, out=packed)
+        context_tokens(self.hconfig, self.checked.series, self.checked.corpus, request, out=packed)
         packed.flush()
         del packed
         return np.load(self.tokens_file, mmap_mode="r")
@@ -137,7 +139,7 @@ class Harvester:
         """Pack the corpus (with ``keep_store``: RUN/activations' tokens and manifest) and load the models."""
         c, root = self.checked, self.hconfig.out
         if self.keep_store:
-            _prepare(root, self.hconfig, c)
+            prepare_store(root, self.hconfig, c)
             self.manifest = read_manifest(root)
             self.tokens = np.load(root / TOKENS, mmap_mode="r")
         else:
@@ -146,7 +148,7 @@ class Harvester:
         for rev in self.revisions:
             model = c.series.load_model(rev, dtype=self.hconfig.model_dtype, device=self.device)
             if self.keep_store:
-                self.weights[rev] = _check_weights(root, self.manifest["checkpoints"].get(rev, {}), rev, model,
+                self.weights[rev] = check_weights(root, self.manifest["checkpoints"].get(rev, {}), rev, model,
                                                    self.hconfig.model_dtype, c.series.source)
             self.models[rev] = model
 
@@ -170,7 +172,7 @@ class Harvester:
 
     def _keep(self, rev: str, c: int, chunk) -> None:
         if self.keep_store and not self._kept(rev, c):
-            _write_chunk(self.hconfig.out, rev, c, chunk, self.manifest, self.weights[rev])
+            write_chunk(self.hconfig.out, rev, c, chunk, self.manifest, self.weights[rev])
 
     def chunk(self, c: int) -> tuple[np.ndarray, np.ndarray]:
         """Chunk c of every checkpoint: rows [R, M, d] (storage dtype) and their norm sums [M]."""
@@ -201,30 +203,28 @@ class Harvester:
                 if not self._kept(rev, c):
                     self._keep(rev, c, self._compute(rev, c))
         manifest = summarise(root, read_manifest(root), self.revisions, final=True)
-        _order(manifest, self.checked.series)
+        order_checkpoints(manifest, self.checked.series)
         write_manifest(root, manifest)
 
 
-def train_streaming(config: TrainConfig) -> Crosscoder:
-    """The train stage from checkpoints kept loaded (``config.series``): see the module docstring."""
-    from crosstime.crosscoder.training import Trainer
-
-    world = distributed.join(distributed.resolve_device(config.device))
+def check_streaming(world: distributed.World) -> None:
+    """Streaming runs in one process (every rank would harvest every chunk)."""
     if world.distributed:
         raise StreamError("streaming training runs in one process (every rank would harvest every chunk); under "
                           "torchrun, harvest a store first (`crosstime harvest`) and train on it")
-    harvester = Harvester(config)  # every setting checked before the run's records change
-    with stage.writing(config):
-        if config.keep_store:
-            stage.begin(harvester.hconfig)
-        harvester.prepare()
-        source = StreamSource(harvester, config.batch_size, config.seed, config.refill_frac, config.normalise)
-        trainer = Trainer(config, source, config.rundir.crosscoder, world)
-        trainer.resume()
-        model = trainer.run()
-        if config.keep_store:
-            harvester.finish_store()
-            stage.finish(harvester.hconfig, revisions=read_manifest(harvester.hconfig.out)["revisions"])
+
+
+def train_streaming(harvester: Harvester, config: TrainConfig, world: distributed.World) -> Crosscoder:
+    """Train from checkpoints kept loaded (see the module docstring): the train stage's streaming source
+    (:mod:`crosstime.stages.train` holds the run and records what was written); with ``keep_store``,
+    RUN/activations is completed once training ends."""
+    harvester.prepare()
+    source = StreamSource(harvester, config.batch_size, config.seed, config.refill_frac, config.normalise)
+    trainer = Trainer(config, source, config.rundir.crosscoder, world)
+    trainer.resume()
+    model = trainer.run()
+    if config.keep_store:
+        harvester.finish_store()
     return model
 
 

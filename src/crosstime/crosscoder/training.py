@@ -1,7 +1,7 @@
 """Crosscoder training: resumable, data-parallel, with per-step metrics.
 
     model = fit(acts, TrainSettings(steps=2000, batch_size=1024))          # acts: [N, M, d] in memory
-    model = train(TrainConfig(run="runs/x", steps=2000))                  # the stage: RUN/activations -> RUN/crosscoder
+    model = train(TrainConfig(run="runs/x", steps=2000))                  # the stage (crosstime.stages.train)
 
 Recipe (the papers' defaults unless noted): Adam(0.9, 0.999), lr 5e-5 constant then linear
 decay to 0 over the last 20% of steps, sparsity coefficient (2 for the L1) warmed up
@@ -62,7 +62,7 @@ from typing import Any
 
 import torch
 
-from crosstime import distributed, stage
+from crosstime import distributed
 from crosstime.crosscoder import losses, parallel
 from crosstime.crosscoder.data import DataError, make_source
 from crosstime.crosscoder.logs import METRICS_FILE, MetricsLog
@@ -584,7 +584,7 @@ class Trainer:
         return model
 
 
-def _trainer(data: torch.Tensor | ActivationStore, settings: TrainSettings, out: Path | None,
+def make_trainer(data: torch.Tensor | ActivationStore, settings: TrainSettings, out: Path | None,
              heldout: torch.Tensor | None, world: distributed.World) -> Trainer:
     """A trainer on ``data``, resumed from ``out/state`` when there is one (settings and data checked).
 
@@ -625,21 +625,4 @@ def fit(data: torch.Tensor | ActivationStore, settings: TrainSettings | None = N
     if overrides:  # fit(x, settings, steps=10): validated like the settings themselves
         settings = type(settings)(**{**settings.model_dump(), **overrides})
     world = distributed.join(distributed.resolve_device(settings.device))
-    return _trainer(data, settings, Path(out) if out is not None else None, heldout, world).run()
-
-
-def train(config: TrainConfig) -> Crosscoder:
-    """The train stage: a crosscoder on ``RUN/activations``, written to ``RUN/crosscoder`` (resumes when re-run).
-
-    The store, the settings and a resumed state are checked before the stage's record is cleared.
-    With ``config.series`` it streams instead (:mod:`.streaming`: no store needed)."""
-    if config.series is not None:
-        from crosstime.crosscoder.streaming import train_streaming
-
-        return train_streaming(config)
-    run = config.rundir
-    store = ActivationStore(run.activations)
-    world = distributed.join(distributed.resolve_device(config.device))
-    trainer = _trainer(store, config, run.crosscoder, None, world)
-    with stage.writing(config):
-        return trainer.run()
+    return make_trainer(data, settings, Path(out) if out is not None else None, heldout, world).run()

@@ -1,10 +1,10 @@
 """The evaluate stage: how well a crosscoder reconstructs each checkpoint, and what its
 decoder says about when each feature exists.
 
-    from crosstime.evaluate import EvaluateConfig, evaluate
+    from crosstime.stages.evaluate import EvaluateConfig, evaluate
     result = evaluate(EvaluateConfig(run="runs/toy"))      # also: crosstime evaluate runs/toy
 
-Reads ``RUN/crosscoder`` (opened with :func:`crosstime.crosscoder.load_for_store`) and
+Reads ``RUN/crosscoder`` and
 ``RUN/activations`` (held-out split; train rows only to widen the dead-latent window), and
 writes (schema: :mod:`crosstime.artifacts`)
 
@@ -67,10 +67,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from crosstime import stage
 from crosstime.artifacts import EVALUATION_FEATURES, Evaluation, write_model
-from crosstime.crosscoder import Crosscoder, load_for_store
-from crosstime.distributed import resolve_device
+from crosstime.crosscoder import Crosscoder
 from crosstime.errors import CrosstimeError
 from crosstime.evaluate.decoder import (
     FeatureReading,
@@ -97,7 +95,7 @@ from crosstime.evaluate.types import (
 )
 from crosstime.series import CheckpointSeries, open_series
 from crosstime.stage import DEVICE_HELP, Count, Device, StageConfig
-from crosstime.store import ActivationStore, StoreError
+from crosstime.store import ActivationStore
 
 
 class EvaluationError(CrosstimeError):
@@ -119,7 +117,6 @@ class EvaluateConfig(StageConfig):
 
     stage: ClassVar[str] = "evaluate"
     execution: ClassVar[frozenset[str]] = frozenset({"batch_rows", "context_batch_size", "device"})
-    upstream: ClassVar[tuple[str, ...]] = ("harvest", "train")  # RUN/activations and RUN/crosscoder
 
     tokens: Count | None = Field(None, gt=0, description="held-out activation rows for the reconstruction metrics, "
                                                         "rounded up to whole contexts (default: all held-out rows)")
@@ -185,18 +182,23 @@ class Inputs:
     device: torch.device
 
 
-def open_store(path: Path) -> ActivationStore:
-    try:
-        store = ActivationStore(path)
-    except (StoreError, FileNotFoundError) as err:
-        raise EvaluationError(f"cannot open the activation store at {path}: {err}. "
-                              "Harvest it first (`crosstime harvest`).") from err
+def check_store(store: ActivationStore) -> None:
+    """The store can be evaluated: its tokens are as harvested and it has a held-out split."""
     store.check_tokens()  # before any model is loaded
     if store.n_contexts("heldout") == 0:
         raise EvaluationError(f"the store at {store.root} has no held-out split (0 held-out contexts), so nothing "
                               "can be evaluated on unseen tokens. Harvest a store with held-out tokens "
                               "(--heldout-tokens > 0).")
-    return store
+
+
+def warn_if_batch_dependent(config: EvaluateConfig, model: Crosscoder) -> None:
+    """A crosscoder whose features depend on the batch is evaluated, but not silently."""
+    if model.inference_depends_on_batch:
+        warnings.warn(f"the {model.config.variant} crosscoder at {config.rundir.crosscoder} has no estimated "
+                      "threshold, so its features depend on the batch: evaluating with the rule it records "
+                      f"({model.inference_rule}); its numbers change with batch_rows (here {config.batch_rows}, "
+                      "rounded down to whole contexts). Train it past threshold_start_step to estimate a threshold.",
+                      stacklevel=4)  # points at the caller of evaluate()
 
 
 def make_plan(config: EvaluateConfig, store: ActivationStore) -> Plan:
@@ -218,46 +220,11 @@ def make_plan(config: EvaluateConfig, store: ActivationStore) -> Plan:
     return Plan(n_ctx, np.sort(order[:n_recon]) + lo, np.sort(order[:n_down]) + lo)
 
 
-def open_inputs(config: EvaluateConfig) -> Inputs:
-    """Open and check every input before any work: the store (with a held-out split), the plan,
-    the crosscoder (checked against the store by :func:`load_for_store`) and, when contexts are
-    spliced, the series holding the crosscoder's checkpoints."""
-    run = config.rundir
-    store = open_store(run.activations)
-    plan = make_plan(config, store)
-    device = resolve_device(config.device)
-    model = load_for_store(run.crosscoder, store, device)
-    series = None
-    if len(plan.down_contexts):
-        series = open_series(store.manifest["series"]["source"], revisions=model.revisions)
-    return Inputs(store, model, plan, series, device)
+# -- the work ----------------------------------------------------------------------------------
 
-
-def warn_if_batch_dependent(config: EvaluateConfig, model: Crosscoder) -> None:
-    """A crosscoder whose features depend on the batch is evaluated, but not silently."""
-    if model.inference_depends_on_batch:
-        warnings.warn(f"the {model.config.variant} crosscoder at {config.rundir.crosscoder} has no estimated "
-                      "threshold, so its features depend on the batch: evaluating with the rule it records "
-                      f"({model.inference_rule}); its numbers change with batch_rows (here {config.batch_rows}, "
-                      "rounded down to whole contexts). Train it past threshold_start_step to estimate a threshold.",
-                      stacklevel=3)  # points at the caller of evaluate()
-
-
-# -- the stage ---------------------------------------------------------------------------------
-
-def evaluate(config: EvaluateConfig) -> Evaluation:
-    """Run the evaluate stage (see the module docstring); returns what it wrote to ``RUN/evaluation.json``."""
-    start = time.perf_counter()
-    inputs = open_inputs(config)
-    warn_if_batch_dependent(config, inputs.model)
-    with stage.writing(config) as resolved:
-        result = _evaluate(config, inputs, start)
-        resolved.update(revisions=result.settings["revisions"], inference_rule=result.settings["inference_rule"])
-    return result
-
-
-def _evaluate(config: EvaluateConfig, inputs: Inputs, start: float) -> Evaluation:
-    """The work: reconstruction, splicing, decoder readings, and the outputs written."""
+def work(config: EvaluateConfig, inputs: Inputs, start: float) -> Evaluation:
+    """The stage's work (:mod:`crosstime.stages.evaluate` opens the inputs and holds the run): reconstruction,
+    splicing, decoder readings, and the outputs written."""
     timing: dict[str, float] = {}
 
     t = time.perf_counter()

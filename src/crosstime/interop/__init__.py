@@ -3,8 +3,8 @@
 and push a run's Hub folder to the Hugging Face Hub."""
 
 from crosstime.interop.exporting import NEURONPEDIA, export_formats, export_info, export_run, push_run
-from crosstime.interop.importing import ImportConfig, InteropError, import_crosscoder
+from crosstime.interop.importing import ImportConfig, InteropError, read_import, write_import
 from crosstime.interop.neuronpedia import NeuronpediaError, write_neuronpedia
 
 __all__ = ["NEURONPEDIA", "ImportConfig", "InteropError", "NeuronpediaError", "export_formats", "export_info",
-           "export_run", "import_crosscoder", "push_run", "write_neuronpedia"]
+           "export_run", "push_run", "read_import", "write_import", "write_neuronpedia"]

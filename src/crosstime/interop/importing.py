@@ -3,9 +3,10 @@
 The files are read and checked (shapes, config against tensors, scales against the store)
 before anything is written: a refused import leaves ``--out`` as it was (not created when it
 did not exist). The crosscoder is saved exactly as ``crosstime train`` saves one, with where it
-came from under ``imported`` in config.json, and recorded as the run's crosscoder (the
-``train`` section of RUN/config.yaml), so evaluate, attribute and report read it and re-run
-when another one is imported.
+came from under ``imported`` in config.json, and recorded as what it is (the ``import``
+section of RUN/config.yaml, which vouches for the crosscoder artifact), so evaluate, attribute
+and report read it and re-run when another one is imported. The stage is declared in
+:mod:`crosstime.stages.import_`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from crosstime import stage
 from crosstime.crosscoder import check_against_store
 from crosstime.crosscoder.formats import Imported, known_formats, read
-from crosstime.crosscoder.model import WEIGHTS_FILE
 from crosstime.errors import CrosstimeError
 from crosstime.stage import StageConfig
 from crosstime.store import ActivationStore
@@ -34,7 +33,6 @@ class ImportConfig(StageConfig):
 
     stage: ClassVar[str] = "import"
     execution: ClassVar[frozenset[str]] = frozenset({"force"})
-    upstream: ClassVar[tuple[str, ...]] = ("harvest",)
 
     format: str = Field(description=f"the files' format: {', '.join(known_formats('read'))}")
     path: str = Field(description="the saved crosscoder: its file or folder (hub: also owner/name[:folder])")
@@ -44,33 +42,25 @@ class ImportConfig(StageConfig):
     scales: list[float] | None = Field(None, description="input scales s_m, for formats that do not record them")
     force: bool = Field(False, description="replace a crosscoder RUN already holds")
 
-    def record_key(self) -> str:
-        return "train"  # the record of RUN/crosscoder, which evaluate/attribute/report key their inputs on
 
-    def output(self) -> Path:
-        return self.rundir.crosscoder / WEIGHTS_FILE
-
-
-def _store_for(config: ImportConfig) -> ActivationStore | None:
-    if config.store is not None:
-        return ActivationStore(config.store)
-    default = config.rundir.activations
-    return ActivationStore(default) if (default / "manifest.json").is_file() else None
-
-
-def import_crosscoder(config: ImportConfig) -> tuple[Imported, ActivationStore | None]:
-    """Read, check, then write RUN/crosscoder; returns what was imported and the store it was checked against."""
+def read_import(config: ImportConfig, run_store: ActivationStore | None) -> tuple[Imported, ActivationStore | None]:
+    """Read and check the files before anything is written: the crosscoder, and the store it is checked
+    against (``--store``, else the run's own ``run_store`` when it has one)."""
     imported = read(config.format, config.path, config.revisions, config.scales)
-    store = _store_for(config)
+    store = ActivationStore(config.store) if config.store is not None else run_store
     if store is not None:
         check_against_store(imported.model, store, where=f"the crosscoder in {config.path}")
     target = config.rundir.crosscoder
     if target.exists() and any(target.iterdir()) and not config.force:
         raise InteropError(f"{target} already holds a crosscoder; import into another --out, or pass --force to "
                            "replace it")
-    with stage.writing(config):
-        if target.exists():
-            shutil.rmtree(target)
-        record = {**imported.source, "notes": imported.notes, "store": str(store.root) if store else None}
-        imported.model.save(target, extra={"imported": record})
     return imported, store
+
+
+def write_import(config: ImportConfig, imported: Imported, store: ActivationStore | None) -> None:
+    """RUN/crosscoder, saved as ``crosstime train`` saves one, with where it came from under ``imported``."""
+    target = config.rundir.crosscoder
+    if target.exists():
+        shutil.rmtree(target)
+    record = {**imported.source, "notes": imported.notes, "store": str(store.root) if store else None}
+    imported.model.save(target, extra={"imported": record})

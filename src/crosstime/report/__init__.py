@@ -1,6 +1,6 @@
 """Report: feature evidence, the self-contained HTML dashboard, and human annotation.
 
-    from crosstime.report import ReportConfig, report
+    from crosstime.stages.report import ReportConfig, report   # the stage, declared
     report(ReportConfig(run="runs/toy"))                 # -> runs/toy/report/index.html
 
     from crosstime.report import export_annotations, import_annotations
@@ -10,7 +10,8 @@
     from crosstime.report import findings
     findings("runs/toy")                                 # a few findings in words (for `crosstime demo`)
 
-Modules: :mod:`.stage` (the stage: inputs, feature choice, data.json), :mod:`.evidence` (top
+Modules: :mod:`.stage` (the work of the stage declared in :mod:`crosstime.stages.report`: inputs,
+feature choice, data.json), :mod:`.evidence` (top
 contexts, histograms, logit lens from the store and the crosscoder), :mod:`.dashboard`
 (reading every stage output through :mod:`crosstime.artifacts`; rendering the HTML),
 :mod:`.findings`, :mod:`.annotate`.
@@ -24,7 +25,7 @@ from crosstime.report.annotate import (
 )
 from crosstime.report.evidence import EvidenceConfig, EvidenceError, feature_evidence
 from crosstime.report.findings import evolution_lines, findings
-from crosstime.report.stage import ReportConfig, ReportError, report
+from crosstime.report.stage import ReportConfig, ReportError
 
 __all__ = ["AnnotationError", "EvidenceConfig", "EvidenceError", "ReportConfig", "ReportError", "export_annotations",
-           "evolution_lines", "feature_evidence", "findings", "import_annotations", "read_annotations", "report"]
+           "evolution_lines", "feature_evidence", "findings", "import_annotations", "read_annotations"]

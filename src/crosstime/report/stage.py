@@ -43,7 +43,6 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 
-from crosstime import stage
 from crosstime.artifacts import (
     REPORT_DATA,
     REPORT_HTML,
@@ -52,9 +51,7 @@ from crosstime.artifacts import (
     RunDir,
     write_model,
 )
-from crosstime.crosscoder import Crosscoder, load_for_store
-from crosstime.crosscoder.model import WEIGHTS_FILE
-from crosstime.distributed import resolve_device
+from crosstime.crosscoder import Crosscoder
 from crosstime.errors import CrosstimeError
 from crosstime.report.annotate import apply_annotations, read_annotations
 from crosstime.report.dashboard import (
@@ -79,8 +76,8 @@ from crosstime.series import CheckpointSeries, SeriesError, format_tokens, open_
 from crosstime.shares import classify_shares, relative_shares, trajectories
 from crosstime.sites import final_norm, unembedding
 from crosstime.stage import DEVICE_HELP, Device, StageConfig
+from crosstime.runs import ACTIVATIONS, CROSSCODER, Run
 from crosstime.store import ActivationStore
-from crosstime.store.layout import MANIFEST
 
 
 class ReportError(CrosstimeError):
@@ -92,7 +89,6 @@ class ReportConfig(StageConfig):
 
     stage: ClassVar[str] = "report"
     execution: ClassVar[frozenset[str]] = frozenset({"device", "batch_rows"})
-    upstream: ClassVar[tuple[str, ...] | None] = None  # it reads every other stage's output
 
     features: list[int] | None = Field(None, description="report exactly these feature ids (default: the top "
                                                          "n_features)")
@@ -112,8 +108,6 @@ class ReportConfig(StageConfig):
     batch_rows: int = Field(2048, ge=1, description="token rows encoded at once (memory: batch_rows × F floats per "
                                                     "encode)")
 
-    def output(self) -> Path:
-        return self.rundir.report / REPORT_HTML
 
 
 @dataclass
@@ -130,28 +124,29 @@ class Inputs:
     tokenizer: Any  # a transformers tokenizer, or None
     device: torch.device
     missing: list[str]
+    crosscoder_record: dict[str, Any] | None  # the settings of the stage that wrote the crosscoder (train or import)
 
 
 # -- inputs ----------------------------------------------------------------------------------
 
-def open_store_and_model(run: RunDir, device: torch.device, missing: list[str]) -> tuple[ActivationStore | None, Crosscoder | None]:
+def open_store_and_model(run: Run, missing: list[str]) -> tuple[ActivationStore | None, Crosscoder | None]:
     """The store and the crosscoder checked against it (each None when the run lacks it, listed in ``missing``)."""
-    store = ActivationStore(run.activations) if (run.activations / MANIFEST).is_file() else None
+    store = run.store if run.has(ACTIVATIONS) else None
     if store is not None:
         store.check_tokens()  # before any work
     if store is None:
         missing.append("activations/ (run `crosstime harvest`): no top contexts; the crosscoder is opened only "
                        "with the store it reads")
-    if not (run.crosscoder / WEIGHTS_FILE).is_file():
+    if not run.has(CROSSCODER):
         missing.append("crosscoder/ (run `crosstime train`): no decoder norms, no top contexts")
         return store, None
     if store is None:
         return None, None
-    model = load_for_store(run.crosscoder, store, device)
+    model = run.crosscoder
     if model.inference_depends_on_batch:
         warnings.warn(f"{model.inference_rule}. The report encodes {run.root} in batches of whole contexts "
                       "(--batch-rows), so its evidence depends on the batching; data.json records this rule. Train "
-                      "past threshold_start_step for a BatchTopK threshold (per-token features).", stacklevel=3)
+                      "past threshold_start_step for a BatchTopK threshold (per-token features).", stacklevel=4)
     return store, model
 
 
@@ -227,14 +222,13 @@ def open_series_for(config: ReportConfig, store: ActivationStore, revisions: lis
     return series, tokenizer
 
 
-def open_inputs(config: ReportConfig) -> Inputs:
-    """Open and check everything the report reads; raises before anything is written."""
-    run = config.rundir
+def check_inputs(config: ReportConfig, opened: Run) -> Inputs:
+    """Open and check everything the report reads, through the run reader; raises before anything is written."""
+    run = opened.dir
     if not run.root.is_dir():
         raise ReportError(f"run directory {run.root} does not exist; run the pipeline first (e.g. `crosstime demo`)")
-    device = resolve_device(config.device)
     missing: list[str] = []
-    store, model = open_store_and_model(run, device, missing)
+    store, model = open_store_and_model(opened, missing)
     base = collect(run, model.revisions if model is not None else None)
     # the second paper's analyses (Evolution panel): scanned = the scan finished and wrote its dynamics
     base.overview["evolution"] = evolution_overview(run, base.evaluation, base.overview["dynamics"] is not None,
@@ -244,7 +238,8 @@ def open_inputs(config: ReportConfig) -> Inputs:
     series, tokenizer = None, None
     if store is not None and model is not None and chosen:
         series, tokenizer = open_series_for(config, store, model.revisions)
-    return Inputs(run, store, model, base, checkpoints, chosen, series, tokenizer, device, missing + base.missing)
+    return Inputs(run, store, model, base, checkpoints, chosen, series, tokenizer, opened.device,
+                  missing + base.missing, opened.record(CROSSCODER))
 
 
 # -- the work --------------------------------------------------------------------------------
@@ -330,7 +325,7 @@ def report_data(config: ReportConfig, inputs: Inputs) -> ReportData:
             config=model.config.model_dump(mode="json"), inference_rule=model.inference_rule,
             inference_depends_on_batch=model.inference_depends_on_batch,
             settings=crosscoder_settings(model.config.model_dump(mode="json"),
-                                         stage.read_records(inputs.run).get("train"))).model_dump(),
+                                         inputs.crosscoder_record)).model_dump(),
         "features": rows,
         "n_features_total": model.n_features if model is not None else None,
         **evidence,
@@ -353,18 +348,13 @@ def evolution_figures(data: dict[str, Any], run: RunDir) -> None:
     caption_figures(figures, evolution_readings(data))
 
 
-def report(config: ReportConfig) -> Path:
-    """Build ``RUN/report/index.html`` (and ``data.json``) from the run directory; returns the HTML path."""
-    t0 = time.time()
-    inputs = open_inputs(config)
-    with stage.writing(config) as resolved:
-        data = report_data(config, inputs)
-        write_model(data, inputs.run.report / REPORT_DATA)
-        out = render(data.model_dump(mode="json"), config.output())
-        # features that depend on the batch make the batch size part of what was shown: recorded beside the settings
-        if inputs.model is not None and inputs.model.inference_depends_on_batch:
-            resolved["batch_rows"] = config.batch_rows
-    if config.progress:
-        print(f"wrote {out} ({len(data.features)} features, {len(data.checkpoints)} checkpoints) in "
-              f"{time.time() - t0:.1f}s")
-    return out
+def work(config: ReportConfig, inputs: Inputs, resolved: dict[str, Any]) -> tuple[Path, ReportData]:
+    """The stage's work, inside the run's lock (:mod:`crosstime.stages.report` opens the inputs):
+    data.json and the dashboard written; returns the HTML's path and the data."""
+    data = report_data(config, inputs)
+    write_model(data, inputs.run.report / REPORT_DATA)
+    out = render(data.model_dump(mode="json"), config.output())
+    # features that depend on the batch make the batch size part of what was shown: recorded beside the settings
+    if inputs.model is not None and inputs.model.inference_depends_on_batch:
+        resolved["batch_rows"] = config.batch_rows
+    return out, data

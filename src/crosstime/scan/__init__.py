@@ -2,7 +2,7 @@
 
 Modules: :mod:`~crosstime.scan.config` (ScanConfig, ScanError), :mod:`~crosstime.scan.inputs`
 (everything checked before the first model load), :mod:`~crosstime.scan.stage` (the sweep and
-the outputs, :func:`scan`), :mod:`~crosstime.scan.similarity` (cosine, linear CKA, site
+the outputs; the stage is declared in :mod:`crosstime.stages.scan`), :mod:`~crosstime.scan.similarity` (cosine, linear CKA, site
 tokens), :mod:`~crosstime.scan.dynamics` (n-gram model, next-token dynamics),
 :mod:`~crosstime.scan.suggest` (ramp fit, CKA blocks, the checkpoint suggestion),
 :mod:`~crosstime.scan.summary` (what the command prints), :mod:`~crosstime.scan.plots`.
@@ -13,7 +13,7 @@ from crosstime.scan.dynamics import NgramModel, next_token_dynamics
 from crosstime.scan.inputs import prepare
 from crosstime.scan.phases import phases_line, read_phases
 from crosstime.scan.similarity import cosine_matrix, linear_cka_matrix, site_tokens
-from crosstime.scan.stage import ScanResult, scan
+from crosstime.scan.stage import ScanResult
 from crosstime.scan.suggest import (
     SUGGESTION_METHOD,
     cka_blocks,
@@ -23,7 +23,7 @@ from crosstime.scan.suggest import (
 from crosstime.scan.summary import print_scan_summary, suggestion_line
 
 __all__ = [
-    "ScanConfig", "ScanError", "ScanResult", "scan", "prepare", "print_scan_summary", "suggestion_line", "phases_line", "read_phases",
+    "ScanConfig", "ScanError", "ScanResult", "prepare", "print_scan_summary", "suggestion_line", "phases_line", "read_phases",
     "cosine_matrix", "linear_cka_matrix", "site_tokens", "NgramModel", "next_token_dynamics",
     "fit_ramp", "cka_blocks", "suggest_checkpoints", "SUGGESTION_METHOD",
 ]

@@ -7,7 +7,6 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from crosstime.artifacts import SCAN_SUGGESTION
 from crosstime.errors import CrosstimeError
 from crosstime.stage import DEVICE_HELP, Count, Device, StageConfig
 
@@ -54,11 +53,3 @@ class ScanConfig(StageConfig):
         None, gt=0, description="torch CPU threads during the scan (default: 1 for small models, d_model < 512, "
         "on the CPU, whose ops are too small to gain from threads but lose a lot on a busy machine; else torch's own)")
     seed: int = Field(0, description="seed of the held-out document sample and of the similarity token order")
-
-    def output(self) -> Path:
-        """RUN/scan/suggestion.json, written last."""
-        return self.rundir.scan / SCAN_SUGGESTION
-
-    def output_files(self) -> list[Path]:
-        """Everything in RUN/scan/ (the scan removes the files it no longer writes)."""
-        return [p for p in self.rundir.scan.iterdir() if p.is_file()]

@@ -27,7 +27,7 @@ this one does not write (dynamics without corpora, similarity figures without to
 removed, so the folder never mixes two scans. The settings are recorded in ``RUN/config.yaml``
 after success (:mod:`crosstime.stage`)::
 
-    from crosstime.scan import ScanConfig, scan
+    from crosstime.stages.scan import ScanConfig, scan   # the stage, declared
     result = scan(ScanConfig(run="runs/toy", series="path/to/toy", tasks=["toy"], layer=1))
 """
 
@@ -42,7 +42,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crosstime import stage
 from crosstime.artifacts import (
     SCAN_ACCURACY,
     SCAN_DYNAMICS,
@@ -297,17 +296,14 @@ def _notes(sweep: Sweep, inputs: ScanInputs) -> list[str]:
     return notes
 
 
-def scan(config: ScanConfig) -> ScanResult:
-    """Run the scan stage; see the module docstring. Inputs are checked before any model is loaded;
-    the settings are recorded in ``RUN/config.yaml`` once every file is written."""
-    started = time.perf_counter()
-    inputs = prepare(config)
-    with stage.writing(config):
-        sweep = run_sweep(config, inputs)
-        cos, cka, n_tokens = similarity(sweep.acts, len(inputs.checkpoints))
-        matrices = {"cosine": cos, "cka": cka}
-        suggestion = make_suggestion(config, inputs, sweep, cka)
-        write_outputs(config, inputs, sweep, suggestion, matrices, n_tokens)
+def work(config: ScanConfig, inputs: ScanInputs, started: float) -> ScanResult:
+    """The stage's work, inside the run's lock (:mod:`crosstime.stages.scan` checks the inputs first):
+    the sweep, similarity, the suggestion and every file written."""
+    sweep = run_sweep(config, inputs)
+    cos, cka, n_tokens = similarity(sweep.acts, len(inputs.checkpoints))
+    matrices = {"cosine": cos, "cka": cka}
+    suggestion = make_suggestion(config, inputs, sweep, cka)
+    write_outputs(config, inputs, sweep, suggestion, matrices, n_tokens)
     return ScanResult(config.rundir.scan, inputs.checkpoints, sweep.accuracy, cos, cka, sweep.dynamics, suggestion,
                       {t.name: t.summary() for t in inputs.tasks}, time.perf_counter() - started,
                       _notes(sweep, inputs))

@@ -1,6 +1,7 @@
 """Activation store: harvest every checkpoint once, token-aligned, streaming, resumable.
 
-    from crosstime.store import ActivationStore, HarvestConfig, harvest
+    from crosstime.stages.harvest import HarvestConfig, harvest   # the stage, declared
+    from crosstime.store import ActivationStore
 
     store = harvest(HarvestConfig(run="runs/x", series="toy/", revisions=["step0", "step512"], layer=1,
                                   tokens=1_000_000))   # -> runs/x/activations
@@ -15,9 +16,8 @@ chunk sidecars, never re-planned: :mod:`crosstime.store.recovery`; checkpoints' 
 fingerprints: :mod:`crosstime.store.fingerprint`.
 """
 
-from crosstime.store.harvesting import HarvestConfig, harvest, resolve_config
+from crosstime.store.harvesting import HarvestConfig, resolve_config
 from crosstime.store.layout import ManifestDamaged, StoreError, StoreIndexError
 from crosstime.store.reader import ActivationStore
 
-__all__ = ["ActivationStore", "HarvestConfig", "ManifestDamaged", "StoreError", "StoreIndexError", "harvest",
-           "resolve_config"]
+__all__ = ["ActivationStore", "HarvestConfig", "ManifestDamaged", "StoreError", "StoreIndexError", "resolve_config"]

@@ -1,6 +1,12 @@
 """Harvest: run each checkpoint once over the store's tokens and write its site activations.
 
-    harvest(HarvestConfig(series=..., revisions=[...], layer=L, corpus=..., tokens=N, out=STORE))
+    from crosstime.stages.harvest import HarvestConfig, harvest   # the stage, declared
+    harvest(HarvestConfig(run=RUN, series=..., revisions=[...], layer=L, corpus=..., tokens=N))   # -> RUN/activations
+
+This module is the work (:func:`check_request`, then :func:`harvest_store`); streaming training
+(:mod:`crosstime.crosscoder.streaming`) writes a store with the same public pieces
+(:func:`check_request`, :func:`context_tokens`, :func:`prepare_store`, :func:`compute_chunk`,
+:func:`write_chunk`, :func:`check_weights`, :func:`order_checkpoints`).
 
 Order of work (every check that can fail happens before any model runs):
 
@@ -46,7 +52,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from crosstime import distributed, stage
+from crosstime import distributed
 from crosstime.files import atomic_path, remove_stale_temps, sha256_file, write_json
 from crosstime.names import check_name
 from crosstime.series import SeriesError, open_series
@@ -113,9 +119,6 @@ class HarvestConfig(StageConfig):
     def out(self) -> Path:
         """The store folder, RUN/activations."""
         return self.rundir.activations
-
-    def output(self) -> Path:
-        return self.out / MANIFEST
 
     def resolved(self) -> HarvestConfig:
         return resolve_config(self)
@@ -245,7 +248,7 @@ def _sidecars_hint(root: Path, request: dict, origin: str) -> str:
             "away and re-run; the harvest rebuilds it from the sidecars.")
 
 
-def _tokens(config: HarvestConfig, series, corpus, request: dict, out: np.ndarray | None = None) -> np.ndarray:
+def context_tokens(config: HarvestConfig, series, corpus, request: dict, out: np.ndarray | None = None) -> np.ndarray:
     """int32 [n_contexts, context_len]: train contexts, then held-out contexts (packed into ``out``,
     a zero-filled array of that shape such as a memory-mapped file, when given)."""
     tokenizer = series.load_tokenizer(series.revisions[-1])
@@ -308,7 +311,7 @@ def compute_chunk(model, tokens: np.ndarray, layer: int, first: int, batch_size:
     return Chunk(data, float(norm_sum), peak)
 
 
-def _write_chunk(root: Path, revision: str, index: int, chunk: Chunk, manifest: dict | None = None,
+def write_chunk(root: Path, revision: str, index: int, chunk: Chunk, manifest: dict | None = None,
                  weights: dict | None = None) -> dict:
     """Write one chunk (bin, then sidecar; both under temporary names, then renamed); return the sidecar.
 
@@ -351,7 +354,7 @@ def run_items(root: Path, items: list[tuple[str, int]], plan: list[list[int]], t
             chunk = compute_chunk(model, tokens[s:e], layer, first, batch_size, device, dtype, rev, on_batch)
             if pending is not None:
                 pending.result()
-            pending = writer.submit(_write_chunk, root, rev, i, chunk, manifest, weights.get(rev))
+            pending = writer.submit(write_chunk, root, rev, i, chunk, manifest, weights.get(rev))
             if progress is not None:
                 progress(rev, i)
         if pending is not None:
@@ -363,7 +366,7 @@ ENTRY_KEYS = ("status", "chunks_done", "n_chunks", "step", "tokens_seen", "finge
               "mean_norm", "max_abs", "checksums")
 
 
-def _order(manifest: dict, series) -> None:
+def order_checkpoints(manifest: dict, series) -> None:
     """Checkpoints in series order, with their steps and tokens, each entry's keys in :data:`ENTRY_KEYS` order."""
     known = {c.revision: c for c in series.checkpoints}
     revs = sorted(manifest["checkpoints"], key=lambda r: series.revisions.index(r) if r in known else len(known))
@@ -379,7 +382,7 @@ def _order(manifest: dict, series) -> None:
 
 @dataclass
 class Checked:
-    """What :func:`_check_request` found: the request and the store it goes into.
+    """What :func:`check_request` found: the request and the store it goes into.
 
     ``origin``: ``"found"`` (a readable manifest), ``"recovered"`` (rebuilt from the sidecars),
     ``"given"`` (a store whose plan is lost, taken from the settings given), ``"none"`` (a new store)."""
@@ -398,7 +401,7 @@ class Checked:
 def _pack_tokens(root: Path, config: HarvestConfig, c: Checked, must_equal: str | None, refusal: str) -> str:
     """Pack the corpus into ``tokens.npy`` (atomically); return its sha256. When ``must_equal`` is given
     and the packed tokens differ, nothing is written and :class:`StoreError` says ``refusal``."""
-    tokens = _tokens(config, c.series, c.corpus, c.request)
+    tokens = context_tokens(config, c.series, c.corpus, c.request)
     root.mkdir(parents=True, exist_ok=True)
     with atomic_path(root / TOKENS) as tmp:
         with open(tmp, "wb") as handle:
@@ -453,7 +456,7 @@ def _drop_damaged(root: Path, manifest: dict, revisions: list[str], verify: bool
     remove_stale_temps(root)
 
 
-def _prepare(root: Path, config: HarvestConfig, c: Checked) -> None:
+def prepare_store(root: Path, config: HarvestConfig, c: Checked) -> None:
     """Rank 0: the manifest (found, rebuilt, or new with its tokens) and checked tokens; refuse chunks of
     another plan; delete damaged chunks of the checkpoints about to be harvested; write the manifest."""
     manifest = c.existing
@@ -466,25 +469,11 @@ def _prepare(root: Path, config: HarvestConfig, c: Checked) -> None:
         manifest["checkpoints"].setdefault(rev, {"status": "pending"})
     _drop_damaged(root, manifest, c.revisions, config.verify)
     summarise(root, manifest, c.revisions, final=False)
-    _order(manifest, c.series)
+    order_checkpoints(manifest, c.series)
     write_manifest(root, manifest)
 
 
-def harvest(config: HarvestConfig):
-    """Harvest the site activations of ``config.revisions`` into ``config.out``; return the store.
-
-    Works alone or under ``torchrun`` (every rank calls it with the same config). Everything
-    that can fail without work is checked first; then the main rank holds the run's lock.
-    """
-    w = distributed.join(distributed.resolve_device(config.device))
-    checked = _check_request(resolve_config(config))
-    with stage.writing(config) as resolved:
-        store = _harvest(resolve_config(config), w, checked)
-        resolved["revisions"] = store.revisions  # every checkpoint the store now holds
-    return store
-
-
-def _check_request(config: HarvestConfig) -> Checked:
+def check_request(config: HarvestConfig) -> Checked:
     """1.-2. Everything that can fail before work: the series, revisions, layer, corpus, and the
     existing store's plan (found, rebuilt from the sidecars, or given) and its agreement with the request."""
     series, revisions, d, _depth, context_len = _resolve(config)
@@ -511,19 +500,19 @@ def _check_request(config: HarvestConfig) -> Checked:
     return Checked(series, revisions, d, context_len, corpus, corpus_spec, request, existing, origin)
 
 
-def _harvest(config: HarvestConfig, w: distributed.World, c: Checked):
+def harvest_store(config: HarvestConfig, w: distributed.World, c: Checked):
     from crosstime.store.reader import ActivationStore
 
     root = config.out
     try:
         if w.is_main:  # 3.-4. tokens, manifest and the check of chunks on disk, once
-            _prepare(root, config, c)
+            prepare_store(root, config, c)
         distributed.barrier()
         _run_share(config, w, c.series, c.revisions, c.d, c.context_len)
         distributed.barrier()
         if w.is_main:  # 6. totals
             manifest = summarise(root, read_manifest(root), c.revisions, final=True)
-            _order(manifest, c.series)
+            order_checkpoints(manifest, c.series)
             write_manifest(root, manifest)
             _warn_identical(manifest, c.series.source)
     except OSError as err:
@@ -567,7 +556,7 @@ def _warn_identical(manifest: dict, source: str) -> None:
                           "those revisions at their source before comparing them", stacklevel=4)
 
 
-def _check_weights(root: Path, entry: dict, revision: str, model, model_dtype: str, source: str) -> dict:
+def check_weights(root: Path, entry: dict, revision: str, model, model_dtype: str, source: str) -> dict:
     """``{fingerprint, model_dtype}`` of a loaded checkpoint; refused when its chunks on disk were
     computed from other weights (the branch changed under the store) or in another model dtype."""
     weights = {"fingerprint": weights_fingerprint(model), "model_dtype": model_dtype}
@@ -617,7 +606,7 @@ def _run_share(config: HarvestConfig, w: distributed.World, series, revisions: l
     def load(rev: str):
         bar.set_postfix_str(rev)
         model = series.load_model(rev, dtype=config.model_dtype, device=device)
-        weights[rev] = _check_weights(root, manifest["checkpoints"].get(rev, {}), rev, model, config.model_dtype,
+        weights[rev] = check_weights(root, manifest["checkpoints"].get(rev, {}), rev, model, config.model_dtype,
                                       series.source)
         return model
 

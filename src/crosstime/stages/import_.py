@@ -1,0 +1,49 @@
+"""The import stage, declared: another codebase's saved crosscoder -> RUN/crosscoder.
+
+    from crosstime.stages.import_ import ImportConfig, import_crosscoder
+    imported, store = import_crosscoder(ImportConfig(run="runs/x", format="cct", path="cc.pt"))
+
+The files are read and checked (shapes, config against tensors, scales against the store: ``--store``,
+else the run's own when it has one) before anything is written: a refused import leaves the run as
+it was. The stage records itself as ``import`` and vouches for the crosscoder artifact, which
+evaluate, attribute and report read. The formats are :mod:`crosstime.interop`'s.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from crosstime import stage
+from crosstime.interop import ImportConfig, read_import, write_import
+from crosstime.interop.importing import Imported
+from crosstime.runs import ACTIVATIONS, CROSSCODER, open_inputs
+from crosstime.stage import Stage
+from crosstime.store import ActivationStore
+
+__all__ = ["IMPORT", "ImportConfig", "import_crosscoder"]
+
+
+def import_crosscoder(config: ImportConfig) -> tuple[Imported, ActivationStore | None]:
+    """Read, check, then write RUN/crosscoder; returns what was imported and the store it was checked against."""
+    run = open_inputs(config)
+    imported, store = read_import(config, run.store if run.has(ACTIVATIONS) else None)
+    with stage.writing(config):
+        write_import(config, imported, store)
+    return imported, store
+
+
+def show(result: tuple[Imported, ActivationStore | None], config: ImportConfig) -> None:
+    imported, checked = result
+    m = imported.model
+    typer.echo(f"{config.rundir.crosscoder}: {m.config.variant} crosscoder from {config.format} {config.path}, "
+               f"M={m.n_checkpoints} ({', '.join(m.revisions or [])}), d={m.d_model}, F={m.n_features}")
+    for note in imported.notes:
+        typer.echo(f"  {note}")
+    typer.echo(f"  checked against the store at {checked.root}" if checked is not None else
+               "  not checked against a store (give --store, or import into a run with RUN/activations)")
+
+
+IMPORT = stage.register(Stage(
+    name="import", config=ImportConfig, work=import_crosscoder, writes=(CROSSCODER,), optional_reads=(ACTIVATIONS,),
+    positional=("format", "path"), options={"run": "out"}, show=show,
+    help="Import a crosscoder saved by another codebase into RUN/crosscoder (every later stage reads it)."))
