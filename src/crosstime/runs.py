@@ -145,20 +145,20 @@ def _read_report(run: Run, key: str | None) -> ReportData:
 
 
 SCAN = Artifact("scan", "scan", f"scan/{SCAN_SUGGESTION}", _read_scan, "scan",
-                "accuracy curves, similarity, dynamics, phases and the suggested checkpoints (RUN/scan/)",
+                "the scan: accuracy curves, similarity, dynamics, phases, suggested checkpoints",
                 checksummed=("scan/*",))
 ACTIVATIONS = Artifact("activations", "activations", f"activations/{MANIFEST}", _read_store, "harvest",
-                       "the activation store (RUN/activations; it verifies its own chunks)")
+                       "the activation store")
 CROSSCODER = Artifact("crosscoder", "crosscoder", f"crosscoder/{WEIGHTS_FILE}", _read_crosscoder, "train",
-                      "the trained crosscoder (RUN/crosscoder; its weights carry their own checksum)")
+                      "the crosscoder")
 EVALUATION = Artifact("evaluation", "evaluation.json", "evaluation.json", _read_evaluation, "evaluate",
-                      "evaluation.json and evaluation/ (features.csv, figures)",
+                      "the evaluation",
                       checksummed=("evaluation.json", "evaluation/*"))
 ATTRIBUTION = Artifact("attribution", "attribution/{key}", f"attribution/{{key}}/{ATTRIBUTION_FEATURES.file}",
-                       _read_attribution, "attribute", "one task's attribution (RUN/attribution/TASK/)",
+                       _read_attribution, "attribute", "the task's attribution",
                        checksummed=("attribution/{key}/*",))
 REPORT = Artifact("report", "report", f"report/{REPORT_HTML}", _read_report, "report",
-                  "the dashboard and its data (RUN/report/)")
+                  "the report")
 
 
 # -- the reader --------------------------------------------------------------------------------
@@ -206,8 +206,9 @@ class Run:
         """Stop unless a finished stage vouches for ``artifact`` and its recorded files are unchanged."""
         record = stage.record_of(stage.read_records(self.dir), artifact.ident(key))
         if record is None or not stage.verify_outputs(self.dir, record):
-            raise StageNotRun(f"{self.root}: no finished stage wrote {artifact.description} (no record in "
-                              f"{self.dir.config_file}); run `{hint(artifact, self.root, key)}` first")
+            raise StageNotRun(f"{artifact.where(self.dir, key)} ({artifact.description}) is not there: no finished "
+                              f"stage wrote it (no record in {self.dir.config_file}); run "
+                              f"`{hint(artifact, self.root, key)}` first")
 
     def read(self, artifact: Artifact[T], key: str | None = None) -> T:
         """``artifact`` (task ``key``'s, for a keyed one) as its reader returns it, read once."""

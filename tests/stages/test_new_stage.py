@@ -38,9 +38,9 @@ def _read(name: str):
     return lambda run, key: (run.root / name).read_text()
 
 
-NOTE = Artifact("note", "note.txt", "note.txt", _read("note.txt"), "note", "the note (RUN/note.txt)",
+NOTE = Artifact("note", "note.txt", "note.txt", _read("note.txt"), "note", "the note",
                 checksummed=("note.txt",))
-SHOUT = Artifact("shout", "shout.txt", "shout.txt", _read("shout.txt"), "shout", "the shout (RUN/shout.txt)",
+SHOUT = Artifact("shout", "shout.txt", "shout.txt", _read("shout.txt"), "shout", "the shout",
                  checksummed=("shout.txt",))
 
 
@@ -111,7 +111,7 @@ def test_an_artifact_no_finished_stage_vouches_for_is_not_read(registered, tmp_p
     run = tmp_path / "run"
     run.mkdir()
     (run / "note.txt").write_text("left by a killed run")  # a file without a record is not the stage's output
-    with pytest.raises(StageNotRun, match=r"no finished stage wrote the note \(RUN/note.txt\)"):
+    with pytest.raises(StageNotRun, match=r"note\.txt \(the note\) is not there: no finished stage wrote it"):
         open_run(run).read(NOTE)
     assert not open_run(run).has(NOTE)
     assert Path(run / "note.txt").exists()

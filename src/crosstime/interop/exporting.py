@@ -14,14 +14,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from crosstime.artifacts import Evaluation, RunDir, read_json, read_model
-from crosstime.crosscoder import Crosscoder, load
+from crosstime.artifacts import read_json
+from crosstime.crosscoder import Crosscoder
 from crosstime.crosscoder.formats import ExportInfo, get_format, known_formats
 from crosstime.crosscoder.formats.hub import first_line, hub_offline, network_errors
 from crosstime.crosscoder.model import CONFIG_FILE
 from crosstime.interop.importing import InteropError
 from crosstime.interop.neuronpedia import write_neuronpedia
-from crosstime.store import ActivationStore
+from crosstime.runs import ACTIVATIONS, CROSSCODER, EVALUATION, Run, open_run
 
 NEURONPEDIA = "neuronpedia"
 
@@ -30,45 +30,45 @@ def export_formats() -> list[str]:
     return sorted([*known_formats("write"), NEURONPEDIA])
 
 
-def export_info(run: RunDir) -> ExportInfo:
+def export_info(run: Run) -> ExportInfo:
     """What the run knows beside the weights: the store's site and series, training settings, evaluation."""
     info = ExportInfo()
-    if (run.activations / "manifest.json").is_file():
-        store = ActivationStore(run.activations)
+    if run.has(ACTIVATIONS):
+        store = run.store
         site = store.manifest["site"]
         info.layer, info.context_len = store.layer, store.context_len
         info.site = f"layer {store.layer} {site.get('kind', '')}".strip()
         info.hook_name = f"blocks.{store.layer}.{site.get('kind', 'hook')}"
         source = store.manifest.get("series", {}).get("source")
         info.model_name = str(source) if source else None
-    saved = read_json(run.crosscoder / CONFIG_FILE)
+    saved = read_json(run.dir.crosscoder / CONFIG_FILE)
     info.training = saved.get("training") or {}
-    if run.evaluation_file.is_file():
-        info.evaluation = [row.model_dump() for row in read_model(Evaluation, run.evaluation_file).checkpoints]
+    if run.has(EVALUATION):
+        info.evaluation = [row.model_dump() for row in run.evaluation.checkpoints]
     return info
 
 
-def _open_crosscoder(run: RunDir) -> Crosscoder:
-    if not (run.crosscoder / CONFIG_FILE).is_file():
-        raise InteropError(f"{run.root} has no crosscoder ({run.crosscoder / CONFIG_FILE} is missing); train one "
-                           "(`crosstime train RUN`) or import one (`crosstime import FORMAT PATH --out RUN`)")
-    return load(run.crosscoder).unfold_scales().eval()
+def _open_crosscoder(run: Run) -> Crosscoder:
+    if not run.has(CROSSCODER):
+        raise InteropError(f"{run.root} has no crosscoder (no finished train or import in {run.dir.config_file}); "
+                           "train one (`crosstime train RUN`) or import one (`crosstime import FORMAT PATH --out RUN`)")
+    return run.crosscoder
 
 
 def export_run(run: str | Path, format: str, out: str | Path, force: bool = False) -> list[Path]:
     """Write RUN's crosscoder in ``format`` into the folder ``out``; the files written."""
-    rundir, out = RunDir(run), Path(out)
+    opened, out = open_run(run), Path(out)
     if format != NEURONPEDIA and format not in known_formats("write"):
         raise InteropError(f"unknown export format {format!r}; known formats: {', '.join(export_formats())}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise InteropError(f"{out} already exists and is not empty; choose another --out, or pass --force to replace it")
-    model = _open_crosscoder(rundir)
-    info = export_info(rundir)
+    model = _open_crosscoder(opened)
+    info = export_info(opened)
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     try:
         if format == NEURONPEDIA:
-            written = write_neuronpedia(rundir, model, partial, info)
+            written = write_neuronpedia(opened.dir, model, partial, info)
         else:
             written = get_format(format, "write").write(model, partial, info)
         if out.is_dir():  # --force: the old export goes only once the new one is complete

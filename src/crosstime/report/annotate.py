@@ -33,6 +33,7 @@ from crosstime.artifacts import (
 )
 from crosstime.errors import CrosstimeError
 from crosstime.files import write_text
+from crosstime.runs import CROSSCODER, REPORT, open_run
 
 # Columns written by export (context for the annotator); never stored as annotation extras.
 CONTEXT_COLUMNS = ("feature", "rank", "reldec_class", "trajectory", "onset", "relie_class", "relie_peak",
@@ -58,8 +59,8 @@ def read_annotations(run: RunDir | str | Path) -> dict[int, dict[str, Any]]:
 
 def _report_data(run: RunDir) -> dict | None:
     """The last report's ``data.json`` (a dict of ``artifacts.ReportData``), or None before the first report."""
-    path = run.report / REPORT_DATA
-    return read_model(ReportData, path).model_dump(mode="json") if path.is_file() else None
+    opened = open_run(run.root)
+    return opened.read(REPORT).model_dump(mode="json") if opened.has(REPORT) else None
 
 
 def export_annotations(run: RunDir | str | Path, path: str | Path, n_features: int = 100) -> Path:
@@ -268,9 +269,5 @@ def apply_annotations(data: dict, annotations: dict[int, dict[str, Any]]) -> Non
 
 def _crosscoder_features(run: RunDir) -> int | None:
     """F of the run's crosscoder (None without one: ids are then only checked to be ≥ 0)."""
-    from crosstime.crosscoder import load
-    from crosstime.crosscoder.model import WEIGHTS_FILE
-
-    if not (run.crosscoder / WEIGHTS_FILE).is_file():
-        return None
-    return load(run.crosscoder).n_features
+    opened = open_run(run.root)
+    return opened.crosscoder.n_features if opened.has(CROSSCODER) else None
