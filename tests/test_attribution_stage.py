@@ -26,6 +26,7 @@ from crosstime.artifacts import (
     read_model,
 )
 from crosstime.attribution import AttributeConfig, AttributionError
+from crosstime.runs import StageNotRun
 from crosstime.stages.attribute import attribute
 from crosstime.crosscoder import CrosscoderConfig, CrosscoderError, build
 from crosstime.store import ActivationStore
@@ -311,7 +312,7 @@ def test_bad_input_is_refused_before_work(run_dir, tmp_path):
                                "sentence_bad": "zebras grazes"}) + "\n")
     with pytest.raises(TaskError, match="keeps none of the pairs"):
         attribute(AttributeConfig(run=run.root, task=str(bad), progress=False))
-    with pytest.raises(AttributionError, match="no activations"):
+    with pytest.raises(StageNotRun, match=r"activations \(the activation store\) is not there"):
         attribute(AttributeConfig(run=tmp_path, task=str(task), progress=False))
     # a crosscoder trained on other checkpoints than this run's store, or on other activations
     store = ActivationStore(run.activations)

@@ -349,7 +349,7 @@ def test_healthy_training_never_comes_near_the_limit():
     """The rule's margin: the loss of ordinary trainings (all variants) stays below 2× the first step's."""
     x = _data()
     for variant in ("relu", "topk", "batchtopk", "jumprelu"):
-        trainer = T._trainer(x, SETTINGS.model_copy(update={"variant": variant, "k": 4}), None, None,
+        trainer = T.make_trainer(x, SETTINGS.model_copy(update={"variant": variant, "k": 4}), None, None,
                              T.distributed.world())
         losses: list[float] = []
 

@@ -31,6 +31,7 @@ from crosstime.crosscoder import (
 )
 from crosstime.evaluate import stage as ev
 from crosstime.evaluate.stage import EvaluateConfig, EvaluationError
+from crosstime.runs import StageNotRun
 from crosstime.stages.evaluate import evaluate
 from crosstime.series import open_series
 from crosstime.sites import patch_site, unembedding
@@ -359,7 +360,7 @@ def test_bad_inputs_are_refused_before_work(run):
     save_crosscoder(run, exact_weights(3, 32), ["step100", "step10", "step0"])
     refused(CrosscoderError, "not in the store's order")
     shutil.rmtree(run / "crosscoder")
-    refused(CrosscoderError, "not a saved crosscoder")
+    refused(StageNotRun, r"crosscoder \(the crosscoder\) is not there")
     with pytest.raises(EvaluationError, match="cannot open the activation store"):
         evaluate(_cfg(run / "nowhere"))
 
@@ -391,6 +392,7 @@ def test_evaluate_records_itself_and_reuse_ignores_execution_settings(own_run, t
     record = yaml.safe_load((own_run / "config.yaml").read_text())["evaluate"]
     record.pop(stage.INPUTS_KEY)
     assert sorted(record.pop(stage.FILES_KEY)) == ["evaluation.json", "evaluation/features.csv"]  # plots=False
+    assert record.pop(stage.WRITES_KEY) == ["evaluation"]
     assert record == {**cfg.output_settings(), "revisions": store.revisions, "inference_rule": model.inference_rule}
     assert stage.verify_outputs(RunDir(own_run), "evaluate")
     (own_run / "evaluation" / "features.csv").write_text((own_run / "evaluation" / "features.csv").read_text()[:-40])

@@ -130,8 +130,8 @@ def test_help_lists_the_pipeline_in_the_readmes_order_then_the_rest():
     pipeline = [name.strip() for name in diagram.split("─►")]
     assert pipeline == ["scan", "harvest", "train", "evaluate", "attribute", "report"]
     commands, _ = help_commands([])
-    assert commands[: len(pipeline) + 1] == [*pipeline, "demo"]
-    assert {"series", "toy", "annotate"} <= set(commands[len(pipeline) + 1:])
+    assert commands[: len(pipeline) + 2] == [*pipeline, "import", "demo"]  # import: another way to a crosscoder
+    assert {"series", "toy", "annotate"} <= set(commands[len(pipeline) + 2:])
 
 
 @pytest.mark.parametrize("args", [[], ["harvest"], ["train"], ["demo"], ["toy", "build"], ["annotate"]])

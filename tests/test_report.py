@@ -414,7 +414,8 @@ def test_report_records_its_settings(tmp_path, run3, monkeypatch):
     cfg = ReportConfig(run=work, n_features=3, progress=False, evidence=QUICK)
     report(cfg)
     recorded = stage.recorded(cfg)
-    assert {k: v for k, v in recorded.items() if k != stage.INPUTS_KEY} == cfg.output_settings()
+    assert recorded[stage.WRITES_KEY] == ["report"]
+    assert {k: v for k, v in recorded.items() if k not in (stage.INPUTS_KEY, stage.WRITES_KEY)} == cfg.output_settings()
     assert recorded["evidence"]["max_contexts"] == 4
     assert "batch_rows" not in recorded and "device" not in recorded and "run" not in recorded
     assert stage.finished(cfg)

@@ -274,6 +274,7 @@ def test_scan_records_its_settings_after_success(tiny_scan, tmp_path):
     saved = yaml.safe_load((config.run / "config.yaml").read_text())["scan"]
     saved.pop(stage.INPUTS_KEY)  # the scan reads no other stage's output: a digest of nothing
     files = saved.pop(stage.FILES_KEY)  # the checksums of what it wrote, for its readers
+    assert saved.pop(stage.WRITES_KEY) == ["scan"]  # the artifact the record vouches for
     assert sorted(files) == sorted(f"scan/{p.name}" for p in config.rundir.scan.iterdir())
     assert stage.verify_outputs(config.rundir, "scan")
     assert saved == config.output_settings()

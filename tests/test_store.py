@@ -207,7 +207,8 @@ def _run_slow_harvest(config: HarvestConfig) -> subprocess.Popen:
         "fast = h.read_site\n"
         "def slow(*a, **k):\n    time.sleep(0.15)\n    return fast(*a, **k)\n"
         "h.read_site = slow\n"
-        f"h.harvest(h.HarvestConfig.model_validate_json({config.model_dump_json()!r}))\n"
+        "from crosstime.stages.harvest import harvest\n"
+        f"harvest(h.HarvestConfig.model_validate_json({config.model_dump_json()!r}))\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     return subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -256,7 +257,8 @@ def test_two_process_torchrun_harvest_equals_single_process_and_reads_disjoint_s
     script.write_text(  # each rank harvests its share, then reads its share of one epoch
         "import numpy as np, torch, crosstime.store.harvesting as h\n"
         "from crosstime.distributed import world\n"
-        f"store = h.harvest(h.HarvestConfig.model_validate_json({config.model_dump_json()!r}))\n"
+        "from crosstime.stages.harvest import harvest\n"
+        f"store = harvest(h.HarvestConfig.model_validate_json({config.model_dump_json()!r}))\n"
         "w = world()\n"
         "rows = [i for _, i in store.batches(batch_size=50, rank=w.rank, world_size=w.size, with_index=True)]\n"
         f"np.save({str(tmp_path)!r} + f'/rank{{w.rank}}.npy', torch.cat(rows).numpy())\n"

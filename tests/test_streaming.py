@@ -183,7 +183,7 @@ def test_token_ids_are_packed_to_disk_not_held_in_memory(toy_world, tmp_path):
     equal the in-memory packing of the same request (the store's own _tokens), checksum included."""
     import hashlib
 
-    from crosstime.store.harvesting import _tokens
+    from crosstime.store.harvesting import context_tokens
 
     harvester = streaming_module.Harvester(_stream_config(toy_world, tmp_path / "run", tokens=1_600, steps=4,
                                                           batch_size=64, buffer_rows=504))
@@ -191,7 +191,7 @@ def test_token_ids_are_packed_to_disk_not_held_in_memory(toy_world, tmp_path):
     assert isinstance(harvester.tokens, np.memmap)
     assert str(harvester.tokens.filename) == str(tmp_path / "run" / "crosscoder" / streaming_module.STREAM_TOKENS)
     c = harvester.checked
-    in_memory = _tokens(harvester.hconfig, c.series, c.corpus, c.request)
+    in_memory = context_tokens(harvester.hconfig, c.series, c.corpus, c.request)
     assert np.array_equal(np.asarray(harvester.tokens), in_memory) and in_memory.any()
     assert harvester.tokens_sha256 == hashlib.sha256(in_memory.tobytes()).hexdigest()
 

@@ -148,9 +148,9 @@ SCAN = Artifact("scan", "scan", f"scan/{SCAN_SUGGESTION}", _read_scan, "scan",
                 "the scan: accuracy curves, similarity, dynamics, phases, suggested checkpoints",
                 checksummed=("scan/*",))
 ACTIVATIONS = Artifact("activations", "activations", f"activations/{MANIFEST}", _read_store, "harvest",
-                       "the activation store")
+                       "the activation store", self_verifying=True)
 CROSSCODER = Artifact("crosscoder", "crosscoder", f"crosscoder/{WEIGHTS_FILE}", _read_crosscoder, "train",
-                      "the crosscoder")
+                      "the crosscoder", self_verifying=True)
 EVALUATION = Artifact("evaluation", "evaluation.json", "evaluation.json", _read_evaluation, "evaluate",
                       "the evaluation",
                       checksummed=("evaluation.json", "evaluation/*"))
@@ -186,7 +186,10 @@ class Run:
         return f"Run({str(self.root)!r}, finished: {', '.join(self.finished()) or 'nothing yet'})"
 
     def has(self, artifact: Artifact, key: str | None = None) -> bool:
-        """Whether a finished stage vouches for ``artifact`` here (its files are not checked yet)."""
+        """Whether ``artifact`` may be read here: a finished stage vouches for it, or it vouches for itself
+        and its marker exists (its files are not checked yet)."""
+        if artifact.self_verifying and artifact.marker_path(self.dir, key).is_file():
+            return True
         return stage.record_of(stage.read_records(self.dir), artifact.ident(key)) is not None
 
     def record(self, artifact: Artifact, key: str | None = None) -> dict[str, Any] | None:
@@ -203,7 +206,10 @@ class Run:
                        if i.startswith(prefix)})
 
     def require(self, artifact: Artifact, key: str | None = None) -> None:
-        """Stop unless a finished stage vouches for ``artifact`` and its recorded files are unchanged."""
+        """Stop unless ``artifact`` may be read: a finished stage vouches for it and its recorded files are
+        unchanged, or it vouches for itself and is there."""
+        if artifact.self_verifying and artifact.marker_path(self.dir, key).is_file():
+            return
         record = stage.record_of(stage.read_records(self.dir), artifact.ident(key))
         if record is None or not stage.verify_outputs(self.dir, record):
             raise StageNotRun(f"{artifact.where(self.dir, key)} ({artifact.description}) is not there: no finished "

@@ -121,7 +121,10 @@ class Artifact(Generic[T]):
     a reader verifies against the record (empty where the artifact verifies its own files, as the
     store and the crosscoder do). ``read(run, key)`` gets a :class:`crosstime.runs.Run` whose
     record of this artifact was verified; it returns the typed object. ``writer``: the stage that
-    makes it, named in the "run `crosstime X` first" message.
+    makes it, named in the "run `crosstime X` first" message. ``self_verifying``: its own files
+    carry what a reader checks (the store's manifest and chunk seals, the crosscoder's recorded
+    sha256), so it is read wherever its marker exists, vouched for by a record or not (a
+    crosscoder saved by ``fit(out=…)`` or ``Crosscoder.save`` is a crosscoder).
     """
 
     name: str
@@ -131,6 +134,7 @@ class Artifact(Generic[T]):
     writer: str
     description: str
     checksummed: tuple[str, ...] = ()
+    self_verifying: bool = False
 
     @property
     def keyed(self) -> bool:
@@ -169,7 +173,8 @@ class Stage:
     :func:`crosstime.runs.open_inputs`; ``optional_reads`` are read when the run has them (their
     writers' records still go into the upstream digest); ``writes`` are always written;
     ``writes_also(config)`` adds artifacts a config writes besides (streaming training that keeps
-    its store). ``key(config)`` names a keyed stage's artifact (attribute: the task).
+    its store). ``key(config)`` names a keyed stage's artifact (attribute: the task's name), which
+    the option ``key_field`` sets.
     ``show(result, config)`` prints the command's result; ``positional`` are the command's
     arguments (the rest are options, named as their fields unless ``options`` renames them:
     import's ``run`` is ``--out``); ``help`` is its one-line help.
@@ -185,6 +190,7 @@ class Stage:
     optional_reads: tuple[Artifact, ...] = ()
     writes_also: Callable[[Any], tuple[Artifact, ...]] | None = None
     key: Callable[[Any], str] | None = None
+    key_field: str | None = None
     positional: tuple[str, ...] = ("run",)
     options: dict[str, str] = field(default_factory=dict)
 
@@ -209,9 +215,8 @@ class Stage:
             parts.append(str(run) if name == "run" else name.upper())
         for name, info in self.config.model_fields.items():
             if info.is_required() and name not in self.positional:
-                parts.append(f"--{self.options.get(name, name).replace('_', '-')} {name.upper()}")
-        if key is not None and self.key is not None:
-            parts.append(f"(for {key})")
+                value = key if key is not None and name == self.key_field else name.upper()
+                parts.append(f"--{self.options.get(name, name).replace('_', '-')} {value}")
         return " ".join(parts)
 
 

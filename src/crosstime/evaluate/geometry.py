@@ -139,10 +139,10 @@ def plot_dimensionality(D: np.ndarray, total: Sequence[float], alive: np.ndarray
     over the live features with a non-zero decoder there. ``D [F, M]``, ``alive [F]``."""
     from crosstime.evaluate import plots as P
 
-    x, _ = P._token_x(tokens)
+    x, _ = P.token_x(tokens)
     fig, (ax, bx) = P.plt.subplots(1, 2, figsize=(11, 4))
     ax.plot(x, total, marker="o", color=P.PALETTE[0])
-    P._log_token_axis(ax, tokens)
+    P.log_token_axis(ax, tokens)
     ax.set_ylabel("feature dimensionality Σ D_i / d")
     ax.set_ylim(bottom=0)
     ax.set_title(f"Dimensions used per dimension of the space (d = {d}, {int(alive.sum())} live features)",
@@ -152,7 +152,7 @@ def plot_dimensionality(D: np.ndarray, total: Sequence[float], alive: np.ndarray
     q25, med, q75 = np.asarray(stats, dtype=float).T
     bx.fill_between(x, q25, q75, color=P.PALETTE[1], alpha=0.25, lw=0, label="25th–75th percentile")
     bx.plot(x, med, marker="o", color=P.PALETTE[1], label="median")
-    P._log_token_axis(bx, tokens)
+    P.log_token_axis(bx, tokens)
     if np.isfinite(q25).any():  # in superposition most D_i sit far below 1: a linear axis flattens them to 0
         bx.set_yscale("log")
         bx.set_ylim(top=1.5)
@@ -160,7 +160,7 @@ def plot_dimensionality(D: np.ndarray, total: Sequence[float], alive: np.ndarray
     bx.set_title("Per-feature dimensionality (1: a direction of its own; 1/k: shared by k features)", fontsize=9)
     bx.legend(fontsize=8, frameon=False)
     fig.tight_layout()
-    return P._save(fig, path)
+    return P.save_figure(fig, path)
 
 
 def plot_direction_turn(turn: dict[str, Any], tokens: Sequence[int | None], path: str | Path) -> Path:
@@ -168,7 +168,7 @@ def plot_direction_turn(turn: dict[str, Any], tokens: Sequence[int | None], path
     decoder direction and the last checkpoint's; the largest rise of the median shaded."""
     from crosstime.evaluate import plots as P
 
-    x, _ = P._token_x(tokens)
+    x, _ = P.token_x(tokens)
     median = [np.nan if v is None else v for v in turn["median"]]
     q25 = [np.nan if v is None else v for v in turn["q25"]]
     q75 = [np.nan if v is None else v for v in turn["q75"]]
@@ -180,11 +180,11 @@ def plot_direction_turn(turn: dict[str, Any], tokens: Sequence[int | None], path
         ax.axvspan(x[m], x[m + 1], color="0.92", zorder=0,
                    label=f"median passes {TURN_LEVEL:g}: {turn['revisions'][m]} → {turn['revisions'][m + 1]}")
     ax.axhline(0, color="0.4", lw=0.6)
-    P._log_token_axis(ax, tokens)
+    P.log_token_axis(ax, tokens)
     ax.set_ylim(-1.05, 1.05)
     ax.set_ylabel("cos(W_dec[i, m], W_dec[i, last])")
     ax.set_title(f"Direction turn: each feature's decoder against its final direction (live features with a "
                  f"decoder ≥ {turn['min_norm_fraction']:.0%} of their peak norm)", fontsize=9)
     ax.legend(fontsize=8, frameon=False, loc="lower right")
     fig.tight_layout()
-    return P._save(fig, path)
+    return P.save_figure(fig, path)

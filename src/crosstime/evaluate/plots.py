@@ -31,7 +31,7 @@ from crosstime.shares import TRAJECTORY_LABELS, class_order
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD"]
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
@@ -39,7 +39,7 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
-def _token_x(tokens: Sequence[int | None]) -> tuple[np.ndarray, float]:
+def token_x(tokens: Sequence[int | None]) -> tuple[np.ndarray, float]:
     """Positions on a log axis (0 tokens drawn at half the smallest positive count) and that floor."""
     positive = [t for t in tokens if t]
     floor = min(positive) / 2 if positive else 0.5
@@ -49,8 +49,8 @@ def _token_x(tokens: Sequence[int | None]) -> tuple[np.ndarray, float]:
     return x, floor
 
 
-def _log_token_axis(ax, tokens: Sequence[int | None], labels: Sequence[str] | None = None) -> None:
-    x, _floor = _token_x(tokens)
+def log_token_axis(ax, tokens: Sequence[int | None], labels: Sequence[str] | None = None) -> None:
+    x, _floor = token_x(tokens)
     ax.set_xscale("log")
     ax.set_xlabel("tokens seen (log scale; step 0 drawn at the left edge)" if 0 in tokens else "tokens seen (log scale)")
     names = list(labels or [format_tokens(t) if t else "0" for t in tokens])
@@ -92,7 +92,7 @@ def plot_reldec(shares: np.ndarray, labels: Sequence[str], revisions: Sequence[s
         ax.text(0.5, 0.97, text, transform=ax.transAxes, ha="center", va="top", fontsize=8,
                 bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.8"})
         ax.set_title(f"Relative decoder norm, {n} live features")
-        return _save(fig, path)
+        return save_figure(fig, path)
 
     if M == 3:
         fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1.1, 1]})
@@ -112,7 +112,7 @@ def plot_reldec(shares: np.ndarray, labels: Sequence[str], revisions: Sequence[s
         ax.set_title("RelDec shares (a feature near a corner lives in that checkpoint)", fontsize=9)
         _class_bars(bx, order, counts, n)
         fig.suptitle(f"Relative decoder norm over 3 checkpoints, {n} live features")
-        return _save(fig, path)
+        return save_figure(fig, path)
 
     return _plot_norm_heatmap(shares, revisions, path, n)
 
@@ -138,7 +138,7 @@ def _plot_norm_heatmap(shares: np.ndarray, revisions: Sequence[str], path: str |
     fig.colorbar(im, ax=ax, label="‖W_dec[i, m]‖ / max_m ‖W_dec[i, m]‖", fraction=0.04)
     ax.set_title(f"Decoder norm of each feature across {M} checkpoints (RelDec profile)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _class_bars(ax, order: Sequence[str], counts: Counter, n: int) -> None:
@@ -160,7 +160,7 @@ def plot_trajectories(norms: np.ndarray, labels: Sequence[str], tokens: Sequence
     ``per_class`` random features per trajectory label, one panel per label."""
     norms = np.asarray(norms, dtype=float)
     labels = np.asarray(labels, dtype=object)
-    x, _ = _token_x(tokens)
+    x, _ = token_x(tokens)
     shown = [lab for lab in TRAJECTORY_LABELS if lab != "empty" and (labels == lab).any()]
     rng = np.random.default_rng(seed)
     cols = 2 if len(shown) > 1 else 1
@@ -176,7 +176,7 @@ def plot_trajectories(norms: np.ndarray, labels: Sequence[str], tokens: Sequence
             peak = norms[i].max()
             ax.plot(x, norms[i] / peak if peak > 0 else norms[i], marker="o", ms=2.5, lw=1,
                     color=PALETTE[c % len(PALETTE)], label=f"#{i}")
-        _log_token_axis(ax, tokens)
+        log_token_axis(ax, tokens)
         ax.legend(fontsize=6, ncol=3, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), title=None)
         ax.set_ylim(-0.03, 1.05)
         ax.set_xlabel("tokens seen (log)", fontsize=8)
@@ -185,13 +185,13 @@ def plot_trajectories(norms: np.ndarray, labels: Sequence[str], tokens: Sequence
         row[0].set_ylabel("‖W_dec[i, m]‖ / max over m")
     fig.suptitle("Decoder-norm trajectories of sample features per class")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_emergence(counts: Sequence[int], tokens: Sequence[int | None], revisions: Sequence[str], path: str | Path) -> Path:
     """Features emerging per checkpoint interval: bars spanning (tokens[m-1], tokens[m]] on a
     log axis; features already present at the first checkpoint are a separate bar."""
-    x, _floor = _token_x(tokens)
+    x, _floor = token_x(tokens)
     # separate y scales: the first-checkpoint bar is often much taller than the intervals
     fig, (a0, ax) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 6]})
     a0.bar([0], [counts[0]], color="0.6", width=0.6)
@@ -205,12 +205,12 @@ def plot_emergence(counts: Sequence[int], tokens: Sequence[int | None], revision
     for lft, w, c in zip(left, width, counts[1:]):
         if c:
             ax.text(np.sqrt(lft * (lft + w)) if lft > 0 else lft + w / 2, c, str(c), ha="center", va="bottom", fontsize=7)
-    _log_token_axis(ax, tokens)
+    log_token_axis(ax, tokens)
     ax.set_ylabel("features emerging in interval")
     ax.set_title("Feature emergence: onset = first checkpoint where the decoder norm reaches its presence threshold",
                  fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _sig3(v: float) -> str:
@@ -256,7 +256,7 @@ def plot_delta_ce(rows: Sequence[CheckpointEvaluation], path: str | Path, refere
     ax.set_title("Splicing the crosscoder's reconstruction into each checkpoint", pad=14)
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_frequency(hist: dict, path: str | Path) -> Path:
@@ -268,4 +268,4 @@ def plot_frequency(hist: dict, path: str | Path) -> Path:
     ax.set_ylabel("latents")
     ax.set_title(f"Latent firing frequency ({hist['dead']} dead latents not shown)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -355,10 +355,10 @@ def context_boundary(tokens: np.ndarray) -> int | None:
 def plot_typed_emergence(emergence: dict[str, Any], tokens: Sequence[int | None], path) -> Any:
     """``evaluation/typed_emergence.png``: one row per type with features, the share of its features
     whose onset is at each checkpoint (bars on the log token axis), the median onset marked."""
-    from crosstime.evaluate.plots import PALETTE, _log_token_axis, _save, _token_x, plt
+    from crosstime.evaluate.plots import PALETTE, log_token_axis, save_figure, token_x, plt
 
     shown = [t for t in emergence["types"] if emergence["counts"][t] and t != UNSCORED]
-    x, _floor = _token_x(tokens)
+    x, _floor = token_x(tokens)
     # bar width a fixed fraction of the log spacing, so bars do not overlap on the log axis
     log_x = np.log(x)
     step = np.min(np.diff(log_x)) if len(x) > 1 else 1.0
@@ -378,8 +378,8 @@ def plot_typed_emergence(emergence: dict[str, Any], tokens: Sequence[int | None]
         ax.tick_params(axis="y", labelsize=6)
     if not shown:
         axes[0, 0].text(0.5, 0.5, "no scored features", ha="center", va="center", transform=axes[0, 0].transAxes)
-    _log_token_axis(axes[-1, 0], tokens)
+    log_token_axis(axes[-1, 0], tokens)
     axes[0, 0].set_title(f"Onset by feature type (share of the type's features per checkpoint; dashed: median "
                          f"onset; type = simplest property scoring ≥ {emergence['threshold']:g})", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -10,4 +10,5 @@ command line, the run reader and the records then know it. No stage module impor
 libraries that do the work.
 """
 
-from crosstime.stages import scan, harvest, train, import_, evaluate, attribute, report  # noqa: F401,I001  (pipeline order)
+# pipeline order (the order of `crosstime --help`), then import: another way to fill RUN/crosscoder
+from crosstime.stages import scan, harvest, train, evaluate, attribute, report, import_  # noqa: F401,I001

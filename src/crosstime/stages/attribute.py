@@ -38,5 +38,5 @@ def show(result: AttributeResult, config: AttributeConfig) -> None:
 
 ATTRIBUTE = stage.register(Stage(
     name="attribute", config=AttributeConfig, work=attribute, reads=(ACTIVATIONS, CROSSCODER), writes=(ATTRIBUTION,),
-    key=lambda config: config.task_name,  # one record and one folder per task: two tasks do not overwrite each other
+    key=lambda config: config.task_name, key_field="task",  # one record and folder per task
     show=show, help="Per-checkpoint indirect effects of the crosscoder's features on a task; RelIE; ablation check."))
