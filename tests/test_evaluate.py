@@ -361,7 +361,7 @@ def test_bad_inputs_are_refused_before_work(run):
     refused(CrosscoderError, "not in the store's order")
     shutil.rmtree(run / "crosscoder")
     refused(StageNotRun, r"crosscoder \(the crosscoder\) is not there")
-    with pytest.raises(EvaluationError, match="cannot open the activation store"):
+    with pytest.raises(StageNotRun, match="no run directory .*nowhere: the folder is missing; run `crosstime harvest"):
         evaluate(_cfg(run / "nowhere"))
 
 
