@@ -636,7 +636,7 @@ def test_a_title_with_placeholders_is_inserted_as_it_is(tmp_path):
     import html as html_lib
     from importlib import resources
 
-    from crosstime.report.dashboard import render
+    from crosstime.report.dashboard import render, script
 
     title = "__DATA__ & __JS__ __CSS__ __TITLE__ </title><script>alert(1)</script>"
     data = {"title": title, "features": [{"id": 1, "description": "__DATA__ in a description"}], "run": "r"}
@@ -644,12 +644,12 @@ def test_a_title_with_placeholders_is_inserted_as_it_is(tmp_path):
     assert re.search(r"<title>(.*?)</title>", page, re.DOTALL).group(1) == html_lib.escape(title)
     assert _embedded(page) == data
     assets = {name: resources.files("crosstime.report").joinpath(name).read_text(encoding="utf-8")
-              for name in ("dashboard.html", "dashboard.css", "dashboard.js")}
+              for name in ("dashboard.html", "dashboard.css")}
     embedded = re.search(r'id="crosstime-data">(.*?)</script>', page, re.DOTALL).group(1)
-    inserted = len(html_lib.escape(title)) + len(assets["dashboard.css"]) + len(assets["dashboard.js"]) + len(embedded)
+    inserted = len(html_lib.escape(title)) + len(assets["dashboard.css"]) + len(script()) + len(embedded)
     placeholders = sum(len(p) for p in ("__TITLE__", "__CSS__", "__JS__", "__DATA__"))
     assert len(page) == len(assets["dashboard.html"]) - placeholders + inserted  # each filled once, nothing else
-    assert page.count(assets["dashboard.js"]) == 1
+    assert page.count(script()) == 1
 
 
 def test_cli_report_and_annotate(tmp_path, run3):

@@ -3,8 +3,8 @@
 :func:`collect` reads what the stages wrote, only through their schemas in
 :mod:`crosstime.artifacts` (``Table.read``, ``read_model``, the npz keys, ``RunDir``), and
 returns plain JSON-ready data; :func:`render` embeds it with the template
-(``dashboard.html/.css/.js``, package data) into one self-contained HTML file: inline CSS
-and JS, no network, plots drawn as inline SVG or embedded PNGs. A dashboard of more than
+(``dashboard.html``, ``dashboard.css`` and ``js/*.js``, package data) into one self-contained
+HTML file: inline CSS and JS, no network, plots drawn as inline SVG or embedded PNGs. A dashboard of more than
 ``EMBED_MAX_FEATURES`` features keeps them beside it in shards, loaded on demand (:func:`write_shards`).
 
 A stage that has not run (its output file is absent) is listed in ``missing``; an output
@@ -581,6 +581,22 @@ def _asset(name: str) -> str:
     return resources.files("crosstime.report").joinpath(name).read_text(encoding="utf-8")
 
 
+# The page's script is js/*.js (plain scripts, no modules: the page is one self-contained file), in this
+# order: each file may use what an earlier one put on the shared namespace ``globalThis.CT`` (CT.format,
+# CT.data, …). format.js, data.js and axes.js are pure (no DOM): node's tests (tests/report/js/) load
+# them with require(), where each file is a module of its own; here each is wrapped in a function of its
+# own, so its top-level names stay its own on the page too.
+SCRIPTS = ("format.js", "data.js", "axes.js", "page.js", "dom.js", "charts.js", "shards.js", "overview.js",
+           "features.js", "main.js")
+
+
+def script() -> str:
+    """The dashboard's one inline script: the files of ``js/`` in :data:`SCRIPTS` order, each wrapped in
+    ``(function () { … })();``."""
+    folder = resources.files("crosstime.report").joinpath("js")
+    return "".join(f"(function () {{\n{folder.joinpath(name).read_text(encoding='utf-8')}\n}})();\n" for name in SCRIPTS)
+
+
 def _script_json(data: dict) -> str:
     """JSON safe inside ``<script type="application/json">`` (no ``</``, no U+2028/9 surprises)."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -658,7 +674,9 @@ def render(data: dict, path: str | Path, embed_max: int = EMBED_MAX_FEATURES,
     overview only and its features go to ``features/`` beside it (:func:`write_shards`), loaded
     when the list or a feature needs them; it still opens from a file, no server needed.
     The template's placeholders are filled in one pass over the template, so a value that
-    contains a placeholder's name (a ``--title`` of ``__DATA__``) is inserted as it is."""
+    contains a placeholder's name (a ``--title`` of ``__DATA__``) is inserted as it is.
+    The script is :func:`script`: ``js/*.js`` concatenated in :data:`SCRIPTS` order, each file in a
+    function scope of its own, sharing the namespace ``globalThis.CT`` (see :data:`SCRIPTS`)."""
     folder = Path(path).parent / SHARD_DIR
     features = data.get("features") or []
     if len(features) > embed_max:
@@ -670,7 +688,7 @@ def render(data: dict, path: str | Path, embed_max: int = EMBED_MAX_FEATURES,
     fill = {
         "TITLE": html.escape(data.get("title") or "crosstime report"),
         "CSS": _asset("dashboard.css"),
-        "JS": _asset("dashboard.js"),
+        "JS": script(),
         "DATA": _script_json(data),
     }
     body = re.sub(r"__(TITLE|CSS|JS|DATA)__", lambda m: fill[m.group(1)], _asset("dashboard.html"))
@@ -682,4 +700,4 @@ def now() -> str:
 
 
 __all__ = ["Collected", "class_counts", "clean", "collect", "evaluation_table", "feature_summary", "now",
-           "rank_features", "render", "report_revisions", "share_histograms", "write_shards"]
+           "rank_features", "render", "report_revisions", "script", "share_histograms", "write_shards"]
