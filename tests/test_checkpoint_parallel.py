@@ -40,7 +40,7 @@ if stop:  # leave as a killed run would, right after the resume state of step `s
 world = distributed.join("cpu")
 for variant in sys.argv[5].split(","):
     out = f"{sys.argv[3]}/{variant}"
-    trainer = T._trainer(x, cfg.model_copy(update={"variant": variant}), __import__("pathlib").Path(out), x[:128], world)
+    trainer = T.make_trainer(x, cfg.model_copy(update={"variant": variant}), __import__("pathlib").Path(out), x[:128], world)
     trainer.run()
     with open(f"{out}/bytes-{world.rank}.json", "w") as f:
         json.dump(parallel.state_bytes(trainer.model, trainer.opt), f)

@@ -188,8 +188,8 @@ class Run:
     def has(self, artifact: Artifact, key: str | None = None) -> bool:
         """Whether ``artifact`` may be read here: a finished stage vouches for it, or it vouches for itself
         and its marker exists (its files are not checked yet)."""
-        if artifact.self_verifying and artifact.marker_path(self.dir, key).is_file():
-            return True
+        if artifact.self_verifying:  # its own files say whether it is whole, a record or not
+            return artifact.marker_path(self.dir, key).is_file()
         return stage.record_of(stage.read_records(self.dir), artifact.ident(key)) is not None
 
     def record(self, artifact: Artifact, key: str | None = None) -> dict[str, Any] | None:
