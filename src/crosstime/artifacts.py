@@ -18,9 +18,9 @@ or per interval between consecutive checkpoints (``cos_step64_to_step512``). The
 function of the revisions, so a reader checks it exactly and reads every cell by type.
 JSON files are pydantic models (:class:`Suggestion`, :class:`Evaluation`,
 :class:`AttributionSummary`, :class:`ReportData`, …; :data:`JSON_ARTIFACTS`): built by their
-writers, written with ``model_dump_json`` and validated when read. A field's ``title`` is how the
-dashboard heads it (a :class:`Column`'s ``title`` for a table's column); without one, its name with
-spaces for "_".
+writers, written with ``model_dump_json`` and validated when read; :func:`json_schemas` gives their
+JSON Schemas (committed under ``docs/schema/``). A field's ``title`` is how the dashboard heads it
+(a :class:`Column`'s ``title`` for a table's column); without one, its name with spaces for "_".
 """
 
 from __future__ import annotations
@@ -1233,6 +1233,25 @@ class Annotations(_Artifact):
 
     source: str = Field(description="the CSV file last imported")
     features: dict[int, dict[str, str]] = Field(description="feature id -> {description, extra columns}")
+
+
+# -- the schemas ---------------------------------------------------------------------------------
+
+# every JSON file a stage writes into the run directory (path in it, TASK for the task) -> its model
+JSON_ARTIFACTS: dict[str, type[_Artifact]] = {
+    f"{SCAN}/{SCAN_SUGGESTION}": Suggestion,
+    f"{SCAN}/{SCAN_PHASES}": Phases,
+    f"{SCAN}/{SCAN_FINGERPRINTS}": Fingerprints,
+    EVALUATION_FILE: Evaluation,
+    f"{ATTRIBUTION}/TASK/{ATTRIBUTION_SUMMARY}": AttributionSummary,
+    f"{REPORT}/{REPORT_DATA}": ReportData,
+    f"{REPORT}/{REPORT_ANNOTATIONS}": Annotations,
+}
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of every JSON artifact, by its path in the run directory (:data:`JSON_ARTIFACTS`)."""
+    return {path: model.model_json_schema() for path, model in JSON_ARTIFACTS.items()}
 
 
 def read_json(path: Path) -> Any:
