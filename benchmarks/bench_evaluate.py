@@ -96,9 +96,9 @@ def main() -> None:
 
     Console(width=160).print(format_table(result))
     print(paper_row(result))
-    print(json.dumps({"timing": result.timing, "emergence": result.decoder["emergence"]["counts_live"],
-                      "trajectory_labels_live": result.decoder["trajectory_labels_live"],
-                      "classes_live": result.decoder["classes_live"]}, indent=1))
+    print(json.dumps({"timing": result.timing, "emergence": result.decoder.emergence.counts_live,
+                      "trajectory_labels_live": result.decoder.trajectory_labels_live,
+                      "classes_live": result.decoder.classes_live}, indent=1))
     print(f"evaluate: {eval_s:.1f}s wall on {args.threads} threads ({platform.processor() or platform.machine()}); "
           f"harvest {harvest_s:.1f}s, train {train_s:.1f}s (not part of the evaluation budget)")
 

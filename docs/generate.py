@@ -133,10 +133,10 @@ def _scan_values(run: RunDir, revisions: list[str]) -> dict[str, str]:
     accuracy = SCAN_ACCURACY.read(run.scan, [])
     tasks = list(dict.fromkeys(r["task"] for r in accuracy))
     margin = {(r["revision"], r["task"]): r["mean_m"] for r in accuracy}
-    jumps = (suggestion.jump or {}).get("tasks", {})
-    jump_text = "; ".join(f"{t} from {j['starts']} to {j['ends']} (fitted {j['low']:.2f} → {j['high']:.2f})"
+    jumps = suggestion.jump.tasks if suggestion.jump is not None else {}
+    jump_text = "; ".join(f"{t} from {j.starts} to {j.ends} (fitted {j.low:.2f} → {j.high:.2f})"
                           for t, j in jumps.items())
-    no_jump = (suggestion.jump or {}).get("no_jump", [])
+    no_jump = suggestion.jump.no_jump if suggestion.jump is not None else []
     kept = {t: v["n"] for t, v in json.loads((run.scan / SCAN_TASKS).read_text(encoding="utf-8")).items()}
     return {
         "revisions": ", ".join(suggestion.revisions),
@@ -227,25 +227,25 @@ def _evaluation_values(run: RunDir) -> dict[str, str]:
               f"{c.ce_zero:.3f}", f"{c.delta_ce:+.4f}", f"{c.ce_recovered:.4f}", f"{c.kl:.4f}"]
              for c in evaluation.checkpoints]
     s, d = evaluation.summary, evaluation.decoder
-    live = d["classes_live"]
+    live = d.classes_live
     low = min(evaluation.checkpoints, key=lambda c: c.delta_ce)
     high = max(evaluation.checkpoints, key=lambda c: c.delta_ce)
-    turn, dim = d["direction_turn"], d["dimensionality"]
-    geometry = [[r, f"{dim['total'][m]:.3f}", "—" if turn["median"][m] is None else f"{turn['median'][m]:.2f}",
-                 str(turn["n"][m])] for m, r in enumerate(turn["revisions"])]
-    typed = d["typed_emergence"]
-    revisions = typed["revisions"]
-    typed_rows = [[t, str(typed["counts"][t]),
-                   "—" if typed["onset_median"][t] is None else revisions[typed["onset_median"][t]],
-                   " / ".join(str(n) for n in typed["onset_counts"][t])] for t in typed["types"]]
+    turn, dim = d.direction_turn, d.dimensionality
+    geometry = [[r, f"{dim.total[m]:.3f}", "—" if turn.median[m] is None else f"{turn.median[m]:.2f}",
+                 str(turn.n[m])] for m, r in enumerate(turn.revisions)]
+    typed = d.typed_emergence
+    revisions = typed.revisions
+    typed_rows = [[t, str(typed.counts[t]),
+                   "—" if typed.onset_median[t] is None else revisions[typed.onset_median[t]],
+                   " / ".join(str(n) for n in typed.onset_counts[t])] for t in typed.types]
     return {
         "evaluation_table": _table(["checkpoint", "EV", "MSE", "CE clean", "CE spliced", "CE zero-ablated", "ΔCE",
                                     "CE recovered", "KL(clean ‖ spliced)"], table),
         "evaluation_row": paper_row(evaluation),
-        "evaluation_tokens": (f"all {evaluation.settings['heldout_contexts']} held-out contexts, "
+        "evaluation_tokens": (f"all {evaluation.settings.heldout_contexts} held-out contexts, "
                               f"{evaluation.checkpoints[0].predictions:,} predictions per checkpoint"),
         "evaluation_overall": (f"L0 {s.l0:.1f}, EV {s.explained_variance_overall:.3f}, **{s.dead} dead latents** of "
-                               f"{evaluation.settings['n_features']} ({s.dead_fraction:.0%}: never fired on "
+                               f"{evaluation.settings.n_features} ({s.dead_fraction:.0%}: never fired on "
                                f"{s.dead_window_tokens:,} tokens)"),
         "delta_ce_range": f"from {low.delta_ce:+.4f} ({low.revision}) to {high.delta_ce:+.4f} ({high.revision})",
         "reldec_live": (f"Of the {sum(live.values())} live features, "
@@ -261,7 +261,7 @@ def _demo_values(result: DemoResult) -> dict[str, str]:
     findings = "\n" + "\n".join(f"{i}. {line}" for i, line in enumerate(result.findings, 1)) + "\n"
     attribution = "\n" + "\n".join(f"- {line}" for name, lines in result.summaries.items()
                                    if name.startswith("attribute ") for line in lines) + "\n"
-    data = read_model(ReportData, RunDir(result.run).report / REPORT_DATA).model_dump(mode="json")
+    data = read_model(ReportData, RunDir(result.run).report / REPORT_DATA)
     evaluation = read_model(Evaluation, RunDir(result.run).evaluation_file).summary
     pairs = {read_model(AttributionSummary, RunDir(result.run).attribution(t) / ATTRIBUTION_SUMMARY).n_pairs
              for t in RunDir(result.run).attribution_tasks()}

@@ -138,14 +138,14 @@ def test_an_exact_crosscoder_gives_full_ev_and_zero_delta_ce(run):
     result = evaluate(_cfg(run, batch_rows=40))  # small batches: several encode batches
     assert isinstance(result, Evaluation)
     s = result.summary
-    assert result.settings["reconstruction_tokens"] == 6 * (T - 1)
-    assert result.settings["revisions"] == store.revisions
+    assert result.settings.reconstruction_tokens == 6 * (T - 1)
+    assert result.settings.revisions == store.revisions
     assert s.explained_variance_overall == pytest.approx(1.0, abs=1e-6)
-    assert all(v == pytest.approx(0.0, abs=1e-9) for v in result.reconstruction["mse"])
+    assert all(v == pytest.approx(0.0, abs=1e-9) for v in result.reconstruction.mse)
     assert s.l0 == pytest.approx(3 * 32)  # each coordinate fires exactly one of ReLU(x), ReLU(-x)
     # dead latents: held-out rows topped up with every train row (fewer than the default 100K)
     assert s.dead_window_tokens == store.n_rows("heldout") + store.n_rows("train")
-    assert result.reconstruction["dead_window_reliable"] is False
+    assert result.reconstruction.dead_window_reliable is False
     for row, rev in zip(result.checkpoints, store.revisions):
         assert row.revision == rev and row.step == store.manifest["checkpoints"][rev]["step"]
         # stored activations are float16: the splice differs from the clean run by that rounding only
@@ -154,8 +154,8 @@ def test_an_exact_crosscoder_gives_full_ev_and_zero_delta_ce(run):
         assert row.predictions == 6 * (T - 2)
     assert s.delta_ce == [r.delta_ce for r in result.checkpoints]
     # every latent decodes into one checkpoint only: one-hot RelDec, "<rev>-dominant"
-    assert result.decoder["classes"] == {f"{r}-dominant": 2 * 32 for r in store.revisions}
-    assert result.decoder["reldec_mean"] == pytest.approx([1 / 3] * 3)
+    assert result.decoder.classes == {f"{r}-dominant": 2 * 32 for r in store.revisions}
+    assert result.decoder.reldec_mean == pytest.approx([1 / 3] * 3)
     rows = EVALUATION_FEATURES.read(run / "evaluation", store.revisions)
     assert len(rows) == 3 * 2 * 32
     assert rows[0]["reldec_class"] == "step0-dominant" and rows[0]["reldec"] == [1.0, 0.0, 0.0]
@@ -214,9 +214,9 @@ def test_a_crosscoder_over_a_subset_of_the_store_checkpoints(run):
     model = fit(store, TrainSettings(revisions=revs, n_features=48, steps=30, batch_size=32, lr=1e-3, val_every=0,
                                      device="cpu", progress=False), out=run / "crosscoder")
     result = evaluate(_cfg(run, contexts=2, plots=False, dead_tokens=1))
-    assert [r.revision for r in result.checkpoints] == revs and result.settings["revisions"] == revs
+    assert [r.revision for r in result.checkpoints] == revs and result.settings.revisions == revs
     assert [(r.step, r.tokens_seen) for r in result.checkpoints] == [(0, 0), (100, 100_000)]
-    assert result.settings["n_checkpoints"] == 2
+    assert result.settings.n_checkpoints == 2
     # independent: every held-out row of those revisions, normalised with the store's scales
     lo, hi = store.context_range("heldout")
     rows = np.arange(lo * store.rows_per_context, hi * store.rows_per_context)
@@ -234,7 +234,7 @@ def test_a_crosscoder_over_a_subset_of_the_store_checkpoints(run):
     assert result.summary.l0 == pytest.approx(float((f > 0).sum(1).double().mean()), rel=1e-6)
     norms = W_dec.norm(dim=-1)
     shares = norms / norms.sum(1, keepdim=True)
-    assert result.decoder["reldec_mean"] == pytest.approx(shares.mean(0).tolist(), rel=1e-5)
+    assert result.decoder.reldec_mean == pytest.approx(shares.mean(0).tolist(), rel=1e-5)
     # the splice ran in step0's and step100's own forward passes (not step10's)
     _, ids = _down_ids(run, store, 2)
     series = open_series(store.manifest["series"]["source"])
@@ -317,7 +317,7 @@ def test_features_csv_reads_back_as_computed_by_hand(run):
             assert row["reldec_disputed"] is bool(shrunk) and row["disputed_at"] == (";".join(shrunk) or None)
     assert rows[0]["reldec_class"] == "step0-dominant" and rows[0]["trajectory"] == "initial"
     disputed = sum(bool(r["reldec_disputed"]) for r in rows)
-    assert result.summary.reldec_disputed == disputed == result.decoder["latent_scaling"]["disputed"]
+    assert result.summary.reldec_disputed == disputed == result.decoder.latent_scaling.disputed
     assert result.summary.scaling_judged == sum(r["reldec_disputed"] is not None for r in rows)
 
 
@@ -328,10 +328,10 @@ def test_dead_window_tops_up_heldout_rows_with_train_rows(run):
     for want, got in ((1, heldout), (heldout + 37, heldout + 37)):
         result = evaluate(_cfg(run, contexts=0, plots=False, dead_tokens=want))
         assert result.summary.dead_window_tokens == got
-        assert result.reconstruction["dead_window_reliable"] is True
+        assert result.reconstruction.dead_window_reliable is True
         # contexts=0 skips splicing
         assert result.checkpoints[0].delta_ce is None and result.summary.delta_ce is None
-        assert result.settings["downstream_contexts"] == 0
+        assert result.settings.downstream_contexts == 0
 
 
 def test_bad_inputs_are_refused_before_work(run):
@@ -429,7 +429,7 @@ def test_a_batchtopk_crosscoder_without_threshold_is_evaluated_with_a_warning(ow
     with pytest.warns(UserWarning, match="no estimated threshold, so its features depend on the batch") as caught:
         result = evaluate(_cfg(own_run, contexts=0, plots=False))
     assert model.inference_rule in str(caught[0].message)
-    assert result.settings["inference_rule"] == model.inference_rule and "without a threshold" in model.inference_rule
+    assert result.settings.inference_rule == model.inference_rule and "without a threshold" in model.inference_rule
     assert stage.recorded(_cfg(own_run, contexts=0, plots=False))["inference_rule"] == model.inference_rule
     # the batch rule is what ran: one batch of every held-out row keeps k per row on average
     assert result.summary.l0 == pytest.approx(4.0)
@@ -440,7 +440,7 @@ def test_a_batchtopk_crosscoder_without_threshold_is_evaluated_with_a_warning(ow
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         result = evaluate(_cfg(own_run, contexts=0, plots=False))
-    assert result.settings["inference_rule"].startswith("BatchTopK threshold")
+    assert result.settings.inference_rule.startswith("BatchTopK threshold")
     assert result.summary.l0 != pytest.approx(4.0)
 
 
@@ -462,7 +462,7 @@ def test_a_saved_folded_crosscoder_is_loaded_unfolded_and_evaluated(run):
     save_crosscoder(run, exact_weights(3, 32), store.revisions, fold=True)
     result = evaluate(_cfg(run, contexts=2, plots=False))
     assert result.summary.explained_variance_overall == pytest.approx(1.0, abs=1e-5)
-    assert result.decoder["classes"] == {f"{r}-dominant": 2 * 32 for r in store.revisions}
+    assert result.decoder.classes == {f"{r}-dominant": 2 * 32 for r in store.revisions}
     assert all(abs(r.delta_ce) < 2e-3 for r in result.checkpoints)
     # a crosscoder trained on other activations (other scales) is refused
     save_crosscoder(run, exact_weights(3, 32), store.revisions, scales=[2 * store.scales[r] for r in store.revisions])
@@ -473,7 +473,7 @@ def test_a_saved_folded_crosscoder_is_loaded_unfolded_and_evaluated(run):
 def test_printed_table_and_paper_row():
     from rich.console import Console
 
-    from crosstime.artifacts import CheckpointEvaluation, EvaluationSummary
+    from crosstime.artifacts import CheckpointEvaluation, EvaluationSettings, EvaluationSummary
     from crosstime.evaluate import format_table, paper_row
 
     def row(rev, tokens, **kw):
@@ -484,9 +484,10 @@ def test_printed_table_and_paper_row():
                "ce_recovered": -49.0, "kl": 0.0625, "kl_zero": 1.0, "predictions": 10}
     summary = EvaluationSummary(l0=12.345, dead=3, dead_fraction=0.03, dead_window_tokens=5000,
                                 explained_variance_overall=0.875, fvu_overall=0.125, mse_overall=0.25)
-    result = Evaluation(settings={"n_features": 100, "n_checkpoints": 2, "layer": 1}, summary=summary,
-                        checkpoints=[row("early", 0, **spliced), row("late", 2_000_000)], reconstruction={},
-                        decoder={}, timing={})
+    # only what the table prints: the settings it names, the summary and the checkpoints
+    settings = EvaluationSettings.model_construct(n_features=100, n_checkpoints=2, layer=1)
+    result = Evaluation.model_construct(settings=settings, summary=summary,
+                                        checkpoints=[row("early", 0, **spliced), row("late", 2_000_000)], timing={})
     console = Console(record=True, width=200)
     console.print(format_table(result))
     text = console.export_text()

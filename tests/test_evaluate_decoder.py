@@ -230,19 +230,19 @@ def test_decoder_summary_of_a_hand_built_crosscoder():
     reading = read_features(_hand_crosscoder(), torch.tensor([0.5, 0.0, 0.25], dtype=torch.float64), presence=0.5,
                             high=0.7, low=0.3)
     out = decoder_summary(reading, [0, 1000], presence=0.5, high=0.7, low=0.3)
-    assert out["reldec_mean"] == pytest.approx([(1 + 0.25 + 0.5) / 3, (0 + 0.75 + 0.5) / 3])
-    assert out["reldec_mean_live"] == pytest.approx([0.75, 0.25])  # features 0 and 2 fired
-    assert out["classes"] == {"A-specific": 1, "B-specific": 1, "all shared": 1}
-    assert out["classes_live"] == {"A-specific": 1, "B-specific": 0, "all shared": 1}
-    assert out["emergence"]["counts"] == [2, 1] and out["emergence"]["counts_live"] == [2, 0]
-    assert out["emergence"]["tokens_seen"] == [0, 1000]
+    assert out.reldec_mean == pytest.approx([(1 + 0.25 + 0.5) / 3, (0 + 0.75 + 0.5) / 3])
+    assert out.reldec_mean_live == pytest.approx([0.75, 0.25])  # features 0 and 2 fired
+    assert out.classes == {"A-specific": 1, "B-specific": 1, "all shared": 1}
+    assert out.classes_live == {"A-specific": 1, "B-specific": 0, "all shared": 1}
+    assert out.emergence.counts == [2, 1] and out.emergence.counts_live == [2, 0]
+    assert out.emergence.tokens_seen == [0, 1000]
     # live features only: feature 0 is absent at B, so the rotation A -> B sees feature 2 alone
-    assert out["rotation"]["intervals"] == ["A->B"] and out["rotation"]["n_features"] == [1]
-    assert out["rotation"]["median_angle_deg"] == pytest.approx([180.0], abs=1e-3)
-    cosine = out["mean_cosine_live"]  # [M, M], mean over the live features; a zero vector has cosine 0
+    assert out.rotation.intervals == ["A->B"] and out.rotation.n_features == [1]
+    assert out.rotation.median_angle_deg == pytest.approx([180.0], abs=1e-3)
+    cosine = out.mean_cosine_live  # [M, M], mean over the live features; a zero vector has cosine 0
     assert cosine[0] == pytest.approx([1.0, -0.5], abs=1e-6) and cosine[1] == pytest.approx([-0.5, 0.5], abs=1e-6)
-    assert out["reldec_histogram_live"]["counts"][0] == 1 and out["reldec_histogram_live"]["counts"][10] == 1
-    assert sum(out["reldec_histogram_live"]["counts"]) == 2
+    assert out.reldec_histogram_live.counts[0] == 1 and out.reldec_histogram_live.counts[10] == 1
+    assert sum(out.reldec_histogram_live.counts) == 2
 
 
 def test_read_features_refuses_a_folded_crosscoder():

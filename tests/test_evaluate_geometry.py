@@ -104,12 +104,12 @@ def test_direction_turn_quantiles_and_selection_by_hand():
     norms[4, 0], norms[5, 3] = 0.005, 0.001
     alive = torch.tensor([True, True, True, False, True, True, True])
     out = direction_turn(cos, norms, alive, ["a", "b", "c", "d"])
-    assert out["n"] == [3, 4, 4, 4]
+    assert out.n == [3, 4, 4, 4]
     # m = 1: sorted [0, 0.1, 0.2, 0.9]; linear interpolation at 0.75, 1.5, 2.25
-    assert out["median"] == pytest.approx([0.0, 0.15, 0.9, 1.0])
-    assert out["q25"] == pytest.approx([-0.05, 0.075, 0.875, 1.0])
-    assert out["q75"] == pytest.approx([0.05, 0.375, 0.9125, 1.0])
-    assert out["turn_after"] == 1 and out["revisions"] == ["a", "b", "c", "d"]
+    assert out.median == pytest.approx([0.0, 0.15, 0.9, 1.0])
+    assert out.q25 == pytest.approx([-0.05, 0.075, 0.875, 1.0])
+    assert out.q75 == pytest.approx([0.05, 0.375, 0.9125, 1.0])
+    assert out.turn_after == 1 and out.revisions == ["a", "b", "c", "d"]
 
 
 def test_turn_found_on_features_that_turn_at_one_interval():
@@ -124,9 +124,9 @@ def test_turn_found_on_features_that_turn_at_one_interval():
             W_dec[i, m] = (pre[i] if m < turn else post[i]) * (1 + m) + 0.01 * torch.randn(8, generator=g)
     out = direction_turn(cos_final(W_dec), torch.linalg.vector_norm(W_dec, dim=-1), torch.ones(5, dtype=torch.bool),
                          [f"s{m}" for m in range(5)])
-    assert out["median"][:3] == pytest.approx([0.0] * 3, abs=0.05) and out["median"][3:] == pytest.approx([1.0] * 2,
-                                                                                                          abs=0.01)
-    assert out["turn_after"] == 2
+    assert out.median[:3] == pytest.approx([0.0] * 3, abs=0.05) and out.median[3:] == pytest.approx([1.0] * 2,
+                                                                                                    abs=0.01)
+    assert out.turn_after == 2
 
 
 def test_crossing_skips_gaps_and_needs_an_upward_pass():
@@ -164,12 +164,12 @@ def test_evaluate_writes_the_columns_the_keys_and_the_figures(run):  # noqa: F81
         unit = torch.nn.functional.normalize(W_dec[i], dim=-1)
         assert rows[i]["cos_final"] == pytest.approx((unit @ unit[-1]).tolist(), abs=1e-5)
     saved = read_model(Evaluation, run / "evaluation.json")
-    dim, turn = saved.decoder["dimensionality"], saved.decoder["direction_turn"]
-    assert dim["d"] == d and dim["live_features"] == int(alive.sum()) and dim["block"] >= 1
+    dim, turn = saved.decoder.dimensionality, saved.decoder.direction_turn
+    assert dim.d == d and dim.live_features == int(alive.sum()) and dim.block >= 1
     live_D = np.array([r["dimensionality"] for r in rows if r["alive"]])
-    assert dim["total"] == pytest.approx((live_D.sum(0) / d).tolist(), rel=1e-5)
-    assert turn["revisions"] == revs and len(turn["median"]) == len(turn["q25"]) == len(turn["q75"]) == M
-    assert turn["n"][-1] == int(alive.sum()) - 1 and turn["median"][-1] == pytest.approx(1.0)  # all but feature 0
+    assert dim.total == pytest.approx((live_D.sum(0) / d).tolist(), rel=1e-5)
+    assert turn.revisions == revs and len(turn.median) == len(turn.q25) == len(turn.q75) == M
+    assert turn.n[-1] == int(alive.sum()) - 1 and turn.median[-1] == pytest.approx(1.0)  # all but feature 0
     assert {"dimensionality.png", "direction_turn.png"} <= set(result.plots)
     assert (run / "evaluation" / "dimensionality.png").stat().st_size > 0
     assert (run / "evaluation" / "direction_turn.png").stat().st_size > 0

@@ -41,22 +41,22 @@ def test_reconstruction_stats_match_direct_formulas_over_uneven_batches():
 
     for m in range(M):
         err = (x[:, m].double() - x_hat[:, m].double()) ** 2
-        assert r["mse"][m] == pytest.approx(float(err.mean()), rel=1e-9)
+        assert r.mse[m] == pytest.approx(float(err.mean()), rel=1e-9)
         centred = x[:, m].double() - x[:, m].double().mean(0)
         ev = 1 - float(err.sum()) / float((centred**2).sum())
-        assert r["explained_variance"][m] == pytest.approx(ev, rel=1e-9)
-        assert r["fvu"][m] == pytest.approx(1 - ev, rel=1e-9)
+        assert r.explained_variance[m] == pytest.approx(ev, rel=1e-9)
+        assert r.fvu[m] == pytest.approx(1 - ev, rel=1e-9)
     total_err = float(((x.double() - x_hat.double()) ** 2).sum())
     total_var = float(((x.double() - x.double().mean(0)) ** 2).sum())
-    assert r["explained_variance_overall"] == pytest.approx(1 - total_err / total_var, rel=1e-9)
-    assert r["mse_overall"] == pytest.approx(total_err / x.numel(), rel=1e-9)
-    assert r["l0"] == pytest.approx(float((f > 0).sum(1).float().mean()))
-    assert r["dead"] == int((f > 0).sum(0).eq(0).sum()) == 1
-    assert r["dead_fraction"] == pytest.approx(1 / 7)
-    assert r["tokens"] == N and r["dead_window_reliable"] is True
+    assert r.explained_variance_overall == pytest.approx(1 - total_err / total_var, rel=1e-9)
+    assert r.mse_overall == pytest.approx(total_err / x.numel(), rel=1e-9)
+    assert r.l0 == pytest.approx(float((f > 0).sum(1).float().mean()))
+    assert r.dead == int((f > 0).sum(0).eq(0).sum()) == 1
+    assert r.dead_fraction == pytest.approx(1 / 7)
+    assert r.tokens == N and r.dead_window_reliable is True
     ev_direct, ev_all = explained_variance(x, x_hat)
-    assert torch.allclose(ev_direct, torch.tensor(r["explained_variance"], dtype=torch.float64))
-    assert ev_all == pytest.approx(r["explained_variance_overall"])
+    assert torch.allclose(ev_direct, torch.tensor(r.explained_variance, dtype=torch.float64))
+    assert ev_all == pytest.approx(r.explained_variance_overall)
 
 
 def test_explained_variance_is_about_the_mean_not_zero():
@@ -71,13 +71,13 @@ def test_dead_window_is_flagged_when_too_short_and_shapes_checked():
     x, x_hat, f = _batches()
     stats = ReconstructionStats(3, 5, 7)
     stats.update(x, x_hat, f)
-    assert stats.result(dead_min_tokens=100_000)["dead_window_reliable"] is False
+    assert stats.result(dead_min_tokens=100_000).dead_window_reliable is False
     with pytest.raises(ValueError, match="expected f"):
         stats.update(x, x_hat, f[:, :3])
     stats.update_firing(torch.cat([torch.zeros(40, 7), torch.ones(1, 7)]))  # 41 more tokens, every latent once
     r = stats.result(dead_min_tokens=100)
-    assert r["dead_window_tokens"] == 101 and r["dead_window_reliable"] is True and r["dead"] == 0
-    assert r["tokens"] == 60 and r["l0"] == pytest.approx(float((f > 0).sum(1).float().mean()))  # L0: evaluated rows only
+    assert r.dead_window_tokens == 101 and r.dead_window_reliable is True and r.dead == 0
+    assert r.tokens == 60 and r.l0 == pytest.approx(float((f > 0).sum(1).float().mean()))  # L0: evaluated rows only
     assert stats.frequency[3].item() == pytest.approx(1 / 101)
     with pytest.raises(ValueError, match="no activations"):
         ReconstructionStats(3, 5, 7).result()
@@ -86,9 +86,9 @@ def test_dead_window_is_flagged_when_too_short_and_shapes_checked():
 def test_frequency_histogram_by_hand():
     fired = torch.tensor([0, 1, 10, 100, 100, 0])
     h = frequency_histogram(fired, n_tokens=100, bins=2)  # edges log10: -2, -1, 0
-    assert h["edges_log10"] == pytest.approx([-2.0, -1.0, 0.0])
-    assert h["counts"] == [1, 3]  # 0.01 | 0.1, 1, 1 (right edge inclusive)
-    assert h["dead"] == 2
+    assert h.edges_log10 == pytest.approx([-2.0, -1.0, 0.0])
+    assert h.counts == [1, 3]  # 0.01 | 0.1, 1, 1 (right edge inclusive)
+    assert h.dead == 2
 
 
 def test_ce_and_kl_against_direct_computation():

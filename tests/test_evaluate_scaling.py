@@ -123,8 +123,8 @@ def test_a_shrunk_shared_feature_is_disputed_and_an_exclusive_one_is_not():
     assert cells[SILENT]["beta"] is None and cells[SILENT]["beta_tokens"] == 0  # never fired: empty cells
     assert cells[SHRUNK]["beta_tokens"] == int((model.encode(x)[:, SHRUNK] > 0).sum())
     summary = reading.summary()
-    assert summary["disputed"] == 1 and summary["disputed_at"] == {"A": 1, "B": 0}
-    assert summary["judged"] == 4
+    assert summary.disputed == 1 and summary.disputed_at == {"A": 1, "B": 0}
+    assert summary.judged == 4
 
 
 def test_the_dispute_needs_the_margin_and_enough_firing_rows():
@@ -159,7 +159,7 @@ def test_decoupling_shows_in_beta_only():
     assert abs(float(reading.beta_error[EXCLUSIVE, 0])) < 0.05  # the shared latent reconstructs it there
     cells = reading.feature_cells(EXCLUSIVE)
     assert cells["reldec_disputed"] is False and cells["activation_disputed_at"] == "A"
-    assert reading.summary()["activation_disputed_only"] >= 1
+    assert reading.summary().activation_disputed_only >= 1
 
 
 def test_a_trained_l1_crosscoder_shrinks_a_weak_shared_concept_and_beta_error_finds_it():

@@ -192,12 +192,12 @@ def test_typed_emergence_counts_on_a_hand_built_table():
     reading = TypeReading(props, 0.5, ["current_token", "previous_token", "current_token", OTHER, UNSCORED,
                                        "current_token"], np.zeros(6), np.zeros((6, 2)))
     got = typed_emergence(reading, [0, 2, 1, 2, 0, -1], ["a", "b", "c"])
-    assert got["types"] == ["current_token", "previous_token", OTHER, UNSCORED]
-    assert got["counts"] == {"current_token": 3, "previous_token": 1, OTHER: 1, UNSCORED: 1}
-    assert got["onset_counts"] == {"current_token": [1, 1, 0], "previous_token": [0, 0, 1], OTHER: [0, 0, 1],
+    assert got.types == ["current_token", "previous_token", OTHER, UNSCORED]
+    assert got.counts == {"current_token": 3, "previous_token": 1, OTHER: 1, UNSCORED: 1}
+    assert got.onset_counts == {"current_token": [1, 1, 0], "previous_token": [0, 0, 1], OTHER: [0, 0, 1],
                                    UNSCORED: [1, 0, 0]}
-    assert got["onset_median"] == {"current_token": 0, "previous_token": 2, OTHER: 2, UNSCORED: 0}
-    assert got["revisions"] == ["a", "b", "c"] and got["threshold"] == 0.5 and got["properties"] == list(props)
+    assert got.onset_median == {"current_token": 0, "previous_token": 2, OTHER: 2, UNSCORED: 0}
+    assert got.revisions == ["a", "b", "c"] and got.threshold == 0.5 and got.properties == list(props)
 
 
 def _heldout_f(run_dir, weights) -> tuple[np.ndarray, np.ndarray]:
@@ -247,9 +247,9 @@ def test_evaluate_writes_type_columns_and_typed_emergence(run):  # noqa: F811
         assert row["type_score"] == pytest.approx(want[k], rel=1e-4)
         assert row["feature_type"] == (GENERIC_PROPERTIES[k] if passing else OTHER)
     typed = json.loads((run / "evaluation.json").read_text())["decoder"]["typed_emergence"]
-    assert typed == result.decoder["typed_emergence"]
+    assert typed == result.decoder.typed_emergence.model_dump(mode="json")
     assert set(typed) == {"properties", "threshold", "types", "counts", "onset_counts", "onset_median", "revisions"}
-    assert typed["properties"] == list(GENERIC_PROPERTIES) == result.settings["type_properties"]
+    assert typed["properties"] == list(GENERIC_PROPERTIES) == result.settings.type_properties
     assert typed["counts"][UNSCORED] >= 2 and sum(typed["counts"].values()) == len(rows)
     for t in typed["types"]:
         onsets = [r["onset"] for r in rows if r["feature_type"] == t and r["onset"] >= 0]
@@ -279,7 +279,7 @@ def test_a_toy_store_is_scored_with_the_grammar_labels(toy_world, tmp_path):
     d = store.d_model
     save_crosscoder(run_dir, _random_weights(2, d, 16, seed=1), store.revisions, d=d)
     result = evaluate(config)
-    assert result.settings["type_properties"] == list(ALL_PROPERTIES)
+    assert result.settings.type_properties == list(ALL_PROPERTIES)
     rows = EVALUATION_FEATURES.read(run_dir / "evaluation", store.revisions)
     scored = [r for r in rows if r["feature_type"] != UNSCORED]
     assert scored and all(r["score_subject_number"] is not None for r in scored)

@@ -19,6 +19,7 @@ from test_report_helpers import (
     TASKS,
     cached_run,
     make_crosscoder,
+    report_data,
     run_stages,
     save_crosscoder,
     write_tasks,
@@ -27,10 +28,18 @@ from torch import nn
 
 from crosstime import stage
 from crosstime.artifacts import (
+    AccuracyPoint,
     ArtifactError,
     CheckpointEvaluation,
+    FeatureEvidence,
+    LogitLens,
+    ReportCheckpoint,
     ReportData,
+    ReportEmergence,
+    ReportFeature,
     RunDir,
+    TaskEntry,
+    Window,
     read_model,
 )
 from crosstime.crosscoder import CrosscoderError
@@ -285,53 +294,53 @@ def test_collect_reads_every_stage(run3):
     assert base.revisions == revs and base.tasks == sorted(TASKS) and base.missing == []
     ov = base.overview
     for row in _csv(run / "scan" / "accuracy.csv"):
-        point = next(p for p in ov["accuracy"][row["task"]] if p["revision"] == row["revision"])
-        assert point["accuracy"] == float(row["accuracy"]) and point["tokens"] == int(row["tokens"])
+        point = next(p for p in ov.accuracy[row["task"]] if p.revision == row["revision"])
+        assert point.accuracy == float(row["accuracy"]) and point.tokens == int(row["tokens"])
     with np.load(run / "scan" / "similarity.npz") as npz:
-        assert [s["name"] for s in ov["similarity"]] == ["cosine", "cka"]
-        assert ov["similarity"][0]["labels"] == [str(x) for x in npz["labels"]]
-        assert np.allclose(ov["similarity"][1]["matrix"], npz["cka"])
+        assert [s.name for s in ov.similarity] == ["cosine", "cka"]
+        assert ov.similarity[0].labels == [str(x) for x in npz["labels"]]
+        assert np.allclose(ov.similarity[1].matrix, npz["cka"])
     ev = json.loads((run / "evaluation.json").read_text())
-    table = ov["evaluation"]
-    rows_by_name = {r["name"]: r for r in table["rows"]}
-    assert rows_by_name["explained_variance"]["values"] == [c["explained_variance"] for c in ev["checkpoints"]]
-    assert table["checkpoints"] == revs
-    assert next(w["value"] for w in table["overall"] if w["name"] == "l0") == ev["summary"]["l0"]
-    assert rows_by_name["fvu"]["description"] == CheckpointEvaluation.model_fields["fvu"].description
-    assert rows_by_name["fvu"]["label"] == "unexplained variance"
-    assert {s["name"] for s in ov["dynamics"]["series"]} >= {"loss", "kl_unigram", "kl_bigram"}
+    table = ov.evaluation
+    rows_by_name = {r.name: r for r in table.rows}
+    assert rows_by_name["explained_variance"].values == [c["explained_variance"] for c in ev["checkpoints"]]
+    assert table.checkpoints == revs
+    assert next(w.value for w in table.overall if w.name == "l0") == ev["summary"]["l0"]
+    assert rows_by_name["fvu"].description == CheckpointEvaluation.model_fields["fvu"].description
+    assert rows_by_name["fvu"].label == "unexplained variance"
+    assert {s.name for s in ov.dynamics.series} >= {"loss", "kl_unigram", "kl_bigram"}
     rows = {int(r["feature"]): r for r in _csv(run / "evaluation" / "features.csv")}
     assert sorted(base.features) == sorted(rows) == list(range(N_FEATURES))
     for i in (0, 5, 17):
         f = base.features[i]
-        assert f["reldec"] == pytest.approx([float(rows[i][f"reldec_{r}"]) for r in revs])
-        assert f["norm"] == pytest.approx([float(rows[i][f"norm_{r}"]) for r in revs])
-        assert f["reldec_class"] == rows[i]["reldec_class"] and f["onset"] == int(rows[i]["onset"])
+        assert f.reldec == pytest.approx([float(rows[i][f"reldec_{r}"]) for r in revs])
+        assert f.norm == pytest.approx([float(rows[i][f"norm_{r}"]) for r in revs])
+        assert f.reldec_class == rows[i]["reldec_class"] and f.onset == int(rows[i]["onset"])
     for task in TASKS:
         folder = run / "attribution" / task
         attributed = {int(r["feature"]): r for r in _csv(folder / "features.csv")}
-        assert {i for i, f in base.features.items() if task in f["tasks"]} == set(attributed)
+        assert {i for i, f in base.features.items() if task in f.tasks} == set(attributed)
         for i, r in attributed.items():
-            t = base.features[i]["tasks"][task]
-            assert t["ie"] == pytest.approx([float(r[f"ie_{rev}"]) for rev in revs])
-            assert t["relie"] == pytest.approx([float(r[f"relie_{rev}"]) for rev in revs])
-            assert t["relie_class"] == r["relie_class"]
+            t = base.features[i].tasks[task]
+            assert t.ie == pytest.approx([float(r[f"ie_{rev}"]) for rev in revs])
+            assert t.relie == pytest.approx([float(r[f"relie_{rev}"]) for rev in revs])
+            assert t.relie_class == r["relie_class"]
         for a in _csv(folder / "ablation.csv"):
-            t = base.features[int(a["feature"])]["tasks"][task]
-            assert t["ablation"]["delta_lpd"][revs.index(a["checkpoint"])] == pytest.approx(float(a["delta_lpd"]))
+            t = base.features[int(a["feature"])].tasks[task]
+            assert t.ablation.delta_lpd[revs.index(a["checkpoint"])] == pytest.approx(float(a["delta_lpd"]))
         summary = json.loads((folder / "summary.json").read_text())
-        att = ov["attribution"][task]
-        scalars = {row["name"]: row["value"] for row in att["summary"]}
+        att = ov.attribution[task]
+        scalars = {row.name: row.value for row in att.summary}
         assert scalars["pairs_kept"] == summary["pairs_kept"] and scalars["method"] == "ig"
-        acc = next(r for r in att["per_checkpoint"] if r["name"] == "accuracy_clean")
-        assert acc["values"] == [summary["accuracy_clean"][r] for r in revs]
-        confusion = att["confusion"]
+        acc = next(r for r in att.per_checkpoint if r.name == "accuracy_clean")
+        assert acc.values == [summary["accuracy_clean"][r] for r in revs]
+        confusion = att.confusion
         for r in _csv(folder / "confusion.csv"):  # the CSV's rows as the cells of the matrix
-            cell = confusion["counts"][confusion["relie_classes"].index(r["relie_class"])]
-            assert cell[confusion["reldec_classes"].index(r["reldec_class"])] == int(r["count"])
-    assert sum(ov["distributions"]["reldec"][0]) == sum(
+            cell = confusion.counts[confusion.relie_classes.index(r["relie_class"])]
+            assert cell[confusion.reldec_classes.index(r["reldec_class"])] == int(r["count"])
+    assert sum(ov.distributions.reldec[0]) == sum(
         all(math.isfinite(float(r[f"reldec_{rev}"])) for rev in revs) for r in rows.values())
-    assert sum(ov["class_counts"]["RelDec class"].values()) == N_FEATURES
+    assert sum(ov.class_counts["RelDec class"].values()) == N_FEATURES
 
 
 def test_per_checkpoint_summary_fields_are_the_schemas():
@@ -403,8 +412,8 @@ def test_crosscoder_over_a_subset_of_the_checkpoints(tmp_path, run3, store3):
             best = acts[v, :, :, f["id"]].max(1)
             expect = sorted((float(b) for b in best if b > 0), reverse=True)[:3]
             assert [w["value"] for w in f["evidence"]["top"][view]] == pytest.approx(expect, rel=1e-3)
-    attributed = [t for f in collect(RunDir(work), revs).features.values() for t in f["tasks"].values()]
-    assert attributed and all(len(t["ie"]) == 2 and len(t["ablation"]["delta_lpd"]) == 2 for t in attributed)
+    attributed = [t for f in collect(RunDir(work), revs).features.values() for t in f.tasks.values()]
+    assert attributed and all(len(t.ie) == 2 and len(t.ablation.delta_lpd) == 2 for t in attributed)
 
 
 # -- the stage contract --------------------------------------------------------------------------
@@ -683,22 +692,29 @@ def test_cli_report_and_annotate(tmp_path, run3):
 def test_findings_by_hand():
     from crosstime.report import findings
 
-    ck = [{"revision": r, "label": r} for r in ("a", "b", "c")]
-    data = {
-        "checkpoints": ck, "tasks": ["t"], "vocab": {"5": " dogs", "9": " are"},
-        "overview": {"accuracy": {"t": [{"revision": "a", "accuracy": 0.5}, {"revision": "b", "accuracy": 0.55},
-                                        {"revision": "c", "accuracy": 0.9}]},
-                     "class_counts": {"decoder-norm trajectory": {"persistent": 2, "emerging": 1, "transient": 1}},
-                         "emergence": {"counts_live": [1, 2, 1], "presence_fraction": 0.5}},
-        "features": [
-            {"id": 4, "onset": 2, "reldec": [0.1, 0.2, 0.7], "tasks": {"t": {"ie": [0.1, 0.1, -0.2], "relie": [0.25, 0.25, 0.5]}}},
-            {"id": 8, "onset": 1, "reldec": [0.1, 0.8, 0.1], "description": "plural subject",
-             "tasks": {"t": {"ie": [0.0, -2.0, 1.0], "relie": [0.0, 2 / 3, 1 / 3], "relie_class": "b+c shared"}},
-             "evidence": {"top": {"all": [{"tokens": [1, 5, 2], "start": 3, "position": 4}]},
-                          "logit_lens": {"c": {"promoted": [[9, 1.0]], "suppressed": []}}}},
-            {"id": 9, "onset": 2, "reldec": [0.6, 0.2, 0.2], "tasks": {"t": {"ie": [1.0, 0, 0], "relie": [1.0, 0, 0]}}},
-        ],
-    }
+    def feature(i: int, onset: int, reldec: list[float], task: dict, **more) -> ReportFeature:
+        return ReportFeature(id=i, rank=1, onset=onset, reldec=reldec, tasks={"t": TaskEntry(**task)},
+                             annotation=None, **{"description": None} | more)
+
+    revisions = ["a", "b", "c"]
+    lens = {"c": LogitLens(promoted=[(9, 1.0)], suppressed=[])}
+    window = Window(context=0, position=4, value=1.0, start=3, tokens=[1, 5, 2], acts=[None, 1.0, None])
+    data = report_data(
+        checkpoints=[ReportCheckpoint(revision=r, step=None, tokens=None, label=r) for r in revisions], tasks=["t"],
+        vocab={"5": " dogs", "9": " are"},
+        features=[
+            feature(4, 2, [0.1, 0.2, 0.7], {"ie": [0.1, 0.1, -0.2], "relie": [0.25, 0.25, 0.5]}),
+            feature(8, 1, [0.1, 0.8, 0.1], {"ie": [0.0, -2.0, 1.0], "relie": [0.0, 2 / 3, 1 / 3],
+                                            "relie_class": "b+c shared"}, description="plural subject",
+                    evidence=FeatureEvidence(density={}, histogram={}, top={"all": [window]}, quantiles=[],
+                                             logit_lens=lens)),
+            feature(9, 2, [0.6, 0.2, 0.2], {"ie": [1.0, 0, 0], "relie": [1.0, 0, 0]}),
+        ])
+    data.overview.accuracy = {"t": [AccuracyPoint(revision=r, step=None, tokens=None, label=r, accuracy=a, n=None,
+                                                  mean_m=None) for r, a in zip(revisions, (0.5, 0.55, 0.9))]}
+    data.overview.class_counts = {"decoder-norm trajectory": {"persistent": 2, "emerging": 1, "transient": 1}}
+    data.overview.emergence = ReportEmergence(revisions=revisions, tokens_seen=[None] * 3, counts_live=[1, 2, 1],
+                                              counts=[1, 2, 1], meaning="by hand", presence_fraction=0.5)
     lines = findings(data, n=4)
     assert lines[0] == "t: accuracy jumps from 55% at b to 90% at c (the largest step; 50% at a, 90% at c)."
     assert lines[1].startswith("Feature 8 has the largest effect on t: 67% of it (RelIE) is at b, class b+c shared.")
@@ -708,7 +724,7 @@ def test_findings_by_hand():
     assert "reaches 50% of its maximum" in lines[2]
     assert lines[3].startswith("For 3 of 3 reported features on t")
     assert findings(data, n=2) == lines[:2]
-    assert findings({"checkpoints": [], "overview": {}}) == []
+    assert findings(report_data()) == []
 
 
 def test_only_finished_unchanged_outputs_are_read(tmp_path, run3):
@@ -742,7 +758,7 @@ def test_crosscoder_panel_lists_only_the_settings_of_its_variant(variant):
 
     config = CrosscoderConfig(variant=variant, n_checkpoints=2, d_model=8, n_features=64).model_dump(mode="json")
     train = TrainSettings(variant=variant).model_dump(mode="json")
-    shown = {s["name"]: s for s in crosscoder_settings(config, train)}
+    shown = {s.name: s for s in crosscoder_settings(config, train)}
     assert ("k" in shown) == (variant in ("topk", "batchtopk"))
     assert ("auxk_coeff" in shown) == (variant in ("topk", "batchtopk"))
     assert ("threshold_beta" in shown) == (variant == "batchtopk")
@@ -750,8 +766,9 @@ def test_crosscoder_panel_lists_only_the_settings_of_its_variant(variant):
     assert ("fused" in shown) == (variant == "relu")
     assert {"variant", "n_features", "lr", "batch_size"} <= set(shown)
     assert not {"device", "progress", "wandb_project"} & set(shown)  # execution settings are not the crosscoder's
-    assert shown["lr"]["group"] == "training" and shown["variant"]["group"] == "architecture"
-    assert shown["lr"]["label"] == "lr" and shown["dec_init_norm"]["description"]
+    assert shown["lr"].group == "training" and shown["variant"].group == "architecture"
+    assert shown["lr"].label == "lr" and shown["dec_init_norm"].description
+    assert shown["steps"].label == "training steps"  # the field's title: not attribution's integration steps
 
 
 def test_logit_lens_leaves_out_excluded_tokens():
@@ -845,9 +862,9 @@ def test_report_all_features_lists_every_live_feature_in_one_pass(run3, tmp_path
     norms = run3[1].decoder_norms().detach()
     live = [i for i in range(N_FEATURES) if float(norms[i].sum()) > 0]
     assert passes == [5, len(live)]  # one pass each, the second over every live feature
-    assert sorted(f["id"] for f in listed) == live
-    assert [f["id"] for f in listed[:5]] == [f["id"] for f in reported]
-    assert [f["rank"] for f in listed] == list(range(1, len(live) + 1))
-    assert all(f["evidence"] and len(f["norm"]) == 3 for f in listed)
+    assert sorted(f.id for f in listed) == live
+    assert [f.id for f in listed[:5]] == [f.id for f in reported]
+    assert [f.rank for f in listed] == list(range(1, len(live) + 1))
+    assert all(f.evidence and len(f.norm) == 3 for f in listed)
     for a, b in zip(reported, listed[:5]):
-        assert a["evidence"]["top"] == b["evidence"]["top"]
+        assert a.evidence.top == b.evidence.top

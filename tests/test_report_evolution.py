@@ -9,15 +9,25 @@ import re
 from pathlib import Path
 
 import matplotlib.image
+from test_report_helpers import report_data
 
 from crosstime.artifacts import (
     SCAN_DYNAMICS,
     SCAN_PHASES,
     CheckpointEvaluation,
+    Decoder,
+    Dimensionality,
+    DirectionTurn,
     Evaluation,
+    Evolution,
+    EvolutionCheckpoint,
+    Figure,
     Phase,
     Phases,
+    ReportCheckpoint,
+    ReportData,
     RunDir,
+    TypedEmergence,
     write_model,
 )
 from crosstime.report.dashboard import render
@@ -40,33 +50,41 @@ TYPES = ["current_token", "previous_token", "induction", "subject_number", "attr
          "unscored"]
 
 
-def _checkpoints() -> list[dict]:
-    return [{"revision": r, "step": int(r[4:]), "tokens": int(r[4:]) * TOKENS_PER_STEP} for r in REVISIONS]
+def _checkpoints() -> list[EvolutionCheckpoint]:
+    return [EvolutionCheckpoint(revision=r, step=int(r[4:]), tokens=int(r[4:]) * TOKENS_PER_STEP) for r in REVISIONS]
 
 
-def _phase(name: str, step: int | None) -> dict:
+def _phase(name: str, step: int | None) -> Phase:
     return Phase(name=name, revision=f"step{step}" if step is not None else None, step=step,
-                 tokens=step * TOKENS_PER_STEP if step is not None else None, value=0.5,
-                 reading="by hand").model_dump(mode="json")
+                 tokens=step * TOKENS_PER_STEP if step is not None else None, value=0.5, reading="by hand")
 
 
-def _phases(onsets: dict[str, int | None]) -> dict:
-    return {"accuracy": 0.9, "ngram_fraction": 0.9, "phases": [_phase(n, s) for n, s in onsets.items()],
-            "order": [n for n, s in sorted(onsets.items(), key=lambda kv: kv[1] or 0) if s is not None],
-            "never": [n for n, s in onsets.items() if s is None]}
+def _phases(onsets: dict[str, int | None]) -> Phases:
+    return Phases(accuracy=0.9, ngram_fraction=0.9, phases=[_phase(n, s) for n, s in onsets.items()],
+                  order=[n for n, s in sorted(onsets.items(), key=lambda kv: kv[1] or 0) if s is not None],
+                  never=[n for n, s in onsets.items() if s is None])
 
 
-def _typed(onset_median: dict[str, int | None], counts: dict[str, int]) -> dict:
-    return {"properties": [], "threshold": 0.3, "types": TYPES, "counts": counts,
-            "onset_counts": {t: [0] * len(REVISIONS) for t in TYPES}, "onset_median": onset_median,
-            "revisions": REVISIONS}
+def _typed(onset_median: dict[str, int | None], counts: dict[str, int]) -> TypedEmergence:
+    return TypedEmergence(properties=[], threshold=0.3, types=TYPES, counts=counts,
+                          onset_counts={t: [0] * len(REVISIONS) for t in TYPES}, onset_median=onset_median,
+                          revisions=REVISIONS)
 
 
-def _data(**evolution) -> dict:
-    return {"checkpoints": _checkpoints(), "tasks": [],
-            "overview": {"figures": [], "evolution": {"checkpoints": _checkpoints(), "dynamics": None, "phases": None,
-                                                      "dimensionality": None, "direction_turn": None,
-                                                      "typed_emergence": None, **evolution}}}
+def _dim(total: list[float]) -> Dimensionality:
+    return Dimensionality(total=total, live_features=12, d=8, block=256)
+
+
+def _evolution(**parts) -> Evolution:
+    return Evolution(**{"checkpoints": _checkpoints(), "dynamics": None, "phases": None, "dimensionality": None,
+                        "direction_turn": None, "typed_emergence": None} | parts)
+
+
+def _data(evolution: Evolution | None = None, **parts) -> ReportData:
+    """The report's data with only the Evolution panel (``parts`` of it, or ``evolution`` itself) filled in."""
+    checkpoints = [ReportCheckpoint(revision=c.revision, step=c.step, tokens=c.tokens, label=c.revision)
+                   for c in _checkpoints()]
+    return report_data(checkpoints=checkpoints, evolution=evolution or _evolution(**parts))
 
 
 BEHAVIOUR = {"n-gram statistics": 64, "simple_agreement": 512, "pp_attractor": 512, "rc_attractor": 1000,
@@ -80,22 +98,22 @@ COUNTS = {"current_token": 30, "previous_token": 40, "induction": 12, "subject_n
 
 
 def test_direction_turn_reading():
-    turn = {"median": [0.01, 0.05, 0.71, 0.9, 1.0], "q25": [0] * 5, "q75": [1] * 5, "n": [3, 10, 10, 10, 10],
-            "turn_after": 1, "revisions": REVISIONS}
+    turn = DirectionTurn(median=[0.01, 0.05, 0.71, 0.9, 1.0], q25=[0.0] * 5, q75=[1.0] * 5, n=[3, 10, 10, 10, 10],
+                         turn_after=1, revisions=REVISIONS, min_norm_fraction=0.01)
     assert direction_turn_reading(_data(direction_turn=turn)) == (
         "Decoder directions turn between step64 and step128: the median cosine with the final direction passes one "
         "half there, from 0.05 to 0.71 (it is 0.01 at step0; live features with a decoder there).")
-    assert direction_turn_reading(_data(direction_turn={**turn, "turn_after": None})) is None
+    assert direction_turn_reading(_data(direction_turn=turn.model_copy(update={"turn_after": None}))) is None
 
 
 def test_dimensionality_reading_compress_then_expand():
-    dim = {"total": [0.40, 0.21, 0.30, 0.45, 0.55], "live_features": 12, "d": 8, "block": 256}
+    dim = _dim([0.40, 0.21, 0.30, 0.45, 0.55])
     assert dimensionality_reading(_data(dimensionality=dim)) == (
         "Feature dimensionality (Σ D_i / d, 12 live features, d = 8) compresses from 0.40 at step0 to 0.21 at step64, "
         "then expands to 0.55 at step1000.")
-    falling = {**dim, "total": [0.5, 0.4, 0.3, 0.2, 0.1]}
+    falling = _dim([0.5, 0.4, 0.3, 0.2, 0.1])
     assert "without expanding again" in dimensionality_reading(_data(dimensionality=falling))
-    rising = {**dim, "total": [0.1, 0.2, 0.3, 0.4, 0.5]}
+    rising = _dim([0.1, 0.2, 0.3, 0.4, 0.5])
     assert "expands from 0.10 at step0 to 0.50 at step1000, without compressing first" in dimensionality_reading(
         _data(dimensionality=rising))
 
@@ -139,7 +157,7 @@ def test_absent_inputs_give_no_reading():
     # typed emergence without phases: a reading of the types, none of the order
     typed = _data(typed_emergence=_typed(IN_ORDER, COUNTS))
     assert typed_emergence_reading(typed) is not None and phase_order_reading(typed) is None
-    assert findings({"checkpoints": [], "overview": {}}) == []
+    assert findings(report_data()) == []
 
 
 def _write_run(root: Path, phases: bool) -> RunDir:
@@ -151,56 +169,57 @@ def _write_run(root: Path, phases: bool) -> RunDir:
             for i, s in enumerate(SCANNED)]
     SCAN_DYNAMICS.write(run.scan, rows, [])
     if phases:
-        write_model(Phases.model_validate(_phases(BEHAVIOUR)), run.scan / SCAN_PHASES)
+        write_model(_phases(BEHAVIOUR), run.scan / SCAN_PHASES)
     return run
 
 
-def _evaluation(decoder: dict) -> Evaluation:
+def _evaluation(**decoder) -> Evaluation:
     """An evaluation with only what the Evolution panel reads (its checkpoints and decoder analyses)."""
-    ck = [CheckpointEvaluation.model_construct(revision=c["revision"], step=c["step"], tokens_seen=c["tokens"])
+    ck = [CheckpointEvaluation.model_construct(revision=c.revision, step=c.step, tokens_seen=c.tokens)
           for c in _checkpoints()]
-    return Evaluation.model_construct(checkpoints=ck, decoder=decoder)
+    return Evaluation.model_construct(checkpoints=ck, decoder=Decoder.model_construct(**decoder))
 
 
 def test_two_phase_figure_written_and_embedded_with_its_reading(tmp_path):
     run = _write_run(tmp_path / "run", phases=True)
-    decoder = {"dimensionality": {"total": [0.40, 0.21, 0.30, 0.45, 0.55], "live_features": 12, "d": 8, "block": 256},
-               "typed_emergence": _typed(IN_ORDER, COUNTS)}
+    evaluation = _evaluation(dimensionality=_dim([0.40, 0.21, 0.30, 0.45, 0.55]),
+                             typed_emergence=_typed(IN_ORDER, COUNTS))
     missing: list[str] = []
-    evolution = evolution_overview(run, _evaluation(decoder), True, missing)
-    assert [r["revision"] for r in evolution["dynamics"]] == [f"step{s}" for s in SCANNED]
+    evolution = evolution_overview(run, evaluation, True, missing)
+    assert [r.revision for r in evolution.dynamics] == [f"step{s}" for s in SCANNED]
     assert missing == ["evaluation.json: decoder.direction_turn (re-run `crosstime evaluate`): no direction-turn reading"]
-    data = {**_data(**evolution), "title": "t", "missing": missing, "features": []}
-    data["overview"]["figures"] = [{"name": "evaluation/dimensionality.png", "group": "evaluation", "src": "x"},
-                                   {"name": "evaluation/emergence.png", "group": "evaluation", "src": "y"}]
+    data = _data(evolution)
+    data.missing = missing
+    data.overview.figures = [Figure(name="evaluation/dimensionality.png", group="evaluation", src="x"),
+                             Figure(name="evaluation/emergence.png", group="evaluation", src="y")]
     evolution_figures(data, run)
 
     image = matplotlib.image.imread(run.report / TWO_PHASE_PNG)  # a PNG that decodes
     assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 500
-    two_phase, dim, other = data["overview"]["figures"]
-    assert two_phase["name"] == f"report/{TWO_PHASE_PNG}" and two_phase["src"].startswith("data:image/png;base64,")
-    assert two_phase["evolution"] and two_phase["caption"].startswith("The feature types' emergence order matches")
-    assert dim["evolution"] and dim["caption"] == dimensionality_reading(data)
-    assert "evolution" not in other and "caption" not in other
-    html = render(data, tmp_path / "index.html").read_text()
+    two_phase, dim, other = data.overview.figures
+    assert two_phase.name == f"report/{TWO_PHASE_PNG}" and two_phase.src.startswith("data:image/png;base64,")
+    assert two_phase.evolution and two_phase.caption.startswith("The feature types' emergence order matches")
+    assert dim.evolution and dim.caption == dimensionality_reading(data)
+    assert other.model_dump() == {"name": "evaluation/emergence.png", "group": "evaluation", "src": "y"}  # no keys
+    html = render(data.model_dump(mode="json"), tmp_path / "index.html").read_text()
     embedded = json.loads(re.search(r'<script type="application/json" id="crosstime-data">(.*?)</script>', html, re.DOTALL).group(1))
-    assert embedded["overview"]["figures"][0]["caption"] == two_phase["caption"]
+    assert embedded["overview"]["figures"][0]["caption"] == two_phase.caption
 
 
 def test_older_run_without_phases_or_decoder_analyses(tmp_path):
     """A run from before these analyses (no scan/phases.json, evaluation.json without the decoder keys): each is
     listed as missing, no reading, and the two-phase figure still drawn from the dynamics, without phase marks."""
     run = _write_run(tmp_path / "run", phases=False)
-    evaluation = _evaluation({"emergence": {}})  # an older evaluation's decoder: none of the three keys
+    evaluation = _evaluation()  # an older evaluation's decoder: none of the three keys
     missing: list[str] = []
     evolution = evolution_overview(run, evaluation, True, missing)
-    assert evolution["phases"] is None and evolution["dimensionality"] is None
+    assert evolution.phases is None and evolution.dimensionality is None
     assert [m.split(" ")[0] for m in missing] == ["scan/phases.json", "evaluation.json:", "evaluation.json:",
                                                  "evaluation.json:"]
     assert {m.split(" ")[1] for m in missing[1:]} == {"decoder.dimensionality", "decoder.direction_turn",
                                                       "decoder.typed_emergence"}
-    data = {**_data(**evolution), "title": "t", "missing": missing, "features": []}
+    data = _data(evolution)
     assert set(evolution_readings(data).values()) == {None}
     evolution_figures(data, run)
     assert matplotlib.image.imread(run.report / TWO_PHASE_PNG).ndim == 3
-    assert "caption" not in data["overview"]["figures"][0]
+    assert "caption" not in data.overview.figures[0].model_dump()

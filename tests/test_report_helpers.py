@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from conftest import WORDS, make_tiny_series
 
+from crosstime.artifacts import Distributions, Evolution, Overview, ReportData
+
 CONTEXT_LEN = 16
 LAYER = 1
 N_FEATURES = 48
@@ -142,3 +144,17 @@ def cached_run(tmp_path_factory, M: int = 3, **kw) -> tuple[Path, object]:
     if key not in _CACHE:
         _CACHE[key] = fabricate_run(tmp_path_factory.mktemp(f"report_run_m{M}"), M=M, **kw)
     return _CACHE[key]
+
+
+def report_data(**fields) -> ReportData:
+    """A valid ``report/data.json`` of a run with nothing in it, ``fields`` replacing its parts (hand-built data
+    for the readings; ``evolution`` replaces the overview's Evolution panel)."""
+    evolution = fields.pop("evolution", None) or Evolution(checkpoints=[], dynamics=None, phases=None,
+                                                          dimensionality=None, direction_turn=None, typed_emergence=None)
+    overview = Overview(accuracy={}, similarity=[], suggestion=None, dynamics=None, figures=[], ablation={},
+                        attribution={}, distributions=Distributions(reldec=None, n_reldec=0, relie={}, n_relie={}),
+                        class_counts={}, evolution=evolution)
+    base = {"title": "t", "generated": "now", "run": "run", "checkpoints": [], "tasks": [], "main_task": None,
+            "missing": [], "overview": overview, "crosscoder": None, "features": [], "n_features_total": None,
+            "views": [], "vocab": {}, "evidence_meta": None, "findings": []}
+    return ReportData(**(base | fields))

@@ -109,17 +109,17 @@ def test_suggestion_brackets_a_sharp_jump_and_finds_where_representations_settle
     # representations: drift until index 12, then still
     z = [0, 1, 1.5, 1.8, 2, 2.1, 2.2, 2.8, 2.9, 3.0, 3.1, 3.2, 3.3, 3.3, 3.3, 3.3]
     out = suggest_checkpoints(ckpts, acc, distance_cka(z), n=3)
-    roles = {p["role"]: p["revision"] for p in out["checkpoints"]}
+    roles = {p.role: p.revision for p in out["checkpoints"]}
     assert roles == {"before": "step32", "after": "step64", "late": "step2048"}  # indices 6, 7, 12
     assert out["revisions"] == ["step32", "step64", "step2048"]
-    late = next(p for p in out["checkpoints"] if p["role"] == "late")
-    assert late["numbers"]["cka_with_after"] == pytest.approx(np.exp(-0.5))
-    assert "0.95" in out["checkpoints"][1]["reason"] or "0.9" in out["checkpoints"][1]["reason"]
-    assert out["jump"]["tasks"]["accuracy"]["rise"] == pytest.approx(0.45, abs=0.03)
+    late = next(p for p in out["checkpoints"] if p.role == "late")
+    assert late.numbers.cka_with_after == pytest.approx(np.exp(-0.5))
+    assert "0.95" in out["checkpoints"][1].reason or "0.9" in out["checkpoints"][1].reason
+    assert out["jump"].tasks["accuracy"].rise == pytest.approx(0.45, abs=0.03)
     # fewer or more picks
-    assert [p["role"] for p in suggest_checkpoints(ckpts, acc, distance_cka(z), n=2)["checkpoints"]] == ["before", "after"]
+    assert [p.role for p in suggest_checkpoints(ckpts, acc, distance_cka(z), n=2)["checkpoints"]] == ["before", "after"]
     four = suggest_checkpoints(ckpts, acc, distance_cka(z), n=4)["checkpoints"]
-    assert [p["role"] for p in four] == ["extra", "before", "after", "late"] and four[0]["revision"] == "step0"
+    assert [p.role for p in four] == ["extra", "before", "after", "late"] and four[0].revision == "step0"
 
 
 def test_suggestion_brackets_every_task_jump():
@@ -130,12 +130,12 @@ def test_suggestion_brackets_every_task_jump():
     dip = np.array([0.5] * 5 + [0.4, 0.15, 1.0, 1.0, 1.0, 1.0, 1.0])
     out = suggest_checkpoints(ckpts, {"simple": early, "attractor": dip}, None, n=2)
     before, after = out["checkpoints"]
-    assert (before["revision"], after["revision"]) == ("step8", "step64")  # indices 4 and 7
-    assert out["jump"]["tasks"]["simple"]["starts"] == "step8"
-    assert before["numbers"]["task_accuracy"] == {"simple": 0.5, "attractor": 0.5}
-    assert "simple starts rising" in before["reason"]
+    assert (before.revision, after.revision) == ("step8", "step64")  # indices 4 and 7
+    assert out["jump"].tasks["simple"].starts == "step8"
+    assert before.numbers.task_accuracy == {"simple": 0.5, "attractor": 0.5}
+    assert "simple starts rising" in before.reason
     flat = suggest_checkpoints(ckpts, {"simple": early, "flat": np.full(12, 0.5)}, None, n=2)
-    assert flat["jump"]["no_jump"] == ["flat"]
+    assert flat["jump"].no_jump == ["flat"]
 
 
 def test_suggestion_on_a_gradual_logistic_rise():
@@ -145,9 +145,9 @@ def test_suggestion_on_a_gradual_logistic_rise():
     acc = 0.5 + 0.45 / (1 + np.exp(-(x - centre) * 6))
     out = suggest_checkpoints(ckpts, acc, None, n=3)
     before, after, late = out["checkpoints"]
-    assert before["tokens"] < 256 * 2_097_152 < after["tokens"]
-    assert before["numbers"]["accuracy"] < 0.6 and after["numbers"]["accuracy"] > 0.85
-    assert late["revision"] == ckpts[-1].revision  # no similarity matrix: the last checkpoint
+    assert before.tokens < 256 * 2_097_152 < after.tokens
+    assert before.numbers.accuracy < 0.6 and after.numbers.accuracy > 0.85
+    assert late.revision == ckpts[-1].revision  # no similarity matrix: the last checkpoint
 
 
 def test_suggestion_without_a_jump_says_so():
@@ -156,7 +156,7 @@ def test_suggestion_without_a_jump_says_so():
     z = np.arange(8.0)
     out = suggest_checkpoints(ckpts, acc, distance_cka(z), n=3)
     assert out["jump"] is None
-    assert out["checkpoints"][-1]["role"] == "last" and "no accuracy jump" in out["checkpoints"][-1]["reason"]
+    assert out["checkpoints"][-1].role == "last" and "no accuracy jump" in out["checkpoints"][-1].reason
     assert out["revisions"] == ["step0", "step4", "step64"]  # last, then farthest points in CKA distance
 
 

@@ -17,7 +17,10 @@ per checkpoint (``reldec_step512``), per pair of checkpoints (``relie_pair_step6
 or per interval between consecutive checkpoints (``cos_step64_to_step512``). The header is a
 function of the revisions, so a reader checks it exactly and reads every cell by type.
 JSON files are pydantic models (:class:`Suggestion`, :class:`Evaluation`,
-:class:`AttributionSummary`): written with ``model_dump_json`` and validated when read.
+:class:`AttributionSummary`, :class:`ReportData`, …; :data:`JSON_ARTIFACTS`): built by their
+writers, written with ``model_dump_json`` and validated when read; :func:`json_schemas` gives their
+JSON Schemas (committed under ``docs/schema/``). A field's ``title`` is how the dashboard heads it
+(a :class:`Column`'s ``title`` for a table's column); without one, its name with spaces for "_".
 """
 
 from __future__ import annotations
@@ -26,11 +29,21 @@ import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    create_model,
+    model_serializer,
+)
+from pydantic.fields import FieldInfo
 
 from crosstime.errors import CrosstimeError
 from crosstime.files import write_text
@@ -113,7 +126,8 @@ class Column:
     """One logical column; ``kind`` says how many CSV columns it spans (see the module docstring).
 
     ``max_checkpoints``: a ``pair`` column is written only up to this many checkpoints
-    (M(M−1)/2 columns grow fast). ``digits``: significant digits of a float cell.
+    (M(M−1)/2 columns grow fast). ``digits``: significant digits of a float cell. ``title``: the
+    column in words, as the dashboard heads it (None: its name with spaces for "_").
     """
 
     name: str
@@ -121,6 +135,7 @@ class Column:
     description: str
     kind: Kind = "one"
     max_checkpoints: int | None = None
+    title: str | None = None
 
     def headers(self, revisions: list[str]) -> list[str]:
         M = len(revisions)
@@ -188,6 +203,20 @@ class Table:
 
     def header(self, revisions: list[str]) -> list[str]:
         return [h for c in self.columns for h in c.headers(revisions)]
+
+    def fields(self, names: Sequence[str], over_revisions: bool = False) -> dict[str, tuple[Any, FieldInfo]]:
+        """Pydantic field definitions (for ``create_model``) of the columns ``names``, in that order, typed as
+        :meth:`read` returns their values: a cell ``type | None``, a multi-cell column a list of them (None where
+        omitted); ``over_revisions``: every column as a list over the checkpoints (a one-cell column gathered from
+        one row per checkpoint). Title and description are the column's; each defaults to None."""
+        by_name = {c.name: c for c in self.columns}
+        out: dict[str, tuple[Any, FieldInfo]] = {}
+        for name in names:
+            c = by_name[name]
+            cell = c.type | None
+            annotation = list[cell] | None if over_revisions or c.kind != "one" else cell
+            out[name] = (annotation, Field(None, title=c.title, description=c.description))
+        return out
 
     def text(self, rows: list[dict[str, Any]], revisions: list[str]) -> str:
         """The CSV text of ``rows`` (a missing or extra key is a bug in the writer: KeyError)."""
@@ -275,6 +304,21 @@ class _Artifact(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _Sparse(_Artifact):
+    """A model some of whose fields its writer leaves out (absent, which is not None): written with the
+    fields that were set only, so a file reads back and writes again as it was. The fields that may be
+    absent say so in their descriptions."""
+
+    @model_serializer(mode="wrap")
+    def _set_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if k in self.model_fields_set}
+
+
+# One value of a dashboard table cell: a setting or a number, as its field holds it (bool before int: a
+# smart union keeps each value's own type, so 1 stays 1 and 1.0 stays 1.0 when written again).
+Scalar = bool | int | float | str | None
+
+
 # -- scan/ -------------------------------------------------------------------------------------
 
 SCAN_ACCURACY = Table("accuracy.csv", (
@@ -357,6 +401,22 @@ class Fingerprints(_Artifact):
     identical: list[list[str]] = Field(description="groups of revisions whose weights are identical")
 
 
+class SuggestionNumbers(_Sparse):
+    """The numbers behind one suggested checkpoint (:mod:`crosstime.scan.suggest`); each pick writes only
+    those its role uses (the others are absent). Declared in the order the picks write them (an extra
+    pick's distance first)."""
+
+    min_cka_distance: float | None = Field(None, description="extra: its 1 − CKA to the nearest other pick")
+    accuracy: float | None = Field(None, description="mean accuracy over the tasks (absent without accuracy curves)")
+    task_accuracy: dict[str, float] | None = Field(None, description="task -> accuracy (with more than one task)")
+    cka_with_after: float | None = Field(None, description="before: CKA with the 'after' pick; late: CKA with "
+                                                           "'after' (None without a similarity matrix)")
+    cka_with_before: float | None = Field(None, description="after: CKA with the 'before' pick (None without a "
+                                                            "similarity matrix)")
+    min_cka_with_after: float | None = Field(None, description="late: the lowest CKA with 'after' of the later checkpoints")
+    cka_block: int | None = Field(None, description="late: its contiguous CKA block (an index of blocks)")
+
+
 class SuggestedCheckpoint(_Artifact):
     revision: str
     step: int | None
@@ -364,14 +424,33 @@ class SuggestedCheckpoint(_Artifact):
     label: str
     role: str = Field(description="before / after / late / last / extra")
     reason: str
-    numbers: dict[str, Any]
+    numbers: SuggestionNumbers
+
+
+class TaskRamp(_Artifact):
+    """One task's fitted flat-ramp-flat accuracy curve (:func:`crosstime.scan.suggest.fit_ramp`)."""
+
+    starts: str = Field(description="the checkpoint where the ramp starts")
+    ends: str = Field(description="the checkpoint where it ends")
+    low: float = Field(description="the low plateau, clipped to [0, 1]")
+    high: float = Field(description="the high plateau, clipped to [0, 1]")
+    rise: float = Field(description="high − low")
+
+
+class AccuracyJump(_Artifact):
+    """The accuracy jump the suggestion brackets: over the tasks whose fitted rise reaches min_jump."""
+
+    before: str = Field(description="the earliest ramp start")
+    after: str = Field(description="the latest ramp end")
+    tasks: dict[str, TaskRamp] = Field(description="task -> its ramp (the tasks with a jump)")
+    no_jump: list[str] = Field(description="tasks without a jump")
 
 
 class Suggestion(_Artifact):
     """``scan/suggestion.json``: the checkpoints the scan suggests for a crosscoder, with reasons."""
 
     method: str
-    jump: dict[str, Any] | None
+    jump: AccuracyJump | None = Field(description="None: no task has a jump")
     blocks: list[list[str]] = Field(description="contiguous blocks of similar checkpoints (CKA)")
     checkpoints: list[SuggestedCheckpoint]
     revisions: list[str]
@@ -388,50 +467,239 @@ class CheckpointEvaluation(_Artifact):
     revision: str
     step: int | None
     tokens_seen: int | None
-    scale: float = Field(description="normalisation s_m = sqrt(d) / E‖x_m‖ the crosscoder was trained with")
-    mse: float = Field(description="mean squared error per dimension (normalised space)")
-    explained_variance: float = Field(description="1 − Σ‖x − x̂‖² / Σ‖x − x̄‖² (normalised space)")
-    fvu: float = Field(description="fraction of variance unexplained = 1 − EV")
-    reldec_mean: float = Field(description="mean RelDec share of this checkpoint over all features")
-    ce_clean: float | None = Field(None, description="next-token CE of the model (nats)")
-    ce_spliced: float | None = Field(None, description="CE with the site replaced by the reconstruction")
-    ce_zero: float | None = Field(None, description="CE with the site zero-ablated")
-    delta_ce: float | None = Field(None, description="ΔCE = spliced − clean")
-    zero_gap: float | None = Field(None, description="zero − clean: CE recovered is unreliable where this is small")
-    ce_recovered: float | None = Field(None, description="1 − ΔCE / (zero − clean)")
-    kl: float | None = Field(None, description="KL(clean ‖ spliced) per prediction")
-    kl_zero: float | None = Field(None, description="KL(clean ‖ zero-ablated) per prediction")
-    predictions: int | None = Field(None, description="next-token predictions scored")
+    scale: float = Field(title="normalisation scale",
+                         description="normalisation s_m = sqrt(d) / E‖x_m‖ the crosscoder was trained with")
+    mse: float = Field(title="MSE per dimension", description="mean squared error per dimension (normalised space)")
+    explained_variance: float = Field(title="explained variance",
+                                      description="1 − Σ‖x − x̂‖² / Σ‖x − x̄‖² (normalised space)")
+    fvu: float = Field(title="unexplained variance", description="fraction of variance unexplained = 1 − EV")
+    reldec_mean: float = Field(title="mean RelDec share", description="mean RelDec share of this checkpoint over all "
+                                                                      "features")
+    ce_clean: float | None = Field(None, title="CE, clean (nats)", description="next-token CE of the model (nats)")
+    ce_spliced: float | None = Field(None, title="CE, reconstruction spliced in",
+                                     description="CE with the site replaced by the reconstruction")
+    ce_zero: float | None = Field(None, title="CE, site zero-ablated", description="CE with the site zero-ablated")
+    delta_ce: float | None = Field(None, title="ΔCE, spliced − clean", description="ΔCE = spliced − clean")
+    zero_gap: float | None = Field(None, title="CE gap, zero − clean",
+                                   description="zero − clean: CE recovered is unreliable where this is small")
+    ce_recovered: float | None = Field(None, title="CE recovered", description="1 − ΔCE / (zero − clean)")
+    kl: float | None = Field(None, title="KL(clean ‖ spliced)", description="KL(clean ‖ spliced) per prediction")
+    kl_zero: float | None = Field(None, title="KL(clean ‖ zero-ablated)",
+                                  description="KL(clean ‖ zero-ablated) per prediction")
+    predictions: int | None = Field(None, title="predictions scored", description="next-token predictions scored")
 
 
 class EvaluationSummary(_Artifact):
-    l0: float = Field(description="mean active features per token")
-    dead: int = Field(description="features that never fired over the dead-latent window")
-    dead_fraction: float
-    dead_window_tokens: int
-    explained_variance_overall: float
-    fvu_overall: float
+    l0: float = Field(title="active features per token (L0)", description="mean active features per token")
+    dead: int = Field(title="dead features", description="features that never fired over the dead-latent window")
+    dead_fraction: float = Field(title="dead share")
+    dead_window_tokens: int = Field(title="tokens watched for dead features")
+    explained_variance_overall: float = Field(title="explained variance")
+    fvu_overall: float = Field(title="unexplained variance")
+    mse_overall: float = Field(title="MSE per dimension")
+    reldec_disputed: int | None = Field(None, title="RelDec classes disputed by latent scaling",
+                                        description="features whose RelDec class latent scaling disputes at some "
+                                                    "checkpoint (features.csv reldec_disputed; None: written before "
+                                                    "latent scaling existed)")
+    scaling_judged: int | None = Field(None, title="features judged by latent scaling",
+                                       description="features latent scaling judged (fired on at least "
+                                                   "scaling_min_tokens held-out rows)")
+    delta_ce: list[float] | None = Field(None, title="ΔCE, spliced − clean")
+    delta_ce_max: float | None = Field(None, title="largest ΔCE")
+    ce_recovered: list[float | None] | None = Field(None, title="CE recovered")
+    kl: list[float] | None = Field(None, title="KL(clean ‖ spliced)")
+
+
+class EvaluationSettings(_Artifact):
+    """``settings`` of evaluation.json: the evaluate stage's settings as used (``run`` to ``plots``: the fields
+    of :class:`crosstime.evaluate.EvaluateConfig`, which documents them; it sits above this module, so they are
+    listed again here, and tests/artifacts/test_schemas.py keeps the two lists equal) and what the run decided."""
+
+    run: Path
+    progress: bool
+    tokens: int | None
+    contexts: int | None
+    batch_rows: int
+    context_batch_size: int | None
+    dead_tokens: int
+    presence: float
+    high: float
+    low: float
+    scaling_min_tokens: int
+    scaling_margin: float
+    device: str = Field(description="the device the work ran on (the setting, resolved)")
+    model_dtype: Literal["float32", "bfloat16", "float16"]
+    seed: int
+    type_threshold: float
+    type_margin: float
+    type_min_rows: int
+    induction_match: int
+    plots: bool
+    crosscoder_path: str
+    store_path: str
+    revisions: list[str] = Field(description="the crosscoder's checkpoints, in its order")
+    layer: int
+    variant: str = Field(description="the crosscoder's variant")
+    inference_rule: str = Field(description="how the crosscoder decided which features fire")
+    n_features: int
+    n_checkpoints: int
+    d_model: int
+    first_position: int = Field(description="the store's first kept position")
+    excluded_positions: list[int] = Field(description="positions neither evaluated nor replaced")
+    reconstruction_space: str
+    downstream_space: str
+    reconstruction_tokens: int = Field(description="held-out rows of the reconstruction metrics")
+    reconstruction_contexts: int
+    downstream_contexts: int
+    heldout_contexts: int = Field(description="held-out contexts in the store")
+    context_len: int
+    type_properties: list[str] = Field(description="properties typed emergence scored")
+
+
+class FrequencyHistogram(_Artifact):
+    """Histogram of log10 firing frequency of the latents that fired at least once
+    (:func:`crosstime.evaluate.metrics.frequency_histogram`)."""
+
+    edges_log10: list[float] = Field(description="[bins + 1] from log10(1 / tokens) to 0")
+    counts: list[int] = Field(description="[bins]")
+    dead: int = Field(description="latents that never fired")
+
+
+class Reconstruction(_Artifact):
+    """``reconstruction`` of evaluation.json: normalised-space metrics over the held-out rows, lists per
+    checkpoint (:class:`crosstime.evaluate.metrics.ReconstructionStats`)."""
+
+    tokens: int = Field(description="held-out activation rows evaluated")
+    mse: list[float] = Field(description="mean squared error per dimension")
     mse_overall: float
-    reldec_disputed: int | None = Field(None, description="features whose RelDec class latent scaling disputes at "
-                                                          "some checkpoint (features.csv reldec_disputed; None: "
-                                                          "written before latent scaling existed)")
-    scaling_judged: int | None = Field(None, description="features latent scaling judged (fired on at least "
-                                                         "scaling_min_tokens held-out rows)")
-    delta_ce: list[float] | None = None
-    delta_ce_max: float | None = None
-    ce_recovered: list[float | None] | None = None
-    kl: list[float] | None = None
+    explained_variance: list[float] = Field(description="explained variance about the mean")
+    explained_variance_overall: float
+    fvu: list[float] = Field(description="1 − explained variance")
+    fvu_overall: float
+    l0: float = Field(description="mean active latents per row")
+    dead: int = Field(description="latents that never fired over the dead-latent window")
+    dead_fraction: float
+    dead_window_tokens: int = Field(description="rows over which firing was counted (held-out, topped up with train)")
+    dead_window_reliable: bool = Field(description="the window reached dead_tokens rows")
+    frequency_histogram: FrequencyHistogram
+
+
+class ClassThresholds(_Artifact):
+    high: float = Field(description="a dominant checkpoint's RelDec share exceeds this")
+    low: float = Field(description="a checkpoint with at least this share is shared")
+
+
+class Emergence(_Artifact):
+    """What ``evaluation/emergence.png`` draws: features by onset checkpoint."""
+
+    revisions: list[str]
+    tokens_seen: list[int | None]
+    counts_live: list[int] = Field(description="[M] live features (fired in the dead-latent window) by onset")
+    counts: list[int] = Field(description="[M] every feature by onset (all-zero decoders not counted)")
+    meaning: str
+
+
+class Rotation(_Artifact):
+    """How far decoder directions turn between consecutive checkpoints, over the live features present at
+    both ends (:func:`crosstime.shares.rotation_summary`); lists over the M − 1 intervals."""
+
+    intervals: list[str] = Field(description="'a->b' per interval")
+    n_features: list[int]
+    median_cosine: list[float | None] = Field(description="None where no feature is present at both ends")
+    median_angle_deg: list[float | None]
+
+
+class Dimensionality(_Artifact):
+    """Feature dimensionality over the live features (:mod:`crosstime.evaluate.geometry`)."""
+
+    total: list[float] = Field(description="[M] Σ_i D_i / d")
+    live_features: int
+    d: int
+    block: int = Field(description="rows per Gram slice it was computed in")
+
+
+class DirectionTurn(_Artifact):
+    """The cosine of each live feature's decoder with its final direction, summarised per checkpoint
+    (:func:`crosstime.evaluate.geometry.direction_turn`); lists over the M checkpoints."""
+
+    median: list[float | None] = Field(description="None where no feature is kept")
+    q25: list[float | None]
+    q75: list[float | None]
+    n: list[int] = Field(description="live features kept: a decoder norm at m and at the last checkpoint of at "
+                                     "least min_norm_fraction × the feature's largest")
+    revisions: list[str]
+    min_norm_fraction: float
+    turn_after: int | None = Field(description="m whose interval m -> m+1 the median crosses one half in (None: "
+                                               "it never does)")
+
+
+class ReldecHistogram(_Artifact):
+    """M = 2: the live features' RelDec share of the second checkpoint, in 20 bins."""
+
+    edges: list[float]
+    counts: list[int]
+
+
+class LatentScaling(_Artifact):
+    """Where latent scaling disputes RelDec (:meth:`crosstime.evaluate.scaling.ScalingReading.summary`)."""
+
+    disputed: int = Field(description="features disputed at some checkpoint")
+    judged: int = Field(description="features fitted on at least min_tokens held-out rows")
+    disputed_at: dict[str, int] = Field(description="revision -> features disputed there")
+    activation_disputed_only: int = Field(description="features where only the beta share passes the test")
+    activation_disputed_at: dict[str, int] = Field(description="revision -> features where only the beta share "
+                                                               "passes it there")
+    low: float
+    margin: float
+    min_tokens: int
+    rule: str
+
+
+class TypedEmergence(_Artifact):
+    """Per feature type, its count and when its features emerge (:func:`crosstime.evaluate.types.typed_emergence`)."""
+
+    properties: list[str] = Field(description="the properties scored")
+    threshold: float
+    types: list[str] = Field(description="the types in order: the properties, other, unscored")
+    counts: dict[str, int] = Field(description="type -> features")
+    onset_counts: dict[str, list[int]] = Field(description="type -> [M] features by onset checkpoint")
+    onset_median: dict[str, int | None] = Field(description="type -> the lower median onset (a checkpoint index; "
+                                                            "None: no feature of the type has one)")
+    revisions: list[str]
+
+
+class Decoder(_Sparse):
+    """``decoder`` of evaluation.json: the decoder-space readings (:func:`crosstime.evaluate.decoder.decoder_summary`,
+    normalised space). "live": the features that fired in the dead-latent window."""
+
+    reldec_mean: list[float] = Field(description="[M] mean RelDec share over all features")
+    reldec_mean_live: list[float] | None = Field(description="[M] over the live features (None: none is live)")
+    classes: dict[str, int] = Field(description="RelDec class -> features")
+    classes_live: dict[str, int]
+    class_thresholds: ClassThresholds
+    trajectory_labels_live: dict[str, int] = Field(description="decoder-norm trajectory -> live features")
+    trajectory_labels: dict[str, int]
+    presence_fraction: float = Field(description="trajectory presence: share of a feature's largest norm")
+    emergence: Emergence
+    rotation: Rotation
+    dimensionality: Dimensionality | None = Field(None, description="absent when written before it existed")
+    direction_turn: DirectionTurn | None = Field(None, description="absent when written before it existed")
+    mean_cosine_live: list[list[float]] | None = Field(
+        None, description="[M, M] mean decoder cosine over the live features; absent beyond 64 checkpoints")
+    reldec_histogram_live: ReldecHistogram | None = Field(None, description="M = 2 only (absent otherwise)")
+    latent_scaling: LatentScaling | None = Field(None, description="absent when written before it existed")
+    typed_emergence: TypedEmergence | None = Field(None, description="absent when written before it existed")
 
 
 class Evaluation(_Artifact):
     """``evaluation.json``: every number of the evaluate stage."""
 
-    settings: dict[str, Any]
+    settings: EvaluationSettings
     summary: EvaluationSummary
     checkpoints: list[CheckpointEvaluation]
-    reconstruction: dict[str, Any]
-    decoder: dict[str, Any]
-    timing: dict[str, float]
+    reconstruction: Reconstruction
+    decoder: Decoder
+    timing: dict[str, float] = Field(description="part -> seconds")
     plots: list[str] = Field(default_factory=list, description="files under evaluation/")
 
 
@@ -515,14 +783,17 @@ ATTRIBUTION_FEATURES = Table("features.csv", (
 ATTRIBUTION_ABLATION = Table("ablation.csv", (
     Column("feature", int, "feature id"),
     Column("checkpoint", str, "revision"),
-    Column("acc_clean", float, "accuracy, clean"),
-    Column("acc_ablated", float, "accuracy with the feature zero-ablated (error kept)"),
-    Column("delta_acc_pp", float, "accuracy drop, percentage points"),
-    Column("lpd_clean", float, "mean log p(correct) − log p(wrong), clean"),
-    Column("lpd_ablated", float, "the same with the feature ablated"),
-    Column("delta_lpd", float, "ΔLPD = clean − ablated"),
-    Column("ablation_share", float, "|ΔLPD_m| / Σ_k |ΔLPD_k|"),
+    Column("acc_clean", float, "accuracy, clean", title="accuracy, clean"),
+    Column("acc_ablated", float, "accuracy with the feature zero-ablated (error kept)",
+           title="accuracy, feature ablated"),
+    Column("delta_acc_pp", float, "accuracy drop, percentage points", title="accuracy drop (points)"),
+    Column("lpd_clean", float, "mean log p(correct) − log p(wrong), clean", title="log-prob difference, clean"),
+    Column("lpd_ablated", float, "the same with the feature ablated", title="log-prob difference, ablated"),
+    Column("delta_lpd", float, "ΔLPD = clean − ablated", title="ΔLPD"),
+    Column("ablation_share", float, "|ΔLPD_m| / Σ_k |ΔLPD_k|", title="ablation share"),
 ))
+# ablation.csv's numbers: one row per feature and checkpoint (the report gathers each into a list over checkpoints)
+ABLATION_METRICS = tuple(c.name for c in ATTRIBUTION_ABLATION.columns if c.name not in ("feature", "checkpoint"))
 
 ATTRIBUTION_CONFUSION = Table("confusion.csv", (
     Column("relie_class", str, "class from the RelIE shares ('no effect' below the effect floor)"),
@@ -554,10 +825,23 @@ class Faithfulness(_Artifact):
     """An IE estimate against the exact single-feature ablation of the reported features, in one checkpoint."""
 
     n_features: int
-    spearman: float | None = Field(description="Spearman ρ of the signed values (None: fewer than 3, or constant)")
-    spearman_abs: float | None = Field(description="Spearman ρ of the magnitudes")
+    spearman: float | None = Field(title="Spearman (signed)",
+                                   description="Spearman ρ of the signed values (None: fewer than 3, or constant)")
+    spearman_abs: float | None = Field(title="Spearman (|·|)", description="Spearman ρ of the magnitudes")
     sign_agreement: float | None = Field(
+        title="same sign",
         description="share of the features whose estimate and exact effect have the same sign (None: no feature)")
+
+
+class AblationSpearman(_Artifact):
+    """Spearman ρ across the reported features of the ablation share |ΔLPD_m| / Σ_k |ΔLPD_k| with RelDec_m and
+    RelIE_m (:func:`crosstime.attribution.tables.ablation_spearman`; None where undefined)."""
+
+    ratio_vs_reldec: dict[str, float | None] = Field(title="Spearman, ablation share vs RelDec")
+    ratio_vs_relie: dict[str, float | None] = Field(title="Spearman, ablation share vs RelIE")
+    ratio_vs_reldec_mean: float | None = Field(title="Spearman, ablation share vs RelDec (mean)")
+    ratio_vs_relie_mean: float | None = Field(title="Spearman, ablation share vs RelIE (mean)")
+    note: str
 
 
 class AttributionSummary(_Artifact):
@@ -565,33 +849,37 @@ class AttributionSummary(_Artifact):
 
     task: str
     revisions: list[str]
-    layer: int
-    method: str
-    steps: int
-    quadrature: str | None
-    baseline: str
-    threshold: float | None
-    position_0_attributed: bool
-    n_pairs: int
-    pairs_kept: int
+    layer: int = Field(title="layer")
+    method: str = Field(title="attribution method")
+    steps: int = Field(title="integration steps")  # not the training steps (TrainSettings.steps)
+    quadrature: str | None = Field(title="quadrature")
+    baseline: str = Field(title="baseline")
+    threshold: float | None = Field(title="threshold")
+    position_0_attributed: bool = Field(title="position 0 attributed")
+    n_pairs: int = Field(title="pairs")
+    pairs_kept: int = Field(title="pairs kept")
     pairs_dropped: dict[str, dict[str, int]]
-    accuracy_clean: dict[str, float]
-    metric_clean_mean: dict[str, float]
-    error_effect: dict[str, float] = Field(description="effect of removing the reconstruction error, per checkpoint")
-    joint_effect_exact: dict[str, float] = Field(description="effect of all features to their baseline at once")
-    sum_of_feature_ie: dict[str, float]
+    accuracy_clean: dict[str, float] = Field(title="accuracy")
+    metric_clean_mean: dict[str, float] = Field(title="mean metric m = log p(wrong) − log p(correct)")
+    error_effect: dict[str, float] = Field(title="effect of the reconstruction error",
+                                           description="effect of removing the reconstruction error, per checkpoint")
+    joint_effect_exact: dict[str, float] = Field(title="joint effect of all features (exact)",
+                                                 description="effect of all features to their baseline at once")
+    sum_of_feature_ie: dict[str, float] = Field(title="sum of the features' IE")
     top_features: dict[str, list[int]]
-    n_reported: int
-    inference_rule: str = Field(description="how the crosscoder decided which features fire")
+    n_reported: int = Field(title="features reported")
+    inference_rule: str = Field(title="features fire by", description="how the crosscoder decided which features fire")
     accuracy_all_ablated: dict[str, float] = Field(
+        title="accuracy, every feature ablated",
         description="accuracy with every feature at its baseline at once (error kept), per checkpoint")
-    effect_floor: float = Field(description="RelIE classes need Σ_m |IE_m| >= effect_floor · Σ_m |joint effect_m|")
-    effect_floor_value: float = Field(description="that floor in units of the metric")
+    effect_floor: float = Field(title="effect floor (share of joint effect)",
+                                description="RelIE classes need Σ_m |IE_m| >= effect_floor · Σ_m |joint effect_m|")
+    effect_floor_value: float = Field(title="effect floor (metric units)", description="that floor in units of the metric")
     relie_class_counts: dict[str, int] = Field(description="reported features per RelIE class ('no effect' included)")
     faithfulness: dict[str, dict[str, Faithfulness]] | None = Field(
         None, description="per estimator (the method's, and atp when computed alongside), per checkpoint: the "
                           "estimate against exact single-feature ablation of the reported features")
-    ablation_spearman: dict[str, Any] | None = None
+    ablation_spearman: AblationSpearman | None = None
     seconds: dict[str, float]
 
 
@@ -611,20 +899,317 @@ class ReportCheckpoint(_Artifact):
     label: str = Field(description="tokens seen as text; the revision where two checkpoints would share a label")
 
 
+class Heading(_Artifact):
+    """A field as the dashboard heads it: ``label`` its title (or its name with spaces for "_"), ``name``
+    and ``description`` for the tooltip."""
+
+    name: str
+    label: str
+    description: str
+
+
+class ValueRow(Heading):
+    """One number or setting of a table."""
+
+    value: Scalar
+
+
+class ValuesRow(Heading):
+    """One number per checkpoint (None where there is none)."""
+
+    values: list[int | float | None]
+
+
+class CrosscoderSetting(Heading):
+    """One setting of the crosscoder (:func:`crosstime.report.dashboard.crosscoder_settings`)."""
+
+    group: Literal["architecture", "training"]
+    value: Scalar | list[Scalar]
+
+
+class ReportCrosscoderConfig(_Artifact):
+    """The crosscoder's architecture: the fields of :class:`crosstime.crosscoder.CrosscoderConfig`, which
+    documents them (it sits above this module, so they are listed again; the tests keep the lists equal)."""
+
+    variant: str
+    n_checkpoints: int
+    d_model: int
+    n_features: int
+    dec_init_norm: float
+    seed: int
+    l1_norm: Literal["sum", "concat"]
+    k: int
+    jumprelu_threshold_init: float | None
+    jumprelu_bandwidth: float | None
+    revisions: list[str] | None
+    scales: list[float] | None
+    normalised: bool
+
+
 class ReportCrosscoder(_Artifact):
     """The crosscoder the evidence was gathered with."""
 
-    config: dict[str, Any] = Field(description="its CrosscoderConfig")
+    config: ReportCrosscoderConfig = Field(description="its CrosscoderConfig")
     inference_rule: str = Field(description="how it decided which features fire (Crosscoder.inference_rule)")
     inference_depends_on_batch: bool = Field(description="a token's features depend on the other tokens of its batch")
-    settings: list[dict[str, Any]] = Field(default_factory=list, description="the settings that apply to its variant "
-                                           "(crosstime.report.dashboard.crosscoder_settings): label, name, "
-                                           "description, group, value")
+    settings: list[CrosscoderSetting] = Field(default_factory=list, description="the settings that apply to its "
+                                              "variant (crosstime.report.dashboard.crosscoder_settings)")
+
+
+# - the overview panels (crosstime.report.dashboard.collect) -
+
+class AccuracyPoint(_Artifact):
+    """A task's accuracy at one scanned checkpoint (scan/accuracy.csv)."""
+
+    revision: str
+    step: int | None
+    tokens: int | None
+    label: str = Field(description="tokens seen as text (the revision without them)")
+    accuracy: float | None
+    n: int | None = Field(description="pairs scored")
+    mean_m: float | None
+
+
+class SimilarityMatrix(_Artifact):
+    """One of scan/similarity.npz's matrices over the scanned checkpoints."""
+
+    name: str = Field(description="cosine or cka")
+    labels: list[str]
+    matrix: list[list[float | None]] = Field(description="[M, M] (None where not finite)")
+
+
+class DynamicsSeries(_Artifact):
+    name: str = Field(description="a float column of scan/dynamics.csv")
+    label: str = Field(description="its description")
+    points: list[tuple[int | None, float, str]] = Field(description="[tokens seen, value, revision], finite values")
+
+
+class DynamicsPanel(_Artifact):
+    """scan/dynamics.csv against tokens seen."""
+
+    series: list[DynamicsSeries]
+    ticks: list[tuple[int | None, str]] = Field(description="[tokens seen, as text] per scanned checkpoint")
+    xlabel: str
+
+
+class Figure(_Sparse):
+    """A PNG a stage drew, embedded."""
+
+    name: str = Field(description="GROUP/FILE")
+    group: str = Field(description="scan, evaluation, attribution/TASK or report")
+    src: str = Field(description="a data: URI")
+    evolution: bool | None = Field(None, description="shown in the Evolution section (absent for the others)")
+    caption: str | None = Field(None, description="its one-line reading (absent without one)")
+
+
+class EvaluationTable(_Artifact):
+    """evaluation.json as tables: the per-checkpoint numbers with a value somewhere, the summary's scalars."""
+
+    checkpoints: list[str]
+    rows: list[ValuesRow] = Field(description="one per CheckpointEvaluation field")
+    overall: list[ValueRow] = Field(description="one per EvaluationSummary scalar with a value")
+
+
+class ReportEmergence(Emergence):
+    """What evaluation/emergence.png draws, and the presence fraction of an onset."""
+
+    presence_fraction: float
+
+
+class AblationTable(_Artifact):
+    """attribution/TASK/ablation.csv as a table."""
+
+    columns: list[Heading]
+    rows: list[list[Scalar]]
+
+
+class Confusion(_Artifact):
+    """attribution/TASK/confusion.csv as a matrix: relie_classes × reldec_classes."""
+
+    relie_classes: list[str]
+    reldec_classes: list[str]
+    counts: list[list[int]]
+
+
+JointRow = create_model("JointRow", __base__=_Artifact, __doc__="One row of attribution/TASK/joint.csv.",
+                        **ATTRIBUTION_JOINT.fields([c.name for c in ATTRIBUTION_JOINT.columns]))
+
+
+class AttributionOverview(_Sparse):
+    """One task's attribution (:func:`crosstime.report.dashboard.attribution_overview`)."""
+
+    revisions: list[str] = Field(description="the checkpoints it covers")
+    summary: list[ValueRow] = Field(description="summary.json's settings and scalars")
+    per_checkpoint: list[ValuesRow] = Field(description="its numbers per checkpoint, faithfulness and ablation "
+                                                        "correlations among them")
+    agreement: list[ValueRow] = Field(description="the ablation correlations pooled over checkpoints")
+    confusion: Confusion | None = Field(None, description="absent without confusion.csv")
+    joint: list[JointRow] | None = Field(None, description="joint.csv (absent when not written: --no-joint)")
+
+
+class Distributions(_Artifact):
+    """Share histograms (SHARE_BINS bins of [0, 1] per checkpoint) over every feature of the tables."""
+
+    reldec: list[list[int]] | None = Field(description="[M, bins] (None without RelDec shares)")
+    n_reldec: int
+    relie: dict[str, list[list[int]]] = Field(description="task -> [M, bins]")
+    n_relie: dict[str, int]
+
+
+class EvolutionCheckpoint(_Artifact):
+    revision: str
+    step: int | None
+    tokens: int | None
+
+
+# the scanned checkpoints' rows of scan/dynamics.csv the two-phase figure draws
+EVOLUTION_DYNAMICS = ("revision", "step", "tokens", "loss", "kl_unigram", "kl_bigram", "bigram_loss")
+EvolutionDynamics = create_model("EvolutionDynamics", __base__=_Artifact, __doc__="A scanned checkpoint's dynamics.",
+                                 **SCAN_DYNAMICS.fields(EVOLUTION_DYNAMICS))
+
+
+class Evolution(_Artifact):
+    """What the Evolution panel and the two-phase figure read (:mod:`crosstime.report.evolution`); each part
+    None where the run lacks it."""
+
+    checkpoints: list[EvolutionCheckpoint] = Field(description="the crosscoder's (empty without an evaluation)")
+    dynamics: list[EvolutionDynamics] | None = Field(description="every scanned checkpoint")
+    phases: Phases | None
+    dimensionality: Dimensionality | None
+    direction_turn: DirectionTurn | None
+    typed_emergence: TypedEmergence | None
+
+
+class Overview(_Sparse):
+    """The panels above the feature list (:func:`crosstime.report.dashboard.collect`)."""
+
+    accuracy: dict[str, list[AccuracyPoint]] = Field(description="task -> its accuracy by tokens seen")
+    similarity: list[SimilarityMatrix]
+    suggestion: Suggestion | None
+    dynamics: DynamicsPanel | None
+    figures: list[Figure]
+    evaluation: EvaluationTable | None = Field(None, description="absent without an evaluation")
+    emergence: ReportEmergence | None = Field(None, description="absent without an evaluation")
+    ablation: dict[str, AblationTable] = Field(description="task -> its ablation.csv")
+    attribution: dict[str, AttributionOverview] = Field(description="task -> its attribution")
+    distributions: Distributions
+    class_counts: dict[str, dict[str, int]] = Field(description="what is counted -> class -> features")
+    evolution: Evolution
+
+
+# - the features -
+
+# evaluation/features.csv columns a listed feature carries (all but the pairwise RelDec, which the dashboard does
+# not use); per task, attribution/TASK/features.csv values over the report's checkpoints, and scalars
+EVALUATION_COLUMNS = tuple(c.name for c in EVALUATION_FEATURES.columns if c.kind != "pair" and c.name != "feature")
+TASK_CHECKPOINT_COLUMNS = ("ie", "ie_lo", "ie_hi", "relie", "relie_lo", "relie_hi", "ie_abs", "exact")
+TASK_SCALAR_COLUMNS = ("relie_class", "task_frequency", "selected_in")
+
+FeatureAblation = create_model(
+    "FeatureAblation", __base__=_Artifact,
+    __doc__="A feature's ablation.csv numbers in one task, each a list over the report's checkpoints.",
+    **ATTRIBUTION_ABLATION.fields(ABLATION_METRICS, over_revisions=True))
+
+TaskEntry = create_model(
+    "TaskEntry", __base__=_Sparse,
+    __doc__="A feature's attribution in one task (attribution/TASK/features.csv; lists over the report's "
+            "checkpoints, None where the attribution does not cover one); a value the task lacks is absent.",
+    **ATTRIBUTION_FEATURES.fields(TASK_CHECKPOINT_COLUMNS + TASK_SCALAR_COLUMNS),
+    ablation=(FeatureAblation | None, Field(None, description="absent without ablation.csv")))
+
+FeatureTables = create_model(
+    "FeatureTables", __base__=_Sparse,
+    __doc__="A feature as the stage tables give it: evaluation/features.csv's columns (absent without an "
+            "evaluation; ``norm`` and the RelDec readings are then the crosscoder's, for reported features) and its "
+            "attribution per task.",
+    id=(int, Field(description="feature id")),
+    **EVALUATION_FEATURES.fields(EVALUATION_COLUMNS),
+    tasks=(dict[str, TaskEntry], Field(description="task -> its attribution (tasks that report the feature)")))
+
+
+class Window(_Artifact):
+    """Tokens around a place a feature fired, with its activation at each (crosstime.report.evidence.windows)."""
+
+    context: int
+    position: int
+    value: float = Field(description="the activation at the position")
+    start: int = Field(description="the window's first position")
+    tokens: list[int]
+    acts: list[float | None] = Field(description="per token (None where the store excludes the position)")
+
+
+class QuantileWindow(Window):
+    quantile: float
+
+
+class Histogram(_Artifact):
+    """Counts of the non-zero activations in n_bins equal bins of [0, upper), trailing empty bins cut."""
+
+    upper: float
+    n_bins: int
+    counts: list[int]
+
+
+class LogitLens(_Artifact):
+    """The tokens a decoder direction promotes and suppresses at one checkpoint."""
+
+    promoted: list[tuple[int, float]] = Field(description="[token id, Δlogit], most promoted first")
+    suppressed: list[tuple[int, float]]
+
+
+class FeatureEvidence(_Artifact):
+    """What a feature fires on and writes (:func:`crosstime.report.evidence.feature_evidence`); dicts by view
+    ('all' and each checkpoint alone) or by revision."""
+
+    density: dict[str, float] = Field(description="view -> share of the rows where it fires")
+    histogram: dict[str, Histogram]
+    top: dict[str, list[Window]] = Field(description="view -> top contexts")
+    quantiles: list[QuantileWindow] = Field(description="examples at evenly spaced quantiles (joint view)")
+    logit_lens: dict[str, LogitLens] = Field(description="revision -> logit lens (empty without one)")
+
+
+class ReportFeature(FeatureTables):
+    """A listed feature, best first (crosstime.report.stage.feature_rows)."""
+
+    rank: int
+    evidence: FeatureEvidence | None = Field(None, description="absent without the store and the crosscoder")
+    description: str | None = Field(description="its annotation (crosstime annotate)")
+    annotation: dict[str, str] | None = Field(description="the annotation's extra columns")
+
+
+class EvidenceSettings(_Artifact):
+    """What evidence was gathered: the fields of :class:`crosstime.report.EvidenceConfig`, which documents them
+    (it sits above this module, so they are listed again; the tests keep the lists equal)."""
+
+    n_top: int
+    window_before: int
+    window_after: int
+    n_quantiles: int
+    sample_size: int
+    n_bins: int
+    split: Literal["train", "heldout", "all"]
+    max_contexts: int | None
+    per_checkpoint: bool
+    logit_lens: Literal["mean_activation", "norm_weight", "none"]
+    n_logit_tokens: int
+    seed: int
+
+
+class EvidenceMeta(_Artifact):
+    """How the evidence was gathered."""
+
+    n_rows: int = Field(description="store rows streamed over")
+    n_contexts: int
+    contexts: tuple[int, int] = Field(description="the store contexts [first, last + 1)")
+    logit_lens_method: Literal["mean_activation", "norm_weight", "none"]
+    config: EvidenceSettings
+    token_text: bool = Field(description="tokens are shown as text (else as ids)")
+    excluded_tokens: list[int] = Field(description="token ids the logit lens leaves out (the special tokens)")
 
 
 class ReportData(_Artifact):
     """``report/data.json``: everything the dashboard shows (embedded in index.html; re-rendered by
-    ``crosstime annotate --import``). The per-feature entries are documented in crosstime.report.stage."""
+    ``crosstime annotate --import``)."""
 
     title: str
     generated: str
@@ -633,13 +1218,13 @@ class ReportData(_Artifact):
     tasks: list[str] = Field(description="tasks with an attribution")
     main_task: str | None = Field(description="the task with the largest total |IE| over the reported features")
     missing: list[str] = Field(description="stages and inputs the run lacks, each with what it costs the report")
-    overview: dict[str, Any]
+    overview: Overview
     crosscoder: ReportCrosscoder | None
-    features: list[dict[str, Any]] = Field(description="the reported features, best first")
+    features: list[ReportFeature] = Field(description="the listed features, best first")
     n_features_total: int | None = Field(description="F of the crosscoder (None without one)")
     views: list[str] = Field(description="evidence views: 'all' (joint), then each checkpoint alone")
     vocab: dict[str, str] = Field(description="token id -> text; empty when tokens are shown as ids")
-    evidence_meta: dict[str, Any] | None
+    evidence_meta: EvidenceMeta | None
     findings: list[str]
 
 
@@ -648,6 +1233,25 @@ class Annotations(_Artifact):
 
     source: str = Field(description="the CSV file last imported")
     features: dict[int, dict[str, str]] = Field(description="feature id -> {description, extra columns}")
+
+
+# -- the schemas ---------------------------------------------------------------------------------
+
+# every JSON file a stage writes into the run directory (path in it, TASK for the task) -> its model
+JSON_ARTIFACTS: dict[str, type[_Artifact]] = {
+    f"{SCAN}/{SCAN_SUGGESTION}": Suggestion,
+    f"{SCAN}/{SCAN_PHASES}": Phases,
+    f"{SCAN}/{SCAN_FINGERPRINTS}": Fingerprints,
+    EVALUATION_FILE: Evaluation,
+    f"{ATTRIBUTION}/TASK/{ATTRIBUTION_SUMMARY}": AttributionSummary,
+    f"{REPORT}/{REPORT_DATA}": ReportData,
+    f"{REPORT}/{REPORT_ANNOTATIONS}": Annotations,
+}
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of every JSON artifact, by its path in the run directory (:data:`JSON_ARTIFACTS`)."""
+    return {path: model.model_json_schema() for path, model in JSON_ARTIFACTS.items()}
 
 
 def read_json(path: Path) -> Any:

@@ -38,7 +38,7 @@ from typer.core import TyperArgument, TyperGroup
 import crosstime.stages  # noqa: F401  (registers the built-in stages: their commands come from their declarations)
 from crosstime import __version__
 from crosstime.errors import CrosstimeError
-from crosstime.stage import STAGES
+from crosstime.stage import STAGES, Stage
 
 # click's exceptions, as the typer installed uses them (typer ≥ 0.17 carries its own copy of click)
 _CLICK = sys.modules[typer.BadParameter.__module__]

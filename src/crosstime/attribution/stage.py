@@ -398,8 +398,8 @@ def print_attribution(result: AttributeResult, n: int | None = None) -> None:
         console.print(_joint_line(result.joint))
     abl = rec.ablation_spearman
     if abl:
-        console.print(f"ablation share vs RelDec ρ = {abl['ratio_vs_reldec_mean']:.3f}, "
-                      f"vs RelIE ρ = {abl['ratio_vs_relie_mean']:.3f} (mean over checkpoints)")
+        console.print(f"ablation share vs RelDec ρ = {abl.ratio_vs_reldec_mean:.3f}, "
+                      f"vs RelIE ρ = {abl.ratio_vs_relie_mean:.3f} (mean over checkpoints)")
     console.print(f"crosscoder inference: {rec.inference_rule}")
     console.print(f"written to {result.out}")
 

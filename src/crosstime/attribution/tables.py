@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from crosstime.artifacts import ATTRIBUTION_FEATURES, Faithfulness
+from crosstime.artifacts import ATTRIBUTION_FEATURES, AblationSpearman, Faithfulness
 from crosstime.attribution.ablation import Ablation
 from crosstime.attribution.compute import Attribution, AttributionError
 from crosstime.attribution.stats import (
@@ -182,18 +182,18 @@ def faithfulness(att: Attribution, union: list[int], exact: np.ndarray) -> dict[
     return faith
 
 
-def ablation_spearman(exact: np.ndarray, shares: _Shares, union: list[int], revs: list[str]) -> dict[str, Any]:
+def ablation_spearman(exact: np.ndarray, shares: _Shares, union: list[int], revs: list[str]) -> AblationSpearman:
     """Spearman ρ across the reported features of the ablation share (``exact [M, K]``) with RelDec and RelIE."""
     share = relative_shares(np.abs(exact.T))  # [K, M]
     rho_dec = {r: spearman(share[:, m], shares.reldec[union, m]) for m, r in enumerate(revs)}
     rho_ie = {r: spearman(share[:, m], shares.relie[union, m]) for m, r in enumerate(revs)}
-    return {
-        "ratio_vs_reldec": rho_dec, "ratio_vs_relie": rho_ie,
-        "ratio_vs_reldec_mean": float(np.nanmean(list(rho_dec.values()))) if revs else float("nan"),
-        "ratio_vs_relie_mean": float(np.nanmean(list(rho_ie.values()))) if revs else float("nan"),
-        "note": "ablation share |ΔLPD_m| / Σ_k |ΔLPD_k| per feature (for M = 2 it ranks like the paper's "
-                "|ΔLPD_B| / |ΔLPD_A|), correlated across the reported features with RelDec_m and RelIE_m",
-    }
+    return AblationSpearman(
+        ratio_vs_reldec=rho_dec, ratio_vs_relie=rho_ie,
+        ratio_vs_reldec_mean=float(np.nanmean(list(rho_dec.values()))) if revs else float("nan"),
+        ratio_vs_relie_mean=float(np.nanmean(list(rho_ie.values()))) if revs else float("nan"),
+        note="ablation share |ΔLPD_m| / Σ_k |ΔLPD_k| per feature (for M = 2 it ranks like the paper's "
+             "|ΔLPD_B| / |ΔLPD_A|), correlated across the reported features with RelDec_m and RelIE_m",
+    )
 
 
 def summarise(att: Attribution, crosscoder: Crosscoder, top_k: int, ablation: Ablation | None = None,

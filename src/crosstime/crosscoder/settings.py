@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -48,8 +47,10 @@ class TrainSettings(BaseModel):
     lr: float = Field(5e-5, gt=0, description="learning rate")
     adam_betas: tuple[float, float] = Field((0.9, 0.999), description="Adam's β1, β2")
     batch_size: int = Field(4096, ge=1, description="global batch (rows), split across ranks")
-    steps: int | None = Field(None, ge=1, description="training steps (default: tokens // batch_size)")
-    tokens: Count = Field(400_000_000, ge=1, description="training rows when steps is not given (e.g. 400M)")
+    steps: int | None = Field(None, ge=1, title="training steps",
+                              description="training steps (default: tokens // batch_size)")
+    tokens: Count = Field(400_000_000, ge=1, title="training rows",
+                          description="training rows when steps is not given (e.g. 400M)")
     lr_decay_frac: float = Field(0.2, ge=0, le=1, description="linear decay to 0 over this final share of steps")
     sparsity_coeff: float = Field(2.0, ge=0, description="λ of the L1 (relu) / L0 (jumprelu) penalty")
     sparsity_warmup_frac: float = Field(0.05, ge=0, le=1, description="λ ramps from 0 over this first share")

@@ -75,7 +75,7 @@ from crosstime.crosscoder.model import (
     variant,
 )
 from crosstime.crosscoder.recipe import StepContext, StepOutput
-from crosstime.crosscoder.settings import TrainConfig, TrainSettings
+from crosstime.crosscoder.settings import TrainSettings
 from crosstime.errors import CrosstimeError
 from crosstime.files import atomic_path, remove_stale_temps
 from crosstime.store import ActivationStore

@@ -21,7 +21,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from crosstime.artifacts import EVALUATION_FEATURES, pairs
+from crosstime.artifacts import (
+    EVALUATION_FEATURES,
+    ClassThresholds,
+    Decoder,
+    Dimensionality,
+    Emergence,
+    ReldecHistogram,
+    Rotation,
+    pairs,
+)
 from crosstime.crosscoder import Crosscoder
 from crosstime.evaluate.geometry import (
     DIMENSIONALITY_BLOCK,
@@ -118,39 +127,35 @@ def read_features(model: Crosscoder, frequency: torch.Tensor, *, presence: float
 
 
 def decoder_summary(reading: FeatureReading, tokens: list[int | None], *, presence: float, high: float,
-                    low: float) -> dict[str, Any]:
-    """The ``decoder`` section of ``evaluation.json``; ``tokens`` the tokens seen per checkpoint."""
+                    low: float) -> Decoder:
+    """The ``decoder`` section of ``evaluation.json`` (its latent scaling and typed emergence are the
+    evaluate stage's to add); ``tokens`` the tokens seen per checkpoint."""
     revisions, alive = reading.revisions, reading.alive
     M = len(revisions)
-    out: dict[str, Any] = {
-        "reldec_mean": reading.shares.mean(0).tolist(),
-        "reldec_mean_live": reading.shares[alive].mean(0).tolist() if alive.any() else None,
+    out = Decoder(
+        reldec_mean=reading.shares.mean(0).tolist(),
+        reldec_mean_live=reading.shares[alive].mean(0).tolist() if alive.any() else None,
         **_class_counts(reading),
-        "class_thresholds": {"high": high, "low": low},
+        class_thresholds=ClassThresholds(high=high, low=low),
         **_trajectory_counts(reading),
-        "presence_fraction": presence,
-        "emergence": {
-            "revisions": revisions,
-            "tokens_seen": tokens,
-            "counts_live": emergence_counts(reading.traj.onset[alive], M),
-            "counts": emergence_counts(reading.traj.onset, M),
-            "meaning": "entry 0: present at the first checkpoint; entry m: onset in (checkpoint m-1, checkpoint m]",
-        },
-        "rotation": {"intervals": [f"{a}->{b}" for a, b in pairwise(revisions)],
-                     **rotation_summary(reading.W_dec[alive] if alive.any() else reading.W_dec, presence=presence)},
-    }
-    out["dimensionality"] = {"total": reading.dimensionality_total.tolist(), "live_features": int(alive.sum()),
-                             "d": int(reading.W_dec.shape[-1]), "block": reading.dimensionality_block}
-    out["direction_turn"] = direction_turn(reading.cos_final, reading.norms, alive, revisions)
-    if reading.cosines is not None:
+        presence_fraction=presence,
+        emergence=Emergence(
+            revisions=revisions, tokens_seen=tokens, counts_live=emergence_counts(reading.traj.onset[alive], M),
+            counts=emergence_counts(reading.traj.onset, M),
+            meaning="entry 0: present at the first checkpoint; entry m: onset in (checkpoint m-1, checkpoint m]"),
+        rotation=Rotation(intervals=[f"{a}->{b}" for a, b in pairwise(revisions)],
+                          **rotation_summary(reading.W_dec[alive] if alive.any() else reading.W_dec, presence=presence)),
+        dimensionality=Dimensionality(total=reading.dimensionality_total.tolist(), live_features=int(alive.sum()),
+                                      d=int(reading.W_dec.shape[-1]), block=reading.dimensionality_block),
+        direction_turn=direction_turn(reading.cos_final, reading.norms, alive, revisions),
+    )
+    if reading.cosines is not None:  # absent beyond MAX_COSINE_CHECKPOINTS
         live = reading.cosines[alive] if alive.any() else reading.cosines
-        out["mean_cosine_live"] = live.mean(0).tolist()  # [M, M]: mean over live features
+        out.mean_cosine_live = live.mean(0).tolist()  # [M, M]: mean over live features
     if M == 2:
         edges = np.linspace(0, 1, 21)
-        out["reldec_histogram_live"] = {
-            "edges": edges.tolist(),
-            "counts": np.histogram(reading.shares[alive, 1].numpy(), bins=edges)[0].tolist(),
-        }
+        out.reldec_histogram_live = ReldecHistogram(
+            edges=edges.tolist(), counts=np.histogram(reading.shares[alive, 1].numpy(), bins=edges)[0].tolist())
     return out
 
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+
+from crosstime.artifacts import DirectionTurn
 
 # rows per Gram slice: the [1024, |S|] float32 dots and their squares take about 330 MiB beyond the
 # decoder at |S| = 16384, d = 768 (measured), and the slices are large enough for an efficient matmul
@@ -92,7 +93,7 @@ TURN_LEVEL = 0.5  # the turn: where the median cosine with the final direction p
 
 
 def direction_turn(cos: torch.Tensor, norms: torch.Tensor, alive: torch.Tensor, revisions: Sequence[str],
-                   min_fraction: float = MIN_NORM_FRACTION) -> dict[str, Any]:
+                   min_fraction: float = MIN_NORM_FRACTION) -> DirectionTurn:
     """The ``direction_turn`` section of ``evaluation.json`` from ``cos [F, M]`` (:func:`cos_final`),
     ``norms [F, M]`` (decoder norms) and ``alive [F]``.
 
@@ -108,17 +109,19 @@ def direction_turn(cos: torch.Tensor, norms: torch.Tensor, alive: torch.Tensor, 
     peak = norms.max(1, keepdim=True).values
     kept = (norms >= min_fraction * peak) & (peak > 0) & alive[:, None].bool()
     kept &= kept[:, -1:] & ~cos.isnan()
-    out: dict[str, Any] = {"median": [], "q25": [], "q75": [], "n": [], "revisions": list(revisions),
-                           "min_norm_fraction": min_fraction}
+    n: list[int] = []
+    q25: list[float | None] = []
+    median: list[float | None] = []
+    q75: list[float | None] = []
     for m in range(cos.shape[1]):
         values = cos[kept[:, m], m].numpy()
-        out["n"].append(len(values))
-        q25, median, q75 = np.quantile(values, [0.25, 0.5, 0.75]).tolist() if len(values) else (None,) * 3
-        out["q25"].append(q25)
-        out["median"].append(median)
-        out["q75"].append(q75)
-    out["turn_after"] = crossing(out["median"], TURN_LEVEL)
-    return out
+        n.append(len(values))
+        low, mid, high = np.quantile(values, [0.25, 0.5, 0.75]).tolist() if len(values) else (None,) * 3
+        q25.append(low)
+        median.append(mid)
+        q75.append(high)
+    return DirectionTurn(median=median, q25=q25, q75=q75, n=n, revisions=list(revisions), min_norm_fraction=min_fraction,
+                         turn_after=crossing(median, TURN_LEVEL))
 
 
 def crossing(values: Sequence[float | None], level: float) -> int | None:
@@ -163,28 +166,28 @@ def plot_dimensionality(D: np.ndarray, total: Sequence[float], alive: np.ndarray
     return P.save_figure(fig, path)
 
 
-def plot_direction_turn(turn: dict[str, Any], tokens: Sequence[int | None], path: str | Path) -> Path:
+def plot_direction_turn(turn: DirectionTurn, tokens: Sequence[int | None], path: str | Path) -> Path:
     """Median (and interquartile band) over live features of the cosine between each checkpoint's
     decoder direction and the last checkpoint's; the largest rise of the median shaded."""
     from crosstime.evaluate import plots as P
 
     x, _ = P.token_x(tokens)
-    median = [np.nan if v is None else v for v in turn["median"]]
-    q25 = [np.nan if v is None else v for v in turn["q25"]]
-    q75 = [np.nan if v is None else v for v in turn["q75"]]
+    median = [np.nan if v is None else v for v in turn.median]
+    q25 = [np.nan if v is None else v for v in turn.q25]
+    q75 = [np.nan if v is None else v for v in turn.q75]
     fig, ax = P.plt.subplots(figsize=(8, 4))
     ax.fill_between(x, q25, q75, color=P.PALETTE[0], alpha=0.25, lw=0, label="25th–75th percentile")
     ax.plot(x, median, marker="o", color=P.PALETTE[0], label="median over live features")
-    m = turn["turn_after"]
+    m = turn.turn_after
     if m is not None:
         ax.axvspan(x[m], x[m + 1], color="0.92", zorder=0,
-                   label=f"median passes {TURN_LEVEL:g}: {turn['revisions'][m]} → {turn['revisions'][m + 1]}")
+                   label=f"median passes {TURN_LEVEL:g}: {turn.revisions[m]} → {turn.revisions[m + 1]}")
     ax.axhline(0, color="0.4", lw=0.6)
     P.log_token_axis(ax, tokens)
     ax.set_ylim(-1.05, 1.05)
     ax.set_ylabel("cos(W_dec[i, m], W_dec[i, last])")
     ax.set_title(f"Direction turn: each feature's decoder against its final direction (live features with a "
-                 f"decoder ≥ {turn['min_norm_fraction']:.0%} of their peak norm)", fontsize=9)
+                 f"decoder ≥ {turn.min_norm_fraction:.0%} of their peak norm)", fontsize=9)
     ax.legend(fontsize=8, frameon=False, loc="lower right")
     fig.tight_layout()
     return P.save_figure(fig, path)

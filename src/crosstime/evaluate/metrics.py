@@ -25,14 +25,16 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F_
 
+from crosstime.artifacts import FrequencyHistogram, Reconstruction
 from crosstime.sites import patch_site
 
 
 class ReconstructionStats:
     """Streaming sums over batches for MSE, explained variance, L0 and firing counts.
 
-    ``update(x [B, M, d], x_hat [B, M, d], f [B, F])``; ``result()`` returns a dict of plain
-    Python numbers and lists (per checkpoint in the order of the M axis).
+    ``update(x [B, M, d], x_hat [B, M, d], f [B, F])``; ``result()`` returns the ``reconstruction``
+    of evaluation.json (:class:`~crosstime.artifacts.Reconstruction`; lists per checkpoint in the order
+    of the M axis).
     """
 
     def __init__(self, n_checkpoints: int, d_model: int, n_features: int):
@@ -68,7 +70,7 @@ class ReconstructionStats:
         self.fired += (f != 0).sum(0).cpu()
         self.n_firing += f.shape[0]
 
-    def result(self, dead_min_tokens: int = 100_000, bins: int = 30) -> dict:
+    def result(self, dead_min_tokens: int = 100_000, bins: int = 30) -> Reconstruction:
         if self.n == 0:
             raise ValueError("no activations were evaluated")
         n = self.n
@@ -77,21 +79,21 @@ class ReconstructionStats:
         ev = 1 - self.err / total_var
         ev_all = 1 - self.err.sum() / total_var.sum()
         dead = int((self.fired == 0).sum())
-        return {
-            "tokens": n,
-            "mse": (self.err / (n * self.d)).tolist(),
-            "mse_overall": float(self.err.sum() / (n * self.d * self.M)),
-            "explained_variance": ev.tolist(),
-            "explained_variance_overall": float(ev_all),
-            "fvu": (1 - ev).tolist(),
-            "fvu_overall": float(1 - ev_all),
-            "l0": self.active / n,
-            "dead": dead,
-            "dead_fraction": dead / self.F,
-            "dead_window_tokens": self.n_firing,
-            "dead_window_reliable": self.n_firing >= dead_min_tokens,
-            "frequency_histogram": frequency_histogram(self.fired, self.n_firing, bins=bins),
-        }
+        return Reconstruction(
+            tokens=n,
+            mse=(self.err / (n * self.d)).tolist(),
+            mse_overall=float(self.err.sum() / (n * self.d * self.M)),
+            explained_variance=ev.tolist(),
+            explained_variance_overall=float(ev_all),
+            fvu=(1 - ev).tolist(),
+            fvu_overall=float(1 - ev_all),
+            l0=self.active / n,
+            dead=dead,
+            dead_fraction=dead / self.F,
+            dead_window_tokens=self.n_firing,
+            dead_window_reliable=self.n_firing >= dead_min_tokens,
+            frequency_histogram=frequency_histogram(self.fired, self.n_firing, bins=bins),
+        )
 
     @property
     def frequency(self) -> torch.Tensor:
@@ -106,18 +108,19 @@ def explained_variance(x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tens
     return 1 - err / var, float(1 - err.sum() / var.sum())
 
 
-def frequency_histogram(fired: torch.Tensor, n_tokens: int, bins: int = 30) -> dict:
+def frequency_histogram(fired: torch.Tensor, n_tokens: int, bins: int = 30) -> FrequencyHistogram:
     """Histogram of log10 firing frequency of the latents that fired at least once.
 
-    ``fired [F]`` counts over ``n_tokens`` tokens. Bins span [log10(1/n_tokens), 0].
-    Returns ``{"edges_log10": [bins+1], "counts": [bins], "dead": int}``.
+    ``fired [F]`` counts over ``n_tokens`` tokens. Bins span [log10(1/n_tokens), 0]:
+    ``edges_log10 [bins + 1]``, ``counts [bins]``, and ``dead`` (latents that never fired).
     """
     fired = torch.as_tensor(fired)
     alive = fired[fired > 0].double() / n_tokens
     lo = -math.log10(max(n_tokens, 1))
     edges = torch.linspace(lo, 0.0, bins + 1, dtype=torch.float64) if lo < 0 else torch.linspace(-1, 0, bins + 1)
     counts = torch.histogram(alive.log10(), bins=edges).hist if alive.numel() else torch.zeros(bins)
-    return {"edges_log10": edges.tolist(), "counts": [int(c) for c in counts.tolist()], "dead": int((fired == 0).sum())}
+    return FrequencyHistogram(edges_log10=edges.tolist(), counts=[int(c) for c in counts.tolist()],
+                              dead=int((fired == 0).sum()))
 
 
 def prediction_mask(shape: tuple[int, int], first_position: int) -> torch.Tensor:

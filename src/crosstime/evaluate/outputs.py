@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crosstime.artifacts import CheckpointEvaluation, Evaluation, EvaluationSummary
+from crosstime.artifacts import CheckpointEvaluation, Evaluation, EvaluationSummary, Reconstruction
 from crosstime.evaluate.decoder import FeatureReading
 from crosstime.evaluate.scaling import ScalingReading
 from crosstime.evaluate.types import plot_typed_emergence
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 MIN_ZERO_GAP = 0.05  # nats; below it CE recovered is flagged in the printed table
 
 
-def checkpoint_rows(revisions: list[str], checkpoints: dict[str, dict], scales: list[float], recon: dict[str, Any],
+def checkpoint_rows(revisions: list[str], checkpoints: dict[str, dict], scales: list[float], recon: Reconstruction,
                     downstream: list[dict | None], reldec_mean: list[float]) -> list[CheckpointEvaluation]:
     """One :class:`CheckpointEvaluation` per checkpoint of the crosscoder (``revisions``, in its order).
 
@@ -40,16 +40,16 @@ def checkpoint_rows(revisions: list[str], checkpoints: dict[str, dict], scales: 
             step=checkpoints[rev].get("step"),
             tokens_seen=checkpoints[rev].get("tokens_seen"),
             scale=float(np.float32(scales[m])),  # the float32 factor the activations were multiplied by
-            mse=recon["mse"][m],
-            explained_variance=recon["explained_variance"][m],
-            fvu=recon["fvu"][m],
+            mse=recon.mse[m],
+            explained_variance=recon.explained_variance[m],
+            fvu=recon.fvu[m],
             reldec_mean=reldec_mean[m],
             **(downstream[m] or {}),
         ))
     return rows
 
 
-def summary(recon: dict[str, Any], rows: list[CheckpointEvaluation], scaling: ScalingReading) -> EvaluationSummary:
+def summary(recon: Reconstruction, rows: list[CheckpointEvaluation], scaling: ScalingReading) -> EvaluationSummary:
     """The headline numbers: L0, dead latents, overall EV / FVU / MSE, the features whose RelDec class
     latent scaling disputes, and ΔCE, CE recovered and KL per checkpoint when every checkpoint was spliced."""
     spliced: dict[str, Any] = {}
@@ -58,13 +58,13 @@ def summary(recon: dict[str, Any], rows: list[CheckpointEvaluation], scaling: Sc
         spliced = {"delta_ce": delta, "delta_ce_max": max(delta), "ce_recovered": [r.ce_recovered for r in rows],
                    "kl": [r.kl for r in rows]}
     return EvaluationSummary(
-        l0=recon["l0"],
-        dead=recon["dead"],
-        dead_fraction=recon["dead_fraction"],
-        dead_window_tokens=recon["dead_window_tokens"],
-        explained_variance_overall=recon["explained_variance_overall"],
-        fvu_overall=recon["fvu_overall"],
-        mse_overall=recon["mse_overall"],
+        l0=recon.l0,
+        dead=recon.dead,
+        dead_fraction=recon.dead_fraction,
+        dead_window_tokens=recon.dead_window_tokens,
+        explained_variance_overall=recon.explained_variance_overall,
+        fvu_overall=recon.fvu_overall,
+        mse_overall=recon.mse_overall,
         reldec_disputed=int(scaling.disputed_features.sum()),
         scaling_judged=int(scaling.judged.sum()),
         **spliced,
@@ -88,19 +88,18 @@ def draw_plots(folder: Path, result: Evaluation, reading: FeatureReading, *, hig
         written.append(P.plot_trajectories(reading.norms.numpy()[live], np.asarray(reading.traj.labels)[live],
                                            tokens, folder / "trajectories.png", seed=seed))
     if M >= 3:
-        written.append(P.plot_emergence(result.decoder["emergence"]["counts_live"], tokens, revs,
+        written.append(P.plot_emergence(result.decoder.emergence.counts_live, tokens, revs,
                                         folder / "emergence.png"))
     if result.summary.delta_ce is not None:
         written.append(P.plot_delta_ce(result.checkpoints, folder / "delta_ce.png"))
-    written.append(P.plot_frequency(result.reconstruction["frequency_histogram"], folder / "frequency.png"))
-    written.append(G.plot_dimensionality(reading.dimensionality.numpy(), result.decoder["dimensionality"]["total"],
-                                         alive, tokens, result.decoder["dimensionality"]["d"],
-                                         folder / "dimensionality.png"))
+    written.append(P.plot_frequency(result.reconstruction.frequency_histogram, folder / "frequency.png"))
+    decoder = result.decoder
+    written.append(G.plot_dimensionality(reading.dimensionality.numpy(), decoder.dimensionality.total, alive, tokens,
+                                         decoder.dimensionality.d, folder / "dimensionality.png"))
     if M >= 2:  # a single checkpoint is its own final direction
-        written.append(G.plot_direction_turn(result.decoder["direction_turn"], tokens, folder / "direction_turn.png"))
+        written.append(G.plot_direction_turn(decoder.direction_turn, tokens, folder / "direction_turn.png"))
     if M >= 2:  # typed emergence: onsets over checkpoints (crosstime.evaluate.types)
-        written.append(plot_typed_emergence(result.decoder["typed_emergence"], tokens,
-                                            folder / "typed_emergence.png"))
+        written.append(plot_typed_emergence(decoder.typed_emergence, tokens, folder / "typed_emergence.png"))
     return [p.name for p in written]
 
 
@@ -111,7 +110,7 @@ def format_table(result: Evaluation) -> Table:
     from rich.table import Table
 
     s, st = result.summary, result.settings
-    title = (f"crosscoder F={st['n_features']} over {st['n_checkpoints']} checkpoints, layer {st['layer']} — "
+    title = (f"crosscoder F={st.n_features} over {st.n_checkpoints} checkpoints, layer {st.layer} — "
              f"L0 {s.l0:.1f}, dead {s.dead} ({s.dead_fraction:.1%} over {s.dead_window_tokens:,} tokens), "
              f"EV {s.explained_variance_overall:.3f}")
     if s.reldec_disputed is not None:

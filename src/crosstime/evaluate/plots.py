@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from crosstime.artifacts import CheckpointEvaluation
+from crosstime.artifacts import CheckpointEvaluation, FrequencyHistogram
 from crosstime.files import atomic_path
 from crosstime.series import format_tokens
 from crosstime.shares import TRAJECTORY_LABELS, class_order
@@ -259,13 +259,13 @@ def plot_delta_ce(rows: Sequence[CheckpointEvaluation], path: str | Path, refere
     return save_figure(fig, path)
 
 
-def plot_frequency(hist: dict, path: str | Path) -> Path:
+def plot_frequency(hist: FrequencyHistogram, path: str | Path) -> Path:
     """Histogram of log10 firing frequency (dead latents noted in the title)."""
-    edges = np.asarray(hist["edges_log10"])
+    edges = np.asarray(hist.edges_log10)
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    ax.bar(edges[:-1], hist["counts"], width=np.diff(edges), align="edge", color=PALETTE[2], edgecolor="white", lw=0.5)
+    ax.bar(edges[:-1], hist.counts, width=np.diff(edges), align="edge", color=PALETTE[2], edgecolor="white", lw=0.5)
     ax.set_xlabel("log10 firing frequency (share of the tokens counted for dead latents)")
     ax.set_ylabel("latents")
-    ax.set_title(f"Latent firing frequency ({hist['dead']} dead latents not shown)")
+    ax.set_title(f"Latent firing frequency ({hist.dead} dead latents not shown)")
     fig.tight_layout()
     return save_figure(fig, path)

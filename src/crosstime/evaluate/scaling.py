@@ -47,6 +47,7 @@ from typing import Any
 
 import torch
 
+from crosstime.artifacts import LatentScaling
 from crosstime.shares import relative_shares
 
 
@@ -156,20 +157,20 @@ class ScalingReading:
             "activation_disputed_at": where(self.activation_disputed),
         }
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> LatentScaling:
         """The ``latent_scaling`` section of evaluation.json's ``decoder``: counts and the rule."""
         by_activation = self.activation_disputed.any(dim=1) & ~self.disputed_features
-        return {
-            "disputed": int(self.disputed_features.sum()),
-            "judged": int(self.judged.sum()),
-            "disputed_at": dict(zip(self.revisions, self.disputed.sum(0).tolist())),
-            "activation_disputed_only": int(by_activation.sum()),
-            "activation_disputed_at": dict(zip(self.revisions, self.activation_disputed.sum(0).tolist())),
-            "low": self.low,
-            "margin": self.margin,
-            "min_tokens": self.min_tokens,
-            "rule": DISPUTE_RULE,
-        }
+        return LatentScaling(
+            disputed=int(self.disputed_features.sum()),
+            judged=int(self.judged.sum()),
+            disputed_at=dict(zip(self.revisions, self.disputed.sum(0).tolist())),
+            activation_disputed_only=int(by_activation.sum()),
+            activation_disputed_at=dict(zip(self.revisions, self.activation_disputed.sum(0).tolist())),
+            low=self.low,
+            margin=self.margin,
+            min_tokens=self.min_tokens,
+            rule=DISPUTE_RULE,
+        )
 
 
 DISPUTE_RULE = ("RelDec disputed at checkpoint m: RelDec share < low there while the beta_error share is >= low and "

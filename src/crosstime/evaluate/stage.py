@@ -35,8 +35,8 @@ store's); rows are read for those only, normalised with the crosscoder's own sca
    RelDec one-vs-all and pairwise, classes, cosine between checkpoints and rotation between
    consecutive ones, decoder-norm trajectories, onset/peak/offset and the emergence histogram;
    feature dimensionality over the live features and the cosine of each decoder with its final
-   direction (:mod:`crosstime.evaluate.geometry`; ``decoder["dimensionality"]``,
-   ``decoder["direction_turn"]``, ``dimensionality.png``, ``direction_turn.png``).
+   direction (:mod:`crosstime.evaluate.geometry`; ``decoder.dimensionality``,
+   ``decoder.direction_turn``, ``dimensionality.png``, ``direction_turn.png``).
 4. Latent scaling (:mod:`crosstime.evaluate.scaling`, Minder et al. 2025; summed in the encode pass
    over the reconstruction rows): per feature and checkpoint, the least-squares scale with which
    the feature's peak decoder direction explains that checkpoint's activation (β) and its
@@ -47,7 +47,7 @@ store's); rows are read for those only, normalised with the crosscoder's own sca
    rows): per feature the correlation ratio η² of its activation with rule-based properties of the
    tokens (current token, previous token, induction flag; the toy grammar's labels on a toy world),
    its type (best property when η² ≥ ``type_threshold``), and per type the onset counts and median
-   onset (``decoder["typed_emergence"]``, ``typed_emergence.png``).
+   onset (``decoder.typed_emergence``, ``typed_emergence.png``).
 
 The held-out contexts used are a seeded random sample (not the first ones, notes B11). A
 crosscoder whose features depend on the batch in eval mode (BatchTopK without an estimated
@@ -61,13 +61,13 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 from pydantic import Field
 
-from crosstime.artifacts import EVALUATION_FEATURES, Evaluation, write_model
+from crosstime.artifacts import EVALUATION_FEATURES, Evaluation, EvaluationSettings, Reconstruction, write_model
 from crosstime.crosscoder import Crosscoder
 from crosstime.errors import CrosstimeError
 from crosstime.evaluate.decoder import (
@@ -242,20 +242,20 @@ def work(config: EvaluateConfig, inputs: Inputs, start: float) -> Evaluation:
     decoder = decoder_summary(reading, tokens, presence=config.presence, high=config.high, low=config.low)
     scaling = read_scaling(scaling_stats, reading.shares, reading.revisions, low=config.low,
                            margin=config.scaling_margin, min_tokens=config.scaling_min_tokens)
-    decoder["latent_scaling"] = scaling.summary()
+    decoder.latent_scaling = scaling.summary()
     types = assign_types(type_stats, config.type_threshold, config.type_min_rows, config.type_margin)
-    decoder["typed_emergence"] = typed_emergence(types, reading.traj.onset.tolist(), reading.revisions)
+    decoder.typed_emergence = typed_emergence(types, reading.traj.onset.tolist(), reading.revisions)
     timing["decoder_s"] = time.perf_counter() - t
 
     rows = checkpoint_rows(model.revisions, inputs.store.manifest["checkpoints"], model.scales, recon, downstream,
-                           decoder["reldec_mean"])
+                           decoder.reldec_mean)
     result = Evaluation(settings=_settings(config, inputs, recon), summary=summary(recon, rows, scaling),
                         checkpoints=rows, reconstruction=recon, decoder=decoder, timing=timing)
     _write_outputs(config, result, reading, scaling, types, start)
     return result
 
 
-def _reconstruction(config: EvaluateConfig, inputs: Inputs) -> tuple[dict[str, Any], torch.Tensor, ScalingStats,
+def _reconstruction(config: EvaluateConfig, inputs: Inputs) -> tuple[Reconstruction, torch.Tensor, ScalingStats,
                                                                       dict, TypeStats]:
     """The encode pass and the dead-latent window: (metrics, firing frequency ``[F]``, latent-scaling sums,
     downstream latents, type sums)."""
@@ -293,32 +293,31 @@ def _downstream(config: EvaluateConfig, inputs: Inputs, latents: dict[int, torch
             for m, rev in enumerate(model.revisions)]
 
 
-def _settings(config: EvaluateConfig, inputs: Inputs, recon: dict[str, Any]) -> dict[str, Any]:
-    """The ``settings`` of ``evaluation.json``: the config and what the run decided."""
+def _settings(config: EvaluateConfig, inputs: Inputs, recon: Reconstruction) -> EvaluationSettings:
+    """The ``settings`` of ``evaluation.json``: the config (its device resolved) and what the run decided."""
     store, model, plan = inputs.store, inputs.model, inputs.plan
-    return {
-        **config.model_dump(mode="json"),
-        "crosscoder_path": str(config.rundir.crosscoder),
-        "store_path": str(store.root),
-        "revisions": list(model.revisions),
-        "layer": store.layer,
-        "variant": model.config.variant,
-        "inference_rule": model.inference_rule,
-        "n_features": model.n_features,
-        "n_checkpoints": model.n_checkpoints,
-        "d_model": model.d_model,
-        "first_position": store.first_position,
-        "excluded_positions": list(range(store.first_position)),
-        "reconstruction_space": "normalised (x · s_m, as trained)",
-        "downstream_space": "raw (x̂_m / s_m = crosscoder with scales folded)",
-        "reconstruction_tokens": recon["tokens"],
-        "reconstruction_contexts": len(plan.recon_contexts),
-        "downstream_contexts": len(plan.down_contexts),
-        "heldout_contexts": plan.heldout_contexts,
-        "context_len": store.context_len,
-        "device": str(inputs.device),
-        "type_properties": list(scored_properties(store.manifest["series"])),
-    }
+    return EvaluationSettings(
+        **config.model_dump(mode="json") | {"device": str(inputs.device)},
+        crosscoder_path=str(config.rundir.crosscoder),
+        store_path=str(store.root),
+        revisions=list(model.revisions),
+        layer=store.layer,
+        variant=model.config.variant,
+        inference_rule=model.inference_rule,
+        n_features=model.n_features,
+        n_checkpoints=model.n_checkpoints,
+        d_model=model.d_model,
+        first_position=store.first_position,
+        excluded_positions=list(range(store.first_position)),
+        reconstruction_space="normalised (x · s_m, as trained)",
+        downstream_space="raw (x̂_m / s_m = crosscoder with scales folded)",
+        reconstruction_tokens=recon.tokens,
+        reconstruction_contexts=len(plan.recon_contexts),
+        downstream_contexts=len(plan.down_contexts),
+        heldout_contexts=plan.heldout_contexts,
+        context_len=store.context_len,
+        type_properties=list(scored_properties(store.manifest["series"])),
+    )
 
 
 def _write_outputs(config: EvaluateConfig, result: Evaluation, reading: FeatureReading, scaling: ScalingReading,

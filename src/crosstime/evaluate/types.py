@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from crosstime.artifacts import TypedEmergence
 from crosstime.toy.labels import LABELS as TOY_LABELS
 from crosstime.toy.labels import UNLABELLED, context_labels
 
@@ -310,7 +311,7 @@ def assign_types(stats: TypeStats, threshold: float, min_rows: int = 1, margin: 
     return TypeReading(stats.properties, threshold, types, best, scores)
 
 
-def typed_emergence(reading: TypeReading, onset: Sequence[int], revisions: Sequence[str]) -> dict[str, Any]:
+def typed_emergence(reading: TypeReading, onset: Sequence[int], revisions: Sequence[str]) -> TypedEmergence:
     """``decoder["typed_emergence"]`` of evaluation.json: counts, onset counts per checkpoint and
     median onset (a checkpoint index; the lower median, None when no feature of the type has one)
     per type, in :func:`type_names` order. Features with onset -1 (all-zero decoder) count in
@@ -323,16 +324,15 @@ def typed_emergence(reading: TypeReading, onset: Sequence[int], revisions: Seque
         counts[t] += 1
         if o >= 0:
             onsets[t].append(int(o))
-    return {
-        "properties": list(reading.properties),
-        "threshold": reading.threshold,
-        "types": names,
-        "counts": counts,
-        "onset_counts": {t: np.bincount(np.asarray(onsets[t], dtype=np.int64), minlength=M).tolist() for t in names},
-        "onset_median": {t: int(np.sort(onsets[t])[(len(onsets[t]) - 1) // 2]) if onsets[t] else None
-                         for t in names},
-        "revisions": list(revisions),
-    }
+    return TypedEmergence(
+        properties=list(reading.properties),
+        threshold=reading.threshold,
+        types=names,
+        counts=counts,
+        onset_counts={t: np.bincount(np.asarray(onsets[t], dtype=np.int64), minlength=M).tolist() for t in names},
+        onset_median={t: int(np.sort(onsets[t])[(len(onsets[t]) - 1) // 2]) if onsets[t] else None for t in names},
+        revisions=list(revisions),
+    )
 
 
 # -- which properties a store gets ----------------------------------------------------------------
@@ -352,12 +352,12 @@ def context_boundary(tokens: np.ndarray) -> int | None:
 
 # -- figure ---------------------------------------------------------------------------------------
 
-def plot_typed_emergence(emergence: dict[str, Any], tokens: Sequence[int | None], path) -> Any:
+def plot_typed_emergence(emergence: TypedEmergence, tokens: Sequence[int | None], path) -> Any:
     """``evaluation/typed_emergence.png``: one row per type with features, the share of its features
     whose onset is at each checkpoint (bars on the log token axis), the median onset marked."""
     from crosstime.evaluate.plots import PALETTE, log_token_axis, save_figure, token_x, plt
 
-    shown = [t for t in emergence["types"] if emergence["counts"][t] and t != UNSCORED]
+    shown = [t for t in emergence.types if emergence.counts[t] and t != UNSCORED]
     x, _floor = token_x(tokens)
     # bar width a fixed fraction of the log spacing, so bars do not overlap on the log axis
     log_x = np.log(x)
@@ -366,20 +366,20 @@ def plot_typed_emergence(emergence: dict[str, Any], tokens: Sequence[int | None]
     fig, axes = plt.subplots(max(1, len(shown)), 1, figsize=(9, 1.1 + 1.0 * max(1, len(shown))), sharex=True,
                              squeeze=False)
     for k, (ax, name) in enumerate(zip(axes[:, 0], shown)):
-        counts = np.asarray(emergence["onset_counts"][name], dtype=float)
+        counts = np.asarray(emergence.onset_counts[name], dtype=float)
         with_onset = counts.sum()
         share = counts / with_onset if with_onset else counts
         ax.bar(lo, share, width=hi - lo, align="edge", color=PALETTE[k % len(PALETTE)])
-        median = emergence["onset_median"][name]
+        median = emergence.onset_median[name]
         if median is not None:
             ax.axvline(x[median], color="black", lw=1.2, ls="--")
-        ax.set_ylabel(f"{name}\nn={emergence['counts'][name]}", rotation=0, ha="right", va="center", fontsize=8)
+        ax.set_ylabel(f"{name}\nn={emergence.counts[name]}", rotation=0, ha="right", va="center", fontsize=8)
         ax.set_ylim(0, 1.05)
         ax.tick_params(axis="y", labelsize=6)
     if not shown:
         axes[0, 0].text(0.5, 0.5, "no scored features", ha="center", va="center", transform=axes[0, 0].transAxes)
     log_token_axis(axes[-1, 0], tokens)
     axes[0, 0].set_title(f"Onset by feature type (share of the type's features per checkpoint; dashed: median "
-                         f"onset; type = simplest property scoring ≥ {emergence['threshold']:g})", fontsize=9)
+                         f"onset; type = simplest property scoring ≥ {emergence.threshold:g})", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from crosstime.artifacts import REPORT_DATA, ReportData, RunDir, read_model
+from crosstime.artifacts import REPORT_DATA, ReportData, RunDir, Window, read_model
 from crosstime.crosscoder import Crosscoder
 from crosstime.crosscoder.formats import ExportInfo
 from crosstime.errors import CrosstimeError
@@ -34,15 +34,15 @@ def _jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
     return write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
-def _activation(example: dict[str, Any], vocab: dict[str, str]) -> dict[str, Any]:
+def _activation(example: Window, vocab: dict[str, str]) -> dict[str, Any]:
     """A report example (tokens as ids, acts with None where the store has no row) as Neuronpedia's record."""
-    values = [0.0 if a is None else float(a) for a in example["acts"]]
-    return {"tokens": [vocab.get(str(t), str(t)) for t in example["tokens"]], "values": values,
-            "maxValue": float(example["value"]), "maxValueTokenIndex": int(example["position"] - example["start"]),
+    values = [0.0 if a is None else float(a) for a in example.acts]
+    return {"tokens": [vocab.get(str(t), str(t)) for t in example.tokens], "values": values,
+            "maxValue": float(example.value), "maxValueTokenIndex": int(example.position - example.start),
             "minValue": min(values) if values else 0.0}
 
 
-def _logits(entries: list[list[Any]], vocab: dict[str, str]) -> list[dict[str, Any]]:
+def _logits(entries: list[tuple[int, float]], vocab: dict[str, str]) -> list[dict[str, Any]]:
     return [{"token": vocab.get(str(t), str(t)), "value": float(v)} for t, v in entries]
 
 
@@ -68,19 +68,19 @@ def write_neuronpedia(run: RunDir, model: Crosscoder, out: Path, info: ExportInf
                 "revision": c.revision, "step": c.step, "tokens": c.tokens} for c in data.checkpoints]
     features, activations = [], []
     for feature in data.features:
-        evidence = feature.get("evidence") or {}
-        text = feature.get("description")
+        evidence = feature.evidence
+        text = feature.description
         for rev in revisions:
             sid = source_id(info.layer, rev)
-            acts = [_activation(e, data.vocab) for e in (evidence.get("top") or {}).get(rev, [])]
-            lens = (evidence.get("logit_lens") or {}).get(rev) or {}
-            features.append({"modelId": model_id, "layer": sid, "index": feature["id"],
-                             "density": (evidence.get("density") or {}).get(rev), "activations": acts,
+            acts = [_activation(e, data.vocab) for e in (evidence.top.get(rev, []) if evidence is not None else [])]
+            lens = evidence.logit_lens.get(rev) if evidence is not None else None
+            features.append({"modelId": model_id, "layer": sid, "index": feature.id,
+                             "density": evidence.density.get(rev) if evidence is not None else None, "activations": acts,
                              "explanations": [{"text": text, "methodName": "crosstime annotate", "modelName": "human"}]
                              if text else [],
-                             "topLogits": _logits(lens.get("promoted", []), data.vocab),
-                             "bottomLogits": _logits(lens.get("suppressed", []), data.vocab)})
-            activations += [{"modelId": model_id, "layer": sid, "index": feature["id"], **a} for a in acts]
+                             "topLogits": _logits(lens.promoted if lens is not None else [], data.vocab),
+                             "bottomLogits": _logits(lens.suppressed if lens is not None else [], data.vocab)})
+            activations += [{"modelId": model_id, "layer": sid, "index": feature.id, **a} for a in acts]
     out.mkdir(parents=True, exist_ok=True)
     written = [_jsonl(out / f"{name}.jsonl", [rec]) for name, rec in records.items()]
     written.append(_jsonl(out / "source.jsonl", sources))

@@ -26,6 +26,8 @@ from crosstime.artifacts import (
     REPORT_DATA,
     REPORT_HTML,
     Annotations,
+    FeatureEvidence,
+    FeatureTables,
     ReportData,
     RunDir,
     read_model,
@@ -57,10 +59,10 @@ def read_annotations(run: RunDir | str | Path) -> dict[int, dict[str, Any]]:
     return dict(read_model(Annotations, path).features)
 
 
-def _report_data(run: RunDir) -> dict | None:
-    """The last report's ``data.json`` (a dict of ``artifacts.ReportData``), or None before the first report."""
+def _report_data(run: RunDir) -> ReportData | None:
+    """The last report's ``data.json``, or None before the first report."""
     opened = open_run(run.root)
-    return opened.read(REPORT).model_dump(mode="json") if opened.has(REPORT) else None
+    return opened.read(REPORT) if opened.has(REPORT) else None
 
 
 def export_annotations(run: RunDir | str | Path, path: str | Path, n_features: int = 100) -> Path:
@@ -75,20 +77,19 @@ def export_annotations(run: RunDir | str | Path, path: str | Path, n_features: i
     existing = read_annotations(run)
     data = _report_data(run)
     if data is not None:
-        feats = data.get("features", [])
-        ck = [c["revision"] for c in data.get("checkpoints", [])]
-        task = (data.get("tasks") or [None])[0]
-        vocab = data.get("vocab", {})
+        listed = [(f, f.evidence) for f in data.features]
+        ck = [c.revision for c in data.checkpoints]
+        task = (data.tasks or [None])[0]
+        vocab = data.vocab
     else:
         from crosstime.report.dashboard import collect, rank_features
 
         base = collect(run)
         ck = base.revisions
         task = (base.tasks or [None])[0]
-        order = rank_features(base.features, base.tasks)[:n_features]
-        feats = [base.features[i] for i in order]
+        listed = [(base.features[i], None) for i in rank_features(base.features, base.tasks)[:n_features]]
         vocab = {}
-    if not feats:
+    if not listed:
         raise AnnotationError(f"{run.root} has no features to annotate: run `crosstime report {run.root}` "
                               "(or the evaluate/attribute stages) first")
     extras = sorted({k for a in existing.values() for k in a if k not in ("description",) and k not in CONTEXT_COLUMNS})
@@ -96,25 +97,29 @@ def export_annotations(run: RunDir | str | Path, path: str | Path, n_features: i
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
-    for rank, f in enumerate(feats):
-        t = (f.get("tasks") or {}).get(task) or {}
-        relie = t.get("relie")
-        peak = max(range(len(relie)), key=lambda m: relie[m] if relie[m] is not None else -1) if relie else None
-        ev = f.get("evidence") or {}
-        top = (ev.get("top") or {}).get("all") or []
-        at_max = list(dict.fromkeys(_token(vocab, w["tokens"][w["position"] - w["start"]]) for w in top))
-        top_tokens = " | ".join(at_max[:5])  # the first five distinct tokens at the top activations
-        lens = (ev.get("logit_lens") or {})
-        last = lens.get(ck[-1]) if ck else None
-        promoted = " ".join(_token(vocab, p[0]) for p in (last or {}).get("promoted", [])[:5])
-        onset = f.get("onset")
-        ann = existing.get(int(f["id"]), {})
-        row = [f["id"], rank + 1, f.get("reldec_class") or "", f.get("trajectory") or "",
-               ck[onset] if isinstance(onset, int) and 0 <= onset < len(ck) else "",
-               t.get("relie_class") or "", ck[peak] if peak is not None and peak < len(ck) else "",
-               top_tokens, promoted] + [ann.get(k, "") for k in extras] + [ann.get("description", "")]
-        writer.writerow(row)
+    for rank, (f, evidence) in enumerate(listed):
+        ann = existing.get(int(f.id), {})
+        writer.writerow(_context(f, evidence, rank, ck, task, vocab) + [ann.get(k, "") for k in extras]
+                        + [ann.get("description", "")])
     return write_text(path, buf.getvalue())
+
+
+def _context(f: FeatureTables, evidence: FeatureEvidence | None, rank: int, ck: list[str], task: str | None,
+             vocab: dict) -> list:
+    """The ``CONTEXT_COLUMNS`` cells of one listed feature (before the extras and the description)."""
+    t = f.tasks.get(task)
+    relie = t.relie if t is not None else None
+    peak = max(range(len(relie)), key=lambda m: relie[m] if relie[m] is not None else -1) if relie else None
+    top = (evidence.top.get("all") or []) if evidence is not None else []
+    at_max = list(dict.fromkeys(_token(vocab, w.tokens[w.position - w.start]) for w in top))
+    top_tokens = " | ".join(at_max[:5])  # the first five distinct tokens at the top activations
+    last = evidence.logit_lens.get(ck[-1]) if evidence is not None and ck else None
+    promoted = " ".join(_token(vocab, p[0]) for p in (last.promoted[:5] if last is not None else []))
+    onset = f.onset
+    return [f.id, rank + 1, f.reldec_class or "", f.trajectory or "",
+            ck[onset] if isinstance(onset, int) and 0 <= onset < len(ck) else "",
+            (t.relie_class if t is not None else None) or "", ck[peak] if peak is not None and peak < len(ck) else "",
+            top_tokens, promoted]
 
 
 def _token(vocab: dict, token_id: int) -> str:
@@ -232,7 +237,7 @@ def import_annotations(run: RunDir | str | Path, path: str | Path) -> dict[int, 
     if not run.root.is_dir():
         raise AnnotationError(f"run directory {run.root} does not exist")
     data = _report_data(run)
-    n_features = data.get("n_features_total") if data else _crosscoder_features(run)
+    n_features = data.n_features_total if data is not None else _crosscoder_features(run)
     parsed = parse_annotations(path, n_features)
     with stage.lock(run, "annotate --import"):  # one writer per run directory
         merged = read_annotations(run)
@@ -248,23 +253,23 @@ def import_annotations(run: RunDir | str | Path, path: str | Path) -> dict[int, 
     return merged
 
 
-def _rerender(run: RunDir, data: dict, annotations: dict[int, dict[str, Any]]) -> None:
+def _rerender(run: RunDir, data: ReportData, annotations: dict[int, dict[str, Any]]) -> None:
     """The dashboard again, with the new descriptions (and findings that quote them)."""
     from crosstime.report.dashboard import render
     from crosstime.report.findings import findings
 
     apply_annotations(data, annotations)
-    data["findings"] = findings(data, n=4)
-    write_model(ReportData.model_validate(data), run.report / REPORT_DATA)
-    render(data, run.report / REPORT_HTML)
+    data.findings = findings(data, n=4)
+    write_model(data, run.report / REPORT_DATA)
+    render(data.model_dump(mode="json"), run.report / REPORT_HTML)
 
 
-def apply_annotations(data: dict, annotations: dict[int, dict[str, Any]]) -> None:
+def apply_annotations(data: ReportData, annotations: dict[int, dict[str, Any]]) -> None:
     """Set ``description`` (and ``annotation`` extras) on the dashboard data's features in place."""
-    for f in data.get("features", []):
-        ann = annotations.get(int(f["id"]))
-        f["description"] = (ann or {}).get("description") or None
-        f["annotation"] = {k: v for k, v in (ann or {}).items() if k != "description"} or None
+    for f in data.features:
+        ann = annotations.get(int(f.id))
+        f.description = (ann or {}).get("description") or None
+        f.annotation = {k: v for k, v in (ann or {}).items() if k != "description"} or None
 
 
 def _crosscoder_features(run: RunDir) -> int | None:

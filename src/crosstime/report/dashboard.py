@@ -2,9 +2,11 @@
 
 :func:`collect` reads what the stages wrote, only through their schemas in
 :mod:`crosstime.artifacts` (``Table.read``, ``read_model``, the npz keys, ``RunDir``), and
-returns plain JSON-ready data; :func:`render` embeds it with the template
-(``dashboard.html``, ``dashboard.css`` and ``js/*.js``, package data) into one self-contained
-HTML file: inline CSS and JS, no network, plots drawn as inline SVG or embedded PNGs. A dashboard of more than
+returns the overview and the features in the schema of ``report/data.json``
+(:class:`~crosstime.artifacts.Overview`, :class:`~crosstime.artifacts.FeatureTables`);
+:func:`render` embeds the data (as JSON-ready Python) with the template
+(``dashboard.html``, ``dashboard.css`` and ``js/*.js``, package data) into one self-contained HTML file: inline CSS
+and JS, no network, plots drawn as inline SVG or embedded PNGs. A dashboard of more than
 ``EMBED_MAX_FEATURES`` features keeps them beside it in shards, loaded on demand (:func:`write_shards`).
 
 A stage that has not run (its output file is absent) is listed in ``missing``; an output
@@ -43,33 +45,61 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic.fields import FieldInfo
 
 from crosstime import stage
 from crosstime.artifacts import (
+    ABLATION_METRICS,
     ATTRIBUTION_ABLATION,
     ATTRIBUTION_CONFUSION,
     ATTRIBUTION_FEATURES,
     ATTRIBUTION_JOINT,
     ATTRIBUTION_SUMMARY,
+    EVALUATION_COLUMNS,
     EVALUATION_FEATURES,
     SCAN_ACCURACY,
     SCAN_DYNAMICS,
     SCAN_SIMILARITY,
     SCAN_SUGGESTION,
     SIMILARITY_MATRICES,
+    TASK_CHECKPOINT_COLUMNS,
+    TASK_SCALAR_COLUMNS,
+    AblationSpearman,
+    AblationTable,
+    AccuracyPoint,
     ArtifactError,
+    AttributionOverview,
     AttributionSummary,
     CheckpointEvaluation,
+    Column,
+    Confusion,
+    CrosscoderSetting,
+    Distributions,
+    DynamicsPanel,
+    DynamicsSeries,
     Evaluation,
     EvaluationSummary,
+    EvaluationTable,
     Faithfulness,
+    FeatureAblation,
+    FeatureTables,
+    Figure,
+    Heading,
+    JointRow,
+    Overview,
+    ReportEmergence,
     RunDir,
+    SimilarityMatrix,
     Suggestion,
+    TaskEntry,
+    ValueRow,
+    ValuesRow,
     read_model,
 )
 from crosstime.crosscoder import VARIANTS, CrosscoderConfig, TrainSettings
 from crosstime.crosscoder.settings import EXECUTION_FIELDS
 from crosstime.files import write_text
+from crosstime.report.evolution import evolution_overview
 from crosstime.series import format_tokens
 
 MAX_PNG_BYTES = 3 * 2**20
@@ -81,55 +111,15 @@ SHARD_DIR = "features"
 SHARD_INDEX = "index.js"
 # what the feature list of a sharded dashboard knows of every feature before its shard is loaded
 SUMMARY_KEYS = ("id", "rank", "reldec_class", "trajectory", "onset", "peak", "offset", "frequency", "description",
-                "reldec_disputed", "dispute_kind")
+                "reldec_disputed")
 TASK_SUMMARY_KEYS = ("ie", "relie", "relie_class")
 SHARE_BINS = 10
-# per-task values of attribution/TASK/features.csv shown per feature (one value per checkpoint, or one)
-TASK_CHECKPOINT_COLUMNS = ("ie", "ie_lo", "ie_hi", "relie", "relie_lo", "relie_hi", "ie_abs", "exact")
-TASK_SCALAR_COLUMNS = ("relie_class", "task_frequency", "selected_in")
-# evaluation/features.csv columns shown per feature (all but the pairwise RelDec, unused by the dashboard)
-EVALUATION_COLUMNS = tuple(c.name for c in EVALUATION_FEATURES.columns if c.kind != "pair" and c.name != "feature")
-
-# Headings in words for the fields the dashboard tabulates (the field name and its schema
-# description become the tooltip). A field not named here is headed by its name, spaces for "_".
-LABELS = {
-    # evaluation.json
-    "scale": "normalisation scale", "mse": "MSE per dimension", "explained_variance": "explained variance",
-    "fvu": "unexplained variance", "reldec_mean": "mean RelDec share", "ce_clean": "CE, clean (nats)",
-    "ce_spliced": "CE, reconstruction spliced in", "ce_zero": "CE, site zero-ablated", "delta_ce": "ΔCE, spliced − clean",
-    "zero_gap": "CE gap, zero − clean", "ce_recovered": "CE recovered", "kl": "KL(clean ‖ spliced)",
-    "kl_zero": "KL(clean ‖ zero-ablated)", "predictions": "predictions scored", "l0": "active features per token (L0)",
-    "dead": "dead features", "dead_fraction": "dead share", "dead_window_tokens": "tokens watched for dead features",
-    "explained_variance_overall": "explained variance", "fvu_overall": "unexplained variance",
-    "mse_overall": "MSE per dimension", "delta_ce_max": "largest ΔCE",
-    # attribution/TASK/summary.json
-    "accuracy_clean": "accuracy", "metric_clean_mean": "mean metric m = log p(wrong) − log p(correct)",
-    "error_effect": "effect of the reconstruction error", "joint_effect_exact": "joint effect of all features (exact)",
-    "sum_of_feature_ie": "sum of the features' IE", "method": "attribution method", "steps": "integration steps",
-    "baseline": "baseline", "threshold": "threshold", "position_0_attributed": "position 0 attributed",
-    "n_pairs": "pairs", "pairs_kept": "pairs kept", "n_reported": "features reported", "layer": "layer",
-    "inference_rule": "features fire by", "quadrature": "quadrature",
-    "ig_vs_exact_spearman": "Spearman, IG vs exact ablation (signed)",
-    "ig_vs_exact_spearman_abs": "Spearman, IG vs exact ablation (|·|)",
-    "atp_vs_exact_spearman": "Spearman, AtP vs exact ablation (signed)",
-    "atp_vs_exact_spearman_abs": "Spearman, AtP vs exact ablation (|·|)",
-    "ratio_vs_reldec": "Spearman, ablation share vs RelDec", "ratio_vs_relie": "Spearman, ablation share vs RelIE",
-    "ratio_vs_reldec_mean": "Spearman, ablation share vs RelDec (mean)",
-    "ratio_vs_relie_mean": "Spearman, ablation share vs RelIE (mean)",
-    "spearman": "Spearman (signed)", "spearman_abs": "Spearman (|·|)", "sign_agreement": "same sign",
-    "accuracy_all_ablated": "accuracy, every feature ablated", "effect_floor": "effect floor (share of joint effect)",
-    "effect_floor_value": "effect floor (metric units)", "reldec_disputed": "RelDec classes disputed by latent scaling",
-    "scaling_judged": "features judged by latent scaling",
-    # attribution/TASK/ablation.csv
-    "acc_clean": "accuracy, clean", "acc_ablated": "accuracy, feature ablated", "delta_acc_pp": "accuracy drop (points)",
-    "lpd_clean": "log-prob difference, clean", "lpd_ablated": "log-prob difference, ablated", "delta_lpd": "ΔLPD",
-    "ablation_share": "ablation share",
-}
 
 
-def word(name: str, description: str | None) -> dict[str, str]:
-    """A field as the dashboard heads it: ``label`` in words, ``name`` and ``description`` for the tooltip."""
-    return {"name": name, "label": LABELS.get(name, name.replace("_", " ")), "description": description or ""}
+def word(name: str, source: FieldInfo | Column) -> Heading:
+    """A schema field or table column as the dashboard heads it: its title in words (its name with spaces for
+    "_" without one), its name and description for the tooltip."""
+    return Heading(name=name, label=source.title or name.replace("_", " "), description=source.description or "")
 
 
 def _applies(name: str, description: str | None, variant: str) -> bool:
@@ -146,10 +136,7 @@ def _applies(name: str, description: str | None, variant: str) -> bool:
     return True
 
 
-TRAINING_LABELS = {"steps": "training steps", "tokens": "training rows", "seed": "seed of the batch order"}
-
-
-def crosscoder_settings(config: dict[str, Any], train: dict[str, Any] | None) -> list[dict[str, Any]]:
+def crosscoder_settings(config: dict[str, Any], train: dict[str, Any] | None) -> list[CrosscoderSetting]:
     """The settings of a crosscoder that apply to its variant: those of its ``CrosscoderConfig``
     (``group`` "architecture") and, when the run recorded them, the ``TrainSettings`` it was trained
     with that the config does not repeat ("training"; execution-only ones left out)."""
@@ -162,10 +149,7 @@ def crosscoder_settings(config: dict[str, Any], train: dict[str, Any] | None) ->
                                                                or name in EXECUTION_FIELDS)):
                 continue
             if _applies(name, info.description, variant):
-                heading = word(name, info.description)
-                if group == "training" and name in TRAINING_LABELS:  # "steps" here is not attribution's
-                    heading["label"] = TRAINING_LABELS[name]
-                out.append({**heading, "group": group, "value": values[name]})
+                out.append(CrosscoderSetting(**dict(word(name, info)), group=group, value=values[name]))
     return out
 
 
@@ -175,12 +159,12 @@ def png_data_uri(path: Path) -> str | None:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _figures(folder: Path, group: str) -> list[dict]:
+def _figures(folder: Path, group: str) -> list[Figure]:
     out = []
     for path in sorted(folder.glob("*.png")) if folder.is_dir() else []:
         uri = png_data_uri(path)
         if uri:
-            out.append({"name": f"{group}/{path.name}", "group": group, "src": uri})
+            out.append(Figure(name=f"{group}/{path.name}", group=group, src=uri))
     return out
 
 
@@ -212,30 +196,30 @@ def read_similarity(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _accuracy(rows: list[dict]) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
+def _accuracy(rows: list[dict]) -> dict[str, list[AccuracyPoint]]:
+    out: dict[str, list[AccuracyPoint]] = {}
     for row in rows:
-        out.setdefault(row["task"], []).append({
-            "revision": row["revision"], "step": row["step"], "tokens": row["tokens"],
-            "label": format_tokens(row["tokens"]) if row["tokens"] else row["revision"],
-            "accuracy": _json_float(row["accuracy"]), "n": row["n"], "mean_m": _json_float(row["mean_m"])})
+        out.setdefault(row["task"], []).append(AccuracyPoint(
+            revision=row["revision"], step=row["step"], tokens=row["tokens"],
+            label=format_tokens(row["tokens"]) if row["tokens"] else row["revision"],
+            accuracy=_json_float(row["accuracy"]), n=row["n"], mean_m=_json_float(row["mean_m"])))
     for points in out.values():
-        points.sort(key=lambda p: p["tokens"] if p["tokens"] is not None else p["step"] or 0)
+        points.sort(key=lambda p: p.tokens if p.tokens is not None else p.step or 0)
     return out
 
 
-def _dynamics(rows: list[dict]) -> dict:
+def _dynamics(rows: list[dict]) -> DynamicsPanel:
     """Every float column of ``SCAN_DYNAMICS`` against tokens seen."""
     series = []
     for column in SCAN_DYNAMICS.columns:
         if column.type is not float:
             continue
         name = column.name
-        points = [[r["tokens"], _json_float(r[name]), r["revision"]] for r in rows if _json_float(r[name]) is not None]
+        points = [(r["tokens"], _json_float(r[name]), r["revision"]) for r in rows if _json_float(r[name]) is not None]
         if points:
-            series.append({"name": name, "label": column.description, "points": points})
-    ticks = [[r["tokens"], format_tokens(r["tokens"])] for r in rows]
-    return {"series": series, "ticks": ticks, "xlabel": "tokens seen (log)"}
+            series.append(DynamicsSeries(name=name, label=column.description, points=points))
+    ticks = [(r["tokens"], format_tokens(r["tokens"])) for r in rows]
+    return DynamicsPanel(series=series, ticks=ticks, xlabel="tokens seen (log)")
 
 
 def finished_stage(run: RunDir, key: str, folder: Path, missing: list[str]) -> bool:
@@ -251,59 +235,69 @@ def finished_stage(run: RunDir, key: str, folder: Path, missing: list[str]) -> b
     return False
 
 
-def scan_overview(run: RunDir) -> tuple[dict, list[str]]:
+@dataclass
+class ScanPanels:
+    """The overview's panels from ``scan/`` (empty where the scan or its file is absent)."""
+
+    accuracy: dict[str, list[AccuracyPoint]] = field(default_factory=dict)
+    similarity: list[SimilarityMatrix] = field(default_factory=list)
+    suggestion: Suggestion | None = None
+    dynamics: DynamicsPanel | None = None
+    figures: list[Figure] = field(default_factory=list)
+
+
+def scan_overview(run: RunDir) -> tuple[ScanPanels, list[str]]:
     """Accuracy curves, similarity matrices, the suggestion and the dynamics of ``scan/``."""
-    out: dict[str, Any] = {"accuracy": {}, "similarity": [], "suggestion": None, "dynamics": None, "figures": []}
+    out = ScanPanels()
     missing: list[str] = []
     if not finished_stage(run, "scan", run.scan, missing):
         missing.append("scan/ (run `crosstime scan`)")
         return out, missing
     if (run.scan / SCAN_ACCURACY.file).is_file():
-        out["accuracy"] = _accuracy(SCAN_ACCURACY.read(run.scan, []))
+        out.accuracy = _accuracy(SCAN_ACCURACY.read(run.scan, []))
     else:
         missing.append(f"scan/{SCAN_ACCURACY.file} (run `crosstime scan`)")
     if (run.scan / SCAN_SIMILARITY).is_file():
         arrays = read_similarity(run.scan / SCAN_SIMILARITY)
         labels = [str(x) for x in arrays["labels"].tolist()]
-        out["similarity"] = [{"name": k, "labels": labels,
-                              "matrix": [[_json_float(v) for v in row] for row in arrays[k].astype(float).tolist()]}
-                             for k in SIMILARITY_MATRICES]
+        out.similarity = [SimilarityMatrix(name=k, labels=labels, matrix=[[_json_float(v) for v in row]
+                                                                          for row in arrays[k].astype(float).tolist()])
+                          for k in SIMILARITY_MATRICES]
     else:
         missing.append(f"scan/{SCAN_SIMILARITY}")
     if (run.scan / SCAN_SUGGESTION).is_file():
-        out["suggestion"] = read_model(Suggestion, run.scan / SCAN_SUGGESTION).model_dump(mode="json")
+        out.suggestion = read_model(Suggestion, run.scan / SCAN_SUGGESTION)
     else:
         missing.append(f"scan/{SCAN_SUGGESTION}")
     if (run.scan / SCAN_DYNAMICS.file).is_file():
-        out["dynamics"] = _dynamics(SCAN_DYNAMICS.read(run.scan, []))
+        out.dynamics = _dynamics(SCAN_DYNAMICS.read(run.scan, []))
     else:
         missing.append(f"scan/{SCAN_DYNAMICS.file}")
-    out["figures"] = _figures(run.scan, "scan")
+    out.figures = _figures(run.scan, "scan")
     return out, missing
 
 
 # ---------------------------------------------------------------------------------------
 # evaluation.json and evaluation/
 # ---------------------------------------------------------------------------------------
-def evaluation_table(evaluation: Evaluation) -> dict:
+def evaluation_table(evaluation: Evaluation) -> EvaluationTable:
     """The per-checkpoint numbers as rows (one per :class:`CheckpointEvaluation` field that has a value
-    somewhere: ``label``, ``name``, ``description``, ``values [M]``) and the overall scalars of the
-    summary (``label``, ``name``, ``description``, ``value``)."""
+    somewhere, ``values [M]``) and the overall scalars of the summary (``value``)."""
     records = [c.model_dump() for c in evaluation.checkpoints]
     names = [n for n in CheckpointEvaluation.model_fields if n not in ("revision", "step", "tokens_seen")
              and any(r[n] is not None for r in records)]
-    rows = [{**word(n, CheckpointEvaluation.model_fields[n].description), "values": [r[n] for r in records]}
+    rows = [ValuesRow(**dict(word(n, CheckpointEvaluation.model_fields[n])), values=[r[n] for r in records])
             for n in names]
     summary = evaluation.summary.model_dump()
-    overall = [{**word(k, EvaluationSummary.model_fields[k].description), "value": v} for k, v in summary.items()
+    overall = [ValueRow(**dict(word(k, EvaluationSummary.model_fields[k])), value=v) for k, v in summary.items()
                if not isinstance(v, list) and v is not None]
-    return {"checkpoints": [r["revision"] for r in records], "rows": rows, "overall": overall}
+    return EvaluationTable(checkpoints=[r["revision"] for r in records], rows=rows, overall=overall)
 
 
-def evaluation_features(run: RunDir, revisions: list[str]) -> dict[int, dict]:
-    """``evaluation/features.csv`` as ``{feature: {column: value}}`` (``EVALUATION_COLUMNS``)."""
+def evaluation_features(run: RunDir, revisions: list[str]) -> dict[int, FeatureTables]:
+    """``evaluation/features.csv`` as ``{feature: its columns}`` (``EVALUATION_COLUMNS``; no task yet)."""
     rows = EVALUATION_FEATURES.read(run.evaluation, revisions)
-    return {row["feature"]: {"id": row["feature"], **{c: row[c] for c in EVALUATION_COLUMNS}, "tasks": {}}
+    return {row["feature"]: FeatureTables(id=row["feature"], **{c: row[c] for c in EVALUATION_COLUMNS}, tasks={})
             for row in rows}
 
 
@@ -338,88 +332,107 @@ PER_CHECKPOINT_SUMMARY = ("accuracy_clean", "accuracy_all_ablated", "metric_clea
 FAITHFULNESS_FIELDS = ("spearman", "spearman_abs", "sign_agreement")
 
 
-def _per_checkpoint(name: str, description: str | None, values: Any, revisions: list[str]) -> dict | None:
-    """A ``{revision: value}`` dict as a row over ``revisions`` (None when ``values`` is not one)."""
-    if not isinstance(values, dict) or not values or not set(values) <= set(revisions):
-        return None
-    return {**word(name, description), "values": [_json_float(values.get(r)) for r in revisions]}
+def _agreement(summary: AttributionSummary, revisions: list[str]) -> tuple[list[ValuesRow], list[ValueRow]]:
+    """The faithfulness rows per estimator and checkpoint and the ablation correlations: per checkpoint
+    (rows over ``revisions``), and pooled (scalars)."""
+    per_checkpoint: list[ValuesRow] = []
+    for estimator, per_revision in (summary.faithfulness or {}).items():
+        for name in FAITHFULNESS_FIELDS:
+            heading = word(name, Faithfulness.model_fields[name])
+            heading.label = f"{estimator.upper()} vs exact ablation: {heading.label}"
+            per_checkpoint.append(ValuesRow(**dict(heading), values=[
+                per_revision[r].model_dump()[name] if r in per_revision else None for r in revisions]))
+    pooled: list[ValueRow] = []
+    ablation = summary.ablation_spearman
+    fields = AblationSpearman.model_fields
+    if ablation is not None:
+        for name, values in (("ratio_vs_reldec", ablation.ratio_vs_reldec), ("ratio_vs_relie", ablation.ratio_vs_relie)):
+            if values and set(values) <= set(revisions):
+                per_checkpoint.append(ValuesRow(**dict(word(name, fields[name])),
+                                                values=[_json_float(values.get(r)) for r in revisions]))
+        for name, value in (("ratio_vs_reldec_mean", ablation.ratio_vs_reldec_mean),
+                            ("ratio_vs_relie_mean", ablation.ratio_vs_relie_mean)):
+            if value is not None:  # None: undefined (fewer than 3 features, or constant shares)
+                heading = word(name, fields[name])
+                heading.description = f"ablation_spearman.{name}"  # where in summary.json the number is
+                pooled.append(ValueRow(**dict(heading), value=value))
+    return per_checkpoint, pooled
 
 
-def attribution_overview(folder: Path, summary: AttributionSummary) -> dict:
-    """The summary's settings and scalars (``summary``: rows of ``label, name, description, value``),
-    its per-checkpoint numbers (``per_checkpoint``: rows with ``values`` over its revisions; the
-    faithfulness and ablation correlations among them, their pooled scalars in ``agreement``) and the
-    confusion table as a matrix (``confusion``: ``relie_classes`` × ``reldec_classes`` ``counts``)."""
+def _confusion(folder: Path, revisions: list[str]) -> Confusion:
+    """``confusion.csv`` as a matrix: ``relie_classes`` × ``reldec_classes`` ``counts``."""
+    rows = ATTRIBUTION_CONFUSION.read(folder, revisions)
+    relie = list(dict.fromkeys(r["relie_class"] for r in rows))
+    reldec = list(dict.fromkeys(r["reldec_class"] for r in rows))
+    counts = [[0] * len(reldec) for _ in relie]
+    for r in rows:
+        counts[relie.index(r["relie_class"])][reldec.index(r["reldec_class"])] += r["count"]
+    return Confusion(relie_classes=relie, reldec_classes=reldec, counts=counts)
+
+
+def attribution_overview(folder: Path, summary: AttributionSummary) -> AttributionOverview:
+    """The summary's settings and scalars (``summary``), its per-checkpoint numbers (``per_checkpoint``:
+    rows over its revisions; the faithfulness and ablation correlations among them, their pooled scalars
+    in ``agreement``) and the confusion table as a matrix (``confusion``)."""
     fields = AttributionSummary.model_fields
     dumped = summary.model_dump(mode="json")
     revisions = summary.revisions
-    info: dict[str, Any] = {
-        "revisions": revisions,
-        "summary": [{**word(k, fields[k].description), "value": v} for k, v in dumped.items()
-                    if k != "task" and not isinstance(v, (dict, list))],
-        "per_checkpoint": [{**word(k, fields[k].description), "values": [dumped[k].get(r) for r in revisions]}
-                           for k in PER_CHECKPOINT_SUMMARY],
-        "agreement": [],
-    }
-    for estimator, per_revision in (dumped["faithfulness"] or {}).items():
-        for name in FAITHFULNESS_FIELDS:
-            row = {**word(name, Faithfulness.model_fields[name].description),
-                   "values": [per_revision[r][name] if r in per_revision else None for r in revisions]}
-            row["label"] = f"{estimator.upper()} vs exact ablation: {LABELS.get(name, row['label'])}"
-            info["per_checkpoint"].append(row)
-    for k, v in (dumped["ablation_spearman"] or {}).items():
-        row = _per_checkpoint(k, fields["ablation_spearman"].description, v, revisions)
-        if row is not None:
-            info["per_checkpoint"].append(row)
-        elif isinstance(v, (int, float)):
-            info["agreement"].append({**word(k, f"ablation_spearman.{k}"), "value": v})
+    per_checkpoint, agreement = _agreement(summary, revisions)
+    info = AttributionOverview(
+        revisions=revisions,
+        summary=[ValueRow(**dict(word(k, fields[k])), value=v) for k, v in dumped.items()
+                 if k != "task" and not isinstance(v, (dict, list))],
+        per_checkpoint=[ValuesRow(**dict(word(k, fields[k])), values=[dumped[k].get(r) for r in revisions])
+                        for k in PER_CHECKPOINT_SUMMARY] + per_checkpoint,
+        agreement=agreement,
+    )
     if (folder / ATTRIBUTION_CONFUSION.file).is_file():
-        rows = ATTRIBUTION_CONFUSION.read(folder, revisions)
-        relie = list(dict.fromkeys(r["relie_class"] for r in rows))
-        reldec = list(dict.fromkeys(r["reldec_class"] for r in rows))
-        counts = [[0] * len(reldec) for _ in relie]
-        for r in rows:
-            counts[relie.index(r["relie_class"])][reldec.index(r["reldec_class"])] += r["count"]
-        info["confusion"] = {"relie_classes": relie, "reldec_classes": reldec, "counts": counts}
+        info.confusion = _confusion(folder, revisions)
     return info
 
 
-def read_attribution(run: RunDir, task: str, revisions: list[str], features: dict[int, dict]) -> dict:
-    """One task's attribution: per-feature values into ``features[i]["tasks"][task]``; returns its overview."""
+def read_attribution(run: RunDir, task: str, revisions: list[str],
+                     features: dict[int, FeatureTables]) -> tuple[AttributionOverview, AblationTable | None]:
+    """One task's attribution: per-feature values into ``features[i].tasks[task]``; returns its overview and
+    its ablation table (None without ablation.csv)."""
     folder = run.attribution(task)
     summary = read_model(AttributionSummary, folder / ATTRIBUTION_SUMMARY)
     _check_covered(folder / ATTRIBUTION_SUMMARY, summary.revisions, revisions)
     place = _placer(summary.revisions, revisions)
     for row in ATTRIBUTION_FEATURES.read(folder, summary.revisions):
-        feat = features.setdefault(row["feature"], {"id": row["feature"], "tasks": {}})
+        feat = features.setdefault(row["feature"], FeatureTables(id=row["feature"], tasks={}))
         entry = {c: place(row[c]) for c in TASK_CHECKPOINT_COLUMNS}
         entry.update({c: row[c] for c in TASK_SCALAR_COLUMNS})
-        feat["tasks"][task] = {k: v for k, v in entry.items() if v is not None}
+        feat.tasks[task] = TaskEntry(**{k: v for k, v in entry.items() if v is not None})  # a value it lacks: absent
     info = attribution_overview(folder, summary)
     if (folder / ATTRIBUTION_JOINT.file).is_file():  # joint ablation / restoration curves (written with --joint)
-        info["joint"] = ATTRIBUTION_JOINT.read(folder, summary.revisions)
+        info.joint = [JointRow(**row) for row in ATTRIBUTION_JOINT.read(folder, summary.revisions)]
+    ablation = None
     if (folder / ATTRIBUTION_ABLATION.file).is_file():
         rows = ATTRIBUTION_ABLATION.read(folder, summary.revisions)
-        info["ablation"] = {"columns": [word(c.name, c.description) for c in ATTRIBUTION_ABLATION.columns],
-                            "rows": [[r[c.name] for c in ATTRIBUTION_ABLATION.columns] for r in rows]}
+        ablation = AblationTable(columns=[word(c.name, c) for c in ATTRIBUTION_ABLATION.columns],
+                                 rows=[[r[c.name] for c in ATTRIBUTION_ABLATION.columns] for r in rows])
         _attach_ablation(features, task, rows, revisions, folder / ATTRIBUTION_ABLATION.file)
-    return info
+    return info, ablation
 
 
-def _attach_ablation(features: dict[int, dict], task: str, rows: list[dict], revisions: list[str], path: Path) -> None:
+def _attach_ablation(features: dict[int, FeatureTables], task: str, rows: list[dict], revisions: list[str],
+                     path: Path) -> None:
     """Per feature, the metrics of ``ablation.csv`` (one row per feature and checkpoint) as lists over ``revisions``."""
-    metrics = [c.name for c in ATTRIBUTION_ABLATION.columns if c.name not in ("feature", "checkpoint")]
+    metrics: dict[int, dict[str, list[float | None]]] = {}
     for r in rows:
         if r["checkpoint"] not in revisions:
             raise ArtifactError(f"{path} has a row for checkpoint {r['checkpoint']!r}, not one of the crosscoder's "
                                 f"{revisions}; re-run `crosstime attribute`")
-        task_entry = features.get(r["feature"], {}).get("tasks", {}).get(task)
-        if task_entry is None:  # the ablation covers the reported features, those of features.csv
+        feature = features.get(r["feature"])
+        if feature is None or task not in feature.tasks:  # the ablation covers the reported features, features.csv's
             raise ArtifactError(f"{path} ablates feature {r['feature']}, which {ATTRIBUTION_FEATURES.file} beside it "
                                 "does not report; re-run `crosstime attribute`")
-        abl = task_entry.setdefault("ablation", {})
-        for c in metrics:
-            abl.setdefault(c, [None] * len(revisions))[revisions.index(r["checkpoint"])] = _json_float(r[c])
+        lists = metrics.setdefault(r["feature"], {c: [None] * len(revisions) for c in ABLATION_METRICS})
+        for c in ABLATION_METRICS:
+            lists[c][revisions.index(r["checkpoint"])] = _json_float(r[c])
+    for i, lists in metrics.items():
+        features[i].tasks[task].ablation = FeatureAblation(**lists)
 
 
 # ---------------------------------------------------------------------------------------
@@ -444,13 +457,14 @@ def class_counts(labels: list[str | None]) -> dict[str, int]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def rank_features(features: dict[int, dict], tasks: list[str], norms: dict[int, list] | None = None) -> list[int]:
+def rank_features(features: dict[int, FeatureTables], tasks: list[str],
+                  norms: dict[int, list] | None = None) -> list[int]:
     """Feature ids, most interesting first: by max over tasks of Σ_m |IE_m|; else decoder norm; else frequency."""
 
-    def ie_score(entry: dict) -> float:
+    def ie_score(entry: FeatureTables) -> float:
         best = 0.0
         for t in tasks:
-            ie = (entry.get("tasks") or {}).get(t, {}).get("ie")
+            ie = entry.tasks[t].ie if t in entry.tasks else None
             if ie:
                 best = max(best, sum(abs(v) for v in ie if v is not None))
         return best
@@ -458,32 +472,34 @@ def rank_features(features: dict[int, dict], tasks: list[str], norms: dict[int, 
     if any(ie_score(e) > 0 for e in features.values()):
         key = ie_score
     elif norms:
-        key = lambda e: sum(v for v in norms.get(e["id"], []) if v)
+        key = lambda e: sum(v for v in norms.get(e.id, []) if v)
     else:
-        key = lambda e: e.get("frequency") or 0.0
-    return [e["id"] for e in sorted(features.values(), key=lambda e: (-key(e), e["id"]))]
+        key = lambda e: e.frequency or 0.0
+    return [e.id for e in sorted(features.values(), key=lambda e: (-key(e), e.id))]
 
 
-def _distributions(features: dict[int, dict], tasks: list[str], M: int) -> tuple[dict, dict]:
+def _distributions(features: dict[int, FeatureTables], tasks: list[str],
+                   M: int) -> tuple[Distributions, dict[str, dict[str, int]]]:
     """Share histograms and class counts over every feature of the tables."""
-    reldec = [f["reldec"] for f in features.values() if f.get("reldec")]
-    dist: dict[str, Any] = {"reldec": share_histograms(reldec, M) if reldec and M else None, "n_reldec": len(reldec),
-                            "relie": {}, "n_relie": {}}
+    reldec = [f.reldec for f in features.values() if f.reldec]
+    dist = Distributions(reldec=share_histograms(reldec, M) if reldec and M else None, n_reldec=len(reldec), relie={},
+                         n_relie={})
     counts = {}
-    if any(f.get("reldec_class") for f in features.values()):
-        counts["RelDec class"] = class_counts([f.get("reldec_class") for f in features.values()])
-    if any(f.get("reldec_disputed") for f in features.values()):  # latent scaling (evaluation/features.csv)
-        counts["RelDec disputed by latent scaling"] = class_counts(
-            [f.get("dispute_kind") for f in features.values() if f.get("reldec_disputed")])
-    if any(f.get("trajectory") for f in features.values()):
-        counts["decoder-norm trajectory"] = class_counts([f.get("trajectory") for f in features.values()])
+    if any(f.reldec_class for f in features.values()):
+        counts["RelDec class"] = class_counts([f.reldec_class for f in features.values()])
+    if any(f.reldec_disputed for f in features.values()):  # latent scaling (evaluation/features.csv)
+        # counted by kind of dispute, which no stage writes (the page reads a `dispute_kind` that data.json has
+        # never had): the counts are empty, as they always were
+        counts["RelDec disputed by latent scaling"] = {}
+    if any(f.trajectory for f in features.values()):
+        counts["decoder-norm trajectory"] = class_counts([f.trajectory for f in features.values()])
     for task in tasks:
-        rows = [f["tasks"][task] for f in features.values() if task in f["tasks"]]
-        relie = [t["relie"] for t in rows if t.get("relie")]
+        rows = [f.tasks[task] for f in features.values() if task in f.tasks]
+        relie = [t.relie for t in rows if t.relie]
         if relie and M:
-            dist["relie"][task] = share_histograms(relie, M)
-            dist["n_relie"][task] = len(relie)
-        labels = [t.get("relie_class") for t in rows]
+            dist.relie[task] = share_histograms(relie, M)
+            dist.n_relie[task] = len(relie)
+        labels = [t.relie_class for t in rows]
         if any(labels):
             counts[f"RelIE class ({task})"] = class_counts(labels)
     return dist, counts
@@ -495,13 +511,13 @@ def _distributions(features: dict[int, dict], tasks: list[str], M: int) -> tuple
 @dataclass
 class Collected:
     """What :func:`collect` read: the report's ``revisions``, the ``overview`` panels, the
-    attributed ``tasks``, every feature of the tables (``features``: id -> entry) and what is ``missing``."""
+    attributed ``tasks``, every feature of the tables (``features``: id -> its columns) and what is ``missing``."""
 
     revisions: list[str]
     evaluation: Evaluation | None
-    overview: dict
+    overview: Overview
     tasks: list[str]
-    features: dict[int, dict]
+    features: dict[int, FeatureTables]
     missing: list[str] = field(default_factory=list)
 
 
@@ -524,25 +540,32 @@ def report_revisions(revisions: list[str] | None, evaluation: Evaluation | None,
     return list(next(iter(summaries.values())).revisions) if summaries else []
 
 
-def _evaluation(run: RunDir, evaluation: Evaluation | None, revisions: list[str], overview: dict,
-                missing: list[str]) -> dict[int, dict]:
-    """``evaluation.json`` into ``overview`` and ``evaluation/features.csv`` as features."""
-    if evaluation is None:
-        missing.append(f"{run.evaluation_file.name} (run `crosstime evaluate`)")
-    else:
-        covered = [c.revision for c in evaluation.checkpoints]
-        if covered != revisions:
-            raise ArtifactError(f"{run.evaluation_file} evaluates checkpoints {covered}, but the run's crosscoder has "
-                                f"{revisions}: it was computed for another crosscoder; re-run `crosstime evaluate`")
-        overview["evaluation"] = evaluation_table(evaluation)
-        # what evaluation/emergence.png draws (live features by onset), for the findings and the panel
-        overview["emergence"] = {**evaluation.decoder["emergence"],
-                                 "presence_fraction": evaluation.decoder["presence_fraction"]}
+@dataclass
+class EvaluationPanels:
+    """What ``evaluation.json`` and ``evaluation/`` give the overview and the feature list."""
+
+    table: EvaluationTable
+    emergence: ReportEmergence
+    figures: list[Figure]
+    features: dict[int, FeatureTables]
+
+
+def _evaluation(run: RunDir, evaluation: Evaluation, revisions: list[str], missing: list[str]) -> EvaluationPanels:
+    """``evaluation.json`` as tables and ``evaluation/features.csv`` as features."""
+    covered = [c.revision for c in evaluation.checkpoints]
+    if covered != revisions:
+        raise ArtifactError(f"{run.evaluation_file} evaluates checkpoints {covered}, but the run's crosscoder has "
+                            f"{revisions}: it was computed for another crosscoder; re-run `crosstime evaluate`")
+    # what evaluation/emergence.png draws (live features by onset), for the findings and the panel
+    emergence = ReportEmergence(**dict(evaluation.decoder.emergence),
+                                presence_fraction=evaluation.decoder.presence_fraction)
+    panels = EvaluationPanels(evaluation_table(evaluation), emergence, [], {})
     if not (run.evaluation / EVALUATION_FEATURES.file).is_file():
         missing.append(f"evaluation/{EVALUATION_FEATURES.file}: no RelDec classes or onsets")
-        return {}
-    overview["figures"] += _figures(run.evaluation, "evaluation")
-    return evaluation_features(run, revisions)
+        return panels
+    panels.figures = _figures(run.evaluation, "evaluation")
+    panels.features = evaluation_features(run, revisions)
+    return panels
 
 
 def collect(run: RunDir, revisions: list[str] | None = None) -> Collected:
@@ -555,22 +578,30 @@ def collect(run: RunDir, revisions: list[str] | None = None) -> Collected:
     evaluation = read_model(Evaluation, run.evaluation_file) if evaluated else None
     summaries = _summaries(run, checked)
     revisions = report_revisions(revisions, evaluation, summaries)
-    overview, missing = scan_overview(run)
+    scan, missing = scan_overview(run)
     missing += checked
-    features = _evaluation(run, evaluation, revisions, overview, missing) if evaluated else {}
-    if not evaluated:
+    panels = _evaluation(run, evaluation, revisions, missing) if evaluation is not None else None
+    if evaluation is None:
         missing.append(f"{run.evaluation_file.name} (run `crosstime evaluate`)")
+    features = panels.features if panels is not None else {}
+    figures = scan.figures + (panels.figures if panels is not None else [])
     tasks = sorted(summaries)
     if not tasks:
         missing.append(f"attribution/TASK/{ATTRIBUTION_FEATURES.file} (run `crosstime attribute`): no IE or RelIE")
-    overview["ablation"], overview["attribution"] = {}, {}
+    ablation, attribution = {}, {}
     for task in tasks:
-        info = read_attribution(run, task, revisions, features)
-        if "ablation" in info:
-            overview["ablation"][task] = info.pop("ablation")
-        overview["attribution"][task] = info
-        overview["figures"] += _figures(run.attribution(task), f"attribution/{task}")
-    overview["distributions"], overview["class_counts"] = _distributions(features, tasks, len(revisions))
+        attribution[task], table = read_attribution(run, task, revisions, features)
+        if table is not None:
+            ablation[task] = table
+        figures += _figures(run.attribution(task), f"attribution/{task}")
+    distributions, counts = _distributions(features, tasks, len(revisions))
+    # the second paper's analyses (Evolution panel): scanned = the scan finished and wrote its dynamics
+    evolution = evolution_overview(run, evaluation, scan.dynamics is not None, missing)
+    overview = Overview(accuracy=scan.accuracy, similarity=scan.similarity, suggestion=scan.suggestion,
+                        dynamics=scan.dynamics, figures=figures, ablation=ablation, attribution=attribution,
+                        distributions=distributions, class_counts=counts, evolution=evolution)
+    if panels is not None:  # absent without an evaluation
+        overview.evaluation, overview.emergence = panels.table, panels.emergence
     return Collected(revisions, evaluation, overview, tasks, features, missing)
 
 

@@ -1,21 +1,20 @@
 """The second paper's figures in the report: the two-phase figure, and what the dashboard's
 "Evolution" panel reads (the direction turn, feature dimensionality, typed emergence, the phases).
 
-    overview["evolution"] = evolution_overview(run, evaluation, overview, missing)
-    two_phase_figure(overview["evolution"], run.report / TWO_PHASE_PNG)
+    overview.evolution = evolution_overview(run, evaluation, scanned, missing)
+    two_phase_figure(overview.evolution, run.report / TWO_PHASE_PNG)
 
-``overview["evolution"]``: ``checkpoints`` (the crosscoder's: ``revision, step, tokens``),
-``dynamics`` (every scanned checkpoint: ``revision, step, tokens, loss, kl_unigram, kl_bigram,
-bigram_loss``, or None), ``phases`` (``scan/phases.json`` as :class:`~crosstime.artifacts.Phases`
-dumps it, or None), and from ``evaluation.json``'s ``decoder``: ``dimensionality``,
-``direction_turn``, ``typed_emergence`` (each None when the evaluation lacks it; listed in ``missing``).
+``overview.evolution`` (:class:`~crosstime.artifacts.Evolution`): ``checkpoints`` (the crosscoder's:
+``revision, step, tokens``), ``dynamics`` (every scanned checkpoint: ``revision, step, tokens, loss,
+kl_unigram, kl_bigram, bigram_loss``, or None), ``phases`` (``scan/phases.json``, or None), and from
+``evaluation.json``'s ``decoder``: ``dimensionality``, ``direction_turn``, ``typed_emergence`` (each
+None when the evaluation lacks it; listed in ``missing``).
 The one-line readings are :mod:`crosstime.report.findings`'s ``*_reading`` functions.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -24,9 +23,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from crosstime.artifacts import (
+    EVOLUTION_DYNAMICS,
     SCAN_DYNAMICS,
     SCAN_PHASES,
     Evaluation,
+    Evolution,
+    EvolutionCheckpoint,
+    EvolutionDynamics,
+    Figure,
     Phases,
     RunDir,
     read_model,
@@ -35,7 +39,7 @@ from crosstime.files import atomic_path
 from crosstime.series import format_tokens, log_x, token_floor
 
 TWO_PHASE_PNG = "two_phase.png"
-# the decoder analyses of the evaluation that the panel reads, and what their absence costs
+# the decoder analyses of the evaluation that the panel reads (Decoder's fields), and what their absence costs
 DECODER_KEYS = {
     "dimensionality": "no feature dimensionality (figure, reading)",
     "direction_turn": "no direction-turn reading",
@@ -50,39 +54,43 @@ EVOLUTION_FIGURES = {
 }
 
 
-def evolution_overview(run: RunDir, evaluation: Evaluation | None, scanned: bool, missing: list[str]) -> dict[str, Any]:
+def evolution_overview(run: RunDir, evaluation: Evaluation | None, scanned: bool, missing: list[str]) -> Evolution:
     """What the Evolution panel and the two-phase figure read (see the module docstring). ``scanned``:
     the scan finished and wrote dynamics.csv (else the scan's absence is already in ``missing``)."""
-    out: dict[str, Any] = {"checkpoints": [], "dynamics": None, "phases": None}
+    dynamics, phases = None, None
     if scanned:
-        out["dynamics"] = [{k: r[k] for k in ("revision", "step", "tokens", "loss", "kl_unigram", "kl_bigram",
-                                              "bigram_loss")} for r in SCAN_DYNAMICS.read(run.scan, [])]
+        dynamics = [EvolutionDynamics(**{k: r[k] for k in EVOLUTION_DYNAMICS}) for r in SCAN_DYNAMICS.read(run.scan, [])]
         if (run.scan / SCAN_PHASES).is_file():
-            out["phases"] = read_model(Phases, run.scan / SCAN_PHASES).model_dump(mode="json")
+            phases = read_model(Phases, run.scan / SCAN_PHASES)
         else:
             missing.append(f"scan/{SCAN_PHASES} (re-run `crosstime scan`): no phase marks in "
                            f"report/{TWO_PHASE_PNG}, no phase order to compare the feature types' emergence with")
-    decoder = evaluation.decoder if evaluation is not None else {}
-    if evaluation is not None:
-        out["checkpoints"] = [{"revision": c.revision, "step": c.step, "tokens": c.tokens_seen}
-                              for c in evaluation.checkpoints]
+    if evaluation is None:
+        return Evolution(checkpoints=[], dynamics=dynamics, phases=phases, dimensionality=None, direction_turn=None,
+                         typed_emergence=None)
+    decoder = evaluation.decoder
+    out = Evolution(checkpoints=[EvolutionCheckpoint(revision=c.revision, step=c.step, tokens=c.tokens_seen)
+                                 for c in evaluation.checkpoints],
+                    dynamics=dynamics, phases=phases, dimensionality=decoder.dimensionality,
+                    direction_turn=decoder.direction_turn, typed_emergence=decoder.typed_emergence)
+    found = {"dimensionality": out.dimensionality, "direction_turn": out.direction_turn,
+             "typed_emergence": out.typed_emergence}
     for key, cost in DECODER_KEYS.items():
-        out[key] = decoder.get(key)
-        if evaluation is not None and out[key] is None:
+        if found[key] is None:  # an evaluation from before the analysis existed
             missing.append(f"{run.evaluation_file.name}: decoder.{key} (re-run `crosstime evaluate`): {cost}")
     return out
 
 
-def _phase_marks(ax, phases: dict | None, floor: float, right: float, labelled: bool) -> None:
+def _phase_marks(ax, phases: Phases | None, floor: float, right: float, labelled: bool) -> None:
     """A vertical line at each learned phase's onset (tokens seen); with ``labelled`` each line gets a
     number above the axes and the phases starting there are listed by number to the right of the axes
     (several phases often share a checkpoint: listed beside the lines they would overlap)."""
     import textwrap
 
     onsets: dict[float, list[str]] = {}
-    for p in (phases or {}).get("phases", []):
-        if p["step"] is not None:
-            onsets.setdefault(float(p["tokens"] or floor), []).append(p["name"])
+    for p in phases.phases if phases is not None else []:
+        if p.step is not None:
+            onsets.setdefault(float(p.tokens or floor), []).append(p.name)
     key = []
     for k, (x, names) in enumerate(sorted(onsets.items()), start=1):
         ax.axvline(x, color="0.45", ls=":", lw=1)
@@ -95,38 +103,37 @@ def _phase_marks(ax, phases: dict | None, floor: float, right: float, labelled: 
                 color="0.2", va="bottom", ha="left")
 
 
-def two_phase_figure(evolution: dict[str, Any], path: Path) -> Path | None:
+def two_phase_figure(evolution: Evolution, path: Path) -> Path | None:
     """``report/two_phase.png``: loss and KL(model ‖ unigram / bigram) over every scanned checkpoint
     (top), total feature dimensionality Σ D_i / d over the crosscoder's (bottom), the phases' onsets
     marked on both. None (nothing written) without the dynamics."""
-    rows = evolution.get("dynamics")
+    rows = evolution.dynamics
     if not rows:
         return None
-    tokens = [r["tokens"] for r in rows]
+    tokens = [r.tokens for r in rows]
     x, floor = log_x(tokens), token_floor(tokens)
-    dim = evolution.get("dimensionality")
+    dim = evolution.dimensionality
     fig, axes = plt.subplots(2 if dim else 1, 1, figsize=(9, 6.4 if dim else 3.8), sharex=True, squeeze=False)
     top = axes[0, 0]
-    top.plot(x, [r["loss"] for r in rows], "o-", color="black", ms=3, label="held-out loss")
-    top.plot(x, [r["kl_unigram"] for r in rows], "s-", color="tab:orange", ms=3, label="KL(model ‖ unigram)")
-    top.plot(x, [r["kl_bigram"] for r in rows], "^-", color="tab:blue", ms=3, label="KL(model ‖ bigram)")
-    top.axhline(rows[-1]["bigram_loss"], color="tab:blue", lw=0.8, ls="--", label="bigram entropy (its loss)")
+    top.plot(x, [r.loss for r in rows], "o-", color="black", ms=3, label="held-out loss")
+    top.plot(x, [r.kl_unigram for r in rows], "s-", color="tab:orange", ms=3, label="KL(model ‖ unigram)")
+    top.plot(x, [r.kl_bigram for r in rows], "^-", color="tab:blue", ms=3, label="KL(model ‖ bigram)")
+    top.axhline(rows[-1].bigram_loss, color="tab:blue", lw=0.8, ls="--", label="bigram entropy (its loss)")
     top.set_ylabel("nats")
     top.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: never over a curve
     top.set_title("Two phases: n-gram statistics, then features (dotted: each phase's onset, scan/phases.json)",
                   fontsize=10, pad=14)  # room for the onset numbers above the axes
     if dim:
-        ck = evolution["checkpoints"]
-        dx = np.array([c["tokens"] if c["tokens"] else floor for c in ck], dtype=float)
+        dx = np.array([c.tokens if c.tokens else floor for c in evolution.checkpoints], dtype=float)
         bottom = axes[1, 0]
-        bottom.plot(dx, dim["total"], "o-", color="tab:green", ms=4)
-        bottom.set_ylabel(f"Σ D_i / d  (d = {dim['d']})")
-        bottom.set_title(f"total feature dimensionality, {dim['live_features']} live features", fontsize=9)
+        bottom.plot(dx, dim.total, "o-", color="tab:green", ms=4)
+        bottom.set_ylabel(f"Σ D_i / d  (d = {dim.d})")
+        bottom.set_title(f"total feature dimensionality, {dim.live_features} live features", fontsize=9)
     for k, ax in enumerate(axes[:, 0]):
         ax.set_xscale("log")
-        _phase_marks(ax, evolution.get("phases"), floor, float(x.max()), labelled=k == 0)
+        _phase_marks(ax, evolution.phases, floor, float(x.max()), labelled=k == 0)
         ax.grid(alpha=0.3)
-    ticks = [r["tokens"] for r in rows]
+    ticks = [r.tokens for r in rows]
     axes[-1, 0].set_xticks(x, [format_tokens(t) if t else "0" for t in ticks], fontsize=7, rotation=45)
     axes[-1, 0].minorticks_off()
     axes[-1, 0].set_xlabel("tokens seen (log scale; 0 drawn at half the first non-zero count)")
@@ -136,13 +143,13 @@ def two_phase_figure(evolution: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def caption_figures(figures: list[dict], readings: dict[str, str | None]) -> None:
+def caption_figures(figures: list[Figure], readings: dict[str, str | None]) -> None:
     """Mark the Evolution figures (``evolution``: the dashboard shows them in their own section) and give
     each its one-line reading (``caption``; one whose reading's inputs are absent keeps none)."""
     for figure in figures:
-        key = EVOLUTION_FIGURES.get(figure["name"])
+        key = EVOLUTION_FIGURES.get(figure.name)
         if key is None:
             continue
-        figure["evolution"] = True
+        figure.evolution = True
         if readings.get(key):
-            figure["caption"] = readings[key]
+            figure.caption = readings[key]

@@ -1,7 +1,7 @@
 """A few findings of a run, in words (for the end of ``crosstime demo`` and the top of a report).
 
     from crosstime.report.findings import findings
-    for line in findings("runs/toy"):     # or findings(data) with the dashboard data dict
+    for line in findings("runs/toy"):     # or findings(data) with the dashboard data (a ReportData)
         print("-", line)
 
 Each finding is built only from what the run has; missing stages just give fewer findings.
@@ -11,156 +11,160 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
 
 from crosstime.artifacts import (
     REPORT_DATA,
     ArtifactError,
+    Evolution,
+    ReportCheckpoint,
     ReportData,
+    ReportFeature,
     RunDir,
+    TaskEntry,
     read_model,
 )
 from crosstime.shares import NO_EFFECT
 
 
-def _load(source: str | Path | dict) -> dict:
+def _load(source: str | Path | ReportData) -> ReportData:
     """The dashboard data: ``source`` itself, or ``data.json`` of a run directory (or that file)."""
-    if isinstance(source, dict):
+    if isinstance(source, ReportData):
         return source
     path = Path(source)
     if path.is_dir():
         path = RunDir(path).report / REPORT_DATA
     if not path.is_file():
         raise ArtifactError(f"{path} not found: run `crosstime report RUN` first")
-    return read_model(ReportData, path).model_dump(mode="json")
+    return read_model(ReportData, path)
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def _label(ck: list[dict], m: int) -> str:
+def _label(ck: list[ReportCheckpoint], m: int) -> str:
     c = ck[m]
-    return c["revision"] if c.get("label") in (None, c["revision"]) else f"{c['revision']} ({c['label']} tokens)"
+    return c.revision if c.label == c.revision else f"{c.revision} ({c.label} tokens)"
 
 
 def _tok(vocab: dict, token_id: int) -> str:
     return repr(str(vocab.get(str(token_id), f"#{token_id}")).strip())
 
 
-def accuracy_finding(data: dict) -> str | None:
+def accuracy_finding(data: ReportData) -> str | None:
     """The largest rise in task accuracy between consecutive evaluated checkpoints."""
-    acc = (data.get("overview") or {}).get("accuracy") or {}
     best = None
-    for task, points in acc.items():
-        pts = [p for p in points if p.get("accuracy") is not None]
+    for task, points in data.overview.accuracy.items():
+        pts = [p for p in points if p.accuracy is not None]
         for a, b in itertools.pairwise(pts):
-            gain = b["accuracy"] - a["accuracy"]
+            gain = b.accuracy - a.accuracy
             if best is None or gain > best[0]:
                 best = (gain, task, a, b, pts[0], pts[-1])
     if best is None or best[0] <= 0:
         return None
     gain, task, a, b, first, last = best
-    return (f"{task}: accuracy jumps from {_pct(a['accuracy'])} at {a['revision']} to {_pct(b['accuracy'])} at "
-            f"{b['revision']} (the largest step; {_pct(first['accuracy'])} at {first['revision']}, "
-            f"{_pct(last['accuracy'])} at {last['revision']}).")
+    return (f"{task}: accuracy jumps from {_pct(a.accuracy)} at {a.revision} to {_pct(b.accuracy)} at "
+            f"{b.revision} (the largest step; {_pct(first.accuracy)} at {first.revision}, "
+            f"{_pct(last.accuracy)} at {last.revision}).")
 
 
-def main_task(data: dict) -> str | None:
+def _task(feature: ReportFeature, task: str | None) -> TaskEntry | None:
+    """A listed feature's attribution in ``task`` (None where the task does not report it)."""
+    return feature.tasks.get(task) if task is not None else None
+
+
+def main_task(data: ReportData) -> str | None:
     """The task with the largest total Σ_m |IE_m| over the reported features (ties: the first)."""
-    tasks = data.get("tasks") or []
 
     def total(task: str) -> float:
-        return sum(abs(v) for f in data.get("features") or [] for v in ((f.get("tasks") or {}).get(task) or {}).get("ie") or []
-                   if v is not None)
+        return sum(abs(v) for f in data.features if task in f.tasks for v in f.tasks[task].ie or [] if v is not None)
 
-    return max(tasks, key=total) if tasks else None
+    return max(data.tasks, key=total) if data.tasks else None
 
 
-def _with_effect(task_entry: dict) -> bool:
+def _with_effect(task_entry: TaskEntry | None) -> bool:
     """A feature's entry for a task has an effect to cite: RelIE shares, and a class other than "no effect"
     (a total |IE| below the attribution's floor: its RelIE profile is noise)."""
-    return bool(task_entry.get("relie")) and task_entry.get("relie_class") != NO_EFFECT
+    return task_entry is not None and bool(task_entry.relie) and task_entry.relie_class != NO_EFFECT
 
 
-def top_feature_finding(data: dict) -> str | None:
+def top_feature_finding(data: ReportData) -> str | None:
     """The reported feature with the largest Σ|IE| on the main task (none labelled "no effect"): where its
     effect sits, what it reads and writes."""
-    ck = data.get("checkpoints") or []
-    tasks = data.get("tasks") or []
-    if not ck or not tasks:
+    ck = data.checkpoints
+    if not ck or not data.tasks:
         return None
     task = main_task(data)
     scored = []
-    for f in data.get("features") or []:
-        t = (f.get("tasks") or {}).get(task) or {}
-        if t.get("ie") and _with_effect(t):
-            scored.append((sum(abs(v) for v in t["ie"] if v is not None), f, t))
+    for f in data.features:
+        t = _task(f, task)
+        if t is not None and t.ie and _with_effect(t):
+            scored.append((sum(abs(v) for v in t.ie if v is not None), f, t))
     if not scored:
         return None
     _, f, t = max(scored, key=lambda s: s[0])
-    relie = t["relie"]
+    relie = t.relie
     m = max(range(len(relie)), key=lambda k: relie[k] if relie[k] is not None else -1)
-    vocab = data.get("vocab") or {}
-    text = (f"Feature {f['id']} has the largest effect on {task}: {_pct(relie[m])} of it (RelIE) is at {_label(ck, m)}"
-            + (f", class {t['relie_class']}" if t.get("relie_class") else "") + ".")
-    ev = f.get("evidence") or {}
-    top = (ev.get("top") or {}).get("all") or []
+    vocab = data.vocab
+    text = (f"Feature {f.id} has the largest effect on {task}: {_pct(relie[m])} of it (RelIE) is at {_label(ck, m)}"
+            + (f", class {t.relie_class}" if t.relie_class else "") + ".")
+    ev = f.evidence
+    top = (ev.top.get("all") or []) if ev is not None else []
     if top:
         words = []
         for w in top[:5]:
-            tok = _tok(vocab, w["tokens"][w["position"] - w["start"]])
+            tok = _tok(vocab, w.tokens[w.position - w.start])
             if tok not in words:
                 words.append(tok)
         text += f" It fires most on {', '.join(words[:3])}"
-        lens = (ev.get("logit_lens") or {}).get(ck[-1]["revision"])
-        if lens and lens.get("promoted"):
-            text += f" and, at the last checkpoint, promotes {', '.join(_tok(vocab, p[0]) for p in lens['promoted'][:3])}"
+        lens = ev.logit_lens.get(ck[-1].revision)
+        if lens and lens.promoted:
+            text += f" and, at the last checkpoint, promotes {', '.join(_tok(vocab, p[0]) for p in lens.promoted[:3])}"
         text += "."
-    if f.get("description"):
-        text += f" Annotated: “{f['description']}”."
+    if f.description:
+        text += f" Annotated: “{f.description}”."
     return text
 
 
-def emergence_counts(data: dict) -> tuple[list[int], float] | None:
+def emergence_counts(data: ReportData) -> tuple[list[int], float] | None:
     """What ``evaluation/emergence.png`` draws, from the report data: features that fired on the
     evaluation's tokens (live), by onset checkpoint (entry 0: present at the first checkpoint;
     entry m: onset in (checkpoint m-1, checkpoint m]), and the presence fraction of onset."""
-    emergence = (data.get("overview") or {}).get("emergence")
-    if not emergence:
+    emergence = data.overview.emergence
+    if emergence is None:
         return None
-    return list(emergence["counts_live"]), float(emergence["presence_fraction"])
+    return list(emergence.counts_live), float(emergence.presence_fraction)
 
 
-def emergence_finding(data: dict) -> str | None:
+def emergence_finding(data: ReportData) -> str | None:
     """How many live features' decoders emerge after the first checkpoint, and when: the counts of the
     emergence plot (the same set: features that fired during evaluation), said in words."""
-    ck = data.get("checkpoints") or []
+    ck = data.checkpoints
     read = emergence_counts(data)
     if read is None or len(ck) < 2:
         return None
     counts, fraction = read
     live = sum(counts)
     later = live - counts[0]
-    when = ", ".join(f"{c} between {ck[m - 1]['revision']} and {ck[m]['revision']}" for m, c in enumerate(counts) if m > 0)
+    when = ", ".join(f"{c} between {ck[m - 1].revision} and {ck[m].revision}" for m, c in enumerate(counts) if m > 0)
     return (f"{later} of {live} live features ({_pct(later / live) if live else '0%'}) have decoders that emerge after "
-            f"{ck[0]['revision']} ({when}); {counts[0]} are present from {ck[0]['revision']} on. Counted as in "
+            f"{ck[0].revision} ({when}); {counts[0]} are present from {ck[0].revision} on. Counted as in "
             f"evaluation/emergence.png: features that fired on the evaluation's tokens, onset = the first checkpoint "
             f"where the decoder norm reaches {_pct(fraction)} of its maximum.")
 
 
-def agreement_finding(data: dict) -> str | None:
+def agreement_finding(data: ReportData) -> str | None:
     """How often a reported feature's effect (RelIE) peaks where its decoder (RelDec) peaks."""
     task = main_task(data)
     if task is None:
         return None
     same, n = 0, 0
-    for f in data.get("features") or []:
-        t = (f.get("tasks") or {}).get(task) or {}
-        if _with_effect(t) and f.get("reldec"):
+    for f in data.features:
+        t = _task(f, task)
+        if _with_effect(t) and f.reldec:
             n += 1
-            a = max(range(len(t["relie"])), key=lambda k: t["relie"][k] or 0)
-            b = max(range(len(f["reldec"])), key=lambda k: f["reldec"][k] or 0)
+            a = max(range(len(t.relie)), key=lambda k: t.relie[k] or 0)
+            b = max(range(len(f.reldec)), key=lambda k: f.reldec[k] or 0)
             same += a == b
     if n < 3:
         return None
@@ -168,7 +172,7 @@ def agreement_finding(data: dict) -> str | None:
             f"also where the decoder is strongest (RelDec): strength and use " + ("mostly coincide." if same * 2 > n else "often differ."))
 
 
-# -- the Evolution panel's readings (overview["evolution"], crosstime.report.evolution) ------------
+# -- the Evolution panel's readings (overview.evolution, crosstime.report.evolution) ------------
 
 # which phase (scan/phases.json: "n-gram statistics" or a task) a feature type should follow
 TYPE_PHASES = {"current_token": ("n-gram statistics",), "previous_token": ("previous_token",),
@@ -177,22 +181,18 @@ TYPE_PHASES = {"current_token": ("n-gram statistics",), "previous_token": ("prev
 UNTYPED = ("other", "unscored")  # not a kind of feature the phases speak of
 
 
-def _evolution(data: dict, key: str) -> tuple[dict, list[str]] | None:
-    """``overview["evolution"][key]`` and the crosscoder's revisions, or None when absent."""
-    evo = (data.get("overview") or {}).get("evolution") or {}
-    if not evo.get(key):
-        return None
-    return evo[key], [c["revision"] for c in evo.get("checkpoints") or []]
+def _revisions(evolution: Evolution) -> list[str]:
+    """The crosscoder's revisions, as the Evolution panel has them."""
+    return [c.revision for c in evolution.checkpoints]
 
 
-def direction_turn_reading(data: dict) -> str | None:
+def direction_turn_reading(data: ReportData) -> str | None:
     """Where the median cosine of the live features' decoders with their final direction passes one half."""
-    read = _evolution(data, "direction_turn")
-    if read is None or read[0].get("turn_after") is None:
+    turn = data.overview.evolution.direction_turn
+    if turn is None or turn.turn_after is None:
         return None
-    turn, revisions = read
-    m, median = turn["turn_after"], turn["median"]
-    revisions = turn.get("revisions") or revisions
+    m, median = turn.turn_after, turn.median
+    revisions = turn.revisions or _revisions(data.overview.evolution)
     if median[m] is None or median[m + 1] is None:
         return None
     return (f"Decoder directions turn between {revisions[m]} and {revisions[m + 1]}: the median cosine with the final "
@@ -200,16 +200,15 @@ def direction_turn_reading(data: dict) -> str | None:
             f"{revisions[0]}; live features with a decoder there).")
 
 
-def dimensionality_reading(data: dict) -> str | None:
+def dimensionality_reading(data: ReportData) -> str | None:
     """Where the total feature dimensionality Σ D_i / d is lowest, and where it ends."""
-    read = _evolution(data, "dimensionality")
-    if read is None or len(read[0]["total"]) != len(read[1]) or len(read[1]) < 2:
+    dim, revisions = data.overview.evolution.dimensionality, _revisions(data.overview.evolution)
+    if dim is None or len(dim.total) != len(revisions) or len(revisions) < 2:
         return None
-    dim, revisions = read
-    total = dim["total"]
+    total = dim.total
     low = min(range(len(total)), key=lambda m: total[m])
     last = len(total) - 1
-    of = f"(Σ D_i / d, {dim['live_features']} live features, d = {dim['d']})"
+    of = f"(Σ D_i / d, {dim.live_features} live features, d = {dim.d})"
     if low == last:
         return (f"Feature dimensionality {of} compresses from {total[0]:.2f} at {revisions[0]} to {total[last]:.2f} "
                 f"at {revisions[last]}, without expanding again.")
@@ -220,32 +219,31 @@ def dimensionality_reading(data: dict) -> str | None:
             f"{revisions[low]}, then expands to {total[last]:.2f} at {revisions[last]}.")
 
 
-def type_onsets(data: dict) -> list[tuple[str, int, int]] | None:
+def type_onsets(data: ReportData) -> list[tuple[str, int, int]] | None:
     """``(type, median onset checkpoint index, features of the type)`` of the typed features with an onset, by onset."""
-    read = _evolution(data, "typed_emergence")
-    if read is None:
+    typed = data.overview.evolution.typed_emergence
+    if typed is None:
         return None
-    typed = read[0]
-    onsets = [(t, typed["onset_median"][t], typed["counts"].get(t, 0)) for t in typed["types"]
-              if t not in UNTYPED and typed["onset_median"].get(t) is not None]
+    onsets = [(t, typed.onset_median[t], typed.counts.get(t, 0)) for t in typed.types
+              if t not in UNTYPED and typed.onset_median.get(t) is not None]
     return sorted(onsets, key=lambda o: o[1])
 
 
-def typed_emergence_reading(data: dict) -> str | None:
+def typed_emergence_reading(data: ReportData) -> str | None:
     """Per feature type, its median onset, in onset order."""
     onsets = type_onsets(data)
     if not onsets:
         return None
-    revisions = _evolution(data, "typed_emergence")[1]
+    revisions = _revisions(data.overview.evolution)
     parts = [f"{t} at {revisions[m]} (median of {n})" for t, m, n in onsets]
     return f"Features emerge by type: {parts[0].replace(' at ', ' features at ', 1)}" + "".join(f", {p}" for p in parts[1:]) + "."
 
 
-def _phase_steps(data: dict) -> dict[str, tuple[str, int]]:
+def _phase_steps(data: ReportData) -> dict[str, tuple[str, int]]:
     """Feature type -> (its phase, the phase's onset step), for the types whose phase was learned (the
     agreement types: the first of the attractor tasks learned)."""
-    phases = ((data.get("overview") or {}).get("evolution") or {}).get("phases") or {}
-    learned = {p["name"]: p["step"] for p in phases.get("phases", []) if p["step"] is not None}
+    phases = data.overview.evolution.phases
+    learned = {p.name: p.step for p in phases.phases if p.step is not None} if phases is not None else {}
     out = {}
     for kind, names in TYPE_PHASES.items():
         found = sorted((learned[n], n) for n in names if n in learned)
@@ -254,13 +252,13 @@ def _phase_steps(data: dict) -> dict[str, tuple[str, int]]:
     return out
 
 
-def phase_order_reading(data: dict) -> str | None:
+def phase_order_reading(data: ReportData) -> str | None:
     """Whether the feature types emerge (crosscoder, by training step) in the order their phases are learned
     (scan/phases.json); the pairs out of order named. Ties on either side count as in order (the crosscoder's
     checkpoints are a subset of the scanned ones)."""
     onsets, phase_of = type_onsets(data), _phase_steps(data)
-    ck = ((data.get("overview") or {}).get("evolution") or {}).get("checkpoints") or []
-    pairs = [(t, ck[m]["step"], *phase_of[t]) for t, m, _ in onsets or [] if t in phase_of and ck[m]["step"] is not None]
+    ck = data.overview.evolution.checkpoints
+    pairs = [(t, ck[m].step, *phase_of[t]) for t, m, _ in onsets or [] if t in phase_of and ck[m].step is not None]
     if len(pairs) < 2:
         return None
     mapping = ", ".join(f"{t} (step {a}) → {p} (step {b})" for t, a, p, b in pairs)
@@ -272,19 +270,19 @@ def phase_order_reading(data: dict) -> str | None:
             f"at: {mapping}.")
 
 
-def evolution_lines(source: str | Path | dict[str, Any]) -> list[str]:
+def evolution_lines(source: str | Path | ReportData) -> list[str]:
     """The second paper's readings that a run supports (phase order, direction turn, dimensionality,
     typed emergence), from a run directory, its data.json, or the data itself."""
     return [line for line in evolution_readings(_load(source)).values() if line]
 
 
-def evolution_readings(data: dict) -> dict[str, str | None]:
+def evolution_readings(data: ReportData) -> dict[str, str | None]:
     """The Evolution figures' captions (keys of crosstime.report.evolution.EVOLUTION_FIGURES' values)."""
     return {"phases": phase_order_reading(data), "dimensionality": dimensionality_reading(data),
             "direction_turn": direction_turn_reading(data), "typed_emergence": typed_emergence_reading(data)}
 
 
-def findings(source: str | Path | dict[str, Any], n: int = 3) -> list[str]:
+def findings(source: str | Path | ReportData, n: int = 3) -> list[str]:
     """Up to ``n`` findings in words, most telling first (accuracy jump, top feature, emergence, the feature types'
     order against the phases, the direction turn, dimensionality, RelIE vs RelDec)."""
     data = _load(source)

@@ -22,19 +22,18 @@ store unless ``series`` names another place; when it cannot be opened here the r
 an error naming the fixes (``--series``, or ``--logit-lens none --no-token-text``: the explicit
 choice to report without it, shown as token ids).
 
-A reported feature's entry in ``data.json``: ``id``, ``rank``; from evaluation/features.csv
-the ``EVALUATION_FEATURES`` columns (``frequency``, ``reldec_class``, ``trajectory``, ``onset``,
-``peak``, ``offset``, ``reldec [M]``, ``norm [M]``, …); ``norm [M]`` (the crosscoder's decoder
-norms, normalised space) and, when the evaluation lacks the feature, ``reldec``,
-``reldec_class``, ``trajectory``, ``onset/peak/offset`` computed from them; ``tasks``:
-``{task: {ie, ie_lo, ie_hi, relie, relie_lo, relie_hi, ie_abs, exact [M], relie_class,
+A reported feature's entry in ``data.json`` (:class:`~crosstime.artifacts.ReportFeature`): ``id``,
+``rank``; from evaluation/features.csv the ``EVALUATION_FEATURES`` columns (``frequency``,
+``reldec_class``, ``trajectory``, ``onset``, ``peak``, ``offset``, ``reldec [M]``, ``norm [M]``, …);
+``norm [M]`` (the crosscoder's decoder norms, normalised space) and, when the evaluation lacks the
+feature, ``reldec``, ``reldec_class``, ``trajectory``, ``onset/peak/offset`` computed from them;
+``tasks``: ``{task: {ie, ie_lo, ie_hi, relie, relie_lo, relie_hi, ie_abs, exact [M], relie_class,
 task_frequency, selected_in, ablation: {metric: [M]}}}``; ``evidence`` (see
 :func:`crosstime.report.evidence.feature_evidence`); ``description`` and ``annotation``.
 """
 
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +44,15 @@ from pydantic import Field
 
 from crosstime.artifacts import (
     REPORT_DATA,
-    REPORT_HTML,
+    EvidenceMeta,
+    FeatureEvidence,
+    FeatureTables,
+    Figure,
+    ReportCheckpoint,
     ReportCrosscoder,
+    ReportCrosscoderConfig,
     ReportData,
+    ReportFeature,
     RunDir,
     write_model,
 )
@@ -56,7 +61,6 @@ from crosstime.errors import CrosstimeError
 from crosstime.report.annotate import apply_annotations, read_annotations
 from crosstime.report.dashboard import (
     Collected,
-    clean,
     collect,
     crosscoder_settings,
     now,
@@ -65,12 +69,7 @@ from crosstime.report.dashboard import (
     render,
 )
 from crosstime.report.evidence import EvidenceConfig, feature_evidence
-from crosstime.report.evolution import (
-    TWO_PHASE_PNG,
-    caption_figures,
-    evolution_overview,
-    two_phase_figure,
-)
+from crosstime.report.evolution import TWO_PHASE_PNG, caption_figures, two_phase_figure
 from crosstime.report.findings import evolution_readings, findings, main_task
 from crosstime.series import CheckpointSeries, SeriesError, format_tokens, open_series
 from crosstime.shares import classify_shares, relative_shares, trajectories
@@ -118,7 +117,7 @@ class Inputs:
     store: ActivationStore | None
     model: Crosscoder | None
     base: Collected
-    checkpoints: list[dict]
+    checkpoints: list[ReportCheckpoint]
     chosen: list[int]
     series: CheckpointSeries | None
     tokenizer: Any  # a transformers tokenizer, or None
@@ -150,7 +149,7 @@ def open_store_and_model(run: Run, missing: list[str]) -> tuple[ActivationStore 
     return store, model
 
 
-def report_checkpoints(revisions: list[str], store: ActivationStore | None, base: Collected) -> list[dict]:
+def report_checkpoints(revisions: list[str], store: ActivationStore | None, base: Collected) -> list[ReportCheckpoint]:
     """``revision, step, tokens, label`` of the report's checkpoints: steps and tokens from the
     store's manifest, else from evaluation.json (a run whose activations were deleted)."""
     harvested = store.manifest["checkpoints"] if store is not None else {}
@@ -162,11 +161,11 @@ def report_checkpoints(revisions: list[str], store: ActivationStore | None, base
             step, tokens = harvested[rev].get("step"), harvested[rev].get("tokens_seen")
         elif rev in evaluated:
             step, tokens = evaluated[rev].step, evaluated[rev].tokens_seen
-        out.append({"revision": rev, "step": step, "tokens": tokens, "label": format_tokens(tokens) if tokens else rev})
-    labels = [c["label"] for c in out]
+        out.append(ReportCheckpoint(revision=rev, step=step, tokens=tokens, label=format_tokens(tokens) if tokens else rev))
+    labels = [c.label for c in out]
     for c in out:  # two checkpoints with the same token label (e.g. step 0 and 1 both "0") show revisions
-        if labels.count(c["label"]) > 1:
-            c["label"] = c["revision"]
+        if labels.count(c.label) > 1:
+            c.label = c.revision
     return out
 
 
@@ -177,7 +176,7 @@ def choose_features(config: ReportConfig, base: Collected, model: Crosscoder | N
     if not config.all_features or model is None:
         return reported
     norms = model.decoder_norms().detach().float().cpu()  # [F, M]
-    pool = {i: base.features.get(i) or {"id": i, "tasks": {}} for i in range(model.n_features)}
+    pool = {i: base.features.get(i) or FeatureTables(id=i, tasks={}) for i in range(model.n_features)}
     ranked = rank_features(pool, base.tasks, {i: norms[i].tolist() for i in pool})
     live = (norms.sum(dim=1) > 0).tolist()
     shown = set(reported)
@@ -198,7 +197,7 @@ def reported_features(config: ReportConfig, base: Collected, model: Crosscoder |
     if model is not None:
         norms = model.decoder_norms().detach().float().cpu()
         for i in range(model.n_features):
-            pool.setdefault(i, {"id": i, "tasks": {}})
+            pool.setdefault(i, FeatureTables(id=i, tasks={}))
         norm_map = {i: norms[i].tolist() for i in pool}
     return rank_features(pool, base.tasks, norm_map)[: config.n_features]
 
@@ -230,9 +229,6 @@ def check_inputs(config: ReportConfig, opened: Run) -> Inputs:
     missing: list[str] = []
     store, model = open_store_and_model(opened, missing)
     base = collect(run, model.revisions if model is not None else None)
-    # the second paper's analyses (Evolution panel): scanned = the scan finished and wrote its dynamics
-    base.overview["evolution"] = evolution_overview(run, base.evaluation, base.overview["dynamics"] is not None,
-                                                    base.missing)
     checkpoints = report_checkpoints(base.revisions, store, base)
     chosen = choose_features(config, base, model)
     series, tokenizer = None, None
@@ -244,11 +240,13 @@ def check_inputs(config: ReportConfig, opened: Run) -> Inputs:
 
 # -- the work --------------------------------------------------------------------------------
 
-def feature_rows(chosen: list[int], base: Collected, model: Crosscoder | None) -> list[dict]:
-    """One entry per reported feature (see the module docstring), in rank order."""
+def feature_rows(chosen: list[int], base: Collected, model: Crosscoder | None) -> list[ReportFeature]:
+    """One entry per reported feature (see the module docstring), in rank order; not yet annotated."""
     rows = []
     for k, i in enumerate(chosen):
-        rows.append({**(base.features.get(i) or {"id": i, "tasks": {}}), "id": i, "rank": k + 1})
+        tables = base.features.get(i) or FeatureTables(id=i, tasks={})
+        rows.append(ReportFeature(**{name: v for name, v in tables if name in tables.model_fields_set}, rank=k + 1,
+                                  description=None, annotation=None))
     if model is None or not chosen:
         return rows
     norms = model.decoder_norms().detach().float().cpu()[torch.tensor(chosen, dtype=torch.long)]  # [K, M]
@@ -256,11 +254,11 @@ def feature_rows(chosen: list[int], base: Collected, model: Crosscoder | None) -
     classes = classify_shares(shares, model.revisions)
     traj = trajectories(norms)
     for k, entry in enumerate(rows):
-        entry["norm"] = [round(float(v), 6) for v in norms[k]]
-        if "reldec" not in entry:  # not in evaluation/features.csv: from the crosscoder, with default thresholds
-            entry.update({"reldec": [round(float(v), 6) for v in shares[k]], "reldec_class": classes[k],
-                          "trajectory": traj.labels[k], "onset": int(traj.onset[k]), "peak": int(traj.peak[k]),
-                          "offset": int(traj.offset[k])})
+        entry.norm = [round(float(v), 6) for v in norms[k]]
+        if entry.reldec is None:  # not in evaluation/features.csv: from the crosscoder, with default thresholds
+            entry.reldec, entry.reldec_class = [round(float(v), 6) for v in shares[k]], classes[k]
+            entry.trajectory, entry.onset = traj.labels[k], int(traj.onset[k])
+            entry.peak, entry.offset = int(traj.peak[k]), int(traj.offset[k])
     return rows
 
 
@@ -290,7 +288,7 @@ def token_strings(tokenizer, ids: list[int]) -> dict[str, str]:
     return out
 
 
-def gather_evidence(config: ReportConfig, inputs: Inputs, rows: list[dict]) -> dict[str, Any]:
+def gather_evidence(config: ReportConfig, inputs: Inputs, rows: list[ReportFeature]) -> dict[str, Any]:
     """Evidence of the reported features into ``rows``; returns the data's ``views``, ``vocab``, ``evidence_meta``."""
     if inputs.store is None or inputs.model is None or not inputs.chosen:
         return {"views": [], "vocab": {}, "evidence_meta": None}
@@ -298,13 +296,13 @@ def gather_evidence(config: ReportConfig, inputs: Inputs, rows: list[dict]) -> d
     special = inputs.tokenizer.all_special_ids if inputs.tokenizer is not None else []
     ev = feature_evidence(inputs.store, inputs.model, inputs.chosen, config.evidence, device=inputs.device,
                           batch_rows=config.batch_rows, heads=heads, progress=config.progress, excluded_tokens=special)
-    for entry in rows:
-        entry["evidence"] = ev["features"].get(str(entry["id"]))
+    for entry in rows:  # feature_evidence's JSON-ready evidence, in the schema of data.json
+        found = ev["features"].get(str(entry.id))
+        entry.evidence = None if found is None else FeatureEvidence.model_validate(found)
     shows_text = config.token_text and inputs.tokenizer is not None
     vocab = token_strings(inputs.tokenizer, ev["token_ids"]) if shows_text else {}
-    meta = {k: ev[k] for k in ("n_rows", "n_contexts", "contexts", "logit_lens_method", "config")}
-    meta["token_text"] = shows_text
-    meta["excluded_tokens"] = sorted(int(i) for i in special)
+    meta = EvidenceMeta(**{k: ev[k] for k in ("n_rows", "n_contexts", "contexts", "logit_lens_method", "config")},
+                        token_text=shows_text, excluded_tokens=sorted(int(i) for i in special))
     return {"views": ev["views"], "vocab": vocab, "evidence_meta": meta}
 
 
@@ -313,38 +311,40 @@ def report_data(config: ReportConfig, inputs: Inputs) -> ReportData:
     rows = feature_rows(inputs.chosen, inputs.base, inputs.model)
     evidence = gather_evidence(config, inputs, rows)
     model = inputs.model
-    data: dict[str, Any] = {
-        "title": config.title or f"crosstime — {inputs.run.root.resolve().name}",
-        "generated": now(),
-        "run": str(inputs.run.root.resolve()),
-        "checkpoints": inputs.checkpoints,
-        "tasks": inputs.base.tasks,
-        "missing": inputs.missing,
-        "overview": inputs.base.overview,
-        "crosscoder": None if model is None else ReportCrosscoder(
-            config=model.config.model_dump(mode="json"), inference_rule=model.inference_rule,
+    data = ReportData(
+        title=config.title or f"crosstime — {inputs.run.root.resolve().name}",
+        generated=now(),
+        run=str(inputs.run.root.resolve()),
+        checkpoints=inputs.checkpoints,
+        tasks=inputs.base.tasks,
+        main_task=None,  # below, once the features are annotated
+        missing=inputs.missing,
+        overview=inputs.base.overview,
+        crosscoder=None if model is None else ReportCrosscoder(
+            config=ReportCrosscoderConfig(**model.config.model_dump()), inference_rule=model.inference_rule,
             inference_depends_on_batch=model.inference_depends_on_batch,
             settings=crosscoder_settings(model.config.model_dump(mode="json"),
-                                         inputs.crosscoder_record)).model_dump(),
-        "features": rows,
-        "n_features_total": model.n_features if model is not None else None,
+                                         inputs.crosscoder_record)),
+        features=rows,
+        n_features_total=model.n_features if model is not None else None,
+        findings=[],  # below
         **evidence,
-    }
+    )
     apply_annotations(data, read_annotations(inputs.run))
-    data["main_task"] = main_task(data)
-    data["findings"] = findings(data, n=4)
+    data.main_task = main_task(data)
+    data.findings = findings(data, n=4)
     evolution_figures(data, inputs.run)
-    return ReportData.model_validate(clean(data))
+    return data
 
 
-def evolution_figures(data: dict[str, Any], run: RunDir) -> None:
+def evolution_figures(data: ReportData, run: RunDir) -> None:
     """Draw ``report/two_phase.png`` (when the scan's dynamics are there) into the figures, and caption the
     Evolution figures with their readings."""
-    figures = data["overview"]["figures"]
-    path = two_phase_figure(data["overview"]["evolution"], run.report / TWO_PHASE_PNG)
+    figures = data.overview.figures
+    path = two_phase_figure(data.overview.evolution, run.report / TWO_PHASE_PNG)
     uri = png_data_uri(path) if path is not None else None
     if uri:
-        figures.insert(0, {"name": f"report/{TWO_PHASE_PNG}", "group": "report", "src": uri})
+        figures.insert(0, Figure(name=f"report/{TWO_PHASE_PNG}", group="report", src=uri))
     caption_figures(figures, evolution_readings(data))
 
 

@@ -60,7 +60,7 @@ from crosstime.files import write_bytes, write_json
 from crosstime.scan.config import ScanConfig
 from crosstime.scan.phases import read_phases
 from crosstime.scan.dynamics import next_token_dynamics
-from crosstime.scan.inputs import ScanInputs, prepare
+from crosstime.scan.inputs import ScanInputs
 from crosstime.scan.similarity import cosine_matrix, linear_cka_matrix, site_tokens
 from crosstime.scan.suggest import suggest_checkpoints
 from crosstime.series import Checkpoint

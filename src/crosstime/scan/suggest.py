@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crosstime.artifacts import AccuracyJump, SuggestedCheckpoint, SuggestionNumbers, TaskRamp
 from crosstime.series import Checkpoint, log_x
 
 
@@ -117,10 +118,11 @@ class _Evidence:
     dist: np.ndarray | None
     block_of: dict[int, int]
 
-    def entry(self, i: int, role: str, reason: str, numbers: dict) -> dict:
+    def entry(self, i: int, role: str, reason: str, numbers: dict) -> SuggestedCheckpoint:
+        """Pick ``i`` written down; ``numbers``: the :class:`SuggestionNumbers` its role has."""
         c = self.ckpts[i]
-        return {"revision": c.revision, "step": c.step, "tokens": c.tokens, "label": c.label, "role": role,
-                "reason": reason, "numbers": numbers}
+        return SuggestedCheckpoint(revision=c.revision, step=c.step, tokens=c.tokens, label=c.label, role=role,
+                                   reason=reason, numbers=SuggestionNumbers(**numbers))
 
     def acc_numbers(self, i: int) -> dict:
         if self.mean is None:
@@ -144,17 +146,18 @@ def _evidence(ckpts: list[Checkpoint], accuracy, cka: np.ndarray | None) -> tupl
     return _Evidence(ckpts, curves, mean, cka, dist, block_of), blocks
 
 
-def _jump_summary(ckpts: list[Checkpoint], jumps: dict[str, dict], curves: dict[str, np.ndarray]) -> dict:
-    """``suggestion["jump"]``: the bracketing checkpoints and each task's fitted ramp."""
+def _jump_summary(ckpts: list[Checkpoint], jumps: dict[str, dict], curves: dict[str, np.ndarray]) -> AccuracyJump:
+    """``suggestion.jump``: the bracketing checkpoints and each task's fitted ramp."""
     a = min(r["a"] for r in jumps.values())
     b = max(r["b"] for r in jumps.values())
-    return {"before": ckpts[a].revision, "after": ckpts[b].revision,
-            "tasks": {k: {"starts": ckpts[r["a"]].revision, "ends": ckpts[r["b"]].revision, "low": _level(r["lo"]),
-                          "high": _level(r["hi"]), "rise": _level(r["hi"]) - _level(r["lo"])} for k, r in jumps.items()},
-            "no_jump": sorted(set(curves) - set(jumps))}
+    return AccuracyJump(
+        before=ckpts[a].revision, after=ckpts[b].revision,
+        tasks={k: TaskRamp(starts=ckpts[r["a"]].revision, ends=ckpts[r["b"]].revision, low=_level(r["lo"]),
+                           high=_level(r["hi"]), rise=_level(r["hi"]) - _level(r["lo"])) for k, r in jumps.items()},
+        no_jump=sorted(set(curves) - set(jumps)))
 
 
-def _pick_around_jump(ev: _Evidence, jumps: dict[str, dict], n: int) -> dict[int, dict]:
+def _pick_around_jump(ev: _Evidence, jumps: dict[str, dict], n: int) -> dict[int, SuggestedCheckpoint]:
     """*before* (the earliest ramp start) and, for n ≥ 2, *after* (the latest ramp end); n ≥ 3 adds *late*."""
     a = min(r["a"] for r in jumps.values())
     b = max(r["b"] for r in jumps.values())
@@ -176,7 +179,7 @@ def _pick_around_jump(ev: _Evidence, jumps: dict[str, dict], n: int) -> dict[int
     return chosen
 
 
-def _pick_late(ev: _Evidence, b: int) -> tuple[int, dict]:
+def _pick_late(ev: _Evidence, b: int) -> tuple[int, SuggestedCheckpoint]:
     """*late*: the first checkpoint after ``b`` whose 1 − CKA with ``b`` reaches 90% of the largest
     (the last checkpoint when representations barely move, or without a CKA matrix)."""
     later = list(range(b + 1, len(ev.ckpts)))
@@ -199,7 +202,7 @@ def _pick_late(ev: _Evidence, b: int) -> tuple[int, dict]:
     return late, ev.entry(late, "late", why, numbers)
 
 
-def _pick_last(ev: _Evidence, ramps: dict[str, dict | None], min_jump: float) -> dict[int, dict]:
+def _pick_last(ev: _Evidence, ramps: dict[str, dict | None], min_jump: float) -> dict[int, SuggestedCheckpoint]:
     """Without any jump: the last checkpoint, saying so (others are then farthest points)."""
     start = len(ev.ckpts) - 1
     rises = [r["hi"] - r["lo"] for r in ramps.values() if r is not None]
@@ -208,7 +211,7 @@ def _pick_last(ev: _Evidence, ramps: dict[str, dict | None], min_jump: float) ->
     return {start: ev.entry(start, "last", reason, ev.acc_numbers(start))}
 
 
-def _add_farthest(ev: _Evidence, chosen: dict[int, dict], n: int) -> None:
+def _add_farthest(ev: _Evidence, chosen: dict[int, SuggestedCheckpoint], n: int) -> None:
     """Fill ``chosen`` up to n picks: each time the checkpoint farthest in 1 − CKA from all chosen ones
     (the middle of the rest without a CKA matrix)."""
     count = len(ev.ckpts)
@@ -251,16 +254,16 @@ def suggest_checkpoints(
        n = 2: before, after; n = 1: before. Without any jump: the last checkpoint, then
        farthest points.
 
-    Returns {"method", "jump", "blocks" (contiguous CKA blocks, :func:`cka_blocks`),
-    "checkpoints": [{revision, step, tokens, label, role, reason, numbers}], "revisions"},
-    checkpoints ordered by tokens.
+    Returns {"method", "jump" (an :class:`AccuracyJump`, or None), "blocks" (contiguous CKA blocks,
+    :func:`cka_blocks`), "checkpoints" (:class:`SuggestedCheckpoint` s, ordered by tokens), "revisions"}:
+    the fields of :class:`crosstime.artifacts.Suggestion` the scan does not add.
     """
     ckpts = list(checkpoints)
     ev, blocks = _evidence(ckpts, accuracy, cka)
     x = _token_axis(ckpts)
     ramps = {k: fit_ramp(x, v) for k, v in ev.curves.items()} if len(ckpts) >= 2 else {}
     jumps = {k: r for k, r in ramps.items() if r is not None and r["hi"] - r["lo"] >= min_jump}
-    chosen: dict[int, dict] = {}
+    chosen: dict[int, SuggestedCheckpoint] = {}
     jump = None
     if jumps:
         jump = _jump_summary(ckpts, jumps, ev.curves)
@@ -271,4 +274,4 @@ def suggest_checkpoints(
     picks = [chosen[i] for i in sorted(chosen)]
     return {"method": SUGGESTION_METHOD, "jump": jump,
             "blocks": [[ckpts[i].revision for i in block] for block in blocks],
-            "checkpoints": picks, "revisions": [p["revision"] for p in picks]}
+            "checkpoints": picks, "revisions": [p.revision for p in picks]}

@@ -45,7 +45,7 @@ def evaluate(config: EvaluateConfig) -> Evaluation:
     warn_if_batch_dependent(config, inputs.model)
     with stage.writing(config) as resolved:
         result = work(config, inputs, start)
-        resolved.update(revisions=result.settings["revisions"], inference_rule=result.settings["inference_rule"])
+        resolved.update(revisions=result.settings.revisions, inference_rule=result.settings.inference_rule)
     return result
 
 
