@@ -46,6 +46,7 @@ from crosstime.crosscoder import CrosscoderError
 from crosstime.report import AnnotationError, EvidenceConfig, ReportConfig, ReportError, export_annotations, feature_evidence, import_annotations, read_annotations
 from crosstime.stages.report import report
 from crosstime.report.annotate import parse_annotations
+from crosstime.runs import open_run
 from crosstime.report.dashboard import PER_CHECKPOINT_SUMMARY, collect
 from crosstime.report.evidence import (
     DoublingHistogram,
@@ -290,7 +291,7 @@ def test_collect_reads_every_stage(run3):
     """Every number the dashboard shows is the one in the stage's file (read here with csv/json/numpy)."""
     run, cc = run3
     revs = cc.revisions
-    base = collect(RunDir(run), revs)
+    base = collect(open_run(run), revs)
     assert base.revisions == revs and base.tasks == sorted(TASKS) and base.missing == []
     ov = base.overview
     for row in _csv(run / "scan" / "accuracy.csv"):
@@ -412,7 +413,7 @@ def test_crosscoder_over_a_subset_of_the_checkpoints(tmp_path, run3, store3):
             best = acts[v, :, :, f["id"]].max(1)
             expect = sorted((float(b) for b in best if b > 0), reverse=True)[:3]
             assert [w["value"] for w in f["evidence"]["top"][view]] == pytest.approx(expect, rel=1e-3)
-    attributed = [t for f in collect(RunDir(work), revs).features.values() for t in f.tasks.values()]
+    attributed = [t for f in collect(open_run(work), revs).features.values() for t in f.tasks.values()]
     assert attributed and all(len(t.ie) == 2 and len(t.ablation.delta_lpd) == 2 for t in attributed)
 
 

@@ -32,6 +32,7 @@ from crosstime.artifacts import (
 )
 from crosstime.report.dashboard import render
 from crosstime.report.evolution import TWO_PHASE_PNG, evolution_overview
+from crosstime.runs import read_scan_folder
 from crosstime.report.findings import (
     dimensionality_reading,
     direction_turn_reading,
@@ -185,7 +186,7 @@ def test_two_phase_figure_written_and_embedded_with_its_reading(tmp_path):
     evaluation = _evaluation(dimensionality=_dim([0.40, 0.21, 0.30, 0.45, 0.55]),
                              typed_emergence=_typed(IN_ORDER, COUNTS))
     missing: list[str] = []
-    evolution = evolution_overview(run, evaluation, True, missing)
+    evolution = evolution_overview(read_scan_folder(run.scan), evaluation, missing)
     assert [r.revision for r in evolution.dynamics] == [f"step{s}" for s in SCANNED]
     assert missing == ["evaluation.json: decoder.direction_turn (re-run `crosstime evaluate`): no direction-turn reading"]
     data = _data(evolution)
@@ -212,7 +213,7 @@ def test_older_run_without_phases_or_decoder_analyses(tmp_path):
     run = _write_run(tmp_path / "run", phases=False)
     evaluation = _evaluation()  # an older evaluation's decoder: none of the three keys
     missing: list[str] = []
-    evolution = evolution_overview(run, evaluation, True, missing)
+    evolution = evolution_overview(read_scan_folder(run.scan), evaluation, missing)
     assert evolution.phases is None and evolution.dimensionality is None
     assert [m.split(" ")[0] for m in missing] == ["scan/phases.json", "evaluation.json:", "evaluation.json:",
                                                  "evaluation.json:"]

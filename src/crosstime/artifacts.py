@@ -29,11 +29,13 @@ import csv
 import io
 import json
 import math
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -357,6 +359,24 @@ SIMILARITY_ARRAYS = {
     "layer": "scalar: the decoder block whose output is the site",
     "n_tokens": "scalar: token positions compared (0 when none)",
 }
+def read_similarity(path: Path) -> dict[str, np.ndarray]:
+    """``scan/similarity.npz``: ``labels [M]`` and the ``SIMILARITY_MATRICES`` ``[M, M]``."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise ArtifactError(f"{path} is not a readable .npz file ({err}); re-run `crosstime scan`") from err
+    missing = [k for k in ("labels", *SIMILARITY_MATRICES) if k not in arrays]
+    if missing:
+        raise ArtifactError(f"{path} lacks the arrays {missing} the scan writes (found {sorted(arrays)}); "
+                            "re-run `crosstime scan`")
+    n = len(arrays["labels"])
+    bad = [k for k in SIMILARITY_MATRICES if arrays[k].shape != (n, n)]
+    if bad:
+        raise ArtifactError(f"{path}: {bad} are not [{n}, {n}] like its labels; re-run `crosstime scan`")
+    return arrays
+
+
 SCAN_FIGURES = {  # what each figure shows -> its file; the similarity ones are named by SIMILARITY_MATRICES
     "accuracy": "accuracy.png",
     "cosine": "cosine.png",

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 from crosstime import stage
@@ -38,7 +39,10 @@ from crosstime.artifacts import (
     EVALUATION_FEATURES,
     REPORT_DATA,
     REPORT_HTML,
+    SCAN_ACCURACY,
+    SCAN_DYNAMICS,
     SCAN_PHASES,
+    SCAN_SIMILARITY,
     SCAN_SUGGESTION,
     AttributionSummary,
     CheckpointEvaluation,
@@ -49,6 +53,7 @@ from crosstime.artifacts import (
     RunDir,
     Suggestion,
     read_model,
+    read_similarity,
 )
 from crosstime.crosscoder import Crosscoder, check_against_store, load
 from crosstime.crosscoder.model import WEIGHTS_FILE
@@ -71,7 +76,7 @@ class EvaluationOutputs:
     """What ``crosstime evaluate`` wrote: ``evaluation.json`` and ``evaluation/features.csv``."""
 
     evaluation: Evaluation  # every number of evaluation.json
-    features: list[dict[str, Any]]  # one row per feature, EVALUATION_FEATURES' columns (lists over checkpoints)
+    features: list[dict[str, Any]] | None  # one row per feature, EVALUATION_FEATURES' columns (None: not written)
 
     @property
     def summary(self) -> EvaluationSummary:
@@ -111,7 +116,8 @@ def _read_crosscoder(run: Run, key: str | None) -> Crosscoder:
 def _read_evaluation(run: Run, key: str | None) -> EvaluationOutputs:
     numbers = read_model(Evaluation, run.dir.evaluation_file)
     revisions = [c.revision for c in numbers.checkpoints]
-    return EvaluationOutputs(numbers, EVALUATION_FEATURES.read(run.dir.evaluation, revisions))
+    there = (run.dir.evaluation / EVALUATION_FEATURES.file).is_file()  # an evaluation that stopped before it: None
+    return EvaluationOutputs(numbers, EVALUATION_FEATURES.read(run.dir.evaluation, revisions) if there else None)
 
 
 def _read_attribution(run: Run, task: str | None) -> TaskAttribution:
@@ -126,18 +132,35 @@ def _read_attribution(run: Run, task: str | None) -> TaskAttribution:
 
 @dataclass(frozen=True)
 class ScanOutputs:
-    """What ``crosstime scan`` wrote: the suggestion and the phases read; the tables, arrays and figures in
-    ``folder`` are read by their schemas (:mod:`crosstime.artifacts`, ``SCAN_*``) where they are shown."""
+    """What ``crosstime scan`` wrote in ``folder``, each file read by its schema (:mod:`crosstime.artifacts`,
+    ``SCAN_*``); None where the scan did not write it (dynamics without corpora, similarity without tokens,
+    phases before the scan wrote them). The figures stay in ``folder``."""
 
     folder: Path
-    suggestion: Suggestion
-    phases: Phases | None  # None: written before the scan wrote phases.json
+    suggestion: Suggestion | None
+    phases: Phases | None
+    accuracy: list[dict[str, Any]] | None  # SCAN_ACCURACY's rows
+    dynamics: list[dict[str, Any]] | None  # SCAN_DYNAMICS' rows
+    similarity: dict[str, np.ndarray] | None  # similarity.npz: labels [M] and SIMILARITY_MATRICES [M, M]
+
+
+def read_scan_folder(folder: Path) -> ScanOutputs:
+    """Every file of a scan folder that is there, read and checked by its schema."""
+    def there(name: str) -> bool:
+        return (folder / name).is_file()
+
+    return ScanOutputs(
+        folder,
+        read_model(Suggestion, folder / SCAN_SUGGESTION) if there(SCAN_SUGGESTION) else None,
+        read_model(Phases, folder / SCAN_PHASES) if there(SCAN_PHASES) else None,
+        SCAN_ACCURACY.read(folder, []) if there(SCAN_ACCURACY.file) else None,
+        SCAN_DYNAMICS.read(folder, []) if there(SCAN_DYNAMICS.file) else None,
+        read_similarity(folder / SCAN_SIMILARITY) if there(SCAN_SIMILARITY) else None,
+    )
 
 
 def _read_scan(run: Run, key: str | None) -> ScanOutputs:
-    folder = run.dir.scan
-    phases = read_model(Phases, folder / SCAN_PHASES) if (folder / SCAN_PHASES).is_file() else None
-    return ScanOutputs(folder, read_model(Suggestion, folder / SCAN_SUGGESTION), phases)
+    return read_scan_folder(run.dir.scan)
 
 
 def _read_report(run: Run, key: str | None) -> ReportData:
@@ -186,11 +209,16 @@ class Run:
         return f"Run({str(self.root)!r}, finished: {', '.join(self.finished()) or 'nothing yet'})"
 
     def has(self, artifact: Artifact, key: str | None = None) -> bool:
-        """Whether ``artifact`` may be read here: a finished stage vouches for it, or it vouches for itself
-        and its marker exists (its files are not checked yet)."""
+        """Whether ``artifact`` may be read here: a finished stage vouches for it (and, for an artifact without
+        checksummed files, its marker is still there), or it vouches for itself and its marker exists (its
+        files are not checked yet: :meth:`require` does)."""
+        there = artifact.marker_path(self.dir, key).is_file()
         if artifact.self_verifying:  # its own files say whether it is whole, a record or not
-            return artifact.marker_path(self.dir, key).is_file()
-        return stage.record_of(stage.read_records(self.dir), artifact.ident(key)) is not None
+            return there
+        vouched = stage.record_of(stage.read_records(self.dir), artifact.ident(key)) is not None
+        # checksummed files that are gone are an error when read (verify_outputs); without checksums, the
+        # marker is all that says the files are still there
+        return vouched and (bool(artifact.checksummed) or there)
 
     def record(self, artifact: Artifact, key: str | None = None) -> dict[str, Any] | None:
         """The recorded settings of the finished stage that wrote ``artifact`` (None: none did)."""

@@ -84,7 +84,7 @@ def export_annotations(run: RunDir | str | Path, path: str | Path, n_features: i
     else:
         from crosstime.report.dashboard import collect, rank_features
 
-        base = collect(run)
+        base = collect(open_run(run.root))
         ck = base.revisions
         task = (base.tasks or [None])[0]
         listed = [(base.features[i], None) for i in rank_features(base.features, base.tasks)[:n_features]]

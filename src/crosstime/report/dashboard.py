@@ -38,29 +38,24 @@ import json
 import math
 import re
 import shutil
-import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic.fields import FieldInfo
 
-from crosstime import stage
 from crosstime.artifacts import (
     ABLATION_METRICS,
     ATTRIBUTION_ABLATION,
     ATTRIBUTION_CONFUSION,
     ATTRIBUTION_FEATURES,
-    ATTRIBUTION_JOINT,
     ATTRIBUTION_SUMMARY,
     EVALUATION_COLUMNS,
     EVALUATION_FEATURES,
     SCAN_ACCURACY,
     SCAN_DYNAMICS,
     SCAN_SIMILARITY,
-    SCAN_SUGGESTION,
     SIMILARITY_MATRICES,
     TASK_CHECKPOINT_COLUMNS,
     TASK_SCALAR_COLUMNS,
@@ -88,18 +83,18 @@ from crosstime.artifacts import (
     JointRow,
     Overview,
     ReportEmergence,
-    RunDir,
     SimilarityMatrix,
     Suggestion,
     TaskEntry,
     ValueRow,
     ValuesRow,
-    read_model,
 )
 from crosstime.crosscoder import VARIANTS, CrosscoderConfig, TrainSettings
 from crosstime.crosscoder.settings import EXECUTION_FIELDS
 from crosstime.files import write_text
+from crosstime.stage import Artifact
 from crosstime.report.evolution import evolution_overview
+from crosstime.runs import ATTRIBUTION, EVALUATION, SCAN, Run, ScanOutputs, TaskAttribution
 from crosstime.series import format_tokens
 
 MAX_PNG_BYTES = 3 * 2**20
@@ -178,24 +173,6 @@ def _json_float(v: Any) -> float | None:
 # ---------------------------------------------------------------------------------------
 # scan/
 # ---------------------------------------------------------------------------------------
-def read_similarity(path: Path) -> dict[str, np.ndarray]:
-    """``scan/similarity.npz``: ``labels [M]`` and the ``SIMILARITY_MATRICES`` ``[M, M]``."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise ArtifactError(f"{path} is not a readable .npz file ({err}); re-run `crosstime scan`") from err
-    missing = [k for k in ("labels", *SIMILARITY_MATRICES) if k not in arrays]
-    if missing:
-        raise ArtifactError(f"{path} lacks the arrays {missing} the scan writes (found {sorted(arrays)}); "
-                            "re-run `crosstime scan`")
-    n = len(arrays["labels"])
-    bad = [k for k in SIMILARITY_MATRICES if arrays[k].shape != (n, n)]
-    if bad:
-        raise ArtifactError(f"{path}: {bad} are not [{n}, {n}] like its labels; re-run `crosstime scan`")
-    return arrays
-
-
 def _accuracy(rows: list[dict]) -> dict[str, list[AccuracyPoint]]:
     out: dict[str, list[AccuracyPoint]] = {}
     for row in rows:
@@ -222,16 +199,17 @@ def _dynamics(rows: list[dict]) -> DynamicsPanel:
     return DynamicsPanel(series=series, ticks=ticks, xlabel="tokens seen (log)")
 
 
-def finished_stage(run: RunDir, key: str, folder: Path, missing: list[str]) -> bool:
-    """Whether stage ``key``'s outputs may be read: it finished (its record is in config.yaml) and
-    its files are as it wrote them (checked against the recorded checksums: a changed file is an
-    :class:`ArtifactError`). Outputs without a record (a stage killed half-way) are not read; said
-    in ``missing``."""
-    if stage.verify_outputs(run, key):
+def readable(run: Run, artifact: Artifact, missing: list[str], key: str | None = None) -> bool:
+    """Whether ``artifact`` may be read: a finished stage wrote it and its files are as it wrote them
+    (checked against the recorded checksums: a changed file is an :class:`ArtifactError`). Files without a
+    record (a stage killed half-way) are not read; said in ``missing``."""
+    if run.has(artifact, key):
+        run.require(artifact, key)
         return True
+    folder = artifact.where(run.dir, key)
     if folder.exists():
-        missing.append(f"{folder.relative_to(run.root)}: `crosstime {key.split('/')[0]}` did not finish there (no "
-                       f"record in {run.config_file.name}), so its files are not shown; re-run it")
+        missing.append(f"{folder.relative_to(run.root)}: `crosstime {artifact.writer}` did not finish there (no "
+                       f"record in {run.dir.config_file.name}), so its files are not shown; re-run it")
     return False
 
 
@@ -246,35 +224,32 @@ class ScanPanels:
     figures: list[Figure] = field(default_factory=list)
 
 
-def scan_overview(run: RunDir) -> tuple[ScanPanels, list[str]]:
-    """Accuracy curves, similarity matrices, the suggestion and the dynamics of ``scan/``."""
+def scan_overview(run: Run) -> tuple[ScanPanels, ScanOutputs | None, list[str]]:
+    """Accuracy curves, similarity matrices, the suggestion and the dynamics of ``scan/`` (and what was read)."""
     out = ScanPanels()
     missing: list[str] = []
-    if not finished_stage(run, "scan", run.scan, missing):
+    if not readable(run, SCAN, missing):
         missing.append("scan/ (run `crosstime scan`)")
-        return out, missing
-    if (run.scan / SCAN_ACCURACY.file).is_file():
-        out.accuracy = _accuracy(SCAN_ACCURACY.read(run.scan, []))
+        return out, None, missing
+    scan = run.read(SCAN)
+    if scan.accuracy is not None:
+        out.accuracy = _accuracy(scan.accuracy)
     else:
         missing.append(f"scan/{SCAN_ACCURACY.file} (run `crosstime scan`)")
-    if (run.scan / SCAN_SIMILARITY).is_file():
-        arrays = read_similarity(run.scan / SCAN_SIMILARITY)
-        labels = [str(x) for x in arrays["labels"].tolist()]
-        out.similarity = [SimilarityMatrix(name=k, labels=labels, matrix=[[_json_float(v) for v in row]
-                                                                          for row in arrays[k].astype(float).tolist()])
+    if scan.similarity is not None:
+        labels = [str(x) for x in scan.similarity["labels"].tolist()]
+        out.similarity = [SimilarityMatrix(name=k, labels=labels, matrix=[[_json_float(v) for v in row] for row in
+                                                                          scan.similarity[k].astype(float).tolist()])
                           for k in SIMILARITY_MATRICES]
     else:
         missing.append(f"scan/{SCAN_SIMILARITY}")
-    if (run.scan / SCAN_SUGGESTION).is_file():
-        out.suggestion = read_model(Suggestion, run.scan / SCAN_SUGGESTION)
-    else:
-        missing.append(f"scan/{SCAN_SUGGESTION}")
-    if (run.scan / SCAN_DYNAMICS.file).is_file():
-        out.dynamics = _dynamics(SCAN_DYNAMICS.read(run.scan, []))
+    out.suggestion = scan.suggestion  # the scan's marker: there whenever the scan is readable
+    if scan.dynamics is not None:
+        out.dynamics = _dynamics(scan.dynamics)
     else:
         missing.append(f"scan/{SCAN_DYNAMICS.file}")
-    out.figures = _figures(run.scan, "scan")
-    return out, missing
+    out.figures = _figures(run.dir.scan, "scan")
+    return out, scan, missing
 
 
 # ---------------------------------------------------------------------------------------
@@ -294,9 +269,8 @@ def evaluation_table(evaluation: Evaluation) -> EvaluationTable:
     return EvaluationTable(checkpoints=[r["revision"] for r in records], rows=rows, overall=overall)
 
 
-def evaluation_features(run: RunDir, revisions: list[str]) -> dict[int, FeatureTables]:
-    """``evaluation/features.csv`` as ``{feature: its columns}`` (``EVALUATION_COLUMNS``; no task yet)."""
-    rows = EVALUATION_FEATURES.read(run.evaluation, revisions)
+def evaluation_features(rows: list[dict]) -> dict[int, FeatureTables]:
+    """``evaluation/features.csv``'s rows as ``{feature: its columns}`` (``EVALUATION_COLUMNS``; no task yet)."""
     return {row["feature"]: FeatureTables(id=row["feature"], **{c: row[c] for c in EVALUATION_COLUMNS}, tasks={})
             for row in rows}
 
@@ -391,28 +365,26 @@ def attribution_overview(folder: Path, summary: AttributionSummary) -> Attributi
     return info
 
 
-def read_attribution(run: RunDir, task: str, revisions: list[str],
+def read_attribution(att: TaskAttribution, revisions: list[str],
                      features: dict[int, FeatureTables]) -> tuple[AttributionOverview, AblationTable | None]:
     """One task's attribution: per-feature values into ``features[i].tasks[task]``; returns its overview and
     its ablation table (None without ablation.csv)."""
-    folder = run.attribution(task)
-    summary = read_model(AttributionSummary, folder / ATTRIBUTION_SUMMARY)
+    task, folder, summary = att.task, att.folder, att.summary
     _check_covered(folder / ATTRIBUTION_SUMMARY, summary.revisions, revisions)
     place = _placer(summary.revisions, revisions)
-    for row in ATTRIBUTION_FEATURES.read(folder, summary.revisions):
+    for row in att.features:
         feat = features.setdefault(row["feature"], FeatureTables(id=row["feature"], tasks={}))
         entry = {c: place(row[c]) for c in TASK_CHECKPOINT_COLUMNS}
         entry.update({c: row[c] for c in TASK_SCALAR_COLUMNS})
         feat.tasks[task] = TaskEntry(**{k: v for k, v in entry.items() if v is not None})  # a value it lacks: absent
     info = attribution_overview(folder, summary)
-    if (folder / ATTRIBUTION_JOINT.file).is_file():  # joint ablation / restoration curves (written with --joint)
-        info.joint = [JointRow(**row) for row in ATTRIBUTION_JOINT.read(folder, summary.revisions)]
+    if att.joint is not None:  # joint ablation / restoration curves (written with --joint)
+        info.joint = [JointRow(**row) for row in att.joint]
     ablation = None
-    if (folder / ATTRIBUTION_ABLATION.file).is_file():
-        rows = ATTRIBUTION_ABLATION.read(folder, summary.revisions)
+    if att.ablation is not None:
         ablation = AblationTable(columns=[word(c.name, c) for c in ATTRIBUTION_ABLATION.columns],
-                                 rows=[[r[c.name] for c in ATTRIBUTION_ABLATION.columns] for r in rows])
-        _attach_ablation(features, task, rows, revisions, folder / ATTRIBUTION_ABLATION.file)
+                                 rows=[[r[c.name] for c in ATTRIBUTION_ABLATION.columns] for r in att.ablation])
+        _attach_ablation(features, task, att.ablation, revisions, folder / ATTRIBUTION_ABLATION.file)
     return info, ablation
 
 
@@ -521,23 +493,21 @@ class Collected:
     missing: list[str] = field(default_factory=list)
 
 
-def _summaries(run: RunDir, missing: list[str]) -> dict[str, AttributionSummary]:
-    """The summaries of the attributions that finished (checked against their recorded checksums):
-    the tasks with a folder, and those with a record whose folder is gone (an error, not a silence)."""
-    recorded = {key.split("/", 1)[1] for key in stage.read_records(run) if key.startswith("attribute/")}
-    tasks = sorted(set(run.attribution_tasks()) | recorded)
-    return {t: read_model(AttributionSummary, run.attribution(t) / ATTRIBUTION_SUMMARY) for t in tasks
-            if finished_stage(run, f"attribute/{t}", run.attribution(t), missing)}
+def _attributions(run: Run, missing: list[str]) -> dict[str, TaskAttribution]:
+    """The attributions that finished (checked against their recorded checksums): the tasks with a record,
+    and those with a folder but no record named in ``missing``."""
+    tasks = sorted(set(run.dir.attribution_tasks()) | set(run.keys(ATTRIBUTION)))
+    return {t: run.read(ATTRIBUTION, t) for t in tasks if readable(run, ATTRIBUTION, missing, t)}
 
 
 def report_revisions(revisions: list[str] | None, evaluation: Evaluation | None,
-                     summaries: dict[str, AttributionSummary]) -> list[str]:
+                     attributions: dict[str, TaskAttribution]) -> list[str]:
     """The crosscoder's revisions: as given (the crosscoder was opened), else as the stages that used it recorded them."""
     if revisions is not None:
         return list(revisions)
     if evaluation is not None:
         return [c.revision for c in evaluation.checkpoints]
-    return list(next(iter(summaries.values())).revisions) if summaries else []
+    return list(next(iter(attributions.values())).summary.revisions) if attributions else []
 
 
 @dataclass
@@ -550,56 +520,57 @@ class EvaluationPanels:
     features: dict[int, FeatureTables]
 
 
-def _evaluation(run: RunDir, evaluation: Evaluation, revisions: list[str], missing: list[str]) -> EvaluationPanels:
+def _evaluation(run: Run, revisions: list[str], missing: list[str]) -> EvaluationPanels:
     """``evaluation.json`` as tables and ``evaluation/features.csv`` as features."""
+    evaluation, rows = run.evaluation.evaluation, run.evaluation.features
     covered = [c.revision for c in evaluation.checkpoints]
     if covered != revisions:
-        raise ArtifactError(f"{run.evaluation_file} evaluates checkpoints {covered}, but the run's crosscoder has "
+        raise ArtifactError(f"{run.dir.evaluation_file} evaluates checkpoints {covered}, but the run's crosscoder has "
                             f"{revisions}: it was computed for another crosscoder; re-run `crosstime evaluate`")
     # what evaluation/emergence.png draws (live features by onset), for the findings and the panel
     emergence = ReportEmergence(**dict(evaluation.decoder.emergence),
                                 presence_fraction=evaluation.decoder.presence_fraction)
     panels = EvaluationPanels(evaluation_table(evaluation), emergence, [], {})
-    if not (run.evaluation / EVALUATION_FEATURES.file).is_file():
+    if rows is None:
         missing.append(f"evaluation/{EVALUATION_FEATURES.file}: no RelDec classes or onsets")
         return panels
-    panels.figures = _figures(run.evaluation, "evaluation")
-    panels.features = evaluation_features(run, revisions)
+    panels.figures = _figures(run.dir.evaluation, "evaluation")
+    panels.features = evaluation_features(rows)
     return panels
 
 
-def collect(run: RunDir, revisions: list[str] | None = None) -> Collected:
-    """Everything but the feature evidence (see the module docstring).
+def collect(run: Run, revisions: list[str] | None = None) -> Collected:
+    """Everything but the feature evidence (see the module docstring), read through the run reader.
 
     ``revisions``: the crosscoder's, when the caller opened it; ``None`` takes them from the stages' records.
     """
     checked: list[str] = []
-    evaluated = finished_stage(run, "evaluate", run.evaluation_file, checked)
-    evaluation = read_model(Evaluation, run.evaluation_file) if evaluated else None
-    summaries = _summaries(run, checked)
-    revisions = report_revisions(revisions, evaluation, summaries)
-    scan, missing = scan_overview(run)
+    evaluation = run.evaluation.evaluation if readable(run, EVALUATION, checked) else None
+    attributions = _attributions(run, checked)
+    revisions = report_revisions(revisions, evaluation, attributions)
+    panels_scan, scan, missing = scan_overview(run)
     missing += checked
-    panels = _evaluation(run, evaluation, revisions, missing) if evaluation is not None else None
+    panels = _evaluation(run, revisions, missing) if evaluation is not None else None
     if evaluation is None:
-        missing.append(f"{run.evaluation_file.name} (run `crosstime evaluate`)")
+        missing.append(f"{run.dir.evaluation_file.name} (run `crosstime evaluate`)")
     features = panels.features if panels is not None else {}
-    figures = scan.figures + (panels.figures if panels is not None else [])
-    tasks = sorted(summaries)
+    figures = panels_scan.figures + (panels.figures if panels is not None else [])
+    tasks = sorted(attributions)
     if not tasks:
         missing.append(f"attribution/TASK/{ATTRIBUTION_FEATURES.file} (run `crosstime attribute`): no IE or RelIE")
     ablation, attribution = {}, {}
     for task in tasks:
-        attribution[task], table = read_attribution(run, task, revisions, features)
+        attribution[task], table = read_attribution(attributions[task], revisions, features)
         if table is not None:
             ablation[task] = table
-        figures += _figures(run.attribution(task), f"attribution/{task}")
+        figures += _figures(attributions[task].folder, f"attribution/{task}")
     distributions, counts = _distributions(features, tasks, len(revisions))
-    # the second paper's analyses (Evolution panel): scanned = the scan finished and wrote its dynamics
-    evolution = evolution_overview(run, evaluation, scan.dynamics is not None, missing)
-    overview = Overview(accuracy=scan.accuracy, similarity=scan.similarity, suggestion=scan.suggestion,
-                        dynamics=scan.dynamics, figures=figures, ablation=ablation, attribution=attribution,
-                        distributions=distributions, class_counts=counts, evolution=evolution)
+    # the second paper's analyses (Evolution panel), from what the scan wrote
+    evolution = evolution_overview(scan, evaluation, missing)
+    overview = Overview(accuracy=panels_scan.accuracy, similarity=panels_scan.similarity,
+                        suggestion=panels_scan.suggestion, dynamics=panels_scan.dynamics, figures=figures,
+                        ablation=ablation, attribution=attribution, distributions=distributions, class_counts=counts,
+                        evolution=evolution)
     if panels is not None:  # absent without an evaluation
         overview.evaluation, overview.emergence = panels.table, panels.emergence
     return Collected(revisions, evaluation, overview, tasks, features, missing)

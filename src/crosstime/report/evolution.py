@@ -1,7 +1,7 @@
 """The second paper's figures in the report: the two-phase figure, and what the dashboard's
 "Evolution" panel reads (the direction turn, feature dimensionality, typed emergence, the phases).
 
-    overview.evolution = evolution_overview(run, evaluation, scanned, missing)
+    overview.evolution = evolution_overview(scan, evaluation, missing)
     two_phase_figure(overview.evolution, run.report / TWO_PHASE_PNG)
 
 ``overview.evolution`` (:class:`~crosstime.artifacts.Evolution`): ``checkpoints`` (the crosscoder's:
@@ -23,8 +23,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from crosstime.artifacts import (
+    EVALUATION_FILE,
     EVOLUTION_DYNAMICS,
-    SCAN_DYNAMICS,
     SCAN_PHASES,
     Evaluation,
     Evolution,
@@ -32,10 +32,9 @@ from crosstime.artifacts import (
     EvolutionDynamics,
     Figure,
     Phases,
-    RunDir,
-    read_model,
 )
 from crosstime.files import atomic_path
+from crosstime.runs import ScanOutputs
 from crosstime.series import format_tokens, log_x, token_floor
 
 TWO_PHASE_PNG = "two_phase.png"
@@ -54,15 +53,14 @@ EVOLUTION_FIGURES = {
 }
 
 
-def evolution_overview(run: RunDir, evaluation: Evaluation | None, scanned: bool, missing: list[str]) -> Evolution:
-    """What the Evolution panel and the two-phase figure read (see the module docstring). ``scanned``:
-    the scan finished and wrote dynamics.csv (else the scan's absence is already in ``missing``)."""
+def evolution_overview(scan: ScanOutputs | None, evaluation: Evaluation | None, missing: list[str]) -> Evolution:
+    """What the Evolution panel and the two-phase figure read (see the module docstring). ``scan``: what the
+    scan wrote, None where it did not finish (its absence is already in ``missing``)."""
     dynamics, phases = None, None
-    if scanned:
-        dynamics = [EvolutionDynamics(**{k: r[k] for k in EVOLUTION_DYNAMICS}) for r in SCAN_DYNAMICS.read(run.scan, [])]
-        if (run.scan / SCAN_PHASES).is_file():
-            phases = read_model(Phases, run.scan / SCAN_PHASES)
-        else:
+    if scan is not None and scan.dynamics is not None:
+        dynamics = [EvolutionDynamics(**{k: r[k] for k in EVOLUTION_DYNAMICS}) for r in scan.dynamics]
+        phases = scan.phases
+        if phases is None:
             missing.append(f"scan/{SCAN_PHASES} (re-run `crosstime scan`): no phase marks in "
                            f"report/{TWO_PHASE_PNG}, no phase order to compare the feature types' emergence with")
     if evaluation is None:
@@ -77,7 +75,7 @@ def evolution_overview(run: RunDir, evaluation: Evaluation | None, scanned: bool
              "typed_emergence": out.typed_emergence}
     for key, cost in DECODER_KEYS.items():
         if found[key] is None:  # an evaluation from before the analysis existed
-            missing.append(f"{run.evaluation_file.name}: decoder.{key} (re-run `crosstime evaluate`): {cost}")
+            missing.append(f"{EVALUATION_FILE}: decoder.{key} (re-run `crosstime evaluate`): {cost}")
     return out
 
 

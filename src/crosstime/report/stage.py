@@ -228,7 +228,7 @@ def check_inputs(config: ReportConfig, opened: Run) -> Inputs:
         raise ReportError(f"run directory {run.root} does not exist; run the pipeline first (e.g. `crosstime demo`)")
     missing: list[str] = []
     store, model = open_store_and_model(opened, missing)
-    base = collect(run, model.revisions if model is not None else None)
+    base = collect(opened, model.revisions if model is not None else None)
     checkpoints = report_checkpoints(base.revisions, store, base)
     chosen = choose_features(config, base, model)
     series, tokenizer = None, None
