@@ -1,9 +1,11 @@
-"""The ``crosstime`` command line: one command per pipeline stage, built from the stage's config.
+"""The ``crosstime`` command line: every command is built from a config (:func:`config_command`).
 
-Every option of a stage command is a field of its config (name, help text, default: one
-place, the config), so the command line and the Python API cannot drift apart. Values reach
-the config as typed (``--lr 1e-3``, ``--tokens 400M``, ``--revisions a,b``) and the config
-validates them.
+A pipeline stage's command comes from its declaration (:mod:`crosstime.stage`); every other
+command (``series``, ``annotate``, ``serve``, ``export``, ``push``, ``toy build``, ``tasks make``)
+from a small config of its own. Every option is a field of the config (name, help text,
+default, bounds: one place, the config), so the command line and the Python API cannot drift
+apart. Values reach the config as typed (``--lr 1e-3``, ``--tokens 400M``, ``--revisions a,b``)
+and the config validates them.
 
 One error path (:func:`one_line_errors`, around every command, and the app's group for
 usage errors): an expected failure is one line on stderr, ``error: …``, naming the file or
@@ -31,14 +33,25 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 from typer.core import TyperArgument, TyperGroup
 
 import crosstime.stages  # noqa: F401  (registers the built-in stages: their commands come from their declarations)
 from crosstime import __version__
+from crosstime.demo import DemoConfig, DemoResult, demo
 from crosstime.errors import CrosstimeError
+from crosstime.files import write_text
+from crosstime.interop.exporting import ExportConfig, PushConfig, export_run, push_run
+from crosstime.probes import PROBE_KINDS, make_probe_rows, rows_jsonl
+from crosstime.report import export_annotations, import_annotations
+from crosstime.report.serve import ServeConfig, serve
+from crosstime.series import SERIES_FILE, CheckpointSeries, SeriesConfig, open_series
 from crosstime.stage import STAGES, Stage
+from crosstime.toy import ToyConfig, build_toy_world, read_build
 
 # click's exceptions, as the typer installed uses them (typer ≥ 0.17 carries its own copy of click)
 _CLICK = sys.modules[typer.BadParameter.__module__]
@@ -325,21 +338,28 @@ def _option_metavar(name: str, field: FieldInfo, option: str | None) -> str:
     return name.upper() if option is not None else _metavar(field.annotation)
 
 
-def _default_text(field: FieldInfo) -> str:
+def _default_text(field: FieldInfo, flag: str) -> str:
+    """`` [default: …]``: a list's items (``a, b``), a switch's flag (``progress``, ``no-force``)."""
     if field.is_required():
         return ""
     value = field.get_default(call_default_factory=True)
     if value is None:
         return ""
     if isinstance(value, (list, tuple)):
-        value = ",".join(map(str, value)) or "none"
-    return f" [default: {value}]"
+        value = ", ".join(map(str, value)) or "none"  # spaces: a long list wraps
+    elif isinstance(value, bool):
+        value = flag if value else f"no-{flag}"
+    return " " + escape(f"[default: {value}]")  # escaped: help text is rich markup, where [default: …] is a tag
 
 
-def _parameter(name: str, field: FieldInfo, positional: bool, option: str | None = None) -> inspect.Parameter:
+def _parameter(name: str, field: FieldInfo, positional: bool, option: str | None = None,
+               metavar: str | None = None) -> inspect.Parameter:
+    """The command parameter of setting ``name``: an argument (``positional``) or an option, named
+    ``--option`` when given (else ``--name``), showing ``metavar`` when given (else one from its type)."""
     bare = _bare(field.annotation)
-    help_text = (field.description or "") + _default_text(field)
     flag = (option or name).replace("_", "-")
+    listed = " (comma-separated or repeated)" if typing.get_origin(bare) in (list, tuple) else ""
+    help_text = (field.description or "") + listed + _default_text(field, flag)
     if positional:
         default = typer.Argument(None if not field.is_required() else ..., help=help_text, metavar=name.upper(),
                                  show_default=False)
@@ -350,12 +370,12 @@ def _parameter(name: str, field: FieldInfo, positional: bool, option: str | None
                                                           show_default=False)
     elif typing.get_origin(bare) in (list, tuple):
         annotation = Optional[list[str]]
-        option = typer.Option(None, f"--{flag}", help=help_text + " (comma-separated or repeated)",
-                              metavar=_metavar(bare), show_default=False)
+        option = typer.Option(None, f"--{flag}", help=help_text, metavar=metavar or _metavar(bare),
+                              show_default=False)
     else:
         annotation = Optional[str]
         option = typer.Option(None if not field.is_required() else ..., f"--{flag}", help=help_text,
-                              metavar=_option_metavar(name, field, option), show_default=False)
+                              metavar=metavar or _option_metavar(name, field, option), show_default=False)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=option)
 
 
@@ -384,11 +404,15 @@ def _values(config_cls: type[BaseModel], given: dict[str, Any]) -> dict[str, Any
     return values
 
 
-def stage_command(name: str, config_cls: type[BaseModel], run: Callable[[Any], Any],
-                  show: Callable[[Any, Any], None], positional: Sequence[str] = ("run",), help: str | None = None,
-                  typer_app: typer.Typer = app, options: dict[str, str] | None = None) -> None:
-    """Add command ``name``: options from ``config_cls``'s fields (``options`` renames some), then
-    ``show(run(config), config)``."""
+def config_command(name: str, config_cls: type[BaseModel], run: Callable[[Any], Any],
+                   show: Callable[[Any, Any], None], positional: Sequence[str] = ("run",), help: str | None = None,
+                   typer_app: typer.Typer = app, options: dict[str, str] | None = None,
+                   metavars: dict[str, str] | None = None, rerun: str = STAGE_RERUN,
+                   interrupted: str = STAGE_INTERRUPTED) -> None:
+    """Add command ``name`` to ``typer_app``: ``positional`` settings of ``config_cls`` are its
+    arguments, the other fields its options (``options`` renames some, ``metavars`` sets what
+    some show); it runs ``show(run(config), config)`` inside :func:`one_line_errors` with
+    ``rerun`` and ``interrupted`` (what a full disk and an interrupt leave behind)."""
     fields = _fields(config_cls)
     names = [n for n, _, _ in fields]
     clash = {n for n in names if names.count(n) > 1}
@@ -396,12 +420,12 @@ def stage_command(name: str, config_cls: type[BaseModel], run: Callable[[Any], A
         raise TypeError(f"{config_cls.__name__}: settings {sorted(clash)} appear twice once nested models are flattened")
     order = [*positional, *(n for n in names if n not in positional)]
     by_name = {n: f for n, _, f in fields}
-    renamed = options or {}
-    params = [_parameter(n, by_name[n], n in positional, renamed.get(n)) for n in order]
+    renamed, shown = options or {}, metavars or {}
+    params = [_parameter(n, by_name[n], n in positional, renamed.get(n), shown.get(n)) for n in order]
 
     def command(**given: Any) -> None:
         inputs = [p for value in given.values() for p in _given_paths(value)]
-        with one_line_errors(inputs):
+        with one_line_errors(inputs, rerun=rerun, interrupted=interrupted):
             config = config_cls(**_values(config_cls, given))
             result = run(config)
             show(result, config)
@@ -423,142 +447,105 @@ def stage_commands() -> list:
         made = _STAGE_COMMANDS.get(declared.name)
         if made is None or made[0] is not declared:
             scratch = typer.Typer()
-            stage_command(declared.name, declared.config, declared.work, declared.show,
-                          positional=declared.positional, help=declared.help, options=declared.options,
-                          typer_app=scratch)
+            config_command(declared.name, declared.config, declared.work, declared.show,
+                           positional=declared.positional, help=declared.help, options=declared.options,
+                           typer_app=scratch)
             made = _STAGE_COMMANDS[declared.name] = (declared, scratch.registered_commands)
         out += made[1]
     return out
 
 
 # -- commands that are not stages -----------------------------------------------------------------
-
-def series(
-    source: str = typer.Argument(..., help="A local series folder or a Hugging Face repo id."),
-    revisions: Optional[list[str]] = typer.Option(None, "--revisions", metavar="A,B",
-                                                  help="Revision names (comma-separated or repeated); needed for OLMo."),
-    tokens_per_step: Optional[int] = typer.Option(None, "--tokens-per-step", metavar="N", min=1,
-                                                  help="Label an unknown family's steps by tokens."),
-) -> None:
-    """List the checkpoints of a series: revision, step, tokens seen."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from crosstime.series import open_series
-
-    names = [r for item in revisions or [] for r in item.split(",") if r] or None
-    with one_line_errors([source]):
-        s = open_series(source, revisions=names, tokens_per_step=tokens_per_step)
-    table = Table(title=f"{s.source} ({s.family}, {len(s)} checkpoints)")
-    for col in ("revision", "step", "tokens", "label"):
-        table.add_column(col, justify="right" if col != "revision" else "left")
-    for c in s:
-        table.add_row(c.revision, str(c.step), str(c.tokens), c.label)
-    Console().print(table)
-
-
-def annotate(
-    run: Path = typer.Argument(..., help="Run directory."),
-    export: Optional[Path] = typer.Option(None, "--export", metavar="PATH",
-                                          help="Write the reported features to this CSV (fill in `description`)."),
-    import_: Optional[Path] = typer.Option(None, "--import", metavar="PATH",
-                                           help="Read descriptions from this CSV into the run and its dashboard."),
-    n_features: int = typer.Option(100, "--n-features", metavar="N", min=1,
-                                   help="Features to export when the run has no report yet."),
-) -> None:
-    """Export reported features for annotation, or import the annotated CSV back."""
-    from crosstime.report import export_annotations, import_annotations
-
-    if (export is None) == (import_ is None):
-        raise _fail("give exactly one of --export FILE or --import FILE")
-    with one_line_errors(_given_paths([run, export, import_]), rerun="free space and re-run the same command",
-                         interrupted="interrupted; re-run the same command"):
-        if export is not None:
-            path = export_annotations(run, export, n_features=n_features)
-            typer.echo(f"wrote {path}: fill in the `description` column, then `crosstime annotate {run} --import {path}`")
-        else:
-            merged = import_annotations(run, import_)
-            typer.echo(f"imported {import_}: {len(merged)} annotated features in {Path(run) / 'report' / 'annotations.json'}")
-
-
-def serve(
-    run: Path = typer.Argument(..., help="Run directory with a report (crosstime report RUN)."),
-    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port on 127.0.0.1 (0: any free one)."),
-) -> None:
-    """Serve RUN's dashboard on http://127.0.0.1:PORT/ (a large report loads its features as you open them)."""
-    from crosstime.report.serve import serve as serve_report
-
-    with one_line_errors(_given_paths([run])):
-        serve_report(run, port)
-
-
-def _listed(values: Optional[list[str]]) -> Optional[list[str]]:
-    """Comma-separated or repeated option values as one list (None when not given)."""
-    return [part.strip() for item in values for part in item.split(",") if part.strip()] if values else None
-
+# Each is a config (its options), the work it drives and what it prints. A config that is the
+# settings of one library function lives beside it (SeriesConfig, ServeConfig, ExportConfig,
+# PushConfig); one that is only the command's (what to write where, a choice between two
+# functions) lives here.
 
 _INTEROP_RERUN = "nothing was kept; free space and re-run the same command"
 _INTEROP_INTERRUPTED = "interrupted; nothing was kept: re-run the same command"
 
 
-def export(
-    run: Path = typer.Argument(..., help="Run directory (its crosscoder, and for neuronpedia its report)."),
-    format: str = typer.Option(..., "--format", metavar="FORMAT",
-                               help="cct, dictionary-learning, hub, llamascopium, neuronpedia or saelens."),
-    out: Path = typer.Option(..., "--out", metavar="DIR", help="Folder to write (must not exist or be empty)."),
-    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
-) -> None:
-    """Export RUN's crosscoder for other tools: another codebase's files, a Hub folder, or Neuronpedia JSONL."""
-    from crosstime.interop import export_run
-
-    with one_line_errors(_given_paths([run, out]), rerun=_INTEROP_RERUN, interrupted=_INTEROP_INTERRUPTED):
-        written = export_run(run, format, out, force=force)
-    typer.echo(f"wrote {out} ({format}): {', '.join(str(p.relative_to(out)) for p in written)}")
+def _shown_by_the_work(result: Any, config: Any) -> None:
+    """A command whose work prints as it goes (``serve``) prints nothing after it."""
 
 
-def push(
-    run: Path = typer.Argument(..., help="Run directory."),
-    repo_id: str = typer.Argument(..., metavar="REPO_ID", help="Hugging Face repo id, owner/name."),
-    private: bool = typer.Option(False, "--private", help="Create the repo private."),
-) -> None:
-    """Upload RUN's crosscoder as a Hub folder (weights, config, model card, index.json) to REPO_ID."""
-    from crosstime.interop import push_run
+def _show_series(series: CheckpointSeries, config: SeriesConfig) -> None:
+    table = Table(title=f"{series.source} ({series.family}, {len(series)} checkpoints)")
+    for col in ("revision", "step", "tokens", "label"):
+        table.add_column(col, justify="right" if col != "revision" else "left")
+    for c in series:
+        table.add_row(c.revision, str(c.step), str(c.tokens), c.label)
+    Console().print(table)
 
-    with one_line_errors(_given_paths([run]), rerun=_INTEROP_RERUN, interrupted=_INTEROP_INTERRUPTED):
-        url = push_run(run, repo_id, private=private)
-    typer.echo(f"pushed {run} to {url}")
+
+class AnnotateConfig(BaseModel):
+    """``crosstime annotate``: export the reported features for annotation, or import the annotated CSV."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: Path = Field(description="Run directory.")
+    export: Path | None = Field(None, description="Write the reported features to this CSV (fill in `description`).")
+    import_: Path | None = Field(None, description="Read descriptions from this CSV into the run and its dashboard.")
+    n_features: int = Field(100, ge=1, description="Features to export when the run has no report yet.")
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> AnnotateConfig:
+        if (self.export is None) == (self.import_ is None):
+            raise ValueError("give exactly one of --export FILE or --import FILE")
+        return self
+
+
+def _annotate(config: AnnotateConfig) -> Path | dict[int, dict[str, Any]]:
+    """The CSV written (``--export``), or the annotations merged into the run (``--import``)."""
+    if config.export is not None:
+        return export_annotations(config.run, config.export, n_features=config.n_features)
+    return import_annotations(config.run, config.import_)
+
+
+def _show_annotate(result: Path | dict[int, dict[str, Any]], config: AnnotateConfig) -> None:
+    if config.export is not None:
+        typer.echo(f"wrote {result}: fill in the `description` column, then "
+                   f"`crosstime annotate {config.run} --import {result}`")
+    else:
+        typer.echo(f"imported {config.import_}: {len(result)} annotated features in "
+                   f"{config.run / 'report' / 'annotations.json'}")
+
+
+def _show_push(url: str, config: PushConfig) -> None:
+    typer.echo(f"pushed {config.run} to {url}")
+
+
+def _show_export(written: list[Path], config: ExportConfig) -> None:
+    typer.echo(f"wrote {config.out} ({config.format}): {', '.join(str(p.relative_to(config.out)) for p in written)}")
 
 
 toy_app = typer.Typer(cls=_UntaggedGroup, no_args_is_help=True,
                       help="The embedded toy world: agreement grammar, copy and induction documents, minimal pairs, tiny pretrained GPT-NeoX.")
 
 
-@toy_app.command("build")
-def toy_build(
-    out: Path = typer.Option(..., "--out", metavar="PATH",
-                             help="Folder to create (a local checkpoint series plus corpus/, pairs/, build.json)."),
-    seed: int = typer.Option(0, "--seed", metavar="N",
-                             help="Seeds the grammar, pairs, weights and data order (same seed: same weights)."),
-    steps: Optional[int] = typer.Option(None, "--steps", metavar="N", help="Pretraining steps (default: ToyConfig's)."),
-    threads: Optional[int] = typer.Option(None, "--threads", metavar="N",
-                                          help="torch threads (fixed for determinism; default 1, robust on a busy "
-                                               "machine; 2 is faster on idle cores)."),
-    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-) -> None:
-    """Build the toy world: grammar corpus, minimal pairs, and a tiny GPT-NeoX pretrained at Pythia-style steps."""
-    from crosstime.toy import ToyConfig, build_toy_world, read_build
+class ToyBuildConfig(BaseModel):
+    """``crosstime toy build``: where to build the toy world, and the :class:`~crosstime.toy.ToyConfig` settings it exposes."""
 
-    # given values go to the config as given (0 too): it refuses what it cannot use
-    settings = {"seed": seed, **({"steps": steps} if steps is not None else {}),
-                **({"threads": threads} if threads is not None else {})}
-    removed = "the unfinished build was removed"
-    with one_line_errors([str(out)], rerun=f"{removed}; free space and re-run the same command",
-                         interrupted=f"interrupted; {removed}: re-run the same command"):
-        config = ToyConfig(**settings)
-        if out.exists() and not force:
-            raise _fail(f"{out} already exists; choose another --out or pass --force")
-        root = build_toy_world(out, config, progress=progress, overwrite=force)
+    model_config = ConfigDict(extra="forbid")
+
+    out: Path = Field(description="Folder to create (a local checkpoint series plus corpus/, pairs/, build.json).")
+    seed: int = Field(0, description="Seeds the grammar, pairs, weights and data order (same seed: same weights).")
+    steps: int | None = Field(None, description="Pretraining steps (default: ToyConfig's).")
+    threads: int | None = Field(None, description="torch threads (fixed for determinism; default 1, robust on a "
+                                                     "busy machine; 2 is faster on idle cores).")
+    force: bool = Field(False, description="Replace --out if it exists.")
+    progress: bool = Field(True, description="Show a progress bar.")
+
+
+def _toy_build(config: ToyBuildConfig) -> Path:
+    # given values go to ToyConfig as given (0 too): it refuses what it cannot use
+    toy = ToyConfig(**config.model_dump(include={"seed", "steps", "threads"}, exclude_none=True))
+    if config.out.exists() and not config.force:
+        raise _fail(f"{config.out} already exists; choose another --out or pass --force")
+    return build_toy_world(config.out, toy, progress=config.progress, overwrite=config.force)
+
+
+def _show_toy_build(root: Path, config: ToyBuildConfig) -> None:
     build = read_build(root)
     final = list(build["accuracy"])[-1]
     accs = ", ".join(f"{k} {v:.0%}" for k, v in build["accuracy"][final].items())
@@ -569,13 +556,25 @@ tasks_app = typer.Typer(cls=_UntaggedGroup, no_args_is_help=True,
                         help="Probe tasks for any tokenizer: induction, previous-token copying, IOI (BLiMP-schema JSONL).")
 
 
+class TasksMakeConfig(BaseModel):
+    """``crosstime tasks make``: which probe pairs to write where, for which tokenizer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(description="induction, previous_token (copying) or ioi.")
+    out: Path = Field(description="JSONL file to write (give it to scan --tasks or attribute --task).")
+    tokenizer: str = Field("toy", description="A tokenizer folder, or a checkpoint series (its last checkpoint's "
+                                              "tokenizer; toy: the toy world's).")
+    n: int = Field(300, ge=2, description="Pairs to write (even: they come in twins).")
+    seed: int = Field(0, description="Seeds the words, names and templates drawn.")
+    force: bool = Field(False, description="Replace --out if it exists.")
+
+
 def _probe_tokenizer(source: str):
     """A tokenizer folder (loaded from disk only), else a checkpoint series' tokenizer ("toy": the toy world's)."""
-    from crosstime.series import SERIES_FILE, open_series
-
     path = Path(source).expanduser()
     if not (path / SERIES_FILE).exists() and any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # lazy: start-up time (transformers takes seconds to import)
 
         return AutoTokenizer.from_pretrained(path, local_files_only=True)
     if path.is_dir() and not (path / SERIES_FILE).exists():
@@ -584,37 +583,22 @@ def _probe_tokenizer(source: str):
     return open_series(source).load_tokenizer()
 
 
-@tasks_app.command("make")
-def tasks_make(
-    kind: str = typer.Argument(..., metavar="KIND", help="induction, previous_token (copying) or ioi."),
-    out: Path = typer.Option(..., "--out", metavar="FILE.jsonl",
-                             help="JSONL file to write (give it to scan --tasks or attribute --task)."),
-    tokenizer: str = typer.Option("toy", "--tokenizer", metavar="PATH_OR_SERIES",
-                                  help="A tokenizer folder, or a checkpoint series (its last checkpoint's tokenizer; "
-                                       "toy: the toy world's)."),
-    n: int = typer.Option(300, "--n", metavar="N", min=2, help="Pairs to write (even: they come in twins)."),
-    seed: int = typer.Option(0, "--seed", metavar="N", help="Seeds the words, names and templates drawn."),
-    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
-) -> None:
-    """Write minimal pairs that probe a mechanism, checked to be one token per answer for --tokenizer."""
-    from crosstime.files import write_text
-    from crosstime.probes import PROBE_KINDS, make_probe_rows, rows_jsonl
-
-    if kind not in PROBE_KINDS:  # before loading a tokenizer ("toy" may build the toy world)
-        raise _fail(f"unknown task kind {kind!r}; choose one of {', '.join(PROBE_KINDS)}")
-    with one_line_errors(_given_paths([out, tokenizer]), rerun="nothing was written; free space and re-run",
-                         interrupted="interrupted; nothing was written: re-run the same command"):
-        if out.exists() and not force:
-            raise _fail(f"{out} already exists; choose another --out or pass --force")
-        rows = make_probe_rows(kind, _probe_tokenizer(tokenizer), n_pairs=n, seed=seed)
-        write_text(out, rows_jsonl(rows))
-    typer.echo(f"wrote {out}: {len(rows)} {kind} pairs ({len(rows) // 2} twins) for the tokenizer of {tokenizer}")
+def _tasks_make(config: TasksMakeConfig) -> list[dict]:
+    if config.kind not in PROBE_KINDS:  # before loading a tokenizer ("toy" may build the toy world)
+        raise _fail(f"unknown task kind {config.kind!r}; choose one of {', '.join(PROBE_KINDS)}")
+    if config.out.exists() and not config.force:
+        raise _fail(f"{config.out} already exists; choose another --out or pass --force")
+    rows = make_probe_rows(config.kind, _probe_tokenizer(config.tokenizer), n_pairs=config.n, seed=config.seed)
+    write_text(config.out, rows_jsonl(rows))
+    return rows
 
 
-def _show_demo(result, config) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _show_tasks_make(rows: list[dict], config: TasksMakeConfig) -> None:
+    typer.echo(f"wrote {config.out}: {len(rows)} {config.kind} pairs ({len(rows) // 2} twins) for the tokenizer of "
+               f"{config.tokenizer}")
 
+
+def _show_demo(result: DemoResult, config: DemoConfig) -> None:
     console = Console()
     table = Table(title="time by stage")
     table.add_column("stage")
@@ -629,22 +613,41 @@ def _show_demo(result, config) -> None:
     console.print(f"\nDashboard: [bold]{result.dashboard.resolve()}[/bold]")
 
 
-def _register_demo() -> None:
-    from crosstime.demo import DemoConfig, demo
-
-    stage_command("demo", DemoConfig, demo, _show_demo,
-                  help="Run the whole pipeline on the toy world (re-running reuses finished stages).")
-
-
 # --help lists the commands in pipeline order (scan … report), then the demo, then the rest
-_register_demo()
-app.command()(series)
+config_command("demo", DemoConfig, demo, _show_demo,
+               help="Run the whole pipeline on the toy world (re-running reuses finished stages).")
+config_command("series", SeriesConfig,
+               lambda c: open_series(c.source, revisions=c.revisions or None, tokens_per_step=c.tokens_per_step),
+               _show_series, positional=("source",),
+               help="List the checkpoints of a series: revision, step, tokens seen.")
 app.add_typer(toy_app, name="toy")
 app.add_typer(tasks_app, name="tasks")
-app.command()(annotate)
-app.command()(serve)
-app.command()(export)
-app.command()(push)
+config_command("build", ToyBuildConfig, _toy_build, _show_toy_build, positional=(), typer_app=toy_app,
+               help="Build the toy world: grammar corpus, minimal pairs, and a tiny GPT-NeoX pretrained at "
+                    "Pythia-style steps.",
+               rerun="the unfinished build was removed; free space and re-run the same command",
+               interrupted="interrupted; the unfinished build was removed: re-run the same command")
+config_command("make", TasksMakeConfig, _tasks_make, _show_tasks_make, positional=("kind",), typer_app=tasks_app,
+               metavars={"out": "FILE.jsonl", "tokenizer": "PATH_OR_SERIES"},
+               help="Write minimal pairs that probe a mechanism, checked to be one token per answer for --tokenizer.",
+               rerun="nothing was written; free space and re-run",
+               interrupted="interrupted; nothing was written: re-run the same command")
+config_command("annotate", AnnotateConfig, _annotate, _show_annotate, options={"import_": "import"},
+               metavars={"import_": "PATH"},
+               help="Export reported features for annotation, or import the annotated CSV back.",
+               rerun="free space and re-run the same command", interrupted="interrupted; re-run the same command")
+config_command("serve", ServeConfig, lambda c: serve(c.run, c.port), _shown_by_the_work,
+               help="Serve RUN's dashboard on http://127.0.0.1:PORT/ (a large report loads its features as you "
+                    "open them).")
+config_command("export", ExportConfig, lambda c: export_run(c.run, c.format, c.out, force=c.force), _show_export,
+               metavars={"format": "FORMAT", "out": "DIR"},
+               help="Export RUN's crosscoder for other tools: another codebase's files, a Hub folder, or "
+                    "Neuronpedia JSONL.",
+               rerun=_INTEROP_RERUN, interrupted=_INTEROP_INTERRUPTED)
+config_command("push", PushConfig, lambda c: push_run(c.run, c.repo_id, private=c.private),
+               _show_push, positional=("run", "repo_id"),
+               help="Upload RUN's crosscoder as a Hub folder (weights, config, model card, index.json) to REPO_ID.",
+               rerun=_INTEROP_RERUN, interrupted=_INTEROP_INTERRUPTED)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

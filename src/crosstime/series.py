@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 from crosstime.errors import CrosstimeError
 from crosstime.names import UnsafeName, check_name
@@ -487,6 +488,16 @@ def _requested(revisions: list[str] | None) -> list[str] | None:
         return [check_name(r, "requested revision") for r in revisions]
     except UnsafeName as err:
         raise SeriesError(str(err)) from None
+
+
+class SeriesConfig(BaseModel):
+    """The settings of :func:`open_series` (``crosstime series``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(description="A local series folder or a Hugging Face repo id.")
+    revisions: list[str] | None = Field(None, description="Revision names; needed for OLMo")
+    tokens_per_step: int | None = Field(None, ge=1, description="Label an unknown family's steps by tokens.")
 
 
 def open_series(source: str | Path, revisions: list[str] | None = None, tokens_per_step: int | None = None) -> CheckpointSeries:

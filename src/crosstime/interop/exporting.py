@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from crosstime.artifacts import read_json
 from crosstime.crosscoder import Crosscoder
 from crosstime.crosscoder.formats import ExportInfo, get_format, known_formats
@@ -24,6 +26,27 @@ from crosstime.interop.neuronpedia import write_neuronpedia
 from crosstime.runs import ACTIVATIONS, CROSSCODER, EVALUATION, Run, open_run
 
 NEURONPEDIA = "neuronpedia"
+
+
+class ExportConfig(BaseModel):
+    """The settings of :func:`export_run` (``crosstime export``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: Path = Field(description="Run directory (its crosscoder, and for neuronpedia its report).")
+    format: str = Field(description="cct, dictionary-learning, hub, llamascopium, neuronpedia or saelens.")
+    out: Path = Field(description="Folder to write (must not exist or be empty).")
+    force: bool = Field(False, description="Replace --out if it exists.")
+
+
+class PushConfig(BaseModel):
+    """The settings of :func:`push_run` (``crosstime push``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: Path = Field(description="Run directory.")
+    repo_id: str = Field(description="Hugging Face repo id, owner/name.")
+    private: bool = Field(False, description="Create the repo private.")
 
 
 def export_formats() -> list[str]:

@@ -13,10 +13,21 @@ import functools
 import http.server
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from crosstime.artifacts import REPORT_HTML, RunDir
 from crosstime.errors import CrosstimeError
 
 HOST = "127.0.0.1"
+
+
+class ServeConfig(BaseModel):
+    """The settings of :func:`serve` (``crosstime serve``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: Path = Field(description="Run directory with a report (crosstime report RUN).")
+    port: int = Field(8000, ge=0, le=65535, description="Port on 127.0.0.1 (0: any free one).")
 
 
 class ServeError(CrosstimeError):
@@ -52,4 +63,4 @@ def serve(run: str | Path, port: int = 8000) -> None:
             print("stopped")
 
 
-__all__ = ["HOST", "ServeError", "make_server", "serve"]
+__all__ = ["HOST", "ServeConfig", "ServeError", "make_server", "serve"]
