@@ -37,6 +37,7 @@ from typer.core import TyperArgument, TyperGroup
 
 from crosstime import __version__
 from crosstime.errors import CrosstimeError
+from crosstime.interop.formats import known_formats  # the format registry, for import's and export's help
 
 # click's exceptions, as the typer installed uses them (typer ≥ 0.17 carries its own copy of click)
 _CLICK = sys.modules[typer.BadParameter.__module__]
@@ -337,10 +338,20 @@ def _fields(config_cls: type[BaseModel]) -> list[tuple[str, str | None, FieldInf
     for name, field in config_cls.model_fields.items():
         if _is_model(field.annotation):
             _NESTED.add(name)
-            out += [(sub, name, f) for sub, f in field.annotation.model_fields.items()]
+            out += [(sub, name, f) for sub, f in _model_fields(field.annotation).items()]
         else:
             out.append((name, None, field))
     return out
+
+
+def _model_fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """The fields of a nested model and of every subclass of it, each name once: a field typed by a
+    base model takes any subclass (a crosscoder variant's own settings: ``--k`` is topk's), and the
+    config refuses a setting its chosen subclass lacks. A subclass's declaration wins (its help)."""
+    fields = dict(model.model_fields)
+    for sub in model.__subclasses__():
+        fields.update(_model_fields(sub))
+    return fields
 
 
 def _values(config_cls: type[BaseModel], given: dict[str, Any]) -> dict[str, Any]:
@@ -525,12 +536,17 @@ def _listed(values: Optional[list[str]]) -> Optional[list[str]]:
     return [part.strip() for item in values for part in item.split(",") if part.strip()] if values else None
 
 
+def _alternatives(names: list[str]) -> str:
+    """``a, b or c.`` (the formats of the registry, for a help text)."""
+    return f"{', '.join(names[:-1])} or {names[-1]}." if len(names) > 1 else f"{''.join(names)}."
+
+
 _INTEROP_RERUN = "nothing was kept; free space and re-run the same command"
 _INTEROP_INTERRUPTED = "interrupted; nothing was kept: re-run the same command"
 
 
 def import_(
-    format: str = typer.Argument(..., metavar="FORMAT", help="cct, llamascopium, dictionary-learning or hub."),
+    format: str = typer.Argument(..., metavar="FORMAT", help=_alternatives(known_formats("read"))),
     path: str = typer.Argument(..., metavar="PATH",
                                help="The saved crosscoder: its file or folder (hub: also owner/name[:folder])."),
     out: Path = typer.Option(..., "--out", metavar="RUN", help="Run directory; the crosscoder goes to RUN/crosscoder."),
@@ -560,8 +576,7 @@ def import_(
 
 def export(
     run: Path = typer.Argument(..., help="Run directory (its crosscoder, and for neuronpedia its report)."),
-    format: str = typer.Option(..., "--format", metavar="FORMAT",
-                               help="cct, dictionary-learning, hub, llamascopium, neuronpedia or saelens."),
+    format: str = typer.Option(..., "--format", metavar="FORMAT", help=_alternatives(known_formats("write"))),
     out: Path = typer.Option(..., "--out", metavar="DIR", help="Folder to write (must not exist or be empty)."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
 ) -> None:

@@ -72,9 +72,9 @@ from crosstime.crosscoder.model import (
     Crosscoder,
     CrosscoderConfig,
     build,
-    variant,
 )
 from crosstime.crosscoder.recipe import StepContext, StepOutput
+from crosstime.crosscoder.registry import variant
 from crosstime.crosscoder.settings import TrainConfig, TrainSettings
 from crosstime.errors import CrosstimeError
 from crosstime.files import atomic_path, remove_stale_temps
@@ -296,8 +296,8 @@ class Trainer:
         M, d = src.n_checkpoints, src.d_model
         return CrosscoderConfig(
             variant=s.variant, n_checkpoints=M, d_model=d, n_features=s.n_features or s.expansion * d,
-            dec_init_norm=s.dec_init_norm or self.recipe.dec_init_norm, seed=s.seed, l1_norm=s.l1_norm, k=s.k,
-            jumprelu_threshold_init=s.jumprelu_threshold_init, jumprelu_bandwidth=s.jumprelu_bandwidth,
+            dec_init_norm=s.dec_init_norm or self.recipe.dec_init_norm, seed=s.seed, l1_norm=s.l1_norm,
+            variant_config=variant(s.variant).config_from(s.variant_settings),
             revisions=src.revisions, scales=src.scales, normalised=src.normalised)
 
     # -- resume --------------------------------------------------------------------------
@@ -622,8 +622,9 @@ def fit(data: torch.Tensor | ActivationStore, settings: TrainSettings | None = N
     (normalised space, scales recorded; ``model.folded()`` maps raw activations).
     """
     settings = settings or TrainSettings()
-    if overrides:  # fit(x, settings, steps=10): validated like the settings themselves
-        settings = type(settings)(**{**settings.model_dump(), **overrides})
+    if overrides:  # fit(x, settings, steps=10): validated like the settings themselves (what was not set stays
+        # unset, so another variant= starts from its own defaults)
+        settings = type(settings)(**{**settings.model_dump(exclude_unset=True), **overrides})
     world = distributed.join(distributed.resolve_device(settings.device))
     return _trainer(data, settings, Path(out) if out is not None else None, heldout, world).run()
 

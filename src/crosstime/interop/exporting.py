@@ -1,8 +1,9 @@
 """``crosstime export RUN --format FORMAT --out DIR`` and ``crosstime push RUN REPO_ID``.
 
-Every format of :mod:`crosstime.crosscoder.formats` that can be written, plus ``neuronpedia``
-(from the report's evidence, :mod:`.neuronpedia`). What the formats may state beside the
-weights (site, series, training settings, the evaluation per checkpoint) comes from the run.
+Every format of :mod:`crosstime.interop.formats` that can be written (``neuronpedia`` among them,
+made from the report's evidence). What the formats may state beside the weights (site, series,
+training settings, the evaluation per checkpoint, the run itself) comes from the run. A variant
+the format cannot hold is refused naming the formats that can.
 The files are written into a hidden sibling of DIR and renamed into place when complete, so a
 refused or failed export leaves DIR as it was.
 """
@@ -16,23 +17,16 @@ from pathlib import Path
 
 from crosstime.artifacts import Evaluation, RunDir, read_json, read_model
 from crosstime.crosscoder import Crosscoder, load
-from crosstime.crosscoder.formats import ExportInfo, get_format, known_formats
-from crosstime.crosscoder.formats.hub import first_line, hub_offline, network_errors
 from crosstime.crosscoder.model import CONFIG_FILE
+from crosstime.interop.formats import FORMATS, ExportInfo, known_formats
+from crosstime.interop.formats.hub import first_line, hub_offline, network_errors
 from crosstime.interop.importing import InteropError
-from crosstime.interop.neuronpedia import write_neuronpedia
 from crosstime.store import ActivationStore
-
-NEURONPEDIA = "neuronpedia"
-
-
-def export_formats() -> list[str]:
-    return sorted([*known_formats("write"), NEURONPEDIA])
 
 
 def export_info(run: RunDir) -> ExportInfo:
     """What the run knows beside the weights: the store's site and series, training settings, evaluation."""
-    info = ExportInfo()
+    info = ExportInfo(run=run.root)
     if (run.activations / "manifest.json").is_file():
         store = ActivationStore(run.activations)
         site = store.manifest["site"]
@@ -58,19 +52,18 @@ def _open_crosscoder(run: RunDir) -> Crosscoder:
 def export_run(run: str | Path, format: str, out: str | Path, force: bool = False) -> list[Path]:
     """Write RUN's crosscoder in ``format`` into the folder ``out``; the files written."""
     rundir, out = RunDir(run), Path(out)
-    if format != NEURONPEDIA and format not in known_formats("write"):
-        raise InteropError(f"unknown export format {format!r}; known formats: {', '.join(export_formats())}")
+    if format not in known_formats("write"):
+        raise InteropError(f"unknown export format {format!r}; known formats: {', '.join(known_formats('write'))}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise InteropError(f"{out} already exists and is not empty; choose another --out, or pass --force to replace it")
     model = _open_crosscoder(rundir)
+    writer = FORMATS[format]
+    writer.check_supports(model)  # before anything is written
     info = export_info(rundir)
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        if format == NEURONPEDIA:
-            written = write_neuronpedia(rundir, model, partial, info)
-        else:
-            written = get_format(format, "write").write(model, partial, info)
+        written = writer.write(model, partial, info)
         if out.is_dir():  # --force: the old export goes only once the new one is complete
             shutil.rmtree(out)
         elif out.exists():

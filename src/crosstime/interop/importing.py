@@ -18,9 +18,9 @@ from pydantic import Field
 
 from crosstime import stage
 from crosstime.crosscoder import check_against_store
-from crosstime.crosscoder.formats import Imported, known_formats, read
 from crosstime.crosscoder.model import WEIGHTS_FILE
 from crosstime.errors import CrosstimeError
+from crosstime.interop.formats import Imported, known_formats, read
 from crosstime.stage import StageConfig
 from crosstime.store import ActivationStore
 
