@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic.fields import FieldInfo
 
 from crosstime import stage
 from crosstime.artifacts import (
@@ -67,8 +68,9 @@ from crosstime.artifacts import (
     Suggestion,
     read_model,
 )
-from crosstime.crosscoder import VARIANTS, CrosscoderConfig, TrainSettings
-from crosstime.crosscoder.settings import EXECUTION_FIELDS
+from crosstime.crosscoder import CrosscoderConfig, TrainSettings, variant
+from crosstime.crosscoder.model import VARIANT_CONFIG
+from crosstime.crosscoder.settings import EXECUTION_FIELDS, VARIANT_SETTINGS
 from crosstime.files import write_text
 from crosstime.series import format_tokens
 
@@ -132,40 +134,38 @@ def word(name: str, description: str | None) -> dict[str, str]:
     return {"name": name, "label": LABELS.get(name, name.replace("_", " ")), "description": description or ""}
 
 
-def _applies(name: str, description: str | None, variant: str) -> bool:
-    """Whether a crosscoder setting applies to ``variant``, as the setting documents it: a name
-    prefixed by a variant (``jumprelu_bandwidth``) or a description opening with the variants it
-    serves (``"topk/batchtopk: active features per token"``) limits it to them."""
-    for other in VARIANTS:
-        if name.startswith(f"{other}_"):
-            return other == variant
-    head = re.match(r"([\w/]+):\s", description or "")
-    served = head.group(1).split("/") if head else []
-    if served and all(v in VARIANTS for v in served):
-        return variant in served
-    return True
+def _applicable(shared: dict[str, FieldInfo], nested: str, own: dict[str, FieldInfo]) -> dict[str, FieldInfo]:
+    """The settings of a config that apply to one variant: its shared fields, with the field ``nested``
+    (the variant's own settings) replaced in place by ``own``, the fields the registry holds for it."""
+    out: dict[str, FieldInfo] = {}
+    for name, info in shared.items():
+        out.update(own if name == nested else {name: info})
+    return out
 
 
 TRAINING_LABELS = {"steps": "training steps", "tokens": "training rows", "seed": "seed of the batch order"}
 
 
 def crosscoder_settings(config: dict[str, Any], train: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The settings of a crosscoder that apply to its variant: those of its ``CrosscoderConfig``
-    (``group`` "architecture") and, when the run recorded them, the ``TrainSettings`` it was trained
-    with that the config does not repeat ("training"; execution-only ones left out)."""
-    variant = config["variant"]
+    """The settings of a crosscoder that apply to its variant, as the variant registry says: those of
+    its ``CrosscoderConfig`` (``group`` "architecture": the shared ones and its variant's own config)
+    and, when the run recorded them, the ``TrainSettings`` it was trained with that the config does
+    not repeat ("training": the shared ones and its variant's own settings; execution-only ones left
+    out). A record of either shape is read: the variant's own nested, or flat (runs trained before)."""
+    spec = variant(config["variant"])
+    arch = _applicable(CrosscoderConfig.model_fields, VARIANT_CONFIG, spec.config.model_fields)
+    training = _applicable(TrainSettings.model_fields, VARIANT_SETTINGS, spec.settings.model_fields)
     out = []
-    for group, fields, values in (("architecture", CrosscoderConfig.model_fields, config),
-                                  ("training", TrainSettings.model_fields, train or {})):
+    for group, fields, record, nested in (("architecture", arch, config, VARIANT_CONFIG),
+                                          ("training", training, train or {}, VARIANT_SETTINGS)):
+        values = {**record, **(record.get(nested) or {})}
         for name, info in fields.items():
-            if name not in values or (group == "training" and (name in CrosscoderConfig.model_fields
-                                                               or name in EXECUTION_FIELDS)):
+            if name not in values or (group == "training" and (name in arch or name in EXECUTION_FIELDS)):
                 continue
-            if _applies(name, info.description, variant):
-                heading = word(name, info.description)
-                if group == "training" and name in TRAINING_LABELS:  # "steps" here is not attribution's
-                    heading["label"] = TRAINING_LABELS[name]
-                out.append({**heading, "group": group, "value": values[name]})
+            heading = word(name, info.description)
+            if group == "training" and name in TRAINING_LABELS:  # "steps" here is not attribution's
+                heading["label"] = TRAINING_LABELS[name]
+            out.append({**heading, "group": group, "value": values[name]})
     return out
 
 
