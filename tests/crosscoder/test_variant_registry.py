@@ -24,6 +24,7 @@ from crosstime.crosscoder import (
     Variant,
     VariantConfig,
     build,
+    fit,
     load,
     register,
 )
@@ -243,3 +244,31 @@ def test_no_import_cycle_through_the_model_registry_recipe_settings_and_formats(
     loops = [(a, b) for a in modules for b in graph.find_modules_directly_imported_by(a)
              if b in modules and graph.chain_exists(importer=b, imported=a)]
     assert loops == []
+
+
+def _flatten_state(path, **changes) -> None:
+    """Rewrite a resume state's settings as the version before nesting saved them: every variant's flat."""
+    state = torch.load(path, weights_only=True)
+    settings = dict(state["settings"])
+    own = settings.pop("variant_settings", {})  # (flat already after a first rewrite)
+    for spec in VARIANTS.values():
+        settings.update(spec.settings().model_dump(mode="json"))
+    state["settings"] = {**settings, **own, **changes}
+    torch.save(state, path)
+
+
+def test_a_training_saved_with_flat_settings_resumes(tmp_path):
+    """A resume state of a training started before the variant's settings were nested resumes to the
+    same weights; a setting that really differs is still refused by name."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 2, 4, generator=g)
+    settings = TrainSettings(variant="topk", variant_settings={"k": 3}, n_features=16, steps=6, save_every=2,
+                             batch_size=64, val_every=0, progress=False)
+    first = fit(x, settings, out=tmp_path / "cc")
+    _flatten_state(tmp_path / "cc" / "state" / "trainer.pt")
+    again = fit(x, settings, out=tmp_path / "cc")  # resumes at its last step: nothing to train
+    for k, v in first.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v), k
+    _flatten_state(tmp_path / "cc" / "state" / "trainer.pt", k=5)
+    with pytest.raises(ValueError, match=r"different settings \(k: 5 -> 3\)"):
+        fit(x, settings, out=tmp_path / "cc")

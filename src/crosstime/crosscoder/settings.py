@@ -34,6 +34,14 @@ STREAM_FIELDS = frozenset({"series", "layer", "corpus", "context_len", "buffer_r
                            "model_device", "harvest_batch_size"})
 
 
+def flat_settings(recorded: dict[str, Any]) -> dict[str, Any]:
+    """Recorded settings on one level, the variant's own beside the shared ones: how a resume state
+    compares them, whether it was saved before they were nested (flat, every variant's settings
+    there; the caller keeps those that still apply) or after."""
+    own = recorded.get(VARIANT_SETTINGS) or {}
+    return {**{k: v for k, v in recorded.items() if k != VARIANT_SETTINGS}, **own}
+
+
 class TrainSettings(BaseModel):
     """How to train a crosscoder (everything but where: see :class:`TrainConfig` for the stage)."""
 

@@ -75,7 +75,7 @@ from crosstime.crosscoder.model import (
 )
 from crosstime.crosscoder.recipe import StepContext, StepOutput
 from crosstime.crosscoder.registry import variant
-from crosstime.crosscoder.settings import TrainConfig, TrainSettings
+from crosstime.crosscoder.settings import TrainConfig, TrainSettings, flat_settings
 from crosstime.errors import CrosstimeError
 from crosstime.files import atomic_path, remove_stale_temps
 from crosstime.store import ActivationStore
@@ -306,9 +306,9 @@ class Trainer:
         state = self._agreed_state() if self.state_path is not None else None
         if state is None:
             return
-        now = self.settings.weight_settings()
-        diff = [f"{k}: {state['settings'].get(k)!r} -> {now.get(k)!r}"
-                for k in sorted(set(state["settings"]) | set(now)) if state["settings"].get(k) != now.get(k)]
+        now = flat_settings(self.settings.weight_settings())
+        then = {k: v for k, v in flat_settings(state["settings"]).items() if k in now or k in TrainSettings.model_fields}
+        diff = [f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)]
         if diff:
             raise TrainingError(f"{self.out} holds a training started with different settings ({'; '.join(diff)}); "
                              f"re-run with the original settings to resume, or use a new output folder")
