@@ -147,8 +147,8 @@ def sparse_benchmarks(reps: int) -> list[dict]:
     x = torch.randn(B, M, D)
     for variant in ("topk", "batchtopk"):
         for k in (32, 64):
-            model = build(CrosscoderConfig(variant=variant, n_checkpoints=M, d_model=D, n_features=Fs, k=k,
-                                           dec_init_norm=1))
+            model = build(CrosscoderConfig(variant=variant, n_checkpoints=M, d_model=D, n_features=Fs,
+                                           variant_config={"k": k}, dec_init_norm=1))
             model.train()
             with torch.no_grad():
                 sf = model.encode_sparse(x)

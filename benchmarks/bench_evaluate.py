@@ -61,12 +61,11 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    from crosstime.crosscoder import TrainConfig
-    from crosstime.stages.train import train
+    from crosstime.crosscoder import TrainConfig, variant
     from crosstime.evaluate import EvaluateConfig, format_table, paper_row
     from crosstime.stages.evaluate import evaluate
-    from crosstime.store import HarvestConfig
-    from crosstime.stages.harvest import harvest
+    from crosstime.stages.harvest import HarvestConfig, harvest
+    from crosstime.stages.train import train
     from crosstime.toy import read_build, toy_world
 
     root = Path(args.toy) if args.toy else toy_world()
@@ -82,7 +81,8 @@ def main() -> None:
     train_s = 0.0
     if not args.skip_train:
         train_tokens = args.train_tokens or 4 * store.n_rows("train")
-        cfg = TrainConfig(run=run, variant=args.variant, n_features=args.features, k=args.k, lr=args.lr,
+        own = {"k": args.k} if "k" in variant(args.variant).settings.model_fields else {}
+        cfg = TrainConfig(run=run, variant=args.variant, n_features=args.features, variant_settings=own, lr=args.lr,
                           batch_size=args.batch_size, tokens=train_tokens, sparsity_coeff=args.sparsity,
                           progress=False, val_every=0, save_every=10**9)
         t = time.perf_counter()

@@ -196,7 +196,7 @@ def step_seconds(x: torch.Tensor, F: int, fused: bool, steps: int) -> tuple[list
     from crosstime.crosscoder.training import clip_gradients
 
     B, M, d = x.shape
-    settings = TrainSettings(n_features=F, batch_size=B, fused=fused, device="cpu", progress=False)
+    settings = TrainSettings(n_features=F, batch_size=B, variant_settings={"fused": fused}, device="cpu", progress=False)
     model = build(CrosscoderConfig(n_checkpoints=M, d_model=d, n_features=F))
     params = list(model.parameters())
     opt = torch.optim.Adam(params, lr=settings.lr, betas=settings.adam_betas, fused=True)

@@ -32,12 +32,12 @@ from crosstime.crosscoder import TrainSettings, fit
 
 RUNS = {  # name -> settings beyond the shared ones
     "relu": {"variant": "relu"},
-    "batchtopk": {"variant": "batchtopk", "k": 8},
-    "jumprelu-tanh": {"variant": "jumprelu", "jumprelu_penalty": "tanh"},
-    "jumprelu-step": {"variant": "jumprelu", "jumprelu_penalty": "step"},
-    "matryoshka": {"variant": "matryoshka", "k": 8},
-    "jumprelu-step-0.001": {"variant": "jumprelu", "jumprelu_penalty": "step", "jumprelu_threshold_init": 0.001,
-                            "jumprelu_bandwidth": 0.001, "dec_init_norm": 0.08},
+    "batchtopk": {"variant": "batchtopk", "variant_settings": {"k": 8}},
+    "jumprelu-tanh": {"variant": "jumprelu", "variant_settings": {"jumprelu_penalty": "tanh"}},
+    "jumprelu-step": {"variant": "jumprelu", "variant_settings": {"jumprelu_penalty": "step"}},
+    "matryoshka": {"variant": "matryoshka", "variant_settings": {"k": 8}},
+    "jumprelu-step-0.001": {"variant": "jumprelu", "variant_settings": {"jumprelu_penalty": "step",
+                            "jumprelu_threshold_init": 0.001, "jumprelu_bandwidth": 0.001}, "dec_init_norm": 0.08},
 }
 DEFAULT = ["relu", "batchtopk", "jumprelu-tanh", "jumprelu-step", "matryoshka"]
 
@@ -92,8 +92,8 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         m = measure(model, held, U)
         moved = theta = "–"
-        if settings.variant == "jumprelu":
-            last = rows[-1]
+        last = rows[-1]
+        if "threshold_moved" in last:  # jumprelu's threshold metrics
             moved = f"{last['threshold_moved']:.2f}"
             theta = f"{last['threshold_init']:.3g} / {last['bandwidth']:.3g} / {last['threshold_median']:.3g}"
         print(f"| {name} | {m['ev']:.4f} | {m['l0']:.2f} | {m['recovered']:.0%} | {moved} | {theta} | {seconds:.0f} |",

@@ -332,7 +332,7 @@ def test_a_batch_dependent_crosscoder_is_named_and_recorded(run_dir, tmp_path):
     run, task = run_dir
     store = ActivationStore(run.activations)
     other = _other_run(run, tmp_path / "btk")
-    cc = build(CrosscoderConfig(variant="batchtopk", k=4, n_checkpoints=3, d_model=32, n_features=16,
+    cc = build(CrosscoderConfig(variant="batchtopk", variant_config={"k": 4}, n_checkpoints=3, d_model=32, n_features=16,
                                 revisions=store.revisions, scales=[store.scales[r] for r in store.revisions]))
     assert cc.inference_depends_on_batch  # never trained: no threshold
     cc.save(other.crosscoder)

@@ -40,7 +40,9 @@ if stop:  # leave as a killed run would, right after the resume state of step `s
 world = distributed.join("cpu")
 for variant in sys.argv[5].split(","):
     out = f"{sys.argv[3]}/{variant}"
-    trainer = T.make_trainer(x, cfg.model_copy(update={"variant": variant}), __import__("pathlib").Path(out), x[:128], world)
+    own = json.loads(sys.argv[6])[variant]
+    settings = TrainSettings(**{**cfg.model_dump(), "variant": variant, "variant_settings": own})
+    trainer = T.make_trainer(x, settings, __import__("pathlib").Path(out), x[:128], world)
     trainer.run()
     with open(f"{out}/bytes-{world.rank}.json", "w") as f:
         json.dump(parallel.state_bytes(trainer.model, trainer.opt), f)
@@ -54,11 +56,14 @@ def _data(n=1024, M=4, d=8, seed=0) -> torch.Tensor:
     return torch.einsum("nk,kmd->nmd", codes, torch.randn(24, M, d, generator=g))
 
 
-def _settings(P: int, variant: str = "relu") -> TrainSettings:
-    """k = 3 of 64, dead after 2 batches and a threshold from step 5: AuxK and BatchTopK's threshold take part."""
-    return TrainSettings(variant=variant, n_features=64, k=3, steps=30, batch_size=128, lr=3e-3, progress=False,
-                         val_every=10, val_batches=1, save_every=7, fused=False, checkpoint_parallel=P,
-                         dead_tokens=256, threshold_start_step=5)
+# k = 3 of 64, dead after 2 batches and a threshold from step 5: AuxK and BatchTopK's threshold take part
+OWN = {"relu": {"fused": False}, "topk": {"k": 3}, "batchtopk": {"k": 3, "threshold_start_step": 5}}
+
+
+def _settings(P: int, variant: str = "relu", **own) -> TrainSettings:
+    return TrainSettings(variant=variant, n_features=64, steps=30, batch_size=128, lr=3e-3, progress=False,
+                         val_every=10, val_batches=1, save_every=7, checkpoint_parallel=P, dead_tokens=256,
+                         variant_settings={**OWN[variant], **own})
 
 
 def _launch(tmp_path, nproc: int, P: int, out, stop: int = 0, variants=("relu",)):
@@ -66,7 +71,8 @@ def _launch(tmp_path, nproc: int, P: int, out, stop: int = 0, variants=("relu",)
     (tmp_path / f"cfg{P}.json").write_text(_settings(P).model_dump_json())
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-         str(tmp_path / "cp.py"), str(tmp_path / "x.pt"), str(tmp_path / f"cfg{P}.json"), str(out), str(stop), ",".join(variants)],
+         str(tmp_path / "cp.py"), str(tmp_path / "x.pt"), str(tmp_path / f"cfg{P}.json"), str(out), str(stop), ",".join(variants),
+         json.dumps(OWN)],
         env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -77,7 +83,8 @@ def single(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("single")
     x = _data()
     for variant in VARIANTS:
-        fit(x, _settings(1, variant).model_copy(update={"fused": True}), out=tmp / variant, heldout=x[:128])
+        own = {"fused": True} if variant == "relu" else {}
+        fit(x, _settings(1, variant, **own), out=tmp / variant, heldout=x[:128])
     return x, tmp
 
 
@@ -132,7 +139,7 @@ def test_checkpoint_parallel_resumes_to_the_same_weights(tmp_path, single):
 
 
 def test_what_checkpoint_parallelism_refuses():
-    with pytest.raises(CheckpointParallelError, match=r"supports the variants \['relu', 'topk', 'batchtopk'\], not 'jumprelu'"):
+    with pytest.raises(CheckpointParallelError, match=r"supports the variants \['batchtopk', 'relu', 'topk'\], not 'jumprelu'"):
         check_settings(TrainSettings(variant="jumprelu", checkpoint_parallel=2), 2)
     with pytest.raises(CheckpointParallelError, match="does not divide the 3 processes"):
         check_settings(TrainSettings(checkpoint_parallel=2), 3)
@@ -168,8 +175,8 @@ def test_the_train_stage_reads_each_shards_checkpoints_from_the_store(tmp_path, 
     base = dict(revisions=["step0", "step100"], n_features=48, steps=20, batch_size=64, lr=3e-3, progress=False,
                 val_every=10, val_batches=2, save_every=5, device="cpu")
     ref = train(TrainConfig(run=tmp_path / "one", **base))
-    (tmp_path / "cfg.json").write_text(TrainConfig(run=tmp_path / "two", checkpoint_parallel=2, fused=False,
-                                                   **base).model_dump_json())
+    (tmp_path / "cfg.json").write_text(TrainConfig(run=tmp_path / "two", checkpoint_parallel=2,
+                                                   variant_settings={"fused": False}, **base).model_dump_json())
     (tmp_path / "stage.py").write_text(STAGE_SCRIPT)
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                              str(tmp_path / "stage.py"), str(tmp_path / "cfg.json")],

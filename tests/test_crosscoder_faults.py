@@ -349,8 +349,10 @@ def test_healthy_training_never_comes_near_the_limit():
     """The rule's margin: the loss of ordinary trainings (all variants) stays below 2× the first step's."""
     x = _data()
     for variant in ("relu", "topk", "batchtopk", "jumprelu"):
-        trainer = T.make_trainer(x, SETTINGS.model_copy(update={"variant": variant, "k": 4}), None, None,
-                             T.distributed.world())
+        own = {"k": 4} if variant in ("topk", "batchtopk") else {}
+        settings = TrainSettings(**{**SETTINGS.model_dump(exclude_unset=True), "variant": variant,
+                                    "variant_settings": own})
+        trainer = T.make_trainer(x, settings, None, None, T.distributed.world())
         losses: list[float] = []
 
         def seen(loss, log, losses=losses, real=trainer._check_divergence):
@@ -479,11 +481,14 @@ def test_disk_full_simulated(tmp_path, monkeypatch):
 # -- settings the trainer used to accept -----------------------------------------------------------
 
 @pytest.mark.parametrize(("settings", "match"), [
-    ({"variant": "topk", "k": 64, "n_features": 48}, r"k = 64 is larger than the dictionary, F = 48 \(n_features\)"),
-    ({"variant": "batchtopk", "k_aux": 100, "n_features": 48}, r"k_aux = 100 is larger than the dictionary, F = 48"),
-    ({"variant": "topk", "k_init": 8}, r"k_init = 8 has no effect without k_anneal_steps"),
-    ({"variant": "batchtopk", "k_anneal_steps": 5}, r"k_anneal_steps = 5 needs k_init"),
-    ({"variant": "topk", "k_init": 64, "k_anneal_steps": 100, "steps": 50}, r"longer than the training \(50 steps\)"),
+    ({"variant": "topk", "variant_settings": {"k": 64}, "n_features": 48},
+     r"k = 64 is larger than the dictionary, F = 48 \(n_features\)"),
+    ({"variant": "batchtopk", "variant_settings": {"k_aux": 100}, "n_features": 48},
+     r"k_aux = 100 is larger than the dictionary, F = 48"),
+    ({"variant": "topk", "variant_settings": {"k_init": 8}}, r"k_init = 8 has no effect without k_anneal_steps"),
+    ({"variant": "batchtopk", "variant_settings": {"k_anneal_steps": 5}}, r"k_anneal_steps = 5 needs k_init"),
+    ({"variant": "topk", "variant_settings": {"k_init": 64, "k_anneal_steps": 100}, "steps": 50},
+     r"longer than the training \(50 steps\)"),
     ({"adam_betas": (0.9, 1.0)}, r"each of Adam's β must be in \[0, 1\)"),
     ({"revisions": ["step0", "step0"]}, r"names \['step0'\] more than once"),
     ({"revisions": []}, r"empty list"),

@@ -60,20 +60,21 @@ def test_threshold_and_bandwidth_come_from_the_first_batch(tmp_path):
     assert float(model.threshold_init) == pytest.approx(theta0, rel=1e-5)
     assert float(model.bandwidth) == pytest.approx(eps, rel=1e-5)
     cfg = json.loads((tmp_path / "cc" / "config.json").read_text())
-    assert cfg["jumprelu_threshold_init"] == pytest.approx(theta0, rel=1e-5)
-    assert cfg["jumprelu_bandwidth"] == pytest.approx(eps, rel=1e-5)
-    assert cfg["training"]["jumprelu_threshold_init"] is None  # the setting: "from the data"
+    assert cfg["variant_config"]["jumprelu_threshold_init"] == pytest.approx(theta0, rel=1e-5)
+    assert cfg["variant_config"]["jumprelu_bandwidth"] == pytest.approx(eps, rel=1e-5)
+    assert cfg["training"]["variant_settings"]["jumprelu_threshold_init"] is None  # the setting: "from the data"
     back = load(tmp_path / "cc")
     assert torch.equal(back.threshold, model.threshold) and float(back.bandwidth) == float(model.bandwidth)
 
 
 def test_explicit_values_are_used_as_given(tmp_path):
     x, _ = planted(n=512)
-    model = fit(x, TrainSettings(**BASE, steps=1, jumprelu_threshold_init=0.5, jumprelu_bandwidth=0.25),
+    model = fit(x, TrainSettings(**BASE, steps=1, variant_settings={"jumprelu_threshold_init": 0.5,
+                                                                    "jumprelu_bandwidth": 0.25}),
                 out=tmp_path / "cc")
     assert (float(model.threshold_init), float(model.bandwidth)) == (0.5, 0.25)
     cfg = json.loads((tmp_path / "cc" / "config.json").read_text())
-    assert (cfg["jumprelu_threshold_init"], cfg["jumprelu_bandwidth"]) == (0.5, 0.25)
+    assert (cfg["variant_config"]["jumprelu_threshold_init"], cfg["variant_config"]["jumprelu_bandwidth"]) == (0.5, 0.25)
 
 
 class _Stop(Exception):
@@ -84,7 +85,7 @@ def test_a_resumed_training_keeps_its_thresholds(tmp_path, monkeypatch):
     """Stopped after the state of step 4 was saved and run again, the training ends with the weights
     of an uninterrupted one: the resumed run does not re-initialise θ from its first batch."""
     x, _ = planted(n=2048)
-    settings = TrainSettings(**BASE, steps=10, save_every=4, jumprelu_penalty="step")
+    settings = TrainSettings(**BASE, steps=10, save_every=4, variant_settings={"jumprelu_penalty": "step"})
     ref = fit(x, settings, out=tmp_path / "ref")
     real = T.Trainer._checkpoint
 
@@ -107,7 +108,8 @@ def test_thresholds_far_from_the_preactivations_warn_and_the_data_default_does_n
     x, _ = planted(n=1024)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit(x, TrainSettings(**BASE, steps=2, jumprelu_threshold_init=1e-5, jumprelu_bandwidth=1e-5))
+        fit(x, TrainSettings(**BASE, steps=2, variant_settings={"jumprelu_threshold_init": 1e-5,
+                                                                "jumprelu_bandwidth": 1e-5}))
     far = [w for w in caught if "median threshold" in str(w.message)]
     assert len(far) == 1 and "gate nothing" in str(far[0].message)
     with warnings.catch_warnings(record=True) as caught:
@@ -120,13 +122,15 @@ def test_earlier_crosscoders_load_with_the_same_thresholds(tmp_path):
     """A pair saved before θ₀ and ε were buffers (log_threshold only; config.json holding θ₀ = ε =
     0.001, then the defaults) loads with θ = exp(log_threshold) bit for bit and its config's θ₀, ε."""
     config = CrosscoderConfig(variant="jumprelu", n_checkpoints=2, d_model=4, n_features=6,
-                              jumprelu_threshold_init=0.001, jumprelu_bandwidth=0.001, revisions=["a", "b"],
-                              scales=[1.0, 1.0])
+                              variant_config={"jumprelu_threshold_init": 0.001, "jumprelu_bandwidth": 0.001},
+                              revisions=["a", "b"], scales=[1.0, 1.0])
     model = build(config)
     log_threshold = torch.linspace(-7, 0.5, 6)
     tensors = {k: v.clone() for k, v in model.state_dict().items() if k not in ("threshold_init", "bandwidth")}
     tensors["log_threshold"] = log_threshold
-    text = json.dumps(config.model_dump(mode="json"))
+    saved = config.model_dump(mode="json")
+    own = saved.pop("variant_config")
+    text = json.dumps({**saved, "k": 32, **own})  # that version's config.json: every variant's settings flat
     data = serialize(tensors, metadata={"config": text})
     (tmp_path / "model.safetensors").write_bytes(data)
     record = {"file": "model.safetensors", "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
@@ -144,7 +148,8 @@ def test_planted_directions_at_the_default_sparsity(penalty, tmp_path):
     """Defaults (λ = 2, θ₀ and ε from the data): L0 near the ≈3 planted directions per row, most of
     the directions recovered, and the thresholds moved and reported in metrics.jsonl."""
     x, U = planted(n=8192)
-    model = fit(x[:7168], TrainSettings(**BASE, steps=1000, jumprelu_penalty=penalty), out=tmp_path / "cc")
+    model = fit(x[:7168], TrainSettings(**BASE, steps=1000, variant_settings={"jumprelu_penalty": penalty}),
+                out=tmp_path / "cc")
     l0, share = heldout_l0(model, x[7168:]), recovered(model, U)
     rows = [json.loads(ln) for ln in (tmp_path / "cc" / "metrics.jsonl").read_text().splitlines()]
     last = rows[-1]
@@ -163,7 +168,8 @@ def test_l0_falls_as_the_penalty_rises(penalty):
     x, _ = planted(n=4096)
     l0 = []
     for coeff in (0.05, 0.2, 2.0):
-        model = fit(x[:3584], TrainSettings(**BASE, steps=500, jumprelu_penalty=penalty, sparsity_coeff=coeff))
+        model = fit(x[:3584], TrainSettings(**BASE, steps=500, variant_settings={"jumprelu_penalty": penalty},
+                                            sparsity_coeff=coeff))
         l0.append(heldout_l0(model, x[3584:]))
     print(f"{penalty}: held-out L0 at λ = 0.05, 0.2, 2: {l0}")
     assert l0[0] > l0[1] > l0[2]
@@ -186,7 +192,7 @@ def test_two_ranks_take_the_thresholds_from_the_global_batch(tmp_path):
     import sys
 
     x, _ = planted(n=1024, d=8)
-    cfg = TrainSettings(**BASE, steps=6, jumprelu_penalty="step")
+    cfg = TrainSettings(**BASE, steps=6, variant_settings={"jumprelu_penalty": "step"})
     torch.save(x, tmp_path / "x.pt")
     (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
     (tmp_path / "ddp.py").write_text(DDP_SCRIPT)

@@ -14,10 +14,9 @@ from crosstime.crosscoder.jumprelu import jumprelu_penalty
 torch.set_num_threads(1)
 
 
-def _model(variant="relu", **kw):
-    cfg = dict(n_checkpoints=2, d_model=2, n_features=3)
-    cfg.update(kw)
-    m = build(CrosscoderConfig(variant=variant, **cfg))
+def _model(variant="relu", l1_norm="sum", **own):
+    m = build(CrosscoderConfig(variant=variant, n_checkpoints=2, d_model=2, n_features=3, l1_norm=l1_norm,
+                               variant_config=own))
     with torch.no_grad():
         m.W_dec.copy_(torch.tensor([[[3.0, 4.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 0.0]], [[0.6, 0.8], [2.0, 0.0]]]))
     return m
@@ -87,7 +86,8 @@ def test_auxk_loss_hand_computed():
 def test_auxk_sign_dead_features_learn_to_reduce_the_residual():
     """Training only the AuxK loss must make x̂ + ê closer to x (with the reference's flipped sign it grows)."""
     torch.manual_seed(0)
-    m = build(CrosscoderConfig(variant="topk", n_checkpoints=2, d_model=8, n_features=64, k=2, dec_init_norm=0.05))
+    m = build(CrosscoderConfig(variant="topk", n_checkpoints=2, d_model=8, n_features=64, variant_config={"k": 2},
+                               dec_init_norm=0.05))
     x = torch.randn(128, 2, 8)
     dead = torch.zeros(64, dtype=torch.bool)
     dead[32:] = True

@@ -25,20 +25,21 @@ def test_prefix_sizes():
 
 def test_prefixes_that_do_not_nest_are_refused():
     with pytest.raises(ValueError, match="increasing dictionary sizes"):
-        TrainSettings(variant="matryoshka", matryoshka_prefixes=[16, 8])
+        TrainSettings(variant="matryoshka", variant_settings={"matryoshka_prefixes": [16, 8]})
     with pytest.raises(ValueError, match="beyond the dictionary"):
-        TrainSettings(variant="matryoshka", n_features=32, k=4, matryoshka_prefixes=[8, 64])
+        TrainSettings(variant="matryoshka", n_features=32, variant_settings={"k": 4, "matryoshka_prefixes": [8, 64]})
 
 
 def test_the_loss_sums_each_prefix_reconstruction():
     """total = Σ_p ‖x − (b_dec + Σ_{i<p} f_i W_dec[i])‖² (mean over rows) over p = 2, 5, F = 8, from
     the dense features written out here; AuxK off."""
     torch.manual_seed(0)
-    model = build(CrosscoderConfig(variant="matryoshka", n_checkpoints=2, d_model=3, n_features=8, k=3,
-                                   dec_init_norm=1.0))
+    model = build(CrosscoderConfig(variant="matryoshka", n_checkpoints=2, d_model=3, n_features=8,
+                                   variant_config={"k": 3}, dec_init_norm=1.0))
     with torch.no_grad():
         model.b_dec.normal_()
-    settings = TrainSettings(variant="matryoshka", n_features=8, k=3, matryoshka_prefixes=[2, 5], auxk_coeff=0.0)
+    settings = TrainSettings(variant="matryoshka", n_features=8,
+                             variant_settings={"k": 3, "matryoshka_prefixes": [2, 5], "auxk_coeff": 0.0})
     recipe = MatryoshkaRecipe(settings)
     x = torch.randn(6, 2, 3)
     model.train()
@@ -81,11 +82,12 @@ def prefix_ev(model, x, features: torch.Tensor) -> float:
 
 def test_planted_directions_and_a_first_prefix_that_reconstructs_alone(tmp_path):
     x, U = planted()
-    common = {"n_features": 64, "k": 3, "steps": 800, "batch_size": 256, "lr": 3e-3, "threshold_start_step": 200,
-                  "val_every": 0, "progress": False, "seed": 0}
-    mat = fit(x[:7168], TrainSettings(variant="matryoshka", matryoshka_prefixes=[4, 16], **common),
-              out=tmp_path / "m")
-    plain = fit(x[:7168], TrainSettings(variant="batchtopk", **common))
+    common = {"n_features": 64, "steps": 800, "batch_size": 256, "lr": 3e-3, "val_every": 0, "progress": False,
+              "seed": 0}
+    own = {"k": 3, "threshold_start_step": 200}
+    mat = fit(x[:7168], TrainSettings(variant="matryoshka", variant_settings={**own, "matryoshka_prefixes": [4, 16]},
+                                      **common), out=tmp_path / "m")
+    plain = fit(x[:7168], TrainSettings(variant="batchtopk", variant_settings=own, **common))
     held = x[7168:]
     W = mat.W_dec.detach().reshape(64, -1)
     cos = (U.reshape(32, -1) @ (W / W.norm(dim=1, keepdim=True)).t()).max(1).values

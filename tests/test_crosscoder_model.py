@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from crosstime.crosscoder import (
+    VARIANTS,
     Crosscoder,
     CrosscoderConfig,
     CrosscoderError,
@@ -32,8 +33,13 @@ X = [[[1.0, 2.0], [0.5, -1.0]],
      [[0.3, 0.3], [0.3, 0.3]]]
 
 
-def _fixed(variant: str, **kw) -> Crosscoder:
-    m = build(CrosscoderConfig(variant=variant, n_checkpoints=2, d_model=2, n_features=3, **kw))
+def _own(variant: str, **settings) -> dict:
+    """Those of ``settings`` that are ``variant``'s own architecture settings (its registered config)."""
+    return {k: v for k, v in settings.items() if k in VARIANTS[variant].config.model_fields}
+
+
+def _fixed(variant: str, **own) -> Crosscoder:
+    m = build(CrosscoderConfig(variant=variant, n_checkpoints=2, d_model=2, n_features=3, variant_config=own))
     with torch.no_grad():
         m.W_enc.copy_(torch.tensor(W_ENC))
         m.b_enc.copy_(torch.tensor(B_ENC))
@@ -97,7 +103,8 @@ def test_batchtopk_eval_uses_the_threshold():
 
 def test_batchtopk_keeps_exactly_k_b_on_random_data():
     torch.manual_seed(0)
-    model = build(CrosscoderConfig(variant="batchtopk", n_checkpoints=3, d_model=8, n_features=64, k=5, dec_init_norm=1))
+    model = build(CrosscoderConfig(variant="batchtopk", n_checkpoints=3, d_model=8, n_features=64,
+                                   variant_config={"k": 5}, dec_init_norm=1))
     x = torch.randn(40, 3, 8)
     model.train()
     f = model.encode(x)
@@ -122,8 +129,8 @@ def test_jumprelu_encode_and_threshold_gradient():
 def test_sparse_decode_equals_dense_decode():
     torch.manual_seed(0)
     for variant in ("topk", "batchtopk"):
-        model = build(CrosscoderConfig(variant=variant, n_checkpoints=2, d_model=16, n_features=512, k=8,
-                                       dec_init_norm=1))
+        model = build(CrosscoderConfig(variant=variant, n_checkpoints=2, d_model=16, n_features=512,
+                                       variant_config={"k": 8}, dec_init_norm=1))
         with torch.no_grad():
             model.b_dec.normal_()
         x = torch.randn(32, 2, 16)
@@ -153,7 +160,7 @@ def test_init_decoder_norm_transpose_and_seed():
     # a variant class never rewrites another variant's config (it used to turn relu into topk silently)
     from crosstime.crosscoder.topk import TopKCrosscoder
 
-    with pytest.raises(CrosscoderError, match="its config says 'relu'"):
+    with pytest.raises(CrosscoderError, match="TopKCrosscoder is not the model of the relu variant"):
         TopKCrosscoder(cfg)
 
 
@@ -161,8 +168,9 @@ def test_init_decoder_norm_transpose_and_seed():
 def test_fold_maps_raw_to_raw_and_unfold_restores(variant):
     torch.manual_seed(1)
     s = [0.5, 3.0, 1.7]
-    model = build(CrosscoderConfig(variant=variant, n_checkpoints=3, d_model=8, n_features=40, k=4,
-                                   revisions=["a", "b", "c"], scales=s, jumprelu_threshold_init=0.01))
+    model = build(CrosscoderConfig(variant=variant, n_checkpoints=3, d_model=8, n_features=40,
+                                   variant_config=_own(variant, k=4, jumprelu_threshold_init=0.01),
+                                   revisions=["a", "b", "c"], scales=s))
     with torch.no_grad():
         model.b_dec.normal_()
         model.b_enc.normal_(std=0.1)
@@ -194,8 +202,9 @@ def test_fold_maps_raw_to_raw_and_unfold_restores(variant):
 
 @pytest.mark.parametrize("variant", ["relu", "topk", "batchtopk", "jumprelu", "matryoshka"])
 def test_save_load_round_trip_is_exact(tmp_path, variant):
-    model = build(CrosscoderConfig(variant=variant, n_checkpoints=2, d_model=4, n_features=10, k=3, seed=3,
-                                   revisions=["step1", "step2"], scales=[1.5, 0.25]))
+    model = build(CrosscoderConfig(variant=variant, n_checkpoints=2, d_model=4, n_features=10, seed=3,
+                                   variant_config=_own(variant, k=3), revisions=["step1", "step2"],
+                                   scales=[1.5, 0.25]))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p))

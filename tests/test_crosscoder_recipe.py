@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from crosstime.crosscoder import (
+    RELU,
     VARIANTS,
     Crosscoder,
     Forward,
@@ -16,6 +17,7 @@ from crosstime.crosscoder import (
     Recipe,
     StepContext,
     TrainSettings,
+    Variant,
     fit,
     known_variants,
     load,
@@ -52,7 +54,6 @@ class PlainL1Recipe(Recipe):
 def plain_l1():
     """The variant, registered as a user's module would (and removed again, so other tests see the built-ins)."""
 
-    @register("plain_l1", recipe=PlainL1Recipe)
     class PlainL1Crosscoder(Crosscoder):
         def activate(self, z: torch.Tensor) -> torch.Tensor:
             return torch.relu(z)
@@ -61,6 +62,7 @@ def plain_l1():
         def inference_rule(self) -> str:
             return "ReLU"
 
+    register(Variant("plain_l1", model=PlainL1Crosscoder, recipe=PlainL1Recipe, activation=RELU))
     yield PlainL1Crosscoder
     del VARIANTS["plain_l1"]
 

@@ -168,7 +168,8 @@ def test_cli_options_reach_every_training_setting(run, tmp_path):
     result = CliRunner().invoke(_app(), args)
     assert result.exit_code == 0, result.output
     training = json.loads((tmp_path / "crosscoder" / "config.json").read_text())["training"]
-    assert (training["jumprelu_threshold_init"], training["jumprelu_bandwidth"]) == (0.5, 0.25)
+    own = training["variant_settings"]  # the variant's own settings, nested (given as flat options)
+    assert (own["jumprelu_threshold_init"], own["jumprelu_bandwidth"]) == (0.5, 0.25)
     assert training["lr"] == 0.002 and training["adam_betas"] == [0.8, 0.99] and training["tokens"] == 1_000_000
     assert float(load(tmp_path / "crosscoder").threshold.detach().mean()) == pytest.approx(0.5, rel=0.05)  # 4 Adam steps from θ₀
 

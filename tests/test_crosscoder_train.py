@@ -41,17 +41,16 @@ def _recovery(model, x, U):
 
 
 # JumpReLU's threshold and STE bandwidth are in pre-activation units: set to this data's scale
-JUMP = dict(sparsity_coeff=1.0, jumprelu_threshold_init=0.5, jumprelu_bandwidth=0.5)
+OWN = {"relu": {}, "batchtopk": {"k": 2, "threshold_start_step": 200},
+       "jumprelu": {"jumprelu_threshold_init": 0.5, "jumprelu_bandwidth": 0.5}}
 
 
 @pytest.mark.parametrize("variant", ["relu", "batchtopk", "jumprelu"])
 def test_planted_sparse_directions_are_recovered(variant, tmp_path):
     x, U = planted()
-    cfg = TrainSettings(variant=variant, n_features=48, steps=1000, batch_size=256, lr=3e-3, sparsity_coeff=0.3, k=2,
-                      seed=0, dead_tokens=5000, threshold_start_step=200, val_every=250, val_batches=4,
-                      progress=False)
-    if variant == "jumprelu":
-        cfg = cfg.model_copy(update=JUMP)
+    cfg = TrainSettings(variant=variant, n_features=48, steps=1000, batch_size=256, lr=3e-3,
+                        sparsity_coeff=1.0 if variant == "jumprelu" else 0.3, variant_settings=OWN[variant],
+                        seed=0, dead_tokens=5000, val_every=250, val_batches=4, progress=False)
     model = fit(x[:7168], cfg, out=tmp_path / "cc", heldout=x[7168:])
     ev, cos = _recovery(model, x[7168:], U)  # held-out rows; batchtopk in eval mode: its learned threshold
     print(f"{variant}: held-out EV {ev:.4f}; max cosine per planted direction min {cos.min():.3f} "
@@ -104,8 +103,8 @@ def test_schedules():
 
 def test_validation_never_moves_the_batchtopk_threshold():
     x, _ = planted(n=1024)
-    model = fit(x, TrainSettings(variant="batchtopk", n_features=32, steps=30, batch_size=128, lr=3e-3, k=2,
-                                 threshold_start_step=0, val_every=0, progress=False))
+    model = fit(x, TrainSettings(variant="batchtopk", n_features=32, steps=30, batch_size=128, lr=3e-3,
+                                 variant_settings={"k": 2, "threshold_start_step": 0}, val_every=0, progress=False))
     t = float(model.threshold)
     assert t > 0
     model.train()
@@ -154,8 +153,9 @@ def _run(tmp_path, cfg: TrainSettings, out, data: torch.Tensor, slow: float = 0.
 @pytest.mark.parametrize("variant", ["relu", "batchtopk"])
 def test_killed_training_resumes_to_identical_weights(tmp_path, variant):
     x, _ = planted(n=2048, M=3, d=8)
-    base = dict(variant=variant, n_features=40, steps=60, batch_size=128, lr=3e-3, k=3, save_every=7, val_every=25,
-                val_batches=2, threshold_start_step=5, dead_tokens=1000, progress=False)
+    own = {"k": 3, "threshold_start_step": 5} if variant == "batchtopk" else {}
+    base = dict(variant=variant, n_features=40, steps=60, batch_size=128, lr=3e-3, variant_settings=own, save_every=7,
+                val_every=25, val_batches=2, dead_tokens=1000, progress=False)
     ref = fit(x, TrainSettings(**base), out=tmp_path / "ref")
 
     out = tmp_path / "killed"
@@ -196,11 +196,11 @@ def test_resume_with_other_settings_names_the_fields(tmp_path):
 # -- many processes ----------------------------------------------------------------------------
 
 DDP_SCRIPT = """
-import sys, torch
+import json, sys, torch
 from crosstime.crosscoder import TrainSettings, fit
 torch.set_num_threads(1)
-for variant in ("relu", "topk"):
-    cfg = TrainSettings.model_validate_json(open(sys.argv[2]).read()).model_copy(update={"variant": variant})
+for variant, own in (("relu", {}), ("topk", {"k": 3})):
+    cfg = TrainSettings(**{**json.load(open(sys.argv[2])), "variant": variant, "variant_settings": own})
     x = torch.load(sys.argv[1])
     fit(x, cfg, out=sys.argv[3] + "/" + variant, heldout=x[:256])
 """
@@ -208,8 +208,8 @@ for variant in ("relu", "topk"):
 
 def test_two_process_ddp_equals_single_process(tmp_path):
     x, _ = planted(n=1024, M=2, d=8)
-    cfg = TrainSettings(n_features=32, steps=12, batch_size=128, lr=3e-3, k=3, dead_tokens=256, progress=False,
-                      val_every=6, val_batches=2)
+    cfg = TrainSettings(n_features=32, steps=12, batch_size=128, lr=3e-3, dead_tokens=256, progress=False,
+                        val_every=6, val_batches=2)
     torch.save(x, tmp_path / "x.pt")
     (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
     (tmp_path / "ddp.py").write_text(DDP_SCRIPT)
@@ -218,9 +218,8 @@ def test_two_process_ddp_equals_single_process(tmp_path):
          str(tmp_path / "x.pt"), str(tmp_path / "cfg.json"), str(tmp_path / "ddp")],
         env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    for variant in ("relu", "topk"):
-        single = fit(x, cfg.model_copy(update={"variant": variant}), out=tmp_path / "one" / variant,
-                     heldout=x[:256])
+    for variant, own in (("relu", {}), ("topk", {"k": 3})):
+        single = fit(x, cfg, out=tmp_path / "one" / variant, heldout=x[:256], variant=variant, variant_settings=own)
         ddp = load(tmp_path / "ddp" / variant)
         for k, v in single.state_dict().items():
             torch.testing.assert_close(ddp.state_dict()[k], v, rtol=1e-4, atol=1e-6, msg=f"{variant} {k}")

@@ -2,7 +2,6 @@
 
 Every test reads the session's one default demo run (the ``demo_run`` fixture in conftest.py)."""
 
-import csv
 import json
 import re
 import shutil

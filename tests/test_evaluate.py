@@ -424,7 +424,8 @@ def test_evaluate_records_itself_and_reuse_ignores_execution_settings(own_run, t
 
 def test_a_batchtopk_crosscoder_without_threshold_is_evaluated_with_a_warning(own_run):
     store = ActivationStore(own_run / "activations")
-    model = save_crosscoder(own_run, None, store.revisions, variant="batchtopk", n_features=64, k=4)
+    model = save_crosscoder(own_run, None, store.revisions, variant="batchtopk", n_features=64,
+                            variant_config={"k": 4})
     assert model.inference_depends_on_batch
     with pytest.warns(UserWarning, match="no estimated threshold, so its features depend on the batch") as caught:
         result = evaluate(_cfg(own_run, contexts=0, plots=False))

@@ -1,4 +1,4 @@
-"""Reading and writing other codebases' crosscoder files (crosstime.crosscoder.formats).
+"""Reading and writing other codebases' crosscoder files (crosstime.interop.formats).
 
 Every foreign file here is written the way that codebase writes it (key names, shapes, dtypes,
 config keys of shared/formats.md: `torch.save(state_dict)`, safetensors with the codebase's
@@ -18,8 +18,8 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from crosstime.cli import app
-from crosstime.crosscoder import CrosscoderError, load
-from crosstime.crosscoder.formats import known_formats, read, write
+from crosstime.crosscoder import CrosscoderError
+from crosstime.interop.formats import known_formats, read, write
 
 M, D, F = 3, 8, 24
 REVS = ["step1", "step2", "step3"]
@@ -256,21 +256,22 @@ def test_dictionary_learning_compiled_pt(tmp_path):
 def test_export_then_import_is_exact(tmp_path, fmt, variant):
     from crosstime.crosscoder import CrosscoderConfig, build
 
-    model = build(CrosscoderConfig(variant=variant, n_checkpoints=M, d_model=D, n_features=F, k=4, revisions=REVS,
-                                   scales=[2.0, 0.5, 0.25], seed=3))
+    own = {"k": 4} if variant in ("topk", "batchtopk") else {}
+    model = build(CrosscoderConfig(variant=variant, n_checkpoints=M, d_model=D, n_features=F, variant_config=own,
+                                   revisions=REVS, scales=[2.0, 0.5, 0.25], seed=3))
     with torch.no_grad():
         for name, value in rand_weights(8).items():
             getattr(model, name).copy_(value)
         if variant == "batchtopk":
             model.threshold.fill_(0.07)
-    model.save(tmp_path / "out", format=fmt)
-    back = load(tmp_path / "out", format=fmt)
+    write(model, fmt, tmp_path / "out")
+    back = read(fmt, tmp_path / "out").model
     for name, value in model.state_dict().items():
         assert torch.equal(back.state_dict()[name], value), name
     assert back.revisions == REVS and back.scales == pytest.approx(model.scales, rel=1e-6)
     assert back.config.variant == variant
     if variant in ("topk", "batchtopk"):
-        assert back.config.k == model.config.k
+        assert back.config.variant_config.k == model.config.variant_config.k
     x = torch.randn(32, M, D)
     torch.testing.assert_close(back.eval()(x), model.eval()(x))
 
@@ -278,8 +279,8 @@ def test_export_then_import_is_exact(tmp_path, fmt, variant):
 def test_saelens_slice_is_the_crosscoder_with_other_checkpoints_zero(tmp_path):
     from crosstime.crosscoder import CrosscoderConfig, build
 
-    model = build(CrosscoderConfig(variant="batchtopk", n_checkpoints=M, d_model=D, n_features=F, k=4,
-                                   revisions=REVS, scales=[2.0, 0.5, 0.25]))
+    model = build(CrosscoderConfig(variant="batchtopk", n_checkpoints=M, d_model=D, n_features=F,
+                                   variant_config={"k": 4}, revisions=REVS, scales=[2.0, 0.5, 0.25]))
     with torch.no_grad():
         for name, value in rand_weights(9).items():
             getattr(model, name).copy_(value)

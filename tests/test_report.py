@@ -207,7 +207,8 @@ def test_encode_thresholds_are_respected(run3, store3):
     """A BatchTopK threshold inside encode (eval mode) shapes every statistic (the reference used a bare ReLU)."""
     _, cc = run3
     revs = store3.revisions
-    cut = make_crosscoder(revs, [store3.scales[r] for r in revs], store3.d_model, variant="batchtopk", k=4)
+    cut = make_crosscoder(revs, [store3.scales[r] for r in revs], store3.d_model, variant="batchtopk",
+                         variant_config={"k": 4})
     cut.load_state_dict(cc.state_dict(), strict=False)
     cut.threshold.fill_(0.05)
     cut.train()  # feature_evidence must encode in eval mode, on its own copy
@@ -228,7 +229,7 @@ def test_checkpoint_alone_view_equals_masked_encode(variant):
     """On raw rows, the folded model's views equal the crosscoder's own encode of normalised rows
     (the checkpoint-alone view: the other checkpoints zeroed), for every variant."""
     scales = [1.0, 2.0, 0.5]
-    cc = make_crosscoder(["a", "b", "c"], scales, d=8, F=16, variant=variant, **({"k": 3} if "topk" in variant else {}))
+    cc = make_crosscoder(["a", "b", "c"], scales, d=8, F=16, variant=variant, **({"variant_config": {"k": 3}} if "topk" in variant else {}))
     if variant == "batchtopk":
         cc.threshold.fill_(0.02)
     raw_model = cc.folded().eval()
@@ -461,7 +462,7 @@ def test_batch_dependent_crosscoder_says_so(tmp_path, run3, store3):
     batch size recorded beside the settings."""
     work = tmp_path / "run"
     shutil.copytree(run3[0] / "activations", work / "activations")
-    cc = save_crosscoder(work, store3, variant="batchtopk", k=4)
+    cc = save_crosscoder(work, store3, variant="batchtopk", variant_config={"k": 4})
     assert cc.inference_depends_on_batch
     cfg = ReportConfig(run=work, n_features=3, batch_rows=30, progress=False, evidence=QUICK)
     with pytest.warns(UserWarning, match="depend"):

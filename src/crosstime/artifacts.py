@@ -952,15 +952,15 @@ class ReportCrosscoderConfig(_Artifact):
     documents them (it sits above this module, so they are listed again; the tests keep the lists equal)."""
 
     variant: str
+    variant_config: dict[str, int | float | str | bool | list[int] | None] = Field(
+        description="the variant's own architecture settings (its registered config: k for topk, the thresholds' "
+                    "start for jumprelu, …)")
     n_checkpoints: int
     d_model: int
     n_features: int
     dec_init_norm: float
     seed: int
     l1_norm: Literal["sum", "concat"]
-    k: int
-    jumprelu_threshold_init: float | None
-    jumprelu_bandwidth: float | None
     revisions: list[str] | None
     scales: list[float] | None
     normalised: bool

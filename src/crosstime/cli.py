@@ -385,10 +385,20 @@ def _fields(config_cls: type[BaseModel]) -> list[tuple[str, str | None, FieldInf
     for name, field in config_cls.model_fields.items():
         if _is_model(field.annotation):
             _NESTED.add(name)
-            out += [(sub, name, f) for sub, f in field.annotation.model_fields.items()]
+            out += [(sub, name, f) for sub, f in _model_fields(field.annotation).items()]
         else:
             out.append((name, None, field))
     return out
+
+
+def _model_fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """The fields of a nested model and of every subclass of it, each name once: a field typed by a
+    base model takes any subclass (a crosscoder variant's own settings: ``--k`` is topk's), and the
+    config refuses a setting its chosen subclass lacks. A subclass's declaration wins (its help)."""
+    fields = dict(model.model_fields)
+    for sub in model.__subclasses__():
+        fields.update(_model_fields(sub))
+    return fields
 
 
 def _values(config_cls: type[BaseModel], given: dict[str, Any]) -> dict[str, Any]:
@@ -460,6 +470,11 @@ def stage_commands() -> list:
 # settings of one library function lives beside it (SeriesConfig, ServeConfig, ExportConfig,
 # PushConfig); one that is only the command's (what to write where, a choice between two
 # functions) lives here.
+
+def _alternatives(names: list[str]) -> str:
+    """``a, b or c.`` (the formats of the registry, for a help text)."""
+    return f"{', '.join(names[:-1])} or {names[-1]}." if len(names) > 1 else f"{''.join(names)}."
+
 
 _INTEROP_RERUN = "nothing was kept; free space and re-run the same command"
 _INTEROP_INTERRUPTED = "interrupted; nothing was kept: re-run the same command"

@@ -92,6 +92,9 @@ def test_settings_listed_again_match_their_config(listed, owner):
     names = list(owner.model_fields)
     assert list(listed.model_fields)[: len(names)] == names
     for name in names:
+        if name == "variant_config":  # the variant registry's own model (above the artifacts): a map of JSON values
+            assert _json_type(listed.model_fields[name].annotation)["type"] == "object"
+            continue
         assert _json_type(listed.model_fields[name].annotation) == _json_type(owner.model_fields[name].annotation), name
 
 

@@ -39,16 +39,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
+from pydantic import Field
 
-from crosstime.crosscoder.model import (
-    Crosscoder,
-    CrosscoderConfig,
-    CrosscoderError,
-    register,
-)
+from crosstime.crosscoder.model import Crosscoder, CrosscoderConfig, CrosscoderError
 from crosstime.crosscoder.recipe import (
     Forward,
     Loss,
@@ -57,10 +53,33 @@ from crosstime.crosscoder.recipe import (
     StepOutput,
     dense_activity,
 )
+from crosstime.crosscoder.registry import JUMPRELU, Variant, VariantConfig, register
 
 BANDWIDTH_FRACTION = 0.1  # ε = this · std of the first batch's pre-activations (when not given)
 CHECK_EVERY = 100  # steps between the threshold-vs-pre-activation checks
 FAR_FACTOR = 100.0  # warn when median θ and the features' median peak z are further apart than this factor
+
+
+class JumpReLUConfig(VariantConfig):
+    """JumpReLU's architecture settings (``CrosscoderConfig.variant_config``): θ₀ and ε as trained."""
+
+    jumprelu_threshold_init: float | None = Field(
+        None, gt=0, description="jumprelu: initial threshold θ₀ (None: from the first batch's pre-activations)")
+    jumprelu_bandwidth: float | None = Field(
+        None, gt=0, description="jumprelu: STE kernel width ε (None: from the first batch's pre-activations)")
+
+
+class JumpReLUSettings(JumpReLUConfig):
+    """JumpReLU's training settings (``TrainSettings.variant_settings``)."""
+
+    jumprelu_threshold_init: float | None = Field(
+        None, gt=0, description="jumprelu: initial θ₀ in pre-activation units (default: the mean positive "
+        "pre-activation of the first batch)")
+    jumprelu_bandwidth: float | None = Field(
+        None, gt=0, description="jumprelu: STE kernel width ε in pre-activation units (default: 0.1 × the std of "
+        "the first batch's pre-activations)")
+    jumprelu_penalty: Literal["tanh", "step"] = Field("tanh", description="jumprelu sparsity: tanh(c·f·w) or step L0")
+    jumprelu_tanh_c: float = Field(4.0, gt=0, description="jumprelu: c of the tanh penalty")
 
 
 class _JumpReLUFn(torch.autograd.Function):
@@ -173,7 +192,7 @@ class JumpReLURecipe(Recipe):
         model.set_threshold_scale(theta0, eps)
 
     def loss(self, model: Crosscoder, x: torch.Tensor, fwd: Forward, ctx: StepContext) -> Loss:
-        s = self.settings
+        s = self.settings.variant_settings
         recon = self.reconstruction(x, fwd.x_hat)
         sparsity = jumprelu_penalty(model, fwd.z, fwd.f, model.feature_weights(), s.jumprelu_penalty, s.jumprelu_tanh_c)
         l0, fired = dense_activity(fwd.f)
@@ -215,7 +234,6 @@ class JumpReLURecipe(Recipe):
         model.record_threshold_scale()
 
 
-@register("jumprelu", recipe=JumpReLURecipe)
 class JumpReLUCrosscoder(Crosscoder):
     """JumpReLU: ``f_i = z_i · H(z_i − θ_i)`` with a learned per-feature threshold θ_i = exp(log_threshold_i) > 0.
 
@@ -232,7 +250,7 @@ class JumpReLUCrosscoder(Crosscoder):
 
     @torch.no_grad()
     def _reset_thresholds(self) -> None:
-        c = self.config
+        c = self.config.variant_config
         self.log_threshold.fill_(math.log(c.jumprelu_threshold_init) if c.jumprelu_threshold_init else 0.0)
         self.threshold_init.fill_(c.jumprelu_threshold_init or 0.0)
         self.bandwidth.fill_(c.jumprelu_bandwidth or 0.0)
@@ -258,8 +276,9 @@ class JumpReLUCrosscoder(Crosscoder):
 
     def record_threshold_scale(self) -> None:
         """The config (config.json) records the θ₀ and ε the buffers hold."""
-        self.config = self.config.model_copy(update={"jumprelu_threshold_init": float(self.threshold_init) or None,
-                                                     "jumprelu_bandwidth": float(self.bandwidth) or None})
+        own = self.config.variant_config.model_copy(update={"jumprelu_threshold_init": float(self.threshold_init) or None,
+                                                            "jumprelu_bandwidth": float(self.bandwidth) or None})
+        self.config = self.config.model_copy(update={"variant_config": own})
 
     @property
     def threshold(self) -> torch.Tensor:
@@ -277,6 +296,10 @@ class JumpReLUCrosscoder(Crosscoder):
         """A state saved before θ₀ and ε were buffers: its config's values become them (θ is untouched)."""
         if "log_threshold" not in tensors or "bandwidth" in tensors:
             return tensors
-        c = self.config
+        c = self.config.variant_config
         return {**tensors, "threshold_init": torch.tensor(float(c.jumprelu_threshold_init or 0.0)),
                 "bandwidth": torch.tensor(float(c.jumprelu_bandwidth or 0.0))}
+
+
+register(Variant("jumprelu", model=JumpReLUCrosscoder, recipe=JumpReLURecipe, activation=JUMPRELU,
+                 config=JumpReLUConfig, settings=JumpReLUSettings))

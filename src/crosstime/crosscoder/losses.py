@@ -6,7 +6,12 @@ decoder weight) ``[F]``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from crosstime.crosscoder.model import Crosscoder
 
 
 def reconstruction_loss(x: torch.Tensor, x_hat: torch.Tensor, reduce: str = "sum") -> torch.Tensor:
@@ -31,7 +36,7 @@ def l1_penalty(f: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return (f @ w.to(f.dtype)).mean()
 
 
-def auxk_loss(model, z: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor, dead: torch.Tensor,
+def auxk_loss(model: Crosscoder, z: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor, dead: torch.Tensor,
               k_aux: int) -> torch.Tensor:
     """AuxK (Gao et al. 2024): dead features learn to reconstruct the residual ``e = x − x̂``.
 
@@ -39,24 +44,24 @@ def auxk_loss(model, z: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor, dead
     b_dec) to ``ê``; loss ``mean_b ‖e − ê‖² / mean_b ‖e − mean_b e‖²``. ``e`` is detached, so
     only dead features move. The sign matters: the reference passed ``x̂ − x`` (bug B1),
     which teaches dead features to make the error worse. Zero when nothing is dead.
-    dead: bool ``[F]``.
+    dead: bool ``[F]``. On a checkpoint shard (``z``, ``dead`` replicated; ``x``, ``x̂`` its
+    checkpoints) every shard picks the same dead features and both norms are summed over the
+    shards (``model.checkpoint_sum``): the loss of the whole crosscoder.
     """
     n_dead = int(dead.sum())
     k = min(k_aux, n_dead)
     if k == 0:
         return z.new_zeros(())
-    e = (x - x_hat).detach()  # [B, M, d]
+    e = (x - x_hat).detach().reshape(x.shape[0], -1)  # [B, M·d]
     dead_ids = dead.nonzero().squeeze(1)
-    F, M, d = model.W_dec.shape
     w = model.feature_weights()[dead_ids].detach()
     fz = torch.relu(z[:, dead_ids])  # [B, n_dead]
     top = (fz * w.to(fz.dtype)).topk(k, dim=1, sorted=False).indices
-    vals = fz.gather(1, top)  # [B, k]
-    w_dead = model.W_dec[dead_ids].reshape(n_dead, M * d)
+    vals = model.checkpoint_copy(fz.gather(1, top))  # [B, k]
+    w_dead = model.W_dec[dead_ids].reshape(n_dead, -1)
     e_hat = torch.nn.functional.embedding_bag(top, w_dead, mode="sum", per_sample_weights=vals.to(w_dead.dtype))
-    e = e.reshape(e.shape[0], -1)
-    num = (e - e_hat).pow(2).sum(1).mean()
-    den = (e - e.mean(0, keepdim=True)).pow(2).sum(1).mean()
+    num = model.checkpoint_sum((e - e_hat).pow(2).sum(1).mean())
+    den = model.checkpoint_sum((e - e.mean(0, keepdim=True)).pow(2).sum(1).mean())
     if float(den) == 0.0:
         return z.new_zeros(())
     return num / den

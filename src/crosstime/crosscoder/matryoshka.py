@@ -19,20 +19,29 @@ decodes, not G dense ones. ``metrics.jsonl`` gets the reconstruction loss of eve
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING
 
 import torch
+from pydantic import Field
 
-from crosstime.crosscoder.model import Crosscoder, register
+from crosstime.crosscoder.model import Crosscoder
 from crosstime.crosscoder.recipe import Forward, Loss, StepContext
+from crosstime.crosscoder.registry import BATCHTOPK, Variant, register
+from crosstime.crosscoder.settings import TrainSettings
 from crosstime.crosscoder.topk import (
     BatchTopKCrosscoder,
     BatchTopKRecipe,
+    BatchTopKSettings,
     SparseFeatures,
+    TopKConfig,
 )
 
-if TYPE_CHECKING:
-    from crosstime.crosscoder.settings import TrainSettings
+
+class MatryoshkaSettings(BatchTopKSettings):
+    """Matryoshka's training settings: BatchTopK's and the nested prefixes."""
+
+    matryoshka_prefixes: list[int] | None = Field(
+        None, description="matryoshka: nested dictionary sizes, each trained to reconstruct alone (default F/16, "
+        "F/4, F; F is added when missing)")
 
 
 def prefix_sizes(prefixes: list[int] | None, n_features: int) -> list[int]:
@@ -61,7 +70,7 @@ class MatryoshkaRecipe(BatchTopKRecipe):
     @classmethod
     def settings_problems(cls, settings: TrainSettings, n_features: int | None, d_model: int | None) -> list[str]:
         out = super().settings_problems(settings, n_features, d_model)
-        given = settings.matryoshka_prefixes
+        given = settings.variant_settings.matryoshka_prefixes
         if given is None:
             return out
         if not given or any(p < 1 for p in given) or any(b <= a for a, b in itertools.pairwise(given)):
@@ -75,7 +84,7 @@ class MatryoshkaRecipe(BatchTopKRecipe):
         terms = super().loss(model, x, fwd, ctx)  # the full reconstruction, AuxK, activity
         nested = x.new_zeros(())
         self._prefix_recon = {}
-        for p in prefix_sizes(self.settings.matryoshka_prefixes, model.n_features)[:-1]:
+        for p in prefix_sizes(self.settings.variant_settings.matryoshka_prefixes, model.n_features)[:-1]:
             recon_p = self.reconstruction(x, prefix_decode(model, fwd.sparse, p))
             self._prefix_recon[p] = recon_p.detach()
             nested = nested + recon_p
@@ -87,7 +96,6 @@ class MatryoshkaRecipe(BatchTopKRecipe):
         return {**super().metrics(model), **{f"recon_prefix_{p}": float(v) for p, v in self._prefix_recon.items()}}
 
 
-@register("matryoshka", recipe=MatryoshkaRecipe)
 class MatryoshkaCrosscoder(BatchTopKCrosscoder):
     """BatchTopK features from a dictionary trained as nested prefixes (the module docstring);
     inference is BatchTopK's (the learned threshold)."""
@@ -95,3 +103,8 @@ class MatryoshkaCrosscoder(BatchTopKCrosscoder):
     @property
     def inference_rule(self) -> str:
         return "Matryoshka " + super().inference_rule
+
+
+# the inference rule is BatchTopK's (the learned threshold): a format that holds BatchTopK holds it
+register(Variant("matryoshka", model=MatryoshkaCrosscoder, recipe=MatryoshkaRecipe, activation=BATCHTOPK,
+                 config=TopKConfig, settings=MatryoshkaSettings))

@@ -7,10 +7,11 @@ Shapes (B batch, M checkpoints, d width, F features)::
     decode: f [B, F]    -> x̂ [B, M, d]     x̂_m = f W_dec[:, m] + b_dec[m]
 
 Both directions are one GEMM on the flattened ``[B, M·d]`` view (not a loop over
-checkpoints). σ is the variant's activation; a variant is a model class and a training
-recipe registered together by name (:func:`register`; the built-ins are in :mod:`.relu`,
-:mod:`.topk`, :mod:`.jumprelu`), recorded in ``config.json`` and in the weights' header so
-:func:`load` rebuilds it. M = 1 is an ordinary sparse autoencoder.
+checkpoints). σ is the variant's activation; a variant is a model class, a training recipe and
+its own settings registered together by name (:mod:`.registry`; the built-ins are in
+:mod:`.relu`, :mod:`.topk`, :mod:`.jumprelu`, :mod:`.matryoshka`), recorded in ``config.json``
+(``variant``, and the variant's own architecture settings under ``variant_config``) and in the
+weights' header so :func:`load` rebuilds it. M = 1 is an ordinary sparse autoencoder.
 
 Normalisation. Crosscoders are trained on activations scaled per checkpoint,
 ``x_norm[m] = s_m · x_raw[m]`` (the store's ``scales``). A saved crosscoder keeps its weights
@@ -33,7 +34,10 @@ checksum (a flipped byte, a truncation, a replaced file or a kill between the tw
 caught), and config.json equals the header's copy (an edited variant, shape, scale or
 revision is caught). Every failure is one :class:`CrosscoderError` naming the file and the
 fix. A pair saved before checksums were recorded loads with a warning that its weights are
-unverified; re-running its training command re-saves it verified.
+unverified; re-running its training command re-saves it verified. A config.json saved before
+the variant's settings were nested (``k``, ``jumprelu_threshold_init``, ``jumprelu_bandwidth``
+at the top, for every variant) loads as today's: its variant's own move under
+``variant_config``, the others (never used by that variant) are dropped.
 
 Every stage opens a trained crosscoder with :func:`load_for_store`, which checks it
 against the activation store it reads (one check, one tolerance: :data:`SCALE_RTOL`).
@@ -47,26 +51,32 @@ import json
 import math
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializeAsAny,
     ValidationError,
     field_validator,
     model_validator,
 )
 from torch import nn
 
-from crosstime.errors import CrosstimeError
+from crosstime.crosscoder.registry import (
+    VARIANTS,
+    CrosscoderError,
+    VariantConfig,
+    known_variants,
+    own_part,
+    variant,
+)
 from crosstime.files import atomic_path, sha256_file, write_json
 
 if TYPE_CHECKING:
-    from crosstime.crosscoder.recipe import Recipe
     from crosstime.store import ActivationStore
 
 CONFIG_FILE = "config.json"
@@ -80,43 +90,9 @@ HEADER_VARIANT = "variant"  # the header of a crosscoder saved before checksums
 # A crosscoder's recorded scales and its store's may differ by float noise of a re-harvest on
 # other hardware (measured ≤ 1e-5); anything larger means other activations.
 SCALE_RTOL = 1e-3
-
-
-class CrosscoderError(CrosstimeError):
-    """Bad crosscoder settings or input; the message names the input and the fix."""
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A registered variant: its model class (σ) and its training recipe (loss, step, after-step work)."""
-
-    name: str
-    model: type[Crosscoder]
-    recipe: type[Recipe]
-
-
-VARIANTS: dict[str, Variant] = {}
-
-
-def register(name: str, recipe: type[Recipe]):
-    """Class decorator on a :class:`Crosscoder` subclass: variant ``name`` trains with ``recipe``."""
-
-    def deco(cls: type[Crosscoder]) -> type[Crosscoder]:
-        cls.variant = name
-        VARIANTS[name] = Variant(name, cls, recipe)
-        return cls
-
-    return deco
-
-
-def known_variants() -> list[str]:
-    return sorted(VARIANTS)
-
-
-def variant(name: str) -> Variant:
-    if name not in VARIANTS:
-        raise CrosscoderError(f"unknown crosscoder variant {name!r}; known variants: {', '.join(known_variants())}")
-    return VARIANTS[name]
+VARIANT_CONFIG = "variant_config"  # CrosscoderConfig's field holding the variant's own architecture settings
+# config.json before VARIANT_CONFIG: these were top-level fields of every variant's config
+FLAT_VARIANT_KEYS = ("k", "jumprelu_threshold_init", "jumprelu_bandwidth")
 
 
 class CrosscoderConfig(BaseModel):
@@ -125,6 +101,9 @@ class CrosscoderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a typo or an inf is an error, not a setting
 
     variant: str = Field("relu", description="activation σ: a registered variant (relu, topk, batchtopk, jumprelu, matryoshka)")
+    variant_config: SerializeAsAny[VariantConfig] = Field(
+        default_factory=VariantConfig, description="the variant's own architecture settings (topk/batchtopk/"
+        "matryoshka: k; jumprelu: θ₀ and ε), its registered config class")
     n_checkpoints: int = Field(description="M, checkpoints encoded jointly (1 = a plain SAE)")
     d_model: int = Field(description="d, width of one checkpoint's activation")
     n_features: int = Field(description="F, dictionary size")
@@ -132,15 +111,14 @@ class CrosscoderConfig(BaseModel):
     seed: int = Field(0, description="seed of the initialisation")
     l1_norm: Literal["sum", "concat"] = Field(
         "sum", description="per-feature decoder weight: Σ_m ‖W_dec[i,m]‖ (sum) or ‖W_dec[i]‖ of the concatenation")
-    k: int = Field(32, ge=1, description="topk/batchtopk/matryoshka: active features per token (batch average for "
-                                         "batchtopk and matryoshka)")
-    jumprelu_threshold_init: float | None = Field(
-        None, gt=0, description="jumprelu: initial threshold θ₀ (None: from the first batch's pre-activations)")
-    jumprelu_bandwidth: float | None = Field(
-        None, gt=0, description="jumprelu: STE kernel width ε (None: from the first batch's pre-activations)")
     revisions: list[str] | None = Field(None, description="the checkpoints, in order (names for W_dec[:, m])")
     scales: list[float] | None = Field(None, description="per-checkpoint factors s_m applied to raw activations")
     normalised: bool = Field(True, description="scales are the store's s_m (true) or 1 for raw activations (false)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _variant_config(cls, data: Any) -> Any:
+        return own_part(cls, data, VARIANT_CONFIG, "config")
 
     @field_validator("variant")
     @classmethod
@@ -172,6 +150,16 @@ class CrosscoderConfig(BaseModel):
         return self
 
 
+def initial_decoder(config: CrosscoderConfig, checkpoints: slice = slice(None)) -> torch.Tensor:
+    """The decoder at initialisation of ``checkpoints`` (default all): ``[F, M', d]``, rows of norm
+    ``dec_init_norm``, drawn from ``seed`` whole (the generator's stream is ``[F, M, d]``-ordered),
+    so a checkpoint shard starts as the slice of the whole crosscoder."""
+    g = torch.Generator().manual_seed(config.seed)
+    w = torch.randn(config.n_features, config.n_checkpoints, config.d_model, generator=g)[:, checkpoints]
+    w *= config.dec_init_norm / w.norm(dim=-1, keepdim=True)
+    return w
+
+
 class Crosscoder(nn.Module, ABC):
     """Base crosscoder (see the module docstring); a registered variant defines :meth:`activate`.
 
@@ -179,13 +167,11 @@ class Crosscoder(nn.Module, ABC):
     Buffer ``fold [M]``: the scales folded into the weights (ones when unfolded).
     """
 
-    variant: ClassVar[str] = ""
-
     def __init__(self, config: CrosscoderConfig):
         super().__init__()
-        if config.variant != type(self).variant:
-            raise CrosscoderError(f"{type(self).__name__} is the {type(self).variant or 'unregistered'} variant, but "
-                                  f"its config says {config.variant!r}; build models with crosscoder.build(config)")
+        if not variant(config.variant).builds(type(self)):
+            raise CrosscoderError(f"{type(self).__name__} is not the model of the {config.variant} variant its config "
+                                  "names; build models with crosscoder.build(config)")
         self.config = config
         M, d, F = config.n_checkpoints, config.d_model, config.n_features
         self.W_enc = nn.Parameter(torch.empty(M, d, F))
@@ -203,16 +189,18 @@ class Crosscoder(nn.Module, ABC):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Decoder rows random with norm ``dec_init_norm``, encoder = decoder transpose, zero biases."""
-        g = torch.Generator().manual_seed(self.config.seed)
-        F, M, d = self.W_dec.shape
-        w = torch.randn(F, M, d, generator=g)
-        w *= self.config.dec_init_norm / w.norm(dim=-1, keepdim=True)
-        self.W_dec.copy_(w)
-        self.W_enc.copy_(w.permute(1, 2, 0))
+        """Decoder rows random with norm ``dec_init_norm`` (:func:`initial_decoder`), encoder = decoder
+        transpose, zero biases."""
+        self.init_decoder(initial_decoder(self.config))
         self.b_enc.zero_()
         self.b_dec.zero_()
         self.fold.fill_(1.0)
+
+    @torch.no_grad()
+    def init_decoder(self, w: torch.Tensor) -> None:
+        """``W_dec = w [F, M, d]`` and ``W_enc`` its transpose (the initialisation's tied weights)."""
+        self.W_dec.copy_(w)
+        self.W_enc.copy_(w.permute(1, 2, 0))
 
     @property
     def n_checkpoints(self) -> int:
@@ -278,8 +266,19 @@ class Crosscoder(nn.Module, ABC):
         """x [B, M, d] -> f [B, F]."""
         return self.activate(self.pre_acts(x))
 
+    def checkpoint_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """A sum over this model's checkpoints, completed over every checkpoint: itself here (a
+        checkpoint shard adds the other shards', :class:`~.parallel.ShardedCrosscoder`)."""
+        return t
+
+    def checkpoint_copy(self, t: torch.Tensor) -> torch.Tensor:
+        """A value every checkpoint reads (the features): itself here (a shard's backward sums
+        every shard's gradient of it)."""
+        return t
+
     def decode(self, f: torch.Tensor) -> torch.Tensor:
         """f [B, F] -> x̂ [B, M, d] (one GEMM)."""
+        f = self.checkpoint_copy(f)
         B = f.shape[0]
         F, M, d = self.W_dec.shape
         out = torch.addmm(self.b_dec.reshape(1, -1).to(f.dtype), f, self.W_dec.reshape(F, -1).to(f.dtype))
@@ -294,11 +293,12 @@ class Crosscoder(nn.Module, ABC):
         return self.W_dec.norm(dim=-1) * self.fold
 
     def feature_weights(self, norms: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-feature decoder weight ``[F]``: ``Σ_m ‖W_dec[i,m]‖`` (l1_norm "sum") or ‖W_dec[i]‖ ("concat")."""
+        """Per-feature decoder weight ``[F]``: ``Σ_m ‖W_dec[i,m]‖`` (l1_norm "sum") or ‖W_dec[i]‖ ("concat"),
+        over every checkpoint (``norms``: this model's ``[F, M]``)."""
         n = self.decoder_norms() if norms is None else norms
         if self.config.l1_norm == "concat":
-            return n.pow(2).sum(-1).sqrt()
-        return n.sum(-1)
+            return self.checkpoint_sum(n.pow(2).sum(-1)).sqrt()
+        return self.checkpoint_sum(n.sum(-1))
 
     # -- normalisation -------------------------------------------------------------------
     def _scale_vector(self, scales: list[float] | dict[str, float] | None) -> torch.Tensor:
@@ -369,27 +369,21 @@ class Crosscoder(nn.Module, ABC):
 
     # -- persistence ---------------------------------------------------------------------
     def upgrade_tensors(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Saved tensors of an earlier parameterisation of this variant in today's names, converted
+        """Saved tensors of an earlier parameterisation of this variant, in today's names, converted
         exactly (or refused with a :class:`CrosscoderError`); :func:`load` calls it before its checks."""
         return tensors
 
-    def save(self, path: str | Path, extra: dict[str, Any] | None = None, format: str | None = None) -> Path:
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
         """Write ``path/model.safetensors``, then ``path/config.json`` (each atomically).
 
         config.json holds the architecture (:class:`CrosscoderConfig`), ``extra`` and the
         weights' size and sha256 (``"weights"``); the weights' header repeats everything else
-        config.json holds, so :func:`load` can check each file against the other.
-        ``format``: another codebase's files instead (:mod:`crosstime.crosscoder.formats`:
-        cct, llamascopium, dictionary-learning, saelens, hub), written into the folder ``path``.
+        config.json holds, so :func:`load` can check each file against the other. Other
+        codebases' files: :func:`crosstime.interop.formats.write`.
         """
         from safetensors.torch import save as serialize
 
         path = Path(path)
-        if format is not None:
-            from crosstime.crosscoder.formats import write
-
-            write(self, format, path)
-            return path
         clash = ({WEIGHTS_RECORD} | set(CrosscoderConfig.model_fields)) & set(extra or {})
         if clash:
             raise CrosscoderError(f"extra entries {sorted(clash)} would replace the crosscoder's own entries in "
@@ -406,7 +400,7 @@ class Crosscoder(nn.Module, ABC):
         return path
 
 
-def build(config: CrosscoderConfig | dict) -> Crosscoder:
+def build(config: CrosscoderConfig | dict[str, Any]) -> Crosscoder:
     """A freshly initialised crosscoder of the variant the config names."""
     if isinstance(config, dict):
         config = CrosscoderConfig(**config)
@@ -492,12 +486,12 @@ def _config_from(path: Path, raw: dict[str, Any], header: dict[str, str]) -> Cro
     """The architecture from config.json, checked against the copy in the weights' header."""
     cfg_file, w_file = path / CONFIG_FILE, path / WEIGHTS_FILE
     saved = _header_config(path, header)
-    saved_variant = saved.get("variant") if saved is not None else header.get(HEADER_VARIANT)
-    if saved_variant != raw.get("variant"):
+    recorded = saved.get("variant") if saved is not None else header.get(HEADER_VARIANT)
+    if recorded != raw.get("variant"):
         raise CrosscoderError(f"{cfg_file} says variant {raw.get('variant')!r} but the weights in {w_file} were saved "
-                              f"as {saved_variant!r}; one of the two was edited or replaced: {_fix(path)}")
+                              f"as {recorded!r}; one of the two was edited or replaced: {_fix(path)}")
     try:
-        config = CrosscoderConfig(**{k: v for k, v in raw.items() if k in CrosscoderConfig.model_fields})
+        config = CrosscoderConfig(**{k: v for k, v in _nested(raw).items() if k in CrosscoderConfig.model_fields})
     except ValidationError as err:
         why = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in err.errors())
         raise CrosscoderError(f"{cfg_file} is not a crosscoder config ({why}); {_fix(path)}") from err
@@ -516,6 +510,18 @@ def _config_from(path: Path, raw: dict[str, Any], header: dict[str, str]) -> Cro
     return config
 
 
+def _nested(raw: dict[str, Any]) -> dict[str, Any]:
+    """config.json in today's shape: one saved before the variant's settings were nested (no
+    ``variant_config``; :data:`FLAT_VARIANT_KEYS` at the top for every variant) has its variant's
+    own moved under ``variant_config`` and the others, which that variant never read, dropped."""
+    name = raw.get("variant")
+    if VARIANT_CONFIG in raw or not (isinstance(name, str) and name in VARIANTS):
+        return raw  # today's shape, or a variant CrosscoderConfig refuses with its own message
+    own = variant(name).config.model_fields
+    return {**{k: v for k, v in raw.items() if k not in FLAT_VARIANT_KEYS},
+            VARIANT_CONFIG: {k: raw[k] for k in FLAT_VARIANT_KEYS if k in raw and k in own}}
+
+
 def _check_tensors(model: Crosscoder, tensors: dict[str, torch.Tensor], path: Path) -> None:
     """The saved tensors have the names and shapes of ``model`` and are finite."""
     w_file = path / WEIGHTS_FILE
@@ -530,13 +536,9 @@ def _check_tensors(model: Crosscoder, tensors: dict[str, torch.Tensor], path: Pa
         raise CrosscoderError(f"{w_file} holds NaN/inf in {bad}; {_fix(path)}")
 
 
-def load(path: str | Path, device: str | torch.device = "cpu", format: str | None = None,
-         revisions: list[str] | None = None, scales: list[float] | None = None) -> Crosscoder:
-    """Load a crosscoder saved by :meth:`Crosscoder.save`, checked before anything is used.
-
-    ``format``: read another codebase's files instead (:mod:`crosstime.crosscoder.formats`: cct,
-    llamascopium, dictionary-learning; hub reads a folder or ``owner/name[:folder]`` from the
-    Hugging Face Hub), with ``revisions``/``scales`` for formats that do not record them.
+def load(path: str | Path, device: str | torch.device = "cpu") -> Crosscoder:
+    """Load a crosscoder saved by :meth:`Crosscoder.save`, checked before anything is used (other
+    codebases' files: :func:`crosstime.interop.formats.read`).
 
     Checks: both files exist and parse; model.safetensors has the size and sha256 config.json
     recorded; its header's variant and copy of config.json equal config.json; the tensors have
@@ -544,10 +546,6 @@ def load(path: str | Path, device: str | torch.device = "cpu", format: str | Non
     file and the fix. A pair saved before checksums were recorded loads with a warning that its
     weights are unverified (only the variant is checked).
     """
-    if format is not None:
-        from crosstime.crosscoder.formats import read
-
-        return read(format, path, revisions, scales).model.to(device)
     path = Path(path)
     raw = _read_config(path)
     if WEIGHTS_RECORD in raw:

@@ -23,17 +23,20 @@ parameters' gradients are whole (averaged over the group only to keep them bit-e
 Gradients are then averaged over the data group as plain data parallelism does; the
 gradient norm for clipping sums the shards' squares over the checkpoint group.
 
-Supported variants: relu (by autograd: the fused ReLU step is single-shard, so a
-checkpoint-parallel relu always takes the autograd step), topk and batchtopk (their ranking
-``ReLU(z)·w`` is replicated, so every shard keeps the same features; AuxK's residual norms are
-summed over the group). jumprelu and matryoshka are refused.
+The sums over checkpoints are the model's :meth:`~.model.Crosscoder.checkpoint_sum` (every
+feature weight, AuxK's residual norms) and :meth:`~.model.Crosscoder.checkpoint_copy` (the
+features every decoder reads): the identity on a whole crosscoder, the two collectives on a
+shard (:class:`ShardedCrosscoder`), so the variants' code is the same in both. A variant
+supports checkpoint parallelism by registering its sharded model and recipe
+(``Variant.checkpoint_parallel``, :mod:`.registry`): relu (by autograd: the fused ReLU step is
+single-shard), topk and batchtopk (their ranking ``ReLU(z)·w`` is replicated, so every shard
+keeps the same features); the others are refused, naming those that can.
 Saving gathers the shards into the usual single-folder format on rank 0; each checkpoint
 shard keeps its own resume state (``state/trainer-cp{c}of{P}.pt``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -42,12 +45,11 @@ import torch.distributed as dist
 from crosstime import distributed
 from crosstime.crosscoder import losses
 from crosstime.crosscoder.data import StoreSource
-from crosstime.crosscoder.model import Crosscoder, CrosscoderConfig, build, variant
-from crosstime.crosscoder.recipe import Forward, Loss, Recipe, StepContext
-from crosstime.crosscoder.topk import SparseFeatures, TopKRecipe
+from crosstime.crosscoder.model import Crosscoder, CrosscoderConfig, build, initial_decoder
+from crosstime.crosscoder.recipe import Recipe
+from crosstime.crosscoder.registry import VARIANTS, variant
 from crosstime.errors import CrosstimeError
 
-SUPPORTED_VARIANTS = ("relu", "topk", "batchtopk")
 SHARDED_PARAMETERS = ("W_enc", "W_dec", "b_dec")  # checkpoint axis: W_enc dim 0, W_dec dim 1, b_dec dim 0
 
 
@@ -112,15 +114,21 @@ def check_settings(settings, world_size: int) -> None:
     if world_size % P:
         raise CheckpointParallelError(f"checkpoint_parallel = {P} does not divide the {world_size} processes; launch a "
                                       f"multiple of {P} processes (torchrun --nproc_per_node) or change it")
-    if P > 1 and settings.variant not in SUPPORTED_VARIANTS:
-        raise CheckpointParallelError(f"checkpoint_parallel = {P} supports the variants {list(SUPPORTED_VARIANTS)}, "
+    if P > 1 and variant(settings.variant).checkpoint_parallel is None:
+        raise CheckpointParallelError(f"checkpoint_parallel = {P} supports the variants {supported_variants()}, "
                                       f"not {settings.variant!r}; train it with checkpoint_parallel = 1")
+
+
+def supported_variants() -> list[str]:
+    """The registered variants that train checkpoint-parallel."""
+    return [name for name, spec in sorted(VARIANTS.items()) if spec.checkpoint_parallel is not None]
 
 
 # -- the sharded model and recipe ------------------------------------------------------------------
 
-class _ShardedCrosscoder:
-    """Mixin before a variant's model class: the sums over checkpoints reach across the group."""
+class ShardedCrosscoder:
+    """First base of a variant's sharded model class (``Variant.checkpoint_parallel.model``): the sums
+    over checkpoints reach across the group (``checkpoint_group``, set by :func:`build_shard`)."""
 
     checkpoint_group: Any
 
@@ -131,24 +139,18 @@ class _ShardedCrosscoder:
         # summed in fp32 whatever the matmul's precision (bf16 autocast): one GEMM would accumulate in fp32 too
         return all_reduce(partial.float(), self.checkpoint_group) + self.b_enc.float()
 
-    def decode(self, f: torch.Tensor) -> torch.Tensor:
-        """f [B, F] (replicated) -> this shard's x̂ [B, M/P, d]."""
-        return super().decode(copy_to_group(f, self.checkpoint_group))
+    def checkpoint_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """This shard's sum over its checkpoints -> the sum over every checkpoint (replicated)."""
+        return all_reduce(t, self.checkpoint_group)
 
-    def decode_sparse(self, sf: SparseFeatures) -> torch.Tensor:
-        """The TopK family's sparse decode of this shard (``sf`` replicated)."""
-        return super().decode_sparse(dataclasses.replace(sf, values=copy_to_group(sf.values, self.checkpoint_group)))
-
-    def feature_weights(self, norms: torch.Tensor | None = None) -> torch.Tensor:
-        """[F], over every shard's checkpoints (``norms``: this shard's ``[F, M/P]``)."""
-        n = self.decoder_norms() if norms is None else norms
-        if self.config.l1_norm == "concat":
-            return all_reduce(n.pow(2).sum(-1), self.checkpoint_group).sqrt()
-        return all_reduce(n.sum(-1), self.checkpoint_group)
+    def checkpoint_copy(self, t: torch.Tensor) -> torch.Tensor:
+        """A replicated value this shard's decoder reads; its gradient sums every shard's."""
+        return copy_to_group(t, self.checkpoint_group)
 
 
-class _ShardedRecipe:
-    """Mixin before a variant's recipe: the reconstruction over every shard; the autograd step."""
+class ShardedRecipe:
+    """First base of a variant's sharded recipe class (``Variant.checkpoint_parallel.recipe``): the
+    reconstruction over every shard (``checkpoint_group``, ``n_checkpoints``: set by :func:`shard_recipe`)."""
 
     checkpoint_group: Any
     n_checkpoints: int  # M of the whole crosscoder
@@ -156,45 +158,6 @@ class _ShardedRecipe:
     def reconstruction(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         se = all_reduce((x_hat - x).pow(2).sum(dim=(1, 2)).mean(), self.checkpoint_group)
         return se / self.n_checkpoints if self.settings.recon_reduce == "mean" else se
-
-    def step(self, model, x, ctx):
-        return Recipe.step(self, model, x, ctx)  # autograd: the fused ReLU step knows one shard only
-
-
-class _ShardedTopKRecipe(_ShardedRecipe):
-    """:class:`_ShardedRecipe` for the TopK family: the variant's loss without AuxK, plus AuxK over every shard."""
-
-    def loss(self, model: Crosscoder, x: torch.Tensor, fwd: Forward, ctx: StepContext) -> Loss:
-        terms = super().loss(model, x, fwd, dataclasses.replace(ctx, dead=torch.zeros_like(ctx.dead)))
-        s = self.settings
-        if s.auxk_coeff > 0 and bool(ctx.dead.any()):
-            terms.aux = auxk_loss(model, fwd.z, x, fwd.x_hat, ctx.dead, s.k_aux or max(1, model.d_model // 2),
-                                  self.checkpoint_group)
-            terms.total = terms.recon + s.auxk_coeff * terms.aux
-        return terms
-
-
-def auxk_loss(model: Crosscoder, z: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor, dead: torch.Tensor,
-              k_aux: int, group) -> torch.Tensor:
-    """:func:`.losses.auxk_loss` of a shard: the same dead features everywhere (``z``, ``dead`` replicated),
-    each shard's residual ``e [B, M/P·d]``; both norms summed over the group."""
-    n_dead = int(dead.sum())
-    k = min(k_aux, n_dead)
-    if k == 0:
-        return z.new_zeros(())
-    e = (x - x_hat).detach().reshape(x.shape[0], -1)
-    dead_ids = dead.nonzero().squeeze(1)
-    w = model.feature_weights()[dead_ids].detach()
-    fz = torch.relu(z[:, dead_ids])  # [B, n_dead]
-    top = (fz * w.to(fz.dtype)).topk(k, dim=1, sorted=False).indices
-    vals = copy_to_group(fz.gather(1, top), group)  # [B, k]
-    w_dead = model.W_dec[dead_ids].reshape(n_dead, -1)
-    e_hat = torch.nn.functional.embedding_bag(top, w_dead, mode="sum", per_sample_weights=vals.to(w_dead.dtype))
-    num = all_reduce((e - e_hat).pow(2).sum(1).mean(), group)
-    den = all_reduce((e - e.mean(0, keepdim=True)).pow(2).sum(1).mean(), group)
-    if float(den) == 0.0:
-        return z.new_zeros(())
-    return num / den
 
 
 def shard_config(full: CrosscoderConfig, lo: int, hi: int) -> CrosscoderConfig:
@@ -206,27 +169,17 @@ def shard_config(full: CrosscoderConfig, lo: int, hi: int) -> CrosscoderConfig:
 
 @torch.no_grad()
 def build_shard(full: CrosscoderConfig, lo: int, hi: int, group) -> Crosscoder:
-    """Shard ``[lo, hi)`` of the crosscoder ``build(full)`` would make, initialised to equal its slice.
-
-    The initial decoder is drawn whole (the generator's stream is ``[F, M, d]``-ordered), once:
-    a transient ``F·M·d`` floats at start, never held during training."""
-    cls = variant(full.variant).model
-    sharded = type(f"CheckpointShard{cls.__name__}", (_ShardedCrosscoder, cls), {})
-    model = sharded(shard_config(full, lo, hi))
+    """Shard ``[lo, hi)`` of the crosscoder ``build(full)`` would make, initialised to equal its slice
+    (:func:`~.model.initial_decoder`: drawn whole, once; a transient ``F·M·d`` floats at start)."""
+    model = variant(full.variant).checkpoint_parallel.model(shard_config(full, lo, hi))
     model.checkpoint_group = group
-    g = torch.Generator().manual_seed(full.seed)
-    w = torch.randn(full.n_features, full.n_checkpoints, full.d_model, generator=g)
-    w = w[:, lo:hi]
-    w *= full.dec_init_norm / w.norm(dim=-1, keepdim=True)
-    model.W_dec.copy_(w)
-    model.W_enc.copy_(w.permute(1, 2, 0))
+    model.init_decoder(initial_decoder(full, slice(lo, hi)))
     return model
 
 
 def shard_recipe(settings, group, n_checkpoints: int) -> Recipe:
-    cls = variant(settings.variant).recipe
-    mixin = _ShardedTopKRecipe if issubclass(cls, TopKRecipe) else _ShardedRecipe
-    recipe = type(f"CheckpointShard{cls.__name__}", (mixin, cls), {})(settings)
+    """The variant's sharded recipe for this group (``n_checkpoints``: M of the whole crosscoder)."""
+    recipe = variant(settings.variant).checkpoint_parallel.recipe(settings)
     recipe.checkpoint_group, recipe.n_checkpoints = group, n_checkpoints
     return recipe
 

@@ -17,7 +17,8 @@ Before any of that, ``settings_problems`` names the settings the variant cannot 
 settings are made, the trainer again once the data's width (and so F) is known.
 
 A new variant is one module: a :class:`~crosstime.crosscoder.model.Crosscoder` subclass with
-its ``activate`` and a recipe, joined by ``@register("name", recipe=...)``.
+its ``activate``, a recipe and its own settings, joined by ``register(Variant(...))``
+(:mod:`.registry`). A recipe reads the variant's own settings as ``settings.variant_settings``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,24 @@
-"""How to train a crosscoder (:class:`TrainSettings`) and the train stage's config (:class:`TrainConfig`)."""
+"""How to train a crosscoder (:class:`TrainSettings`) and the train stage's config (:class:`TrainConfig`).
+
+The settings every variant shares are fields of :class:`TrainSettings`; a variant's own (TopK's
+``k``, JumpReLU's ``jumprelu_penalty`` …) are its registered settings class, held in
+``variant_settings`` (:mod:`.registry`)::
+
+    TrainSettings(variant="topk", variant_settings={"k": 16}, steps=500)
+    TrainSettings(variant="topk", variant_settings=TopKSettings(k=16), steps=500)   # the same
+
+A setting given for a variant it does not belong to is an error naming the variants it belongs
+to. The command line offers every variant's settings as flat options (``--k 16``) and puts them
+under ``variant_settings``; ``RUN/config.yaml`` and config.json's ``training`` record them there.
+"""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
 
-from crosstime.crosscoder.model import VARIANTS, known_variants
+from crosstime.crosscoder.registry import VariantConfig, known_variants, own_part, variant
 from crosstime.stage import DEVICE_HELP, Count, Device, StageConfig
 
 # Settings that do not change the weights: they may differ when resuming.
@@ -14,9 +26,19 @@ EXECUTION_FIELDS = frozenset({"progress", "wandb_project", "tensorboard", "log_e
                               "val_batches", "device"})
 
 
+VARIANT_SETTINGS = "variant_settings"  # TrainSettings' field holding the variant's own settings
+
 # TrainConfig's settings of streaming training (crosscoder/streaming.py)
 STREAM_FIELDS = frozenset({"series", "layer", "corpus", "context_len", "buffer_rows", "refill_frac", "keep_store",
                            "model_device", "harvest_batch_size"})
+
+
+def flat_settings(recorded: dict[str, Any]) -> dict[str, Any]:
+    """Recorded settings on one level, the variant's own beside the shared ones: how a resume state
+    compares them, whether it was saved before they were nested (flat, every variant's settings
+    there; the caller keeps those that still apply) or after."""
+    own = recorded.get(VARIANT_SETTINGS) or {}
+    return {**{k: v for k, v in recorded.items() if k != VARIANT_SETTINGS}, **own}
 
 
 class TrainSettings(BaseModel):
@@ -26,23 +48,14 @@ class TrainSettings(BaseModel):
 
     # architecture
     variant: str = Field("relu", description="relu | topk | batchtopk | jumprelu | matryoshka (or a registered variant)")
+    variant_settings: SerializeAsAny[VariantConfig] = Field(
+        default_factory=VariantConfig, description="the variant's own settings, its registered settings class "
+        "(a dict of them is validated by it)")
     n_features: int | None = Field(None, description="F, dictionary size (default: expansion × d)")
     expansion: int = Field(8, ge=1, description="F = expansion × d when n_features is not given (paper: 16384 = 8 × 2048)")
-    k: int = Field(32, ge=1, description="topk/batchtopk/matryoshka: active features per token")
-    matryoshka_prefixes: list[int] | None = Field(
-        None, description="matryoshka: nested dictionary sizes, each trained to reconstruct alone (default F/16, "
-        "F/4, F; F is added when missing)")
     l1_norm: Literal["sum", "concat"] = Field("sum", description="relu: Σ_m ‖W_dec[i,m]‖ (sum) or concatenated norm")
     dec_init_norm: float | None = Field(None, gt=0, description="decoder row norm at init (default: the variant's: "
                                                                 "0.08, or 1.0 for topk/batchtopk)")
-    jumprelu_threshold_init: float | None = Field(
-        None, gt=0, description="jumprelu: initial θ₀ in pre-activation units (default: the mean positive "
-        "pre-activation of the first batch)")
-    jumprelu_bandwidth: float | None = Field(
-        None, gt=0, description="jumprelu: STE kernel width ε in pre-activation units (default: 0.1 × the std of "
-        "the first batch's pre-activations)")
-    jumprelu_penalty: Literal["tanh", "step"] = Field("tanh", description="jumprelu sparsity: tanh(c·f·w) or step L0")
-    jumprelu_tanh_c: float = Field(4.0, gt=0, description="jumprelu: c of the tanh penalty")
     # optimisation
     lr: float = Field(5e-5, gt=0, description="learning rate")
     adam_betas: tuple[float, float] = Field((0.9, 0.999), description="Adam's β1, β2")
@@ -58,20 +71,12 @@ class TrainSettings(BaseModel):
     recon_reduce: Literal["sum", "mean"] = Field(
         "sum", description="reconstruction: sum over checkpoints (papers) or mean (keeps λ comparable across M)")
     seed: int = Field(0, description="seed of the initialisation and the batch order")
-    # topk / batchtopk
-    k_init: int | None = Field(None, ge=1, description="topk/batchtopk/matryoshka: anneal k linearly from k_init to k over k_anneal_steps")
-    k_anneal_steps: int = Field(0, ge=0, description="topk/batchtopk/matryoshka: steps of the k annealing")
-    auxk_coeff: float = Field(1 / 32, ge=0, description="topk/batchtopk/matryoshka: weight of the AuxK loss on dead features")
-    k_aux: int | None = Field(None, ge=1, description="topk/batchtopk/matryoshka: dead features used by AuxK per token (default d // 2)")
     dead_tokens: Count = Field(10_000_000, ge=1, description="a feature is dead after this many rows without firing")
-    threshold_start_step: int = Field(1000, ge=0, description="batchtopk/matryoshka: first step of the threshold EMA")
-    threshold_beta: float = Field(0.999, ge=0, lt=1, description="batchtopk/matryoshka: EMA factor of the threshold")
     # data
     revisions: list[str] | None = Field(None, description="store checkpoints to train on (default: all)")
     normalise: bool = Field(True, description="scale store activations by s_m = sqrt(d)/E‖x_m‖")
     # execution
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast matmuls, fp32 master weights")
-    fused: bool = Field(True, description="relu: the hand-derived fp32 step; off = autograd for every variant")
     device: Device = Field("auto", description=DEVICE_HELP)
     checkpoint_parallel: int = Field(1, ge=1, description="ranks sharing the checkpoint axis (torchrun; divides the "
                                      "processes and M; relu): each holds M/P checkpoints' weights")
@@ -83,6 +88,11 @@ class TrainSettings(BaseModel):
     wandb_project: str | None = Field(None, description="log to Weights & Biases (optional, needs `wandb`)")
     tensorboard: bool = Field(False, description="log to TensorBoard under the crosscoder's tensorboard/ "
                                                  "(needs `tensorboard`)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _variant_settings(cls, data: Any) -> Any:
+        return own_part(cls, data, VARIANT_SETTINGS, "settings")
 
     @field_validator("variant")
     @classmethod
@@ -113,7 +123,7 @@ class TrainSettings(BaseModel):
             repeated = sorted({r for r in self.revisions if self.revisions.count(r) > 1})
             if repeated:
                 out.append(f"revisions names {repeated} more than once; name each checkpoint once")
-        return out + VARIANTS[self.variant].recipe.settings_problems(self, n_features, d_model)
+        return out + variant(self.variant).recipe.settings_problems(self, n_features, d_model)
 
     def total_steps(self) -> int:
         return self.steps if self.steps is not None else max(1, self.tokens // self.batch_size)

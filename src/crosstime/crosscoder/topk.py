@@ -8,16 +8,40 @@ folding never changes which features fire, and decode only the active features.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
+from pydantic import Field
 
 from crosstime.crosscoder import losses
-from crosstime.crosscoder.model import Crosscoder, CrosscoderConfig, register
+from crosstime.crosscoder.model import Crosscoder, CrosscoderConfig
+from crosstime.crosscoder.parallel import ShardedCrosscoder, ShardedRecipe
 from crosstime.crosscoder.recipe import Forward, Loss, Recipe, StepContext, StepOutput
+from crosstime.crosscoder.registry import BATCHTOPK, TOPK, CheckpointParallel, Variant, VariantConfig, register
+from crosstime.crosscoder.settings import TrainSettings
 
-if TYPE_CHECKING:
-    from crosstime.crosscoder.settings import TrainSettings
+
+class TopKConfig(VariantConfig):
+    """The TopK family's architecture setting (``CrosscoderConfig.variant_config``)."""
+
+    k: int = Field(32, ge=1, description="topk/batchtopk/matryoshka: active features per token (batch average for "
+                                         "batchtopk and matryoshka)")
+
+
+class TopKSettings(TopKConfig):
+    """TopK's training settings (``TrainSettings.variant_settings``)."""
+
+    k: int = Field(32, ge=1, description="topk/batchtopk/matryoshka: active features per token")
+    k_init: int | None = Field(None, ge=1, description="topk/batchtopk/matryoshka: anneal k linearly from k_init to k over k_anneal_steps")
+    k_anneal_steps: int = Field(0, ge=0, description="topk/batchtopk/matryoshka: steps of the k annealing")
+    auxk_coeff: float = Field(1 / 32, ge=0, description="topk/batchtopk/matryoshka: weight of the AuxK loss on dead features")
+    k_aux: int | None = Field(None, ge=1, description="topk/batchtopk/matryoshka: dead features used by AuxK per token (default d // 2)")
+
+
+class BatchTopKSettings(TopKSettings):
+    """BatchTopK's training settings: TopK's and the threshold estimate's."""
+
+    threshold_start_step: int = Field(1000, ge=0, description="batchtopk/matryoshka: first step of the threshold EMA")
+    threshold_beta: float = Field(0.999, ge=0, lt=1, description="batchtopk/matryoshka: EMA factor of the threshold")
 
 
 @dataclass
@@ -57,17 +81,17 @@ class TopKRecipe(Recipe):
     def settings_problems(cls, settings: TrainSettings, n_features: int | None, d_model: int | None) -> list[str]:
         """k, k_init and k_aux within the dictionary; k_init and k_anneal_steps given together and
         the annealing over before the last step (otherwise a setting would be silently ignored or cut)."""
-        s, out = settings, []
+        s, out = settings.variant_settings, []
         if s.k_init is not None and s.k_anneal_steps == 0:
             out.append(f"k_init = {s.k_init} has no effect without k_anneal_steps > 0 (the steps over which k goes "
                        f"from k_init to k = {s.k}); give both or neither")
         if s.k_init is None and s.k_anneal_steps > 0:
             out.append(f"k_anneal_steps = {s.k_anneal_steps} needs k_init, the k to anneal from; give both or neither")
-        if s.k_init is not None and s.k_anneal_steps > s.total_steps():
-            out.append(f"k_anneal_steps = {s.k_anneal_steps} is longer than the training ({s.total_steps()} steps): "
+        if s.k_init is not None and s.k_anneal_steps > settings.total_steps():
+            out.append(f"k_anneal_steps = {s.k_anneal_steps} is longer than the training ({settings.total_steps()} steps): "
                        f"k would never reach k = {s.k}; shorten the annealing or train longer")
         if n_features is not None:
-            where = "n_features" if s.n_features is not None else f"expansion {s.expansion} × d {d_model}"
+            where = "n_features" if settings.n_features is not None else f"expansion {settings.expansion} × d {d_model}"
             for name in ("k", "k_init", "k_aux"):
                 value = getattr(s, name)
                 if value is not None and value > n_features:
@@ -76,7 +100,7 @@ class TopKRecipe(Recipe):
         return out
 
     def before_step(self, model: Crosscoder, ctx: StepContext) -> None:
-        s = self.settings
+        s = self.settings.variant_settings
         model.k = k_at(s.k, s.k_init, s.k_anneal_steps, ctx.step)
 
     def forward(self, model: Crosscoder, x: torch.Tensor) -> Forward:
@@ -85,7 +109,7 @@ class TopKRecipe(Recipe):
         return Forward(z=z, x_hat=model.decode_sparse(sf), sparse=sf)
 
     def loss(self, model: Crosscoder, x: torch.Tensor, fwd: Forward, ctx: StepContext) -> Loss:
-        s, sf, B = self.settings, fwd.sparse, x.shape[0]
+        s, sf, B = self.settings.variant_settings, fwd.sparse, x.shape[0]
         recon = self.reconstruction(x, fwd.x_hat)
         w = model.feature_weights()
         aux = x.new_zeros(())
@@ -107,7 +131,7 @@ class TopKRecipe(Recipe):
         return {"k": model.k}
 
     def finish(self, model: Crosscoder) -> None:
-        model.k = model.config.k
+        model.k = model.config.variant_config.k
 
 
 class BatchTopKRecipe(TopKRecipe):
@@ -119,8 +143,9 @@ class BatchTopKRecipe(TopKRecipe):
         return {"min_kept": smallest.double()}
 
     def after_step(self, model: Crosscoder, out: StepOutput, ctx: StepContext) -> None:
-        if ctx.step >= self.settings.threshold_start_step:
-            model.update_threshold(float(out.reduce_min["min_kept"]), self.settings.threshold_beta)
+        s = self.settings.variant_settings
+        if ctx.step >= s.threshold_start_step:
+            model.update_threshold(float(out.reduce_min["min_kept"]), s.threshold_beta)
 
     def metrics(self, model: Crosscoder) -> dict[str, float]:
         return {"k": model.k, "threshold": float(model.threshold)}
@@ -136,15 +161,17 @@ class _SparseDecode:
 
     @classmethod
     def config_problems(cls, config: CrosscoderConfig) -> list[str]:
-        if config.k > config.n_features:  # top-k of F < k features would silently keep all F
-            return [(f"k = {config.k} is larger than the dictionary, n_features (F) = {config.n_features}; lower k "
+        k = config.variant_config.k
+        if k > config.n_features:  # top-k of F < k features would silently keep all F
+            return [(f"k = {k} is larger than the dictionary, n_features (F) = {config.n_features}; lower k "
                      "or raise n_features")]
         return []
 
     def decode_sparse(self, sf: SparseFeatures) -> torch.Tensor:
         F, M, d = self.W_dec.shape
         w = self.W_dec.reshape(F, M * d)
-        out = torch.nn.functional.embedding_bag(sf.cols, w, sf.offsets, mode="sum", per_sample_weights=sf.values)
+        values = self.checkpoint_copy(sf.values)  # a shard's decoder reads the replicated features
+        out = torch.nn.functional.embedding_bag(sf.cols, w, sf.offsets, mode="sum", per_sample_weights=values)
         return (out + self.b_dec.reshape(1, -1)).view(sf.batch_size, M, d)
 
     def encode_sparse(self, x: torch.Tensor) -> SparseFeatures:
@@ -156,13 +183,12 @@ class _SparseDecode:
         return f, f * self.feature_weights().to(f.dtype)
 
 
-@register("topk", recipe=TopKRecipe)
 class TopKCrosscoder(_SparseDecode, Crosscoder):
     """Keep, per token, the k features with the largest ``ReLU(z_i) · w_i``; f takes ``ReLU(z_i)`` there."""
 
     def __init__(self, config: CrosscoderConfig):
         super().__init__(config)
-        self.k = config.k  # the trainer may anneal this; the config holds the final value
+        self.k = config.variant_config.k  # the trainer may anneal this; the config holds the final value
 
     @property
     def inference_rule(self) -> str:
@@ -183,7 +209,6 @@ class TopKCrosscoder(_SparseDecode, Crosscoder):
         return torch.zeros_like(f).scatter(1, idx, f.gather(1, idx))
 
 
-@register("batchtopk", recipe=BatchTopKRecipe)
 class BatchTopKCrosscoder(_SparseDecode, Crosscoder):
     """BatchTopK (Bussmann et al. 2024): in training keep the ``k·B`` largest ``ReLU(z)·w`` over the batch.
 
@@ -197,7 +222,7 @@ class BatchTopKCrosscoder(_SparseDecode, Crosscoder):
 
     def __init__(self, config: CrosscoderConfig):
         super().__init__(config)
-        self.k = config.k
+        self.k = config.variant_config.k
         self.register_buffer("threshold", torch.tensor(-1.0))
 
     @property
@@ -249,3 +274,27 @@ class BatchTopKCrosscoder(_SparseDecode, Crosscoder):
         t = float(self.threshold)
         new = min_kept_score if t < 0 else beta * t + (1 - beta) * min_kept_score
         self.threshold.fill_(new)
+
+
+class ShardedTopKCrosscoder(ShardedCrosscoder, TopKCrosscoder):
+    """A checkpoint shard of a TopK crosscoder (:mod:`.parallel`)."""
+
+
+class ShardedTopKRecipe(ShardedRecipe, TopKRecipe):
+    """TopK's recipe on a checkpoint shard (AuxK's norms summed over the group by the model)."""
+
+
+class ShardedBatchTopKCrosscoder(ShardedCrosscoder, BatchTopKCrosscoder):
+    """A checkpoint shard of a BatchTopK crosscoder (:mod:`.parallel`)."""
+
+
+class ShardedBatchTopKRecipe(ShardedRecipe, BatchTopKRecipe):
+    """BatchTopK's recipe on a checkpoint shard."""
+
+
+register(Variant("topk", model=TopKCrosscoder, recipe=TopKRecipe, activation=TOPK, config=TopKConfig,
+                 settings=TopKSettings,
+                 checkpoint_parallel=CheckpointParallel(ShardedTopKCrosscoder, ShardedTopKRecipe)))
+register(Variant("batchtopk", model=BatchTopKCrosscoder, recipe=BatchTopKRecipe, activation=BATCHTOPK,
+                 config=TopKConfig, settings=BatchTopKSettings,
+                 checkpoint_parallel=CheckpointParallel(ShardedBatchTopKCrosscoder, ShardedBatchTopKRecipe)))

@@ -72,10 +72,10 @@ from crosstime.crosscoder.model import (
     Crosscoder,
     CrosscoderConfig,
     build,
-    variant,
 )
 from crosstime.crosscoder.recipe import StepContext, StepOutput
-from crosstime.crosscoder.settings import TrainSettings
+from crosstime.crosscoder.registry import variant
+from crosstime.crosscoder.settings import TrainSettings, flat_settings
 from crosstime.errors import CrosstimeError
 from crosstime.files import atomic_path, remove_stale_temps
 from crosstime.store import ActivationStore
@@ -296,8 +296,8 @@ class Trainer:
         M, d = src.n_checkpoints, src.d_model
         return CrosscoderConfig(
             variant=s.variant, n_checkpoints=M, d_model=d, n_features=s.n_features or s.expansion * d,
-            dec_init_norm=s.dec_init_norm or self.recipe.dec_init_norm, seed=s.seed, l1_norm=s.l1_norm, k=s.k,
-            jumprelu_threshold_init=s.jumprelu_threshold_init, jumprelu_bandwidth=s.jumprelu_bandwidth,
+            dec_init_norm=s.dec_init_norm or self.recipe.dec_init_norm, seed=s.seed, l1_norm=s.l1_norm,
+            variant_config=variant(s.variant).config_from(s.variant_settings),
             revisions=src.revisions, scales=src.scales, normalised=src.normalised)
 
     # -- resume --------------------------------------------------------------------------
@@ -306,9 +306,9 @@ class Trainer:
         state = self._agreed_state() if self.state_path is not None else None
         if state is None:
             return
-        now = self.settings.weight_settings()
-        diff = [f"{k}: {state['settings'].get(k)!r} -> {now.get(k)!r}"
-                for k in sorted(set(state["settings"]) | set(now)) if state["settings"].get(k) != now.get(k)]
+        now = flat_settings(self.settings.weight_settings())
+        then = {k: v for k, v in flat_settings(state["settings"]).items() if k in now or k in TrainSettings.model_fields}
+        diff = [f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)]
         if diff:
             raise TrainingError(f"{self.out} holds a training started with different settings ({'; '.join(diff)}); "
                              f"re-run with the original settings to resume, or use a new output folder")
@@ -622,7 +622,8 @@ def fit(data: torch.Tensor | ActivationStore, settings: TrainSettings | None = N
     (normalised space, scales recorded; ``model.folded()`` maps raw activations).
     """
     settings = settings or TrainSettings()
-    if overrides:  # fit(x, settings, steps=10): validated like the settings themselves
-        settings = type(settings)(**{**settings.model_dump(), **overrides})
+    if overrides:  # fit(x, settings, steps=10): validated like the settings themselves (what was not set stays
+        # unset, so another variant= starts from its own defaults)
+        settings = type(settings)(**{**settings.model_dump(exclude_unset=True), **overrides})
     world = distributed.join(distributed.resolve_device(settings.device))
     return make_trainer(data, settings, Path(out) if out is not None else None, heldout, world).run()

@@ -1,8 +1,9 @@
 """``crosstime export RUN --format FORMAT --out DIR`` and ``crosstime push RUN REPO_ID``.
 
-Every format of :mod:`crosstime.crosscoder.formats` that can be written, plus ``neuronpedia``
-(from the report's evidence, :mod:`.neuronpedia`). What the formats may state beside the
-weights (site, series, training settings, the evaluation per checkpoint) comes from the run.
+Every format of :mod:`crosstime.interop.formats` that can be written (``neuronpedia`` among them,
+made from the report's evidence). What the formats may state beside the weights (site, series,
+training settings, the evaluation per checkpoint, the run itself) comes from the run. A variant
+the format cannot hold is refused naming the formats that can.
 The files are written into a hidden sibling of DIR and renamed into place when complete, so a
 refused or failed export leaves DIR as it was.
 """
@@ -18,14 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crosstime.artifacts import read_json
 from crosstime.crosscoder import Crosscoder
-from crosstime.crosscoder.formats import ExportInfo, get_format, known_formats
-from crosstime.crosscoder.formats.hub import first_line, hub_offline, network_errors
 from crosstime.crosscoder.model import CONFIG_FILE
+from crosstime.interop.formats import FORMATS, ExportInfo, known_formats
+from crosstime.interop.formats.hub import first_line, hub_offline, network_errors
 from crosstime.interop.importing import InteropError
-from crosstime.interop.neuronpedia import write_neuronpedia
 from crosstime.runs import ACTIVATIONS, CROSSCODER, EVALUATION, Run, open_run
-
-NEURONPEDIA = "neuronpedia"
 
 
 class ExportConfig(BaseModel):
@@ -34,7 +32,7 @@ class ExportConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     run: Path = Field(description="Run directory (its crosscoder, and for neuronpedia its report).")
-    format: str = Field(description="cct, dictionary-learning, hub, llamascopium, neuronpedia or saelens.")
+    format: str = Field(description=f"the format: {', '.join(known_formats('write'))}")
     out: Path = Field(description="Folder to write (must not exist or be empty).")
     force: bool = Field(False, description="Replace --out if it exists.")
 
@@ -49,13 +47,9 @@ class PushConfig(BaseModel):
     private: bool = Field(False, description="Create the repo private.")
 
 
-def export_formats() -> list[str]:
-    return sorted([*known_formats("write"), NEURONPEDIA])
-
-
 def export_info(run: Run) -> ExportInfo:
     """What the run knows beside the weights: the store's site and series, training settings, evaluation."""
-    info = ExportInfo()
+    info = ExportInfo(run=run.root)
     if run.has(ACTIVATIONS):
         store = run.store
         site = store.manifest["site"]
@@ -81,19 +75,18 @@ def _open_crosscoder(run: Run) -> Crosscoder:
 def export_run(run: str | Path, format: str, out: str | Path, force: bool = False) -> list[Path]:
     """Write RUN's crosscoder in ``format`` into the folder ``out``; the files written."""
     opened, out = open_run(run), Path(out)
-    if format != NEURONPEDIA and format not in known_formats("write"):
-        raise InteropError(f"unknown export format {format!r}; known formats: {', '.join(export_formats())}")
+    if format not in known_formats("write"):
+        raise InteropError(f"unknown export format {format!r}; known formats: {', '.join(known_formats('write'))}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise InteropError(f"{out} already exists and is not empty; choose another --out, or pass --force to replace it")
     model = _open_crosscoder(opened)
+    writer = FORMATS[format]
+    writer.check_supports(model)  # before anything is written
     info = export_info(opened)
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        if format == NEURONPEDIA:
-            written = write_neuronpedia(opened.dir, model, partial, info)
-        else:
-            written = get_format(format, "write").write(model, partial, info)
+        written = writer.write(model, partial, info)
         if out.is_dir():  # --force: the old export goes only once the new one is complete
             shutil.rmtree(out)
         elif out.exists():

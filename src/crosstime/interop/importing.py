@@ -18,8 +18,8 @@ from typing import ClassVar
 from pydantic import Field
 
 from crosstime.crosscoder import check_against_store
-from crosstime.crosscoder.formats import Imported, known_formats, read
 from crosstime.errors import CrosstimeError
+from crosstime.interop.formats import Imported, known_formats, read
 from crosstime.stage import StageConfig
 from crosstime.store import ActivationStore
 

@@ -89,8 +89,9 @@ from crosstime.artifacts import (
     ValueRow,
     ValuesRow,
 )
-from crosstime.crosscoder import VARIANTS, CrosscoderConfig, TrainSettings
-from crosstime.crosscoder.settings import EXECUTION_FIELDS
+from crosstime.crosscoder import CrosscoderConfig, TrainSettings, variant
+from crosstime.crosscoder.model import VARIANT_CONFIG
+from crosstime.crosscoder.settings import EXECUTION_FIELDS, VARIANT_SETTINGS
 from crosstime.files import write_text
 from crosstime.stage import Artifact
 from crosstime.report.evolution import evolution_overview
@@ -117,34 +118,32 @@ def word(name: str, source: FieldInfo | Column) -> Heading:
     return Heading(name=name, label=source.title or name.replace("_", " "), description=source.description or "")
 
 
-def _applies(name: str, description: str | None, variant: str) -> bool:
-    """Whether a crosscoder setting applies to ``variant``, as the setting documents it: a name
-    prefixed by a variant (``jumprelu_bandwidth``) or a description opening with the variants it
-    serves (``"topk/batchtopk: active features per token"``) limits it to them."""
-    for other in VARIANTS:
-        if name.startswith(f"{other}_"):
-            return other == variant
-    head = re.match(r"([\w/]+):\s", description or "")
-    served = head.group(1).split("/") if head else []
-    if served and all(v in VARIANTS for v in served):
-        return variant in served
-    return True
+def _applicable(shared: dict[str, FieldInfo], nested: str, own: dict[str, FieldInfo]) -> dict[str, FieldInfo]:
+    """The settings of a config that apply to one variant: its shared fields, with the field ``nested``
+    (the variant's own settings) replaced in place by ``own``, the fields the registry holds for it."""
+    out: dict[str, FieldInfo] = {}
+    for name, info in shared.items():
+        out.update(own if name == nested else {name: info})
+    return out
 
 
 def crosscoder_settings(config: dict[str, Any], train: dict[str, Any] | None) -> list[CrosscoderSetting]:
-    """The settings of a crosscoder that apply to its variant: those of its ``CrosscoderConfig``
-    (``group`` "architecture") and, when the run recorded them, the ``TrainSettings`` it was trained
-    with that the config does not repeat ("training"; execution-only ones left out)."""
-    variant = config["variant"]
+    """The settings of a crosscoder that apply to its variant, as the variant registry says: those of
+    its ``CrosscoderConfig`` (``group`` "architecture": the shared ones and its variant's own config)
+    and, when the run recorded them, the ``TrainSettings`` it was trained with that the config does
+    not repeat ("training": the shared ones and its variant's own settings; execution-only ones left
+    out). A record of either shape is read: the variant's own nested, or flat (runs trained before)."""
+    spec = variant(config["variant"])
+    arch = _applicable(CrosscoderConfig.model_fields, VARIANT_CONFIG, spec.config.model_fields)
+    training = _applicable(TrainSettings.model_fields, VARIANT_SETTINGS, spec.settings.model_fields)
     out = []
-    for group, fields, values in (("architecture", CrosscoderConfig.model_fields, config),
-                                  ("training", TrainSettings.model_fields, train or {})):
+    for group, fields, record, nested in (("architecture", arch, config, VARIANT_CONFIG),
+                                          ("training", training, train or {}, VARIANT_SETTINGS)):
+        values = {**record, **(record.get(nested) or {})}
         for name, info in fields.items():
-            if name not in values or (group == "training" and (name in CrosscoderConfig.model_fields
-                                                               or name in EXECUTION_FIELDS)):
+            if name not in values or (group == "training" and (name in arch or name in EXECUTION_FIELDS)):
                 continue
-            if _applies(name, info.description, variant):
-                out.append(CrosscoderSetting(**dict(word(name, info)), group=group, value=values[name]))
+            out.append(CrosscoderSetting(**dict(word(name, info)), group=group, value=values[name]))
     return out
 
 

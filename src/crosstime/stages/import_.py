@@ -15,7 +15,7 @@ import typer
 
 from crosstime import stage
 from crosstime.interop import ImportConfig, read_import, write_import
-from crosstime.interop.importing import Imported
+from crosstime.interop.formats import Imported
 from crosstime.runs import ACTIVATIONS, CROSSCODER, open_inputs
 from crosstime.stage import Stage
 from crosstime.store import ActivationStore

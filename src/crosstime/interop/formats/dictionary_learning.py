@@ -25,7 +25,9 @@ from typing import Any
 
 import torch
 
-from crosstime.crosscoder.formats.base import (
+from crosstime.crosscoder import BATCHTOPK, RELU, Crosscoder, CrosscoderError
+from crosstime.files import write_json
+from crosstime.interop.formats.base import (
     ExportInfo,
     Format,
     Imported,
@@ -42,8 +44,6 @@ from crosstime.crosscoder.formats.base import (
     require_files,
     tensors_only,
 )
-from crosstime.crosscoder.model import Crosscoder, CrosscoderError
-from crosstime.files import write_json
 
 CONFIG, WEIGHTS, SIDECAR = "config.json", "model.safetensors", "crosstime.json"
 CODE_NORMALIZATION = {1: "CROSSCODER", 2: "SAE", 3: "MIXED", 4: "NONE", 5: "DECOUPLED"}
@@ -99,6 +99,7 @@ def _sidecar(weights: Path) -> dict[str, Any]:
 class DictionaryLearningFormat(Format):
     name = "dictionary-learning"
     summary = "dictionary_learning CrossCoder (science-of-finetuning): model.safetensors + config.json, or its .pt"
+    activations = frozenset({RELU, BATCHTOPK})  # its CrossCoder and BatchTopKCrossCoder
 
     def read(self, path: Path, revisions: list[str] | None = None, scales: list[float] | None = None) -> Imported:
         cfg, weights, config_file, tensors = _open(path)
@@ -129,7 +130,8 @@ class DictionaryLearningFormat(Format):
         notes = ["input scales from " + (SIDECAR if side.get("scales") else "--scales")]
         if batchtopk:
             ours["threshold"] = tensors["threshold"].reshape(()).to(torch.float32)
-            model = assemble("batchtopk", ours, names, chosen, str(weights), k=int(tensors["k"]), l1_norm=l1_norm)
+            model = assemble("batchtopk", ours, names, chosen, str(weights), l1_norm=l1_norm,
+                             variant_config={"k": int(tensors["k"])})
             notes.append(f"BatchTopK ({norm}): k = {int(tensors['k'])}, threshold {float(tensors['threshold']):.6g}")
         else:
             model = assemble("relu", ours, names, chosen, str(weights), l1_norm=l1_norm)
@@ -142,10 +144,8 @@ class DictionaryLearningFormat(Format):
     def write(self, model: Crosscoder, out: Path, info: ExportInfo) -> list[Path]:
         from safetensors.torch import save_file
 
+        batchtopk = self.check_supports(model) == BATCHTOPK
         c, m = model.config, model.unfolded()
-        if c.variant not in ("relu", "batchtopk"):
-            raise CrosscoderError(f"dictionary_learning's CrossCoder is ReLU or BatchTopK; this one is {c.variant}: "
-                                  "export it as hub (or llamascopium for one-checkpoint JumpReLU)")
         norm = {v: k for k, v in L1_NORM.items()}[c.l1_norm]
         ids = {v: k for k, v in CODE_NORMALIZATION.items()}
         state = {"encoder.weight": m.W_enc.detach().clone(), "encoder.bias": m.b_enc.detach().clone(),
@@ -153,10 +153,10 @@ class DictionaryLearningFormat(Format):
                  "decoder.bias": m.b_dec.detach().clone(), "code_normalization_id": torch.tensor(ids[norm])}
         config: dict[str, Any] = {"activation_dim": c.d_model, "dict_size": c.n_features,
                                   "num_layers": c.n_checkpoints, "code_normalization": norm}
-        if c.variant == "batchtopk":
-            state["k"] = torch.tensor(c.k, dtype=torch.int32)
+        if batchtopk:
+            state["k"] = torch.tensor(m.k, dtype=torch.int32)
             state["threshold"] = m.threshold.detach().clone().to(torch.float32)
-            config["k"] = c.k
+            config["k"] = m.k
         out.mkdir(parents=True, exist_ok=True)
         save_file(state, str(out / WEIGHTS), metadata={"format": "pt"})
         write_json(out / CONFIG, config)

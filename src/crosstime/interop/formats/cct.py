@@ -19,7 +19,9 @@ from typing import Any
 
 import torch
 
-from crosstime.crosscoder.formats.base import (
+from crosstime.crosscoder import BATCHTOPK, RELU, Crosscoder, CrosscoderError
+from crosstime.files import write_json
+from crosstime.interop.formats.base import (
     ExportInfo,
     Format,
     Imported,
@@ -34,9 +36,8 @@ from crosstime.crosscoder.formats.base import (
     register_format,
     scale_from_norm,
     tensors_only,
+    training_setting,
 )
-from crosstime.crosscoder.model import Crosscoder, CrosscoderError
-from crosstime.files import write_json
 
 HUB_CONFIG, HUB_WEIGHTS = "cfg.json", "cc_weights.pt"
 NUMBERED = re.compile(r"^(?P<k>[0-9]+)\.pt$")
@@ -84,6 +85,7 @@ def join_revisions(revisions: list[str]) -> str | list[str]:
 class CCTFormat(Format):
     name = "cct"
     summary = "the first paper's code: {k}.pt + {k}_cfg.json, or the Hub layout cfg.json + cc_weights.pt"
+    activations = frozenset({RELU, BATCHTOPK})  # its ReLU and BatchTopK crosscoders
 
     def read(self, path: Path, revisions: list[str] | None = None, scales: list[float] | None = None) -> Imported:
         weights, config_file = _locate(path)
@@ -108,7 +110,8 @@ class CCTFormat(Format):
         notes = [f"input scales s_m = sqrt({d}) / estimated_act_norm_list" if recorded else "input scales from --scales"]
         if batchtopk:
             ours["threshold"] = tensors["threshold"].to(torch.float32)
-            model = assemble("batchtopk", ours, names, chosen, str(weights), k=int(tensors["k"]), l1_norm="sum")
+            model = assemble("batchtopk", ours, names, chosen, str(weights), l1_norm="sum",
+                             variant_config={"k": int(tensors["k"])})
             notes.append(f"BatchTopK: k = {int(tensors['k'])}, inference threshold {float(tensors['threshold']):.6g} "
                          "on ReLU(z)·Σ_m‖W_dec[i,m]‖ (the reference's rule, unchanged)")
         else:
@@ -118,32 +121,31 @@ class CCTFormat(Format):
         return Imported(model, notes, source)
 
     def write(self, model: Crosscoder, out: Path, info: ExportInfo) -> list[Path]:
+        batchtopk = self.check_supports(model) == BATCHTOPK
         c = model.config
-        if c.variant not in ("relu", "batchtopk"):
-            raise CrosscoderError(f"the first paper's code has ReLU and BatchTopK crosscoders only; this one is "
-                                  f"{c.variant}: export it as hub, llamascopium or dictionary-learning instead")
-        if c.variant == "batchtopk" and c.l1_norm != "sum":
+        if batchtopk and c.l1_norm != "sum":
             raise CrosscoderError("the first paper's BatchTopK compares its threshold with Σ_m ‖W_dec[i,m]‖, but this "
                                   "crosscoder ranks by the concatenated norm (l1_norm = concat): its features would "
                                   "change; export it as dictionary-learning (code normalization SAE) instead")
         m = model.unfolded()
         params = m.state_dict()
         state = {k: params[k].detach().clone().contiguous() for k in ("W_enc", "W_dec", "b_enc", "b_dec")}
-        if c.variant == "batchtopk":
-            state["k"] = torch.tensor(c.k, dtype=torch.int32)
+        if batchtopk:
+            state["k"] = torch.tensor(m.k, dtype=torch.int32)
             state["threshold"] = m.threshold.detach().clone().to(torch.float32)
         out.mkdir(parents=True, exist_ok=True)
         torch.save(state, out / "0.pt")
-        write_json(out / "0_cfg.json", _config(model, info))
+        write_json(out / "0_cfg.json", _config(model, info, m.k if batchtopk else None))
         return [out / "0.pt", out / "0_cfg.json"]
 
 
-def _config(model: Crosscoder, info: ExportInfo) -> dict[str, Any]:
-    """Every key the reference's cfg has; training settings from crosstime's record where they map."""
+def _config(model: Crosscoder, info: ExportInfo, k: int | None) -> dict[str, Any]:
+    """Every key the reference's cfg has; training settings from crosstime's record where they map.
+    ``k``: a BatchTopK's (None for ReLU)."""
     c, t = model.config, info.training
     revisions = c.revisions or [f"checkpoint{m}" for m in range(c.n_checkpoints)]
     scales = c.scales or [1.0] * c.n_checkpoints
-    batchtopk = c.variant == "batchtopk"
+    batchtopk = k is not None
     cfg = {
         "dict_size": c.n_features, "d_in": c.d_model, "n_models": c.n_checkpoints, "enc_dtype": "fp32",
         "seed": t.get("seed", c.seed), "dec_init_norm": c.dec_init_norm,
@@ -152,9 +154,10 @@ def _config(model: Crosscoder, info: ExportInfo) -> dict[str, Any]:
         "batch_size": t.get("batch_size"), "num_tokens": t.get("tokens"), "seq_len": info.context_len,
         "model_name": info.model_name, "revision_list": join_revisions(revisions), "hook_point": info.hook_name,
         "site": info.site, "estimated_act_norm_list": [norm_from_scale(c.d_model, s) for s in scales],
-        "remove_bos": True, "batch_topk_init": t.get("k_init") or c.k if batchtopk else None,
-        "batch_topk_final": c.k if batchtopk else None, "topk_annealing_steps": t.get("k_anneal_steps"),
-        "threshold_start_step": t.get("threshold_start_step"), "threshold_beta": t.get("threshold_beta"),
-        "auxk_alpha": t.get("auxk_coeff"), "dead_feature_threshold": t.get("dead_tokens"),
+        "remove_bos": True, "batch_topk_init": training_setting(t, "k_init") or k if batchtopk else None,
+        "batch_topk_final": k, "topk_annealing_steps": training_setting(t, "k_anneal_steps"),
+        "threshold_start_step": training_setting(t, "threshold_start_step"),
+        "threshold_beta": training_setting(t, "threshold_beta"), "auxk_alpha": training_setting(t, "auxk_coeff"),
+        "dead_feature_threshold": t.get("dead_tokens"),
     }
     return cfg

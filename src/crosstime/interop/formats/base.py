@@ -2,9 +2,17 @@
 
 A format is a subclass of :class:`Format` decorated with :func:`register_format` in its own
 module of this package (the package imports every module in it, so adding a format touches
-one file). ``read`` turns the format's files into a crosstime :class:`Crosscoder` (normalised
-space, scales and revisions recorded) or refuses with one :class:`CrosscoderError` naming the
-file and the fix; ``write`` writes the format's files for a crosscoder and returns their paths.
+one file; a format registered elsewhere, e.g. by a plug-in, works the same). ``read`` turns the
+format's files into a crosstime :class:`Crosscoder` (normalised space, scales and revisions
+recorded) or refuses with one :class:`CrosscoderError` naming the file and the fix; ``write``
+writes the format's files for a crosscoder and returns their paths.
+
+Which variants a format supports follows from what it declares, never from variant names: its
+``activations``, the inference rules its files can hold (:class:`~crosstime.crosscoder.Activation`;
+None: any, as crosstime's own files), against the rule each variant registers. A writer starts
+with :meth:`Format.check_supports`, so a variant it cannot hold is one error naming the formats
+that can. What a writer then refuses is a property of the one model (an l1_norm, M > 1, a
+threshold not yet estimated), said in its own words.
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from crosstime.crosscoder.model import Crosscoder, CrosscoderConfig, CrosscoderError, build
+from crosstime.crosscoder import Activation, Crosscoder, CrosscoderConfig, CrosscoderError, build, variant
 from crosstime.crosscoder.model import read_safetensors as model_read_safetensors  # the crosscoder's own reader
+from crosstime.crosscoder.settings import VARIANT_SETTINGS
 
 FORMATS: dict[str, Format] = {}
 
@@ -42,8 +51,10 @@ class ExportInfo:
 
     ``site``: the activation site in words; ``hook_name``: the same as a hook point name;
     ``model_name``: the checkpoint series; ``layer``, ``context_len``: the store's; ``training``:
-    the train stage's settings (config.json's ``training``), for formats that record them;
-    ``evaluation``: one row per checkpoint (``evaluation.json``'s), for a model card."""
+    the train stage's settings (config.json's ``training``), for formats that record them (read
+    them with :func:`training_setting`); ``evaluation``: one row per checkpoint
+    (``evaluation.json``'s), for a model card; ``run``: the run folder, for formats made from the
+    run's other outputs (neuronpedia: the report)."""
 
     site: str | None = None
     hook_name: str | None = None
@@ -52,13 +63,37 @@ class ExportInfo:
     context_len: int | None = None
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: list[dict[str, Any]] | None = None
+    run: Path | None = None
+
+
+def training_setting(training: dict[str, Any], name: str) -> Any:
+    """Setting ``name`` of a recorded training (config.json's ``training``): the shared ones at the top,
+    the variant's own under ``variant_settings`` (at the top too in crosscoders trained before they
+    were nested); None when not recorded."""
+    own = training.get(VARIANT_SETTINGS) or {}
+    return own[name] if name in own else training.get(name)
 
 
 class Format(ABC):
-    """One file format; a subclass overrides :meth:`read`, :meth:`write` or both."""
+    """One file format; a subclass overrides :meth:`read`, :meth:`write` or both, and declares the
+    inference rules its files hold (``activations``; None: every variant's)."""
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""  # one line: whose format, which files
+    activations: ClassVar[frozenset[Activation] | None] = None
+
+    def supports(self, variant_name: str) -> bool:
+        """Whether this format can hold a crosscoder of the registered variant ``variant_name``."""
+        return self.activations is None or variant(variant_name).activation in self.activations
+
+    def check_supports(self, model: Crosscoder) -> Activation:
+        """``model``'s inference rule when this format holds its variant; else one error naming the
+        formats that do (every writer starts with this)."""
+        name = model.config.variant
+        if not self.supports(name):
+            raise CrosscoderError(f"the {self.name} format cannot hold a {name} crosscoder ({variant(name).activation.rule}); "
+                                  f"formats that can: {', '.join(formats_supporting(name))}")
+        return variant(name).activation
 
     @property
     def readable(self) -> bool:
@@ -78,6 +113,9 @@ class Format(ABC):
 
 
 def register_format(cls: type[Format]) -> type[Format]:
+    """Class decorator: add the format ``cls`` (a name registered twice is an error, not a replacement)."""
+    if cls.name in FORMATS:
+        raise ValueError(f"a crosscoder format {cls.name!r} is registered already")
     FORMATS[cls.name] = cls()
     return cls
 
@@ -89,6 +127,11 @@ def known_formats(purpose: str | None = None) -> list[str]:
         if purpose is None or (fmt.readable if purpose == "read" else fmt.writable):
             out.append(name)
     return out
+
+
+def formats_supporting(variant_name: str, purpose: str = "write") -> list[str]:
+    """The formats that can ``purpose`` a crosscoder of variant ``variant_name``."""
+    return [name for name in known_formats(purpose) if FORMATS[name].supports(variant_name)]
 
 
 def get_format(name: str, purpose: str) -> Format:
@@ -225,12 +268,13 @@ def pick_scales(recorded: list[float] | None, given: list[float] | None, M: int,
     return [float(s) for s in given]
 
 
-def assemble(variant: str, tensors: dict[str, torch.Tensor], revisions: list[str], scales: list[float],
+def assemble(variant_name: str, tensors: dict[str, torch.Tensor], revisions: list[str], scales: list[float],
              where: str, **settings: Any) -> Crosscoder:
     """A crosstime crosscoder holding ``tensors`` (crosstime names: W_enc, W_dec, b_enc, b_dec and the
-    variant's own), checked finite. ``settings``: further CrosscoderConfig fields (k, l1_norm)."""
+    variant's own), checked finite. ``settings``: further CrosscoderConfig fields (l1_norm,
+    variant_config)."""
     F, M, d = tensors["W_dec"].shape
-    config = CrosscoderConfig(variant=variant, n_checkpoints=M, d_model=d, n_features=F, revisions=revisions,
+    config = CrosscoderConfig(variant=variant_name, n_checkpoints=M, d_model=d, n_features=F, revisions=revisions,
                               scales=scales, **settings)
     model = build(config)
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]

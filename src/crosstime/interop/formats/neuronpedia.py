@@ -1,4 +1,4 @@
-"""The Neuronpedia export folder, from the report's evidence (RUN/report/data.json).
+"""The Neuronpedia export folder (export only), from the report's evidence (RUN/report/data.json).
 
 Neuronpedia has no crosscoders; a crosscoder over time is one "source" per checkpoint sharing
 feature indices (feature i of every source is the crosscoder's feature i, its activations
@@ -10,7 +10,9 @@ those of checkpoint m alone: the report's per-checkpoint views). Files::
     activations/batch-0.jsonl   the same activation records, one per line, with modelId, layer (source id), index
 
 An activation record: ``tokens`` (text), ``values``, ``maxValue``, ``maxValueTokenIndex``,
-``minValue``. Only the report's features are exported (its evidence is what there is).
+``minValue``. Only the report's features are exported (its evidence is what there is). Any
+variant: the records are the report's evidence, not the weights. A run's export gives the
+writer its run (``ExportInfo.run``, :func:`crosstime.interop.export_run`); without one it refuses.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from typing import Any
 
 from crosstime.artifacts import REPORT_DATA, ReportData, RunDir, Window, read_model
 from crosstime.crosscoder import Crosscoder
-from crosstime.crosscoder.formats import ExportInfo
 from crosstime.errors import CrosstimeError
 from crosstime.files import write_text
+from crosstime.interop.formats.base import ExportInfo, Format, register_format
 
 
 class NeuronpediaError(CrosstimeError):
@@ -50,7 +52,21 @@ def source_id(layer: int | None, revision: str) -> str:
     return f"{layer if layer is not None else 0}-crosstime-{revision}"
 
 
-def write_neuronpedia(run: RunDir, model: Crosscoder, out: Path, info: ExportInfo) -> list[Path]:
+@register_format
+class NeuronpediaFormat(Format):
+    name = "neuronpedia"
+    summary = "Neuronpedia upload JSONL (one source per checkpoint) from the report's evidence (export only)"
+    activations = None  # the report's evidence, whatever the variant
+
+    def write(self, model: Crosscoder, out: Path, info: ExportInfo) -> list[Path]:
+        self.check_supports(model)
+        if info.run is None:
+            raise NeuronpediaError("the Neuronpedia export is made from a run's report, and no run was given; export "
+                                   "the run: `crosstime export RUN --format neuronpedia --out DIR`")
+        return _write(RunDir(info.run), model, out, info)
+
+
+def _write(run: RunDir, model: Crosscoder, out: Path, info: ExportInfo) -> list[Path]:
     path = run.report / REPORT_DATA
     if not path.is_file():
         raise NeuronpediaError(f"{path} is missing: the Neuronpedia export is made from the report's evidence; run "

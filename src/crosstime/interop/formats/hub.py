@@ -4,7 +4,7 @@ A folder: ``model.safetensors`` + ``config.json`` (exactly :meth:`Crosscoder.sav
 included), ``README.md`` (a model card whose YAML metadata states the series, revisions, site,
 variant and F, and the evaluation table per checkpoint when the run has one) and
 ``index.json`` (every file with its size, sha256 and what it holds). Read back with
-``load(PATH or "owner/name[:sub/folder]", format="hub")``; a download honours
+``crosstime.interop.formats.read("hub", PATH or "owner/name[:sub/folder]")``; a download honours
 ``HF_HUB_OFFLINE`` and fails with one line when the Hub cannot be reached.
 """
 
@@ -17,9 +17,10 @@ from typing import Any
 
 import yaml
 
-from crosstime.crosscoder.formats.base import ExportInfo, Format, Imported, register_format
-from crosstime.crosscoder.model import CONFIG_FILE, WEIGHTS_FILE, Crosscoder, CrosscoderError, load
+from crosstime.crosscoder import Crosscoder, CrosscoderError, load
+from crosstime.crosscoder.model import CONFIG_FILE, WEIGHTS_FILE
 from crosstime.files import sha256_file, write_json, write_text
+from crosstime.interop.formats.base import ExportInfo, Format, Imported, register_format
 
 CARD, INDEX = "README.md", "index.json"
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -77,6 +78,7 @@ def resolve(spec: str) -> Path:
 class HubFormat(Format):
     name = "hub"
     summary = "crosstime's own files (model.safetensors + config.json) with a model card and index.json"
+    activations = None  # crosstime's own files hold every registered variant
 
     def read(self, path: Path, revisions: list[str] | None = None, scales: list[float] | None = None) -> Imported:
         folder = resolve(str(path))
@@ -88,6 +90,7 @@ class HubFormat(Format):
         return Imported(model, ["crosstime's own files, checksum verified"], {"format": self.name, "path": str(path)})
 
     def write(self, model: Crosscoder, out: Path, info: ExportInfo) -> list[Path]:
+        self.check_supports(model)
         out.mkdir(parents=True, exist_ok=True)
         model.unfolded().save(out, extra={"training": info.training} if info.training else None)
         write_text(out / CARD, card(model, info))
@@ -112,7 +115,7 @@ def card(model: Crosscoder, info: ExportInfo) -> str:
              f"# crosscoder over {c.n_checkpoints} checkpoints of {info.model_name or 'a model'}", "",
              f"A {c.variant} crosscoder with F = {c.n_features} features over d = {c.d_model} activations at "
              f"{info.site or 'an unrecorded site'}, trained jointly on checkpoints {', '.join(c.revisions or [])}.",
-             "", "Load it with crosstime: `crosstime.crosscoder.load(\"REPO_ID\", format=\"hub\")`, or "
+             "", "Load it with crosstime: `crosstime.interop.formats.read(\"hub\", \"REPO_ID\").model`, or "
              "`crosstime import hub REPO_ID --out RUN`.", "", "## Evaluation per checkpoint", ""]
     evaluation = info.evaluation
     if not evaluation:

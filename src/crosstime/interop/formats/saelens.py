@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from crosstime.crosscoder.formats.base import ExportInfo, Format, register_format
-from crosstime.crosscoder.model import Crosscoder, CrosscoderError
+from crosstime.crosscoder import BATCHTOPK, JUMPRELU, RELU, Activation, Crosscoder, CrosscoderError
 from crosstime.files import write_json
+from crosstime.interop.formats.base import ExportInfo, Format, register_format
 
 CONFIG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
 
@@ -35,31 +35,32 @@ def approximation(revision: str, revisions: list[str]) -> str:
             f"W_dec[:, {revision}] and b_dec[{revision}]; the input scale s_m is folded in (raw activations)")
 
 
-def _thresholds(model: Crosscoder) -> torch.Tensor | None:
-    """θ [F] of the per-checkpoint JumpReLU, or None for ReLU (normalised-space model)."""
-    c = model.config
-    if c.variant == "relu":
+def _thresholds(model: Crosscoder, rule: Activation) -> torch.Tensor | None:
+    """θ [F] of the per-checkpoint JumpReLU, or None for ReLU (normalised-space model of inference ``rule``)."""
+    if rule == RELU:
         return None
-    if c.variant == "jumprelu":
+    if rule == JUMPRELU:
         return model.threshold.detach().clone()
-    if c.variant == "batchtopk" and model.has_threshold:
+    if model.has_threshold:  # BatchTopK's rule
         w = model.feature_weights().detach()
         return torch.where(w > 0, model.threshold.detach() / w, torch.full_like(w, float("inf")))
-    raise CrosscoderError(f"a {c.variant} crosscoder{' without an inference threshold' if c.variant == 'batchtopk' else ''} "
-                          "selects features per token or batch over all checkpoints jointly, which no per-checkpoint SAE "
-                          "reproduces; SAELens export supports relu, jumprelu and thresholded batchtopk")
+    raise CrosscoderError(f"a {model.config.variant} crosscoder without an inference threshold selects features per "
+                          "batch over all checkpoints jointly, which no per-checkpoint SAE reproduces; SAELens export "
+                          "supports relu, jumprelu and thresholded batchtopk")
 
 
 @register_format
 class SAELensFormat(Format):
     name = "saelens"
     summary = "SAELens: one SAE folder (cfg.json + sae_weights.safetensors) per checkpoint (export only)"
+    activations = frozenset({RELU, JUMPRELU, BATCHTOPK})  # standard and jumprelu SAEs (BatchTopK's threshold as θ)
 
     def write(self, model: Crosscoder, out: Path, info: ExportInfo) -> list[Path]:
         from safetensors.torch import save_file
 
+        rule = self.check_supports(model)
         c, norm = model.config, model.unfolded()
-        theta = _thresholds(norm)
+        theta = _thresholds(norm, rule)
         raw = norm.folded() if c.scales else norm  # SAELens reads raw activations
         revisions = list(c.revisions or [f"checkpoint{m}" for m in range(c.n_checkpoints)])
         written = []

@@ -26,7 +26,9 @@ from typing import Any
 
 import torch
 
-from crosstime.crosscoder.formats.base import (
+from crosstime.crosscoder import JUMPRELU, RELU, Crosscoder, CrosscoderError
+from crosstime.files import write_json
+from crosstime.interop.formats.base import (
     ExportInfo,
     Format,
     Imported,
@@ -45,8 +47,6 @@ from crosstime.crosscoder.formats.base import (
     scale_from_norm,
     tensors_only,
 )
-from crosstime.crosscoder.model import Crosscoder, CrosscoderError
-from crosstime.files import write_json
 
 CONFIG, WEIGHTS = "config.json", "sae_weights.safetensors"
 NORM_PREFIX = "dataset_average_activation_norm."
@@ -111,6 +111,7 @@ def _refuse_unrepresentable(cfg: dict[str, Any], act: str, h: int, config_file: 
 class LlamascopiumFormat(Format):
     name = "llamascopium"
     summary = "OpenMOSS Language-Model-SAEs crosscoder: config.json + sae_weights.safetensors"
+    activations = frozenset({RELU, JUMPRELU})  # its act_fn relu and jumprelu (names as crosstime's rules')
 
     def read(self, path: Path, revisions: list[str] | None = None, scales: list[float] | None = None) -> Imported:
         config_file, weights, tensors = _open(path)
@@ -146,8 +147,9 @@ class LlamascopiumFormat(Format):
     def write(self, model: Crosscoder, out: Path, info: ExportInfo) -> list[Path]:
         from safetensors.torch import save_file
 
+        rule = self.check_supports(model)
         c, m = model.config, model.unfolded()
-        if c.variant not in ("relu", "jumprelu") or (c.variant == "jumprelu" and c.n_checkpoints > 1):
+        if rule == JUMPRELU and c.n_checkpoints > 1:
             raise CrosscoderError(f"Llamascopium activates each checkpoint (head) separately on z·‖W_D[h,i]‖, which "
                                   f"equals crosstime's {c.variant} crosscoder over {c.n_checkpoints} checkpoints only for "
                                   "ReLU (and one-checkpoint JumpReLU); export it as hub, cct or dictionary-learning")
@@ -159,14 +161,14 @@ class LlamascopiumFormat(Format):
                  "b_D": m.b_dec.detach().clone()}
         for hp, s in zip(hooks, c.scales or [1.0] * M):
             state[NORM_PREFIX + hp] = torch.tensor(norm_from_scale(d, s), dtype=torch.float32)
-        if c.variant == "jumprelu":
+        if rule == JUMPRELU:
             n = m.W_dec.detach()[:, 0].double().norm(dim=-1)
             state[LOG_THRESHOLD] = (m.threshold.detach().double() * n).log().float()
         out.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in state.items()}, str(out / WEIGHTS), metadata={"version": WRITER_VERSION})
         write_json(out / CONFIG, {
             "sae_type": "crosscoder", "hook_points": hooks, "d_model": d,
-            "expansion_factor": F // d if F % d == 0 else F / d, "act_fn": c.variant, "norm_activation": "dataset-wise",
-            "sparsity_include_decoder_norm": True, "use_decoder_bias": True, "top_k": c.k,
-            "jumprelu_threshold_window": c.jumprelu_bandwidth})
+            "expansion_factor": F // d if F % d == 0 else F / d, "act_fn": rule.name, "norm_activation": "dataset-wise",
+            "sparsity_include_decoder_norm": True, "use_decoder_bias": True,
+            "jumprelu_threshold_window": c.variant_config.jumprelu_bandwidth if rule == JUMPRELU else None})
         return [out / CONFIG, out / WEIGHTS]
