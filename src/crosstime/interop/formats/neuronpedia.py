@@ -21,9 +21,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from crosstime.artifacts import REPORT_DATA, ReportData, RunDir, Window, read_model
+from crosstime.artifacts import REPORT_DATA, Window
 from crosstime.crosscoder import Crosscoder
 from crosstime.errors import CrosstimeError
+from crosstime.runs import REPORT, Run, open_run
 from crosstime.files import write_text
 from crosstime.interop.formats.base import ExportInfo, Format, register_format
 
@@ -63,15 +64,15 @@ class NeuronpediaFormat(Format):
         if info.run is None:
             raise NeuronpediaError("the Neuronpedia export is made from a run's report, and no run was given; export "
                                    "the run: `crosstime export RUN --format neuronpedia --out DIR`")
-        return _write(RunDir(info.run), model, out, info)
+        return _write(open_run(info.run), model, out, info)
 
 
-def _write(run: RunDir, model: Crosscoder, out: Path, info: ExportInfo) -> list[Path]:
-    path = run.report / REPORT_DATA
-    if not path.is_file():
-        raise NeuronpediaError(f"{path} is missing: the Neuronpedia export is made from the report's evidence; run "
-                               f"`crosstime report {run.root}` first")
-    data = read_model(ReportData, path)
+def _write(opened: Run, model: Crosscoder, out: Path, info: ExportInfo) -> list[Path]:
+    run = opened.dir
+    if not opened.has(REPORT):
+        raise NeuronpediaError(f"{run.report / REPORT_DATA} is missing: the Neuronpedia export is made from the "
+                               f"report's evidence; run `crosstime report {run.root}` first")
+    data = opened.read(REPORT)
     model_id = Path(info.model_name or run.root.name).name
     revisions = [c.revision for c in data.checkpoints]
     records = {"release": {"name": f"crosstime-{run.root.name}", "description": data.title, "creatorName": "crosstime"},
