@@ -6,7 +6,7 @@
 The markdown holds markers ``<!-- gen:NAME -->…<!-- /gen -->``; the text between them is replaced
 by ``values(...)[NAME]``, everything else is left as it is. Figures are copied from the run into
 docs/img/. Times (``TIME_KEYS``) are filled only from a demo this call ran; a re-used run leaves
-them as they are. tests/test_docs.py compares every other marker with the suite's demo run.
+them as they are. tests/app/test_docs.py compares every other marker with the suite's demo run.
 """
 
 from __future__ import annotations

@@ -305,7 +305,7 @@ def _bench():
     """benchmarks/bench_dashboard.py, which builds the synthetic report and times a switch."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dashboard.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_dashboard.py"
     spec = importlib.util.spec_from_file_location("bench_dashboard", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
