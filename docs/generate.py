@@ -39,6 +39,7 @@ from crosstime.artifacts import (
     Suggestion,
     read_model,
 )
+from crosstime.checkpoints import format_tokens
 from crosstime.crosscoder.logs import heldout_summary
 from crosstime.demo import EVOLUTION_REVISIONS, DemoConfig, DemoResult, demo
 from crosstime.evaluate import paper_row
@@ -50,7 +51,6 @@ from crosstime.report.findings import (
     typed_emergence_reading,
 )
 from crosstime.scan import phases_line
-from crosstime.series import format_tokens
 from crosstime.store import ActivationStore
 from crosstime.toy import read_build
 from crosstime.toy.pretrain import cache_root

@@ -86,7 +86,7 @@ def make_tiny_series(root: Path, steps=(0, 10, 100), arch: str = "gpt_neox", lay
                      adjust=None) -> Path:
     """A local series of random tiny models (one seed per step), each saved with the tokenizer;
     ``adjust(model)``, if given, edits each model in place before it is saved."""
-    from crosstime.series import Checkpoint, write_series_manifest
+    from crosstime.checkpoints import Checkpoint, write_series_manifest
 
     tokenizer = make_word_tokenizer()
     ckpts = []

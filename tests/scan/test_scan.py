@@ -20,7 +20,7 @@ from crosstime.scan import (
     NgramModel, ScanConfig, ScanError, cka_blocks, cosine_matrix, fit_ramp, linear_cka_matrix,
     next_token_dynamics, scan, site_tokens, suggest_checkpoints,
 )
-from crosstime.series import Checkpoint
+from crosstime.checkpoints import Checkpoint
 from crosstime.tasks import TaskError, evaluate_task, load_task
 
 # -- similarity against direct numpy formulas ---------------------------------------------------------

@@ -311,7 +311,7 @@ def mixed_width_series(tmp_path_factory) -> Path:
     make_tiny_series(root / "a", steps=(0,), d=32)
     make_tiny_series(root / "b", steps=(5,), d=48)
     shutil.move(root / "b" / "step5", root / "a" / "step5")
-    from crosstime.series import Checkpoint, write_series_manifest
+    from crosstime.checkpoints import Checkpoint, write_series_manifest
 
     write_series_manifest(root / "a", [Checkpoint("step0", 0, 0), Checkpoint("step5", 5, 5000)])
     return root / "a"

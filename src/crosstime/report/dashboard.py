@@ -67,10 +67,10 @@ from crosstime.artifacts import (
     Suggestion,
     read_model,
 )
+from crosstime.checkpoints import format_tokens
 from crosstime.crosscoder import VARIANTS, CrosscoderConfig, TrainSettings
 from crosstime.crosscoder.settings import EXECUTION_FIELDS
 from crosstime.files import write_text
-from crosstime.series import format_tokens
 
 MAX_PNG_BYTES = 3 * 2**20
 # Up to this many features the dashboard is one file; above, features are written in shards (see render)

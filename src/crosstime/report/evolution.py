@@ -31,8 +31,9 @@ from crosstime.artifacts import (
     RunDir,
     read_model,
 )
+from crosstime.checkpoints import format_tokens
 from crosstime.files import atomic_path
-from crosstime.series import format_tokens, log_x, token_floor
+from crosstime.series import log_x, token_floor
 
 TWO_PHASE_PNG = "two_phase.png"
 # the decoder analyses of the evaluation that the panel reads, and what their absence costs

@@ -52,6 +52,7 @@ from crosstime.artifacts import (
     RunDir,
     write_model,
 )
+from crosstime.checkpoints import format_tokens
 from crosstime.crosscoder import Crosscoder, load_for_store
 from crosstime.crosscoder.model import WEIGHTS_FILE
 from crosstime.distributed import resolve_device
@@ -75,7 +76,7 @@ from crosstime.report.evolution import (
     two_phase_figure,
 )
 from crosstime.report.findings import evolution_readings, findings, main_task
-from crosstime.series import CheckpointSeries, SeriesError, format_tokens, open_series
+from crosstime.series import CheckpointSeries, SeriesError, open_series
 from crosstime.shares import classify_shares, relative_shares, trajectories
 from crosstime.sites import final_norm, unembedding
 from crosstime.stage import DEVICE_HELP, Device, StageConfig
