@@ -249,6 +249,7 @@ def test_corrupted_and_truncated_chunks_are_redone(store, tiny_series, corpus, t
     assert store_files(out) == store_files(store.root)
 
 
+@pytest.mark.slow  # torchrun: two or four processes
 def test_two_process_torchrun_harvest_equals_single_process_and_reads_disjoint_shares(store, tiny_series, corpus, tmp_path):
     config = harvest_config(tiny_series, corpus, tmp_path / "acts")
     script = tmp_path / "run.py"
