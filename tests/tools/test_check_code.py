@@ -101,7 +101,8 @@ def test_private_names_imported_across_parts_are_found_and_within_a_part_pass(tm
     package = plant(tmp_path, {
         "store/layout.py": "_SECRET = 1\n__version__ = '1'\n",
         "store/_hidden.py": "VALUE = 1\n",
-        "store/reader.py": "from planted.store.layout import _SECRET  # same part\nfrom . import _hidden  # same part\n",
+        "store/reader.py": ("from planted.store.layout import _SECRET  # same part\n"
+                            "from . import _hidden  # same part\n"),
         "scan/plots.py": """
             from planted.store.layout import _SECRET  # absolute
             from ..store.layout import _SECRET as S  # relative
@@ -230,4 +231,5 @@ def test_the_baseline_passes_known_violations_and_fails_new_ones(tmp_path):
     stale.write_text(f"{key}\n{key}\nsrc/planted/gone.py: broad-except: bare except in f\n")
     rc, out, err = run(package, "--baseline", str(stale))
     assert (rc, out) == (0, [])
-    assert err == f"check_code: no longer occurs, remove it from {stale}: src/planted/gone.py: broad-except: bare except in f\n"
+    gone = "src/planted/gone.py: broad-except: bare except in f"
+    assert err == f"check_code: no longer occurs, remove it from {stale}: {gone}\n"
