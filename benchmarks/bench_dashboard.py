@@ -15,7 +15,7 @@ in headless Chromium (playwright, /usr/bin/chromium) from ``file://`` and measur
 - a deep link to a feature outside any reported set and one to a non-existent feature.
 
 Prints a markdown section for benchmarks/RESULTS.md. ``synthetic_report`` is also what
-tests/test_dashboard_browser.py opens.
+tests/report/test_dashboard_browser.py opens.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def tokenizer():
 def make_series(root: Path, layers: int, d: int, max_pos: int, steps=(0, 1, 2)) -> Path:
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    from crosstime.series import Checkpoint, write_series_manifest
+    from crosstime.checkpoints import Checkpoint, write_series_manifest
 
     tok = tokenizer()
     for step in steps:

@@ -93,7 +93,7 @@ def build_series(root: Path, n_checkpoints: int, seed: int = 0) -> Path:
     """The cached series (built when ``built.json`` is missing): ``step{1000·k}`` for k < n_checkpoints."""
     from transformers import GPTNeoXForCausalLM
 
-    from crosstime.series import Checkpoint, write_series_manifest
+    from crosstime.checkpoints import Checkpoint, write_series_manifest
 
     if (root / "built.json").exists():
         return root

@@ -6,7 +6,7 @@
 The markdown holds markers ``<!-- gen:NAME -->…<!-- /gen -->``; the text between them is replaced
 by ``values(...)[NAME]``, everything else is left as it is. Figures are copied from the run into
 docs/img/. Times (``TIME_KEYS``) are filled only from a demo this call ran; a re-used run leaves
-them as they are. tests/test_docs.py compares every other marker with the suite's demo run.
+them as they are. tests/app/test_docs.py compares every other marker with the suite's demo run.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from crosstime.artifacts import (
     Suggestion,
     read_model,
 )
+from crosstime.checkpoints import format_tokens
 from crosstime.crosscoder.logs import heldout_summary
 from crosstime.demo import EVOLUTION_REVISIONS, DemoConfig, DemoResult, demo
 from crosstime.evaluate import paper_row
@@ -50,7 +51,6 @@ from crosstime.report.findings import (
     typed_emergence_reading,
 )
 from crosstime.scan import phases_line
-from crosstime.series import format_tokens
 from crosstime.store import ActivationStore
 from crosstime.toy import read_build
 from crosstime.toy.pretrain import cache_root

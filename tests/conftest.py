@@ -86,7 +86,7 @@ def make_tiny_series(root: Path, steps=(0, 10, 100), arch: str = "gpt_neox", lay
                      adjust=None) -> Path:
     """A local series of random tiny models (one seed per step), each saved with the tokenizer;
     ``adjust(model)``, if given, edits each model in place before it is saved."""
-    from crosstime.series import Checkpoint, write_series_manifest
+    from crosstime.checkpoints import Checkpoint, write_series_manifest
 
     tokenizer = make_word_tokenizer()
     ckpts = []
@@ -120,7 +120,7 @@ def toy_world() -> Path:
 @pytest.fixture(scope="session")
 def demo_run(toy_world, tmp_path_factory):
     """The default `crosstime demo` (the run the docs quote; a few minutes on 2 cores), run once per
-    session: tests/test_demo.py and tests/test_docs.py read it. Tests that re-run stages copy it first."""
+    session: tests/app/test_demo.py and tests/app/test_docs.py read it. Tests that re-run stages copy it first."""
     from crosstime.demo import DemoConfig, demo
 
     return demo(DemoConfig(run=tmp_path_factory.mktemp("demo") / "run", progress=False))

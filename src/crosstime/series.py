@@ -36,17 +36,23 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
+from crosstime.checkpoints import SERIES_FILE, Checkpoint
 from crosstime.errors import CrosstimeError
 from crosstime.names import UnsafeName, check_name
-
-SERIES_FILE = "series.json"
+from crosstime.toy import toy_world
 
 PYTHIA_TOKENS_PER_STEP = 2_097_152  # 1024 sequences × 2048 tokens (Pythia paper, Table 7)
 PYTHIA_FINAL_STEP = 143_000
@@ -72,31 +78,6 @@ def log_x(tokens: Sequence[int | None]) -> np.ndarray:
     """Positions of checkpoints on a log axis of tokens seen: the counts, 0 (or unknown) at :func:`token_floor`."""
     floor = token_floor(tokens)
     return np.array([t if t else floor for t in tokens], dtype=float)
-
-
-def format_tokens(tokens: int | None) -> str:
-    """Human label for a token count: 0, 950, 128M, 4B, 286B, 1.2T."""
-    if tokens is None:
-        return "?"
-    for unit, size in (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3)):
-        if tokens >= size:
-            value = tokens / size
-            text = f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
-            return text + unit
-    return str(tokens)
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """One pretraining snapshot of a series."""
-
-    revision: str
-    step: int | None
-    tokens: int | None
-
-    @property
-    def label(self) -> str:
-        return format_tokens(self.tokens)
 
 
 def pythia_checkpoints() -> list[Checkpoint]:
@@ -247,8 +228,6 @@ class CheckpointSeries:
     def _loading(self, what: str, revision: str) -> Iterator[None]:
         """Turn the failure of a transformers/huggingface_hub load into a :class:`SeriesError`
         naming the repo, the revision and the fix (disk full or permission errors pass on)."""
-        from huggingface_hub.errors import EntryNotFoundError
-
         try:
             yield
         except (OSError, EntryNotFoundError) as err:
@@ -258,13 +237,6 @@ class CheckpointSeries:
 
     def _load_failure(self, what: str, revision: str, err: BaseException) -> str:
         """Why ``what`` of ``revision`` could not be loaded, in one line with the fix."""
-        from huggingface_hub.errors import (
-            LocalEntryNotFoundError,
-            OfflineModeIsEnabled,
-            RepositoryNotFoundError,
-            RevisionNotFoundError,
-        )
-
         detail = _first_line(err)
         if self.local_root is not None:
             return (f"cannot load the {what} of revision {revision!r} from {self.local_root / revision} ({detail}); "
@@ -286,7 +258,7 @@ class CheckpointSeries:
 
     def load_model(self, revision: str, dtype: torch.dtype | str = torch.float32, device: str | torch.device = "cpu"):
         """The causal LM at ``revision``, in eval mode, on ``device``."""
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM  # lazy: start-up time (transformers: ~2 s)
 
         where, kwargs = self._where(revision)
         if isinstance(dtype, str):
@@ -300,7 +272,7 @@ class CheckpointSeries:
         """No "Loading weights" bar from transformers for a local checkpoint (a stage loads tens of
         them; its own bar says what it does). A Hub checkpoint keeps transformers' bars: they
         include the download's, which is worth seeing."""
-        from transformers.utils import logging as hf_logging
+        from transformers.utils import logging as hf_logging  # lazy: start-up time (transformers: ~2 s)
 
         if self.local_root is None or not hf_logging.is_progress_bar_enabled():
             yield
@@ -313,7 +285,7 @@ class CheckpointSeries:
 
     def load_tokenizer(self, revision: str | None = None):
         """The tokenizer of ``revision`` (default: the last checkpoint)."""
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # lazy: start-up time (transformers: ~2 s)
 
         revision = revision or self.revisions[-1]
         where, kwargs = self._where(revision)
@@ -321,7 +293,7 @@ class CheckpointSeries:
             return AutoTokenizer.from_pretrained(where, **kwargs)
 
     def load_config(self, revision: str):
-        from transformers import AutoConfig
+        from transformers import AutoConfig  # lazy: start-up time (transformers: ~2 s)
 
         where, kwargs = self._where(revision)
         with self._loading("config", revision):
@@ -418,7 +390,7 @@ def _read_local(root: Path) -> CheckpointSeries:
             f"{root} is not a checkpoint series: it has no {SERIES_FILE}. A local series is a folder with "
             f"{SERIES_FILE} (listing revisions, steps and tokens) and one save_pretrained sub-folder per "
             f"revision{'; found sub-folders: ' + ', '.join(subdirs[:8]) if subdirs else ''}. "
-            "Write one with crosstime.series.write_series_manifest(root, checkpoints)."
+            "Write one with crosstime.checkpoints.write_series_manifest(root, checkpoints)."
         )
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -439,16 +411,6 @@ def _read_local(root: Path) -> CheckpointSeries:
     return CheckpointSeries(str(root), family, checkpoints, local_root=root)
 
 
-def write_series_manifest(root: str | Path, checkpoints: list[Checkpoint], family: str = "local", **extra) -> Path:
-    """Write ``series.json`` for a local series whose revision folders are already saved."""
-    root = Path(root)
-    data = {"family": family, "checkpoints": [asdict(c) for c in checkpoints], **extra}
-    tmp = root / (SERIES_FILE + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, root / SERIES_FILE)
-    return root / SERIES_FILE
-
-
 TOY_SERIES = "toy"  # the bare name of the built-in toy world
 
 
@@ -457,8 +419,6 @@ def resolve_source(source: str | Path) -> str | Path:
     the built-in toy world, built first if it is not cached yet; it says where on stderr."""
     if isinstance(source, Path) or source != TOY_SERIES or Path(source).exists():
         return source
-    from crosstime.toy import toy_world  # the toy world is a series like any other: built on request
-
     root = toy_world()
     print(f"series {TOY_SERIES!r}: the built-in toy world in {root} "
           f"(set CROSSTIME_CACHE to keep it elsewhere; a folder ./{TOY_SERIES} would be used instead)",

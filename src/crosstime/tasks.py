@@ -42,6 +42,7 @@ accuracy = share of pairs with ``m < 0`` (:func:`pair_metric`, :func:`evaluate_t
 from __future__ import annotations
 
 import difflib
+import inspect
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -428,8 +429,6 @@ def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _accepts_position_ids(model) -> bool:
-    import inspect
-
     return "position_ids" in inspect.signature(model.forward).parameters
 
 

@@ -161,7 +161,7 @@ class JumpReLURecipe(Recipe):
 
     # Decoder rows start at norm 0.3 (not the L1 recipe's 0.08): pre-activations then start near
     # the scale they train to, the scale θ₀ and the fixed ε are read at. Measured on planted data
-    # (tests/test_crosscoder_jumprelu.py setting, 1000 steps, λ = 2, ≈3 planted per row; held-out L0,
+    # (tests/crosscoder/test_crosscoder_jumprelu.py setting, 1000 steps, λ = 2, ≈3 planted per row; held-out L0,
     # share recovered): 0.08 → step 8.0, 67% (z grew ~10× past ε's scale; 2000 steps: the same),
     # tanh 3.0, 96%; 0.3 → step 2.9 and tanh 2.9, both 100%; 1.0 → step 2.9, 100%, but
     # tanh(c·f·w) saturates and silences nearly every feature (L0 0.04, 21%).

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crosstime.artifacts import CheckpointEvaluation, Evaluation, EvaluationSummary, Reconstruction
+from crosstime.checkpoints import format_tokens
 from crosstime.evaluate.decoder import FeatureReading
 from crosstime.evaluate.scaling import ScalingReading
 from crosstime.evaluate.types import plot_typed_emergence
-from crosstime.series import format_tokens
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -24,8 +24,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from crosstime.artifacts import CheckpointEvaluation, FrequencyHistogram
+from crosstime.checkpoints import format_tokens
 from crosstime.files import atomic_path
-from crosstime.series import format_tokens
 from crosstime.shares import TRAJECTORY_LABELS, class_order
 
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD"]

@@ -89,14 +89,14 @@ from crosstime.artifacts import (
     ValueRow,
     ValuesRow,
 )
+from crosstime.checkpoints import format_tokens
 from crosstime.crosscoder import CrosscoderConfig, TrainSettings, variant
 from crosstime.crosscoder.model import VARIANT_CONFIG
 from crosstime.crosscoder.settings import EXECUTION_FIELDS, VARIANT_SETTINGS
 from crosstime.files import write_text
-from crosstime.stage import Artifact
 from crosstime.report.evolution import evolution_overview
 from crosstime.runs import ATTRIBUTION, EVALUATION, SCAN, Run, ScanOutputs, TaskAttribution
-from crosstime.series import format_tokens
+from crosstime.stage import Artifact
 
 MAX_PNG_BYTES = 3 * 2**20
 # Up to this many features the dashboard is one file; above, features are written in shards (see render)

@@ -33,9 +33,10 @@ from crosstime.artifacts import (
     Figure,
     Phases,
 )
+from crosstime.checkpoints import format_tokens
 from crosstime.files import atomic_path
 from crosstime.runs import ScanOutputs
-from crosstime.series import format_tokens, log_x, token_floor
+from crosstime.series import log_x, token_floor
 
 TWO_PHASE_PNG = "two_phase.png"
 # the decoder analyses of the evaluation that the panel reads (Decoder's fields), and what their absence costs

@@ -56,6 +56,7 @@ from crosstime.artifacts import (
     RunDir,
     write_model,
 )
+from crosstime.checkpoints import format_tokens
 from crosstime.crosscoder import Crosscoder
 from crosstime.errors import CrosstimeError
 from crosstime.report.annotate import apply_annotations, read_annotations
@@ -71,7 +72,7 @@ from crosstime.report.dashboard import (
 from crosstime.report.evidence import EvidenceConfig, feature_evidence
 from crosstime.report.evolution import TWO_PHASE_PNG, caption_figures, two_phase_figure
 from crosstime.report.findings import evolution_readings, findings, main_task
-from crosstime.series import CheckpointSeries, SeriesError, format_tokens, open_series
+from crosstime.series import CheckpointSeries, SeriesError, open_series
 from crosstime.shares import classify_shares, relative_shares, trajectories
 from crosstime.sites import final_norm, unembedding
 from crosstime.stage import DEVICE_HELP, Device, StageConfig

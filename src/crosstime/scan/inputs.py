@@ -16,7 +16,8 @@ import torch
 from crosstime.distributed import resolve_device
 from crosstime.scan.config import ScanConfig, ScanError
 from crosstime.scan.dynamics import NgramModel
-from crosstime.series import Checkpoint, CheckpointSeries, SeriesError, open_series
+from crosstime.checkpoints import Checkpoint
+from crosstime.series import CheckpointSeries, SeriesError, open_series
 from crosstime.tasks import Task, expand_task_names, load_task, special_prefix
 
 

@@ -16,8 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from crosstime.checkpoints import format_tokens  # noqa: E402
 from crosstime.files import atomic_path  # noqa: E402
-from crosstime.series import format_tokens, log_x, token_floor  # noqa: E402
+from crosstime.series import log_x, token_floor  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

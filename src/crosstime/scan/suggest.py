@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from crosstime.artifacts import AccuracyJump, SuggestedCheckpoint, SuggestionNumbers, TaskRamp
-from crosstime.series import Checkpoint, log_x
+from crosstime.checkpoints import Checkpoint
+from crosstime.series import log_x
 
 
 def fit_ramp(x: Sequence[float], y: Sequence[float]) -> dict | None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
 from crosstime.artifacts import SCAN_PHASES, Phases, Suggestion, read_model
 from crosstime.scan.phases import phases_line
@@ -20,9 +23,6 @@ def format_number(value: float | None, digits: int = 3) -> str:
 
 def _accuracy_table(result: ScanResult, tasks: list[str], has_sentence: bool):
     """The rich table: one row per checkpoint; T1… per task, mean, sentence mean, dynamics, the pick's role."""
-    from rich import box
-    from rich.table import Table
-
     table = Table(title="scan: accuracy = share of pairs with m < 0", title_justify="left", box=box.SIMPLE_HEAD,
                   padding=(0, 0), pad_edge=False)
     table.add_column("checkpoint", no_wrap=True)
@@ -62,8 +62,6 @@ def suggestion_line(suggestion: Suggestion) -> str:
 
 def print_scan_summary(result: ScanResult, console=None) -> None:
     """A short rich summary: accuracy per checkpoint and task, dynamics, and the suggestion with reasons."""
-    from rich.console import Console
-
     console = console or Console()
     tasks = list(dict.fromkeys(r["task"] for r in result.accuracy))
     has_sentence = any(r.get("sentence_accuracy") is not None for r in result.accuracy)

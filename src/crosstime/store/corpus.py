@@ -133,7 +133,7 @@ def _not_utf8(path: Path, err: UnicodeDecodeError) -> CorpusError:
 
 
 def _dataset_texts(path: Path, text_column: str) -> Iterator[str]:
-    import datasets
+    import datasets  # lazy: optional extra crosstime[datasets], for a save_to_disk corpus only
 
     data = datasets.load_from_disk(str(path))
     if isinstance(data, datasets.DatasetDict):

@@ -44,7 +44,10 @@ from pathlib import Path
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from tqdm.auto import tqdm
 
+from crosstime.checkpoints import Checkpoint, write_series_manifest
 from crosstime.files import write_json, write_text
 from crosstime.probes import copy_document, copy_pairs, induction_document, induction_pairs
 from crosstime.toy.grammar import PAIR_TYPES, PROBE_POOL, Grammar, make_pairs, render, vocabulary
@@ -126,8 +129,7 @@ def make_tokenizer(model_max_length: int = 128):
     Lower-cases, splits on whitespace and punctuation, and prepends ``<bos>`` to every text
     (``add_special_tokens=True``, the default); ``<eos>`` is never added automatically.
     """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast  # lazy: start-up time (transformers: ~2 s)
 
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + vocabulary())}
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -150,7 +152,7 @@ def word_ids(words: list[str], vocab: dict[str, int]) -> list[int]:
 # -- model and data ----------------------------------------------------------------------
 def make_model(config: ToyConfig, vocab_size: int):
     """A freshly initialised GPT-NeoX (seed the RNG first)."""
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM  # lazy: start-up time (transformers: ~2 s)
 
     cfg = GPTNeoXConfig(
         vocab_size=vocab_size, hidden_size=config.d_model, num_hidden_layers=config.n_layers,
@@ -311,14 +313,12 @@ class _Checkpoints:
 
     def __init__(self, tmp: Path, config: ToyConfig, data: _Data):
         self.tmp, self.config, self.data = tmp, config, data
-        self.saved: list = []  # crosstime.series.Checkpoint
+        self.saved: list[Checkpoint] = []
         self.accuracy: dict[str, dict[str, float]] = {}
         self.loss: dict[str, dict[str, float | None]] = {}
         self.seconds = 0.0
 
     def save(self, model, step: int, train_loss: float | None) -> None:
-        from crosstime.series import Checkpoint
-
         t = time.time()
         rev = f"step{step}"
         model.eval()
@@ -340,8 +340,6 @@ class _Checkpoints:
 
 def _pretrain(model, config: ToyConfig, data: _Data, checkpoints: _Checkpoints, progress: bool) -> None:
     """AdamW on next-token prediction over shuffled windows (a fresh deterministic order each epoch)."""
-    from tqdm.auto import tqdm
-
     opt = _optimiser(model, config)
     data_gen = torch.Generator().manual_seed(config.seed)
     n_windows = len(data.windows)
@@ -374,8 +372,6 @@ def _pretrain(model, config: ToyConfig, data: _Data, checkpoints: _Checkpoints, 
 
 
 def _write_build(tmp: Path, config: ToyConfig, data: _Data, checkpoints: _Checkpoints, timing: dict) -> None:
-    from crosstime.series import write_series_manifest
-
     write_series_manifest(tmp, checkpoints.saved, family="toy", tokens_per_step=config.tokens_per_step,
                           toy_key=config.key())
     write_json(tmp / "build.json", {
@@ -419,7 +415,7 @@ def build_toy_world(out: str | Path, config: ToyConfig | None = None, progress: 
     work — unless it appeared *during* the build (a concurrent builder), in which case the
     finished build is discarded and ``out`` is kept.
     """
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # lazy: start-up time (transformers: ~2 s)
 
     config = config or ToyConfig()
     out = Path(out).expanduser().absolute()

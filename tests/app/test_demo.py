@@ -6,11 +6,15 @@ import json
 import re
 import shutil
 
+import pytest
+
 from crosstime.artifacts import EVALUATION_FEATURES
 from crosstime.demo import EVOLUTION_REVISIONS, DemoConfig, demo
 from crosstime.report.findings import evolution_readings
 from crosstime.store import ActivationStore
 from crosstime.tasks import TOY_TASKS
+
+pytestmark = pytest.mark.slow  # the session's demo run: minutes
 
 STAGES = ["toy world", "scan", "harvest", "train", "evaluate", *[f"attribute {t}" for t in TOY_TASKS]]
 

@@ -251,6 +251,7 @@ def test_corrupted_and_truncated_chunks_are_redone(store, tiny_series, corpus, t
     assert store_files(out) == store_files(store.root)
 
 
+@pytest.mark.slow  # torchrun: two or four processes
 def test_two_process_torchrun_harvest_equals_single_process_and_reads_disjoint_shares(store, tiny_series, corpus, tmp_path):
     config = harvest_config(tiny_series, corpus, tmp_path / "acts")
     script = tmp_path / "run.py"
@@ -314,7 +315,7 @@ def mixed_width_series(tmp_path_factory) -> Path:
     make_tiny_series(root / "a", steps=(0,), d=32)
     make_tiny_series(root / "b", steps=(5,), d=48)
     shutil.move(root / "b" / "step5", root / "a" / "step5")
-    from crosstime.series import Checkpoint, write_series_manifest
+    from crosstime.checkpoints import Checkpoint, write_series_manifest
 
     write_series_manifest(root / "a", [Checkpoint("step0", 0, 0), Checkpoint("step5", 5, 5000)])
     return root / "a"

@@ -11,10 +11,8 @@ import pytest
 import torch
 
 from conftest import make_tiny_series, make_word_tokenizer, tiny_model
-from crosstime.series import (
-    PYTHIA_TOKENS_PER_STEP, Checkpoint, SeriesError, format_tokens, looks_local, open_series, parse_olmo_revision,
-    write_series_manifest,
-)
+from crosstime.checkpoints import Checkpoint, format_tokens, write_series_manifest
+from crosstime.series import PYTHIA_TOKENS_PER_STEP, SeriesError, looks_local, open_series, parse_olmo_revision
 
 
 def test_pythia_grid_and_tokens():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NUMBER = re.compile(r"[-+−]?\d[\d,]*(?:\.\d+)?")
 
 
@@ -48,6 +48,7 @@ def test_same_tolerates_rounding_not_other_numbers():
     assert not _same("feature 750", "feature 751") and not _same("EV 0.9", "EV 0.8")
 
 
+@pytest.mark.slow  # the session's demo run: minutes
 @pytest.mark.parametrize("doc", generate.FILES, ids=lambda p: p.name)
 def test_quoted_numbers_match_a_fresh_demo(demo_run, doc):
     quoted = generate.markers(doc.read_text(encoding="utf-8"))

@@ -31,7 +31,7 @@ from crosstime.probes import (
     single_token_words,
 )
 
-BLIMP = Path(__file__).resolve().parents[1] / "src" / "crosstime" / "data" / "blimp"
+BLIMP = Path(__file__).resolve().parents[2] / "src" / "crosstime" / "data" / "blimp"
 TRAIN_NAMES = ("Mary", "John", "Sarah", "Tom", "Anna", "David", "James", "Paul", "Lisa", "Mark", "Kate", "Peter")
 
 
@@ -304,7 +304,7 @@ def _one_line_error(result, text: str) -> None:
 def test_cli_writes_a_task_file_and_refuses_bad_input(bpe, toy_tok, tmp_path):
     from crosstime.tasks import load_task
     from crosstime.toy.grammar import vocabulary
-    from tests.conftest import make_word_tokenizer
+    from conftest import make_word_tokenizer
 
     bpe_dir, toy_dir = tmp_path / "bpe", tmp_path / "toy_tokenizer"
     bpe.save_pretrained(bpe_dir)
@@ -337,7 +337,7 @@ def test_cli_writes_a_task_file_and_refuses_bad_input(bpe, toy_tok, tmp_path):
 
 
 def test_too_small_a_vocabulary_is_refused(tmp_path):
-    from tests.conftest import make_word_tokenizer
+    from conftest import make_word_tokenizer
 
     tiny = make_word_tokenizer(["the", "dog", "cat", "man", "runs", "sleeps", "big", "red", "old", "near", "a", "."])
     with pytest.raises(ProbeError, match="only 10 single-token lower-case words"):

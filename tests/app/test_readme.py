@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 
 
@@ -42,6 +42,7 @@ def snippet_run(toy_world, tmp_path_factory) -> dict:
     return {"cwd": cwd, "home": home, "result": result, "toy_world": toy_world}
 
 
+@pytest.mark.slow  # the README's pipeline, every stage, end to end
 def test_readme_snippet_runs_verbatim_in_an_empty_folder(snippet_run):
     result = snippet_run["result"]
     assert result.returncode == 0, result.stderr[-3000:]
@@ -51,6 +52,7 @@ def test_readme_snippet_runs_verbatim_in_an_empty_folder(snippet_run):
     assert list(snippet_run["home"].iterdir()) == []
 
 
+@pytest.mark.slow  # the README's pipeline, every stage, end to end
 def test_open_run_gives_what_the_stages_wrote(snippet_run):
     import crosstime
     from crosstime.crosscoder import load
@@ -95,6 +97,7 @@ def test_open_run_names_the_stage_to_run(tmp_path):
         run.attributions["pp_attractor"]
 
 
+@pytest.mark.slow  # the README's pipeline, every stage, end to end
 def test_open_run_refuses_a_changed_output(snippet_run, tmp_path):
     import shutil
 

@@ -14,7 +14,7 @@ from crosstime.tasks import (
     load_task, packaged_blimp_dir, pair_metric, sequence_logprob, special_prefix,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # beside the checkout, when there is one
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"  # beside the checkout, when there is one
 BLIMP = packaged_blimp_dir()
 REAL_CLAMS_SIMPLE = SHARED / "clams" / "en_simple_agrmt.jsonl"
 
@@ -207,7 +207,7 @@ def test_toy_task_name_without_its_folder_names_the_fix_and_builds_nothing(tmp_p
     empty = tmp_path / "no_pairs_here"
     empty.mkdir()
     env = dict(os.environ, CROSSTIME_CACHE=str(tmp_path / "cache"))  # a build would land here
-    code = TOY_LOOKUP.format(tests=str(Path(__file__).parent), empty=str(empty))
+    code = TOY_LOOKUP.format(tests=str(Path(__file__).resolve().parents[1]), empty=str(empty))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
                           check=False)
     assert done.returncode == 0, done.stderr

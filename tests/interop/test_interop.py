@@ -10,8 +10,8 @@ import math
 import pytest
 import torch
 import yaml
-from test_formats_io import assert_refused, cct_config, invoke
-from test_report_helpers import harvest_run, make_crosscoder, make_series, run_stages, write_tasks
+from crosscoder.test_formats_io import assert_refused, cct_config, invoke
+from report.test_report_helpers import harvest_run, make_crosscoder, make_series, run_stages, write_tasks
 
 from crosstime.crosscoder import load, load_for_store
 from crosstime.store import ActivationStore

@@ -412,7 +412,7 @@ def test_fingerprint_sees_the_first_and_last_blocks_and_the_final_norm():
 
 
 def test_two_revisions_with_identical_weights_are_warned(tiny_series, corpus, tmp_path):
-    from crosstime.series import Checkpoint, write_series_manifest
+    from crosstime.checkpoints import Checkpoint, write_series_manifest
 
     series = tmp_path / "series"
     for rev in ("step0", "step10"):

@@ -105,6 +105,7 @@ def _assert_equal_to_single(out, ref):
 
 # BatchTopK ranks, and AuxK normalises its residual, within each data share (as plain data parallelism
 # does), so the TopK family equals one process at D = 1 only (here, with AuxK taking part)
+@pytest.mark.slow  # torchrun: two or four processes
 @pytest.mark.parametrize(("nproc", "P", "variants"), [(4, 4, VARIANTS), (4, 2, ("relu",))], ids=["cp4", "data2xcp2"])
 def test_checkpoint_parallel_equals_single_process(tmp_path, single, nproc, P, variants):
     x, ref = single
@@ -127,6 +128,7 @@ def test_checkpoint_parallel_equals_single_process(tmp_path, single, nproc, P, v
         assert got <= 1.2 * whole / P
 
 
+@pytest.mark.slow  # torchrun: two or four processes
 def test_checkpoint_parallel_resumes_to_the_same_weights(tmp_path, single):
     x, ref = single
     torch.save(x, tmp_path / "x.pt")
@@ -160,6 +162,7 @@ train(TrainConfig.model_validate_json(open(sys.argv[1]).read()))
 """
 
 
+@pytest.mark.slow  # torchrun: two or four processes
 def test_the_train_stage_reads_each_shards_checkpoints_from_the_store(tmp_path, tiny_series, corpus):
     """A store of M = 3 checkpoints, 2 of them trained on by 2 processes of one checkpoint each."""
     import shutil

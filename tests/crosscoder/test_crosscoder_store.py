@@ -112,6 +112,7 @@ def test_unknown_revision_and_missing_store(run, tmp_path):
     assert result.exit_code == 2 and "crosstime harvest" in result.output
 
 
+@pytest.mark.slow  # torchrun: two or four processes
 def test_torchrun_two_ranks_train_from_the_store(run, tmp_path):
     """Each rank reads its own share of the store (half the global batch); ranks stay in lock-step."""
     import os

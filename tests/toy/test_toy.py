@@ -242,8 +242,7 @@ def test_toy_world_cache_and_concurrent_builder(tiny_build, tmp_path, monkeypatc
     appears while we build, it is kept and ours is discarded (no leftover temporary folders)."""
     import shutil
 
-    import crosstime.series
-    from crosstime.toy import toy_world
+    from crosstime.toy import pretrain, toy_world
 
     monkeypatch.setenv("CROSSTIME_CACHE", str(tmp_path / "cache"))
     cached = tmp_path / "cache" / "toy" / TINY.key()
@@ -257,7 +256,7 @@ def test_toy_world_cache_and_concurrent_builder(tiny_build, tmp_path, monkeypatc
     (rival / "RIVAL").write_text("the other builder won")
     # a different seed gives different weights
     assert not torch.equal(_weights(rival, "step0")["embed_out.weight"], _weights(cached, "step0")["embed_out.weight"])
-    real = crosstime.series.write_series_manifest
+    real = pretrain.write_series_manifest
 
     def racing(root, *args, **kwargs):  # the rival finishes while we are still building
         out = real(root, *args, **kwargs)
@@ -265,7 +264,7 @@ def test_toy_world_cache_and_concurrent_builder(tiny_build, tmp_path, monkeypatc
             shutil.copytree(rival, target)
         return out
 
-    monkeypatch.setattr(crosstime.series, "write_series_manifest", racing)
+    monkeypatch.setattr(pretrain, "write_series_manifest", racing)  # the name the build calls
     assert toy_world(other_cfg, progress=False) == target
     assert (target / "RIVAL").is_file()
     assert sorted(p.name for p in (tmp_path / "cache" / "toy").iterdir()) == sorted([TINY.key(), other_cfg.key()])

@@ -184,6 +184,7 @@ fit(torch.load(sys.argv[1]), cfg, out=sys.argv[3])
 """
 
 
+@pytest.mark.slow  # torchrun: two or four processes
 def test_two_ranks_take_the_thresholds_from_the_global_batch(tmp_path):
     """Under torchrun each rank sees half of the first batch; θ₀ and ε are reduced over both, so the
     result equals single-process training (θ₀, ε and the weights)."""

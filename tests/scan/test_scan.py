@@ -16,9 +16,12 @@ from pydantic import ValidationError
 
 from crosstime import stage
 from crosstime.artifacts import SCAN_ACCURACY, SCAN_DYNAMICS, SIMILARITY_ARRAYS, Suggestion, read_model
-from crosstime.scan import NgramModel, ScanConfig, ScanError, cka_blocks, cosine_matrix, fit_ramp, linear_cka_matrix, next_token_dynamics, site_tokens, suggest_checkpoints
+from crosstime.checkpoints import Checkpoint
+from crosstime.scan import (
+    NgramModel, ScanConfig, ScanError, cka_blocks, cosine_matrix, fit_ramp, linear_cka_matrix,
+    next_token_dynamics, site_tokens, suggest_checkpoints,
+)
 from crosstime.stages.scan import scan
-from crosstime.series import Checkpoint
 from crosstime.tasks import TaskError, evaluate_task, load_task
 
 # -- similarity against direct numpy formulas ---------------------------------------------------------

@@ -22,8 +22,9 @@ import pytest
 from test_report_helpers import MANY, cached_run
 
 CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium not installed at /usr/bin/chromium "
-                                                               "(apt-get install -y chromium; .ci/run does this)")
+pytestmark = [pytest.mark.slow,  # a browser, and report runs to show in it: minutes
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium not installed at /usr/bin/chromium "
+                                                               "(apt-get install -y chromium; .ci/run does this)")]
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 VIEWPORTS = ((1280, 800), (1920, 1080))
@@ -307,7 +308,7 @@ def _bench():
     """benchmarks/bench_dashboard.py, which builds the synthetic report and times a switch."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dashboard.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_dashboard.py"
     spec = importlib.util.spec_from_file_location("bench_dashboard", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -206,6 +206,7 @@ for variant, own in (("relu", {}), ("topk", {"k": 3})):
 """
 
 
+@pytest.mark.slow  # torchrun: two or four processes
 def test_two_process_ddp_equals_single_process(tmp_path):
     x, _ = planted(n=1024, M=2, d=8)
     cfg = TrainSettings(n_features=32, steps=12, batch_size=128, lr=3e-3, dead_tokens=256, progress=False,
