@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from rich.console import Console
 
 from crosstime import stage
 from crosstime.artifacts import RunDir
@@ -35,7 +36,6 @@ from crosstime.stages.train import TrainConfig
 from crosstime.tasks import TOY_TASKS
 from crosstime.toy import ToyConfig, pythia_schedule, read_build, toy_world, toy_world_cached
 from crosstime.toy.pretrain import CACHE_ENV
-
 
 # The crosscoder's checkpoints by default: the first one (initialisation) and a log-spaced spread over
 # the toy world's phases (n-gram statistics by step128, agreement and copying by step512, induction by
@@ -144,7 +144,6 @@ def _attribution_line(run: RunDir, task: str) -> list[str]:
 
 def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
     """Run (or resume) the whole pipeline on the toy world; return where the dashboard is."""
-    from rich.console import Console
 
     config = config or DemoConfig()
     console = console or Console()

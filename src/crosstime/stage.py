@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 import yaml
+from filelock import FileLock, Timeout
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from crosstime import distributed
@@ -88,7 +89,7 @@ Count = Annotated[int, BeforeValidator(parse_count)]
 def check_device(name: str) -> str:
     """A device setting that can be used on this machine (checked before any work): 'auto', 'cpu',
     'cuda' or 'cuda:N' with CUDA available, or any other name torch knows and has."""
-    import torch
+    import torch  # lazy: start-up time (torch, only to check a device setting; crosstime.stage is imported without it)
 
     if name == "auto":
         return name
@@ -435,7 +436,6 @@ def lock(run: RunDir, stage_name: str) -> Iterator[None]:
     if not distributed.world().is_main:
         yield
         return
-    from filelock import FileLock, Timeout
 
     created = not run.root.exists()
     run.root.mkdir(parents=True, exist_ok=True)

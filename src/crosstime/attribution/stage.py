@@ -53,6 +53,9 @@ from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, field_validator, model_validator
+from rich.console import Console
+from rich.table import Table
+from safetensors.torch import save_file
 
 from crosstime.artifacts import (
     ATTRIBUTION_ABLATION,
@@ -75,6 +78,7 @@ from crosstime.attribution.compute import (
 )
 from crosstime.attribution.effects import PairBatch, make_batches
 from crosstime.attribution.joint import JOINT_K, JointCurves, joint_curves
+from crosstime.attribution.plots import plot_joint
 from crosstime.attribution.stats import pairwise_rel_ie, top_features
 from crosstime.attribution.tables import Summary, summarise
 from crosstime.crosscoder import Crosscoder
@@ -330,7 +334,6 @@ def _write_joint(out: Path, joint: JointCurves | None, att: Attribution) -> None
         (out / ATTRIBUTION_JOINT.file).unlink(missing_ok=True)
         (out / ATTRIBUTION_JOINT_PLOT).unlink(missing_ok=True)
         return
-    from crosstime.attribution.plots import plot_joint
 
     t0 = time.perf_counter()
     rows = joint.rows()
@@ -346,7 +349,6 @@ def _write_joint(out: Path, joint: JointCurves | None, att: Attribution) -> None
 
 def _write_outputs(out: Path, att: Attribution, summary: Summary, record: AttributionSummary) -> Path:
     """Every file of RUN/attribution/TASK, each atomically; features.csv (the stage's output) last."""
-    from safetensors.torch import save_file
 
     revisions = att.revisions
     tensors, meta = _effect_tensors(att, summary, record)
@@ -374,7 +376,6 @@ def top_features_line(summary: AttributionSummary) -> str:
 
 def print_attribution(result: AttributeResult, n: int | None = None) -> None:
     """Top features per checkpoint with signed IE and the RelIE vector (rich tables)."""
-    from rich.console import Console
 
     console = Console()
     att, rec = result.attribution, result.record
@@ -427,7 +428,6 @@ def _joint_line(joint: JointCurves) -> str:
 
 def _top_table(result: AttributeResult, m: int, n: int | None):
     """Checkpoint m's top features: IE, RelIE vector, classes."""
-    from rich.table import Table
 
     att, s = result.attribution, result.summary
     revs = att.revisions

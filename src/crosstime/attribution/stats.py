@@ -96,7 +96,7 @@ def bootstrap_ie(per_pair: np.ndarray | torch.Tensor, resamples: int = 1000, ci:
 
 def spearman(a, b) -> float:
     """Spearman ρ (scipy); NaN when either side is constant or has fewer than 3 values."""
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # lazy: start-up time (scipy.stats; the CLI does not load it to start)
 
     a, b = _np(a).ravel(), _np(b).ravel()
     if len(a) < 3 or np.all(a == a[0]) or np.all(b == b[0]):

@@ -42,6 +42,7 @@ import warnings
 from typing import ClassVar, Literal
 
 import torch
+import torch.distributed as dist
 from pydantic import Field
 
 from crosstime.crosscoder.model import Crosscoder, CrosscoderConfig, CrosscoderError
@@ -136,7 +137,6 @@ def jumprelu_penalty(model: JumpReLUCrosscoder, z: torch.Tensor, f: torch.Tensor
 
 def _all_ranks_sum(t: torch.Tensor) -> torch.Tensor:
     """Sum over the ranks of a multi-process training (unchanged in a single process)."""
-    import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t)

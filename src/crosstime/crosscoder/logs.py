@@ -124,7 +124,7 @@ class MetricsLog:
 
 def _wandb_run(settings: TrainSettings, out: Path | None):
     try:
-        import wandb
+        import wandb  # lazy: optional extra (wandb)
     except ImportError as err:  # a third-party, optional package
         raise ImportError("wandb_project is set but wandb is not installed (pip install wandb)") from err
     id_file = out / "state" / WANDB_ID_FILE if out is not None else None
@@ -142,7 +142,7 @@ def _wandb_run(settings: TrainSettings, out: Path | None):
 
 def _tensorboard(out: Path | None, start_step: int):
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # lazy: optional extra (tensorboard)
     except ImportError as err:  # a third-party, optional package
         raise ImportError("tensorboard logging asked for but tensorboard is not installed "
                           "(pip install tensorboard)") from err

@@ -64,6 +64,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+from safetensors.torch import save as serialize
 from torch import nn
 
 from crosstime.crosscoder.registry import (
@@ -381,7 +384,6 @@ class Crosscoder(nn.Module, ABC):
         config.json holds, so :func:`load` can check each file against the other. Other
         codebases' files: :func:`crosstime.interop.formats.write`.
         """
-        from safetensors.torch import save as serialize
 
         path = Path(path)
         clash = ({WEIGHTS_RECORD} | set(CrosscoderConfig.model_fields)) & set(extra or {})
@@ -447,8 +449,6 @@ def _verify_weights(path: Path, record: Any) -> None:
 def read_safetensors(file: Path, fix: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """A safetensors file's header metadata and tensors; a file safetensors cannot read is a
     :class:`CrosscoderError` naming it, then ``fix``."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
 
     try:
         with safe_open(str(file), framework="pt") as handle:

@@ -42,11 +42,11 @@ from crosstime.store import HarvestConfig, resolve_config
 from crosstime.store.harvesting import (
     check_request,
     check_weights,
+    compute_chunk,
+    context_tokens,
     order_checkpoints,
     prepare_store,
-    context_tokens,
     write_chunk,
-    compute_chunk,
 )
 from crosstime.store.layout import (
     TOKENS,

@@ -61,6 +61,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
+import torch.distributed as tdist
+from tqdm.auto import tqdm
 
 from crosstime import distributed
 from crosstime.crosscoder import losses, parallel
@@ -159,7 +162,6 @@ def validate(model: Crosscoder, batches, settings: TrainSettings) -> dict[str, A
 # -- the trainer -------------------------------------------------------------------------------
 
 def _allreduce_(t: torch.Tensor, op=None) -> torch.Tensor:
-    import torch.distributed as dist
 
     dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
     return t
@@ -350,7 +352,6 @@ class Trainer:
         state = read_state(self.state_path) if self.state_path.exists() else None
         if not self.sharded:
             return state
-        import torch.distributed as tdist
 
         step = torch.tensor([int(state["step"]) if state is not None else -1])
         low, high = step.clone(), step.clone()
@@ -441,7 +442,6 @@ class Trainer:
     def _reduce(self, out: StepOutput, scal: torch.Tensor, moments: torch.Tensor) -> None:
         """Gradients and per-rank means -> global means, sums -> global sums (each rank holds an
         equal share); collectives on the training device (NCCL reduces GPU tensors only)."""
-        import torch.distributed as tdist
 
         flat = torch.cat([p.grad.reshape(-1) for p in self.params])
         _allreduce_(flat).div_(self.world.size)
@@ -458,7 +458,6 @@ class Trainer:
     def _reduce_sharded(self, out: StepOutput, scal: torch.Tensor, moments: torch.Tensor) -> None:
         """:meth:`_reduce` on a mesh: the step's values are whole over checkpoints already (the losses
         and ``moments`` are reduced in the step); the data group averages and sums them."""
-        import torch.distributed as tdist
 
         parallel.reduce_gradients(self.model, self.mesh)
         group = self.mesh.data_group
@@ -489,7 +488,6 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> Crosscoder:
         """Train from the current step to the last, logging, validating and saving states on the way."""
-        from tqdm.auto import tqdm
 
         s, main = self.settings, self.world.is_main
         if main and self.out is not None:  # leftovers of a killed save: nothing will ever rename them

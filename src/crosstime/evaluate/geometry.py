@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from crosstime.artifacts import DirectionTurn
+from crosstime.evaluate import plots as P
 
 # rows per Gram slice: the [1024, |S|] float32 dots and their squares take about 330 MiB beyond the
 # decoder at |S| = 16384, d = 768 (measured), and the slices are large enough for an efficient matmul
@@ -140,7 +141,6 @@ def plot_dimensionality(D: np.ndarray, total: Sequence[float], alive: np.ndarray
                         d: int, path: str | Path) -> Path:
     """Left: the total ``Σ_i D_i / d`` per checkpoint; right: median and interquartile range of ``D_i``
     over the live features with a non-zero decoder there. ``D [F, M]``, ``alive [F]``."""
-    from crosstime.evaluate import plots as P
 
     x, _ = P.token_x(tokens)
     fig, (ax, bx) = P.plt.subplots(1, 2, figsize=(11, 4))
@@ -169,7 +169,6 @@ def plot_dimensionality(D: np.ndarray, total: Sequence[float], alive: np.ndarray
 def plot_direction_turn(turn: DirectionTurn, tokens: Sequence[int | None], path: str | Path) -> Path:
     """Median (and interquartile band) over live features of the cosine between each checkpoint's
     decoder direction and the last checkpoint's; the largest rise of the median shaded."""
-    from crosstime.evaluate import plots as P
 
     x, _ = P.token_x(tokens)
     median = [np.nan if v is None else v for v in turn.median]

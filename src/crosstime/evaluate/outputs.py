@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rich.table import Table
 
 from crosstime.artifacts import CheckpointEvaluation, Evaluation, EvaluationSummary, Reconstruction
 from crosstime.checkpoints import format_tokens
+from crosstime.evaluate import geometry as G
+from crosstime.evaluate import plots as P
 from crosstime.evaluate.decoder import FeatureReading
 from crosstime.evaluate.scaling import ScalingReading
 from crosstime.evaluate.types import plot_typed_emergence
@@ -74,8 +77,6 @@ def summary(recon: Reconstruction, rows: list[CheckpointEvaluation], scaling: Sc
 def draw_plots(folder: Path, result: Evaluation, reading: FeatureReading, *, high: float, low: float,
                seed: int) -> list[str]:
     """Draw the figures into ``folder``; returns their file names."""
-    from crosstime.evaluate import geometry as G
-    from crosstime.evaluate import plots as P
 
     revs = reading.revisions
     tokens = [r.tokens_seen for r in result.checkpoints]
@@ -107,7 +108,6 @@ def draw_plots(folder: Path, result: Evaluation, reading: FeatureReading, *, hig
 
 def format_table(result: Evaluation) -> Table:
     """A rich Table in the shape of the paper's (L0, dead, ΔCE per checkpoint) plus details."""
-    from rich.table import Table
 
     s, st = result.summary, result.settings
     title = (f"crosscoder F={st.n_features} over {st.n_checkpoints} checkpoints, layer {st.layer} — "

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from crosstime.crosscoder import Crosscoder
 from crosstime.evaluate.metrics import DownstreamStats, ReconstructionStats
@@ -48,7 +49,6 @@ class Encoded:
 
 
 def progress_bar(total: int, desc: str, enabled: bool, unit: str):
-    from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True, leave=False)
 

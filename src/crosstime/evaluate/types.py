@@ -62,6 +62,7 @@ import numpy as np
 import torch
 
 from crosstime.artifacts import TypedEmergence
+from crosstime.evaluate.plots import PALETTE, log_token_axis, plt, save_figure, token_x
 from crosstime.toy.labels import LABELS as TOY_LABELS
 from crosstime.toy.labels import UNLABELLED, context_labels
 
@@ -355,7 +356,6 @@ def context_boundary(tokens: np.ndarray) -> int | None:
 def plot_typed_emergence(emergence: TypedEmergence, tokens: Sequence[int | None], path) -> Any:
     """``evaluation/typed_emergence.png``: one row per type with features, the share of its features
     whose onset is at each checkpoint (bars on the log token axis), the median onset marked."""
-    from crosstime.evaluate.plots import PALETTE, log_token_axis, save_figure, token_x, plt
 
     shown = [t for t in emergence.types if emergence.counts[t] and t != UNSCORED]
     x, _floor = token_x(tokens)

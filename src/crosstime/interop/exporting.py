@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from huggingface_hub import HfApi
 from pydantic import BaseModel, ConfigDict, Field
 
 from crosstime.artifacts import read_json
@@ -102,7 +103,6 @@ def push_run(run: str | Path, repo_id: str, private: bool = False) -> str:
     if hub_offline():
         raise InteropError(f"cannot push to {repo_id}: HF_HUB_OFFLINE is set; unset it where the Hub can be reached, "
                            f"or upload the folder of `crosstime export {run} --format hub --out DIR` yourself")
-    from huggingface_hub import HfApi
 
     with tempfile.TemporaryDirectory(prefix="crosstime-push-") as tmp:
         folder = Path(tmp) / "hub"

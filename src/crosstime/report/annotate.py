@@ -35,6 +35,8 @@ from crosstime.artifacts import (
 )
 from crosstime.errors import CrosstimeError
 from crosstime.files import write_text
+from crosstime.report.dashboard import collect, rank_features, render
+from crosstime.report.findings import findings
 from crosstime.runs import CROSSCODER, REPORT, open_run
 
 # Columns written by export (context for the annotator); never stored as annotation extras.
@@ -82,7 +84,6 @@ def export_annotations(run: RunDir | str | Path, path: str | Path, n_features: i
         task = (data.tasks or [None])[0]
         vocab = data.vocab
     else:
-        from crosstime.report.dashboard import collect, rank_features
 
         base = collect(open_run(run.root))
         ck = base.revisions
@@ -255,8 +256,6 @@ def import_annotations(run: RunDir | str | Path, path: str | Path) -> dict[int, 
 
 def _rerender(run: RunDir, data: ReportData, annotations: dict[int, dict[str, Any]]) -> None:
     """The dashboard again, with the new descriptions (and findings that quote them)."""
-    from crosstime.report.dashboard import render
-    from crosstime.report.findings import findings
 
     apply_annotations(data, annotations)
     data.findings = findings(data, n=4)

@@ -72,11 +72,11 @@ from crosstime.report.dashboard import (
 from crosstime.report.evidence import EvidenceConfig, feature_evidence
 from crosstime.report.evolution import TWO_PHASE_PNG, caption_figures, two_phase_figure
 from crosstime.report.findings import evolution_readings, findings, main_task
+from crosstime.runs import ACTIVATIONS, CROSSCODER, Run
 from crosstime.series import CheckpointSeries, SeriesError, open_series
 from crosstime.shares import classify_shares, relative_shares, trajectories
 from crosstime.sites import final_norm, unembedding
 from crosstime.stage import DEVICE_HELP, Device, StageConfig
-from crosstime.runs import ACTIVATIONS, CROSSCODER, Run
 from crosstime.store import ActivationStore
 
 

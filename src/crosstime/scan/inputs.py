@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
+from crosstime.checkpoints import Checkpoint
 from crosstime.distributed import resolve_device
 from crosstime.scan.config import ScanConfig, ScanError
 from crosstime.scan.dynamics import NgramModel
-from crosstime.checkpoints import Checkpoint
 from crosstime.series import CheckpointSeries, SeriesError, open_series
 from crosstime.tasks import Task, expand_task_names, load_task, special_prefix
 

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from crosstime.artifacts import (
     SCAN_ACCURACY,
@@ -58,9 +59,16 @@ from crosstime.artifacts import (
 )
 from crosstime.files import write_bytes, write_json
 from crosstime.scan.config import ScanConfig
-from crosstime.scan.phases import read_phases
 from crosstime.scan.dynamics import next_token_dynamics
 from crosstime.scan.inputs import ScanInputs
+from crosstime.scan.phases import read_phases
+from crosstime.scan.plots import (
+    accuracy_title,
+    plot_accuracy,
+    plot_dynamics,
+    plot_similarity,
+    tick_labels,
+)
 from crosstime.scan.similarity import cosine_matrix, linear_cka_matrix, site_tokens
 from crosstime.scan.suggest import suggest_checkpoints
 from crosstime.series import Checkpoint
@@ -112,8 +120,9 @@ def _measure(model, ckpt: Checkpoint, config: ScanConfig, inputs: ScanInputs, sw
 
 def _sweep(config: ScanConfig, inputs: ScanInputs) -> Sweep:
     """Load each checkpoint once and do everything for it: tasks, site activations, dynamics."""
-    from tqdm.auto import tqdm
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import (
+        logging as hf_logging,  # lazy: start-up time (transformers takes seconds to import; the CLI does not load it to start)
+    )
 
     sweep = Sweep()
     hf_bars = hf_logging.is_progress_bar_enabled()
@@ -200,12 +209,6 @@ def _plot_axis(ckpts: list[Checkpoint]) -> list[int]:
 def _plot(folder: Path, config: ScanConfig, inputs: ScanInputs, sweep: Sweep, suggestion: Suggestion,
           matrices: dict[str, np.ndarray], labels: list[str], n_tokens: int) -> list[str]:
     """The figures (``labels``: the checkpoints' axis labels); returns the file names written."""
-    from crosstime.scan.plots import (
-        accuracy_title,
-        plot_accuracy,
-        plot_dynamics,
-        plot_similarity,
-    )
 
     ckpts = inputs.checkpoints
     x = _plot_axis(ckpts)
@@ -243,7 +246,6 @@ def _remove_stale(folder: Path, written: list[str]) -> None:
 def write_outputs(config: ScanConfig, inputs: ScanInputs, sweep: Sweep, suggestion: Suggestion,
                   matrices: dict[str, np.ndarray], n_tokens: int) -> None:
     """Every file of ``RUN/scan/``; ``suggestion.json`` (the stage's output marker) last."""
-    from crosstime.scan.plots import tick_labels
 
     folder = config.rundir.scan
     revisions = [c.revision for c in inputs.checkpoints]

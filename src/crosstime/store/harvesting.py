@@ -51,6 +51,7 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 from pydantic import Field
+from tqdm.auto import tqdm
 
 from crosstime import distributed
 from crosstime.files import atomic_path, remove_stale_temps, sha256_file, write_json
@@ -77,6 +78,7 @@ from crosstime.store.layout import (
     summarise,
     write_manifest,
 )
+from crosstime.store.reader import ActivationStore
 from crosstime.store.recovery import (
     foreign_chunks,
     recover,
@@ -501,7 +503,6 @@ def check_request(config: HarvestConfig) -> Checked:
 
 
 def harvest_store(config: HarvestConfig, w: distributed.World, c: Checked):
-    from crosstime.store.reader import ActivationStore
 
     root = config.out
     try:
@@ -578,7 +579,6 @@ def check_weights(root: Path, entry: dict, revision: str, model, model_dtype: st
 def _run_share(config: HarvestConfig, w: distributed.World, series, revisions: list[str], d: int,
                context_len: int) -> None:
     """5. This rank's contiguous share of the (checkpoint, chunk) items not on disk yet."""
-    from tqdm.auto import tqdm
 
     root = config.out
     manifest = read_manifest(root)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
 from crosstime.crosscoder import BATCHTOPK, RELU, Crosscoder, CrosscoderError
 from crosstime.files import write_json
@@ -142,7 +143,6 @@ class DictionaryLearningFormat(Format):
                                        **({"config": str(config_file)} if config_file else {})})
 
     def write(self, model: Crosscoder, out: Path, info: ExportInfo) -> list[Path]:
-        from safetensors.torch import save_file
 
         batchtopk = self.check_supports(model) == BATCHTOPK
         c, m = model.config, model.unfolded()

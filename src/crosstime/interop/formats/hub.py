@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from huggingface_hub import constants, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError
 
 from crosstime.crosscoder import Crosscoder, CrosscoderError, load
 from crosstime.crosscoder.model import CONFIG_FILE, WEIGHTS_FILE
@@ -29,7 +31,6 @@ TABLE_COLUMNS = ("revision", "step", "tokens_seen", "explained_variance", "mse",
 
 def hub_offline() -> bool:
     """Whether ``HF_HUB_OFFLINE`` forbids the Hub (read now: the library reads it once, at import)."""
-    from huggingface_hub import constants
 
     value = os.environ.get("HF_HUB_OFFLINE")
     return value.strip().upper() in {"1", "ON", "YES", "TRUE"} if value is not None else bool(constants.HF_HUB_OFFLINE)
@@ -37,7 +38,6 @@ def hub_offline() -> bool:
 
 def network_errors() -> tuple[type[BaseException], ...]:
     """What huggingface_hub raises when the Hub is unreachable or refuses (its HTTP client varies by version)."""
-    from huggingface_hub.errors import HfHubHTTPError
 
     out: list[type[BaseException]] = [HfHubHTTPError, OSError]
     for module in ("httpx2", "httpx"):  # the transport's errors are not OSErrors
@@ -64,7 +64,6 @@ def resolve(spec: str) -> Path:
     if hub_offline():
         raise CrosscoderError(f"cannot download {repo} from the Hugging Face Hub: HF_HUB_OFFLINE is set; unset it, or "
                               "download the folder where the Hub can be reached and import that folder")
-    from huggingface_hub import snapshot_download
 
     try:
         root = snapshot_download(repo_id=repo, allow_patterns=[f"{sub.strip('/')}/*"] if sub else None)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
 from crosstime.crosscoder import JUMPRELU, RELU, Crosscoder, CrosscoderError
 from crosstime.files import write_json
@@ -145,7 +146,6 @@ class LlamascopiumFormat(Format):
         return Imported(model, notes, source)
 
     def write(self, model: Crosscoder, out: Path, info: ExportInfo) -> list[Path]:
-        from safetensors.torch import save_file
 
         rule = self.check_supports(model)
         c, m = model.config, model.unfolded()

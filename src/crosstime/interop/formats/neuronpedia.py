@@ -24,9 +24,9 @@ from typing import Any
 from crosstime.artifacts import REPORT_DATA, Window
 from crosstime.crosscoder import Crosscoder
 from crosstime.errors import CrosstimeError
-from crosstime.runs import REPORT, Run, open_run
 from crosstime.files import write_text
 from crosstime.interop.formats.base import ExportInfo, Format, register_format
+from crosstime.runs import REPORT, Run, open_run
 
 
 class NeuronpediaError(CrosstimeError):

@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from crosstime.crosscoder import BATCHTOPK, JUMPRELU, RELU, Activation, Crosscoder, CrosscoderError
 from crosstime.files import write_json
@@ -56,7 +57,6 @@ class SAELensFormat(Format):
     activations = frozenset({RELU, JUMPRELU, BATCHTOPK})  # standard and jumprelu SAEs (BatchTopK's threshold as θ)
 
     def write(self, model: Crosscoder, out: Path, info: ExportInfo) -> list[Path]:
-        from safetensors.torch import save_file
 
         rule = self.check_supports(model)
         c, norm = model.config, model.unfolded()
