@@ -13,7 +13,8 @@ import pytest
 from test_report_helpers import cached_run
 
 from crosstime.artifacts import ReportData
-from crosstime.report import EvidenceConfig, ReportConfig, report
+from crosstime.report import EvidenceConfig, ReportConfig
+from crosstime.stages.report import report
 
 
 @pytest.fixture(scope="module")
