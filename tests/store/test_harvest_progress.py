@@ -22,6 +22,8 @@ def test_compute_chunk_reports_every_batch():
 def test_harvest_bar_steps_once_per_batch(tiny_series, corpus, tmp_path, monkeypatch):
     import tqdm.auto
 
+    from crosstime.store import harvesting
+
     steps: list[float] = []
 
     class Recorder(tqdm.auto.tqdm):
@@ -29,7 +31,7 @@ def test_harvest_bar_steps_once_per_batch(tiny_series, corpus, tmp_path, monkeyp
             steps.append(n)
             return super().update(n)
 
-    monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
+    monkeypatch.setattr(harvesting, "tqdm", Recorder)  # the bar harvest's work makes
     # 1500 tokens = 46 contexts of 32 (+ 2 held out); chunks of 8 contexts, batches of 4
     store = harvest(harvest_config(tiny_series, corpus, tmp_path, revisions=["step0", "step10"], progress=True))
     expected = [min(4, (e - s) - b) * T for _rev in ("step0", "step10") for s, e in store.manifest["chunks"]
