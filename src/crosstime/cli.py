@@ -253,6 +253,9 @@ def _decode_message(err: UnicodeDecodeError, inputs: Sequence[str]) -> str:
 
 STAGE_RERUN = "everything written before is kept; free space and re-run the same command: it resumes"
 STAGE_INTERRUPTED = "interrupted; a re-run resumes"
+# what a command that writes all or nothing (import, export, push) says
+_INTEROP_RERUN = "nothing was kept; free space and re-run the same command"
+_INTEROP_INTERRUPTED = "interrupted; nothing was kept: re-run the same command"
 
 
 @contextlib.contextmanager
@@ -457,9 +460,10 @@ def stage_commands() -> list:
         made = _STAGE_COMMANDS.get(declared.name)
         if made is None or made[0] is not declared:
             scratch = typer.Typer()
+            kept = {} if declared.resumable else {"rerun": _INTEROP_RERUN, "interrupted": _INTEROP_INTERRUPTED}
             config_command(declared.name, declared.config, declared.work, declared.show,
                            positional=declared.positional, help=declared.help, options=declared.options,
-                           typer_app=scratch)
+                           typer_app=scratch, **kept)
             made = _STAGE_COMMANDS[declared.name] = (declared, scratch.registered_commands)
         out += made[1]
     return out
@@ -476,8 +480,6 @@ def _alternatives(names: list[str]) -> str:
     return f"{', '.join(names[:-1])} or {names[-1]}." if len(names) > 1 else f"{''.join(names)}."
 
 
-_INTEROP_RERUN = "nothing was kept; free space and re-run the same command"
-_INTEROP_INTERRUPTED = "interrupted; nothing was kept: re-run the same command"
 
 
 def _shown_by_the_work(result: Any, config: Any) -> None:

@@ -178,7 +178,9 @@ class Stage:
     the option ``key_field`` sets.
     ``show(result, config)`` prints the command's result; ``positional`` are the command's
     arguments (the rest are options, named as their fields unless ``options`` renames them:
-    import's ``run`` is ``--out``); ``help`` is its one-line help.
+    import's ``run`` is ``--out``); ``help`` is its one-line help; ``resumable``: a stage stopped
+    half-way (disk full, Ctrl-C) resumes when re-run, and its messages say so (import writes all
+    or nothing, so its say nothing was kept).
     """
 
     name: str
@@ -194,6 +196,7 @@ class Stage:
     key_field: str | None = None
     positional: tuple[str, ...] = ("run",)
     options: dict[str, str] = field(default_factory=dict)
+    resumable: bool = True
 
     def record_key(self, config: StageConfig) -> str:
         return self.name if self.key is None else f"{self.name}/{self.key(config)}"

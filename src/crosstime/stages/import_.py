@@ -45,5 +45,5 @@ def show(result: tuple[Imported, ActivationStore | None], config: ImportConfig) 
 
 IMPORT = stage.register(Stage(
     name="import", config=ImportConfig, work=import_crosscoder, writes=(CROSSCODER,), optional_reads=(ACTIVATIONS,),
-    positional=("format", "path"), options={"run": "out"}, show=show,
+    positional=("format", "path"), options={"run": "out"}, resumable=False, show=show,
     help="Import a crosscoder saved by another codebase into RUN/crosscoder (every later stage reads it)."))
