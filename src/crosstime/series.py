@@ -24,6 +24,10 @@ naming the repo, the revision and the fix. Revision names become folder names
 The bare name ``"toy"`` is the built-in toy world (:func:`crosstime.toy.toy_world`: built once
 into ``$CROSSTIME_CACHE``, default ``~/.cache/crosstime``, then reused), from any folder — unless
 a path ``toy`` exists in the current folder: an existing local path always wins.
+
+A family may label its own tokens (:class:`TokenLabeller`): :meth:`CheckpointSeries.labeller`
+builds it from :data:`LABELLERS`, keyed by family. The toy family's is the grammar's labels
+(:class:`crosstime.toy.labels.GrammarLabeller`); no other family has one.
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -53,6 +58,7 @@ from crosstime.checkpoints import SERIES_FILE, Checkpoint
 from crosstime.errors import CrosstimeError
 from crosstime.names import UnsafeName, check_name
 from crosstime.toy import toy_world
+from crosstime.toy.labels import GrammarLabeller
 
 PYTHIA_TOKENS_PER_STEP = 2_097_152  # 1024 sequences × 2048 tokens (Pythia paper, Table 7)
 PYTHIA_FINAL_STEP = 143_000
@@ -120,6 +126,18 @@ def family_of(source: str) -> str:
     if name.startswith("bigscience/bloom") and name.endswith("-intermediate"):
         return "bloom"
     return "hub"
+
+
+class TokenLabeller(Protocol):
+    """A series' own labels of its tokens (the toy world's grammar labels, say), each a flag-like
+    property: per token a group id, 0 meaning "not this" (other groups: kinds of "this"), -1 unlabelled."""
+
+    @property
+    def properties(self) -> tuple[str, ...]:
+        """The label names, in the order they are reported."""
+
+    def label(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """One context of token ids ``[T]`` -> {property: int array ``[T]``} for every property."""
 
 
 class CheckpointSeries:
@@ -216,6 +234,12 @@ class CheckpointSeries:
     def subset(self, revisions: list[str]) -> CheckpointSeries:
         """A series over some of this series' revisions (same source and loading)."""
         return CheckpointSeries(self.source, self.family, [self.get(r) for r in revisions], self.local_root)
+
+    def labeller(self) -> TokenLabeller | None:
+        """This series' own token labeller (:data:`LABELLERS`, by family), or None when its family has
+        none. Building one may load the tokenizer."""
+        build = LABELLERS.get(self.family)
+        return None if build is None else build(self)
 
     # -- loading ----------------------------------------------------------------
     def _where(self, revision: str) -> tuple[str, dict]:
@@ -328,6 +352,16 @@ class CheckpointSeries:
                 )
         return next(iter(shapes.values()))[0]
 
+
+def _toy_labeller(series: CheckpointSeries) -> TokenLabeller:
+    """The toy grammar's labels, over the vocabulary of ``series``' tokenizer (its last checkpoint's)."""
+    tokenizer = series.load_tokenizer()
+    id_to_word = tuple(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
+    return GrammarLabeller(id_to_word, tokenizer.bos_token_id)
+
+
+# The token labeller of each family that has one (:meth:`CheckpointSeries.labeller`).
+LABELLERS: dict[str, Callable[[CheckpointSeries], TokenLabeller]] = {"toy": _toy_labeller}
 
 _SYSTEM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
 

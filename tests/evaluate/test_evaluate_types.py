@@ -4,18 +4,24 @@ against a direct computation; the evaluate stage writes them (features.csv, eval
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from test_evaluate import run, save_crosscoder, sharp_series  # noqa: F401  (module fixtures reused)
 
+from crosstime import series as series_module
 from crosstime.artifacts import EVALUATION_FEATURES
-from crosstime.evaluate.stage import EvaluateConfig
+from crosstime.checkpoints import Checkpoint, write_series_manifest
+from crosstime.evaluate import stage as evaluate_stage
+from crosstime.evaluate.stage import EvaluateConfig, make_labeler
+from crosstime.series import open_series
 from crosstime.stages.evaluate import evaluate
 from crosstime.evaluate.types import (
-    FLAG_PROPERTIES,
     ALL_PROPERTIES,
+    GENERIC_FLAGS,
     GENERIC_PROPERTIES,
     OTHER,
     UNSCORED,
@@ -52,7 +58,7 @@ def specificity(f: np.ndarray, groups: np.ndarray) -> float:
 
 
 def generic(first: int = 1, boundary: int | None = None) -> Labeler:
-    return Labeler(GENERIC_PROPERTIES, first, 3, boundary)
+    return Labeler(first, 3, boundary)
 
 
 def test_a_previous_token_feature_scores_one_on_previous_token_only():
@@ -63,7 +69,7 @@ def test_a_previous_token_feature_scores_one_on_previous_token_only():
     f = torch.zeros(len(prev), 3)
     f[:, 0] = torch.from_numpy(prev == 7).float()  # fires exactly when the previous token is 7
     f[:, 1] = torch.from_numpy(tokens[:, 1:].reshape(-1) == 7).float() * 2.5  # the current token is 7
-    stats = TypeStats(GENERIC_PROPERTIES, 3)
+    stats = TypeStats(GENERIC_PROPERTIES, 3, GENERIC_FLAGS)
     stats.update(f, labels)
     scores = stats.scores().numpy()
     assert scores[0, 1] == pytest.approx(1.0) and scores[1, 0] == pytest.approx(1.0)
@@ -85,7 +91,7 @@ def test_rows_from_position_zero_have_no_previous_token():
 def test_a_binary_flag_by_hand():
     """f = [2, 0, 1, 0] on flag [1, 0, 1, 0]: S_1 = 3 (N 2), S_0 = 0 (N 2), S = 3, Σf² = 5;
     η² = (9/2 − 9/4) / (5 − 9/4) = 9/11."""
-    stats = TypeStats(("induction",), 1)
+    stats = TypeStats(("induction",), 1, ("induction",))
     stats.update(torch.tensor([[2.0], [0.0], [1.0], [0.0]]), {"induction": np.array([1, 0, 1, 0])})
     assert stats.sums["induction"].eta_squared()[0].item() == pytest.approx(9 / 11, rel=1e-12)
     # a flag is scored by specificity: all of the mass is on flagged rows -> 1
@@ -94,7 +100,7 @@ def test_a_binary_flag_by_hand():
 
 def test_specificity_by_hand():
     """(S_g/S − N_g/N) / (1 − N_g/N), best group g ≥ 1; group 0 ("not this") never counts."""
-    stats = TypeStats(("induction", "subject_number"), 3)
+    stats = TypeStats(("induction", "subject_number"), 3, ("induction", "subject_number"))
     f = torch.tensor([[2.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
     stats.update(f, {"induction": np.array([1, 0, 1, 0]), "subject_number": np.array([1, 1, 2, 0])})
     scores = stats.scores().numpy()
@@ -132,7 +138,8 @@ def test_eta_squared_streams_and_matches_a_direct_computation():
     f[:, 3] += 0.5 * (np.arange(n) % 5 == 0)  # one feature with structure
     labels = {"current_token": rng.integers(0, 40, n), "previous_token": rng.integers(-1, 3, n),
               "induction": rng.integers(0, 2, n)}
-    one, streamed = TypeStats(GENERIC_PROPERTIES, F), TypeStats(GENERIC_PROPERTIES, F)
+    one = TypeStats(GENERIC_PROPERTIES, F, GENERIC_FLAGS)
+    streamed = TypeStats(GENERIC_PROPERTIES, F, GENERIC_FLAGS)
     one.update(torch.from_numpy(f), labels)
     for lo, hi in ((0, 150), (150, 151), (151, n)):
         streamed.update(torch.from_numpy(f[lo:hi]), {k: v[lo:hi] for k, v in labels.items()})
@@ -140,7 +147,7 @@ def test_eta_squared_streams_and_matches_a_direct_computation():
     for j, p in enumerate(GENERIC_PROPERTIES):
         for i in range(F):
             assert one.sums[p].eta_squared()[i].item() == pytest.approx(eta_squared(f[:, i], labels[p]), rel=1e-9)
-            if p in FLAG_PROPERTIES:  # scored by specificity, here against a direct computation
+            if p in GENERIC_FLAGS:  # scored by specificity, here against a direct computation
                 keep = labels[p] >= 0
                 share = f[keep & (labels[p] == 1), i].sum() / f[keep, i].sum()
                 base = (labels[p][keep] == 1).mean()
@@ -155,7 +162,7 @@ def test_eta_squared_streams_and_matches_a_direct_computation():
 def test_the_first_passing_property_wins_and_rare_features_are_unscored():
     """Simplest explanation first: a feature both the current token and the flag explain is a token
     feature; one that passes only the flag is an induction feature; one firing on too few rows is unscored."""
-    stats = TypeStats(GENERIC_PROPERTIES, 3)
+    stats = TypeStats(GENERIC_PROPERTIES, 3, GENERIC_FLAGS)
     tokens = np.array([5, 6, 5, 6, 7, 7, 8, 8])
     flag = np.array([1, 0, 1, 0, 1, 0, 1, 0])
     f = torch.stack([torch.from_numpy(tokens == 5).double(),          # token 5 only: current_token η² = 1
@@ -178,7 +185,7 @@ def test_ties_go_to_the_property_listed_first_and_weak_scores_are_other():
     labels = generic().labels(tokens)
     cur = tokens[0, 1:]
     f = torch.stack([torch.from_numpy(cur == 4).float(), torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0.9])], 1)
-    stats = TypeStats(GENERIC_PROPERTIES, 2)
+    stats = TypeStats(GENERIC_PROPERTIES, 2, GENERIC_FLAGS)
     stats.update(f, labels)
     s = stats.scores().numpy()
     assert s[0, 0] == s[0, 1] == pytest.approx(1.0)
@@ -227,14 +234,14 @@ def test_evaluate_writes_type_columns_and_typed_emergence(run):  # noqa: F811
     result = evaluate(EvaluateConfig(run=run, progress=False, contexts=0, dead_tokens=1))
     rows = EVALUATION_FEATURES.read(run / "evaluation", store.revisions)
     f, tokens = _heldout_f(run, weights)
-    labels = Labeler(GENERIC_PROPERTIES, store.first_position, 3, int(tokens[0, 0])).labels(tokens)
+    labels = Labeler(store.first_position, 3, int(tokens[0, 0])).labels(tokens)
     for i, row in enumerate(rows):
         for p in TOY_LABELS:
             assert row[f"score_{p}"] is None
         if i < 2:
             assert row["feature_type"] == UNSCORED and row["type_score"] is None
             continue
-        want = [specificity(f[:, i], labels[p]) if p in FLAG_PROPERTIES else eta_squared(f[:, i], labels[p])
+        want = [specificity(f[:, i], labels[p]) if p in GENERIC_FLAGS else eta_squared(f[:, i], labels[p])
                 for p in GENERIC_PROPERTIES]
         got = [row[f"score_{p}"] for p in GENERIC_PROPERTIES]
         assert got == pytest.approx(want, rel=1e-4, abs=1e-9)
@@ -260,20 +267,19 @@ def test_evaluate_writes_type_columns_and_typed_emergence(run):  # noqa: F811
 def test_a_toy_store_is_scored_with_the_grammar_labels(toy_world, tmp_path):
     """On a toy-world store the toy labels are scored too; a feature that is the subject_end flag
     itself (built from the labels) gets that type."""
-    from crosstime.evaluate import stage as ev
-
     run_dir = tmp_path / "toy"
     harvest(HarvestConfig(run=run_dir, series=str(toy_world), revisions=["step0", "step1000"], layer=1,
                           tokens=1024, heldout_tokens=512, context_len=64, batch_size=16, progress=False))
     store = ActivationStore(run_dir / "activations")
     config = EvaluateConfig(run=run_dir, progress=False, contexts=0)
-    labeler = ev.make_labeler(config, store)
+    labeler = make_labeler(config, store)
     assert labeler.properties == ALL_PROPERTIES
+    assert labeler.flags == ("induction", "subject_number", "attractor", "subject_end")
     lo, hi = store.context_range("heldout")
     labels = labeler.labels(np.asarray(store.tokens[lo:hi]))
     assert (labels["subject_end"] == 1).any() and (labels["subject_number"] == 2).any()
     f = torch.from_numpy(labels["subject_end"] == 1).float()[:, None]
-    stats = TypeStats(labeler.properties, 1)
+    stats = TypeStats(labeler.properties, 1, labeler.flags)
     stats.update(f, labels)
     assert assign_types(stats, 0.5).types == ["subject_end"]
     d = store.d_model
@@ -283,3 +289,81 @@ def test_a_toy_store_is_scored_with_the_grammar_labels(toy_world, tmp_path):
     rows = EVALUATION_FEATURES.read(run_dir / "evaluation", store.revisions)
     scored = [r for r in rows if r["feature_type"] != UNSCORED]
     assert scored and all(r["score_subject_number"] is not None for r in scored)
+
+
+# -- the series' own labeller ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Parity:
+    """A planted labeller: ``properties`` each label a token by its id's parity (1 odd, 0 even)."""
+
+    properties: tuple[str, ...]
+
+    def label(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        return {p: np.asarray(ids) % 2 for p in self.properties}
+
+
+def _madeup_series(root, monkeypatch, labeller) -> str:
+    """A local series of the made-up family ``madeup`` (series.json and a config per revision: never
+    loaded), whose labeller, planted in the registry, is ``labeller``."""
+    (root / "step0").mkdir(parents=True)
+    (root / "step0" / "config.json").write_text("{}")
+    write_series_manifest(root, [Checkpoint("step0", 0, 0)], family="madeup")
+    monkeypatch.setitem(series_module.LABELLERS, "madeup", lambda series: labeller)
+    return str(root)
+
+
+def test_the_scorable_properties_are_the_score_columns_of_features_csv():
+    assert ALL_PROPERTIES == ("current_token", "previous_token", "induction", "subject_number", "attractor",
+                              "subject_end")
+    assert [f"score_{p}" for p in ALL_PROPERTIES] == [c.name for c in EVALUATION_FEATURES.columns
+                                                      if c.name.startswith("score_")]
+
+
+def test_a_planted_labeller_is_scored_as_flags_after_the_generic_properties(tmp_path, monkeypatch):
+    """A made-up family's labeller naming a scored label (attractor): the store's labels come from it,
+    cut to the kept positions, and it is scored by specificity."""
+    source = _madeup_series(tmp_path / "s", monkeypatch, Parity(("attractor",)))
+    tokens = np.array([[2, 5, 6, 7], [2, 9, 9, 4]])
+    store = SimpleNamespace(manifest={"series": {"source": source, "family": "madeup"}}, first_position=1,
+                            tokens=tokens)
+    labeler = make_labeler(EvaluateConfig(run=tmp_path / "run"), store)
+    assert labeler.properties == (*GENERIC_PROPERTIES, "attractor")
+    assert labeler.flags == ("induction", "attractor") and labeler.boundary == 2
+    labels = labeler.labels(tokens)
+    assert labels["attractor"].tolist() == [1, 0, 1, 1, 1, 0]
+    assert labels["current_token"].tolist() == [5, 6, 7, 9, 9, 4]
+    stats = TypeStats(labeler.properties, 1, labeler.flags)
+    stats.update(torch.tensor([[1.0], [0.0], [1.0], [0.0], [0.0], [0.0]]), labels)
+    # all of the mass on odd tokens, 4 rows of 6: specificity (1 − 4/6) / (1 − 4/6) = 1, where η² is
+    # (S_1²/N_1 − S²/N) / (Σf² − S²/N) = (4/4 − 4/6) / (2 − 4/6) = 1/4
+    assert stats.scores()[0, 3].item() == 1.0
+    assert stats.sums["attractor"].eta_squared()[0].item() == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("properties,message", [
+    (("colour",), "labels ['colour'], which evaluation/features.csv has no score column for"),
+    (("attractor", "colour"), "score_subject_end); add a score_<property> column"),
+    (("induction",), "none named like a generic property"),
+    (("attractor", "attractor"), "each label once"),
+])
+def test_a_labeller_label_without_its_own_score_column_is_refused(tmp_path, monkeypatch, properties, message):
+    source = _madeup_series(tmp_path / "s", monkeypatch, Parity(properties))
+    labeller = open_series(source).labeller()
+    assert labeller == Parity(properties)
+    with pytest.raises(ValueError, match="the series labeller Parity labels") as err:
+        Labeler(1, 3, None, labeller)
+    assert message in str(err.value)
+
+
+def test_a_hub_series_is_not_opened_for_a_labeller(tmp_path, monkeypatch):
+    """A store of a Hub series gets the generic properties without opening the series (which could
+    reach the network)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the series was opened")
+
+    monkeypatch.setattr(evaluate_stage, "open_series", refuse)
+    store = SimpleNamespace(manifest={"series": {"source": "EleutherAI/pythia-70m", "family": "pythia"}},
+                            first_position=1, tokens=np.array([[0, 1, 2]]))
+    labeler = make_labeler(EvaluateConfig(run=tmp_path / "run"), store)
+    assert labeler.properties == GENERIC_PROPERTIES and labeler.labeller is None

@@ -7,12 +7,14 @@ import shutil
 import socket
 import time
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import make_tiny_series, make_word_tokenizer, tiny_model
 from crosstime.checkpoints import Checkpoint, format_tokens, write_series_manifest
 from crosstime.series import PYTHIA_TOKENS_PER_STEP, SeriesError, looks_local, open_series, parse_olmo_revision
+from crosstime.toy.labels import context_labels
 
 
 def test_pythia_grid_and_tokens():
@@ -343,3 +345,30 @@ def test_loading_a_local_checkpoint_draws_no_transformers_bar(tiny_series, capfd
     open_series(tiny_series).load_model("step10")
     assert "Loading weights" not in capfd.readouterr().err
     assert hf_logging.is_progress_bar_enabled()  # switched off for the load only
+
+
+# -- a series' own token labeller ---------------------------------------------------------------
+
+def test_the_toy_series_labels_its_tokens_with_the_grammar(toy_world):
+    """The toy family's labeller, built from the series' tokenizer: on a context of a fragment (its
+    line not complete: unlabelled) and a sentence with a PP attractor, the grammar's labels by hand."""
+    series = open_series(toy_world)
+    labeller = series.labeller()
+    tok = series.load_tokenizer()
+    ids = np.array(tok("cat runs .").input_ids + tok("the dogs near the cat run .").input_ids)
+    assert labeller.properties == ("subject_number", "attractor", "subject_end")
+    got = labeller.label(ids)
+    unlabelled = [-1] * 5  # <bos> cat runs . <bos>
+    assert got["subject_number"].tolist() == unlabelled + [0, 2, 2, 2, 2, 0, 0]
+    assert got["attractor"].tolist() == unlabelled + [0, 0, 1, 1, 1, 0, 0]
+    assert got["subject_end"].tolist() == unlabelled + [0, 0, 0, 0, 1, 0, 0]
+    expected = context_labels(ids, tok.convert_ids_to_tokens(list(range(len(tok)))), tok.bos_token_id)
+    assert {k: v.tolist() for k, v in got.items()} == {k: v.tolist() for k, v in expected.items()}
+
+
+def test_a_series_family_without_a_labeller_has_none(tiny_series, monkeypatch):
+    """A local series (family local) and a Hub one (no network: the family alone decides) have none."""
+    assert open_series(tiny_series).labeller() is None
+    _no_network(monkeypatch)
+    pythia = open_series("EleutherAI/pythia-70m")
+    assert pythia.family == "pythia" and pythia.labeller() is None

@@ -81,7 +81,7 @@ def encode_pass(store: ActivationStore, model: Crosscoder, recon_contexts: np.nd
     per_batch = max(1, batch_rows // rpc)
     stats = ReconstructionStats(model.n_checkpoints, model.d_model, model.n_features)
     scaling = ScalingStats(model.W_dec, model.b_dec)  # normalised space, like x here
-    types = TypeStats(labeler.properties, model.n_features)
+    types = TypeStats(labeler.properties, model.n_features, labeler.flags)
     latents: dict[int, torch.Tensor] = {}
     s = input_scales(model, device)
     bar = progress_bar(len(contexts) * rpc, "evaluate: encode", progress, "tok")

@@ -45,7 +45,8 @@ store's); rows are read for those only, normalised with the crosscoder's own sca
    there passes ``low`` and RelDec's share by ``scaling_margin``: a decoder shrunk by the L1 penalty.
 5. Typed emergence (:mod:`crosstime.evaluate.types`; summed in the encode pass over the reconstruction
    rows): per feature the correlation ratio η² of its activation with rule-based properties of the
-   tokens (current token, previous token, induction flag; the toy grammar's labels on a toy world),
+   tokens (current token, previous token, induction flag; the series' own labels where its family has
+   a labeller: the toy grammar's on a toy world; :func:`make_labeler`),
    its type (best property when η² ≥ ``type_threshold``), and per type the onset counts and median
    onset (``decoder.typed_emergence``, ``typed_emergence.png``).
 
@@ -59,6 +60,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -90,10 +92,9 @@ from crosstime.evaluate.types import (
     TypeStats,
     assign_types,
     context_boundary,
-    scored_properties,
     typed_emergence,
 )
-from crosstime.series import CheckpointSeries, open_series
+from crosstime.series import CheckpointSeries, looks_local, open_series
 from crosstime.stage import DEVICE_HELP, Count, Device, StageConfig
 from crosstime.store import ActivationStore
 
@@ -249,8 +250,9 @@ def work(config: EvaluateConfig, inputs: Inputs, start: float) -> Evaluation:
 
     rows = checkpoint_rows(model.revisions, inputs.store.manifest["checkpoints"], model.scales, recon, downstream,
                            decoder.reldec_mean)
-    result = Evaluation(settings=_settings(config, inputs, recon), summary=summary(recon, rows, scaling),
-                        checkpoints=rows, reconstruction=recon, decoder=decoder, timing=timing)
+    result = Evaluation(settings=_settings(config, inputs, recon, types.properties),
+                        summary=summary(recon, rows, scaling), checkpoints=rows, reconstruction=recon, decoder=decoder,
+                        timing=timing)
     _write_outputs(config, result, reading, scaling, types, start)
     return result
 
@@ -269,16 +271,18 @@ def _reconstruction(config: EvaluateConfig, inputs: Inputs) -> tuple[Reconstruct
 
 
 def make_labeler(config: EvaluateConfig, store: ActivationStore) -> Labeler:
-    """The typed-emergence row labels of this store: the generic properties, and the toy grammar's
-    labels when the store's series is a toy world (its vocabulary read from the series' tokenizer)."""
-    properties = scored_properties(store.manifest["series"])
-    boundary = context_boundary(store.tokens)
-    if properties == scored_properties({}):
-        return Labeler(properties, store.first_position, config.induction_match, boundary)
-    tokenizer = open_series(store.manifest["series"]["source"]).load_tokenizer()
-    id_to_word = tuple(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
-    return Labeler(properties, store.first_position, config.induction_match, boundary, id_to_word,
-                   tokenizer.bos_token_id)
+    """The typed-emergence row labels of this store: the generic properties, and the labels of its
+    series' own labeller (:meth:`~crosstime.series.CheckpointSeries.labeller`; the toy world's grammar).
+
+    The series is opened for its labeller only when its source is local (:func:`looks_local`, the rule
+    :func:`open_series` follows: a folder, never sent to the Hub): opening it reads its ``series.json``,
+    and the toy family's labeller loads its tokenizer from disk. A Hub series is not opened (it could go
+    to the network, and an unknown family's cannot be opened without its revisions): no Hub family
+    has a labeller, so it gets the generic properties only. A local series folder that is gone is an
+    error (:class:`~crosstime.series.SeriesError`)."""
+    source = store.manifest["series"]["source"]
+    labeller = open_series(source).labeller() if looks_local(source) else None
+    return Labeler(store.first_position, config.induction_match, context_boundary(store.tokens), labeller)
 
 
 def _downstream(config: EvaluateConfig, inputs: Inputs, latents: dict[int, torch.Tensor]) -> list[dict | None]:
@@ -293,8 +297,10 @@ def _downstream(config: EvaluateConfig, inputs: Inputs, latents: dict[int, torch
             for m, rev in enumerate(model.revisions)]
 
 
-def _settings(config: EvaluateConfig, inputs: Inputs, recon: Reconstruction) -> EvaluationSettings:
-    """The ``settings`` of ``evaluation.json``: the config (its device resolved) and what the run decided."""
+def _settings(config: EvaluateConfig, inputs: Inputs, recon: Reconstruction,
+              type_properties: Sequence[str]) -> EvaluationSettings:
+    """The ``settings`` of ``evaluation.json``: the config (its device resolved) and what the run decided
+    (``type_properties``: the properties the features were typed by)."""
     store, model, plan = inputs.store, inputs.model, inputs.plan
     return EvaluationSettings(
         **config.model_dump(mode="json") | {"device": str(inputs.device)},
@@ -316,7 +322,7 @@ def _settings(config: EvaluateConfig, inputs: Inputs, recon: Reconstruction) -> 
         downstream_contexts=len(plan.down_contexts),
         heldout_contexts=plan.heldout_contexts,
         context_len=store.context_len,
-        type_properties=list(scored_properties(store.manifest["series"])),
+        type_properties=list(type_properties),
     )
 
 

@@ -14,9 +14,12 @@ out of its score):
   n-grams holding the context-start token (BOS, which also separates documents: see
   :mod:`crosstime.store.corpus`) are never matched, or every ``. <bos> the`` would count;
   positions before the ``min_match``-th are 0;
-- toy world only (:mod:`crosstime.toy.labels`, the grammar's own labels from a parser of each
-  complete line): ``subject_number`` (none / singular / plural), ``attractor`` (0/1) and
-  ``subject_end`` (0/1); rows outside complete grammar lines are unlabelled.
+- the labels of the series' own token labeller, where its family has one
+  (:meth:`crosstime.series.CheckpointSeries.labeller`, given to :class:`Labeler`): on the toy world
+  the grammar's labels from a parser of each complete line (:mod:`crosstime.toy.labels`),
+  ``subject_number`` (none / singular / plural), ``attractor`` (0/1) and ``subject_end`` (0/1); rows
+  outside complete grammar lines are unlabelled. Each needs a ``score_<property>`` column in
+  features.csv (:data:`ALL_PROPERTIES`, read from :data:`crosstime.artifacts.EVALUATION_FEATURES`).
 
 Score: the correlation ratio η² of feature i and property P over the rows labelled for P, the
 share of the variance of f_i explained by P's groups,
@@ -35,15 +38,15 @@ A token-id property has as many groups as the vocabulary, so η² is biased upwa
 that fires on few rows (a feature firing once on a token seen once scores 1); judge types of
 rarely firing features with that in mind (``beta_tokens`` in features.csv counts its rows).
 
-Flag-like properties (:data:`FLAG_PROPERTIES`: induction and the toy labels, whose group 0 means
-"not this") are scored by *specificity* instead, max over groups g ≥ 1 of
+Flag-like properties (:attr:`Labeler.flags`: induction and the labeller's labels, whose group 0
+means "not this") are scored by *specificity* instead, max over groups g ≥ 1 of
 (S_g / S − N_g / N) / (1 − N_g / N): the share of the feature's activation mass inside the label,
 above the label's share of rows (0: no more than chance, 1: all of it). η² would call a feature that
 fires only inside a label, on part of it, weak (≈ 0.2 for a feature covering a third of a label that
 holds a third of the rows), although "fires on" is what the type means.
 
 Type (:func:`assign_types`): ``other`` when no score reaches ``threshold``; else the first property,
-in :data:`GENERIC_PROPERTIES` then toy-label order (simplest explanation first), whose score is
+in :data:`GENERIC_PROPERTIES` then the labeller's order (simplest explanation first), whose score is
 within ``margin`` of the best one; ``unscored`` for a feature that fired on fewer than ``min_rows``
 held-out rows.
 
@@ -61,16 +64,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from crosstime.artifacts import TypedEmergence
+from crosstime.artifacts import EVALUATION_FEATURES, TypedEmergence
 from crosstime.evaluate.plots import PALETTE, log_token_axis, plt, save_figure, token_x
-from crosstime.toy.labels import LABELS as TOY_LABELS
-from crosstime.toy.labels import UNLABELLED, context_labels
+from crosstime.series import TokenLabeller
 
 GENERIC_PROPERTIES = ("current_token", "previous_token", "induction")
-# Properties whose group 0 means "not this" (a flag, or the toy's subject number with 0 = no subject):
-# scored by specificity, not η² (see the module docstring).
-FLAG_PROPERTIES = ("induction", *TOY_LABELS)
-ALL_PROPERTIES = GENERIC_PROPERTIES + TOY_LABELS  # the score_<property> columns of features.csv
+# The generic properties whose group 0 means "not this" (a flag): scored by specificity, not η² (see the
+# module docstring), as every label of a series' labeller is.
+GENERIC_FLAGS = ("induction",)
+# Every property features.csv has a score_<property> column for, in column order: the generic ones, then
+# the labels of the series labellers (the toy grammar's). A labeller's label without one is refused.
+ALL_PROPERTIES = tuple(c.name.removeprefix("score_") for c in EVALUATION_FEATURES.columns
+                       if c.name.startswith("score_"))
+UNLABELLED = -1  # the group of a row left out of a property's score
 OTHER, UNSCORED = "other", "unscored"
 MERGE_PAIRS = 1 << 20  # pending (group, feature) pairs held before the first merge
 
@@ -103,43 +109,57 @@ def induction_flags(tokens: np.ndarray, min_match: int, boundary: int | None) ->
 
 @dataclass(frozen=True)
 class Labeler:
-    """Row labels of the scored ``properties`` for whole contexts of a store.
+    """Row labels of the scored :attr:`properties` for whole contexts of a store: the generic ones, then
+    the labels of the series' own ``labeller`` (None: the generic ones only).
 
     ``first_position``: the store's first kept position (rows are positions first..T-1);
-    ``boundary``: the context-start/separator token id (None: none); ``id_to_word`` and ``bos_id``
-    the toy world's vocabulary, needed only when a toy label is scored."""
+    ``boundary``: the context-start/separator token id (None: none). A labeller whose label has no
+    ``score_<property>`` column in features.csv, or is named like a generic property, is refused."""
 
-    properties: tuple[str, ...]
     first_position: int
     min_match: int = 3
     boundary: int | None = None
-    id_to_word: tuple[str, ...] | None = None
-    bos_id: int | None = None
+    labeller: TokenLabeller | None = None
 
     def __post_init__(self):
-        unknown = [p for p in self.properties if p not in ALL_PROPERTIES]
-        if unknown:
-            raise ValueError(f"unknown properties {unknown}; choose from {', '.join(ALL_PROPERTIES)}")
-        if any(p in TOY_LABELS for p in self.properties) and (self.id_to_word is None or self.bos_id is None):
-            raise ValueError("toy labels need the toy vocabulary (id_to_word) and bos_id")
+        own = self.own_properties
+        columns = ", ".join(f"score_{p}" for p in ALL_PROPERTIES)
+        uncovered = [p for p in own if p not in ALL_PROPERTIES]
+        if uncovered:
+            raise ValueError(f"the series labeller {type(self.labeller).__name__} labels {uncovered}, which "
+                             f"evaluation/features.csv has no score column for (it has {columns}); add a "
+                             "score_<property> column to crosstime.artifacts.EVALUATION_FEATURES or drop the label")
+        clashing = [p for p in own if p in GENERIC_PROPERTIES]
+        if clashing or len(set(own)) != len(own):
+            raise ValueError(f"the series labeller {type(self.labeller).__name__} labels {list(own)}: each label "
+                             f"once, none named like a generic property ({', '.join(GENERIC_PROPERTIES)})")
+
+    @property
+    def own_properties(self) -> tuple[str, ...]:
+        """The labeller's labels (none without a labeller)."""
+        return () if self.labeller is None else tuple(self.labeller.properties)
+
+    @property
+    def properties(self) -> tuple[str, ...]:
+        """The scored properties: the generic ones, then the labeller's."""
+        return GENERIC_PROPERTIES + self.own_properties
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """The flag-like properties (scored by specificity): induction and the labeller's labels."""
+        return GENERIC_FLAGS + self.own_properties
 
     def labels(self, tokens: np.ndarray) -> dict[str, np.ndarray]:
         """``tokens`` int [n, T] -> {property: int64 [n · (T − first_position)]}, rows in store order."""
         tokens = np.asarray(tokens, dtype=np.int64)
         first = self.first_position
-        out: dict[str, np.ndarray] = {}
-        wanted = set(self.properties)
-        if "current_token" in wanted:
-            out["current_token"] = tokens[:, first:]
-        if "previous_token" in wanted:  # position 0 has none: unlabelled
-            previous = np.concatenate([np.full((len(tokens), 1), UNLABELLED), tokens[:, :-1]], axis=1)
-            out["previous_token"] = previous[:, first:]
-        if "induction" in wanted:
-            out["induction"] = induction_flags(tokens, self.min_match, self.boundary)[:, first:].astype(np.int64)
-        toy = [p for p in self.properties if p in TOY_LABELS]
-        if toy:
-            per_context = [context_labels(row, self.id_to_word, self.bos_id) for row in tokens]
-            for p in toy:
+        previous = np.concatenate([np.full((len(tokens), 1), UNLABELLED), tokens[:, :-1]], axis=1)
+        out = {"current_token": tokens[:, first:],
+               "previous_token": previous[:, first:],  # position 0 has none: unlabelled
+               "induction": induction_flags(tokens, self.min_match, self.boundary)[:, first:].astype(np.int64)}
+        if self.labeller is not None:
+            per_context = [self.labeller.label(row) for row in tokens]
+            for p in self.own_properties:
                 out[p] = np.stack([c[p] for c in per_context])[:, first:].astype(np.int64)
         return {p: out[p].reshape(-1) for p in self.properties}
 
@@ -225,11 +245,15 @@ class _PropertySums:
 
 class TypeStats:
     """Streaming η² sums of every property over batches: ``update(f [B, F], labels {property: [B]})``
-    (labels from :meth:`Labeler.labels`, -1 = unlabelled); :meth:`scores` gives ``[F, P]``.
+    (labels from :meth:`Labeler.labels`, -1 = unlabelled); :meth:`scores` gives ``[F, P]``, the
+    ``flags`` (some of the properties: :attr:`Labeler.flags`) scored by specificity.
     Memory: see the module docstring (sparse over fired (group, feature) pairs)."""
 
-    def __init__(self, properties: Sequence[str], n_features: int):
+    def __init__(self, properties: Sequence[str], n_features: int, flags: Sequence[str]):
         self.properties = tuple(properties)
+        self.flags = tuple(flags)
+        if not set(self.flags) <= set(self.properties):
+            raise ValueError(f"flags {list(self.flags)} are not all among the properties {list(self.properties)}")
         self.F = n_features
         self.fired = torch.zeros(n_features, dtype=torch.int64)
         self.sums = {p: _PropertySums(n_features) for p in self.properties}
@@ -248,10 +272,10 @@ class TypeStats:
 
     def scores(self) -> torch.Tensor:
         """``[F, P]`` float64 (NaN where unscored): η² for the token-id properties, specificity for the
-        flag-like ones (:data:`FLAG_PROPERTIES`)."""
+        flag-like ones (``flags``)."""
         if not self.properties:
             return torch.zeros(self.F, 0, dtype=torch.float64)
-        return torch.stack([self.sums[p].specificity() if p in FLAG_PROPERTIES else self.sums[p].eta_squared()
+        return torch.stack([self.sums[p].specificity() if p in self.flags else self.sums[p].eta_squared()
                             for p in self.properties], dim=1)
 
 
@@ -286,7 +310,7 @@ def empty_type_cells() -> dict[str, Any]:
 def assign_types(stats: TypeStats, threshold: float, min_rows: int = 1, margin: float = 0.0) -> TypeReading:
     """Type per feature: ``other`` when its best score is below ``threshold``; else the FIRST property,
     in ``stats.properties`` order (simplest explanation first: current token, previous token,
-    induction, then the toy labels), whose score is within ``margin`` of the best and reaches
+    induction, then the series labeller's), whose score is within ``margin`` of the best and reaches
     ``threshold``; ``unscored`` when the feature fired on fewer than ``min_rows`` held-out rows (a score
     from a handful of rows is mostly chance: one firing on a rare token scores 1). The margin keeps a
     feature the current token all but explains (a plural-noun feature: η² 0.99) a token feature
@@ -336,13 +360,7 @@ def typed_emergence(reading: TypeReading, onset: Sequence[int], revisions: Seque
     )
 
 
-# -- which properties a store gets ----------------------------------------------------------------
-
-def scored_properties(series: dict[str, Any]) -> tuple[str, ...]:
-    """The generic properties always; the toy labels too when the store's series (its manifest's
-    ``series`` record) is a toy world (family ``toy``)."""
-    return GENERIC_PROPERTIES + (TOY_LABELS if series.get("family") == "toy" else ())
-
+# -- a store's context boundary -------------------------------------------------------------------
 
 def context_boundary(tokens: np.ndarray) -> int | None:
     """The token every context starts with (BOS, which the packing also uses between documents),

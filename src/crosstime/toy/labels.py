@@ -37,7 +37,9 @@ Labels (:func:`line_labels`), per word of a parsed line:
 
 :func:`context_labels` labels a context of token ids: only complete lines (from a ``<bos>``
 other than the context's first token to the next ``.``) are labelled; every other position
-gets -1 (unlabelled), as do the ``<bos>`` tokens themselves.
+gets -1 (unlabelled), as do the ``<bos>`` tokens themselves. :class:`GrammarLabeller` holds
+a vocabulary and labels contexts so (the toy series' token labeller,
+:meth:`crosstime.series.CheckpointSeries.labeller`).
 """
 
 from __future__ import annotations
@@ -280,3 +282,20 @@ def context_labels(ids: np.ndarray, id_to_word: Sequence[str], bos_id: int) -> d
         for name, values in line_labels(words, found).items():
             out[name][b + 1:b + 1 + len(words)] = values
     return out
+
+
+@dataclass(frozen=True)
+class GrammarLabeller:
+    """The grammar's labels (:data:`LABELS`) of contexts of token ids, over one vocabulary:
+    ``id_to_word`` (token id -> word) and ``bos_id`` (the line-start token)."""
+
+    id_to_word: tuple[str, ...]
+    bos_id: int
+
+    @property
+    def properties(self) -> tuple[str, ...]:
+        return LABELS
+
+    def label(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """:func:`context_labels` of one context ``[T]``: {label: int8 [T]}."""
+        return context_labels(ids, self.id_to_word, self.bos_id)
