@@ -362,6 +362,8 @@ def _toy_labeller(series: CheckpointSeries) -> TokenLabeller:
 
 # The token labeller of each family that has one (:meth:`CheckpointSeries.labeller`).
 LABELLERS: dict[str, Callable[[CheckpointSeries], TokenLabeller]] = {"toy": _toy_labeller}
+# How a family's series is named to a reader (figure titles), where its folder's name would not say it.
+DISPLAY_NAMES: dict[str, str] = {"toy": "the toy world"}
 
 _SYSTEM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
 

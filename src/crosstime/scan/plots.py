@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 
 from crosstime.checkpoints import format_tokens  # noqa: E402
 from crosstime.files import atomic_path  # noqa: E402
-from crosstime.series import log_x, token_floor  # noqa: E402
+from crosstime.series import DISPLAY_NAMES, log_x, token_floor  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -41,8 +41,8 @@ def _token_axis(ax, tokens: Sequence[int | None]) -> None:
 def series_name(source: str, family: str) -> str:
     """The series as a reader knows it: "the toy world", a hub id, or a local folder's name (with
     its parent's when the folder is named by a hash, as cached series are)."""
-    if family == "toy":
-        return "the toy world"
+    if family in DISPLAY_NAMES:
+        return DISPLAY_NAMES[family]
     path = Path(source)
     if not path.is_absolute() and "/" in source and not source.startswith("."):
         return source  # a hub id such as EleutherAI/pythia-160m
