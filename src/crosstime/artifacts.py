@@ -1189,7 +1189,7 @@ class FeatureEvidence(_Artifact):
 
 
 class ReportFeature(FeatureTables):
-    """A listed feature, best first (crosstime.report.stage.feature_rows)."""
+    """A listed feature, best first (crosstime.report.work.feature_rows)."""
 
     rank: int
     evidence: FeatureEvidence | None = Field(None, description="absent without the store and the crosscoder")

@@ -29,8 +29,8 @@ from crosstime.crosscoder import (
     build,
     fit,
 )
-from crosstime.evaluate import stage as ev
-from crosstime.evaluate.stage import EvaluateConfig, EvaluationError
+from crosstime.evaluate import work as ev
+from crosstime.evaluate.work import EvaluateConfig, EvaluationError
 from crosstime.runs import StageNotRun
 from crosstime.stages.evaluate import evaluate
 from crosstime.series import open_series

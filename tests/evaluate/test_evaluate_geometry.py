@@ -19,7 +19,7 @@ from crosstime.evaluate.geometry import (
     direction_turn,
     crossing,
 )
-from crosstime.evaluate.stage import EvaluateConfig
+from crosstime.evaluate.work import EvaluateConfig
 from crosstime.stages.evaluate import evaluate
 from crosstime.store import ActivationStore
 

@@ -15,8 +15,8 @@ from test_evaluate import run, save_crosscoder, sharp_series  # noqa: F401  (mod
 from crosstime import series as series_module
 from crosstime.artifacts import EVALUATION_FEATURES
 from crosstime.checkpoints import Checkpoint, write_series_manifest
-from crosstime.evaluate import stage as evaluate_stage
-from crosstime.evaluate.stage import EvaluateConfig, make_labeler
+from crosstime.evaluate import work as evaluate_stage
+from crosstime.evaluate.work import EvaluateConfig, make_labeler
 from crosstime.series import open_series
 from crosstime.stages.evaluate import evaluate
 from crosstime.evaluate.types import (

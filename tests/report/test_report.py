@@ -446,7 +446,7 @@ def test_report_records_its_settings(tmp_path, run3, monkeypatch):
     again = json.loads((work / "report" / "data.json").read_text())
     assert again["features"] == first["features"] and again["vocab"] == first["vocab"]
     # a report that fails half-way leaves no record: it is not taken for finished
-    import crosstime.report.stage as report_stage
+    import crosstime.report.work as report_stage
 
     def broken(*args, **kwargs):
         raise RuntimeError("killed half-way")

@@ -41,7 +41,7 @@ from crosstime.report.findings import (
     phase_order_reading,
     typed_emergence_reading,
 )
-from crosstime.report.stage import evolution_figures
+from crosstime.report.work import evolution_figures
 
 # the crosscoder's checkpoints: a subset of the scanned ones (SCANNED)
 REVISIONS = ["step0", "step64", "step128", "step512", "step1000"]

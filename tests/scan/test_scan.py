@@ -304,7 +304,7 @@ def test_a_failed_scan_forgets_its_record(tiny_series, tiny_inputs, tmp_path, mo
     def broken(*args, **kwargs):
         raise RuntimeError("killed half-way")
 
-    monkeypatch.setattr("crosstime.scan.stage.write_outputs", broken)
+    monkeypatch.setattr("crosstime.scan.work.write_outputs", broken)
     with pytest.raises(RuntimeError, match="killed half-way"):
         scan(config)
     assert stage.recorded(config) is None and not stage.finished(config)

@@ -8,7 +8,7 @@
     plots.py     joint.png
     stats.py     RelIE (one-vs-all, pairwise, classes), top-k, bootstrap CIs, Spearman
     tables.py    the reported features: features.csv and confusion.csv rows, summary numbers
-    stage.py     the work of the `attribute` stage (declared in crosstime.stages.attribute): AttributeConfig,
+    work.py      the work of the `attribute` stage (declared in crosstime.stages.attribute): AttributeConfig,
                  its inputs and outputs, print_attribution
 
 What IE means. IE_m(i) (method ``ig``, the default) is feature i's share of the *joint*
@@ -41,7 +41,7 @@ from crosstime.attribution.effects import (
     midpoint_alphas,
 )
 from crosstime.attribution.joint import JointCurves, joint_curves
-from crosstime.attribution.stage import (
+from crosstime.attribution.work import (
     AttributeConfig,
     AttributeResult,
     print_attribution,

@@ -10,7 +10,7 @@
     from crosstime.report import findings
     findings("runs/toy")                                 # a few findings in words (for `crosstime demo`)
 
-Modules: :mod:`.stage` (the work of the stage declared in :mod:`crosstime.stages.report`: inputs,
+Modules: :mod:`.work` (the work of the stage declared in :mod:`crosstime.stages.report`: inputs,
 feature choice, data.json), :mod:`.evidence` (top
 contexts, histograms, logit lens from the store and the crosscoder), :mod:`.dashboard`
 (reading every stage output through :mod:`crosstime.artifacts`; rendering the HTML),
@@ -25,7 +25,7 @@ from crosstime.report.annotate import (
 )
 from crosstime.report.evidence import EvidenceConfig, EvidenceError, feature_evidence
 from crosstime.report.findings import evolution_lines, findings
-from crosstime.report.stage import ReportConfig, ReportError
+from crosstime.report.work import ReportConfig, ReportError
 
 __all__ = ["AnnotationError", "EvidenceConfig", "EvidenceError", "ReportConfig", "ReportError", "export_annotations",
            "evolution_lines", "feature_evidence", "findings", "import_annotations", "read_annotations"]

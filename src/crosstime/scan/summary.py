@@ -11,7 +11,7 @@ from rich.table import Table
 
 from crosstime.artifacts import SCAN_PHASES, Phases, Suggestion, read_model
 from crosstime.scan.phases import phases_line
-from crosstime.scan.stage import ScanResult
+from crosstime.scan.work import ScanResult
 
 
 def format_number(value: float | None, digits: int = 3) -> str:

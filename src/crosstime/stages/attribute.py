@@ -12,7 +12,7 @@ import time
 
 from crosstime import stage
 from crosstime.attribution import AttributeConfig, AttributeResult, print_attribution
-from crosstime.attribution.stage import check_inputs, warn_if_batch_dependent, work
+from crosstime.attribution.work import check_inputs, warn_if_batch_dependent, work
 from crosstime.distributed import resolve_device
 from crosstime.runs import ACTIVATIONS, ATTRIBUTION, CROSSCODER, open_inputs
 from crosstime.stage import Stage

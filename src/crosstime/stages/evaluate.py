@@ -16,7 +16,7 @@ from crosstime import stage
 from crosstime.artifacts import Evaluation
 from crosstime.distributed import resolve_device
 from crosstime.evaluate import EvaluateConfig, format_table, paper_row
-from crosstime.evaluate.stage import Inputs, check_store, make_plan, warn_if_batch_dependent, work
+from crosstime.evaluate.work import Inputs, check_store, make_plan, warn_if_batch_dependent, work
 from crosstime.runs import ACTIVATIONS, CROSSCODER, EVALUATION, Run, open_inputs
 from crosstime.series import open_series
 from crosstime.stage import Stage

@@ -17,7 +17,7 @@ import typer
 from crosstime import stage
 from crosstime.distributed import resolve_device
 from crosstime.report import ReportConfig
-from crosstime.report.stage import check_inputs, work
+from crosstime.report.work import check_inputs, work
 from crosstime.runs import ACTIVATIONS, ATTRIBUTION, CROSSCODER, EVALUATION, REPORT, SCAN, open_inputs
 from crosstime.stage import Stage
 

@@ -14,7 +14,7 @@ import time
 from crosstime import stage
 from crosstime.runs import SCAN, open_inputs
 from crosstime.scan import ScanConfig, ScanResult, prepare, print_scan_summary
-from crosstime.scan.stage import work
+from crosstime.scan.work import work
 from crosstime.stage import Stage
 
 __all__ = ["SCAN_STAGE", "ScanConfig", "scan"]

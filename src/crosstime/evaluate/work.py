@@ -1,4 +1,4 @@
-"""The evaluate stage: how well a crosscoder reconstructs each checkpoint, and what its
+"""The evaluate stage's work (declared in :mod:`crosstime.stages.evaluate`): how well a crosscoder reconstructs each checkpoint, and what its
 decoder says about when each feature exists.
 
     from crosstime.stages.evaluate import EvaluateConfig, evaluate

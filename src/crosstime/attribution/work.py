@@ -1,4 +1,4 @@
-"""The ``attribute`` stage: IE per checkpoint over a task, RelIE, feature tables, ablation check.
+"""The ``attribute`` stage's work (declared in :mod:`crosstime.stages.attribute`): IE per checkpoint over a task, RelIE, feature tables, ablation check.
 
     from crosstime.stages.attribute import AttributeConfig, attribute   # the stage, declared
     result = attribute(AttributeConfig(run="runs/toy", task="simple_agreement"))

@@ -1,4 +1,4 @@
-"""The report stage: ``crosstime report RUN`` -> ``RUN/report/index.html``.
+"""The report stage's work (declared in :mod:`crosstime.stages.report`): ``crosstime report RUN`` -> ``RUN/report/index.html``.
 
 Reads whatever stages the run has (each optional; what is absent is listed in the report),
 picks the reported features, gathers their evidence from the activation store and the

@@ -1,4 +1,4 @@
-"""The scan stage: sweep every checkpoint of a series once to find where things change.
+"""The scan stage's work (declared in :mod:`crosstime.stages.scan`): sweep every checkpoint of a series once to find where things change.
 
 For each checkpoint (loaded once; everything for it done in one pass) the scan measures
 
