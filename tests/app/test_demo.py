@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from crosstime.artifacts import EVALUATION_FEATURES
+from crosstime.artifacts import EVALUATION_FEATURES, ReportData
 from crosstime.demo import EVOLUTION_REVISIONS, DemoConfig, demo
 from crosstime.report.findings import evolution_readings
 from crosstime.store import ActivationStore
@@ -37,7 +37,7 @@ def test_demo_says_what_each_stage_found(demo_run, toy_world):
     said = demo_run.summaries
     assert list(said) == STAGES + ["report"]
     # the report says the second paper's readings: the phase order, the turn, dimensionality, typed emergence
-    data = json.loads((demo_run.run / "report" / "data.json").read_text())
+    data = ReportData.model_validate_json((demo_run.run / "report" / "data.json").read_text())
     assert said["report"] == [line for line in evolution_readings(data).values() if line] and len(said["report"]) == 4
     assert demo_run.toy_world == toy_world and str(toy_world) in said["toy world"][0]
     assert ("built now" if demo_run.toy_built else "reused from the cache") in said["toy world"][0]
