@@ -180,7 +180,7 @@ class Stage:
     arguments (the rest are options, named as their fields unless ``options`` renames them:
     import's ``run`` is ``--out``); ``help`` is its one-line help; ``resumable``: a stage stopped
     half-way (disk full, Ctrl-C) resumes when re-run, and its messages say so (import writes all
-    or nothing, so its say nothing was kept).
+    or nothing, so its messages say nothing was kept).
     """
 
     name: str
@@ -219,7 +219,7 @@ class Stage:
             parts.append(str(run) if name == "run" else name.upper())
         for name, info in self.config.model_fields.items():
             if info.is_required() and name not in self.positional:
-                value = key if key is not None and name == self.key_field else name.upper()
+                value = str(run) if name == "run" else key if key is not None and name == self.key_field else name.upper()
                 parts.append(f"--{self.options.get(name, name).replace('_', '-')} {value}")
         return " ".join(parts)
 

@@ -115,3 +115,14 @@ def test_an_artifact_no_finished_stage_vouches_for_is_not_read(registered, tmp_p
         open_run(run).read(NOTE)
     assert not open_run(run).has(NOTE)
     assert Path(run / "note.txt").exists()
+
+
+def test_the_first_command_named_comes_from_the_writers_declaration():
+    """The hint names the run, the stage's positional arguments and its required options (a renamed one by
+    its option: import's run is --out), and a keyed stage's key."""
+    import crosstime.stages  # noqa: F401  (registers the built-in stages)
+
+    assert stage.STAGES["harvest"].hint("runs/x") == "crosstime harvest runs/x SERIES --layer LAYER"
+    assert stage.STAGES["attribute"].hint("runs/x", "pp_attractor") == "crosstime attribute runs/x --task pp_attractor"
+    assert stage.STAGES["import"].hint("runs/x") == "crosstime import FORMAT PATH --out runs/x"
+    assert stage.STAGES["train"].hint("runs/x") == "crosstime train runs/x"
