@@ -201,15 +201,15 @@ class Stage:
     def record_key(self, config: StageConfig) -> str:
         return self.name if self.key is None else f"{self.name}/{self.key(config)}"
 
-    def artifact_key(self, config: StageConfig) -> str | None:
-        return None if self.key is None else self.key(config)
+    def key_of(self, artifact: Artifact, config: StageConfig) -> str | None:
+        """The key ``config`` writes ``artifact`` under: the stage's key for a keyed artifact, else None."""
+        return self.key(config) if artifact.keyed and self.key is not None else None
 
     def written(self, config: StageConfig) -> tuple[Artifact, ...]:
         return self.writes + (self.writes_also(config) if self.writes_also is not None else ())
 
     def written_idents(self, config: StageConfig) -> list[str]:
-        key = self.artifact_key(config)
-        return [a.ident(key if a.keyed else None) for a in self.written(config)]
+        return [a.ident(self.key_of(a, config)) for a in self.written(config)]
 
     def hint(self, run: str | Path, key: str | None = None) -> str:
         """The command that makes this stage's output in ``run``: its positional arguments and
@@ -272,15 +272,14 @@ class StageConfig(BaseModel):
         """The file whose existence marks the stage's output (checked by :func:`finished`): the
         marker of the first artifact it writes."""
         declared = declaration(self)
-        return declared.writes[0].marker_path(self.rundir, declared.artifact_key(self) if declared.writes[0].keyed
-                                              else None)
+        first = declared.writes[0]
+        return first.marker_path(self.rundir, declared.key_of(first, self))
 
     def output_files(self) -> list[Path]:
         """The checksummed files of the artifacts it wrote: their sha256 goes into the record, and a
         reader checks them with :func:`verify_outputs`."""
         declared = declaration(self)
-        key = declared.artifact_key(self)
-        return sorted({p for a in declared.written(self) for p in a.files(self.rundir, key if a.keyed else None)})
+        return sorted({p for a in declared.written(self) for p in a.files(self.rundir, declared.key_of(a, self))})
 
     def resolved(self) -> StageConfig:
         """The config with unset settings decided (from the run or the defaults); itself by default."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import typer
 
 from crosstime import distributed, stage
-from crosstime.runs import ACTIVATIONS, open_inputs
+from crosstime.runs import ACTIVATIONS
 from crosstime.stage import Stage
 from crosstime.store import ActivationStore, HarvestConfig, resolve_config
 from crosstime.store.harvesting import check_request, harvest_store
@@ -24,7 +24,6 @@ def harvest(config: HarvestConfig) -> ActivationStore:
     """Harvest the site activations of ``config.revisions`` into RUN/activations; return the store.
     Everything that can fail without work is checked first; then the main rank holds the run's lock."""
     w = distributed.join(distributed.resolve_device(config.device))
-    open_inputs(config)  # it reads nothing from the run: this checks the declaration
     checked = check_request(resolve_config(config))
     with stage.writing(config) as resolved:
         store = harvest_store(resolve_config(config), w, checked)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from crosstime import stage
-from crosstime.runs import SCAN, open_inputs
+from crosstime.runs import SCAN
 from crosstime.scan import ScanConfig, ScanResult, prepare, print_scan_summary
 from crosstime.scan.work import work
 from crosstime.stage import Stage
@@ -24,7 +24,6 @@ def scan(config: ScanConfig) -> ScanResult:
     """Run the scan stage. Inputs are checked before any model is loaded; the settings are recorded
     in ``RUN/config.yaml`` once every file is written."""
     started = time.perf_counter()
-    open_inputs(config)  # it reads nothing from the run: this checks the declaration
     inputs = prepare(config)
     with stage.writing(config):
         return work(config, inputs, started)
