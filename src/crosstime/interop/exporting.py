@@ -56,7 +56,7 @@ def export_info(run: Run) -> ExportInfo:
         site = store.manifest["site"]
         info.layer, info.context_len = store.layer, store.context_len
         info.site = f"layer {store.layer} {site.get('kind', '')}".strip()
-        info.hook_name = f"blocks.{store.layer}.{site.get('kind', 'hook')}"
+        info.hook_name = transformer_lens_hook(store.layer, site)
         source = store.manifest.get("series", {}).get("source")
         info.model_name = str(source) if source else None
     saved = read_json(run.dir.crosscoder / CONFIG_FILE)
@@ -64,6 +64,16 @@ def export_info(run: Run) -> ExportInfo:
     if run.has(EVALUATION):
         info.evaluation = [row.model_dump() for row in run.evaluation.checkpoints]
     return info
+
+
+def transformer_lens_hook(layer: int, site: dict) -> str:
+    """The TransformerLens/SAELens hook name of a store's site. crosstime's one site, the output of
+    block ``layer`` (``hidden_states[layer + 1]``), is TransformerLens's ``blocks.{layer}.hook_resid_post``
+    (formats with other conventions derive theirs from ``ExportInfo.layer``: CCT's is
+    ``blocks.{layer + 1}.hook_resid_pre``)."""
+    if site.get("kind") != "block_output":
+        raise InteropError(f"the store's site is {site!r}; export knows hook names only for block outputs")
+    return f"blocks.{layer}.hook_resid_post"
 
 
 def _open_crosscoder(run: Run) -> Crosscoder:
