@@ -21,18 +21,29 @@ def _generate():
 generate = _generate()
 
 
+# A fresh demo on another CPU differs by float summation order (other GEMM kernels, other thread
+# counts), and training amplifies that: counts move by a few units, shares by a point or two, and
+# which token or feature id tops a list can change. So the docs must match a fresh demo in their
+# words and within these bounds in their numbers; ids and quoted tokens are not compared.
+REL, ABS_DECIMAL, ABS_INTEGER = 0.05, 0.02, 3
+IDENTITIES = re.compile(r"#\d+|\bf\d+\b|'[^'\n]*'|‘[^’\n]*’|“[^”\n]*”")
+
+
+def _close(x: str, y: str) -> bool:
+    fx, fy = (float(v.replace(",", "").replace("−", "-")) for v in (x, y))
+    if (fx < 0) != (fy < 0) and abs(fx - fy) > ABS_DECIMAL:
+        return False
+    slack = ABS_INTEGER if "." not in x + y else ABS_DECIMAL
+    return math.isclose(fx, fy, rel_tol=REL, abs_tol=slack)
+
+
 def _same(quoted: str, fresh: str) -> bool:
-    """Equal text with equal integers; decimals within 1% (or 0.011 absolute: a rounding step)."""
+    """Equal words (ids and quoted tokens aside); numbers within REL or the absolute slack."""
+    quoted, fresh = IDENTITIES.sub("@", quoted), IDENTITIES.sub("@", fresh)
     if NUMBER.sub("#", quoted).strip() != NUMBER.sub("#", fresh).strip():
         return False
     a, b = NUMBER.findall(quoted), NUMBER.findall(fresh)
-    for x, y in zip(a, b):
-        fx, fy = (float(v.replace(",", "").replace("−", "-")) for v in (x, y))
-        if "." not in x + y and fx != fy:
-            return False
-        if not math.isclose(fx, fy, rel_tol=0.01, abs_tol=0.011):
-            return False
-    return len(a) == len(b)
+    return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
 
 
 def test_fill_replaces_only_the_marked_text():
@@ -42,10 +53,15 @@ def test_fill_replaces_only_the_marked_text():
     assert generate.markers(out) == {"x": "new", "y": "\nkeep\n"}
 
 
-def test_same_tolerates_rounding_not_other_numbers():
-    assert _same("EV 0.989, 163 dead", "EV 0.990, 163 dead")
-    assert not _same("EV 0.989, 163 dead", "EV 0.989, 164 dead")
-    assert not _same("feature 750", "feature 751") and not _same("EV 0.9", "EV 0.8")
+def test_same_tolerates_machine_noise_not_other_numbers():
+    # what another machine's demo gives (seen: 67% vs 69%, 147/895 vs 145/894, Dead 129 vs 130)
+    assert _same("EV 0.989, 163 dead, 67%", "EV 0.990, 164 dead, 69%")
+    assert _same("147/895 at step512", "145/894 at step512") and _same("Dead 129", "Dead 130")
+    assert _same("top token 'again' (#667)", "top token 'king' (#12)")
+    # another result, or other words
+    assert not _same("EV 0.989, 163 dead", "EV 0.989, 190 dead") and not _same("EV 0.9", "EV 0.8")
+    assert not _same("ΔCE +0.03", "ΔCE -0.03") and not _same("at step512", "at step1000")
+    assert not _same("163 dead", "163 live") and not _same("a 1 b", "a 1 b 2")
 
 
 @pytest.mark.slow  # the session's demo run: minutes
