@@ -400,6 +400,11 @@ class Phase(_Artifact):
     tokens: int | None
     value: float | None = Field(description="the KL (nats) or the accuracy at that checkpoint")
     reading: str = Field(description="how the onset was read, in words")
+    censored: bool = Field(False, description="learned only at the last checkpoint: whether it stays learned "
+                                              "cannot be seen, so the onset is a bound, not a reading")
+    onset_interval: list[str | None] | None = Field(
+        None, description="tasks: the 5th and 95th percentile of the onset checkpoint over bootstrap resamples "
+                          "of the task's pairs (None inside: not learned by the last checkpoint in that resample)")
 
 
 class Phases(_Artifact):
@@ -412,6 +417,27 @@ class Phases(_Artifact):
     phases: list[Phase]
     order: list[str] = Field(description="phase names by onset step (learned ones only)")
     never: list[str] = Field(description="phases not reached by the last checkpoint")
+    threshold_interval: list[float] | None = Field(
+        None, description="(low, high]: every accuracy threshold in it gives the same order (ties and "
+                          "unlearned tasks included) as `accuracy`; None when the scan has no task")
+    bootstrap: int = Field(0, description="resamples of each task's pairs (0: per-pair results not given)")
+    order_support: float | None = Field(
+        None, description="share of bootstrap resamples whose order (ties included) is this order")
+
+    def trust(self) -> str:
+        """How far the order holds, in words (empty without tasks): the threshold interval, the bootstrap
+        support, and whether an onset is censored."""
+        if self.threshold_interval is None:
+            return ""
+        lo, hi = self.threshold_interval
+        words = f"this order holds for accuracy thresholds in ({lo:.2f}, {hi:.2f}]"
+        if self.order_support is not None:
+            words += f", in {self.order_support:.0%} of {self.bootstrap:,} bootstrap resamples of the pairs"
+        censored = [p.name for p in self.phases if p.censored]
+        if censored:
+            words += (f" ({', '.join(censored)}: reached only at the last checkpoint, so the onset is a bound, "
+                      "censored)")
+        return words
 
 
 class Fingerprints(_Artifact):

@@ -266,8 +266,9 @@ def phase_order_reading(data: ReportData) -> str | None:
              f"{a[3]}, before {b[2]} at step {b[3]}"
              for a in pairs for b in pairs if a[2] != b[2] and a[3] < b[3] and a[1] > b[1]]
     verdict = "matches (ties count as in order)" if not wrong else "differs: " + "; ".join(wrong)
+    trust = data.overview.evolution.phases.trust()
     return (f"The feature types' emergence order {verdict}; median onset of each type → the phase it serves, learned "
-            f"at: {mapping}.")
+            f"at: {mapping}" + (f" (the phases' {trust})." if trust else "."))
 
 
 def evolution_lines(source: str | Path | ReportData) -> list[str]:

@@ -52,4 +52,4 @@ class ScanConfig(StageConfig):
     threads: int | None = Field(
         None, gt=0, description="torch CPU threads during the scan (default: 1 for small models, d_model < 512, "
         "on the CPU, whose ops are too small to gain from threads but lose a lot on a busy machine; else torch's own)")
-    seed: int = Field(0, description="seed of the held-out document sample and of the similarity token order")
+    seed: int = Field(0, description="seed of the held-out document sample, the similarity token order and the phases' bootstrap")

@@ -103,6 +103,11 @@ class Sweep:
     dynamics: list[dict] = field(default_factory=list)
     acts: list[torch.Tensor] = field(default_factory=list)
     fingerprints: dict[str, str] = field(default_factory=dict)  # revision -> sites.weights_fingerprint
+    correct: dict[str, list[np.ndarray]] = field(default_factory=dict)  # task -> per checkpoint [n] pair right
+
+    def correct_pairs(self) -> dict[str, np.ndarray]:
+        """Per task ``[M, n]``: whether each pair was right at each checkpoint (the phases' bootstrap)."""
+        return {task: np.stack(rows) for task, rows in self.correct.items()}
 
 
 def _measure(model, ckpt: Checkpoint, config: ScanConfig, inputs: ScanInputs, sweep: Sweep) -> None:
@@ -112,6 +117,7 @@ def _measure(model, ckpt: Checkpoint, config: ScanConfig, inputs: ScanInputs, sw
     for task in inputs.tasks:
         res = evaluate_task(model, task, config.batch_size, sentence=config.sentence_metric)
         sweep.accuracy.append(base | res.as_row())
+        sweep.correct.setdefault(task.name, []).append((res.m < 0).numpy())
     if inputs.sim_seqs:
         sweep.acts.append(site_tokens(model, inputs.sim_seqs, config.layer, config.similarity_tokens, config.batch_size))
     if inputs.ngram is not None:
@@ -263,7 +269,8 @@ def write_outputs(config: ScanConfig, inputs: ScanInputs, sweep: Sweep, suggesti
     write_model(identical_weights(sweep.fingerprints), folder / SCAN_FINGERPRINTS)
     written.append(SCAN_FINGERPRINTS)
     write_model(read_phases(sweep.accuracy, sweep.dynamics, accuracy=config.phase_accuracy,
-                            ngram_fraction=config.ngram_fraction), folder / SCAN_PHASES)
+                            ngram_fraction=config.ngram_fraction, correct=sweep.correct_pairs(),
+                            seed=config.seed), folder / SCAN_PHASES)
     written.append(SCAN_PHASES)
     write_model(suggestion, folder / SCAN_SUGGESTION)
     _remove_stale(folder, [*written, SCAN_SUGGESTION])
