@@ -579,6 +579,8 @@ class EvaluationSettings(_Artifact):
     type_threshold: float
     type_margin: float
     type_min_rows: int
+    type_min_labelled_share: float = Field(0.0, description="0 in evaluations written before labels needed it")
+    type_min_label_tokens: int = Field(1, description="1 in evaluations written before labels needed it")
     induction_match: int
     plots: bool
     crosscoder_path: str
@@ -800,6 +802,11 @@ EVALUATION_FEATURES = Table("features.csv", (
                                           "(singular or plural; the better one)"),
     Column("score_attractor", float, "toy world: specificity to the flag: inside a PP or relative clause of a subject"),
     Column("score_subject_end", float, "toy world: specificity to the flag: the word right before a finite verb"),
+    Column("labelled_share", float, "share of the feature's activation mass on rows the series' labeller labels "
+                                    "(toy world: complete grammar lines); a label's type needs type_min_labelled_share"),
+    Column("labelled_rows", int, "labelled rows the feature fired on; a label's type needs type_min_rows"),
+    Column("label_tokens", int, "distinct current tokens inside the feature's best-scoring label where it fired; "
+                                "a label's type needs type_min_label_tokens"),
 ))
 
 

@@ -272,7 +272,7 @@ def test_features_csv_reads_back_as_computed_by_hand(run):
                       "beta_error_share_step0", "beta_error_share_step10", "beta_error_share_step100", "beta_tokens",
                       "reldec_disputed", "disputed_at", "activation_disputed_at", "feature_type", "type_score",
                       "score_current_token", "score_previous_token", "score_induction", "score_subject_number",
-                      "score_attractor", "score_subject_end"]
+                      "score_attractor", "score_subject_end", "labelled_share", "labelled_rows", "label_tokens"]
     lo, hi = store.context_range("heldout")
     idx = np.arange(lo * store.rows_per_context, hi * store.rows_per_context)
     x = torch.stack([store.read_rows(r, idx) * torch.tensor(store.scales[r], dtype=torch.float32)

@@ -27,6 +27,7 @@ from crosstime.evaluate.types import (
     UNSCORED,
     Labeler,
     TypeReading,
+    TypeRules,
     TypeStats,
     assign_types,
     induction_flags,
@@ -35,6 +36,10 @@ from crosstime.evaluate.types import (
 from crosstime.store import ActivationStore, HarvestConfig
 from crosstime.stages.harvest import harvest
 from crosstime.toy.labels import LABELS as TOY_LABELS
+
+
+LABEL_PROPS = (*GENERIC_PROPERTIES, "subject_number")
+LABEL_FLAGS = ("induction", "subject_number")
 
 
 def eta_squared(f: np.ndarray, groups: np.ndarray) -> float:
@@ -76,7 +81,7 @@ def test_a_previous_token_feature_scores_one_on_previous_token_only():
     assert scores[0, 0] == pytest.approx(eta_squared(f[:, 0].numpy(), labels["current_token"]))
     assert scores[0, 0] < 0.1  # the current token hardly explains it (i.i.d. tokens)
     assert np.isnan(scores[2]).all()  # never fired
-    reading = assign_types(stats, threshold=0.5)
+    reading = assign_types(stats, TypeRules(threshold=0.5))
     assert reading.types == ["previous_token", "current_token", UNSCORED]
 
 
@@ -100,10 +105,11 @@ def test_a_binary_flag_by_hand():
 
 def test_specificity_by_hand():
     """(S_g/S − N_g/N) / (1 − N_g/N), best group g ≥ 1; group 0 ("not this") never counts."""
-    stats = TypeStats(("induction", "subject_number"), 3, ("induction", "subject_number"))
+    stats = TypeStats(LABEL_PROPS, 3, LABEL_FLAGS)
     f = torch.tensor([[2.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
-    stats.update(f, {"induction": np.array([1, 0, 1, 0]), "subject_number": np.array([1, 1, 2, 0])})
-    scores = stats.scores().numpy()
+    stats.update(f, {"current_token": np.arange(4), "previous_token": np.full(4, -1),
+                     "induction": np.array([1, 0, 1, 0]), "subject_number": np.array([1, 1, 2, 0])})
+    scores = stats.scores().numpy()[:, 2:]  # induction, subject_number
     # feature 0, flag: S_1 = 3 of S = 4, base 1/2 -> (3/4 − 1/2) / (1/2) = 1/2
     assert scores[0, 0] == pytest.approx(0.5)
     # feature 0, number: g1 mass 3/4 at base 1/2 -> 1/2; g2 mass 1/4 at base 1/4 -> 0; best 1/2
@@ -112,6 +118,8 @@ def test_specificity_by_hand():
     assert scores[1, 0] == 0.0 and scores[1, 1] == 0.0
     # feature 2 fires once, on a flagged row in group 1 -> 1 and (1 − 1/2)/(1/2) = 1
     assert scores[2, 0] == 1.0 and scores[2, 1] == 1.0
+    with pytest.raises(ValueError, match="token properties"):
+        TypeStats(("induction", "subject_number"), 3, ("induction", "subject_number"))
 
 
 def test_induction_flags_a_repeated_span_and_not_document_boundaries():
@@ -172,12 +180,12 @@ def test_the_first_passing_property_wins_and_rare_features_are_unscored():
     scores = stats.scores().numpy()
     assert scores[0, 0] == pytest.approx(1.0) and scores[0, 2] == 1.0  # feature 0: token and flag both fit…
     assert scores[1, 0] == pytest.approx(0.5) and scores[1, 2] == 1.0
-    reading = assign_types(stats, threshold=0.6, min_rows=2, margin=0.1)
+    reading = assign_types(stats, TypeRules(threshold=0.6, min_rows=2, margin=0.1))
     assert reading.types == ["current_token", "induction", UNSCORED]  # …but the token explains it first
-    assert assign_types(stats, threshold=0.6, min_rows=1).types[2] == "induction"
+    assert assign_types(stats, TypeRules(threshold=0.6, min_rows=1)).types[2] == "induction"
     # feature 1: the flag (1.0) beats the token (0.5) by more than the margin; with a margin of 0.5 the
     # token, listed first, is within it and wins
-    assert assign_types(stats, threshold=0.5, min_rows=2, margin=0.5).types[1] == "current_token"
+    assert assign_types(stats, TypeRules(threshold=0.5, min_rows=2, margin=0.5)).types[1] == "current_token"
 
 
 def test_ties_go_to_the_property_listed_first_and_weak_scores_are_other():
@@ -189,15 +197,16 @@ def test_ties_go_to_the_property_listed_first_and_weak_scores_are_other():
     stats.update(f, labels)
     s = stats.scores().numpy()
     assert s[0, 0] == s[0, 1] == pytest.approx(1.0)
-    reading = assign_types(stats, threshold=1.01)  # nothing reaches it
+    reading = assign_types(stats, TypeRules(threshold=1.01))  # nothing reaches it
     assert reading.types == [OTHER, OTHER]
-    assert assign_types(stats, threshold=0.5).types[0] == "current_token"
+    assert assign_types(stats, TypeRules(threshold=0.5)).types[0] == "current_token"
 
 
 def test_typed_emergence_counts_on_a_hand_built_table():
     props = ("current_token", "previous_token")
     reading = TypeReading(props, 0.5, ["current_token", "previous_token", "current_token", OTHER, UNSCORED,
-                                       "current_token"], np.zeros(6), np.zeros((6, 2)))
+                                       "current_token"], np.zeros(6), np.zeros((6, 2)), np.full(6, np.nan),
+                          np.full(6, -1), np.full(6, -1))
     got = typed_emergence(reading, [0, 2, 1, 2, 0, -1], ["a", "b", "c"])
     assert got.types == ["current_token", "previous_token", OTHER, UNSCORED]
     assert got.counts == {"current_token": 3, "previous_token": 1, OTHER: 1, UNSCORED: 1}
@@ -281,7 +290,7 @@ def test_a_toy_store_is_scored_with_the_grammar_labels(toy_world, tmp_path):
     f = torch.from_numpy(labels["subject_end"] == 1).float()[:, None]
     stats = TypeStats(labeler.properties, 1, labeler.flags)
     stats.update(f, labels)
-    assert assign_types(stats, 0.5).types == ["subject_end"]
+    assert assign_types(stats, TypeRules(0.5)).types == ["subject_end"]
     d = store.d_model
     save_crosscoder(run_dir, _random_weights(2, d, 16, seed=1), store.revisions, d=d)
     result = evaluate(config)
@@ -367,3 +376,87 @@ def test_a_hub_series_is_not_opened_for_a_labeller(tmp_path, monkeypatch):
                             first_position=1, tokens=np.array([[0, 1, 2]]))
     labeler = make_labeler(EvaluateConfig(run=tmp_path / "run"), store)
     assert labeler.properties == GENERIC_PROPERTIES and labeler.labeller is None
+
+
+# -- a label's type rests on the labelled rows --------------------------------------------------------
+
+SINGULAR, PLURAL, SPAN, AGAIN, OUTSIDE = range(10, 15), range(15, 20), (30, 31, 32), 33, range(40, 50)
+
+
+def _grammar_rows(sentences: int = 250) -> dict[str, np.ndarray]:
+    """Labelled rows: sentences ``NOUN near the box VERB``, the four words before the verb carrying the
+    noun's number (1 singular, 2 plural; nouns cycle through five of each); then as many unlabelled rows
+    (-1: outside grammar lines) of other words."""
+    cur, number = [], []
+    for k in range(sentences):
+        plural = k % 2 == 1
+        noun = (PLURAL if plural else SINGULAR)[(k // 2) % 5]
+        cur += [noun, *SPAN, 60]
+        number += [2 if plural else 1] * 4 + [0]
+    n = len(cur)
+    cur += [OUTSIDE[k % 10] for k in range(n)]
+    number += [-1] * n
+    cur = np.array(cur)
+    return {"current_token": cur, "previous_token": np.concatenate([[-1], cur[:-1]]),
+            "induction": np.zeros(len(cur), dtype=np.int64), "subject_number": np.array(number)}
+
+
+def _label_types(columns: dict[str, np.ndarray], labels: dict[str, np.ndarray], **rules) -> dict[str, str]:
+    stats = TypeStats(LABEL_PROPS, len(columns), LABEL_FLAGS)
+    stats.update(torch.from_numpy(np.stack(list(columns.values()), axis=1)).float(), labels)
+    reading = assign_types(stats, TypeRules(0.5, min_rows=20, margin=0.1, **rules))
+    return dict(zip(columns, reading.types)), reading
+
+
+def test_a_label_type_needs_many_tokens_inside_the_label_not_one_noun():
+    labels = _grammar_rows()
+    plural = labels["subject_number"] == 2
+    columns = {"number": plural.astype(float),                                # the plural span, over 8 tokens
+               "one_noun": (labels["current_token"] == PLURAL[0]).astype(float)}  # 'kings' only
+    types, reading = _label_types(columns, labels)
+    assert reading.scores[1, LABEL_PROPS.index("subject_number")] == 1.0  # the label fits the noun detector…
+    assert types == {"number": "subject_number", "one_noun": "current_token"}  # …but it rests on one token
+    assert reading.label_tokens.tolist() == [8, 1]
+
+
+def test_a_label_type_needs_most_of_the_activation_on_labelled_rows():
+    labels = _grammar_rows()
+    plural = (labels["subject_number"] == 2).astype(float)
+    outside = (labels["subject_number"] == -1).astype(float)
+    # the same plural span, plus activation outside grammar lines: 3 times the span's mass, or 0.6 times
+    mostly_outside = plural + outside * 3 * plural.sum() / outside.sum()
+    half_outside = plural + outside * 0.6 * plural.sum() / outside.sum()
+    types, reading = _label_types({"outside": mostly_outside, "inside": half_outside}, labels)
+    assert reading.labelled_share.tolist() == pytest.approx([0.25, 1 / 1.6])
+    assert types["outside"] != "subject_number" and types["inside"] == "subject_number"
+
+
+def test_a_label_type_needs_enough_labelled_firing_rows():
+    labels = _grammar_rows()
+    plural_rows = np.flatnonzero(labels["subject_number"] == 2)
+    outside_rows = np.flatnonzero(labels["subject_number"] == -1)[:40]
+    columns = {}
+    for name, n in (("few", 12), ("enough", 24)):  # min_rows 20: 12 labelled firing rows are too few
+        f = np.zeros(len(labels["current_token"]))
+        f[plural_rows[:n]] = 10.0  # most of the mass on labelled rows…
+        f[outside_rows] = 0.1  # …and the rest brings the firing rows over min_rows
+        columns[name] = f
+    types, reading = _label_types(columns, labels)
+    assert reading.labelled_rows.tolist() == [12, 24]
+    assert types["few"] != "subject_number" and types["enough"] == "subject_number"
+
+
+def test_a_label_must_beat_the_simpler_property_on_its_own_rows():
+    # a copy-marker detector: fires on every word after 'again', and 'again' opens every other plural span (so
+    # the noun alone does not tell); the label fits (all its mass is in plural spans, on all five plural nouns)
+    # but the previous token explains it as well on the same rows
+    labels = _grammar_rows()
+    cur = labels["current_token"].copy()
+    starts = np.flatnonzero(labels["subject_number"] == 2)[::4][::2]  # every other plural span's noun
+    cur[starts - 1] = AGAIN  # the verb row before the span becomes 'again'
+    labels = {**labels, "current_token": cur, "previous_token": np.concatenate([[-1], cur[:-1]])}
+    after_again = (labels["previous_token"] == AGAIN).astype(float)
+    types, reading = _label_types({"copy": after_again, "number": (labels["subject_number"] == 2).astype(float)},
+                                  labels)
+    assert reading.scores[0, LABEL_PROPS.index("subject_number")] == 1.0 and reading.label_tokens[0] == 5
+    assert types == {"copy": "previous_token", "number": "subject_number"}

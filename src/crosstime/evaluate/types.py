@@ -45,10 +45,14 @@ above the label's share of rows (0: no more than chance, 1: all of it). η² wou
 fires only inside a label, on part of it, weak (≈ 0.2 for a feature covering a third of a label that
 holds a third of the rows), although "fires on" is what the type means.
 
-Type (:func:`assign_types`): ``other`` when no score reaches ``threshold``; else the first property,
-in :data:`GENERIC_PROPERTIES` then the labeller's order (simplest explanation first), whose score is
-within ``margin`` of the best one; ``unscored`` for a feature that fired on fewer than ``min_rows``
-held-out rows.
+Type (:func:`assign_types`, :class:`TypeRules`): ``other`` when no score reaches ``threshold``; else the
+first property, in :data:`GENERIC_PROPERTIES` then the labeller's order (simplest explanation first),
+whose score is within ``margin`` of the best one; ``unscored`` for a feature that fired on fewer than
+``min_rows`` held-out rows. A label of the series' labeller counts only where its score rests on the
+labelled rows (a minimum of labelled firing rows, of activation mass on labelled rows, of distinct
+tokens inside the label) and beats the simpler token properties scored on those same rows: the
+labels cover only part of the rows (complete grammar lines: 38.5% of the demo's), and a single-noun
+or copy-marker detector scores high on a grammar label by what it fires on, not by the grammar.
 
 Typed emergence (:func:`typed_emergence`): per type, the number of features, the onset counts per
 checkpoint (features.csv ``onset``: the first checkpoint where the decoder norm reaches
@@ -72,6 +76,8 @@ GENERIC_PROPERTIES = ("current_token", "previous_token", "induction")
 # The generic properties whose group 0 means "not this" (a flag): scored by specificity, not η² (see the
 # module docstring), as every label of a series' labeller is.
 GENERIC_FLAGS = ("induction",)
+# The token-id properties, the simpler explanations a label must beat on its own rows (assign_types).
+TOKEN_PROPERTIES = ("current_token", "previous_token")
 # Every property features.csv has a score_<property> column for, in column order: the generic ones, then
 # the labels of the series labellers (the toy grammar's). A labeller's label without one is refused.
 ALL_PROPERTIES = tuple(c.name.removeprefix("score_") for c in EVALUATION_FEATURES.columns
@@ -254,9 +260,20 @@ class TypeStats:
         self.flags = tuple(flags)
         if not set(self.flags) <= set(self.properties):
             raise ValueError(f"flags {list(self.flags)} are not all among the properties {list(self.properties)}")
+        self.labels = tuple(p for p in self.flags if p not in GENERIC_FLAGS)  # the series labeller's labels
+        if self.labels and not set(TOKEN_PROPERTIES) <= set(self.properties):
+            raise ValueError(f"the labels {list(self.labels)} are typed against the simpler token properties "
+                             f"{list(TOKEN_PROPERTIES)} on the same rows: score those too")
         self.F = n_features
         self.fired = torch.zeros(n_features, dtype=torch.int64)
         self.sums = {p: _PropertySums(n_features) for p in self.properties}
+        # What a label's type rests on (see assign_types): the simpler token properties scored on the rows the
+        # labeller labels, the current tokens inside each label, and the activation mass on labelled rows.
+        self.on_labelled = {p: _PropertySums(n_features) for p in TOKEN_PROPERTIES} if self.labels else {}
+        self.inside = {p: _PropertySums(n_features) for p in self.labels}
+        self.labelled_fired = torch.zeros(n_features, dtype=torch.int64)
+        self.labelled_mass = torch.zeros(n_features, dtype=torch.float64)
+        self.mass = torch.zeros(n_features, dtype=torch.float64)
 
     def update(self, f: torch.Tensor, labels: dict[str, np.ndarray]) -> None:
         """Add a batch ``f [B, F]`` (any device; only its nonzeros are moved to the CPU)."""
@@ -264,11 +281,42 @@ class TypeStats:
         vals = f[rows, feats].to("cpu", torch.float64)
         rows, feats = rows.cpu(), feats.cpu()
         self.fired += torch.bincount(feats, minlength=self.F)
-        for p in self.properties:
-            groups = torch.as_tensor(labels[p], dtype=torch.int64)
-            if len(groups) != len(f):
-                raise ValueError(f"{p}: {len(groups)} labels for {len(f)} rows")
-            self.sums[p].update(rows, feats, vals, groups)
+        self.mass.index_add_(0, feats, vals)
+        groups = {p: torch.as_tensor(labels[p], dtype=torch.int64) for p in self.properties}
+        for p, g in groups.items():
+            if len(g) != len(f):
+                raise ValueError(f"{p}: {len(g)} labels for {len(f)} rows")
+            self.sums[p].update(rows, feats, vals, g)
+        if self.labels:
+            self._update_labelled(rows, feats, vals, groups)
+
+    def _update_labelled(self, rows: torch.Tensor, feats: torch.Tensor, vals: torch.Tensor,
+                         groups: dict[str, torch.Tensor]) -> None:
+        """The labelled-row sums of one batch (rows labelled for any of the labeller's labels)."""
+        labelled = torch.stack([groups[p] >= 0 for p in self.labels]).any(dim=0)  # [B]
+        on_row = labelled.index_select(0, rows)
+        self.labelled_fired.index_add_(0, feats, on_row.long())
+        self.labelled_mass.index_add_(0, feats, vals * on_row)
+        unlabelled = torch.full_like(groups["current_token"], UNLABELLED)
+        for p in TOKEN_PROPERTIES:
+            self.on_labelled[p].update(rows, feats, vals, torch.where(labelled, groups[p], unlabelled))
+        for p in self.labels:
+            self.inside[p].update(rows, feats, vals, torch.where(groups[p] >= 1, groups["current_token"], unlabelled))
+
+    def labelled_share(self) -> torch.Tensor:
+        """``[F]``: the share of each feature's activation mass on labelled rows (NaN: never fired)."""
+        return torch.where(self.mass > 0, self.labelled_mass / self.mass.clamp_min(1e-300),
+                           torch.full_like(self.mass, float("nan")))
+
+    def label_tokens(self, label: str) -> torch.Tensor:
+        """``[F]`` int: distinct current tokens among the rows inside ``label`` (group ≥ 1) where the feature fired."""
+        sums = self.inside[label]
+        sums.merge()
+        return torch.bincount(sums.keys % self.F, minlength=self.F)
+
+    def on_labelled_scores(self) -> torch.Tensor:
+        """``[F, 2]``: η² of the current and the previous token over the labelled rows only (NaN: no variance)."""
+        return torch.stack([self.on_labelled[p].eta_squared() for p in TOKEN_PROPERTIES], dim=1)
 
     def scores(self) -> torch.Tensor:
         """``[F, P]`` float64 (NaN where unscored): η² for the token-id properties, specificity for the
@@ -283,57 +331,109 @@ class TypeStats:
 
 @dataclass
 class TypeReading:
-    """Per feature: ``types`` (a property, other or unscored), ``type_score`` (its largest η², NaN
-    when unscored) and ``scores [F, P]`` over ``properties``."""
+    """Per feature: ``types`` (a property, other or unscored), ``type_score`` (the type's score, the best
+    eligible score for other, NaN when unscored), ``scores [F, P]`` over ``properties``, and what a label's
+    type rests on (NaN / -1 without a labeller): ``labelled_share [F]`` (activation mass on labelled rows),
+    ``labelled_rows [F]`` (labelled rows it fired on), ``label_tokens [F]`` (distinct current tokens inside
+    its best-scoring label)."""
 
     properties: tuple[str, ...]
     threshold: float
     types: list[str]
     type_score: np.ndarray
     scores: np.ndarray
+    labelled_share: np.ndarray
+    labelled_rows: np.ndarray
+    label_tokens: np.ndarray
 
     def feature_cells(self, i: int) -> dict[str, Any]:
-        """features.csv cells of feature i: feature_type, type_score, score_<property> (None where not scored)."""
+        """features.csv cells of feature i: feature_type, type_score, score_<property>, the label evidence
+        (None where not scored)."""
         def cell(v: float) -> float | None:
             return None if np.isnan(v) else float(v)
 
+        def count(v: int) -> int | None:
+            return None if v < 0 else int(v)
+
         by_property = dict(zip(self.properties, self.scores[i].tolist()))
         return {"feature_type": self.types[i], "type_score": cell(float(self.type_score[i])),
-                **{f"score_{p}": cell(by_property[p]) if p in by_property else None for p in ALL_PROPERTIES}}
+                **{f"score_{p}": cell(by_property[p]) if p in by_property else None for p in ALL_PROPERTIES},
+                "labelled_share": cell(float(self.labelled_share[i])),
+                "labelled_rows": count(int(self.labelled_rows[i])), "label_tokens": count(int(self.label_tokens[i]))}
 
 
 def empty_type_cells() -> dict[str, Any]:
     """features.csv type cells of a feature that was not scored (all empty)."""
-    return {"feature_type": None, "type_score": None, **{f"score_{p}": None for p in ALL_PROPERTIES}}
+    return {"feature_type": None, "type_score": None, **{f"score_{p}": None for p in ALL_PROPERTIES},
+            "labelled_share": None, "labelled_rows": None, "label_tokens": None}
 
 
-def assign_types(stats: TypeStats, threshold: float, min_rows: int = 1, margin: float = 0.0) -> TypeReading:
-    """Type per feature: ``other`` when its best score is below ``threshold``; else the FIRST property,
-    in ``stats.properties`` order (simplest explanation first: current token, previous token,
-    induction, then the series labeller's), whose score is within ``margin`` of the best and reaches
-    ``threshold``; ``unscored`` when the feature fired on fewer than ``min_rows`` held-out rows (a score
-    from a handful of rows is mostly chance: one firing on a rare token scores 1). The margin keeps a
-    feature the current token all but explains (a plural-noun feature: η² 0.99) a token feature
-    although a correlated label (plural subject) fits it perfectly, while a label the token explains
-    only in part (the word before a verb is usually a noun: η² ≈ 0.6) still wins."""
-    scores = stats.scores().numpy()
+@dataclass(frozen=True)
+class TypeRules:
+    """The rules of :func:`assign_types`: ``threshold`` a score must reach; ``margin`` within which the
+    simpler property wins; ``min_rows`` firing rows to be scored at all (and labelled firing rows for a
+    label's type); ``min_labelled_share`` of the activation mass on labelled rows and ``min_label_tokens``
+    distinct current tokens inside the label for a label's type."""
+
+    threshold: float
+    min_rows: int = 1
+    margin: float = 0.0
+    min_labelled_share: float = 0.5
+    min_label_tokens: int = 5
+
+
+def _label_evidence(stats: TypeStats) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``labelled_share [F]``, ``labelled_rows [F]``, ``label_tokens [F, L]`` and the simpler properties'
+    best score on the labelled rows ``[F]`` (NaN / -1 without labels)."""
     F = stats.F
-    types, best = [], np.full(F, np.nan)
-    fired = stats.fired.numpy() >= max(1, min_rows)
-    for i in range(F):
+    if not stats.labels:
+        return np.full(F, np.nan), np.full(F, -1), np.full((F, 0), -1), np.full(F, np.nan)
+    tokens = np.stack([stats.label_tokens(p).numpy() for p in stats.labels], axis=1)
+    simpler = np.nan_to_num(stats.on_labelled_scores().numpy(), nan=-1.0).max(axis=1)
+    return stats.labelled_share().numpy(), stats.labelled_fired.numpy(), tokens, simpler
+
+
+def assign_types(stats: TypeStats, rules: TypeRules) -> TypeReading:
+    """Type per feature: ``unscored`` when it fired on fewer than ``rules.min_rows`` held-out rows (a score
+    from a handful of rows is mostly chance: one firing on a rare token scores 1); else the FIRST property,
+    in ``stats.properties`` order (simplest explanation first: current token, previous token, induction,
+    then the series labeller's), whose score is within ``margin`` of the best eligible score and reaches
+    ``threshold``; ``other`` when none does. The margin keeps a feature the current token all but explains
+    (a plural-noun feature: η² 0.99) a token feature although a correlated label fits it perfectly.
+
+    A label (the series labeller's) is eligible only when its score rests on the labelled rows: the feature
+    fired on at least ``min_rows`` labelled rows, puts at least ``min_labelled_share`` of its activation mass
+    on them (a feature firing mostly outside grammar lines is not described by a grammar label), fires inside
+    the label on at least ``min_label_tokens`` distinct tokens (a single-noun detector is not a number
+    feature), and its score beats the simpler properties measured on the same rows (η² of the current and
+    previous token over the labelled rows) by more than ``margin``."""
+    scores = stats.scores().numpy()
+    share, labelled_rows, tokens, simpler = _label_evidence(stats)
+    label_index = [stats.properties.index(p) for p in stats.labels]
+    fired = stats.fired.numpy() >= max(1, rules.min_rows)
+    types, best = [], np.full(stats.F, np.nan)
+    best_label = np.full(stats.F, -1)
+    for i in range(stats.F):
         row = np.nan_to_num(scores[i], nan=-1.0)
+        if label_index:
+            best_label[i] = tokens[i, int(np.argmax(row[label_index]))]
         if not fired[i] or len(row) == 0 or row.max() < 0:
             types.append(UNSCORED)
             continue
+        for k, p in zip(label_index, stats.labels):
+            rests = (labelled_rows[i] >= rules.min_rows and share[i] >= rules.min_labelled_share
+                     and tokens[i, stats.labels.index(p)] >= rules.min_label_tokens
+                     and row[k] > simpler[i] + rules.margin)
+            row[k] = row[k] if rests else -1.0
         top = row.max()
-        if top < threshold:
-            best[i] = top
+        if top < rules.threshold:
+            best[i] = top if top >= 0 else np.nan
             types.append(OTHER)
             continue
-        k = int(np.flatnonzero((row >= top - margin) & (row >= threshold))[0])
+        k = int(np.flatnonzero((row >= top - rules.margin) & (row >= rules.threshold))[0])
         best[i] = row[k]
         types.append(stats.properties[k])
-    return TypeReading(stats.properties, threshold, types, best, scores)
+    return TypeReading(stats.properties, rules.threshold, types, best, scores, share, labelled_rows, best_label)
 
 
 def typed_emergence(reading: TypeReading, onset: Sequence[int], revisions: Sequence[str]) -> TypedEmergence:

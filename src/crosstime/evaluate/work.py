@@ -89,6 +89,7 @@ from crosstime.evaluate.scaling import ScalingReading, ScalingStats, read_scalin
 from crosstime.evaluate.types import (
     Labeler,
     TypeReading,
+    TypeRules,
     TypeStats,
     assign_types,
     context_boundary,
@@ -146,7 +147,13 @@ class EvaluateConfig(StageConfig):
                                                            "previous token, induction, toy labels) within this of "
                                                            "the best score is the type")
     type_min_rows: int = Field(20, ge=1, description="typed emergence: features that fire on fewer held-out rows "
-                                                     "are 'unscored' (their scores are mostly chance)")
+                                                     "are 'unscored' (their scores are mostly chance); a label's "
+                                                     "type needs as many labelled rows")
+    type_min_labelled_share: float = Field(0.5, ge=0, le=1, description="typed emergence: a label's type needs this "
+                                                                        "share of the feature's activation mass on "
+                                                                        "labelled rows")
+    type_min_label_tokens: int = Field(5, ge=1, description="typed emergence: a label's type needs the feature to "
+                                                            "fire inside the label on this many distinct tokens")
     induction_match: int = Field(3, ge=1, description="typed emergence: a position is on a repeated span (induction) "
                                                       "when the last this-many tokens ending at it occurred earlier "
                                                       "in the same context")
@@ -244,7 +251,8 @@ def work(config: EvaluateConfig, inputs: Inputs, start: float) -> Evaluation:
     scaling = read_scaling(scaling_stats, reading.shares, reading.revisions, low=config.low,
                            margin=config.scaling_margin, min_tokens=config.scaling_min_tokens)
     decoder.latent_scaling = scaling.summary()
-    types = assign_types(type_stats, config.type_threshold, config.type_min_rows, config.type_margin)
+    types = assign_types(type_stats, TypeRules(config.type_threshold, config.type_min_rows, config.type_margin,
+                                               config.type_min_labelled_share, config.type_min_label_tokens))
     decoder.typed_emergence = typed_emergence(types, reading.traj.onset.tolist(), reading.revisions)
     timing["decoder_s"] = time.perf_counter() - t
 
