@@ -5,7 +5,6 @@ neuronpedia from the report, saelens) and the Hub round trip on a local folder; 
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
@@ -28,7 +27,7 @@ def imported_run(tmp_path_factory):
     cc = make_crosscoder(store.revisions, [store.scales[r] for r in store.revisions], store.d_model)
     w = {k: getattr(cc, k).detach().clone() for k in ("W_enc", "W_dec", "b_enc", "b_dec")}
     d, F = store.d_model, cc.n_features
-    norms = [math.sqrt(d) / store.scales[r] for r in store.revisions]  # what the reference records
+    norms = [store.scales[r] for r in store.revisions]  # the reference records the scaling factors s_m themselves
     foreign = root / "checkpoints" / "version_0"
     foreign.mkdir(parents=True)
     torch.save(w, foreign / "20.pt")
@@ -74,7 +73,7 @@ def test_import_refuses_a_store_with_other_scales_and_writes_nothing(imported_ru
     out = tmp_path / "new_run"
     assert_refused(invoke("import", "cct", folder / "0.pt", "--out", out, "--store", run / "activations"), "scales")
     assert not out.exists()
-    cfg["estimated_act_norm_list"] = [math.sqrt(store.d_model) / store.scales[r] for r in store.revisions]
+    cfg["estimated_act_norm_list"] = [store.scales[r] for r in store.revisions]
     (folder / "0_cfg.json").write_text(json.dumps(cfg))
     assert_refused(invoke("import", "cct", folder / "0.pt", "--out", run), "already holds")  # no --force
 

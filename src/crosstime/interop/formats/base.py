@@ -287,7 +287,8 @@ def assemble(variant_name: str, tensors: dict[str, torch.Tensor], revisions: lis
 
 
 def scale_from_norm(d: int, norm: float) -> float:
-    """s_m = sqrt(d) / norm_m (both the first paper's and Llamascopium's convention)."""
+    """s_m = sqrt(d) / norm_m, for a format that records the average activation norm (Llamascopium's
+    ``dataset_average_activation_norm``); not the first paper's, whose ``estimated_act_norm_list`` is s_m itself."""
     return math.sqrt(d) / norm
 
 
