@@ -6,12 +6,15 @@ metadata, the Hub mixin's config.json), from small random tensors; the imported 
 encode/decode is checked against that codebase's formulas, written out here with einsum.
 The first paper's (cct) semantics are tested against files its own code made
 (tests/interop/test_cct_golden.py); `write_cct` here only feeds the generic refusals.
+dictionary_learning's files are copies of the ones its own code wrote (tests/fixtures; its
+semantics are tested in tests/interop/test_dictionary_learning_golden.py).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -103,27 +106,16 @@ def write_llamascopium(folder: Path, w: dict, act_fn: str = "relu", log_threshol
     return folder
 
 
-def dl_state(w: dict, code_normalization: int = 1, topk: tuple[int, float] | None = None) -> dict:
-    state = {"encoder.weight": w["W_enc"].clone(), "encoder.bias": w["b_enc"].clone(),
-             "decoder.weight": w["W_dec"].permute(1, 0, 2).contiguous(), "decoder.bias": w["b_dec"].clone(),
-             "code_normalization_id": torch.tensor(code_normalization)}
-    if topk is not None:
-        state["k"] = torch.tensor(topk[0], dtype=torch.int)
-        state["threshold"] = torch.tensor(topk[1], dtype=torch.float32)
-    return state
+DL_GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "dictionary_learning"  # made by the fork's code
 
 
-def write_dictionary_learning(folder: Path, w: dict, code_normalization: str = "CROSSCODER",
-                              topk: tuple[int, float] | None = None) -> Path:
-    """PyTorchModelHubMixin.save_pretrained: model.safetensors (metadata format=pt) + the init kwargs as config.json."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ids = {"CROSSCODER": 1, "SAE": 2, "MIXED": 3, "NONE": 4, "DECOUPLED": 5}
-    save_file(dl_state(w, ids[code_normalization], topk), str(folder / "model.safetensors"), metadata={"format": "pt"})
-    cfg = {"activation_dim": D, "dict_size": F, "num_layers": w["W_enc"].shape[0],
-           "code_normalization": code_normalization}
-    if topk is not None:
-        cfg["k"] = topk[0]
-    (folder / "config.json").write_text(json.dumps(cfg))
+def golden_dictionary_learning(folder: Path, name: str = "relu_crosscoder", **edit: int) -> Path:
+    """A copy of a save_pretrained folder the fork itself wrote (normaliser off), its state edited."""
+    shutil.copytree(DL_GOLDEN / name / "pretrained", folder)
+    if edit:
+        state = load_file(str(folder / "model.safetensors"))
+        state.update({k: torch.tensor(v) for k, v in edit.items()})
+        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
     return folder
 
 
@@ -181,35 +173,14 @@ def test_llamascopium_one_head_jumprelu_is_exact(tmp_path):
     torch.testing.assert_close(model.decode(f), x_hat, rtol=1e-5, atol=1e-5)
 
 
-def test_dictionary_learning_relu_and_batchtopk(tmp_path):
-    w = rand_weights(5)
-    x = normalised(raw_inputs())
-    folder = write_dictionary_learning(tmp_path / "relu", w)
-    model = read("dictionary-learning", folder, revisions=REVS, scales=[1.0, 2.0, 3.0]).model
-    enc = torch.relu(torch.einsum("bld,ldf->blf", x, w["W_enc"]).sum(1) + w["b_enc"])  # CrossCoderEncoder.forward
-    torch.testing.assert_close(model.encode(x), enc)
-    dec = torch.einsum("bf,lfd->bld", enc, w["W_dec"].permute(1, 0, 2)) + w["b_dec"]  # CrossCoderDecoder.forward
-    torch.testing.assert_close(model.decode(enc), dec)
-    # BatchTopK with code normalization SAE: f kept where f·‖decoder.weight[:, i]‖ (concatenated) > threshold
-    folder = write_dictionary_learning(tmp_path / "btk", w, code_normalization="SAE", topk=(4, 0.1))
-    model = read("dictionary-learning", folder, revisions=REVS, scales=[1.0, 2.0, 3.0]).model
-    assert model.config.l1_norm == "concat"
-    norm = w["W_dec"].permute(1, 0, 2).norm(dim=(0, 2))
-    want = enc * (enc * norm > 0.1)
-    assert 0 < (want > 0).sum() < (enc > 0).sum()
-    torch.testing.assert_close(model.encode(x), want)
-
-
 def test_dictionary_learning_compiled_pt(tmp_path):
-    w = rand_weights(6)
-    state = {f"_orig_mod.{k}": v for k, v in dl_state(w).items()}  # torch.compile's prefix
-    torch.save(state, tmp_path / "model_final.pt")
+    state = torch.load(DL_GOLDEN / "relu_crosscoder" / "model_final.pt", weights_only=True)
+    torch.save({f"_orig_mod.{k}": v for k, v in state.items()}, tmp_path / "model_final.pt")  # torch.compile's
     model = read("dictionary-learning", tmp_path / "model_final.pt", revisions=REVS, scales=[1, 1, 1]).model
-    assert torch.equal(model.W_dec, w["W_dec"])
+    assert torch.equal(model.W_dec, state["decoder.weight"].permute(1, 0, 2))
 
 
 @pytest.mark.parametrize("fmt,variant", [("cct", "relu"), ("cct", "batchtopk"), ("llamascopium", "relu"),
-                                         ("dictionary-learning", "relu"), ("dictionary-learning", "batchtopk"),
                                          ("hub", "relu"), ("hub", "jumprelu"), ("hub", "topk")])
 def test_export_then_import_is_exact(tmp_path, fmt, variant):
     from crosstime.crosscoder import CrosscoderConfig, build
@@ -290,7 +261,7 @@ def test_wrong_shapes_and_config_disagreeing(tmp_path):
     _refused_import(tmp_path, "cct", write_cct(tmp_path / "a", bad), words=("b_dec", "[3, 9]"))
     pt = write_cct(tmp_path / "b", w, cfg=cct_config(dict_size=F * 2))  # config says F = 48
     _refused_import(tmp_path, "cct", pt, words=("dict_size = 48", "W_dec [24, 3, 8]"))
-    folder = write_dictionary_learning(tmp_path / "c", w)
+    folder = golden_dictionary_learning(tmp_path / "c")
     (folder / "config.json").write_text(json.dumps({"activation_dim": D, "dict_size": F + 1, "num_layers": M}))
     _refused_import(tmp_path, "dictionary-learning", folder, "--revisions", ",".join(REVS), "--scales", "1,1,1",
                     words=("dict_size",))
@@ -311,13 +282,13 @@ def test_unrepresentable_variants_are_refused_with_why(tmp_path):
     _refused_import(tmp_path, "llamascopium", folder, words=("per", "on at one checkpoint and off at another"))
     folder = write_llamascopium(tmp_path / "i", w, norm_activation="inference")
     _refused_import(tmp_path, "llamascopium", folder, words=("inference",))
-    folder = write_dictionary_learning(tmp_path / "m", w, code_normalization="MIXED", topk=(4, 0.1))
+    folder = golden_dictionary_learning(tmp_path / "m", "batchtopk_crosscoder", code_normalization_id=3)  # MIXED
     _refused_import(tmp_path, "dictionary-learning", folder, "--revisions", ",".join(REVS), "--scales", "1,1,1",
                     words=("MIXED",))
 
 
 def test_scales_required_where_unrecorded_and_never_overridden(tmp_path):
-    folder = write_dictionary_learning(tmp_path / "d", rand_weights())
+    folder = golden_dictionary_learning(tmp_path / "d")
     _refused_import(tmp_path, "dictionary-learning", folder, "--revisions", ",".join(REVS), words=("--scales",))
     pt = write_cct(tmp_path / "c", rand_weights())
     _refused_import(tmp_path, "cct", pt, "--scales", "1,1,1", words=("--scales", "records"))

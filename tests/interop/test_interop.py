@@ -1,6 +1,6 @@
 """Run-level interop: a crosscoder written in the first paper's format for a real store is imported with
-`crosstime import`, then evaluate, attribute and report run on it; exports (hub with its card,
-neuronpedia from the report, saelens) and the Hub round trip on a local folder; push offline."""
+`crosstime import`, then evaluate, attribute and report run on it; exports (hub with its card, saelens;
+neuronpedia's in test_neuronpedia_export.py) and the Hub round trip on a local folder; push offline."""
 
 from __future__ import annotations
 
@@ -99,29 +99,6 @@ def test_hub_export_card_index_and_local_round_trip(imported_run, tmp_path):
     model = load(back / "crosscoder")
     for k, v in w.items():
         assert torch.equal(getattr(model, k), v), k
-
-
-def test_neuronpedia_export_from_the_report(imported_run, tmp_path):
-    run, _ = imported_run
-    out = tmp_path / "np"
-    assert invoke("export", run, "--format", "neuronpedia", "--out", out).exit_code == 0
-    data = json.loads((run / "report" / "data.json").read_text())
-    sources = [json.loads(line) for line in (out / "source.jsonl").read_text().splitlines()]
-    assert [s["revision"] for s in sources] == [c["revision"] for c in data["checkpoints"]]
-    features = [json.loads(line) for line in (out / "features" / "batch-0.jsonl").read_text().splitlines()]
-    assert len(features) == len(data["features"]) * len(sources)
-    first = data["features"][0]
-    rev = data["checkpoints"][-1]["revision"]
-    record = next(f for f in features if f["index"] == first["id"] and f["layer"].endswith(rev))
-    top = first["evidence"]["top"][rev]
-    assert [a["maxValue"] for a in record["activations"]] == [e["value"] for e in top]
-    assert record["density"] == first["evidence"]["density"][rev]
-    for a in record["activations"]:
-        assert len(a["tokens"]) == len(a["values"]) and a["values"][a["maxValueTokenIndex"]] == a["maxValue"]
-    acts = (out / "activations" / "batch-0.jsonl").read_text().splitlines()
-    assert len(acts) == sum(len(f["activations"]) for f in features)
-    for name in ("release", "model", "sourceset"):
-        assert len((out / f"{name}.jsonl").read_text().splitlines()) == 1
 
 
 def test_export_refusals_leave_nothing(imported_run, tmp_path):
