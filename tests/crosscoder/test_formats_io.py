@@ -8,6 +8,8 @@ The first paper's (cct) semantics are tested against files its own code made
 (tests/interop/test_cct_golden.py); `write_cct` here only feeds the generic refusals.
 dictionary_learning's files are copies of the ones its own code wrote (tests/fixtures; its
 semantics are tested in tests/interop/test_dictionary_learning_golden.py).
+Llamascopium's and SAELens' semantics are checked against their own code in tests/interop/
+(test_against_*.py, the interop-tests extra); here only their generic checks.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from typer.testing import CliRunner
 
 from crosstime.cli import app
 from crosstime.crosscoder import CrosscoderError
-from crosstime.interop.formats import known_formats, read, write
+from crosstime.interop.formats import ExportInfo, known_formats, read, write
 
 M, D, F = 3, 8, 24
 REVS = ["step1", "step2", "step3"]
 NORMS = [3.0, 11.0, 40.0]  # average activation norms: s_m = sqrt(d) / norm_m
 FACTORS = [math.sqrt(D) / n for n in NORMS]  # what CCT's estimated_act_norm_list holds: s_m itself
+LS_HOOKS = [f"blocks.2.hook_resid_post@{r}" for r in REVS]  # Llamascopium hook points as crosstime writes them
 
 
 def rand_weights(seed: int = 0, M: int = M) -> dict[str, torch.Tensor]:
@@ -85,8 +88,10 @@ def write_cct(folder: Path, w: dict, k: int = 20, cfg: dict | None = None) -> Pa
 
 
 def write_llamascopium(folder: Path, w: dict, act_fn: str = "relu", log_threshold: torch.Tensor | None = None,
-                       norm_activation: str = "dataset-wise", hooks=REVS) -> Path:
-    """Llamascopium's save: config.json + sae_weights.safetensors ({"version"} metadata), W_E/b_E/W_D/b_D per head."""
+                       norm_activation: str = "dataset-wise", hooks=LS_HOOKS) -> Path:
+    """Llamascopium's save layout, for the reader's generic checks (missing files, refusals): config.json +
+    sae_weights.safetensors, W_E/b_E/W_D/b_D per head. Its semantics are checked against Llamascopium's own
+    saves in tests/interop/test_against_llamascopium.py."""
     h = w["W_enc"].shape[0]
     folder.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(7)
@@ -121,18 +126,6 @@ def golden_dictionary_learning(folder: Path, name: str = "relu_crosscoder", **ed
 
 # -- the formats' own formulas -------------------------------------------------------------------
 
-def llamascopium_forward(folder: Path, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-head feature acts [B, h, F] and reconstruction, as Llamascopium's CrossCoder.encode/decode."""
-    s = load_file(str(folder / "sae_weights.safetensors"))
-    pre = (torch.einsum("bhd,hdf->bhf", x, s["W_E"]) + s["b_E"]).sum(1, keepdim=True)  # summed over heads
-    n = s["W_D"].norm(dim=-1)  # [h, F]
-    u = pre * n
-    if "activation_function.log_jumprelu_threshold" in s:
-        acts = u * (u > s["activation_function.log_jumprelu_threshold"].exp())
-    else:
-        acts = torch.relu(u)
-    f = acts / n
-    return f, torch.einsum("bhf,hfd->bhd", f, s["W_D"]) + s["b_D"]
 
 
 # -- per format: import, formulas, round trip -----------------------------------------------------
@@ -145,32 +138,6 @@ def test_cct_folder_with_several_saves_names_them(tmp_path):
         read("cct", tmp_path)
 
 
-def test_llamascopium_relu_equals_its_per_head_activation(tmp_path):
-    w = rand_weights(3)
-    folder = write_llamascopium(tmp_path / "cc", w)
-    model = read("llamascopium", folder).model
-    assert model.revisions == REVS
-    assert model.scales == pytest.approx([math.sqrt(D) / n for n in NORMS], rel=1e-6)
-    x = normalised(raw_inputs())
-    f_heads, x_hat = llamascopium_forward(folder, x)
-    f = model.encode(x)
-    for h in range(M):  # ReLU(z·n)/n: the same shared feature at every head
-        torch.testing.assert_close(f, f_heads[:, h], rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(model.decode(f), x_hat, rtol=1e-5, atol=1e-5)
-
-
-def test_llamascopium_one_head_jumprelu_is_exact(tmp_path):
-    w = rand_weights(4, M=1)
-    log_t = torch.full((F,), math.log(0.05)) + torch.randn(F, generator=torch.Generator().manual_seed(1)) * 0.3
-    folder = write_llamascopium(tmp_path / "cc", w, act_fn="jumprelu", log_threshold=log_t)
-    model = read("llamascopium", folder).model
-    assert model.config.variant == "jumprelu"
-    x = normalised(raw_inputs(M=1))
-    f_heads, x_hat = llamascopium_forward(folder, x)
-    f = model.encode(x)
-    assert (f_heads > 0).any() and (f_heads == 0).any()
-    torch.testing.assert_close(f, f_heads[:, 0], rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(model.decode(f), x_hat, rtol=1e-5, atol=1e-5)
 
 
 def test_dictionary_learning_compiled_pt(tmp_path):
@@ -193,7 +160,7 @@ def test_export_then_import_is_exact(tmp_path, fmt, variant):
             getattr(model, name).copy_(value)
         if variant == "batchtopk":
             model.threshold.fill_(0.07)
-    write(model, fmt, tmp_path / "out")
+    write(model, fmt, tmp_path / "out", ExportInfo(hook_name="blocks.2.hook_resid_post"))
     back = read(fmt, tmp_path / "out").model
     for name, value in model.state_dict().items():
         assert torch.equal(back.state_dict()[name], value), name
@@ -285,6 +252,26 @@ def test_unrepresentable_variants_are_refused_with_why(tmp_path):
     folder = golden_dictionary_learning(tmp_path / "m", "batchtopk_crosscoder", code_normalization_id=3)  # MIXED
     _refused_import(tmp_path, "dictionary-learning", folder, "--revisions", ",".join(REVS), "--scales", "1,1,1",
                     words=("MIXED",))
+
+
+@pytest.mark.parametrize("hook", ["../x", "blocks.2.hook_resid_post@../x", "step1", "blocks.2/hook_resid_post",
+                                  "blocks.2.hook_resid_post@.hidden"])
+def test_llamascopium_hook_points_must_be_transformer_lens_names(tmp_path, hook):
+    folder = write_llamascopium(tmp_path / "cc", rand_weights(M=1), hooks=[hook])
+    _refused_import(tmp_path, "llamascopium", folder, words=(repr(hook), "TransformerLens"))
+
+
+def test_llamascopium_export_names_the_site_as_transformer_lens_does(tmp_path):
+    from crosstime.crosscoder import CrosscoderConfig, build
+
+    model = build(CrosscoderConfig(variant="relu", n_checkpoints=M, d_model=D, n_features=F, revisions=REVS,
+                                   scales=[1.0] * M))
+    with pytest.raises(CrosscoderError, match="hook_resid_post"):  # without the site's hook name: refused
+        write(model, "llamascopium", tmp_path / "none")
+    write(model, "llamascopium", tmp_path / "out", ExportInfo(hook_name="blocks.5.hook_resid_post"))
+    cfg = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert cfg["hook_points"] == [f"blocks.5.hook_resid_post@{r}" for r in REVS]
+    assert cfg["jumprelu_threshold_window"] == 2.0 and cfg["expansion_factor"] == 3.0  # floats, as declared
 
 
 def test_scales_required_where_unrecorded_and_never_overridden(tmp_path):

@@ -17,10 +17,26 @@ at ``z > θ_i / ‖W_D[h,i]‖``, so a feature can be on at one checkpoint and o
 is one shared gate (crosstime's JumpReLU with ``θ_i / ‖W_D[0,i]‖``) only with one head, so
 JumpReLU over several heads is refused, as are TopK/BatchTopK (their per-head selection has
 no shared equivalent either).
+
+Hook points are TransformerLens names, ``blocks.{L}.hook_{name}``; crosstime's export writes one
+per checkpoint as ``blocks.{L}.hook_resid_post@{revision}`` (Llamascopium keys each head's batch
+and norm by its hook point, so they must differ) and reads the revision back from after ``@``.
+Any other name is refused before it is used, so a config cannot name a path.
+
+Folded saves: Llamascopium's training runner (``runners/train.py``, ``fold_activation_scale=True``
+by default) writes ``config.json`` before training (``norm_activation: dataset-wise``), then
+``save_pretrained(fold_activation_scale=True)`` runs ``standardize_parameters_of_dataset_norm``
+(``b_E[h]`` and ``b_D[h]`` divided by ``s_h``) and writes only the weights, with no flag. The
+decoder bias tells: in the normalised space it is at most about the activations' mean, whose norm
+is below their average norm ``sqrt(d)``; folded, it is ``1/s_h`` times that. A save whose decoder
+bias is longer than ``sqrt(d)`` at some head but no longer than the recorded norm at any is read
+as folded and unfolded (``b_E[h]·s_h``, ``b_D[h]·s_h``): the crosscoder that was trained.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +64,15 @@ from crosstime.interop.formats.base import (
     scale_from_norm,
     tensors_only,
 )
+from crosstime.names import UnsafeName, check_name
 
 CONFIG, WEIGHTS = "config.json", "sae_weights.safetensors"
 NORM_PREFIX = "dataset_average_activation_norm."
 LOG_THRESHOLD = "activation_function.log_jumprelu_threshold"
 WRITER_VERSION = "crosstime"  # the weights' {"version"} metadata: who wrote them (Llamascopium writes its own version)
+HOOK = re.compile(r"blocks\.\d+\.hook_\w+")  # a TransformerLens hook point, e.g. blocks.6.hook_resid_post
+CHECKPOINT_MARK = "@"
+DEFAULT_WINDOW = 2.0  # CrosscoderConfig.jumprelu_threshold_window's default, written for ReLU (which ignores it)  # crosstime's hook point of one checkpoint: <hook>@<revision>
 
 
 def _open(path: Path) -> tuple[Path, Path, dict[str, torch.Tensor]]:
@@ -78,11 +98,43 @@ def _architecture(cfg: dict[str, Any], config_file: Path) -> tuple[list[str], in
     hooks = cfg.get("hook_points")
     if not (isinstance(hooks, list) and hooks and all(isinstance(h, str) for h in hooks)):
         raise CrosscoderError(f"{config_file}: hook_points is {hooks!r}, not a list of names (one per head)")
+    for hook in hooks:
+        check_hook(hook, config_file)
     d = config_int(cfg, "d_model", config_file)
     factor = cfg.get("expansion_factor")
     if not isinstance(factor, (int, float)) or factor <= 0:
         raise CrosscoderError(f"{config_file}: expansion_factor is {factor!r}, not a positive number")
-    return hooks, d, int(round(d * factor)), str(cfg.get("act_fn", "relu")).lower()
+    # d_sae as Llamascopium's SparseDictionaryConfig.d_sae computes it: int(d_model * expansion_factor)
+    return hooks, d, int(d * factor), str(cfg.get("act_fn", "relu")).lower()
+
+
+def check_hook(hook: str, config_file: Path) -> None:
+    """``hook`` is a TransformerLens hook point (``blocks.{L}.hook_x``), optionally ``@revision``; else one error."""
+    name, mark, revision = hook.partition(CHECKPOINT_MARK)
+    why = None if HOOK.fullmatch(name) else "it is not a TransformerLens hook name (blocks.N.hook_...)"
+    if why is None and mark:
+        try:
+            check_name(revision, "its revision")
+        except UnsafeName as err:
+            why = str(err)
+    if why:
+        raise CrosscoderError(f"{config_file}: hook point {hook!r} is refused: {why}; Llamascopium names each head by "
+                              "its TransformerLens hook point, blocks.N.hook_... (crosstime writes blocks.N.hook_resid_post@REVISION)")
+
+
+def _revision_of(hook: str) -> str:
+    """The checkpoint a head reads: the revision after ``@``, else the hook point itself."""
+    name, mark, revision = hook.partition(CHECKPOINT_MARK)
+    return revision if mark else name
+
+
+def _folded(tensors: dict[str, torch.Tensor], hooks: list[str], d: int) -> bool:
+    """Whether the biases were divided by s_h (a folded save): ‖b_D[h]‖ > sqrt(d) at some head (too long
+    for normalised activations, whose mean is shorter than their average norm sqrt(d)) while no head's
+    is longer than its recorded raw average norm."""
+    length = tensors["b_D"].double().norm(dim=-1)
+    norms = [float(tensors[NORM_PREFIX + hp]) for hp in hooks]
+    return bool((length > math.sqrt(d)).any()) and all(float(b) <= n for b, n in zip(length, norms))
 
 
 def _refuse_unrepresentable(cfg: dict[str, Any], act: str, h: int, config_file: Path) -> None:
@@ -127,12 +179,17 @@ class LlamascopiumFormat(Format):
         if act == "jumprelu":
             want[LOG_THRESHOLD] = (F,)
         check_shapes(tensors, want, weights, config_file)
-        names = pick_revisions(hooks, revisions, h, str(config_file))
+        names = pick_revisions([_revision_of(hp) for hp in hooks], revisions, h, str(config_file))
         recorded = [scale_from_norm(d, float(tensors[NORM_PREFIX + hp])) for hp in hooks]
         chosen = pick_scales(recorded, scales, h, f"{weights} (dataset_average_activation_norm)")
-        ours = {"W_enc": tensors["W_E"], "b_enc": tensors["b_E"].sum(0), "W_dec": tensors["W_D"].permute(1, 0, 2),
-                "b_dec": tensors["b_D"]}
         notes = [f"input scales s_m = sqrt({d}) / dataset_average_activation_norm; b_enc = Σ_h b_E[h]"]
+        b_E, b_D = tensors["b_E"], tensors["b_D"]
+        if _folded(tensors, hooks, d):  # undo standardize_parameters_of_dataset_norm: biases times s_h
+            s = torch.tensor(recorded, dtype=torch.float64).view(h, 1)
+            b_E, b_D = (b_E.double() * s).float(), (b_D.double() * s).float()
+            notes.append("folded save (its decoder bias is longer than sqrt(d_model) but not than the recorded norms): "
+                         "b_E[h] and b_D[h] multiplied back by s_h, the crosscoder as trained")
+        ours = {"W_enc": tensors["W_E"], "b_enc": b_E.sum(0), "W_dec": tensors["W_D"].permute(1, 0, 2), "b_dec": b_D}
         if act == "jumprelu":
             # one head: f = z·H(z·n − θ) = z·H(z − θ/n), a JumpReLU with threshold θ/n (n = ‖W_D[0,i]‖)
             n = tensors["W_D"][0].double().norm(dim=-1)
@@ -154,7 +211,10 @@ class LlamascopiumFormat(Format):
                                   f"equals crosstime's {c.variant} crosscoder over {c.n_checkpoints} checkpoints only for "
                                   "ReLU (and one-checkpoint JumpReLU); export it as hub, cct or dictionary-learning")
         M, d, F = c.n_checkpoints, c.d_model, c.n_features
-        hooks = list(c.revisions or [f"checkpoint{i}" for i in range(M)])
+        hooks = _hook_points(info, list(c.revisions or [f"checkpoint{i}" for i in range(M)]))
+        if int(d * (F / d)) != F:  # Llamascopium's d_sae = int(d_model * expansion_factor)
+            raise CrosscoderError(f"Llamascopium derives d_sae as int(d_model * expansion_factor), which gives "
+                                  f"{int(d * (F / d))}, not {F}, for d_model {d}; it cannot hold this crosscoder")
         b_E = torch.zeros(M, F)
         b_E[0] = m.b_enc.detach()  # the heads' biases are summed: all of it on the first head
         state = {"W_E": m.W_enc.detach().clone(), "b_E": b_E, "W_D": m.W_dec.detach().permute(1, 0, 2).contiguous(),
@@ -166,9 +226,25 @@ class LlamascopiumFormat(Format):
             state[LOG_THRESHOLD] = (m.threshold.detach().double() * n).log().float()
         out.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in state.items()}, str(out / WEIGHTS), metadata={"version": WRITER_VERSION})
-        write_json(out / CONFIG, {
-            "sae_type": "crosscoder", "hook_points": hooks, "d_model": d,
-            "expansion_factor": F // d if F % d == 0 else F / d, "act_fn": rule.name, "norm_activation": "dataset-wise",
-            "sparsity_include_decoder_norm": True, "use_decoder_bias": True,
-            "jumprelu_threshold_window": c.variant_config.jumprelu_bandwidth if rule == JUMPRELU else None})
+        # the STE width only matters to further training; unset (never trained) or ReLU: the class's default
+        window = float((c.variant_config.jumprelu_bandwidth if rule == JUMPRELU else None) or DEFAULT_WINDOW)
+        write_json(out / CONFIG, _config(hooks, d, F, rule.name, window))
         return [out / CONFIG, out / WEIGHTS]
+
+
+def _hook_points(info: ExportInfo, revisions: list[str]) -> list[str]:
+    """One hook point per checkpoint, ``<the site's TransformerLens hook>@<revision>``."""
+    if info.hook_name is None or not HOOK.fullmatch(info.hook_name):
+        raise CrosscoderError(f"Llamascopium names each head by its TransformerLens hook point; the site's is "
+                              f"{info.hook_name!r}: export a run with an activation store (crosstime export), or pass "
+                              "ExportInfo(hook_name='blocks.L.hook_resid_post')")
+    return [f"{info.hook_name}{CHECKPOINT_MARK}{rev}" for rev in revisions]
+
+
+def _config(hooks: list[str], d: int, F: int, act_fn: str, window: float) -> dict[str, Any]:
+    """config.json: every field of Llamascopium's CrosscoderConfig (models/crosscoder.py, with
+    SparseDictionaryConfig's in models/sparse_dictionary.py, 2.0.0b34), with the type it declares."""
+    return {"sae_type": "crosscoder", "d_model": d, "expansion_factor": F / d, "use_decoder_bias": True,
+            "act_fn": act_fn, "norm_activation": "dataset-wise", "sparsity_include_decoder_norm": True,
+            "top_k": 50, "use_triton_kernel": False, "sparsity_threshold_for_triton_spmm_kernel": 0.996,
+            "jumprelu_threshold_window": window, "hook_points": hooks}

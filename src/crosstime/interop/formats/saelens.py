@@ -6,7 +6,9 @@ zero: ``f = σ(x_m W_enc[m] + b_enc)`` (the encoder slice m), ``x̂_m = f W_dec[
 with the scale s_m folded in so it reads raw activations. Every ``cfg.json`` says so in
 ``metadata.crosstime``. Files per folder: ``cfg.json`` + ``sae_weights.safetensors`` with
 ``W_enc [d, F]``, ``W_dec [F, d]``, ``b_enc [F]``, ``b_dec [d]`` and, for JumpReLU,
-``threshold [F]``.
+``threshold [F]``. ``cfg.json`` is the layout SAELens 6's ``SAE.save_model`` writes (top-level
+architecture fields, ``metadata`` with ``sae_lens_version``, ``hook_name`` as TransformerLens names
+the site: ``blocks.{L}.hook_resid_post``); ``SAE.load_from_disk`` loads each folder.
 
 σ: ReLU -> ``standard``; JumpReLU -> ``jumprelu`` (θ_i); BatchTopK with its inference threshold
 t -> ``jumprelu`` with ``θ_i = t / w_i`` (``ReLU(z_i)·w_i > t`` is ``z_i > t/w_i``; ``w_i`` the
@@ -27,6 +29,10 @@ from crosstime.files import write_json
 from crosstime.interop.formats.base import ExportInfo, Format, register_format
 
 CONFIG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
+# metadata.sae_lens_version: SAELens (loading/pretrained_sae_loaders.py, handle_config_defaulting) reads a
+# cfg.json without it as a pre-6.0 config and rebuilds `metadata` from top-level keys, dropping ours;
+# the version whose layout this writes (SAE.save_model's cfg.json), checked by tests/interop.
+LAYOUT_VERSION = "6.54.12"
 
 
 def approximation(revision: str, revisions: list[str]) -> str:
@@ -75,8 +81,9 @@ class SAELensFormat(Format):
             write_json(folder / CONFIG, {
                 "architecture": "standard" if theta is None else "jumprelu", "d_in": c.d_model,
                 "d_sae": c.n_features, "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": False,
-                "normalize_activations": "none", "k": None,
-                "metadata": {"model_name": info.model_name, "hook_name": info.hook_name,
+                "normalize_activations": "none", "reshape_activations": "none",
+                "metadata": {"sae_lens_version": LAYOUT_VERSION, "sae_lens_training_version": None,
+                             "model_name": info.model_name, "hook_name": info.hook_name,
                              "context_size": info.context_len, "prepend_bos": True, "dataset_path": None,
                              "neuronpedia_id": None,
                              "crosstime": {"approximates": approximation(revision, revisions), "revision": revision,
