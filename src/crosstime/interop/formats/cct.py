@@ -104,7 +104,7 @@ class CCTFormat(Format):
         where = f"{config_file}"
         names = pick_revisions(split_revisions(cfg.get("revision_list"), M), revisions, M, where)
         norms = cfg.get("estimated_act_norm_list")
-        recorded = [scale_from_norm(d, float(n)) for n in norms] if isinstance(norms, list) else None
+        recorded = [scale_from_norm(d, n, f"{where}: estimated_act_norm_list") for n in norms] if isinstance(norms, list) else None
         chosen = pick_scales(recorded, scales, M, where)
         ours = {k: tensors[k] for k in ("W_enc", "W_dec", "b_enc", "b_dec")}
         notes = [f"input scales s_m = sqrt({d}) / estimated_act_norm_list" if recorded else "input scales from --scales"]

@@ -128,7 +128,7 @@ class LlamascopiumFormat(Format):
             want[LOG_THRESHOLD] = (F,)
         check_shapes(tensors, want, weights, config_file)
         names = pick_revisions(hooks, revisions, h, str(config_file))
-        recorded = [scale_from_norm(d, float(tensors[NORM_PREFIX + hp])) for hp in hooks]
+        recorded = [scale_from_norm(d, float(tensors[NORM_PREFIX + hp]), f"{weights}: {NORM_PREFIX + hp}") for hp in hooks]
         chosen = pick_scales(recorded, scales, h, f"{weights} (dataset_average_activation_norm)")
         ours = {"W_enc": tensors["W_E"], "b_enc": tensors["b_E"].sum(0), "W_dec": tensors["W_D"].permute(1, 0, 2),
                 "b_dec": tensors["b_D"]}
