@@ -154,21 +154,22 @@ def test_annotation_export_escapes_formulas_and_the_round_trip_keeps_them(report
     run = tmp_path / "run"
     shutil.copytree(reported, run)
     ids = _feature_ids(run)
-    texts = ['=HYPERLINK("http://evil.example","x")', "+1 plural", "-ish", "@SUM(A1)", "plain"]
+    texts = ['=HYPERLINK("http://evil.example","x")', "+1 plural", "-ish", "@SUM(A1)"]  # the report lists 4
     path = tmp_path / "ann.csv"
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["feature", "description"])
-        writer.writerows(zip(ids, texts))
+        writer.writerow(["feature", "description", "note"])
+        writer.writerows([(i, t, "plain" if k == 0 else "") for k, (i, t) in enumerate(zip(ids, texts))])
     assert invoke("annotate", run, "--import", path).exit_code == 0
     exported = tmp_path / "out.csv"
     assert invoke("annotate", run, "--export", exported).exit_code == 0
     with open(exported, newline="") as handle:
-        cells = {int(r["feature"]): r["description"] for r in csv.DictReader(handle)}
-    assert [cells[i] for i in ids[:5]] == ["'" + t for t in texts[:4]] + ["plain"]
+        rows = {int(r["feature"]): r for r in csv.DictReader(handle)}
+    assert [rows[i]["description"] for i in ids[:4]] == ["'" + t for t in texts]
+    assert rows[ids[0]]["note"] == "plain" and rows[ids[0]]["feature"] == str(ids[0])  # others as they are
     assert invoke("annotate", run, "--import", exported).exit_code == 0  # the ' is dropped again
     data = json.loads((run / "report" / "data.json").read_text())
-    assert [{f["id"]: f["description"] for f in data["features"]}[i] for i in ids[:5]] == texts
+    assert [{f["id"]: f["description"] for f in data["features"]}[i] for i in ids[:4]] == texts
 
 
 # -- export ---------------------------------------------------------------------------------------
