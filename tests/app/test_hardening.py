@@ -37,6 +37,7 @@ from crosscoder.test_formats_io import (
 from report.test_report_helpers import cached_run
 from safetensors.torch import load_file, save_file
 
+from crosstime.crosscoder import Crosscoder
 from crosstime.interop.formats import read, write
 from crosstime.names import UnsafeName
 from crosstime.report import EvidenceConfig, ReportConfig
@@ -445,3 +446,17 @@ def test_series_with_safetensors_still_opens(tmp_path):
     root = make_tiny_series(tmp_path / "series", steps=(0, 10))
     (root / "step10" / "pytorch_model.bin").write_bytes(b"a stale pickle beside the safetensors")  # not loaded
     assert open_series(root).revisions == ["step0", "step10"]
+
+
+def test_import_force_that_fails_mid_write_keeps_the_old_crosscoder_and_its_record(tmp_path, monkeypatch):
+    """The new crosscoder is written beside the old one first: a full disk leaves the run as it was."""
+    run = _imported_run(tmp_path)
+    pt = write_cct(tmp_path / "other", rand_weights(seed=3))
+
+    def full_disk(self, path, extra=None):
+        Path(path).mkdir(parents=True, exist_ok=True)
+        (Path(path) / "model.safetensors").write_bytes(b"half")
+        raise OSError(28, "No space left on device", str(Path(path) / "model.safetensors"))
+
+    monkeypatch.setattr(Crosscoder, "save", full_disk)
+    refused_unchanged(tmp_path, ["import", "cct", pt, "--out", run, "--force"], "no space left")
