@@ -24,9 +24,9 @@ import pytest
 import torch
 from conftest import make_tiny_series
 from crosscoder.test_formats_io import (
+    REVS,
     D,
     F,
-    REVS,
     assert_refused,
     cct_config,
     invoke,
