@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def not_a_file(path: str | Path) -> str:
+    """Why ``path`` is not a regular file, for a message: "does not exist", "is a folder", "is a named
+    pipe (FIFO)", "is a character device (e.g. /dev/zero)", … A link is described by what it points to."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return f"is a symbolic link to {os.readlink(path)}, which does not exist" if path.is_symlink() else "does not exist"
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    kind = next((name for test, name in kinds if test(mode)), "a special file")
+    via = f" (through the symbolic link to {os.readlink(path)})" if path.is_symlink() else ""
+    return f"is {kind}{via}, not a regular file"
 
 
 def sha256_file(path: str | Path, block: int = 1 << 22) -> str:

@@ -181,7 +181,7 @@ ATTRIBUTION = Artifact("attribution", "attribution/{key}", f"attribution/{{key}}
                        _read_attribution, "attribute", "the task's attribution",
                        checksummed=("attribution/{key}/*",))
 REPORT = Artifact("report", "report", f"report/{REPORT_HTML}", _read_report, "report",
-                  "the report")
+                  "the report", checksummed=(f"report/{REPORT_DATA}",))
 
 
 # -- the reader --------------------------------------------------------------------------------

@@ -13,10 +13,13 @@ families know their revision grid and step→tokens rule:
   (model + tokenizer) per revision. Loading it makes no network call.
 
 Nothing here contacts a hub unless the series source is a hub id and a model or
-tokenizer is actually loaded. Local means local: a source that looks like a path (it starts
-with ``.``, ``/`` or ``~``, its parent folder exists — ``toy-typo`` in the current folder, or
-``runs/x`` when ``runs/`` exists — or it is not of the form ``org/name``) is opened as a local
-series or is an error; it is never sent to the Hub. A Hub id that cannot be loaded (offline
+tokenizer is actually loaded. Local means local: a source that looks like a path
+(:func:`source_rule`: it starts with ``.``, ``/`` or ``~``; it exists; it is not of the form
+``org/name``; its parent folder exists — ``toy-typo`` in the current folder, or ``runs/x`` when
+``runs/`` exists; or a folder here starts its first part — ``toyy/series`` when ``toy/`` exists, a
+typo) is opened as a local series or is an error naming the rule; it is never sent to the Hub.
+A local checkpoint saved as a pickle (``pytorch_model.bin``, no ``model.safetensors``) is refused
+when the series is opened: loading a pickle runs code from the file. A Hub id that cannot be loaded (offline
 with ``HF_HUB_OFFLINE=1`` and not cached, an unknown repo or revision) is a :class:`SeriesError`
 naming the repo, the revision and the fix. Revision names become folder names
 (``RUN/activations/<revision>/``): they are checked with :func:`crosstime.names.check_name`.
@@ -444,7 +447,22 @@ def _read_local(root: Path) -> CheckpointSeries:
             f"series {root} lists revisions with no saved model: {', '.join(missing)} "
             f"(expected {root}/<revision>/config.json from save_pretrained)"
         )
+    pickled = [root / c.revision / PICKLED_WEIGHTS for c in checkpoints if _pickled_only(root / c.revision)]
+    if pickled:  # transformers would unpickle it (code from the file runs; recent versions refuse with a traceback)
+        raise SeriesError(f"{pickled[0]} holds the weights as a pickle{f' (and {len(pickled) - 1} more revisions)' if len(pickled) > 1 else ''}, "
+                          "which crosstime does not load; re-save the checkpoint as safetensors: "
+                          "model.save_pretrained(folder, safe_serialization=True)")
     return CheckpointSeries(str(root), family, checkpoints, local_root=root)
+
+
+PICKLED_WEIGHTS = "pytorch_model.bin"
+
+
+def _pickled_only(folder: Path) -> bool:
+    """Whether a saved checkpoint's weights are only a pickle (``pytorch_model.bin`` or its shards)."""
+    names = {p.name for p in folder.iterdir()}
+    safetensors = any(n.startswith("model") and n.endswith((".safetensors", ".safetensors.index.json")) for n in names)
+    return not safetensors and any(n.startswith("pytorch_model") and n.endswith((".bin", ".bin.index.json")) for n in names)
 
 
 TOY_SERIES = "toy"  # the bare name of the built-in toy world
@@ -465,15 +483,28 @@ def resolve_source(source: str | Path) -> str | Path:
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")  # org/name
 
 
-def looks_local(source: str | Path) -> bool:
-    """Whether ``source`` names a local folder rather than a Hub repo: it starts with ``.``, ``/``
-    or ``~``, it exists, it is not of the form ``org/name``, or its parent folder exists
-    (``toy-typo`` in the current folder; ``runs/x`` when ``runs/`` exists)."""
+def source_rule(source: str | Path) -> str | None:
+    """Why ``source`` names a local folder rather than a Hub repo (the rule, in words), or None for a Hub
+    id: ``org/name`` exactly, and no local folder is, or starts, its ``org`` part (``toyy/series``
+    when ``toy/`` exists is a typo of a local path, not a repo)."""
     text = str(source)
     path = Path(text).expanduser()
-    if isinstance(source, Path) or text.startswith((".", "/", "~")) or path.exists():
-        return True
-    return not _HUB_ID.fullmatch(text) or ".." in text or path.parent.exists()
+    if isinstance(source, Path) or text.startswith((".", "/", "~")):
+        return "it is written as a path"
+    if os.path.lexists(path):
+        return "it exists here"
+    if not _HUB_ID.fullmatch(text) or ".." in text:
+        return "it is not of the form org/name"
+    if path.parent.exists():
+        return f"its folder {path.parent} exists here"
+    org = text.split("/")[0]
+    near = sorted(p.name for p in Path.cwd().iterdir() if p.is_dir() and len(p.name) >= 3 and org.startswith(p.name))
+    return f"the local folder {near[0]} starts it (a typo of a local path?)" if near else None
+
+
+def looks_local(source: str | Path) -> bool:
+    """Whether ``source`` names a local folder rather than a Hub repo (:func:`source_rule`)."""
+    return source_rule(source) is not None
 
 
 def _requested(revisions: list[str] | None) -> list[str] | None:
@@ -510,12 +541,14 @@ def open_series(source: str | Path, revisions: list[str] | None = None, tokens_p
                                         or tokens_per_step <= 0):
         raise SeriesError(f"tokens_per_step {tokens_per_step!r} must be a positive integer")
     source = resolve_source(source)
-    if looks_local(source):
+    rule = source_rule(source)
+    if rule is not None:
         path = Path(source).expanduser()
         if not path.is_dir():
             why = "it is a file, not a folder" if path.exists() else "it does not exist"
-            raise SeriesError(f"no such series folder {source} ({why}); pass the folder of a checkpoint series "
-                              f"(with {SERIES_FILE}); a Hugging Face repo id looks like org/name")
+            raise SeriesError(f"no such series folder {source} ({why}; taken as a local path because {rule}); pass "
+                              f"the folder of a checkpoint series (with {SERIES_FILE}); a Hugging Face repo id looks "
+                              "like org/name")
         series = _read_local(path.resolve())
         return series.subset(revisions) if revisions else series
 

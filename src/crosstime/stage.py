@@ -396,6 +396,18 @@ def verify_outputs(run: RunDir, key: str) -> bool:
     return True
 
 
+def rewrote(run: RunDir, ident: str, paths: list[Path]) -> None:
+    """Record the new checksums of ``paths``, checksummed files of artifact ``ident`` that a later
+    command rewrote on purpose (``annotate --import`` re-rendering the report), so the record still
+    vouches for them and an edit by anything else is still caught by :func:`verify_outputs`."""
+    records = read_records(run)
+    key = record_of(records, ident)
+    if key is None:
+        return
+    records[key].setdefault(FILES_KEY, {}).update({str(p.relative_to(run.root)): sha256_file(p) for p in paths})
+    _write_records(run, records)
+
+
 def recorded(config: StageConfig) -> dict[str, Any] | None:
     """The settings recorded for this config's stage, or None."""
     return read_records(config.rundir).get(config.record_key())

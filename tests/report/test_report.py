@@ -43,6 +43,7 @@ from crosstime.artifacts import (
     read_model,
 )
 from crosstime.crosscoder import CrosscoderError
+from crosstime.files import sha256_file
 from crosstime.report import AnnotationError, EvidenceConfig, ReportConfig, ReportError, export_annotations, feature_evidence, import_annotations, read_annotations
 from crosstime.stages.report import report
 from crosstime.report.annotate import parse_annotations
@@ -426,7 +427,8 @@ def test_report_records_its_settings(tmp_path, run3, monkeypatch):
     report(cfg)
     recorded = stage.recorded(cfg)
     assert recorded[stage.WRITES_KEY] == ["report"]
-    assert {k: v for k, v in recorded.items() if k not in (stage.INPUTS_KEY, stage.WRITES_KEY)} == cfg.output_settings()
+    assert {k: v for k, v in recorded.items() if k not in (stage.INPUTS_KEY, stage.WRITES_KEY, stage.FILES_KEY)} == cfg.output_settings()
+    assert recorded[stage.FILES_KEY] == {"report/data.json": sha256_file(work / "report" / "data.json")}  # annotate checks it
     assert recorded["evidence"]["max_contexts"] == 4
     assert "batch_rows" not in recorded and "device" not in recorded and "run" not in recorded
     assert stage.finished(cfg)

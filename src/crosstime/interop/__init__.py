@@ -4,7 +4,7 @@ Neuronpedia from the report's evidence), and push a run's Hub folder to the Hugg
 
 from crosstime.interop.exporting import ExportConfig, PushConfig, export_info, export_run, push_run
 from crosstime.interop.formats.neuronpedia import NeuronpediaError
-from crosstime.interop.importing import ImportConfig, InteropError, read_import, write_import
+from crosstime.interop.importing import ImportConfig, InteropError, place_import, read_import, staged_import
 
 __all__ = ["ExportConfig", "ImportConfig", "InteropError", "NeuronpediaError", "PushConfig", "export_info",
-           "export_run", "push_run", "read_import", "write_import"]
+           "export_run", "place_import", "push_run", "read_import", "staged_import"]

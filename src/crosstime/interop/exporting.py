@@ -6,6 +6,14 @@ training settings, the evaluation per checkpoint, the run itself) comes from the
 the format cannot hold is refused naming the formats that can.
 The files are written into a hidden sibling of DIR and renamed into place when complete, so a
 refused or failed export leaves DIR as it was.
+
+What export may touch: DIR must not be the run, lie inside it or contain it (the run is never
+overwritten), and a revision that would become a folder name (SAELens' one folder per checkpoint)
+must be a safe name (:func:`crosstime.names.check_name`). ``--force`` replaces an existing DIR only
+when it is recognisably a previous export of the same kind: a folder (not a link) every file of
+which the new export writes again (same relative paths). Anything else in DIR (a file export did
+not write, a run, a different export) is refused, naming it, so export never deletes what it did
+not write; remove such a folder yourself, or choose another --out.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from crosstime.crosscoder.model import CONFIG_FILE
 from crosstime.interop.formats import FORMATS, ExportInfo, known_formats
 from crosstime.interop.formats.hub import first_line, hub_offline, network_errors
 from crosstime.interop.importing import InteropError
+from crosstime.names import check_name
 from crosstime.runs import ACTIVATIONS, CROSSCODER, EVALUATION, Run, open_run
 
 
@@ -84,28 +93,54 @@ def _open_crosscoder(run: Run) -> Crosscoder:
 
 
 def export_run(run: str | Path, format: str, out: str | Path, force: bool = False) -> list[Path]:
-    """Write RUN's crosscoder in ``format`` into the folder ``out``; the files written."""
+    """Write RUN's crosscoder in ``format`` into the folder ``out``; the files written (see the module
+    docstring for what ``out`` may be and what ``force`` may replace)."""
     opened, out = open_run(run), Path(out)
     if format not in known_formats("write"):
         raise InteropError(f"unknown export format {format!r}; known formats: {', '.join(known_formats('write'))}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise InteropError(f"{out} already exists and is not empty; choose another --out, or pass --force to replace it")
+    _check_out(opened.root, out, force)
     model = _open_crosscoder(opened)
     writer = FORMATS[format]
     writer.check_supports(model)  # before anything is written
+    for revision in model.config.revisions or []:  # SAELens makes a folder of each
+        check_name(revision, f"revision of the crosscoder in {opened.dir.crosscoder}")
     info = export_info(opened)
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     try:
         written = writer.write(model, partial, info)
-        if out.is_dir():  # --force: the old export goes only once the new one is complete
+        if out.exists():  # --force: the old export goes only once the new one is complete, and only if it is one
+            _check_replaceable(out, {p.relative_to(partial) for p in written}, format)
             shutil.rmtree(out)
-        elif out.exists():
-            out.unlink()
         partial.rename(out)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return [out / p.relative_to(partial) for p in written]
+
+
+def _check_out(run: Path, out: Path, force: bool) -> None:
+    """``out`` is neither the run, inside it nor around it; an existing one only with ``force``."""
+    here, there = run.resolve(), out.resolve()
+    if there == here or here in there.parents or there in here.parents:
+        relation = "is" if there == here else "is inside" if here in there.parents else "contains"
+        raise InteropError(f"--out {out} {relation} the run {run}; export writes a separate folder: choose an --out "
+                           "outside the run")
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise InteropError(f"--out {out} is {'a symbolic link' if out.is_symlink() else 'a file'}; an export is "
+                           "written as a new folder: choose another --out")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise InteropError(f"{out} already exists and is not empty; choose another --out, or pass --force to replace "
+                           "a previous export there")
+
+
+def _check_replaceable(out: Path, writes: set[Path], format: str) -> None:
+    """``out`` holds only files the new export writes again (a previous export of the same kind)."""
+    for entry in sorted(out.rglob("*")):
+        relative = entry.relative_to(out)
+        if entry.is_symlink() or (entry.is_file() and relative not in writes) or not (entry.is_file() or entry.is_dir()):
+            raise InteropError(f"--force replaces only a previous {format} export, but {out} holds {relative}, which "
+                               "this export does not write; nothing was changed. Remove the folder yourself, or choose "
+                               "another --out")
 
 
 def push_run(run: str | Path, repo_id: str, private: bool = False) -> str:

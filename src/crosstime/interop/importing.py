@@ -7,11 +7,21 @@ came from under ``imported`` in config.json, and recorded as what it is (the ``i
 section of RUN/config.yaml, which vouches for the crosscoder artifact), so evaluate, attribute
 and report read it and re-run when another one is imported. The stage is declared in
 :mod:`crosstime.stages.import_`.
+
+Checked before anything is written, beside what each format's reader checks: PATH is a file or
+folder (a FIFO or device is named as such); the imported checkpoint names (revisions) are safe
+folder names, as harvest's are (:func:`crosstime.names.check_name`: they become folder names
+later, e.g. SAELens export's); ``RUN/crosscoder`` is not a symbolic link (``--force`` replaces a
+folder, never what a link points to). The new crosscoder is written beside ``RUN/crosscoder``
+first and renamed into place, so the old records go only once the new files are complete.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -19,7 +29,9 @@ from pydantic import Field
 
 from crosstime.crosscoder import check_against_store
 from crosstime.errors import CrosstimeError
+from crosstime.files import not_a_file
 from crosstime.interop.formats import Imported, known_formats, read
+from crosstime.names import UnsafeName, check_name
 from crosstime.stage import StageConfig
 from crosstime.store import ActivationStore
 
@@ -46,21 +58,45 @@ class ImportConfig(StageConfig):
 def read_import(config: ImportConfig, run_store: ActivationStore | None) -> tuple[Imported, ActivationStore | None]:
     """Read and check the files before anything is written: the crosscoder, and the store it is checked
     against (``--store``, else the run's own ``run_store`` when it has one)."""
+    source = Path(config.path)
+    if os.path.lexists(source) and not (source.is_file() or source.is_dir()):
+        raise InteropError(f"{source} {not_a_file(source)}; point at the saved crosscoder's file or folder")
+    target = config.rundir.crosscoder
+    if target.is_symlink():
+        raise InteropError(f"{target} is a symbolic link (to {os.readlink(target)}); import replaces a folder, never "
+                           "what a link points to: remove the link, or import into another --out")
     imported = read(config.format, config.path, config.revisions, config.scales)
+    try:
+        for revision in imported.model.config.revisions or []:  # they become folder names (exports, stores)
+            check_name(revision, f"checkpoint name in {config.path}")
+    except UnsafeName as err:
+        raise InteropError(f"{err}; pass safe names with --revisions A,B,...") from None
     store = ActivationStore(config.store) if config.store is not None else run_store
     if store is not None:
         check_against_store(imported.model, store, where=f"the crosscoder in {config.path}")
-    target = config.rundir.crosscoder
     if target.exists() and any(target.iterdir()) and not config.force:
         raise InteropError(f"{target} already holds a crosscoder; import into another --out, or pass --force to "
                            "replace it")
     return imported, store
 
 
-def write_import(config: ImportConfig, imported: Imported, store: ActivationStore | None) -> None:
-    """RUN/crosscoder, saved as ``crosstime train`` saves one, with where it came from under ``imported``."""
+@contextlib.contextmanager
+def staged_import(config: ImportConfig, imported: Imported, store: ActivationStore | None) -> Iterator[Path]:
+    """The new crosscoder saved (as ``crosstime train`` saves one, with where it came from under
+    ``imported``) in a hidden sibling of RUN/crosscoder, for :func:`place_import`; removed if not placed."""
+    staged = config.rundir.crosscoder.with_name(f".{config.rundir.crosscoder.name}.partial-{os.getpid()}")
+    shutil.rmtree(staged, ignore_errors=True)
+    try:
+        record = {**imported.source, "notes": imported.notes, "store": str(store.root) if store else None}
+        imported.model.save(staged, extra={"imported": record})
+        yield staged
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def place_import(config: ImportConfig, staged: Path) -> None:
+    """The staged crosscoder becomes RUN/crosscoder (the old one, a folder, goes only now)."""
     target = config.rundir.crosscoder
     if target.exists():
         shutil.rmtree(target)
-    record = {**imported.source, "notes": imported.notes, "store": str(store.root) if store else None}
-    imported.model.save(target, extra={"imported": record})
+    staged.rename(target)

@@ -5,17 +5,25 @@
 
 The import validates the whole file first and names every bad line (a malformed row, a
 quote that is never closed, a NUL or other control character — a line break included — in a
-cell, a feature id that is not an integer or not in the crosscoder, a feature given twice);
-nothing is written unless the file is clean. The file must be UTF-8 (a BOM is fine). Columns other than ``feature`` and ``description``
-that the exported file did not have (e.g. a ``languages`` column you add) are kept as extra
-fields of the annotation. An empty description removes that feature's annotation. When
-the run already has a dashboard, it is re-rendered with the new descriptions.
+cell, a feature id that is not written in ASCII digits or not in the crosscoder, a feature given
+twice); nothing is written unless the file is clean. The file must be UTF-8 (a BOM is fine).
+Columns other than ``feature`` and ``description`` that the exported file did not have (e.g. a
+``languages`` column you add) are kept as extra fields of the annotation, at most
+:data:`MAX_EXTRA_COLUMNS` of them; two columns whose names differ only in case are an error. An
+empty description removes that feature's annotation. When the run already has a dashboard, it
+is re-rendered with the new descriptions, from ``report/data.json`` as the report stage wrote it
+(its checksum is in the report's record; an edited file is refused, not re-rendered).
+
+Spreadsheet programs run a cell that starts with ``=``, ``+``, ``-`` or ``@`` as a formula (CSV
+injection), so the export writes such a text cell with a ``'`` in front, as spreadsheets do
+themselves; the import drops that one ``'`` again, so a round trip keeps the text.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -34,10 +42,16 @@ from crosstime.artifacts import (
     write_model,
 )
 from crosstime.errors import CrosstimeError
-from crosstime.files import write_text
+from crosstime.files import not_a_file, write_text
 from crosstime.report.dashboard import collect, rank_features, render
 from crosstime.report.findings import findings
 from crosstime.runs import CROSSCODER, REPORT, open_run
+
+# Columns a user may add beyond the exported ones: enough for any annotation scheme, few enough
+# that a file with thousands of columns (a paste gone wrong) is refused rather than stored.
+MAX_EXTRA_COLUMNS = 32
+FORMULA_START = ("=", "+", "-", "@")  # a cell a spreadsheet would run as a formula
+FEATURE_ID = re.compile(r"-?[0-9]+")  # ASCII digits only: int() would also read '٥' and '1_0'
 
 # Columns written by export (context for the annotator); never stored as annotation extras.
 CONTEXT_COLUMNS = ("feature", "rank", "reldec_class", "trajectory", "onset", "relie_class", "relie_peak",
@@ -100,9 +114,19 @@ def export_annotations(run: RunDir | str | Path, path: str | Path, n_features: i
     writer.writerow(header)
     for rank, (f, evidence) in enumerate(listed):
         ann = existing.get(int(f.id), {})
-        writer.writerow(_context(f, evidence, rank, ck, task, vocab) + [ann.get(k, "") for k in extras]
-                        + [ann.get("description", "")])
+        row = _context(f, evidence, rank, ck, task, vocab) + [ann.get(k, "") for k in extras] + [ann.get("description", "")]
+        writer.writerow([_escape_formula(cell) for cell in row])
     return write_text(path, buf.getvalue())
+
+
+def _escape_formula(cell: object) -> object:
+    """A text cell a spreadsheet would run as a formula, with ``'`` in front (numbers stay numbers)."""
+    return "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_START) else cell
+
+
+def _unescape_formula(cell: str) -> str:
+    """The text of a cell :func:`_escape_formula` wrote (its one ``'`` dropped)."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
 
 
 def _context(f: FeatureTables, evidence: FeatureEvidence | None, rank: int, ck: list[str], task: str | None,
@@ -130,7 +154,7 @@ def _token(vocab: dict, token_id: int) -> str:
 def _read_text(path: Path) -> str:
     """The CSV's text (UTF-8; a BOM from spreadsheet programs is dropped)."""
     if not path.is_file():
-        raise AnnotationError(f"annotation file {path} does not exist")
+        raise AnnotationError(f"annotation file {path} {not_a_file(path)}; give the CSV file to import")
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")
@@ -166,13 +190,9 @@ def parse_annotations(path: str | Path, n_features: int | None = None) -> dict[i
     except csv.Error as err:
         raise AnnotationError(f"{path}, line 1: {err}") from None
     names = [h.strip() for h in header]
+    extra_cols = _check_header(path, names)
     lower = [h.lower() for h in names]
-    missing = [c for c in ("feature", "description") if c not in lower]
-    if missing:
-        raise AnnotationError(f"{path}, line 1: the header lacks the column(s) {', '.join(missing)} "
-                              f"(found: {', '.join(names) or 'nothing'}); export a template with `crosstime annotate RUN --export`")
     i_feature, i_desc = lower.index("feature"), lower.index("description")
-    extra_cols = [(k, n) for k, n in enumerate(names) if n.lower() not in CONTEXT_COLUMNS and n]
     errors: list[str] = []
     seen: dict[int, int] = {}
     out: dict[int, dict[str, Any]] = {}
@@ -200,10 +220,10 @@ def parse_annotations(path: str | Path, n_features: int | None = None) -> dict[i
         if feature is None:
             continue
         seen[feature] = line
-        entry: dict[str, Any] = {"description": row[i_desc].strip()}
+        entry: dict[str, Any] = {"description": _unescape_formula(row[i_desc].strip())}
         for k, name in extra_cols:
             if row[k].strip():
-                entry[name] = row[k].strip()
+                entry[name] = _unescape_formula(row[k].strip())
         out[feature] = entry
     if errors:
         shown = errors[:20] + ([f"… and {len(errors) - 20} more"] if len(errors) > 20 else [])
@@ -211,13 +231,31 @@ def parse_annotations(path: str | Path, n_features: int | None = None) -> dict[i
     return out
 
 
+def _check_header(path: Path, names: list[str]) -> list[tuple[int, str]]:
+    """The extra columns ``(index, name)`` of a header whose columns are all known once; else the error."""
+    lower = [n.lower() for n in names]
+    missing = [c for c in ("feature", "description") if c not in lower]
+    if missing:
+        raise AnnotationError(f"{path}, line 1: the header lacks the column(s) {', '.join(missing)} "
+                              f"(found: {', '.join(names) or 'nothing'}); export a template with `crosstime annotate RUN --export`")
+    twice = sorted({n for n in lower if n and lower.count(n) > 1})
+    if twice:
+        shown = "; ".join(" and ".join(repr(n) for n in names if n.lower() == t) for t in twice)
+        raise AnnotationError(f"{path}, line 1: the header names a column twice (names differing only in case are "
+                              f"one column): {shown}; keep one of each")
+    extra = [(k, n) for k, n in enumerate(names) if n.lower() not in CONTEXT_COLUMNS and n]
+    if len(extra) > MAX_EXTRA_COLUMNS:
+        raise AnnotationError(f"{path}, line 1: {len(extra)} extra columns beside the exported ones (at most "
+                              f"{MAX_EXTRA_COLUMNS} are kept as annotation fields); remove the columns you did not mean to add")
+    return extra
+
+
 def _feature_id(raw: str, line: int, n_features: int | None, seen: dict[int, int], errors: list[str]) -> int | None:
     """The feature id of an annotation row, or None after appending what is wrong with it to ``errors``."""
-    try:
-        feature = int(raw)
-    except ValueError:
-        errors.append(f"line {line}: feature {raw!r} is not an integer feature id")
+    if not FEATURE_ID.fullmatch(raw):
+        errors.append(f"line {line}: feature {raw!r} is not an integer feature id (write it in the digits 0-9)")
         return None
+    feature = int(raw)
     if feature < 0 or (n_features is not None and feature >= n_features):
         bound = f"0..{n_features - 1}" if n_features is not None else "≥ 0"
         errors.append(f"line {line}: feature {feature} is out of range (the crosscoder's features are {bound})")
@@ -260,6 +298,7 @@ def _rerender(run: RunDir, data: ReportData, annotations: dict[int, dict[str, An
     apply_annotations(data, annotations)
     data.findings = findings(data, n=4)
     write_model(data, run.report / REPORT_DATA)
+    stage.rewrote(run, REPORT.ident(None), [run.report / REPORT_DATA])  # the record vouches for this data.json
     render(data.model_dump(mode="json"), run.report / REPORT_HTML)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import typer
 
 from crosstime import stage
-from crosstime.interop import ImportConfig, read_import, write_import
+from crosstime.interop import ImportConfig, place_import, read_import, staged_import
 from crosstime.interop.formats import Imported
 from crosstime.runs import ACTIVATIONS, CROSSCODER, open_inputs
 from crosstime.stage import Stage
@@ -27,8 +27,9 @@ def import_crosscoder(config: ImportConfig) -> tuple[Imported, ActivationStore |
     """Read, check, then write RUN/crosscoder; returns what was imported and the store it was checked against."""
     run = open_inputs(config)
     imported, store = read_import(config, run.store if run.has(ACTIVATIONS) else None)
-    with stage.writing(config):
-        write_import(config, imported, store)
+    # the new files first: the old records go (stage.writing) only once they are complete
+    with staged_import(config, imported, store) as staged, stage.writing(config):
+        place_import(config, staged)
     return imported, store
 
 

@@ -277,7 +277,11 @@ def assemble(variant_name: str, tensors: dict[str, torch.Tensor], revisions: lis
     config = CrosscoderConfig(variant=variant_name, n_checkpoints=M, d_model=d, n_features=F, revisions=revisions,
                               scales=scales, **settings)
     model = build(config)
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    other = [f"{k} ({str(v.dtype).removeprefix('torch.')})" for k, v in tensors.items() if not v.is_floating_point()]
+    if other:  # a cast would quietly change them (a complex tensor would lose its imaginary part)
+        raise CrosscoderError(f"{where} holds non-float tensors: {', '.join(other)}; a crosscoder's weights are "
+                              "floating point: re-save them as float32")
+    bad = [k for k, v in tensors.items() if not bool(torch.isfinite(v).all())]
     if bad:
         raise CrosscoderError(f"{where} holds NaN/inf in {bad}; it cannot be used")
     state = model.state_dict()  # the fold buffer stays ones: the weights are in normalised space
@@ -286,10 +290,18 @@ def assemble(variant_name: str, tensors: dict[str, torch.Tensor], revisions: lis
     return model.eval()
 
 
-def scale_from_norm(d: int, norm: float) -> float:
+def scale_from_norm(d: int, norm: Any, where: str) -> float:
     """s_m = sqrt(d) / norm_m, for a format that records the average activation norm (Llamascopium's
-    ``dataset_average_activation_norm``); not the first paper's, whose ``estimated_act_norm_list`` is s_m itself."""
-    return math.sqrt(d) / norm
+    ``dataset_average_activation_norm``; not the first paper's, whose ``estimated_act_norm_list`` is s_m
+    itself); a recorded norm that is not a finite positive number (0, "abc") is one error naming ``where``."""
+    try:
+        value = float(norm)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(norm, bool) or not (math.isfinite(value) and value > 0):
+        raise CrosscoderError(f"{where} records the activation norm {norm!r}, not a finite positive number; the file "
+                              "is damaged: restore it from a copy, or re-save it with the norms it was trained with")
+    return math.sqrt(d) / value
 
 
 def norm_from_scale(d: int, scale: float) -> float:

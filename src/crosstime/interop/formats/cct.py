@@ -28,6 +28,8 @@ OLMo's with ``_``), ``estimated_act_norm_list``: despite the name, the per-model
 
 from __future__ import annotations
 
+import math
+
 import re
 from pathlib import Path
 from typing import Any
@@ -131,10 +133,11 @@ def _scales(cfg: dict[str, Any], given: list[float] | None, M: int, where: str) 
                               "(ckkissane's Hub cfg never does); pass them with --scales S1,S2,... one per model: "
                               "sqrt(d_in) / mean activation norm, the factor its buffer's estimate_norm_scaling_factor "
                               "computed")
-    if recorded is not None and not (isinstance(recorded, list)
-                                     and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in recorded)):
-        raise CrosscoderError(f"{where}: estimated_act_norm_list is {recorded!r}, not a list of numbers (one scaling "
-                              "factor per model)")
+    if recorded is not None and not (isinstance(recorded, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in recorded)):
+        raise CrosscoderError(f"{where}: estimated_act_norm_list is {recorded!r}, not a list of finite positive numbers "
+                              "(one scaling factor per model); the file is damaged: restore it from a copy, or pass "
+                              "the factors with --scales")
     return pick_scales([float(v) for v in recorded] if recorded is not None else None, given, M, where)
 
 

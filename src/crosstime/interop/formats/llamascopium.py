@@ -180,7 +180,8 @@ class LlamascopiumFormat(Format):
             want[LOG_THRESHOLD] = (F,)
         check_shapes(tensors, want, weights, config_file)
         names = pick_revisions([_revision_of(hp) for hp in hooks], revisions, h, str(config_file))
-        recorded = [scale_from_norm(d, float(tensors[NORM_PREFIX + hp])) for hp in hooks]
+        recorded = [scale_from_norm(d, float(tensors[NORM_PREFIX + hp]), f"{weights}: {NORM_PREFIX + hp}")
+                    for hp in hooks]
         chosen = pick_scales(recorded, scales, h, f"{weights} (dataset_average_activation_norm)")
         notes = [f"input scales s_m = sqrt({d}) / dataset_average_activation_norm; b_enc = Σ_h b_E[h]"]
         b_E, b_D = tensors["b_E"], tensors["b_D"]

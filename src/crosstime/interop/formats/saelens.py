@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 from crosstime.crosscoder import BATCHTOPK, JUMPRELU, RELU, Activation, Crosscoder, CrosscoderError
 from crosstime.files import write_json
 from crosstime.interop.formats.base import ExportInfo, Format, register_format
+from crosstime.names import check_name
 
 CONFIG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
 # metadata.sae_lens_version: SAELens (loading/pretrained_sae_loaders.py, handle_config_defaulting) reads a
@@ -71,7 +72,7 @@ class SAELensFormat(Format):
         revisions = list(c.revisions or [f"checkpoint{m}" for m in range(c.n_checkpoints)])
         written = []
         for m, revision in enumerate(revisions):
-            folder = out / revision
+            folder = out / check_name(revision, "revision (a SAELens folder name)")
             folder.mkdir(parents=True, exist_ok=True)
             state = {"W_enc": raw.W_enc[m].detach().contiguous(), "W_dec": raw.W_dec[:, m].detach().contiguous(),
                      "b_enc": raw.b_enc.detach().clone(), "b_dec": raw.b_dec[m].detach().clone()}
