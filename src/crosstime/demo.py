@@ -78,7 +78,7 @@ class DemoConfig(BaseModel):
         unknown = [r for r in revisions if r not in known]
         if unknown or len(set(revisions)) != len(revisions) or len(revisions) == 1:
             raise ValueError(f"the demo's crosscoder needs two or more distinct checkpoints of the toy world "
-                             f"({', '.join(known)}), or none for the scan's suggestion (got {', '.join(revisions)})")
+                             f"({', '.join(known)}), or none for the scan's suggestion")  # the error adds what was given
         return revisions
 
     @field_validator("tasks")
@@ -86,8 +86,7 @@ class DemoConfig(BaseModel):
     def _toy_tasks(cls, tasks: list[str]) -> list[str]:
         unknown = [t for t in tasks if t not in TOY_TASKS]
         if unknown or not tasks:  # checked now, not after minutes of scanning and training
-            raise ValueError(f"the demo attributes the toy world's tasks: {', '.join(TOY_TASKS)} "
-                             f"(got {', '.join(map(repr, unknown)) or 'none'})")
+            raise ValueError(f"the demo attributes the toy world's tasks: {', '.join(TOY_TASKS)}")  # the error adds what was given
         return tasks
 
 
