@@ -4,7 +4,11 @@ once, help that shows every default, tables that fit 80 columns, records of what
 from __future__ import annotations
 
 import inspect
+import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -20,6 +24,7 @@ from crosstime.artifacts import (
     EvaluationSummary,
     Suggestion,
 )
+from crosstime import __version__, cli, entry
 from crosstime.cli import AnnotateConfig, TasksMakeConfig, ToyBuildConfig, app
 from crosstime.crosscoder import CrosscoderError, TrainConfig, load
 from crosstime.demo import DemoConfig
@@ -29,6 +34,7 @@ from crosstime.report.serve import ServeConfig
 from crosstime.runs import EvaluationOutputs, ScanOutputs, TaskAttribution
 from crosstime.series import SeriesConfig
 from crosstime.stage import STAGES
+from crosstime.toy import ToyConfig, toy_world_path
 
 REVISIONS = [f"step{s}" for s in (0, 16, 64, 128, 256, 512, 1000)]
 
@@ -156,3 +162,50 @@ def test_every_command_shows_every_default_in_help():
         for shown in expected:
             assert re.sub(r"\s+", " ", shown) in joined, (path, shown)
         assert joined.count("[default:") == len(expected), path
+
+
+# -- toy build copies the cached world; --version answers before the app is built --------------------
+
+def _fake_cached_world(cache: Path, config: ToyConfig) -> Path:
+    world = toy_world_path(config)
+    assert world.is_relative_to(cache)
+    (world / "step0").mkdir(parents=True)
+    (world / "step0" / "model.safetensors").write_bytes(bytes(range(256)))
+    (world / "build.json").write_text(json.dumps({"accuracy": {"step1000": {"simple_agreement": 0.97}},
+                                                  "timing": {"total_s": 303.0}}))
+    return world
+
+
+def test_toy_build_copies_the_identical_cached_world(tmp_path, monkeypatch):
+    monkeypatch.setenv("CROSSTIME_CACHE", str(tmp_path / "cache"))
+    cached = _fake_cached_world(tmp_path / "cache", ToyConfig(seed=3))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("toy build trained although the identical world is cached")
+
+    monkeypatch.setattr(cli, "build_toy_world", no_training)
+    result = invoke(["toy", "build", "--out", tmp_path / "toy", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert f"copied from the cache {cached}" in result.output and "simple_agreement 97%" in result.output
+    copied = sorted(p.relative_to(tmp_path / "toy") for p in (tmp_path / "toy").rglob("*"))
+    assert copied == sorted(p.relative_to(cached) for p in cached.rglob("*"))
+    assert (tmp_path / "toy" / "step0" / "model.safetensors").read_bytes() == bytes(range(256))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "toy"]  # no temporary folder left
+    # another seed is not cached: it trains
+    with pytest.raises(AssertionError, match="trained although"):
+        cli._toy_build(cli.ToyBuildConfig(out=tmp_path / "other", seed=4))
+
+
+def test_version_answers_without_importing_the_app():
+    """``crosstime --version`` (the entry point) imports neither torch nor the command line."""
+    code = ("import sys; sys.argv = ['crosstime', '--version']; from crosstime.entry import main; main(); "
+            "print(sorted(m for m in ('torch', 'crosstime.cli', 'typer') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [f"crosstime {__version__}", "[]"]
+
+
+def test_the_entry_runs_the_app_for_anything_else(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["crosstime", "--debug", "--version"])
+    with pytest.raises(SystemExit) as done:
+        entry.main()
+    assert done.value.code == 0 and capsys.readouterr().out == f"crosstime {__version__}\n"
