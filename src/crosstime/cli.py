@@ -48,6 +48,7 @@ from crosstime.errors import CrosstimeError
 from crosstime.files import write_text
 from crosstime.interop.exporting import ExportConfig, PushConfig, export_run, push_run
 from crosstime.probes import PROBE_KINDS, make_probe_rows, rows_jsonl
+from crosstime.progress import end_line
 from crosstime.report import export_annotations, import_annotations
 from crosstime.report.serve import ServeConfig, serve
 from crosstime.series import SERIES_FILE, CheckpointSeries, SeriesConfig, open_series
@@ -170,6 +171,7 @@ def _one_line(message: str) -> str:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
+    end_line()  # a progress bar drawn on the terminal keeps its line: the error starts its own
     typer.echo(f"error: {_one_line(message)}", err=True)
     return typer.Exit(code)
 

@@ -4,6 +4,7 @@ once, help that shows every default, tables that fit 80 columns, records of what
 from __future__ import annotations
 
 import inspect
+import io
 import json
 import re
 import subprocess
@@ -31,6 +32,7 @@ from crosstime.demo import DemoConfig
 from crosstime.interop.exporting import ExportConfig, PushConfig
 from crosstime.report.dashboard import crosscoder_settings
 from crosstime.report.serve import ServeConfig
+from crosstime.progress import Bar
 from crosstime.runs import EvaluationOutputs, ScanOutputs, TaskAttribution
 from crosstime.series import SeriesConfig
 from crosstime.stage import STAGES
@@ -209,3 +211,37 @@ def test_the_entry_runs_the_app_for_anything_else(monkeypatch, capsys):
     with pytest.raises(SystemExit) as done:
         entry.main()
     assert done.value.code == 0 and capsys.readouterr().out == f"crosstime {__version__}\n"
+
+
+# -- progress: bars on a terminal, lines in a log; an error starts its own line --------------------------
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_bar_written_to_a_log_is_plain_lines():
+    log = io.StringIO()  # not a TTY, as a file or a pipe
+    bar = Bar(total=1000, desc="harvest L0", file=log)
+    for _ in range(1000):
+        bar.update(1)
+    bar.close()
+    text = log.getvalue()
+    assert "\r" not in text and text.endswith("\n")
+    lines = text.splitlines()
+    assert len(lines) == 2, lines  # its start and its end: a line every LOG_EVERY_S (30 s) at most in between
+    assert lines[0].startswith("harvest L0:   0%") and "1000/1000" in lines[1], lines
+
+
+def test_a_bar_on_a_terminal_redraws_and_an_error_starts_its_own_line(monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    bar = Bar(total=10, desc="harvest L0", file=terminal)
+    bar.update(5)
+    bar.refresh()
+    exit_ = cli._fail("no space left on /dev/sda1")  # what the one error path prints while the bar is drawn
+    assert exit_.exit_code == 2
+    text = terminal.getvalue()
+    assert "\r" in text  # redrawn in place
+    assert "\nerror: no space left on /dev/sda1\n" in text and "|error" not in text, repr(text)
+    bar.close()
