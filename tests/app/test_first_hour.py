@@ -28,7 +28,8 @@ from crosstime.artifacts import (
 from crosstime import __version__, cli, entry
 from crosstime.cli import AnnotateConfig, TasksMakeConfig, ToyBuildConfig, app
 from crosstime.crosscoder import CrosscoderError, TrainConfig, load
-from crosstime.demo import DemoConfig
+from crosstime.demo import GLOSSARY, DemoConfig
+from crosstime.evaluate import paper_row
 from crosstime.interop.exporting import ExportConfig, PushConfig
 from crosstime.report.dashboard import crosscoder_settings
 from crosstime.report.serve import ServeConfig
@@ -245,3 +246,13 @@ def test_a_bar_on_a_terminal_redraws_and_an_error_starts_its_own_line(monkeypatc
     assert "\r" in text  # redrawn in place
     assert "\nerror: no space left on /dev/sda1\n" in text and "|error" not in text, repr(text)
     bar.close()
+
+
+def test_the_demo_explains_each_metric_it_prints():
+    summary = EvaluationSummary.model_construct(l0=13.62, dead=129, delta_ce=[0.001, 0.002])
+    row = paper_row(Evaluation.model_construct(summary=summary))
+    labels = [part.split()[0] for part in row.split(" | ")]  # the word before each number
+    assert labels == ["L0", "Dead", "ΔCE"], row
+    for label in labels:
+        assert f"{label}: " in GLOSSARY["evaluate"]
+    assert "|IE| " in GLOSSARY["attribute"] and "IE: " in GLOSSARY["attribute"]
