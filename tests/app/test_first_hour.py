@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 from typer.main import get_command
 from typer.testing import CliRunner
 
+from crosstime import __version__, cli, entry
 from crosstime.artifacts import (
     AttributionSummary,
     CheckpointEvaluation,
@@ -25,15 +26,14 @@ from crosstime.artifacts import (
     EvaluationSummary,
     Suggestion,
 )
-from crosstime import __version__, cli, entry
 from crosstime.cli import AnnotateConfig, TasksMakeConfig, ToyBuildConfig, app
 from crosstime.crosscoder import CrosscoderError, TrainConfig, load
 from crosstime.demo import GLOSSARY, DemoConfig
 from crosstime.evaluate import paper_row
 from crosstime.interop.exporting import ExportConfig, PushConfig
+from crosstime.progress import Bar
 from crosstime.report.dashboard import crosscoder_settings
 from crosstime.report.serve import ServeConfig
-from crosstime.progress import Bar
 from crosstime.runs import EvaluationOutputs, ScanOutputs, TaskAttribution
 from crosstime.series import SeriesConfig
 from crosstime.stage import STAGES
