@@ -25,6 +25,7 @@ import errno
 import inspect
 import io
 import os
+import shutil
 import sys
 import types
 import typing
@@ -47,11 +48,12 @@ from crosstime.errors import CrosstimeError
 from crosstime.files import write_text
 from crosstime.interop.exporting import ExportConfig, PushConfig, export_run, push_run
 from crosstime.probes import PROBE_KINDS, make_probe_rows, rows_jsonl
+from crosstime.progress import end_line
 from crosstime.report import export_annotations, import_annotations
 from crosstime.report.serve import ServeConfig, serve
 from crosstime.series import SERIES_FILE, CheckpointSeries, SeriesConfig, open_series
 from crosstime.stage import STAGES, Stage
-from crosstime.toy import ToyConfig, build_toy_world, read_build
+from crosstime.toy import ToyConfig, build_toy_world, read_build, toy_world_cached, toy_world_path
 
 # click's exceptions, as the typer installed uses them (typer ≥ 0.17 carries its own copy of click)
 _CLICK = sys.modules[typer.BadParameter.__module__]
@@ -169,6 +171,7 @@ def _one_line(message: str) -> str:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
+    end_line()  # a progress bar drawn on the terminal keeps its line: the error starts its own
     typer.echo(f"error: {_one_line(message)}", err=True)
     return typer.Exit(code)
 
@@ -554,19 +557,41 @@ class ToyBuildConfig(BaseModel):
     progress: bool = Field(True, description="Show a progress bar.")
 
 
-def _toy_build(config: ToyBuildConfig) -> Path:
+def _toy_build(config: ToyBuildConfig) -> tuple[Path, Path | None]:
+    """The toy world at ``--out`` and the cached world it was copied from (None: built now)."""
     # given values go to ToyConfig as given (0 too): it refuses what it cannot use
     toy = ToyConfig(**config.model_dump(include={"seed", "steps", "threads"}, exclude_none=True))
     if config.out.exists() and not config.force:
         raise _fail(f"{config.out} already exists; choose another --out or pass --force")
-    return build_toy_world(config.out, toy, progress=config.progress, overwrite=config.force)
+    if toy_world_cached(toy):  # the identical world (same settings, same code version): a copy, not minutes
+        return _copy_world(toy_world_path(toy), config.out), toy_world_path(toy)
+    return build_toy_world(config.out, toy, progress=config.progress, overwrite=config.force), None
 
 
-def _show_toy_build(root: Path, config: ToyBuildConfig) -> None:
+def _copy_world(cached: Path, out: Path) -> Path:
+    """Copy the cached world into a temporary sibling of ``out``, then put it in place of ``out``."""
+    out = out.expanduser().absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.copy-{os.getpid()}"
+    try:
+        shutil.copytree(cached, tmp)
+        if out.exists():  # --force (checked before)
+            shutil.rmtree(out)
+        os.rename(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _show_toy_build(result: tuple[Path, Path | None], config: ToyBuildConfig) -> None:
+    root, cached = result
     build = read_build(root)
     final = list(build["accuracy"])[-1]
     accs = ", ".join(f"{k} {v:.0%}" for k, v in build["accuracy"][final].items())
-    typer.echo(f"toy world in {root} ({build['timing']['total_s']:.0f} s); {final}: {accs}")
+    seconds = build["timing"]["total_s"]
+    how = f"{seconds:.0f} s" if cached is None else f"copied from the cache {cached}, built once in {seconds:.0f} s"
+    typer.echo(f"toy world in {root} ({how}); {final}: {accs}")
 
 
 tasks_app = typer.Typer(cls=_UntaggedGroup, no_args_is_help=True,

@@ -43,6 +43,15 @@ from crosstime.toy.pretrain import CACHE_ENV
 EVOLUTION_REVISIONS = ("step0", "step16", "step64", "step128", "step256", "step512", "step1000")
 
 
+# The words of the numbers the demo prints, said once, where they first appear
+GLOSSARY = {
+    "evaluate": "  (L0: features active per token; Dead: features that never fired; ΔCE: how much the next-token "
+                "loss rises when the crosscoder's reconstruction replaces the activations, per checkpoint)",
+    "attribute": "  (IE: a feature's indirect effect on the task's metric, log p(wrong) − log p(right); |IE| its "
+                 "size; #N is the feature's id)",
+}
+
+
 class DemoConfig(BaseModel):
     """Settings of ``crosstime demo`` (small enough for 2 CPU cores in a few minutes)."""
 
@@ -78,7 +87,7 @@ class DemoConfig(BaseModel):
         unknown = [r for r in revisions if r not in known]
         if unknown or len(set(revisions)) != len(revisions) or len(revisions) == 1:
             raise ValueError(f"the demo's crosscoder needs two or more distinct checkpoints of the toy world "
-                             f"({', '.join(known)}), or none for the scan's suggestion (got {', '.join(revisions)})")
+                             f"({', '.join(known)}), or none for the scan's suggestion")  # the error adds what was given
         return revisions
 
     @field_validator("tasks")
@@ -86,8 +95,7 @@ class DemoConfig(BaseModel):
     def _toy_tasks(cls, tasks: list[str]) -> list[str]:
         unknown = [t for t in tasks if t not in TOY_TASKS]
         if unknown or not tasks:  # checked now, not after minutes of scanning and training
-            raise ValueError(f"the demo attributes the toy world's tasks: {', '.join(TOY_TASKS)} "
-                             f"(got {', '.join(map(repr, unknown)) or 'none'})")
+            raise ValueError(f"the demo attributes the toy world's tasks: {', '.join(TOY_TASKS)}")  # the error adds what was given
         return tasks
 
 
@@ -170,11 +178,11 @@ def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
                                      seed=config.seed, revisions=revisions, val_every=250, save_every=250),
          lambda: [line for line in [heldout_summary(run.crosscoder, revisions)] if line])
     step("evaluate", None, EvaluateConfig(**common, seed=config.seed),
-         lambda: [f"{', '.join(revisions)}: " + paper_row(open_run(run.root).evaluation.evaluation)])
+         lambda: [f"{', '.join(revisions)}: " + paper_row(open_run(run.root).evaluation.evaluation), GLOSSARY["evaluate"]])
     for task in config.tasks:
         step(f"attribute {task}", None, AttributeConfig(**common, task=task, top_k=config.top_k, seed=config.seed,
                                                             max_pairs=config.attribution_pairs),
-             lambda task=task: _attribution_line(run, task))
+             lambda task=task: _attribution_line(run, task) + ([GLOSSARY["attribute"]] if task == config.tasks[0] else []))
     report_cfg = ReportConfig(**common, n_features=config.n_report_features, title="crosstime demo: toy world")
     step("report", None, report_cfg, lambda: evolution_lines(run.root))
     return DemoResult(run=run.root, dashboard=report_cfg.output(), toy_world=world, toy_built=not cached,

@@ -71,7 +71,17 @@ class StageNotRun(CrosstimeError):
 
 # -- what the built-in artifacts read as -------------------------------------------------------
 
-@dataclass(frozen=True)
+def _revisions(revisions: list[str]) -> str:
+    """``7 checkpoints: step0 … step1000`` (a repr names the span, not every revision)."""
+    span = ", ".join(revisions) if len(revisions) <= 3 else f"{revisions[0]} … {revisions[-1]}"
+    return f"{len(revisions)} checkpoint{'s' * (len(revisions) != 1)}: {span}"
+
+
+def _rows(rows: list | None) -> str:
+    return "not written" if rows is None else f"{len(rows)} rows"
+
+
+@dataclass(frozen=True, repr=False)  # the generated repr prints every number: megabytes for a real run
 class EvaluationOutputs:
     """What ``crosstime evaluate`` wrote: ``evaluation.json`` and ``evaluation/features.csv``."""
 
@@ -86,8 +96,14 @@ class EvaluationOutputs:
     def checkpoints(self) -> list[CheckpointEvaluation]:
         return self.evaluation.checkpoints
 
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"EvaluationOutputs({_revisions([c.revision for c in self.checkpoints])}; L0 {s.l0:.2f}, dead "
+                f"{s.dead} ({s.dead_fraction:.1%}), explained variance {s.explained_variance_overall:.3f}; "
+                f"features.csv {_rows(self.features)})\n  .summary .checkpoints .evaluation .features")
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)  # the generated repr prints every row
 class TaskAttribution:
     """What ``crosstime attribute --task TASK`` wrote: ``summary.json``, ``features.csv`` and, when
     computed, ``joint.csv`` and ``ablation.csv`` (None when not)."""
@@ -98,6 +114,12 @@ class TaskAttribution:
     features: list[dict[str, Any]]  # one row per reported feature, ATTRIBUTION_FEATURES' columns
     joint: list[dict[str, Any]] | None  # ATTRIBUTION_JOINT's rows (attribute --joint)
     ablation: list[dict[str, Any]] | None  # ATTRIBUTION_ABLATION's rows (attribute --ablate)
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"TaskAttribution({self.task!r}, {_revisions(s.revisions)}; {s.n_pairs} pairs ({s.pairs_kept} "
+                f"kept); features {_rows(self.features)}, joint {_rows(self.joint)}, ablation {_rows(self.ablation)})"
+                f"\n  .summary .features .joint .ablation .folder")
 
 
 def _read_store(run: Run, key: str | None) -> ActivationStore:
@@ -130,7 +152,7 @@ def _read_attribution(run: Run, task: str | None) -> TaskAttribution:
                            optional[ATTRIBUTION_JOINT], optional[ATTRIBUTION_ABLATION])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # the generated repr prints every row and matrix
 class ScanOutputs:
     """What ``crosstime scan`` wrote in ``folder``, each file read by its schema (:mod:`crosstime.artifacts`,
     ``SCAN_*``); None where the scan did not write it (dynamics without corpora, similarity without tokens,
@@ -142,6 +164,15 @@ class ScanOutputs:
     accuracy: list[dict[str, Any]] | None  # SCAN_ACCURACY's rows
     dynamics: list[dict[str, Any]] | None  # SCAN_DYNAMICS' rows
     similarity: dict[str, np.ndarray] | None  # similarity.npz: labels [M] and SIMILARITY_MATRICES [M, M]
+
+    def __repr__(self) -> str:
+        picked = ", ".join(self.suggestion.revisions) if self.suggestion is not None else "not written"
+        matrices = ("not written" if self.similarity is None
+                    else ", ".join(k for k, v in sorted(self.similarity.items()) if np.ndim(v) == 2))
+        return (f"ScanOutputs({str(self.folder)!r}; suggestion {picked}; phases "
+                f"{'not written' if self.phases is None else ', '.join(self.phases.order) or 'none learned'}; "
+                f"accuracy {_rows(self.accuracy)}, dynamics {_rows(self.dynamics)}, similarity {matrices})"
+                f"\n  .suggestion .phases .accuracy .dynamics .similarity .folder")
 
 
 def read_scan_folder(folder: Path) -> ScanOutputs:
@@ -238,6 +269,9 @@ class Run:
         unchanged, or it vouches for itself and is there."""
         if artifact.self_verifying and artifact.marker_path(self.dir, key).is_file():
             return
+        if not self.dir.root.is_dir():  # say the folder is missing, not only what is missing in it
+            raise StageNotRun(f"no run directory {self.root}: the folder is missing; run "
+                              f"`{hint(artifact, self.root, key)}` first")
         record = stage.record_of(stage.read_records(self.dir), artifact.ident(key))
         if record is None or not stage.verify_outputs(self.dir, record):
             raise StageNotRun(f"{artifact.where(self.dir, key)} ({artifact.description}) is not there: no finished "

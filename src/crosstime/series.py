@@ -38,16 +38,20 @@ from __future__ import annotations
 import contextlib
 import difflib
 import errno
+import functools
 import json
 import os
 import re
+import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
+from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import (
     EntryNotFoundError,
     LocalEntryNotFoundError,
@@ -71,6 +75,9 @@ PYTHIA_FINAL_STEP = 143_000
 # the first paper's tables count 550K tokens per step; we use 550K and let users override.
 BLOOM_TOKENS_PER_STEP = 550_000
 BLOOM_1B1_STEPS = (1000, 10000, 100000, 200000, 300000, 400000, 500000, 600000)
+# A reachable Hub accepts a TCP connection well within this; without network huggingface_hub would
+# retry for tens of seconds before falling back to its cache.
+HUB_CONNECT_TIMEOUT_S = 2.0
 
 
 class SeriesError(CrosstimeError):
@@ -249,7 +256,14 @@ class CheckpointSeries:
         self.get(revision)
         if self.local_root is not None:
             return str(self.local_root / revision), {"local_files_only": True}
+        if not _hub_offline() and self.hub_unreachable is not None:  # the cache only: no retries
+            return self.source, {"revision": revision, "local_files_only": True}
         return self.source, {"revision": revision}
+
+    @functools.cached_property
+    def hub_unreachable(self) -> str | None:
+        """Why the Hugging Face Hub cannot be reached (asked once per series, at its first load), or None."""
+        return hub_unreachable()
 
     @contextlib.contextmanager
     def _loading(self, what: str, revision: str) -> Iterator[None]:
@@ -275,11 +289,16 @@ class CheckpointSeries:
         if any(isinstance(e, RepositoryNotFoundError) for e in chain):
             return (f"no Hugging Face repo {self.source!r} (or it is private or gated: log in with `hf auth login`); "
                     "check the id (org/name), or pass a local series folder")
-        if any(isinstance(e, (LocalEntryNotFoundError, OfflineModeIsEnabled)) for e in chain) or _hub_offline():
-            return (f"the {what} of {at} is not in the local Hugging Face cache and cannot be downloaded "
-                    f"(offline{': HF_HUB_OFFLINE=1' if _hub_offline() else ''}); set HF_HUB_OFFLINE=0 with network "
-                    f"access, download the checkpoint (`hf download {self.source} --revision {revision}`), or pass "
-                    "a local series folder")
+        download = f"download it where the Hub can be reached (`hf download {self.source} --revision {revision}`)"
+        if _hub_offline():
+            return (f"the {what} of {at} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set (no "
+                    f"downloads); {download}, or pass a local series folder")
+        if self.hub_unreachable is not None:
+            return (f"no network: cannot reach the Hugging Face Hub ({self.hub_unreachable}) and the {what} of {at} "
+                    f"is not in the local cache; {download}, or pass a local series folder (HF_HUB_OFFLINE=1 reads "
+                    "the cache without trying the network)")
+        if any(isinstance(e, (LocalEntryNotFoundError, OfflineModeIsEnabled)) for e in chain):
+            return f"the {what} of {at} is not in the local Hugging Face cache ({detail}); {download}, or pass a local series folder"
         return (f"cannot load the {what} of {at} ({detail}); check the repo id and revision and the network, "
                 "or pass a local series folder")
 
@@ -373,6 +392,19 @@ _SYSTEM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.E
 
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face Hub (``HF_ENDPOINT``) cannot be reached now, in words, or None: one TCP
+    connection with a short timeout (:data:`HUB_CONNECT_TIMEOUT_S`), no retries."""
+    endpoint = urlsplit(hub_constants.ENDPOINT)
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=HUB_CONNECT_TIMEOUT_S):
+            return None
+    except OSError as err:  # no route, no DNS, refused, timed out: all mean no Hub now
+        return f"{host}:{port}: {err.strerror or err}"
 
 
 def _causes(err: BaseException) -> list[BaseException]:

@@ -322,8 +322,35 @@ def test_a_hub_id_offline_fails_fast_without_network(world, monkeypatch):
     result = invoke(["harvest", world.new, HUB, "--revisions", "step1", "--layer", "1", "--corpus", world.corpus])
     seconds = time.perf_counter() - start
     line = assert_one_line_error(result, f"'{HUB}' at revision 'step1'")
-    assert "HF_HUB_OFFLINE=0" in line and "local series folder" in line
+    assert "HF_HUB_OFFLINE is set" in line and "local series folder" in line
+    assert "HF_HUB_OFFLINE=0" not in line  # it is set to 1: the fix is a download or a local folder
     assert seconds < 10, seconds  # measured well under a second (no retries)
+    assert not world.new.exists()
+
+
+def test_no_network_fails_at_once_with_one_line(world, monkeypatch):
+    """HF_HUB_OFFLINE unset and no network (every connection refused): one quick connection attempt, then
+    the cache only (no retries), and one line saying there is no network and what to do."""
+    attempts = []
+
+    def unreachable(self, address):
+        attempts.append(address)
+        raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+    def resolve(host, port, *args, **kwargs):  # a resolver that answers (the connection is what fails)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", port))]
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    monkeypatch.setattr(socket.socket, "connect", unreachable)
+    start = time.perf_counter()
+    result = invoke(["harvest", world.new, HUB, "--revisions", "step1", "--layer", "1", "--corpus", world.corpus])
+    seconds = time.perf_counter() - start
+    line = assert_one_line_error(result, f"'{HUB}' at revision 'step1'")
+    assert "no network: cannot reach the Hugging Face Hub (huggingface.co:443: Network is unreachable)" in line
+    assert "HF_HUB_OFFLINE=1" in line and "local series folder" in line and "HF_HUB_OFFLINE=0" not in line
+    assert len(attempts) == 1, attempts  # asked once, not retried
+    assert seconds < 10, seconds
     assert not world.new.exists()
 
 

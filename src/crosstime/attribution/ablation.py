@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from crosstime.attribution.compute import (
     ModelLoader,
@@ -30,6 +29,7 @@ from crosstime.attribution.compute import (
 from crosstime.attribution.effects import PairBatch, SiteForward, exact_effects
 from crosstime.attribution.stats import relative_shares
 from crosstime.crosscoder import Crosscoder
+from crosstime.progress import Bar
 
 
 @dataclass
@@ -86,7 +86,7 @@ def ablate_features(
     base = (torch.zeros(raw.n_features) if baseline is None else baseline).to(device)
     effects = torch.zeros(M, len(feats), N)
     clean = torch.zeros(M, N)
-    bar = tqdm(total=M * len(batches), desc="ablation", disable=not progress, leave=False)
+    bar = Bar(total=M * len(batches), desc="ablation", disable=not progress, leave=False)
     for m in range(M):
         runner = SiteForward(load_model(m), layer, skip_early_blocks=skip_early_blocks)
         W = raw.W_dec[:, m].detach().float().to(device)  # [F, d] raw space

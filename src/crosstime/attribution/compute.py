@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 from crosstime.attribution.effects import METHODS, PairBatch, SiteForward, batch_effects
 from crosstime.crosscoder import Crosscoder
 from crosstime.errors import CrosstimeError
+from crosstime.progress import Bar
 
 ModelLoader = Callable[[int], torch.nn.Module]
 """``load_model(m)``: the causal LM of the crosscoder's checkpoint ``m`` (eval mode, on its device)."""
@@ -89,7 +89,7 @@ def read_sites(load_model: ModelLoader, M: int, batches: list[PairBatch], layer:
     and the batches moved to the models' device. All M are needed to encode the shared features."""
     xs: list[list[torch.Tensor]] = []
     device = None
-    for m in tqdm(range(M), desc="reading sites", disable=not progress, leave=False):
+    for m in Bar(range(M), desc="reading sites", disable=not progress, leave=False):
         model = load_model(m)
         device = next(model.parameters()).device
         runner = SiteForward(model, layer)
@@ -168,7 +168,7 @@ def _effects(load_model: ModelLoader, raw: Crosscoder, xs: list[list[torch.Tenso
     ie = torch.zeros(M, N, F)
     atp = torch.zeros(M, N, F) if with_atp else None
     error, joint, clean = torch.zeros(M, N), torch.zeros(M, N), torch.zeros(M, N)
-    bar = tqdm(total=M * len(batches), desc=f"IE ({method})", disable=not progress, leave=False)
+    bar = Bar(total=M * len(batches), desc=f"IE ({method})", disable=not progress, leave=False)
     for m in range(M):
         runner = SiteForward(load_model(m), layer, skip_early_blocks=skip_early_blocks)
         with runner.frozen():

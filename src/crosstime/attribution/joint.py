@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from crosstime.attribution.compute import (
     ModelLoader,
@@ -52,6 +51,7 @@ from crosstime.attribution.compute import (
 )
 from crosstime.attribution.effects import PairBatch, SiteForward
 from crosstime.crosscoder import Crosscoder
+from crosstime.progress import Bar
 
 JOINT_K = (1, 2, 5, 10, 20, 50)
 MODES = ("ablate", "restore")
@@ -189,7 +189,7 @@ def joint_curves(
     base = (torch.zeros(raw.n_features) if baseline is None else baseline).float().to(device)
     metric = torch.zeros(len(MODES), M, len(ks), 1 + draws, N)
     clean, all_ablated = torch.zeros(M, N), torch.zeros(M, N)
-    bar = tqdm(total=M * len(batches), desc="joint ablation", disable=not progress, leave=False)
+    bar = Bar(total=M * len(batches), desc="joint ablation", disable=not progress, leave=False)
     for m in range(M):
         run = SiteForward(load_model(m), layer, skip_early_blocks=skip_early_blocks)
         W = raw.W_dec[:, m].detach().float().to(device)  # [F, d] raw space

@@ -419,9 +419,9 @@ def _read_config(path: Path) -> dict[str, Any]:
     cfg_file, w_file = path / CONFIG_FILE, path / WEIGHTS_FILE
     missing = [f.name for f in (cfg_file, w_file) if not f.is_file()]
     if missing:
-        raise CrosscoderError(f"{path} is not a saved crosscoder: {' and '.join(missing)} missing (it needs "
-                              f"{CONFIG_FILE} and {WEIGHTS_FILE}); train one with `crosstime train RUN`, or restore "
-                              "the pair from a copy")
+        pair = f" (it needs {CONFIG_FILE} and {WEIGHTS_FILE} together)" if len(missing) == 1 else ""  # both: said
+        raise CrosscoderError(f"{path} is not a saved crosscoder: {' and '.join(missing)} missing{pair}; train one "
+                              "with `crosstime train RUN`, or restore the pair from a copy")
     try:
         raw = json.loads(cfg_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:

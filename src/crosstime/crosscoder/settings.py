@@ -160,6 +160,8 @@ class TrainConfig(TrainSettings, StageConfig):
         out = super().output_settings()
         if self.series is None:  # a training on RUN/activations: the streaming settings change nothing
             out = {k: v for k, v in out.items() if k not in STREAM_FIELDS}
+            if self.steps is not None:  # --steps decided the length: --tokens (unused) is not recorded
+                out.pop("tokens")
         return out
 
     @model_validator(mode="after")

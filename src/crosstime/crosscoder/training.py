@@ -63,7 +63,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.distributed as tdist
-from tqdm.auto import tqdm
 
 from crosstime import distributed
 from crosstime.crosscoder import losses, parallel
@@ -81,6 +80,7 @@ from crosstime.crosscoder.registry import variant
 from crosstime.crosscoder.settings import TrainSettings, flat_settings
 from crosstime.errors import CrosstimeError
 from crosstime.files import atomic_path, remove_stale_temps
+from crosstime.progress import Bar
 from crosstime.store import ActivationStore
 
 STATE_FILE = "trainer.pt"
@@ -496,7 +496,7 @@ class Trainer:
         metrics = self.out / METRICS_FILE if self.out is not None else None
         with self._writes(metrics):
             log = MetricsLog(s, self.out, self.step, main, self.logged)
-        bar = tqdm(total=self.total, initial=self.step, disable=not (s.progress and main), desc="train crosscoder",
+        bar = Bar(total=self.total, initial=self.step, disable=not (s.progress and main), desc="train crosscoder",
                    unit="step")
         try:
             self._loop(log, bar)

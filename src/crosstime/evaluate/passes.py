@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from crosstime.crosscoder import Crosscoder
 from crosstime.evaluate.metrics import DownstreamStats, ReconstructionStats
 from crosstime.evaluate.scaling import ScalingStats
 from crosstime.evaluate.types import Labeler, TypeStats
+from crosstime.progress import Bar
 from crosstime.series import CheckpointSeries
 from crosstime.store import ActivationStore
 
@@ -50,7 +50,7 @@ class Encoded:
 
 def progress_bar(total: int, desc: str, enabled: bool, unit: str):
 
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True, leave=False)
+    return Bar(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True, leave=False)
 
 
 def raw_rows(store: ActivationStore, revisions: list[str], contexts: np.ndarray) -> torch.Tensor:

@@ -49,10 +49,10 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
-from tqdm.auto import tqdm
 
 from crosstime.crosscoder import Crosscoder
 from crosstime.errors import CrosstimeError
+from crosstime.progress import Bar
 from crosstime.store import ActivationStore
 
 ALL = "all"  # name of the joint view
@@ -275,7 +275,7 @@ def stream(store: ActivationStore, model: Crosscoder, features: Sequence[int], c
     P, first = store.rows_per_context, store.first_position
     acc = _Accumulators(V * K, config, M, store.d_model)
     step = max(1, batch_rows // P)  # whole contexts per batch
-    for c0 in tqdm(range(lo, hi, step), desc="feature evidence", unit="batch", disable=not progress):
+    for c0 in Bar(range(lo, hi, step), desc="feature evidence", unit="batch", disable=not progress):
         n_ctx = min(hi, c0 + step) - c0
         raw = read_rows(store, revisions, c0 * P, n_ctx * P)
         acc.mean_sum += raw.double().sum(0)

@@ -41,7 +41,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from crosstime.artifacts import (
     SCAN_ACCURACY,
@@ -58,6 +57,7 @@ from crosstime.artifacts import (
     write_model,
 )
 from crosstime.files import write_bytes, write_json
+from crosstime.progress import Bar
 from crosstime.scan.config import ScanConfig
 from crosstime.scan.dynamics import next_token_dynamics
 from crosstime.scan.inputs import ScanInputs
@@ -134,7 +134,7 @@ def _sweep(config: ScanConfig, inputs: ScanInputs) -> Sweep:
     hf_bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # one bar across checkpoints, not one per weight load
     try:
-        bar = tqdm(inputs.checkpoints, desc="scan", unit="ckpt", disable=not config.progress)
+        bar = Bar(inputs.checkpoints, desc="scan", unit="ckpt", disable=not config.progress)
         for ckpt in bar:
             bar.set_postfix_str(ckpt.revision)
             model = inputs.series.load_model(ckpt.revision, dtype=config.model_dtype, device=inputs.device)

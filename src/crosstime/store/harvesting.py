@@ -51,11 +51,11 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from crosstime import distributed
 from crosstime.files import atomic_path, remove_stale_temps, sha256_file, write_json
 from crosstime.names import check_name
+from crosstime.progress import Bar
 from crosstime.series import SeriesError, open_series
 from crosstime.sites import LayerOutOfRange, read_site, weights_fingerprint
 from crosstime.stage import DEVICE_HELP, Count, Device, StageConfig
@@ -590,7 +590,7 @@ def _run_share(config: HarvestConfig, w: distributed.World, series, revisions: l
     bounds = np.linspace(0, len(todo), w.size + 1).round().astype(int)
     mine = todo[bounds[w.rank] : bounds[w.rank + 1]]
     device = distributed.resolve_device(config.device, w.local_rank)
-    bar = tqdm(total=sum((plan[i][1] - plan[i][0]) * context_len for _, i in mine), unit="tok", unit_scale=True,
+    bar = Bar(total=sum((plan[i][1] - plan[i][0]) * context_len for _, i in mine), unit="tok", unit_scale=True,
                desc=f"harvest L{config.layer}", disable=not (config.progress and w.is_main), dynamic_ncols=True)
     last_summary = [time.monotonic()]
     weights: dict[str, dict] = {}

@@ -45,11 +45,11 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-from tqdm.auto import tqdm
 
 from crosstime.checkpoints import Checkpoint, write_series_manifest
 from crosstime.files import write_json, write_text
 from crosstime.probes import copy_document, copy_pairs, induction_document, induction_pairs
+from crosstime.progress import Bar
 from crosstime.toy.grammar import PAIR_TYPES, PROBE_POOL, Grammar, make_pairs, render, vocabulary
 
 # Bump when a code change alters what a build produces, so cached toy worlds are rebuilt.
@@ -347,7 +347,7 @@ def _pretrain(model, config: ToyConfig, data: _Data, checkpoints: _Checkpoints, 
     schedule = pythia_schedule(config.steps)
     model.train()
     checkpoints.save(model, 0, None)
-    bar = tqdm(total=config.steps, desc="toy pretraining", unit="step", disable=not progress, dynamic_ncols=True)
+    bar = Bar(total=config.steps, desc="toy pretraining", unit="step", disable=not progress, dynamic_ncols=True)
     running = None
     for step in range(config.steps):
         if cursor + config.batch_size > n_windows:  # next epoch
