@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,8 +134,6 @@ def open_all(page) -> None:
 
 def unprintable(text: str) -> list[str]:
     """Each "undefined" / "null" / "NaN" in ``text``, with the words around it."""
-    import re
-
     return [text[max(0, m.start() - 40): m.end() + 20].replace("\n", " ") for m in re.finditer(UNPRINTABLE, text)]
 
 
@@ -204,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", type=Path, help="a run whose report was made (RUN/report/index.html)")
     parser.add_argument("--shots", type=Path, help="write the documentation's screenshots of it into this folder")
     args = parser.parse_args(argv)
-    from playwright.sync_api import sync_playwright  # lazy: a dev extra, only for this script
+    from playwright.sync_api import sync_playwright  # lazy: a dev extra
+
 
     html = args.run / "report" / "index.html"
     data = json.loads((args.run / "report" / "data.json").read_text())
