@@ -360,13 +360,13 @@ SIMILARITY_ARRAYS = {
     "n_tokens": "scalar: token positions compared (0 when none)",
 }
 def read_similarity(path: Path) -> dict[str, np.ndarray]:
-    """``scan/similarity.npz``: ``labels [M]`` and the ``SIMILARITY_MATRICES`` ``[M, M]``."""
+    """``scan/similarity.npz``: ``revisions [M]``, ``labels [M]`` and the ``SIMILARITY_MATRICES`` ``[M, M]``."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise ArtifactError(f"{path} is not a readable .npz file ({err}); re-run `crosstime scan`") from err
-    missing = [k for k in ("labels", *SIMILARITY_MATRICES) if k not in arrays]
+    missing = [k for k in ("revisions", "labels", *SIMILARITY_MATRICES) if k not in arrays]
     if missing:
         raise ArtifactError(f"{path} lacks the arrays {missing} the scan writes (found {sorted(arrays)}); "
                             "re-run `crosstime scan`")

@@ -3,11 +3,13 @@
 No browser is downloaded: the test uses /usr/bin/chromium (installed by .ci/run) and is
 skipped, with the reason, when it is absent.
 
-Screenshots of every view, at 1280×800 and 1920×1080, are written by `test_every_view_reads_well`:
-into the test's temporary folder, or, with ``CROSSTIME_DOCS_SCREENSHOTS=docs/img``, into that
-folder (the documentation's screenshots are this test's). ``CROSSTIME_DOCS_RUN=RUN`` makes that
-test check (and photograph) the report of a finished run (e.g. a demo run; its report is re-made
-in a copy) instead of the small fabricated one.
+`test_every_view_reads_well` checks the dashboard of the demo run itself (the session's ``demo_run``,
+which tests/app/test_demo.py and test_docs.py read too), at 1280×800 and 1920×1080, with the layout
+checks of check_dashboard.py (no overflow, no overlapping labels, no "undefined", an Overview of a few
+screens), and takes the screenshots of every view into its temporary folder.
+``CROSSTIME_DOCS_RUN=RUN`` checks the report of another finished run instead (re-made in a copy).
+The documentation's screenshots (docs/img) are taken by `python tests/report/check_dashboard.py RUN
+--shots docs/img`, the same checks run by hand on a demo run.
 """
 
 from __future__ import annotations
@@ -18,16 +20,17 @@ import re
 import shutil
 from pathlib import Path
 
+import check_dashboard
 import pytest
 from test_report_helpers import MANY, cached_run
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = check_dashboard.CHROMIUM
 pytestmark = [pytest.mark.slow,  # a browser, and report runs to show in it: minutes
               pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium not installed at /usr/bin/chromium "
                                                                "(apt-get install -y chromium; .ci/run does this)")]
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-VIEWPORTS = ((1280, 800), (1920, 1080))
+ARGS = check_dashboard.ARGS
+VIEWPORTS = check_dashboard.VIEWPORTS
+OVERVIEW_SCREENS = 4  # the Overview as it opens (sections closed but the first) fits in this many windows
 # a decimal number as the dashboard prints it (3 significant figures at most, or a plain integer)
 DECIMAL = re.compile(r"(?<![\w.])-?(\d+)\.(\d+)(?:e-?\d+)?")
 
@@ -77,6 +80,10 @@ def test_dashboard_in_chromium(browser, tmp_path_factory, tmp_path, M):
     pg.goto(url)
     assert pg.is_visible("#overview") and not pg.is_visible("#features")
     assert pg.locator(".accuracy-chart").count() == 1  # overview drew the accuracy curves
+    # the sections but the first open closed (the Overview is a few screens); one button opens every one
+    assert pg.is_visible(".accuracy-chart") and not pg.is_visible(".inference-rule")
+    pg.click("#open-all")
+    assert pg.is_visible(".inference-rule") and pg.is_visible(".task-panel .attribution-table")
     # the crosscoder panel says how features fire; the evaluation table explains its rows
     assert pg.inner_text(".inference-rule") == "Features fire by: " + data["crosscoder"]["inference_rule"]
     assert pg.get_attribute('.evaluation-table th[data-field="fvu"]', "title").startswith(
@@ -101,8 +108,11 @@ def test_dashboard_in_chromium(browser, tmp_path_factory, tmp_path, M):
     assert pg.locator("#view-buttons button").count() == M + 1
     assert pg.locator("#feature-card .ctx").count() > 0
     assert pg.evaluate("location.hash") == f"#feature={target}"
+    # checkpoints named by revision, as the findings and the CLI name them; tokens seen on hover
     labels = pg.locator("#feature-card .bars.relie .bar-row .lab").all_inner_texts()
-    assert labels == [c["label"] for c in data["checkpoints"]]
+    assert labels == [c["revision"] for c in data["checkpoints"]]
+    hover = pg.locator("#feature-card .bars.relie .bar-row").first.get_attribute("title")
+    assert hover.startswith(f"{data['checkpoints'][0]['revision']} · ") and "tokens seen" in hover
 
     # a checkpoint view shows that checkpoint's own top contexts
     last = data["checkpoints"][-1]["revision"]
@@ -141,6 +151,9 @@ def test_dashboard_in_chromium(browser, tmp_path_factory, tmp_path, M):
     assert all(u.startswith(("file:", "data:", "about:")) for u in p.requests + q.requests), "the dashboard must not touch the network"
     p.page.close()
     q.page.close()
+    # the layout checks hold on these small runs too (M = 3 and M = 6 checkpoints)
+    found = check_dashboard.check(browser, html, data, 1280, 800)
+    assert (found.overflow, found.overlaps, found.unprintable, found.errors) == ([], [], [], [])
 
 
 # ---------------------------------------------------------------------------------------
@@ -157,19 +170,20 @@ def _significant(text: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def checked_run(tmp_path_factory) -> tuple[Path, dict]:
-    """The report under test: a copy of $CROSSTIME_DOCS_RUN re-reported, else the fabricated M = 3 run's."""
-    from crosstime.report import EvidenceConfig, ReportConfig
+def checked_run(request, tmp_path_factory) -> tuple[Path, dict]:
+    """The report under test: the demo run's own (made by `crosstime demo` in this session: M = 7 checkpoints,
+    six tasks), or a copy of $CROSSTIME_DOCS_RUN re-reported."""
+    from crosstime.report import ReportConfig
     from crosstime.stages.report import report
 
     source = os.environ.get("CROSSTIME_DOCS_RUN")
     if source:
         run = tmp_path_factory.mktemp("docs_run") / "run"
         shutil.copytree(source, run, ignore=shutil.ignore_patterns("report", ".crosstime.lock*"))
-        out = report(ReportConfig(run=run, progress=False))
+        out = report(ReportConfig(run=run, n_features=60, progress=False))
     else:
-        run, _ = cached_run(tmp_path_factory, M=3)
-        out = report(ReportConfig(run=run, n_features=12, progress=False, evidence=EvidenceConfig(n_top=4, max_contexts=8)))
+        demo = request.getfixturevalue("demo_run")  # the session's: built once for test_demo.py and test_docs.py too
+        run, out = demo.run, demo.dashboard
     return out, json.loads((run / "report" / "data.json").read_text())
 
 
@@ -177,14 +191,9 @@ def _svg_texts(locator) -> list[str]:
     return locator.evaluate_all("es => es.map(e => e.textContent)")
 
 
-def _shots_dir(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("CROSSTIME_DOCS_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def _check_overview(p: Page, data: dict) -> None:
     pg = p.page
+    check_dashboard.open_all(pg)
     text = pg.inner_text("#overview")
     # no raw JSON (an object or a list of strings) and no long floats anywhere on the page
     assert not re.search(r"""[{\[]\s*["{\[]""", text), re.search(r""".{40}[{\[]\s*["{\[].{40}""", text)
@@ -255,29 +264,6 @@ def _check_features(p: Page, data: dict) -> None:
         assert special and chips and not special & {c.strip() for c in chips} and not special & set(chips)
 
 
-def _screenshots(p: Page, folder: Path, size: str) -> list[Path]:
-    """The overview's sections and the feature view, as a reader scrolls to them."""
-    pg = p.page
-    shots = []
-    pg.click("#tab-overview")
-    targets = {"overview": "#overview", "crosscoder": "h2.section:nth-of-type(2)", "tasks": ".task-panel"}
-    for name, selector in targets.items():
-        pg.locator(selector).first.scroll_into_view_if_needed()
-        if name != "overview":
-            pg.evaluate(f"document.querySelector('#overview').scrollTop = document.querySelector({selector!r}).offsetTop - 50")
-        else:
-            pg.evaluate("document.querySelector('#overview').scrollTop = 0")
-        shots.append(folder / f"dashboard-{name}-{size}.png")
-        pg.screenshot(path=str(shots[-1]))
-    pg.click("#tab-features")
-    shots.append(folder / f"dashboard-features-{size}.png")
-    pg.screenshot(path=str(shots[-1]))
-    pg.evaluate("document.querySelector('#card-pane').scrollTop = document.querySelector('#card-pane').scrollHeight")
-    shots.append(folder / f"dashboard-feature-lens-{size}.png")
-    pg.screenshot(path=str(shots[-1]))
-    return shots
-
-
 @pytest.mark.parametrize("width,height", VIEWPORTS)
 def test_every_view_reads_well(browser, checked_run, tmp_path, width, height):
     html, data = checked_run
@@ -286,14 +272,37 @@ def test_every_view_reads_well(browser, checked_run, tmp_path, width, height):
     _check_overview(p, data)
     p.page.click("#tab-features")
     _check_features(p, data)
-    # nothing wider than the window: no horizontal scrolling of a panel's table
-    wide = p.page.evaluate("""() => Array.from(document.querySelectorAll('#overview .panel, #overview .hscroll')).filter(
-        e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1).map(e => e.closest('.panel').querySelector('h2').textContent)""")
-    assert wide == []
-    shots = _screenshots(p, _shots_dir(tmp_path), f"{width}x{height}")
-    assert all(s.stat().st_size > 10_000 for s in shots)
     assert p.errors == []
     p.page.close()
+    # what a reader sees, every section opened and a few feature cards: nothing wider than its panel, no label
+    # over another or crossed by a curve, nothing printed as undefined / null / NaN; the Overview a few screens
+    found = check_dashboard.check(browser, html, data, width, height)
+    assert (found.overflow, found.overlaps, found.unprintable, found.errors) == ([], [], [], [])
+    assert found.overview_screens <= OVERVIEW_SCREENS
+    shots = check_dashboard.screenshots(browser, html, tmp_path, width, height)
+    assert len(shots) == 5 and all(s.stat().st_size > 10_000 for s in shots)
+
+
+def test_the_layout_checks_can_fail(browser, tmp_path):
+    """check_dashboard's checks see what they look for: two labels on one spot, a curve through a label, a label
+    outside its chart, a table wider than its panel, "undefined" in a tooltip."""
+    page = tmp_path / "bad.html"
+    page.write_text("""<div class="panel" style="width:100px"><h2>wide</h2><table><tr><td>""" + "x" * 80 + """</td></tr></table></div>
+<svg width="200" height="100" class="chart"><text x="10" y="20">clean</text><text x="14" y="22">all ablated</text>
+<polyline points="0,60 200,60" stroke="black"/><text x="50" y="63">crossed</text><text x="190" y="90">outside</text></svg>
+<span title="at step0 (undefined)">ok</span>""")
+    p = browser.new_page(viewport={"width": 1280, "height": 800})
+    p.goto(page.as_uri())
+    wide = p.evaluate(check_dashboard.OVERFLOW_JS)
+    assert len(wide) == 1 and wide[0].startswith("wide [panel]: "), wide
+    overlaps = p.evaluate(check_dashboard.OVERLAP_JS)
+    assert any('"clean" overlaps "all ablated"' in x for x in overlaps)
+    assert any('a curve crosses "crossed"' in x for x in overlaps)
+    assert any('"outside" sticks out of the chart' in x for x in overlaps)
+    assert not any("stick" in x and "clean" in x for x in overlaps)
+    said = check_dashboard.unprintable(p.evaluate(check_dashboard.TEXT_JS))
+    assert len(said) == 1 and "at step0 (undefined)" in said[0], said
+    p.close()
 
 
 # ---------------------------------------------------------------------------------------

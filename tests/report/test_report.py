@@ -301,7 +301,7 @@ def test_collect_reads_every_stage(run3):
         assert point.accuracy == float(row["accuracy"]) and point.tokens == int(row["tokens"])
     with np.load(run / "scan" / "similarity.npz") as npz:
         assert [s.name for s in ov.similarity] == ["cosine", "cka"]
-        assert ov.similarity[0].labels == [str(x) for x in npz["labels"]]
+        assert ov.similarity[0].labels == [str(x) for x in npz["revisions"]]
         assert np.allclose(ov.similarity[1].matrix, npz["cka"])
     ev = json.loads((run / "evaluation.json").read_text())
     table = ov.evaluation

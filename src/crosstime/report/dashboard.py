@@ -13,7 +13,7 @@ A stage that has not run (its output file is absent) is listed in ``missing``; a
 that exists but is not in its stage's schema (a renamed column, a malformed JSON) raises
 :class:`~crosstime.artifacts.ArtifactError` naming the file. Inputs:
 
-- ``scan/``: ``SCAN_ACCURACY``, ``SCAN_DYNAMICS``, ``SCAN_SIMILARITY`` (arrays ``labels`` and
+- ``scan/``: ``SCAN_ACCURACY``, ``SCAN_DYNAMICS``, ``SCAN_SIMILARITY`` (arrays ``revisions`` and
   ``SIMILARITY_MATRICES``), ``Suggestion``;
 - ``evaluation.json`` (:class:`~crosstime.artifacts.Evaluation`; the per-checkpoint table is
   built from the :class:`~crosstime.artifacts.CheckpointEvaluation` fields, their
@@ -236,7 +236,8 @@ def scan_overview(run: Run) -> tuple[ScanPanels, ScanOutputs | None, list[str]]:
     else:
         missing.append(f"scan/{SCAN_ACCURACY.file} (run `crosstime scan`)")
     if scan.similarity is not None:
-        labels = [str(x) for x in scan.similarity["labels"].tolist()]
+        # named by revision, as the findings and the CLI name checkpoints (the page shows tokens seen on hover)
+        labels = [str(x) for x in scan.similarity["revisions"].tolist()]
         out.similarity = [SimilarityMatrix(name=k, labels=labels, matrix=[[_json_float(v) for v in row] for row in
                                                                           scan.similarity[k].astype(float).tolist()])
                           for k in SIMILARITY_MATRICES]

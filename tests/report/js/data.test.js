@@ -10,11 +10,14 @@ const CK = [{ revision: "step1", label: "1K", tokens: 1000, step: 1 }, { revisio
             { revision: "step3", tokens: 4000, step: 3 }];
 const names = D.checkpointNames(CK);
 
-test("checkpointNames: label by index (revision when unlabelled), by revision, per view", () => {
-  assert.deepEqual([0, 1, 2, 5].map(names.label), ["1K", "2K", "step3", "5"]);
-  assert.deepEqual(["step2", "step3", "other"].map((r) => names.ofRevision(r)), ["2K", "step3", "other"]);
+test("checkpointNames: the revision by index, by revision, per view; tokens seen in the title", () => {
+  assert.deepEqual([0, 1, 2, 5].map(names.label), ["step1", "step2", "step3", "5"]);  // the label (tokens) is not the name
+  assert.deepEqual([0, 2, 5].map(names.title), ["step1 · 1K tokens seen", "step3 · 4K tokens seen", "5"]);
+  assert.deepEqual(["step2", "step3", "other"].map((r) => names.ofRevision(r)), ["step2", "step3", "other"]);
+  assert.deepEqual(["step2", "other"].map((r) => names.titleOfRevision(r)), ["step2 · 2K tokens seen", "other"]);
+  assert.equal(D.revisionTitle("main", null), "main");
   assert.equal(names.view("all"), "all checkpoints (joint)");
-  assert.equal(names.view("step1"), "1K alone");
+  assert.equal(names.view("step1"), "step1 alone");
   assert.equal(names.view("gone"), "gone");
   assert.equal(D.checkpointNames([]).label(0), "0");
 });
@@ -23,11 +26,12 @@ test("tokenAxis: tokens seen when every checkpoint has them, else the index", ()
   const ax = D.tokenAxis(CK);
   assert.equal(ax.logx, true);
   assert.deepEqual([0, 2].map(ax.x), [1000, 4000]);
-  assert.deepEqual(ax.ticks, [[1000, "1K"], [2000, "2K"], [4000, "step3"]]);
+  assert.deepEqual(ax.ticks.map((t) => t.slice(0, 2)), [[1000, "step1"], [2000, "step2"], [4000, "step3"]]);
+  assert.equal(ax.ticks[2][2], "step3 · 4K tokens seen");
   const partial = D.tokenAxis([CK[0], { revision: "main" }]);
   assert.equal(partial.logx, false);
   assert.deepEqual([0, 1].map(partial.x), [0, 1]);
-  assert.deepEqual(partial.ticks, [[0, "1K"], [1, "main"]]);
+  assert.deepEqual(partial.ticks, [[0, "step1", "step1 · 1K tokens seen"], [1, "main", "main"]]);
   const none = D.tokenAxis([]);
   assert.ok(!none.logx);
   assert.deepEqual(none.ticks, []);
@@ -77,10 +81,10 @@ test("columns: with tasks, values and printed cells follow the selected task", (
   assert.deepEqual([A, B, C].map(col.rank.value), [2, 1, null]);
   assert.deepEqual([A, B, C].map(col.cls.value), ["late", "early", ""]);
   assert.deepEqual([A, B, C].map(col.relie.value), [0.9, 0.6, null]);
-  assert.deepEqual([A, B, C].map(col.relie.show), ["90.0% @2K", "60.0% @1K", "–"]);
+  assert.deepEqual([A, B, C].map(col.relie.show), ["90.0% @step2", "60.0% @step1", "–"]);
   assert.deepEqual([A, B, C].map(col.ie.value), [3, 7, null]);
   assert.deepEqual([A, B, C].map(col.onset.value), [1, 0, null]);
-  assert.deepEqual([A, B, C].map(col.onset.show), ["2K", "1K", "–"]);
+  assert.deepEqual([A, B, C].map(col.onset.show), ["step2", "step1", "–"]);
   assert.deepEqual([A, B, C].map(col.desc.value), ["Plural Subject", "", ""]);
   state.task = "b";  // read when called: B has no effect on b, A is not attributed in it
   assert.deepEqual([A, B].map(col.cls.value), ["", "no effect"]);
@@ -109,6 +113,15 @@ test("classGroups: counts per class, in the selected task; empty groups left out
   assert.deepEqual(D.classGroups([A, B, C], "b")[0], { label: "RelIE class", options: [{ value: "relie:no effect", text: "no effect (1)" }] });
   assert.deepEqual(D.classGroups([C], null), [{ label: "RelDec class", options: [{ value: "reldec:late", text: "late (1)" }] }]);
   assert.deepEqual(D.classGroups([], "a"), []);
+});
+
+test("classGroups and passes: a disputed feature whose data names no kind is 'disputed', never 'undefined'", () => {
+  const E = { id: 5, reldec_class: "late", reldec_disputed: true, tasks: {} }, G = { id: 6, reldec_disputed: true, dispute_kind: null, tasks: {} };
+  assert.deepEqual(D.classGroups([E, G, B], null).slice(-1)[0], { label: "RelDec disputed by latent scaling",
+    options: [{ value: "disp:disputed", text: "disputed (2)" }, { value: "disp:shrinkage", text: "shrinkage (1)" }] });
+  const state = { ...D.initialState({}), cls: "disp:disputed" };
+  assert.deepEqual([E, G, B, A].filter((f) => D.passes(f, state)).map((f) => f.id), [5, 6]);
+  assert.deepEqual([E, B].map(D.disputeKind), ["disputed", "shrinkage"]);
 });
 
 function filters(over) { return { task: "a", cls: "", peak: "", onset: "", minIE: "", text: "", ...over }; }
@@ -228,7 +241,7 @@ test("reldecText and reldecTitle: share, decoder norm, latent-scaling share when
 });
 
 test("ablationText: ΔLPD per checkpoint, ≈ 0 beside the largest", () => {
-  assert.equal(D.ablationText([0.5, -1e-6, null], names), "exact single-feature ablation, ΔLPD: 1K 0.500 · 2K ≈ 0 · step3 –");
+  assert.equal(D.ablationText([0.5, -1e-6, null], names), "exact single-feature ablation, ΔLPD: step1 0.500 · step2 ≈ 0 · step3 –");
   assert.equal(D.ablationText([], names), "exact single-feature ablation, ΔLPD: ");
 });
 
@@ -244,14 +257,16 @@ test("accuracySeries: tokens when known (else steps), a tick per distinct x, a m
   const s = D.accuracySeries(acc, CK.slice(0, 2));
   assert.equal(s.useTok, true);
   assert.deepEqual(s.tasks, ["a", "b"]);
-  assert.deepEqual(s.series, [{ name: "a", points: [[2000, 0.7, "r2"], [1000, 0.5, "r1"]] }, { name: "b", points: [[1000, 0.6, "r1"]] }]);
-  assert.deepEqual(s.ticks, [[1000, "one K"], [2000, "2K"]]);  // the last label of an x wins; none: fmtTokens
-  assert.deepEqual(s.markers, [[1000, "step1", "1K"], [2000, "step2", "2K"]]);
+  assert.deepEqual(s.series, [{ name: "a", points: [[2000, 0.7, "r2 · 2K tokens seen"], [1000, 0.5, "r1 · 1K tokens seen"]] },
+                              { name: "b", points: [[1000, 0.6, "r1 · 1K tokens seen"]] }]);
+  assert.deepEqual(s.ticks, [[1000, "r1", "r1 · 1K tokens seen"], [2000, "r2", "r2 · 2K tokens seen"]]);  // named by revision
+  assert.deepEqual(s.markers, [[1000, "the crosscoder's checkpoint step1 · 1K tokens seen", "step1"],
+                               [2000, "the crosscoder's checkpoint step2 · 2K tokens seen", "step2"]]);
   const steps = D.accuracySeries({ a: [{ step: 10, accuracy: 0.5, revision: "r" }] }, [{ step: 10, revision: "r" }]);
   assert.equal(steps.useTok, false);
   assert.deepEqual(steps.series[0].points, [[10, 0.5, "r"]]);
-  assert.deepEqual(steps.ticks, [[10, "10"]]);
-  assert.deepEqual(steps.markers, [[10, "r", "r"]]);
+  assert.deepEqual(steps.ticks, [[10, "r", "r"]]);
+  assert.deepEqual(steps.markers, [[10, "the crosscoder's checkpoint r", "r"]]);
   assert.deepEqual(D.accuracySeries({}, []), { tasks: [], useTok: false, series: [], ticks: [], markers: [] });
 });
 
@@ -263,7 +278,7 @@ test("isConstant: two or more points, all at the first's y", () => {
 });
 
 test("onsetCounts, countRows, blockText, rowValues", () => {
-  assert.deepEqual(D.onsetCounts([3, 2, 1], names), { "present at 1K": 3, "1K → 2K": 2, "2K → step3": 1 });
+  assert.deepEqual(D.onsetCounts([3, 2, 1], names), { "present at step1": 3, "step1 → step2": 2, "step2 → step3": 1 });
   assert.deepEqual(D.onsetCounts([], names), {});
   assert.deepEqual(D.countRows({ a: 3, b: 1 }), [{ name: "a", width: "100.0", text: "3 (75.0%)" }, { name: "b", width: "33.3", text: "1 (25.0%)" }]);
   assert.deepEqual(D.countRows({ a: 0 }), [{ name: "a", width: "0.0", text: "0 (–)" }]);

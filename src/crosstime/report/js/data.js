@@ -7,21 +7,26 @@ var F = CT.format, isNum = F.isNum, fmt = F.fmt, pct = F.pct, fmtRel = F.fmtRel,
 
 var NO_EFFECT = "no effect";
 
-// the names of checkpoints CK ([{revision, label}]): by index m, by revision, and of a view ("all" or a revision)
+// "revision · 1.0M tokens seen" (the revision alone when its tokens are unknown): a checkpoint on hover
+function revisionTitle(revision, tokens) { return revision + (isNum(tokens) ? " · " + fmtTokens(tokens) + " tokens seen" : ""); }
+// the names of checkpoints CK ([{revision, tokens}]), as the findings and the CLI name them (their revisions),
+// tokens seen on hover (title): by index m, by revision, and of a view ("all" or a revision)
 function checkpointNames(CK) {
-  function label(m) { return CK[m] ? (CK[m].label || CK[m].revision) : String(m); }
+  function label(m) { return CK[m] ? CK[m].revision : String(m); }
+  function title(m) { return CK[m] ? revisionTitle(CK[m].revision, CK[m].tokens) : String(m); }
   function ofRevision(rev) { for (var m = 0; m < CK.length; m++) if (CK[m].revision === rev) return label(m); return rev; }
+  function titleOfRevision(rev) { for (var m = 0; m < CK.length; m++) if (CK[m].revision === rev) return title(m); return rev; }
   function view(v) {
     if (v === "all") return "all checkpoints (joint)";
     for (var m = 0; m < CK.length; m++) if (CK[m].revision === v) return label(m) + " alone";
     return v;
   }
-  return { label: label, ofRevision: ofRevision, view: view };
+  return { label: label, title: title, ofRevision: ofRevision, titleOfRevision: titleOfRevision, view: view };
 }
 // x coordinate of checkpoint m on a tokens-seen axis; falls back to the index.
 function tokenAxis(CK) {
   var ok = CK.length && CK.every(function (c) { return isNum(c.tokens); });
-  return { logx: ok, x: function (m) { return ok ? CK[m].tokens : m; }, ticks: CK.map(function (c, m) { return [ok ? c.tokens : m, c.label || c.revision]; }) };
+  return { logx: ok, x: function (m) { return ok ? CK[m].tokens : m; }, ticks: CK.map(function (c, m) { return [ok ? c.tokens : m, c.revision, revisionTitle(c.revision, c.tokens)]; }) };
 }
 
 // ---------------------------------------------------------------- one feature in one task
@@ -54,6 +59,8 @@ function columns(tasks, state, names) {
 }
 // the direction a column sorts in when first clicked: ids, ranks, onsets and words ascending, numbers descending
 function firstDir(key) { return key === "id" || key === "rank" || key === "onset" || key === "desc" || key === "cls" ? 1 : -1; }
+// a disputed feature's kind of dispute when the data names one, else "disputed"
+function disputeKind(f) { return typeof f.dispute_kind === "string" && f.dispute_kind ? f.dispute_kind : "disputed"; }
 // the class filter's choices: [{label, options: [{value "kind:class", text "class (count)"}]}], groups with a class only
 function classGroups(features, task) {
   var relie = {}, reldec = {}, traj = {}, disputed = {};
@@ -62,7 +69,7 @@ function classGroups(features, task) {
     if (t && t.relie_class) relie[t.relie_class] = (relie[t.relie_class] || 0) + 1;
     if (f.reldec_class) reldec[f.reldec_class] = (reldec[f.reldec_class] || 0) + 1;
     if (f.trajectory) traj[f.trajectory] = (traj[f.trajectory] || 0) + 1;
-    if (f.reldec_disputed) disputed[f.dispute_kind] = (disputed[f.dispute_kind] || 0) + 1;
+    if (f.reldec_disputed) disputed[disputeKind(f)] = (disputed[disputeKind(f)] || 0) + 1;
   });
   return [["RelIE class", "relie:", relie], ["RelDec class", "reldec:", reldec], ["trajectory", "traj:", traj], ["RelDec disputed by latent scaling", "disp:", disputed]]
     .filter(function (g) { return Object.keys(g[2]).length; })
@@ -76,7 +83,7 @@ function passes(f, state) {
     if (kind === "relie" && !(t && t.relie_class === val)) return false;
     if (kind === "reldec" && f.reldec_class !== val) return false;
     if (kind === "traj" && f.trajectory !== val) return false;
-    if (kind === "disp" && !(f.reldec_disputed && f.dispute_kind === val)) return false;
+    if (kind === "disp" && !(f.reldec_disputed && disputeKind(f) === val)) return false;
   }
   if (state.peak !== "" && reliePeak(t) !== Number(state.peak)) return false;
   if (state.onset !== "" && f.onset !== Number(state.onset)) return false;
@@ -164,18 +171,26 @@ function actStyle(a, scale) {
 }
 
 // ---------------------------------------------------------------- overview series
-// scan/accuracy.csv per task ({task: [{tokens, step, accuracy, revision, label}]}) as line-chart series against
-// tokens seen (steps when no tokens are known), ticks at every point, markers at the crosscoder's checkpoints CK
+// scan/accuracy.csv per task ({task: [{tokens, step, accuracy, revision}]}) as line-chart series against
+// tokens seen (steps when no tokens are known), ticks at every point, markers at the crosscoder's checkpoints CK,
+// each named by its revision (tokens seen in the title)
 function accuracySeries(acc, CK) {
   var tasks = Object.keys(acc), allTok = [];
   tasks.forEach(function (t) { acc[t].forEach(function (p) { if (isNum(p.tokens)) allTok.push(p.tokens); }); });
   var useTok = allTok.length > 0;
-  var series = tasks.map(function (t) { return { name: t, points: acc[t].map(function (p) { return [useTok ? p.tokens : p.step, p.accuracy, p.revision]; }) }; });
+  var series = tasks.map(function (t) { return { name: t, points: acc[t].map(function (p) { return [useTok ? p.tokens : p.step, p.accuracy, revisionTitle(p.revision, p.tokens)]; }) }; });
   var tickSet = {};
-  tasks.forEach(function (t) { acc[t].forEach(function (p) { var x = useTok ? p.tokens : p.step; if (isNum(x)) tickSet[x] = p.label || fmtTokens(x); }); });
-  var ticks = Object.keys(tickSet).map(Number).sort(function (a, b) { return a - b; }).map(function (x) { return [x, tickSet[x]]; });
-  var markers = CK.map(function (c) { return [useTok ? c.tokens : c.step, c.revision, c.label || c.revision]; });
+  tasks.forEach(function (t) { acc[t].forEach(function (p) { var x = useTok ? p.tokens : p.step; if (isNum(x)) tickSet[x] = p; }); });
+  var ticks = Object.keys(tickSet).map(Number).sort(function (a, b) { return a - b; }).map(function (x) { return [x, tickSet[x].revision, revisionTitle(tickSet[x].revision, tickSet[x].tokens)]; });
+  var markers = CK.map(function (c) { return [useTok ? c.tokens : c.step, "the crosscoder's checkpoint " + revisionTitle(c.revision, c.tokens), c.revision]; });
   return { tasks: tasks, useTok: useTok, series: series, ticks: ticks, markers: markers };
+}
+// scan/dynamics.csv's ticks [[tokens, text]] named by the revision of the series' point at those tokens
+// (points [[tokens, value, revision]]), tokens seen in the title
+function dynamicsTicks(dyn) {
+  var rev = {};
+  dyn.series.forEach(function (s) { s.points.forEach(function (q) { rev[q[0]] = q[2]; }); });
+  return dyn.ticks.map(function (t) { return rev[t[0]] ? [t[0], rev[t[0]], revisionTitle(rev[t[0]], t[0])] : t; });
 }
 function isConstant(points) { return points.length > 1 && points.every(function (p) { return p[1] === points[0][1]; }); }
 // evaluation's live features by onset: {"present at c0": n, "c0 → c1": n, …}
@@ -205,11 +220,11 @@ function jointRuns(rows, rev, mode) {
 }
 
 CT.data = {
-  NO_EFFECT: NO_EFFECT, checkpointNames: checkpointNames, tokenAxis: tokenAxis,
+  NO_EFFECT: NO_EFFECT, revisionTitle: revisionTitle, checkpointNames: checkpointNames, tokenAxis: tokenAxis, disputeKind: disputeKind,
   taskData: taskData, ieTotal: ieTotal, reliePeak: reliePeak, relieMax: relieMax, hasEffect: hasEffect,
   initialState: initialState, columns: columns, firstDir: firstDir, classGroups: classGroups, passes: passes, compareBy: compareBy,
   listOrder: listOrder, listCountText: listCountText, metaText: metaText, shardOf: shardOf, shardFile: shardFile, absentText: absentText,
   relieText: relieText, relieTitle: relieTitle, hasBeta: hasBeta, reldecText: reldecText, reldecTitle: reldecTitle, ablationText: ablationText,
-  actStyle: actStyle, accuracySeries: accuracySeries, isConstant: isConstant, onsetCounts: onsetCounts, countRows: countRows,
+  actStyle: actStyle, accuracySeries: accuracySeries, dynamicsTicks: dynamicsTicks, isConstant: isConstant, onsetCounts: onsetCounts, countRows: countRows,
   blockText: blockText, rowValues: rowValues, jointRuns: jointRuns
 };

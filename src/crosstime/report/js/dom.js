@@ -17,12 +17,22 @@ function sv(tag, attrs, kids) {
   append(node, kids);
   return node;
 }
-// attrs: text (the text content), cls (class), onX (an X listener), else an attribute; null, undefined or false: none
+// a missing value printed by a concatenation ("… (undefined)"): never shown, and said on the console, where the
+// browser tests see it (raw: true exempts a text that is data, e.g. a token of the vocabulary or an annotation)
+var UNSET = /\b(undefined|null|NaN)\b/g;
+function printable(v, k, raw) {
+  if (raw || typeof v !== "string" || !v.match(UNSET)) return v;
+  console.error("dashboard: a missing value in a " + k + ": " + v);
+  return v.replace(UNSET, "–");
+}
+// attrs: text (the text content), cls (class), onX (an X listener), raw (text and title are data: printed as
+// they are), else an attribute; null, undefined or false: none
 function setAttrs(node, attrs) {
   if (!attrs) return;
   Object.keys(attrs).forEach(function (k) {
     var v = attrs[k];
-    if (v === null || v === undefined || v === false) return;
+    if (v === null || v === undefined || v === false || k === "raw") return;
+    if (k === "text" || k === "title") v = printable(String(v), k, attrs.raw);
     if (k === "text") node.textContent = v;
     else if (k === "cls") node.setAttribute("class", v);
     else if (k.slice(0, 2) === "on") node.addEventListener(k.slice(2), v);
@@ -34,47 +44,55 @@ function append(node, kids) {
   if (!Array.isArray(kids)) kids = [kids];
   kids.forEach(function (kid) {
     if (kid === null || kid === undefined || kid === false) return;
-    node.appendChild(typeof kid === "string" || typeof kid === "number" ? document.createTextNode(String(kid)) : kid);
+    node.appendChild(typeof kid === "string" || typeof kid === "number" ? document.createTextNode(printable(String(kid), "text")) : kid);
   });
 }
 function missing(text) { return el("div", { cls: "missing", text: text }); }
 function panel(title, body, wide) {
   return el("div", { cls: "panel" + (wide ? " wide" : "") }, [el("h2", { text: title }), body]);
 }
-// a titled section of the overview; returns its grid of panels
-function section(root, title, hint) {
-  root.appendChild(el("h2", { cls: "section", text: title }));
-  if (hint) root.appendChild(el("div", { cls: "hint section-hint", text: hint }));
+// a titled section of the overview, collapsible (open: shown opened), named key (data-section); returns its grid of panels
+function section(root, key, title, hint, open) {
   var grid = el("div", { cls: "grid" });
-  root.appendChild(grid);
+  root.appendChild(el("details", { cls: "section", "data-section": key, open: open ? "" : null }, [
+    el("summary", null, [el("h2", { cls: "section", text: title }), hint ? el("span", { cls: "hint section-hint", text: hint }) : null]), grid]));
   return grid;
 }
 // a heading cell in words whose tooltip names the field: {label, name, description}
 function wordCell(tag, w) {
   return el(tag, { text: w.label, title: w.name + (w.description ? " — " + w.description : ""), "data-field": w.name, scope: tag === "th" ? "col" : null });
 }
-// columns [{label, name, description}], rows [[value, …]]
+// a cell: a value, or {text, title} (a value and what its tooltip says)
+function cell(v) { return v && typeof v === "object" && "text" in v ? el("td", { text: fmt(v.text), title: v.title }) : el("td", { text: fmt(v) }); }
+// columns [{label, name, description}], rows [[cell, …]] (see cell)
 function table(columns, rows, opts) {
   opts = opts || {};
   var t = el("table", { cls: "data" });
   t.appendChild(el("thead", null, el("tr", null, columns.map(function (c) { return wordCell("th", c); }))));
   var tb = el("tbody");
   rows.forEach(function (r) {
-    tb.appendChild(el("tr", null, columns.map(function (c, k) { return el("td", { text: fmt(r[k]) }); })));
+    tb.appendChild(el("tr", null, columns.map(function (c, k) { return cell(r[k]); })));
   });
   t.appendChild(tb);
   return el("div", { cls: opts.noscroll ? "hscroll" : "scroll" }, t);
 }
-// one row per field ({label, name, description, values [M]}), one column per checkpoint
+// Above this many checkpoints a table per checkpoint has them as rows (its fields as columns): it then fits
+// a wide panel at any M (the fields are a dozen or so; the checkpoints may be 32).
+var CHECKPOINTS_AS_COLUMNS = 10;
+// fields ({label, name, description, values [M]}) by checkpoint: one row per field and a column per checkpoint,
+// or transposed (class "by-row") when there are more than CHECKPOINTS_AS_COLUMNS checkpoints
 function checkpointTable(rows, revisions, cls) {
-  var t = el("table", { cls: "data by-checkpoint" + (cls ? " " + cls : "") });
-  t.appendChild(el("thead", null, el("tr", null, [el("th", { text: "" })].concat(revisions.map(function (r) {
-    return el("th", { text: P.names.ofRevision(r), title: "checkpoint " + r });
-  })))));
+  var across = revisions.length <= CHECKPOINTS_AS_COLUMNS;
+  var t = el("table", { cls: "data by-checkpoint" + (across ? "" : " by-row") + (cls ? " " + cls : "") });
+  function ck(r) { return el("th", { text: P.names.ofRevision(r), title: P.names.titleOfRevision(r), scope: across ? "col" : "row" }); }
   var tb = el("tbody");
-  rows.forEach(function (w) {
-    tb.appendChild(el("tr", null, [wordCell("th", w)].concat(w.values.map(function (v) { return el("td", { text: fmt(v) }); }))));
-  });
+  if (across) {
+    t.appendChild(el("thead", null, el("tr", null, [el("th", { text: "" })].concat(revisions.map(ck)))));
+    rows.forEach(function (w) { tb.appendChild(el("tr", null, [wordCell("th", w)].concat(w.values.map(function (v) { return el("td", { text: fmt(v) }); })))); });
+  } else {
+    t.appendChild(el("thead", null, el("tr", null, [el("th", { text: "checkpoint" })].concat(rows.map(function (w) { return wordCell("th", w); })))));
+    revisions.forEach(function (r, m) { tb.appendChild(el("tr", null, [ck(r)].concat(rows.map(function (w) { return el("td", { text: fmt(w.values[m]) }); })))); });
+  }
   t.appendChild(tb);
   return el("div", { cls: "hscroll" }, t);
 }

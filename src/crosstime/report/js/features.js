@@ -23,7 +23,7 @@ function renderFilters() {
   box.appendChild(el("label", null, ["task", taskSel]));
   box.appendChild(el("label", null, ["class", el("select", { id: "filter-class", onchange: function () { state.cls = this.value; renderList(); } })]));
   function checkpointSelect(key) {  // "any" or a checkpoint's index, into state[key]
-    return el("select", { id: "filter-" + key, onchange: function () { state[key] = this.value; renderList(); } }, [el("option", { value: "", text: "any" })].concat(CK.map(function (c, m) { return el("option", { value: String(m), text: c.label || c.revision }); })));
+    return el("select", { id: "filter-" + key, onchange: function () { state[key] = this.value; renderList(); } }, [el("option", { value: "", text: "any" })].concat(CK.map(function (c, m) { return el("option", { value: String(m), text: ckLabel(m), title: P.names.title(m) }); })));
   }
   box.appendChild(el("label", null, ["RelIE peaks at", checkpointSelect("peak")]));
   box.appendChild(el("label", null, ["onset (decoder norm)", checkpointSelect("onset")]));
@@ -52,7 +52,7 @@ function renderListHead() {
 }
 function listRow(f) {
   return el("tr", { cls: "feature-row" + (f.id === state.selected ? " selected" : "") + (state.task && !taskData(f) ? " unattributed" : ""), "data-feature": f.id, onclick: function () { select(f.id); } },
-    COLUMNS.map(function (c) { var v = c.value(f); return el("td", { cls: c.cls || null, text: c.show ? c.show(f) : (v === "" ? "–" : fmt(v)), title: c.key === "desc" || c.key === "cls" ? String(v || "") : null }); }));
+    COLUMNS.map(function (c) { var v = c.value(f); return el("td", { cls: c.cls || null, text: c.show ? c.show(f) : (v === "" ? "–" : fmt(v)), title: c.key === "desc" || c.key === "cls" ? String(v || "") : null, raw: c.key === "desc" }); }));
 }
 // features attributed in the selected task first (in the sort's order), then the others (reported for another task)
 function renderList() {
@@ -111,7 +111,7 @@ function renderCard(loading) {
   if (!f) { pane.appendChild(el("div", { cls: "empty", text: "Select a feature (j/k or arrows to move)." })); return; }
   var card = el("div", { cls: "feature-card", id: "feature-card", "data-feature": f.id });
   card.appendChild(cardHead(f, taskData(f)));
-  card.appendChild(el("div", { cls: "annotation" + (f.description ? "" : " none"), text: f.description || "No annotation yet — `crosstime annotate RUN --export annotations.csv`, fill in `description`, then `--import`." }));
+  card.appendChild(el("div", { cls: "annotation" + (f.description ? "" : " none"), raw: !!f.description, text: f.description || "No annotation yet — `crosstime annotate RUN --export annotations.csv`, fill in `description`, then `--import`." }));
   var grid = el("div", { cls: "card-grid" });
   grid.appendChild(reliePanel(taskData(f)));
   grid.appendChild(reldecPanel(f));
@@ -149,12 +149,18 @@ function reldecPanel(f) {
   return panel("RelDec per checkpoint", el("div", null, [C.barList("reldec", f.reldec, { uniform: 1 / M,
     title: function (m) { return Data.reldecTitle(f, m); }, show: function (m) { return Data.reldecText(f, m); } }),
     beta ? el("div", { cls: "hint beta", text: "β: latent-scaling share (the decoder direction's least-squares scale in each checkpoint's activations, over the held-out rows where it fires" + (isNum(f.beta_tokens) ? ": " + fmt(f.beta_tokens) + " rows" : "") + ")" }) : null,
-    f.reldec_disputed ? el("div", { cls: "disputed", text: "RelDec disputed at " + (f.disputed_at || "").split(";").map(labelOfRev).join(", ") + " (" + f.dispute_kind + "): the decoder norm says absent, latent scaling says present" }) : null]));
+    f.reldec_disputed ? el("div", { cls: "disputed", text: disputedText(f) }) : null]));
+}
+// what latent scaling disputes of f's RelDec class, in the fields the data has (where, and the kind when named)
+function disputedText(f) {
+  var at = typeof f.disputed_at === "string" && f.disputed_at ? " at " + f.disputed_at.split(";").map(labelOfRev).join(", ") : "";
+  var kind = typeof f.dispute_kind === "string" && f.dispute_kind ? " (" + f.dispute_kind + ")" : "";
+  return "RelDec disputed" + at + kind + ": the decoder norm says absent, latent scaling says present";
 }
 function trajectoryPanel(f) {
   if (!f.norm) return panel("Decoder norm over training", missing("no decoder norms for this feature"));
   var ax = Data.tokenAxis(CK);
-  return panel("Decoder norm over training", C.lineChart({ series: [{ name: "‖W_dec[" + f.id + ", m]‖", points: f.norm.map(function (v, m) { return [ax.x(m), v, ckLabel(m)]; }) }], logx: ax.logx, ymin: 0, width: 380, height: 170, xticks: ax.ticks, xlabel: ax.logx ? "tokens seen (log)" : "checkpoint", cls: "trajectory" }));
+  return panel("Decoder norm over training", C.lineChart({ series: [{ name: "‖W_dec[" + f.id + ", m]‖", points: f.norm.map(function (v, m) { return [ax.x(m), v, P.names.title(m)]; }) }], logx: ax.logx, ymin: 0, width: 380, height: 170, xticks: ax.ticks, xlabel: ax.logx ? "checkpoint (spaced by tokens seen, log)" : "checkpoint", cls: "trajectory" }));
 }
 function histogramPanel(f) {
   var ev = f.evidence;
@@ -198,7 +204,7 @@ function contextLine(w, scale, tag) {
     var a = w.acts[k];
     var pos = w.start + k;
     toks.appendChild(el("span", { cls: "tok" + (pos === w.position ? " max" : "") + (a === null ? " na" : ""), style: Data.actStyle(a, scale),
-      title: "pos " + pos + " · token " + id + " · act " + (a === null ? "not stored" : fmt(a)), text: tokenText(id) }));
+      title: "pos " + pos + " · token " + id + " · act " + (a === null ? "not stored" : fmt(a)), text: tokenText(id), raw: true }));
   });
   return el("div", { cls: "ctx", "data-context": w.context, "data-position": w.position }, [
     el("span", { cls: "v", title: "context " + w.context + ", position " + w.position, text: (tag ? tag + " " : "") + fmt(w.value) }), toks]);
@@ -209,10 +215,10 @@ function renderLens(f) {
   if (!ev || !ev.logit_lens || !Object.keys(ev.logit_lens).length) return panel("Logit lens", missing(off ? "no logit lens: this report was made with --logit-lens none" : "no logit lens (needs the series' checkpoints to load the final norm and unembedding)"));
   var tbl = el("table", { cls: "lens" });
   tbl.appendChild(el("tr", null, [el("th", { text: "checkpoint" }), el("th", { text: "promoted" }), el("th", { text: "suppressed" })]));
-  function toks(list, cls) { return el("td", { cls: cls }, el("div", { cls: "chips" }, list.slice(0, 8).map(function (p) { return el("code", { title: "Δlogit " + fmt(p[1]), text: tokenText(p[0]) }); }))); }
+  function toks(list, cls) { return el("td", { cls: cls }, el("div", { cls: "chips" }, list.slice(0, 8).map(function (p) { return el("code", { title: "Δlogit " + fmt(p[1]), text: tokenText(p[0]), raw: true }); }))); }
   CK.forEach(function (c, m) {
     var e = ev.logit_lens[c.revision];
-    if (e) tbl.appendChild(el("tr", { "data-checkpoint": c.revision }, [el("td", { text: ckLabel(m) }), toks(e.promoted, "up"), toks(e.suppressed, "down")]));
+    if (e) tbl.appendChild(el("tr", { "data-checkpoint": c.revision }, [el("td", { text: ckLabel(m), title: P.names.title(m) }), toks(e.promoted, "up"), toks(e.suppressed, "down")]));
   });
   var method = D.evidence_meta ? D.evidence_meta.logit_lens_method : "";
   var note = method === "mean_activation" ? "Δlogits of adding the feature's decoder direction (at its typical activation) to the checkpoint's mean site activation, through that checkpoint's final norm and unembedding." :
