@@ -267,7 +267,8 @@ def _cct_norms(norms: list) -> callable:
 def _llamascopium_zero_norm(tmp: Path) -> tuple[list, list]:
     folder = write_llamascopium(tmp / "ls", rand_weights())
     tensors = load_file(folder / "sae_weights.safetensors")
-    tensors[f"dataset_average_activation_norm.{REVS[0]}"] = torch.tensor(0.0)
+    first_hook = json.loads((folder / "config.json").read_text())["hook_points"][0]
+    tensors[f"dataset_average_activation_norm.{first_hook}"] = torch.tensor(0.0)
     save_file(tensors, str(folder / "sae_weights.safetensors"), metadata={"version": "2.0.0"})
     return ["import", "llamascopium", folder, "--out", tmp / "new"], ["dataset_average_activation_norm"]
 
@@ -331,10 +332,11 @@ def test_import_refuses(case, tmp_path):
 def test_import_near_misses_still_import(tmp_path):
     w = rand_weights()
     w["b_enc"] = w["b_enc"].to(torch.float64)  # float64 is a float: read, kept to float32's precision
-    pt = write_cct(tmp_path / "cct", w, cfg=cct_config(estimated_act_norm_list=["3.0", 11, 40.0]))  # numbers as JSON has them
+    # CCT's scaling factors as JSON may hold them (an int among floats); CCT records s_m itself
+    pt = write_cct(tmp_path / "cct", w, cfg=cct_config(estimated_act_norm_list=[0.5, 2, 4.0]))
     assert invoke("import", "cct", pt, "--out", tmp_path / "a").exit_code == 0
     saved = json.loads((tmp_path / "a" / "crosscoder" / "config.json").read_text())
-    assert saved["scales"] == pytest.approx([math.sqrt(D) / n for n in (3.0, 11.0, 40.0)])
+    assert saved["scales"] == pytest.approx([0.5, 2.0, 4.0])
     hooks = ["blocks.3.hook_resid_post", "blocks.4.hook_resid_post", "blocks.5.hook_resid_post"]  # dots are fine
     folder = write_llamascopium(tmp_path / "ls", rand_weights(), hooks=hooks)
     assert invoke("import", "llamascopium", folder, "--out", tmp_path / "b").exit_code == 0
