@@ -63,9 +63,9 @@ test("initialState: the main task if it is one of the tasks, else the first; by 
 
 const A = { id: 3, rank: 2, onset: 1, reldec_class: "late", trajectory: "rises", description: "Plural Subject",
             tasks: { a: { relie: [0.1, 0.9, 0], ie: [1, -2, 0], relie_class: "late" } } };
-const B = { id: 1, rank: 1, onset: 0, reldec_class: "early", reldec_disputed: true, dispute_kind: "shrinkage",
+const B = { id: 1, rank: 1, onset: 0, reldec_class: "early", scaling_flag: "shrinkage",
             tasks: { a: { relie: [0.6, 0.2, 0.2], ie: [5, 1, 1], relie_class: "early" }, b: { relie: [0, 0, 1], ie: [0, 0, 1e-9], relie_class: "no effect" } } };
-const C = { id: 2, rank: NaN, onset: -1, reldec_class: "late", tasks: {} };
+const C = { id: 2, rank: NaN, onset: -1, reldec_class: "late", scaling_flag: "none", tasks: {} };  // judged, not flagged
 
 test("columns: with tasks, values and printed cells follow the selected task", () => {
   const state = { task: "a" };
@@ -105,7 +105,7 @@ test("classGroups: counts per class, in the selected task; empty groups left out
     { label: "RelIE class", options: [{ value: "relie:late", text: "late (1)" }, { value: "relie:early", text: "early (1)" }] },
     { label: "RelDec class", options: [{ value: "reldec:late", text: "late (2)" }, { value: "reldec:early", text: "early (1)" }] },
     { label: "trajectory", options: [{ value: "traj:rises", text: "rises (1)" }] },
-    { label: "RelDec disputed by latent scaling", options: [{ value: "disp:shrinkage", text: "shrinkage (1)" }] }]);
+    { label: "latent scaling flag", options: [{ value: "disp:shrinkage", text: "shrinkage (1)" }] }]);
   assert.deepEqual(D.classGroups([A, B, C], "b")[0], { label: "RelIE class", options: [{ value: "relie:no effect", text: "no effect (1)" }] });
   assert.deepEqual(D.classGroups([C], null), [{ label: "RelDec class", options: [{ value: "reldec:late", text: "late (1)" }] }]);
   assert.deepEqual(D.classGroups([], "a"), []);
