@@ -4,6 +4,7 @@ run: no scan/phases.json, no decoder analyses in evaluation.json) -> no reading,
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -100,7 +101,7 @@ COUNTS = {"current_token": 30, "previous_token": 40, "induction": 12, "subject_n
 
 
 def _rotation(median: list[float], turns: list[int]) -> Rotation:
-    return Rotation(intervals=[f"{a}->{b}" for a, b in zip(REVISIONS, REVISIONS[1:])], n_features=[10, 12, 12, 11],
+    return Rotation(intervals=[f"{a}->{b}" for a, b in itertools.pairwise(REVISIONS)], n_features=[10, 12, 12, 11],
                     median_cosine=median, q25_cosine=median, q75_cosine=median, median_angle_deg=median,
                     final_n=[9, 10, 10, 11, 12], final_median=[0.2, 0.3, 0.5, 0.8, 1.0], final_q25=[0.0] * 5,
                     final_q75=[1.0] * 5, revisions=REVISIONS, presence_fraction=0.5, turn_bound=0.5, turns=turns)
@@ -212,8 +213,8 @@ def test_two_phase_figure_written_and_embedded_with_its_reading(tmp_path):
     missing: list[str] = []
     evolution = evolution_overview(read_scan_folder(run.scan), evaluation, missing)
     assert [r.revision for r in evolution.dynamics] == [f"step{s}" for s in SCANNED]
-    assert missing == ["evaluation.json: decoder.presence (re-run `crosstime evaluate`): no present-feature counts "
-                       "beside dimensionality",
+    assert missing == [("evaluation.json: decoder.presence (re-run `crosstime evaluate`): no present-feature counts "
+                        "beside dimensionality"),
                        "evaluation.json: decoder.rotation (re-run `crosstime evaluate`): no rotation reading"]
     data = _data(evolution)
     data.missing = missing
