@@ -45,7 +45,7 @@ from crosstime.demo import EVOLUTION_REVISIONS, DemoConfig, DemoResult, demo
 from crosstime.evaluate import paper_row
 from crosstime.report.findings import (
     dimensionality_reading,
-    direction_turn_reading,
+    rotation_reading,
     emergence_finding,
     phase_order_reading,
     typed_emergence_reading,
@@ -66,7 +66,7 @@ FIGURES = {
     "scan/dynamics.png": "tutorial-dynamics.png",
     "evaluation/reldec.png": "tutorial-reldec.png",
     "evaluation/emergence.png": "tutorial-emergence.png",
-    "evaluation/direction_turn.png": "tutorial-direction-turn.png",
+    "evaluation/rotation.png": "tutorial-direction-turn.png",
     "evaluation/dimensionality.png": "tutorial-dimensionality.png",
     "evaluation/typed_emergence.png": "tutorial-typed-emergence.png",
     "report/two_phase.png": "tutorial-two-phase.png",
@@ -227,12 +227,13 @@ def _evaluation_values(run: RunDir) -> dict[str, str]:
               f"{c.ce_zero:.3f}", f"{c.delta_ce:+.4f}", f"{c.ce_recovered:.4f}", f"{c.kl:.4f}"]
              for c in evaluation.checkpoints]
     s, d = evaluation.summary, evaluation.decoder
-    live = d.classes_live
+    live = d.trajectory_labels_live
     low = min(evaluation.checkpoints, key=lambda c: c.delta_ce)
     high = max(evaluation.checkpoints, key=lambda c: c.delta_ce)
-    turn, dim = d.direction_turn, d.dimensionality
-    geometry = [[r, f"{dim.total[m]:.3f}", "—" if turn.median[m] is None else f"{turn.median[m]:.2f}",
-                 str(turn.n[m])] for m, r in enumerate(turn.revisions)]
+    rot, dim = d.rotation, d.dimensionality
+    geometry = [[r, f"{dim.total[m]:.3f}", str(dim.pcs_90[m]), str(d.presence.present[m]),
+                 "—" if m == 0 or rot.median_cosine[m - 1] is None else f"{rot.median_cosine[m - 1]:.2f}",
+                 "—" if rot.final_median[m] is None else f"{rot.final_median[m]:.2f}"] for m, r in enumerate(rot.revisions)]
     typed = d.typed_emergence
     revisions = typed.revisions
     typed_rows = [[t, str(typed.counts[t]),
@@ -248,9 +249,10 @@ def _evaluation_values(run: RunDir) -> dict[str, str]:
                                f"{evaluation.settings.n_features} ({s.dead_fraction:.0%}: never fired on "
                                f"{s.dead_window_tokens:,} tokens)"),
         "delta_ce_range": f"from {low.delta_ce:+.4f} ({low.revision}) to {high.delta_ce:+.4f} ({high.revision})",
-        "reldec_live": (f"Of the {sum(live.values())} live features, "
+        "reldec_live": (f"Of the {sum(live.values())} live features (presence classes), "
                         + ", ".join(f"{n} are {cls}" for cls, n in live.items()) + "."),
-        "geometry_table": _table(["checkpoint", "Σ D_i / d", "median cos with the final direction", "features"],
+        "geometry_table": _table(["checkpoint", "Σ D_i / d", "activation PCs for 90%", "present features",
+                                  "median cos with the previous checkpoint", "median cos with the final direction"],
                                  geometry),
         "typed_table": _table(["type", "features", "median onset", "onsets per checkpoint (" + " / ".join(revisions)
                                + ")"], typed_rows),
@@ -269,12 +271,12 @@ def _demo_values(result: DemoResult) -> dict[str, str]:
             "attribution_top": attribution, "emergence": emergence_finding(data) or "",
             "attribution_pairs": " / ".join(str(n) for n in sorted(pairs)),
             "n_tasks": str(len(RunDir(result.run).attribution_tasks())),
-            "direction_turn": direction_turn_reading(data) or "",
+            "direction_turn": rotation_reading(data) or "",
             "dimensionality": dimensionality_reading(data) or "",
             "typed_emergence": typed_emergence_reading(data) or "",
             "phase_order": phase_order_reading(data) or "",
             "report_size": f"{result.dashboard.stat().st_size / 1e6:.1f} MB",
-            "scaling_disputes": f"{evaluation.reldec_disputed} of the {evaluation.scaling_judged} features it judged",
+            "scaling_disputes": f"{evaluation.shrinkage_flagged} of the {evaluation.scaling_judged} features it judged",
             "joint_table": _joint_table(RunDir(result.run), result.revisions)}
 
 

@@ -543,10 +543,10 @@ class EvaluationSummary(_Artifact):
     explained_variance_overall: float = Field(title="explained variance")
     fvu_overall: float = Field(title="unexplained variance")
     mse_overall: float = Field(title="MSE per dimension")
-    reldec_disputed: int | None = Field(None, title="RelDec classes disputed by latent scaling",
-                                        description="features whose RelDec class latent scaling disputes at some "
-                                                    "checkpoint (features.csv reldec_disputed; None: written before "
-                                                    "latent scaling existed)")
+    shrinkage_flagged: int | None = Field(None, title="features flagged for L1 shrinkage",
+                                          description="features latent scaling flags for L1 shrinkage at some "
+                                                      "checkpoint: the decoder weak or absent there while beta_error "
+                                                      "says present (features.csv scaling_flag; None: not measured)")
     scaling_judged: int | None = Field(None, title="features judged by latent scaling",
                                        description="features latent scaling judged (fired on at least "
                                                    "scaling_min_tokens held-out rows)")
@@ -569,6 +569,8 @@ class EvaluationSettings(_Artifact):
     context_batch_size: int | None
     dead_tokens: int
     presence: float
+    presence_absent: float
+    turn_bound: float
     high: float
     low: float
     scaling_min_tokens: int
@@ -648,37 +650,41 @@ class Emergence(_Artifact):
 
 
 class Rotation(_Artifact):
-    """How far decoder directions turn between consecutive checkpoints, over the live features present at
-    both ends (:func:`crosstime.shares.rotation_summary`); lists over the M − 1 intervals."""
+    """How decoder directions rotate over training (:func:`crosstime.evaluate.geometry.rotation`), over the live
+    features *present* at both checkpoints compared (decoder norm >= presence_fraction × the feature's largest):
+    the cosine between consecutive checkpoints (lists over the M − 1 intervals) and with the last checkpoint's
+    direction (lists over the M checkpoints). A *turn* is an interval whose median consecutive cosine is below
+    ``turn_bound``; ``turns`` empty: no turn, the directions rotate without one."""
 
     intervals: list[str] = Field(description="'a->b' per interval")
-    n_features: list[int]
+    n_features: list[int] = Field(description="[M − 1] live features present at both ends of the interval")
     median_cosine: list[float | None] = Field(description="None where no feature is present at both ends")
+    q25_cosine: list[float | None]
+    q75_cosine: list[float | None]
     median_angle_deg: list[float | None]
+    final_n: list[int] = Field(description="[M] live features present at m and at the last checkpoint")
+    final_median: list[float | None] = Field(description="[M] median cosine with the last checkpoint's direction")
+    final_q25: list[float | None]
+    final_q75: list[float | None]
+    revisions: list[str]
+    presence_fraction: float = Field(description="the feature filter: present = decoder norm >= this × its largest")
+    turn_bound: float = Field(description="a turn: an interval whose median consecutive cosine is below this")
+    turns: list[int] = Field(description="indices of the intervals that turn (empty: no turn)")
 
 
 class Dimensionality(_Artifact):
-    """Feature dimensionality over the live features (:mod:`crosstime.evaluate.geometry`)."""
+    """Feature dimensionality over the live features (:mod:`crosstime.evaluate.geometry`), beside its baselines:
+    the effective rank of the same checkpoints' activations (the held-out reconstruction rows, normalised space,
+    centred covariance) and the count of present features (``decoder.presence.present``)."""
 
     total: list[float] = Field(description="[M] Σ_i D_i / d")
     live_features: int
     d: int
     block: int = Field(description="rows per Gram slice it was computed in")
-
-
-class DirectionTurn(_Artifact):
-    """The cosine of each live feature's decoder with its final direction, summarised per checkpoint
-    (:func:`crosstime.evaluate.geometry.direction_turn`); lists over the M checkpoints."""
-
-    median: list[float | None] = Field(description="None where no feature is kept")
-    q25: list[float | None]
-    q75: list[float | None]
-    n: list[int] = Field(description="live features kept: a decoder norm at m and at the last checkpoint of at "
-                                     "least min_norm_fraction × the feature's largest")
-    revisions: list[str]
-    min_norm_fraction: float
-    turn_after: int | None = Field(description="m whose interval m -> m+1 the median crosses one half in (None: "
-                                               "it never does)")
+    participation_ratio: list[float] | None = Field(
+        None, description="[M] (Σ λ)² / Σ λ² of the activations' covariance eigenvalues λ (None: not measured)")
+    pcs_90: list[int] | None = Field(None, description="[M] principal components for 90% of the activation variance")
+    spectrum_rows: int | None = Field(None, description="held-out rows the activation spectrum was measured on")
 
 
 class ReldecHistogram(_Artifact):
@@ -688,18 +694,32 @@ class ReldecHistogram(_Artifact):
     counts: list[int]
 
 
-class LatentScaling(_Artifact):
-    """Where latent scaling disputes RelDec (:meth:`crosstime.evaluate.scaling.ScalingReading.summary`)."""
+class ShrinkageNull(_Artifact):
+    """The shrinkage flag with a random unit direction in place of each feature's decoder direction (same norms,
+    same presence, same rows): what the flag gives by chance, and how far the real directions stand from it."""
 
-    disputed: int = Field(description="features disputed at some checkpoint")
+    draws: int = Field(description="random directions per feature")
+    flagged_cells_mean: float = Field(description="cells flagged per draw, mean over the draws")
+    carried_mean: float = Field(description="mean error-carried scale / peak norm over the candidate cells, null")
+    carried_sd: float = Field(description="its standard deviation over the candidate cells and draws")
+    carried_mean_real: float = Field(description="the same mean with the decoder directions")
+    effect_size: float | None = Field(description="(real mean − null mean) / null sd (None: no candidate cell)")
+
+
+class LatentScaling(_Artifact):
+    """Where latent scaling flags L1 shrinkage (:meth:`crosstime.evaluate.scaling.ScalingReading.summary`)."""
+
+    shrinkage: int = Field(description="features flagged for shrinkage at some checkpoint")
+    shrinkage_cells: int = Field(description="feature-checkpoint cells flagged for shrinkage")
     judged: int = Field(description="features fitted on at least min_tokens held-out rows")
-    disputed_at: dict[str, int] = Field(description="revision -> features disputed there")
-    activation_disputed_only: int = Field(description="features where only the beta share passes the test")
-    activation_disputed_at: dict[str, int] = Field(description="revision -> features where only the beta share "
-                                                               "passes it there")
-    low: float
+    candidate_cells: int = Field(description="judged cells where the decoder is weak or absent (the flag's domain)")
+    shrinkage_at: dict[str, int] = Field(description="revision -> features flagged there")
+    decoupling: int = Field(description="features where only beta (not beta_error) passes the test")
+    decoupling_at: dict[str, int] = Field(description="revision -> features where only beta passes it there")
+    presence_fraction: float
     margin: float
     min_tokens: int
+    null: ShrinkageNull | None = Field(None, description="the flag against random directions")
     rule: str
 
 
@@ -716,22 +736,37 @@ class TypedEmergence(_Artifact):
     revisions: list[str]
 
 
+class Presence(_Artifact):
+    """Presence of each feature relative to its own peak (:func:`crosstime.evaluate.decoder.presence_levels`):
+    per checkpoint, live features present / weak / absent; the classes from the present checkpoints are
+    ``trajectory_labels``."""
+
+    present_fraction: float = Field(description="present at m: decoder norm >= this × the feature's largest")
+    absent_fraction: float = Field(description="absent at m: decoder norm < this × the feature's largest")
+    present: list[int] = Field(description="[M] live features present")
+    weak: list[int] = Field(description="[M] live features weak (between the two fractions)")
+    absent: list[int] = Field(description="[M] live features absent")
+    rule: str
+
+
 class Decoder(_Sparse):
     """``decoder`` of evaluation.json: the decoder-space readings (:func:`crosstime.evaluate.decoder.decoder_summary`,
     normalised space). "live": the features that fired in the dead-latent window."""
 
     reldec_mean: list[float] = Field(description="[M] mean RelDec share over all features")
     reldec_mean_live: list[float] | None = Field(description="[M] over the live features (None: none is live)")
-    classes: dict[str, int] = Field(description="RelDec class -> features")
-    classes_live: dict[str, int]
+    classes: dict[str, int] | None = Field(description="RelDec share class -> features: the first paper's view, "
+                                                       "M <= 3 only (None beyond: the presence classes are the "
+                                                       "classes at any M)")
+    classes_live: dict[str, int] | None
     class_thresholds: ClassThresholds
-    trajectory_labels_live: dict[str, int] = Field(description="decoder-norm trajectory -> live features")
+    trajectory_labels_live: dict[str, int] = Field(description="presence class -> live features (presence.rule)")
     trajectory_labels: dict[str, int]
-    presence_fraction: float = Field(description="trajectory presence: share of a feature's largest norm")
+    presence_fraction: float = Field(description="present: decoder norm >= this × the feature's largest")
+    presence: Presence | None = Field(None, description="absent when written before it existed")
     emergence: Emergence
-    rotation: Rotation
+    rotation: Rotation | None = Field(None, description="absent when written before it existed")
     dimensionality: Dimensionality | None = Field(None, description="absent when written before it existed")
-    direction_turn: DirectionTurn | None = Field(None, description="absent when written before it existed")
     mean_cosine_live: list[list[float]] | None = Field(
         None, description="[M, M] mean decoder cosine over the live features; absent beyond 64 checkpoints")
     reldec_histogram_live: ReldecHistogram | None = Field(None, description="M = 2 only (absent otherwise)")
@@ -755,8 +790,13 @@ EVALUATION_FEATURES = Table("features.csv", (
     Column("feature", int, "feature id"),
     Column("frequency", float, "share of tokens on which the feature fires (dead-latent window)"),
     Column("alive", bool, "fired at least once"),
-    Column("reldec_class", str, "class from the RelDec shares"),
-    Column("trajectory", str, "initial / persistent / emerging / transient / empty"),
+    Column("reldec_class", str, "class from the RelDec shares: the first paper's view, M <= 3 only (empty beyond)"),
+    Column("trajectory", str, "presence class: persistent (present at every checkpoint) / emerging (not at the "
+                              "first, present from onset through the last) / fading (present from the first through "
+                              "offset, not at the last) / transient (one interior span) / intermittent (several "
+                              "spans) / empty"),
+    Column("presence", str, "present (decoder norm >= presence × the feature's largest) / weak / absent (< "
+                            "presence_absent × its largest)", "checkpoint"),
     Column("onset", int, "first checkpoint index where the decoder norm is present"),
     Column("peak", int, "checkpoint index of the largest decoder norm"),
     Column("offset", int, "last checkpoint index where the decoder norm is present"),
@@ -780,13 +820,14 @@ EVALUATION_FEATURES = Table("features.csv", (
     Column("beta_share", float, "β⁺_m / Σ_k β⁺_k (β⁺ = max(β, 0)), comparable with the RelDec share", "checkpoint"),
     Column("beta_error_share", float, "β_error⁺_m / Σ_k β_error⁺_k", "checkpoint"),
     Column("beta_tokens", int, "held-out rows on which the feature fired (the rows of the β fits)"),
-    Column("reldec_disputed", bool, "1 where at some checkpoint the RelDec share is < low (RelDec: absent) while "
-                                    "the beta_error share is >= low and >= the RelDec share + scaling_margin "
-                                    "(the error carries u: decoder shrunk by the L1 penalty); empty when the "
-                                    "feature fired on fewer than scaling_min_tokens held-out rows"),
-    Column("disputed_at", str, "checkpoints where RelDec is disputed (;-separated)"),
-    Column("activation_disputed_at", str, "checkpoints where only the beta share passes the same test (candidate "
-                                          "latent decoupling; weaker: co-active latents overlapping u count too)"),
+    Column("scaling_flag", str, "shrinkage: at some checkpoint the decoder is weak or absent (norm < presence × "
+                                "its largest) while beta_error >= presence × its largest norm and exceeds the norm by "
+                                ">= scaling_margin × it (the error carries u: decoder shrunk by the L1 penalty); "
+                                "decoupling: only beta passes that test; none; empty when the feature fired on fewer "
+                                "than scaling_min_tokens held-out rows"),
+    Column("shrinkage_at", str, "checkpoints flagged for shrinkage (;-separated)"),
+    Column("decoupling_at", str, "checkpoints where only beta passes the shrinkage test (candidate latent "
+                                 "decoupling; weaker: co-active latents overlapping u count too)"),
     # typed emergence (crosstime.evaluate.types): scores of the feature's activation against each property over
     # the held-out reconstruction rows — η² (variance explained) for the token ids, specificity (activation mass
     # inside the label above its share of rows) for the flags; empty where not scored (toy labels off the toy world)
@@ -1129,7 +1170,9 @@ class Evolution(_Artifact):
     dynamics: list[EvolutionDynamics] | None = Field(description="every scanned checkpoint")
     phases: Phases | None
     dimensionality: Dimensionality | None
-    direction_turn: DirectionTurn | None
+    presence: Presence | None = Field(description="present / weak / absent features per checkpoint (the count "
+                                                  "beside dimensionality)")
+    rotation: Rotation | None
     typed_emergence: TypedEmergence | None
 
 

@@ -33,13 +33,14 @@ SHARED_ALL = "all shared"
 OTHER = "other"
 NO_EFFECT = "no effect"  # classify_effects: a total |effect| below the floor has no checkpoint profile
 
-# Trajectory labels (see `trajectories`).
-INITIAL = "initial"  # present at the first checkpoint, faded before the last
-PERSISTENT = "persistent"  # present at the first and at the last checkpoint
-EMERGING = "emerging"  # absent at the first checkpoint, present at the last
-TRANSIENT = "transient"  # emerges after the first checkpoint, fades before the last
+# Trajectory (presence) classes (see `trajectories`): from the set of checkpoints where a feature is present.
+PERSISTENT = "persistent"  # present at every checkpoint
+EMERGING = "emerging"  # not present at the first; present at every checkpoint from its onset through the last
+FADING = "fading"  # present at the first checkpoint and every one through its offset; not present at the last
+TRANSIENT = "transient"  # present on one unbroken span that touches neither the first nor the last checkpoint
+INTERMITTENT = "intermittent"  # present on two or more separate spans
 EMPTY = "empty"  # zero decoder norm everywhere
-TRAJECTORY_LABELS = (INITIAL, PERSISTENT, EMERGING, TRANSIENT, EMPTY)
+TRAJECTORY_LABELS = (PERSISTENT, EMERGING, FADING, TRANSIENT, INTERMITTENT, EMPTY)
 
 
 def _as_float(values: torch.Tensor, name: str, dims: int) -> torch.Tensor:
@@ -192,34 +193,6 @@ def consecutive_cosines(W_dec: torch.Tensor) -> torch.Tensor:
     return (unit[:, :-1] * unit[:, 1:]).sum(-1)
 
 
-def rotation_summary(W_dec: torch.Tensor, presence: float = 0.5) -> dict[str, list[float | int]]:
-    """How far feature directions turn between consecutive checkpoints.
-
-    For each interval ``m -> m+1``, over the features *present at both ends* (decoder norm
-    at least ``presence`` × that feature's maximum norm; a direction at a near-zero norm is
-    noise): the number of such features, the median cosine and the median angle in degrees.
-    Intervals with no such feature report cosine/angle ``None``.
-    """
-    W_dec = _as_float(W_dec, "W_dec [F, M, d]", 3)
-    norms = decoder_norms(W_dec)
-    cos = consecutive_cosines(W_dec).clamp(-1.0, 1.0)
-    peak = norms.max(dim=1, keepdim=True).values
-    here = (norms >= presence * peak) & (peak > 0)
-    both = here[:, :-1] & here[:, 1:]
-    out: dict[str, list] = {"n_features": [], "median_cosine": [], "median_angle_deg": []}
-    for m in range(cos.shape[1]):
-        sel = cos[both[:, m], m]
-        out["n_features"].append(int(sel.numel()))
-        if sel.numel() == 0:
-            out["median_cosine"].append(None)
-            out["median_angle_deg"].append(None)
-        else:
-            med = float(sel.median())
-            out["median_cosine"].append(med)
-            out["median_angle_deg"].append(float(torch.rad2deg(torch.arccos(torch.tensor(med)))))
-    return out
-
-
 @dataclass(frozen=True)
 class Trajectories:
     """Per-feature reading of decoder-norm trajectories ``norms [F, M]`` (checkpoints in order).
@@ -240,14 +213,17 @@ def trajectories(norms: torch.Tensor, fraction: float = 0.5) -> Trajectories:
     """Onset, peak, offset and a label for each feature's norm trajectory ``norms [F, M]``.
 
     A feature is *present* at checkpoint m when its norm is at least ``fraction`` of its
-    own maximum. onset = first present checkpoint, offset = last present checkpoint,
-    peak = argmax (first one on ties). Labels:
+    own maximum (so it is always present at its peak). onset = first present checkpoint,
+    offset = last present checkpoint, peak = argmax (first one on ties). Classes, for any M,
+    from the set of present checkpoints (the same rule at every M; no share cut-off):
 
-    - ``initial``: present at the first checkpoint (from initialisation when that is
-      step 0), gone by the last;
-    - ``persistent``: present at the first and at the last checkpoint;
-    - ``emerging``: first present after the first checkpoint, still present at the last;
-    - ``transient``: emerges after the first checkpoint and fades before the last;
+    - ``persistent``: present at every checkpoint;
+    - ``emerging``: not present at the first; present at every checkpoint from onset
+      through the last;
+    - ``fading``: present at the first and at every checkpoint through offset; not
+      present at the last;
+    - ``transient``: present on one unbroken span touching neither the first nor the last;
+    - ``intermittent``: present on two or more separate spans (any other pattern);
     - ``empty``: zero norm everywhere (onset/peak/offset = -1).
     """
     norms = _as_float(norms, "norms [F, M]", 2)
@@ -263,12 +239,16 @@ def trajectories(norms: torch.Tensor, fraction: float = 0.5) -> Trajectories:
     minus = torch.full_like(onset, -1)
     onset = torch.where(empty, minus, onset)
     peak = torch.where(empty, minus, peak)
+    # one unbroken span: every checkpoint from onset to offset is present
+    unbroken = present.sum(dim=1) == offset - onset + 1
     labels = []
     for i in range(F):
         if empty[i]:
             labels.append(EMPTY)
+        elif not unbroken[i]:
+            labels.append(INTERMITTENT)
         elif onset[i] == 0:
-            labels.append(PERSISTENT if offset[i] == M - 1 else INITIAL)
+            labels.append(PERSISTENT if offset[i] == M - 1 else FADING)
         else:
             labels.append(EMERGING if offset[i] == M - 1 else TRANSIENT)
     return Trajectories(onset=onset, peak=peak, offset=offset, labels=labels, fraction=fraction)

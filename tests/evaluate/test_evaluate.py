@@ -164,8 +164,8 @@ def test_an_exact_crosscoder_gives_full_ev_and_zero_delta_ce(run):
     assert "tensor(" not in text and "NaN" not in text
     assert read_model(Evaluation, run / "evaluation.json") == result
     assert stage.recorded(_cfg(run))["high"] == 0.7
-    assert sorted(result.plots) == ["delta_ce.png", "dimensionality.png", "direction_turn.png", "emergence.png",
-                                    "frequency.png", "reldec.png", "typed_emergence.png"]
+    assert sorted(result.plots) == ["delta_ce.png", "dimensionality.png", "emergence.png",
+                                    "frequency.png", "reldec.png", "rotation.png", "typed_emergence.png"]
     for name in result.plots:
         assert (run / "evaluation" / name).stat().st_size > 1000
 
@@ -261,7 +261,8 @@ def test_features_csv_reads_back_as_computed_by_hand(run):
     result = evaluate(_cfg(run, contexts=0, plots=False, dead_tokens=1))  # dead window = the held-out rows
     rows = EVALUATION_FEATURES.read(run / "evaluation", store.revisions)
     header = (run / "evaluation" / "features.csv").read_text().splitlines()[0].split(",")
-    assert header == ["feature", "frequency", "alive", "reldec_class", "trajectory", "onset", "peak", "offset",
+    assert header == ["feature", "frequency", "alive", "reldec_class", "trajectory", "presence_step0",
+                      "presence_step10", "presence_step100", "onset", "peak", "offset",
                       "max_norm", "reldec_step0", "reldec_step10", "reldec_step100", "norm_step0", "norm_step10",
                       "norm_step100", "reldec_pair_step0_vs_step10", "reldec_pair_step0_vs_step100",
                       "reldec_pair_step10_vs_step100", "cos_step0_to_step10", "cos_step10_to_step100",
@@ -270,7 +271,7 @@ def test_features_csv_reads_back_as_computed_by_hand(run):
                       "beta_step0", "beta_step10", "beta_step100", "beta_error_step0", "beta_error_step10",
                       "beta_error_step100", "beta_share_step0", "beta_share_step10", "beta_share_step100",
                       "beta_error_share_step0", "beta_error_share_step10", "beta_error_share_step100", "beta_tokens",
-                      "reldec_disputed", "disputed_at", "activation_disputed_at", "feature_type", "type_score",
+                      "scaling_flag", "shrinkage_at", "decoupling_at", "feature_type", "type_score",
                       "score_current_token", "score_previous_token", "score_induction", "score_subject_number",
                       "score_attractor", "score_subject_end", "labelled_share", "labelled_rows", "label_tokens"]
     lo, hi = store.context_range("heldout")
@@ -294,12 +295,14 @@ def test_features_csv_reads_back_as_computed_by_hand(run):
         assert row["cos"] == pytest.approx(cos, abs=1e-5)
         present = [m for m in range(M) if n[m] >= 0.5 * max(n)]
         assert (row["onset"], row["peak"], row["offset"]) == (present[0], int(np.argmax(n)), present[-1])
+        assert row["presence"] == ["present" if v >= 0.5 * max(n) else "absent" if v < 0.1 * max(n) else "weak"
+                                   for v in n]
         dominant = [store.revisions[m] for m in range(M) if n[m] / sum(n) > 0.7]
         if dominant:
             assert row["reldec_class"] == f"{dominant[0]}-dominant"
         # latent scaling over all held-out rows (b_dec = 0): closed-form least squares on the peak direction
         if fired[i] == 0:
-            assert row["beta"] == row["beta_error"] == [None] * M and row["reldec_disputed"] is None  # empty cells
+            assert row["beta"] == row["beta_error"] == [None] * M and row["scaling_flag"] is None  # empty cells
             continue
         u = W_dec[i, int(np.argmax(n))].double() / max(n)
         fi = f[:, i].double()
@@ -311,14 +314,16 @@ def test_features_csv_reads_back_as_computed_by_hand(run):
         pos = [max(b, 0.0) for b in beta_error]
         share = [b / sum(pos) if sum(pos) > 0 else 0.0 for b in pos]  # no positive β: present nowhere
         assert row["beta_error_share"] == pytest.approx(share, rel=1e-4, abs=1e-6)
-        if row["beta_tokens"] >= 20:
+        if row["beta_tokens"] >= 20:  # the shrinkage flag, by hand: weak or absent, β_error present by a margin
+            P = max(n)
             shrunk = [store.revisions[m] for m in range(M)
-                      if n[m] / sum(n) < 0.3 and share[m] >= 0.3 and share[m] - n[m] / sum(n) >= 0.1]
-            assert row["reldec_disputed"] is bool(shrunk) and row["disputed_at"] == (";".join(shrunk) or None)
-    assert rows[0]["reldec_class"] == "step0-dominant" and rows[0]["trajectory"] == "initial"
-    disputed = sum(bool(r["reldec_disputed"]) for r in rows)
-    assert result.summary.reldec_disputed == disputed == result.decoder.latent_scaling.disputed
-    assert result.summary.scaling_judged == sum(r["reldec_disputed"] is not None for r in rows)
+                      if n[m] < 0.5 * P and beta_error[m] >= 0.5 * P and beta_error[m] - n[m] >= 0.1 * P]
+            assert row["shrinkage_at"] == (";".join(shrunk) or None)
+            assert (row["scaling_flag"] == "shrinkage") is bool(shrunk)
+    assert rows[0]["reldec_class"] == "step0-dominant" and rows[0]["trajectory"] == "fading"
+    flagged = sum(r["scaling_flag"] == "shrinkage" for r in rows)
+    assert result.summary.shrinkage_flagged == flagged == result.decoder.latent_scaling.shrinkage
+    assert result.summary.scaling_judged == sum(r["scaling_flag"] is not None for r in rows)
 
 
 def test_dead_window_tops_up_heldout_rows_with_train_rows(run):
@@ -495,10 +500,10 @@ def test_printed_table_and_paper_row():
     assert "F=100 over 2 checkpoints, layer 1" in text and "L0 12.3, dead 3 (3.0% over 5,000 tokens)" in text
     assert "-49.000*" in text and "zero-ablation raises CE by less than" in text  # a small zero gap is flagged
     assert "latent scaling" not in text  # an evaluation.json written before latent scaling: nothing claimed
-    judged = summary.model_copy(update={"reldec_disputed": 4, "scaling_judged": 90})
+    judged = summary.model_copy(update={"shrinkage_flagged": 4, "scaling_judged": 90})
     console = Console(record=True, width=200)
     console.print(format_table(result.model_copy(update={"summary": judged})))
-    assert "RelDec disputed by latent scaling for 4 of 90 features" in " ".join(console.export_text().split())
+    assert "L1 shrinkage flagged by latent scaling for 4 of 90 features" in " ".join(console.export_text().split())
     late = next(line for line in text.splitlines() if "late" in line)
     assert "0.875" in late and late.count("—") == 5  # not spliced: CE clean, spliced, ΔCE, recovered, KL
     assert paper_row(result) == "L0 12.35 | Dead 3 | ΔCE —"

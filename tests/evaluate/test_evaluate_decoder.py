@@ -17,7 +17,6 @@ from crosstime.shares import (
     emergence_counts,
     pairwise_shares,
     relative_shares,
-    rotation_summary,
     trajectories,
 )
 
@@ -137,38 +136,25 @@ def test_decoder_cosines_against_direct_computation_and_zero_vectors():
     assert torch.allclose(consecutive[:, 0], cos[:, 0, 1]) and torch.allclose(consecutive[:, 1], cos[:, 1, 2])
 
 
-def test_rotation_summary_counts_only_features_present_at_both_ends():
-    e1, e2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
-    W = torch.stack(
-        [
-            torch.stack([e1, e1, e2]),  # same direction, then a 90° turn
-            torch.stack([e1, e1 * 1e-3, e2]),  # absent in the middle checkpoint
-        ]
-    )
-    rot = rotation_summary(W, presence=0.5)
-    assert rot["n_features"] == [1, 1]
-    assert rot["median_cosine"] == pytest.approx([1.0, 0.0], abs=1e-6)
-    assert rot["median_angle_deg"] == pytest.approx([0.0, 90.0], abs=1e-3)
-    empty = rotation_summary(torch.zeros(2, 3, 2))
-    assert empty["median_cosine"] == [None, None]
-
-
 def test_trajectories_on_hand_made_norms():
     norms = torch.tensor(
         [
             [1.0, 1.0, 0.9, 0.8, 0.7],  # persistent
-            [1.0, 0.4, 0.1, 0.0, 0.0],  # initial (fades)
+            [1.0, 0.4, 0.1, 0.0, 0.0],  # fading
             [0.0, 0.1, 0.6, 1.0, 0.9],  # emerging at 2, peak 3
             [0.0, 0.2, 1.0, 0.3, 0.0],  # transient: on 2, off 2
             [0.0, 0.0, 0.0, 0.0, 0.0],  # empty
-            [0.0, 0.5, 0.1, 0.5, 1.0],  # reaches exactly half at 1: onset 1
+            [0.0, 0.5, 0.1, 0.5, 1.0],  # reaches exactly half at 1, then a gap at 2: intermittent
+            [0.0, 0.5, 0.6, 0.5, 1.0],  # reaches exactly half at 1, present on: emerging
+            [1.0, 0.2, 0.2, 0.2, 0.9],  # present at both ends only: intermittent (not persistent)
         ]
     )
     t = trajectories(norms, fraction=0.5)
-    assert t.onset.tolist() == [0, 0, 2, 2, -1, 1]
-    assert t.peak.tolist() == [0, 0, 3, 2, -1, 4]
-    assert t.offset.tolist() == [4, 0, 4, 2, -1, 4]
-    assert t.labels == ["persistent", "initial", "emerging", "transient", "empty", "emerging"]
+    assert t.onset.tolist() == [0, 0, 2, 2, -1, 1, 1, 0]
+    assert t.peak.tolist() == [0, 0, 3, 2, -1, 4, 4, 0]
+    assert t.offset.tolist() == [4, 0, 4, 2, -1, 4, 4, 4]
+    assert t.labels == ["persistent", "fading", "emerging", "transient", "empty", "intermittent", "emerging",
+                        "intermittent"]
     stricter = trajectories(norms, fraction=0.95)
     assert stricter.onset[2].item() == 3 and stricter.offset[2].item() == 3
     with pytest.raises(ValueError, match="fraction"):
@@ -203,9 +189,9 @@ def test_feature_rows_of_a_hand_built_crosscoder():
     from crosstime.evaluate.scaling import ScalingStats, read_scaling
 
     model = _hand_crosscoder()
-    reading = read_features(model, torch.tensor([0.5, 0.0, 0.25], dtype=torch.float64), presence=0.5,
+    reading = read_features(model, torch.tensor([0.5, 0.0, 0.25], dtype=torch.float64), presence=0.5, absent=0.1,
                             high=0.7, low=0.3)
-    scaling = read_scaling(ScalingStats(model.W_dec, model.b_dec), reading.shares, reading.revisions, low=0.3,
+    scaling = read_scaling(ScalingStats(model.W_dec, model.b_dec), reading.norms, reading.revisions, presence=0.5,
                            margin=0.1, min_tokens=1)  # no rows streamed: every latent-scaling cell empty
     rows = feature_rows(reading, scaling)
     expected = [
@@ -220,16 +206,18 @@ def test_feature_rows_of_a_hand_built_crosscoder():
         assert row["frequency"] == freq and row["max_norm"] == pytest.approx(max_norm)
         assert row["reldec"] == pytest.approx(reldec) and row["norm"] == pytest.approx(norm)
         assert row["reldec_pair"] == pytest.approx(pair) and row["cos"] == pytest.approx(cos, abs=1e-6)
-    assert [r["trajectory"] for r in rows] == ["initial", "emerging", "persistent"]
-    assert all(r["beta"] is None and r["reldec_disputed"] is None and r["beta_tokens"] == 0 for r in rows)
+    assert [r["trajectory"] for r in rows] == ["fading", "emerging", "persistent"]
+    # feature 1: norm 1 of peak 3 = 0.33 at A, between 0.1 and 0.5
+    assert [r["presence"] for r in rows] == [["present", "absent"], ["weak", "present"], ["present", "present"]]
+    assert all(r["beta"] is None and r["scaling_flag"] is None and r["beta_tokens"] == 0 for r in rows)
 
 
 def test_decoder_summary_of_a_hand_built_crosscoder():
     from crosstime.evaluate.decoder import decoder_summary, read_features
 
     reading = read_features(_hand_crosscoder(), torch.tensor([0.5, 0.0, 0.25], dtype=torch.float64), presence=0.5,
-                            high=0.7, low=0.3)
-    out = decoder_summary(reading, [0, 1000], presence=0.5, high=0.7, low=0.3)
+                            absent=0.1, high=0.7, low=0.3)
+    out = decoder_summary(reading, [0, 1000], None, high=0.7, low=0.3, turn_bound=0.5)
     assert out.reldec_mean == pytest.approx([(1 + 0.25 + 0.5) / 3, (0 + 0.75 + 0.5) / 3])
     assert out.reldec_mean_live == pytest.approx([0.75, 0.25])  # features 0 and 2 fired
     assert out.classes == {"A-specific": 1, "B-specific": 1, "all shared": 1}
@@ -239,6 +227,11 @@ def test_decoder_summary_of_a_hand_built_crosscoder():
     # live features only: feature 0 is absent at B, so the rotation A -> B sees feature 2 alone
     assert out.rotation.intervals == ["A->B"] and out.rotation.n_features == [1]
     assert out.rotation.median_angle_deg == pytest.approx([180.0], abs=1e-3)
+    assert out.rotation.turns == [0]  # cosine -1 < 0.5: a turn
+    # live features 0 and 2: present / absent at A: 2 / 0, at B: 1 / 1 (feature 0 is zero there)
+    assert (out.presence.present, out.presence.weak, out.presence.absent) == ([2, 1], [0, 0], [0, 1])
+    assert out.trajectory_labels == {"fading": 1, "emerging": 1, "persistent": 1}
+    assert out.dimensionality.pcs_90 is None  # no spectrum passed
     cosine = out.mean_cosine_live  # [M, M], mean over the live features; a zero vector has cosine 0
     assert cosine[0] == pytest.approx([1.0, -0.5], abs=1e-6) and cosine[1] == pytest.approx([-0.5, 0.5], abs=1e-6)
     assert out.reldec_histogram_live.counts[0] == 1 and out.reldec_histogram_live.counts[10] == 1
@@ -249,4 +242,65 @@ def test_read_features_refuses_a_folded_crosscoder():
     from crosstime.evaluate.decoder import read_features
 
     with pytest.raises(ValueError, match="normalised space"):
-        read_features(_hand_crosscoder().folded(), torch.zeros(3), presence=0.5, high=0.7, low=0.3)
+        read_features(_hand_crosscoder().folded(), torch.zeros(3), presence=0.5, absent=0.1, high=0.7, low=0.3)
+
+
+# -- presence relative to the feature's own peak, at M = 7 ----------------------------------------
+
+REVS7 = [f"step{s}" for s in (0, 16, 64, 128, 256, 512, 1000)]
+
+
+def _crosscoder_with_norms(norms: list[list[float]]):
+    """A crosscoder over 7 checkpoints whose feature i has decoder norm ``norms[i][m]`` (direction e_i)."""
+    from crosstime.crosscoder import CrosscoderConfig, build
+
+    F, d = len(norms), 8
+    model = build(CrosscoderConfig(n_checkpoints=7, d_model=d, n_features=F, revisions=REVS7, scales=[1.0] * 7))
+    with torch.no_grad():
+        W = torch.zeros(F, 7, d)
+        for i, row in enumerate(norms):
+            W[i, :, i] = torch.tensor(row)
+        model.W_dec.copy_(W)
+    return model
+
+
+def test_presence_classes_at_seven_checkpoints():
+    from crosstime.evaluate.decoder import LEVEL_NAMES, feature_rows, read_features
+    from crosstime.evaluate.scaling import ScalingStats, read_scaling
+
+    norms = [
+        [0.0, 0.05, 1.0, 0.9, 0.8, 0.7, 0.05],  # present on 2..5 only (an interior span): transient
+        [0.0, 0.05, 1.0, 0.9, 0.8, 0.7, 0.6],  # present from 2 through the last: emerging
+        [1.0, 0.9, 0.8, 0.7, 0.6, 0.55, 0.5],  # present everywhere (exactly half at the last): persistent
+        [1.0, 0.8, 0.49, 0.2, 0.05, 0.0, 0.0],  # 0.49 of its peak at 2: weak, not present: fading
+        [0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2],  # flat: present everywhere, whatever its size
+        [0.9, 0.3, 0.3, 1.0, 0.3, 0.3, 0.8],  # three separate spans: intermittent
+    ]
+    model = _crosscoder_with_norms(norms)
+    reading = read_features(model, torch.ones(len(norms)), presence=0.5, absent=0.1, high=0.7, low=0.3)
+    scaling = read_scaling(ScalingStats(model.W_dec, model.b_dec), reading.norms, reading.revisions, presence=0.5,
+                           margin=0.1, min_tokens=1)
+    rows = feature_rows(reading, scaling)
+    assert [r["trajectory"] for r in rows] == ["transient", "emerging", "persistent", "fading", "persistent",
+                                               "intermittent"]
+    levels = {"present": "P", "weak": "w", "absent": "."}
+    assert ["".join(levels[v] for v in r["presence"]) for r in rows] == [
+        "..PPPP.", "..PPPPP", "PPPPPPP", "PPww...", "PPPPPPP", "PwwPwwP"]
+    assert rows[3]["presence"][2] == LEVEL_NAMES[1] == "weak"  # the near miss at 0.49 × peak
+    # share classes are the first paper's M <= 3 view: not written at M = 7
+    assert reading.labels is None and all(r["reldec_class"] is None for r in rows)
+    assert rows[4]["reldec"] == pytest.approx([1 / 7] * 7)  # a persistent feature's shares: 1/7 each, kept as numbers
+
+
+def test_planted_feature_present_at_two_through_six():
+    """The brief's case: present at checkpoints 2..6 of 7 (absent before) is emerging; a near miss at 0.49 × peak at
+    checkpoint 1 stays weak and does not move the onset."""
+    from crosstime.evaluate.decoder import presence_levels
+    from crosstime.shares import trajectories as traj
+
+    norms = torch.tensor([[0.0, 0.49, 1.0, 0.9, 0.8, 0.6, 0.5]])
+    assert presence_levels(norms, 0.5, 0.1).tolist() == [[0, 1, 2, 2, 2, 2, 2]]
+    t = traj(norms, fraction=0.5)
+    assert t.labels == ["emerging"] and t.onset.tolist() == [2] and t.offset.tolist() == [6]
+    with pytest.raises(ValueError, match="fractions"):
+        presence_levels(norms, 0.1, 0.5)

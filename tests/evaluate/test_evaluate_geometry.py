@@ -1,5 +1,5 @@
-"""Feature dimensionality and the direction turn (crosstime.evaluate.geometry) against hand computations,
-and the evaluate stage writing them (features.csv columns, evaluation.json keys, figures)."""
+"""Feature dimensionality, its activation-rank baseline and rotation (crosstime.evaluate.geometry) against hand
+computations, and the evaluate stage writing them (features.csv columns, evaluation.json keys, figures)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from test_evaluate import run, save_crosscoder, sharp_series  # noqa: F401  (mod
 
 from crosstime.artifacts import EVALUATION_FEATURES, Evaluation, read_model
 from crosstime.evaluate.geometry import (
+    SpectrumStats,
     cos_final,
     dimensionality,
     dimensionality_blocked,
     dimensionality_by_checkpoint,
-    direction_turn,
-    crossing,
+    effective_rank,
+    rotation,
 )
 from crosstime.evaluate.work import EvaluateConfig
 from crosstime.stages.evaluate import evaluate
@@ -91,51 +92,89 @@ def test_cos_final_by_hand():
     assert cos[3].isnan().all()
 
 
-def test_direction_turn_quantiles_and_selection_by_hand():
-    nan = math.nan
-    cos = torch.tensor([[0.0, 0.1, 0.9, 1.0],
-                        [0.1, 0.2, 0.95, 1.0],
-                        [-0.1, 0.0, 0.8, 1.0],
-                        [-1.0, -1.0, -1.0, 1.0],  # not alive
-                        [0.9, 0.9, 0.9, 1.0],  # decoder 0.5% of its peak at m = 0: left out there
-                        [1.0, 1.0, 1.0, 1.0],  # final decoder 0.1% of its peak: no reference direction
-                        [nan, nan, nan, nan]], dtype=torch.float64)
-    norms = torch.ones(7, 4, dtype=torch.float64)
-    norms[4, 0], norms[5, 3] = 0.005, 0.001
-    alive = torch.tensor([True, True, True, False, True, True, True])
-    out = direction_turn(cos, norms, alive, ["a", "b", "c", "d"])
-    assert out.n == [3, 4, 4, 4]
-    # m = 1: sorted [0, 0.1, 0.2, 0.9]; linear interpolation at 0.75, 1.5, 2.25
-    assert out.median == pytest.approx([0.0, 0.15, 0.9, 1.0])
-    assert out.q25 == pytest.approx([-0.05, 0.075, 0.875, 1.0])
-    assert out.q75 == pytest.approx([0.05, 0.375, 0.9125, 1.0])
-    assert out.turn_after == 1 and out.revisions == ["a", "b", "c", "d"]
+def _rotate(v: torch.Tensor, w: torch.Tensor, angle: float) -> torch.Tensor:
+    """``v`` turned by ``angle`` towards the orthonormal ``w`` (both unit)."""
+    return math.cos(angle) * v + math.sin(angle) * w
 
 
-def test_turn_found_on_features_that_turn_at_one_interval():
-    """Five features whose pre-turn direction is orthogonal to the post-turn one, turning between checkpoints
-    2 and 3 (one of them turning later, at 3 -> 4): the median jumps at interval 2 -> 3."""
-    g = torch.Generator().manual_seed(1)
-    pre, post = torch.eye(8)[:5], torch.eye(8)[3:]
-    W_dec = torch.empty(5, 5, 8)
-    for i in range(5):
-        turn = 4 if i == 4 else 3
-        for m in range(5):
-            W_dec[i, m] = (pre[i] if m < turn else post[i]) * (1 + m) + 0.01 * torch.randn(8, generator=g)
-    out = direction_turn(cos_final(W_dec), torch.linalg.vector_norm(W_dec, dim=-1), torch.ones(5, dtype=torch.bool),
-                         [f"s{m}" for m in range(5)])
-    assert out.median[:3] == pytest.approx([0.0] * 3, abs=0.05) and out.median[3:] == pytest.approx([1.0] * 2,
-                                                                                                    abs=0.01)
-    assert out.turn_after == 2
+def test_rotation_quantiles_and_feature_filter_by_hand():
+    """Consecutive cosines of 4 features over 3 checkpoints in a plane; a feature is counted in an interval only
+    when present at both ends and alive."""
+    e0, e1 = torch.eye(2)
+    angles = [[0.0, 0.1, 0.3], [0.0, 0.2, 0.5], [0.0, 0.4, 0.6], [0.0, 1.0, 2.0]]
+    W_dec = torch.stack([torch.stack([_rotate(e0, e1, a) for a in row]) for row in angles]).double()
+    W_dec[2, 0] *= 0.4  # below half its peak at checkpoint 0: out of interval 0 and of the final cosine there
+    alive = torch.tensor([True, True, True, False])
+    norms = torch.linalg.vector_norm(W_dec, dim=-1)
+    present = norms >= 0.5 * norms.max(1, keepdim=True).values
+    out = rotation(W_dec, cos_final(W_dec), present, alive, ["a", "b", "c"], presence=0.5, bound=0.5)
+    assert out.intervals == ["a->b", "b->c"] and out.n_features == [2, 3]
+    first = sorted([math.cos(0.1), math.cos(0.2)])
+    assert out.median_cosine[0] == pytest.approx(sum(first) / 2)
+    assert out.q25_cosine[0] == pytest.approx(first[0] + 0.25 * (first[1] - first[0]))
+    second = sorted([math.cos(0.2), math.cos(0.3), math.cos(0.2)])
+    assert out.median_cosine[1] == pytest.approx(second[1]) and out.q75_cosine[1] == pytest.approx(
+        second[1] + 0.5 * (second[2] - second[1]))
+    assert out.final_n == [2, 3, 3] and out.final_median[-1] == pytest.approx(1.0)
+    assert out.final_median[0] == pytest.approx((math.cos(0.3) + math.cos(0.5)) / 2)
+    assert out.turns == []  # all consecutive medians far above 0.5
 
 
-def test_crossing_skips_gaps_and_needs_an_upward_pass():
-    assert crossing([0.0, 0.4, 0.6, 1.0], 0.5) == 1
-    assert crossing([0.0, 0.5, 0.5, 1.0], 0.5) == 0  # reaching the level counts
-    assert crossing([None, 0.2, None, 0.9, 1.0], 0.5) is None  # intervals touching None skipped
-    assert crossing([0.2, None, 0.3, 0.9], 0.5) == 2
-    assert crossing([1.0, 0.5, 0.0], 0.5) is None
-    assert crossing([0.3], 0.5) is None
+def _rotating(F: int, M: int, d: int, angles: list[float], seed: int = 0) -> torch.Tensor:
+    """``W_dec [F, M, d]``: each feature starts at a random unit direction and turns by ``angles[m]`` (radians)
+    between checkpoints m and m + 1, each time towards a fresh direction orthogonal to where it is."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.empty(F, M, d, dtype=torch.float64)
+    for i in range(F):
+        v = torch.nn.functional.normalize(torch.randn(d, generator=g, dtype=torch.float64), dim=0)
+        W[i, 0] = v
+        for m in range(M - 1):
+            w = torch.randn(d, generator=g, dtype=torch.float64)
+            w = torch.nn.functional.normalize(w - (w @ v) * v, dim=0)
+            v = _rotate(v, w, angles[m])
+            W[i, m + 1] = v
+    return W
+
+
+def test_a_sharp_turn_is_found_and_steady_rotation_is_not_called_one():
+    F, M, d = 40, 7, 64
+    revisions = [f"s{m}" for m in range(M)]
+    everywhere, alive = torch.ones(F, M, dtype=torch.bool), torch.ones(F, dtype=torch.bool)
+    # a turn: nearly still, then a 85° turn between s3 and s4, then still again
+    sharp = _rotating(F, M, d, [0.05, 0.05, 0.05, math.radians(85), 0.05, 0.05])
+    out = rotation(sharp, cos_final(sharp), everywhere, alive, revisions, presence=0.5)
+    assert out.turns == [3] and out.median_cosine[3] == pytest.approx(math.cos(math.radians(85)), abs=1e-9)
+    # steady rotation: cos 0.7 every interval (45.6°); the cosine with the final direction falls far below 0.5
+    # at the first checkpoints, yet no interval turns
+    steady = _rotating(F, M, d, [math.acos(0.7)] * (M - 1))
+    out = rotation(steady, cos_final(steady), everywhere, alive, revisions, presence=0.5)
+    assert out.median_cosine == pytest.approx([0.7] * (M - 1), abs=1e-9)
+    assert out.turns == [] and out.final_median[0] < 0.5
+
+
+def test_effective_rank_of_a_planted_rank_k_set_and_the_participation_ratio_by_hand():
+    g = torch.Generator().manual_seed(3)
+    n, d, k = 4000, 32, 5
+    scales = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.8], dtype=torch.float64)  # variances 1, 1, 1, 1, 0.64
+    basis = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))[0][:, :k]  # [d, k] orthonormal
+    z = torch.randn(n, k, generator=g, dtype=torch.float64)
+    z = torch.linalg.qr(z - z.mean(0))[0] * math.sqrt(n)  # centred, exactly uncorrelated, unit variance
+    x = (z * scales) @ basis.T + 7.0  # [n, d] rank k about its mean (the offset is removed by centring)
+    x2 = torch.stack([x, x[:, :] * 0.5], dim=1)  # [n, 2, d]: two checkpoints, the second a scaled copy
+    stats = SpectrumStats(2, d)
+    for start in range(0, n, 1000):
+        stats.update(x2[start : start + 1000].float())
+    spectrum = stats.result()
+    eig = torch.linalg.eigvalsh(torch.cov(x.T, correction=0))  # the variances along the planted directions
+    lam = sorted(eig.tolist(), reverse=True)[:k]
+    ratio = sum(lam) ** 2 / sum(v * v for v in lam)
+    assert spectrum.rows == n and spectrum.pcs_90 == [k, k]  # 90% needs all five: the top four hold 4 / 4.64 = 86%
+    by_hand = 4.64**2 / (4 + 0.64**2)  # (Σλ)² / Σλ² of the planted variances = 4.882
+    assert ratio == pytest.approx(by_hand, rel=1e-9)
+    assert spectrum.participation_ratio == pytest.approx([by_hand, by_hand], rel=1e-5)  # float32 rows in
+    assert effective_rank(torch.tensor([1.0, 0.0, 0.0])) == (1.0, 1)
+    assert effective_rank(torch.tensor([1.0, 1.0, 1.0, 1.0])) == (pytest.approx(4.0), 4)
+    assert effective_rank(torch.zeros(3)) == (0.0, 0)
 
 
 def test_evaluate_writes_the_columns_the_keys_and_the_figures(run):  # noqa: F811
@@ -164,12 +203,17 @@ def test_evaluate_writes_the_columns_the_keys_and_the_figures(run):  # noqa: F81
         unit = torch.nn.functional.normalize(W_dec[i], dim=-1)
         assert rows[i]["cos_final"] == pytest.approx((unit @ unit[-1]).tolist(), abs=1e-5)
     saved = read_model(Evaluation, run / "evaluation.json")
-    dim, turn = saved.decoder.dimensionality, saved.decoder.direction_turn
+    dim, rot = saved.decoder.dimensionality, saved.decoder.rotation
     assert dim.d == d and dim.live_features == int(alive.sum()) and dim.block >= 1
     live_D = np.array([r["dimensionality"] for r in rows if r["alive"]])
     assert dim.total == pytest.approx((live_D.sum(0) / d).tolist(), rel=1e-5)
-    assert turn.revisions == revs and len(turn.median) == len(turn.q25) == len(turn.q75) == M
-    assert turn.n[-1] == int(alive.sum()) - 1 and turn.median[-1] == pytest.approx(1.0)  # all but feature 0
-    assert {"dimensionality.png", "direction_turn.png"} <= set(result.plots)
+    assert dim.spectrum_rows == result.reconstruction.tokens and len(dim.pcs_90) == len(dim.participation_ratio) == M
+    assert all(1 <= k <= d for k in dim.pcs_90) and all(1 <= r <= d for r in dim.participation_ratio)
+    present = [r["presence"] for r in rows if r["alive"]]
+    assert saved.decoder.presence.present == [sum(p[m] == "present" for p in present) for m in range(M)]
+    assert rot.revisions == revs and len(rot.final_median) == len(rot.final_q25) == len(rot.final_q75) == M
+    assert len(rot.median_cosine) == len(rot.q25_cosine) == M - 1
+    assert rot.final_median[-1] == pytest.approx(1.0)
+    assert {"dimensionality.png", "rotation.png"} <= set(result.plots)
     assert (run / "evaluation" / "dimensionality.png").stat().st_size > 0
-    assert (run / "evaluation" / "direction_turn.png").stat().st_size > 0
+    assert (run / "evaluation" / "rotation.png").stat().st_size > 0

@@ -4,6 +4,7 @@ run: no scan/phases.json, no decoder analyses in evaluation.json) -> no reading,
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -17,15 +18,16 @@ from crosstime.artifacts import (
     CheckpointEvaluation,
     Decoder,
     Dimensionality,
-    DirectionTurn,
     Evaluation,
     Evolution,
     EvolutionCheckpoint,
     Figure,
     Phase,
     Phases,
+    Presence,
     ReportCheckpoint,
     ReportData,
+    Rotation,
     RunDir,
     TypedEmergence,
     write_model,
@@ -35,10 +37,10 @@ from crosstime.report.evolution import TWO_PHASE_PNG, evolution_overview
 from crosstime.runs import read_scan_folder
 from crosstime.report.findings import (
     dimensionality_reading,
-    direction_turn_reading,
     evolution_readings,
     findings,
     phase_order_reading,
+    rotation_reading,
     typed_emergence_reading,
 )
 from crosstime.report.work import evolution_figures
@@ -78,7 +80,7 @@ def _dim(total: list[float]) -> Dimensionality:
 
 def _evolution(**parts) -> Evolution:
     return Evolution(**{"checkpoints": _checkpoints(), "dynamics": None, "phases": None, "dimensionality": None,
-                        "direction_turn": None, "typed_emergence": None} | parts)
+                        "presence": None, "rotation": None, "typed_emergence": None} | parts)
 
 
 def _data(evolution: Evolution | None = None, **parts) -> ReportData:
@@ -98,25 +100,48 @@ COUNTS = {"current_token": 30, "previous_token": 40, "induction": 12, "subject_n
           "subject_end": 0, "other": 100, "unscored": 7}
 
 
-def test_direction_turn_reading():
-    turn = DirectionTurn(median=[0.01, 0.05, 0.71, 0.9, 1.0], q25=[0.0] * 5, q75=[1.0] * 5, n=[3, 10, 10, 10, 10],
-                         turn_after=1, revisions=REVISIONS, min_norm_fraction=0.01)
-    assert direction_turn_reading(_data(direction_turn=turn)) == (
-        "Decoder directions turn between step64 and step128: the median cosine with the final direction passes one "
-        "half there, from 0.05 to 0.71 (it is 0.01 at step0; live features with a decoder there).")
-    assert direction_turn_reading(_data(direction_turn=turn.model_copy(update={"turn_after": None}))) is None
+def _rotation(median: list[float], turns: list[int]) -> Rotation:
+    return Rotation(intervals=[f"{a}->{b}" for a, b in itertools.pairwise(REVISIONS)], n_features=[10, 12, 12, 11],
+                    median_cosine=median, q25_cosine=median, q75_cosine=median, median_angle_deg=median,
+                    final_n=[9, 10, 10, 11, 12], final_median=[0.2, 0.3, 0.5, 0.8, 1.0], final_q25=[0.0] * 5,
+                    final_q75=[1.0] * 5, revisions=REVISIONS, presence_fraction=0.5, turn_bound=0.5, turns=turns)
 
 
-def test_dimensionality_reading_compress_then_expand():
+def test_rotation_reading_says_no_turn_for_steady_rotation_and_names_a_turn():
+    steady = _rotation([0.79, 0.72, 0.67, 0.62], [])
+    assert rotation_reading(_data(rotation=steady)) == (
+        "Decoder directions rotate without a turn: median cosine between consecutive checkpoints' decoder directions "
+        "0.79, 0.72, 0.67, 0.62 over step0->step64, step64->step128, step128->step512, step512->step1000 (live "
+        "features present at both, norm ≥ 50% of their peak; 10–12 features), never below the turn bound 0.5; the "
+        "median cosine of step0's direction with the last is 0.20.")
+    sharp = _rotation([0.98, 0.1, 0.97, 0.99], [1])
+    assert rotation_reading(_data(rotation=sharp)).startswith(
+        "Decoder directions turn at step64->step128 (0.10), below the turn bound 0.5: median cosine")
+    assert rotation_reading(_data()) is None
+
+
+def test_dimensionality_reading_with_and_without_its_baselines():
     dim = _dim([0.40, 0.21, 0.30, 0.45, 0.55])
     assert dimensionality_reading(_data(dimensionality=dim)) == (
-        "Feature dimensionality (Σ D_i / d, 12 live features, d = 8) compresses from 0.40 at step0 to 0.21 at step64, "
-        "then expands to 0.55 at step1000.")
+        "Feature dimensionality (Σ D_i / d, 12 live features, d = 8) falls from 0.40 at step0 to 0.21 at step64, "
+        "then rises to 0.55 at step1000.")
     falling = _dim([0.5, 0.4, 0.3, 0.2, 0.1])
-    assert "without expanding again" in dimensionality_reading(_data(dimensionality=falling))
+    assert "without rising again" in dimensionality_reading(_data(dimensionality=falling))
     rising = _dim([0.1, 0.2, 0.3, 0.4, 0.5])
-    assert "expands from 0.10 at step0 to 0.50 at step1000, without compressing first" in dimensionality_reading(
+    assert "rises from 0.10 at step0 to 0.50 at step1000, without falling first" in dimensionality_reading(
         _data(dimensionality=rising))
+    # baselines: PCs for 90% that move with it (Pearson r = 1 for a linear relation), and the present features
+    tracked = dim.model_copy(update={"pcs_90": [40, 21, 30, 45, 55], "participation_ratio": [1.0] * 5,
+                                     "spectrum_rows": 4096})
+    presence = Presence(present_fraction=0.5, absent_fraction=0.1, present=[12, 5, 6, 8, 9], weak=[0] * 5,
+                        absent=[0] * 5, rule="by hand")
+    line = dimensionality_reading(_data(dimensionality=tracked, presence=presence))
+    assert line.endswith("; the activations need 40, 21, 30, 45, 55 principal components for 90% of their variance "
+                         "(4,096 held-out rows; Pearson r with the dimensionality 1.00): it moves with the "
+                         "activations' rank, so the curve alone does not tell superposition from rank collapse; "
+                         "present features (decoder ≥ 50% of their peak): 12, 5, 6, 8, 9.")
+    flat = tracked.model_copy(update={"pcs_90": [5, 9, 5, 9, 5]})
+    assert "it does not simply follow the activations' rank" in dimensionality_reading(_data(dimensionality=flat))
 
 
 def test_typed_emergence_reading_in_onset_order():
@@ -153,7 +178,7 @@ def test_phase_order_differs_names_the_pairs():
 
 def test_absent_inputs_give_no_reading():
     data = _data()
-    assert evolution_readings(data) == {"phases": None, "dimensionality": None, "direction_turn": None,
+    assert evolution_readings(data) == {"phases": None, "dimensionality": None, "rotation": None,
                                         "typed_emergence": None}
     # typed emergence without phases: a reading of the types, none of the order
     typed = _data(typed_emergence=_typed(IN_ORDER, COUNTS))
@@ -188,7 +213,9 @@ def test_two_phase_figure_written_and_embedded_with_its_reading(tmp_path):
     missing: list[str] = []
     evolution = evolution_overview(read_scan_folder(run.scan), evaluation, missing)
     assert [r.revision for r in evolution.dynamics] == [f"step{s}" for s in SCANNED]
-    assert missing == ["evaluation.json: decoder.direction_turn (re-run `crosstime evaluate`): no direction-turn reading"]
+    assert missing == [("evaluation.json: decoder.presence (re-run `crosstime evaluate`): no present-feature counts "
+                        "beside dimensionality"),
+                       "evaluation.json: decoder.rotation (re-run `crosstime evaluate`): no rotation reading"]
     data = _data(evolution)
     data.missing = missing
     data.overview.figures = [Figure(name="evaluation/dimensionality.png", group="evaluation", src="x"),
@@ -215,10 +242,9 @@ def test_older_run_without_phases_or_decoder_analyses(tmp_path):
     missing: list[str] = []
     evolution = evolution_overview(read_scan_folder(run.scan), evaluation, missing)
     assert evolution.phases is None and evolution.dimensionality is None
-    assert [m.split(" ")[0] for m in missing] == ["scan/phases.json", "evaluation.json:", "evaluation.json:",
-                                                 "evaluation.json:"]
-    assert {m.split(" ")[1] for m in missing[1:]} == {"decoder.dimensionality", "decoder.direction_turn",
-                                                      "decoder.typed_emergence"}
+    assert [m.split(" ")[0] for m in missing] == ["scan/phases.json"] + ["evaluation.json:"] * 4
+    assert {m.split(" ")[1] for m in missing[1:]} == {"decoder.dimensionality", "decoder.presence",
+                                                      "decoder.rotation", "decoder.typed_emergence"}
     data = _data(evolution)
     assert set(evolution_readings(data).values()) == {None}
     evolution_figures(data, run)

@@ -150,7 +150,8 @@ def report_data(**fields) -> ReportData:
     """A valid ``report/data.json`` of a run with nothing in it, ``fields`` replacing its parts (hand-built data
     for the readings; ``evolution`` replaces the overview's Evolution panel)."""
     evolution = fields.pop("evolution", None) or Evolution(checkpoints=[], dynamics=None, phases=None,
-                                                          dimensionality=None, direction_turn=None, typed_emergence=None)
+                                                          dimensionality=None, presence=None, rotation=None,
+                                                          typed_emergence=None)
     overview = Overview(accuracy={}, similarity=[], suggestion=None, dynamics=None, figures=[], ablation={},
                         attribution={}, distributions=Distributions(reldec=None, n_reldec=0, relie={}, n_relie={}),
                         class_counts={}, evolution=evolution)

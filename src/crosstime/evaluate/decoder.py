@@ -1,13 +1,24 @@
 """The evaluate stage's decoder-space readings (normalised-space decoder, as in the paper).
 
 :func:`read_features` reads every feature's decoder (F rows): norms ``‖W_dec[i, m]‖``
-(:meth:`Crosscoder.decoder_norms`), RelDec shares and classes, decoder-norm trajectories
-(onset / peak / offset), pairwise RelDec (few checkpoints) and the cosine between
-consecutive checkpoints' directions. :func:`decoder_summary` turns them into the
-``decoder`` section of ``evaluation.json``: mean RelDec, class counts, trajectory counts,
-the emergence histogram, rotation between consecutive checkpoints and mean cosines, each
-over all features and over the live ones (those that fired in the dead-latent window).
-The math is :mod:`crosstime.shares`.
+(:meth:`Crosscoder.decoder_norms`), presence relative to the feature's own peak, RelDec
+shares, decoder-norm trajectories (onset / peak / offset), pairwise RelDec (few checkpoints)
+and the cosine between consecutive checkpoints' directions. :func:`decoder_summary` turns
+them into the ``decoder`` section of ``evaluation.json``. The math is :mod:`crosstime.shares`.
+
+**Presence** (the classes at any M): feature i is *present* at checkpoint m when
+``‖W_dec[i, m]‖ >= presence × max_k ‖W_dec[i, k]‖`` (default 0.5, the rule of the emergence
+onsets), *absent* when below ``absent × max_k ‖W_dec[i, k]‖`` (default 0.1) and *weak* in
+between (:func:`presence_levels`). Its class comes from the set of checkpoints where it is
+present (:func:`crosstime.shares.trajectories`): persistent (all), emerging (not the first;
+from onset through the last), fading (the first through offset; not the last), transient (one
+interior span), intermittent (several spans), empty (zero decoder).
+
+**RelDec** shares ``‖W_dec[i, m]‖ / Σ_k ‖W_dec[i, k]‖`` stay as numbers at every M. Their
+classes (:func:`crosstime.shares.classify_shares`: "<rev>-dominant", "a+b shared", with cut-offs
+0.7 / 0.3) are the first paper's view and are written for M <= 3 only: their cut-offs were set
+for two or three checkpoints, and at M = 7 a feature present everywhere has shares of 1/7 = 0.14,
+below the 0.3 that calls a checkpoint shared.
 """
 
 from __future__ import annotations
@@ -15,7 +26,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -27,16 +37,17 @@ from crosstime.artifacts import (
     Decoder,
     Dimensionality,
     Emergence,
+    Presence,
     ReldecHistogram,
-    Rotation,
     pairs,
 )
 from crosstime.crosscoder import Crosscoder
 from crosstime.evaluate.geometry import (
     DIMENSIONALITY_BLOCK,
+    Spectrum,
     cos_final,
     dimensionality_by_checkpoint,
-    direction_turn,
+    rotation,
 )
 from crosstime.evaluate.scaling import ScalingReading
 from crosstime.evaluate.types import TypeReading, empty_type_cells
@@ -48,20 +59,45 @@ from crosstime.shares import (
     emergence_counts,
     pairwise_shares,
     relative_shares,
-    rotation_summary,
     trajectories,
 )
 
 MAX_COSINE_CHECKPOINTS = 64  # the [F, M, M] cosine tensor grows as M²: not computed beyond this
 RELDEC_PAIR = next(c for c in EVALUATION_FEATURES.columns if c.kind == "pair")  # written up to its max_checkpoints
+MAX_CLASS_CHECKPOINTS = 3  # RelDec share classes: the first paper's view (its cut-offs are for M = 2-3)
+PRESENT_FRACTION = 0.5  # present: decoder norm >= this × the feature's largest (the emergence onsets' rule)
+ABSENT_FRACTION = 0.1  # absent: below this × the largest; weak in between
+ABSENT, WEAK, PRESENT = 0, 1, 2  # presence levels
+LEVEL_NAMES = ("absent", "weak", "present")
+PRESENCE_RULE = ("present at m: decoder norm >= presence_fraction × the feature's largest norm over checkpoints; "
+                 "absent: < absent_fraction × it; weak in between. Classes (trajectory) from the present checkpoints: "
+                 "persistent = present at every checkpoint; emerging = not present at the first, present at every "
+                 "checkpoint from its onset through the last; fading = present at the first and every checkpoint "
+                 "through its offset, not present at the last; transient = present on one unbroken span touching "
+                 "neither end; intermittent = present on several separate spans; empty = zero decoder")
+
+
+def presence_levels(norms: torch.Tensor, present: float = PRESENT_FRACTION,
+                    absent: float = ABSENT_FRACTION) -> torch.Tensor:
+    """``norms [F, M]`` -> ``[F, M]`` int8: :data:`PRESENT` where ``norm >= present × the row's max``,
+    :data:`ABSENT` where ``norm < absent × max``, :data:`WEAK` in between; an all-zero row is absent everywhere."""
+    if not 0 <= absent <= present <= 1:
+        raise ValueError(f"presence fractions must satisfy 0 <= absent <= present <= 1, got {absent}, {present}")
+    norms = norms.double()
+    peak = norms.max(dim=1, keepdim=True).values
+    levels = torch.full(norms.shape, WEAK, dtype=torch.int8)
+    levels[norms >= present * peak] = PRESENT
+    levels[(norms < absent * peak) | (peak <= 0)] = ABSENT
+    return levels
 
 
 @dataclass
 class FeatureReading:
     """Per-feature decoder readings of a crosscoder over ``revisions`` (F features, M checkpoints).
 
-    ``W_dec [F, M, d]`` normalised space; ``norms, shares [F, M]``; ``labels`` the RelDec classes;
-    ``alive [F]`` bool and ``frequency [F]`` from the dead-latent window; ``traj`` the trajectories;
+    ``W_dec [F, M, d]`` normalised space; ``norms, shares [F, M]``; ``levels [F, M]`` int8 presence
+    (:func:`presence_levels`) at ``presence`` / ``absent``; ``labels`` the RelDec share classes (None for
+    M > :data:`MAX_CLASS_CHECKPOINTS`); ``alive [F]`` bool and ``frequency [F]`` from the dead-latent window; ``traj`` the trajectories;
     ``cosines [F, M, M]`` (None beyond :data:`MAX_COSINE_CHECKPOINTS`); ``pairwise [F, M, M]``
     (None where features.csv has no pair columns); ``dimensionality [F, M]`` float64 (0 for features
     not alive) and ``dimensionality_total [M]`` (Σ D_i / d) over the live features, computed in blocks of
@@ -73,7 +109,10 @@ class FeatureReading:
     W_dec: torch.Tensor
     norms: torch.Tensor
     shares: torch.Tensor
-    labels: list[str]
+    levels: torch.Tensor
+    presence: float
+    absent: float
+    labels: list[str] | None
     alive: torch.Tensor
     frequency: torch.Tensor
     traj: Trajectories
@@ -94,7 +133,7 @@ class FeatureReading:
 
 
 @torch.no_grad()
-def read_features(model: Crosscoder, frequency: torch.Tensor, *, presence: float, high: float,
+def read_features(model: Crosscoder, frequency: torch.Tensor, *, presence: float, absent: float, high: float,
                   low: float) -> FeatureReading:
     """Read the decoder of ``model`` (normalised space; pass it on the CPU for device-independent
     numbers); ``frequency [F]``: each feature's firing share over the dead-latent window."""
@@ -113,7 +152,10 @@ def read_features(model: Crosscoder, frequency: torch.Tensor, *, presence: float
         W_dec=W_dec,
         norms=norms,
         shares=shares,
-        labels=classify_shares(shares, revisions, high=high, low=low),
+        levels=presence_levels(norms, presence, absent),
+        presence=presence,
+        absent=absent,
+        labels=classify_shares(shares, revisions, high=high, low=low) if M <= MAX_CLASS_CHECKPOINTS else None,
         alive=alive,
         frequency=frequency.cpu(),
         traj=trajectories(norms, fraction=presence),
@@ -126,10 +168,11 @@ def read_features(model: Crosscoder, frequency: torch.Tensor, *, presence: float
     )
 
 
-def decoder_summary(reading: FeatureReading, tokens: list[int | None], *, presence: float, high: float,
-                    low: float) -> Decoder:
+def decoder_summary(reading: FeatureReading, tokens: list[int | None], spectrum: Spectrum | None, *, high: float,
+                    low: float, turn_bound: float) -> Decoder:
     """The ``decoder`` section of ``evaluation.json`` (its latent scaling and typed emergence are the
-    evaluate stage's to add); ``tokens`` the tokens seen per checkpoint."""
+    evaluate stage's to add); ``tokens`` the tokens seen per checkpoint; ``spectrum`` the activations'
+    effective rank beside dimensionality (None: not measured)."""
     revisions, alive = reading.revisions, reading.alive
     M = len(revisions)
     out = Decoder(
@@ -138,16 +181,17 @@ def decoder_summary(reading: FeatureReading, tokens: list[int | None], *, presen
         **_class_counts(reading),
         class_thresholds=ClassThresholds(high=high, low=low),
         **_trajectory_counts(reading),
-        presence_fraction=presence,
+        presence_fraction=reading.presence,
+        presence=presence_counts(reading),
         emergence=Emergence(
             revisions=revisions, tokens_seen=tokens, counts_live=emergence_counts(reading.traj.onset[alive], M),
             counts=emergence_counts(reading.traj.onset, M),
             meaning="entry 0: present at the first checkpoint; entry m: onset in (checkpoint m-1, checkpoint m]"),
-        rotation=Rotation(intervals=[f"{a}->{b}" for a, b in pairwise(revisions)],
-                          **rotation_summary(reading.W_dec[alive] if alive.any() else reading.W_dec, presence=presence)),
+        rotation=rotation(reading.W_dec, reading.cos_final, reading.levels == PRESENT, alive, revisions,
+                          presence=reading.presence, bound=turn_bound),
         dimensionality=Dimensionality(total=reading.dimensionality_total.tolist(), live_features=int(alive.sum()),
-                                      d=int(reading.W_dec.shape[-1]), block=reading.dimensionality_block),
-        direction_turn=direction_turn(reading.cos_final, reading.norms, alive, revisions),
+                                      d=int(reading.W_dec.shape[-1]), block=reading.dimensionality_block,
+                                      **(spectrum.fields() if spectrum is not None else {})),
     )
     if reading.cosines is not None:  # absent beyond MAX_COSINE_CHECKPOINTS
         live = reading.cosines[alive] if alive.any() else reading.cosines
@@ -159,8 +203,18 @@ def decoder_summary(reading: FeatureReading, tokens: list[int | None], *, presen
     return out
 
 
-def _class_counts(reading: FeatureReading) -> dict[str, dict[str, int]]:
-    """RelDec class counts over all features and over the live ones, in :func:`class_order`."""
+def presence_counts(reading: FeatureReading) -> Presence:
+    """Live features present / weak / absent at each checkpoint."""
+    live = reading.levels[reading.alive]
+    counts = {name: (live == level).sum(0).tolist() for level, name in enumerate(LEVEL_NAMES)}
+    return Presence(present_fraction=reading.presence, absent_fraction=reading.absent, **counts, rule=PRESENCE_RULE)
+
+
+def _class_counts(reading: FeatureReading) -> dict[str, dict[str, int] | None]:
+    """RelDec class counts over all features and over the live ones, in :func:`class_order` (None for
+    M > :data:`MAX_CLASS_CHECKPOINTS`)."""
+    if reading.labels is None:
+        return {"classes": None, "classes_live": None}
     order = class_order(reading.labels, reading.revisions)
     counts_all = Counter(reading.labels)
     counts_alive = Counter(lab for lab, a in zip(reading.labels, reading.alive.tolist()) if a)
@@ -181,7 +235,7 @@ def feature_rows(reading: FeatureReading, scaling: ScalingReading,
     M = len(reading.revisions)
     norms, shares = reading.norms.tolist(), reading.shares.tolist()
     freq, alive = reading.frequency.tolist(), reading.alive.tolist()
-    traj = reading.traj
+    traj, levels = reading.traj, reading.levels.tolist()
     onset, peak, offset = traj.onset.tolist(), traj.peak.tolist(), traj.offset.tolist()
     pw, pair_index = reading.pairwise, pairs(M)
     cc = reading.consecutive_cosines
@@ -192,8 +246,9 @@ def feature_rows(reading: FeatureReading, scaling: ScalingReading,
         "feature": i,
         "frequency": freq[i],
         "alive": bool(alive[i]),
-        "reldec_class": reading.labels[i],
+        "reldec_class": reading.labels[i] if reading.labels is not None else None,
         "trajectory": traj.labels[i],
+        "presence": [LEVEL_NAMES[v] for v in levels[i]],
         "onset": onset[i],
         "peak": peak[i],
         "offset": offset[i],

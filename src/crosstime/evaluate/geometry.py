@@ -1,4 +1,4 @@
-"""Geometry of the decoder over checkpoints: feature dimensionality and the direction turn.
+"""Geometry of the decoder over checkpoints: feature dimensionality beside its baselines, and rotation.
 
 Both read the normalised-space decoder ``W_dec [F, M, d]`` (the one RelDec reads).
 
@@ -9,31 +9,39 @@ Both read the normalised-space decoder ``W_dec [F, M, d]`` (the one RelDec reads
   and the total ``Σ_{i∈S} D_i / d``: dimensions used per dimension of the space.
   :func:`dimensionality_blocked` never holds the ``|S| × |S|`` Gram matrix: it takes
   ``[block, |S|]`` slices and sums their squares in float64.
-- **Direction turn**: the cosine of each feature's decoder at checkpoint m with its decoder at
-  the last checkpoint (:func:`cos_final`), summarised over live features per checkpoint
-  (:func:`direction_turn`), and the interval where the median cosine rises most (the paper:
-  nearly all features turn at about step 1,000, pre- and post-turn directions nearly orthogonal).
+  Its baselines (:class:`SpectrumStats`): the effective rank of the same checkpoints' activations
+  (held-out reconstruction rows, normalised space, centred covariance with eigenvalues λ): the
+  participation ratio ``(Σ λ)² / Σ λ²`` and the principal components for 90% of the variance;
+  and the count of present features (:mod:`crosstime.evaluate.decoder`). Dimensionality that
+  falls with the activations' rank is rank collapse, not a change in superposition.
+- **Rotation** (:func:`rotation`): over the live features present at both checkpoints compared
+  (decoder norm >= the presence fraction of its largest; a direction at a near-zero norm is
+  noise), the median and quartiles of the cosine between consecutive checkpoints' directions, and
+  of the cosine with the last checkpoint's direction. A *turn* (the paper: nearly all features
+  turn at about step 1,000, pre- and post-turn directions nearly orthogonal) is called only where a
+  consecutive median cosine drops below ``bound`` (default 0.5, 60°); steady rotation (0.7 per
+  interval, say) drives the cosine with the final direction down without any turn.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from crosstime.artifacts import DirectionTurn
+from crosstime.artifacts import Rotation
 from crosstime.evaluate import plots as P
+from crosstime.shares import consecutive_cosines
 
 # rows per Gram slice: the [1024, |S|] float32 dots and their squares take about 330 MiB beyond the
 # decoder at |S| = 16384, d = 768 (measured), and the slices are large enough for an efficient matmul
 DIMENSIONALITY_BLOCK = 1024
-# A decoder vector below 1% of the feature's largest norm is one the sparsity penalty has shrunk
-# away: what is left is initialisation and gradient noise, so its direction says nothing about the
-# feature. The threshold is far below the presence fraction (0.5) on purpose: the turn is about
-# every decoder that exists, including the small early ones of features that are still emerging.
-MIN_NORM_FRACTION = 0.01
+TURN_BOUND = 0.5  # a turn: a consecutive median cosine below this (60°)
+VARIANCE_FRACTION = 0.9  # effective rank: principal components for this share of the variance
 
 
 def dimensionality(W: torch.Tensor) -> torch.Tensor:
@@ -90,66 +98,113 @@ def cos_final(W_dec: torch.Tensor) -> torch.Tensor:
     return torch.where(both > 0, dots / torch.where(both > 0, both, 1.0), torch.nan).clamp(-1.0, 1.0)
 
 
-TURN_LEVEL = 0.5  # the turn: where the median cosine with the final direction passes one half
+def _quartiles(values: torch.Tensor) -> tuple[int, float | None, float | None, float | None]:
+    """``(n, q25, median, q75)`` of a 1-D tensor (Nones when empty)."""
+    if not values.numel():
+        return 0, None, None, None
+    q25, mid, q75 = np.quantile(values.double().numpy(), [0.25, 0.5, 0.75]).tolist()
+    return int(values.numel()), q25, mid, q75
 
 
-def direction_turn(cos: torch.Tensor, norms: torch.Tensor, alive: torch.Tensor, revisions: Sequence[str],
-                   min_fraction: float = MIN_NORM_FRACTION) -> DirectionTurn:
-    """The ``direction_turn`` section of ``evaluation.json`` from ``cos [F, M]`` (:func:`cos_final`),
-    ``norms [F, M]`` (decoder norms) and ``alive [F]``.
-
-    Per checkpoint m, over the live features whose decoder norm at m and at the last checkpoint
-    (the reference direction) is at least ``min_fraction`` × the feature's largest norm: ``n`` and
-    the median, 25th and 75th percentile of the cosine (None where n = 0). ``turn_after``: the m
-    whose interval m -> m+1 the median crosses one half in (:func:`crossing`): before it most features
-    point closer to orthogonal than to where they end, after it closer to their final direction (the
-    largest rise would mostly pick the last interval, where the cosine of the final direction with
-    itself is 1 by definition).
-    """
-    cos, norms = cos.double(), norms.double()
-    peak = norms.max(1, keepdim=True).values
-    kept = (norms >= min_fraction * peak) & (peak > 0) & alive[:, None].bool()
-    kept &= kept[:, -1:] & ~cos.isnan()
-    n: list[int] = []
-    q25: list[float | None] = []
-    median: list[float | None] = []
-    q75: list[float | None] = []
-    for m in range(cos.shape[1]):
-        values = cos[kept[:, m], m].numpy()
-        n.append(len(values))
-        low, mid, high = np.quantile(values, [0.25, 0.5, 0.75]).tolist() if len(values) else (None,) * 3
-        q25.append(low)
-        median.append(mid)
-        q75.append(high)
-    return DirectionTurn(median=median, q25=q25, q75=q75, n=n, revisions=list(revisions), min_norm_fraction=min_fraction,
-                         turn_after=crossing(median, TURN_LEVEL))
+def rotation(W_dec: torch.Tensor, cos_last: torch.Tensor, present: torch.Tensor, alive: torch.Tensor,
+             revisions: Sequence[str], *, presence: float, bound: float = TURN_BOUND) -> Rotation:
+    """The ``rotation`` section of ``evaluation.json`` (module docstring): ``W_dec [F, M, d]``, ``cos_last [F, M]``
+    (:func:`cos_final`), ``present [F, M]`` bool (decoder norm >= ``presence`` × the feature's largest),
+    ``alive [F]`` bool. ``turns``: the intervals whose median consecutive cosine is below ``bound``."""
+    kept = present & alive[:, None].bool()
+    consecutive = consecutive_cosines(W_dec).clamp(-1.0, 1.0)  # [F, M - 1]
+    inter = [_quartiles(consecutive[kept[:, m] & kept[:, m + 1], m]) for m in range(len(revisions) - 1)]
+    final = [_quartiles(cos_last[kept[:, m] & kept[:, -1], m]) for m in range(len(revisions))]
+    median = [q[2] for q in inter]
+    return Rotation(
+        intervals=[f"{a}->{b}" for a, b in pairwise(revisions)],
+        n_features=[q[0] for q in inter], median_cosine=median, q25_cosine=[q[1] for q in inter],
+        q75_cosine=[q[3] for q in inter],
+        median_angle_deg=[None if c is None else float(np.degrees(np.arccos(c))) for c in median],
+        final_n=[q[0] for q in final], final_median=[q[2] for q in final], final_q25=[q[1] for q in final],
+        final_q75=[q[3] for q in final], revisions=list(revisions), presence_fraction=presence, turn_bound=bound,
+        turns=[m for m, c in enumerate(median) if c is not None and c < bound])
 
 
-def crossing(values: Sequence[float | None], level: float) -> int | None:
-    """The first index m with ``values[m] < level <= values[m+1]`` (intervals with a None end skipped);
-    None when the values never cross ``level`` upwards."""
-    for m in range(len(values) - 1):
-        a, b = values[m], values[m + 1]
-        if a is not None and b is not None and a < level <= b:
-            return m
-    return None
+def effective_rank(eigenvalues: torch.Tensor, fraction: float = VARIANCE_FRACTION) -> tuple[float, int]:
+    """``(participation ratio (Σ λ)² / Σ λ², principal components for ``fraction`` of Σ λ)`` of one spectrum
+    ``eigenvalues [d]`` (negative round-off clipped to 0); ``(0.0, 0)`` for an all-zero spectrum."""
+    lam = eigenvalues.double().clamp(min=0).sort(descending=True).values
+    total = float(lam.sum())
+    if total <= 0:
+        return 0.0, 0
+    ratio = total**2 / float((lam**2).sum())
+    # the smallest k whose top-k eigenvalues hold the fraction (a small tolerance: exact ties at the fraction count)
+    k = int((lam.cumsum(0) < fraction * total * (1 - 1e-12)).sum()) + 1
+    return ratio, min(k, len(lam))
+
+
+@dataclass
+class Spectrum:
+    """The activations' effective rank per checkpoint: ``participation_ratio [M]``, ``pcs_90 [M]``, over ``rows``."""
+
+    participation_ratio: list[float]
+    pcs_90: list[int]
+    rows: int
+
+    def fields(self) -> dict:
+        """Its fields of :class:`~crosstime.artifacts.Dimensionality`."""
+        return {"participation_ratio": self.participation_ratio, "pcs_90": self.pcs_90, "spectrum_rows": self.rows}
+
+
+class SpectrumStats:
+    """Streaming first and second moments of each checkpoint's activations (float64): ``update(x [B, M, d])``;
+    :meth:`result` the centred covariance's effective rank (:func:`effective_rank`) per checkpoint."""
+
+    def __init__(self, M: int, d: int):
+        self.n = 0
+        self.sum = torch.zeros(M, d, dtype=torch.float64)
+        self.outer = torch.zeros(M, d, d, dtype=torch.float64)
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        x = x.double()
+        self.n += x.shape[0]
+        self.sum += x.sum(0).cpu()
+        for m in range(x.shape[1]):  # one [d, d] Gram per checkpoint: no [B, M, d, d] intermediate
+            self.outer[m] += (x[:, m].T @ x[:, m]).cpu()
+
+    def result(self) -> Spectrum:
+        if self.n < 2:
+            raise ValueError(f"the activation spectrum needs at least 2 rows, got {self.n}")
+        mean = self.sum / self.n
+        cov = self.outer / self.n - torch.einsum("md,me->mde", mean, mean)
+        ranks = [effective_rank(torch.linalg.eigvalsh(c)) for c in cov]
+        return Spectrum([r[0] for r in ranks], [r[1] for r in ranks], self.n)
 
 
 # -- figures (matplotlib is imported only when they are drawn) -----------------------------------
 
 def plot_dimensionality(D: np.ndarray, total: Sequence[float], alive: np.ndarray, tokens: Sequence[int | None],
-                        d: int, path: str | Path) -> Path:
-    """Left: the total ``Σ_i D_i / d`` per checkpoint; right: median and interquartile range of ``D_i``
-    over the live features with a non-zero decoder there. ``D [F, M]``, ``alive [F]``."""
+                        d: int, path: str | Path, baseline: tuple[Sequence[float], Sequence[int], int] | None,
+                        present: Sequence[int]) -> Path:
+    """Left: the total ``Σ_i D_i / d`` per checkpoint beside its baselines (``baseline``: the activations'
+    participation ratio and PCs for 90% of the variance, each / d, over that many rows; ``present``: present
+    features / live features); right: median and interquartile range of ``D_i`` over the live features with a
+    non-zero decoder there. ``D [F, M]``, ``alive [F]``."""
 
     x, _ = P.token_x(tokens)
-    fig, (ax, bx) = P.plt.subplots(1, 2, figsize=(11, 4))
-    ax.plot(x, total, marker="o", color=P.PALETTE[0])
+    fig, (ax, bx) = P.plt.subplots(1, 2, figsize=(12, 4.4))
+    live_n = int(alive.sum())
+    ax.plot(x, total, marker="o", color=P.PALETTE[0], label="feature dimensionality Σ D_i / d")
+    if baseline is not None:
+        ratio, pcs, rows = baseline
+        ax.plot(x, np.asarray(ratio) / d, marker="s", ls="--", color=P.PALETTE[2],
+                label=f"activations: participation ratio / d ({rows:,} rows)")
+        ax.plot(x, np.asarray(pcs) / d, marker="^", ls="--", color=P.PALETTE[3], label="activations: PCs for 90% / d")
+    ax.plot(x, np.asarray(present) / max(live_n, 1), marker="v", ls=":", color=P.PALETTE[4],
+            label="present features / live features")
     P.log_token_axis(ax, tokens)
-    ax.set_ylabel("feature dimensionality Σ D_i / d")
+    ax.set_ylabel("share (see legend)")
     ax.set_ylim(bottom=0)
-    ax.set_title(f"Dimensions used per dimension of the space (d = {d}, {int(alive.sum())} live features)",
-                 fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title(f"Dimensionality beside the activations' rank and the present features (d = {d}, {live_n} live "
+                 "features)", fontsize=9)
     live = D[alive]
     stats = [np.quantile(col[col > 0], [0.25, 0.5, 0.75]) if (col > 0).any() else [np.nan] * 3 for col in live.T]
     q25, med, q75 = np.asarray(stats, dtype=float).T
@@ -166,27 +221,36 @@ def plot_dimensionality(D: np.ndarray, total: Sequence[float], alive: np.ndarray
     return P.save_figure(fig, path)
 
 
-def plot_direction_turn(turn: DirectionTurn, tokens: Sequence[int | None], path: str | Path) -> Path:
-    """Median (and interquartile band) over live features of the cosine between each checkpoint's
-    decoder direction and the last checkpoint's; the largest rise of the median shaded."""
+def _band(values: Sequence[float | None]) -> list[float]:
+    return [np.nan if v is None else v for v in values]
+
+
+def plot_rotation(rot: Rotation, tokens: Sequence[int | None], path: str | Path) -> Path:
+    """Left: median and interquartile band of the cosine between consecutive checkpoints' directions, drawn at
+    each interval's later checkpoint, with the turn bound; right: the cosine with the last checkpoint's direction.
+    Both over the live features present at both checkpoints compared."""
 
     x, _ = P.token_x(tokens)
-    median = [np.nan if v is None else v for v in turn.median]
-    q25 = [np.nan if v is None else v for v in turn.q25]
-    q75 = [np.nan if v is None else v for v in turn.q75]
-    fig, ax = P.plt.subplots(figsize=(8, 4))
-    ax.fill_between(x, q25, q75, color=P.PALETTE[0], alpha=0.25, lw=0, label="25th–75th percentile")
-    ax.plot(x, median, marker="o", color=P.PALETTE[0], label="median over live features")
-    m = turn.turn_after
-    if m is not None:
-        ax.axvspan(x[m], x[m + 1], color="0.92", zorder=0,
-                   label=f"median passes {TURN_LEVEL:g}: {turn.revisions[m]} → {turn.revisions[m + 1]}")
-    ax.axhline(0, color="0.4", lw=0.6)
-    P.log_token_axis(ax, tokens)
-    ax.set_ylim(-1.05, 1.05)
-    ax.set_ylabel("cos(W_dec[i, m], W_dec[i, last])")
-    ax.set_title(f"Direction turn: each feature's decoder against its final direction (live features with a "
-                 f"decoder ≥ {turn.min_norm_fraction:.0%} of their peak norm)", fontsize=9)
-    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    fig, (ax, bx) = P.plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    ax.fill_between(x[1:], _band(rot.q25_cosine), _band(rot.q75_cosine), color=P.PALETTE[0], alpha=0.25, lw=0,
+                    label="25th–75th percentile")
+    ax.plot(x[1:], _band(rot.median_cosine), marker="o", color=P.PALETTE[0], label="median")
+    ax.axhline(rot.turn_bound, color=P.PALETTE[3], ls="--", lw=0.8, label=f"turn bound {rot.turn_bound:g}")
+    for m in rot.turns:
+        ax.axvspan(x[m], x[m + 1], color="0.9", zorder=0)
+    verdict = ("turn: " + ", ".join(rot.intervals[m] for m in rot.turns)) if rot.turns else "no turn"
+    ax.set_title(f"cos(W_dec[i, m−1], W_dec[i, m]) — {verdict}", fontsize=9)
+    bx.fill_between(x, _band(rot.final_q25), _band(rot.final_q75), color=P.PALETTE[1], alpha=0.25, lw=0,
+                    label="25th–75th percentile")
+    bx.plot(x, _band(rot.final_median), marker="o", color=P.PALETTE[1], label="median")
+    bx.set_title("cos(W_dec[i, m], W_dec[i, last]) (1 at the last by definition)", fontsize=9)
+    for a in (ax, bx):
+        a.axhline(0, color="0.4", lw=0.6)
+        P.log_token_axis(a, tokens)
+        a.set_ylim(-1.05, 1.05)
+        a.legend(fontsize=8, frameon=False, loc="lower right")
+    ax.set_ylabel("cosine")
+    fig.suptitle(f"Rotation of decoder directions (live features present at both checkpoints: norm ≥ "
+                 f"{rot.presence_fraction:.0%} of their peak)", fontsize=10)
     fig.tight_layout()
     return P.save_figure(fig, path)

@@ -53,8 +53,8 @@ def checkpoint_rows(revisions: list[str], checkpoints: dict[str, dict], scales: 
 
 
 def summary(recon: Reconstruction, rows: list[CheckpointEvaluation], scaling: ScalingReading) -> EvaluationSummary:
-    """The headline numbers: L0, dead latents, overall EV / FVU / MSE, the features whose RelDec class
-    latent scaling disputes, and ΔCE, CE recovered and KL per checkpoint when every checkpoint was spliced."""
+    """The headline numbers: L0, dead latents, overall EV / FVU / MSE, the features latent scaling flags for
+    L1 shrinkage, and ΔCE, CE recovered and KL per checkpoint when every checkpoint was spliced."""
     spliced: dict[str, Any] = {}
     if all(r.delta_ce is not None for r in rows):
         delta = [r.delta_ce for r in rows]
@@ -68,7 +68,7 @@ def summary(recon: Reconstruction, rows: list[CheckpointEvaluation], scaling: Sc
         explained_variance_overall=recon.explained_variance_overall,
         fvu_overall=recon.fvu_overall,
         mse_overall=recon.mse_overall,
-        reldec_disputed=int(scaling.disputed_features.sum()),
+        shrinkage_flagged=int(scaling.shrinkage_features.sum()),
         scaling_judged=int(scaling.judged.sum()),
         **spliced,
     )
@@ -83,7 +83,7 @@ def draw_plots(folder: Path, result: Evaluation, reading: FeatureReading, *, hig
     M = len(revs)
     alive = reading.alive.numpy()
     written = [P.plot_reldec(reading.shares.numpy(), reading.labels, revs, folder / "reldec.png", alive=alive,
-                             high=high, low=low)]
+                             high=high, low=low)]  # M > 3: the shares as a heatmap, no share classes
     live = alive if alive.any() else np.ones_like(alive)
     if M > 3:
         written.append(P.plot_trajectories(reading.norms.numpy()[live], np.asarray(reading.traj.labels)[live],
@@ -95,10 +95,12 @@ def draw_plots(folder: Path, result: Evaluation, reading: FeatureReading, *, hig
         written.append(P.plot_delta_ce(result.checkpoints, folder / "delta_ce.png"))
     written.append(P.plot_frequency(result.reconstruction.frequency_histogram, folder / "frequency.png"))
     decoder = result.decoder
-    written.append(G.plot_dimensionality(reading.dimensionality.numpy(), decoder.dimensionality.total, alive, tokens,
-                                         decoder.dimensionality.d, folder / "dimensionality.png"))
-    if M >= 2:  # a single checkpoint is its own final direction
-        written.append(G.plot_direction_turn(decoder.direction_turn, tokens, folder / "direction_turn.png"))
+    dim = decoder.dimensionality
+    baseline = (dim.participation_ratio, dim.pcs_90, dim.spectrum_rows) if dim.pcs_90 is not None else None
+    written.append(G.plot_dimensionality(reading.dimensionality.numpy(), dim.total, alive, tokens, dim.d,
+                                         folder / "dimensionality.png", baseline, decoder.presence.present))
+    if M >= 2:  # a single checkpoint has no rotation
+        written.append(G.plot_rotation(decoder.rotation, tokens, folder / "rotation.png"))
     if M >= 2:  # typed emergence: onsets over checkpoints (crosstime.evaluate.types)
         written.append(plot_typed_emergence(decoder.typed_emergence, tokens, folder / "typed_emergence.png"))
     return [p.name for p in written]
@@ -113,8 +115,8 @@ def format_table(result: Evaluation) -> Table:
     title = (f"crosscoder F={st.n_features} over {st.n_checkpoints} checkpoints, layer {st.layer} — "
              f"L0 {s.l0:.1f}, dead {s.dead} ({s.dead_fraction:.1%} over {s.dead_window_tokens:,} tokens), "
              f"EV {s.explained_variance_overall:.3f}")
-    if s.reldec_disputed is not None:
-        title += f", RelDec disputed by latent scaling for {s.reldec_disputed} of {s.scaling_judged} features"
+    if s.shrinkage_flagged is not None:
+        title += f", L1 shrinkage flagged by latent scaling for {s.shrinkage_flagged} of {s.scaling_judged} features"
     table = Table(title=title)
     for col in ("checkpoint", "tokens", "EV", "MSE", "CE clean", "CE spliced", "ΔCE", "CE recovered", "KL", "RelDec"):
         table.add_column(col, justify="left" if col == "checkpoint" else "right")

@@ -10,7 +10,8 @@ may be a subset of the store's), in the crosscoder's order.
   the sparse latents ``f [rpc, F]`` of the downstream contexts, kept so each checkpoint's
   splice decodes without re-encoding; and, over the same reconstruction contexts, the
   latent-scaling sums (:class:`~crosstime.evaluate.scaling.ScalingStats`) and the typed-emergence
-  sums (:class:`~crosstime.evaluate.types.TypeStats`, labels of the contexts' token ids).
+  sums (:class:`~crosstime.evaluate.types.TypeStats`, labels of the contexts' token ids) and the
+  activations' moments for their effective rank (:class:`~crosstime.evaluate.geometry.SpectrumStats`).
 - :func:`splice_checkpoint`: checkpoint m's forward pass with its site replaced by the raw-space
   reconstruction ``x̂_m = f · W_dec[:, m] + b_dec[m]`` of the folded crosscoder
   (:meth:`Crosscoder.folded`: ``x̂_raw = x̂_norm / s_m``) at the kept positions.
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from crosstime.crosscoder import Crosscoder
+from crosstime.evaluate.geometry import SpectrumStats
 from crosstime.evaluate.metrics import DownstreamStats, ReconstructionStats
 from crosstime.evaluate.scaling import ScalingStats
 from crosstime.evaluate.types import Labeler, TypeStats
@@ -39,12 +41,13 @@ SPLICE_TOKENS_PER_BATCH = 2048
 class Encoded:
     """What the encode pass measured: ``stats`` (reconstruction sums and firing counts), ``scaling``
     (latent-scaling sums over the same rows), ``types`` (η² sums of the labeler's properties over the
-    same rows) and ``latents`` (held-out context -> sparse ``f [rpc, F]``, COO on the CPU, downstream
-    contexts only)."""
+    same rows), ``spectrum`` (the activations' moments over the same rows) and ``latents`` (held-out
+    context -> sparse ``f [rpc, F]``, COO on the CPU, downstream contexts only)."""
 
     stats: ReconstructionStats
     scaling: ScalingStats
     types: TypeStats
+    spectrum: SpectrumStats
     latents: dict[int, torch.Tensor]
 
 
@@ -82,6 +85,7 @@ def encode_pass(store: ActivationStore, model: Crosscoder, recon_contexts: np.nd
     stats = ReconstructionStats(model.n_checkpoints, model.d_model, model.n_features)
     scaling = ScalingStats(model.W_dec, model.b_dec)  # normalised space, like x here
     types = TypeStats(labeler.properties, model.n_features, labeler.flags)
+    spectrum = SpectrumStats(model.n_checkpoints, model.d_model)
     latents: dict[int, torch.Tensor] = {}
     s = input_scales(model, device)
     bar = progress_bar(len(contexts) * rpc, "evaluate: encode", progress, "tok")
@@ -94,18 +98,20 @@ def encode_pass(store: ActivationStore, model: Crosscoder, recon_contexts: np.nd
         if in_recon.all():
             stats.update(x, x_hat, f)
             scaling.update(x, x_hat, f)
+            spectrum.update(x)
             types.update(f, labeler.labels(store.tokens[ctx]))
         elif in_recon.any():
             keep = in_recon.to(device)
             stats.update(x[keep], x_hat[keep], f[keep])
             scaling.update(x[keep], x_hat[keep], f[keep])
+            spectrum.update(x[keep])
             types.update(f[keep], labeler.labels(store.tokens[[c for c in ctx if int(c) in recon_set]]))
         for k, c in enumerate(ctx):
             if int(c) in down_set:
                 latents[int(c)] = f[k * rpc : (k + 1) * rpc].to("cpu").to_sparse()
         bar.update(len(ctx) * rpc)
     bar.close()
-    return Encoded(stats, scaling, types, latents)
+    return Encoded(stats, scaling, types, spectrum, latents)
 
 
 @torch.no_grad()

@@ -1,8 +1,8 @@
 """Figures of the evaluate stage (PNG, matplotlib Agg).
 
-- `plot_reldec`: RelDec histogram (M = 2), ternary view of the shares (M = 3), or class
-  counts (M > 3);
-- `plot_trajectories`: decoder-norm trajectories of sample features per trajectory label;
+- `plot_reldec`: RelDec histogram (M = 2), ternary view of the shares (M = 3), or a heatmap of
+  the shares (M > 3: no share classes);
+- `plot_trajectories`: decoder-norm trajectories of sample features per presence class;
 - `plot_emergence`: features emerging per checkpoint interval, over log tokens;
 - `plot_delta_ce`: ΔCE (and KL) by checkpoint;
 - `plot_frequency`: histogram of latent firing frequencies.
@@ -66,19 +66,24 @@ def log_token_axis(ax, tokens: Sequence[int | None], labels: Sequence[str] | Non
     ax.minorticks_off()
 
 
-def plot_reldec(shares: np.ndarray, labels: Sequence[str], revisions: Sequence[str], path: str | Path,
+def plot_reldec(shares: np.ndarray, labels: Sequence[str] | None, revisions: Sequence[str], path: str | Path,
                 alive: np.ndarray | None = None, high: float = 0.7, low: float = 0.3) -> Path:
-    """RelDec view: histogram (M = 2), ternary scatter + class counts (M = 3), class counts (M > 3).
+    """RelDec view: histogram (M = 2), ternary scatter + class counts (M = 3), a heatmap of the shares (M > 3,
+    where no share classes are drawn: ``labels`` None).
 
-    ``shares [F, M]`` (rows of `relative_shares` of decoder norms), ``labels`` the classes.
+    ``shares [F, M]`` (rows of `relative_shares` of decoder norms), ``labels`` the share classes (M <= 3).
     ``alive [F]`` (bool) restricts the view to latents that fired during evaluation.
     """
     shares = np.asarray(shares, dtype=float)
-    labels = np.asarray(labels, dtype=object)
     if alive is not None:
-        shares, labels = shares[alive], labels[alive]
+        shares = shares[alive]
     M = shares.shape[1]
     n = len(shares)
+    if labels is None:
+        return _plot_norm_heatmap(shares, revisions, path, n)
+    labels = np.asarray(labels, dtype=object)
+    if alive is not None:
+        labels = labels[alive]
     order = class_order(list(labels), revisions)
     counts = Counter(labels.tolist())
     if M == 2:
@@ -183,7 +188,7 @@ def plot_trajectories(norms: np.ndarray, labels: Sequence[str], tokens: Sequence
         ax.set_title(f"{lab}: {len(idx)} features", fontsize=10, pad=30)
     for row in axes:
         row[0].set_ylabel("‖W_dec[i, m]‖ / max over m")
-    fig.suptitle("Decoder-norm trajectories of sample features per class")
+    fig.suptitle("Decoder-norm trajectories of sample features per presence class")
     fig.tight_layout()
     return save_figure(fig, path)
 

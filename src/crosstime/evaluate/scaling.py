@@ -1,4 +1,4 @@
-"""Latent scaling: does a feature's decoder direction explain a checkpoint where RelDec says it is absent?
+"""Latent scaling: does a feature's decoder direction explain a checkpoint where its decoder says it is absent?
 
 Minder et al. 2025 ("Overcoming sparsity artifacts in crosscoders", arXiv 2504.02922) show that
 the L1 decoder-norm penalty can give a feature a near-zero decoder at a checkpoint whose
@@ -27,17 +27,28 @@ above RelDec's where the error carries u_i but the decoder does not (shrinkage).
 where another latent reconstructs u_i at m while i fires (decoupling).
 
 Shares: ``β⁺_m / Σ_k β⁺_k`` (negative β counts as absent), comparable with RelDec's shares of
-norms. The dispute rule (:func:`read_scaling`) uses the class threshold ``low`` of RelDec's
-classes (:func:`crosstime.shares.classify_shares` counts checkpoint m in a feature's class when its
-share there is at least ``low``): a feature's RelDec class is *disputed* at checkpoint m when its
-RelDec share there is below ``low`` (RelDec leaves m out) while its β_error share there is at
-least ``low`` and exceeds the RelDec share by at least ``margin`` (so a feature sitting at the
-threshold is not disputed over a difference within noise): the error at m carries the feature's
-direction, its decoder there was shrunk. Only features fitted on at least ``min_tokens`` held-out
-rows are judged. The same test passed by the β share alone (``activation_disputed``) is a weaker,
-separate signal of decoupling: β also counts every co-active latent whose decoder overlaps u_i
-(on the demo run, d = 128, β at a checkpoint where RelDec's share is below 0.1 is typically half of
-β at the peak), so it is reported but does not make the dispute.
+norms; written as numbers, no rule reads them.
+
+**The shrinkage flag** (:func:`read_scaling`) tests what it claims, on the scale of the feature's
+own peak decoder norm ``P_i = max_k ‖W_dec[i, k]‖``: cell (i, m) is flagged where
+
+- the decoder says *weak or absent* at m: ``‖W_dec[i, m]‖ < presence × P_i`` (presence as in
+  :func:`crosstime.evaluate.decoder.presence_levels`; so never at the feature's own peak), and
+- β_error says *present*: ``β_error[i, m] >= presence × P_i``, and
+- by a margin: ``β_error[i, m] − ‖W_dec[i, m]‖ >= margin × P_i`` (a feature just under the
+  presence line whose error adds nothing is not flagged),
+
+for features fitted on at least ``min_tokens`` held-out rows. The error at m then carries the
+feature's direction as strongly as a present decoder would: the decoder there was shrunk.
+*Decoupling* is the same test passed by β alone (β also counts every co-active latent whose
+decoder overlaps u_i; a weaker, separate signal).
+
+**The null**: the same flag with a random unit direction ``r`` in place of u_i for every feature
+(``draws`` seeded draws) and a decoder of the same norm along it, so ``β_error_null[i, m] =
+Σ_x f_i ⟨r, e_m⟩ / Σ_x f_i² + ‖W_dec[i, m]‖`` (an upper bound of the real own term): what the flag
+gives when the tested direction has nothing to do with the feature. The effect size is the mean
+error-carried scale ``(β_error − own term) / P_i`` over the candidate cells (judged, weak or absent)
+minus its null mean, in null standard deviations.
 """
 
 from __future__ import annotations
@@ -47,8 +58,12 @@ from typing import Any
 
 import torch
 
-from crosstime.artifacts import LatentScaling
+from crosstime.artifacts import LatentScaling, ShrinkageNull
 from crosstime.shares import relative_shares
+
+
+NULL_DRAWS = 4  # random directions per feature for the shrinkage flag's null
+NULL_SEED = 0
 
 
 class ScalingStats:
@@ -56,10 +71,11 @@ class ScalingStats:
 
     Built from the normalised-space decoder ``W_dec [F, M, d]`` and bias ``b_dec [M, d]``;
     ``update(x [B, M, d], x_hat [B, M, d], f [B, F])`` adds one batch, one checkpoint at a time
-    (``[F, d]`` intermediates); :meth:`result` gives β and β_error ``[F, M]``.
+    (``[F, d]`` intermediates); :meth:`result` gives β and β_error ``[F, M]``, :meth:`null_carried`
+    the error-carried scale along ``draws`` random unit directions per feature ``[draws, F, M]``.
     """
 
-    def __init__(self, W_dec: torch.Tensor, b_dec: torch.Tensor):
+    def __init__(self, W_dec: torch.Tensor, b_dec: torch.Tensor, draws: int = NULL_DRAWS, seed: int = NULL_SEED):
         W_dec = W_dec.detach().float()
         F, M, d = W_dec.shape
         if b_dec.shape != (M, d):
@@ -71,6 +87,8 @@ class ScalingStats:
         top_norm = top.norm(dim=-1, keepdim=True)
         self.has_direction = (top_norm.squeeze(1) > 0).cpu()  # an all-zero decoder has no direction
         self.U = top / torch.where(top_norm > 0, top_norm, torch.ones_like(top_norm))  # [F, d] unit rows
+        random = torch.randn(draws, F, d, generator=torch.Generator().manual_seed(seed))  # on the CPU: seeded alike
+        self.R = (random / random.norm(dim=-1, keepdim=True)).to(W_dec.device)  # [draws, F, d] unit rows
         self.b_dec = b_dec.detach().float()
         self.own = torch.einsum("fmd,fd->fm", W_dec.double(), self.U.double()).cpu()  # ⟨u_i, W_dec[i, m]⟩
         self.n = 0
@@ -78,6 +96,7 @@ class ScalingStats:
         self.sum_f2 = torch.zeros(F, dtype=torch.float64)  # Σ f_i²
         self.activation = torch.zeros(F, M, dtype=torch.float64)  # Σ f_i ⟨u_i, x_m − b_m⟩
         self.error = torch.zeros(F, M, dtype=torch.float64)  # Σ f_i ⟨u_i, x_m − x̂_m⟩
+        self.error_null = torch.zeros(draws, F, M, dtype=torch.float64)  # Σ f_i ⟨r, x_m − x̂_m⟩
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor) -> None:
@@ -85,7 +104,7 @@ class ScalingStats:
             raise ValueError(f"expected x, x_hat [B, {self.M}, {self.d}], got {tuple(x.shape)} and {tuple(x_hat.shape)}")
         if f.shape != (x.shape[0], self.F):
             raise ValueError(f"expected f [{x.shape[0]}, {self.F}], got {tuple(f.shape)}")
-        U, b = self.U.to(x.device), self.b_dec.to(x.device)
+        U, R, b = self.U.to(x.device), self.R.to(x.device), self.b_dec.to(x.device)
         f = f.float()
         self.n += x.shape[0]
         self.fired += (f != 0).sum(0).cpu()
@@ -95,29 +114,39 @@ class ScalingStats:
         for m in range(self.M):
             # Σ_x f_i(x) y(x) by a GEMM, [F, B] @ [B, d] -> [F, d] (one checkpoint's decoder size), then
             # ⟨u_i, ·⟩ row by row: no [B, F] product is formed
-            for sums, target in ((self.activation, centred), (self.error, error)):
-                weighted = fT @ target[:, m]
-                sums[:, m] += torch.linalg.vecdot(weighted, U).double().cpu()
+            self.activation[:, m] += torch.linalg.vecdot(fT @ centred[:, m], U).double().cpu()
+            weighted = fT @ error[:, m]
+            self.error[:, m] += torch.linalg.vecdot(weighted, U).double().cpu()
+            self.error_null[:, :, m] += torch.linalg.vecdot(weighted[None], R).double().cpu()
+
+    def _denominator(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(fit [F] bool, Σ f² [F, 1] with 1 where not fitted)``."""
+        fit = (self.sum_f2 > 0) & self.has_direction
+        return fit, torch.where(fit, self.sum_f2, torch.ones_like(self.sum_f2))[:, None]
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(beta, beta_error)``, each ``[F, M]`` float64, NaN for a feature that never fired on
         the rows seen or has an all-zero decoder (no direction to fit)."""
-        fit = (self.sum_f2 > 0) & self.has_direction
-        denom = torch.where(fit, self.sum_f2, torch.ones_like(self.sum_f2))[:, None]
+        fit, denom = self._denominator()
         beta = self.activation / denom
         beta_error = self.error / denom + self.own
         nan = torch.full_like(beta, float("nan"))
         return torch.where(fit[:, None], beta, nan), torch.where(fit[:, None], beta_error, nan)
 
+    def null_carried(self) -> torch.Tensor:
+        """``[draws, F, M]``: ``Σ f ⟨r, e_m⟩ / Σ f²`` along the random directions (NaN where not fitted)."""
+        fit, denom = self._denominator()
+        return torch.where(fit[None, :, None], self.error_null / denom, torch.tensor(float("nan"), dtype=torch.float64))
+
 
 @dataclass
 class ScalingReading:
-    """Latent scaling of every feature, beside its RelDec shares (``F`` features, ``M`` checkpoints).
+    """Latent scaling of every feature, beside its decoder (``F`` features, ``M`` checkpoints).
 
     ``beta, beta_error [F, M]`` and their shares (NaN where unfitted); ``tokens [F]`` held-out rows
-    each fit used; ``judged [F]`` whether the dispute rule was applied (fitted on at least
-    ``min_tokens`` rows); ``disputed [F, M]`` where β_error disputes RelDec (shrinkage),
-    ``activation_disputed [F, M]`` where only β does (candidate decoupling).
+    each fit used; ``judged [F]`` whether the flag was applied (fitted on at least ``min_tokens``
+    rows); ``candidate [F, M]`` judged cells where the decoder is weak or absent; ``shrinkage [F, M]``
+    the flag (module docstring), ``decoupling [F, M]`` where only β passes it; ``null`` its null.
     """
 
     revisions: list[str]
@@ -127,16 +156,26 @@ class ScalingReading:
     beta_error_share: torch.Tensor
     tokens: torch.Tensor
     judged: torch.Tensor
-    disputed: torch.Tensor
-    activation_disputed: torch.Tensor
-    low: float
+    candidate: torch.Tensor
+    shrinkage: torch.Tensor
+    decoupling: torch.Tensor
+    null: ShrinkageNull
+    presence: float
     margin: float
     min_tokens: int
 
     @property
-    def disputed_features(self) -> torch.Tensor:
-        """``[F]`` bool: RelDec's class disputed (by β_error) at some checkpoint."""
-        return self.disputed.any(dim=1)
+    def shrinkage_features(self) -> torch.Tensor:
+        """``[F]`` bool: flagged for shrinkage at some checkpoint."""
+        return self.shrinkage.any(dim=1)
+
+    def flag(self, i: int) -> str | None:
+        """Feature i's flag: shrinkage, decoupling (only β passes), none; None where not judged."""
+        if not bool(self.judged[i]):
+            return None
+        if bool(self.shrinkage[i].any()):
+            return "shrinkage"
+        return "decoupling" if bool(self.decoupling[i].any()) else "none"
 
     def feature_cells(self, i: int) -> dict[str, Any]:
         """Feature i's latent-scaling cells of features.csv (None = empty cell: never fired or no verdict)."""
@@ -152,30 +191,35 @@ class ScalingReading:
             "beta": cells(self.beta), "beta_error": cells(self.beta_error),
             "beta_share": cells(self.beta_share), "beta_error_share": cells(self.beta_error_share),
             "beta_tokens": int(self.tokens[i]),
-            "reldec_disputed": bool(self.disputed_features[i]) if bool(self.judged[i]) else None,
-            "disputed_at": where(self.disputed),
-            "activation_disputed_at": where(self.activation_disputed),
+            "scaling_flag": self.flag(i),
+            "shrinkage_at": where(self.shrinkage),
+            "decoupling_at": where(self.decoupling),
         }
 
     def summary(self) -> LatentScaling:
-        """The ``latent_scaling`` section of evaluation.json's ``decoder``: counts and the rule."""
-        by_activation = self.activation_disputed.any(dim=1) & ~self.disputed_features
+        """The ``latent_scaling`` section of evaluation.json's ``decoder``: counts, the null and the rule."""
+        decoupling_only = self.decoupling.any(dim=1) & ~self.shrinkage_features
         return LatentScaling(
-            disputed=int(self.disputed_features.sum()),
+            shrinkage=int(self.shrinkage_features.sum()),
+            shrinkage_cells=int(self.shrinkage.sum()),
             judged=int(self.judged.sum()),
-            disputed_at=dict(zip(self.revisions, self.disputed.sum(0).tolist())),
-            activation_disputed_only=int(by_activation.sum()),
-            activation_disputed_at=dict(zip(self.revisions, self.activation_disputed.sum(0).tolist())),
-            low=self.low,
+            candidate_cells=int(self.candidate.sum()),
+            shrinkage_at=dict(zip(self.revisions, self.shrinkage.sum(0).tolist())),
+            decoupling=int(decoupling_only.sum()),
+            decoupling_at=dict(zip(self.revisions, self.decoupling.sum(0).tolist())),
+            presence_fraction=self.presence,
             margin=self.margin,
             min_tokens=self.min_tokens,
-            rule=DISPUTE_RULE,
+            null=self.null,
+            rule=SHRINKAGE_RULE,
         )
 
 
-DISPUTE_RULE = ("RelDec disputed at checkpoint m: RelDec share < low there while the beta_error share is >= low and "
-                "exceeds the RelDec share by >= margin (shares = beta+_m / sum_k beta+_k); judged for features fitted "
-                "on >= min_tokens held-out rows. activation_disputed: the same test passed by the beta share only")
+SHRINKAGE_RULE = ("shrinkage at checkpoint m: the decoder norm there is < presence_fraction × the feature's largest "
+                  "norm P (weak or absent; never the feature's peak) while beta_error >= presence_fraction × P and "
+                  "beta_error − norm >= margin × P; judged for features fitted on >= min_tokens held-out rows. "
+                  "decoupling: the same test passed by beta only. null: a random unit direction in place of the "
+                  "decoder direction, with a decoder of the same norm along it")
 
 
 def positive_shares(beta: torch.Tensor) -> torch.Tensor:
@@ -186,22 +230,43 @@ def positive_shares(beta: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, relative_shares(pos), torch.where(torch.isnan(total), total, torch.zeros_like(pos)))
 
 
-def read_scaling(stats: ScalingStats, reldec_shares: torch.Tensor, revisions: list[str], *, low: float, margin: float,
+def passes(scale: torch.Tensor, norms: torch.Tensor, peak: torch.Tensor, presence: float,
+           margin: float) -> torch.Tensor:
+    """The flag's test of a fitted scale ``[..., F, M]`` against the decoder ``norms [F, M]`` and ``peak [F, 1]``
+    (NaN compares False: an unfitted feature never passes)."""
+    return (scale >= presence * peak) & (scale - norms >= margin * peak)
+
+
+def null_reading(stats: ScalingStats, real_carried: torch.Tensor, norms: torch.Tensor, peak: torch.Tensor,
+                 candidate: torch.Tensor, presence: float, margin: float) -> ShrinkageNull:
+    """The flag along random directions, and the effect size of the real error-carried scale over it
+    (``real_carried [F, M]``: ``β_error − ⟨u, W_dec⟩``; ``candidate [F, M]`` the cells judged)."""
+    carried = stats.null_carried()  # [draws, F, M]
+    flagged = candidate & passes(carried + norms, norms, peak, presence, margin)
+    scale = torch.where(peak > 0, peak, torch.ones_like(peak))
+    null = (carried / scale)[:, candidate]  # [draws, cells]
+    real = (real_carried / scale)[candidate]
+    n = int(candidate.sum())
+    sd = float(null.std()) if null.numel() > 1 else 0.0
+    null_mean, real_mean = (float(null.mean()), float(real.mean())) if n else (0.0, 0.0)
+    return ShrinkageNull(draws=int(carried.shape[0]), flagged_cells_mean=float(flagged.sum((1, 2)).double().mean()),
+                         carried_mean=null_mean, carried_sd=sd, carried_mean_real=real_mean,
+                         effect_size=(real_mean - null_mean) / sd if n and sd > 0 else None)
+
+
+def read_scaling(stats: ScalingStats, norms: torch.Tensor, revisions: list[str], *, presence: float, margin: float,
                  min_tokens: int) -> ScalingReading:
-    """β, β_error, their shares and the disputes of RelDec (module docstring) from the streamed ``stats``
-    and the RelDec shares ``[F, M]`` of the same decoder."""
+    """β, β_error, their shares, the shrinkage flag and its null (module docstring) from the streamed ``stats``
+    and the decoder norms ``[F, M]`` of the same decoder."""
     beta, beta_error = stats.result()
-    beta_share, beta_error_share = positive_shares(beta), positive_shares(beta_error)
-    reldec = reldec_shares.double()
-    judged = ~torch.isnan(beta).any(dim=1) & (stats.fired >= min_tokens)
-    absent = (reldec < low) & judged[:, None]  # RelDec's class leaves checkpoint m out
-
-    def present(share: torch.Tensor) -> torch.Tensor:  # NaN compares False: an unfitted feature is never present
-        return (share >= low) & (share - reldec >= margin)
-
-    disputed = absent & present(beta_error_share)
-    activation_disputed = absent & present(beta_share) & ~disputed
-    return ScalingReading(revisions=list(revisions), beta=beta, beta_error=beta_error, beta_share=beta_share,
-                          beta_error_share=beta_error_share, tokens=stats.fired.clone(), judged=judged,
-                          disputed=disputed, activation_disputed=activation_disputed, low=low, margin=margin,
-                          min_tokens=min_tokens)
+    norms = norms.double()
+    peak = norms.max(dim=1, keepdim=True).values
+    judged = ~torch.isnan(beta).any(dim=1) & (stats.fired >= min_tokens) & (peak.squeeze(1) > 0)
+    candidate = (norms < presence * peak) & judged[:, None]  # weak or absent: never the peak
+    shrinkage = candidate & passes(beta_error, norms, peak, presence, margin)
+    decoupling = candidate & passes(beta, norms, peak, presence, margin) & ~shrinkage
+    null = null_reading(stats, beta_error - stats.own, norms, peak, candidate, presence, margin)
+    return ScalingReading(revisions=list(revisions), beta=beta, beta_error=beta_error, beta_share=positive_shares(beta),
+                          beta_error_share=positive_shares(beta_error), tokens=stats.fired.clone(), judged=judged,
+                          candidate=candidate, shrinkage=shrinkage, decoupling=decoupling, null=null,
+                          presence=presence, margin=margin, min_tokens=min_tokens)

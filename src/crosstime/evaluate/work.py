@@ -14,8 +14,10 @@ writes (schema: :mod:`crosstime.artifacts`)
     RUN/evaluation/features.csv       :data:`~crosstime.artifacts.EVALUATION_FEATURES`: per feature
                                       frequency, RelDec class and shares, norms, onset/peak/offset
                                       (checkpoint indices), pairwise RelDec, consecutive cosines,
-                                      latent scaling β per checkpoint and where it disputes RelDec
-    RUN/evaluation/*.png              RelDec view, trajectories, emergence, ΔCE, frequency, typed emergence
+                                      presence per checkpoint, latent scaling β per checkpoint
+                                      and where it flags shrinkage
+    RUN/evaluation/*.png              RelDec view, trajectories, emergence, ΔCE, frequency, dimensionality,
+                                      rotation, typed emergence
 
 and records its settings in ``RUN/config.yaml`` once it has finished (:mod:`crosstime.stage`).
 The checkpoints are the crosscoder's own (``model.revisions``, possibly a subset of the
@@ -32,17 +34,21 @@ store's); rows are read for those only, normalised with the crosscoder's own sca
    zero-ablated CE, ΔCE, CE recovered and KL(clean ‖ spliced) over the predictions made at
    the replaced positions of ``contexts`` held-out contexts.
 3. Decoder space (:mod:`crosstime.evaluate.decoder`, normalised-space decoder as in the paper):
-   RelDec one-vs-all and pairwise, classes, cosine between checkpoints and rotation between
-   consecutive ones, decoder-norm trajectories, onset/peak/offset and the emergence histogram;
-   feature dimensionality over the live features and the cosine of each decoder with its final
-   direction (:mod:`crosstime.evaluate.geometry`; ``decoder.dimensionality``,
-   ``decoder.direction_turn``, ``dimensionality.png``, ``direction_turn.png``).
+   presence relative to each feature's own peak (present / weak / absent per checkpoint, and the
+   presence classes at any M), RelDec one-vs-all and pairwise shares (their share classes for
+   M <= 3 only), cosine between checkpoints, onset/peak/offset and the emergence histogram;
+   feature dimensionality over the live features beside the activations' effective rank and the
+   count of present features, and rotation: consecutive-checkpoint cosines and the cosine with
+   the final direction over the features present at both, with a turn called only below
+   ``turn_bound`` (:mod:`crosstime.evaluate.geometry`; ``decoder.presence``,
+   ``decoder.dimensionality``, ``decoder.rotation``, ``dimensionality.png``, ``rotation.png``).
 4. Latent scaling (:mod:`crosstime.evaluate.scaling`, Minder et al. 2025; summed in the encode pass
    over the reconstruction rows): per feature and checkpoint, the least-squares scale with which
    the feature's peak decoder direction explains that checkpoint's activation (β) and its
-   reconstruction error with the feature's own term added back (β_error), their shares, and a
-   flag where RelDec calls a feature absent from a checkpoint (share < ``low``) but β_error's share
-   there passes ``low`` and RelDec's share by ``scaling_margin``: a decoder shrunk by the L1 penalty.
+   reconstruction error with the feature's own term added back (β_error), their shares, and the
+   shrinkage flag: where the decoder is weak or absent at a checkpoint but β_error says present
+   (>= ``presence`` × the feature's peak norm, by ``scaling_margin``): a decoder shrunk by the L1
+   penalty; against a null of random directions, with its effect size.
 5. Typed emergence (:mod:`crosstime.evaluate.types`; summed in the encode pass over the reconstruction
    rows): per feature the correlation ratio η² of its activation with rule-based properties of the
    tokens (current token, previous token, induction flag; the series' own labels where its family has
@@ -67,17 +73,20 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from crosstime.artifacts import EVALUATION_FEATURES, Evaluation, EvaluationSettings, Reconstruction, write_model
 from crosstime.crosscoder import Crosscoder
 from crosstime.errors import CrosstimeError
 from crosstime.evaluate.decoder import (
+    ABSENT_FRACTION,
+    PRESENT_FRACTION,
     FeatureReading,
     decoder_summary,
     feature_rows,
     read_features,
 )
+from crosstime.evaluate.geometry import TURN_BOUND, Spectrum
 from crosstime.evaluate.outputs import checkpoint_rows, draw_plots, summary
 from crosstime.evaluate.passes import (
     encode_pass,
@@ -130,14 +139,25 @@ class EvaluateConfig(StageConfig):
     dead_tokens: Count = Field(100_000, ge=1, description="at least this many tokens over which a latent that never "
                                                           "fires is dead (and firing frequencies are counted): all the "
                                                           "held-out rows, topped up with train rows when fewer")
-    presence: float = Field(0.5, gt=0, le=1, description="trajectory presence threshold: share of a feature's max norm")
-    high: float = Field(0.7, gt=0, le=1, description="class threshold: a dominant checkpoint's share exceeds this")
-    low: float = Field(0.3, ge=0, lt=1, description="class threshold: a checkpoint with at least this share is shared")
-    scaling_min_tokens: int = Field(20, ge=1, description="latent scaling judges RelDec only for features that fire "
+    presence: float = Field(PRESENT_FRACTION, gt=0, le=1,
+                            description="a feature is present at a checkpoint where its decoder norm is at least this "
+                                        "share of its own largest norm (onsets, presence classes, the shrinkage flag, "
+                                        "rotation's feature filter)")
+    presence_absent: float = Field(ABSENT_FRACTION, ge=0, le=1,
+                                   description="a feature is absent where its decoder norm is below this share of its "
+                                               "own largest (weak between the two)")
+    turn_bound: float = Field(TURN_BOUND, ge=-1, le=1,
+                              description="rotation: a turn is an interval whose median consecutive-checkpoint cosine "
+                                          "(features present at both ends) is below this")
+    high: float = Field(0.7, gt=0, le=1, description="RelDec share classes (M <= 3 only): a dominant checkpoint's "
+                                                     "share exceeds this")
+    low: float = Field(0.3, ge=0, lt=1, description="RelDec share classes (M <= 3 only): a checkpoint with at least "
+                                                    "this share is shared")
+    scaling_min_tokens: int = Field(20, ge=1, description="latent scaling flags shrinkage only for features that fire "
                                                           "on at least this many held-out rows")
-    scaling_margin: float = Field(0.1, ge=0, lt=1, description="latent scaling disputes RelDec at a checkpoint only "
-                                                              "where the beta_error share exceeds the RelDec share by "
-                                                              "at least this (and passes --low)")
+    scaling_margin: float = Field(0.1, ge=0, lt=1, description="latent scaling flags shrinkage at a checkpoint only "
+                                                              "where beta_error exceeds the decoder norm by at least "
+                                                              "this share of the feature's largest norm")
     device: Device = Field("auto", description=DEVICE_HELP)
     model_dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="dtype the checkpoints run in for the downstream metrics")
@@ -158,6 +178,12 @@ class EvaluateConfig(StageConfig):
                                                       "when the last this-many tokens ending at it occurred earlier "
                                                       "in the same context")
     plots: bool = Field(True, description="draw the figures under RUN/evaluation/")
+
+    @model_validator(mode="after")
+    def _absent_below_present(self) -> EvaluateConfig:
+        if self.presence_absent > self.presence:
+            raise ValueError(f"presence_absent ({self.presence_absent}) must not exceed presence ({self.presence})")
+        return self
 
     def output(self) -> Path:
         return self.rundir.evaluation_file
@@ -236,7 +262,7 @@ def work(config: EvaluateConfig, inputs: Inputs, start: float) -> Evaluation:
     timing: dict[str, float] = {}
 
     t = time.perf_counter()
-    recon, frequency, scaling_stats, latents, type_stats = _reconstruction(config, inputs)
+    recon, frequency, scaling_stats, latents, type_stats, spectrum = _reconstruction(config, inputs)
     timing["reconstruction_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -245,10 +271,11 @@ def work(config: EvaluateConfig, inputs: Inputs, start: float) -> Evaluation:
 
     t = time.perf_counter()
     model = inputs.model.cpu()  # the decoder readings run on the CPU: the same numbers whichever device encoded
-    reading = read_features(model, frequency, presence=config.presence, high=config.high, low=config.low)
+    reading = read_features(model, frequency, presence=config.presence, absent=config.presence_absent,
+                            high=config.high, low=config.low)
     tokens = [inputs.store.manifest["checkpoints"][r].get("tokens_seen") for r in model.revisions]
-    decoder = decoder_summary(reading, tokens, presence=config.presence, high=config.high, low=config.low)
-    scaling = read_scaling(scaling_stats, reading.shares, reading.revisions, low=config.low,
+    decoder = decoder_summary(reading, tokens, spectrum, high=config.high, low=config.low, turn_bound=config.turn_bound)
+    scaling = read_scaling(scaling_stats, reading.norms, reading.revisions, presence=config.presence,
                            margin=config.scaling_margin, min_tokens=config.scaling_min_tokens)
     decoder.latent_scaling = scaling.summary()
     types = assign_types(type_stats, TypeRules(config.type_threshold, config.type_min_rows, config.type_margin,
@@ -266,16 +293,16 @@ def work(config: EvaluateConfig, inputs: Inputs, start: float) -> Evaluation:
 
 
 def _reconstruction(config: EvaluateConfig, inputs: Inputs) -> tuple[Reconstruction, torch.Tensor, ScalingStats,
-                                                                      dict, TypeStats]:
+                                                                      dict, TypeStats, Spectrum]:
     """The encode pass and the dead-latent window: (metrics, firing frequency ``[F]``, latent-scaling sums,
-    downstream latents, type sums)."""
+    downstream latents, type sums, the activations' effective rank over the reconstruction rows)."""
     store, model = inputs.store, inputs.model
     encoded = encode_pass(store, model, inputs.plan.recon_contexts, inputs.plan.down_contexts, inputs.device,
                           config.batch_rows, config.progress, make_labeler(config, store))
     top_up_firing(store, model, encoded.stats, inputs.device, config.dead_tokens, config.batch_rows, config.seed,
                   config.progress)
     return (encoded.stats.result(dead_min_tokens=config.dead_tokens), encoded.stats.frequency, encoded.scaling,
-            encoded.latents, encoded.types)
+            encoded.latents, encoded.types, encoded.spectrum.result())
 
 
 def make_labeler(config: EvaluateConfig, store: ActivationStore) -> Labeler:

@@ -107,7 +107,7 @@ SHARD_DIR = "features"
 SHARD_INDEX = "index.js"
 # what the feature list of a sharded dashboard knows of every feature before its shard is loaded
 SUMMARY_KEYS = ("id", "rank", "reldec_class", "trajectory", "onset", "peak", "offset", "frequency", "description",
-                "reldec_disputed")
+                "scaling_flag")
 TASK_SUMMARY_KEYS = ("ie", "relie", "relie_class")
 SHARE_BINS = 10
 
@@ -459,10 +459,9 @@ def _distributions(features: dict[int, FeatureTables], tasks: list[str],
     counts = {}
     if any(f.reldec_class for f in features.values()):
         counts["RelDec class"] = class_counts([f.reldec_class for f in features.values()])
-    if any(f.reldec_disputed for f in features.values()):  # latent scaling (evaluation/features.csv)
-        # counted by kind of dispute, which no stage writes (the page reads a `dispute_kind` that data.json has
-        # never had): the counts are empty, as they always were
-        counts["RelDec disputed by latent scaling"] = {}
+    flags = [f.scaling_flag for f in features.values() if f.scaling_flag not in (None, "none")]
+    if flags:  # latent scaling (evaluation/features.csv): shrinkage / decoupling
+        counts["latent scaling flag"] = class_counts(flags)
     if any(f.trajectory for f in features.values()):
         counts["decoder-norm trajectory"] = class_counts([f.trajectory for f in features.values()])
     for task in tasks:

@@ -1,5 +1,5 @@
 """The second paper's figures in the report: the two-phase figure, and what the dashboard's
-"Evolution" panel reads (the direction turn, feature dimensionality, typed emergence, the phases).
+"Evolution" panel reads (rotation, feature dimensionality beside its baselines, typed emergence, the phases).
 
     overview.evolution = evolution_overview(scan, evaluation, missing)
     two_phase_figure(overview.evolution, run.report / TWO_PHASE_PNG)
@@ -7,7 +7,7 @@
 ``overview.evolution`` (:class:`~crosstime.artifacts.Evolution`): ``checkpoints`` (the crosscoder's:
 ``revision, step, tokens``), ``dynamics`` (every scanned checkpoint: ``revision, step, tokens, loss,
 kl_unigram, kl_bigram, bigram_loss``, or None), ``phases`` (``scan/phases.json``, or None), and from
-``evaluation.json``'s ``decoder``: ``dimensionality``, ``direction_turn``, ``typed_emergence`` (each
+``evaluation.json``'s ``decoder``: ``dimensionality``, ``presence``, ``rotation``, ``typed_emergence`` (each
 None when the evaluation lacks it; listed in ``missing``).
 The one-line readings are :mod:`crosstime.report.findings`'s ``*_reading`` functions.
 """
@@ -42,14 +42,15 @@ TWO_PHASE_PNG = "two_phase.png"
 # the decoder analyses of the evaluation that the panel reads (Decoder's fields), and what their absence costs
 DECODER_KEYS = {
     "dimensionality": "no feature dimensionality (figure, reading)",
-    "direction_turn": "no direction-turn reading",
+    "presence": "no present-feature counts beside dimensionality",
+    "rotation": "no rotation reading",
     "typed_emergence": "no emergence order by feature type, so no comparison with the phases",
 }
 # the figure each reading captions: figure name (as dashboard._figures names it) -> reading key
 EVOLUTION_FIGURES = {
     f"report/{TWO_PHASE_PNG}": "phases",
     "evaluation/dimensionality.png": "dimensionality",
-    "evaluation/direction_turn.png": "direction_turn",
+    "evaluation/rotation.png": "rotation",
     "evaluation/typed_emergence.png": "typed_emergence",
 }
 
@@ -65,14 +66,14 @@ def evolution_overview(scan: ScanOutputs | None, evaluation: Evaluation | None, 
             missing.append(f"scan/{SCAN_PHASES} (re-run `crosstime scan`): no phase marks in "
                            f"report/{TWO_PHASE_PNG}, no phase order to compare the feature types' emergence with")
     if evaluation is None:
-        return Evolution(checkpoints=[], dynamics=dynamics, phases=phases, dimensionality=None, direction_turn=None,
-                         typed_emergence=None)
+        return Evolution(checkpoints=[], dynamics=dynamics, phases=phases, dimensionality=None, presence=None,
+                         rotation=None, typed_emergence=None)
     decoder = evaluation.decoder
     out = Evolution(checkpoints=[EvolutionCheckpoint(revision=c.revision, step=c.step, tokens=c.tokens_seen)
                                  for c in evaluation.checkpoints],
                     dynamics=dynamics, phases=phases, dimensionality=decoder.dimensionality,
-                    direction_turn=decoder.direction_turn, typed_emergence=decoder.typed_emergence)
-    found = {"dimensionality": out.dimensionality, "direction_turn": out.direction_turn,
+                    presence=decoder.presence, rotation=decoder.rotation, typed_emergence=decoder.typed_emergence)
+    found = {"dimensionality": out.dimensionality, "presence": out.presence, "rotation": out.rotation,
              "typed_emergence": out.typed_emergence}
     for key, cost in DECODER_KEYS.items():
         if found[key] is None:  # an evaluation from before the analysis existed

@@ -15,7 +15,9 @@ from pathlib import Path
 from crosstime.artifacts import (
     REPORT_DATA,
     ArtifactError,
+    Dimensionality,
     Evolution,
+    Presence,
     ReportCheckpoint,
     ReportData,
     ReportFeature,
@@ -186,23 +188,46 @@ def _revisions(evolution: Evolution) -> list[str]:
     return [c.revision for c in evolution.checkpoints]
 
 
-def direction_turn_reading(data: ReportData) -> str | None:
-    """Where the median cosine of the live features' decoders with their final direction passes one half."""
-    turn = data.overview.evolution.direction_turn
-    if turn is None or turn.turn_after is None:
+def _numbers(values: list[float | None], fmt: str = ".2f") -> str:
+    return ", ".join("—" if v is None else format(v, fmt) for v in values)
+
+
+def rotation_reading(data: ReportData) -> str | None:
+    """Whether decoder directions turn or rotate steadily, from the consecutive-checkpoint cosines
+    (evaluation.json's decoder.rotation: live features present at both checkpoints)."""
+    rot = data.overview.evolution.rotation
+    if rot is None or not rot.intervals or all(c is None for c in rot.median_cosine):
         return None
-    m, median = turn.turn_after, turn.median
-    revisions = turn.revisions or _revisions(data.overview.evolution)
-    if median[m] is None or median[m + 1] is None:
+    of = (f"median cosine between consecutive checkpoints' decoder directions {_numbers(rot.median_cosine)} over "
+          f"{', '.join(rot.intervals)} (live features present at both, norm ≥ {_pct(rot.presence_fraction)} of their "
+          f"peak; {min(rot.n_features)}–{max(rot.n_features)} features)")
+    final = rot.final_median[0]
+    tail = "" if final is None else f"; the median cosine of {rot.revisions[0]}'s direction with the last is {final:.2f}"
+    if not rot.turns:
+        return (f"Decoder directions rotate without a turn: {of}, never below the turn bound {rot.turn_bound:g}"
+                f"{tail}.")
+    where = ", ".join(f"{rot.intervals[m]} ({rot.median_cosine[m]:.2f})" for m in rot.turns)
+    return f"Decoder directions turn at {where}, below the turn bound {rot.turn_bound:g}: {of}{tail}."
+
+
+def _pearson(a: list[float], b: list[float]) -> float | None:
+    """Pearson r of two equal-length series (None where either is constant)."""
+    n = len(a)
+    ma, mb = sum(a) / n, sum(b) / n
+    va, vb = sum((x - ma) ** 2 for x in a), sum((y - mb) ** 2 for y in b)
+    if va <= 0 or vb <= 0:
         return None
-    return (f"Decoder directions turn between {revisions[m]} and {revisions[m + 1]}: the median cosine with the final "
-            f"direction passes one half there, from {median[m]:.2f} to {median[m + 1]:.2f} (it is {median[0]:.2f} at "
-            f"{revisions[0]}; live features with a decoder there).")
+    return sum((x - ma) * (y - mb) for x, y in zip(a, b)) / (va * vb) ** 0.5
+
+
+RANK_TRACKS = 0.7  # Pearson r of dimensionality with the activations' PCs for 90% at or above which it "moves with" it
 
 
 def dimensionality_reading(data: ReportData) -> str | None:
-    """Where the total feature dimensionality Σ D_i / d is lowest, and where it ends."""
-    dim, revisions = data.overview.evolution.dimensionality, _revisions(data.overview.evolution)
+    """Where the total feature dimensionality Σ D_i / d is lowest and where it ends, beside its baselines: the
+    activations' effective rank (PCs for 90% of the variance) and the present features per checkpoint."""
+    evolution = data.overview.evolution
+    dim, revisions = evolution.dimensionality, _revisions(evolution)
     if dim is None or len(dim.total) != len(revisions) or len(revisions) < 2:
         return None
     total = dim.total
@@ -210,13 +235,32 @@ def dimensionality_reading(data: ReportData) -> str | None:
     last = len(total) - 1
     of = f"(Σ D_i / d, {dim.live_features} live features, d = {dim.d})"
     if low == last:
-        return (f"Feature dimensionality {of} compresses from {total[0]:.2f} at {revisions[0]} to {total[last]:.2f} "
-                f"at {revisions[last]}, without expanding again.")
-    if low == 0:
-        return (f"Feature dimensionality {of} expands from {total[0]:.2f} at {revisions[0]} to {total[last]:.2f} at "
-                f"{revisions[last]}, without compressing first.")
-    return (f"Feature dimensionality {of} compresses from {total[0]:.2f} at {revisions[0]} to {total[low]:.2f} at "
-            f"{revisions[low]}, then expands to {total[last]:.2f} at {revisions[last]}.")
+        text = (f"Feature dimensionality {of} falls from {total[0]:.2f} at {revisions[0]} to {total[last]:.2f} "
+                f"at {revisions[last]}, without rising again")
+    elif low == 0:
+        text = (f"Feature dimensionality {of} rises from {total[0]:.2f} at {revisions[0]} to {total[last]:.2f} at "
+                f"{revisions[last]}, without falling first")
+    else:
+        text = (f"Feature dimensionality {of} falls from {total[0]:.2f} at {revisions[0]} to {total[low]:.2f} at "
+                f"{revisions[low]}, then rises to {total[last]:.2f} at {revisions[last]}")
+    return text + _baselines(dim, evolution.presence) + "."
+
+
+def _baselines(dim: Dimensionality, presence: Presence | None) -> str:
+    """The dimensionality reading's baselines, in words (empty without them)."""
+    parts = []
+    if dim.pcs_90 is not None:
+        r = _pearson(list(dim.total), [float(k) for k in dim.pcs_90])
+        verdict = ("it moves with the activations' rank, so the curve alone does not tell superposition from rank "
+                   "collapse" if r is not None and r >= RANK_TRACKS else "it does not simply follow the activations' "
+                   "rank")
+        parts.append(f"the activations need {', '.join(map(str, dim.pcs_90))} principal components for 90% of their "
+                     f"variance ({dim.spectrum_rows:,} held-out rows"
+                     + (f"; Pearson r with the dimensionality {r:.2f}" if r is not None else "") + f"): {verdict}")
+    if presence is not None:
+        parts.append(f"present features (decoder ≥ {_pct(presence.present_fraction)} of their peak): "
+                     f"{', '.join(map(str, presence.present))}")
+    return "; " + "; ".join(parts) if parts else ""
 
 
 def type_onsets(data: ReportData) -> list[tuple[str, int, int]] | None:
@@ -272,21 +316,22 @@ def phase_order_reading(data: ReportData) -> str | None:
 
 
 def evolution_lines(source: str | Path | ReportData) -> list[str]:
-    """The second paper's readings that a run supports (phase order, direction turn, dimensionality,
-    typed emergence), from a run directory, its data.json, or the data itself."""
+    """The second paper's readings that a run supports (phase order, rotation, dimensionality with its
+    baselines, typed emergence), from a run directory, its data.json, or the data itself."""
     return [line for line in evolution_readings(_load(source)).values() if line]
 
 
 def evolution_readings(data: ReportData) -> dict[str, str | None]:
     """The Evolution figures' captions (keys of crosstime.report.evolution.EVOLUTION_FIGURES' values)."""
     return {"phases": phase_order_reading(data), "dimensionality": dimensionality_reading(data),
-            "direction_turn": direction_turn_reading(data), "typed_emergence": typed_emergence_reading(data)}
+            "rotation": rotation_reading(data), "typed_emergence": typed_emergence_reading(data)}
 
 
 def findings(source: str | Path | ReportData, n: int = 3) -> list[str]:
     """Up to ``n`` findings in words, most telling first (accuracy jump, top feature, emergence, the feature types'
-    order against the phases, the direction turn, dimensionality, RelIE vs RelDec)."""
+    order against the phases, rotation, dimensionality beside its baselines, RelIE vs RelDec). Each says what it
+    rests on: the decoder readings on presence relative to a feature's own peak, not on share cut-offs."""
     data = _load(source)
     out = [f(data) for f in (accuracy_finding, top_feature_finding, emergence_finding, phase_order_reading,
-                             direction_turn_reading, dimensionality_reading, agreement_finding)]
+                             rotation_reading, dimensionality_reading, agreement_finding)]
     return [line for line in out if line][:n]

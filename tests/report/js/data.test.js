@@ -67,9 +67,9 @@ test("initialState: the main task if it is one of the tasks, else the first; by 
 
 const A = { id: 3, rank: 2, onset: 1, reldec_class: "late", trajectory: "rises", description: "Plural Subject",
             tasks: { a: { relie: [0.1, 0.9, 0], ie: [1, -2, 0], relie_class: "late" } } };
-const B = { id: 1, rank: 1, onset: 0, reldec_class: "early", reldec_disputed: true, dispute_kind: "shrinkage",
+const B = { id: 1, rank: 1, onset: 0, reldec_class: "early", scaling_flag: "shrinkage",
             tasks: { a: { relie: [0.6, 0.2, 0.2], ie: [5, 1, 1], relie_class: "early" }, b: { relie: [0, 0, 1], ie: [0, 0, 1e-9], relie_class: "no effect" } } };
-const C = { id: 2, rank: NaN, onset: -1, reldec_class: "late", tasks: {} };
+const C = { id: 2, rank: NaN, onset: -1, reldec_class: "late", scaling_flag: "none", tasks: {} };  // judged, not flagged
 
 test("columns: with tasks, values and printed cells follow the selected task", () => {
   const state = { task: "a" };
@@ -109,19 +109,19 @@ test("classGroups: counts per class, in the selected task; empty groups left out
     { label: "RelIE class", options: [{ value: "relie:late", text: "late (1)" }, { value: "relie:early", text: "early (1)" }] },
     { label: "RelDec class", options: [{ value: "reldec:late", text: "late (2)" }, { value: "reldec:early", text: "early (1)" }] },
     { label: "trajectory", options: [{ value: "traj:rises", text: "rises (1)" }] },
-    { label: "RelDec disputed by latent scaling", options: [{ value: "disp:shrinkage", text: "shrinkage (1)" }] }]);
+    { label: "latent scaling flag", options: [{ value: "disp:shrinkage", text: "shrinkage (1)" }] }]);
   assert.deepEqual(D.classGroups([A, B, C], "b")[0], { label: "RelIE class", options: [{ value: "relie:no effect", text: "no effect (1)" }] });
   assert.deepEqual(D.classGroups([C], null), [{ label: "RelDec class", options: [{ value: "reldec:late", text: "late (1)" }] }]);
   assert.deepEqual(D.classGroups([], "a"), []);
 });
 
-test("classGroups and passes: a disputed feature whose data names no kind is 'disputed', never 'undefined'", () => {
-  const E = { id: 5, reldec_class: "late", reldec_disputed: true, tasks: {} }, G = { id: 6, reldec_disputed: true, dispute_kind: null, tasks: {} };
-  assert.deepEqual(D.classGroups([E, G, B], null).slice(-1)[0], { label: "RelDec disputed by latent scaling",
-    options: [{ value: "disp:disputed", text: "disputed (2)" }, { value: "disp:shrinkage", text: "shrinkage (1)" }] });
-  const state = { ...D.initialState({}), cls: "disp:disputed" };
-  assert.deepEqual([E, G, B, A].filter((f) => D.passes(f, state)).map((f) => f.id), [5, 6]);
-  assert.deepEqual([E, B].map(D.disputeKind), ["disputed", "shrinkage"]);
+test("classGroups and passes: only a shrinkage or decoupling flag counts; none, empty and a missing flag do not", () => {
+  const E = { id: 5, scaling_flag: "decoupling", tasks: {} }, G = { id: 6, scaling_flag: "", tasks: {} }, H = { id: 7, tasks: {} };
+  assert.deepEqual(D.classGroups([E, G, H, B, C], null).slice(-1)[0], { label: "latent scaling flag",
+    options: [{ value: "disp:decoupling", text: "decoupling (1)" }, { value: "disp:shrinkage", text: "shrinkage (1)" }] });
+  const state = { ...D.initialState({}), cls: "disp:decoupling" };
+  assert.deepEqual([E, G, H, B, C].filter((f) => D.passes(f, state)).map((f) => f.id), [5]);
+  assert.deepEqual([E, G, H, B, C].map(D.flagged), [true, false, false, true, false]);
 });
 
 function filters(over) { return { task: "a", cls: "", peak: "", onset: "", minIE: "", text: "", ...over }; }

@@ -59,8 +59,8 @@ function columns(tasks, state, names) {
 }
 // the direction a column sorts in when first clicked: ids, ranks, onsets and words ascending, numbers descending
 function firstDir(key) { return key === "id" || key === "rank" || key === "onset" || key === "desc" || key === "cls" ? 1 : -1; }
-// a disputed feature's kind of dispute when the data names one, else "disputed"
-function disputeKind(f) { return typeof f.dispute_kind === "string" && f.dispute_kind ? f.dispute_kind : "disputed"; }
+// latent scaling flagged the feature (scaling_flag "shrinkage" or "decoupling"; "none" and empty are not flags)
+function flagged(f) { return !!f.scaling_flag && f.scaling_flag !== "none"; }
 // the class filter's choices: [{label, options: [{value "kind:class", text "class (count)"}]}], groups with a class only
 function classGroups(features, task) {
   var relie = {}, reldec = {}, traj = {}, disputed = {};
@@ -69,9 +69,9 @@ function classGroups(features, task) {
     if (t && t.relie_class) relie[t.relie_class] = (relie[t.relie_class] || 0) + 1;
     if (f.reldec_class) reldec[f.reldec_class] = (reldec[f.reldec_class] || 0) + 1;
     if (f.trajectory) traj[f.trajectory] = (traj[f.trajectory] || 0) + 1;
-    if (f.reldec_disputed) disputed[disputeKind(f)] = (disputed[disputeKind(f)] || 0) + 1;
+    if (flagged(f)) disputed[f.scaling_flag] = (disputed[f.scaling_flag] || 0) + 1;
   });
-  return [["RelIE class", "relie:", relie], ["RelDec class", "reldec:", reldec], ["trajectory", "traj:", traj], ["RelDec disputed by latent scaling", "disp:", disputed]]
+  return [["RelIE class", "relie:", relie], ["RelDec class", "reldec:", reldec], ["trajectory", "traj:", traj], ["latent scaling flag", "disp:", disputed]]
     .filter(function (g) { return Object.keys(g[2]).length; })
     .map(function (g) { return { label: g[0], options: Object.keys(g[2]).map(function (k) { return { value: g[1] + k, text: k + " (" + g[2][k] + ")" }; }) }; });
 }
@@ -83,7 +83,7 @@ function passes(f, state) {
     if (kind === "relie" && !(t && t.relie_class === val)) return false;
     if (kind === "reldec" && f.reldec_class !== val) return false;
     if (kind === "traj" && f.trajectory !== val) return false;
-    if (kind === "disp" && !(f.reldec_disputed && disputeKind(f) === val)) return false;
+    if (kind === "disp" && !(flagged(f) && f.scaling_flag === val)) return false;
   }
   if (state.peak !== "" && reliePeak(t) !== Number(state.peak)) return false;
   if (state.onset !== "" && f.onset !== Number(state.onset)) return false;
@@ -220,9 +220,9 @@ function jointRuns(rows, rev, mode) {
 }
 
 CT.data = {
-  NO_EFFECT: NO_EFFECT, revisionTitle: revisionTitle, checkpointNames: checkpointNames, tokenAxis: tokenAxis, disputeKind: disputeKind,
+  NO_EFFECT: NO_EFFECT, revisionTitle: revisionTitle, checkpointNames: checkpointNames, tokenAxis: tokenAxis,
   taskData: taskData, ieTotal: ieTotal, reliePeak: reliePeak, relieMax: relieMax, hasEffect: hasEffect,
-  initialState: initialState, columns: columns, firstDir: firstDir, classGroups: classGroups, passes: passes, compareBy: compareBy,
+  initialState: initialState, columns: columns, firstDir: firstDir, flagged: flagged, classGroups: classGroups, passes: passes, compareBy: compareBy,
   listOrder: listOrder, listCountText: listCountText, metaText: metaText, shardOf: shardOf, shardFile: shardFile, absentText: absentText,
   relieText: relieText, relieTitle: relieTitle, hasBeta: hasBeta, reldecText: reldecText, reldecTitle: reldecTitle, ablationText: ablationText,
   actStyle: actStyle, accuracySeries: accuracySeries, dynamicsTicks: dynamicsTicks, isConstant: isConstant, onsetCounts: onsetCounts, countRows: countRows,

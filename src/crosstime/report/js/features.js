@@ -126,9 +126,9 @@ function cardHead(f, t) {
   var head = el("div", { cls: "card-head" }, [el("h2", { text: "Feature " + f.id })]);
   if (t && t.relie_class) head.appendChild(el("span", { cls: "badge relie" + (t.relie_class === NO_EFFECT ? " none" : ""), title: "relie_class (" + state.task + ")", text: t.relie_class === NO_EFFECT ? "no effect on " + state.task : "RelIE: " + t.relie_class }));
   if (f.reldec_class) head.appendChild(el("span", { cls: "badge reldec", title: "RelDec class", text: "RelDec: " + f.reldec_class }));
-  if (f.trajectory) head.appendChild(el("span", { cls: "badge", title: "decoder-norm trajectory", text: f.trajectory }));
+  if (f.trajectory) head.appendChild(el("span", { cls: "badge", title: "presence class: from the checkpoints where the decoder norm is at least half its peak", text: f.trajectory }));
   if (isNum(f.frequency)) head.appendChild(el("span", { cls: "badge", title: "frequency: share of tokens on which it fires", text: "fires on " + pct(f.frequency) + " of tokens" }));
-  if (f.reldec_disputed) head.appendChild(el("span", { cls: "badge disputed", title: "reldec_disputed: latent scaling disputes the RelDec class", text: "RelDec disputed" }));
+  if (Data.flagged(f)) head.appendChild(el("span", { cls: "badge disputed", title: "scaling_flag: latent scaling says present where the decoder is weak or absent", text: f.scaling_flag }));
   return head;
 }
 // t: the feature in the selected task (null when not attributed in it)
@@ -149,13 +149,14 @@ function reldecPanel(f) {
   return panel("RelDec per checkpoint", el("div", null, [C.barList("reldec", f.reldec, { uniform: 1 / M,
     title: function (m) { return Data.reldecTitle(f, m); }, show: function (m) { return Data.reldecText(f, m); } }),
     beta ? el("div", { cls: "hint beta", text: "β: latent-scaling share (the decoder direction's least-squares scale in each checkpoint's activations, over the held-out rows where it fires" + (isNum(f.beta_tokens) ? ": " + fmt(f.beta_tokens) + " rows" : "") + ")" }) : null,
-    f.reldec_disputed ? el("div", { cls: "disputed", text: disputedText(f) }) : null]));
+    Data.flagged(f) ? el("div", { cls: "disputed", text: flagText(f) }) : null]));
 }
-// what latent scaling disputes of f's RelDec class, in the fields the data has (where, and the kind when named)
-function disputedText(f) {
-  var at = typeof f.disputed_at === "string" && f.disputed_at ? " at " + f.disputed_at.split(";").map(labelOfRev).join(", ") : "";
-  var kind = typeof f.dispute_kind === "string" && f.dispute_kind ? " (" + f.dispute_kind + ")" : "";
-  return "RelDec disputed" + at + kind + ": the decoder norm says absent, latent scaling says present";
+// what latent scaling flags at which checkpoints, in the fields the data has
+function flagText(f) {
+  var shrinkage = f.scaling_flag === "shrinkage";
+  var at = (shrinkage ? f.shrinkage_at : f.decoupling_at) || "";
+  var where = at ? " at " + at.split(";").map(labelOfRev).join(", ") : "";
+  return f.scaling_flag + where + ": the decoder norm is weak or absent there, latent scaling (" + (shrinkage ? "β_error" : "β") + ") says present";
 }
 function trajectoryPanel(f) {
   if (!f.norm) return panel("Decoder norm over training", missing("no decoder norms for this feature"));

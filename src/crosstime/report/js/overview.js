@@ -95,10 +95,10 @@ function crosscoderSection(root, O) {
   } else grid.appendChild(panel("Crosscoder settings", missing("no crosscoder opened (needs crosscoder/ and activations/)")));
   var ev = O.evaluation;
   if (ev && ev.rows) {
-    var disputed = (O.class_counts || {})["RelDec disputed by latent scaling"] || {};
+    var flags = (O.class_counts || {})["latent scaling flag"] || {};
     grid.appendChild(panel("Reconstruction per checkpoint", el("div", { cls: "evaluation" }, [
       el("div", null, [checkpointTable(ev.rows, ev.checkpoints, "evaluation-table"), el("div", { cls: "hint", text: "hover a row name for its field and definition, a checkpoint for its tokens seen" })]),
-      el("div", null, [el("h3", { text: "over all checkpoints" }), kvWords(ev.overall), Object.keys(disputed).length ? disputedView(disputed, ev.overall) : null])]), true));
+      el("div", null, [el("h3", { text: "over all checkpoints" }), kvWords(ev.overall), Object.keys(flags).length ? disputedView(flags, ev.overall) : null])]), true));
   } else grid.appendChild(panel("Reconstruction per checkpoint", missing("evaluation.json not found — run `crosstime evaluate`")));
   var em = O.emergence;
   if (em && em.counts_live) {
@@ -106,7 +106,7 @@ function crosscoderSection(root, O) {
       el("div", { cls: "hint", text: "live features (fired during evaluation) by onset: the first checkpoint where the decoder norm reaches " + pct(em.presence_fraction) + " of its maximum (as evaluation/emergence.png)" })])));
   }
   var cc = O.class_counts || {};
-  ["RelDec class", "decoder-norm trajectory"].forEach(function (k) { if (cc[k]) grid.appendChild(panel("Features per " + k, countBars(cc[k]))); });
+  ["decoder-norm trajectory", "RelDec class"].forEach(function (k) { if (cc[k]) grid.appendChild(panel("Features per " + (k === "decoder-norm trajectory" ? "presence class" : k), countBars(cc[k]))); });
   var dist = O.distributions || {};
   if (dist.reldec) grid.appendChild(panel("RelDec share per checkpoint (" + dist.n_reldec + " features)", el("div", null, [smallMultiples(dist.reldec, "#2f6fde"),
     el("div", { cls: "hint", text: "histogram of ‖W_dec[i, m]‖ / Σ_k ‖W_dec[i, k]‖ over the features, one per checkpoint" })]), true));
@@ -139,8 +139,8 @@ function jointCurves(rows, a) {
 }
 function disputedView(counts, overall) {
   var judged = (overall || []).filter(function (w) { return w.name === "scaling_judged"; })[0];
-  var box = el("div", { cls: "disputed-summary" }, [el("h3", { text: "RelDec classes disputed by latent scaling" + (judged ? " (of " + fmt(judged.value) + " features judged)" : "") }), countBars(counts)]);
-  box.appendChild(el("div", { cls: "hint", text: "shrinkage: the reconstruction error carries the decoder direction where RelDec says absent; decoupling: the activations carry it (another latent does). Filter them in the Features tab." }));
+  var box = el("div", { cls: "disputed-summary" }, [el("h3", { text: "Features flagged by latent scaling" + (judged ? " (of " + fmt(judged.value) + " features judged)" : "") }), countBars(counts)]);
+  box.appendChild(el("div", { cls: "hint", text: "shrinkage: the reconstruction error carries the decoder direction where the decoder norm is weak or absent (below half its peak); decoupling: only the activations carry it (another latent does). Filter them in the Features tab." }));
   return box;
 }
 // one task's panel, collapsible (closed: the Tasks section lists the tasks): its numbers per checkpoint (the
