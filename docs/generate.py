@@ -249,7 +249,7 @@ def _evaluation_values(run: RunDir) -> dict[str, str]:
                                f"{evaluation.settings.n_features} ({s.dead_fraction:.0%}: never fired on "
                                f"{s.dead_window_tokens:,} tokens)"),
         "delta_ce_range": f"from {low.delta_ce:+.4f} ({low.revision}) to {high.delta_ce:+.4f} ({high.revision})",
-        "reldec_live": (f"Of the {sum(live.values())} live features (presence classes), "
+        "presence_live": (f"Of the {sum(live.values())} live features, "
                         + ", ".join(f"{n} are {cls}" for cls, n in live.items()) + "."),
         "geometry_table": _table(["checkpoint", "Σ D_i / d", "activation PCs for 90%", "present features",
                                   "median cos with the previous checkpoint", "median cos with the final direction"],
@@ -271,12 +271,12 @@ def _demo_values(result: DemoResult) -> dict[str, str]:
             "attribution_top": attribution, "emergence": emergence_finding(data) or "",
             "attribution_pairs": " / ".join(str(n) for n in sorted(pairs)),
             "n_tasks": str(len(RunDir(result.run).attribution_tasks())),
-            "direction_turn": rotation_reading(data) or "",
+            "rotation": rotation_reading(data) or "",
             "dimensionality": dimensionality_reading(data) or "",
             "typed_emergence": typed_emergence_reading(data) or "",
             "phase_order": phase_order_reading(data) or "",
             "report_size": f"{result.dashboard.stat().st_size / 1e6:.1f} MB",
-            "scaling_disputes": f"{evaluation.shrinkage_flagged} of the {evaluation.scaling_judged} features it judged",
+            "shrinkage_flagged": f"{evaluation.shrinkage_flagged} of the {evaluation.scaling_judged} features it judged",
             "joint_table": _joint_table(RunDir(result.run), result.revisions)}
 
 

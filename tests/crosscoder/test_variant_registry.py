@@ -109,10 +109,10 @@ def test_every_variant_setting_is_todays_option_and_a_wrong_one_is_one_line(tmp_
     assert "k (--k) is a setting of the batchtopk, matryoshka, topk variants, not of relu" in line
     line = one_line_error(invoke("train", run, "--variant", "jumprelu", "--threshold-beta", "0.9", "--no-fused"))
     assert "threshold_beta (--threshold-beta)" in line and "fused (--fused)" in line and "not of jumprelu" in line
-    # the same options for their own variant are accepted: the command goes on to want the store
+    # the same options for their own variant are accepted: the command goes on to want the run (and its store)
     line = one_line_error(invoke("train", run, "--variant", "matryoshka", "--k", "4", "--matryoshka-prefixes", "8,16",
                                  "--threshold-beta", "0.9"))
-    assert "(the activation store) is not there" in line and "is a setting" not in line
+    assert "the folder is missing" in line and "is a setting" not in line
     assert "--k: Input should be greater than or equal to 1" in one_line_error(
         invoke("train", run, "--variant", "topk", "--k", "0"))
 

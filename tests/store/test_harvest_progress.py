@@ -20,18 +20,17 @@ def test_compute_chunk_reports_every_batch():
 
 
 def test_harvest_bar_steps_once_per_batch(tiny_series, corpus, tmp_path, monkeypatch):
-    import tqdm.auto
-
+    from crosstime.progress import Bar
     from crosstime.store import harvesting
 
     steps: list[float] = []
 
-    class Recorder(tqdm.auto.tqdm):
+    class Recorder(Bar):
         def update(self, n=1):
             steps.append(n)
             return super().update(n)
 
-    monkeypatch.setattr(harvesting, "tqdm", Recorder)  # the bar harvest's work makes
+    monkeypatch.setattr(harvesting, "Bar", Recorder)  # the bar harvest's work makes
     # 1500 tokens = 46 contexts of 32 (+ 2 held out); chunks of 8 contexts, batches of 4
     store = harvest(harvest_config(tiny_series, corpus, tmp_path, revisions=["step0", "step10"], progress=True))
     expected = [min(4, (e - s) - b) * T for _rev in ("step0", "step10") for s, e in store.manifest["chunks"]
