@@ -94,12 +94,12 @@ def main() -> None:
     }
     variants = {k: v for k, v in variants.items() if k in args.variants.split(",")}
     # warm-up (allocator, lazy imports)
-    compute_attribution(load, cc, batches[:1], layer, method="ig", steps=2, compare_atp=False, progress=False)
+    compute_attribution(load, cc, batches[:1], layer, method="ig", steps=2, compare=False, progress=False)
     results, ref = {}, None
     for name, kw in variants.items():
         t0 = time.perf_counter()
         att = compute_attribution(load, cc, batches, layer, method="ig", steps=args.steps,
-                                  compare_atp=args.atp, progress=False, **kw)
+                                  compare=args.atp, progress=False, **kw)
         results[name] = {"seconds": time.perf_counter() - t0, "effects_seconds": att.seconds["effects"]}
         if ref is None:
             ref = att.ie

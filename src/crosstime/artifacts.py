@@ -859,19 +859,34 @@ ATTRIBUTION_SUMMARY = "summary.json"
 ATTRIBUTION_FEATURES = Table("features.csv", (
     Column("feature", int, "feature id"),
     Column("selected_in", str, "checkpoints whose top-k by |IE| include it (;-separated)"),
-    Column("ie", float, "signed IE, mean over pairs (positive: supports the correct answer)", "checkpoint"),
+    Column("ie", float, "signed IE by the stage's method (summary.json 'method'), mean over pairs (positive: supports "
+                        "the correct answer). ig: the feature's share of the joint effect of moving every feature to "
+                        "its baseline together (the shares sum to it), not the effect of ablating it alone; atp: the "
+                        "first-order estimate of ablating it alone (gradient · Δactivation); exact: ablating it alone",
+           "checkpoint"),
     Column("ie_lo", float, "bootstrap CI lower bound of IE", "checkpoint"),
     Column("ie_hi", float, "bootstrap CI upper bound of IE", "checkpoint"),
-    Column("relie", float, "RelIE share |IE_m| / Σ_k |IE_k|", "checkpoint"),
+    Column("relie", float, "RelIE share |IE_m| / Σ_k |IE_k| (of the method's IE: with ig, shares of joint-effect "
+                           "shares)", "checkpoint"),
     Column("relie_lo", float, "bootstrap CI lower bound of RelIE", "checkpoint"),
     Column("relie_hi", float, "bootstrap CI upper bound of RelIE", "checkpoint"),
-    Column("relie_class", str, "class from the RelIE shares"),
+    Column("relie_class", str, "class from the RelIE shares ('no effect' below the effect floor)"),
+    Column("relie_class_on", str, "the comparison of the class rule nearest its cut-off over the bootstrap: "
+                                  "'effect share' (Σ_m |IE_m| / Σ_m |joint_m| vs the effect floor), 'share_REV' (a "
+                                  "checkpoint's share vs 0.7 for a dominant class, vs 0.3 for present/absent), 'max "
+                                  "share' (vs 0.7: not dominant); empty without a bootstrap"),
+    Column("relie_class_lo", float, "bootstrap CI lower bound of that quantity (pairs resampled)"),
+    Column("relie_class_hi", float, "bootstrap CI upper bound of that quantity"),
+    Column("relie_class_cutoff", float, "the cut-off it is compared with"),
+    Column("relie_class_uncertain", bool, "1 where some comparison's CI reaches its cut-off (the class can change "
+                                          "when the pairs are resampled); empty without a bootstrap"),
     Column("relie_pair", float, "pairwise RelIE |IE_b| / (|IE_a| + |IE_b|)", "pair", max_checkpoints=4),
     Column("reldec", float, "RelDec share", "checkpoint"),
     Column("reldec_class", str, "class from the RelDec shares"),
     Column("task_frequency", float, "share of attributed task tokens where the feature is active"),
     Column("ie_abs", float, "mean over pairs of |per-pair IE|", "checkpoint"),
-    Column("exact", float, "exact single-feature ablation: mean change of the metric", "checkpoint"),
+    Column("exact", float, "exact single-feature ablation (this feature alone to its baseline, the rest clean): mean "
+                           "effect, signed as IE", "checkpoint"),
 ))
 
 ATTRIBUTION_ABLATION = Table("ablation.csv", (
@@ -944,7 +959,9 @@ class AttributionSummary(_Artifact):
     task: str
     revisions: list[str]
     layer: int = Field(title="layer")
-    method: str = Field(title="attribution method")
+    method: str = Field(title="attribution method", description="what IE is: ig, each feature's share of the joint "
+                        "effect (integrated gradients along the path moving every feature together); atp, the "
+                        "first-order estimate of ablating the feature alone; exact, ablating the feature alone")
     steps: int = Field(title="integration steps")  # not the training steps (TrainSettings.steps)
     quadrature: str | None = Field(title="quadrature")
     baseline: str = Field(title="baseline")
@@ -970,9 +987,17 @@ class AttributionSummary(_Artifact):
                                 description="RelIE classes need Σ_m |IE_m| >= effect_floor · Σ_m |joint effect_m|")
     effect_floor_value: float = Field(title="effect floor (metric units)", description="that floor in units of the metric")
     relie_class_counts: dict[str, int] = Field(description="reported features per RelIE class ('no effect' included)")
+    relie_class_uncertain: dict[str, int] | None = Field(
+        None, description="reported features per RelIE class whose bootstrap interval reaches a cut-off of the class "
+                          "rule (features.csv relie_class_uncertain); None without a bootstrap")
+    estimators: list[str] = Field(default_factory=list, description="IE estimators computed: the method first, then "
+                                  "those computed alongside it (of ig, atp) for the faithfulness figure")
     faithfulness: dict[str, dict[str, Faithfulness]] | None = Field(
-        None, description="per estimator (the method's, and atp when computed alongside), per checkpoint: the "
-                          "estimate against exact single-feature ablation of the reported features")
+        None, description="per estimator (ig and atp, whichever were computed), per checkpoint: the estimate against "
+                          "exact single-feature ablation of the reported features")
+    faithfulness_best: dict[str, str | None] | None = Field(
+        None, description="per checkpoint, the estimator whose signed Spearman with exact ablation is highest "
+                          "(None where none is defined)")
     ablation_spearman: AblationSpearman | None = None
     seconds: dict[str, float]
 
@@ -1199,7 +1224,7 @@ class Overview(_Sparse):
 # not use); per task, attribution/TASK/features.csv values over the report's checkpoints, and scalars
 EVALUATION_COLUMNS = tuple(c.name for c in EVALUATION_FEATURES.columns if c.kind != "pair" and c.name != "feature")
 TASK_CHECKPOINT_COLUMNS = ("ie", "ie_lo", "ie_hi", "relie", "relie_lo", "relie_hi", "ie_abs", "exact")
-TASK_SCALAR_COLUMNS = ("relie_class", "task_frequency", "selected_in")
+TASK_SCALAR_COLUMNS = ("relie_class", "relie_class_uncertain", "task_frequency", "selected_in")
 
 FeatureAblation = create_model(
     "FeatureAblation", __base__=_Artifact,

@@ -118,7 +118,7 @@ def run_stages(run: Path, series: Path, task_files: list[Path], stages: tuple[st
     if "attribute" in stages:
         for path in task_files:
             attribute(AttributeConfig(run=run, task=str(path), method="ig", steps=4, top_k=TOP_K, bootstrap=50,
-                                      compare_atp=False, device="cpu", progress=False))
+                                      compare=False, device="cpu", progress=False))
 
 
 def fabricate_run(root: Path, M: int = 3, seed: int = 0, revisions: list[int] | None = None,

@@ -22,6 +22,10 @@ features do together", not "removing it alone changes the answer". The exact sin
 ablation (``ablation.csv``, ``method="exact"``) measures the latter, and its agreement with
 IG is reported per checkpoint (``summary.json``'s faithfulness); the joint curves
 (``joint.csv``) measure what removing or restoring the top-k features together does.
+``method="atp"`` (first-order, one backward pass) and ``"exact"`` give the same outputs with
+their own IE. RelIE and its classes are shares of the method's IE; each class carries a
+bootstrap interval over pairs, and a class whose interval reaches a cut-off is marked
+uncertain (``features.csv`` ``relie_class_uncertain``).
 """
 
 from crosstime.attribution.ablation import Ablation, ablate_features

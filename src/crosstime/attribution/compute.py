@@ -46,7 +46,8 @@ class Attribution:
     clean: torch.Tensor  # [M, N] clean metric
     task_frequency: torch.Tensor  # [F] share of attributed task tokens where the feature is active
     baseline: torch.Tensor  # [F]
-    atp_per_pair: torch.Tensor | None = None  # [M, N, F]
+    # estimator -> [M, N, F]: ig / atp computed alongside the method (for faithfulness against exact ablation)
+    alongside: dict[str, torch.Tensor] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -124,7 +125,7 @@ def compute_attribution(
     steps: int = 10,
     baseline: str = "zero",
     threshold: float | None = None,
-    compare_atp: bool = True,
+    compare: bool = True,
     step_chunk: int | None = None,
     skip_early_blocks: bool = True,
     progress: bool = True,
@@ -132,7 +133,8 @@ def compute_attribution(
     """IE of every feature in every checkpoint of ``crosscoder``, per pair.
 
     Each model is run once over the prefixes to read its site activations, then once more
-    for the effects (``load_model`` may cache them).
+    for the effects (``load_model`` may cache them). ``compare``: also compute the estimators
+    among ig / atp that are not ``method`` (:func:`alongside`), on the same pairs.
     """
     if method not in METHODS:
         raise AttributionError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -147,26 +149,31 @@ def compute_attribution(
     frequency, base = feature_stats(raw, xs, batches, baseline)
     seconds["encode"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ie, atp, error, joint, clean = _effects(
+    ie, others, error, joint, clean = _effects(
         load_model, raw, xs, batches, placement, layer, base, method=method, steps=steps, threshold=threshold,
-        with_atp=method == "ig" and compare_atp, step_chunk=step_chunk, skip_early_blocks=skip_early_blocks,
+        others=alongside(method) if compare else (), step_chunk=step_chunk, skip_early_blocks=skip_early_blocks,
         progress=progress)
     seconds["effects"] = time.perf_counter() - t0
-    return Attribution(revisions, method, steps, ie, error, joint, clean, frequency, base, atp, seconds)
+    return Attribution(revisions, method, steps, ie, error, joint, clean, frequency, base, others, seconds)
+
+
+def alongside(method: str) -> tuple[str, ...]:
+    """The estimators compared with exact ablation besides ``method``: ig and atp, less the method itself."""
+    return tuple(name for name in ("ig", "atp") if name != method)
 
 
 def _effects(load_model: ModelLoader, raw: Crosscoder, xs: list[list[torch.Tensor]], batches: list[PairBatch],
              placement: tuple[int, list[torch.Tensor]], layer: int, base: torch.Tensor, method: str, steps: int,
-             threshold: float | None, with_atp: bool, step_chunk: int | None, skip_early_blocks: bool,
+             threshold: float | None, others: tuple[str, ...], step_chunk: int | None, skip_early_blocks: bool,
              progress: bool) -> tuple[torch.Tensor, ...]:
-    """The effects pass, checkpoint by checkpoint: ``ie [M, N, F]``, ``atp [M, N, F]`` or None,
-    ``error, joint, clean [M, N]``; ``placement``: :func:`pair_rows` of the batches."""
+    """The effects pass, checkpoint by checkpoint: ``ie [M, N, F]``, ``{estimator: [M, N, F]}`` of the
+    ``others``, ``error, joint, clean [M, N]``; ``placement``: :func:`pair_rows` of the batches."""
     M, F = len(xs), raw.n_features
     N, index = placement
     device = batches[0].input_ids.device
     W_dec, b_dec, base = raw.W_dec.detach().float().to(device), raw.b_dec.detach().float().to(device), base.to(device)
     ie = torch.zeros(M, N, F)
-    atp = torch.zeros(M, N, F) if with_atp else None
+    estimates = {name: torch.zeros(M, N, F) for name in others}
     error, joint, clean = torch.zeros(M, N), torch.zeros(M, N), torch.zeros(M, N)
     bar = Bar(total=M * len(batches), desc=f"IE ({method})", disable=not progress, leave=False)
     for m in range(M):
@@ -180,13 +187,13 @@ def _effects(load_model: ModelLoader, raw: Crosscoder, xs: list[list[torch.Tenso
                 res = batch_effects(
                     metric, xs[m][j], f, W_dec[:, m], b.attr_mask,
                     b_dec_m=b_dec[m], baseline=base, method=method, steps=steps, threshold=threshold,
-                    with_atp=with_atp, step_chunk=step_chunk,
+                    alongside=others, step_chunk=step_chunk,
                 )
                 r = index[j]
                 ie[m, r] = res.features.float().cpu()
                 error[m, r], joint[m, r], clean[m, r] = res.error.cpu(), res.joint.cpu(), res.clean.cpu()
-                if atp is not None:
-                    atp[m, r] = res.atp.float().cpu()
+                for name, values in res.alongside.items():
+                    estimates[name][m, r] = values.float().cpu()
                 bar.update(1)
     bar.close()
-    return ie, atp, error, joint, clean
+    return ie, estimates, error, joint, clean

@@ -30,9 +30,11 @@ Methods (all per batch of pairs, all features at once):
 - ``exact``: one forward per feature: feature ``i`` alone set to its baseline at every
   attributed position of the pair, everything else (other features, error) clean.
 
-IG's per-feature numbers equal the exact single-feature effects when the metric is
-additive over features (in particular when it is linear); otherwise they are the
-feature's share of the joint effect (they sum to it). With redundant features (any one of
+What IE is. IG's per-feature numbers are each feature's share of the *joint* effect ``J``
+of moving every feature to its baseline together (completeness: they sum to ``J``); they
+equal the exact single-feature effects only when the metric is additive over features (in
+particular when it is linear). AtP is the first-order (α = 0) estimate of the single-feature
+effect: exact for a metric linear in the site. ``exact`` is the single-feature effect itself. With redundant features (any one of
 several suffices) a feature's share can be large while ablating it alone changes nothing,
 or even helps; ``faithfulness`` in the stage measures, per checkpoint, how well they rank
 and sign like the exact effects, and :mod:`crosstime.attribution.joint` ablates features
@@ -43,7 +45,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -57,6 +59,13 @@ MetricFn = Callable[..., torch.Tensor]
 copies of the batch (``R = K·B``, copy-major)."""
 
 METHODS = ("ig", "atp", "exact")
+
+# What a method's IE_m(i) is, in words (table titles, CLI output, plots)
+IE_MEANING = {
+    "ig": "share of the joint effect (all features moved together), not a single-feature effect",
+    "atp": "first-order estimate of ablating the feature alone",
+    "exact": "effect of ablating the feature alone",
+}
 
 
 # -- batches of minimal pairs ------------------------------------------------------------
@@ -301,7 +310,7 @@ class BatchEffects:
     error: torch.Tensor  # [B] exact effect of removing ε at the attributed positions
     joint: torch.Tensor  # [B] exact effect of setting all features to their baseline at once
     clean: torch.Tensor  # [B] clean metric
-    atp: torch.Tensor | None = None  # [B, F] AtP estimate (when asked alongside IG)
+    alongside: dict[str, torch.Tensor] = field(default_factory=dict)  # estimator -> [B, F] (ig / atp besides the method)
 
 
 def mean_site_gradient(metric_fn: MetricFn, x: torch.Tensor, dx: torch.Tensor, alphas: torch.Tensor,
@@ -371,7 +380,7 @@ def batch_effects(
     steps: int = 10,
     threshold: float | None = None,
     features: torch.Tensor | None = None,
-    with_atp: bool = False,
+    alongside: Sequence[str] = (),
     step_chunk: int | None = None,
     max_rows: int = 512,
 ) -> BatchEffects:
@@ -383,11 +392,14 @@ def batch_effects(
     ``features``: for ``exact``, the feature ids to ablate (default: every feature that
     differs from its baseline somewhere in the batch; the others have effect exactly 0).
     ``threshold``: per-token effects with ``|e| ≤ threshold`` are zeroed (ig/atp only; the
-    exact method has no per-token effects).
+    exact method has no per-token effects). ``alongside``: other estimators (of ``ig``,
+    ``atp``) computed on the same batch, for comparing them with the exact effects.
     """
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
-    B, T, F = f.shape
+    if set(alongside) - {"ig", "atp"}:
+        raise ValueError(f"estimators alongside the method are ig and atp, got {list(alongside)}")
+    F = f.shape[2]
     x = x.detach()
     f = f.detach().to(x.dtype)
     W = W_dec_m.detach().to(x.dtype)
@@ -397,23 +409,18 @@ def batch_effects(
     dx = delta @ W  # [B, T, d]
     clean, joint, error = _reference_effects(metric_fn, x, f, W, b_dec_m, dx, maskf)
 
-    def per_token(gbar: torch.Tensor) -> torch.Tensor:
+    def estimate(name: str) -> torch.Tensor:
+        # ig: mean gradient on the path; atp: the gradient at the clean point (α = 0) only
+        alphas = midpoint_alphas(steps) if name == "ig" else torch.zeros(1, dtype=torch.float64)
+        gbar = mean_site_gradient(metric_fn, x, dx, alphas.to(x.device), chunk=step_chunk)
         e = delta * (gbar @ W.T)  # [B, T, F]
         if threshold is not None:
             e = e * (e.abs() > threshold)
         return e.sum(1)
 
-    atp = None
-    if method in ("atp",) or with_atp:
-        g0 = mean_site_gradient(metric_fn, x, dx, torch.zeros(1, dtype=torch.float64, device=x.device))
-        atp = per_token(g0)
-    if method == "ig":
-        feats = per_token(mean_site_gradient(metric_fn, x, dx, midpoint_alphas(steps), chunk=step_chunk))
-    elif method == "atp":
-        feats = atp
-    else:
-        feats = _exact_all(metric_fn, x, delta, W, features, clean, max_rows)
-    return BatchEffects(features=feats, error=error, joint=joint, clean=clean, atp=atp)
+    others = {name: estimate(name) for name in alongside if name != method}
+    feats = _exact_all(metric_fn, x, delta, W, features, clean, max_rows) if method == "exact" else estimate(method)
+    return BatchEffects(features=feats, error=error, joint=joint, clean=clean, alongside=others)
 
 
 def exact_effects(metric_fn: MetricFn, x: torch.Tensor, delta: torch.Tensor, W: torch.Tensor,

@@ -9,11 +9,17 @@ so a feature's causal profile and its decoder profile are directly comparable:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 # Shares and classes: one definition for RelDec and RelIE (the evaluate stage's).
 from crosstime.shares import (
+    HIGH_SHARE,
+    LOW_SHARE,
+    NO_EFFECT,
     class_order,
     classify_effects,
     classify_shares,
@@ -25,7 +31,7 @@ from crosstime.shares import relative_shares as _relative_shares
 __all__ = [
     "relative_shares", "pairwise_shares", "classify_shares", "classify_effects", "class_order", "decoder_norms", "rel_ie",
     "pairwise_rel_ie", "top_features",
-    "bootstrap_ie", "spearman",
+    "bootstrap_ie", "resample_effects", "intervals", "class_intervals", "ClassInterval", "Resamples", "spearman",
 ]
 
 
@@ -68,30 +74,109 @@ def top_features(ie: np.ndarray | torch.Tensor, k: int) -> tuple[list[list[int]]
     return per, union
 
 
-def bootstrap_ie(per_pair: np.ndarray | torch.Tensor, resamples: int = 1000, ci: float = 0.95,
-                 seed: int = 0) -> dict[str, np.ndarray]:
-    """Percentile bootstrap over pairs for the mean IE and the RelIE of some features.
+@dataclass
+class Resamples:
+    """Bootstrap resamples over pairs of some features' effects (R resamples, M checkpoints, K features).
 
-    per_pair: [M, N, K] per-pair effects (M checkpoints, N pairs, K features).
-    Returns ``ie_lo, ie_hi`` [M, K] and ``relie_lo, relie_hi`` [K, M]. One resample draws N
-    pairs with replacement (the same pairs for every checkpoint, so RelIE's numerator and
-    denominator move together); done as a ``[R, N]`` count matrix times the data.
+    One resample draws N pairs with replacement, the same pairs for every checkpoint and for the
+    joint effect, so a share's numerator and denominator move together.
     """
+
+    means: np.ndarray  # [R, M, K] mean effect over the resampled pairs
+    shares: np.ndarray  # [R, K, M] RelIE of those means
+    effect_share: np.ndarray | None  # [R, K] Σ_m |mean_m| / Σ_m |joint mean_m| (None without the joint effect)
+
+
+def resample_effects(per_pair: np.ndarray | torch.Tensor, resamples: int = 1000, seed: int = 0,
+                     joint: np.ndarray | torch.Tensor | None = None) -> Resamples:
+    """``per_pair [M, N, K]`` per-pair effects, ``joint [M, N]`` the per-pair joint effect (optional):
+    ``resamples`` bootstrap draws of N pairs, as an ``[R, N]`` count matrix times the data."""
     x = _np(per_pair)
-    M, N, K = x.shape
+    N = x.shape[1]
     if N == 0:
         raise ValueError("bootstrap needs at least one pair")
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(N, np.full(N, 1.0 / N), size=resamples).astype(np.float64)  # [R, N]
     means = np.einsum("rn,mnk->rmk", counts, x) / N  # [R, M, K]
-    lo_q, hi_q = (1 - ci) / 2, 1 - (1 - ci) / 2
     shares = np.stack([relative_shares(np.abs(means[r]).T) for r in range(resamples)])  # [R, K, M]
+    effect_share = None
+    if joint is not None:
+        joint_total = np.abs(counts @ _np(joint).T / N).sum(1)  # [R] Σ_m |J_m| of each resample
+        # no joint effect: the floor (a share of it) is 0, which every feature reaches: an infinite share
+        with np.errstate(divide="ignore", invalid="ignore"):
+            effect_share = np.where(joint_total[:, None] > 0, np.abs(means).sum(1) / joint_total[:, None], np.inf)
+    return Resamples(means, shares, effect_share)
+
+
+def bootstrap_ie(per_pair: np.ndarray | torch.Tensor, resamples: int = 1000, ci: float = 0.95,
+                 seed: int = 0) -> dict[str, np.ndarray]:
+    """Percentile bootstrap over pairs for the mean IE and the RelIE of some features.
+
+    per_pair: [M, N, K] per-pair effects (M checkpoints, N pairs, K features).
+    Returns ``ie_lo, ie_hi`` [M, K] and ``relie_lo, relie_hi`` [K, M] (:func:`resample_effects`).
+    """
+    return intervals(resample_effects(per_pair, resamples, seed), ci)
+
+
+def intervals(res: Resamples, ci: float) -> dict[str, np.ndarray]:
+    """The central ``ci`` percentile intervals of :func:`bootstrap_ie` from the resamples."""
+    lo_q, hi_q = (1 - ci) / 2, 1 - (1 - ci) / 2
     return {
-        "ie_lo": np.quantile(means, lo_q, axis=0),
-        "ie_hi": np.quantile(means, hi_q, axis=0),
-        "relie_lo": np.quantile(shares, lo_q, axis=0),
-        "relie_hi": np.quantile(shares, hi_q, axis=0),
+        "ie_lo": np.quantile(res.means, lo_q, axis=0),
+        "ie_hi": np.quantile(res.means, hi_q, axis=0),
+        "relie_lo": np.quantile(res.shares, lo_q, axis=0),
+        "relie_hi": np.quantile(res.shares, hi_q, axis=0),
     }
+
+
+@dataclass(frozen=True)
+class ClassInterval:
+    """The comparison of a feature's class rule that decides how sure the class is.
+
+    ``on``: the quantity compared (``share_REV``, ``max share``, ``effect share``), ``lo``/``hi``
+    its bootstrap interval, ``cutoff`` the cut-off it is compared with; ``uncertain``: that
+    interval reaches the cut-off (``lo <= cutoff <= hi``): resampling the pairs can change the class.
+    """
+
+    on: str
+    lo: float
+    hi: float
+    cutoff: float
+    uncertain: bool
+
+
+def class_intervals(res: Resamples, classes: Sequence[str], revisions: Sequence[str], ci: float,
+                    effect_floor: float, high: float = HIGH_SHARE, low: float = LOW_SHARE) -> list[ClassInterval]:
+    """One :class:`ClassInterval` per feature (``classes [K]``, from :func:`classify_effects`).
+
+    The comparisons each class rests on (:func:`crosstime.shares.classify_shares`):
+    ``"no effect"``: the effect share Σ_m |IE_m| / Σ_m |J_m| below ``effect_floor``; any other
+    class: the effect share at or above it, and then a dominant class: its checkpoint's share
+    above ``high``; the others: the largest share at most ``high`` and every checkpoint's share
+    on its side of ``low`` (present ≥ low, absent below). The reported comparison is the first
+    whose interval reaches its cut-off, else the one whose interval comes nearest to its cut-off.
+    """
+    if res.effect_share is None:
+        raise ValueError("class intervals need the joint effect's resamples (resample_effects(..., joint=...))")
+    lo_q, hi_q = (1 - ci) / 2, 1 - (1 - ci) / 2
+    out = []
+    for k, label in enumerate(classes):
+        checks = [("effect share", res.effect_share[:, k], effect_floor)]
+        if label != NO_EFFECT:
+            dominant = [m for m, r in enumerate(revisions) if label in (f"{r}-dominant", f"{r}-specific")]
+            if dominant:
+                checks.append((f"share_{revisions[dominant[0]]}", res.shares[:, k, dominant[0]], high))
+            else:
+                checks.append(("max share", res.shares[:, k].max(1), high))
+                checks += [(f"share_{r}", res.shares[:, k, m], low) for m, r in enumerate(revisions)]
+        found = []
+        for on, values, cutoff in checks:
+            lo, hi = float(np.quantile(values, lo_q)), float(np.quantile(values, hi_q))
+            found.append(ClassInterval(on, lo, hi, cutoff, lo <= cutoff <= hi))
+        crossing = [c for c in found if c.uncertain]
+        out.append(crossing[0] if crossing else min(found, key=lambda c: min(abs(c.lo - c.cutoff),
+                                                                             abs(c.hi - c.cutoff))))
+    return out
 
 
 def spearman(a, b) -> float:

@@ -30,13 +30,16 @@ from crosstime.artifacts import ATTRIBUTION_FEATURES, AblationSpearman, Faithful
 from crosstime.attribution.ablation import Ablation
 from crosstime.attribution.compute import Attribution, AttributionError
 from crosstime.attribution.stats import (
-    bootstrap_ie,
+    ClassInterval,
+    class_intervals,
     class_order,
     classify_effects,
     classify_shares,
+    intervals,
     pairwise_rel_ie,
     rel_ie,
     relative_shares,
+    resample_effects,
     spearman,
     top_features,
 )
@@ -59,7 +62,8 @@ class Summary:
     reldec_class: list[str]  # [K]
     rows: list[dict[str, Any]]  # ATTRIBUTION_FEATURES rows, one per reported feature
     confusion: list[dict[str, Any]]  # ATTRIBUTION_CONFUSION rows
-    ci: dict[str, np.ndarray] | None  # bootstrap_ie of the reported features
+    ci: dict[str, np.ndarray] | None  # stats.intervals of the reported features' resamples
+    class_ci: list[ClassInterval] | None  # [K] the RelIE classes' intervals (None without a bootstrap)
     ablation: Ablation | None
     metrics: dict[str, Any]  # AttributionSummary fields decided by the effects
 
@@ -95,11 +99,13 @@ def _floats(values: Sequence[float] | np.ndarray) -> list[float]:
 
 
 def feature_rows(att: Attribution, per: list[list[int]], union: list[int], shares: _Shares,
-                 boot: dict[str, np.ndarray] | None, exact: np.ndarray | None) -> list[dict[str, Any]]:
+                 boot: dict[str, np.ndarray] | None, exact: np.ndarray | None,
+                 class_ci: list[ClassInterval] | None = None) -> list[dict[str, Any]]:
     """``ATTRIBUTION_FEATURES`` rows of the reported features ``union`` (K of them).
 
-    boot: :func:`bootstrap_ie` of ``union`` or None (CI cells empty); exact: ``[M, K]`` ΔLPD
-    of the ablation or None (exact cells empty).
+    boot: :func:`~crosstime.attribution.stats.intervals` of ``union`` or None (CI cells empty);
+    exact: ``[M, K]`` ΔLPD of the ablation or None (exact cells empty); class_ci: the RelIE
+    classes' intervals ``[K]`` or None (their cells empty).
     """
     revs, M = att.revisions, len(att.revisions)
     ie = att.ie.double().numpy()  # [M, F]
@@ -118,6 +124,7 @@ def feature_rows(att: Attribution, per: list[list[int]], union: list[int], share
             "relie_lo": _floats(boot["relie_lo"][k]) if boot else empty,
             "relie_hi": _floats(boot["relie_hi"][k]) if boot else empty,
             "relie_class": shares.relie_class[k],
+            **_class_cells(class_ci[k] if class_ci else None),
             "relie_pair": _floats(shares.relie_pair[i]) if with_pairs else None,
             "reldec": _floats(shares.reldec[i]),
             "reldec_class": shares.reldec_class[k],
@@ -126,6 +133,15 @@ def feature_rows(att: Attribution, per: list[list[int]], union: list[int], share
             "exact": _floats(exact[:, k]) if exact is not None else empty,
         })
     return rows
+
+
+def _class_cells(c: ClassInterval | None) -> dict[str, Any]:
+    """The ``relie_class_*`` interval cells of a features.csv row (empty without a bootstrap)."""
+    if c is None:
+        return dict.fromkeys(("relie_class_on", "relie_class_lo", "relie_class_hi", "relie_class_cutoff",
+                              "relie_class_uncertain"))
+    return {"relie_class_on": c.on, "relie_class_lo": c.lo, "relie_class_hi": c.hi, "relie_class_cutoff": c.cutoff,
+            "relie_class_uncertain": c.uncertain}
 
 
 def confusion_rows(relie_class: list[str], reldec_class: list[str], revs: list[str]) -> list[dict[str, Any]]:
@@ -160,8 +176,9 @@ def _finite(value: float) -> float | None:
 
 
 def faithfulness(att: Attribution, union: list[int], exact: np.ndarray) -> dict[str, dict[str, Faithfulness]]:
-    """The estimated IE (the method's, and AtP's when computed) against the exact single-feature
-    ablation ``exact [M, K]`` of the reported features, per estimator and checkpoint.
+    """The ig and atp estimates (whichever were computed: the method and those alongside it) against
+    the exact single-feature ablation ``exact [M, K]`` of the reported features, per estimator and
+    checkpoint.
 
     Per checkpoint only: pooled over checkpoints, the checkpoints with large effects decide the
     ranks and hide a checkpoint where the estimate disagrees. Signed, on magnitudes (what RelIE
@@ -169,9 +186,8 @@ def faithfulness(att: Attribution, union: list[int], exact: np.ndarray) -> dict[
     credits a feature whose lone ablation costs little or even helps.
     """
     revs = att.revisions
-    estimates = {att.method: att.ie.double().numpy()[:, union]}
-    if att.atp_per_pair is not None:
-        estimates["atp"] = att.atp_per_pair.mean(1).double().numpy()[:, union]
+    estimates = {name: per_pair.mean(1).double().numpy()[:, union] for name, per_pair in estimator_effects(att).items()
+                 if name != "exact"}
     faith: dict[str, dict[str, Faithfulness]] = {}
     for name, e in estimates.items():
         faith[name] = {r: Faithfulness(
@@ -180,6 +196,20 @@ def faithfulness(att: Attribution, union: list[int], exact: np.ndarray) -> dict[
             sign_agreement=float(np.mean(np.sign(e[m]) == np.sign(exact[m]))) if union else None,
         ) for m, r in enumerate(revs)}
     return faith
+
+
+def estimator_effects(att: Attribution) -> dict[str, torch.Tensor]:
+    """Every estimator's per-pair effects ``[M, N, F]``: the method's first, then those computed alongside."""
+    return {att.method: att.ie_per_pair, **att.alongside}
+
+
+def best_estimator(faith: dict[str, dict[str, Faithfulness]], revs: list[str]) -> dict[str, str | None]:
+    """Per checkpoint, the estimator with the highest signed Spearman against exact ablation (None: none defined)."""
+    best: dict[str, str | None] = {}
+    for r in revs:
+        scored = [(v[r].spearman, name) for name, v in faith.items() if v[r].spearman is not None]
+        best[r] = max(scored)[1] if scored else None
+    return best
 
 
 def ablation_spearman(exact: np.ndarray, shares: _Shares, union: list[int], revs: list[str]) -> AblationSpearman:
@@ -212,17 +242,24 @@ def summarise(att: Attribution, crosscoder: Crosscoder, top_k: int, ablation: Ab
                                f"{union}; ablate exactly those (in that order) or pass no ablation")
     floor = effect_floor_value(att, effect_floor)
     shares = _shares(ie, crosscoder, union, revs, floor)
-    boot = None
+    boot = class_ci = None
     if bootstrap and union:
-        boot = bootstrap_ie(att.ie_per_pair[:, :, union], resamples=bootstrap, ci=ci, seed=seed)
+        res = resample_effects(att.ie_per_pair[:, :, union], resamples=bootstrap, seed=seed, joint=att.joint)
+        boot = intervals(res, ci)
+        class_ci = class_intervals(res, shares.relie_class, revs, ci, effect_floor)
     exact = ablation.delta_lpd() if ablation is not None else None  # [M, K] in union order
-    rows = feature_rows(att, per, union, shares, boot, exact)
+    rows = feature_rows(att, per, union, shares, boot, exact, class_ci)
     confusion = confusion_rows(shares.relie_class, shares.reldec_class, revs)
     metrics = clean_metrics(att, per, union)
-    metrics.update(effect_floor=effect_floor, effect_floor_value=floor,
-                   relie_class_counts={c: shares.relie_class.count(c) for c in class_order(shares.relie_class, revs)})
+    order = class_order(shares.relie_class, revs)
+    metrics.update(effect_floor=effect_floor, effect_floor_value=floor, estimators=list(estimator_effects(att)),
+                   relie_class_counts={c: shares.relie_class.count(c) for c in order})
+    if class_ci is not None:
+        metrics["relie_class_uncertain"] = {c: sum(ci_k.uncertain for ci_k, lab in zip(class_ci, shares.relie_class)
+                                                   if lab == c) for c in order}
     if exact is not None and union:
         metrics["faithfulness"] = faithfulness(att, union, exact)
+        metrics["faithfulness_best"] = best_estimator(metrics["faithfulness"], revs)
         metrics["ablation_spearman"] = ablation_spearman(exact, shares, union, revs)
     return Summary(revs, per, union, shares.relie, shares.reldec, shares.relie_class, shares.reldec_class, rows,
-                   confusion, boot, ablation, metrics)
+                   confusion, boot, class_ci, ablation, metrics)

@@ -9,18 +9,20 @@ attributed are the crosscoder's (all of them: its features are encoded from all 
 which may be a subset of the store's. Outputs in ``RUN/attribution/TASK/`` (schema:
 :mod:`crosstime.artifacts`):
 
-- ``effects.safetensors``: ``ie [M, F]`` (signed, mean over pairs), ``ie_abs [M, F]`` (mean of
-  per-pair |effect|), ``atp [M, F]`` (when computed alongside IG), ``relie [F, M]``,
+- ``effects.safetensors``: ``ie [M, F]`` (signed, mean over pairs, by the method), ``ie_abs [M, F]``
+  (mean of per-pair |effect|), ``ig [M, F]`` / ``atp [M, F]`` (the estimators computed alongside
+  the method, with ``compare``), ``relie [F, M]``,
   ``relie_pairwise [F, P]`` (pairs in metadata), ``reldec [F, M]``, ``task_frequency [F]``,
   ``baseline [F]``, ``error [M]``, ``joint [M]``, ``metric_clean [M, N]``, ``error_per_pair [M, N]``,
   ``pair_index [N]``, ``top_features [K]``, ``ie_top_per_pair [M, N, K]``, ``exact_top [M, K]``
-  (single-feature ablation, when run); metadata: revisions, method, steps, baseline, task,
-  relie_pairwise_columns, inference_rule.
+  (single-feature ablation, when run); metadata: revisions, method, estimators, steps, baseline,
+  task, relie_pairwise_columns, inference_rule.
 - ``features.csv`` (``ATTRIBUTION_FEATURES``): one row per reported feature (union of the
   per-checkpoint top-k by |IE|): signed IE per checkpoint with bootstrap CI, RelIE with CI and
-  class, pairwise RelIE (M ≤ 4), RelDec and class, activation frequency on the task, mean
-  |per-pair IE|, exact ablation effect. CI cells are empty without a bootstrap, exact cells
-  without the ablation.
+  class, the class's bootstrap interval and whether it is uncertain (the interval of a share the
+  class rule compares reaches its cut-off), pairwise RelIE (M ≤ 4), RelDec and class, activation
+  frequency on the task, mean |per-pair IE|, exact ablation effect. CI cells are empty without a
+  bootstrap, exact cells without the ablation. The same columns for every method.
 - ``ablation.csv`` (``ATTRIBUTION_ABLATION``, only with ``ablation``): one row per (feature,
   checkpoint): accuracy and mean log-prob difference clean vs with the feature zeroed (error
   kept), their deltas and the ablation share.
@@ -33,8 +35,17 @@ which may be a subset of the store's. Outputs in ``RUN/attribution/TASK/`` (sche
   ``ci`` interval over ``joint_draws`` draws); :mod:`crosstime.attribution.joint`.
 - ``summary.json`` (``AttributionSummary``): settings, pairs kept/dropped, clean accuracy and
   accuracy with every feature ablated, error/joint effects, completeness of IG, faithfulness
-  (IG/AtP vs exact, per checkpoint), the effect floor and the RelIE class counts, ablation
-  Spearman ρ, the crosscoder's inference rule, timings.
+  (IG/AtP vs exact, per checkpoint, and the better of them), the effect floor, the RelIE class
+  counts and how many are uncertain, ablation Spearman ρ, the crosscoder's inference rule, timings.
+
+What IE is, by ``method`` (:mod:`crosstime.attribution.effects`): ``ig`` (default) — feature i's
+share of the *joint* effect of moving every feature to its baseline together (the shares sum to
+it); with redundant features it is not the effect of removing i alone. ``atp`` — the first-order
+estimate of removing i alone (gradient at the clean point × the change of the site; one backward
+pass). ``exact`` — removing i alone, one forward per (pair, active feature). RelIE and its classes
+are shares of whichever IE the method gives; ``faithfulness`` says per checkpoint how ig and atp
+rank and sign against the exact single-feature ablation of the reported features. The default
+stays ``ig``: the paper's estimator, and the one whose top-k sets joint.csv tests as groups.
 
 Aggregation: per-token effects are summed over each pair's attributed positions (real
 tokens; position 0 is excluded when the activation store excludes it, as in training) and
@@ -76,7 +87,7 @@ from crosstime.attribution.compute import (
     compute_attribution,
     crosscoder_revisions,
 )
-from crosstime.attribution.effects import PairBatch, make_batches
+from crosstime.attribution.effects import IE_MEANING, PairBatch, make_batches
 from crosstime.attribution.joint import JOINT_K, JointCurves, joint_curves
 from crosstime.attribution.plots import plot_joint
 from crosstime.attribution.stats import pairwise_rel_ie, top_features
@@ -102,7 +113,10 @@ class AttributeConfig(StageConfig):
 
     task: str = Field(description="task name (toy task, BLiMP paradigm, 'subjectverb') or a .jsonl path")
     method: Literal["ig", "atp", "exact"] = Field(
-        "ig", description="IE estimator: integrated gradients, attribution patching, or exact single-feature ablation")
+        "ig", description="IE estimator. ig: integrated gradients, each feature's share of the joint effect of all "
+                          "features (not a single-feature effect); atp: attribution patching, first-order estimate "
+                          "of ablating a feature alone (one backward pass); exact: ablating each active feature "
+                          "alone (one forward per pair and feature)")
     steps: int = Field(10, ge=1, description="integrated-gradient steps (midpoint rule)")
     baseline: Literal["zero", "mean"] = Field(
         "zero", description="value a feature is set to: zero, or its mean on the task")
@@ -122,8 +136,9 @@ class AttributeConfig(StageConfig):
     effect_floor: float = Field(
         0.01, ge=0, le=1, description="RelIE classes only for features whose Σ_m |IE_m| reaches this share of "
                                       "the summed joint effect Σ_m |J_m|; the rest: 'no effect'")
-    compare_atp: bool = Field(
-        True, description="with ig: also compute AtP (one more gradient) for the faithfulness figure")
+    compare: bool = Field(
+        True, description="also compute the other estimators of ig / atp besides the method (ig: atp, one more "
+                          "gradient; atp: ig; exact: both) for the faithfulness figure")
     skip_early_blocks: bool = Field(True, description="start the forward at the site (blocks 0..L not recomputed)")
     multi_token: Literal["drop", "first"] = Field(
         "drop", description="pairs whose answers are several tokens: drop them, or score the first differing token")
@@ -268,7 +283,7 @@ def _work(config: AttributeConfig, inputs: Inputs) -> tuple[Attribution, Summary
     layer = inputs.store.layer
     att = compute_attribution(load_model, inputs.crosscoder, inputs.batches, layer, method=config.method,
                               steps=config.steps, baseline=config.baseline, threshold=config.threshold,
-                              compare_atp=config.compare_atp, step_chunk=config.step_chunk,
+                              compare=config.compare, step_chunk=config.step_chunk,
                               skip_early_blocks=config.skip_early_blocks, progress=config.progress)
     abl = None
     if config.ablation:
@@ -317,11 +332,12 @@ def _effect_tensors(att: Attribution, summary: Summary,
     }
     pair_relie, pairs = pairwise_rel_ie(att.ie)
     tensors["relie_pairwise"] = torch.as_tensor(pair_relie).float().contiguous()  # [F, P]
-    if att.atp_per_pair is not None:
-        tensors["atp"] = att.atp_per_pair.mean(1).contiguous()
+    for name, per_pair in att.alongside.items():
+        tensors[name] = per_pair.mean(1).contiguous()
     if summary.ablation is not None:
         tensors["exact_top"] = torch.as_tensor(summary.ablation.delta_lpd()).float().contiguous()
-    meta = {"revisions": json.dumps(revisions), "method": att.method, "steps": str(att.steps),
+    meta = {"revisions": json.dumps(revisions), "method": att.method, "estimators": json.dumps(record.estimators),
+            "steps": str(att.steps),
             "baseline": record.baseline, "task": record.task,
             "relie_pairwise_columns": json.dumps([[revisions[a], revisions[b]] for a, b in pairs]),
             "inference_rule": record.inference_rule}
@@ -343,7 +359,8 @@ def _write_joint(out: Path, joint: JointCurves | None, att: Attribution) -> None
               "accuracy": {"clean": (joint.clean < 0).double().mean(1).tolist(),
                            "all ablated": (joint.all_ablated < 0).double().mean(1).tolist()}}
     plot_joint(rows, joint.revisions, levels, out / ATTRIBUTION_JOINT_PLOT,
-               title=f"{out.name}: features ablated / restored jointly")
+               title=f"{out.name}: features ablated / restored jointly, ranked by signed IE "
+                     f"({att.method}: {IE_MEANING[att.method]})")
     att.seconds["joint_plot"] = time.perf_counter() - t0
 
 
@@ -387,14 +404,10 @@ def print_attribution(result: AttributeResult, n: int | None = None) -> None:
     console.print(f"pairs: {rec.n_pairs}; clean accuracy: {acc}; error-term effect: {err}")
     for source, reasons in rec.pairs_dropped.items():
         console.print(f"dropped from {source}: " + ", ".join(f"{k} pairs ({why})" for why, k in reasons.items()))
-    for name, per in (rec.faithfulness or {}).items():
-        console.print(f"faithfulness of {name} vs exact single-feature ablation ({rec.n_reported} reported features; "
-                      "Spearman signed / |magnitude|, sign agreement): "
-                      + ", ".join(f"{r} {_num(v.spearman)} / {_num(v.spearman_abs)}, {_num(v.sign_agreement, '.0%')}"
-                                  for r, v in per.items()))
-    counts = ", ".join(f"{c} {n}" for c, n in rec.relie_class_counts.items())
-    console.print(f"RelIE classes (floor Σ|IE| >= {rec.effect_floor:g} × Σ|joint| = {rec.effect_floor_value:.3g}): "
-                  f"{counts}")
+    console.print(f"IE ({rec.method}): {IE_MEANING[rec.method]}")
+    for line in faithfulness_lines(rec):
+        console.print(line)
+    console.print(relie_classes_line(rec))
     if result.joint is not None:
         console.print(_joint_line(result.joint))
     abl = rec.ablation_spearman
@@ -403,6 +416,29 @@ def print_attribution(result: AttributeResult, n: int | None = None) -> None:
                       f"vs RelIE ρ = {abl.ratio_vs_relie_mean:.3f} (mean over checkpoints)")
     console.print(f"crosscoder inference: {rec.inference_rule}")
     console.print(f"written to {result.out}")
+
+
+def faithfulness_lines(rec: AttributionSummary) -> list[str]:
+    """Per estimator, its agreement with exact single-feature ablation per checkpoint; then the better one."""
+    lines = [f"faithfulness of {name} vs exact single-feature ablation ({rec.n_reported} reported features; "
+             "Spearman signed / |magnitude|, sign agreement): "
+             + ", ".join(f"{r} {_num(v.spearman)} / {_num(v.spearman_abs)}, {_num(v.sign_agreement, '.0%')}"
+                         for r, v in per.items())
+             for name, per in (rec.faithfulness or {}).items()]
+    if rec.faithfulness_best and len(rec.faithfulness or {}) > 1:
+        lines.append("closest to exact ablation (signed Spearman): "
+                     + ", ".join(f"{r} {b or 'n/a'}" for r, b in rec.faithfulness_best.items()))
+    return lines
+
+
+def relie_classes_line(rec: AttributionSummary) -> str:
+    """The RelIE class counts, with how many of each are uncertain (interval reaches a cut-off)."""
+    unsure = rec.relie_class_uncertain
+    counts = ", ".join(f"{c} {n}" + (f" ({unsure[c]} uncertain)" if unsure and unsure.get(c) else "")
+                       for c, n in rec.relie_class_counts.items())
+    tail = "" if unsure is None else f"; {sum(unsure.values())} uncertain in all (bootstrap interval reaches a cut-off)"
+    return (f"RelIE classes of the {rec.method} IE (floor Σ|IE| >= {rec.effect_floor:g} × Σ|joint| = "
+            f"{rec.effect_floor_value:.3g}): {counts}{tail}")
 
 
 def _num(value: float | None, spec: str = ".2f") -> str:
@@ -433,7 +469,7 @@ def _top_table(result: AttributeResult, m: int, n: int | None):
     revs = att.revisions
     ie = att.ie.double().numpy()
     table = Table(title=f"{revs[m]}: top features by |IE| ({att.method}"
-                        + (f", {att.steps} steps" if att.method == "ig" else "") + ")")
+                        + (f", {att.steps} steps" if att.method == "ig" else "") + f"; IE = {IE_MEANING[att.method]})")
     table.add_column("feature", justify="right")
     table.add_column("IE", justify="right")
     table.add_column("RelIE [" + ", ".join(revs) + "]")
@@ -441,6 +477,10 @@ def _top_table(result: AttributeResult, m: int, n: int | None):
     table.add_column("RelDec class")
     for i in s.per_checkpoint[m][:n]:
         k = s.features.index(i)
+        c = s.class_ci[k] if s.class_ci else None
+        label = s.relie_class[k] + ("" if c is None else
+                                    f" ({'uncertain: ' if c.uncertain else ''}{c.on} [{c.lo:.2f}, {c.hi:.2f}] vs "
+                                    f"{c.cutoff:g})")
         table.add_row(str(i), f"{ie[m, i]:+.4f}", "[" + ", ".join(f"{v:.2f}" for v in s.relie[i]) + "]",
-                      s.relie_class[k], s.reldec_class[k])
+                      label, s.reldec_class[k])
     return table

@@ -109,7 +109,9 @@ def top_feature_finding(data: ReportData) -> str | None:
     m = max(range(len(relie)), key=lambda k: relie[k] if relie[k] is not None else -1)
     vocab = data.vocab
     text = (f"Feature {f.id} has the largest effect on {task}: {_pct(relie[m])} of it (RelIE) is at {_label(ck, m)}"
-            + (f", class {t.relie_class}" if t.relie_class else "") + ".")
+            + (f", class {t.relie_class}" if t.relie_class else "")
+            + (" (uncertain: its bootstrap interval over pairs reaches a cut-off of the class rule)"
+               if t.relie_class_uncertain else "") + ".")
     ev = f.evidence
     top = (ev.top.get("all") or []) if ev is not None else []
     if top:
