@@ -301,3 +301,11 @@ test("jointRuns: one checkpoint's rows of one mode, top-k and random by k, disti
   assert.deepEqual(j.ticks, [[1, "1"], [2, "2"], [4, "4"]]);
   assert.deepEqual(D.jointRuns(rows, "r3", "ablate"), { top: [], rand: [], ticks: [] });
 });
+
+test("relieClassText: the class, marked where its bootstrap interval reaches a cut-off; nothing without a class", () => {
+  assert.equal(D.relieClassText({ relie_class: "step512-dominant", relie_class_uncertain: true }), "step512-dominant (uncertain)");
+  assert.equal(D.relieClassText({ relie_class: "step512-dominant", relie_class_uncertain: false }), "step512-dominant");
+  assert.equal(D.relieClassText({ relie_class: "step512-dominant" }), "step512-dominant");
+  assert.equal(D.relieClassText({}), "");
+  assert.equal(D.relieClassText(undefined), "");
+});

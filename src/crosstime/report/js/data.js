@@ -34,6 +34,8 @@ function taskData(f, task) { return task && f.tasks ? f.tasks[task] || null : nu
 function ieTotal(t) { return t && t.ie ? F.sum(t.ie.map(Math.abs)) : null; }
 function reliePeak(t) { return t && t.relie ? F.argmax(t.relie) : -1; }
 function relieMax(t) { return t && t.relie ? Math.max.apply(null, t.relie.filter(isNum)) : null; }
+// a task's RelIE class, marked where its bootstrap interval reaches a cut-off of the class rule
+function relieClassText(t) { return !t || !t.relie_class ? "" : t.relie_class + (t.relie_class_uncertain ? " (uncertain)" : ""); }
 function hasEffect(t) { return !!(t && t.relie_class && t.relie_class !== NO_EFFECT); }
 
 // ---------------------------------------------------------------- the feature list
@@ -50,7 +52,7 @@ function columns(tasks, state, names) {
   return [
     { key: "id", label: "feature", field: "feature", tip: "feature id", value: function (f) { return f.id; } },
     { key: "rank", label: "rank", field: "rank", tip: "rank in the report: largest Σ_m |IE_m| over all tasks (else decoder norm)", value: function (f) { return isNum(f.rank) ? f.rank : null; } },
-    { key: "cls", label: tasks.length ? "RelIE class" : "RelDec class", field: tasks.length ? "relie_class" : "reldec_class", tip: tasks.length ? "class from the RelIE shares of the selected task" : "class from the RelDec shares", value: function (f) { return tasks.length ? (t(f) && t(f).relie_class) || "" : f.reldec_class || ""; }, cls: "cls" },
+    { key: "cls", label: tasks.length ? "RelIE class" : "RelDec class", field: tasks.length ? "relie_class" : "reldec_class", tip: tasks.length ? "class from the RelIE shares of the selected task" : "class from the RelDec shares", value: function (f) { return tasks.length ? relieClassText(t(f)) : f.reldec_class || ""; }, cls: "cls" },
     { key: "relie", label: "largest RelIE", field: "relie", tip: "largest RelIE share |IE_m| / Σ_k |IE_k| of the selected task, and where", value: function (f) { return relieMax(t(f)); }, show: function (f) { var v = relieMax(t(f)); var p = reliePeak(t(f)); return v === null || !hasEffect(t(f)) ? "–" : pct(v) + (p >= 0 ? " @" + names.label(p) : ""); } },
     { key: "ie", label: "Σ|IE|", field: "ie", tip: "Σ_m |IE_m| of the selected task (signed IE: mean change of the metric, per checkpoint)", value: function (f) { return ieTotal(t(f)); } },
     { key: "onset", label: "onset", field: "onset", tip: "first checkpoint where the decoder norm is present", value: function (f) { return isNum(f.onset) && f.onset >= 0 ? f.onset : null; }, show: function (f) { return isNum(f.onset) && f.onset >= 0 ? names.label(f.onset) : "–"; } },
@@ -221,7 +223,7 @@ function jointRuns(rows, rev, mode) {
 
 CT.data = {
   NO_EFFECT: NO_EFFECT, revisionTitle: revisionTitle, checkpointNames: checkpointNames, tokenAxis: tokenAxis,
-  taskData: taskData, ieTotal: ieTotal, reliePeak: reliePeak, relieMax: relieMax, hasEffect: hasEffect,
+  taskData: taskData, relieClassText: relieClassText, ieTotal: ieTotal, reliePeak: reliePeak, relieMax: relieMax, hasEffect: hasEffect,
   initialState: initialState, columns: columns, firstDir: firstDir, flagged: flagged, classGroups: classGroups, passes: passes, compareBy: compareBy,
   listOrder: listOrder, listCountText: listCountText, metaText: metaText, shardOf: shardOf, shardFile: shardFile, absentText: absentText,
   relieText: relieText, relieTitle: relieTitle, hasBeta: hasBeta, reldecText: reldecText, reldecTitle: reldecTitle, ablationText: ablationText,

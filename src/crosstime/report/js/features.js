@@ -124,7 +124,7 @@ function renderCard(loading) {
 }
 function cardHead(f, t) {
   var head = el("div", { cls: "card-head" }, [el("h2", { text: "Feature " + f.id })]);
-  if (t && t.relie_class) head.appendChild(el("span", { cls: "badge relie" + (t.relie_class === NO_EFFECT ? " none" : ""), title: "relie_class (" + state.task + ")", text: t.relie_class === NO_EFFECT ? "no effect on " + state.task : "RelIE: " + t.relie_class }));
+  if (t && t.relie_class) head.appendChild(el("span", { cls: "badge relie" + (t.relie_class === NO_EFFECT ? " none" : ""), title: "relie_class (" + state.task + ")" + (t.relie_class_uncertain ? ": uncertain, the 95% bootstrap interval of a share the class rule compares reaches its cut-off" : ""), text: t.relie_class === NO_EFFECT ? "no effect on " + state.task : "RelIE: " + Data.relieClassText(t) }));
   if (f.reldec_class) head.appendChild(el("span", { cls: "badge reldec", title: "RelDec class", text: "RelDec: " + f.reldec_class }));
   if (f.trajectory) head.appendChild(el("span", { cls: "badge", title: "presence class: from the checkpoints where the decoder norm is at least half its peak", text: f.trajectory }));
   if (isNum(f.frequency)) head.appendChild(el("span", { cls: "badge", title: "frequency: share of tokens on which it fires", text: "fires on " + pct(f.frequency) + " of tokens" }));
