@@ -5,6 +5,7 @@ neuronpedia's in test_neuronpedia_export.py) and the Hub round trip on a local f
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from crosscoder.test_formats_io import assert_refused, cct_config, invoke
 from report.test_report_helpers import harvest_run, make_crosscoder, make_series, run_stages, write_tasks
 
 from crosstime.crosscoder import load, load_for_store
+from crosstime.runs import open_run
 from crosstime.store import ActivationStore
 
 
@@ -76,6 +78,39 @@ def test_import_refuses_a_store_with_other_scales_and_writes_nothing(imported_ru
     cfg["estimated_act_norm_list"] = [store.scales[r] for r in store.revisions]
     (folder / "0_cfg.json").write_text(json.dumps(cfg))
     assert_refused(invoke("import", "cct", folder / "0.pt", "--out", run), "already holds")  # no --force
+
+
+def test_a_run_imported_with_an_outside_store_reads_it_until_it_moves(imported_run, tmp_path):
+    """bring-your-own-crosscoder.md's flow: `import … --out NEW --store STORE`, then `evaluate NEW` reads STORE
+    (NEW has no activations/ of its own) and gives the numbers evaluating the same weights in the store's own
+    run gave; a moved or changed STORE is refused in one line naming the recorded path and both fixes."""
+    run, _ = imported_run
+    foreign = run.parent / "checkpoints" / "version_0" / "20.pt"
+    store = tmp_path / "elsewhere" / "activations"
+    shutil.copytree(run / "activations", store)
+    new = tmp_path / "byo"
+    imported = invoke("import", "cct", foreign, "--out", new, "--store", store)
+    assert imported.exit_code == 0, imported.output
+    assert "the run reads it there" in imported.output
+    evaluate = ("evaluate", new, "--contexts", "2", "--dead-tokens", "256", "--no-plots", "--device", "cpu",
+                "--no-progress")
+    result = invoke(*evaluate)
+    assert result.exit_code == 0, result.output
+    assert not (new / "activations").exists() and open_run(new).store.root == store.resolve()
+    mine, theirs = (json.loads((r / "evaluation.json").read_text())["checkpoints"] for r in (new, run))
+    assert mine == theirs
+    moved = tmp_path / "moved"
+    store.rename(moved)
+    line = assert_refused(invoke(*evaluate), str(store.resolve()), "is gone", "--store NEW", str(new / "activations"))
+    assert "import" in line
+    moved.rename(store)
+    manifest = store / "manifest.json"
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()), indent=1))  # the same store, rewritten
+    assert_refused(invoke(*evaluate), str(store.resolve()), "has changed")
+    assert_refused(invoke("report", new), "has changed")  # every reader of the run, not only evaluate
+    again = invoke("import", "cct", foreign, "--out", new, "--store", store, "--force")  # the fix it names
+    assert again.exit_code == 0, again.output
+    assert open_run(new).store.root == store.resolve()
 
 
 def test_hub_export_card_index_and_local_round_trip(imported_run, tmp_path):
