@@ -4,8 +4,11 @@ neuronpedia's in test_neuronpedia_export.py) and the Hub round trip on a local f
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
+import socket
+import time
 
 import pytest
 import torch
@@ -156,4 +159,38 @@ def test_push_and_pull_offline_fail_with_one_line(imported_run, tmp_path, monkey
     assert_refused(invoke("push", run, "someone/crosscoder"), "HF_HUB_OFFLINE")
     out = tmp_path / "pulled"
     assert_refused(invoke("import", "hub", "someone/crosscoder:blocks.1", "--out", out), "HF_HUB_OFFLINE")
+    assert not out.exists()
+
+
+def _no_network(monkeypatch) -> list:
+    """A machine without network: the resolver answers, every connection fails at once (as with no route);
+    HF_HUB_OFFLINE unset. Returns the connection attempts."""
+    attempts = []
+
+    def unreachable(self, address):
+        attempts.append(address)
+        raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", port))])
+    monkeypatch.setattr(socket.socket, "connect", unreachable)
+    return attempts
+
+
+def test_push_and_pull_without_network_fail_at_once_with_one_line(imported_run, tmp_path, monkeypatch):
+    """No network and HF_HUB_OFFLINE unset: one connection attempt each (no retries), then one line naming the
+    reason and the fixes: HF_HUB_OFFLINE=1 or a local folder for the import, the exported folder for push."""
+    run, _ = imported_run
+    attempts = _no_network(monkeypatch)
+    start = time.perf_counter()
+    line = assert_refused(invoke("push", run, "someone/crosscoder"), "cannot push to someone/crosscoder",
+                          "no network", "huggingface.co:443: Network is unreachable", "crosstime export")
+    assert "HF_HUB_OFFLINE is set" not in line and len(attempts) == 1
+    out = tmp_path / "pulled"
+    line = assert_refused(invoke("import", "hub", "someone/crosscoder:blocks.1", "--out", out),
+                          "cannot download someone/crosscoder: no network", "Network is unreachable",
+                          "HF_HUB_OFFLINE=1 reads the cache", "import a local folder", "hf download someone/crosscoder")
+    assert len(attempts) == 2, attempts  # asked once each, never retried
+    assert time.perf_counter() - start < 10  # measured: well under a second each
     assert not out.exists()
