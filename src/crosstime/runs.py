@@ -236,9 +236,10 @@ def external_store_record(run: RunDir, store: ActivationStore | None) -> dict[st
     return {"path": str(store.root.resolve()), "manifest_sha256": sha256_file(store.root / MANIFEST)}
 
 
-def _check_external_store(run: RunDir, recorded: dict[str, str]) -> Path:
-    """The recorded store's folder, when it still holds the store the import recorded; else one line
-    naming the recorded path and the two fixes."""
+def _check_external_store(run: RunDir, record: dict[str, Any]) -> Path:
+    """The store's folder an import ``record`` names, when it still holds the store recorded; else one line
+    naming the recorded path and the two fixes (the import command again, with the store where it is now)."""
+    recorded = record[EXTERNAL_STORE]
     root = Path(recorded["path"])
     manifest = root / MANIFEST
     if not manifest.is_file():
@@ -247,9 +248,10 @@ def _check_external_store(run: RunDir, recorded: dict[str, str]) -> Path:
         problem = "has changed since (its manifest.json differs from the one recorded)"
     else:
         return root
+    again = f"crosstime import {record['format']} {record['path']} --out {run.root}"
     raise ArtifactError(f"{run.root} has no activations/ of its own; its crosscoder was imported with --store {root}, "
-                        f"which {problem}: import again with the store where it is now (`crosstime import FORMAT "
-                        f"PATH --out {run.root} --store NEW --force`), or copy the store into {run.activations}")
+                        f"which {problem}: import again with the store where it is now (`{again} --store NEW "
+                        f"--force`), or copy the store into {run.activations}")
 
 
 # -- the reader --------------------------------------------------------------------------------
@@ -282,10 +284,9 @@ class Run:
         :class:`ArtifactError` naming the recorded path when it moved or changed); else RUN/activations
         (not there: reading it names the command that makes it)."""
         record = self.record(CROSSCODER)
-        recorded = record.get(EXTERNAL_STORE) if record is not None else None
-        if ACTIVATIONS.marker_path(self.dir).is_file() or recorded is None:
+        if ACTIVATIONS.marker_path(self.dir).is_file() or record is None or EXTERNAL_STORE not in record:
             return self.dir.activations
-        return _check_external_store(self.dir, recorded)  # a small file hashed on each look: it may move any time
+        return _check_external_store(self.dir, record)  # a small file hashed on each look: it may move any time
 
     def _marker(self, artifact: Artifact, key: str | None) -> Path:
         """The file that marks ``artifact`` written; the store's may lie outside the run (:meth:`store_root`)."""
