@@ -2,7 +2,7 @@
 
 >>> import crosstime
 >>> run = crosstime.open_run("runs/demo")
->>> run.store                                   # ActivationStore of RUN/activations
+>>> run.store                                   # ActivationStore of RUN/activations (or an imported run's --store)
 >>> run.crosscoder                              # the trained crosscoder, checked against the store
 >>> run.evaluation.summary.l0                   # evaluation.json (an Evaluation)
 >>> run.evaluation.features[0]["trajectory"]    # rows of evaluation/features.csv
@@ -18,6 +18,11 @@ them in its ``reads`` and ``writes``. Nothing is read when the run is opened; an
 :class:`~crosstime.artifacts.ArtifactError` for a changed file) naming the command that makes it,
 derived from the writer stage's declaration. Every stage, the report, import and export open a
 run's outputs here.
+
+The store is RUN/activations, or, for a run without one whose crosscoder was imported with
+``--store``, the store the import recorded (:func:`external_store_record`): its absolute path and
+the sha256 of its manifest, checked whenever the run is opened for it (:meth:`Run.store_root`,
+the one place that decides where a run's store is).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from crosstime.artifacts import (
     SCAN_PHASES,
     SCAN_SIMILARITY,
     SCAN_SUGGESTION,
+    ArtifactError,
     AttributionSummary,
     CheckpointEvaluation,
     Evaluation,
@@ -58,6 +64,7 @@ from crosstime.artifacts import (
 from crosstime.crosscoder import Crosscoder, check_against_store, load
 from crosstime.crosscoder.model import WEIGHTS_FILE
 from crosstime.errors import CrosstimeError
+from crosstime.files import sha256_file
 from crosstime.stage import Artifact
 from crosstime.store import ActivationStore
 from crosstime.store.layout import MANIFEST
@@ -123,7 +130,7 @@ class TaskAttribution:
 
 
 def _read_store(run: Run, key: str | None) -> ActivationStore:
-    return ActivationStore(run.dir.activations)
+    return ActivationStore(run.store_root())
 
 
 def _read_crosscoder(run: Run, key: str | None) -> Crosscoder:
@@ -215,6 +222,38 @@ REPORT = Artifact("report", "report", f"report/{REPORT_HTML}", _read_report, "re
                   "the report", checksummed=(f"report/{REPORT_DATA}",))
 
 
+# -- where the store is -------------------------------------------------------------------------
+
+EXTERNAL_STORE = "external_store"  # the import record's {path, manifest_sha256} of a store outside the run
+
+
+def external_store_record(run: RunDir, store: ActivationStore | None) -> dict[str, str] | None:
+    """What an import records of the store it checked the crosscoder against, for a run without a store of
+    its own (RUN/activations, which it reads when there): the store's absolute path and the sha256 of its
+    manifest (None: no store, or the run has its own)."""
+    if store is None or ACTIVATIONS.marker_path(run).is_file():
+        return None
+    return {"path": str(store.root.resolve()), "manifest_sha256": sha256_file(store.root / MANIFEST)}
+
+
+def _check_external_store(run: RunDir, record: dict[str, Any]) -> Path:
+    """The store's folder an import ``record`` names, when it still holds the store recorded; else one line
+    naming the recorded path and the two fixes (the import command again, with the store where it is now)."""
+    recorded = record[EXTERNAL_STORE]
+    root = Path(recorded["path"])
+    manifest = root / MANIFEST
+    if not manifest.is_file():
+        problem = "is gone (no manifest.json there)"
+    elif sha256_file(manifest) != recorded["manifest_sha256"]:
+        problem = "has changed since (its manifest.json differs from the one recorded)"
+    else:
+        return root
+    again = f"crosstime import {record['format']} {record['path']} --out {run.root}"
+    raise ArtifactError(f"{run.root} has no activations/ of its own; its crosscoder was imported with --store {root}, "
+                        f"which {problem}: import again with the store where it is now (`{again} --store NEW "
+                        f"--force`), or copy the store into {run.activations}")
+
+
 # -- the reader --------------------------------------------------------------------------------
 
 class Run:
@@ -239,11 +278,25 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({str(self.root)!r}, finished: {', '.join(self.finished()) or 'nothing yet'})"
 
+    def store_root(self) -> Path:
+        """Where this run's activation store is: RUN/activations when it holds one; else the store the import
+        of its crosscoder was checked against (``--store``), when its recorded manifest is unchanged (an
+        :class:`ArtifactError` naming the recorded path when it moved or changed); else RUN/activations
+        (not there: reading it names the command that makes it)."""
+        record = self.record(CROSSCODER)
+        if ACTIVATIONS.marker_path(self.dir).is_file() or record is None or EXTERNAL_STORE not in record:
+            return self.dir.activations
+        return _check_external_store(self.dir, record)  # a small file hashed on each look: it may move any time
+
+    def _marker(self, artifact: Artifact, key: str | None) -> Path:
+        """The file that marks ``artifact`` written; the store's may lie outside the run (:meth:`store_root`)."""
+        return self.store_root() / MANIFEST if artifact is ACTIVATIONS else artifact.marker_path(self.dir, key)
+
     def has(self, artifact: Artifact, key: str | None = None) -> bool:
         """Whether ``artifact`` may be read here: a finished stage vouches for it (and, for an artifact without
         checksummed files, its marker is still there), or it vouches for itself and its marker exists (its
         files are not checked yet: :meth:`require` does)."""
-        there = artifact.marker_path(self.dir, key).is_file()
+        there = self._marker(artifact, key).is_file()
         if artifact.self_verifying:  # its own files say whether it is whole, a record or not
             return there
         vouched = stage.record_of(stage.read_records(self.dir), artifact.ident(key)) is not None
@@ -267,7 +320,7 @@ class Run:
     def require(self, artifact: Artifact, key: str | None = None) -> None:
         """Stop unless ``artifact`` may be read: a finished stage vouches for it and its recorded files are
         unchanged, or it vouches for itself and is there."""
-        if artifact.self_verifying and artifact.marker_path(self.dir, key).is_file():
+        if artifact.self_verifying and self._marker(artifact, key).is_file():
             return
         if not self.dir.root.is_dir():  # say the folder is missing, not only what is missing in it
             raise StageNotRun(f"no run directory {self.root}: the folder is missing; run "
@@ -288,7 +341,8 @@ class Run:
 
     @property
     def store(self) -> ActivationStore:
-        """RUN/activations (every read of it is verified against the harvest's checksums)."""
+        """The run's activation store, where :meth:`store_root` says (every read of it is verified against the
+        harvest's checksums)."""
         return self.read(ACTIVATIONS)
 
     @property

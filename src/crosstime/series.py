@@ -42,16 +42,13 @@ import functools
 import json
 import os
 import re
-import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import numpy as np
 import torch
-from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import (
     EntryNotFoundError,
     LocalEntryNotFoundError,
@@ -63,6 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crosstime.checkpoints import SERIES_FILE, Checkpoint
 from crosstime.errors import CrosstimeError
+from crosstime.hub import hub_offline, hub_unreachable
 from crosstime.names import UnsafeName, check_name
 from crosstime.toy import toy_world
 from crosstime.toy.labels import GrammarLabeller
@@ -75,9 +73,6 @@ PYTHIA_FINAL_STEP = 143_000
 # the first paper's tables count 550K tokens per step; we use 550K and let users override.
 BLOOM_TOKENS_PER_STEP = 550_000
 BLOOM_1B1_STEPS = (1000, 10000, 100000, 200000, 300000, 400000, 500000, 600000)
-# A reachable Hub accepts a TCP connection well within this; without network huggingface_hub would
-# retry for tens of seconds before falling back to its cache.
-HUB_CONNECT_TIMEOUT_S = 2.0
 
 
 class SeriesError(CrosstimeError):
@@ -256,7 +251,7 @@ class CheckpointSeries:
         self.get(revision)
         if self.local_root is not None:
             return str(self.local_root / revision), {"local_files_only": True}
-        if not _hub_offline() and self.hub_unreachable is not None:  # the cache only: no retries
+        if not hub_offline() and self.hub_unreachable is not None:  # the cache only: no retries
             return self.source, {"revision": revision, "local_files_only": True}
         return self.source, {"revision": revision}
 
@@ -290,7 +285,7 @@ class CheckpointSeries:
             return (f"no Hugging Face repo {self.source!r} (or it is private or gated: log in with `hf auth login`); "
                     "check the id (org/name), or pass a local series folder")
         download = f"download it where the Hub can be reached (`hf download {self.source} --revision {revision}`)"
-        if _hub_offline():
+        if hub_offline():
             return (f"the {what} of {at} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set (no "
                     f"downloads); {download}, or pass a local series folder")
         if self.hub_unreachable is not None:
@@ -388,23 +383,6 @@ LABELLERS: dict[str, Callable[[CheckpointSeries], TokenLabeller]] = {"toy": _toy
 DISPLAY_NAMES: dict[str, str] = {"toy": "the toy world"}
 
 _SYSTEM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
-
-
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
-
-
-def hub_unreachable() -> str | None:
-    """Why the Hugging Face Hub (``HF_ENDPOINT``) cannot be reached now, in words, or None: one TCP
-    connection with a short timeout (:data:`HUB_CONNECT_TIMEOUT_S`), no retries."""
-    endpoint = urlsplit(hub_constants.ENDPOINT)
-    host = endpoint.hostname or "huggingface.co"
-    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
-    try:
-        with socket.create_connection((host, port), timeout=HUB_CONNECT_TIMEOUT_S):
-            return None
-    except OSError as err:  # no route, no DNS, refused, timed out: all mean no Hub now
-        return f"{host}:{port}: {err.strerror or err}"
 
 
 def _causes(err: BaseException) -> list[BaseException]:

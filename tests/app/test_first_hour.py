@@ -88,6 +88,14 @@ def test_a_refused_demo_setting_says_what_was_given_once():
     assert result.output.count("(got ") == 1 and result.output.count("'step3'") == 1, result.output
 
 
+def test_a_refused_joint_k_says_what_was_given_once(tmp_path):
+    result = invoke(["attribute", tmp_path, "--task", "induction", "--joint-k", "1,0"])
+    assert result.exit_code == 2
+    line = result.output.strip()
+    assert line.startswith("error: --joint-k: ") and "feature counts >= 1" in line, line
+    assert line.count("got") == 1 and line.count("'0'") == 1, line
+
+
 def test_a_crosscoder_folder_without_its_files_names_them_once(tmp_path):
     with pytest.raises(CrosscoderError) as err:
         load(tmp_path)

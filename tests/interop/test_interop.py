@@ -4,7 +4,11 @@ neuronpedia's in test_neuronpedia_export.py) and the Hub round trip on a local f
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
+import socket
+import time
 
 import pytest
 import torch
@@ -13,6 +17,7 @@ from crosscoder.test_formats_io import assert_refused, cct_config, invoke
 from report.test_report_helpers import harvest_run, make_crosscoder, make_series, run_stages, write_tasks
 
 from crosstime.crosscoder import load, load_for_store
+from crosstime.runs import open_run
 from crosstime.store import ActivationStore
 
 
@@ -78,6 +83,39 @@ def test_import_refuses_a_store_with_other_scales_and_writes_nothing(imported_ru
     assert_refused(invoke("import", "cct", folder / "0.pt", "--out", run), "already holds")  # no --force
 
 
+def test_a_run_imported_with_an_outside_store_reads_it_until_it_moves(imported_run, tmp_path):
+    """bring-your-own-crosscoder.md's flow: `import … --out NEW --store STORE`, then `evaluate NEW` reads STORE
+    (NEW has no activations/ of its own) and gives the numbers evaluating the same weights in the store's own
+    run gave; a moved or changed STORE is refused in one line naming the recorded path and both fixes."""
+    run, _ = imported_run
+    foreign = run.parent / "checkpoints" / "version_0" / "20.pt"
+    store = tmp_path / "elsewhere" / "activations"
+    shutil.copytree(run / "activations", store)
+    new = tmp_path / "byo"
+    imported = invoke("import", "cct", foreign, "--out", new, "--store", store)
+    assert imported.exit_code == 0, imported.output
+    assert "the run reads it there" in imported.output
+    evaluate = ("evaluate", new, "--contexts", "2", "--dead-tokens", "256", "--no-plots", "--device", "cpu",
+                "--no-progress")
+    result = invoke(*evaluate)
+    assert result.exit_code == 0, result.output
+    assert not (new / "activations").exists() and open_run(new).store.root == store.resolve()
+    mine, theirs = (json.loads((r / "evaluation.json").read_text())["checkpoints"] for r in (new, run))
+    assert mine == theirs
+    moved = tmp_path / "moved"
+    store.rename(moved)
+    assert_refused(invoke(*evaluate), str(store.resolve()), "is gone", str(new / "activations"),
+                   f"`crosstime import cct {foreign} --out {new} --store NEW --force`")
+    moved.rename(store)
+    manifest = store / "manifest.json"
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()), indent=1))  # the same store, rewritten
+    assert_refused(invoke(*evaluate), str(store.resolve()), "has changed")
+    assert_refused(invoke("report", new), "has changed")  # every reader of the run, not only evaluate
+    again = invoke("import", "cct", foreign, "--out", new, "--store", store, "--force")  # the fix it names
+    assert again.exit_code == 0, again.output
+    assert open_run(new).store.root == store.resolve()
+
+
 def test_hub_export_card_index_and_local_round_trip(imported_run, tmp_path):
     run, w = imported_run
     out = tmp_path / "hub"
@@ -121,4 +159,38 @@ def test_push_and_pull_offline_fail_with_one_line(imported_run, tmp_path, monkey
     assert_refused(invoke("push", run, "someone/crosscoder"), "HF_HUB_OFFLINE")
     out = tmp_path / "pulled"
     assert_refused(invoke("import", "hub", "someone/crosscoder:blocks.1", "--out", out), "HF_HUB_OFFLINE")
+    assert not out.exists()
+
+
+def _no_network(monkeypatch) -> list:
+    """A machine without network: the resolver answers, every connection fails at once (as with no route);
+    HF_HUB_OFFLINE unset. Returns the connection attempts."""
+    attempts = []
+
+    def unreachable(self, address):
+        attempts.append(address)
+        raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", port))])
+    monkeypatch.setattr(socket.socket, "connect", unreachable)
+    return attempts
+
+
+def test_push_and_pull_without_network_fail_at_once_with_one_line(imported_run, tmp_path, monkeypatch):
+    """No network and HF_HUB_OFFLINE unset: one connection attempt each (no retries), then one line naming the
+    reason and the fixes: HF_HUB_OFFLINE=1 or a local folder for the import, the exported folder for push."""
+    run, _ = imported_run
+    attempts = _no_network(monkeypatch)
+    start = time.perf_counter()
+    line = assert_refused(invoke("push", run, "someone/crosscoder"), "cannot push to someone/crosscoder",
+                          "no network", "huggingface.co:443: Network is unreachable", "crosstime export")
+    assert "HF_HUB_OFFLINE is set" not in line and len(attempts) == 1
+    out = tmp_path / "pulled"
+    line = assert_refused(invoke("import", "hub", "someone/crosscoder:blocks.1", "--out", out),
+                          "cannot download someone/crosscoder: no network", "Network is unreachable",
+                          "HF_HUB_OFFLINE=1 reads the cache", "import a local folder", "hf download someone/crosscoder")
+    assert len(attempts) == 2, attempts  # asked once each, never retried
+    assert time.perf_counter() - start < 10  # measured: well under a second each
     assert not out.exists()

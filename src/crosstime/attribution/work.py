@@ -161,7 +161,7 @@ class AttributeConfig(StageConfig):
     @classmethod
     def _joint_k_positive(cls, ks: list[int]) -> list[int]:
         if not ks or min(ks) < 1:
-            raise ValueError(f"joint_k must be a non-empty list of feature counts >= 1, got {ks}")
+            raise ValueError("joint_k must be a non-empty list of feature counts >= 1")
         return sorted(set(ks))
 
     @model_validator(mode="after")

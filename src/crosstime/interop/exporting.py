@@ -29,8 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from crosstime.artifacts import read_json
 from crosstime.crosscoder import Crosscoder
 from crosstime.crosscoder.model import CONFIG_FILE
+from crosstime.hub import hub_offline, hub_unreachable
 from crosstime.interop.formats import FORMATS, ExportInfo, known_formats
-from crosstime.interop.formats.hub import first_line, hub_offline, network_errors
+from crosstime.interop.formats.hub import first_line, network_errors
 from crosstime.interop.importing import InteropError
 from crosstime.names import check_name
 from crosstime.runs import ACTIVATIONS, CROSSCODER, EVALUATION, Run, open_run
@@ -144,10 +145,14 @@ def _check_replaceable(out: Path, writes: set[Path], format: str) -> None:
 
 
 def push_run(run: str | Path, repo_id: str, private: bool = False) -> str:
-    """Export RUN as a Hub folder and upload it to ``repo_id``; the repo's URL."""
-    if hub_offline():
-        raise InteropError(f"cannot push to {repo_id}: HF_HUB_OFFLINE is set; unset it where the Hub can be reached, "
-                           f"or upload the folder of `crosstime export {run} --format hub --out DIR` yourself")
+    """Export RUN as a Hub folder and upload it to ``repo_id``; the repo's URL. Without a Hub (HF_HUB_OFFLINE,
+    or no network: asked at once, before the export) one line, never huggingface_hub's retries."""
+    unreachable = None if hub_offline() else hub_unreachable()
+    if hub_offline() or unreachable is not None:
+        why = ("HF_HUB_OFFLINE is set; unset it where the Hub can be reached" if unreachable is None else
+               f"no network (cannot reach the Hugging Face Hub: {unreachable}); push where the Hub can be reached")
+        raise InteropError(f"cannot push to {repo_id}: {why}, or upload the folder of `crosstime export {run} "
+                           "--format hub --out DIR` yourself")
 
     with tempfile.TemporaryDirectory(prefix="crosstime-push-") as tmp:
         folder = Path(tmp) / "hub"

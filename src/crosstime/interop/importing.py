@@ -49,7 +49,8 @@ class ImportConfig(StageConfig):
     format: str = Field(description=f"the files' format: {', '.join(known_formats('read'))}")
     path: str = Field(description="the saved crosscoder: its file or folder (hub: also owner/name[:folder])")
     store: Path | None = Field(None, description="activation store to check it against (default: RUN/activations "
-                                                 "when the run has one)")
+                                                 "when the run has one); a run without RUN/activations reads "
+                                                 "this one from then on")
     revisions: list[str] | None = Field(None, description="checkpoint names, for formats that do not record them")
     scales: list[float] | None = Field(None, description="input scales s_m, for formats that do not record them")
     force: bool = Field(False, description="replace a crosscoder RUN already holds")

@@ -10,30 +10,23 @@ variant and F, and the evaluation table per checkpoint when the run has one) and
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from huggingface_hub import constants, snapshot_download
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
 from crosstime.crosscoder import Crosscoder, CrosscoderError, load
 from crosstime.crosscoder.model import CONFIG_FILE, WEIGHTS_FILE
 from crosstime.files import sha256_file, write_json, write_text
+from crosstime.hub import hub_offline, hub_unreachable
 from crosstime.interop.formats.base import ExportInfo, Format, Imported, register_format
 
 CARD, INDEX = "README.md", "index.json"
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 TABLE_COLUMNS = ("revision", "step", "tokens_seen", "explained_variance", "mse", "delta_ce", "ce_recovered", "kl")
-
-
-def hub_offline() -> bool:
-    """Whether ``HF_HUB_OFFLINE`` forbids the Hub (read now: the library reads it once, at import)."""
-
-    value = os.environ.get("HF_HUB_OFFLINE")
-    return value.strip().upper() in {"1", "ON", "YES", "TRUE"} if value is not None else bool(constants.HF_HUB_OFFLINE)
 
 
 def network_errors() -> tuple[type[BaseException], ...]:
@@ -54,20 +47,27 @@ def first_line(err: BaseException) -> str:
 
 
 def resolve(spec: str) -> Path:
-    """The local folder ``spec`` names, or ``owner/name[:sub/folder]`` downloaded from the Hub."""
+    """The local folder ``spec`` names, or ``owner/name[:sub/folder]`` downloaded from the Hub (without a Hub:
+    HF_HUB_OFFLINE, or no network, asked at once: from the local cache only, never huggingface_hub's retries)."""
     local = Path(spec)
     if local.exists():
         return local
     repo, _, sub = spec.partition(":")
     if not REPO_ID.match(repo):
         raise CrosscoderError(f"{spec} is neither a local folder nor a Hugging Face repo id (owner/name[:folder])")
-    if hub_offline():
-        raise CrosscoderError(f"cannot download {repo} from the Hugging Face Hub: HF_HUB_OFFLINE is set; unset it, or "
-                              "download the folder where the Hub can be reached and import that folder")
-
+    offline = hub_offline()
+    unreachable = None if offline else hub_unreachable()
     try:
-        root = snapshot_download(repo_id=repo, allow_patterns=[f"{sub.strip('/')}/*"] if sub else None)
+        root = snapshot_download(repo_id=repo, allow_patterns=[f"{sub.strip('/')}/*"] if sub else None,
+                                 local_files_only=offline or unreachable is not None)
     except network_errors() as err:
+        if isinstance(err, LocalEntryNotFoundError) and (offline or unreachable is not None):  # the cache was all
+            why = ("HF_HUB_OFFLINE is set" if offline else
+                   f"no network (cannot reach the Hugging Face Hub: {unreachable}; HF_HUB_OFFLINE=1 reads the cache "
+                   "without trying the network)")
+            raise CrosscoderError(f"cannot download {repo}: {why}, and {spec} is not in the local Hugging Face cache; "
+                                  f"import a local folder, or download it where the Hub can be reached (`hf download "
+                                  f"{repo}`)") from None
         raise CrosscoderError(f"could not download {repo} from the Hugging Face Hub ({first_line(err)}); check the "
                               "repo id, your network and token, or import a local folder") from err
     return Path(root) / sub.strip("/")
