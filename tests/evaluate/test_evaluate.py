@@ -497,8 +497,9 @@ def test_printed_table_and_paper_row():
     console = Console(record=True, width=200)
     console.print(format_table(result))
     text = console.export_text()
-    assert "F=100 over 2 checkpoints, layer 1" in text and "L0 12.3, dead 3 (3.0% over 5,000 tokens)" in text
-    assert "-49.000*" in text and "zero-ablation raises CE by less than" in text  # a small zero gap is flagged
+    words = " ".join(text.split())  # the title wraps to the table's width
+    assert "F=100 over 2 checkpoints, layer 1" in words and "L0 12.3, dead 3 (3.0% over 5,000 tokens)" in words
+    assert "-49.000*" in text and "zero-ablation raises CE by less than" in words  # a small zero gap is flagged
     assert "latent scaling" not in text  # an evaluation.json written before latent scaling: nothing claimed
     judged = summary.model_copy(update={"shrinkage_flagged": 4, "scaling_judged": 90})
     console = Console(record=True, width=200)
@@ -507,6 +508,15 @@ def test_printed_table_and_paper_row():
     late = next(line for line in text.splitlines() if "late" in line)
     assert "0.875" in late and late.count("—") == 5  # not spliced: CE clean, spliced, ΔCE, recovered, KL
     assert paper_row(result) == "L0 12.35 | Dead 3 | ΔCE —"
+    # at 80 columns with seven step names: every name and number whole (no '…'), no line past 80
+    names = ["step0", "step16", "step64", "step128", "step256", "step512", "step1000"]
+    seven = result.model_copy(update={"checkpoints": [row(n, 10 ** k, **spliced) for k, n in enumerate(names)]})
+    narrow = Console(record=True, width=80)
+    narrow.print(format_table(seven))
+    lines = narrow.export_text().splitlines()
+    assert all(len(line) <= 80 for line in lines) and not any("…" in line for line in lines)
+    rows = [line.split() for line in lines if line.split()[:1] and line.split()[0] in names]
+    assert [r[0] for r in rows] == names and all(r[7] == "-49.000*" and r[9] == "0.500" for r in rows)
     with_dce = result.model_copy(update={"summary": summary.model_copy(update={"delta_ce": [0.5, 0.125]})})
     assert paper_row(with_dce) == "L0 12.35 | Dead 3 | ΔCE +0.5 / +0.125"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rich import box
 from rich.table import Table
 
 from crosstime.artifacts import CheckpointEvaluation, Evaluation, EvaluationSummary, Reconstruction
@@ -117,9 +118,12 @@ def format_table(result: Evaluation) -> Table:
              f"EV {s.explained_variance_overall:.3f}")
     if s.shrinkage_flagged is not None:
         title += f", L1 shrinkage flagged by latent scaling for {s.shrinkage_flagged} of {s.scaling_judged} features"
-    table = Table(title=title)
-    for col in ("checkpoint", "tokens", "EV", "MSE", "CE clean", "CE spliced", "ΔCE", "CE recovered", "KL", "RelDec"):
-        table.add_column(col, justify="left" if col == "checkpoint" else "right")
+    # fits 80 columns with step names up to 10 characters: no vertical rules, headers on two lines,
+    # the checkpoint never cut (names before numbers)
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
+    table.add_column("checkpoint", justify="left", no_wrap=True, min_width=max(len(r.revision) for r in result.checkpoints))
+    for col in ("tokens", "EV", "MSE", "CE\nclean", "CE\nspliced", "ΔCE", "CE\nrecov.", "KL", "RelDec\nmean"):
+        table.add_column(col, justify="right", no_wrap=True)
     small_gap = False
     for r in result.checkpoints:
         recovered = _num(r.ce_recovered, ".3f")
@@ -132,6 +136,8 @@ def format_table(result: Evaluation) -> Table:
     if small_gap:
         table.caption = (f"* zero-ablation raises CE by less than {MIN_ZERO_GAP} nats here, so CE recovered "
                          "(1 − ΔCE / (zero − clean)) is not meaningful")
+    table.caption = ((table.caption + "\n") if table.caption else "") + ("CE recov.: CE recovered; RelDec mean: the "
+                                                                          "mean RelDec share of the live features")
     return table
 
 
