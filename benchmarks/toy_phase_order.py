@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crosstime.scan import ScanConfig, prepare, read_phases
+from crosstime.scan import ScanConfig, phases_line, prepare, read_phases
 from crosstime.scan.phases import bootstrap_onsets, onset_index
 from crosstime.scan.work import run_sweep
 from crosstime.toy import toy_world
@@ -106,6 +106,8 @@ def main() -> int:
         report["thresholds"][f"{t:.2f}"] = {"onsets": onsets, "support_first": support,
                                             "order": phases.order, "order_support": phases.order_support,
                                             "threshold_interval": phases.threshold_interval}
+    print("\nat the scan's default threshold 0.9: " + phases_line(
+        read_phases(sweep.accuracy, sweep.dynamics, correct=correct, resamples=args.resamples)))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     return 1 if failures else 0
