@@ -34,7 +34,7 @@ from crosstime.stages.report import ReportConfig
 from crosstime.stages.scan import ScanConfig
 from crosstime.stages.train import TrainConfig
 from crosstime.tasks import TOY_TASKS
-from crosstime.toy import ToyConfig, pythia_schedule, read_build, toy_world, toy_world_cached
+from crosstime.toy import ToyConfig, read_build, toy_world, toy_world_cached
 from crosstime.toy.pretrain import CACHE_ENV
 
 # The crosscoder's checkpoints by default: the first one (initialisation) and a log-spaced spread over
@@ -83,7 +83,7 @@ class DemoConfig(BaseModel):
     @field_validator("revisions")
     @classmethod
     def _toy_revisions(cls, revisions: list[str]) -> list[str]:
-        known = [f"step{s}" for s in pythia_schedule(ToyConfig().steps)]
+        known = [f"step{s}" for s in ToyConfig().checkpoint_steps()]
         unknown = [r for r in revisions if r not in known]
         if unknown or len(set(revisions)) != len(revisions) or len(revisions) == 1:
             raise ValueError(f"the demo's crosscoder needs two or more distinct checkpoints of the toy world "

@@ -278,7 +278,7 @@ def test_a_toy_store_is_scored_with_the_grammar_labels(toy_world, tmp_path):
     itself (built from the labels) gets that type."""
     run_dir = tmp_path / "toy"
     harvest(HarvestConfig(run=run_dir, series=str(toy_world), revisions=["step0", "step1000"], layer=1,
-                          tokens=1024, heldout_tokens=512, context_len=64, batch_size=16, progress=False))
+                          tokens=1024, heldout_tokens=1024, context_len=64, batch_size=16, progress=False))
     store = ActivationStore(run_dir / "activations")
     config = EvaluateConfig(run=run_dir, progress=False, contexts=0)
     labeler = make_labeler(config, store)
