@@ -749,9 +749,8 @@ def test_findings_by_hand():
     assert lines[0] == "t: accuracy jumps from 55% at b to 90% at c (the largest step; 50% at a, 90% at c)."
     assert lines[1].startswith("Feature 8 has the largest effect on t: 67% of it (RelIE) is at b, class b+c shared.")
     assert "fires most on 'dogs'" in lines[1] and "promotes 'are'" in lines[1] and "plural subject" in lines[1]
-    assert lines[2].startswith("3 of 4 live features (75%) have decoders that emerge after a "
-                               "(2 between a and b, 1 between b and c); 1 are present from a on.")
-    assert "reaches 50% of its maximum" in lines[2]
+    assert lines[2] == ("3 of 4 live features (75%) emerge after a (decoder norm first ≥ 50% of its peak), most "
+                        "between a and b (2); per interval in evaluation/emergence.png.")
     assert lines[3].startswith("For 3 of 3 reported features on t")
     assert findings(data, n=2) == lines[:2]
     assert findings(report_data()) == []

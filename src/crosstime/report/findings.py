@@ -150,11 +150,12 @@ def emergence_finding(data: ReportData) -> str | None:
     counts, fraction = read
     live = sum(counts)
     later = live - counts[0]
-    when = ", ".join(f"{c} between {ck[m - 1].revision} and {ck[m].revision}" for m, c in enumerate(counts) if m > 0)
-    return (f"{later} of {live} live features ({_pct(later / live) if live else '0%'}) have decoders that emerge after "
-            f"{ck[0].revision} ({when}); {counts[0]} are present from {ck[0].revision} on. Counted as in "
-            f"evaluation/emergence.png: features that fired on the evaluation's tokens, onset = the first checkpoint "
-            f"where the decoder norm reaches {_pct(fraction)} of its maximum.")
+    if later == 0:
+        return f"All {live} live features are present from {ck[0].revision} on (decoder norm ≥ {_pct(fraction)} of its peak)."
+    m = max(range(1, len(counts)), key=lambda k: counts[k])
+    return (f"{later} of {live} live features ({_pct(later / live)}) emerge after {ck[0].revision} (decoder norm first "
+            f"≥ {_pct(fraction)} of its peak), most between {ck[m - 1].revision} and {ck[m].revision} ({counts[m]}); "
+            "per interval in evaluation/emergence.png.")
 
 
 def agreement_finding(data: ReportData) -> str | None:
