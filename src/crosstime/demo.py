@@ -37,10 +37,11 @@ from crosstime.tasks import TOY_TASKS
 from crosstime.toy import ToyConfig, read_build, toy_world, toy_world_cached
 from crosstime.toy.pretrain import CACHE_ENV
 
-# The crosscoder's checkpoints by default: the first one (initialisation) and a log-spaced spread over
-# the toy world's phases (n-gram statistics by step128, agreement and copying by step512, induction by
-# step1000; measured in docs/tutorial.md), so the direction turn, dimensionality and typed emergence show.
-EVOLUTION_REVISIONS = ("step0", "step16", "step64", "step128", "step256", "step512", "step1000")
+# The crosscoder's checkpoints by default: initialisation and one checkpoint per phase of the toy world
+# (n-gram statistics by step128, previous-token copying and simple agreement by step384, induction by
+# step640, agreement across attractors by step768-896: benchmarks/toy_phase_order.py), so rotation,
+# dimensionality and typed emergence show.
+EVOLUTION_REVISIONS = ("step0", "step64", "step128", "step384", "step640", "step768", "step1000")
 
 
 # The words of the numbers the demo prints, said once, where they first appear
