@@ -44,7 +44,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-import yaml
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
@@ -70,11 +69,11 @@ def read_crosscoder(run: Path) -> dict:
         raise SystemExit(f"this check encodes ReLU crosscoders only (got {config['variant']!r})")
     weights = load_file(str(run / "crosscoder" / "model.safetensors"))
     fold = weights["fold"].double()
-    stages = yaml.safe_load((run / "config.yaml").read_text())
+    manifest = json.loads((run / "activations" / "manifest.json").read_text())  # the site the crosscoder reads
     scales = torch.tensor(config["scales"] if config["normalised"] else [1.0] * len(fold), dtype=torch.float64)
     return {"W_enc": (weights["W_enc"].double() / fold.view(-1, 1, 1)), "b_enc": weights["b_enc"].double(),
-            "scales": scales, "revisions": config["revisions"], "layer": stages["harvest"]["layer"],
-            "series": Path(stages["harvest"]["series"])}
+            "scales": scales, "revisions": config["revisions"], "layer": manifest["site"]["layer"],
+            "series": Path(manifest["series"]["source"])}
 
 
 def pack(lines: list[list[int]], bos: int) -> tuple[list[list[int]], list[tuple[int, int, int]]]:
