@@ -8,9 +8,11 @@ checkpoints from initialisation on, which the second paper's readings need (dire
 dimensionality, typed emergence); with its width it learns mostly single-noun and copy-marker
 features, so the agreement tasks' top features after the transition are rarely number features.
 The first paper's crosscoder (RUN/first, :data:`FIRST_RUN`) is a small dictionary over the
-checkpoints around the agreement transition: too few features for one per noun, so it learns
-the subject's number, and the agreement tasks' top features after the transition are number
-features (measured by ``benchmarks/check_number_features.py``).
+checkpoints around the agreement transition, trained briefly: too few features for one per noun,
+so it learns the nouns' number. ``benchmarks/check_number_features.py`` measures it: of the
+agreement tasks' distinct top-10 features after the transition, 13 of 29 fire selectively for
+the subject's number at its head noun (1 of 35 task-active controls; the main crosscoder: 2 of
+51). Most of the rest are rc_attractor's, which act inside the relative clause, not at the head noun.
 
 Every stage writes into one run directory and records its settings there once it has
 finished (:mod:`crosstime.stage`). A stage that finished with this run's settings, on the
