@@ -653,6 +653,9 @@ def _show_demo(result: DemoResult, config: DemoConfig) -> None:
     for i, line in enumerate(result.findings, 1):
         console.print(f"{i}. {line}")
     console.print(f"\nDashboard: [bold]{result.dashboard.resolve()}[/bold]")
+    if result.first_run is not None:
+        console.print(f"The first paper's crosscoder ({', '.join(result.first_revisions)}, agreement tasks): "
+                      f"[bold]{result.first_run.resolve()}[/bold]")
 
 
 # --help lists the commands in pipeline order (scan … report), then the demo, then the rest

@@ -1,6 +1,18 @@
 """The demo: the whole pipeline on the toy world, in one call.
 
     toy world ─► scan ─► pick checkpoints ─► harvest ─► train ─► evaluate ─► attribute ─► report
+                                         └─► first paper's crosscoder: harvest ─► train ─► attribute (agreement)
+
+Two crosscoders, because one cannot tell both papers' stories. The main one (RUN) spans seven
+checkpoints from initialisation on, which the second paper's readings need (direction turn,
+dimensionality, typed emergence); with its width it learns mostly single-noun and copy-marker
+features, so the agreement tasks' top features after the transition are rarely number features.
+The first paper's crosscoder (RUN/first, :data:`FIRST_RUN`) is a small dictionary over the
+checkpoints around the agreement transition, trained briefly: too few features for one per noun,
+so it learns the nouns' number. ``benchmarks/check_number_features.py`` measures it: of the
+agreement tasks' distinct top-10 features after the transition, 13 of 29 fire selectively for
+the subject's number at its head noun (1 of 35 task-active controls; the main crosscoder: 2 of
+51). Most of the rest are rc_attractor's, which act inside the relative clause, not at the head noun.
 
 Every stage writes into one run directory and records its settings there once it has
 finished (:mod:`crosstime.stage`). A stage that finished with this run's settings, on the
@@ -34,7 +46,7 @@ from crosstime.stages.report import ReportConfig
 from crosstime.stages.scan import ScanConfig
 from crosstime.stages.train import TrainConfig
 from crosstime.tasks import TOY_TASKS
-from crosstime.toy import ToyConfig, read_build, toy_world, toy_world_cached
+from crosstime.toy import PAIR_TYPES, ToyConfig, read_build, toy_world, toy_world_cached
 from crosstime.toy.pretrain import CACHE_ENV
 
 # The crosscoder's checkpoints by default: initialisation and one checkpoint per phase of the toy world
@@ -42,6 +54,12 @@ from crosstime.toy.pretrain import CACHE_ENV
 # step640, agreement across attractors by step768-896: benchmarks/toy_phase_order.py), so rotation,
 # dimensionality and typed emergence show.
 EVOLUTION_REVISIONS = ("step0", "step64", "step128", "step384", "step640", "step768", "step1000")
+# The first paper's crosscoder: the checkpoints around the agreement transition (simple agreement learned
+# by step384; agreement across attractors below chance there and learned by step768-896), its run folder
+# inside RUN, and the tasks it attributes (the agreement tasks: its story is their number features).
+FIRST_REVISIONS = ("step384", "step768", "step1000")
+FIRST_RUN = "first"
+FIRST_TASKS = PAIR_TYPES
 
 
 # The words of the numbers the demo prints, said once, where they first appear
@@ -72,6 +90,14 @@ class DemoConfig(BaseModel):
                                  description="checkpoints of the crosscoder (default: a spread over the toy world's "
                                              "phases, enough for the second paper's figures); an empty list takes the "
                                              "scan's suggested triplet")
+    first_revisions: list[str] = Field(default_factory=lambda: list(FIRST_REVISIONS),
+                                       description=f"checkpoints of the first paper's crosscoder (RUN/{FIRST_RUN}: "
+                                                   "around the agreement transition, attributed on the agreement "
+                                                   "tasks); an empty list trains none")
+    first_n_features: int = Field(128, gt=0, description="the first paper's crosscoder's F (= d, fewer features than the "
+                                                         "grammar's 196 noun forms, so it learns their number)")
+    first_train_steps: int = Field(300, gt=0, description="the first paper's crosscoder's training steps (longer "
+                                                          "training splits its number features into noun detectors)")
     tasks: list[str] = Field(default_factory=lambda: list(TOY_TASKS), description="toy tasks to attribute "
                                                                                   f"({', '.join(TOY_TASKS)})")
     attribution_pairs: int | None = Field(100, ge=1, description="pairs per task for attribution (None: all 300)")
@@ -81,7 +107,7 @@ class DemoConfig(BaseModel):
     progress: bool = Field(True, description="show progress bars")
 
 
-    @field_validator("revisions")
+    @field_validator("revisions", "first_revisions")
     @classmethod
     def _toy_revisions(cls, revisions: list[str]) -> list[str]:
         known = [f"step{s}" for s in ToyConfig().checkpoint_steps()]
@@ -106,6 +132,8 @@ class DemoResult(BaseModel):
     toy_world: Path = Field(description="the toy world's folder (in the cache)")
     toy_built: bool = Field(description="whether this call built the toy world (else it was reused from the cache)")
     revisions: list[str]
+    first_run: Path | None = Field(description=f"the first paper's crosscoder's run (RUN/{FIRST_RUN}; None: not trained)")
+    first_revisions: list[str]
     timings: dict[str, float]
     reused: list[str]
     summaries: dict[str, list[str]] = Field(description="per stage, the lines printed after it: what it found")
@@ -151,6 +179,35 @@ def _attribution_line(run: RunDir, task: str) -> list[str]:
     return [top_features_line(open_run(run.root).read(ATTRIBUTION, task).summary)]
 
 
+def _first_tasks(config: DemoConfig) -> list[str]:
+    """The tasks the first paper's crosscoder attributes: the demo's agreement tasks (none without it)."""
+    return [t for t in config.tasks if t in FIRST_TASKS] if config.first_revisions else []
+
+
+def _first_paper(step: _Stages, config: DemoConfig, series: str) -> Path | None:
+    """The first paper's crosscoder in RUN/first: harvest its checkpoints, train, attribute the agreement tasks."""
+    if not config.first_revisions:
+        return None
+    run = RunDir(config.run / FIRST_RUN)
+    run.root.mkdir(parents=True, exist_ok=True)
+    common = {"run": run.root, "progress": config.progress}
+    revisions = config.first_revisions
+    step("first: harvest", None, HarvestConfig(**common, series=series, revisions=revisions, layer=config.layer,
+                                                 tokens=config.tokens, heldout_tokens=config.heldout_tokens),
+         lambda: [open_run(run.root).store.summary()])
+    step("first: train", None, TrainConfig(**common, n_features=config.first_n_features, steps=config.first_train_steps,
+                                            batch_size=config.batch_size, lr=config.lr,
+                                            sparsity_coeff=config.sparsity_coeff, seed=config.seed,
+                                            revisions=revisions, val_every=250, save_every=250),
+         lambda: [line for line in [heldout_summary(run.crosscoder, revisions)] if line])
+    for task in _first_tasks(config):
+        step(f"first: attribute {task}", None,
+             AttributeConfig(**common, task=task, top_k=config.top_k, seed=config.seed,
+                             max_pairs=config.attribution_pairs),
+             lambda task=task: _attribution_line(run, task))
+    return run.root
+
+
 def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
     """Run (or resume) the whole pipeline on the toy world; return where the dashboard is."""
 
@@ -159,7 +216,9 @@ def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
     run = RunDir(config.run)
     run.root.mkdir(parents=True, exist_ok=True)
     common = {"run": run.root, "progress": config.progress}
-    names = ["toy world", "scan", "harvest", "train", "evaluate", *[f"attribute {t}" for t in config.tasks], "report"]
+    names = ["toy world", "scan", "harvest", "train", "evaluate", *[f"attribute {t}" for t in config.tasks], "report",
+             *(["first: harvest", "first: train"] if config.first_revisions else []),
+             *[f"first: attribute {t}" for t in _first_tasks(config)]]
     step = _Stages(console, names)
 
     cached = toy_world_cached()
@@ -186,6 +245,8 @@ def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
              lambda task=task: _attribution_line(run, task) + ([GLOSSARY["attribute"]] if task == config.tasks[0] else []))
     report_cfg = ReportConfig(**common, n_features=config.n_report_features, title="crosstime demo: toy world")
     step("report", None, report_cfg, lambda: evolution_lines(run.root))
+    first = _first_paper(step, config, series)
     return DemoResult(run=run.root, dashboard=report_cfg.output(), toy_world=world, toy_built=not cached,
-                      revisions=revisions, timings=step.timings, reused=step.reused, summaries=step.summaries,
+                      revisions=revisions, first_run=first, first_revisions=config.first_revisions,
+                      timings=step.timings, reused=step.reused, summaries=step.summaries,
                       findings=findings(run.root))

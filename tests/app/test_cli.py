@@ -250,6 +250,8 @@ CASES = [
     ("demo: --tokens 0", ["demo", "{new}", "--tokens", "0"], "--tokens"),
     ("demo: --train-steps -1", ["demo", "{new}", "--train-steps", "-1"], "--train-steps"),
     ("demo: unknown option", ["demo", "{new}", "--bogus"], "--bogus"),
+    ("demo: --first-revisions not a toy checkpoint", ["demo", "{new}", "--first-revisions", "step3"],
+     "--first-revisions"),
     # toy build
     ("toy build: --steps 0", ["toy", "build", "--out", "{new}", "--steps", "0"], "--steps"),
     ("toy build: --threads 0", ["toy", "build", "--out", "{new}", "--threads", "0"], "--threads"),

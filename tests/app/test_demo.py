@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from crosstime.artifacts import EVALUATION_FEATURES, ReportData
-from crosstime.demo import EVOLUTION_REVISIONS, DemoConfig, demo
+from crosstime.demo import EVOLUTION_REVISIONS, FIRST_REVISIONS, DemoConfig, demo
 from crosstime.report.findings import evolution_readings
 from crosstime.store import ActivationStore
 from crosstime.tasks import TOY_TASKS
@@ -17,6 +17,8 @@ from crosstime.tasks import TOY_TASKS
 pytestmark = pytest.mark.slow  # the session's demo run: minutes
 
 STAGES = ["toy world", "scan", "harvest", "train", "evaluate", *[f"attribute {t}" for t in TOY_TASKS]]
+AGREEMENT = ["simple_agreement", "pp_attractor", "rc_attractor", "irregular_plural"]
+FIRST_STAGES = ["first: harvest", "first: train", *[f"first: attribute {t}" for t in AGREEMENT]]
 
 
 def test_demo_runs_every_stage_on_its_spread_of_checkpoints(demo_run):
@@ -33,9 +35,25 @@ def test_demo_runs_every_stage_on_its_spread_of_checkpoints(demo_run):
     assert len(demo_run.findings) == 3 and demo_run.reused == []
 
 
+def test_demo_trains_the_first_papers_crosscoder_in_its_own_run(demo_run):
+    """RUN/first: its own store and crosscoder over the checkpoints around the transition, attributed on
+    the agreement tasks only (the main run's files are not touched by it)."""
+    first = demo_run.run / "first"
+    assert demo_run.first_run == first and demo_run.first_revisions == list(FIRST_REVISIONS)
+    assert json.loads((first / "activations" / "manifest.json").read_text())["revisions"] == list(FIRST_REVISIONS)
+    config = json.loads((first / "crosscoder" / "config.json").read_text())
+    assert config["revisions"] == list(FIRST_REVISIONS) and config["n_features"] == DemoConfig().first_n_features
+    assert sorted(p.name for p in (first / "attribution").iterdir()) == sorted(AGREEMENT)
+    for task in AGREEMENT:
+        summary = json.loads((first / "attribution" / task / "summary.json").read_text())
+        assert summary["revisions"] == list(FIRST_REVISIONS)
+        top = summary["top_features"][FIRST_REVISIONS[-1]][0]
+        assert f"{FIRST_REVISIONS[-1]} #{top}" in demo_run.summaries[f"first: attribute {task}"][0]
+
+
 def test_demo_says_what_each_stage_found(demo_run, toy_world):
     said = demo_run.summaries
-    assert list(said) == STAGES + ["report"]
+    assert list(said) == STAGES + ["report"] + FIRST_STAGES
     # the report says the second paper's readings: the phase order, the turn, dimensionality, typed emergence
     data = ReportData.model_validate_json((demo_run.run / "report" / "data.json").read_text())
     assert said["report"] == [line for line in evolution_readings(data).values() if line] and len(said["report"]) == 4
@@ -83,12 +101,12 @@ def test_rerun_reuses_finished_stages_and_redoes_what_changed(demo_run, tmp_path
     shutil.copytree(demo_run.run, run)  # a copied run directory counts as done
     config = DemoConfig(run=run)
     second = demo(config)  # progress on: it changes no output
-    assert second.reused == STAGES[1:] + ["report"]
+    assert second.reused == STAGES[1:] + ["report"] + FIRST_STAGES
     assert second.revisions == demo_run.revisions and second.summaries["train"] == demo_run.summaries["train"]
     assert second.timings["train"] < demo_run.timings["train"]
     # a changed attribution is redone, and so is the report that reads it; nothing else (one task, to keep
     # the suite short: each task is its own stage)
     third = demo(config.model_copy(update={"top_k": 5, "tasks": ["induction"], "progress": False}))
-    assert third.reused == ["scan", "harvest", "train", "evaluate"]
+    assert third.reused == ["scan", "harvest", "train", "evaluate", "first: harvest", "first: train"]
     summary = json.loads((run / "attribution" / "induction" / "summary.json").read_text())
     assert {len(ids) for ids in summary["top_features"].values()} == {5}
