@@ -137,6 +137,12 @@ function jointCurves(rows, a) {
   box.appendChild(el("div", { cls: "hint", text: "one chart per checkpoint" }));
   return box;
 }
+// room (px) for a heatmap's labels: at least ``least``, else ``perChar`` px per character of the longest
+// (class names grow with the checkpoints: "step640+step768+step1000 shared"); rotated column labels need less
+function labelRoom(labels, least, perChar) {
+  var longest = (labels || []).reduce(function (n, l) { return Math.max(n, String(l).length); }, 0);
+  return Math.max(least, Math.ceil(longest * perChar) + 12);
+}
 function disputedView(counts, overall) {
   var judged = (overall || []).filter(function (w) { return w.name === "scaling_judged"; })[0];
   var box = el("div", { cls: "disputed-summary" }, [el("h3", { text: "Features flagged by latent scaling" + (judged ? " (of " + fmt(judged.value) + " features judged)" : "") }), countBars(counts)]);
@@ -160,7 +166,7 @@ function taskPanel(t, a, abl, O) {
   if (a.confusion) {
     var c = a.confusion;
     cols.appendChild(el("div", null, [el("h3", { text: "RelIE class (rows) × RelDec class (columns), reported features" }),
-      heatmap(c.counts, c.relie_classes, { colLabels: c.reldec_classes, cell: 36, left: 150, bottom: 120, min: 0, cls: "confusion", format: function (v) { return String(v); } })]));
+      heatmap(c.counts, c.relie_classes, { colLabels: c.reldec_classes, cell: 36, left: labelRoom(c.relie_classes, 150, 7), bottom: labelRoom(c.reldec_classes, 120, 5.5), min: 0, cls: "confusion", format: function (v) { return String(v); } })]));
   }
   var body = el("div", { cls: "task-body" });
   if (a.per_checkpoint) { body.appendChild(el("h3", { text: "per checkpoint" })); body.appendChild(checkpointTable(a.per_checkpoint, a.revisions, "attribution-table")); }
