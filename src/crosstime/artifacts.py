@@ -425,12 +425,12 @@ class Phases(_Artifact):
         None, description="share of bootstrap resamples whose order (ties included) is this order")
 
     def trust(self) -> str:
-        """How far the order holds, in words (empty without tasks): the threshold interval, the bootstrap
-        support, and whether an onset is censored."""
+        """How far the order holds, in words after "the order" (empty without tasks): the threshold
+        interval, the bootstrap support, and whether an onset is censored."""
         if self.threshold_interval is None:
             return ""
         lo, hi = self.threshold_interval
-        words = f"this order holds for accuracy thresholds in ({lo:.2f}, {hi:.2f}]"
+        words = f"holds for accuracy thresholds in ({lo:.2f}, {hi:.2f}]"
         if self.order_support is not None:
             words += f", in {self.order_support:.0%} of {self.bootstrap:,} bootstrap resamples of the pairs"
         censored = [p.name for p in self.phases if p.censored]

@@ -315,7 +315,7 @@ def phase_order_reading(data: ReportData) -> str | None:
     verdict = "matches (ties count as in order)" if not wrong else "differs: " + "; ".join(wrong)
     trust = data.overview.evolution.phases.trust()
     return (f"The feature types' emergence order {verdict}; median onset of each type → the phase it serves, learned "
-            f"at: {mapping}" + (f" (the phases' {trust})." if trust else "."))
+            f"at: {mapping}" + (f" (the phase order {trust})." if trust else "."))
 
 
 def evolution_lines(source: str | Path | ReportData) -> list[str]:

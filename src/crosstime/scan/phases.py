@@ -164,4 +164,4 @@ def phases_line(phases: Phases) -> str:
         last = p.step
     never = f"; not learned by the last checkpoint: {', '.join(phases.never)}" if phases.never else ""
     trust = phases.trust()
-    return "phases in order of onset: " + "".join(parts) + never + (f"; {trust}" if trust else "")
+    return "phases in order of onset: " + "".join(parts) + never + (f"; this order {trust}" if trust else "")
