@@ -1,0 +1,1 @@
+"""The interpret stage's work: explanations, complexity and detection/fuzzing scores per feature."""
