@@ -1249,7 +1249,7 @@ FeatureTables = create_model(
 
 
 class Window(_Artifact):
-    """Tokens around a place a feature fired, with its activation at each (crosstime.report.evidence.windows)."""
+    """Tokens around a place a feature fired, with its activation at each (crosstime.evidence.windows)."""
 
     context: int
     position: int
@@ -1279,7 +1279,7 @@ class LogitLens(_Artifact):
 
 
 class FeatureEvidence(_Artifact):
-    """What a feature fires on and writes (:func:`crosstime.report.evidence.feature_evidence`); dicts by view
+    """What a feature fires on and writes (:func:`crosstime.evidence.feature_evidence`); dicts by view
     ('all' and each checkpoint alone) or by revision."""
 
     density: dict[str, float] = Field(description="view -> share of the rows where it fires")

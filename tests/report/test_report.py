@@ -49,7 +49,7 @@ from crosstime.stages.report import report
 from crosstime.report.annotate import parse_annotations
 from crosstime.runs import open_run
 from crosstime.report.dashboard import PER_CHECKPOINT_SUMMARY, collect
-from crosstime.report.evidence import (
+from crosstime.evidence import (
     DoublingHistogram,
     Example,
     encode_view,
@@ -801,7 +801,7 @@ def test_crosscoder_panel_lists_only_the_settings_of_its_variant(variant):
 
 
 def test_logit_lens_leaves_out_excluded_tokens():
-    from crosstime.report.evidence import top_tokens
+    from crosstime.evidence import top_tokens
 
     logits = torch.tensor([[5.0, -9.0, 1.0, 4.0, -2.0, 0.5]])
     promoted, suppressed = top_tokens(logits, 2)
@@ -875,7 +875,7 @@ def test_render_embeds_small_reports_and_shards_large_ones(tmp_path):
 def test_report_all_features_lists_every_live_feature_in_one_pass(run3, tmp_path, monkeypatch):
     """``all_features``: every live feature listed (the reported first) with its evidence, gathered in
     ONE pass over the store; the top contexts of a reported feature are those a report of it alone finds."""
-    import crosstime.report.evidence as evidence_module
+    import crosstime.evidence as evidence_module
 
     run = tmp_path / "run"
     shutil.copytree(run3[0], run, ignore=shutil.ignore_patterns("report", ".crosstime.lock*"))

@@ -29,6 +29,10 @@ class Context:
     tokens: tuple[str, ...]
     activations: tuple[float, ...]
     marked: int
+    # The series' own token labels of the window, ``((property, (group per token, ...)), ...)`` (the toy
+    # world's grammar labels, taken from the whole context; -1 unlabelled), for the rule-based judge;
+    # empty where the series has no labeller. An LLM is never shown them.
+    labels: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
 
 @dataclass(frozen=True)

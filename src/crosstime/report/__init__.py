@@ -23,7 +23,7 @@ from crosstime.report.annotate import (
            import_annotations,
            read_annotations,
 )
-from crosstime.report.evidence import EvidenceConfig, EvidenceError, feature_evidence
+from crosstime.evidence import EvidenceConfig, EvidenceError, feature_evidence
 from crosstime.report.findings import evolution_lines, findings
 from crosstime.report.work import ReportConfig, ReportError
 

@@ -69,7 +69,7 @@ from crosstime.report.dashboard import (
     rank_features,
     render,
 )
-from crosstime.report.evidence import EvidenceConfig, feature_evidence
+from crosstime.evidence import EvidenceConfig, feature_evidence
 from crosstime.report.evolution import TWO_PHASE_PNG, caption_figures, two_phase_figure
 from crosstime.report.findings import evolution_readings, findings, main_task
 from crosstime.runs import ACTIVATIONS, CROSSCODER, Run

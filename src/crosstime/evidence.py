@@ -371,6 +371,20 @@ def _r(v: float, digits: int = 4) -> float:
     return round(v, -math.floor(math.log10(abs(v))) + digits - 1)
 
 
+def token_strings(tokenizer, ids: list[int]) -> dict[str, str]:
+    """Display text of each token id. Word-level tokenizers (no decoder) get a leading space
+    so that a window of tokens reads as words."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # a transformers fast tokenizer's
+    word_level = backend is not None and backend.decoder is None
+    out = {}
+    for i in ids:
+        text = tokenizer.decode([int(i)], clean_up_tokenization_spaces=False)
+        if word_level and text and not text[0].isspace():
+            text = " " + text
+        out[str(int(i))] = text
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # logit lens
 # ---------------------------------------------------------------------------------------
@@ -443,21 +457,29 @@ def _examples(result: StreamResult, config: EvidenceConfig) -> tuple[list[Exampl
                     examples.append(Example(v, i, c, p, val))
                     slots.append((k, "top", view, None))
     for k, i in enumerate(features):
-        vals = result.sample_values[0, k]
-        keep = torch.nonzero(vals > 0).flatten()
-        if not len(keep) or not config.n_quantiles:
-            continue
-        order = keep[torch.argsort(vals[keep], stable=True)]
-        picked: list[int] = []
-        for j in range(config.n_quantiles):
-            q = (j + 0.5) / config.n_quantiles
-            idx = int(order[min(len(order) - 1, int(q * len(order)))])
-            if idx not in picked:
-                picked.append(idx)
-                c, p = result.sample_where[0, k, idx].tolist()
-                examples.append(Example(0, i, c, p, float(vals[idx])))
-                slots.append((k, "quantile", ALL, q))
+        for idx, q in quantile_picks(result, 0, k, config.n_quantiles):
+            c, p = result.sample_where[0, k, idx].tolist()
+            examples.append(Example(0, i, c, p, float(result.sample_values[0, k, idx])))
+            slots.append((k, "quantile", ALL, q))
     return examples, slots
+
+
+def quantile_picks(result: StreamResult, view: int, k: int, n_quantiles: int) -> list[tuple[int, float]]:
+    """Examples at ``n_quantiles`` evenly spaced activation quantiles ``(j + 0.5) / n`` of the uniform
+    sample of feature index ``k`` in ``view``: ``(index into the sample, quantile)``, each sample entry
+    once (a quantile landing on an entry already picked is skipped)."""
+    vals = result.sample_values[view, k]
+    keep = torch.nonzero(vals > 0).flatten()
+    if not len(keep) or not n_quantiles:
+        return []
+    order = keep[torch.argsort(vals[keep], stable=True)]
+    picked: list[tuple[int, float]] = []
+    for j in range(n_quantiles):
+        q = (j + 0.5) / n_quantiles
+        idx = int(order[min(len(order) - 1, int(q * len(order)))])
+        if idx not in [i for i, _ in picked]:
+            picked.append((idx, q))
+    return picked
 
 
 def _per_feature(result: StreamResult, slots: list, shown: list[dict]) -> dict[str, dict]:
