@@ -67,6 +67,7 @@ EVALUATION_FILE = "evaluation.json"
 EVALUATION = "evaluation"
 ATTRIBUTION = "attribution"
 REPORT = "report"
+INTERPRET = "interpret"
 
 
 class RunDir:
@@ -115,6 +116,10 @@ class RunDir:
     @property
     def report(self) -> Path:
         return self.root / REPORT
+
+    @property
+    def interpret(self) -> Path:
+        return self.root / INTERPRET
 
 
 # -- tables ----------------------------------------------------------------------------------
@@ -1356,6 +1361,78 @@ class Annotations(_Artifact):
     features: dict[int, dict[str, str]] = Field(description="feature id -> {description, extra columns}")
 
 
+# -- interpret/ ----------------------------------------------------------------------------------
+
+INTERPRET_EXPLANATIONS = Table("explanations.csv", (
+    Column("feature", int, "feature id"),
+    Column("view", str, "the evidence's view: 'all' (the joint activation) or a checkpoint alone"),
+    Column("feature_type", str, "evaluation/features.csv feature_type (typed emergence), empty without one"),
+    Column("explanation", str, "what the feature fires on, in words (empty: the explainer gave none)"),
+    Column("complexity", int, "1-5 (docs/interpret.md); empty where the explainer gave none"),
+    Column("source", str, "what wrote the explanation: 'rules' or the LLM's model id"),
+    Column("detection", float, "detection balanced accuracy on held-out contexts (delphi's definition)"),
+    Column("fuzzing", float, "fuzzing balanced accuracy on held-out contexts (delphi's definition)"),
+    Column("detection_shuffled", float, "detection balanced accuracy of another feature's explanation of the same "
+                                        "view (the chance baseline)"),
+    Column("fuzzing_shuffled", float, "fuzzing balanced accuracy of that shuffled explanation"),
+    Column("n_positive", int, "held-out activating contexts scored"),
+    Column("n_negative", int, "held-out non-activating contexts scored"),
+    Column("n_unanswered", int, "judge answers that were unusable (left out of the scores)"),
+), digits=4)
+INTERPRET_ANALYSIS = "analysis.json"
+INTERPRET_FIGURE = "complexity.png"  # complexity against onset and RelIE peak; scores per checkpoint
+
+
+class Correlation(_Artifact):
+    """Complexity against a checkpoint index over the features that have both (joint view)."""
+
+    against: str = Field(description="'onset' (features.csv) or 'relie_peak' (the attribution checkpoint where the "
+                                     "feature's RelIE is largest, in the task where its Σ|IE| is largest)")
+    n: int = Field(description="features in the correlation")
+    pearson_r: float | None = Field(description="Pearson r (None: fewer than 3 features, or a constant)")
+    pearson_p: float | None = Field(description="two-sided p-value (scipy.stats.pearsonr)")
+    pearson_ci: list[float] | None = Field(description="bootstrap 95% interval of r (features resampled)")
+    spearman_rho: float | None = Field(description="Spearman ρ")
+    spearman_p: float | None = Field(description="two-sided p-value (scipy.stats.spearmanr)")
+    spearman_ci: list[float] | None = Field(description="bootstrap 95% interval of ρ")
+
+
+class ComplexityRow(_Artifact):
+    """One complexity level (joint view): its features' onsets, RelIE peaks and scores."""
+
+    complexity: int
+    n: int
+    onset_mean: float | None = Field(description="mean onset checkpoint index")
+    onset_median: float | None
+    relie_peak_mean: float | None = Field(description="mean RelIE peak checkpoint index (features with one)")
+    detection_mean: float | None
+    detection_shuffled_mean: float | None
+
+
+class ViewScores(_Artifact):
+    """Mean scores of the explanations of one view (the joint one or a checkpoint alone)."""
+
+    view: str
+    n: int = Field(description="explanations scored in this view")
+    detection_mean: float | None
+    fuzzing_mean: float | None
+    detection_shuffled_mean: float | None
+    fuzzing_shuffled_mean: float | None
+
+
+class InterpretAnalysis(_Artifact):
+    """interpret/analysis.json: complexity against emergence, and the explanations' scores."""
+
+    explainer: str = Field(description="'rules' or 'llm'")
+    revisions: list[str] = Field(description="the crosscoder's checkpoints (onset and peak index these)")
+    n_features: int = Field(description="features interpreted")
+    n_explained: int = Field(description="of them with an explanation and a complexity (joint view)")
+    onset: Correlation
+    relie_peak: Correlation | None = Field(description="None without an attribution")
+    table: list[ComplexityRow]
+    views: list[ViewScores]
+    reading: str = Field(description="the result in one line")
+
 # -- the schemas ---------------------------------------------------------------------------------
 
 # every JSON file a stage writes into the run directory (path in it, TASK for the task) -> its model
@@ -1367,6 +1444,7 @@ JSON_ARTIFACTS: dict[str, type[_Artifact]] = {
     f"{ATTRIBUTION}/TASK/{ATTRIBUTION_SUMMARY}": AttributionSummary,
     f"{REPORT}/{REPORT_DATA}": ReportData,
     f"{REPORT}/{REPORT_ANNOTATIONS}": Annotations,
+    f"{INTERPRET}/{INTERPRET_ANALYSIS}": InterpretAnalysis,
 }
 
 

@@ -42,6 +42,8 @@ from crosstime.artifacts import (
     ATTRIBUTION_JOINT,
     ATTRIBUTION_SUMMARY,
     EVALUATION_FEATURES,
+    INTERPRET_ANALYSIS,
+    INTERPRET_EXPLANATIONS,
     REPORT_DATA,
     REPORT_HTML,
     SCAN_ACCURACY,
@@ -54,6 +56,7 @@ from crosstime.artifacts import (
     CheckpointEvaluation,
     Evaluation,
     EvaluationSummary,
+    InterpretAnalysis,
     Phases,
     ReportData,
     RunDir,
@@ -205,6 +208,30 @@ def _read_report(run: Run, key: str | None) -> ReportData:
     return read_model(ReportData, run.dir.report / REPORT_DATA)
 
 
+@dataclass(frozen=True, repr=False)
+class Interpretation:
+    """What ``crosstime interpret`` wrote: ``analysis`` (interpret/analysis.json) and ``explanations``
+    (INTERPRET_EXPLANATIONS' rows: one per feature and view, ``view`` 'all' = the joint one)."""
+
+    analysis: InterpretAnalysis
+    explanations: list[dict[str, Any]]
+
+    def of(self, feature: int, view: str = "all") -> dict[str, Any] | None:
+        """The row of ``feature`` in ``view`` (explanation, complexity, scores), None when not interpreted."""
+        return next((r for r in self.explanations if r["feature"] == feature and r["view"] == view), None)
+
+    def __repr__(self) -> str:
+        return (f"Interpretation({self.analysis.explainer}; {self.analysis.n_explained} of {self.analysis.n_features} "
+                f"features explained; {len(self.explanations)} rows)\n  {self.analysis.reading}\n  .analysis "
+                ".explanations .of(feature, view)")
+
+
+def _read_interpretation(run: Run, key: str | None) -> Interpretation:
+    folder = run.dir.interpret
+    return Interpretation(read_model(InterpretAnalysis, folder / INTERPRET_ANALYSIS),
+                          INTERPRET_EXPLANATIONS.read(folder, []))
+
+
 SCAN = Artifact("scan", "scan", f"scan/{SCAN_SUGGESTION}", _read_scan, "scan",
                 "the scan: accuracy curves, similarity, dynamics, phases, suggested checkpoints",
                 checksummed=("scan/*",))
@@ -220,6 +247,9 @@ ATTRIBUTION = Artifact("attribution", "attribution/{key}", f"attribution/{{key}}
                        checksummed=("attribution/{key}/*",))
 REPORT = Artifact("report", "report", f"report/{REPORT_HTML}", _read_report, "report",
                   "the report", checksummed=(f"report/{REPORT_DATA}",))
+INTERPRETATION = Artifact("interpretation", "interpret", f"interpret/{INTERPRET_ANALYSIS}", _read_interpretation,
+                          "interpret", "the features' explanations, scores and complexity analysis",
+                          checksummed=("interpret/*",))
 
 
 # -- where the store is -------------------------------------------------------------------------
