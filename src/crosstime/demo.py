@@ -1,6 +1,6 @@
 """The demo: the whole pipeline on the toy world, in one call.
 
-    toy world ─► scan ─► pick checkpoints ─► harvest ─► train ─► evaluate ─► attribute ─► report
+    toy world ─► scan ─► pick checkpoints ─► harvest ─► train ─► evaluate ─► attribute ─► report ─► interpret
                                          └─► first paper's crosscoder: harvest ─► train ─► attribute (agreement)
 
 Two crosscoders, because one cannot tell both papers' stories. The main one (RUN) spans seven
@@ -37,12 +37,13 @@ from crosstime.attribution import top_features_line
 from crosstime.crosscoder.logs import heldout_summary
 from crosstime.evaluate import paper_row
 from crosstime.report import evolution_lines, findings
-from crosstime.runs import ATTRIBUTION, SCAN, open_run
+from crosstime.runs import ATTRIBUTION, INTERPRETATION, SCAN, open_run
 from crosstime.scan import phases_line, suggestion_line
 from crosstime.stage import StageConfig
 from crosstime.stages.attribute import AttributeConfig
 from crosstime.stages.evaluate import EvaluateConfig
 from crosstime.stages.harvest import HarvestConfig
+from crosstime.stages.interpret import InterpretConfig
 from crosstime.stages.report import ReportConfig
 from crosstime.stages.scan import ScanConfig
 from crosstime.stages.train import TrainConfig
@@ -217,7 +218,7 @@ def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
     run = RunDir(config.run)
     run.root.mkdir(parents=True, exist_ok=True)
     common = {"run": run.root, "progress": config.progress}
-    names = ["toy world", "scan", "harvest", "train", "evaluate", *[f"attribute {t}" for t in config.tasks], "report",
+    names = ["toy world", "scan", "harvest", "train", "evaluate", *[f"attribute {t}" for t in config.tasks], "report", "interpret",
              *(["first: harvest", "first: train"] if config.first_revisions else []),
              *[f"first: attribute {t}" for t in _first_tasks(config)]]
     step = _Stages(console, names)
@@ -246,6 +247,9 @@ def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
              lambda task=task: _attribution_line(run, task) + ([GLOSSARY["attribute"]] if task == config.tasks[0] else []))
     report_cfg = ReportConfig(**common, n_features=config.n_report_features, title="crosstime demo: toy world")
     step("report", None, report_cfg, lambda: evolution_lines(run.root))
+    # explanations from the toy world's own types (no LLM): complexity against emergence, the scores' baseline
+    step("interpret", None, InterpretConfig(**common, features="all-live", explainer="rules", seed=config.seed),
+         lambda: [open_run(run.root).read(INTERPRETATION).analysis.reading])
     first = _first_paper(step, config, series)
     return DemoResult(run=run.root, dashboard=report_cfg.output(), toy_world=world, toy_built=not cached,
                       revisions=revisions, first_run=first, first_revisions=config.first_revisions,
