@@ -17,13 +17,13 @@ contexts, histograms, logit lens from the store and the crosscoder), :mod:`.dash
 :mod:`.findings`, :mod:`.annotate`.
 """
 
+from crosstime.evidence import EvidenceConfig, EvidenceError, feature_evidence
 from crosstime.report.annotate import (
            AnnotationError,
            export_annotations,
            import_annotations,
            read_annotations,
 )
-from crosstime.evidence import EvidenceConfig, EvidenceError, feature_evidence
 from crosstime.report.findings import evolution_lines, findings
 from crosstime.report.work import ReportConfig, ReportError
 

@@ -59,6 +59,7 @@ from crosstime.artifacts import (
 from crosstime.checkpoints import format_tokens
 from crosstime.crosscoder import Crosscoder
 from crosstime.errors import CrosstimeError
+from crosstime.evidence import EvidenceConfig, feature_evidence
 from crosstime.report.annotate import apply_annotations, read_annotations
 from crosstime.report.dashboard import (
     Collected,
@@ -69,7 +70,6 @@ from crosstime.report.dashboard import (
     rank_features,
     render,
 )
-from crosstime.evidence import EvidenceConfig, feature_evidence
 from crosstime.report.evolution import TWO_PHASE_PNG, caption_figures, two_phase_figure
 from crosstime.report.findings import evolution_readings, findings, main_task
 from crosstime.runs import ACTIVATIONS, CROSSCODER, Run
