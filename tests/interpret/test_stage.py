@@ -1,0 +1,71 @@
+"""The interpret stage on a run made by the real stages (the report tests' fabricated run): its evidence
+against a brute-force encode, its outputs, its record."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))  # the report tests' run fabricator
+from test_report_helpers import cached_run  # noqa: E402
+
+from crosstime import stage  # noqa: E402
+from crosstime.interpret.evidence import Source, gather  # noqa: E402
+from crosstime.runs import INTERPRETATION, open_run  # noqa: E402
+from crosstime.stages.interpret import InterpretConfig, interpret  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    made, _ = cached_run(tmp_path_factory, M=3)
+    dest = tmp_path_factory.mktemp("interpret") / "run"
+    shutil.copytree(made, dest, ignore=shutil.ignore_patterns("report", ".crosstime.lock*"))
+    return dest
+
+
+def joint_activations(store, model, lo: int, hi: int) -> torch.Tensor:
+    """``[contexts, P, F]``: the crosscoder's own encode of the normalised store rows (independent of the
+    evidence pass's folded copy and view encoding)."""
+    P, revs = store.rows_per_context, model.revisions
+    x = torch.stack([store.read_block(r, lo * P, (hi - lo) * P) for r in revs], dim=1)
+    x = x * torch.tensor([store.scales[r] for r in revs])[None, :, None]
+    return model.encode(x).detach().reshape(hi - lo, P, -1)
+
+
+def test_evidence_matches_a_brute_force_encode(run):
+    opened = open_run(run)
+    store, model = opened.store, opened.crosscoder
+    lo, hi = store.context_range("heldout")
+    acts = joint_activations(store, model, lo, hi)
+    live = [i for i in range(model.n_features) if acts[..., i].max() > 0][:6]
+    config = InterpretConfig(run=run, n_shown=3, n_heldout=4, n_inactive=3, device="cpu", progress=False)
+    found = gather(store, model, {i: ["all"] for i in live}, config, Source(None, None))
+    assert [e.feature for e in found] == live and all(e.checkpoint is None for e in found)
+    for ev in found:
+        best = float(acts[..., ev.feature].max())
+        assert ev.top[0].activations[ev.top[0].marked] == pytest.approx(best, rel=1e-3)
+        assert all(c.activations[c.marked] > 0 for c in ev.top + ev.weaker)
+        assert all(max(c.activations) == 0 for c in ev.inactive) and len(ev.inactive) <= 3
+
+
+def test_stage_writes_scores_and_analysis_and_records_itself(run):
+    config = InterpretConfig(run=run, features="all-live", device="cpu", progress=False, n_boot=20)
+    analysis = interpret(config)
+    found = open_run(run).read(INTERPRETATION)
+    assert found.analysis == analysis and stage.finished(config)
+    features = {r["feature"]: r for r in open_run(run).evaluation.features}
+    alive = sorted(i for i, r in features.items() if r["alive"])
+    assert sorted({r["feature"] for r in found.explanations}) == alive
+    for r in found.explanations:
+        typed = r["explanation"] is not None  # an empty cell reads back as None
+        assert typed == (r["complexity"] is not None)
+        if r["view"] != "all":
+            assert features[r["feature"]]["presence"][open_run(run).crosscoder.revisions.index(r["view"])] == "present"
+        for name in ("detection", "fuzzing"):
+            assert r[name] is None or 0 <= r[name] <= 1
+    assert found.of(alive[0]) is not None and found.of(alive[0], "nowhere") is None
+    assert (run / "interpret" / "complexity.png").stat().st_size > 0
