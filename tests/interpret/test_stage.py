@@ -11,12 +11,12 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))  # the report tests' run fabricator
-from test_report_helpers import cached_run  # noqa: E402
+from test_report_helpers import cached_run
 
-from crosstime import stage  # noqa: E402
-from crosstime.interpret.evidence import Source, gather  # noqa: E402
-from crosstime.runs import INTERPRETATION, open_run  # noqa: E402
-from crosstime.stages.interpret import InterpretConfig, interpret  # noqa: E402
+from crosstime import stage
+from crosstime.interpret.evidence import Source, gather
+from crosstime.runs import INTERPRETATION, open_run
+from crosstime.stages.interpret import InterpretConfig, interpret
 
 
 @pytest.fixture(scope="module")
