@@ -121,7 +121,8 @@ class OpenAICompatible:
         status = err.status_code
         if status in RETRYABLE_STATUS or status >= 500:
             return TransientFailure(f"HTTP {status} from {self.url}", parse_retry_after(err.response.headers.get("retry-after")))
-        detail = str(err.message)[:300]
+        body = err.body  # the client's parse of the JSON error: {"message": ...} from OpenAI, vLLM, Ollama
+        detail = str(body.get("message") if isinstance(body, dict) and body.get("message") else err.message)[:300]
         if status in (401, 403):
             return LLMError(f"the LLM server {self.url} refused the key (HTTP {status}: {detail}); check the "
                             f"key in the environment variable and its access to model {self.model_id!r}")

@@ -67,7 +67,9 @@ class LLMClient:
         """One reply per request, in order. Identical requests are sent once. Raises the first
         :class:`LLMError`, after the requests in flight have finished (and been cached)."""
         keys = [request_key(self.backend.model_id, messages, params) for messages, params in requests]
-        first = {key: i for i, key in reversed(list(enumerate(keys)))}
+        first: dict[str, int] = {}  # each distinct request's first position, in submission order
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="llm")
         futures: dict[str, Future[Reply]] = {}
         try:
