@@ -94,7 +94,7 @@ class ScriptedServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 if self.path != "/v1/chat/completions":
                     server._send(self, 404, {"error": {"message": f"no route {self.path}"}}, {})
                     return

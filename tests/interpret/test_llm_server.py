@@ -198,7 +198,7 @@ def test_corrupt_entry_is_recorded_and_fetched_again(serve, tmp_path):
     server = serve(explain_reply)
     items = [evidence(0, "cat"), evidence(1, "dog")]
     LLMExplainer(client_for(server, tmp_path)).explain(items)
-    damaged = sorted(tmp_path.glob("*.json"))[0]
+    damaged = min(tmp_path.glob("*.json"))
     damaged.write_text(damaged.read_text().replace("the word", "the ward"))
     client = client_for(server, tmp_path)
     out = LLMExplainer(client).explain(items)
