@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from crosstime.interpret import prompts
 from crosstime.interpret.backends import parse_retry_after
 from crosstime.interpret.cache import request_key
 from crosstime.interpret.contracts import Context, FeatureEvidence
@@ -73,3 +76,13 @@ def test_request_key_changes_with_model_messages_and_params():
     assert key == request_key("m", list(messages), {"temperature": 0.0})
     assert len({key, request_key("n", messages, {"temperature": 0.0}), request_key("m", messages, {"temperature": 1.0}),
                 request_key("m", [{"role": "user", "content": "hi!"}], {"temperature": 0.0})}) == 4
+
+
+def test_the_docs_show_every_prompt_verbatim():
+    doc = (Path(__file__).parents[2] / "docs" / "interpret-llm.md").read_text(encoding="utf-8")
+    texts = [prompts.EXPLAINER_SYSTEM, prompts.DETECTION_SYSTEM, prompts.FUZZ_SYSTEM, prompts.JUDGE_USER,
+             prompts.COMPLEXITY_RUBRIC]
+    for few_shot in (prompts.EXPLAINER_FEW_SHOT, prompts.DETECTION_FEW_SHOT, prompts.FUZZ_FEW_SHOT):
+        texts += [text for pair in few_shot for text in pair]
+    missing = [text[:60] for text in texts if f"```text\n{text.strip(chr(10))}\n```" not in doc]
+    assert missing == []

@@ -5,6 +5,7 @@ Each case gives a recorded result or one clear error, and no cached reply is eve
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -219,3 +220,20 @@ def test_summary_counts_tokens_and_cost(serve, tmp_path):
     unpriced = client.summary()
     assert (unpriced["cost_usd"], unpriced["cost_known"]) == (0.0, False)
     assert priced["session"] == {"cached": 0, "sent": 3, "retries": 0}
+
+
+def _fenced_after(text: str, marker: str) -> str:
+    """The body of the fenced block just after ``marker`` in a markdown text."""
+    return re.search(re.escape(marker) + r"\n```[a-z]*\n(.*?)```", text, re.DOTALL).group(1)
+
+
+def test_docs_worked_run(tmp_path):
+    """docs/interpret-llm.md's worked run prints what the page says it prints."""
+    doc = (Path(__file__).parents[2] / "docs" / "interpret-llm.md").read_text(encoding="utf-8")
+    script = tmp_path / "worked.py"
+    script.write_text(_fenced_after(doc, "<!-- worked-run -->"), encoding="utf-8")
+    paths = [str(Path(crosstime.__file__).parents[1]), str(Path(__file__).parents[1])]
+    done = subprocess.run([sys.executable, str(script)], env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == _fenced_after(doc, "<!-- worked-run-output -->")
