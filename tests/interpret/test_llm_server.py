@@ -20,7 +20,7 @@ from crosstime.errors import CrosstimeError
 from crosstime.interpret.backends import LLMError, OpenAICompatible
 from crosstime.interpret.cache import Prices, ReplyCache
 from crosstime.interpret.contracts import Context, Explanation
-from crosstime.interpret.llm import LLMClient, LLMExplainer, LLMJudge
+from crosstime.interpret.llm import LLMClient, LLMExplainer, LLMJudge, llm_pair
 
 pytest.importorskip("openai")  # the optional extra `llm`
 
@@ -237,3 +237,11 @@ def test_docs_worked_run(tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout == _fenced_after(doc, "<!-- worked-run-output -->")
+
+
+def test_llm_pair_shares_one_client(serve, tmp_path):
+    server = serve(explain_reply)
+    explainer, judge = llm_pair(server.url, "tiny-chat", tmp_path / "llm-cache", api_key_env=None, concurrency=2)
+    [out] = explainer.explain([evidence(4, "sun")])
+    assert judge.client is explainer.client and out.text == "the word sun"
+    assert explainer.client.summary()["models"]["tiny-chat"]["replies"] == 1

@@ -18,12 +18,14 @@ import random
 import threading
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any
 
 from crosstime.interpret.backends import (
     Backend,
     LLMError,
     Message,
+    OpenAICompatible,
     Reply,
     TransientFailure,
 )
@@ -204,3 +206,13 @@ class LLMJudge:
             for i, verdict in zip(batch, parsed):
                 verdicts[i] = verdict
         return verdicts
+
+
+def llm_pair(url: str, model: str, cache_dir: str | Path, api_key_env: str | None = "OPENAI_API_KEY",
+             concurrency: int = 4, timeout: float = 60.0, max_retries: int = 4) -> tuple[LLMExplainer, LLMJudge]:
+    """The explainer and judge of ``--explainer llm``: one client (one bound, one cache in ``cache_dir``,
+    e.g. ``RUN/interpret/llm-cache``) at an OpenAI-compatible ``url``. ``explainer.client.summary(prices)``
+    gives the tokens and cost; ``explainer.issues`` and ``judge.issues`` the replies that parsed badly."""
+    backend = OpenAICompatible(url, model, api_key_env=api_key_env, timeout=timeout)
+    client = LLMClient(backend, ReplyCache(cache_dir), concurrency=concurrency, max_retries=max_retries)
+    return LLMExplainer(client), LLMJudge(client)

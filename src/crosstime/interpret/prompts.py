@@ -23,14 +23,15 @@ HIGHLIGHT_THRESHOLD = 0.3  # delphi's Explainer.threshold: a token is marked abo
 MAX_LISTED_ACTIVATIONS = 11  # delphi's _join_activations lists at most 11 tokens per example ("> 10" then break)
 
 # Not in delphi: the second paper (Evolution of Concepts in LM Pre-Training) scores complexity 1-5 with
-# Claude Sonnet 4 but does not print its rubric; this one is ours (docs/interpret-llm.md), ordered like the
-# toy world's emergence ladder (current token < previous token < induction < grammar role).
+# Claude Sonnet 4 but does not print its rubric; this one is ours, the levels of docs/interpret.md's rubric
+# (the rule explainer's ladder: current token 1, previous token 2, induction 3, a grammatical role 4, a role
+# across a nested phrase 5) in words an LLM can apply to any text.
 COMPLEXITY_RUBRIC = """Rate the complexity of the pattern on a scale of 1 to 5:
-1 - a single token or fixed string, whatever its context (e.g. the token "er", the word "the").
-2 - a small set of tokens or a simple surface property, or a token defined by the one just before it (e.g. digits, capitalised words, "of" after "Director").
-3 - a word class or meaning category, or a syntactic role read from the nearby words (e.g. nouns for containers, plural subjects, the end of a prepositional phrase).
-4 - a pattern that needs context beyond the nearby words: text repeated from earlier in the passage, the topic or genre of the document, a long-range agreement or bracket.
-5 - an abstract concept combining several of these, or one defined by the meaning of the whole passage (e.g. sentiment, irony, a step in an argument)."""
+1 - a single token or a fixed set of surface forms, whatever the context (e.g. the token "er", the word "the", digits).
+2 - a simple local pattern: a token in a fixed position relative to another, or a short n-gram (e.g. "of" after "Director", the word after "the").
+3 - a pattern over the context that does not depend on meaning: repetition or copying of earlier text, position in the text.
+4 - a syntactic or semantic role: a part of speech in context, a grammatical function, a meaning category or topic (e.g. nouns for containers, the subject of a clause).
+5 - an abstract or long-range property: agreement or reference across intervening material, discourse structure, sentiment or intent of a passage."""
 
 # delphi SYSTEM (explainers/default/prompts.py, 0.1.3) with its last guideline changed: delphi ends the reply
 # on the [EXPLANATION]: line; we ask for a [COMPLEXITY]: line after it (the rubric), so one request gives both.
@@ -60,7 +61,7 @@ Example 3:  thought Scotland was boring, but really there's more <<than meets th
 Activations: ("than", 5), (" meets", 7), (" the", 6), (" eye", 8)
 """, """
 [EXPLANATION]: Common idioms in text conveying positive sentiment.
-[COMPLEXITY]: 4
+[COMPLEXITY]: 5
 """),
     ("""
 Example 1:  a river is wide but the ocean is wid<<er>>. The ocean
@@ -86,7 +87,7 @@ Example 4:  Patrick: "why are you getting in the << way?>>" Later,
 Activations: ("way", 4), ("?", 2)
 """, """
 [EXPLANATION]: Nouns representing a distinct objects that contains something, sometimes preciding a quotation mark.
-[COMPLEXITY]: 3
+[COMPLEXITY]: 4
 """),
 )
 
