@@ -12,7 +12,8 @@ from typing import Any
 
 from crosstime.interpret.contracts import Context, FeatureEvidence
 
-Action = dict[str, Any]  # {"text": ..., "usage": (p, c)} | {"status": 429, "headers": {...}} | {"hang": s, ...}
+# {"text": ..., "usage": (p, c)} | {"status": 429, "headers": {...}} | {"raw": "body"} | {"hang": s, ...}
+Action = dict[str, Any]
 
 
 def last_user(body: dict[str, Any]) -> str:
@@ -61,7 +62,14 @@ class ScriptedServer:
             action = self.respond(n, body)
             if "hang" in action:
                 self.release.wait(action["hang"])
-            if "status" in action:
+            if "raw" in action:  # a body cut short or garbled by a proxy
+                data = action["raw"].encode()
+                handler.send_response(200)
+                handler.send_header("Content-Type", "application/json")
+                handler.send_header("Content-Length", str(len(data)))
+                handler.end_headers()
+                handler.wfile.write(data)
+            elif "status" in action:
                 payload = {"error": {"message": action.get("message", "scripted failure"), "type": "test", "code": None}}
                 self._send(handler, action["status"], payload, action.get("headers", {}))
             else:

@@ -120,6 +120,14 @@ def test_500_then_hang_are_retried(serve, tmp_path):
     assert out.text == "the word cat" and len(server.bodies) == 3 and client.stats == {"cached": 0, "sent": 1, "retries": 2}
 
 
+def test_garbled_body_is_retried(serve, tmp_path):
+    replies = {0: {"raw": '{"id": "x", "choices": [{"index": 0, "mess'}, 1: {"raw": '{"unrelated": 1}'}}
+    server = serve(lambda n, body: replies.get(n) or explain_reply(n, body))
+    client = client_for(server, tmp_path)
+    [out] = LLMExplainer(client).explain([evidence(1, "cat")])
+    assert out.text == "the word cat" and len(server.bodies) == 3 and client.stats["retries"] == 2
+
+
 def test_retries_run_out_is_one_clear_error(serve, tmp_path):
     server = serve(lambda n, body: {"status": 503})
     with pytest.raises(LLMError, match=r"no reply .* after 3 tries; last: HTTP 503") as err:

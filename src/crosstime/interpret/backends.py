@@ -11,6 +11,7 @@ model, a request the server rejects) and :class:`TransientFailure` for one worth
 from __future__ import annotations
 
 import email.utils
+import json
 import os
 import threading
 import time
@@ -108,6 +109,8 @@ class OpenAICompatible:
             raise TransientFailure(f"cannot reach {self.url}: {err}") from err
         except openai.APIStatusError as err:
             raise self._status_failure(err) from err
+        except (json.JSONDecodeError, openai.APIResponseValidationError) as err:  # a cut or garbled body
+            raise TransientFailure(f"{self.url} sent a reply that is not a chat completion ({err})") from err
         if not response.choices or response.choices[0].message.content is None:
             raise TransientFailure(f"{self.url} sent a reply with no message")
         usage = response.usage

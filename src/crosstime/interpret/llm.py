@@ -63,7 +63,7 @@ class LLMClient:
         self._stop = threading.Event()  # set by a fatal error: no request starts after it
         self._fatal: LLMError | None = None
         self._lock = threading.Lock()
-        self.stats = {"cached": 0, "sent": 0, "retries": 0}  # this session's requests
+        self.stats = {"cached": 0, "sent": 0, "retries": 0}  # this session: replies from the cache, sent, retries
 
     def complete_all(self, requests: Sequence[Request]) -> list[Reply]:
         """One reply per request, in order. Identical requests are sent once. Raises the first
@@ -100,29 +100,38 @@ class LLMClient:
                 delay = last.retry_after if last.retry_after is not None else self.backoff * 2 ** (attempt - 1)
                 if self._stop.wait(min(delay, self.max_backoff)):
                     break
-            if self._fatal is not None:
-                raise self._fatal
-            if self._stop.is_set():
-                break
-            try:
-                with self._slots:
-                    reply = self.backend.complete(messages, params)
-            except TransientFailure as failure:
-                last = failure
                 self._count("retries")
+            outcome = self._send(messages, params)
+            if outcome is None:
+                break
+            if isinstance(outcome, TransientFailure):
+                last = outcome
                 continue
-            except LLMError as err:
-                self._fail(err)
-                raise
-            self.cache.put(key, self.backend.model_id, messages, params, reply)  # paid for: on disk first
+            self.cache.put(key, self.backend.model_id, messages, params, outcome)  # paid for: on disk first
             self._count("sent")
-            return reply
+            return outcome
         if last is None or self._stop.is_set():
             raise LLMError("the LLM batch was stopped before this request was sent")
         err = LLMError(f"no reply from the LLM backend ({self.backend.model_id}) after {self.max_retries + 1} tries; "
                        f"last: {last}. The replies so far are cached: re-run to resume")
         self._fail(err)
         raise err
+
+    def _send(self, messages: Sequence[Message], params: dict[str, Any]) -> Reply | TransientFailure | None:
+        """One try once a slot is free: the reply, the failure worth retrying, or None when the batch
+        was stopped meanwhile. A fatal error stops every worker and is raised."""
+        with self._slots:
+            if self._fatal is not None:
+                raise self._fatal
+            if self._stop.is_set():
+                return None
+            try:
+                return self.backend.complete(messages, params)
+            except TransientFailure as failure:
+                return failure
+            except LLMError as err:
+                self._fail(err)
+                raise
 
     def _fail(self, err: LLMError) -> None:
         with self._lock:
