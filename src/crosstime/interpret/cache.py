@@ -11,6 +11,7 @@ before anything parses it. A read verifies the hash: a damaged entry is moved as
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -79,7 +80,8 @@ class ReplyCache:
         entry, reason = _read_entry(path, key)
         if entry is None:
             moved = path.with_suffix(".corrupt")
-            os.replace(path, moved)
+            with contextlib.suppress(FileNotFoundError):  # another thread asking for the same request moved it
+                os.replace(path, moved)
             with self._lock:
                 self.corrupt.append({"key": key, "reason": reason, "moved_to": str(moved)})
             return None
