@@ -253,3 +253,12 @@ def test_llm_pair_shares_one_client(serve, tmp_path):
     [out] = explainer.explain([evidence(4, "sun")])
     assert judge.client is explainer.client and out.text == "the word sun"
     assert explainer.client.summary()["models"]["tiny-chat"]["replies"] == 1
+
+
+def test_views_with_the_same_evidence_share_one_request(serve, tmp_path):
+    server = serve(explain_reply)
+    views = [evidence(9, "cat", checkpoint=c) for c in (None, "step100", "step1000")]
+    out = LLMExplainer(client_for(server, tmp_path, concurrency=3)).explain(views + [evidence(9, "dog", "step8000")])
+    assert [(e.checkpoint, e.text) for e in out] == [(None, "the word cat"), ("step100", "the word cat"),
+                                                     ("step1000", "the word cat"), ("step8000", "the word dog")]
+    assert len(server.bodies) == 2

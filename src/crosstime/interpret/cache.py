@@ -131,8 +131,7 @@ def summarize(cache: ReplyCache, prices: Prices = UNPRICED) -> dict[str, Any]:
             row["replies_without_usage"] += 1
         row["prompt_tokens"] += reply["prompt_tokens"] or 0
         row["completion_tokens"] += reply["completion_tokens"] or 0
-        if reply["model"] not in row["served_by"]:
-            row["served_by"].append(reply["model"])
+        row["served_by"] = sorted({*row["served_by"], reply["model"]})
     prompt = sum(row["prompt_tokens"] for row in models.values())
     completion = sum(row["completion_tokens"] for row in models.values())
     return {"models": models, "prompt_tokens": prompt, "completion_tokens": completion,
