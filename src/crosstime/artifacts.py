@@ -1381,6 +1381,7 @@ INTERPRET_EXPLANATIONS = Table("explanations.csv", (
 ), digits=4)
 INTERPRET_ANALYSIS = "analysis.json"
 INTERPRET_FIGURE = "complexity.png"  # complexity against onset and RelIE peak; scores per checkpoint
+INTERPRET_LLM_CACHE = "llm-cache"  # every LLM prompt and reply, one file per request hash (interpret/cache.py)
 
 
 class Correlation(_Artifact):
@@ -1420,6 +1421,37 @@ class ViewScores(_Artifact):
     fuzzing_shuffled_mean: float | None
 
 
+class LLMIssue(_Artifact):
+    """One LLM reply that did not parse as asked (recorded; the run goes on)."""
+
+    feature: int
+    checkpoint: str | None = Field(description="the view (None: the joint one)")
+    task: str = Field(description="'explain', 'detect' or 'fuzz'")
+    issue: str = Field(description="what was wrong with the reply")
+    contexts: list[int] | None = Field(None, description="the judged contexts the reply was about (judge replies)")
+
+
+class LLMUsage(_Artifact):
+    """What the LLM explainer and judge used: every reply in RUN/interpret/llm-cache/, with its cost."""
+
+    url: str = Field(description="the OpenAI-compatible endpoint")
+    model: str = Field(description="the model asked for (--llm-model)")
+    served_by: list[str] = Field(description="the model names the endpoint's replies gave")
+    replies: int = Field(description="replies in the cache (this run's and earlier runs')")
+    prompt_tokens: int
+    completion_tokens: int
+    replies_without_usage: int = Field(description="replies whose endpoint reported no token counts (counted as 0)")
+    cost_usd: float = Field(description="prompt and completion tokens at the given prices (0 when not given)")
+    cost_known: bool = Field(description="false when --llm-price-prompt/--llm-price-completion were not given")
+    sent: int = Field(description="requests sent by this run (the rest came from the cache)")
+    cached: int = Field(description="replies this run read from the cache")
+    retries: int = Field(description="requests this run retried (429, 5xx, timeouts)")
+    corrupt_entries: list[dict[str, str]] = Field(description="cache entries found damaged, moved aside and fetched "
+                                                              "again: key, reason, moved_to")
+    issues: list[LLMIssue] = Field(description="replies that did not parse (an explanation without a complexity, "
+                                               "a judge reply that is not a list of 0/1)")
+
+
 class InterpretAnalysis(_Artifact):
     """interpret/analysis.json: complexity against emergence, and the explanations' scores."""
 
@@ -1432,6 +1464,7 @@ class InterpretAnalysis(_Artifact):
     table: list[ComplexityRow]
     views: list[ViewScores]
     reading: str = Field(description="the result in one line")
+    llm: LLMUsage | None = Field(None, description="--explainer llm: tokens, cost and unparsed replies (None: rules)")
 
 # -- the schemas ---------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))  # the report tests' run fabricator
+from interpret.llm_server import ScriptedServer, explain_reply, last_user
 from test_report_helpers import cached_run
 
 from crosstime import stage
@@ -69,3 +70,40 @@ def test_stage_writes_scores_and_analysis_and_records_itself(run):
             assert r[name] is None or 0 <= r[name] <= 1
     assert found.of(alive[0]) is not None and found.of(alive[0], "nowhere") is None
     assert (run / "interpret" / "complexity.png").stat().st_size > 0
+
+
+def _chat(n, body):
+    """Explain: name the highlighted word (complexity 2); judge: every example fires."""
+    if any("[COMPLEXITY]" in m["content"] for m in body["messages"] if m["role"] == "system"):
+        return explain_reply(n, body)
+    shown = [line for line in last_user(body).splitlines() if line.startswith("Example ")]
+    return {"text": "[" + ",".join("1" for _ in shown) + "]", "usage": (100, 10)}
+
+
+def test_stage_with_an_llm_records_cost_and_reruns_from_its_cache(run, tmp_path):
+    """--explainer llm against a chat-completions server on 127.0.0.1: explanations from the replies, the
+    tokens and cost recorded in analysis.json, and a re-run asks nothing again."""
+    server = ScriptedServer(_chat)
+    try:
+        config = InterpretConfig(run=run, features="all-live", n_features=4, per_checkpoint=False, n_shown=2, device="cpu",
+                                 progress=False, n_boot=0, explainer="llm", llm_url=server.url, llm_model="tiny-chat",
+                                 llm_key_env="", llm_price_prompt=1.0, llm_price_completion=2.0)
+        first = interpret(config)
+        asked = len(server.bodies)
+        again = interpret(config)
+    finally:
+        server.close()
+    usage = first.llm
+    assert usage is not None and usage.sent == asked > 4 and usage.cached == 0 and usage.served_by == ["tiny-chat-served"]
+    judge_replies = asked - 4  # one explanation per feature; the rest are the judge's
+    assert usage.prompt_tokens == 100 * asked and usage.completion_tokens == 10 * 4 + 10 * judge_replies
+    assert usage.cost_usd == pytest.approx((usage.prompt_tokens * 1.0 + usage.completion_tokens * 2.0) / 1e6)
+    assert again.llm.sent == 0 and again.llm.cached == asked and len(server.bodies) == asked
+    rows = [r for r in open_run(run).read(INTERPRETATION).explanations if r["view"] == "all"]
+    assert len(rows) == 4 and all(r["explanation"].startswith("the word") and r["complexity"] == 2 for r in rows)
+    assert all(r["source"] == "tiny-chat" for r in rows)  # the model asked for (served_by says who answered)
+
+
+def test_llm_explainer_needs_an_endpoint_and_a_model(run):
+    with pytest.raises(ValueError, match="--llm-url"):
+        InterpretConfig(run=run, explainer="llm", llm_model="m")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from crosstime.stage import Device, StageConfig
 
@@ -41,9 +41,25 @@ class InterpretConfig(StageConfig):
     batch_rows: int = Field(2048, ge=1, description="rows encoded at once")
     llm_url: str | None = Field(None, description="OpenAI-compatible base URL (--explainer llm)")
     llm_model: str | None = Field(None, description="the model's name at that endpoint (--explainer llm)")
-    llm_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    llm_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the API key "
+                                                              "('' : send none, for a local server)")
     llm_concurrency: int = Field(4, ge=1, description="requests in flight at once")
     llm_timeout: float = Field(60.0, gt=0, description="seconds per request")
+    llm_price_prompt: float | None = Field(None, ge=0, description="US$ per million prompt tokens (cost recorded; "
+                                                                   "not given: cost unknown)")
+    llm_price_completion: float | None = Field(None, ge=0, description="US$ per million completion tokens")
+
+    @field_validator("llm_key_env")
+    @classmethod
+    def _no_key(cls, value: str | None) -> str | None:
+        return value or None  # '' means no key: a local server (vLLM, Ollama, llama.cpp) takes none
+
+    @model_validator(mode="after")
+    def _llm_named(self) -> InterpretConfig:
+        if self.explainer == "llm" and not (self.llm_url and self.llm_model):
+            raise ValueError("--explainer llm needs --llm-url (an OpenAI-compatible endpoint, e.g. "
+                             "http://127.0.0.1:8000/v1) and --llm-model (the model's name there)")
+        return self
 
     @field_validator("features")
     @classmethod

@@ -24,15 +24,20 @@ from crosstime.artifacts import (
     INTERPRET_ANALYSIS,
     INTERPRET_EXPLANATIONS,
     INTERPRET_FIGURE,
+    INTERPRET_LLM_CACHE,
+    LLMIssue,
+    LLMUsage,
     write_model,
 )
 from crosstime.crosscoder import Crosscoder
 from crosstime.errors import CrosstimeError
 from crosstime.evidence import ALL, token_strings
 from crosstime.interpret.analysis import analyse
+from crosstime.interpret.cache import Prices
 from crosstime.interpret.config import InterpretConfig
 from crosstime.interpret.contracts import Explainer, FeatureEvidence, Judge
 from crosstime.interpret.evidence import Source, gather
+from crosstime.interpret.llm import LLMExplainer, LLMJudge, llm_pair
 from crosstime.interpret.plots import plot_complexity
 from crosstime.interpret.rules import RuleExplainer, RuleJudge
 from crosstime.interpret.scoring import score, shuffled
@@ -148,10 +153,23 @@ def explainer_and_judge(config: InterpretConfig, inputs: Inputs) -> tuple[Explai
     if config.explainer == "rules":
         types = {i: row["feature_type"] for i, row in inputs.features.items() if row["feature_type"]}
         return RuleExplainer(types), RuleJudge(inputs.boundary)
-    # lazy: the LLM backend is an optional extra (openai, transformers); h-llm's module, wired by the lead
-    from crosstime.interpret import llm
+    return llm_pair(config.llm_url, config.llm_model, config.rundir.interpret / INTERPRET_LLM_CACHE,
+                    api_key_env=config.llm_key_env, concurrency=config.llm_concurrency, timeout=config.llm_timeout)
 
-    return llm.from_config(config)
+
+def llm_usage(config: InterpretConfig, explainer: LLMExplainer, judge: LLMJudge) -> LLMUsage:
+    """Tokens, cost and unparsed replies of ``--explainer llm`` (the whole cache: earlier runs' replies too)."""
+    summary = explainer.client.summary(Prices(config.llm_price_prompt, config.llm_price_completion))
+    models = summary["models"].values()
+    issues = [LLMIssue(task="explain", **i) for i in explainer.issues] + [LLMIssue(**i) for i in judge.issues]
+    return LLMUsage(url=config.llm_url, model=config.llm_model,
+                    served_by=sorted({name for row in models for name in row["served_by"]}),
+                    replies=sum(row["replies"] for row in models),
+                    replies_without_usage=sum(row["replies_without_usage"] for row in models),
+                    prompt_tokens=summary["prompt_tokens"], completion_tokens=summary["completion_tokens"],
+                    cost_usd=summary["cost_usd"], cost_known=summary["cost_known"],
+                    sent=summary["session"]["sent"], cached=summary["session"]["cached"],
+                    retries=summary["session"]["retries"], corrupt_entries=summary["corrupt_entries"], issues=issues)
 
 
 def rows_of(evidence: list[FeatureEvidence], explainer: Explainer, judge: Judge, inputs: Inputs,
@@ -182,6 +200,8 @@ def work(config: InterpretConfig, inputs: Inputs) -> Any:
     rows = rows_of(evidence, explainer, judge, inputs, config.seed)
     onsets = {i: row["onset"] for i, row in inputs.features.items() if row["onset"] is not None}
     analysis = analyse(rows, onsets, inputs.peaks, inputs.revisions, config.explainer, config.n_boot, config.seed)
+    if config.explainer == "llm":  # explainer_and_judge made an LLMExplainer and LLMJudge
+        analysis = analysis.model_copy(update={"llm": llm_usage(config, explainer, judge)})
     folder = config.rundir.interpret
     folder.mkdir(parents=True, exist_ok=True)
     INTERPRET_EXPLANATIONS.write(folder, rows, [])
