@@ -733,7 +733,7 @@ def write_report(data: ReportData, folder: Path, embed_max: int = EMBED_MAX_FEAT
 
 def render(data: ReportData, path: str | Path) -> Path:
     """Write the dashboard page for ``data`` to ``path`` (atomically): the template with the data embedded
-    (less the shards' checksums, which only the reader of data.json needs).
+    (as data.json holds it: with a large report's ``feature_shards`` in place of its features).
 
     The template's placeholders are filled in one pass over the template, so a value that
     contains a placeholder's name (a ``--title`` of ``__DATA__``) is inserted as it is.
@@ -743,7 +743,7 @@ def render(data: ReportData, path: str | Path) -> Path:
         "TITLE": html.escape(data.title or "crosstime report"),
         "CSS": _asset("dashboard.css"),
         "JS": script(),
-        "DATA": _script_safe(data.model_dump_json(exclude={"feature_shards": {"sha256"}})),
+        "DATA": _script_safe(data.model_dump_json()),
     }
     body = re.sub(r"__(TITLE|CSS|JS|DATA)__", lambda m: fill[m.group(1)], _asset("dashboard.html"))
     return write_text(path, body)
