@@ -4,10 +4,12 @@
 :mod:`crosstime.artifacts` (``Table.read``, ``read_model``, the npz keys, ``RunDir``), and
 returns the overview and the features in the schema of ``report/data.json``
 (:class:`~crosstime.artifacts.Overview`, :class:`~crosstime.artifacts.FeatureTables`);
-:func:`render` embeds the data (as JSON-ready Python) with the template
-(``dashboard.html``, ``dashboard.css`` and ``js/*.js``, package data) into one self-contained HTML file: inline CSS
-and JS, no network, plots drawn as inline SVG or embedded PNGs. A dashboard of more than
-``EMBED_MAX_FEATURES`` features keeps them beside it in shards, loaded on demand (:func:`write_shards`).
+:func:`write_report` writes ``data.json`` and the page: :func:`render` embeds the data (a
+:class:`~crosstime.artifacts.ReportData`) with the template (``dashboard.html``, ``dashboard.css`` and
+``js/*.js``, package data) into one self-contained HTML file: inline CSS and JS, no network, plots drawn
+as inline SVG or embedded PNGs. A report of more than ``EMBED_MAX_FEATURES`` features keeps them beside
+the page, once, in shards loaded on demand (:func:`write_shards`), which data.json names; every reader
+reassembles them with :func:`~crosstime.artifacts.read_report_data`.
 
 A stage that has not run (its output file is absent) is listed in ``missing``; an output
 that exists but is not in its stage's schema (a renamed column, a malformed JSON) raises
@@ -40,6 +42,7 @@ import math
 import os
 import re
 import shutil
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
@@ -106,6 +109,7 @@ from crosstime.crosscoder import CrosscoderConfig, TrainSettings, variant
 from crosstime.crosscoder.model import VARIANT_CONFIG
 from crosstime.crosscoder.settings import EXECUTION_FIELDS, VARIANT_SETTINGS
 from crosstime.files import write_text
+from crosstime.progress import Bar
 from crosstime.report.evolution import evolution_overview
 from crosstime.runs import ATTRIBUTION, EVALUATION, SCAN, Run, ScanOutputs, TaskAttribution
 from crosstime.stage import Artifact
@@ -666,7 +670,7 @@ def _fsync_all(paths: list[Path]) -> None:
 
 
 def write_shards(features: list[ReportFeature], folder: Path, per_shard: int = FEATURES_PER_SHARD,
-                 max_bytes: int = SHARD_BYTES) -> FeatureShards:
+                 max_bytes: int = SHARD_BYTES, progress: bool = False) -> FeatureShards:
     """The features of a large dashboard as script files the page loads on demand (``<script src>``
     works from ``file://``, where Chromium blocks ``fetch``; and through ``crosstime serve``):
 
@@ -678,6 +682,7 @@ def write_shards(features: list[ReportFeature], folder: Path, per_shard: int = F
     These files are the features' only copy (data.json names them: :class:`~crosstime.artifacts.FeatureShards`,
     returned): the shards' ``path`` (relative to index.html), ``starts`` (the first id of each: a deep link finds
     its shard before the index is read), ``count`` and each file's ``sha256``. ``folder`` must not exist yet.
+    ``progress``: a bar on a terminal only (a log gets nothing: the write takes a minute at most).
     """
     if [f.rank for f in features] != list(range(1, len(features) + 1)):
         raise ValueError("a report's features are in rank order, ranks 1, 2, …: read_report_data relies on it")
@@ -696,7 +701,10 @@ def write_shards(features: list[ReportFeature], folder: Path, per_shard: int = F
         (folder / feature_shard_name(k)).write_bytes(raw)
         digests.append(hashlib.sha256(raw).hexdigest())
 
+    bar = Bar(total=len(features), desc="writing the report", unit="feature", leave=False,
+              disable=not (progress and sys.stderr.isatty()))
     for feature in sorted(features, key=lambda f: f.id):
+        bar.update()
         text = _script_safe(feature_json(feature))  # one entry at a time: a large report is not copied whole
         if batch and (len(batch) >= per_shard or size + len(text) > max_bytes):
             flush()
@@ -707,26 +715,29 @@ def write_shards(features: list[ReportFeature], folder: Path, per_shard: int = F
         size += len(text)
     if batch:
         flush()
+    bar.close()
     _fsync_all([folder / feature_shard_name(k) for k in range(len(starts))])
     write_text(folder / SHARD_INDEX, f"crosstimeIndex({_script_json([feature_summary(f) for f in features])});\n")
     return FeatureShards(path=folder.name, starts=starts, count=len(features), sha256=digests)
 
 
 def write_report(data: ReportData, folder: Path, embed_max: int = EMBED_MAX_FEATURES,
-                 per_shard: int = FEATURES_PER_SHARD) -> Path:
+                 per_shard: int = FEATURES_PER_SHARD, progress: bool = False) -> Path:
     """Write ``folder/data.json`` and the dashboard ``folder/index.html`` (each atomically); returns the page.
 
     Up to ``embed_max`` features, data.json holds them all and the page is one self-contained file.
     Above, the features are written once, in shards beside the page (:func:`write_shards`), loaded when
     the list or a feature needs them (the page still opens from a file, no server needed); data.json and
     the page hold everything else and where the shards are (``feature_shards``). Read it back with
-    :func:`~crosstime.artifacts.read_report_data`. Shards of an earlier report are removed first."""
+    :func:`~crosstime.artifacts.read_report_data`. Shards of an earlier report are removed first.
+    ``progress``: a bar over the shards' features, on a terminal only."""
     shards = folder / REPORT_SHARDS
     if shards.exists():  # the shards of an earlier report would contradict this one
         shutil.rmtree(shards)
     if len(data.features) > embed_max:
         data = data.model_copy(update={"features": [],
-                                       "feature_shards": write_shards(data.features, shards, per_shard)})
+                                       "feature_shards": write_shards(data.features, shards, per_shard,
+                                                                      progress=progress)})
     write_model(data, folder / REPORT_DATA)
     return render(data, folder / REPORT_HTML)
 

@@ -352,7 +352,7 @@ def work(config: ReportConfig, inputs: Inputs, resolved: dict[str, Any]) -> tupl
     """The stage's work, inside the run's lock (:mod:`crosstime.stages.report` opens the inputs):
     data.json and the dashboard written; returns the HTML's path and the data."""
     data = report_data(config, inputs)
-    out = write_report(data, inputs.run.report)
+    out = write_report(data, inputs.run.report, progress=config.progress)
     # features that depend on the batch make the batch size part of what was shown: recorded beside the settings
     if inputs.model is not None and inputs.model.inference_depends_on_batch:
         resolved["batch_rows"] = config.batch_rows
