@@ -1,15 +1,17 @@
 """Dashboard benchmark: a report of F = 32,768 features over M = 32 checkpoints, written and opened.
 
-    python benchmarks/bench_dashboard.py [--features 32768] [--checkpoints 32] [--n-top 5] [--out DIR]
+    python benchmarks/bench_dashboard.py [--features 32768] [--checkpoints 32] [--n-top 5] [--out DIR] [--no-browser]
 
 Builds a synthetic run's report data (not trained: random shares, norms, classes, and evidence
 of the shape the report stage writes: top contexts per view with token windows, histograms and a
-logit lens per checkpoint), writes it with the report's own writer
-(:func:`crosstime.report.dashboard.render`: above ``EMBED_MAX_FEATURES`` features the page
-embeds the overview only and the features go to ``report/features/`` in shards), then opens it
-in headless Chromium (playwright, /usr/bin/chromium) from ``file://`` and measures:
+logit lens per checkpoint), writes it with the report stage's own writer
+(:func:`crosstime.report.dashboard.write_report`: above ``EMBED_MAX_FEATURES`` features the page
+and data.json hold the overview only and the features go, once, to ``report/features/`` in
+shards), reads it back (:func:`crosstime.artifacts.read_report_data`), then opens it in headless
+Chromium (playwright, /usr/bin/chromium) from ``file://`` and measures:
 
-- the write: seconds, bytes of index.html, of features/index.js and of the largest shard;
+- the write (and with ``--read-back`` the read): seconds; bytes of report/ on disk, data.json,
+  index.html, features/index.js and the largest shard;
 - first view: ``goto`` until the overview is drawn, and until the feature list is filled;
 - a switch between features in different shards (click to card drawn), median and max of 10;
 - a deep link to a feature outside any reported set and one to a non-existent feature.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
 import sys
 import tempfile
@@ -30,6 +33,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from crosstime.artifacts import REPORT_DATA, REPORT_SHARDS, FeatureEvidence, ReportData, read_report_data
+from crosstime.report.dashboard import write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -65,9 +71,8 @@ def _feature(i: int, rank: int, M: int, rng: np.random.Generator, evidence: dict
     entry = {"id": i, "rank": rank, "norm": norm.tolist(), "reldec": reldec.tolist(),
              "reldec_class": ["early", "late", "persistent", "transient"][i % 4],
              "trajectory": ["emerging", "stable", "fading"][i % 3], "onset": onset, "peak": int(np.argmax(norm)),
-             "offset": M - 1, "frequency": round(float(rng.random()) * 0.05, 5), "evidence": evidence, "tasks": {}}
-    if i % 50 == 7:
-        entry["description"] = f"plural subject marker {i}"
+             "offset": M - 1, "frequency": round(float(rng.random()) * 0.05, 5), "evidence": evidence, "tasks": {},
+             "description": f"plural subject marker {i}" if i % 50 == 7 else None, "annotation": None}
     if rank <= N_REPORTED:
         ie = np.round(rng.normal(size=M) * 0.1, 5)
         relie = np.round(np.abs(ie) / np.abs(ie).sum(), 4)
@@ -77,39 +82,46 @@ def _feature(i: int, rank: int, M: int, rng: np.random.Generator, evidence: dict
 
 
 def synthetic_report(F: int = 32768, M: int = 32, n_top: int = 3, seed: int = 0,
-                     with_evidence: Callable[[int], bool] | None = None) -> dict:
-    """Report data (``artifacts.ReportData``'s fields) of an untrained run with ``F`` features and
-    ``M`` checkpoints; features ``i % DEAD_EVERY == DEAD_EVERY - 1`` are dead (absent). Features
-    ``with_evidence(i)`` false (default: none) have no top contexts (a quicker build for a test;
-    shards are cut by bytes, so a shard of features with evidence is as large as in a full build)."""
+                     with_evidence: Callable[[int], bool] | None = None) -> ReportData:
+    """Report data of an untrained run with ``F`` features and ``M`` checkpoints; features
+    ``i % DEAD_EVERY == DEAD_EVERY - 1`` are dead (absent). Features ``with_evidence(i)`` false
+    (default: none) have no top contexts (a quicker build for a test; shards are cut by bytes, so a
+    shard of features with evidence is as large as in a full build). The evidence records are
+    ``N_POOL`` objects shared between features (memory); each feature's is written in full."""
     rng = np.random.default_rng(seed)
     revisions = [f"step{1000 * (2 ** m)}" for m in range(M)]
     checkpoints = [{"revision": r, "step": 1000 * 2**m, "tokens": 2**20 * 1000 * 2**m, "label": f"{2 ** m}B"}
                    for m, r in enumerate(revisions)]
     views = ["all", *revisions]
     tasks = ["agreement"]
-    pool = [_evidence(rng, views, revisions, n_top) for _ in range(N_POOL)]
+    pool = [FeatureEvidence.model_validate(_evidence(rng, views, revisions, n_top)) for _ in range(N_POOL)]
     live = [i for i in range(F) if i % DEAD_EVERY != DEAD_EVERY - 1]
     order = rng.permutation(live).tolist()  # rank order
     features = [_feature(i, k + 1, M, rng, pool[i % N_POOL] if with_evidence is None or with_evidence(i) else None,
                          tasks) for k, i in enumerate(order)]
-    return {"title": f"synthetic F={F} M={M}", "generated": "benchmark", "run": "synthetic", "checkpoints": checkpoints,
+    return ReportData.model_validate({"title": f"synthetic F={F} M={M}", "generated": "benchmark", "run": "synthetic", "checkpoints": checkpoints,
             "tasks": tasks, "main_task": tasks[0], "missing": ["synthetic run: no scan, evaluation or attribution"],
             "overview": {"accuracy": {}, "similarity": [], "suggestion": None, "dynamics": None, "figures": [],
-                         "ablation": {}, "attribution": {}, "distributions": {}, "class_counts": {}},
+                         "ablation": {}, "attribution": {}, "distributions": {"reldec": None, "n_reldec": 0, "relie": {}, "n_relie": {}},
+                         "class_counts": {}, "evolution": {"checkpoints": [], "dynamics": None, "phases": None,
+                                                           "dimensionality": None, "presence": None, "rotation": None,
+                                                           "typed_emergence": None}},
             "crosscoder": None, "features": features, "n_features_total": F, "views": views,
             "vocab": {str(t): f" w{t}" for t in range(1000)},
             "evidence_meta": {"n_rows": 4000 * 127, "n_contexts": 4000, "contexts": [0, 4000],
-                              "logit_lens_method": "mean_activation", "config": {}, "token_text": True,
+                              "logit_lens_method": "mean_activation", "token_text": True,
+                              "config": {"n_top": n_top, "window_before": 12, "window_after": 4, "n_quantiles": 3,
+                                         "sample_size": 512, "n_bins": 32, "split": "heldout", "max_contexts": 4000,
+                                         "per_checkpoint": True, "logit_lens": "mean_activation",
+                                         "n_logit_tokens": 8, "seed": 0},
                               "excluded_tokens": []},
-            "findings": []}
+            "findings": []})
 
 
-def write_report(data: dict, folder: Path) -> tuple[Path, float]:
-    from crosstime.report.dashboard import render
-
+def write_timed(data: ReportData, folder: Path) -> tuple[Path, float]:
+    """The report's own writer (data.json, index.html, the shards); its path and seconds."""
     t0 = time.perf_counter()
-    html = render(data, folder / "index.html")
+    html = write_report(data, folder)
     return html, time.perf_counter() - t0
 
 
@@ -129,15 +141,15 @@ def switch_ms(page, feature: int) -> float:
     return page.evaluate(SWITCH_JS, feature)
 
 
-def measure(html: Path, data: dict, switches: int = 10) -> dict:
+def measure(html: Path, data: ReportData, switches: int = 10) -> dict:
     """Times in headless Chromium (seconds), from ``file://``; see the module docstring."""
     from playwright.sync_api import sync_playwright
 
-    live = {f["id"] for f in data["features"]}
-    F = data["n_features_total"]
+    live = {f.id for f in data.features}
+    F = data.n_features_total
     far = [i for i in range(0, F, F // (switches + 1))][1 : switches + 1]  # ids spread over many shards
     far = [i if i in live else i + 1 for i in far]
-    unreported = next(f["id"] for f in data["features"] if not f["tasks"] and f["id"] > F // 2)
+    unreported = next(f.id for f in data.features if not f.tasks and f.id > F // 2)
     out: dict = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
@@ -177,27 +189,44 @@ def main() -> None:
     ap.add_argument("--checkpoints", type=int, default=32)
     ap.add_argument("--n-top", type=int, default=3, help="top contexts per feature and view")
     ap.add_argument("--out", type=Path, default=None, help="folder for the report (default: a temporary one)")
+    ap.add_argument("--no-browser", action="store_true", help="measure the write only (no Chromium)")
+    ap.add_argument("--read-back", action="store_true", help="also time read_report_data (memory: every feature's "
+                                                              "evidence as Python objects, ~6 GB at the default size)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.out or Path(tmp) / "report"
+        load = os.getloadavg()[0]
         t0 = time.perf_counter()
         data = synthetic_report(args.features, args.checkpoints, args.n_top)
         build = time.perf_counter() - t0
-        html, write = write_report(data, folder)
-        shards = sorted((folder / "features").glob("shard-*.js"))
+        html, write = write_timed(data, folder)
+        read = None
+        if args.read_back:
+            t0 = time.perf_counter()
+            read_report_data(folder)  # every shard checked against its sha256, every feature validated
+            read = time.perf_counter() - t0
+        shards = sorted((folder / REPORT_SHARDS).glob("shard-*.js"))
         total = sum(s.stat().st_size for s in shards)
         largest = max(shards, key=lambda s: s.stat().st_size)
-        t = measure(html, data)
+        disk = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         print(f"## Dashboard at F = {args.features:,}, M = {args.checkpoints} (benchmarks/bench_dashboard.py)\n")
-        print(f"Machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; Python {sys.version.split()[0]}; "
-              f"headless Chromium from file://. Synthetic data, {len(data['features']):,} live features, "
-              f"{args.n_top} top contexts per feature and view ({args.checkpoints + 1} views).\n")
+        print(f"Machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), load {load:.2f} at "
+              f"the start, {os.getloadavg()[0]:.2f} after the write; Python {sys.version.split()[0]}; headless "
+              f"Chromium from file://. Synthetic data, {len(data.features):,} live features, {args.n_top} top "
+              f"contexts per feature and view ({args.checkpoints + 1} views).\n")
         print("| measure | value |\n|---|---|")
         print(f"| build the data (Python) | {build:.1f} s |")
-        print(f"| write it (render + shards) | {write:.1f} s |")
+        print(f"| write it (data.json + page + shards) | {write:.1f} s |")
+        if read is not None:
+            print(f"| read it back (read_report_data: shards checked and validated) | {read:.1f} s |")
+        print(f"| report/ on disk | {disk / 2**20:.0f} MiB |")
+        print(f"| data.json | {_size(folder / REPORT_DATA)} |")
         print(f"| index.html | {_size(html)} |")
-        print(f"| features/index.js (list + search) | {_size(folder / 'features' / 'index.js')} |")
+        print(f"| features/index.js (list + search) | {_size(folder / REPORT_SHARDS / 'index.js')} |")
         print(f"| shards | {len(shards)}, {total / 2**20:.0f} MiB in all, largest {_size(largest)} |")
+        if args.no_browser:
+            return
+        t = measure(html, data)
         print(f"| first view (overview drawn) | {t['first_view'] * 1000:.0f} ms |")
         print(f"| feature list filled (index.js read) | {t['list_ready'] * 1000:.0f} ms |")
         print(f"| switch to a feature in another shard (median / max of 10) | {t['switch_median'] * 1000:.0f} / "

@@ -24,7 +24,6 @@ import numpy as np
 from crosstime.artifacts import (
     ATTRIBUTION_JOINT,
     ATTRIBUTION_SUMMARY,
-    REPORT_DATA,
     SCAN_ACCURACY,
     SCAN_DYNAMICS,
     SCAN_PHASES,
@@ -34,10 +33,10 @@ from crosstime.artifacts import (
     AttributionSummary,
     Evaluation,
     Phases,
-    ReportData,
     RunDir,
     Suggestion,
     read_model,
+    read_report_data,
 )
 from crosstime.checkpoints import format_tokens
 from crosstime.crosscoder.logs import heldout_summary
@@ -45,9 +44,9 @@ from crosstime.demo import EVOLUTION_REVISIONS, DemoConfig, DemoResult, demo
 from crosstime.evaluate import paper_row
 from crosstime.report.findings import (
     dimensionality_reading,
-    rotation_reading,
     emergence_finding,
     phase_order_reading,
+    rotation_reading,
     typed_emergence_reading,
 )
 from crosstime.scan import phases_line
@@ -263,7 +262,7 @@ def _demo_values(result: DemoResult) -> dict[str, str]:
     findings = "\n" + "\n".join(f"{i}. {line}" for i, line in enumerate(result.findings, 1)) + "\n"
     attribution = "\n" + "\n".join(f"- {line}" for name, lines in result.summaries.items()
                                    if name.startswith("attribute ") for line in lines) + "\n"
-    data = read_model(ReportData, RunDir(result.run).report / REPORT_DATA)
+    data = read_report_data(RunDir(result.run).report)
     evaluation = read_model(Evaluation, RunDir(result.run).evaluation_file).summary
     pairs = {read_model(AttributionSummary, RunDir(result.run).attribution(t) / ATTRIBUTION_SUMMARY).n_pairs
              for t in RunDir(result.run).attribution_tasks()}

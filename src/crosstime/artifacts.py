@@ -26,6 +26,7 @@ JSON Schemas (committed under ``docs/schema/``). A field's ``title`` is how the 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -41,6 +42,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    TypeAdapter,
     ValidationError,
     create_model,
     model_serializer,
@@ -1012,6 +1014,8 @@ class AttributionSummary(_Artifact):
 REPORT_HTML = "index.html"
 REPORT_DATA = "data.json"
 REPORT_ANNOTATIONS = "annotations.json"
+REPORT_SHARDS = "features"  # a large report's features, beside index.html (FeatureShards)
+FEATURE_SHARD_CALL = "crosstimeShard"  # what a shard script calls on the page (report/js/shards.js)
 
 
 class ReportCheckpoint(_Artifact):
@@ -1333,9 +1337,21 @@ class EvidenceMeta(_Artifact):
     excluded_tokens: list[int] = Field(description="token ids the logit lens leaves out (the special tokens)")
 
 
+class FeatureShards(_Artifact):
+    """Where a large report's features are: not in ``data.json`` but once, in the page's shard scripts
+    ``report/features/shard-KKKKK.js`` (:func:`feature_shard_text`), each the whole features of a run of
+    consecutive ids. :func:`read_report_data` reads them back, each file checked against its sha256 here."""
+
+    path: str = Field(description="the shards' folder, relative to report/")
+    starts: list[int] = Field(description="the first feature id of each shard (ids ascend within and across them)")
+    count: int = Field(description="features in all the shards")
+    sha256: list[str] = Field(description="per shard, the sha256 of its file")
+
+
 class ReportData(_Artifact):
     """``report/data.json``: everything the dashboard shows (embedded in index.html; re-rendered by
-    ``crosstime annotate --import``)."""
+    ``crosstime annotate --import``). Read it with :func:`read_report_data`: above the page's one-file size
+    (``crosstime.report.dashboard.EMBED_MAX_FEATURES``) its ``features`` are in shards (``feature_shards``)."""
 
     title: str
     generated: str
@@ -1352,6 +1368,64 @@ class ReportData(_Artifact):
     vocab: dict[str, str] = Field(description="token id -> text; empty when tokens are shown as ids")
     evidence_meta: EvidenceMeta | None
     findings: list[str]
+    feature_shards: FeatureShards | None = Field(
+        None, description="set when the features are in shards, not here (``features`` is then empty in the file)")
+
+
+_FEATURE_LIST = TypeAdapter(list[ReportFeature])
+
+
+def feature_shard_name(k: int) -> str:
+    return f"shard-{k:05d}.js"
+
+
+def feature_shard_text(k: int, entries: Sequence[str]) -> str:
+    """Shard ``k``'s file: a script calling ``crosstimeShard(K, [entry, …])`` (loaded by the page with a
+    ``<script src>``, which works from ``file://`` where ``fetch`` does not); ``entries``: features as JSON texts
+    (JSON that is also safe inside a script: ``</`` written ``<\\/``)."""
+    return f"{FEATURE_SHARD_CALL}({k},[{','.join(entries)}]);\n"
+
+
+def _read_feature_shard(path: Path, k: int, sha256: str) -> list[ReportFeature]:
+    """The features of shard ``k`` at ``path``, after checking the file's bytes against ``sha256``."""
+    fix = "re-run `crosstime report`"
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing: data.json names it as a shard of its features; {fix}")
+    raw = path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise ArtifactError(f"{path} changed after the report wrote it (its sha256 in data.json differs); {fix}")
+    head, tail = f"{FEATURE_SHARD_CALL}({k},".encode(), b");\n"
+    if not (raw.startswith(head) and raw.endswith(tail)):
+        raise ArtifactError(f"{path} is not shard {k} as crosstime writes it; {fix}")
+    try:
+        return _FEATURE_LIST.validate_json(raw[len(head):-len(tail)])
+    except ValidationError as err:
+        raise ArtifactError(f"{path} does not hold ReportFeatures ({str(err).splitlines()[0]}); {fix}") from err
+
+
+def read_report_data(folder: Path) -> ReportData:
+    """``folder/data.json`` (a run's ``report/``) with all its features, as if written whole: those of a large
+    report read from its shards (:class:`FeatureShards`), each file checked against its recorded sha256, and put
+    back in rank order. Every reader of the report's data reads it here."""
+    data = read_model(ReportData, folder / REPORT_DATA)
+    shards = data.feature_shards
+    if shards is None:
+        return data
+    if len(shards.starts) != len(shards.sha256):
+        raise ArtifactError(f"{folder / REPORT_DATA}: {len(shards.starts)} shard starts but {len(shards.sha256)} "
+                            "checksums; re-run `crosstime report`")
+    features: list[ReportFeature] = []
+    for k, (start, sha256) in enumerate(zip(shards.starts, shards.sha256)):
+        found = _read_feature_shard(folder / shards.path / feature_shard_name(k), k, sha256)
+        if not found or found[0].id != start:
+            raise ArtifactError(f"{folder / shards.path / feature_shard_name(k)} does not start at feature {start} as "
+                                "data.json says; re-run `crosstime report`")
+        features += found
+    features.sort(key=lambda f: f.rank)
+    if [f.rank for f in features] != list(range(1, shards.count + 1)):
+        raise ArtifactError(f"the shards of {folder / REPORT_DATA} hold {len(features)} features, not ranks 1.."
+                            f"{shards.count}; re-run `crosstime report`")
+    return data.model_copy(update={"features": features, "feature_shards": None})
 
 
 class Annotations(_Artifact):

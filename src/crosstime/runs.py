@@ -62,6 +62,7 @@ from crosstime.artifacts import (
     RunDir,
     Suggestion,
     read_model,
+    read_report_data,
     read_similarity,
 )
 from crosstime.crosscoder import Crosscoder, check_against_store, load
@@ -205,7 +206,7 @@ def _read_scan(run: Run, key: str | None) -> ScanOutputs:
 
 
 def _read_report(run: Run, key: str | None) -> ReportData:
-    return read_model(ReportData, run.dir.report / REPORT_DATA)
+    return read_report_data(run.dir.report)
 
 
 @dataclass(frozen=True, repr=False)

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from crosstime.artifacts import EVALUATION_FEATURES, ReportData
+from crosstime.artifacts import EVALUATION_FEATURES, read_report_data
 from crosstime.demo import EVOLUTION_REVISIONS, FIRST_REVISIONS, DemoConfig, demo
 from crosstime.report.findings import evolution_readings
 from crosstime.store import ActivationStore
@@ -55,7 +55,7 @@ def test_demo_says_what_each_stage_found(demo_run, toy_world):
     said = demo_run.summaries
     assert list(said) == STAGES + ["report", "interpret"] + FIRST_STAGES
     # the report says the second paper's readings: the phase order, the turn, dimensionality, typed emergence
-    data = ReportData.model_validate_json((demo_run.run / "report" / "data.json").read_text())
+    data = read_report_data(demo_run.run / "report")
     assert said["report"] == [line for line in evolution_readings(data).values() if line] and len(said["report"]) == 4
     assert demo_run.toy_world == toy_world and str(toy_world) in said["toy world"][0]
     assert ("built now" if demo_run.toy_built else "reused from the cache") in said["toy world"][0]

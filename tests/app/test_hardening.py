@@ -37,6 +37,7 @@ from crosscoder.test_formats_io import (
 from report.test_report_helpers import cached_run
 from safetensors.torch import load_file, save_file
 
+from crosstime.artifacts import read_report_data
 from crosstime.crosscoder import Crosscoder
 from crosstime.interop.formats import read, write
 from crosstime.names import UnsafeName
@@ -85,7 +86,7 @@ def reported(tmp_path_factory) -> Path:
 
 
 def _feature_ids(run: Path) -> list[int]:
-    return [f["id"] for f in json.loads((run / "report" / "data.json").read_text())["features"]]
+    return [f["id"] for f in read_report_data(run / "report").model_dump(mode="json")["features"]]
 
 
 def _edit_data_json(tmp: Path, run: Path) -> tuple[list, list]:
@@ -147,7 +148,7 @@ def test_annotate_near_misses_still_import(reported, tmp_path):
     assert result.exit_code == 0, result.output
     again = invoke("annotate", run, "--import", path)  # the re-rendered data.json is vouched for: no refusal
     assert again.exit_code == 0, again.output
-    data = json.loads((run / "report" / "data.json").read_text())
+    data = read_report_data(run / "report").model_dump(mode="json")
     assert {f["id"]: f["description"] for f in data["features"]}[ids[1]] == "=not a formula"
 
 
@@ -169,7 +170,7 @@ def test_annotation_export_escapes_formulas_and_the_round_trip_keeps_them(report
     assert [rows[i]["description"] for i in ids[:4]] == ["'" + t for t in texts]
     assert rows[ids[0]]["note"] == "plain" and rows[ids[0]]["feature"] == str(ids[0])  # others as they are
     assert invoke("annotate", run, "--import", exported).exit_code == 0  # the ' is dropped again
-    data = json.loads((run / "report" / "data.json").read_text())
+    data = read_report_data(run / "report").model_dump(mode="json")
     assert [{f["id"]: f["description"] for f in data["features"]}[i] for i in ids[:4]] == texts
 
 

@@ -17,6 +17,8 @@ import pytest
 from crosscoder.test_formats_io import invoke
 from report.test_report_helpers import cached_run
 
+from crosstime.artifacts import read_report_data
+
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "neuronpedia" / "schema.json").read_text())
 RECORDS = SCHEMA["records"]
 
@@ -52,7 +54,7 @@ def exported(tmp_path_factory):
     out = work.parent / "np-out"
     result = invoke("export", work, "--format", "neuronpedia", "--out", out)
     assert result.exit_code == 0, result.output
-    return json.loads((work / "report" / "data.json").read_text()), out
+    return read_report_data(work / "report").model_dump(mode="json"), out
 
 
 def test_layout_is_one_folder_per_checkpoint_source(exported):

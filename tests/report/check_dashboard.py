@@ -22,11 +22,12 @@ the documentation's screenshots (docs/img/dashboard-*.png) of that run into DIR.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from crosstime.artifacts import read_report_data
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
     html = args.run / "report" / "index.html"
-    data = json.loads((args.run / "report" / "data.json").read_text())
+    data = read_report_data(args.run / "report").model_dump(mode="json")
     bad = False
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)

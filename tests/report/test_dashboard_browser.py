@@ -14,7 +14,6 @@ The documentation's screenshots (docs/img) are taken by `python tests/report/che
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -23,6 +22,8 @@ from pathlib import Path
 import check_dashboard
 import pytest
 from test_report_helpers import MANY, cached_run
+
+from crosstime.artifacts import read_report_data
 
 CHROMIUM = check_dashboard.CHROMIUM
 pytestmark = [pytest.mark.slow,  # a browser, and report runs to show in it: minutes
@@ -50,7 +51,7 @@ def _dashboard(tmp_path_factory, M: int) -> tuple[Path, dict]:
 
     run, _ = cached_run(tmp_path_factory, M=M)
     out = report(ReportConfig(run=run, n_features=12, progress=False, evidence=EvidenceConfig(n_top=4, max_contexts=8)))
-    return out, json.loads((run / "report" / "data.json").read_text())
+    return out, read_report_data(run / "report").model_dump(mode="json")
 
 
 class Page:
@@ -184,7 +185,7 @@ def checked_run(request, tmp_path_factory) -> tuple[Path, dict]:
     else:
         demo = request.getfixturevalue("demo_run")  # the session's: built once for test_demo.py and test_docs.py too
         run, out = demo.run, demo.dashboard
-    return out, json.loads((run / "report" / "data.json").read_text())
+    return out, read_report_data(run / "report").model_dump(mode="json")
 
 
 def _svg_texts(locator) -> list[str]:
@@ -326,17 +327,18 @@ def _bench():
 
 @pytest.fixture(scope="module")
 def big_run(tmp_path_factory) -> tuple[Path, dict]:
-    """RUN/report/ of a synthetic F = 32,768, M = 32 report, written by the report's own ``render``.
-    Evidence (top contexts in all 33 views) only near the features the test opens: shards are cut
-    by bytes, so theirs are as large as in a full build (benchmarks/bench_dashboard.py builds all)."""
-    from crosstime.report.dashboard import render
+    """RUN/report/ of a synthetic F = 32,768, M = 32 report, written by the report's own ``write_report``
+    and read back as every reader reads it. Evidence (top contexts in all 33 views) only near the features
+    the test opens: shards are cut by bytes, so theirs are as large as in a full build
+    (benchmarks/bench_dashboard.py builds all)."""
+    from crosstime.report.dashboard import write_report
 
     bench = _bench()
     data = bench.synthetic_report(BIG_F, BIG_M, n_top=3,
                                   with_evidence=lambda i: any(abs(i - v) < 150 for v in (*VISITED, UNREPORTED)))
     run = tmp_path_factory.mktemp("big") / "run"
-    render(data, run / "report" / "index.html")
-    return run, data
+    write_report(data, run / "report")
+    return run, read_report_data(run / "report").model_dump(mode="json")
 
 
 def test_large_dashboard_in_chromium(browser, big_run):

@@ -34,20 +34,26 @@ from crosstime.artifacts import (
     FeatureEvidence,
     LogitLens,
     ReportCheckpoint,
-    ReportData,
     ReportEmergence,
     ReportFeature,
     RunDir,
     TaskEntry,
     Window,
-    read_model,
+    read_report_data,
 )
 from crosstime.crosscoder import CrosscoderError
 from crosstime.files import sha256_file
-from crosstime.report import AnnotationError, EvidenceConfig, ReportConfig, ReportError, export_annotations, feature_evidence, import_annotations, read_annotations
-from crosstime.stages.report import report
+from crosstime.report import (
+    AnnotationError,
+    EvidenceConfig,
+    ReportConfig,
+    ReportError,
+    export_annotations,
+    feature_evidence,
+    import_annotations,
+    read_annotations,
+)
 from crosstime.report.annotate import parse_annotations
-from crosstime.runs import open_run
 from crosstime.report.dashboard import PER_CHECKPOINT_SUMMARY, collect
 from crosstime.evidence import (
     DoublingHistogram,
@@ -57,6 +63,8 @@ from crosstime.evidence import (
     stream,
     windows,
 )
+from crosstime.runs import open_run
+from crosstime.stages.report import report
 from crosstime.store import ActivationStore
 
 FEATURES = [0, 3, 7, 11, 20, 33, 47]
@@ -358,7 +366,7 @@ def test_missing_stages_are_listed_and_report_still_renders(tmp_path, run3):
     shutil.copytree(run / "activations", bare / "activations")
     shutil.copytree(run / "crosscoder", bare / "crosscoder")
     out = report(ReportConfig(run=bare, n_features=5, progress=False, evidence=QUICK))
-    data = json.loads((bare / "report" / "data.json").read_text())
+    data = read_report_data(bare / "report").model_dump(mode="json")
     text = " ".join(data["missing"])
     for stage_file in ("scan/", "evaluation.json", "attribution"):
         assert stage_file in text
@@ -376,7 +384,7 @@ def test_report_shows_every_checkpoint(tmp_path_factory, M):
     # self-contained: no external resources, inline script and style only
     assert not re.search(r'(src|href)="(https?:)?//', html) and "<script src" not in html and "<link rel=\"stylesheet\"" not in html
     data = _embedded(html)
-    assert data == read_model(ReportData, run / "report" / "data.json").model_dump(mode="json")
+    assert data == read_report_data(run / "report").model_dump(mode="json")
     assert [c["revision"] for c in data["checkpoints"]] == cc.revisions and len(cc.revisions) == M
     assert len(data["features"]) == 6
     assert data["crosscoder"]["inference_rule"] == cc.inference_rule and data["n_features_total"] == N_FEATURES
@@ -443,9 +451,9 @@ def test_report_records_its_settings(tmp_path, run3, monkeypatch):
     assert not stage.finished(cfg.model_copy(update={"n_features": 4}))
     assert not stage.finished(cfg.model_copy(update={"evidence": QUICK.model_copy(update={"n_top": 3})}))
     # and indeed: another batch size gives the same report
-    first = json.loads((work / "report" / "data.json").read_text())
+    first = read_report_data(work / "report").model_dump(mode="json")
     report(cfg.model_copy(update={"batch_rows": 7}))
-    again = json.loads((work / "report" / "data.json").read_text())
+    again = read_report_data(work / "report").model_dump(mode="json")
     # equal up to float summation order: another batch shape may take another GEMM kernel on another CPU
     _assert_same_up_to_rounding(again["features"], first["features"])
     assert again["vocab"] == first["vocab"]
@@ -583,7 +591,7 @@ def test_unreachable_series_is_an_error_or_an_explicit_choice(tmp_path, run3):
 def test_annotation_round_trip(tmp_path, run3):
     work = copy_run(run3[0], tmp_path / "run")
     report(ReportConfig(run=work, n_features=4, progress=False, evidence=QUICK))
-    ids = [f["id"] for f in json.loads((work / "report" / "data.json").read_text())["features"]]
+    ids = [f["id"] for f in read_report_data(work / "report").model_dump(mode="json")["features"]]
     csv_path = tmp_path / "ann.csv"
     export_annotations(work, csv_path)
     rows = _csv(csv_path)
@@ -678,10 +686,11 @@ def test_a_title_with_placeholders_is_inserted_as_it_is(tmp_path):
     from crosstime.report.dashboard import render, script
 
     title = "__DATA__ & __JS__ __CSS__ __TITLE__ </title><script>alert(1)</script>"
-    data = {"title": title, "features": [{"id": 1, "description": "__DATA__ in a description"}], "run": "r"}
+    data = report_data(title=title, run="r", features=[ReportFeature(id=1, rank=1, tasks={}, annotation=None,
+                                                                     description="__DATA__ in a description")])
     page = render(data, tmp_path / "index.html").read_text()
     assert re.search(r"<title>(.*?)</title>", page, re.DOTALL).group(1) == html_lib.escape(title)
-    assert _embedded(page) == data
+    assert _embedded(page) == data.model_dump(mode="json")
     assets = {name: resources.files("crosstime.report").joinpath(name).read_text(encoding="utf-8")
               for name in ("dashboard.html", "dashboard.css")}
     embedded = re.search(r'id="crosstime-data">(.*?)</script>', page, re.DOTALL).group(1)
@@ -702,7 +711,7 @@ def test_cli_report_and_annotate(tmp_path, run3):
     cli = CliRunner()
     res = cli.invoke(app, ["report", str(work), "--features", "3,7", "--features", "11", "--max-contexts", "4", "--logit-lens", "none"])
     assert res.exit_code == 0, res.output
-    data = json.loads((work / "report" / "data.json").read_text())
+    data = read_report_data(work / "report").model_dump(mode="json")
     assert [f["id"] for f in data["features"]] == [3, 7, 11]
     csv_path = tmp_path / "a.csv"
     assert cli.invoke(app, ["annotate", str(work), "--export", str(csv_path)]).exit_code == 0
@@ -774,7 +783,7 @@ def test_only_finished_unchanged_outputs_are_read(tmp_path, run3):
     del records["evaluate"]  # as a killed evaluate leaves it
     (copy / "config.yaml").write_text(yaml.safe_dump(records))
     report(ReportConfig(run=copy, n_features=5, progress=False, evidence=QUICK))
-    data = json.loads((copy / "report" / "data.json").read_text())
+    data = read_report_data(copy / "report").model_dump(mode="json")
     assert any("`crosstime evaluate` did not finish there" in m for m in data["missing"])
     assert data["overview"].get("evaluation") is None
 
@@ -818,58 +827,79 @@ def _shard_entries(path) -> tuple[int, list[dict]]:
     return int(m.group(1)), json.loads(m.group(2))
 
 
-def _big_features(n: int) -> list[dict]:
-    """``n`` features with ids 0, 3, 6, … in a shuffled rank order, evidence of varying size, a NaN."""
+def _big_features(n: int) -> list[ReportFeature]:
+    """``n`` features with ids 0, 3, 6, … in a shuffled rank order, evidence of varying size (some none), a NaN."""
     ids = [3 * i for i in range(n)]
     order = sorted(ids, key=lambda i: (i * 7919) % 101)
-    return [{"id": i, "rank": r + 1, "reldec": [0.25, float("nan")], "reldec_class": "late", "description": f"d{i}",
-             "evidence": {"top": {"all": [{"tokens": list(range(i % 50))}]}},
-             "tasks": {"t": {"ie": [1.0, -2.0], "relie": [0.3, 0.7], "relie_class": "late", "exact": [1.0, 2.0]}}}
-            for r, i in enumerate(order)]
+    window = {"context": 1, "position": 2, "value": 0.5, "start": 0, "acts": [0.5]}
+    return [ReportFeature.model_validate({
+        "id": i, "rank": r + 1, "reldec": [0.25, float("nan")], "reldec_class": "late", "description": f"d{i} </script>",
+        "annotation": None, "tasks": {"t": {"ie": [1.0, -2.0], "relie": [0.3, 0.7], "relie_class": "late", "exact": [1.0, 2.0]}},
+        **({} if i % 9 == 0 else {"evidence": {"density": {"all": 0.1}, "histogram": {}, "quantiles": [], "logit_lens": {},
+                                               "top": {"all": [{**window, "tokens": list(range(i % 50))}]}}})})
+        for r, i in enumerate(order)]
 
 
 def test_write_shards_splits_by_id_count_and_bytes(tmp_path):
-    from crosstime.report.dashboard import SUMMARY_KEYS, clean, write_shards
+    from crosstime.report.dashboard import SUMMARY_KEYS, write_shards
 
     features = _big_features(40)
     out = write_shards(features, tmp_path / "features", per_shard=4, max_bytes=400)
     shards = sorted((tmp_path / "features").glob("shard-*.js"))
-    assert out["count"] == 40 and out["path"] == "features" and len(shards) == len(out["starts"])
+    assert out.count == 40 and out.path == "features" and len(shards) == len(out.starts) == len(out.sha256)
     seen = []
     for k, path in enumerate(shards):
         number, entries = _shard_entries(path)
         ids = [e["id"] for e in entries]
-        assert number == k and ids[0] == out["starts"][k] and ids == sorted(ids)
+        assert number == k and ids[0] == out.starts[k] and ids == sorted(ids)
+        assert out.sha256[k] == sha256_file(path)
         if k + 1 < len(shards):
-            assert ids[-1] < out["starts"][k + 1]
+            assert ids[-1] < out.starts[k + 1]
         assert len(entries) <= 4
         assert len(entries) == 1 or sum(len(json.dumps(e, separators=(",", ":"))) for e in entries) <= 400
         seen += entries
-    assert seen == clean(sorted(features, key=lambda e: e["id"]))  # every entry whole, NaN as null
-    assert seen[0]["reldec"] == [0.25, None]
+    # every entry whole, every field it has (and only those: the sparse record), NaN as null
+    expected = [json.loads(f.model_dump_json()) for f in sorted(features, key=lambda f: f.id)]
+    assert seen == expected and seen[0]["reldec"] == [0.25, None] and "evidence" not in seen[0]
+    assert "</script>" not in "".join(p.read_text() for p in shards)  # safe in a script, still the same JSON
     index = json.loads(re.fullmatch(r"crosstimeIndex\((.*)\);\n", (tmp_path / "features" / "index.js").read_text(),
                                     re.DOTALL).group(1))
-    assert [e["id"] for e in index] == [f["id"] for f in features]  # rank order, for the list
-    assert set(index[0]) == {k for k in SUMMARY_KEYS if k in features[0]} | {"tasks"}
+    assert [e["id"] for e in index] == [f.id for f in features]  # rank order, for the list
+    assert set(index[0]) == {k for k in SUMMARY_KEYS if k in features[0].model_fields_set} | {"tasks"}
     assert index[0]["tasks"] == {"t": {"ie": [1.0, -2.0], "relie": [0.3, 0.7], "relie_class": "late"}}
 
 
-def test_render_embeds_small_reports_and_shards_large_ones(tmp_path):
-    from crosstime.report.dashboard import render
+def test_a_large_report_is_written_once_in_shards_and_read_back_whole(tmp_path):
+    """Above embed_max: data.json and the page hold no feature, the shards hold each once; read_report_data
+    gives back the data as written whole, and refuses a shard changed, missing or cut short."""
+    from crosstime.report.dashboard import write_report
 
     def embedded(html):
         return json.loads(re.search(r'id="crosstime-data">(.*?)</script>', html.read_text(), re.DOTALL).group(1))
 
-    data = {"title": "t", "features": _big_features(12)}
-    html = render(data, tmp_path / "report" / "index.html", embed_max=10, per_shard=5)
-    page = embedded(html)
-    assert page["features"] == [] and page["feature_shards"]["count"] == 12
-    assert page["feature_shards"]["starts"][0] == 0 and (tmp_path / "report" / "features" / "index.js").is_file()
-    assert data["features"][0]["reldec"][1] != data["features"][0]["reldec"][1]  # the caller's data left as it was
-    # re-rendered small (e.g. fewer features): one file again, the old shards removed
-    html = render({"title": "t", "features": _big_features(3)}, html, embed_max=10)
-    assert [f["id"] for f in embedded(html)["features"]] == [f["id"] for f in _big_features(3)]
-    assert "feature_shards" not in embedded(html) and not (tmp_path / "report" / "features").exists()
+    folder = tmp_path / "report"
+    data = report_data(features=_big_features(12), title="</script> t")
+    html = write_report(data, folder, embed_max=10, per_shard=5)
+    stored, page = json.loads((folder / "data.json").read_text()), embedded(html)
+    assert page == stored and stored["features"] == [] and stored["feature_shards"]["count"] == 12
+    assert page["feature_shards"]["starts"][0] == 0 and (folder / "features" / "index.js").is_file()
+    back = read_report_data(folder)
+    assert back.model_dump(mode="json") == json.loads(data.model_dump_json())  # NaN as null, as the whole file has it
+    assert [f.model_fields_set for f in back.features] == [f.model_fields_set for f in data.features]
+    shard = folder / "features" / "shard-00001.js"
+    original = shard.read_bytes()
+    for broken, says in ((original.replace(b'"late"', b'"early"', 1), "changed"), (original[:-9], "changed"), (None, "missing")):
+        if broken is None:
+            shard.unlink()
+        else:
+            shard.write_bytes(broken)
+        with pytest.raises(ArtifactError, match=says):
+            read_report_data(folder)
+    # re-written small (e.g. fewer features): one file again, the old shards removed
+    html = write_report(report_data(features=_big_features(3)), folder, embed_max=10)
+    assert [f["id"] for f in embedded(html)["features"]] == [f.id for f in _big_features(3)]
+    assert embedded(html)["feature_shards"] is None and not (folder / "features").exists()
+    assert [f.id for f in read_report_data(folder).features] == [f.id for f in _big_features(3)]
 
 
 def test_report_all_features_lists_every_live_feature_in_one_pass(run3, tmp_path, monkeypatch):
@@ -885,9 +915,9 @@ def test_report_all_features_lists_every_live_feature_in_one_pass(run3, tmp_path
     config = {"run": run, "n_features": 5, "progress": False,
               "evidence": EvidenceConfig(n_top=3, max_contexts=6, logit_lens="none")}
     report(ReportConfig(**config))
-    reported = read_model(ReportData, run / "report" / "data.json").features
+    reported = read_report_data(run / "report").features
     report(ReportConfig(**config, all_features=True))
-    listed = read_model(ReportData, run / "report" / "data.json").features
+    listed = read_report_data(run / "report").features
     norms = run3[1].decoder_norms().detach()
     live = [i for i in range(N_FEATURES) if float(norms[i].sum()) > 0]
     assert passes == [5, len(live)]  # one pass each, the second over every live feature

@@ -229,7 +229,7 @@ def test_two_phase_figure_written_and_embedded_with_its_reading(tmp_path):
     assert two_phase.evolution and two_phase.caption.startswith("The feature types' emergence order matches")
     assert dim.evolution and dim.caption == dimensionality_reading(data)
     assert other.model_dump() == {"name": "evaluation/emergence.png", "group": "evaluation", "src": "y"}  # no keys
-    html = render(data.model_dump(mode="json"), tmp_path / "index.html").read_text()
+    html = render(data, tmp_path / "index.html").read_text()
     embedded = json.loads(re.search(r'<script type="application/json" id="crosstime-data">(.*?)</script>', html, re.DOTALL).group(1))
     assert embedded["overview"]["figures"][0]["caption"] == two_phase.caption
 

@@ -8,13 +8,13 @@ scan, evaluate and attribute stages write and the report reads, and the run's co
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 from test_report_helpers import cached_run
 
+from crosstime.artifacts import read_report_data
 from crosstime.errors import CrosstimeError
 from crosstime.report import EvidenceConfig, ReportConfig
 from crosstime.stages.report import report
@@ -74,7 +74,7 @@ def test_a_damaged_config_yaml(pristine, tmp_path, how):
     _damage(run / "config.yaml", how)
     if how == "deleted":
         report(ReportConfig(run=run, n_features=4, progress=False, evidence=QUICK))
-        missing = " ".join(json.loads((run / "report" / "data.json").read_text())["missing"])
+        missing = " ".join(read_report_data(run / "report").model_dump(mode="json")["missing"])
         for stage in ("scan", "evaluate", "attribute"):
             assert f"`crosstime {stage}` did not finish there" in missing
         OUTCOMES[f"config.yaml {how}"] = "explicit: stages listed as unfinished"
@@ -86,7 +86,7 @@ def test_a_damaged_config_yaml(pristine, tmp_path, how):
             assert "config.yaml" in str(err)
             OUTCOMES[f"config.yaml {how}"] = "clear error"
             return
-        missing = " ".join(json.loads((run / "report" / "data.json").read_text())["missing"])
+        missing = " ".join(read_report_data(run / "report").model_dump(mode="json")["missing"])
         assert "did not finish there" in missing
         OUTCOMES[f"config.yaml {how}"] = "explicit: stages listed as unfinished"
         return

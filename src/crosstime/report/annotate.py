@@ -32,7 +32,6 @@ from crosstime import stage
 from crosstime.artifacts import (
     REPORT_ANNOTATIONS,
     REPORT_DATA,
-    REPORT_HTML,
     Annotations,
     FeatureEvidence,
     FeatureTables,
@@ -43,7 +42,7 @@ from crosstime.artifacts import (
 )
 from crosstime.errors import CrosstimeError
 from crosstime.files import not_a_file, write_text
-from crosstime.report.dashboard import collect, rank_features, render
+from crosstime.report.dashboard import collect, rank_features, write_report
 from crosstime.report.findings import findings
 from crosstime.runs import CROSSCODER, REPORT, open_run
 
@@ -297,9 +296,8 @@ def _rerender(run: RunDir, data: ReportData, annotations: dict[int, dict[str, An
 
     apply_annotations(data, annotations)
     data.findings = findings(data, n=4)
-    write_model(data, run.report / REPORT_DATA)
+    write_report(data, run.report)
     stage.rewrote(run, REPORT.ident(None), [run.report / REPORT_DATA])  # the record vouches for this data.json
-    render(data.model_dump(mode="json"), run.report / REPORT_HTML)
 
 
 def apply_annotations(data: ReportData, annotations: dict[int, dict[str, Any]]) -> None:

@@ -23,7 +23,7 @@ from crosstime.artifacts import (
     ReportFeature,
     RunDir,
     TaskEntry,
-    read_model,
+    read_report_data,
 )
 from crosstime.shares import NO_EFFECT
 
@@ -37,7 +37,7 @@ def _load(source: str | Path | ReportData) -> ReportData:
         path = RunDir(path).report / REPORT_DATA
     if not path.is_file():
         raise ArtifactError(f"{path} not found: run `crosstime report RUN` first")
-    return read_model(ReportData, path)
+    return read_report_data(path.parent)
 
 
 def _pct(x: float) -> str:

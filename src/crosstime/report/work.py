@@ -5,11 +5,12 @@ picks the reported features, gathers their evidence from the activation store an
 crosscoder, and writes:
 
     RUN/report/index.html       the self-contained dashboard (open it in any browser, offline)
+    RUN/report/data.json        the data embedded in it (artifacts.ReportData; re-rendered by
+                                `crosstime annotate --import`); read it with artifacts.read_report_data
     RUN/report/features/        only above 2048 listed features (--all-features on a wide crosscoder):
                                 the features in shards the page loads as they are opened (still from
-                                a file; or `crosstime serve RUN`); see dashboard.write_shards
-    RUN/report/data.json        the data embedded in it (artifacts.ReportData; re-rendered by
-                                `crosstime annotate --import`)
+                                a file; or `crosstime serve RUN`), their only copy: data.json then holds
+                                the rest and the shards' names and checksums; see dashboard.write_report
     RUN/report/annotations.json (written by `crosstime annotate --import`; read here)
 
 The crosscoder is opened only with :func:`crosstime.crosscoder.load_for_store`, when the run
@@ -43,7 +44,6 @@ import torch
 from pydantic import Field
 
 from crosstime.artifacts import (
-    REPORT_DATA,
     EvidenceMeta,
     FeatureEvidence,
     FeatureTables,
@@ -54,7 +54,6 @@ from crosstime.artifacts import (
     ReportData,
     ReportFeature,
     RunDir,
-    write_model,
 )
 from crosstime.checkpoints import format_tokens
 from crosstime.crosscoder import Crosscoder
@@ -68,7 +67,7 @@ from crosstime.report.dashboard import (
     now,
     png_data_uri,
     rank_features,
-    render,
+    write_report,
 )
 from crosstime.report.evolution import TWO_PHASE_PNG, caption_figures, two_phase_figure
 from crosstime.report.findings import evolution_readings, findings, main_task
@@ -353,8 +352,7 @@ def work(config: ReportConfig, inputs: Inputs, resolved: dict[str, Any]) -> tupl
     """The stage's work, inside the run's lock (:mod:`crosstime.stages.report` opens the inputs):
     data.json and the dashboard written; returns the HTML's path and the data."""
     data = report_data(config, inputs)
-    write_model(data, inputs.run.report / REPORT_DATA)
-    out = render(data.model_dump(mode="json"), config.output())
+    out = write_report(data, inputs.run.report, progress=config.progress)
     # features that depend on the batch make the batch size part of what was shown: recorded beside the settings
     if inputs.model is not None and inputs.model.inference_depends_on_batch:
         resolved["batch_rows"] = config.batch_rows
