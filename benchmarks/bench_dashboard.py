@@ -53,7 +53,7 @@ def _window(rng: np.random.Generator, context: int, before: int = 12, after: int
 
 
 def _evidence(rng: np.random.Generator, views: list[str], revisions: list[str], n_top: int) -> dict:
-    """One feature's evidence as :func:`crosstime.report.evidence.feature_evidence` returns it."""
+    """One feature's evidence as :func:`crosstime.evidence.feature_evidence` returns it."""
     top = {v: sorted((_window(rng, int(rng.integers(0, 4000))) for _ in range(n_top)), key=lambda w: -w["value"])
            for v in views}
     hist = {v: {"upper": 2.0, "n_bins": 32, "counts": rng.integers(0, 500, 32).tolist()} for v in views}

@@ -30,7 +30,7 @@ A reported feature's entry in ``data.json`` (:class:`~crosstime.artifacts.Report
 feature, ``reldec``, ``reldec_class``, ``trajectory``, ``onset/peak/offset`` computed from them;
 ``tasks``: ``{task: {ie, ie_lo, ie_hi, relie, relie_lo, relie_hi, ie_abs, exact [M], relie_class,
 task_frequency, selected_in, ablation: {metric: [M]}}}``; ``evidence`` (see
-:func:`crosstime.report.evidence.feature_evidence`); ``description`` and ``annotation``.
+:func:`crosstime.evidence.feature_evidence`); ``description`` and ``annotation``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from crosstime.artifacts import (
 from crosstime.checkpoints import format_tokens
 from crosstime.crosscoder import Crosscoder
 from crosstime.errors import CrosstimeError
-from crosstime.evidence import EvidenceConfig, feature_evidence
+from crosstime.evidence import EvidenceConfig, feature_evidence, token_strings
 from crosstime.report.annotate import apply_annotations, read_annotations
 from crosstime.report.dashboard import (
     Collected,
@@ -272,20 +272,6 @@ def _heads(series: CheckpointSeries):
         return final_norm(model), unembedding(model)
 
     return load
-
-
-def token_strings(tokenizer, ids: list[int]) -> dict[str, str]:
-    """Display text of each token id. Word-level tokenizers (no decoder) get a leading space
-    so that a window of tokens reads as words."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)  # a transformers fast tokenizer's
-    word_level = backend is not None and backend.decoder is None
-    out = {}
-    for i in ids:
-        text = tokenizer.decode([int(i)], clean_up_tokenization_spaces=False)
-        if word_level and text and not text[0].isspace():
-            text = " " + text
-        out[str(int(i))] = text
-    return out
 
 
 def gather_evidence(config: ReportConfig, inputs: Inputs, rows: list[ReportFeature]) -> dict[str, Any]:
