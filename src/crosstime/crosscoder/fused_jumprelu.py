@@ -17,8 +17,8 @@ masked gradient) is a dozen operations over the ``[F, B]`` activations; as whole
 each is one trip through memory (16 MB at F = 4096, B = 1024), together more than half of a ReLU
 step. Here the encoder GEMM and the ∂z / ∂W_enc GEMMs run per block of :data:`BLOCK_BYTES` of
 rows, so each block's elementwise operations run on data still in cache, and ∂f never exists
-whole. Kept whole between the forward and the backward: z, f (both ``[F, B]``, feature-major as in
-:mod:`.fused`) and, for tanh, ``1 − tanh²`` (also ``[F, B]``).
+whole. Kept whole between the forward and the backward: f, z − θ (both ``[F, B]``, feature-major
+as in :mod:`.fused`) and, for tanh, ``1 − tanh²`` (also ``[F, B]``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import torch
 
 from crosstime.crosscoder.fused import _buffer, _grad
 
-BLOCK_BYTES = 1 << 20  # one block of [rows, B] fp32 rows: fits this CPU's L2 with its scratch neighbours
+BLOCK_BYTES = 4 << 20  # one block of [rows, B] fp32: it and its neighbours stay in this CPU's L3 (32 MB); few
+# enough blocks that each aten op's thread barrier (costly on a loaded machine) is paid a few times a step
 
 _threshold_backward_ = torch.ops.aten.threshold_backward.grad_input  # g · 1{s > t}, one pass
 _window_ = torch.ops.aten.hardtanh_backward.grad_input  # g · 1{lo < s < hi}: the STE rectangle, one pass
@@ -54,7 +55,7 @@ def jumprelu_step(model, x: torch.Tensor, coeff: float, penalty: str, tanh_c: fl
         norms = model.decoder_norms().detach()  # [F, M]
         w = model.feature_weights(norms)  # [F]
         cw = tanh_c * w if penalty == "tanh" else None
-        fT, zT, q, rows = _forward(model, X, theta, cw)
+        fT, yT, q, rows = _forward(model, X, theta, cw)
         Wd = model.W_dec.detach().view(-1, M * d)
         e = torch.addmm(model.b_dec.detach().view(1, -1), fT.t(), Wd).sub_(X)  # x̂ − x [B, M·d]
         e2 = e.view(B, M, d).pow(2).sum(dim=(0, 2))  # [M]
@@ -64,11 +65,11 @@ def jumprelu_step(model, x: torch.Tensor, coeff: float, penalty: str, tanh_c: fl
         gw = rows["fq"] * (coeff * tanh_c / B) if penalty == "tanh" else None  # ∂L/∂w [F]
         _decoder_grads(model, fT, g, norms, w, gw)
         kw = coeff * cw / B if penalty == "tanh" else None  # ∂P/∂f = kw ⊙ (1 − tanh²)
-        _encoder_grads(model, X, g, zT, fT, q, theta, kw, 0.0 if penalty == "tanh" else coeff / B)
+        _encoder_grads(model, X, g, yT, fT, q, theta, kw, 0.0 if penalty == "tanh" else coeff / B)
         out = {"recon": recon, "sparsity": sparsity, "loss": recon + coeff * sparsity,
                "l0": rows["count"].sum() / B, "fired": rows["count"] > 0, "e2": e2}
         if peak:
-            out["peak"] = zT.amax(1)
+            out["peak"] = yT.amax(1).add_(theta)
     return out
 
 
@@ -78,32 +79,34 @@ def _rows(F: int, B: int) -> int:
 
 
 def _forward(model, X: torch.Tensor, theta: torch.Tensor, cw: torch.Tensor | None):
-    """``zT`` = z [F, B], ``fT`` = f [F, B], ``q`` = 1 − tanh²(c f w) [F, B] (tanh; None for step) and
+    """``fT`` = f [F, B], ``yT`` = z − θ [F, B], ``q`` = 1 − tanh²(c f w) [F, B] (tanh; None for step) and
     the per-feature sums ``count`` = Σ_b 1{f > 0}, ``tanh`` = Σ_b tanh(c f w), ``fq`` = Σ_b f q (each [F])."""
     B, Md = X.shape
     F = model.n_features
     We = model.W_enc.detach().view(Md, F)
     be = model.b_enc.detach()
-    zT, fT = _buffer(model, "jr_z", (F, B), X), _buffer(model, "jr_f", (F, B), X)
+    fT, yT = _buffer(model, "jr_f", (F, B), X), _buffer(model, "jr_y", (F, B), X)
     q = _buffer(model, "jr_q", (F, B), X) if cw is not None else None
     n = _rows(F, B)
     s = _buffer(model, "jr_s", (n, B), X)
-    one = X.new_ones(())
+    one, minus_one = X.new_ones(()), -X.new_ones(())
     rows = {"count": X.new_empty(F), "tanh": X.new_empty(F), "fq": X.new_empty(F)}
     for a in range(0, F, n):
         sl = slice(a, min(a + n, F))
         k = sl.stop - a
-        z = torch.mm(We[:, sl].t(), X.t(), out=zT[sl]).add_(be[sl, None])
-        # f = z · 1{z − θ > 0}: z − θ > 0 exactly when z > θ (float subtraction keeps the sign)
-        f = _threshold_backward_(z, torch.sub(z, theta[sl, None], out=s[:k]), 0, grad_input=fT[sl])
+        z = torch.addmm(be[sl, None], We[:, sl].t(), X.t(), out=fT[sl])
+        # f = z · 1{z − θ > 0}, in place: z − θ > 0 exactly when z > θ (float subtraction keeps the sign)
+        f = _threshold_backward_(z, torch.sub(z, theta[sl, None], out=yT[sl]), 0, grad_input=z)
         torch.sum(torch.sign(f, out=s[:k]), 1, out=rows["count"][sl])  # f ≥ θ > 0 where active
         if cw is None:
             continue
-        t = torch.mul(f, cw[sl, None], out=s[:k]).tanh_()
+        # tanh(a) = 2σ(2a) − 1: aten's sigmoid is vectorised, its tanh ≈ 6× slower on this CPU
+        t = torch.mul(f, 2 * cw[sl, None], out=s[:k]).sigmoid_()
+        t = torch.add(minus_one, t, alpha=2, out=t)
         torch.sum(t, 1, out=rows["tanh"][sl])
         qk = torch.addcmul(one, t, t, value=-1.0, out=q[sl])  # 1 − tanh², = 1 where f = 0
         torch.sum(torch.mul(f, qk, out=s[:k]), 1, out=rows["fq"][sl])
-    return fT, zT, q, rows
+    return fT, yT, q, rows
 
 
 def _decoder_grads(model, fT: torch.Tensor, g: torch.Tensor, norms: torch.Tensor, w: torch.Tensor,
@@ -125,7 +128,7 @@ def _decoder_grads(model, fT: torch.Tensor, g: torch.Tensor, norms: torch.Tensor
     gWd.view(F, Md).addmm_(fT, g)
 
 
-def _encoder_grads(model, X: torch.Tensor, g: torch.Tensor, zT: torch.Tensor, fT: torch.Tensor,
+def _encoder_grads(model, X: torch.Tensor, g: torch.Tensor, yT: torch.Tensor, fT: torch.Tensor,
                    q: torch.Tensor | None, theta: torch.Tensor, kw: torch.Tensor | None, step_k: float) -> None:
     """∂W_enc, ∂b_enc and ∂log θ from g [B, M·d], block by block (∂f never whole; module docstring).
 
@@ -138,7 +141,7 @@ def _encoder_grads(model, X: torch.Tensor, g: torch.Tensor, zT: torch.Tensor, fT
     half = float(model.bandwidth) / 2
     win = X.new_empty(F)  # Σ_b 1{|z − θ| < ε/2} (θ ∂f + step_k)
     n = _rows(F, B)
-    s, y, u = (_buffer(model, name, (n, B), X) for name in ("jr_s", "jr_y", "jr_u"))
+    s, u = _buffer(model, "jr_s", (n, B), X), _buffer(model, "jr_u", (n, B), X)
     wT = _buffer(model, "jr_we", (n, Md), X)
     step = X.new_tensor(step_k)
     for a in range(0, F, n):
@@ -148,7 +151,7 @@ def _encoder_grads(model, X: torch.Tensor, g: torch.Tensor, zT: torch.Tensor, fT
         if q is not None:
             gf.addcmul_(q[sl], kw[sl, None])
         torch.addcmul(step, gf, theta[sl, None], out=u[:k])
-        _window_(u[:k], torch.sub(zT[sl], theta[sl, None], out=y[:k]), -half, half, grad_input=u[:k])
+        _window_(u[:k], yT[sl], -half, half, grad_input=u[:k])
         torch.sum(u[:k], 1, out=win[sl])
         gz = _threshold_backward_(gf, fT[sl], 0, grad_input=gf)  # ∂z = ∂f · 1{f > 0}
         torch.sum(gz, 1, out=gbe[sl])
