@@ -31,6 +31,10 @@ metrics.jsonl gets ``threshold_median``, ``threshold_p10``, ``threshold_p90``,
 ``threshold_moved`` (median |θ − θ₀| / θ₀), ``threshold_init``, ``bandwidth`` and
 ``preact_peak_median`` (that reference, from the last check).
 
+Training step: in fp32 the hand-derived step of :mod:`.fused_jumprelu` (``fused``, the default, as
+for ReLU); ``fused=False`` (and bf16) take autograd of :meth:`JumpReLURecipe.loss`, the reference
+it is tested against (tests/crosscoder/test_fused_jumprelu.py).
+
 Crosscoders saved before θ₀ and ε were buffers (``log_threshold`` alone, the same parameter)
 load exactly: their config.json's θ₀ and ε become the buffers.
 """
@@ -165,7 +169,8 @@ def preact_statistics(z: torch.Tensor) -> tuple[float, float]:
 
 class JumpReLURecipe(Recipe):
     """``loss = recon + λ · penalty`` (``jumprelu_penalty``: tanh or step); θ₀ and ε from the first
-    batch unless given; the thresholds' health checked and reported."""
+    batch unless given; the thresholds' health checked and reported. In fp32 by the hand-derived
+    step (:mod:`.fused_jumprelu`) unless ``fused=False`` (then autograd, the reference path)."""
 
     # Decoder rows start at norm 0.3 (not the L1 recipe's 0.08): pre-activations then start near
     # the scale they train to, the scale θ₀ and the fixed ε are read at. Measured on planted data
