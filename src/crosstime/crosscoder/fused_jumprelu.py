@@ -16,8 +16,9 @@ Why in row blocks: the elementwise work (threshold, tanh, its derivative, the ST
 masked gradient) is a dozen operations over the ``[F, B]`` activations, each one trip through
 memory as a whole-tensor aten op. Here the encoder GEMM and the ∂f / ∂W_enc GEMMs run per block of
 :data:`BLOCK_BYTES` of rows, so each block's elementwise operations run on data still in (L3)
-cache right after the GEMM wrote it, and ∂f never exists whole (64 MB at F = 16384). Kept whole between the forward and the backward: f, z − θ (both ``[F, B]``, feature-major
-as in :mod:`.fused`) and, for tanh, ``1 − tanh²`` (also ``[F, B]``).
+cache right after the GEMM wrote it, and ∂f never exists whole (64 MB at F = 16384). Kept whole
+between the forward and the backward: f, z − θ (both ``[F, B]``, feature-major as in
+:mod:`.fused`) and, for tanh, ``1 − tanh²`` (also ``[F, B]``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 
 from crosstime.crosscoder.fused import _buffer, _grad
 
-BLOCK_BYTES = 16 << 20  # one block of [rows, B] fp32 (a third of this CPU's 32 MB L3). Measured at F = 4096,
+BLOCK_BYTES = 16 << 20  # one block of [rows, B] fp32 (half of this CPU's 32 MB L3). Measured at F = 4096,
 # B = 1024 (one thread, CPU time): 1, 4 and 16 MB equal within noise; with two threads on a loaded machine each
 # aten op's thread barrier costs, and 16 MB (fewer ops) was 1.47× ReLU against 1.80× for 4 MB
 
