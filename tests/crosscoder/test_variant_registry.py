@@ -43,7 +43,8 @@ from crosstime.crosscoder.relu import ReLUCrosscoder, ReLURecipe
 OPTIONS = {"relu": ["--fused"], "topk": ["--k", "--k-init", "--k-anneal-steps", "--auxk-coeff", "--k-aux"],
            "batchtopk": ["--k", "--threshold-start-step", "--threshold-beta"],
            "matryoshka": ["--k", "--threshold-beta", "--matryoshka-prefixes"],
-           "jumprelu": ["--jumprelu-threshold-init", "--jumprelu-bandwidth", "--jumprelu-penalty", "--jumprelu-tanh-c"]}
+           "jumprelu": ["--jumprelu-threshold-init", "--jumprelu-bandwidth", "--jumprelu-penalty", "--jumprelu-tanh-c",
+                        "--fused"]}
 
 
 def invoke(*args):
@@ -78,7 +79,7 @@ def test_the_variant_settings_are_nested_and_validated_by_the_variant():
                                            "variant, not of topk"),
     ("topk", {"threshold_beta": 0.9}, "threshold_beta (--threshold-beta) is a setting of the batchtopk, matryoshka "
                                       "variants, not of topk"),
-    ("jumprelu", {"fused": False}, "fused (--fused) is a setting of the relu variant, not of jumprelu"),
+    ("topk", {"fused": False}, "fused (--fused) is a setting of the jumprelu, relu variants, not of topk"),
     ("relu", {"lr": 0.1}, "lr is a setting every variant shares"),
     ("relu", {"kk": 1}, "kk is a setting of no crosscoder variant"),
 ])
@@ -107,8 +108,8 @@ def test_every_variant_setting_is_todays_option_and_a_wrong_one_is_one_line(tmp_
     run = tmp_path / "run"
     line = one_line_error(invoke("train", run, "--variant", "relu", "--k", "4"))
     assert "k (--k) is a setting of the batchtopk, matryoshka, topk variants, not of relu" in line
-    line = one_line_error(invoke("train", run, "--variant", "jumprelu", "--threshold-beta", "0.9", "--no-fused"))
-    assert "threshold_beta (--threshold-beta)" in line and "fused (--fused)" in line and "not of jumprelu" in line
+    line = one_line_error(invoke("train", run, "--variant", "topk", "--jumprelu-penalty", "step", "--no-fused"))
+    assert "jumprelu_penalty (--jumprelu-penalty)" in line and "fused (--fused)" in line and "not of topk" in line
     # the same options for their own variant are accepted: the command goes on to want the run (and its store)
     line = one_line_error(invoke("train", run, "--variant", "matryoshka", "--k", "4", "--matryoshka-prefixes", "8,16",
                                  "--threshold-beta", "0.9"))
@@ -207,7 +208,7 @@ def test_a_crosscoder_saved_flat_loads_with_its_variant_settings_nested(tmp_path
 TOPK_OWN = {"k", "k_init", "k_anneal_steps", "auxk_coeff", "k_aux"}
 OWN_NAMES = {"relu": {"fused"}, "topk": TOPK_OWN, "batchtopk": TOPK_OWN | {"threshold_start_step", "threshold_beta"},
              "matryoshka": TOPK_OWN | {"threshold_start_step", "threshold_beta", "matryoshka_prefixes"},
-             "jumprelu": {"jumprelu_threshold_init", "jumprelu_bandwidth", "jumprelu_penalty", "jumprelu_tanh_c"}}
+             "jumprelu": {"jumprelu_threshold_init", "jumprelu_bandwidth", "jumprelu_penalty", "jumprelu_tanh_c", "fused"}}
 
 
 @pytest.mark.parametrize("variant", sorted(OWN_NAMES))

@@ -31,6 +31,10 @@ metrics.jsonl gets ``threshold_median``, ``threshold_p10``, ``threshold_p90``,
 ``threshold_moved`` (median |θ − θ₀| / θ₀), ``threshold_init``, ``bandwidth`` and
 ``preact_peak_median`` (that reference, from the last check).
 
+Training step: in fp32 the hand-derived step of :mod:`.fused_jumprelu` (``fused``, the default, as
+for ReLU); ``fused=False`` (and bf16) take autograd of :meth:`JumpReLURecipe.loss`, the reference
+it is tested against (tests/crosscoder/test_fused_jumprelu.py).
+
 Crosscoders saved before θ₀ and ε were buffers (``log_threshold`` alone, the same parameter)
 load exactly: their config.json's θ₀ and ε become the buffers.
 """
@@ -45,6 +49,7 @@ import torch
 import torch.distributed as dist
 from pydantic import Field
 
+from crosstime.crosscoder.fused_jumprelu import jumprelu_step
 from crosstime.crosscoder.model import Crosscoder, CrosscoderConfig, CrosscoderError
 from crosstime.crosscoder.recipe import (
     Forward,
@@ -81,6 +86,8 @@ class JumpReLUSettings(JumpReLUConfig):
         "the first batch's pre-activations)")
     jumprelu_penalty: Literal["tanh", "step"] = Field("tanh", description="jumprelu sparsity: tanh(c·f·w) or step L0")
     jumprelu_tanh_c: float = Field(4.0, gt=0, description="jumprelu: c of the tanh penalty")
+    fused: bool = Field(True, description="relu, jumprelu: the hand-derived fp32 step; off = autograd (the "
+                        "reference path)")
 
 
 class _JumpReLUFn(torch.autograd.Function):
@@ -135,6 +142,11 @@ def jumprelu_penalty(model: JumpReLUCrosscoder, z: torch.Tensor, f: torch.Tensor
     raise ValueError(f"jumprelu penalty must be 'tanh' or 'step', got {kind!r}")
 
 
+def _check_due(ctx: StepContext) -> bool:
+    """Whether this step checks the thresholds against the pre-activations (every CHECK_EVERY and the last)."""
+    return ctx.step % CHECK_EVERY == 0 or ctx.step == ctx.total - 1
+
+
 def _all_ranks_sum(t: torch.Tensor) -> torch.Tensor:
     """Sum over the ranks of a multi-process training (unchanged in a single process)."""
 
@@ -157,7 +169,8 @@ def preact_statistics(z: torch.Tensor) -> tuple[float, float]:
 
 class JumpReLURecipe(Recipe):
     """``loss = recon + λ · penalty`` (``jumprelu_penalty``: tanh or step); θ₀ and ε from the first
-    batch unless given; the thresholds' health checked and reported."""
+    batch unless given; the thresholds' health checked and reported. In fp32 by the hand-derived
+    step (:mod:`.fused_jumprelu`) unless ``fused=False`` (then autograd, the reference path)."""
 
     # Decoder rows start at norm 0.3 (not the L1 recipe's 0.08): pre-activations then start near
     # the scale they train to, the scale θ₀ and the fixed ε are read at. Measured on planted data
@@ -173,12 +186,26 @@ class JumpReLURecipe(Recipe):
         self._warned = False
         self._preact_peak = float("nan")
 
+    @property
+    def fused_step(self) -> bool:
+        """Whether a step is the hand-derived one (fp32, ``fused``: :mod:`.fused_jumprelu`) rather than autograd."""
+        return self.settings.variant_settings.fused and self.settings.precision == "fp32"
+
     def step(self, model: Crosscoder, x: torch.Tensor, ctx: StepContext) -> StepOutput:
         if not self._ready:
             if model.needs_data_init:
                 self._init_from_data(model, x)
             self._ready = True
-        return super().step(model, x, ctx)
+        if not self.fused_step:
+            return super().step(model, x, ctx)
+        s = self.settings.variant_settings
+        check = _check_due(ctx)
+        out = jumprelu_step(model, x, ctx.coeff, s.jumprelu_penalty, s.jumprelu_tanh_c, self.settings.recon_reduce,
+                            peak=check)
+        if check:
+            self._check_thresholds(model, out["peak"])
+        return StepOutput(recon=out["recon"], sparsity=out["sparsity"], aux=x.new_zeros(()), loss=out["loss"],
+                          l0=out["l0"], fired=out["fired"], e2=out["e2"])
 
     @torch.no_grad()
     def _init_from_data(self, model: JumpReLUCrosscoder, x: torch.Tensor) -> None:
@@ -196,16 +223,15 @@ class JumpReLURecipe(Recipe):
         recon = self.reconstruction(x, fwd.x_hat)
         sparsity = jumprelu_penalty(model, fwd.z, fwd.f, model.feature_weights(), s.jumprelu_penalty, s.jumprelu_tanh_c)
         l0, fired = dense_activity(fwd.f)
-        if ctx.step % CHECK_EVERY == 0 or ctx.step == ctx.total - 1:
-            self._check_thresholds(model, fwd.z)
+        if _check_due(ctx):
+            self._check_thresholds(model, fwd.z.detach().float().max(0).values)
         return Loss(recon + ctx.coeff * sparsity, recon, sparsity, x.new_zeros(()), l0, fired)
 
-    def _check_thresholds(self, model: JumpReLUCrosscoder, z: torch.Tensor) -> None:
+    def _check_thresholds(self, model: JumpReLUCrosscoder, peak: torch.Tensor) -> None:
         """Warn (once) when the median θ is more than FAR_FACTOR from the pre-activations it gates:
-        the median over features of each one's largest pre-activation in the batch. (The median of
+        the median over features of each one's largest pre-activation in the batch (``peak`` [F]). (The median of
         all positive pre-activations would not do: a trained JumpReLU has many tiny positive ones
         that it rightly gates: in a trained planted-data run that median sat 184× below the thresholds.)"""
-        peak = z.detach().float().max(0).values
         peak = peak[peak > 0]
         if peak.numel() == 0:
             return
