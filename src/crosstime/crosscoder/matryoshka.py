@@ -19,10 +19,12 @@ decodes, not G dense ones. ``metrics.jsonl`` gets the reconstruction loss of eve
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import torch
 from pydantic import Field
 
+from crosstime.crosscoder.fused_topk import Family
 from crosstime.crosscoder.model import Crosscoder
 from crosstime.crosscoder.recipe import Forward, Loss, StepContext
 from crosstime.crosscoder.registry import BATCHTOPK, Variant, register
@@ -91,6 +93,14 @@ class MatryoshkaRecipe(BatchTopKRecipe):
         self._prefix_recon[model.n_features] = terms.recon.detach()
         terms.total = terms.total + nested
         return terms
+
+    def family(self, model: Crosscoder) -> Family:
+        fam = super().family(model)
+        fam.prefixes = prefix_sizes(self.settings.variant_settings.matryoshka_prefixes, model.n_features)
+        return fam
+
+    def _fused_terms(self, model: Crosscoder, terms: dict[str, Any]) -> None:
+        self._prefix_recon = dict(zip(self.family(model).prefixes, terms["prefix_recon"], strict=True))
 
     def metrics(self, model: Crosscoder) -> dict[str, float]:
         return {**super().metrics(model), **{f"recon_prefix_{p}": float(v) for p, v in self._prefix_recon.items()}}
