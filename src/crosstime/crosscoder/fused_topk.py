@@ -48,15 +48,15 @@ _SAMPLE_KEPT = 256  # sampled scores above the candidate threshold: about ±1/16
 
 @dataclass
 class Picked:
-    """The entries one step decodes, ordered by bag (token-major): bag, token and feature (long [n]),
-    value ReLU(z) (float [n]); ``bags`` = B·(G+A) and ``main`` [n] bool (not AuxK's)."""
+    """The entries one step decodes, ordered by bag: bag, token and feature (long [n]), value ReLU(z)
+    (float [n]); ``bags`` = B·(G+A); the first ``main`` entries are the picked ones, the rest AuxK's."""
 
     bag: torch.Tensor
     token: torch.Tensor
     col: torch.Tensor
     value: torch.Tensor
     bags: int
-    main: torch.Tensor
+    main: int
 
 
 def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -80,8 +80,10 @@ def batch_top(scored: torch.Tensor, n: int) -> torch.Tensor:
     cand = (flat > t).nonzero().squeeze(1) if t > 0 else None
     if cand is None or cand.numel() < n:
         cand = (flat > 0).nonzero().squeeze(1)
-    if cand.numel() > n:
-        cand = cand[flat[cand].topk(n, sorted=False).indices].sort().values
+    if cand.numel() > n:  # keep the n largest, in place of a sort: a mask keeps the ascending order
+        keep = torch.zeros(cand.numel(), dtype=torch.bool, device=cand.device)
+        keep[flat[cand].topk(n, sorted=False).indices] = True
+        cand = cand[keep]
     return cand
 
 
@@ -113,24 +115,23 @@ def aux_pick(z: torch.Tensor, w: torch.Tensor, dead: torch.Tensor, k_aux: int) -
 
 def bagged(z: torch.Tensor, main: tuple[torch.Tensor, torch.Tensor], aux: tuple[torch.Tensor, ...] | None,
            prefixes: list[int]) -> Picked:
-    """The main and AuxK entries in bags ``(token, group)``, token-major: bag = token·(G+A) + group,
-    AuxK's bag the last of each token."""
+    """The main entries in bags ``token·G + group`` (sorted: no sort at all when G = 1), then AuxK's in
+    bags ``B·G + token`` (already in token order)."""
     B, F = z.shape
-    G, A = len(prefixes), int(aux is not None)
+    G = len(prefixes)
     tok, col = main
-    value = z.view(-1)[tok * F + col].clamp_min(0)
-    grp = torch.bucketize(col, torch.tensor(prefixes[:-1], device=z.device), right=True) if G > 1 else 0
-    bag = tok * (G + A) + grp
-    if A == 0 and G == 1:
-        return Picked(bag, tok, col, value, B, torch.ones_like(col, dtype=torch.bool))
-    is_main = torch.ones_like(col, dtype=torch.bool)
-    if aux is not None:
-        atok, acol, avalue = aux
-        bag, tok, col, value = (torch.cat([bag, atok * (G + A) + G]), torch.cat([tok, atok]), torch.cat([col, acol]),
-                                torch.cat([value, avalue]))
-        is_main = torch.cat([is_main, torch.zeros_like(acol, dtype=torch.bool)])
-    order = torch.argsort(bag, stable=True)
-    return Picked(bag[order], tok[order], col[order], value[order], B * (G + A), is_main[order])
+    value = z.view(-1)[tok * F + col].clamp_min_(0)
+    bag = tok
+    if G > 1:
+        bag = tok * G + torch.bucketize(col, torch.tensor(prefixes[:-1], device=z.device), right=True)
+        order = torch.argsort(bag, stable=True)
+        bag, tok, col, value = bag[order], tok[order], col[order], value[order]
+    n = col.numel()
+    if aux is None:
+        return Picked(bag, tok, col, value, B * G, n)
+    atok, acol, avalue = aux
+    return Picked(torch.cat([bag, atok + B * G]), torch.cat([tok, atok]), torch.cat([col, acol]),
+                  torch.cat([value, avalue]), B * (G + 1), n)
 
 
 @dataclass
@@ -176,24 +177,24 @@ def _upstream(model, X: torch.Tensor, S: torch.Tensor, family: Family, has_aux: 
     B, Md = X.shape
     G = len(family.prefixes)
     r = 1.0 if family.reduce == "sum" else float(model.n_checkpoints)
-    D = torch.sparse.mm(S, model.W_dec.detach().view(-1, Md)).view(B, G + has_aux, Md)
-    E = torch.cumsum(D[:, :G], 1).add_(model.b_dec.detach().view(1, 1, Md)).sub_(X[:, None])  # x̂_g − x [B, G, Md]
+    D = torch.sparse.mm(S, model.W_dec.detach().view(-1, Md))  # [B·G (+ B for AuxK), Md]
+    E = torch.cumsum(D[: B * G].view(B, G, Md), 1).add_(model.b_dec.detach().view(1, 1, Md)).sub_(X[:, None])  # x̂_g − x [B, G, Md]
     e2 = E[:, G - 1].view(B, model.n_checkpoints, -1).pow(2).sum(dim=(0, 2))
     prefix_recon = E.pow(2).sum(dim=(0, 2)) / (B * r)  # [G]
     U = torch.empty_like(D)
     # group g's features serve every prefix from p_g on: the suffix sum of the prefixes' gradients
-    U[:, :G] = torch.flip(torch.cumsum(torch.flip(E, (1,)), 1), (1,)) if G > 1 else E
-    U[:, :G].mul_(2.0 / (B * r))
+    Um = U[: B * G].view(B, G, Md)
+    Um.copy_(torch.flip(torch.cumsum(torch.flip(E, (1,)), 1), (1,)) if G > 1 else E).mul_(2.0 / (B * r))
     aux = X.new_zeros(())
     if has_aux:
         res = E[:, G - 1].neg()  # e = x − x̂, a constant of AuxK
-        den = (res - res.mean(0, keepdim=True)).pow(2).sum(1).mean()
-        diff = res - D[:, G]
-        if float(den) == 0.0:
-            U[:, G].zero_()
+        den = float((res - res.mean(0, keepdim=True)).pow(2).sum(1).mean())
+        diff = res.sub_(D[B * G :])
+        if den == 0.0:
+            U[B * G :].zero_()
         else:
-            aux = diff.pow(2).sum(1).mean() / den
-            torch.mul(diff, -2.0 * family.auxk_coeff / (B * float(den)), out=U[:, G])
+            aux = diff.pow(2).sum() / (B * den)
+            torch.mul(diff, -2.0 * family.auxk_coeff / (B * den), out=U[B * G :])
     recon = prefix_recon[G - 1]
     loss = prefix_recon.sum() + family.auxk_coeff * aux
     return U.view(-1, Md), {"recon": recon, "aux": aux, "loss": loss, "e2": e2, "prefix_recon": prefix_recon}
@@ -204,8 +205,8 @@ def _backward(model, X: torch.Tensor, S: torch.Tensor, p: Picked, U: torch.Tenso
     B, Md = X.shape
     F = model.n_features
     Wd = model.W_dec.detach().view(F, Md)
-    G1 = p.bags // B
-    torch.sum(U.view(B, G1, Md)[:, 0], 0, out=_grad(model.b_dec).view(Md))
+    G = (p.bags // B) - (p.col.numel() > p.main)
+    torch.sum(U[: B * G].view(B, G, Md)[:, 0], 0, out=_grad(model.b_dec).view(Md))
     dv = torch.sparse.sampled_addmm(S, U, Wd.t(), beta=0.0).values()
     dz = dv.mul_(p.value > 0)
     order = torch.argsort(p.col, stable=True)  # Sᵀ: the entries by feature
@@ -219,10 +220,11 @@ def _backward(model, X: torch.Tensor, S: torch.Tensor, p: Picked, U: torch.Tenso
 
 
 def _activity(p: Picked, w: torch.Tensor, B: int, F: int) -> dict[str, torch.Tensor]:
-    """``l0``, ``fired`` [F], the kept scores' sum and minimum, from the main entries with a positive value."""
-    active = p.main & (p.value > 0)
-    cols = p.col[active]
-    scores = p.value[active] * w[cols]
+    """``l0``, ``fired`` [F], the kept scores' sum and minimum, from the picked (not AuxK) entries with a positive value."""
+    value = p.value[: p.main]
+    active = value > 0
+    cols = p.col[: p.main][active]
+    scores = value[active] * w[cols]
     return {"l0": active.sum().float() / B, "fired": torch.bincount(cols, minlength=F) > 0,
             "scores_sum": scores.sum(),
             "min_kept": (scores.min() if scores.numel() else scores.new_tensor(float("inf"))).double()}
