@@ -17,7 +17,7 @@ each number is the best of many repetitions, the usual way to time on a shared m
    features (``decode_sparse``), forward and forward+backward, with the max difference.
 5. Every variant's Adam step (the recipe's step as ``fit`` runs it, clipping, fused Adam)
    interleaved with the fused ReLU step at M=3, d=128, F=4096 and M=4, d=768, F=16384
-   (B=1024, k=32, 1/8 of the features dead so that AuxK runs), with its autograd reference:
+   (B=1024, k=32; no feature dead, and a row with 1/8 dead so that AuxK runs), with its autograd reference:
    ms/step, the ratio to ReLU, and the useful-FLOP rate against the GEMM peak of the same run.
    ``--variants`` runs this part alone. A variant is one line of ``VARIANT_ROWS``.
 
@@ -35,10 +35,9 @@ from typing import NamedTuple
 
 import torch
 
-from crosstime.crosscoder import CrosscoderConfig, TrainSettings, build, fit
+from crosstime.crosscoder import CrosscoderConfig, TrainSettings, build, fit, registry
 from crosstime.crosscoder.fused import relu_l1_step
 from crosstime.crosscoder.recipe import Recipe, StepContext
-from crosstime.crosscoder.registry import variant
 from crosstime.crosscoder.training import clip_gradients
 
 M, D, F, B = 3, 128, 4096, 1024
@@ -187,12 +186,18 @@ def sparse_benchmarks(reps: int) -> list[dict]:
 # -- 5. every variant against the fused ReLU step -------------------------------------------------
 
 class Row(NamedTuple):
-    """One variant of the comparison: its name, its own settings, and whether its useful work is the
-    TopK family's sparse one (encoder GEMM + O(k·B·M·d)) or ReLU's five dense GEMMs."""
+    """One variant of the comparison: its name, its own settings, whether its useful work is the TopK
+    family's sparse one (encoder GEMM + O(k·B·M·d)) or ReLU's five dense GEMMs, and every how many
+    features one is dead (0: none, so AuxK is idle, as early in training)."""
 
     name: str
     own: dict
     sparse: bool
+    dead_every: int = 0
+
+    @property
+    def label(self) -> str:
+        return self.name + (f" + AuxK (1/{self.dead_every} dead)" if self.dead_every else "")
 
 
 VARIANT_ROWS = [  # the reference row, relu, comes first; add a variant here
@@ -200,9 +205,9 @@ VARIANT_ROWS = [  # the reference row, relu, comes first; add a variant here
     Row("topk", {"k": 32}, True),
     Row("batchtopk", {"k": 32}, True),
     Row("matryoshka", {"k": 32}, True),
+    Row("batchtopk", {"k": 32}, True, dead_every=8),
 ]
 VARIANT_SIZES = [(3, 128, 4096), (4, 768, 16384)]  # (M, d, F), B = 1024
-DEAD_EVERY = 8  # every 8th feature dead: AuxK's work is in the step
 
 
 def useful_flops(row: Row, Md: int, F: int) -> float:
@@ -215,7 +220,7 @@ def variant_step(row: Row, shared: torch.nn.Module | None, x: torch.Tensor, F_: 
     """The trainer's step for ``row`` (fused, or its autograd reference) on a model sharing ``shared``'s
     parameters (one copy of the weights and the Adam state at F = 16384); returns (model, step)."""
     B_, M_, D_ = x.shape
-    spec = variant(row.name)
+    spec = registry.variant(row.name)
     settings = TrainSettings(variant=row.name, n_features=F_, batch_size=B_, variant_settings=row.own, device="cpu",
                              progress=False, lr=5e-5)
     model = build(CrosscoderConfig(variant=row.name, n_checkpoints=M_, d_model=D_, n_features=F_,
@@ -226,7 +231,7 @@ def variant_step(row: Row, shared: torch.nn.Module | None, x: torch.Tensor, F_: 
     model.train()
     recipe, params = spec.recipe(settings), list(model.parameters())
     opt = torch.optim.Adam(params, lr=5e-5, fused=True)
-    dead = torch.arange(F_) % DEAD_EVERY == 0
+    dead = torch.arange(F_) % row.dead_every == 0 if row.dead_every else torch.zeros(F_, dtype=torch.bool)
     ctx = StepContext(settings, settings.total_steps() // 2, settings.total_steps(), settings.sparsity_coeff, dead)
     recipe.before_step(model, ctx)
 
@@ -239,15 +244,16 @@ def variant_step(row: Row, shared: torch.nn.Module | None, x: torch.Tensor, F_: 
     return model, step
 
 
-def variant_benchmarks(reps: int, M_: int, D_: int, F_: int) -> dict:
+def variant_benchmarks(reps: int, M_: int, D_: int, F_: int, reference: bool = True) -> dict:
     """Every row's fused and reference step, interleaved with the GEMM peak, at one size."""
     torch.manual_seed(0)
     x = torch.randn(B, M_, D_)
     base, _ = variant_step(VARIANT_ROWS[0], None, x, F_, False)
     fns, Md = {}, M_ * D_
     for row in VARIANT_ROWS:
-        fns[row.name] = variant_step(row, base, x, F_, False)[1]
-        fns[row.name + " ref"] = variant_step(row, base, x, F_, True)[1]
+        fns[row.label] = variant_step(row, base, x, F_, False)[1]
+        if reference:
+            fns[row.label + " ref"] = variant_step(row, base, x, F_, True)[1]
     X, We = x.reshape(B, -1), base.W_enc.detach().reshape(Md, F_)
     A = torch.randn(2048, 2048)
     gemm = {"mm 2048²": (lambda: A @ A, 2 * 2048**3), "X·W_enc": (lambda: X @ We, 2 * B * Md * F_)}
@@ -258,15 +264,15 @@ def variant_benchmarks(reps: int, M_: int, D_: int, F_: int) -> dict:
 
 def variant_table(r: dict) -> list[str]:
     M_, D_, F_ = r["size"]
-    t, relu = r["t"], r["t"]["relu"]
-    out = [f"Each variant's Adam step vs the fused ReLU step, M={M_}, d={D_}, F={F_}, B={B}, k=32, 1/{DEAD_EVERY} of the "
-           f"features dead (GEMM peak of this run {r['peak'] / 1e9:.0f} GFLOP/s):", "",
+    t, relu = r["t"], r["t"][VARIANT_ROWS[0].label]
+    out = [(f"Each variant's Adam step vs the fused ReLU step, M={M_}, d={D_}, F={F_}, B={B}, k=32, k_aux=d/2 (GEMM "
+            f"peak of this run {r['peak'] / 1e9:.0f} GFLOP/s):"), "",
            "| variant | ms/step | × ReLU | autograd ms/step | autograd × ReLU | useful GFLOP/s | % of GEMM peak |",
            "|---|---|---|---|---|---|---|"]
     for row in VARIANT_ROWS:
-        s, ref = t[row.name], t[row.name + " ref"]
+        s, ref = t[row.label], t.get(row.label + " ref", float("nan"))
         rate = useful_flops(row, r["Md"], r["F"]) / s
-        out.append(f"| {row.name} | {s * 1e3:.1f} | {s / relu:.2f}× | {ref * 1e3:.1f} | {ref / relu:.2f}× | "
+        out.append(f"| {row.label} | {s * 1e3:.1f} | {s / relu:.2f}× | {ref * 1e3:.1f} | {ref / relu:.2f}× | "
                    f"{rate / 1e9:.0f} | {100 * rate / r['peak']:.0f}% |")
     return out
 
@@ -292,6 +298,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--variants", action="store_true", help="only every variant's step against ReLU's (part 5)")
     ap.add_argument("--small", action="store_true", help="with --variants: the small size only")
+    ap.add_argument("--no-reference", action="store_true", help="with --variants: skip the autograd reference steps")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -300,7 +307,7 @@ def main() -> None:
     load = load0[0]
     if args.variants:
         for M_, D_, F_ in VARIANT_SIZES[: 1 if args.small else None]:
-            r = variant_benchmarks(max(2, reps // 2) if F_ > F else reps, M_, D_, F_)
+            r = variant_benchmarks(max(2, reps // 2) if F_ > F else reps, M_, D_, F_, not args.no_reference)
             print("\n".join(variant_table(r)), "\n")
         print(machine_line(load0))
         return
