@@ -12,7 +12,8 @@ concept being split into many narrow features (absorption). Loss::
 AuxK on dead features as in BatchTopK). Prefixes: ``matryoshka_prefixes`` (default F/16, F/4,
 F; F is appended when missing). Each prefix's reconstruction decodes only the active features
 below it (``embedding_bag`` over the batch's sparse features), so G prefixes cost G sparse
-decodes, not G dense ones. ``metrics.jsonl`` gets the reconstruction loss of every prefix
+decodes, not G dense ones; the fused fp32 step (:mod:`.fused_topk`) decodes every prefix in one sparse
+product, each active feature once, and sums the prefixes' gradients per feature group. ``metrics.jsonl`` gets the reconstruction loss of every prefix
 (``recon_prefix_<p>``).
 """
 

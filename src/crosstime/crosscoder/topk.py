@@ -75,9 +75,9 @@ def k_at(k: int, k_init: int | None, anneal_steps: int, step: int) -> int:
 class TopKRecipe(Recipe):
     """Reconstruction + ``auxk_coeff`` · AuxK on the dead features; k annealed when asked.
 
-    The decoder-weighted activation sum is logged as ``sparsity`` but not penalised. In fp32 a
-    step is the hand-derived sparse one (:mod:`.fused_topk`); autograd of :meth:`loss` (the
-    reference) in bf16 and on checkpoint shards."""
+    The decoder-weighted activation sum is logged as ``sparsity`` but not penalised. In fp32 on a
+    CPU a step is the hand-derived sparse one (:mod:`.fused_topk`); autograd of :meth:`loss` (the
+    reference) in bf16, on checkpoint shards and on a GPU (where the sparse step is not yet checked)."""
 
     dec_init_norm = 1.0
     batch_selection: ClassVar[bool] = False  # the k·B largest scores of the batch rather than k per token
@@ -93,7 +93,7 @@ class TopKRecipe(Recipe):
                       self.settings.recon_reduce)
 
     def step(self, model: Crosscoder, x: torch.Tensor, ctx: StepContext) -> StepOutput:
-        if not self.fused_step:
+        if not self.fused_step or x.device.type != "cpu":
             return super().step(model, x, ctx)
         s = topk_family_step(model, x, self.family(model), ctx.dead)
         self._fused_terms(model, s)
