@@ -63,14 +63,15 @@ def test_fused_step_equals_autograd(name, reduce, dead_every):
 
 @pytest.mark.parametrize("name", sorted(OWN))
 def test_fit_takes_the_fused_step_and_ends_with_the_reference_weights(name, monkeypatch):
-    """Twelve steps of fit (fused Adam, clipping, AuxK on features dead after 128 rows, k annealed,
-    the threshold EMA from step 4): the fast step's weights equal the autograd path's."""
+    """Twelve steps of fit (fused Adam, clipping, AuxK on the features dead after 64 rows: most of
+    F = 256 at k·B = 256, k annealed, the threshold EMA from step 4): the fast step's weights equal
+    the autograd path's."""
     torch.manual_seed(1)
     data = torch.randn(512, 3, 8)
     own = {**OWN[name], "k_init": 8, "k_anneal_steps": 6}
     if name != "topk":
         own["threshold_start_step"] = 4
-    settings = TrainSettings(variant=name, n_features=48, batch_size=64, steps=12, lr=3e-3, dead_tokens=128,
+    settings = TrainSettings(variant=name, n_features=256, batch_size=64, steps=12, lr=3e-3, dead_tokens=64,
                              variant_settings=own, val_every=0, progress=False, device="cpu")
     calls = []
     fused = topk_module.topk_family_step
