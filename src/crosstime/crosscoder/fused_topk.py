@@ -180,11 +180,13 @@ def _upstream(model, X: torch.Tensor, S: torch.Tensor, family: Family, has_aux: 
     D = torch.sparse.mm(S, model.W_dec.detach().view(-1, Md))  # [B·G (+ B for AuxK), Md]
     E = torch.cumsum(D[: B * G].view(B, G, Md), 1).add_(model.b_dec.detach().view(1, 1, Md)).sub_(X[:, None])  # x̂_g − x [B, G, Md]
     e2 = E[:, G - 1].view(B, model.n_checkpoints, -1).pow(2).sum(dim=(0, 2))
-    prefix_recon = E.pow(2).sum(dim=(0, 2)) / (B * r)  # [G]
+    prefix_recon = torch.einsum("bgm,bgm->g", E, E) / (B * r)  # [G], without an E-sized square
     U = torch.empty_like(D)
     # group g's features serve every prefix from p_g on: the suffix sum of the prefixes' gradients
     Um = U[: B * G].view(B, G, Md)
-    Um.copy_(torch.flip(torch.cumsum(torch.flip(E, (1,)), 1), (1,)) if G > 1 else E).mul_(2.0 / (B * r))
+    torch.mul(E[:, G - 1], 2.0 / (B * r), out=Um[:, G - 1])
+    for g in range(G - 2, -1, -1):
+        torch.add(Um[:, g + 1], E[:, g], alpha=2.0 / (B * r), out=Um[:, g])
     aux = X.new_zeros(())
     if has_aux:
         res = E[:, G - 1].neg()  # e = x − x̂, a constant of AuxK
