@@ -15,6 +15,13 @@ each number is the best of many repetitions, the usual way to time on a shared m
    explained variance of a small planted-feature training.
 4. TopK / BatchTopK decode at F=16384, k in {32, 64}: dense GEMM vs gathering the active
    features (``decode_sparse``), forward and forward+backward, with the max difference.
+5. Every variant's Adam step (the recipe's step as ``fit`` runs it, clipping, fused Adam)
+   interleaved with the fused ReLU step at M=3, d=128, F=4096 and M=4, d=768, F=16384
+   (B=1024, k=32; no feature dead, and a row with 1/8 dead so that AuxK runs), with its autograd reference:
+   ms/step, the ratio to ReLU, and the useful-FLOP rate against the GEMM peak of the same run.
+   ``--variants`` runs this part alone. A variant is one line of ``VARIANT_ROWS``.
+
+Every output states the threads, the load average (before and after) and the CPU model.
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ import datetime
 import os
 import platform
 import time
+from typing import NamedTuple
 
 import torch
 
-from crosstime.crosscoder import CrosscoderConfig, TrainSettings, build, fit
+from crosstime.crosscoder import CrosscoderConfig, TrainSettings, build, fit, registry
 from crosstime.crosscoder.fused import relu_l1_step
+from crosstime.crosscoder.recipe import Recipe, StepContext
 from crosstime.crosscoder.training import clip_gradients
 
 M, D, F, B = 3, 128, 4096, 1024
@@ -174,17 +183,134 @@ def sparse_benchmarks(reps: int) -> list[dict]:
     return rows
 
 
+# -- 5. every variant against the fused ReLU step -------------------------------------------------
+
+class Row(NamedTuple):
+    """One variant of the comparison: its name, its own settings, whether its useful work is the TopK
+    family's sparse one (encoder GEMM + O(k·B·M·d)) or ReLU's five dense GEMMs, and every how many
+    features one is dead (0: none, so AuxK is idle, as early in training)."""
+
+    name: str
+    own: dict
+    sparse: bool
+    dead_every: int = 0
+
+    @property
+    def label(self) -> str:
+        return self.name + (f" + AuxK (1/{self.dead_every} dead)" if self.dead_every else "")
+
+
+VARIANT_ROWS = [  # the reference row, relu, comes first; add a variant here
+    Row("relu", {}, False),
+    Row("topk", {"k": 32}, True),
+    Row("batchtopk", {"k": 32}, True),
+    Row("matryoshka", {"k": 32}, True),
+    Row("batchtopk", {"k": 32}, True, dead_every=8),
+]
+VARIANT_SIZES = [(3, 128, 4096), (4, 768, 16384)]  # (M, d, F), B = 1024
+
+
+def useful_flops(row: Row, Md: int, F: int) -> float:
+    """ReLU: 5 dense GEMMs; the TopK family: the encoder GEMM, then decode, ∂v, ∂W_dec and ∂W_enc over
+    the k·B active entries (AuxK's not counted)."""
+    return 2 * B * Md * F + 8 * row.own["k"] * B * Md if row.sparse else 10 * B * Md * F
+
+
+def variant_step(row: Row, shared: torch.nn.Module | None, x: torch.Tensor, F_: int, reference: bool):
+    """The trainer's step for ``row`` (fused, or its autograd reference) on a model sharing ``shared``'s
+    parameters (one copy of the weights and the Adam state at F = 16384); returns (model, step)."""
+    B_, M_, D_ = x.shape
+    spec = registry.variant(row.name)
+    settings = TrainSettings(variant=row.name, n_features=F_, batch_size=B_, variant_settings=row.own, device="cpu",
+                             progress=False, lr=5e-5)
+    model = build(CrosscoderConfig(variant=row.name, n_checkpoints=M_, d_model=D_, n_features=F_,
+                                   variant_config=spec.config_from(settings.variant_settings).model_dump()))
+    if shared is not None:
+        for name, p in shared.named_parameters():
+            setattr(model, name, p)
+    model.train()
+    recipe, params = spec.recipe(settings), list(model.parameters())
+    opt = torch.optim.Adam(params, lr=5e-5, fused=True)
+    dead = torch.arange(F_) % row.dead_every == 0 if row.dead_every else torch.zeros(F_, dtype=torch.bool)
+    ctx = StepContext(settings, settings.total_steps() // 2, settings.total_steps(), settings.sparsity_coeff, dead)
+    recipe.before_step(model, ctx)
+
+    def step():
+        out = Recipe.step(recipe, model, x, ctx) if reference else recipe.step(model, x, ctx)
+        clip_gradients(params, 1.0, opt)
+        opt.step()
+        recipe.after_step(model, out, ctx)
+
+    return model, step
+
+
+def variant_benchmarks(reps: int, M_: int, D_: int, F_: int, reference: bool = True) -> dict:
+    """Every row's fused and reference step, interleaved with the GEMM peak, at one size."""
+    torch.manual_seed(0)
+    x = torch.randn(B, M_, D_)
+    base, _ = variant_step(VARIANT_ROWS[0], None, x, F_, False)
+    fns, Md = {}, M_ * D_
+    for row in VARIANT_ROWS:
+        fns[row.label] = variant_step(row, base, x, F_, False)[1]
+        if reference:
+            fns[row.label + " ref"] = variant_step(row, base, x, F_, True)[1]
+    X, We = x.reshape(B, -1), base.W_enc.detach().reshape(Md, F_)
+    A = torch.randn(2048, 2048)
+    gemm = {"mm 2048²": (lambda: A @ A, 2 * 2048**3), "X·W_enc": (lambda: X @ We, 2 * B * Md * F_)}
+    t = best_of({**{k: f for k, (f, _) in gemm.items()}, **fns}, reps)
+    peak = max(fl / t[k] for k, (_, fl) in gemm.items())
+    return {"size": (M_, D_, F_), "t": t, "peak": peak, "Md": Md, "F": F_}
+
+
+def variant_table(r: dict) -> list[str]:
+    M_, D_, F_ = r["size"]
+    t, relu = r["t"], r["t"][VARIANT_ROWS[0].label]
+    out = [(f"Each variant's Adam step vs the fused ReLU step, M={M_}, d={D_}, F={F_}, B={B}, k=32, k_aux=d/2 (GEMM "
+            f"peak of this run {r['peak'] / 1e9:.0f} GFLOP/s):"), "",
+           "| variant | ms/step | × ReLU | autograd ms/step | autograd × ReLU | useful GFLOP/s | % of GEMM peak |",
+           "|---|---|---|---|---|---|---|"]
+    for row in VARIANT_ROWS:
+        s, ref = t[row.label], t.get(row.label + " ref", float("nan"))
+        rate = useful_flops(row, r["Md"], r["F"]) / s
+        out.append(f"| {row.label} | {s * 1e3:.1f} | {s / relu:.2f}× | {ref * 1e3:.1f} | {ref / relu:.2f}× | "
+                   f"{rate / 1e9:.0f} | {100 * rate / r['peak']:.0f}% |")
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        return next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def machine_line(load_before: tuple[float, ...]) -> str:
+    return (f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+            f"load average (1/5/15 min) before {'/'.join(f'{v:.1f}' for v in load_before)}, after "
+            f"{'/'.join(f'{v:.1f}' for v in os.getloadavg())}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-bf16", action="store_true")
     ap.add_argument("--only-step", action="store_true", help="only the ReLU/L1 step (fast check)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--variants", action="store_true", help="only every variant's step against ReLU's (part 5)")
+    ap.add_argument("--small", action="store_true", help="with --variants: the small size only")
+    ap.add_argument("--no-reference", action="store_true", help="with --variants: skip the autograd reference steps")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     reps = 5 if args.quick else 20
-    load = os.getloadavg()[0]
+    load0 = os.getloadavg()
+    load = load0[0]
+    if args.variants:
+        for M_, D_, F_ in VARIANT_SIZES[: 1 if args.small else None]:
+            r = variant_benchmarks(max(2, reps // 2) if F_ > F else reps, M_, D_, F_, not args.no_reference)
+            print("\n".join(variant_table(r)), "\n")
+        print(machine_line(load0))
+        return
     step = step_benchmarks(reps)
     if args.only_step:
         print({k: (v * 1e3 if k in ("eager", "crosstime", "loop", "gemm_only") else v) for k, v in step.items()},
@@ -194,11 +320,7 @@ def main() -> None:
     bf = None if args.skip_bf16 else bf16_benchmarks()
     load = max(load, os.getloadavg()[0])
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     out = [f"### crosscoder training (bench_crosscoder.py), {now}",
            f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
            f"fp32; load average during the run ≈ {load:.1f} (shared machine; best-of-{reps} interleaved timings).", "",
@@ -224,6 +346,9 @@ def main() -> None:
         out += ["", f"bf16: matmul {bf['bf16_gflops']:.2f} GFLOP/s vs fp32 {bf['fp32_gflops']:.0f} GFLOP/s on this CPU "
                 f"(bf16 {bf['speed']:.3f}× the fp32 speed). Final held-out EV of a planted-feature run (M=2, d=16, "
                 f"F=48, 600 steps): fp32 {bf['ev']['fp32']:.4f}, bf16 {bf['ev']['bf16']:.4f}."]
+    for M_, D_, F_ in VARIANT_SIZES:
+        out += ["", *variant_table(variant_benchmarks(max(2, reps // 2) if F_ > F else reps, M_, D_, F_))]
+    out += ["", machine_line(load0)]
     print("\n".join(out))
 
 

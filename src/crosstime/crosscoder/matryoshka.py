@@ -12,17 +12,20 @@ concept being split into many narrow features (absorption). Loss::
 AuxK on dead features as in BatchTopK). Prefixes: ``matryoshka_prefixes`` (default F/16, F/4,
 F; F is appended when missing). Each prefix's reconstruction decodes only the active features
 below it (``embedding_bag`` over the batch's sparse features), so G prefixes cost G sparse
-decodes, not G dense ones. ``metrics.jsonl`` gets the reconstruction loss of every prefix
+decodes, not G dense ones; the fused fp32 step (:mod:`.fused_topk`) decodes every prefix in one sparse
+product, each active feature once, and sums the prefixes' gradients per feature group. ``metrics.jsonl`` gets the reconstruction loss of every prefix
 (``recon_prefix_<p>``).
 """
 
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import torch
 from pydantic import Field
 
+from crosstime.crosscoder.fused_topk import Family
 from crosstime.crosscoder.model import Crosscoder
 from crosstime.crosscoder.recipe import Forward, Loss, StepContext
 from crosstime.crosscoder.registry import BATCHTOPK, Variant, register
@@ -91,6 +94,14 @@ class MatryoshkaRecipe(BatchTopKRecipe):
         self._prefix_recon[model.n_features] = terms.recon.detach()
         terms.total = terms.total + nested
         return terms
+
+    def family(self, model: Crosscoder) -> Family:
+        fam = super().family(model)
+        fam.prefixes = prefix_sizes(self.settings.variant_settings.matryoshka_prefixes, model.n_features)
+        return fam
+
+    def _fused_terms(self, model: Crosscoder, terms: dict[str, Any]) -> None:
+        self._prefix_recon = dict(zip(self.family(model).prefixes, terms["prefix_recon"], strict=True))
 
     def metrics(self, model: Crosscoder) -> dict[str, float]:
         return {**super().metrics(model), **{f"recon_prefix_{p}": float(v) for p, v in self._prefix_recon.items()}}

@@ -8,11 +8,13 @@ folding never changes which features fire, and decode only the active features.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
 
 from crosstime.crosscoder import losses
+from crosstime.crosscoder.fused_topk import Family, topk_family_step
 from crosstime.crosscoder.model import Crosscoder, CrosscoderConfig
 from crosstime.crosscoder.parallel import ShardedCrosscoder, ShardedRecipe
 from crosstime.crosscoder.recipe import Forward, Loss, Recipe, StepContext, StepOutput
@@ -73,9 +75,33 @@ def k_at(k: int, k_init: int | None, anneal_steps: int, step: int) -> int:
 class TopKRecipe(Recipe):
     """Reconstruction + ``auxk_coeff`` · AuxK on the dead features; k annealed when asked.
 
-    The decoder-weighted activation sum is logged as ``sparsity`` but not penalised."""
+    The decoder-weighted activation sum is logged as ``sparsity`` but not penalised. In fp32 on a
+    CPU a step is the hand-derived sparse one (:mod:`.fused_topk`); autograd of :meth:`loss` (the
+    reference) in bf16, on checkpoint shards and on a GPU (where the sparse step is not yet checked)."""
 
     dec_init_norm = 1.0
+    batch_selection: ClassVar[bool] = False  # the k·B largest scores of the batch rather than k per token
+
+    @property
+    def fused_step(self) -> bool:
+        """Whether a step is the hand-derived one (fp32) rather than autograd."""
+        return self.settings.precision == "fp32"
+
+    def family(self, model: Crosscoder) -> Family:
+        s = self.settings.variant_settings
+        return Family(self.batch_selection, [model.n_features], s.auxk_coeff, s.k_aux or max(1, model.d_model // 2),
+                      self.settings.recon_reduce)
+
+    def step(self, model: Crosscoder, x: torch.Tensor, ctx: StepContext) -> StepOutput:
+        if not self.fused_step or x.device.type != "cpu":
+            return super().step(model, x, ctx)
+        s = topk_family_step(model, x, self.family(model), ctx.dead)
+        self._fused_terms(model, s)
+        return StepOutput(recon=s["recon"], sparsity=s["sparsity"], aux=s["aux"], loss=s["loss"], l0=s["l0"],
+                          fired=s["fired"], e2=s["e2"], reduce_min=self._reduced(s["min_kept"]))
+
+    def _fused_terms(self, model: Crosscoder, terms: dict[str, Any]) -> None:
+        """Read what the recipe keeps for its metrics off the fused step's terms (nothing here)."""
 
     @classmethod
     def settings_problems(cls, settings: TrainSettings, n_features: int | None, d_model: int | None) -> list[str]:
@@ -120,11 +146,12 @@ class TopKRecipe(Recipe):
             l0 = active.sum().float() / B
             fired = torch.bincount(sf.cols[active], minlength=model.n_features) > 0
             scores = (sf.values * w[sf.cols])[active]
+            smallest = (scores.min() if scores.numel() else scores.new_tensor(float("inf"))).double()
         sparsity = scores.sum() / B  # logged only, as in the reference
-        return Loss(recon + s.auxk_coeff * aux, recon, sparsity, aux, l0, fired,
-                    self._reduced(scores))
+        return Loss(recon + s.auxk_coeff * aux, recon, sparsity, aux, l0, fired, self._reduced(smallest))
 
-    def _reduced(self, scores: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _reduced(self, min_kept: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the trainer reduces by minimum across ranks, from the smallest kept score (nothing here)."""
         return {}
 
     def metrics(self, model: Crosscoder) -> dict[str, float]:
@@ -138,9 +165,10 @@ class BatchTopKRecipe(TopKRecipe):
     """TopK's loss; after every step from ``threshold_start_step`` on, the inference threshold is
     an EMA (``threshold_beta``) of the smallest score the batch kept, reduced over ranks."""
 
-    def _reduced(self, scores: torch.Tensor) -> dict[str, torch.Tensor]:
-        smallest = scores.min() if scores.numel() else scores.new_tensor(float("inf"))
-        return {"min_kept": smallest.double()}
+    batch_selection = True
+
+    def _reduced(self, min_kept: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"min_kept": min_kept}
 
     def after_step(self, model: Crosscoder, out: StepOutput, ctx: StepContext) -> None:
         s = self.settings.variant_settings
@@ -281,7 +309,12 @@ class ShardedTopKCrosscoder(ShardedCrosscoder, TopKCrosscoder):
 
 
 class ShardedTopKRecipe(ShardedRecipe, TopKRecipe):
-    """TopK's recipe on a checkpoint shard (AuxK's norms summed over the group by the model)."""
+    """TopK's recipe on a checkpoint shard (AuxK's norms summed over the group by the model); always
+    the autograd step (the fused one computes one shard's gradients without the sums over the group)."""
+
+    @property
+    def fused_step(self) -> bool:
+        return False
 
 
 class ShardedBatchTopKCrosscoder(ShardedCrosscoder, BatchTopKCrosscoder):
@@ -289,7 +322,11 @@ class ShardedBatchTopKCrosscoder(ShardedCrosscoder, BatchTopKCrosscoder):
 
 
 class ShardedBatchTopKRecipe(ShardedRecipe, BatchTopKRecipe):
-    """BatchTopK's recipe on a checkpoint shard."""
+    """BatchTopK's recipe on a checkpoint shard; the autograd step, as :class:`ShardedTopKRecipe`."""
+
+    @property
+    def fused_step(self) -> bool:
+        return False
 
 
 register(Variant("topk", model=TopKCrosscoder, recipe=TopKRecipe, activation=TOPK, config=TopKConfig,
