@@ -197,7 +197,8 @@ class Row(NamedTuple):
 
     @property
     def label(self) -> str:
-        return self.name + (f" + AuxK (1/{self.dead_every} dead)" if self.dead_every else "")
+        own = "".join(f" {v}" for k, v in self.own.items() if k != "k")
+        return self.name + own + (f" + AuxK (1/{self.dead_every} dead)" if self.dead_every else "")
 
 
 VARIANT_ROWS = [  # the reference row, relu, comes first; add a variant here
@@ -206,6 +207,8 @@ VARIANT_ROWS = [  # the reference row, relu, comes first; add a variant here
     Row("batchtopk", {"k": 32}, True),
     Row("matryoshka", {"k": 32}, True),
     Row("batchtopk", {"k": 32}, True, dead_every=8),
+    Row("jumprelu", {}, False),  # tanh penalty (the default): ReLU's five dense GEMMs
+    Row("jumprelu", {"jumprelu_penalty": "step"}, False),
 ]
 VARIANT_SIZES = [(3, 128, 4096), (4, 768, 16384)]  # (M, d, F), B = 1024
 
