@@ -4,7 +4,9 @@ neuronpedia's in test_neuronpedia_export.py) and the Hub round trip on a local f
 
 from __future__ import annotations
 
+import csv
 import errno
+import hashlib
 import json
 import shutil
 import socket
@@ -16,8 +18,10 @@ import yaml
 from crosscoder.test_formats_io import assert_refused, cct_config, invoke
 from report.test_report_helpers import harvest_run, make_crosscoder, make_series, run_stages, write_tasks
 
-from crosstime.crosscoder import load, load_for_store
+from crosstime.crosscoder import CrosscoderError, load, load_for_store
+from crosstime.interop.formats import read
 from crosstime.runs import open_run
+from crosstime.stages.interpret import InterpretConfig, interpret
 from crosstime.store import ActivationStore
 
 
@@ -131,12 +135,49 @@ def test_hub_export_card_index_and_local_round_trip(imported_run, tmp_path):
         assert f"| {row['revision']} |" in card and f"{row['explained_variance']:.4g}" in card
     index = json.loads((out / "index.json").read_text())
     assert sorted(f["file"] for f in index["files"]) == ["README.md", "config.json", "model.safetensors"]
+    assert "## Explanations" not in card and not (out / "interpret").exists()  # the run has no interpret output
     back = tmp_path / "back"
     result = invoke("import", "hub", out, "--out", back)
     assert result.exit_code == 0, result.output
     model = load(back / "crosscoder")
     for k, v in w.items():
         assert torch.equal(getattr(model, k), v), k
+
+
+def test_hub_export_carries_the_interpret_output_and_read_back_checks_it(imported_run, tmp_path):
+    """With `crosstime interpret` run: its two files in the folder and in index.json with their sha256, a card
+    section stating how many features are explained by what and the analysis's reading; read("hub") checks
+    every listed file but the card."""
+    run = tmp_path / "run"
+    shutil.copytree(imported_run[0], run, ignore=shutil.ignore_patterns(".crosstime.lock*"))
+    interpret(InterpretConfig(run=run, features="all-live", device="cpu", progress=False, n_boot=20))
+    out = tmp_path / "hub"
+    result = invoke("export", run, "--format", "hub", "--out", out)
+    assert result.exit_code == 0, result.output
+    names = ("interpret/explanations.csv", "interpret/analysis.json")
+    index = {f["file"]: f for f in json.loads((out / "index.json").read_text())["files"]}
+    assert sorted(index) == sorted(["README.md", "config.json", "model.safetensors", *names])
+    for name in names:
+        assert (out / name).read_bytes() == (run / name).read_bytes()
+        assert index[name]["sha256"] == hashlib.sha256((run / name).read_bytes()).hexdigest()
+        assert index[name]["bytes"] == (run / name).stat().st_size
+    with (run / "interpret" / "explanations.csv").open(newline="") as f:
+        joint = [r for r in csv.DictReader(f) if r["view"] == "all" and r["explanation"]]
+    analysis = json.loads((run / "interpret" / "analysis.json").read_text())
+    card = (out / "README.md").read_text()
+    assert joint and {r["source"] for r in joint} == {"rules"}
+    assert f"{len(joint)} of the {analysis['n_features']} features" in card and f"({len(joint)} by rules)" in card
+    assert f"Complexity against emergence: {analysis['reading']}" in card
+    assert read("hub", out).model.n_features == 48
+    (out / "README.md").write_text(card + "\nEdited on the Hub.\n")  # a card edit is no damage
+    assert read("hub", out).model.n_features == 48
+    csv_file = out / names[0]
+    csv_file.write_bytes(csv_file.read_bytes() + b"\n")
+    with pytest.raises(CrosscoderError, match="explanations.csv differs from the sha256"):
+        read("hub", out)
+    csv_file.unlink()
+    with pytest.raises(CrosscoderError, match="explanations.csv is listed in .* but missing"):
+        read("hub", out)
 
 
 def test_export_refusals_leave_nothing(imported_run, tmp_path):

@@ -6,6 +6,7 @@ route.ts: per ``{modelId}/{sourceId}``, the plain release/model/sourceset/source
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import re
@@ -18,6 +19,8 @@ from crosscoder.test_formats_io import invoke
 from report.test_report_helpers import cached_run
 
 from crosstime.artifacts import read_report_data
+from crosstime.interop.formats.neuronpedia import CREATOR_ID
+from crosstime.stages.interpret import InterpretConfig, interpret
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "neuronpedia" / "schema.json").read_text())
 RECORDS = SCHEMA["records"]
@@ -119,3 +122,79 @@ def test_round_trip_carries_the_reports_evidence(exported):
             assert record["maxActApprox"] == max((a["maxValue"] for a in acts), default=0.0)
         assert [(e["index"], e["description"]) for e in got["explanation"]] == [("7", "subject number")]
         assert len({a["id"] for a in got["activation"]}) == len(got["activation"])
+
+
+def explanations_csv(run: Path) -> dict[tuple[int, str], dict[str, str]]:
+    """RUN/interpret/explanations.csv as written, (feature, view) -> its cells (read with csv, not crosstime)."""
+    with (run / "interpret" / "explanations.csv").open(newline="") as f:
+        return {(int(r["feature"]), r["view"]): r for r in csv.DictReader(f)}
+
+
+def shown(cell: str) -> str:
+    """A score cell as the notes state it (3 decimals; an empty cell: not scored)."""
+    return f"{float(cell):.3f}" if cell else "n/a"
+
+
+@pytest.fixture(scope="module")
+def interpreted(exported):
+    """The same run after `crosstime interpret` (rules, every live feature), exported again; (csv rows, before,
+    after): ``before`` is the export without interpret output."""
+    _, before = exported
+    run = before.parent / "run"
+    interpret(InterpretConfig(run=run, features="all-live", device="cpu", progress=False, n_boot=20))
+    after = before.parent / "np-after"
+    result = invoke("export", run, "--format", "neuronpedia", "--out", after)
+    assert result.exit_code == 0, result.output
+    return explanations_csv(run), before, after
+
+
+def test_without_interpret_only_the_hand_annotation_is_an_explanation(exported):
+    _, out = exported
+    for folder in sorted(out.glob("*/*")):
+        (record,) = import_like_neuronpedia(folder)["explanation"]
+        assert record == {"id": f"{folder.parent.name}-{folder.name}-7", "modelId": folder.parent.name,
+                          "layer": folder.name, "index": "7", "authorId": CREATOR_ID,
+                          "description": "subject number", "notes": "crosstime annotate"}
+
+
+def test_interpret_adds_explanations_and_changes_nothing_else(interpreted):
+    rows, before, after = interpreted
+    old = {p.relative_to(before): p.read_bytes() for p in before.rglob("*") if p.is_file()}
+    new = {p.relative_to(after): p.read_bytes() for p in after.rglob("*") if p.is_file()}
+    assert old.keys() == new.keys()
+    assert {k for k in old if old[k] != new[k]} == {k for k in old if k.parts[-2] == "explanations"}
+    for folder in sorted(after.glob("*/*")):
+        got = import_like_neuronpedia(folder)
+        rev = json.loads((folder / "source.jsonl").read_text())["notes"].split()[2]
+        by_index = {e["index"]: e for e in got["explanation"]}
+        assert len(by_index) == len(got["explanation"])  # one per feature and source
+        assert by_index.pop("7")["notes"] == "crosstime annotate"  # the hand annotation wins
+        expected = {}
+        for f in (3, 11):
+            row = next((r for r in (rows.get((f, rev)), rows.get((f, "all"))) if r and r["explanation"]), None)
+            if row is not None:
+                expected[str(f)] = row
+        assert by_index.keys() == expected.keys()
+        for index, e in by_index.items():
+            row = expected[index]
+            assert e["description"] == row["explanation"]
+            view = "the joint view" if row["view"] == "all" else f"checkpoint {rev} alone"
+            complexity = f"{row['complexity']}/5" if row["complexity"] else "none given"
+            assert e["notes"] == (f"crosstime interpret ({row['source']}), from {view}; complexity {complexity}; "
+                                  f"detection balanced accuracy {shown(row['detection'])} (shuffled explanation "
+                                  f"{shown(row['detection_shuffled'])}); fuzzing balanced accuracy "
+                                  f"{shown(row['fuzzing'])} (shuffled explanation {shown(row['fuzzing_shuffled'])}); "
+                                  f"held out {row['n_positive']} activating, {row['n_negative']} non-activating "
+                                  "contexts")
+        # route.ts/import.ts take a file's columns from its first line: every record must have those keys
+        keys = [sorted(e) for e in got["explanation"]]
+        assert all(k == keys[0] for k in keys)
+
+
+def test_interpret_explanations_are_valid_against_neuronpedias_models(interpreted):
+    _, _, after = interpreted
+    validator = jsonschema.Draft202012Validator(RECORDS["explanation"])
+    rows = [e for folder in sorted(after.glob("*/*")) for e in import_like_neuronpedia(folder)["explanation"]]
+    assert len(rows) > len(list(after.glob("*/*")))  # more than the hand annotation per source
+    for row in rows:
+        assert [e.message for e in validator.iter_errors(row)] == []

@@ -16,7 +16,7 @@ folder per source as the importer reads ``{modelId}/{sourceId}``::
     {modelId}/{sourceId}/release.jsonl model.jsonl sourceset.jsonl source.jsonl   one record each
     {modelId}/{sourceId}/features/batch-0.jsonl.gz       one Feature per reported feature
     {modelId}/{sourceId}/activations/batch-0.jsonl.gz    its top contexts (Activation), when any
-    {modelId}/{sourceId}/explanations/batch-0.jsonl.gz   its annotation (Explanation), when any
+    {modelId}/{sourceId}/explanations/batch-0.jsonl.gz   its explanation (Explanation), when any
 
 Records hold only their model's fields (Prisma's ``create`` rejects others). A Feature:
 ``index`` (a string), ``frac_nonzero`` (the report's density at that checkpoint),
@@ -24,8 +24,21 @@ Records hold only their model's fields (Prisma's ``create`` rejects others). A F
 suppressed tokens), ``maxActApprox`` (the largest activation among its contexts, as the
 converter computes it). An Activation: ``tokens``, ``values``, ``maxValue`` = max(values) at
 ``maxValueTokenIndex``, ``minValue``, and an ``id``. The checkpoint's revision, step and tokens
-go in the source's ``notes``. ``creatorId``/``authorId`` is Neuronpedia's seeded default user
-(:data:`CREATOR_ID`). Only the report's features are exported (its evidence is what there is).
+go in the source's ``notes``. An Explanation is the feature's hand annotation (``crosstime annotate``)
+where it has one, else the explanation ``crosstime interpret`` wrote (RUN/interpret/explanations.csv)
+for that checkpoint's view, else its joint one: one explanation per feature and source, the hand
+one first (the researcher read the evidence). Its ``notes`` say which, and for an interpret one its
+source (``rules`` or the model id), view, complexity and detection/fuzzing balanced accuracy with
+their shuffled baselines. Those scores have a model in Neuronpedia's database (``ExplanationScore``)
+but not in the import: route.ts imports Explanation rows only, so they can ride only in ``notes``.
+``typeName`` and ``explanationModelName`` are left out: they are foreign keys to the
+``ExplanationType``/``ExplanationModelType`` rows an instance loads from its own config, not from
+the upload, and the import's ``INSERT ... ON CONFLICT DO NOTHING`` does not skip a foreign-key
+violation, so a name the instance lacks would fail the whole batch. Every Explanation record has
+the same keys (the import takes its columns from a file's first line).
+``creatorId``/``authorId`` is Neuronpedia's seeded default user
+(:data:`CREATOR_ID`). Only the report's features are exported (its evidence is what there is; an
+Explanation needs its feature's record, so interpret's explanations of other features are not).
 Any variant: the records are the report's evidence, not the weights. A run's export gives the
 writer its run (``ExportInfo.run``, :func:`crosstime.interop.export_run`); without one it refuses.
 """
@@ -41,9 +54,10 @@ from typing import Any
 from crosstime.artifacts import REPORT_DATA, ReportData, ReportFeature, Window
 from crosstime.crosscoder import Crosscoder
 from crosstime.errors import CrosstimeError
+from crosstime.evidence import ALL
 from crosstime.files import write_bytes, write_text
 from crosstime.interop.formats.base import ExportInfo, Format, register_format
-from crosstime.runs import REPORT, Run, open_run
+from crosstime.runs import INTERPRETATION, REPORT, Interpretation, Run, open_run
 
 # The user every Neuronpedia instance is seeded with (apps/webapp/prisma/seed.ts; lib/env.ts
 # DEFAULT_CREATOR_USER_ID; the converter's own fallback): creatorId must name an existing user.
@@ -127,6 +141,31 @@ def _feature_records(feature: ReportFeature, rev: str, ids: dict[str, Any],
     return record, acts
 
 
+def _explanation(feature: ReportFeature, revision: str,
+                 interpretation: Interpretation | None) -> tuple[str, str] | None:
+    """(description, notes) of ``feature`` at checkpoint ``revision``: its hand annotation, else interpret's
+    explanation of that checkpoint's view, else of the joint view; None when it has none."""
+    if feature.description:
+        return feature.description, "crosstime annotate"
+    if interpretation is None:
+        return None
+    row = next((r for r in (interpretation.of(feature.id, revision), interpretation.of(feature.id, ALL))
+                if r is not None and r["explanation"]), None)
+    if row is None:
+        return None
+    view = "the joint view" if row["view"] == ALL else f"checkpoint {row['view']} alone"
+    scores = "; ".join(f"{name} balanced accuracy {_score(row[name])} (shuffled explanation "
+                       f"{_score(row[name + '_shuffled'])})" for name in ("detection", "fuzzing"))
+    complexity = "none given" if row["complexity"] is None else f"{row['complexity']}/5"
+    return row["explanation"], (f"crosstime interpret ({row['source']}), from {view}; complexity {complexity}; "
+                                f"{scores}; held out {row['n_positive']} activating, {row['n_negative']} "
+                                "non-activating contexts")
+
+
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _write(opened: Run, model: Crosscoder, out: Path, info: ExportInfo) -> list[Path]:
     run = opened.dir
     if not opened.has(REPORT):
@@ -136,6 +175,7 @@ def _write(opened: Run, model: Crosscoder, out: Path, info: ExportInfo) -> list[
     model_id = _slug(Path(info.model_name or run.root.name).name)
     set_name = _slug(f"crosstime-{run.root.name}").replace("__", "_")
     shared = _metadata(data, model, model_id, set_name, info)
+    interpretation = opened.read(INTERPRETATION) if opened.has(INTERPRETATION) else None
     written = []
     for c in data.checkpoints:
         sid = source_id(info.layer, set_name, c.revision)
@@ -150,9 +190,10 @@ def _write(opened: Run, model: Crosscoder, out: Path, info: ExportInfo) -> list[
             record, acts = _feature_records(feature, c.revision, ids, data.vocab)
             features.append(record)
             activations += acts
-            if feature.description:
+            described = _explanation(feature, c.revision, interpretation)
+            if described is not None:
                 explanations.append({"id": f"{model_id}-{sid}-{feature.id}", **ids, "authorId": CREATOR_ID,
-                                     "description": feature.description, "notes": "crosstime annotate"})
+                                     "description": described[0], "notes": described[1]})
         # the importer parses every listed file's first line, so an empty one is not written
         for name, records in (("features", features), ("activations", activations), ("explanations", explanations)):
             if records:
