@@ -15,6 +15,8 @@ import subprocess
 
 import torch
 
+from crosstime.stage import cpu_cores
+
 
 def cpu_model() -> str:
     """The CPU's model name (/proc/cpuinfo on Linux), else what the platform says."""
@@ -40,8 +42,7 @@ def uptime() -> str:
 
 def machine_line() -> str:
     """One line: ``threads: 2 of 2 cores; CPU: …; torch …; uptime: …``."""
-    cores = len(os.sched_getaffinity(0))
-    return (f"threads: {torch.get_num_threads()} of {cores} cores; CPU: {cpu_model()}; torch {torch.__version__}; "
+    return (f"threads: {torch.get_num_threads()} of {cpu_cores()} cores; CPU: {cpu_model()}; torch {torch.__version__}; "
             f"load average {load()}; uptime: {uptime()}")
 
 
