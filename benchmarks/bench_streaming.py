@@ -129,6 +129,7 @@ def timed_repeat(i: int, series: dict, args, rows: int, tmp: Path) -> dict:
         else:
             out[path] = {"total": run_stream(series, tmp / f"p{n}", args, rows, overlap=overlap)}
         out[path].update(cpu=time.process_time() - c0, load=f"{before} → {load()}")
+        print(f"repeat {i + 1}, {path}: {out[path]['total']:.1f} s, load {out[path]['load']}", flush=True)
     torch.set_num_threads(args.threads)
     return dict(sorted(out.items(), key=lambda kv: args.paths.index(kv[0])))
 
