@@ -208,9 +208,11 @@ class Harvester:
         return self._harvest(c)
 
     def close(self) -> None:
-        """Wait for the chunk being computed ahead (its store chunk is written whole) and stop the thread."""
+        """Wait for the chunk being computed ahead (its store chunk is written whole) and stop the thread.
+        That chunk is never served: an error of its harvest is not raised here (it would hide the error
+        that stopped training; ``finish_store`` harvests a chunk not kept again and raises it)."""
         if self._ahead is not None:
-            self._ahead[1].result()
+            self._ahead[1].exception()  # waits; the error stays with the unused chunk
             self._ahead = None
         self._producer.shutdown()
 
