@@ -420,6 +420,13 @@ def _values(config_cls: type[BaseModel], given: dict[str, Any]) -> dict[str, Any
     return values
 
 
+def _at_least_one(value: int | None) -> int | None:
+    """``--threads``' check (a callback, not a range: the help shows no range tag)."""
+    if value is not None and value < 1:
+        raise typer.BadParameter(f"{value}: at least 1")
+    return value
+
+
 def _on_terminal() -> bool:
     """Whether stderr is a terminal (a person reading, not a log)."""
     return sys.stderr.isatty()
@@ -447,7 +454,7 @@ def config_command(name: str, config_cls: type[BaseModel], run: Callable[[Any], 
     params = [_parameter(n, by_name[n], n in positional, renamed.get(n), shown.get(n)) for n in order]
     if threads and "threads" not in by_name:
         params.append(inspect.Parameter("threads", inspect.Parameter.KEYWORD_ONLY, annotation=int | None,
-                                        default=typer.Option(None, "--threads", min=1, help=THREADS_HELP,
+                                        default=typer.Option(None, "--threads", callback=_at_least_one, metavar="N", help=THREADS_HELP,
                                                              show_default=False)))
 
     def command(**given: Any) -> None:
