@@ -52,7 +52,7 @@ from crosstime.progress import end_line
 from crosstime.report import export_annotations, import_annotations
 from crosstime.report.serve import ServeConfig, serve
 from crosstime.series import SERIES_FILE, CheckpointSeries, SeriesConfig, open_series
-from crosstime.stage import STAGES, Stage
+from crosstime.stage import STAGES, THREADS_HELP, Stage, cpu_cores, threads_line, torch_threads
 from crosstime.toy import ToyConfig, build_toy_world, read_build, toy_world_cached, toy_world_path
 
 # click's exceptions, as the typer installed uses them (typer ≥ 0.17 carries its own copy of click)
@@ -420,15 +420,29 @@ def _values(config_cls: type[BaseModel], given: dict[str, Any]) -> dict[str, Any
     return values
 
 
+def _at_least_one(value: int | None) -> int | None:
+    """``--threads``' check (a callback, not a range: the help shows no range tag)."""
+    if value is not None and value < 1:
+        raise typer.BadParameter(f"{value}: at least 1")
+    return value
+
+
+def _on_terminal() -> bool:
+    """Whether stderr is a terminal (a person reading, not a log)."""
+    return sys.stderr.isatty()
+
+
 def config_command(name: str, config_cls: type[BaseModel], run: Callable[[Any], Any],
                    show: Callable[[Any, Any], None], positional: Sequence[str] = ("run",), help: str | None = None,
                    typer_app: typer.Typer = app, options: dict[str, str] | None = None,
                    metavars: dict[str, str] | None = None, rerun: str = STAGE_RERUN,
-                   interrupted: str = STAGE_INTERRUPTED) -> None:
+                   interrupted: str = STAGE_INTERRUPTED, threads: bool = False) -> None:
     """Add command ``name`` to ``typer_app``: ``positional`` settings of ``config_cls`` are its
     arguments, the other fields its options (``options`` renames some, ``metavars`` sets what
     some show); it runs ``show(run(config), config)`` inside :func:`one_line_errors` with
-    ``rerun`` and ``interrupted`` (what a full disk and an interrupt leave behind)."""
+    ``rerun`` and ``interrupted`` (what a full disk and an interrupt leave behind). With ``threads``
+    (a stage) it has ``--threads`` (default every core; a config's own ``threads`` gets the count),
+    says the count on stderr and runs under it (:func:`crosstime.stage.threads_line`)."""
     fields = _fields(config_cls)
     names = [n for n, _, _ in fields]
     clash = {n for n in names if names.count(n) > 1}
@@ -438,12 +452,22 @@ def config_command(name: str, config_cls: type[BaseModel], run: Callable[[Any], 
     by_name = {n: f for n, _, f in fields}
     renamed, shown = options or {}, metavars or {}
     params = [_parameter(n, by_name[n], n in positional, renamed.get(n), shown.get(n)) for n in order]
+    if threads and "threads" not in by_name:
+        params.append(inspect.Parameter("threads", inspect.Parameter.KEYWORD_ONLY, annotation=int | None,
+                                        default=typer.Option(None, "--threads", callback=_at_least_one, metavar="N", help=THREADS_HELP,
+                                                             show_default=False)))
 
     def command(**given: Any) -> None:
         inputs = [p for value in given.values() for p in _given_paths(value)]
         with one_line_errors(inputs, rerun=rerun, interrupted=interrupted):
+            if threads:  # the scan's own option is text (its config checks it): a count once validated
+                given["threads"] = given.get("threads") or cpu_cores()
             config = config_cls(**_values(config_cls, given))
-            result = run(config)
+            count = int(given["threads"]) if threads else None
+            if count is not None and _on_terminal():  # said on a terminal; a log or pipe keeps one-line errors
+                typer.echo(threads_line(count), err=True)
+            with torch_threads(count):
+                result = run(config)
             show(result, config)
 
     command.__signature__ = inspect.Signature(params)
@@ -466,7 +490,7 @@ def stage_commands() -> list:
             kept = {} if declared.resumable else {"rerun": _INTEROP_RERUN, "interrupted": _INTEROP_INTERRUPTED}
             config_command(declared.name, declared.config, declared.work, declared.show,
                            positional=declared.positional, help=declared.help, options=declared.options,
-                           typer_app=scratch, **kept)
+                           typer_app=scratch, threads=True, **kept)
             made = _STAGE_COMMANDS[declared.name] = (declared, scratch.registered_commands)
         out += made[1]
     return out

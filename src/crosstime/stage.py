@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
+import torch
 import yaml
 from filelock import FileLock, Timeout
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -469,6 +470,33 @@ def lock(run: RunDir, stage_name: str) -> Iterator[None]:
         if created and {p.name for p in run.root.iterdir()} <= {RUN_LOCK}:  # a stage that wrote nothing
             (run.root / RUN_LOCK).unlink(missing_ok=True)
             run.root.rmdir()
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its CPU affinity)."""
+    return len(os.sched_getaffinity(0))
+
+
+THREADS_HELP = "torch CPU threads for the stage (default: every core this process may use)"
+
+
+def threads_line(threads: int) -> str:
+    """What the command line says at a stage's start: ``threads: 2 (of 2 cores; --threads to change)``.
+    The command line runs every stage under :func:`torch_threads` (``--threads``, default :func:`cpu_cores`);
+    a stage whose config has ``threads`` (the scan) gets the same count in it."""
+    return f"threads: {threads} (of {cpu_cores()} cores; --threads to change)"
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """torch's CPU threads set to ``threads`` for the block (None: left as they are), restored afterwards;
+    yields the count in use."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 from collections import Counter
 
 import numpy as np
@@ -30,7 +31,10 @@ class FakeHarvester:
     dtype, d_model, revisions = "float16", 3, ["a", "b"]
 
     def __init__(self, sizes):
-        self.sizes, self.n_chunks, self.harvested = sizes, len(sizes), []
+        self.sizes, self.n_chunks, self.harvested, self.told = sizes, len(sizes), [], []
+
+    def ahead(self, c):
+        self.told.append((c, len(self.harvested)))  # the chunk, and how many were harvested when told
 
     def chunk_size(self, c):
         return self.sizes[c]
@@ -90,6 +94,24 @@ def test_stream_source_resumes_at_any_step_with_the_same_batches():
         resumed, source = batches(start, 40 - start)
         assert len(resumed) == 40 - start and all(torch.equal(a, b) for a, b in zip(whole[start:], resumed)), start
         assert source.peak_rows <= 2 * 30
+
+
+def test_stream_tells_the_harvester_the_next_rounds_chunk_and_stops_at_the_last_step():
+    sizes = [5, 7, 6, 4]  # K = 2: round r serves chunks r, r+1 and loads chunk position r+2 next
+    source = StreamSource(FakeHarvester(sizes), batch_size=3, seed=1, refill_frac=0.5, normalise=False)
+    list(itertools.islice(source.iterate(0), 12))
+    got = source.harvester
+    assert len(got.told) >= 4
+    for c, n in got.told[:-1]:  # each told chunk is the very next one harvested (the last: when asked for)
+        assert got.harvested[n] == c
+    assert got.told[-1][1] == len(got.harvested)
+    # a stream of 6 steps (18 rows): rounds 0 (5 + 4 rows) and 1 (3 + 3 rows + 3 + ...) reach it, not beyond
+    bounded = StreamSource(FakeHarvester(sizes), batch_size=3, seed=1, refill_frac=0.5, normalise=False, steps=6)
+    list(itertools.islice(bounded.iterate(0), 6))
+    sizes_of = [bounded._round_size(r) for r in range(4)]
+    reached = sum(1 for r in range(4) if sum(sizes_of[:r]) < 18)  # rounds holding a row of the 6 steps
+    assert len(bounded.harvester.told) == reached - 1
+    assert bounded.harvester.harvested == got.harvested[: 2 + reached - 1]
 
 
 def test_scales_are_the_first_buffers_mean_norm():
@@ -204,3 +226,46 @@ def test_streaming_settings_are_refused_with_the_fix(toy_world, tmp_path):
     with pytest.raises(StreamError, match="raise --buffer-rows to 126"):
         train(_stream_config(toy_world, tmp_path / "r", tokens=1_600, buffer_rows=100))
     assert not (tmp_path / "r" / "crosscoder").exists()
+
+
+def test_overlapped_producer_serves_the_batches_of_the_sequential_one(toy_world, tmp_path, monkeypatch):
+    """The producer thread computes chunks ahead; the batches (several rounds, a second epoch) are bit-equal
+    to those of the harvester computing each chunk when asked."""
+    threads, compute = [], streaming_module.compute_chunk
+
+    def recorded(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(streaming_module, "compute_chunk", recorded)
+    config = _stream_config(toy_world, tmp_path / "run", tokens=1_600, steps=40, batch_size=64, buffer_rows=504)
+    batches = {}
+    for overlap in (False, True):
+        harvester = streaming_module.Harvester(config, overlap=overlap)
+        harvester.prepare()
+        source = StreamSource(harvester, config.batch_size, config.seed, config.refill_frac, config.normalise,
+                              steps=config.total_steps())
+        threads.clear()
+        batches[overlap] = list(itertools.islice(source.iterate(0), config.total_steps()))
+        harvester.close()
+        ahead = [t for t in threads if t.startswith("crosstime-harvest")]
+        assert (len(ahead) > 0) == overlap, threads
+    assert len(batches[True]) == 40
+    for a, b in zip(batches[False], batches[True]):
+        assert torch.equal(a, b)
+
+
+def test_shared_cores_halves_the_threads_and_restores_them():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        with streaming_module.shared_cores(True) as shared:
+            assert shared == torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 4
+        torch.set_num_threads(1)
+        with streaming_module.shared_cores(True) as shared:
+            assert shared == 1
+        with streaming_module.shared_cores(False) as shared:
+            assert shared == 1
+    finally:
+        torch.set_num_threads(before)

@@ -194,7 +194,7 @@ class StreamSource:
 
     ``harvester`` (:class:`crosstime.crosscoder.streaming.Harvester`) computes chunk ``c`` of the
     train split, ``chunk(c) -> (rows [R, M, d] in the storage dtype, norm sums [M])``, with
-    ``n_chunks``, ``chunk_size(c)``, ``heldout(n_rows)`` and ``fingerprint()``.
+    ``n_chunks``, ``chunk_size(c)``, ``ahead(c)``, ``heldout(n_rows)`` and ``fingerprint()``.
 
     The buffer holds ``K = 1/refill_frac`` chunks. The stream visits the chunks epoch by epoch
     in a seeded order (global position ``g``); chunk ``g`` is in the buffer during rounds
@@ -209,10 +209,17 @@ class StreamSource:
 
     Scales ``s_m = sqrt(d) / E‖x_m‖`` are estimated, as the store does over its train split,
     on the first buffer (chunks at g = 0..K-1), which is harvested up front and reused.
+
+    Harvesting ahead: when round ``r`` starts, ``harvester.ahead(c)`` is told the chunk round
+    ``r+1`` will load (position ``g = r+K``), so a harvester may compute it while round ``r``
+    is served; ``steps`` (the last step the stream will serve; None: no end) keeps it from
+    harvesting ahead for a round no step reaches. What is served does not depend on it.
     """
 
-    def __init__(self, harvester, batch_size: int, seed: int, refill_frac: float, normalise: bool = True):
+    def __init__(self, harvester, batch_size: int, seed: int, refill_frac: float, normalise: bool = True,
+                 steps: int | None = None):
         self.harvester, self.batch_size, self.seed, self.normalise = harvester, batch_size, seed, normalise
+        self.steps = steps
         self.K = round(1 / refill_frac)
         self.revisions, self.d_model = list(harvester.revisions), harvester.d_model
         self.n_checkpoints = len(self.revisions)
@@ -297,13 +304,22 @@ class StreamSource:
             row, r = row - size, r + 1
         return r, row
 
+    def _ahead(self, r: int, next_round_row: int) -> None:
+        """Tell the harvester the chunk round r+1 loads, unless no step reaches round r+1 (it starts at
+        the stream's row ``next_round_row``)."""
+        if self.steps is None or next_round_row < self.steps * self.batch_size:
+            self.harvester.ahead(self._chunk_at(r + self.K))
+
     def iterate(self, start_step: int) -> Iterator[torch.Tensor]:
         B = self.batch_size
         r, i = self._locate(start_step * B)
+        round_row = start_step * B - i  # the stream's row where round r starts
         carry: torch.Tensor | None = None
         while True:
             self._refill(r)
             gs, idx = self._round(r)
+            self._ahead(r, round_row + len(gs))
+            round_row += len(gs)
             if carry is not None:
                 take = slice(i, i + B - len(carry))
                 carry = torch.cat([carry, self._gather(gs[take], idx[take])])

@@ -14,8 +14,18 @@ function of ``(seed, step)`` (the corpus position is the round the step falls in
 run re-run with the same command resumes to the same weights; the data fingerprint in the
 resume state records the buffer settings and the tokens' checksum.
 
-Memory: the models, the buffer (``buffer_rows × M × d × 2`` bytes) and, during a refill, one
-chunk being computed; never the activations of all N tokens, nor their token ids (packed into
+Overlap: the harvest's forward passes and the training steps run side by side. When a round
+of the buffer starts, the chunk the next round loads is computed in a background thread (the
+producer: :meth:`Harvester.ahead`) while the trainer consumes the round; torch's CPU threads are
+halved meanwhile (:func:`shared_cores`), so the two do not oversubscribe the cores. The chunks
+and the batches are those of the sequential order (``Harvester(config, overlap=False)``): the
+producer only moves *when* a chunk is computed. Its thread count is not the sequential run's,
+so on the CPU the float32 sums in the forward and the step may round differently (weights equal
+for a fixed seed and thread count, as before; a resumed run equals an uninterrupted one).
+
+Memory: the models, the buffer (``buffer_rows × M × d × 2`` bytes) and one chunk being computed
+ahead (``refill_frac × buffer_rows`` rows): at most ``(1 + refill_frac) × buffer_rows × M × d × 2``
+bytes of activations; never the activations of all N tokens, nor their token ids (packed into
 ``RUN/crosscoder/stream-tokens.npy``, 4 bytes per token on disk, and memory-mapped).
 
 ``keep_store``: every chunk harvested in the first epoch is also written, as the harvest
@@ -27,10 +37,14 @@ summarised, so RUN/activations is a normal store; the train stage's record vouch
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import torch
 
 from crosstime import distributed
 from crosstime.crosscoder.data import StreamSource
@@ -87,7 +101,7 @@ class Harvester:
 
     ``chunk(c) -> (rows [R, M, d] in the storage dtype, row-norm sums [M])``."""
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, overlap: bool = True):
         self.keep_store = config.keep_store
         self.tokens_file = config.rundir.crosscoder / STREAM_TOKENS
         refill = round(1 / config.refill_frac)
@@ -120,6 +134,9 @@ class Harvester:
         self.models: dict[str, Any] = {}
         self.weights: dict[str, dict] = {}
         self._heldout: np.ndarray | None = None
+        self.overlap = overlap
+        self._producer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crosstime-harvest")
+        self._ahead: tuple[int, Future] | None = None  # (chunk, its rows) being computed ahead
 
     def _pack_to_disk(self) -> np.ndarray:
         """The corpus's token ids packed into RUN/crosscoder/stream-tokens.npy and memory-mapped, so
@@ -174,8 +191,32 @@ class Harvester:
         if self.keep_store and not self._kept(rev, c):
             write_chunk(self.hconfig.out, rev, c, chunk, self.manifest, self.weights[rev])
 
+    def ahead(self, c: int) -> None:
+        """Start computing chunk c in the background thread (with ``overlap``; one chunk at a time), for
+        the :meth:`chunk` call that will ask for it."""
+        if self.overlap and self._ahead is None:
+            self._ahead = (c, self._producer.submit(self._harvest, c))
+
     def chunk(self, c: int) -> tuple[np.ndarray, np.ndarray]:
-        """Chunk c of every checkpoint: rows [R, M, d] (storage dtype) and their norm sums [M]."""
+        """Chunk c of every checkpoint: rows [R, M, d] (storage dtype) and their norm sums [M]; the one
+        computed ahead when it is c (waiting for it to finish), else computed now."""
+        pending, self._ahead = self._ahead, None
+        if pending is not None:
+            done = pending[1].result()  # never two harvests at once; a producer's error is raised here
+            if pending[0] == c:
+                return done
+        return self._harvest(c)
+
+    def close(self) -> None:
+        """Wait for the chunk being computed ahead (its store chunk is written whole) and stop the thread.
+        That chunk is never served: an error of its harvest is not raised here (it would hide the error
+        that stopped training; ``finish_store`` harvests a chunk not kept again and raises it)."""
+        if self._ahead is not None:
+            self._ahead[1].exception()  # waits; the error stays with the unused chunk
+            self._ahead = None
+        self._producer.shutdown()
+
+    def _harvest(self, c: int) -> tuple[np.ndarray, np.ndarray]:
         parts, sums = [], []
         for rev in self.revisions:
             chunk = self._compute(rev, c)
@@ -219,13 +260,32 @@ def train_streaming(harvester: Harvester, config: TrainConfig, world: distribute
     (:mod:`crosstime.stages.train` holds the run and records what was written); with ``keep_store``,
     RUN/activations is completed once training ends."""
     harvester.prepare()
-    source = StreamSource(harvester, config.batch_size, config.seed, config.refill_frac, config.normalise)
+    source = StreamSource(harvester, config.batch_size, config.seed, config.refill_frac, config.normalise,
+                          steps=config.total_steps())
     trainer = Trainer(config, source, config.rundir.crosscoder, world)
     trainer.resume()
-    model = trainer.run()
+    try:
+        with shared_cores(harvester.overlap):
+            model = trainer.run()
+    finally:
+        harvester.close()
     if config.keep_store:
         harvester.finish_store()
     return model
+
+
+@contextlib.contextmanager
+def shared_cores(overlap: bool) -> Iterator[int]:
+    """Torch's CPU threads while the producer and the trainer run side by side: half of the threads set
+    (at least 1) so the two together do not oversubscribe the cores (each caller of an op gets a team of
+    that many threads); unchanged without ``overlap``; restored afterwards. Yields the count."""
+    before = torch.get_num_threads()
+    shared = max(1, before // 2) if overlap else before
+    torch.set_num_threads(shared)
+    try:
+        yield shared
+    finally:
+        torch.set_num_threads(before)
 
 
 def source_for(config: TrainConfig) -> StreamSource:

@@ -50,6 +50,6 @@ class ScanConfig(StageConfig):
     model_dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype the models run in")
     device: Device = Field("auto", description=DEVICE_HELP)
     threads: int | None = Field(
-        None, gt=0, description="torch CPU threads during the scan (default: 1 for small models, d_model < 512, "
-        "on the CPU, whose ops are too small to gain from threads but lose a lot on a busy machine; else torch's own)")
+        None, gt=0, description="torch CPU threads during the scan (default: every core on the command line; called "
+        "from Python, 1 for small models, d_model < 512, on the CPU, else torch's own)")
     seed: int = Field(0, description="seed of the held-out document sample, the similarity token order and the phases' bootstrap")
