@@ -15,9 +15,11 @@ from interpret.llm_server import ScriptedServer, explain_reply, last_user
 from test_report_helpers import cached_run
 
 from crosstime import stage
+from crosstime.artifacts import read_report_data
 from crosstime.interpret.evidence import Source, gather
 from crosstime.runs import INTERPRETATION, open_run
 from crosstime.stages.interpret import InterpretConfig, interpret
+from crosstime.stages.report import ReportConfig, report
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +109,22 @@ def test_stage_with_an_llm_records_cost_and_reruns_from_its_cache(run, tmp_path)
 def test_llm_explainer_needs_an_endpoint_and_a_model(run):
     with pytest.raises(ValueError, match="--llm-url"):
         InterpretConfig(run=run, explainer="llm", llm_model="m")
+
+
+def test_reported_features_are_the_reports_default_list_and_neither_stage_stales_the_other(run, tmp_path):
+    """``--features reported`` explains what a default report lists (same n), without reading the report:
+    the report reads interpret's output, so a report written after it leaves interpret finished, and an
+    interpret re-run after a report makes the report stale (it shows the explanations)."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("interpret", ".crosstime.lock*"))
+    config = InterpretConfig(run=copy, features="reported", n_features=5, per_checkpoint=False, device="cpu",
+                             progress=False, n_boot=0)
+    interpret(config)
+    explained = {r["feature"] for r in open_run(copy).read(INTERPRETATION).explanations}
+    report_config = ReportConfig(run=copy, n_features=5, device="cpu", progress=False)
+    report(report_config)
+    listed = [f.id for f in read_report_data(copy / "report").features]
+    assert len(listed) == 5 and explained == set(listed)
+    assert stage.finished(config) and stage.finished(report_config)
+    interpret(config.model_copy(update={"seed": 1}))
+    assert not stage.finished(report_config)

@@ -444,27 +444,6 @@ def class_counts(labels: list[str | None]) -> dict[str, int]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def rank_features(features: dict[int, FeatureTables], tasks: list[str],
-                  norms: dict[int, list] | None = None) -> list[int]:
-    """Feature ids, most interesting first: by max over tasks of Σ_m |IE_m|; else decoder norm; else frequency."""
-
-    def ie_score(entry: FeatureTables) -> float:
-        best = 0.0
-        for t in tasks:
-            ie = entry.tasks[t].ie if t in entry.tasks else None
-            if ie:
-                best = max(best, sum(abs(v) for v in ie if v is not None))
-        return best
-
-    if any(ie_score(e) > 0 for e in features.values()):
-        key = ie_score
-    elif norms:
-        key = lambda e: sum(v for v in norms.get(e.id, []) if v)
-    else:
-        key = lambda e: e.frequency or 0.0
-    return [e.id for e in sorted(features.values(), key=lambda e: (-key(e), e.id))]
-
-
 def _distributions(features: dict[int, FeatureTables], tasks: list[str],
                    M: int) -> tuple[Distributions, dict[str, dict[str, int]]]:
     """Share histograms and class counts over every feature of the tables."""
@@ -765,5 +744,5 @@ def now() -> str:
 
 
 __all__ = ["Collected", "class_counts", "clean", "collect", "evaluation_table", "feature_json", "feature_summary",
-           "now", "rank_features", "render", "report_revisions", "script", "share_histograms", "write_report",
+           "now", "render", "report_revisions", "script", "share_histograms", "write_report",
            "write_shards"]

@@ -59,6 +59,7 @@ from crosstime.checkpoints import format_tokens
 from crosstime.crosscoder import Crosscoder
 from crosstime.errors import CrosstimeError
 from crosstime.evidence import EvidenceConfig, feature_evidence, token_strings
+from crosstime.ranking import N_REPORTED, ranked_features, reported_features
 from crosstime.report.annotate import apply_annotations, read_annotations
 from crosstime.report.dashboard import (
     Collected,
@@ -66,7 +67,6 @@ from crosstime.report.dashboard import (
     crosscoder_settings,
     now,
     png_data_uri,
-    rank_features,
     write_report,
 )
 from crosstime.report.evolution import TWO_PHASE_PNG, caption_figures, two_phase_figure
@@ -91,7 +91,7 @@ class ReportConfig(StageConfig):
 
     features: list[int] | None = Field(None, description="report exactly these feature ids (default: the top "
                                                          "n_features)")
-    n_features: int = Field(100, ge=1, description="how many features to report when `features` is not given: "
+    n_features: int = Field(N_REPORTED, ge=1, description="how many features to report when `features` is not given: "
                                                    "the largest Σ_m |IE_m| over tasks, else the largest decoder norms")
     all_features: bool = Field(False, description="list every live feature (non-zero decoder norm), the reported ones "
                                                   "first: all their evidence from the same one pass over the store "
@@ -169,37 +169,24 @@ def report_checkpoints(revisions: list[str], store: ActivationStore | None, base
     return out
 
 
-def choose_features(config: ReportConfig, base: Collected, model: Crosscoder | None) -> list[int]:
-    """The listed feature ids: the reported ones (:func:`reported_features`), then with ``all_features``
-    every other live feature of the crosscoder (a decoder norm above zero somewhere), by rank."""
-    reported = reported_features(config, base, model)
-    if not config.all_features or model is None:
-        return reported
-    norms = model.decoder_norms().detach().float().cpu()  # [F, M]
-    pool = {i: base.features.get(i) or FeatureTables(id=i, tasks={}) for i in range(model.n_features)}
-    ranked = rank_features(pool, base.tasks, {i: norms[i].tolist() for i in pool})
-    live = (norms.sum(dim=1) > 0).tolist()
-    shown = set(reported)
-    return reported + [i for i in ranked if live[i] and i not in shown]
-
-
-def reported_features(config: ReportConfig, base: Collected, model: Crosscoder | None) -> list[int]:
-    """The reported feature ids: ``config.features`` (checked against the crosscoder), else the top ``n_features``."""
+def choose_features(config: ReportConfig, run: Run, model: Crosscoder | None) -> list[int]:
+    """The listed feature ids: the reported ones (``config.features``, else the default ranking's top
+    ``n_features``: :func:`crosstime.ranking.reported_features`), then with ``all_features`` every other live
+    feature of the crosscoder (a decoder norm above zero somewhere), by rank."""
     if config.features is not None:
         if model is not None:
             bad = [i for i in config.features if not 0 <= i < model.n_features]
             if bad:
                 raise ReportError(f"--features {bad[:5]} out of range: the crosscoder has {model.n_features} features "
                                   f"(0..{model.n_features - 1})")
-        return list(dict.fromkeys(int(i) for i in config.features))
-    pool = dict(base.features)
-    norm_map = None
-    if model is not None:
-        norms = model.decoder_norms().detach().float().cpu()
-        for i in range(model.n_features):
-            pool.setdefault(i, FeatureTables(id=i, tasks={}))
-        norm_map = {i: norms[i].tolist() for i in pool}
-    return rank_features(pool, base.tasks, norm_map)[: config.n_features]
+        reported = list(dict.fromkeys(int(i) for i in config.features))
+    else:
+        reported = reported_features(run, model, config.n_features)
+    if not config.all_features or model is None:
+        return reported
+    live = (model.decoder_norms().detach().float().cpu().sum(dim=1) > 0).tolist()  # [F]
+    shown = set(reported)
+    return reported + [i for i in ranked_features(run, model) if live[i] and i not in shown]
 
 
 def open_series_for(config: ReportConfig, store: ActivationStore, revisions: list[str]) -> tuple[CheckpointSeries | None, Any]:
@@ -230,7 +217,7 @@ def check_inputs(config: ReportConfig, opened: Run) -> Inputs:
     store, model = open_store_and_model(opened, missing)
     base = collect(opened, model.revisions if model is not None else None)
     checkpoints = report_checkpoints(base.revisions, store, base)
-    chosen = choose_features(config, base, model)
+    chosen = choose_features(config, opened, model)
     series, tokenizer = None, None
     if store is not None and model is not None and chosen:
         series, tokenizer = open_series_for(config, store, model.revisions)
