@@ -124,6 +124,7 @@ SHARD_INDEX = "index.js"
 SUMMARY_KEYS = ("id", "rank", "reldec_class", "trajectory", "onset", "peak", "offset", "frequency", "description",
                 "scaling_flag")
 TASK_SUMMARY_KEYS = ("ie", "relie", "relie_class")
+INTERPRET_SUMMARY_KEYS = ("explanation",)  # per view: the list searches the explanations (crosstime interpret)
 SHARE_BINS = 10
 
 
@@ -627,10 +628,14 @@ def feature_json(feature: ReportFeature) -> str:
 
 def feature_summary(feature: ReportFeature) -> dict:
     """What the feature list shows, sorts, filters and searches for one feature (``SUMMARY_KEYS``;
-    per task only ``TASK_SUMMARY_KEYS``): the index of a sharded dashboard, small for every feature."""
-    out = feature.model_dump(mode="json", include={*SUMMARY_KEYS, "tasks"})
+    per task only ``TASK_SUMMARY_KEYS``, per interpreted view ``INTERPRET_SUMMARY_KEYS``): the index of a
+    sharded dashboard, small for every feature."""
+    out = feature.model_dump(mode="json", include={*SUMMARY_KEYS, "tasks", "interpret"})
     out["tasks"] = {t: {k: v for k, v in values.items() if k in TASK_SUMMARY_KEYS}
                     for t, values in (out.get("tasks") or {}).items()}
+    if "interpret" in out:  # set only on the features interpret explained
+        out["interpret"] = {view: {k: v for k, v in values.items() if k in INTERPRET_SUMMARY_KEYS}
+                            for view, values in (out["interpret"] or {}).items()}
     return clean(out)
 
 

@@ -44,15 +44,22 @@ import torch
 from pydantic import Field
 
 from crosstime.artifacts import (
+    INTERPRET_ANALYSIS,
+    INTERPRET_FIGURE,
+    INTERPRET_REPORTED,
+    ArtifactError,
     EvidenceMeta,
     FeatureEvidence,
+    FeatureExplanation,
     FeatureTables,
     Figure,
+    Overview,
     ReportCheckpoint,
     ReportCrosscoder,
     ReportCrosscoderConfig,
     ReportData,
     ReportFeature,
+    ReportInterpretation,
     RunDir,
 )
 from crosstime.checkpoints import format_tokens
@@ -67,11 +74,12 @@ from crosstime.report.dashboard import (
     crosscoder_settings,
     now,
     png_data_uri,
+    readable,
     write_report,
 )
 from crosstime.report.evolution import TWO_PHASE_PNG, caption_figures, two_phase_figure
 from crosstime.report.findings import evolution_readings, findings, main_task
-from crosstime.runs import ACTIVATIONS, CROSSCODER, Run
+from crosstime.runs import ACTIVATIONS, CROSSCODER, INTERPRETATION, Interpretation, Run
 from crosstime.series import CheckpointSeries, SeriesError, open_series
 from crosstime.shares import classify_shares, relative_shares, trajectories
 from crosstime.sites import final_norm, unembedding
@@ -124,6 +132,7 @@ class Inputs:
     device: torch.device
     missing: list[str]
     crosscoder_record: dict[str, Any] | None  # the settings of the stage that wrote the crosscoder (train or import)
+    interpretation: Interpretation | None  # interpret/'s output (None: the run has none)
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -221,8 +230,23 @@ def check_inputs(config: ReportConfig, opened: Run) -> Inputs:
     series, tokenizer = None, None
     if store is not None and model is not None and chosen:
         series, tokenizer = open_series_for(config, store, model.revisions)
+    interpretation = read_interpretation(opened, base.revisions, missing)
     return Inputs(run, store, model, base, checkpoints, chosen, series, tokenizer, opened.device,
-                  missing + base.missing, opened.record(CROSSCODER))
+                  missing + base.missing, opened.record(CROSSCODER), interpretation)
+
+
+def read_interpretation(run: Run, revisions: list[str], missing: list[str]) -> Interpretation | None:
+    """interpret/'s output when a finished ``crosstime interpret`` vouches for it (else None; a run without it
+    is not listed in ``missing``: the report without explanations is as it was before the stage existed),
+    checked to be of the report's checkpoints."""
+    if not readable(run, INTERPRETATION, missing):
+        return None
+    found = run.read(INTERPRETATION)
+    if found.analysis.revisions != revisions:
+        raise ArtifactError(f"{run.dir.interpret / INTERPRET_ANALYSIS} interprets checkpoints "
+                            f"{found.analysis.revisions}, but the run's crosscoder has {revisions}: it was computed "
+                            "for another crosscoder; re-run `crosstime interpret`")
+    return found
 
 
 # -- the work --------------------------------------------------------------------------------
@@ -261,6 +285,24 @@ def _heads(series: CheckpointSeries):
     return load
 
 
+def attach_interpretation(rows: list[ReportFeature], overview: Overview, found: Interpretation | None,
+                          folder: Path) -> None:
+    """Each listed feature's explanations (:class:`~crosstime.artifacts.FeatureExplanation` by view, set only on
+    the features interpret explained) and the overview's analysis with complexity.png embedded."""
+    if found is None:
+        return
+    by_feature: dict[int, dict[str, FeatureExplanation]] = {}
+    for r in found.explanations:
+        by_feature.setdefault(r["feature"], {})[r["view"]] = FeatureExplanation(**{k: r[k] for k in INTERPRET_REPORTED})
+    for entry in rows:
+        if entry.id in by_feature:
+            entry.interpret = by_feature[entry.id]
+    path = folder / INTERPRET_FIGURE
+    uri = png_data_uri(path) if path.is_file() else None
+    figure = Figure(name=f"interpret/{INTERPRET_FIGURE}", group="interpret", src=uri) if uri else None
+    overview.interpret = ReportInterpretation(analysis=found.analysis, figure=figure)
+
+
 def gather_evidence(config: ReportConfig, inputs: Inputs, rows: list[ReportFeature]) -> dict[str, Any]:
     """Evidence of the reported features into ``rows``; returns the data's ``views``, ``vocab``, ``evidence_meta``."""
     if inputs.store is None or inputs.model is None or not inputs.chosen:
@@ -282,6 +324,7 @@ def gather_evidence(config: ReportConfig, inputs: Inputs, rows: list[ReportFeatu
 def report_data(config: ReportConfig, inputs: Inputs) -> ReportData:
     """Everything the dashboard shows (``artifacts.ReportData``)."""
     rows = feature_rows(inputs.chosen, inputs.base, inputs.model)
+    attach_interpretation(rows, inputs.base.overview, inputs.interpretation, inputs.run.interpret)
     evidence = gather_evidence(config, inputs, rows)
     model = inputs.model
     data = ReportData(
