@@ -1210,6 +1210,128 @@ class Evolution(_Artifact):
     typed_emergence: TypedEmergence | None
 
 
+# -- interpret/ ----------------------------------------------------------------------------------
+
+INTERPRET_EXPLANATIONS = Table("explanations.csv", (
+    Column("feature", int, "feature id"),
+    Column("view", str, "the evidence's view: 'all' (the joint activation) or a checkpoint alone"),
+    Column("feature_type", str, "evaluation/features.csv feature_type (typed emergence), empty without one"),
+    Column("explanation", str, "what the feature fires on, in words (empty: the explainer gave none)"),
+    Column("complexity", int, "1-5 (docs/interpret.md); empty where the explainer gave none"),
+    Column("source", str, "what wrote the explanation: 'rules' or the LLM's model id"),
+    Column("detection", float, "detection balanced accuracy on held-out contexts (delphi's definition)"),
+    Column("fuzzing", float, "fuzzing balanced accuracy on held-out contexts (delphi's definition)"),
+    Column("detection_shuffled", float, "detection balanced accuracy of another feature's explanation of the same "
+                                        "view (the chance baseline)"),
+    Column("fuzzing_shuffled", float, "fuzzing balanced accuracy of that shuffled explanation"),
+    Column("n_positive", int, "held-out activating contexts scored"),
+    Column("n_negative", int, "held-out non-activating contexts scored"),
+    Column("n_unanswered", int, "judge answers that were unusable (left out of the scores)"),
+), digits=4)
+INTERPRET_ANALYSIS = "analysis.json"
+INTERPRET_FIGURE = "complexity.png"  # complexity against onset and RelIE peak; scores per checkpoint
+INTERPRET_LLM_CACHE = "llm-cache"  # every LLM prompt and reply, one file per request hash (interpret/cache.py)
+
+
+class Correlation(_Artifact):
+    """Complexity against a checkpoint index over the features that have both (joint view)."""
+
+    against: str = Field(description="'onset' (features.csv) or 'relie_peak' (the attribution checkpoint where the "
+                                     "feature's RelIE is largest, in the task where its Σ|IE| is largest)")
+    n: int = Field(description="features in the correlation")
+    pearson_r: float | None = Field(description="Pearson r (None: fewer than 3 features, or a constant)")
+    pearson_p: float | None = Field(description="two-sided p-value (scipy.stats.pearsonr)")
+    pearson_ci: list[float] | None = Field(description="bootstrap 95% interval of r (features resampled)")
+    spearman_rho: float | None = Field(description="Spearman ρ")
+    spearman_p: float | None = Field(description="two-sided p-value (scipy.stats.spearmanr)")
+    spearman_ci: list[float] | None = Field(description="bootstrap 95% interval of ρ")
+
+
+class ComplexityRow(_Artifact):
+    """One complexity level (joint view): its features' onsets, RelIE peaks and scores."""
+
+    complexity: int
+    n: int
+    onset_mean: float | None = Field(description="mean onset checkpoint index")
+    onset_median: float | None
+    relie_peak_mean: float | None = Field(description="mean RelIE peak checkpoint index (features with one)")
+    detection_mean: float | None
+    detection_shuffled_mean: float | None
+
+
+class ViewScores(_Artifact):
+    """Mean scores of the explanations of one view (the joint one or a checkpoint alone)."""
+
+    view: str
+    n: int = Field(description="explanations scored in this view")
+    detection_mean: float | None
+    fuzzing_mean: float | None
+    detection_shuffled_mean: float | None
+    fuzzing_shuffled_mean: float | None
+
+
+class LLMIssue(_Artifact):
+    """One LLM reply that did not parse as asked (recorded; the run goes on)."""
+
+    feature: int
+    checkpoint: str | None = Field(description="the view (None: the joint one)")
+    task: str = Field(description="'explain', 'detect' or 'fuzz'")
+    issue: str = Field(description="what was wrong with the reply")
+    contexts: list[int] | None = Field(None, description="the judged contexts the reply was about (judge replies)")
+
+
+class LLMUsage(_Artifact):
+    """What the LLM explainer and judge used: every reply in RUN/interpret/llm-cache/, with its cost."""
+
+    url: str = Field(description="the OpenAI-compatible endpoint")
+    model: str = Field(description="the model asked for (--llm-model)")
+    served_by: list[str] = Field(description="the model names the endpoint's replies gave")
+    replies: int = Field(description="replies in the cache (this run's and earlier runs')")
+    prompt_tokens: int
+    completion_tokens: int
+    replies_without_usage: int = Field(description="replies whose endpoint reported no token counts (counted as 0)")
+    cost_usd: float = Field(description="prompt and completion tokens at the given prices (0 when not given)")
+    cost_known: bool = Field(description="false when --llm-price-prompt/--llm-price-completion were not given")
+    sent: int = Field(description="requests sent by this run (the rest came from the cache)")
+    cached: int = Field(description="replies this run read from the cache")
+    retries: int = Field(description="requests this run retried (429, 5xx, timeouts)")
+    corrupt_entries: list[dict[str, str]] = Field(description="cache entries found damaged, moved aside and fetched "
+                                                              "again: key, reason, moved_to")
+    issues: list[LLMIssue] = Field(description="replies that did not parse (an explanation without a complexity, "
+                                               "a judge reply that is not a list of 0/1)")
+
+
+class InterpretAnalysis(_Artifact):
+    """interpret/analysis.json: complexity against emergence, and the explanations' scores."""
+
+    explainer: str = Field(description="'rules' or 'llm'")
+    revisions: list[str] = Field(description="the crosscoder's checkpoints (onset and peak index these)")
+    n_features: int = Field(description="features interpreted")
+    n_explained: int = Field(description="of them with an explanation and a complexity (joint view)")
+    onset: Correlation
+    relie_peak: Correlation | None = Field(description="None without an attribution")
+    table: list[ComplexityRow]
+    views: list[ViewScores]
+    reading: str = Field(description="the result in one line")
+    llm: LLMUsage | None = Field(None, description="--explainer llm: tokens, cost and unparsed replies (None: rules)")
+
+
+# what a report carries of interpret's output: per feature and view its explanations.csv row (less the keys)
+INTERPRET_REPORTED = tuple(c.name for c in INTERPRET_EXPLANATIONS.columns if c.name not in ("feature", "view",
+                                                                                            "feature_type"))
+FeatureExplanation = create_model(
+    "FeatureExplanation", __base__=_Artifact,
+    __doc__="A feature's explanation in one view and its scores (interpret/explanations.csv; crosstime interpret).",
+    **INTERPRET_EXPLANATIONS.fields(INTERPRET_REPORTED))
+
+
+class ReportInterpretation(_Artifact):
+    """What the report's overview shows of ``crosstime interpret``: its analysis and its figure."""
+
+    analysis: InterpretAnalysis
+    figure: Figure | None = Field(description="interpret/complexity.png embedded (None: too large to embed)")
+
+
 class Overview(_Sparse):
     """The panels above the feature list (:func:`crosstime.report.dashboard.collect`)."""
 
@@ -1225,6 +1347,8 @@ class Overview(_Sparse):
     distributions: Distributions
     class_counts: dict[str, dict[str, int]] = Field(description="what is counted -> class -> features")
     evolution: Evolution
+    interpret: ReportInterpretation | None = Field(None, description="absent without interpret/ (crosstime "
+                                                                     "interpret)")
 
 
 # - the features -
@@ -1305,6 +1429,9 @@ class ReportFeature(FeatureTables):
     evidence: FeatureEvidence | None = Field(None, description="absent without the store and the crosscoder")
     description: str | None = Field(description="its annotation (crosstime annotate)")
     annotation: dict[str, str] | None = Field(description="the annotation's extra columns")
+    interpret: dict[str, FeatureExplanation] | None = Field(
+        None, description="view ('all': the joint one, then each checkpoint where it was explained) -> its "
+                          "explanation and scores (crosstime interpret); absent where the feature was not interpreted")
 
 
 class EvidenceSettings(_Artifact):
@@ -1434,111 +1561,6 @@ class Annotations(_Artifact):
     source: str = Field(description="the CSV file last imported")
     features: dict[int, dict[str, str]] = Field(description="feature id -> {description, extra columns}")
 
-
-# -- interpret/ ----------------------------------------------------------------------------------
-
-INTERPRET_EXPLANATIONS = Table("explanations.csv", (
-    Column("feature", int, "feature id"),
-    Column("view", str, "the evidence's view: 'all' (the joint activation) or a checkpoint alone"),
-    Column("feature_type", str, "evaluation/features.csv feature_type (typed emergence), empty without one"),
-    Column("explanation", str, "what the feature fires on, in words (empty: the explainer gave none)"),
-    Column("complexity", int, "1-5 (docs/interpret.md); empty where the explainer gave none"),
-    Column("source", str, "what wrote the explanation: 'rules' or the LLM's model id"),
-    Column("detection", float, "detection balanced accuracy on held-out contexts (delphi's definition)"),
-    Column("fuzzing", float, "fuzzing balanced accuracy on held-out contexts (delphi's definition)"),
-    Column("detection_shuffled", float, "detection balanced accuracy of another feature's explanation of the same "
-                                        "view (the chance baseline)"),
-    Column("fuzzing_shuffled", float, "fuzzing balanced accuracy of that shuffled explanation"),
-    Column("n_positive", int, "held-out activating contexts scored"),
-    Column("n_negative", int, "held-out non-activating contexts scored"),
-    Column("n_unanswered", int, "judge answers that were unusable (left out of the scores)"),
-), digits=4)
-INTERPRET_ANALYSIS = "analysis.json"
-INTERPRET_FIGURE = "complexity.png"  # complexity against onset and RelIE peak; scores per checkpoint
-INTERPRET_LLM_CACHE = "llm-cache"  # every LLM prompt and reply, one file per request hash (interpret/cache.py)
-
-
-class Correlation(_Artifact):
-    """Complexity against a checkpoint index over the features that have both (joint view)."""
-
-    against: str = Field(description="'onset' (features.csv) or 'relie_peak' (the attribution checkpoint where the "
-                                     "feature's RelIE is largest, in the task where its Σ|IE| is largest)")
-    n: int = Field(description="features in the correlation")
-    pearson_r: float | None = Field(description="Pearson r (None: fewer than 3 features, or a constant)")
-    pearson_p: float | None = Field(description="two-sided p-value (scipy.stats.pearsonr)")
-    pearson_ci: list[float] | None = Field(description="bootstrap 95% interval of r (features resampled)")
-    spearman_rho: float | None = Field(description="Spearman ρ")
-    spearman_p: float | None = Field(description="two-sided p-value (scipy.stats.spearmanr)")
-    spearman_ci: list[float] | None = Field(description="bootstrap 95% interval of ρ")
-
-
-class ComplexityRow(_Artifact):
-    """One complexity level (joint view): its features' onsets, RelIE peaks and scores."""
-
-    complexity: int
-    n: int
-    onset_mean: float | None = Field(description="mean onset checkpoint index")
-    onset_median: float | None
-    relie_peak_mean: float | None = Field(description="mean RelIE peak checkpoint index (features with one)")
-    detection_mean: float | None
-    detection_shuffled_mean: float | None
-
-
-class ViewScores(_Artifact):
-    """Mean scores of the explanations of one view (the joint one or a checkpoint alone)."""
-
-    view: str
-    n: int = Field(description="explanations scored in this view")
-    detection_mean: float | None
-    fuzzing_mean: float | None
-    detection_shuffled_mean: float | None
-    fuzzing_shuffled_mean: float | None
-
-
-class LLMIssue(_Artifact):
-    """One LLM reply that did not parse as asked (recorded; the run goes on)."""
-
-    feature: int
-    checkpoint: str | None = Field(description="the view (None: the joint one)")
-    task: str = Field(description="'explain', 'detect' or 'fuzz'")
-    issue: str = Field(description="what was wrong with the reply")
-    contexts: list[int] | None = Field(None, description="the judged contexts the reply was about (judge replies)")
-
-
-class LLMUsage(_Artifact):
-    """What the LLM explainer and judge used: every reply in RUN/interpret/llm-cache/, with its cost."""
-
-    url: str = Field(description="the OpenAI-compatible endpoint")
-    model: str = Field(description="the model asked for (--llm-model)")
-    served_by: list[str] = Field(description="the model names the endpoint's replies gave")
-    replies: int = Field(description="replies in the cache (this run's and earlier runs')")
-    prompt_tokens: int
-    completion_tokens: int
-    replies_without_usage: int = Field(description="replies whose endpoint reported no token counts (counted as 0)")
-    cost_usd: float = Field(description="prompt and completion tokens at the given prices (0 when not given)")
-    cost_known: bool = Field(description="false when --llm-price-prompt/--llm-price-completion were not given")
-    sent: int = Field(description="requests sent by this run (the rest came from the cache)")
-    cached: int = Field(description="replies this run read from the cache")
-    retries: int = Field(description="requests this run retried (429, 5xx, timeouts)")
-    corrupt_entries: list[dict[str, str]] = Field(description="cache entries found damaged, moved aside and fetched "
-                                                              "again: key, reason, moved_to")
-    issues: list[LLMIssue] = Field(description="replies that did not parse (an explanation without a complexity, "
-                                               "a judge reply that is not a list of 0/1)")
-
-
-class InterpretAnalysis(_Artifact):
-    """interpret/analysis.json: complexity against emergence, and the explanations' scores."""
-
-    explainer: str = Field(description="'rules' or 'llm'")
-    revisions: list[str] = Field(description="the crosscoder's checkpoints (onset and peak index these)")
-    n_features: int = Field(description="features interpreted")
-    n_explained: int = Field(description="of them with an explanation and a complexity (joint view)")
-    onset: Correlation
-    relie_peak: Correlation | None = Field(description="None without an attribution")
-    table: list[ComplexityRow]
-    views: list[ViewScores]
-    reading: str = Field(description="the result in one line")
-    llm: LLMUsage | None = Field(None, description="--explainer llm: tokens, cost and unparsed replies (None: rules)")
 
 # -- the schemas ---------------------------------------------------------------------------------
 

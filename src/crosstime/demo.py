@@ -1,6 +1,6 @@
 """The demo: the whole pipeline on the toy world, in one call.
 
-    toy world ─► scan ─► pick checkpoints ─► harvest ─► train ─► evaluate ─► attribute ─► report ─► interpret
+    toy world ─► scan ─► pick checkpoints ─► harvest ─► train ─► evaluate ─► attribute ─► interpret ─► report
                                          └─► first paper's crosscoder: harvest ─► train ─► attribute (agreement)
 
 Two crosscoders, because one cannot tell both papers' stories. The main one (RUN) spans seven
@@ -218,7 +218,7 @@ def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
     run = RunDir(config.run)
     run.root.mkdir(parents=True, exist_ok=True)
     common = {"run": run.root, "progress": config.progress}
-    names = ["toy world", "scan", "harvest", "train", "evaluate", *[f"attribute {t}" for t in config.tasks], "report", "interpret",
+    names = ["toy world", "scan", "harvest", "train", "evaluate", *[f"attribute {t}" for t in config.tasks], "interpret", "report",
              *(["first: harvest", "first: train"] if config.first_revisions else []),
              *[f"first: attribute {t}" for t in _first_tasks(config)]]
     step = _Stages(console, names)
@@ -245,11 +245,12 @@ def demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
         step(f"attribute {task}", None, AttributeConfig(**common, task=task, top_k=config.top_k, seed=config.seed,
                                                             max_pairs=config.attribution_pairs),
              lambda task=task: _attribution_line(run, task) + ([GLOSSARY["attribute"]] if task == config.tasks[0] else []))
-    report_cfg = ReportConfig(**common, n_features=config.n_report_features, title="crosstime demo: toy world")
-    step("report", None, report_cfg, lambda: evolution_lines(run.root))
-    # explanations from the toy world's own types (no LLM): complexity against emergence, the scores' baseline
+    # explanations from the toy world's own types (no LLM): complexity against emergence, the scores' baseline;
+    # before the report, which shows them
     step("interpret", None, InterpretConfig(**common, features="all-live", explainer="rules", seed=config.seed),
          lambda: [open_run(run.root).read(INTERPRETATION).analysis.reading])
+    report_cfg = ReportConfig(**common, n_features=config.n_report_features, title="crosstime demo: toy world")
+    step("report", None, report_cfg, lambda: evolution_lines(run.root))
     first = _first_paper(step, config, series)
     return DemoResult(run=run.root, dashboard=report_cfg.output(), toy_world=world, toy_built=not cached,
                       revisions=revisions, first_run=first, first_revisions=config.first_revisions,

@@ -53,7 +53,7 @@ def test_demo_trains_the_first_papers_crosscoder_in_its_own_run(demo_run):
 
 def test_demo_says_what_each_stage_found(demo_run, toy_world):
     said = demo_run.summaries
-    assert list(said) == STAGES + ["report", "interpret"] + FIRST_STAGES
+    assert list(said) == STAGES + ["interpret", "report"] + FIRST_STAGES
     # the report says the second paper's readings: the phase order, the turn, dimensionality, typed emergence
     data = read_report_data(demo_run.run / "report")
     assert said["report"] == [line for line in evolution_readings(data).values() if line] and len(said["report"]) == 4
@@ -101,7 +101,7 @@ def test_rerun_reuses_finished_stages_and_redoes_what_changed(demo_run, tmp_path
     shutil.copytree(demo_run.run, run)  # a copied run directory counts as done
     config = DemoConfig(run=run)
     second = demo(config)  # progress on: it changes no output
-    assert second.reused == STAGES[1:] + ["report", "interpret"] + FIRST_STAGES
+    assert second.reused == STAGES[1:] + ["interpret", "report"] + FIRST_STAGES
     assert second.revisions == demo_run.revisions and second.summaries["train"] == demo_run.summaries["train"]
     assert second.timings["train"] < demo_run.timings["train"]
     # a changed attribution is redone, and so is the report that reads it; nothing else (one task, to keep

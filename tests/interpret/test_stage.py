@@ -3,6 +3,7 @@ against a brute-force encode, its outputs, its record."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -15,9 +16,11 @@ from interpret.llm_server import ScriptedServer, explain_reply, last_user
 from test_report_helpers import cached_run
 
 from crosstime import stage
+from crosstime.artifacts import read_report_data
 from crosstime.interpret.evidence import Source, gather
 from crosstime.runs import INTERPRETATION, open_run
 from crosstime.stages.interpret import InterpretConfig, interpret
+from crosstime.stages.report import ReportConfig, report
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +110,34 @@ def test_stage_with_an_llm_records_cost_and_reruns_from_its_cache(run, tmp_path)
 def test_llm_explainer_needs_an_endpoint_and_a_model(run):
     with pytest.raises(ValueError, match="--llm-url"):
         InterpretConfig(run=run, explainer="llm", llm_model="m")
+
+
+def test_reported_features_are_the_reports_default_list_and_the_report_shows_the_explanations(run, tmp_path):
+    """``--features reported`` explains what a default report lists (same n), without reading the report; the
+    report then carries each listed feature's explanations by view and the analysis (none of it without
+    interpret/). The report reads interpret's output, so a report written after it leaves interpret finished,
+    and an interpret re-run after a report makes the report stale."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("interpret", ".crosstime.lock*"))
+    report_config = ReportConfig(run=copy, n_features=5, device="cpu", progress=False)
+    report(report_config)
+    before = json.loads((copy / "report" / "data.json").read_text())
+    assert "interpret" not in before["overview"] and not any("interpret" in f for f in before["features"])
+    config = InterpretConfig(run=copy, features="reported", n_features=5, device="cpu", progress=False, n_boot=0)
+    analysis = interpret(config)
+    found = open_run(copy).read(INTERPRETATION)
+    report(report_config)
+    data = read_report_data(copy / "report")
+    listed = [f.id for f in data.features]
+    assert listed == [f["id"] for f in before["features"]] and len(listed) == 5
+    assert {r["feature"] for r in found.explanations} == set(listed)
+    for f in data.features:
+        rows = [r for r in found.explanations if r["feature"] == f.id]
+        assert sorted(f.interpret) == sorted(r["view"] for r in rows)
+        for r in rows:
+            assert f.interpret[r["view"]].model_dump() == {k: r[k] for k in f.interpret[r["view"]].model_dump()}
+    assert data.overview.interpret.analysis == analysis
+    assert data.overview.interpret.figure.name == "interpret/complexity.png"
+    assert stage.finished(config) and stage.finished(report_config)
+    interpret(config.model_copy(update={"seed": 1}))
+    assert not stage.finished(report_config)

@@ -1,6 +1,8 @@
 """The interpret stage's work: features -> evidence -> explanations -> scores -> analysis, into RUN/interpret/.
 
-1. The features (``--features``): the report's listed ones (report/data.json), the attribution's top
+1. The features (``--features``): the report's default list (:func:`crosstime.ranking.reported_features`,
+   its top ``n_features``, else the report's default 100; the report's own output is not read: the report
+   reads this stage's), the attribution's top
    ones by Σ_m |IE_m| summed over tasks, every feature alive in evaluation/features.csv, or ids.
 2. Their views: the joint one, and (``per_checkpoint``) each checkpoint where features.csv calls the
    feature ``present``.
@@ -41,7 +43,8 @@ from crosstime.interpret.llm import LLMExplainer, LLMJudge, llm_pair
 from crosstime.interpret.plots import plot_complexity
 from crosstime.interpret.rules import RuleExplainer, RuleJudge
 from crosstime.interpret.scoring import score, shuffled
-from crosstime.runs import ATTRIBUTION, REPORT, Run
+from crosstime.ranking import N_REPORTED, reported_features
+from crosstime.runs import ATTRIBUTION, Run
 from crosstime.series import SeriesError, open_series
 from crosstime.store import ActivationStore
 
@@ -94,10 +97,9 @@ def relie_peaks(run: Run, revisions: Sequence[str]) -> dict[int, int] | None:
 def choose(config: InterpretConfig, run: Run, features: dict[int, dict[str, Any]], n_total: int) -> list[int]:
     """The feature ids ``--features`` names, at most ``n_features``."""
     ids = config.feature_ids()
-    if ids is None and config.features == "reported":
-        run.require(REPORT)
-        ids = [f.id for f in run.read(REPORT).features]
-    elif ids is None and config.features == "top-ie":
+    if ids is None and config.features == "reported":  # the report's default list, n as the report's default
+        return reported_features(run, run.crosscoder, config.n_features or N_REPORTED)
+    if ids is None and config.features == "top-ie":
         if not run.tasks:
             run.require(ATTRIBUTION, "TASK")
         ids = top_ie(run)

@@ -42,7 +42,8 @@ from crosstime.artifacts import (
 )
 from crosstime.errors import CrosstimeError
 from crosstime.files import not_a_file, write_text
-from crosstime.report.dashboard import collect, rank_features, write_report
+from crosstime.ranking import reported_features
+from crosstime.report.dashboard import collect, write_report
 from crosstime.report.findings import findings
 from crosstime.runs import CROSSCODER, REPORT, open_run
 
@@ -98,10 +99,11 @@ def export_annotations(run: RunDir | str | Path, path: str | Path, n_features: i
         vocab = data.vocab
     else:
 
-        base = collect(open_run(run.root))
+        opened = open_run(run.root)
+        base = collect(opened)
         ck = base.revisions
         task = (base.tasks or [None])[0]
-        listed = [(base.features[i], None) for i in rank_features(base.features, base.tasks)[:n_features]]
+        listed = [(base.features[i], None) for i in reported_features(opened, None, n_features)]
         vocab = {}
     if not listed:
         raise AnnotationError(f"{run.root} has no features to annotate: run `crosstime report {run.root}` "

@@ -124,6 +124,7 @@ SHARD_INDEX = "index.js"
 SUMMARY_KEYS = ("id", "rank", "reldec_class", "trajectory", "onset", "peak", "offset", "frequency", "description",
                 "scaling_flag")
 TASK_SUMMARY_KEYS = ("ie", "relie", "relie_class")
+INTERPRET_SUMMARY_KEYS = ("explanation",)  # per view: the list searches the explanations (crosstime interpret)
 SHARE_BINS = 10
 
 
@@ -444,27 +445,6 @@ def class_counts(labels: list[str | None]) -> dict[str, int]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def rank_features(features: dict[int, FeatureTables], tasks: list[str],
-                  norms: dict[int, list] | None = None) -> list[int]:
-    """Feature ids, most interesting first: by max over tasks of Σ_m |IE_m|; else decoder norm; else frequency."""
-
-    def ie_score(entry: FeatureTables) -> float:
-        best = 0.0
-        for t in tasks:
-            ie = entry.tasks[t].ie if t in entry.tasks else None
-            if ie:
-                best = max(best, sum(abs(v) for v in ie if v is not None))
-        return best
-
-    if any(ie_score(e) > 0 for e in features.values()):
-        key = ie_score
-    elif norms:
-        key = lambda e: sum(v for v in norms.get(e.id, []) if v)
-    else:
-        key = lambda e: e.frequency or 0.0
-    return [e.id for e in sorted(features.values(), key=lambda e: (-key(e), e.id))]
-
-
 def _distributions(features: dict[int, FeatureTables], tasks: list[str],
                    M: int) -> tuple[Distributions, dict[str, dict[str, int]]]:
     """Share histograms and class counts over every feature of the tables."""
@@ -648,10 +628,14 @@ def feature_json(feature: ReportFeature) -> str:
 
 def feature_summary(feature: ReportFeature) -> dict:
     """What the feature list shows, sorts, filters and searches for one feature (``SUMMARY_KEYS``;
-    per task only ``TASK_SUMMARY_KEYS``): the index of a sharded dashboard, small for every feature."""
-    out = feature.model_dump(mode="json", include={*SUMMARY_KEYS, "tasks"})
+    per task only ``TASK_SUMMARY_KEYS``, per interpreted view ``INTERPRET_SUMMARY_KEYS``): the index of a
+    sharded dashboard, small for every feature."""
+    out = feature.model_dump(mode="json", include={*SUMMARY_KEYS, "tasks", "interpret"})
     out["tasks"] = {t: {k: v for k, v in values.items() if k in TASK_SUMMARY_KEYS}
                     for t, values in (out.get("tasks") or {}).items()}
+    if "interpret" in out:  # set only on the features interpret explained
+        out["interpret"] = {view: {k: v for k, v in values.items() if k in INTERPRET_SUMMARY_KEYS}
+                            for view, values in (out["interpret"] or {}).items()}
     return clean(out)
 
 
@@ -765,5 +749,5 @@ def now() -> str:
 
 
 __all__ = ["Collected", "class_counts", "clean", "collect", "evaluation_table", "feature_json", "feature_summary",
-           "now", "rank_features", "render", "report_revisions", "script", "share_histograms", "write_report",
+           "now", "render", "report_revisions", "script", "share_histograms", "write_report",
            "write_shards"]

@@ -44,21 +44,29 @@ import torch
 from pydantic import Field
 
 from crosstime.artifacts import (
+    INTERPRET_ANALYSIS,
+    INTERPRET_FIGURE,
+    INTERPRET_REPORTED,
+    ArtifactError,
     EvidenceMeta,
     FeatureEvidence,
+    FeatureExplanation,
     FeatureTables,
     Figure,
+    Overview,
     ReportCheckpoint,
     ReportCrosscoder,
     ReportCrosscoderConfig,
     ReportData,
     ReportFeature,
+    ReportInterpretation,
     RunDir,
 )
 from crosstime.checkpoints import format_tokens
 from crosstime.crosscoder import Crosscoder
 from crosstime.errors import CrosstimeError
 from crosstime.evidence import EvidenceConfig, feature_evidence, token_strings
+from crosstime.ranking import N_REPORTED, ranked_features, reported_features
 from crosstime.report.annotate import apply_annotations, read_annotations
 from crosstime.report.dashboard import (
     Collected,
@@ -66,12 +74,12 @@ from crosstime.report.dashboard import (
     crosscoder_settings,
     now,
     png_data_uri,
-    rank_features,
+    readable,
     write_report,
 )
 from crosstime.report.evolution import TWO_PHASE_PNG, caption_figures, two_phase_figure
 from crosstime.report.findings import evolution_readings, findings, main_task
-from crosstime.runs import ACTIVATIONS, CROSSCODER, Run
+from crosstime.runs import ACTIVATIONS, CROSSCODER, INTERPRETATION, Interpretation, Run
 from crosstime.series import CheckpointSeries, SeriesError, open_series
 from crosstime.shares import classify_shares, relative_shares, trajectories
 from crosstime.sites import final_norm, unembedding
@@ -91,7 +99,7 @@ class ReportConfig(StageConfig):
 
     features: list[int] | None = Field(None, description="report exactly these feature ids (default: the top "
                                                          "n_features)")
-    n_features: int = Field(100, ge=1, description="how many features to report when `features` is not given: "
+    n_features: int = Field(N_REPORTED, ge=1, description="how many features to report when `features` is not given: "
                                                    "the largest Σ_m |IE_m| over tasks, else the largest decoder norms")
     all_features: bool = Field(False, description="list every live feature (non-zero decoder norm), the reported ones "
                                                   "first: all their evidence from the same one pass over the store "
@@ -124,6 +132,7 @@ class Inputs:
     device: torch.device
     missing: list[str]
     crosscoder_record: dict[str, Any] | None  # the settings of the stage that wrote the crosscoder (train or import)
+    interpretation: Interpretation | None  # interpret/'s output (None: the run has none)
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -169,37 +178,24 @@ def report_checkpoints(revisions: list[str], store: ActivationStore | None, base
     return out
 
 
-def choose_features(config: ReportConfig, base: Collected, model: Crosscoder | None) -> list[int]:
-    """The listed feature ids: the reported ones (:func:`reported_features`), then with ``all_features``
-    every other live feature of the crosscoder (a decoder norm above zero somewhere), by rank."""
-    reported = reported_features(config, base, model)
-    if not config.all_features or model is None:
-        return reported
-    norms = model.decoder_norms().detach().float().cpu()  # [F, M]
-    pool = {i: base.features.get(i) or FeatureTables(id=i, tasks={}) for i in range(model.n_features)}
-    ranked = rank_features(pool, base.tasks, {i: norms[i].tolist() for i in pool})
-    live = (norms.sum(dim=1) > 0).tolist()
-    shown = set(reported)
-    return reported + [i for i in ranked if live[i] and i not in shown]
-
-
-def reported_features(config: ReportConfig, base: Collected, model: Crosscoder | None) -> list[int]:
-    """The reported feature ids: ``config.features`` (checked against the crosscoder), else the top ``n_features``."""
+def choose_features(config: ReportConfig, run: Run, model: Crosscoder | None) -> list[int]:
+    """The listed feature ids: the reported ones (``config.features``, else the default ranking's top
+    ``n_features``: :func:`crosstime.ranking.reported_features`), then with ``all_features`` every other live
+    feature of the crosscoder (a decoder norm above zero somewhere), by rank."""
     if config.features is not None:
         if model is not None:
             bad = [i for i in config.features if not 0 <= i < model.n_features]
             if bad:
                 raise ReportError(f"--features {bad[:5]} out of range: the crosscoder has {model.n_features} features "
                                   f"(0..{model.n_features - 1})")
-        return list(dict.fromkeys(int(i) for i in config.features))
-    pool = dict(base.features)
-    norm_map = None
-    if model is not None:
-        norms = model.decoder_norms().detach().float().cpu()
-        for i in range(model.n_features):
-            pool.setdefault(i, FeatureTables(id=i, tasks={}))
-        norm_map = {i: norms[i].tolist() for i in pool}
-    return rank_features(pool, base.tasks, norm_map)[: config.n_features]
+        reported = list(dict.fromkeys(int(i) for i in config.features))
+    else:
+        reported = reported_features(run, model, config.n_features)
+    if not config.all_features or model is None:
+        return reported
+    live = (model.decoder_norms().detach().float().cpu().sum(dim=1) > 0).tolist()  # [F]
+    shown = set(reported)
+    return reported + [i for i in ranked_features(run, model) if live[i] and i not in shown]
 
 
 def open_series_for(config: ReportConfig, store: ActivationStore, revisions: list[str]) -> tuple[CheckpointSeries | None, Any]:
@@ -230,12 +226,27 @@ def check_inputs(config: ReportConfig, opened: Run) -> Inputs:
     store, model = open_store_and_model(opened, missing)
     base = collect(opened, model.revisions if model is not None else None)
     checkpoints = report_checkpoints(base.revisions, store, base)
-    chosen = choose_features(config, base, model)
+    chosen = choose_features(config, opened, model)
     series, tokenizer = None, None
     if store is not None and model is not None and chosen:
         series, tokenizer = open_series_for(config, store, model.revisions)
+    interpretation = read_interpretation(opened, base.revisions, missing)
     return Inputs(run, store, model, base, checkpoints, chosen, series, tokenizer, opened.device,
-                  missing + base.missing, opened.record(CROSSCODER))
+                  missing + base.missing, opened.record(CROSSCODER), interpretation)
+
+
+def read_interpretation(run: Run, revisions: list[str], missing: list[str]) -> Interpretation | None:
+    """interpret/'s output when a finished ``crosstime interpret`` vouches for it (else None; a run without it
+    is not listed in ``missing``: the report without explanations is as it was before the stage existed),
+    checked to be of the report's checkpoints."""
+    if not readable(run, INTERPRETATION, missing):
+        return None
+    found = run.read(INTERPRETATION)
+    if found.analysis.revisions != revisions:
+        raise ArtifactError(f"{run.dir.interpret / INTERPRET_ANALYSIS} interprets checkpoints "
+                            f"{found.analysis.revisions}, but the run's crosscoder has {revisions}: it was computed "
+                            "for another crosscoder; re-run `crosstime interpret`")
+    return found
 
 
 # -- the work --------------------------------------------------------------------------------
@@ -274,6 +285,24 @@ def _heads(series: CheckpointSeries):
     return load
 
 
+def attach_interpretation(rows: list[ReportFeature], overview: Overview, found: Interpretation | None,
+                          folder: Path) -> None:
+    """Each listed feature's explanations (:class:`~crosstime.artifacts.FeatureExplanation` by view, set only on
+    the features interpret explained) and the overview's analysis with complexity.png embedded."""
+    if found is None:
+        return
+    by_feature: dict[int, dict[str, FeatureExplanation]] = {}
+    for r in found.explanations:
+        by_feature.setdefault(r["feature"], {})[r["view"]] = FeatureExplanation(**{k: r[k] for k in INTERPRET_REPORTED})
+    for entry in rows:
+        if entry.id in by_feature:
+            entry.interpret = by_feature[entry.id]
+    path = folder / INTERPRET_FIGURE
+    uri = png_data_uri(path) if path.is_file() else None
+    figure = Figure(name=f"interpret/{INTERPRET_FIGURE}", group="interpret", src=uri) if uri else None
+    overview.interpret = ReportInterpretation(analysis=found.analysis, figure=figure)
+
+
 def gather_evidence(config: ReportConfig, inputs: Inputs, rows: list[ReportFeature]) -> dict[str, Any]:
     """Evidence of the reported features into ``rows``; returns the data's ``views``, ``vocab``, ``evidence_meta``."""
     if inputs.store is None or inputs.model is None or not inputs.chosen:
@@ -295,6 +324,7 @@ def gather_evidence(config: ReportConfig, inputs: Inputs, rows: list[ReportFeatu
 def report_data(config: ReportConfig, inputs: Inputs) -> ReportData:
     """Everything the dashboard shows (``artifacts.ReportData``)."""
     rows = feature_rows(inputs.chosen, inputs.base, inputs.model)
+    attach_interpretation(rows, inputs.base.overview, inputs.interpretation, inputs.run.interpret)
     evidence = gather_evidence(config, inputs, rows)
     model = inputs.model
     data = ReportData(

@@ -23,7 +23,6 @@ from crosstime.runs import (
     CROSSCODER,
     EVALUATION,
     INTERPRETATION,
-    REPORT,
     open_inputs,
 )
 from crosstime.stage import Stage
@@ -49,6 +48,6 @@ def show(result: InterpretAnalysis, config: InterpretConfig) -> None:
 
 INTERPRET = stage.register(Stage(
     name="interpret", config=InterpretConfig, work=interpret, reads=(ACTIVATIONS, CROSSCODER, EVALUATION),
-    optional_reads=(ATTRIBUTION, REPORT), writes=(INTERPRETATION,), show=show,
+    optional_reads=(ATTRIBUTION,), writes=(INTERPRETATION,), show=show,
     help="Explain features (rules from the toy world's ground truth, or an LLM), score the explanations (detection, "
          "fuzzing) and relate their complexity to emergence."))

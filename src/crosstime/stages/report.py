@@ -18,7 +18,16 @@ from crosstime import stage
 from crosstime.distributed import resolve_device
 from crosstime.report import ReportConfig
 from crosstime.report.work import check_inputs, work
-from crosstime.runs import ACTIVATIONS, ATTRIBUTION, CROSSCODER, EVALUATION, REPORT, SCAN, open_inputs
+from crosstime.runs import (
+    ACTIVATIONS,
+    ATTRIBUTION,
+    CROSSCODER,
+    EVALUATION,
+    INTERPRETATION,
+    REPORT,
+    SCAN,
+    open_inputs,
+)
 from crosstime.stage import Stage
 
 __all__ = ["REPORT_STAGE", "ReportConfig", "report"]
@@ -42,5 +51,5 @@ def show(path: Path, config: ReportConfig) -> None:
 
 REPORT_STAGE = stage.register(Stage(
     name="report", config=ReportConfig, work=report, writes=(REPORT,),
-    optional_reads=(SCAN, ACTIVATIONS, CROSSCODER, EVALUATION, ATTRIBUTION), show=show,
+    optional_reads=(SCAN, ACTIVATIONS, CROSSCODER, EVALUATION, ATTRIBUTION, INTERPRETATION), show=show,
     help="Write RUN/report/index.html: one self-contained dashboard (overview + feature browser)."))

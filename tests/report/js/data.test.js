@@ -309,3 +309,24 @@ test("relieClassText: the class, marked where its bootstrap interval reaches a c
   assert.equal(D.relieClassText({}), "");
   assert.equal(D.relieClassText(undefined), "");
 });
+
+test("interpret: explanations searchable, the explainer named, scores beside the shuffled baseline, drift in checkpoint order", () => {
+  const f = { id: 7, description: "a note", interpret: { all: { explanation: "The Previous Token" }, step3: { explanation: "nouns" }, step1: { explanation: null } } };
+  assert.equal(D.explanationsText(f), "The Previous Token nouns ");
+  assert.equal(D.explanationsText({ id: 1 }), "");
+  const state = Object.assign(D.initialState({ tasks: [] }), { text: "previous token" });
+  assert.equal(D.passes(f, state), true);
+  assert.equal(D.passes({ id: 8, interpret: { all: { explanation: "induction" } } }, state), false);
+  assert.equal(D.explainerText({ explainer: "rules" }), "rule-based from the toy world's types");
+  assert.equal(D.explainerText({ explainer: "llm", llm: { model: "gpt-x", served_by: ["gpt-x", "gpt-x-0301"] } }), "LLM gpt-x (served as gpt-x-0301)");
+  assert.equal(D.explainerText({ explainer: "llm", llm: { model: "m", served_by: [] } }), "LLM m");
+  assert.equal(D.scoreText(0.9062, 0.5071), "0.906 (shuffled 0.507)");  // fmt: 3 significant digits
+  assert.equal(D.scoreText(0.75, null), "0.750");
+  assert.equal(D.scoreText(null, 0.5), "–");
+  assert.deepEqual(D.explanationDrift(f, CK).map((d) => [d.revision, d.m]), [["step1", 0], ["step3", 2]]);
+  const c = { n: 607, pearson_r: 0.4764, pearson_p: 1e-35, pearson_ci: [0.3573, 0.586], spearman_rho: 0.4271, spearman_p: 2.6e-28, spearman_ci: null };
+  const line = D.correlationText(c);
+  assert.ok(line.startsWith("Pearson r 0.476 [0.357, 0.586] (p ") && line.includes("Spearman ρ 0.427 (p ") && line.endsWith("607 features"), line);
+  assert.equal(D.correlationText({ n: 2, pearson_r: null }), "not defined over 2 features (fewer than 3, or constant)");
+  assert.ok(!/undefined|null|NaN/.test(D.correlationText({ n: 0 }) + D.scoreText(undefined, undefined)));
+});

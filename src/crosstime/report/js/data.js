@@ -91,7 +91,7 @@ function passes(f, state) {
   if (state.onset !== "" && f.onset !== Number(state.onset)) return false;
   if (state.minIE !== "" && isNum(Number(state.minIE))) { var ie = ieTotal(t); if (!(ie !== null && ie >= Number(state.minIE))) return false; }
   if (state.text) {
-    var hay = (String(f.id) + " " + (f.description || "")).toLowerCase();
+    var hay = (String(f.id) + " " + (f.description || "") + " " + explanationsText(f)).toLowerCase();
     if (hay.indexOf(state.text) < 0) return false;
   }
   return true;
@@ -221,6 +221,41 @@ function jointRuns(rows, rev, mode) {
   return { top: top, rand: rand, ticks: ticks };
 }
 
+// ---------------------------------------------------------------- interpret (crosstime interpret)
+// every explanation of a feature (joint view and per checkpoint), for the list's search
+function explanationsText(f) {
+  var views = f.interpret || {};
+  return Object.keys(views).map(function (v) { return views[v].explanation || ""; }).join(" ");
+}
+// what the explanations rest on: the rule-based explainer or the LLM's model (as the endpoint named it)
+function explainerText(analysis) {
+  if (!analysis) return "";
+  if (analysis.explainer === "rules") return "rule-based from the toy world's types";
+  var llm = analysis.llm;
+  if (!llm) return "an LLM";
+  var served = (llm.served_by || []).filter(function (m) { return m && m !== llm.model; });
+  return "LLM " + llm.model + (served.length ? " (served as " + served.join(", ") + ")" : "");
+}
+// a balanced accuracy and its shuffled-explanation baseline: "0.91 (shuffled 0.51)"; "–" without a score
+function scoreText(own, shuffled) {
+  if (!isNum(own)) return "–";
+  return fmt(own) + (isNum(shuffled) ? " (shuffled " + fmt(shuffled) + ")" : "");
+}
+// the per-checkpoint views of a feature's explanations, in the report's checkpoint order: [{revision, m, e}]
+function explanationDrift(f, CK) {
+  var views = f.interpret || {};
+  var out = [];
+  CK.forEach(function (c, m) { if (views[c.revision]) out.push({ revision: c.revision, m: m, e: views[c.revision] }); });
+  return out;
+}
+// a correlation of interpret/analysis.json as one line: "Pearson r 0.48 [0.36, 0.59] (p 1e-35) · Spearman ρ …, n"
+function correlationText(c) {
+  if (!c || !isNum(c.pearson_r)) return "not defined over " + fmt(c ? c.n : 0) + " features (fewer than 3, or constant)";
+  function ci(v) { return v && v.length === 2 ? " [" + fmt(v[0]) + ", " + fmt(v[1]) + "]" : ""; }
+  return "Pearson r " + fmt(c.pearson_r) + ci(c.pearson_ci) + " (p " + fmt(c.pearson_p) + ") · Spearman ρ " + fmt(c.spearman_rho) +
+    ci(c.spearman_ci) + " (p " + fmt(c.spearman_p) + ") · " + fmt(c.n) + " features";
+}
+
 CT.data = {
   NO_EFFECT: NO_EFFECT, revisionTitle: revisionTitle, checkpointNames: checkpointNames, tokenAxis: tokenAxis,
   taskData: taskData, relieClassText: relieClassText, ieTotal: ieTotal, reliePeak: reliePeak, relieMax: relieMax, hasEffect: hasEffect,
@@ -228,5 +263,7 @@ CT.data = {
   listOrder: listOrder, listCountText: listCountText, metaText: metaText, shardOf: shardOf, shardFile: shardFile, absentText: absentText,
   relieText: relieText, relieTitle: relieTitle, hasBeta: hasBeta, reldecText: reldecText, reldecTitle: reldecTitle, ablationText: ablationText,
   actStyle: actStyle, accuracySeries: accuracySeries, dynamicsTicks: dynamicsTicks, isConstant: isConstant, onsetCounts: onsetCounts, countRows: countRows,
-  blockText: blockText, rowValues: rowValues, jointRuns: jointRuns
+  blockText: blockText, rowValues: rowValues, jointRuns: jointRuns,
+  explanationsText: explanationsText, explainerText: explainerText, scoreText: scoreText, explanationDrift: explanationDrift,
+  correlationText: correlationText
 };

@@ -28,7 +28,7 @@ function renderFilters() {
   box.appendChild(el("label", null, ["RelIE peaks at", checkpointSelect("peak")]));
   box.appendChild(el("label", null, ["onset (decoder norm)", checkpointSelect("onset")]));
   box.appendChild(el("label", null, ["min Σ|IE|", el("input", { id: "filter-ie", type: "number", step: "any", min: "0", oninput: function () { state.minIE = this.value; renderList(); } })]));
-  box.appendChild(el("label", null, ["search id / annotation", el("input", { id: "filter-text", type: "search", oninput: function () { state.text = this.value.toLowerCase(); renderList(); } })]));
+  box.appendChild(el("label", null, ["search id / annotation" + (D.overview.interpret ? " / explanation" : ""), el("input", { id: "filter-text", type: "search", oninput: function () { state.text = this.value.toLowerCase(); renderList(); } })]));
   box.appendChild(el("div", { cls: "count", id: "list-count" }));
   refreshClassOptions();
 }
@@ -112,6 +112,7 @@ function renderCard(loading) {
   var card = el("div", { cls: "feature-card", id: "feature-card", "data-feature": f.id });
   card.appendChild(cardHead(f, taskData(f)));
   card.appendChild(el("div", { cls: "annotation" + (f.description ? "" : " none"), raw: !!f.description, text: f.description || "No annotation yet — `crosstime annotate RUN --export annotations.csv`, fill in `description`, then `--import`." }));
+  if (D.overview.interpret) card.appendChild(explanationPanel(f, D.overview.interpret.analysis));
   var grid = el("div", { cls: "card-grid" });
   grid.appendChild(reliePanel(taskData(f)));
   grid.appendChild(reldecPanel(f));
@@ -130,6 +131,30 @@ function cardHead(f, t) {
   if (isNum(f.frequency)) head.appendChild(el("span", { cls: "badge", title: "frequency: share of tokens on which it fires", text: "fires on " + pct(f.frequency) + " of tokens" }));
   if (Data.flagged(f)) head.appendChild(el("span", { cls: "badge disputed", title: "scaling_flag: latent scaling says present where the decoder is weak or absent", text: f.scaling_flag }));
   return head;
+}
+// the feature's explanation (crosstime interpret): joint view, its complexity and scores beside the shuffled
+// baseline, what it rests on; then the checkpoints' own explanations where it was explained alone (drift)
+var SCORE_TIP = "balanced accuracy of the judge, given only the explanation, on held-out contexts the explainer did not see (delphi's definition); shuffled: another feature's explanation of the same view, the chance baseline";
+function explanationLine(e, tag) {
+  var text = e.explanation ? e.explanation : "no explanation" + (e.source === "rules" ? " (the toy world gives this feature no type)" : "");
+  return el("div", { cls: "explain-line" + (e.explanation ? "" : " none") }, [
+    tag ? el("span", { cls: "v", text: tag }) : null,
+    el("span", { cls: "explain-text", text: text, raw: !!e.explanation }),
+    isNum(e.complexity) ? el("span", { cls: "badge complexity", title: "complexity 1–5 (docs/interpret.md)", text: "complexity " + e.complexity }) : null,
+    isNum(e.detection) ? el("span", { cls: "badge", title: "detection: " + SCORE_TIP, text: "detection " + Data.scoreText(e.detection, e.detection_shuffled) }) : null,
+    isNum(e.fuzzing) ? el("span", { cls: "badge", title: "fuzzing: " + SCORE_TIP, text: "fuzzing " + Data.scoreText(e.fuzzing, e.fuzzing_shuffled) }) : null]);
+}
+function explanationPanel(f, analysis) {
+  var views = f.interpret || {};
+  if (!views.all) return panel("Explanation", missing("not interpreted (crosstime interpret --features …)"));
+  var box = el("div", { cls: "explanation", id: "explanation" }, [explanationLine(views.all)]);
+  var drift = Data.explanationDrift(f, CK);
+  if (drift.some(function (d) { return d.e.explanation; })) {  // none explained alone: one line says it
+    box.appendChild(el("h3", { text: "Per checkpoint (where it is present), explained alone" }));
+    drift.forEach(function (d) { box.appendChild(explanationLine(d.e, ckLabel(d.m))); });
+  }
+  box.appendChild(el("div", { cls: "hint", text: "Explanations: " + Data.explainerText(analysis) + ". Detection and fuzzing: balanced accuracy on held-out contexts the explainer did not see; in brackets the same for a shuffled explanation (chance)." }));
+  return panel("Explanation", box, true);
 }
 // t: the feature in the selected task (null when not attributed in it)
 function reliePanel(t) {

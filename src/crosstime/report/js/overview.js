@@ -52,6 +52,22 @@ function evolutionSection(root, O) {
   });
   grid.appendChild(el("div", { cls: "panel wide" }, box));
 }
+// crosstime interpret: the reading, complexity against emergence onset and RelIE peak, the scores per view
+function interpretSection(root, I) {
+  var a = I.analysis;
+  // closed as the other sections but the first; its one-line reading is in its heading
+  var grid = section(root, "interpret", "Explanations", a.reading);
+  var box = el("div", { cls: "interpret" });
+  box.appendChild(el("p", { cls: "reading", id: "interpret-reading", text: "From interpret/: " + fmt(a.n_explained) + " of " + fmt(a.n_features) + " features explained (" + Data.explainerText(a) + "); each feature's card shows its own." }));
+  var rows = [["complexity vs emergence onset", Data.correlationText(a.onset)]];
+  rows.push(["complexity vs RelIE peak", a.relie_peak ? Data.correlationText(a.relie_peak) : "no attribution in this run"]);
+  box.appendChild(table([{ label: "against", name: "against" }, { label: "correlation (95% bootstrap CI)", name: "correlation" }], rows, { noscroll: true }));
+  box.appendChild(el("h3", { text: "Scores per view (balanced accuracy on held-out contexts; shuffled: chance)" }));
+  box.appendChild(table([{ label: "view", name: "view" }, { label: "explained", name: "n" }, { label: "detection", name: "detection_mean" }, { label: "fuzzing", name: "fuzzing_mean" }],
+    a.views.map(function (v) { return [v.view === "all" ? "all (joint)" : labelOfRev(v.view), v.n, Data.scoreText(v.detection_mean, v.detection_shuffled_mean), Data.scoreText(v.fuzzing_mean, v.fuzzing_shuffled_mean)]; }), { noscroll: true }));
+  grid.appendChild(el("div", { cls: "panel wide" }, [el("h2", { text: "Complexity against emergence" }), box]));
+  if (I.figure) grid.appendChild(el("div", { cls: "panel wide" }, el("figure", { cls: "png", "data-figure": I.figure.name }, [el("img", { src: I.figure.src, alt: I.figure.name, loading: "lazy" }), el("figcaption", { text: I.figure.name })])));
+}
 function accuracyPanel(acc) {
   var a = Data.accuracySeries(acc, CK), refs = [[0.5, "chance (0.5)"]];
   return panel("Task accuracy over training", el("div", null, [
@@ -197,6 +213,7 @@ function renderOverview() {
   scanSection(root, O);
   crosscoderSection(root, O);
   evolutionSection(root, O);
+  if (O.interpret) interpretSection(root, O.interpret);
   var att = O.attribution || {}, abl = O.ablation || {};
   var tgrid = section(root, "tasks", "Tasks" + (TASKS.length ? " (" + TASKS.length + ")" : ""), "from attribution/TASK/: what the crosscoder's features do for each task, per checkpoint; click a task to open it");
   if (!TASKS.length) tgrid.appendChild(panel("Attribution", missing("attribution/TASK/features.csv not found — run `crosstime attribute`")));
