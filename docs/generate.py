@@ -30,8 +30,10 @@ from crosstime.artifacts import (
     SCAN_SIMILARITY,
     SCAN_SUGGESTION,
     SCAN_TASKS,
+    INTERPRET_ANALYSIS,
     AttributionSummary,
     Evaluation,
+    InterpretAnalysis,
     Phases,
     RunDir,
     Suggestion,
@@ -69,6 +71,7 @@ FIGURES = {
     "evaluation/dimensionality.png": "tutorial-dimensionality.png",
     "evaluation/typed_emergence.png": "tutorial-typed-emergence.png",
     "report/two_phase.png": "tutorial-two-phase.png",
+    "interpret/complexity.png": "tutorial-complexity.png",
 }
 # not reproducible (times of this machine): filled only from a demo this script ran, never compared
 TIME_KEYS = {"demo_time", "demo_timings", "toy_build_s", "toy_train_s"}
@@ -279,6 +282,23 @@ def _demo_values(result: DemoResult) -> dict[str, str]:
             "joint_table": _joint_table(RunDir(result.run), result.revisions)}
 
 
+def _interpret_values(run: RunDir) -> dict[str, str]:
+    """The interpret stage's reading, its complexity table and its scores per view (interpret/analysis.json)."""
+    analysis = read_model(InterpretAnalysis, run.interpret / INTERPRET_ANALYSIS)
+
+    def num(v: float | None, fmt: str = ".2f") -> str:
+        return "–" if v is None else format(v, fmt)
+
+    levels = [[str(r.complexity), str(r.n), num(r.onset_mean), num(r.onset_median, ".0f"), num(r.relie_peak_mean),
+               num(r.detection_mean), num(r.detection_shuffled_mean)] for r in analysis.table]
+    views = [[v.view, str(v.n), num(v.detection_mean), num(v.detection_shuffled_mean), num(v.fuzzing_mean),
+              num(v.fuzzing_shuffled_mean)] for v in analysis.views]
+    return {"interpret_reading": analysis.reading,
+            "interpret_table": _table(["complexity", "features", "onset mean", "onset median", "RelIE peak mean",
+                                       "detection", "shuffled"], levels),
+            "interpret_views": _table(["view", "explanations", "detection", "shuffled", "fuzzing", "shuffled"], views)}
+
+
 def _joint_table(run: RunDir, revisions: list[str]) -> str:
     """Accuracy after ablating / restoring the top k (by signed IE) against k random active features,
     per task and checkpoint, for k = 5 and 20 (from each task's joint.csv)."""
@@ -305,14 +325,16 @@ def _time_values(result: DemoResult) -> dict[str, str]:
     return {"demo_timings": "\n" + "\n".join(rows) + "\n",
             "demo_time": (f"**{int(total // 60)} min {total % 60:.0f} s** in all — scan {t['scan']:.0f} s, harvest "
                           f"{t['harvest']:.0f} s, train {t['train']:.0f} s, evaluate {t['evaluate']:.0f} s, attribution "
-                          f"{min(attribute):.0f}–{max(attribute):.0f} s per task, report {t['report']:.0f} s")}
+                          f"{min(attribute):.0f}–{max(attribute):.0f} s per task, interpret {t['interpret']:.0f} s, report "
+                          f"{t['report']:.0f} s")}
 
 
 def values(result: DemoResult, with_times: bool) -> dict[str, str]:
     """Every marker's text, from the demo ``result`` (and its run directory)."""
     run = RunDir(result.run)
     out = {**_toy_values(result.toy_world), **_scan_values(run, result.revisions),
-           **_store_values(run, DemoConfig(run=result.run)), **_evaluation_values(run), **_demo_values(result)}
+           **_store_values(run, DemoConfig(run=result.run)), **_evaluation_values(run), **_demo_values(result),
+           **_interpret_values(run)}
     if with_times:
         out.update(_time_values(result))
     return out
