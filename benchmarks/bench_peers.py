@@ -38,12 +38,11 @@ import json
 import math
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -52,7 +51,7 @@ from crosstime.crosscoder import TrainSettings
 from crosstime.crosscoder.training import make_trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from planted_variants import planted  # noqa: E402  (the benchmarks folder is not a package)
+from planted_variants import planted  # found through sys.path
 
 SIZES = {"d128": {"M": 3, "d": 128, "F": 4096, "B": 1024, "K": 1024},
          "d768": {"M": 4, "d": 768, "F": 16384, "B": 1024, "K": 4096}}
@@ -75,13 +74,18 @@ CONCAT = "SAE over concat [B, M·d]"
 @dataclasses.dataclass
 class Contender:
     """One tool's training for one variant: ``step(x [B, M, d])`` runs its own optimiser step,
-    ``reconstruct(x [N, M, d]) -> [N, M, d]`` its eval-mode reconstruction."""
+    ``reconstruct(x [N, M, d])`` its eval-mode reconstruction ``[N, M, d]`` and L0 (mean active features per row)."""
 
     tool: str
     kind: str
     settings: str
     step: Callable[[torch.Tensor], None]
-    reconstruct: Callable[[torch.Tensor], torch.Tensor]
+    reconstruct: Callable[[torch.Tensor], tuple[torch.Tensor, float]]
+
+
+def l0(f: torch.Tensor) -> float:
+    """Mean count of active (> 0) entries per row of ``f [N, F]`` (or ``[N, k]`` for sparsify's top-k)."""
+    return float((f > 0).sum(-1).float().mean())
 
 
 def flat(x: torch.Tensor) -> torch.Tensor:
@@ -109,9 +113,9 @@ def crosstime_contender(variant: str, sz: dict, steps: int, data: torch.Tensor) 
     @torch.no_grad()
     def reconstruct(x):
         trainer.model.eval()
-        out = trainer.model.decode(trainer.model.encode(x))
+        f = trainer.model.encode(x)
         trainer.model.train()
-        return out
+        return trainer.model.decode(f), l0(f)
 
     return Contender("crosstime", "crosscoder", f"{variant} {CT_VARIANT[variant]} lr {LR:g}, const lr, λ/θ defaults",
                      step, reconstruct)
@@ -121,9 +125,10 @@ def crosstime_contender(variant: str, sz: dict, steps: int, data: torch.Tensor) 
 
 def saelens_contender(variant: str, sz: dict, steps: int) -> Contender:
     """sae-lens's training SAE of the variant and its ``SAETrainer.step`` (Adam, clip 1.0, schedulers)."""
-    import sae_lens.saes as S  # lazy: an optional extra (peers)
-    from sae_lens.config import SAETrainerConfig  # lazy: an optional extra (peers)
-    from sae_lens.training.sae_trainer import SAETrainer  # lazy: an optional extra (peers)
+    # lazy: an optional extra (peers)
+    import sae_lens.saes as S
+    from sae_lens.config import SAETrainerConfig
+    from sae_lens.training.sae_trainer import SAETrainer
 
     n, F = sz["M"] * sz["d"], sz["F"]
     widths = [F // 16, F // 4, F]  # crosstime matryoshka's default prefixes
@@ -147,9 +152,10 @@ def saelens_contender(variant: str, sz: dict, steps: int) -> Contender:
     @torch.no_grad()
     def reconstruct(x):
         sae.eval()
-        out = sae(flat(x)).view_as(x)
+        f = sae.encode(flat(x))
+        out = sae.decode(f).view_as(x)
         sae.train()
-        return out
+        return out, l0(f)
 
     extra = {"matryoshka": f", widths {widths}", "jumprelu": ", step L0, θ₀ 0.01, bandwidth 0.05"}.get(variant, "")
     return Contender("sae-lens", CONCAT, f"{cls.__name__}, defaults{extra}, lr {LR:g} const", step, reconstruct)
@@ -159,7 +165,14 @@ def saelens_contender(variant: str, sz: dict, steps: int) -> Contender:
 
 def dl_contender(variant: str, sz: dict, steps: int) -> Contender:
     """dictionary-learning's trainer of the variant and its ``update(step, x)``."""
-    from dictionary_learning.trainers import batch_top_k, jumprelu, matryoshka_batch_top_k, standard, top_k  # lazy: extra
+    # lazy: an optional extra (peers)
+    from dictionary_learning.trainers import (
+        batch_top_k,
+        jumprelu,
+        matryoshka_batch_top_k,
+        standard,
+        top_k,
+    )
 
     n, F = sz["M"] * sz["d"], sz["F"]
     warm = max(1, steps // 20)  # their warm-ups (1,000-2,000 steps by default) scaled to this run: 5%, as crosstime's
@@ -181,7 +194,8 @@ def dl_contender(variant: str, sz: dict, steps: int) -> Contender:
 
     @torch.no_grad()
     def reconstruct(x):
-        return trainer.ae(flat(x)).view_as(x)
+        out, f = trainer.ae(flat(x), output_features=True)
+        return out.view_as(x), l0(f)
 
     return Contender("dictionary-learning", CONCAT, f"{type(trainer).__name__}, defaults, lr {LR:g}, warm-ups {warm}",
                      step, reconstruct)
@@ -192,9 +206,10 @@ def dl_contender(variant: str, sz: dict, steps: int) -> Contender:
 def sparsify_contender(variant: str, sz: dict, steps: int) -> Contender:
     """sparsify's SparseCoder (TopK, sparse decoder) and the body of its ``Trainer.fit`` step with its
     default optimiser (signum: ScheduleFreeWrapper(SignSGD), lr 5e-3/√(F/2¹⁴))."""
-    from schedulefree import ScheduleFreeWrapper  # lazy: an optional extra (peers)
-    from sparsify import SparseCoder, SparseCoderConfig  # lazy: an optional extra (peers)
-    from sparsify.sign_sgd import SignSGD  # lazy: an optional extra (peers)
+    # lazy: an optional extra (peers)
+    from schedulefree import ScheduleFreeWrapper
+    from sparsify import SparseCoder, SparseCoderConfig
+    from sparsify.sign_sgd import SignSGD
 
     assert variant == "topk"
     torch.manual_seed(0)
@@ -215,9 +230,9 @@ def sparsify_contender(variant: str, sz: dict, steps: int) -> Contender:
     @torch.no_grad()
     def reconstruct(x):
         opt.eval()  # schedule-free: evaluate at the averaged weights, as its checkpoints do
-        out = sae(flat(x)).sae_out.view_as(x)
+        out = sae(flat(x))
         opt.train()
-        return out
+        return out.sae_out.view_as(x), l0(out.latent_acts)
 
     return Contender("sparsify", CONCAT, f"SparseCoder k {K_ACTIVE}, fvu loss, signum (default) lr {lr:.2e}",
                      step, reconstruct)
@@ -227,9 +242,10 @@ def sparsify_contender(variant: str, sz: dict, steps: int) -> Contender:
 
 def llamascopium_contender(variant: str, sz: dict, steps: int, tmp: Path) -> Contender:
     """llamascopium's Crosscoder (JumpReLU, tanh penalty) and the body of its ``Trainer.fit`` loop."""
-    from llamascopium.initializer import Initializer, InitializerConfig  # lazy: an optional extra (peers)
-    from llamascopium.models.crosscoder import Crosscoder, CrosscoderConfig  # lazy: an optional extra (peers)
-    from llamascopium.trainer import Trainer, TrainerConfig  # lazy: an optional extra (peers)
+    # lazy: an optional extra (peers)
+    from llamascopium.initializer import Initializer, InitializerConfig
+    from llamascopium.models.crosscoder import Crosscoder, CrosscoderConfig
+    from llamascopium.trainer import Trainer, TrainerConfig
 
     assert variant == "jumprelu"
     M, d, F, B = sz["M"], sz["d"], sz["F"], sz["B"]
@@ -243,7 +259,10 @@ def llamascopium_contender(variant: str, sz: dict, steps: int, tmp: Path) -> Con
     trainer = Trainer(TrainerConfig(lr=LR, lr_warm_up_steps=0, lr_scheduler_name="constant", l1_coefficient=2.0,
                                     sparsity_loss_type="tanh", amp_dtype=torch.float32, skip_metrics_calculation=True,
                                     l1_coefficient_warmup_steps=max(1, steps // 20), total_training_tokens=steps * B, exp_result_path=str(tmp), n_checkpoints=0))
-    as_batch = lambda x: {**{h: x[:, m] for m, h in enumerate(hooks)}, "tokens": torch.zeros(x.shape[0])}  # noqa: E731
+
+    def as_batch(x):  # [B, M, d] -> its batch: one [B, d] entry per hook point
+        return {**{h: x[:, m] for m, h in enumerate(hooks)}, "tokens": torch.zeros(x.shape[0])}
+
     trainer._initialize_trainer(cc, [{"tokens": torch.zeros(B), "mask": torch.ones(B)}], None)  # reads B only
     trainer._initialize_optimizer(cc)
 
@@ -263,7 +282,8 @@ def llamascopium_contender(variant: str, sz: dict, steps: int, tmp: Path) -> Con
     def reconstruct(x):
         cc.eval()
         inp = cc.prepare_input(cc.normalize_activations(as_batch(x)))[0]
-        return cc.decode(cc.encode(inp))
+        f = cc.encode(inp)  # [N, M, F]: one shared activation repeated per checkpoint
+        return cc.decode(f), l0(f[:, 0])
 
     return Contender("llamascopium", "crosscoder", f"Crosscoder jumprelu, tanh penalty λ 2 (c 4), θ₀ 0.1, lr {LR:g}",
                      step, reconstruct)
@@ -318,8 +338,8 @@ def memory_child(tool: str, variant: str, size: str) -> None:
     """In a fresh process: the peak RSS (sampled each millisecond) over building ``tool`` and three steps,
     minus the RSS before (MiB, printed as JSON). A tiny contender is built first so that imports and
     one-off set-up land before the baseline."""
-    import tempfile  # lazy: only the memory child needs these
-    import threading  # lazy: only the memory child needs these
+    import tempfile  # lazy: only the memory child needs it
+    import threading  # lazy: only the memory child needs it
 
     sz = SIZES[size]
     data, _ = make_data(sz, 3 * sz["B"])
@@ -346,7 +366,7 @@ def memory_child(tool: str, variant: str, size: str) -> None:
 def memory(tool: str, variant: str, size: str) -> float | None:
     """:func:`memory_child` in a subprocess (MiB), or None when it fails (its error is printed)."""
     cmd = [sys.executable, __file__, "--memory-child", tool, variant, size]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=1800)
     if r.returncode:
         print(f"memory of {tool} {variant} {size} failed:\n{r.stderr[-2000:]}", file=sys.stderr)
         return None
@@ -364,12 +384,13 @@ def run_variant(variant: str, size: str, tools: list[str], ev_steps: int, reps: 
     for name, c in cs.items():
         for i in range(ev_steps):
             c.step(batches[i % len(batches)])
-        evs[name] = ev(held, c.reconstruct(held)) if ev_steps else None
+        x_hat, f_l0 = c.reconstruct(held)
+        evs[name] = (ev(held, x_hat), f_l0)
     t = timings(cs, batches, reps)
     rows = []
     for name, c in cs.items():
         rows.append({"size": size, "variant": variant, "tool": name, "kind": c.kind, "settings": c.settings,
-                     "ms": t[name] * 1e3, "ratio": t["crosstime"] / t[name], "ev": evs[name],
+                     "ms": t[name] * 1e3, "ratio": t["crosstime"] / t[name], "ev": evs[name][0], "l0": evs[name][1],
                      "mib": memory(name, variant, size) if mem else None})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress, in case a later one fails
     return rows
@@ -387,24 +408,23 @@ def cpu_model() -> str:
 def table(rows: list[dict], args: argparse.Namespace, loads: list[float]) -> str:
     """The markdown section: setting, versions, the table and the command."""
     tools = sorted({r["tool"] for r in rows})
-    fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
     out = [f"### crosstime vs peers ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
            f"CPU {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} "
            f"threads; os.getloadavg() {loads[0]:.2f} at start, {loads[1]:.2f} at the end. Versions: "
            + ", ".join(f"{DIST[t]} {version(t)}" for t in tools) + ".",
-           "", f"Planted data (planted_variants.planted: K directions, {PLANTED_ACTIVE:g} active per row, E‖x_m‖ = √d); "
+           "", (f"Planted data (planted_variants.planted: K directions, {PLANTED_ACTIVE:g} active per row, E‖x_m‖ = √d); "
            f"k = {K_ACTIVE}; Adam lr {LR:g} constant for every Adam contender; EV on {HELD} held-out rows after "
            f"{args.ev_steps} equal steps (same batches, same order); ms/step best of {args.reps} interleaved rounds; "
            "memory: peak RSS of building + 3 steps in a fresh process, above its baseline. "
-           "ratio = crosstime ms / peer ms (below 1: crosstime faster).", "",
-           "| size | variant | tool | kind | ms/step | crosstime/peer | peak MiB | held-out EV | settings |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "ratio = crosstime ms / peer ms (below 1: crosstime faster)."), "",
+           "| size | variant | tool | kind | ms/step | crosstime/peer | peak MiB | held-out EV | L0 | settings |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         sz = SIZES[r["size"]]
         shape = f"M={sz['M']} d={sz['d']} F={sz['F']} B={sz['B']}"
         out.append(f"| {shape} | {r['variant']} | {r['tool']} | {r['kind']} | {r['ms']:.1f} | "
-                   f"{'' if r['tool'] == 'crosstime' else fmt(r['ratio'], '.2f')} | {fmt(r['mib'], '.0f')} | "
-                   f"{fmt(r['ev'], '.4f')} | {r['settings']} |")
+                   f"{'' if r['tool'] == 'crosstime' else format(r['ratio'], '.2f')} | {'–' if r['mib'] is None else format(r['mib'], '.0f')} | "
+                   f"{r['ev']:.4f} | {r['l0']:.1f} | {r['settings']} |")
     out += ["", "Command: `python " + " ".join([Path(sys.argv[0]).name and "benchmarks/bench_peers.py", *sys.argv[1:]])
             + "`"]
     return "\n".join(out)
