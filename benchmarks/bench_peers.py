@@ -15,11 +15,12 @@ the same batches (planted features from ``benchmarks/planted_variants.py``: K un
   optimiser and three steps, minus the RSS before building (weights + optimiser state + the step's
   transients);
 - held-out EV after ``--ev-steps`` steps (the same batches in the same order for everyone):
-  1 − Σ(x̂ − x)² / Σ(x − x̄)² on 4,096 held-out rows.
+  1 − Σ(x̂ − x)² / Σ(x − x̄)² on 4,096 held-out rows, with the L0 it was reached at (mean active
+  features per held-out row, eval mode: a dense code buys EV with L0).
 
 Each peer's step is its own code: sae-lens ``SAETrainer.step`` (the public seam its ``fit`` uses);
 dictionary-learning ``trainer.update(step, x)``; sparsify the body of its ``Trainer.fit`` step
-(``set_decoder_norm_to_unit_norm``, ``SparseCoder.forward``, the fvu loss, ``backward``,
+(first step: ``b_dec`` = the batch mean; ``set_decoder_norm_to_unit_norm``, ``SparseCoder.forward``, the fvu loss, ``backward``,
 ``remove_gradient_parallel_to_decoder_directions``, its default optimiser); llamascopium the body of
 its ``Trainer.fit`` loop (``_training_step`` → ``compute_loss``, backward, its clip, optimiser and
 scheduler; metrics logging skipped as ``skip_metrics_calculation=True`` does). Only llamascopium has
@@ -218,8 +219,13 @@ def sparsify_contender(variant: str, sz: dict, steps: int) -> Contender:
     opt = ScheduleFreeWrapper(SignSGD([{"params": sae.parameters(), "lr": lr}]), momentum=0.95)
     opt.train()
 
+    first = [True]
+
     def step(x):
         xf = flat(x)
+        if first[0]:  # its fit's first step: b_dec = the batch mean (centred pre-activations)
+            sae.b_dec.data = xf.mean(0)
+            first[0] = False
         sae.set_decoder_norm_to_unit_norm()
         out = sae(xf, dead_mask=None)  # auxk_alpha = 0 by default: no dead mask
         out.fvu.backward()
@@ -385,7 +391,7 @@ def run_variant(variant: str, size: str, tools: list[str], ev_steps: int, reps: 
         for i in range(ev_steps):
             c.step(batches[i % len(batches)])
         x_hat, f_l0 = c.reconstruct(held)
-        evs[name] = (ev(held, x_hat), f_l0)
+        evs[name] = (ev(held, x_hat), f_l0) if ev_steps else (None, None)  # at init: not a result
     t = timings(cs, batches, reps)
     rows = []
     for name, c in cs.items():
@@ -403,6 +409,11 @@ def version(tool: str) -> str:
 def cpu_model() -> str:
     with open("/proc/cpuinfo") as f:
         return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), platform.machine())
+
+
+def fmt(v: float | None, spec: str) -> str:
+    """``v`` formatted, or a dash where it was not measured."""
+    return "–" if v is None else format(v, spec)
 
 
 def table(rows: list[dict], args: argparse.Namespace, loads: list[float]) -> str:
@@ -423,10 +434,9 @@ def table(rows: list[dict], args: argparse.Namespace, loads: list[float]) -> str
         sz = SIZES[r["size"]]
         shape = f"M={sz['M']} d={sz['d']} F={sz['F']} B={sz['B']}"
         out.append(f"| {shape} | {r['variant']} | {r['tool']} | {r['kind']} | {r['ms']:.1f} | "
-                   f"{'' if r['tool'] == 'crosstime' else format(r['ratio'], '.2f')} | {'–' if r['mib'] is None else format(r['mib'], '.0f')} | "
-                   f"{r['ev']:.4f} | {r['l0']:.1f} | {r['settings']} |")
-    out += ["", "Command: `python " + " ".join([Path(sys.argv[0]).name and "benchmarks/bench_peers.py", *sys.argv[1:]])
-            + "`"]
+                   f"{'' if r['tool'] == 'crosstime' else format(r['ratio'], '.2f')} | {fmt(r['mib'], '.0f')} | "
+                   f"{fmt(r['ev'], '.4f')} | {fmt(r['l0'], '.1f')} | {r['settings']} |")
+    out += ["", "Command: `" + " ".join(["python benchmarks/bench_peers.py", *sys.argv[1:]]) + "`"]
     return "\n".join(out)
 
 
