@@ -131,7 +131,7 @@ def test_help_lists_the_pipeline_in_the_readmes_order_then_the_rest():
     # the README's diagram: checkpoints ─► scan ─► harvest ─► … ─► report
     diagram = re.search(r"^checkpoints ─► (.*)$", README.read_text(encoding="utf-8"), flags=re.MULTILINE).group(1)
     pipeline = [name.strip() for name in diagram.split("─►")]
-    assert pipeline == ["scan", "harvest", "train", "evaluate", "attribute", "report"]
+    assert pipeline == ["scan", "harvest", "train", "evaluate", "attribute", "interpret", "report"]
     commands, _ = help_commands([])
     assert commands[: len(pipeline) + 2] == [*pipeline, "import", "demo"]  # import: another way to a crosscoder
     assert {"series", "toy", "annotate"} <= set(commands[len(pipeline) + 2:])

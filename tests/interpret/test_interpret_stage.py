@@ -112,13 +112,15 @@ def test_llm_explainer_needs_an_endpoint_and_a_model(run):
         InterpretConfig(run=run, explainer="llm", llm_model="m")
 
 
-def test_reported_features_are_the_reports_default_list_and_the_report_shows_the_explanations(run, tmp_path):
+def test_reported_features_are_the_reports_default_list_and_the_report_shows_the_explanations(tmp_path_factory,
+                                                                                            tmp_path):
     """``--features reported`` explains what a default report lists (same n), without reading the report; the
     report then carries each listed feature's explanations by view and the analysis (none of it without
     interpret/). The report reads interpret's output, so a report written after it leaves interpret finished,
     and an interpret re-run after a report makes the report stale."""
+    made, _ = cached_run(tmp_path_factory, M=3)  # the fabricated run, before any interpret (no record of one)
     copy = tmp_path / "run"
-    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("interpret", ".crosstime.lock*"))
+    shutil.copytree(made, copy, ignore=shutil.ignore_patterns("report", ".crosstime.lock*"))
     report_config = ReportConfig(run=copy, n_features=5, device="cpu", progress=False)
     report(report_config)
     before = json.loads((copy / "report" / "data.json").read_text())

@@ -801,7 +801,7 @@ def test_crosscoder_panel_lists_only_the_settings_of_its_variant(variant):
     assert ("auxk_coeff" in shown) == (variant in ("topk", "batchtopk"))
     assert ("threshold_beta" in shown) == (variant == "batchtopk")
     assert ("jumprelu_bandwidth" in shown) == ("jumprelu_penalty" in shown) == (variant == "jumprelu")
-    assert ("fused" in shown) == (variant == "relu")
+    assert ("fused" in shown) == (variant in ("relu", "jumprelu"))  # the variants with a `fused` setting
     assert {"variant", "n_features", "lr", "batch_size"} <= set(shown)
     assert not {"device", "progress", "wandb_project"} & set(shown)  # execution settings are not the crosscoder's
     assert shown["lr"].group == "training" and shown["variant"].group == "architecture"

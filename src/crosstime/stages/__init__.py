@@ -1,7 +1,7 @@
 """The stages, declared: one module per stage, each registering a :class:`~crosstime.stage.Stage`
 (config, the artifacts it reads, the artifacts it writes, its command) in pipeline order.
 
-    scan -> harvest -> train (or import) -> evaluate -> attribute -> report -> interpret
+    scan -> harvest -> train (or import) -> evaluate -> attribute -> interpret -> report
 
 Importing this package registers them all (the CLI and ``crosstime.open_run`` do). A stage of
 your own is one module that builds a ``Stage`` and calls :func:`crosstime.stage.register`; the
@@ -11,4 +11,4 @@ libraries that do the work.
 """
 
 # pipeline order (the order of `crosstime --help`), then import: another way to fill RUN/crosscoder
-from crosstime.stages import scan, harvest, train, evaluate, attribute, report, interpret, import_  # noqa: F401,I001
+from crosstime.stages import scan, harvest, train, evaluate, attribute, interpret, report, import_  # noqa: F401,I001
