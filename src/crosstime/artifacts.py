@@ -1283,8 +1283,8 @@ class LLMIssue(_Artifact):
 class LLMUsage(_Artifact):
     """What the LLM explainer and judge used: every reply in RUN/interpret/llm-cache/, with its cost."""
 
-    url: str = Field(description="the OpenAI-compatible endpoint")
-    model: str = Field(description="the model asked for (--llm-model)")
+    url: str | None = Field(description="the OpenAI-compatible endpoint (None: a local transformers model)")
+    model: str = Field(description="the model asked for (--llm-model: a name at the endpoint, or a local folder)")
     served_by: list[str] = Field(description="the model names the endpoint's replies gave")
     replies: int = Field(description="replies in the cache (this run's and earlier runs')")
     prompt_tokens: int

@@ -13,10 +13,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))  # the report tests' run fabricator
 from interpret.llm_server import ScriptedServer, explain_reply, last_user
+from interpret.test_llm_transformers import save_tiny_chat_model
 from test_report_helpers import cached_run
 
 from crosstime import stage
 from crosstime.artifacts import read_report_data
+from crosstime.interpret.backends import LLMError
 from crosstime.interpret.evidence import Source, gather
 from crosstime.runs import INTERPRETATION, open_run
 from crosstime.stages.interpret import InterpretConfig, interpret
@@ -143,3 +145,27 @@ def test_reported_features_are_the_reports_default_list_and_the_report_shows_the
     assert stage.finished(config) and stage.finished(report_config)
     interpret(config.model_copy(update={"seed": 1}))
     assert not stage.finished(report_config)
+
+
+def test_stage_with_a_local_transformers_chat_model(run, tmp_path):
+    """--llm-backend transformers: a chat model saved in the test answers (its replies parse or are recorded
+    as issues), the usage names the local model, and a folder that is not a model fails before any work."""
+    folder = save_tiny_chat_model(tmp_path / "model", n_positions=4096)
+    config = InterpretConfig(run=run, features="all-live", n_features=2, per_checkpoint=False, n_shown=2, n_heldout=2,
+                             n_inactive=2, device="cpu", progress=False, n_boot=0, explainer="llm",
+                             llm_backend="transformers", llm_model=str(folder))
+    usage = interpret(config).llm
+    assert usage.url is None and usage.served_by == [f"transformers:{folder.resolve()}"] and usage.sent >= 2
+    assert usage.replies == usage.sent and usage.prompt_tokens > 0
+    explained = [r for r in open_run(run).read(INTERPRETATION).explanations if r["view"] == "all"]
+    unparsed = {i.feature for i in usage.issues if i.task == "explain"}
+    assert all((r["explanation"] is None) == (r["feature"] in unparsed) for r in explained)  # a random model
+    with pytest.raises(LLMError, match="not a saved transformers model"):
+        interpret(config.model_copy(update={"llm_model": str(tmp_path / "nothing")}))
+
+
+def test_llm_backend_settings_are_checked(run):
+    with pytest.raises(ValueError, match="no --llm-url"):
+        InterpretConfig(run=run, explainer="llm", llm_backend="transformers", llm_model="m", llm_url="http://x")
+    with pytest.raises(ValueError, match="--llm-backend transformers needs --llm-model"):
+        InterpretConfig(run=run, explainer="llm", llm_backend="transformers")

@@ -15,7 +15,7 @@ WORDS = ["<unk>", "<pad>", "<eos>", "system", "user", "assistant", ":", "hello",
 TEMPLATE = "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}{% if add_generation_prompt %}assistant :{% endif %}"
 
 
-def save_tiny_chat_model(folder, chat_template=TEMPLATE):
+def save_tiny_chat_model(folder, chat_template=TEMPLATE, n_positions=64):
     vocab = {word: i for i, word in enumerate(WORDS)}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -23,7 +23,7 @@ def save_tiny_chat_model(folder, chat_template=TEMPLATE):
     tokenizer.chat_template = chat_template
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(WORDS), n_positions=64, n_embd=16, n_layer=1, n_head=2,
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(WORDS), n_positions=n_positions, n_embd=16, n_layer=1, n_head=2,
                                       bos_token_id=2, eos_token_id=2)).save_pretrained(folder)
     return folder
 

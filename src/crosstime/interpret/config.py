@@ -39,8 +39,12 @@ class InterpretConfig(StageConfig):
     seed: int = Field(0, description="seed of the samples, the inactive contexts, the shuffle and the bootstrap")
     device: Device = Field("auto", description="where the crosscoder encodes")
     batch_rows: int = Field(2048, ge=1, description="rows encoded at once")
+    llm_backend: Literal["openai", "transformers"] = Field(
+        "openai", description="--explainer llm: 'openai' (any OpenAI-compatible endpoint at --llm-url) or "
+                              "'transformers' (a local chat model: --llm-model is its saved folder, run on --device)")
     llm_url: str | None = Field(None, description="OpenAI-compatible base URL (--explainer llm)")
-    llm_model: str | None = Field(None, description="the model's name at that endpoint (--explainer llm)")
+    llm_model: str | None = Field(None, description="the model's name at that endpoint, or the folder of a local "
+                                                    "transformers chat model (--explainer llm)")
     llm_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the API key "
                                                               "('' : send none, for a local server)")
     llm_concurrency: int = Field(4, ge=1, description="requests in flight at once")
@@ -56,9 +60,16 @@ class InterpretConfig(StageConfig):
 
     @model_validator(mode="after")
     def _llm_named(self) -> InterpretConfig:
-        if self.explainer == "llm" and not (self.llm_url and self.llm_model):
+        if self.explainer != "llm":
+            return self
+        if self.llm_backend == "transformers":
+            if not self.llm_model or self.llm_url:
+                raise ValueError("--llm-backend transformers needs --llm-model (the folder save_pretrained wrote: a "
+                                 "chat model and its tokenizer) and no --llm-url")
+        elif not (self.llm_url and self.llm_model):
             raise ValueError("--explainer llm needs --llm-url (an OpenAI-compatible endpoint, e.g. "
-                             "http://127.0.0.1:8000/v1) and --llm-model (the model's name there)")
+                             "http://127.0.0.1:8000/v1) and --llm-model (the model's name there), or "
+                             "--llm-backend transformers --llm-model FOLDER")
         return self
 
     @field_validator("features")

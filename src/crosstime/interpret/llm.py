@@ -217,11 +217,17 @@ class LLMJudge:
         return verdicts
 
 
-def llm_pair(url: str, model: str, cache_dir: str | Path, api_key_env: str | None = "OPENAI_API_KEY",
-             concurrency: int = 4, timeout: float = 60.0, max_retries: int = 4) -> tuple[LLMExplainer, LLMJudge]:
-    """The explainer and judge of ``--explainer llm``: one client (one bound, one cache in ``cache_dir``,
-    e.g. ``RUN/interpret/llm-cache``) at an OpenAI-compatible ``url``. ``explainer.client.summary(prices)``
-    gives the tokens and cost; ``explainer.issues`` and ``judge.issues`` the replies that parsed badly."""
-    backend = OpenAICompatible(url, model, api_key_env=api_key_env, timeout=timeout)
+def pair_for(backend: Backend, cache_dir: str | Path, concurrency: int = 4,
+             max_retries: int = 4) -> tuple[LLMExplainer, LLMJudge]:
+    """The explainer and judge of ``--explainer llm`` on any backend: one client (one bound, one cache in
+    ``cache_dir``, e.g. ``RUN/interpret/llm-cache``). ``explainer.client.summary(prices)`` gives the tokens
+    and cost; ``explainer.issues`` and ``judge.issues`` the replies that parsed badly."""
     client = LLMClient(backend, ReplyCache(cache_dir), concurrency=concurrency, max_retries=max_retries)
     return LLMExplainer(client), LLMJudge(client)
+
+
+def llm_pair(url: str, model: str, cache_dir: str | Path, api_key_env: str | None = "OPENAI_API_KEY",
+             concurrency: int = 4, timeout: float = 60.0, max_retries: int = 4) -> tuple[LLMExplainer, LLMJudge]:
+    """:func:`pair_for` an OpenAI-compatible ``url`` (OpenAI, vLLM, Ollama, llama.cpp's server)."""
+    return pair_for(OpenAICompatible(url, model, api_key_env=api_key_env, timeout=timeout), cache_dir,
+                    concurrency=concurrency, max_retries=max_retries)

@@ -35,11 +35,12 @@ from crosstime.crosscoder import Crosscoder
 from crosstime.errors import CrosstimeError
 from crosstime.evidence import ALL, token_strings
 from crosstime.interpret.analysis import analyse
+from crosstime.interpret.backends import Backend, OpenAICompatible, TransformersChat
 from crosstime.interpret.cache import Prices
 from crosstime.interpret.config import InterpretConfig
 from crosstime.interpret.contracts import Explainer, FeatureEvidence, Judge
 from crosstime.interpret.evidence import Source, gather
-from crosstime.interpret.llm import LLMExplainer, LLMJudge, llm_pair
+from crosstime.interpret.llm import LLMExplainer, LLMJudge, pair_for
 from crosstime.interpret.plots import plot_complexity
 from crosstime.interpret.rules import RuleExplainer, RuleJudge
 from crosstime.interpret.scoring import score, shuffled
@@ -66,6 +67,7 @@ class Inputs:
     source: Source
     boundary: str | None
     device: Any
+    backend: Backend | None  # --explainer llm: the endpoint or local model, made (and its key checked) up front
 
 
 def top_ie(run: Run) -> list[int]:
@@ -136,8 +138,9 @@ def check_inputs(config: InterpretConfig, run: Run) -> Inputs:
     revisions = [c.revision for c in evaluation.evaluation.checkpoints]
     chosen = choose(config, run, features, model.n_features)
     source, boundary = open_source(store, list(model.revisions))
+    backend = llm_backend(config, run.device) if config.explainer == "llm" else None
     return Inputs(store, model, features, chosen, relie_peaks(run, revisions), revisions, source, boundary,
-                  run.device)
+                  run.device, backend)
 
 
 def views_of(config: InterpretConfig, inputs: Inputs) -> dict[int, list[str]]:
@@ -155,8 +158,15 @@ def explainer_and_judge(config: InterpretConfig, inputs: Inputs) -> tuple[Explai
     if config.explainer == "rules":
         types = {i: row["feature_type"] for i, row in inputs.features.items() if row["feature_type"]}
         return RuleExplainer(types), RuleJudge(inputs.boundary)
-    return llm_pair(config.llm_url, config.llm_model, config.rundir.interpret / INTERPRET_LLM_CACHE,
-                    api_key_env=config.llm_key_env, concurrency=config.llm_concurrency, timeout=config.llm_timeout)
+    return pair_for(inputs.backend, config.rundir.interpret / INTERPRET_LLM_CACHE, concurrency=config.llm_concurrency)
+
+
+def llm_backend(config: InterpretConfig, device: Any) -> Backend:
+    """The endpoint (its key variable checked), or the local chat model loaded on the stage's device."""
+    if config.llm_backend == "transformers":
+        return TransformersChat(config.llm_model, device=str(device))
+    return OpenAICompatible(config.llm_url, config.llm_model, api_key_env=config.llm_key_env,
+                            timeout=config.llm_timeout)
 
 
 def llm_usage(config: InterpretConfig, explainer: LLMExplainer, judge: LLMJudge) -> LLMUsage:
