@@ -20,7 +20,7 @@ def contexts(texts: list[str]) -> list[Context]:
     out = []
     for text in texts:
         words = text.replace("<<", "").replace(">>", "").split(" ")
-        tokens = tuple([words[0], *(" " + w for w in words[1:])])
+        tokens = (words[0], *(" " + w for w in words[1:]))
         marked = next((i for i, t in enumerate(tokens) if f"<<{t}>>" in text or (i == 0 and text.startswith("<<"))), 0)
         out.append(Context(tokens=tokens, activations=tuple(1.0 if i == marked else 0.0 for i in range(len(tokens))),
                            marked=marked))
