@@ -1286,7 +1286,8 @@ class LLMUsage(_Artifact):
     url: str | None = Field(description="the OpenAI-compatible endpoint (None: a local transformers model)")
     model: str = Field(description="the model asked for (--llm-model: a name at the endpoint, or a local folder)")
     served_by: list[str] = Field(description="the model names the endpoint's replies gave")
-    replies: int = Field(description="replies in the cache (this run's and earlier runs')")
+    replies: int = Field(description="this model's replies in the cache (this run's and earlier runs'; another "
+                                     "model's replies in the same cache are not counted)")
     prompt_tokens: int
     completion_tokens: int
     replies_without_usage: int = Field(description="replies whose endpoint reported no token counts (counted as 0)")

@@ -59,4 +59,18 @@ def test_table_views_and_reading():
     assert by_level[3].relie_peak_mean == 1 and by_level[1].relie_peak_mean is None
     assert [v.view for v in a.views] == ["all", "s1"] and a.views[1].detection_mean == 0.5
     assert a.relie_peak.n == 2 and a.relie_peak.pearson_r is None  # two features: not measurable
-    assert a.reading.startswith("more complex features emerge later") and "0.825 vs 0.5" in a.reading
+    assert a.reading.startswith("more complex features emerge later: Pearson r = 0.97 (p = 0.026") and "detection 0.82 vs 0.50" in a.reading
+
+
+def test_reading_claims_a_direction_only_when_it_holds():
+    """Planted: onset rises with complexity (40 features) -> "emerge later"; near miss: the same onsets
+    shuffled against complexity -> "no clear relation"."""
+    rng = np.random.default_rng(0)
+    complexity = [1 + i % 4 for i in range(40)]
+    onsets = [c + int(rng.integers(0, 2)) for c in complexity]
+    rows = [row(i, "all", c, 0.9, 0.5) for i, c in enumerate(complexity)]
+    planted = analyse(rows, dict(enumerate(onsets)), None, ["s0"], "rules", n_boot=200, seed=0)
+    assert planted.reading.startswith("more complex features emerge later: Pearson r = 0.9")
+    shuffled = [int(v) for v in rng.permutation(onsets)]
+    missed = analyse(rows, dict(enumerate(shuffled)), None, ["s0"], "rules", n_boot=200, seed=0)
+    assert missed.onset.pearson_p > 0.05 and missed.reading.startswith("no clear relation")

@@ -23,6 +23,8 @@ from crosstime.artifacts import (
     ViewScores,
 )
 
+ALPHA = 0.05  # the reading claims a direction only below this p-value (and with 0 outside the bootstrap interval)
+
 
 def _mean(values: Sequence[float | None]) -> float | None:
     kept = [v for v in values if v is not None]
@@ -87,16 +89,25 @@ def _views(rows: list[dict[str, Any]], order: Sequence[str]) -> list[ViewScores]
 
 
 def reading(onset: Correlation, views: list[ViewScores]) -> str:
-    """The result in one line."""
+    """The result in one line. "emerge later/earlier" only where Pearson's p < 0.05 and its bootstrap
+    interval leaves out 0; otherwise "no clear relation", with the numbers either way."""
     joint = next((v for v in views if v.view == "all"), None)
-    scores = ("" if joint is None else f"; detection {joint.detection_mean} vs {joint.detection_shuffled_mean} for "
-              "shuffled explanations")
+    scores = ("" if joint is None or joint.detection_mean is None else
+              f"; detection {joint.detection_mean:.2f} vs {_two(joint.detection_shuffled_mean)} for shuffled "
+              "explanations")
     if onset.pearson_r is None:
         return f"complexity vs onset: not measurable on {onset.n} features (too few, or one side constant){scores}"
-    direction = "later" if onset.pearson_r > 0 else "earlier"
-    return (f"more complex features emerge {direction}: Pearson r = {onset.pearson_r} (p = {onset.pearson_p:.2g}, "
-            f"95% CI {onset.pearson_ci}), Spearman ρ = {onset.spearman_rho} (p = {onset.spearman_p:.2g}) over "
-            f"{onset.n} features{scores}")
+    ci = onset.pearson_ci
+    clear = onset.pearson_p < ALPHA and (ci is None or ci[0] > 0 or ci[1] < 0)
+    claim = f"more complex features emerge {'later' if onset.pearson_r > 0 else 'earlier'}" if clear else \
+        "no clear relation between complexity and emergence onset"
+    interval = "" if ci is None else f", 95% CI [{ci[0]:.2f}, {ci[1]:.2f}]"
+    return (f"{claim}: Pearson r = {onset.pearson_r:.2f} (p = {onset.pearson_p:.2g}{interval}), Spearman ρ = "
+            f"{onset.spearman_rho:.2f} (p = {onset.spearman_p:.2g}) over {onset.n} features{scores}")
+
+
+def _two(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 def analyse(rows: list[dict[str, Any]], onsets: dict[int, int], peaks: dict[int, int] | None, revisions: list[str],

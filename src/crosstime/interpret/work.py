@@ -170,16 +170,17 @@ def llm_backend(config: InterpretConfig, device: Any) -> Backend:
 
 
 def llm_usage(config: InterpretConfig, explainer: LLMExplainer, judge: LLMJudge) -> LLMUsage:
-    """Tokens, cost and unparsed replies of ``--explainer llm`` (the whole cache: earlier runs' replies too)."""
-    summary = explainer.client.summary(Prices(config.llm_price_prompt, config.llm_price_completion))
-    models = summary["models"].values()
+    """Tokens, cost and unparsed replies of ``--explainer llm``: every cached reply of this backend's model
+    (earlier runs' too: what these explanations cost), none of another model's that shares the cache."""
+    prices = Prices(config.llm_price_prompt, config.llm_price_completion)
+    summary = explainer.client.summary(prices)
+    row = summary["models"].get(explainer.client.backend.model_id, {
+        "replies": 0, "prompt_tokens": 0, "completion_tokens": 0, "replies_without_usage": 0, "served_by": []})
     issues = [LLMIssue(task="explain", **i) for i in explainer.issues] + [LLMIssue(**i) for i in judge.issues]
-    return LLMUsage(url=config.llm_url, model=config.llm_model,
-                    served_by=sorted({name for row in models for name in row["served_by"]}),
-                    replies=sum(row["replies"] for row in models),
-                    replies_without_usage=sum(row["replies_without_usage"] for row in models),
-                    prompt_tokens=summary["prompt_tokens"], completion_tokens=summary["completion_tokens"],
-                    cost_usd=summary["cost_usd"], cost_known=summary["cost_known"],
+    return LLMUsage(url=config.llm_url, model=config.llm_model, served_by=row["served_by"], replies=row["replies"],
+                    replies_without_usage=row["replies_without_usage"], prompt_tokens=row["prompt_tokens"],
+                    completion_tokens=row["completion_tokens"],
+                    cost_usd=prices.cost(row["prompt_tokens"], row["completion_tokens"]), cost_known=prices.known,
                     sent=summary["session"]["sent"], cached=summary["session"]["cached"],
                     retries=summary["session"]["retries"], corrupt_entries=summary["corrupt_entries"], issues=issues)
 
