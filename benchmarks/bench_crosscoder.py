@@ -29,11 +29,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import time
 from typing import NamedTuple
 
 import torch
+from _machine import cpu_model  # benchmarks/ is on sys.path when run as `python benchmarks/bench_crosscoder.py`
 
 from crosstime.crosscoder import CrosscoderConfig, TrainSettings, build, fit, registry
 from crosstime.crosscoder.fused import relu_l1_step
@@ -278,13 +278,6 @@ def variant_table(r: dict) -> list[str]:
         out.append(f"| {row.label} | {s * 1e3:.1f} | {s / relu:.2f}× | {ref * 1e3:.1f} | {ref / relu:.2f}× | "
                    f"{rate / 1e9:.0f} | {100 * rate / r['peak']:.0f}% |")
     return out
-
-
-def cpu_model() -> str:
-    try:
-        return next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def machine_line(load_before: tuple[float, ...]) -> str:

@@ -38,7 +38,6 @@ import importlib.metadata
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -52,6 +51,7 @@ from crosstime.crosscoder import TrainSettings
 from crosstime.crosscoder.training import make_trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_model  # found through sys.path
 from planted_variants import planted  # found through sys.path
 
 SIZES = {"d128": {"M": 3, "d": 128, "F": 4096, "B": 1024, "K": 1024},
@@ -404,11 +404,6 @@ def run_variant(variant: str, size: str, tools: list[str], ev_steps: int, reps: 
 
 def version(tool: str) -> str:
     return importlib.metadata.version(DIST[tool])
-
-
-def cpu_model() -> str:
-    with open("/proc/cpuinfo") as f:
-        return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), platform.machine())
 
 
 def fmt(v: float | None, spec: str) -> str:
