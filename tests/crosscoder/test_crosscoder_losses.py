@@ -10,6 +10,7 @@ import torch
 from crosstime.crosscoder import CrosscoderConfig, build, losses
 from crosstime.crosscoder.fused import relu_l1_step
 from crosstime.crosscoder.jumprelu import jumprelu_penalty
+from crosstime.crosscoder.sparse_products import SPARSE_BELOW, worth_it
 
 torch.set_num_threads(1)
 
@@ -117,7 +118,9 @@ def test_auxk_sign_dead_features_learn_to_reduce_the_residual():
 
 @pytest.mark.parametrize("l1_norm", ["sum", "concat"])
 @pytest.mark.parametrize("reduce", ["sum", "mean"])
-def test_fused_relu_step_equals_autograd(l1_norm, reduce):
+@pytest.mark.parametrize("sparse", [False, True])
+def test_fused_relu_step_equals_autograd(l1_norm, reduce, sparse):
+    """Both the dense GEMMs and the sparse products over the active entries give autograd's gradients."""
     torch.manual_seed(0)
     cfg = CrosscoderConfig(n_checkpoints=3, d_model=8, n_features=48, l1_norm=l1_norm, dec_init_norm=0.3)
     a, b = build(cfg), build(cfg)
@@ -130,11 +133,47 @@ def test_fused_relu_step_equals_autograd(l1_norm, reduce):
     f = a.encode(x)
     want = losses.reconstruction_loss(x, a.decode(f), reduce) + coeff * losses.l1_penalty(f, a.feature_weights())
     want.backward()
-    got = relu_l1_step(b, x, coeff, reduce)
+    got = relu_l1_step(b, x, coeff, reduce, sparse=sparse)
     assert float(got["loss"]) == pytest.approx(float(want.detach()), rel=1e-5)
     assert float(got["l0"]) == pytest.approx(float((f > 0).sum()) / 64)
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_sparse_relu_steps_train_like_autograd():
+    """Twenty Adam steps at about 3% active entries (a trained crosscoder's density): the step's own
+    choice (the sparse products) reaches autograd's weights; a feature that never fires gets zero gradients."""
+    torch.manual_seed(0)
+    cfg = CrosscoderConfig(n_checkpoints=3, d_model=16, n_features=256, dec_init_norm=0.3)
+    a, b = build(cfg), build(cfg)
+    with torch.no_grad():
+        a.b_enc.fill_(-0.9)
+        a.b_enc[0] = -1e3  # silent throughout
+        b.load_state_dict(a.state_dict())
+    x = torch.randn(10, 64, 3, 16)
+    share = float((a.encode(x[0]) > 0).float().mean())
+    assert 0.005 < share < SPARSE_BELOW  # the automatic choice takes the sparse products
+    oa, ob = torch.optim.Adam(a.parameters(), lr=1e-3), torch.optim.Adam(b.parameters(), lr=1e-3)
+    for step in range(20):
+        oa.zero_grad()
+        f = a.encode(x[step % 10])
+        loss = losses.reconstruction_loss(x[step % 10], a.decode(f), "sum") + 2.0 * losses.l1_penalty(f, a.feature_weights())
+        loss.backward()
+        oa.step()
+        relu_l1_step(b, x[step % 10], 2.0, "sum")
+        assert float(b.W_enc.grad[:, :, 0].abs().max()) == 0.0 == float(b.W_dec.grad[0].abs().max())
+        ob.step()
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_the_sparse_products_are_chosen_below_their_density_on_the_cpu_only():
+    """The planted case just below :data:`SPARSE_BELOW` takes them; the near miss at it, and any GPU count, does not."""
+    shape = (100, 1000)
+    below = torch.tensor(SPARSE_BELOW * 100 * 1000 - 1)
+    assert worth_it(below, shape)
+    assert not worth_it(below + 1, shape)
+    assert not worth_it(below.to("meta"), shape)  # a GPU's count: never read back, dense GEMMs there
 
 
 def test_clipping_through_fused_adam_equals_clip_grad_norm():

@@ -9,6 +9,7 @@ import torch
 from crosstime.crosscoder import CrosscoderConfig, TrainSettings, build, fit, losses
 from crosstime.crosscoder.fused_jumprelu import jumprelu_step
 from crosstime.crosscoder.jumprelu import jumprelu_penalty, preact_statistics
+from crosstime.crosscoder.sparse_products import SPARSE_BELOW
 
 torch.set_num_threads(1)
 
@@ -42,14 +43,16 @@ def _reference(model, x, coeff, penalty, c, reduce):
 
 @pytest.mark.parametrize("penalty,l1_norm,reduce", [("tanh", "sum", "sum"), ("tanh", "concat", "mean"),
                                                     ("step", "sum", "mean"), ("step", "concat", "sum")])
-def test_fused_jumprelu_step_equals_autograd(penalty, l1_norm, reduce):
+@pytest.mark.parametrize("sparse", [False, True])
+def test_fused_jumprelu_step_equals_autograd(penalty, l1_norm, reduce, sparse):
+    """The dense GEMMs and the sparse products (active and window entries only) give autograd's gradients."""
     a, b, x = _pair(l1_norm)
     coeff, c = 0.7, 4.0
     want, f = _reference(a, x, coeff, penalty, c, reduce)
     z = a.pre_acts(x).detach()
     window = (z - a.threshold.detach()).abs() < float(a.bandwidth) / 2
     assert 0.02 < float((f > 0).float().mean()) < 0.8 and int(window.sum()) > 50  # every term is exercised
-    got = jumprelu_step(b, x, coeff, penalty, c, reduce, peak=True)
+    got = jumprelu_step(b, x, coeff, penalty, c, reduce, peak=True, sparse=sparse)
     assert float(got["loss"]) == pytest.approx(float(want), rel=1e-5)
     assert float(got["l0"]) == pytest.approx(float((f > 0).sum()) / 64)
     assert torch.equal(got["fired"], (f > 0).any(0))
@@ -82,3 +85,26 @@ def test_training_with_the_fused_step_equals_autograd(penalty):
     assert float(moved) > 1e-3  # the thresholds learned (apart), so their equality means something
     for (name, p), q in zip(ref.named_parameters(), fused.parameters(), strict=True):
         torch.testing.assert_close(q.detach(), p.detach(), rtol=1e-3, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("penalty", ["tanh", "step"])
+def test_sparse_jumprelu_steps_train_like_autograd(penalty):
+    """Twenty Adam steps at a trained crosscoder's density (a few % active, the STE window holding
+    entries below θ): the step's own choice (the sparse products) reaches autograd's weights and thresholds."""
+    a, b, _ = _pair("sum", F=256)
+    with torch.no_grad():
+        a.log_threshold.add_(1.2)  # θ ≈ 3.3 θ₀: few entries above it
+        b.load_state_dict(a.state_dict())
+    xs = torch.randn(10, 64, 3, 8)
+    z = a.pre_acts(xs[0]).detach() - a.threshold.detach()
+    assert 0.003 < float((z > 0).float().mean()) < SPARSE_BELOW / 2  # the automatic choice takes the sparse products
+    assert int(((z < 0) & (z > -float(a.bandwidth) / 2)).sum()) > 20  # entries below θ in the window
+    oa, ob = torch.optim.Adam(a.parameters(), lr=1e-3), torch.optim.Adam(b.parameters(), lr=1e-3)
+    for step in range(20):
+        oa.zero_grad()
+        _reference(a, xs[step % 10], 0.7, penalty, 4.0, "sum")
+        oa.step()
+        jumprelu_step(b, xs[step % 10], 0.7, penalty, 4.0, "sum")
+        ob.step()
+    for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(q.detach(), p.detach(), rtol=1e-4, atol=1e-5, msg=name)

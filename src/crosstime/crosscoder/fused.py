@@ -18,6 +18,11 @@ a little): 2–5 ms of a ≈100 ms step (``benchmarks/RESULTS.md``).
 
 with X = x as [B, M·d] and r = 1 (sum over checkpoints) or M (mean). ``tests`` check it
 against autograd on :class:`~crosstime.crosscoder.variants.ReLUCrosscoder`.
+
+Once training has made f sparse (below :data:`~.sparse_products.SPARSE_BELOW` of the entries
+active, on the CPU) the decode, ∂W_dec, ∂f and ∂W_enc run over the active entries only
+(:mod:`.sparse_products`): ∂z is zero wherever f is, so ∂f is needed only there. The encoder GEMM
+stays dense (every pre-activation decides which entries are active).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from __future__ import annotations
 import weakref
 
 import torch
+
+from crosstime.crosscoder.sparse_products import Entries, worth_it
 
 _threshold_backward_ = torch.ops.aten.threshold_backward.grad_input
 _add_relu_ = torch.ops.aten._add_relu_.Tensor  # relu(a + b) in place, one pass (CPU only)
@@ -46,12 +53,15 @@ def _grad(p: torch.nn.Parameter) -> torch.Tensor:
     return p.grad
 
 
-def relu_l1_step(model, x: torch.Tensor, coeff: float, reduce: str = "sum") -> dict[str, torch.Tensor]:
+def relu_l1_step(model, x: torch.Tensor, coeff: float, reduce: str = "sum",
+                 sparse: bool | None = None) -> dict[str, torch.Tensor]:
     """One forward + backward of the ReLU/L1 loss; gradients *overwrite* ``p.grad``.
 
-    x: [B, M, d] float32. Returns detached scalars ``recon``, ``sparsity``, ``loss``, ``l0``
-    (mean active features per token), ``fired`` bool [F] and ``e2`` [M] (Σ squared error per
-    checkpoint) for the metrics. The model must be unfolded (training happens in normalised space).
+    x: [B, M, d] float32; ``sparse``: the sparse products (True), the dense GEMMs (False) or whichever
+    is faster at this step's density (None, see :func:`~.sparse_products.worth_it`). Returns detached
+    scalars ``recon``, ``sparsity``, ``loss``, ``l0`` (mean active features per token), ``fired`` bool
+    [F] and ``e2`` [M] (Σ squared error per checkpoint) for the metrics. The model must be unfolded
+    (training happens in normalised space).
     """
     if model.is_folded:
         raise ValueError("train the crosscoder unfolded (normalised space); fold the scales in afterwards")
@@ -59,43 +69,52 @@ def relu_l1_step(model, x: torch.Tensor, coeff: float, reduce: str = "sum") -> d
     X = x.reshape(B, M * d)
     r = 1.0 if reduce == "sum" else float(M)
     with torch.no_grad():
-        fT, e, norms, w = _forward(model, X)
+        fT = _encode(model, X)
+        # f >= 0; bool reductions (count_nonzero, (f > 0).sum()) are ~100× slower on CPU
+        nnz = torch.sign(fT, out=_buffer(model, "gzT", fT.shape, x)).sum()
+        entries = Entries.where(fT, fT) if (worth_it(nnz, fT.shape) if sparse is None else sparse) else None
+        Wd = model.W_dec.detach().view(-1, M * d)
+        if entries is None:
+            e = torch.addmm(model.b_dec.detach().view(1, -1), fT.t(), Wd).sub_(X)  # x̂ − x [B, M·d]
+        else:
+            e = entries.error(Wd, model.b_dec.detach().view(-1), X)
+        norms = model.decoder_norms().detach()  # [F, M], once per step
+        w = norms.pow(2).sum(1).sqrt() if model.config.l1_norm == "concat" else norms.sum(1)
         e2 = e.view(B, M, d).pow(2).sum(dim=(0, 2))  # [M]
         recon = e2.sum() / (B * r)
         colsum = fT.sum(1)  # [F]
         sparsity = colsum @ w / B
-        # f >= 0; bool reductions (count_nonzero, (f > 0).sum()) are ~100× slower on CPU
-        l0 = torch.sign(fT, out=_buffer(model, "gzT", fT.shape, x)).sum() / B
-        _backward(model, X, fT, e.mul_(2.0 / (B * r)), norms, w, colsum, coeff)
-    return {"recon": recon, "sparsity": sparsity, "loss": recon + coeff * sparsity, "l0": l0,
+        g = e.mul_(2.0 / (B * r))
+        _decoder_grads(model, fT, entries, g, norms, w, colsum, coeff)
+        if entries is None:
+            _encoder_grads(model, X, fT, g, w, coeff)
+        else:
+            dz = entries.grad_f(Wd, g).add_(w[entries.feat], alpha=coeff / B)  # ∂z = ∂f: every entry is active
+            entries.encoder_grads(X, dz, _grad(model.W_enc).view(M * d, -1), _grad(model.b_enc),
+                                  _buffer(model, "gWeT", (fT.shape[0], M * d), X))
+    return {"recon": recon, "sparsity": sparsity, "loss": recon + coeff * sparsity, "l0": nnz / B,
             "fired": colsum > 0, "e2": e2}
 
 
-def _forward(model, X: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``fT = ReLU(W_encᵀ Xᵀ + b_enc)`` [F, B], the error ``x̂ − x`` [B, M·d] (in x̂'s memory), the decoder
-    norms [F, M] and the per-feature L1 weights ``w`` [F]."""
+def _encode(model, X: torch.Tensor) -> torch.Tensor:
+    """``fT = ReLU(W_encᵀ Xᵀ + b_enc)`` [F, B] from X [B, M·d]."""
     B, Md = X.shape
     F = model.n_features
     We = model.W_enc.detach().view(Md, F)
-    Wd = model.W_dec.detach().view(F, Md)
     # plain GEMM, then the bias and ReLU in one pass (aten._add_relu_ has a CPU kernel only)
     fT = torch.mm(We.t(), X.t(), out=_buffer(model, "fT", (F, B), X))
     if X.device.type == "cpu":
         _add_relu_(fT, model.b_enc.detach()[:, None])
     else:
         fT.add_(model.b_enc.detach()[:, None]).relu_()
-    e = torch.addmm(model.b_dec.detach().view(1, Md), fT.t(), Wd).sub_(X)  # x̂ − x [B, Md]
-    norms = model.decoder_norms().detach()  # [F, M], once per step
-    w = norms.pow(2).sum(1).sqrt() if model.config.l1_norm == "concat" else norms.sum(1)
-    return fT, e, norms, w
+    return fT
 
 
-def _backward(model, X: torch.Tensor, fT: torch.Tensor, g: torch.Tensor, norms: torch.Tensor, w: torch.Tensor,
-              colsum: torch.Tensor, coeff: float) -> None:
-    """Write every gradient from ``g = ∂L/∂x̂`` [B, M·d] (see the module docstring)."""
-    B, Md = X.shape
+def _decoder_grads(model, fT: torch.Tensor, entries: Entries | None, g: torch.Tensor, norms: torch.Tensor,
+                   w: torch.Tensor, colsum: torch.Tensor, coeff: float) -> None:
+    """∂b_dec = Σ_b g and ∂W_dec = fᵀ g + (λ/B) (Σ_b f) ⊙ ∂w/∂W_dec, from ``g = ∂L/∂x̂`` [B, M·d]."""
+    B, Md = g.shape
     F, M = norms.shape
-    Wd = model.W_dec.detach().view(F, Md)
     torch.sum(g, 0, out=_grad(model.b_dec).view(Md))
     # ∂w/∂W_dec[i,m] = W_dec[i,m]/‖W_dec[i,m]‖ (sum) or W_dec[i]/‖W_dec[i]‖ (concat)
     if model.config.l1_norm == "concat":
@@ -104,7 +123,17 @@ def _backward(model, X: torch.Tensor, fT: torch.Tensor, g: torch.Tensor, norms: 
         coef = colsum[:, None] * (coeff / B) / norms.clamp_min(1e-12)
     gWd = _grad(model.W_dec)
     torch.mul(model.W_dec.detach(), coef[:, :, None], out=gWd)
-    gWd.view(F, Md).addmm_(fT, g)
+    if entries is None:
+        gWd.view(F, Md).addmm_(fT, g)
+    else:
+        entries.add_decoder_grad_(gWd.view(F, Md), g)
+
+
+def _encoder_grads(model, X: torch.Tensor, fT: torch.Tensor, g: torch.Tensor, w: torch.Tensor, coeff: float) -> None:
+    """∂W_enc and ∂b_enc by the dense GEMMs, from ``g = ∂L/∂x̂`` [B, M·d] (module docstring)."""
+    B, Md = X.shape
+    F = fT.shape[0]
+    Wd = model.W_dec.detach().view(F, Md)
     gzT = torch.addmm((w * (coeff / B))[:, None], Wd, g.t(), out=_buffer(model, "gzT", (F, B), X))  # ∂fᵀ [F, B]
     _threshold_backward_(gzT, fT, 0, grad_input=gzT)  # ∂zᵀ = ∂fᵀ · 1{f > 0}, in place
     gWe = _grad(model.W_enc).view(Md, F)

@@ -19,6 +19,11 @@ memory as a whole-tensor aten op. Here the encoder GEMM and the ∂f / ∂W_enc 
 cache right after the GEMM wrote it, and ∂f never exists whole (64 MB at F = 16384). Kept whole
 between the forward and the backward: f, z − θ (both ``[F, B]``, feature-major as in
 :mod:`.fused`) and, for tanh, ``1 − tanh²`` (also ``[F, B]``).
+
+Once few entries are active (below :data:`~.sparse_products.SPARSE_BELOW`, on the CPU) the
+decode, ∂W_dec, ∂f and ∂W_enc run over the entries with ``z − θ > −ε/2`` only (:mod:`.sparse_products`):
+the active ones (∂z is zero elsewhere) and those in the STE window below θ (∂θ needs ∂f there).
+When the window holds so many that the union is not sparse, the step keeps its dense GEMMs.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import torch
 
 from crosstime.crosscoder.fused import _buffer, _grad
+from crosstime.crosscoder.sparse_products import Entries, worth_it
 
 BLOCK_BYTES = 16 << 20  # one block of [rows, B] fp32 (half of this CPU's 32 MB L3). Measured at F = 4096,
 # B = 1024 (one thread, CPU time): 1, 4 and 16 MB equal within noise; with two threads on a loaded machine each
@@ -36,10 +42,11 @@ _window_ = torch.ops.aten.hardtanh_backward.grad_input  # g · 1{lo < s < hi}: t
 
 
 def jumprelu_step(model, x: torch.Tensor, coeff: float, penalty: str, tanh_c: float, reduce: str = "sum",
-                  peak: bool = False) -> dict[str, torch.Tensor]:
+                  peak: bool = False, sparse: bool | None = None) -> dict[str, torch.Tensor]:
     """One forward + backward of the JumpReLU loss; gradients *overwrite* ``p.grad``.
 
-    x: [B, M, d] float32; penalty "tanh" (``tanh_c`` its c) or "step". Returns detached scalars
+    x: [B, M, d] float32; penalty "tanh" (``tanh_c`` its c) or "step"; ``sparse``: the sparse products
+    (True), the dense GEMMs (False) or whichever is faster at this step's density (None). Returns detached scalars
     ``recon``, ``sparsity``, ``loss``, ``l0``, ``fired`` bool [F], ``e2`` [M] (Σ squared error per
     checkpoint) and, when ``peak``, ``peak`` [F] (each feature's largest pre-activation in the batch).
     The model must be unfolded and its θ₀, ε set (the recipe does both).
@@ -57,16 +64,24 @@ def jumprelu_step(model, x: torch.Tensor, coeff: float, penalty: str, tanh_c: fl
         w = model.feature_weights(norms)  # [F]
         cw = tanh_c * w if penalty == "tanh" else None
         fT, yT, q, rows = _forward(model, X, theta, cw)
+        entries = _entries(fT, yT, rows["count"].sum(), float(model.bandwidth) / 2, sparse)
         Wd = model.W_dec.detach().view(-1, M * d)
-        e = torch.addmm(model.b_dec.detach().view(1, -1), fT.t(), Wd).sub_(X)  # x̂ − x [B, M·d]
+        if entries is None:
+            e = torch.addmm(model.b_dec.detach().view(1, -1), fT.t(), Wd).sub_(X)  # x̂ − x [B, M·d]
+        else:
+            e = entries.error(Wd, model.b_dec.detach().view(-1), X)
         e2 = e.view(B, M, d).pow(2).sum(dim=(0, 2))  # [M]
         recon = e2.sum() / (B * r)
         g = e.mul_(2.0 / (B * r))
         sparsity = (rows["tanh"] if penalty == "tanh" else rows["count"]).sum() / B
         gw = rows["fq"] * (coeff * tanh_c / B) if penalty == "tanh" else None  # ∂L/∂w [F]
-        _decoder_grads(model, fT, g, norms, w, gw)
+        _decoder_grads(model, fT, entries, g, norms, w, gw)
         kw = coeff * cw / B if penalty == "tanh" else None  # ∂P/∂f = kw ⊙ (1 − tanh²)
-        _encoder_grads(model, X, g, yT, fT, q, theta, kw, 0.0 if penalty == "tanh" else coeff / B)
+        step_k = 0.0 if penalty == "tanh" else coeff / B
+        if entries is None:
+            _encoder_grads(model, X, g, yT, fT, q, theta, kw, step_k)
+        else:
+            _sparse_encoder_grads(model, X, g, entries, yT, q, theta, kw, step_k)
         out = {"recon": recon, "sparsity": sparsity, "loss": recon + coeff * sparsity,
                "l0": rows["count"].sum() / B, "fired": rows["count"] > 0, "e2": e2}
         if peak:
@@ -110,23 +125,36 @@ def _forward(model, X: torch.Tensor, theta: torch.Tensor, cw: torch.Tensor | Non
     return fT, yT, q, rows
 
 
-def _decoder_grads(model, fT: torch.Tensor, g: torch.Tensor, norms: torch.Tensor, w: torch.Tensor,
-                   gw: torch.Tensor | None) -> None:
+def _entries(fT: torch.Tensor, yT: torch.Tensor, active: torch.Tensor, half: float,
+             sparse: bool | None) -> Entries | None:
+    """The entries the sparse products run over (``z − θ > −ε/2``: active or in the STE window), or None
+    for the dense GEMMs: ``sparse`` False, or None and either the ``active`` count [] or the union too dense."""
+    if sparse is False or (sparse is None and not worth_it(active, fT.shape)):
+        return None
+    entries = Entries.where(yT > -half, fT)
+    if sparse is None and not worth_it(active.new_tensor(entries.feat.numel()), fT.shape):
+        return None  # a wide window: the union is not sparse
+    return entries
+
+
+def _decoder_grads(model, fT: torch.Tensor, entries: Entries | None, g: torch.Tensor, norms: torch.Tensor,
+                   w: torch.Tensor, gw: torch.Tensor | None) -> None:
     """∂b_dec = Σ_b g and ∂W_dec = fᵀ g (+ gw ⊙ ∂w/∂W_dec, the penalty's path through the decoder norms)."""
     F, M = norms.shape
     Md = g.shape[1]
     torch.sum(g, 0, out=_grad(model.b_dec).view(Md))
-    gWd = _grad(model.W_dec)
-    if gw is None:
-        torch.mm(fT, g, out=gWd.view(F, Md))
-        return
-    # ∂w/∂W_dec[i,m] = W_dec[i,m]/‖W_dec[i,m]‖ (sum) or W_dec[i]/‖W_dec[i]‖ (concat)
-    if model.config.l1_norm == "concat":
-        coef = (gw / w.clamp_min(1e-12))[:, None].expand(F, M)
+    gWd = _grad(model.W_dec).view(F, Md)
+    if gw is not None:  # ∂w/∂W_dec[i,m] = W_dec[i,m]/‖W_dec[i,m]‖ (sum) or W_dec[i]/‖W_dec[i]‖ (concat)
+        if model.config.l1_norm == "concat":
+            coef = (gw / w.clamp_min(1e-12))[:, None].expand(F, M)
+        else:
+            coef = gw[:, None] / norms.clamp_min(1e-12)
+        torch.mul(model.W_dec.detach(), coef[:, :, None], out=gWd.view(F, M, -1))
+    beta = 0.0 if gw is None else 1.0  # step: nothing to add to (beta 0 ignores gWd's old contents)
+    if entries is None:
+        torch.addmm(gWd, fT, g, beta=beta, out=gWd)
     else:
-        coef = gw[:, None] / norms.clamp_min(1e-12)
-    torch.mul(model.W_dec.detach(), coef[:, :, None], out=gWd)
-    gWd.view(F, Md).addmm_(fT, g)
+        entries.add_decoder_grad_(gWd, g, beta)
 
 
 def _encoder_grads(model, X: torch.Tensor, g: torch.Tensor, yT: torch.Tensor, fT: torch.Tensor,
@@ -157,5 +185,27 @@ def _encoder_grads(model, X: torch.Tensor, g: torch.Tensor, yT: torch.Tensor, fT
         gz = _threshold_backward_(gf, fT[sl], 0, grad_input=gf)  # ∂z = ∂f · 1{f > 0}
         torch.sum(gz, 1, out=gbe[sl])
         gWe[:, sl].copy_(torch.mm(gz, X, out=wT[:k]).t())
-    scale = theta * (-1.0 / float(model.bandwidth))  # ∂log θ = θ ∂θ
-    torch.mul(win, scale * theta if q is not None else scale, out=_grad(model.log_threshold))
+    _threshold_grad(model, win, theta, q is not None)
+
+
+def _sparse_encoder_grads(model, X: torch.Tensor, g: torch.Tensor, entries: Entries, yT: torch.Tensor,
+                          q: torch.Tensor | None, theta: torch.Tensor, kw: torch.Tensor | None, step_k: float) -> None:
+    """:func:`_encoder_grads` over the entries only: ∂f where ``z − θ > −ε/2``, the rest of ∂f is never needed."""
+    F = yT.shape[0]
+    feat, tok = entries.feat, entries.tok
+    gf = entries.grad_f(model.W_dec.detach().view(F, -1), g)  # ∂f [n] of the reconstruction
+    if q is not None:
+        gf.addcmul_(q[feat, tok], kw[feat])
+    half = float(model.bandwidth) / 2
+    v = gf if q is not None else torch.addcmul(gf.new_tensor(step_k), gf, theta[feat])
+    win = X.new_zeros(F).index_add_(0, feat, v * (yT[feat, tok] < half))  # every entry is above −ε/2
+    dz = gf.mul_(entries.value > 0)  # ∂z = ∂f · 1{f > 0}
+    entries.encoder_grads(X, dz, _grad(model.W_enc).view(-1, F), _grad(model.b_enc),
+                          _buffer(model, "gWeT", (F, X.shape[1]), X))
+    _threshold_grad(model, win, theta, q is not None)
+
+
+def _threshold_grad(model, win: torch.Tensor, theta: torch.Tensor, tanh: bool) -> None:
+    """∂log θ = θ ∂θ from ``win`` [F], the window sums (module docstring)."""
+    scale = theta * (-1.0 / float(model.bandwidth))
+    torch.mul(win, scale * theta if tanh else scale, out=_grad(model.log_threshold))

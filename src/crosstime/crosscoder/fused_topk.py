@@ -36,12 +36,12 @@ which counts only positive features active.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
 
 from crosstime.crosscoder.fused import _buffer, _grad
+from crosstime.crosscoder.sparse_products import csr
 
 _SAMPLE_KEPT = 256  # sampled scores above the candidate threshold: about ±1/16 noise on the candidate count
 
@@ -57,16 +57,6 @@ class Picked:
     value: torch.Tensor
     bags: int
     main: int
-
-
-def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """A CSR matrix from entries sorted by ``rows`` (duplicates within a row are summed by every product)."""
-    counts = torch.bincount(rows, minlength=shape[0])
-    crow = torch.zeros(shape[0] + 1, dtype=torch.long, device=rows.device)
-    torch.cumsum(counts, 0, out=crow[1:])
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": the products used here are tested
-        warnings.simplefilter("ignore")
-        return torch.sparse_csr_tensor(crow, cols, values, shape)
 
 
 def batch_top(scored: torch.Tensor, n: int) -> torch.Tensor:
@@ -164,7 +154,7 @@ def topk_family_step(model, x: torch.Tensor, family: Family, dead: torch.Tensor)
         main = pick(model, z, scored, family.batch)
         aux = aux_pick(z, w, dead, family.k_aux) if family.auxk_coeff > 0 else None
         p = bagged(z, main, aux, family.prefixes)
-        S = _csr(p.bag, p.col, p.value, (p.bags, F))
+        S = csr(p.bag, p.col, p.value, (p.bags, F))
         U, out = _upstream(model, X, S, family, aux is not None)
         _backward(model, X, S, p, U)
         out.update(_activity(p, w, B, F))
@@ -213,10 +203,10 @@ def _backward(model, X: torch.Tensor, S: torch.Tensor, p: Picked, U: torch.Tenso
     dz = dv.mul_(p.value > 0)
     order = torch.argsort(p.col, stable=True)  # Sᵀ: the entries by feature
     col = p.col[order]
-    torch.addmm(_grad(model.W_dec).view(F, Md), _csr(col, p.bag[order], p.value[order], (F, p.bags)), U,
+    torch.addmm(_grad(model.W_dec).view(F, Md), csr(col, p.bag[order], p.value[order], (F, p.bags)), U,
                 beta=0.0, out=_grad(model.W_dec).view(F, Md))
     gWeT = _buffer(model, "gWeT", (F, Md), X)
-    torch.addmm(gWeT, _csr(col, p.token[order], dz[order], (F, B)), X, beta=0.0, out=gWeT)
+    torch.addmm(gWeT, csr(col, p.token[order], dz[order], (F, B)), X, beta=0.0, out=gWeT)
     _grad(model.W_enc).view(Md, F).copy_(gWeT.t())
     _grad(model.b_enc).zero_().index_add_(0, p.col, dz)
 
