@@ -20,6 +20,9 @@ each number is the best of many repetitions, the usual way to time on a shared m
    (B=1024, k=32; no feature dead, and a row with 1/8 dead so that AuxK runs), with its autograd reference:
    ms/step, the ratio to ReLU, and the useful-FLOP rate against the GEMM peak of the same run.
    ``--variants`` runs this part alone. A variant is one line of ``VARIANT_ROWS``.
+6. ``--density``: the ReLU and JumpReLU steps with their dense GEMMs against their sparse products
+   (:mod:`crosstime.crosscoder.sparse_products`) at set shares of active entries, at both sizes: where
+   the sparse products start to pay (``SPARSE_BELOW``). The share is set by shifting ``b_enc``.
 
 Every output states the threads, the load average (before and after) and the CPU model.
 """
@@ -37,6 +40,9 @@ from _machine import cpu_model  # benchmarks/ is on sys.path when run as `python
 
 from crosstime.crosscoder import CrosscoderConfig, TrainSettings, build, fit, registry
 from crosstime.crosscoder.fused import relu_l1_step
+from crosstime.crosscoder.fused_jumprelu import jumprelu_step
+from crosstime.crosscoder.jumprelu import BANDWIDTH_FRACTION, preact_statistics
+from crosstime.crosscoder.sparse_products import SPARSE_BELOW
 from crosstime.crosscoder.recipe import Recipe, StepContext
 from crosstime.crosscoder.training import clip_gradients
 
@@ -280,6 +286,61 @@ def variant_table(r: dict) -> list[str]:
     return out
 
 
+# -- 6. dense GEMMs against the sparse products, by density ---------------------------------------
+
+DENSITIES = [0.005, 0.01, 0.02, 0.05, 0.08, 0.12]  # trained ReLU crosscoders: L0 ≈ 45 of 4,096 ≈ 1.1%
+
+
+def density_benchmarks(reps: int, M_: int, D_: int, F_: int) -> list[dict]:
+    """relu and jumprelu (tanh) steps, dense and sparse, interleaved, at each share in :data:`DENSITIES`."""
+    torch.manual_seed(0)
+    x = torch.randn(B, M_, D_)
+    rows = []
+    for name in ("relu", "jumprelu"):
+        model = build(CrosscoderConfig(variant=name, n_checkpoints=M_, d_model=D_, n_features=F_, dec_init_norm=0.3))
+        z = model.pre_acts(x).detach()
+        if name == "jumprelu":  # θ₀ and ε from the pre-activations, as the recipe sets them
+            pos_mean, std = preact_statistics(z)
+            model.set_threshold_scale(pos_mean, BANDWIDTH_FRACTION * std)
+        theta = model.threshold.detach() if name == "jumprelu" else torch.zeros(F_)
+        sample = (z[:128] - theta).flatten()
+        for share in DENSITIES:
+            shift = torch.quantile(sample[torch.randperm(sample.numel())[:1_000_000]], 1 - share)
+            with torch.no_grad():
+                model.b_enc.sub_(shift)
+
+            def step(sparse: bool, model=model, name=name):
+                if name == "relu":
+                    return relu_l1_step(model, x, 2.0, sparse=sparse)
+                return jumprelu_step(model, x, 2.0, "tanh", 4.0, sparse=sparse)
+
+            t = best_of({"dense": lambda: step(False), "sparse": lambda: step(True)}, reps)
+            active = float(step(False)["l0"]) / F_
+            window = float(((z[:128] - theta - shift).abs() < float(model.bandwidth) / 2).float().mean()) \
+                if name == "jumprelu" else 0.0
+            rows.append({"variant": name, "size": (M_, D_, F_), "active": active, "window": window, **t})
+            with torch.no_grad():
+                model.b_enc.add_(shift)
+    return rows
+
+
+def window_cell(r: dict) -> str:
+    return "" if r["variant"] == "relu" else f"{100 * r['window']:.2f}%"
+
+
+def density_table(rows: list[dict]) -> list[str]:
+    out = [f"Dense GEMMs vs sparse products by share of active entries (B={B}; the step alone, no Adam; "
+           f"SPARSE_BELOW = {SPARSE_BELOW}):", "",
+           "| size | variant | active share | STE window share | dense ms | sparse ms | sparse / dense |",
+           "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        M_, D_, F_ = r["size"]
+        out.append(f"| M={M_} d={D_} F={F_} | {r['variant']} | {100 * r['active']:.2f}% | "
+                   f"{window_cell(r)} | {r['dense'] * 1e3:.1f} | "
+                   f"{r['sparse'] * 1e3:.1f} | {r['sparse'] / r['dense']:.2f} |")
+    return out
+
+
 def machine_line(load_before: tuple[float, ...]) -> str:
     return (f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
             f"load average (1/5/15 min) before {'/'.join(f'{v:.1f}' for v in load_before)}, after "
@@ -295,12 +356,19 @@ def main() -> None:
     ap.add_argument("--variants", action="store_true", help="only every variant's step against ReLU's (part 5)")
     ap.add_argument("--small", action="store_true", help="with --variants: the small size only")
     ap.add_argument("--no-reference", action="store_true", help="with --variants: skip the autograd reference steps")
+    ap.add_argument("--density", action="store_true", help="only dense vs sparse products by density (part 6)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     reps = 5 if args.quick else 20
     load0 = os.getloadavg()
     load = load0[0]
+    if args.density:
+        rows = [r for M_, D_, F_ in VARIANT_SIZES[: 1 if args.small else None]
+                for r in density_benchmarks(max(2, reps // 4) if F_ > F else reps, M_, D_, F_)]
+        print("\n".join(density_table(rows)), "\n")
+        print(machine_line(load0))
+        return
     if args.variants:
         for M_, D_, F_ in VARIANT_SIZES[: 1 if args.small else None]:
             r = variant_benchmarks(max(2, reps // 2) if F_ > F else reps, M_, D_, F_, not args.no_reference)

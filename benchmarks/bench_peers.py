@@ -10,7 +10,13 @@ the same batches (planted features from ``benchmarks/planted_variants.py``: K un
 ``[M, d]``, ~16 active per row, normalised like the store so E‖x_m‖ = √d):
 
 - ms/step: each contender's whole optimiser step (forward, loss, backward, clipping, optimiser,
-  its own bookkeeping), interleaved round by round, best of ``--reps``;
+  its own bookkeeping), three ways: at initialisation (best of ``--reps`` interleaved rounds), the
+  mean over the ``--ev-steps`` training steps (interleaved step by step: what a run of that length
+  costs, its early dense steps included), and trained (best of ``--reps`` after those steps). A trained
+  crosscoder's code is sparse, and crosstime's ReLU and JumpReLU steps then run sparse products
+  (``crosstime.crosscoder.sparse_products``); every peer's step is dense whatever the state.
+  ``--peers-untrained`` trains crosstime alone and times the peers at initialisation (d = 768, where
+  training every peer costs hours);
 - peak memory: in a fresh subprocess per contender, the peak RSS over building the model and
   optimiser and three steps, minus the RSS before building (weights + optimiser state + the step's
   transients);
@@ -60,6 +66,7 @@ K_ACTIVE = 32  # k of the TopK family
 PLANTED_ACTIVE = 16.0  # planted directions active per row (below k, as in a real dictionary's L0)
 LR = 1e-3  # every Adam-trained contender; sparsify's default optimiser (signum) keeps its own lr
 HELD = 4096
+MAX_BATCHES = 320  # distinct training batches (d = 768: 320 × 1,024 rows × 4 × 768 fp32 = 4 GB)
 SHARED = {  # variant -> the peers that train it
     "relu": ["dictionary-learning", "sae-lens"],
     "topk": ["sparsify", "sae-lens", "dictionary-learning"],
@@ -379,25 +386,48 @@ def memory(tool: str, variant: str, size: str) -> float | None:
     return json.loads(r.stdout.strip().splitlines()[-1])["mib"]
 
 
+def train(cs: dict[str, Contender], batches: list[torch.Tensor], steps: int, first: int,
+          untrained: set[str]) -> dict[str, float]:
+    """``steps`` steps of every contender but ``untrained``, interleaved step by step on the same batches
+    (from batch ``first`` on); mean seconds per step over the run (the early, dense steps included)."""
+    total = dict.fromkeys(cs, 0.0)
+    for i in range(steps):
+        x = batches[(first + i) % len(batches)]
+        for name, c in cs.items():
+            if name in untrained:
+                continue
+            t = time.perf_counter()
+            c.step(x)
+            total[name] += time.perf_counter() - t
+    return {name: total[name] / steps if steps and name not in untrained else None for name in cs}
+
+
 def run_variant(variant: str, size: str, tools: list[str], ev_steps: int, reps: int, mem: bool,
-                data: torch.Tensor, held: torch.Tensor, tmp: Path) -> list[dict]:
-    """Every contender of ``variant`` at ``size``: EV after ``ev_steps`` equal steps, then interleaved timing."""
+                data: torch.Tensor, held: torch.Tensor, tmp: Path, peers_untrained: bool) -> list[dict]:
+    """Every contender of ``variant`` at ``size``: timed at initialisation, trained ``ev_steps`` equal steps
+    (timed), EV on the held-out rows, timed again (trained). ``peers_untrained``: only crosstime trains."""
     sz = SIZES[size]
     batches = list(data.split(sz["B"]))
-    total = ev_steps + reps + 1
+    total = ev_steps + 2 * (reps + 1)
     cs = {t: make(t, variant, sz, total, data, tmp) for t in ["crosstime", *tools]}
+    at_init = timings(cs, batches, reps)
+    untrained = set(tools) if peers_untrained else set()
+    run = train(cs, batches, ev_steps, reps + 1, untrained)
     evs = {}
     for name, c in cs.items():
-        for i in range(ev_steps):
-            c.step(batches[i % len(batches)])
         x_hat, f_l0 = c.reconstruct(held)
-        evs[name] = (ev(held, x_hat), f_l0) if ev_steps else (None, None)  # at init: not a result
-    t = timings(cs, batches, reps)
+        evs[name] = (ev(held, x_hat), f_l0) if ev_steps and name not in untrained else (None, None)
+    trained = timings({k: v for k, v in cs.items() if k not in untrained}, batches, reps) if ev_steps else {}
+    ct = trained.get("crosstime", at_init["crosstime"])
     rows = []
     for name, c in cs.items():
+        now = trained.get(name, at_init[name])  # the peers' dense steps: state-independent (see the d128 rows)
         rows.append({"size": size, "variant": variant, "tool": name, "kind": c.kind, "settings": c.settings,
-                     "ms": t[name] * 1e3, "ratio": t["crosstime"] / t[name], "ev": evs[name][0], "l0": evs[name][1],
-                     "mib": memory(name, variant, size) if mem else None})
+                     "ms_init": at_init[name] * 1e3, "ms_run": None if run[name] is None else run[name] * 1e3,
+                     "ms": now * 1e3, "trained": name in trained, "ratio": ct / now,
+                     "ratio_init": at_init["crosstime"] / at_init[name],
+                     "ratio_run": run["crosstime"] / run[name] if run[name] and run["crosstime"] else None,
+                     "ev": evs[name][0], "l0": evs[name][1], "mib": memory(name, variant, size) if mem else None})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress, in case a later one fails
     return rows
 
@@ -423,14 +453,18 @@ def table(rows: list[dict], args: argparse.Namespace, loads: list[float]) -> str
            f"{args.ev_steps} equal steps (same batches, same order); ms/step best of {args.reps} interleaved rounds; "
            "memory: peak RSS of building + 3 steps in a fresh process, above its baseline. "
            "ratio = crosstime ms / peer ms (below 1: crosstime faster)."), "",
-           "| size | variant | tool | kind | ms/step | crosstime/peer | peak MiB | held-out EV | L0 | settings |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| size | variant | tool | kind | ms/step at init | crosstime/peer | ms/step, mean of the run | crosstime/peer "
+           "| ms/step trained | crosstime/peer | peak MiB | held-out EV | L0 | settings |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         sz = SIZES[r["size"]]
         shape = f"M={sz['M']} d={sz['d']} F={sz['F']} B={sz['B']}"
-        out.append(f"| {shape} | {r['variant']} | {r['tool']} | {r['kind']} | {r['ms']:.1f} | "
-                   f"{'' if r['tool'] == 'crosstime' else format(r['ratio'], '.2f')} | {fmt(r['mib'], '.0f')} | "
-                   f"{fmt(r['ev'], '.4f')} | {fmt(r['l0'], '.1f')} | {r['settings']} |")
+        peer = r["tool"] != "crosstime"
+        trained = f"{r['ms']:.1f}" if r["trained"] else f"(at init) {r['ms']:.1f}"
+        out.append(f"| {shape} | {r['variant']} | {r['tool']} | {r['kind']} | {r['ms_init']:.1f} | "
+                   f"{fmt(r['ratio_init'] if peer else None, '.2f')} | {fmt(r['ms_run'], '.1f')} | "
+                   f"{fmt(r['ratio_run'] if peer else None, '.2f')} | {trained} | {fmt(r['ratio'] if peer else None, '.2f')} | "
+                   f"{fmt(r['mib'], '.0f')} | {fmt(r['ev'], '.4f')} | {fmt(r['l0'], '.1f')} | {r['settings']} |")
     out += ["", "Command: `" + " ".join(["python benchmarks/bench_peers.py", *sys.argv[1:]]) + "`"]
     return "\n".join(out)
 
@@ -444,6 +478,9 @@ def main() -> None:
     ap.add_argument("--ev-steps", type=int, default=300)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--peers-untrained", action="store_true",
+                    help="only crosstime trains the --ev-steps (its sparse products need a trained code); the peers, "
+                         "whose steps are dense whatever the state, are timed at initialisation (a d768 run's hours)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--memory-child", nargs=3, metavar=("TOOL", "VARIANT", "SIZE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -460,11 +497,12 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
-            data, held = make_data(SIZES[size], max(args.ev_steps, args.reps + 1) * SIZES[size]["B"])
+            n_batches = min(args.ev_steps + 2 * (args.reps + 1), MAX_BATCHES)  # then the batches repeat
+            data, held = make_data(SIZES[size], n_batches * SIZES[size]["B"])
             for variant in args.variants:
                 tools = [t for t in SHARED[variant] if args.tools is None or t in args.tools]
                 rows += run_variant(variant, size, tools, args.ev_steps, args.reps, not args.no_memory, data, held,
-                                    Path(tmp))
+                                    Path(tmp), args.peers_untrained)
     loads.append(os.getloadavg()[0])
     print(table(rows, args, loads))
 
