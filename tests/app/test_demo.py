@@ -7,6 +7,7 @@ import re
 import shutil
 
 import pytest
+import yaml
 
 from crosstime.artifacts import EVALUATION_FEATURES, read_report_data
 from crosstime.demo import EVOLUTION_REVISIONS, FIRST_REVISIONS, DemoConfig, demo
@@ -104,9 +105,22 @@ def test_rerun_reuses_finished_stages_and_redoes_what_changed(demo_run, tmp_path
     assert second.reused == STAGES[1:] + ["interpret", "report"] + FIRST_STAGES
     assert second.revisions == demo_run.revisions and second.summaries["train"] == demo_run.summaries["train"]
     assert second.timings["train"] < demo_run.timings["train"]
-    # a changed attribution is redone, and so is the report that reads it; nothing else (one task, to keep
-    # the suite short: each task is its own stage)
-    third = demo(config.model_copy(update={"top_k": 5, "tasks": ["induction"], "progress": False}))
+    # What is redone does not depend on the sizes, so the rest runs at small ones (at the default ones the
+    # interpret stage alone, redone below, takes a minute) in a run holding the demo's scan and its record only
+    # (the scan has no size to make smaller): every stage after the scan runs, the first paper's too (one
+    # task, to keep the suite short: each task is its own stage) ...
+    small_run = tmp_path / "small"
+    shutil.copytree(run / "scan", small_run / "scan")
+    scan_record = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))["scan"]
+    (small_run / "config.yaml").write_text(yaml.safe_dump({"scan": scan_record}, sort_keys=False), encoding="utf-8")
+    small = config.model_copy(update={"run": small_run, "tokens": 8192, "heldout_tokens": 2048, "n_features": 64,
+                                      "train_steps": 20, "batch_size": 256, "first_n_features": 32,
+                                      "first_train_steps": 20, "attribution_pairs": 8, "n_report_features": 8,
+                                      "tasks": ["induction"], "progress": False})
+    assert demo(small).reused == ["scan"]
+    assert json.loads((small_run / "crosscoder" / "config.json").read_text())["n_features"] == 64
+    # ... and a changed attribution is redone, and so are interpret and the report that read it; nothing else
+    third = demo(small.model_copy(update={"top_k": 5}))
     assert third.reused == ["scan", "harvest", "train", "evaluate", "first: harvest", "first: train"]
-    summary = json.loads((run / "attribution" / "induction" / "summary.json").read_text())
+    summary = json.loads((small_run / "attribution" / "induction" / "summary.json").read_text())
     assert {len(ids) for ids in summary["top_features"].values()} == {5}

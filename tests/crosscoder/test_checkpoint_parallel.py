@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,8 +29,7 @@ import json, os, sys, torch
 from crosstime import distributed
 from crosstime.crosscoder import TrainSettings, parallel, training as T
 torch.set_num_threads(1)
-cfg = TrainSettings.model_validate_json(open(sys.argv[2]).read())
-x, stop = torch.load(sys.argv[1]), int(sys.argv[4])
+x, stop, own = torch.load(sys.argv[1]), int(sys.argv[3]), json.loads(sys.argv[4])
 if stop:  # leave as a killed run would, right after the resume state of step `stop` was saved
     save = T.Trainer._checkpoint
     def checkpoint(self, log):
@@ -38,14 +38,15 @@ if stop:  # leave as a killed run would, right after the resume state of step `s
             os._exit(0)
     T.Trainer._checkpoint = checkpoint
 world = distributed.join("cpu")
-for variant in sys.argv[5].split(","):
-    out = f"{sys.argv[3]}/{variant}"
-    own = json.loads(sys.argv[6])[variant]
-    settings = TrainSettings(**{**cfg.model_dump(), "variant": variant, "variant_settings": own})
-    trainer = T.make_trainer(x, settings, __import__("pathlib").Path(out), x[:128], world)
-    trainer.run()
-    with open(f"{out}/bytes-{world.rank}.json", "w") as f:
-        json.dump(parallel.state_bytes(trainer.model, trainer.opt), f)
+for cfg_file, folder, variants in json.loads(open(sys.argv[2]).read()):  # the jobs, one after the other
+    cfg = TrainSettings.model_validate_json(open(cfg_file).read())
+    for variant in variants:
+        out = f"{folder}/{variant}"
+        settings = TrainSettings(**{**cfg.model_dump(), "variant": variant, "variant_settings": own[variant]})
+        trainer = T.make_trainer(x, settings, __import__("pathlib").Path(out), x[:128], world)
+        trainer.run()
+        with open(f"{out}/bytes-{world.rank}.json", "w") as f:
+            json.dump(parallel.state_bytes(trainer.model, trainer.opt), f)
 """
 
 
@@ -66,13 +67,17 @@ def _settings(P: int, variant: str = "relu", **own) -> TrainSettings:
                          variant_settings={**OWN[variant], **own})
 
 
-def _launch(tmp_path, nproc: int, P: int, out, stop: int = 0, variants=("relu",)):
+def _launch(tmp_path, nproc: int, jobs: list[tuple[int, object, tuple[str, ...]]], stop: int = 0):
+    """One torchrun of ``nproc`` processes training, for each job (P, out, variants) in turn, each variant into
+    out/VARIANT (one launch for several jobs: each launch spends seconds starting its processes)."""
     (tmp_path / "cp.py").write_text(SCRIPT)
-    (tmp_path / f"cfg{P}.json").write_text(_settings(P).model_dump_json())
+    for P, _, _ in jobs:
+        (tmp_path / f"cfg{P}.json").write_text(_settings(P).model_dump_json())
+    (tmp_path / "jobs.json").write_text(json.dumps([[str(tmp_path / f"cfg{P}.json"), str(out), list(variants)]
+                                                    for P, out, variants in jobs]))
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-         str(tmp_path / "cp.py"), str(tmp_path / "x.pt"), str(tmp_path / f"cfg{P}.json"), str(out), str(stop), ",".join(variants),
-         json.dumps(OWN)],
+         str(tmp_path / "cp.py"), str(tmp_path / "x.pt"), str(tmp_path / "jobs.json"), str(stop), json.dumps(OWN)],
         env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -105,23 +110,36 @@ def _assert_equal_to_single(out, ref):
 
 # BatchTopK ranks, and AuxK normalises its residual, within each data share (as plain data parallelism
 # does), so the TopK family equals one process at D = 1 only (here, with AuxK taking part)
+LAYOUTS = {"cp4": (4, VARIANTS), "data2xcp2": (2, ("relu",))}  # on 4 processes: P and the variants trained
+NPROC = 4
+
+
+@pytest.fixture(scope="module")
+def four_processes(tmp_path_factory, single) -> Path:
+    """Each layout of LAYOUTS trained by the same 4 processes, one after the other, into FOLDER/LAYOUT/VARIANT."""
+    x, _ = single
+    tmp = tmp_path_factory.mktemp("four")
+    torch.save(x, tmp / "x.pt")
+    _launch(tmp, NPROC, [(P, tmp / name, variants) for name, (P, variants) in LAYOUTS.items()])
+    return tmp
+
+
 @pytest.mark.slow  # torchrun: two or four processes
-@pytest.mark.parametrize(("nproc", "P", "variants"), [(4, 4, VARIANTS), (4, 2, ("relu",))], ids=["cp4", "data2xcp2"])
-def test_checkpoint_parallel_equals_single_process(tmp_path, single, nproc, P, variants):
-    x, ref = single
-    torch.save(x, tmp_path / "x.pt")
-    _launch(tmp_path, nproc, P, tmp_path / "cp", variants=variants)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_checkpoint_parallel_equals_single_process(four_processes, single, layout):
+    (P, variants), nproc, out = LAYOUTS[layout], NPROC, four_processes / layout
+    _, ref = single
     for variant in variants:
-        _assert_equal_to_single(tmp_path / "cp" / variant, ref / variant)
-        states = sorted(p.name for p in (tmp_path / "cp" / variant / "state").iterdir())
+        _assert_equal_to_single(out / variant, ref / variant)
+        states = sorted(p.name for p in (out / variant / "state").iterdir())
         assert states == [f"trainer-cp{c}of{P}.pt" for c in range(P)]
     for variant in set(variants) - {"relu"}:
         aux = [json.loads(ln).get("aux", 0) for ln in (ref / variant / "metrics.jsonl").read_text().splitlines()]
         assert any(a > 0 for a in aux)  # AuxK took part
     if "batchtopk" in variants:
-        assert load(tmp_path / "cp" / "batchtopk").has_threshold
+        assert load(out / "batchtopk").has_threshold
     # memory: parameters + Adam state per rank, against the formula and 1/P of the whole
-    per_rank = [json.loads((tmp_path / "cp" / "relu" / f"bytes-{r}.json").read_text()) for r in range(nproc)]
+    per_rank = [json.loads((out / "relu" / f"bytes-{r}.json").read_text()) for r in range(nproc)]
     whole = expected_state_bytes(4, 8, 64, 1)
     for got in per_rank:
         assert got == pytest.approx(expected_state_bytes(4, 8, 64, P), abs=64)  # + Adam's step counters
@@ -133,10 +151,10 @@ def test_checkpoint_parallel_resumes_to_the_same_weights(tmp_path, single):
     x, ref = single
     torch.save(x, tmp_path / "x.pt")
     out = tmp_path / "cp"
-    _launch(tmp_path, 2, 2, out, stop=STOP_AT)
+    _launch(tmp_path, 2, [(2, out, ("relu",))], stop=STOP_AT)
     assert not (out / "relu" / "model.safetensors").exists()
     assert {int(torch.load(p, weights_only=True)["step"]) for p in (out / "relu" / "state").iterdir()} == {STOP_AT}
-    _launch(tmp_path, 2, 2, out)  # the same command again: resumes at STOP_AT
+    _launch(tmp_path, 2, [(2, out, ("relu",))])  # the same command again: resumes at STOP_AT
     _assert_equal_to_single(out / "relu", ref / "relu")
 
 
