@@ -324,7 +324,7 @@ def windows(store: ActivationStore, model: Crosscoder, examples: Sequence[Exampl
     for e_idx, ex in enumerate(examples):
         a, b = max(0, ex.position - config.window_before), min(T, ex.position + config.window_after + 1)
         out.append({"context": ex.context, "position": ex.position, "value": _r(ex.value), "start": a,
-                    "tokens": [int(t) for t in store.tokens[ex.context, a:b]], "acts": [None] * (b - a)})
+                    "tokens": store.tokens[ex.context, a:b].tolist(), "acts": [None] * (b - a)})
         by_context.setdefault(ex.context, []).append(e_idx)
     contexts = sorted(by_context)
     step = max(1, batch_rows // P)
@@ -355,12 +355,16 @@ def _fill_windows(model: Crosscoder, x: torch.Tensor, view: int, items: list[tup
         return
     rows = torch.cat([x[j, lo_pos - first : hi_pos - first] for j, _, lo_pos, hi_pos in spans])
     feats = sorted({examples[e].feature for _, e in items})
-    f = view_activations(model, rows, feats, True, batch_rows, views=[view])[0].tolist()
+    column = {feat: c for c, feat in enumerate(feats)}
+    f = view_activations(model, rows, feats, True, batch_rows, views=[view])[0]  # [rows, len(feats)]
+    # each window reads one column: pick those entries before leaving torch (a whole .tolist() cost 22 s in the demo)
+    cols = torch.cat([torch.full((hi - lo,), column[examples[e].feature]) for _, e, lo, hi in spans])
+    picked = f[torch.arange(len(cols)), cols].tolist()
     at = 0
     for _, e_idx, lo_pos, hi_pos in spans:
-        col, win = feats.index(examples[e_idx].feature), out[e_idx]
+        win = out[e_idx]
         for pos in range(lo_pos, hi_pos):
-            win["acts"][pos - win["start"]] = _r(f[at + pos - lo_pos][col])
+            win["acts"][pos - win["start"]] = _r(picked[at + pos - lo_pos])
         at += hi_pos - lo_pos
 
 
