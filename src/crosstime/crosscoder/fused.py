@@ -72,26 +72,21 @@ def relu_l1_step(model, x: torch.Tensor, coeff: float, reduce: str = "sum",
         fT = _encode(model, X)
         # f >= 0; bool reductions (count_nonzero, (f > 0).sum()) are ~100× slower on CPU
         nnz = torch.sign(fT, out=_buffer(model, "gzT", fT.shape, x)).sum()
-        entries = Entries.where(fT, fT) if (worth_it(nnz, fT.shape) if sparse is None else sparse) else None
-        Wd = model.W_dec.detach().view(-1, M * d)
-        if entries is None:
-            e = torch.addmm(model.b_dec.detach().view(1, -1), fT.t(), Wd).sub_(X)  # x̂ − x [B, M·d]
-        else:
-            e = entries.error(Wd, model.b_dec.detach().view(-1), X)
+        use_sparse = worth_it(nnz, fT.shape) if sparse is None else sparse
+        entries = Entries.where(fT, fT) if use_sparse else None
+        e = error(model, X, fT, entries)
         norms = model.decoder_norms().detach()  # [F, M], once per step
-        w = norms.pow(2).sum(1).sqrt() if model.config.l1_norm == "concat" else norms.sum(1)
+        w = model.feature_weights(norms)  # [F]
         e2 = e.view(B, M, d).pow(2).sum(dim=(0, 2))  # [M]
         recon = e2.sum() / (B * r)
         colsum = fT.sum(1)  # [F]
         sparsity = colsum @ w / B
         g = e.mul_(2.0 / (B * r))
-        _decoder_grads(model, fT, entries, g, norms, w, colsum, coeff)
+        decoder_grads(model, fT, entries, g, norms, w, colsum * (coeff / B))  # ∂L/∂w = (λ/B) Σ_b f
         if entries is None:
             _encoder_grads(model, X, fT, g, w, coeff)
         else:
-            dz = entries.grad_f(Wd, g).add_(w[entries.feat], alpha=coeff / B)  # ∂z = ∂f: every entry is active
-            entries.encoder_grads(X, dz, _grad(model.W_enc).view(M * d, -1), _grad(model.b_enc),
-                                  _buffer(model, "gWeT", (fT.shape[0], M * d), X))
+            _sparse_encoder_grads(model, X, entries, g, w, coeff)
     return {"recon": recon, "sparsity": sparsity, "loss": recon + coeff * sparsity, "l0": nnz / B,
             "fired": colsum > 0, "e2": e2}
 
@@ -110,23 +105,33 @@ def _encode(model, X: torch.Tensor) -> torch.Tensor:
     return fT
 
 
-def _decoder_grads(model, fT: torch.Tensor, entries: Entries | None, g: torch.Tensor, norms: torch.Tensor,
-                   w: torch.Tensor, colsum: torch.Tensor, coeff: float) -> None:
-    """∂b_dec = Σ_b g and ∂W_dec = fᵀ g + (λ/B) (Σ_b f) ⊙ ∂w/∂W_dec, from ``g = ∂L/∂x̂`` [B, M·d]."""
-    B, Md = g.shape
-    F, M = norms.shape
-    torch.sum(g, 0, out=_grad(model.b_dec).view(Md))
-    # ∂w/∂W_dec[i,m] = W_dec[i,m]/‖W_dec[i,m]‖ (sum) or W_dec[i]/‖W_dec[i]‖ (concat)
-    if model.config.l1_norm == "concat":
-        coef = (colsum * (coeff / B) / w.clamp_min(1e-12))[:, None].expand(F, M)
-    else:
-        coef = colsum[:, None] * (coeff / B) / norms.clamp_min(1e-12)
-    gWd = _grad(model.W_dec)
-    torch.mul(model.W_dec.detach(), coef[:, :, None], out=gWd)
+def error(model, X: torch.Tensor, fT: torch.Tensor, entries: Entries | None) -> torch.Tensor:
+    """``x̂ − x = f W_dec + b_dec − X`` [B, M·d] from fT [F, B]: the dense GEMM, or over ``entries``."""
+    Wd = model.W_dec.detach().view(fT.shape[0], -1)
     if entries is None:
-        gWd.view(F, Md).addmm_(fT, g)
+        return torch.addmm(model.b_dec.detach().view(1, -1), fT.t(), Wd).sub_(X)
+    return entries.error(Wd, model.b_dec.detach().view(-1), X)
+
+
+def decoder_grads(model, fT: torch.Tensor, entries: Entries | None, g: torch.Tensor, norms: torch.Tensor,
+                  w: torch.Tensor, gw: torch.Tensor | None) -> None:
+    """∂b_dec = Σ_b g and ∂W_dec = fᵀ g (+ gw ⊙ ∂w/∂W_dec, the penalty's path through the decoder norms
+    w [F] of ``norms`` [F, M]; gw = ∂L/∂w [F], None for none), by the dense GEMM or over ``entries``."""
+    F, M = norms.shape
+    Md = g.shape[1]
+    torch.sum(g, 0, out=_grad(model.b_dec).view(Md))
+    gWd = _grad(model.W_dec).view(F, Md)
+    if gw is not None:  # ∂w/∂W_dec[i,m] = W_dec[i,m]/‖W_dec[i,m]‖ (sum) or W_dec[i]/‖W_dec[i]‖ (concat)
+        if model.config.l1_norm == "concat":
+            coef = (gw / w.clamp_min(1e-12))[:, None].expand(F, M)
+        else:
+            coef = gw[:, None] / norms.clamp_min(1e-12)
+        torch.mul(model.W_dec.detach(), coef[:, :, None], out=gWd.view(F, M, -1))
+    beta = 0.0 if gw is None else 1.0  # nothing to add to (beta 0 ignores gWd's old contents)
+    if entries is None:
+        torch.addmm(gWd, fT, g, beta=beta, out=gWd)
     else:
-        entries.add_decoder_grad_(gWd.view(F, Md), g)
+        entries.add_decoder_grad_(gWd, g, beta)
 
 
 def _encoder_grads(model, X: torch.Tensor, fT: torch.Tensor, g: torch.Tensor, w: torch.Tensor, coeff: float) -> None:
@@ -144,3 +149,13 @@ def _encoder_grads(model, X: torch.Tensor, fT: torch.Tensor, g: torch.Tensor, w:
     else:  # no W_enc-sized scratch on a GPU (0.4 GB at F = 16384, M·d = 6144)
         torch.mm(X.t(), gzT.t(), out=gWe)
     torch.sum(gzT, 1, out=_grad(model.b_enc))
+
+
+def _sparse_encoder_grads(model, X: torch.Tensor, entries: Entries, g: torch.Tensor, w: torch.Tensor,
+                          coeff: float) -> None:
+    """:func:`_encoder_grads` over the active entries: there ∂z = ∂f = g W_decᵀ + (λ/B) w."""
+    B, Md = X.shape
+    F = model.n_features
+    dz = entries.grad_f(model.W_dec.detach().view(F, Md), g).add_(w[entries.feat], alpha=coeff / B)
+    entries.encoder_grads(X, dz, _grad(model.W_enc).view(Md, F), _grad(model.b_enc),
+                          _buffer(model, "gWeT", (F, Md), X))

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from crosstime.crosscoder.fused import _buffer, _grad
+from crosstime.crosscoder.fused import _buffer, _grad, decoder_grads, error
 from crosstime.crosscoder.sparse_products import Entries, worth_it
 
 BLOCK_BYTES = 16 << 20  # one block of [rows, B] fp32 (half of this CPU's 32 MB L3). Measured at F = 4096,
@@ -65,17 +65,13 @@ def jumprelu_step(model, x: torch.Tensor, coeff: float, penalty: str, tanh_c: fl
         cw = tanh_c * w if penalty == "tanh" else None
         fT, yT, q, rows = _forward(model, X, theta, cw)
         entries = _entries(fT, yT, rows["count"].sum(), float(model.bandwidth) / 2, sparse)
-        Wd = model.W_dec.detach().view(-1, M * d)
-        if entries is None:
-            e = torch.addmm(model.b_dec.detach().view(1, -1), fT.t(), Wd).sub_(X)  # x̂ − x [B, M·d]
-        else:
-            e = entries.error(Wd, model.b_dec.detach().view(-1), X)
+        e = error(model, X, fT, entries)  # x̂ − x [B, M·d]
         e2 = e.view(B, M, d).pow(2).sum(dim=(0, 2))  # [M]
         recon = e2.sum() / (B * r)
         g = e.mul_(2.0 / (B * r))
         sparsity = (rows["tanh"] if penalty == "tanh" else rows["count"]).sum() / B
         gw = rows["fq"] * (coeff * tanh_c / B) if penalty == "tanh" else None  # ∂L/∂w [F]
-        _decoder_grads(model, fT, entries, g, norms, w, gw)
+        decoder_grads(model, fT, entries, g, norms, w, gw)
         kw = coeff * cw / B if penalty == "tanh" else None  # ∂P/∂f = kw ⊙ (1 − tanh²)
         step_k = 0.0 if penalty == "tanh" else coeff / B
         if entries is None:
@@ -135,26 +131,6 @@ def _entries(fT: torch.Tensor, yT: torch.Tensor, active: torch.Tensor, half: flo
     if sparse is None and not worth_it(active.new_tensor(entries.feat.numel()), fT.shape):
         return None  # a wide window: the union is not sparse
     return entries
-
-
-def _decoder_grads(model, fT: torch.Tensor, entries: Entries | None, g: torch.Tensor, norms: torch.Tensor,
-                   w: torch.Tensor, gw: torch.Tensor | None) -> None:
-    """∂b_dec = Σ_b g and ∂W_dec = fᵀ g (+ gw ⊙ ∂w/∂W_dec, the penalty's path through the decoder norms)."""
-    F, M = norms.shape
-    Md = g.shape[1]
-    torch.sum(g, 0, out=_grad(model.b_dec).view(Md))
-    gWd = _grad(model.W_dec).view(F, Md)
-    if gw is not None:  # ∂w/∂W_dec[i,m] = W_dec[i,m]/‖W_dec[i,m]‖ (sum) or W_dec[i]/‖W_dec[i]‖ (concat)
-        if model.config.l1_norm == "concat":
-            coef = (gw / w.clamp_min(1e-12))[:, None].expand(F, M)
-        else:
-            coef = gw[:, None] / norms.clamp_min(1e-12)
-        torch.mul(model.W_dec.detach(), coef[:, :, None], out=gWd.view(F, M, -1))
-    beta = 0.0 if gw is None else 1.0  # step: nothing to add to (beta 0 ignores gWd's old contents)
-    if entries is None:
-        torch.addmm(gWd, fT, g, beta=beta, out=gWd)
-    else:
-        entries.add_decoder_grad_(gWd, g, beta)
 
 
 def _encoder_grads(model, X: torch.Tensor, g: torch.Tensor, yT: torch.Tensor, fT: torch.Tensor,

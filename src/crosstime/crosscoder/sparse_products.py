@@ -7,7 +7,7 @@ where ``f > 0``: ReLU passes no gradient elsewhere) and ``∂W_enc = Xᵀ ∂z``
 entries each costs ``2·nnz·M·d`` instead of ``2·B·F·M·d``, as MKL's sparse × dense products (CSR) and
 ``sampled_addmm``. Those run at a fraction of the dense GEMM's rate (each entry streams a whole row
 of ``M·d`` floats, a GEMM reuses its blocks from cache), so the sparse path pays only below a density:
-:data:`SPARSE_BELOW`, measured in ``benchmarks/bench_crosscoder.py --sparse`` (RESULTS.md). Both paths
+:data:`SPARSE_BELOW`, measured in ``benchmarks/bench_crosscoder.py --density`` (RESULTS.md). Both paths
 compute the same gradients (tests), so the choice changes time, not the step.
 
 Entries are kept twice: feature-major (``ST``: CSR ``[F, B]``, for ``∂W_dec``, ``∂W_enc`` and the
