@@ -3,12 +3,10 @@
 Skipped unless the `peers` extra is installed (sae-lens, dictionary-learning, eai-sparsify,
 llamascopium: see pyproject.toml)."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 for _name in ("sae_lens", "dictionary_learning", "sparsify", "llamascopium"):
     pytest.importorskip(_name, reason="the peers extra is not installed (pip install -e '.[peers]')")
@@ -18,12 +16,7 @@ STEPS = 20
 
 
 def _bench():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_peers.py"
-    spec = importlib.util.spec_from_file_location("bench_peers", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_peers"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench_peers.py", "bench_peers")
 
 
 @pytest.mark.slow

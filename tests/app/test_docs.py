@@ -1,21 +1,18 @@
 """The numbers the docs quote are those of a fresh demo run (docs/generate.py fills them in)."""
 
-import importlib.util
 import math
 import re
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 NUMBER = re.compile(r"[-+−]?\d[\d,]*(?:\.\d+)?")
 
 
 def _generate():
-    spec = importlib.util.spec_from_file_location("docs_generate", ROOT / "docs" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("docs/generate.py", "docs_generate")
 
 
 generate = _generate()

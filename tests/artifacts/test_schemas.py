@@ -4,12 +4,11 @@ whose writer leaves fields out writes them back out as it read them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, TypeAdapter
+from script_loader import load_script
 
 from crosstime.artifacts import (
     JSON_ARTIFACTS,
@@ -25,14 +24,9 @@ from crosstime.crosscoder import CrosscoderConfig, TrainSettings
 from crosstime.evaluate import EvaluateConfig
 from crosstime.report import EvidenceConfig
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _generate_schemas():
-    spec = importlib.util.spec_from_file_location("docs_generate_schemas", ROOT / "docs" / "generate_schemas.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("docs/generate_schemas.py", "docs_generate_schemas")
 
 
 def test_committed_schemas_are_the_generated_ones():

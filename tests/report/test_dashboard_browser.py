@@ -21,6 +21,7 @@ from pathlib import Path
 
 import check_dashboard
 import pytest
+from script_loader import load_script
 from test_report_helpers import MANY, cached_run
 
 from crosstime.artifacts import ReportData, read_report_data
@@ -319,13 +320,7 @@ UNREPORTED = 20000  # a live feature outside the reported (attributed) set: deep
 
 def _bench():
     """benchmarks/bench_dashboard.py, which builds the synthetic report and times a switch."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_dashboard.py"
-    spec = importlib.util.spec_from_file_location("bench_dashboard", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench_dashboard.py", "bench_dashboard")
 
 
 @pytest.fixture(scope="module")

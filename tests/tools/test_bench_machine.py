@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from pathlib import Path
 
 import torch
-
-HELPER = Path(__file__).resolve().parents[2] / "benchmarks" / "_machine.py"
+from script_loader import load_script
 
 
 def _helper():
-    spec = importlib.util.spec_from_file_location("_machine", HELPER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/_machine.py", "_machine")
 
 
 def test_the_machine_line_says_threads_cores_cpu_and_load():
